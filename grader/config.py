@@ -1,0 +1,197 @@
+"""`grading.toml`, read into a validated, frozen model.
+
+Every section forbids unknown keys, so a typo is an error naming the key instead of a setting
+silently ignored.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+
+CHECK_IDS = (
+    "baseline.architecture",
+    "baseline.forward",
+    "baseline.training_setup",
+    "baseline.accuracies",
+    "batchnorm.architecture",
+    "batchnorm.behaviour",
+)
+EXERCISE_IDS = ("6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7")
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Exercises(_Section):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    bonus: tuple[str, ...] = ("6.7",)
+
+    @model_validator(mode="after")
+    def _points(self) -> "Exercises":
+        extra = dict(self.model_extra or {})
+        for key, value in extra.items():
+            if key not in EXERCISE_IDS:
+                raise ValueError(f"unknown exercise {key!r} (expected one of {', '.join(EXERCISE_IDS)})")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"exercise {key!r}: points must be a number >= 0, got {value!r}")
+        missing = [e for e in EXERCISE_IDS if e not in extra]
+        if missing:
+            raise ValueError(f"missing points for exercise(s) {', '.join(missing)}")
+        for b in self.bonus:
+            if b not in EXERCISE_IDS:
+                raise ValueError(f"bonus names unknown exercise {b!r}")
+        return self
+
+    @property
+    def points(self) -> dict[str, float]:
+        return {e: float((self.model_extra or {})[e]) for e in EXERCISE_IDS}
+
+
+class Checks(_Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    baseline_architecture: float = Field(0.25, alias="baseline.architecture", ge=0)
+    baseline_forward: float = Field(0.25, alias="baseline.forward", ge=0)
+    baseline_training_setup: float = Field(0.25, alias="baseline.training_setup", ge=0)
+    baseline_accuracies: float = Field(0.25, alias="baseline.accuracies", ge=0)
+    batchnorm_architecture: float = Field(0.25, alias="batchnorm.architecture", ge=0)
+    batchnorm_behaviour: float = Field(0.25, alias="batchnorm.behaviour", ge=0)
+
+    def points(self, check_id: str) -> float:
+        return getattr(self, check_id.replace(".", "_"))
+
+
+class Tolerance(_Section):
+    atol: PositiveFloat = 1e-4
+    rtol: PositiveFloat = 1e-4
+    learning_rate: PositiveFloat = 0.001
+    accuracy_margin: float = Field(0.1, ge=0, le=1)
+    epochs: PositiveInt = 5
+
+
+class Limits(_Section):
+    cell_timeout_s: PositiveFloat = 600
+    notebook_timeout_s: PositiveFloat = 1800
+    probe_timeout_s: PositiveFloat = 120
+    memory_mb: PositiveInt = 6144
+    processes: PositiveInt = 256
+    file_size_mb: PositiveInt = 256
+    open_files: PositiveInt = 1024
+    output_kb: PositiveInt = 64
+
+
+class Naming(_Section):
+    min_members: PositiveInt = 2
+    max_members: PositiveInt = 3
+    id_digits: PositiveInt = 7
+
+    @model_validator(mode="after")
+    def _order(self) -> "Naming":
+        if self.min_members > self.max_members:
+            raise ValueError("min_members is larger than max_members")
+        return self
+
+
+class Archive(_Section):
+    max_compressed_mb: PositiveFloat = 50
+    max_uncompressed_mb: PositiveFloat = 200
+    max_entries: PositiveInt = 1000
+    max_ratio: PositiveFloat = 200
+    nested_depth: int = Field(1, ge=0, le=3)
+
+
+class Data(_Section):
+    source: str = ""
+    train_size: int = Field(6000, ge=0, le=60000)
+    test_size: int = Field(1000, ge=0, le=10000)
+    seed: int = 6
+
+
+class Run(_Section):
+    workers: int = Field(0, ge=0, le=64)
+    kernel_python: str = ""
+    sandbox: Literal["auto", "bubblewrap", "none"] = "auto"
+
+
+class Config(_Section):
+    exercises: Exercises = Field(default_factory=lambda: Exercises.model_validate(_DEFAULT_EXERCISES))
+    checks: Checks = Field(default_factory=Checks)
+    tolerance: Tolerance = Field(default_factory=Tolerance)
+    limits: Limits = Field(default_factory=Limits)
+    naming: Naming = Field(default_factory=Naming)
+    archive: Archive = Field(default_factory=Archive)
+    data: Data = Field(default_factory=Data)
+    run: Run = Field(default_factory=Run)
+    # Where the file was read from: relative paths in it are relative to this folder.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+    fingerprint: str = Field(default="", exclude=True)
+
+    @property
+    def data_source(self) -> Path | None:
+        if not self.data.source:
+            return None
+        path = Path(os.path.expanduser(self.data.source))
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    @property
+    def kernel_python(self) -> str:
+        return self.run.kernel_python or sys.executable
+
+    @property
+    def worker_count(self) -> int:
+        return self.run.workers or max(1, os.cpu_count() or 1)
+
+
+_DEFAULT_EXERCISES = {"6.1": 3.75, "6.2": 1.25, "6.3": 0.75, "6.4": 1.5, "6.5": 1.0, "6.6": 1.75, "6.7": 1.5}
+
+
+def _key(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc if part != "__root__")
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read `path` (default: ./grading.toml; built-in defaults when there is none)."""
+    if path is None:
+        candidate = Path("grading.toml")
+        if not candidate.exists():
+            return Config(base_dir=Path.cwd(), fingerprint=hashlib.sha256(b"defaults").hexdigest())
+        path = candidate
+    path = Path(path)
+    try:
+        raw_bytes = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration ({exc.strerror or exc})") from exc
+    try:
+        raw = tomllib.loads(raw_bytes.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return config_from_dict(raw, source=str(path), base_dir=path.resolve().parent, raw_bytes=raw_bytes)
+
+
+def config_from_dict(raw: dict, *, source: str = "<config>", base_dir: Path | None = None,
+                     raw_bytes: bytes | None = None) -> Config:
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = _key(err["loc"]) or "(top level)"
+            if err["type"] == "extra_forbidden":
+                problems.append(f"unknown key '{key}'")
+            else:
+                value = err.get("input")
+                shown = "" if isinstance(value, dict) else f" (got {value!r})"
+                problems.append(f"'{key}': {err['msg']}{shown}")
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from exc
+    digest = hashlib.sha256(raw_bytes if raw_bytes is not None else repr(sorted(raw.items())).encode()).hexdigest()
+    return config.model_copy(update={"base_dir": base_dir or Path.cwd(), "fingerprint": digest})

@@ -1,0 +1,117 @@
+"""The report: what the grader says about one submission (SPEC.md, "The report").
+
+These models are the contract with the course staff's tools. Fields may be added; the names of
+SPEC.md stay as they are. Bump SCHEMA_VERSION when a field changes meaning or is removed.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1.0"
+
+Severity = Literal["error", "warning"]
+ExecutionStatus = Literal["ok", "errors", "timeout", "kernel_died", "not_run"]
+CheckStatus = Literal["pass", "fail", "error", "skipped", "needs_review"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TeamMember(_Model):
+    name: str
+    student_id: str
+    email: str | None = None
+
+
+class Violation(_Model):
+    code: str
+    severity: Severity
+    message: str
+
+
+class SubmissionInfo(_Model):
+    file: str = Field(description="Path of the submission, relative to the folder graded")
+    stem: str
+    sha256: str
+    kind: Literal["zip", "ipynb", "py", "pdf", "other"]
+    team: list[TeamMember] = Field(default_factory=list)
+    expected_name: str | None = Field(None, description="The file name the naming rules ask for, when it differs")
+    notebook: str | None = Field(None, description="The notebook graded, relative to the unpacked submission")
+    pdf: str | None = None
+
+
+class DataInfo(_Model):
+    kind: Literal["real", "real-subset", "generated"]
+    description: str
+    train_size: int
+    test_size: int
+    fingerprint: str
+
+
+class CellError(_Model):
+    cell: int = Field(description="Index of the cell in the notebook, counting from 1")
+    ename: str
+    evalue: str
+
+
+class ExecutionInfo(_Model):
+    status: ExecutionStatus
+    duration_s: float = 0.0
+    cells_run: int = 0
+    cells_total: int = 0
+    last_cell: int | None = Field(None, description="The last cell that started running (1-based)")
+    errors: list[CellError] = Field(default_factory=list)
+    isolated: bool = False
+    sandbox: str = "none"
+    notes: list[str] = Field(default_factory=list)
+    data: DataInfo | None = None
+
+
+class CheckResult(_Model):
+    id: str
+    exercise: str
+    status: CheckStatus
+    points: float
+    max_points: float
+    message: str
+    override: str | None = Field(None, description="Set when a tutor overrode the automatic points")
+
+
+class ExerciseResult(_Model):
+    id: str
+    points: float | None = Field(None, description="null while not graded")
+    max_points: float
+    bonus: bool = False
+    graded_by: Literal["auto", "tutor", "auto+tutor"]
+    evidence: list[str] = Field(default_factory=list)
+    comment: str | None = None
+
+
+class Total(_Model):
+    points: float
+    max_points: float
+    bonus_points: float
+    complete: bool
+
+
+class GraderInfo(_Model):
+    version: str
+    grader_hash: str
+    config_hash: str
+
+
+class Report(_Model):
+    schema_version: str = SCHEMA_VERSION
+    submission: SubmissionInfo
+    violations: list[Violation] = Field(default_factory=list)
+    execution: ExecutionInfo
+    checks: list[CheckResult] = Field(default_factory=list)
+    exercises: list[ExerciseResult] = Field(default_factory=list)
+    total: Total
+    accuracies: dict[str, list[float]] = Field(
+        default_factory=dict, description="Per-epoch test accuracies found (fractions), by network")
+    grader: GraderInfo
+    graded_at: str
