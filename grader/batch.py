@@ -1,0 +1,222 @@
+"""Grading many submissions: workers, the cache of earlier reports, shards and progress.
+
+The pipeline grades one submission; this module decides which ones, runs them in worker processes,
+writes their outputs atomically and keeps the batch going whatever one submission does.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable
+
+from grader.calibrate import SOLUTION, CalibrationError, accuracy_range, calibrate
+from grader.config import CHECK_IDS, Config
+from grader.intake import discover, duplicate_students, identify
+from grader.intake.types import Discovery, Submission
+from grader.pipeline import Graded, GradingContext, grade_submission, make_grader_info
+from grader.report.models import CheckResult, ExecutionInfo, Report, Violation
+from grader.report.render import read_report, report_path, write_executed, write_report, write_summary
+from grader.report.score import build_report
+from grader.run.dataset import StagedData, stage_dataset
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("GRADER_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "sheet6-grader")
+    path = Path(base)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int   # 1-based
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        try:
+            k, n = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise ValueError(f"--shard expects K/N with whole numbers, e.g. 2/8; got {text!r}") from None
+        if not (n >= 1 and 1 <= k <= n):
+            raise ValueError(f"--shard {text}: K must be between 1 and N")
+        return cls(k, n)
+
+    def owns(self, rel: str) -> bool:
+        """A fixed, disjoint share: by a hash of the submission's path, so adding files moves nothing."""
+        digest = int(hashlib.sha256(rel.encode("utf-8")).hexdigest(), 16)
+        return digest % self.count == self.index - 1
+
+
+@dataclass
+class Job:
+    path: Path
+    submission: Submission
+    stem: str          # output name; made unique when two submissions share a file name
+
+
+@dataclass
+class Outcome:
+    stem: str
+    status: str        # the execution status, or "cached" / "grader_error"
+    points: float
+    max_points: float
+    seconds: float
+    message: str = ""
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    reports: list[tuple[str, Report]] = field(default_factory=list)
+    discovery: Discovery | None = None
+    duplicates: dict[str, list[str]] = field(default_factory=dict)
+    data_description: str = ""
+
+    @property
+    def all_reported(self) -> bool:
+        return len(self.reports) == len(self.outcomes)
+
+
+def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: Callable[[str], None] = print,
+                    auto_calibrate: bool = True) -> GradingContext:
+    """Stage the data once for the batch and find (or make) the accuracy range for it."""
+    data: StagedData = stage_dataset(config.data, config.data_source, cache_dir() / "data")
+    mpl_cache = cache_dir() / "matplotlib"
+    mpl_cache.mkdir(exist_ok=True)
+    cores = os.cpu_count() or 1
+    ctx = GradingContext(config=config, data=data, accuracy_range=None, work_dir=work_dir,
+                         grader=make_grader_info(config), threads=max(1, cores // max(1, workers)),
+                         mpl_cache=mpl_cache)
+    found = accuracy_range(data.info.fingerprint)
+    if found is None and auto_calibrate and SOLUTION.exists():
+        progress(f"No reference accuracies for {data.info.description} yet: running the solution notebook "
+                 f"to calibrate (once; stored in reference/calibration.json).")
+        try:
+            found = calibrate(ctx, runs=2, progress=progress)
+        except CalibrationError as exc:
+            progress(f"Calibration failed: {exc}. The accuracy check will ask for a tutor's review.")
+    return GradingContext(**{**ctx.__dict__, "accuracy_range": found})
+
+
+def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, force: bool, grader_hash: str,
+         ) -> tuple[Discovery, list[Job], list[tuple[str, Report]]]:
+    """Which submissions to grade, and which earlier reports still stand."""
+    discovery = discover(root)
+    jobs, cached = [], []
+    submissions = [identify(path, root, config.naming) for path in discovery.submissions]
+    stems: dict[str, int] = {}
+    for sub in submissions:
+        stems[sub.stem] = stems.get(sub.stem, 0) + 1
+    for path, sub in zip(discovery.submissions, submissions):
+        if shard and not shard.owns(sub.rel):
+            continue
+        stem = sub.stem if stems[sub.stem] == 1 else f"{sub.stem}~{hashlib.sha256(sub.rel.encode()).hexdigest()[:8]}"
+        earlier = None if force else read_report(report_path(out_dir, stem))
+        if (earlier is not None and earlier.submission.sha256 == sub.sha256
+                and earlier.grader.config_hash == config.fingerprint[:16] and earlier.grader.grader_hash == grader_hash):
+            cached.append((stem, earlier))
+        else:
+            jobs.append(Job(path=path, submission=sub, stem=stem))
+    return discovery, jobs, cached
+
+
+def error_report(job: Job, ctx: GradingContext, problem: str) -> Report:
+    """The report of a submission the grader itself failed on: it says so, and earns nothing."""
+    checks = [CheckResult(id=c, exercise="6.6", status="error", points=0.0, max_points=ctx.config.checks.points(c),
+                          message=f"not graded: {problem}") for c in CHECK_IDS]
+    return build_report(submission=job.submission.info(), violations=list(job.submission.violations) + [
+        Violation(code="grader.error", severity="error", message=f"{job.submission.rel}: {problem}")],
+        execution=ExecutionInfo(status="not_run", notes=[problem], data=ctx.data.info),
+        checks=checks, config=ctx.config, grader=ctx.grader)
+
+
+def run_job(job: Job, root: Path, out_dir: Path, ctx: GradingContext) -> Outcome:
+    """Grade one submission (retried once on a grader-side failure) and write its outputs."""
+    started = time.monotonic()
+    problem = ""
+    graded: Graded | None = None
+    for attempt in (1, 2):
+        try:
+            graded = grade_submission(job.path, root, ctx)
+            break
+        except Exception as exc:  # jupyter_client's "Duplicate Signature" and the like: retry in a fresh kernel
+            problem = f"grader failure ({type(exc).__name__}: {exc}) on attempt {attempt}"
+            traceback.print_exc(file=sys.stderr)
+    if graded is None:
+        report, status = error_report(job, ctx, problem), "grader_error"
+    else:
+        report, status = graded.report, graded.report.execution.status
+        if graded.executed is not None:
+            write_executed(graded.executed, out_dir, job.stem)
+    write_report(report, out_dir, job.stem)
+    return Outcome(stem=job.stem, status=status, points=sum(c.points for c in report.checks),
+                   max_points=sum(c.max_points for c in report.checks), seconds=time.monotonic() - started,
+                   message=problem)
+
+
+def _run_job_in_worker(job: Job, root: Path, out_dir: Path, ctx: GradingContext) -> Outcome:
+    try:
+        return run_job(job, root, out_dir, ctx)
+    except BaseException as exc:  # writing the report itself failed: the batch still goes on
+        return Outcome(stem=job.stem, status="grader_error", points=0, max_points=0, seconds=0,
+                       message=f"{type(exc).__name__}: {exc}")
+
+
+def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None = None, shard: Shard | None = None,
+              force: bool = False, reporter=None, progress: Callable[[str], None] = print) -> BatchResult:
+    workers = workers or config.worker_count
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix="grader-work-"))
+    try:
+        ctx = prepare_context(config, work_dir, workers, progress=progress)
+        discovery, jobs, cached = plan(root, config, out_dir, shard=shard, force=force,
+                                       grader_hash=ctx.grader.grader_hash)
+        result = BatchResult(discovery=discovery, data_description=ctx.data.info.description)
+        result.outcomes = [Outcome(stem=s, status="cached", points=sum(c.points for c in r.checks),
+                                   max_points=sum(c.max_points for c in r.checks), seconds=0) for s, r in cached]
+        if reporter:
+            reporter.start(total=len(jobs), cached=len(cached), skipped=len(discovery.skipped))
+        if jobs:
+            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"),
+                                     max_tasks_per_child=25) as pool:
+                pending = {}
+                queue = list(jobs)
+                while queue or pending:
+                    while queue and len(pending) < workers:
+                        job = queue.pop(0)
+                        pending[pool.submit(_run_job_in_worker, job, root, out_dir, ctx)] = job
+                        if reporter:
+                            reporter.started(job.submission.stem)
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        job = pending.pop(future)
+                        try:
+                            outcome = future.result()
+                        except Exception as exc:  # the worker process itself died
+                            outcome = Outcome(stem=job.stem, status="grader_error", points=0, max_points=0,
+                                              seconds=0, message=f"worker died: {exc}")
+                            write_report(error_report(job, ctx, outcome.message), out_dir, job.stem)
+                        result.outcomes.append(outcome)
+                        if reporter:
+                            reporter.finished(outcome)
+        for outcome in result.outcomes:
+            report = read_report(report_path(out_dir, outcome.stem))
+            if report is not None:
+                result.reports.append((outcome.stem, report))
+        result.reports.sort(key=lambda item: item[0])
+        result.duplicates = duplicate_students([identify(p, root, config.naming) for p in discovery.submissions])
+        write_summary(result.reports, out_dir)
+        return result
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)

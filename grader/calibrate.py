@@ -1,0 +1,81 @@
+"""The plausible range of test accuracies: what the solution notebook reaches on the same data.
+
+`reference/calibration.json` holds, per staged data set (by its fingerprint), the per-epoch test
+accuracies of several runs of `reference/solution.ipynb`. `grader calibrate` (re)computes the
+entry for the configured data; `grader grade` computes it on first use when the solution is there.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from grader.checks.sheet6 import AccuracyRange, choose_accuracies
+from grader.intake.types import Workspace
+from grader.report.render import write_atomic
+
+REFERENCE_DIR = Path(__file__).resolve().parent.parent / "reference"
+CALIBRATION_FILE = REFERENCE_DIR / "calibration.json"
+SOLUTION = REFERENCE_DIR / "solution.ipynb"
+
+
+class CalibrationError(RuntimeError):
+    pass
+
+
+def load_calibration(path: Path = CALIBRATION_FILE) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise CalibrationError(f"{path}: cannot be read ({exc}); delete it and run `grader calibrate`") from exc
+
+
+def accuracy_range(fingerprint: str, path: Path = CALIBRATION_FILE) -> AccuracyRange | None:
+    entry = load_calibration(path).get(fingerprint)
+    if not entry or not entry.get("baseline"):
+        return None
+    runs = entry["baseline"]
+    low = tuple(min(run[i] for run in runs) for i in range(len(runs[0])))
+    high = tuple(max(run[i] for run in runs) for i in range(len(runs[0])))
+    return AccuracyRange(low=low, high=high, source=f"{len(runs)} run(s) of the solution on {entry.get('data', fingerprint)}")
+
+
+def calibrate(ctx, runs: int = 3, path: Path = CALIBRATION_FILE, solution: Path = SOLUTION,
+              progress=print) -> AccuracyRange:
+    """Run the solution `runs` times on ctx's data and store its accuracies under the data's fingerprint."""
+    from grader.pipeline import _execute_and_probe  # the same way through as every submission
+
+    if not solution.exists():
+        raise CalibrationError(f"{solution} is missing: calibration needs the solution notebook "
+                               f"(it is not part of the students' package)")
+    results: dict[str, list[list[float]]] = {"baseline": [], "batchnorm": []}
+    for run in range(runs):
+        folder = Path(tempfile.mkdtemp(prefix="calibrate-", dir=ctx.work_dir))
+        try:
+            shutil.copy(solution, folder / solution.name)
+            workspace = Workspace(dir=folder, notebook=folder / solution.name)
+            execution, observations = asyncio.run(_execute_and_probe(workspace, ctx))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        if execution.info.status != "ok" or observations.status != "ok":
+            raise CalibrationError(f"the solution did not run cleanly on {ctx.data.info.description}: "
+                                   f"{execution.info.status}, {execution.info.errors or observations.message}")
+        for key in results:
+            chosen = choose_accuracies(observations.network(key), ctx.config.tolerance.epochs)
+            if chosen is None:
+                raise CalibrationError(f"the solution recorded no accuracies for {key}")
+            results[key].append([round(v, 6) for v in chosen[1]])
+        progress(f"calibration run {run + 1}/{runs}: baseline {results['baseline'][-1]}, "
+                 f"batchnorm {results['batchnorm'][-1]}")
+    data = load_calibration(path)
+    data[ctx.data.info.fingerprint] = {
+        "data": ctx.data.info.description, **results,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    return accuracy_range(ctx.data.info.fingerprint, path)

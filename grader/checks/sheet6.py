@@ -1,0 +1,320 @@
+"""The automatic checks of Exercise 6.6 (SPEC.md's table), computed in the grader process.
+
+Each check looks at the probe's Observations, recomputes what the student's network should output
+with the numpy reference on the student's own weights, and says what was expected and what was
+found. The checks are independent: one mistake costs the points of the check it breaks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from grader.checks.compare import (Unreproducible, close, describe, layers_from_ops, max_difference,
+                                   shaped_input, structure, without_output_function)
+from grader.config import Config
+from grader.report.models import CheckResult
+from grader.run.probe import ModelObservation, NetworkObservation, Observations
+from reference.numpy_ref import run_layers
+
+EXPECTED_BASELINE = [("linear", 784, 64), ("relu",), ("linear", 64, 32), ("relu",), ("linear", 32, 10)]
+CLASS_NAMES = {"baseline": ("FashionNetwork", "fashion_network"),
+               "batchnorm": ("FashionNetworkBatchNorm", "fashion_network_batch_norm")}
+
+
+@dataclass(frozen=True)
+class AccuracyRange:
+    """Per-epoch plausible test accuracies (fractions), from running the solution on the same data."""
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    message: str
+
+
+def _result(check_id: str, verdict: Verdict, config: Config) -> CheckResult:
+    max_points = config.checks.points(check_id)
+    points = max_points if verdict.status == "pass" else 0.0
+    return CheckResult(id=check_id, exercise="6.6", status=verdict.status, points=points,
+                       max_points=max_points, message=verdict.message)
+
+
+def _missing(net: NetworkObservation | None, key: str, need_instance: bool = False) -> Verdict | None:
+    class_name, instance_name = CLASS_NAMES[key]
+    if net is None or not net.class_found:
+        return Verdict("fail", f"`class {class_name}(nn.Module)` is not defined after the notebook ran.")
+    if need_instance and not net.instance_found:
+        return Verdict("fail", f"`{instance_name}` is not defined after the notebook ran "
+                               f"(expected `{instance_name} = {class_name}()` and a call of its `optimize`).")
+    return None
+
+
+def _probe_error(net: NetworkObservation, what: str) -> Verdict:
+    errors = [e for e in net.errors if what in e.step] or net.errors
+    if errors:
+        e = errors[0]
+        where = f" ({e.where})" if e.where else ""
+        return Verdict("error", f"{e.step.split(': ', 1)[-1]} raised {e.error}{where}.")
+    return Verdict("error", f"{what} could not be observed.")
+
+
+def _model(net: NetworkObservation, prefer_trained: bool) -> ModelObservation | None:
+    first, second = (net.trained, net.fresh) if prefer_trained else (net.fresh, net.trained)
+    return first or second
+
+
+# ---- baseline ----------------------------------------------------------------------------------
+
+def check_baseline_architecture(obs: Observations, config: Config) -> Verdict:
+    net = obs.network("baseline")
+    if (missing := _missing(net, "baseline")):
+        return missing
+    model = _model(net, prefer_trained=False)
+    if model is None:
+        return _probe_error(net, "forward")
+    found, _ = without_output_function(structure(model.ops_eval))
+    if found == EXPECTED_BASELINE:
+        return Verdict("pass", f"FashionNetwork() runs {describe(found)}.")
+    return Verdict("fail", f"FashionNetwork() should run {describe(EXPECTED_BASELINE)}; "
+                           f"its forward runs {describe(found)}.")
+
+
+def check_baseline_forward(obs: Observations, config: Config) -> Verdict:
+    net = obs.network("baseline")
+    if (missing := _missing(net, "baseline")):
+        return missing
+    model = _model(net, prefer_trained=True)
+    if model is None:
+        return _probe_error(net, "forward")
+    return _forward_verdict(model, obs.probe_x, config, "FashionNetwork")
+
+
+def _forward_verdict(model: ModelObservation, probe_x: np.ndarray, config: Config, name: str) -> Verdict:
+    x = shaped_input(probe_x, model.input_kind)
+    try:
+        layers = layers_from_ops(model.ops_eval, model)
+        expected, _ = run_layers(x, layers, train=False)
+    except (Unreproducible, ValueError) as exc:
+        return Verdict("needs_review", f"{name}'s forward pass could not be recomputed: {exc}.")
+    tol = config.tolerance
+    if model.out_eval.shape != (x.shape[0], 10):
+        return Verdict("fail", f"{name}'s forward should return one row of 10 logits per image, "
+                               f"shape ({x.shape[0]}, 10); it returned shape {model.out_eval.shape}.")
+    if not close(model.out_eval, expected, tol.atol, tol.rtol):
+        return Verdict("fail", f"{name}'s forward output differs from what its own layers compute "
+                               f"(largest difference {max_difference(model.out_eval, expected):.3g}); "
+                               f"forward should return the output of the last Linear layer.")
+    _, output_function = without_output_function(structure(model.ops_eval))
+    if output_function:
+        shown = {"softmax": "softmax", "log_softmax": "log-softmax", "sigmoid": "a sigmoid"}[output_function]
+        return Verdict("fail", f"{name}'s forward applies {shown} to its output. nn.CrossEntropyLoss "
+                               f"expects logits (it applies log-softmax itself): return the last Linear "
+                               f"layer's output as it is.")
+    return Verdict("pass", f"{name}'s forward returns logits equal to the reference forward pass with its "
+                           f"weights (largest difference {max_difference(model.out_eval, expected):.1e}).")
+
+
+def check_baseline_training_setup(obs: Observations, config: Config) -> Verdict:
+    net = obs.network("baseline")
+    if (missing := _missing(net, "baseline")):
+        return missing
+    training = net.training
+    if training is None:
+        return _probe_error(net, "optimize")
+    lr = config.tolerance.learning_rate
+    problems = []
+    if not training.steps:
+        return Verdict("fail", "optimize(train_loader, test_loader) never called optimizer.step(): "
+                               "the network is not trained.")
+    step = training.steps[0]
+    if step.optimizer != "SGD":
+        problems.append(f"the optimizer should be torch.optim.SGD, found {step.optimizer}")
+    if not np.isclose(step.lr, lr, rtol=1e-9, atol=0):
+        problems.append(f"the learning rate should be {lr:g}, found {step.lr:g}")
+    if step.own_params < training.model_params:
+        problems.append(f"the optimizer updates {step.own_params} of the network's {training.model_params} "
+                        f"parameter tensors (pass self.parameters())")
+    cross_entropy = {"cross_entropy", "nll_loss"}
+    if not cross_entropy.intersection(training.losses):
+        found = ", ".join(training.losses) if training.losses else "no loss function"
+        problems.append(f"the loss should be nn.CrossEntropyLoss, found {found}")
+    if problems:
+        return Verdict("fail", "Training setup: " + "; ".join(problems) + ".")
+    return Verdict("pass", f"optimize uses {step.optimizer} with lr {step.lr:g} and cross-entropy loss.")
+
+
+def choose_accuracies(net: NetworkObservation, epochs: int) -> tuple[str, list[float]] | None:
+    """The test accuracies the notebook recorded: a return value before an attribute before a
+    global; names that speak of training or loss are not test accuracies."""
+    def acceptable(name: str) -> bool:
+        lowered = name.lower()
+        return "train" not in lowered and "loss" not in lowered
+
+    rank = {"return": 0, "attribute": 1, "global": 2}
+    candidates = [c for c in net.accuracy_candidates if acceptable(c.name) and len(c.values) == epochs]
+    candidates.sort(key=lambda c: (rank[c.source], "test" not in c.name.lower() and "val" not in c.name.lower()))
+    if not candidates:
+        return None
+    chosen = candidates[0]
+    values = list(chosen.values)
+    if values and max(values) > 1.0:
+        values = [v / 100.0 for v in values]
+    return chosen.name, values
+
+
+def check_baseline_accuracies(obs: Observations, config: Config, accuracy_range: AccuracyRange | None) -> Verdict:
+    net = obs.network("baseline")
+    if (missing := _missing(net, "baseline", need_instance=True)):
+        return missing
+    epochs = config.tolerance.epochs
+    chosen = choose_accuracies(net, epochs)
+    if chosen is None:
+        others = [c for c in net.accuracy_candidates if "loss" not in c.name.lower()]
+        hint = ""
+        if others:
+            hint = " Found " + ", ".join(f"`{c.name}` with {len(c.values)} values" for c in others[:3]) + "."
+        return Verdict("fail", f"No {epochs} per-epoch test accuracies were found for fashion_network: "
+                               f"optimize should measure the test accuracy after every epoch and return "
+                               f"the list or keep it on the network (e.g. self.test_accuracies).{hint}")
+    name, values = chosen
+    shown = ", ".join(f"{v:.3f}" for v in values)
+    if any(not (0.0 <= v <= 1.0) for v in values):
+        return Verdict("fail", f"`{name}` holds {shown}: accuracies are fractions in [0, 1] or percent in [0, 100].")
+    if accuracy_range is None:
+        return Verdict("needs_review", f"`{name}` holds {shown}, but no reference range exists for this data "
+                                       f"(run `grader calibrate`).")
+    margin = config.tolerance.accuracy_margin
+    outside = [(i + 1, v, lo, hi) for i, (v, lo, hi) in enumerate(zip(values, accuracy_range.low, accuracy_range.high))
+               if not (lo - margin <= v <= hi + margin)]
+    if outside:
+        detail = "; ".join(f"epoch {e}: {v:.3f} (plausible {max(0, lo - margin):.3f}–{min(1, hi + margin):.3f})"
+                           for e, v, lo, hi in outside)
+        return Verdict("fail", f"`{name}` holds {shown}, outside the range the reference solution reaches on the "
+                               f"same data: {detail}.")
+    return Verdict("pass", f"{epochs} test accuracies recorded in `{name}`: {shown}.")
+
+
+# ---- batchnorm ---------------------------------------------------------------------------------
+
+def check_batchnorm_architecture(obs: Observations, config: Config) -> Verdict:
+    net = obs.network("batchnorm")
+    if (missing := _missing(net, "batchnorm")):
+        return missing
+    model = _model(net, prefer_trained=False)
+    if model is None:
+        return _probe_error(net, "forward")
+    found, _ = without_output_function(structure(model.ops_eval))
+    expected_text = ("Linear(784, 64), BatchNorm1d(64), ReLU, Linear(64, 32), BatchNorm1d(32), ReLU, "
+                     "Linear(32, 10) (BatchNorm before or after each ReLU)")
+    linears = [item for item in found if item[0] == "linear"]
+    if linears != [item for item in EXPECTED_BASELINE if item[0] == "linear"]:
+        return Verdict("fail", f"FashionNetworkBatchNorm() should run {expected_text}; its forward runs {describe(found)}.")
+    if not any(item[0] == "batch_norm" for item in found):
+        return Verdict("fail", f"FashionNetworkBatchNorm() runs no BatchNorm layer: {describe(found)}; "
+                               f"expected {expected_text}.")
+    # Split at the Linear layers: each hidden layer is followed by exactly one ReLU and one BatchNorm1d of its width.
+    segments: list[list[tuple]] = [[]]
+    for item in found:
+        if item[0] == "linear":
+            segments.append([])
+        else:
+            segments[-1].append(item)
+    problems = []
+    if segments[0]:
+        problems.append(f"{describe(segments[0])} before the first Linear layer")
+    for width, segment in zip((64, 32), segments[1:3]):
+        if sorted(segment) != sorted([("batch_norm", width), ("relu",)]):
+            problems.append(f"after Linear(.., {width}) it runs {describe(segment)} instead of BatchNorm1d({width}) and ReLU")
+    if segments[3]:
+        problems.append(f"{describe(segments[3])} after the last Linear layer")
+    if problems:
+        return Verdict("fail", "FashionNetworkBatchNorm(): " + "; ".join(problems) + f". Expected {expected_text}.")
+    bn_types = {m.type for m in model.modules if "BatchNorm" in m.type}
+    if bn_types - {"BatchNorm1d"}:
+        return Verdict("fail", f"FashionNetworkBatchNorm() uses {', '.join(sorted(bn_types))}; "
+                               f"for (N, features) data use nn.BatchNorm1d.")
+    return Verdict("pass", f"FashionNetworkBatchNorm() runs {describe(found)}.")
+
+
+def check_batchnorm_behaviour(obs: Observations, config: Config) -> Verdict:
+    net = obs.network("batchnorm")
+    if (missing := _missing(net, "batchnorm")):
+        return missing
+    model = _model(net, prefer_trained=True)
+    if model is None:
+        return _probe_error(net, "forward")
+    if not any(op.op == "batch_norm" for op in model.ops_eval):
+        return Verdict("fail", "FashionNetworkBatchNorm's forward runs no BatchNorm layer, so its train- and "
+                               "eval-mode behaviour cannot be right.")
+    tol = config.tolerance
+    x = shaped_input(obs.probe_x, model.input_kind)
+    problems, good = [], []
+    try:
+        train_layers = layers_from_ops(model.ops_train, model)
+        expected_train, new_stats = run_layers(x, train_layers, train=True)
+        eval_layers = layers_from_ops(model.ops_eval, model)
+        expected_eval, _ = run_layers(x, eval_layers, train=False)
+    except (Unreproducible, ValueError) as exc:
+        return Verdict("needs_review", f"FashionNetworkBatchNorm's forward pass could not be recomputed: {exc}.")
+    if close(model.out_train, expected_train, tol.atol, tol.rtol):
+        good.append("train mode normalises with batch statistics")
+    else:
+        problems.append(f"in train mode the output differs from BatchNorm with batch statistics "
+                        f"(largest difference {max_difference(model.out_train, expected_train):.3g})")
+    bn_layers = [layer for layer in train_layers if layer["op"] == "batch_norm"]
+    for layer, (mean, var) in zip(bn_layers, new_stats):
+        mean_name, var_name = layer["stats_names"]
+        after_mean = model.buffers_after_train.get(mean_name) if mean_name else None
+        after_var = model.buffers_after_train.get(var_name) if var_name else None
+        if after_mean is None or after_var is None:
+            problems.append("a BatchNorm layer keeps no running statistics (track_running_stats=False)")
+        elif not (close(after_mean, mean, tol.atol, tol.rtol) and close(after_var, var, tol.atol, tol.rtol)):
+            problems.append(f"the running statistics `{mean_name}`/`{var_name}` are not updated as BatchNorm does")
+    if close(model.out_eval, expected_eval, tol.atol, tol.rtol):
+        good.append("eval mode uses the running statistics")
+    else:
+        problems.append(f"in eval mode the output differs from BatchNorm with running statistics "
+                        f"(largest difference {max_difference(model.out_eval, expected_eval):.3g})")
+    test = net.test_mode
+    if test is None:
+        verdict = _probe_error(net, ".test")
+        problems.append(f"test(test_loader) could not be run: {verdict.message}")
+    elif test.bn_calls == 0:
+        problems.append("test(test_loader) did not run the network")
+    elif test.bn_training_calls:
+        problems.append("test(test_loader) runs the network in training mode: BatchNorm then normalises with "
+                        "the test batch's statistics and changes its running statistics; call self.eval() "
+                        "before testing (and self.train() before training again)")
+    else:
+        good.append("test() evaluates in eval mode")
+    if problems:
+        return Verdict("fail", "FashionNetworkBatchNorm: " + "; ".join(problems) + ".")
+    return Verdict("pass", "FashionNetworkBatchNorm: " + ", ".join(good) + ".")
+
+
+def run_checks(obs: Observations, config: Config, accuracy_range: AccuracyRange | None) -> list[CheckResult]:
+    """All checks of the table, in SPEC order. Without observations every check is skipped."""
+    checks = [
+        ("baseline.architecture", lambda: check_baseline_architecture(obs, config)),
+        ("baseline.forward", lambda: check_baseline_forward(obs, config)),
+        ("baseline.training_setup", lambda: check_baseline_training_setup(obs, config)),
+        ("baseline.accuracies", lambda: check_baseline_accuracies(obs, config, accuracy_range)),
+        ("batchnorm.architecture", lambda: check_batchnorm_architecture(obs, config)),
+        ("batchnorm.behaviour", lambda: check_batchnorm_behaviour(obs, config)),
+    ]
+    results = []
+    for check_id, run in checks:
+        if obs.status != "ok":
+            verdict = Verdict("skipped" if obs.status == "not_run" else "error",
+                              obs.message or "the networks could not be observed")
+        else:
+            try:
+                verdict = run()
+            except Exception as exc:  # a bug in a check must not end the batch; the report says so
+                verdict = Verdict("error", f"the grader failed on this check: {type(exc).__name__}: {exc}")
+        results.append(_result(check_id, verdict, config))
+    return results

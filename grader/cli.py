@@ -1,0 +1,196 @@
+"""Command line: thin. Parses arguments, calls the batch runner or the pipeline, prints."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from grader.config import ConfigError, load_config
+
+
+class ProgressReporter:
+    """A progress bar with counts, ETA and the current team on a terminal; plain lines elsewhere."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress = None
+        self.task = None
+        self.done = 0
+        self.total = 0
+        self.running: list[str] = []
+
+    def start(self, total: int, cached: int, skipped: int) -> None:
+        self.total = total
+        self.console.print(f"{total} submission(s) to grade, {cached} unchanged since their last report, "
+                           f"{skipped} file(s) skipped as not submissions.")
+        if self.console.is_terminal and total:
+            self.progress = Progress(TextColumn("[bold]grading"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                     TextColumn("{task.description}"), console=self.console)
+            self.progress.start()
+            self.task = self.progress.add_task("", total=total)
+
+    def started(self, stem: str) -> None:
+        self.running.append(stem)
+        if self.progress is not None:
+            self.progress.update(self.task, description=", ".join(self.running[-2:]))
+
+    def finished(self, outcome) -> None:
+        self.done += 1
+        if outcome.stem in self.running:
+            self.running.remove(outcome.stem)
+        line = (f"[{self.done}/{self.total}] {outcome.stem}: {outcome.status}, "
+                f"{outcome.points:g}/{outcome.max_points:g} automatic points ({outcome.seconds:.1f} s)")
+        if outcome.message:
+            line += f" — {outcome.message}"
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1, description=", ".join(self.running[-2:]))
+            self.progress.console.print(line, highlight=False)
+        else:
+            print(line, flush=True)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _final_table(console: Console, result, out_dir: Path, seconds: float) -> None:
+    statuses = Counter(report.execution.status for _, report in result.reports)
+    points = Counter(round(sum(c.points for c in r.checks), 2) for _, r in result.reports)
+    table = Table(title=f"Graded {len(result.reports)} submission(s) in {seconds:.1f} s → {out_dir}")
+    table.add_column("execution")
+    table.add_column("count", justify="right")
+    for status, count in sorted(statuses.items()):
+        table.add_row(status, str(count))
+    console.print(table)
+    dist = Table(title="Automatic points (6.6)")
+    dist.add_column("points", justify="right")
+    dist.add_column("submissions", justify="right")
+    for value, count in sorted(points.items()):
+        dist.add_row(f"{value:g}", f"{count}  " + "█" * count)
+    console.print(dist)
+    if result.discovery and result.discovery.skipped:
+        console.print("Skipped (not submissions): " + ", ".join(
+            f"{s.path.name} ({s.reason})" for s in result.discovery.skipped[:10]), highlight=False)
+    for student, files in sorted(result.duplicates.items()):
+        console.print(f"[yellow]Student {student} appears in {len(files)} submissions: {', '.join(files)}[/]",
+                      highlight=False)
+    console.print(f"Data: {result.data_description}", highlight=False)
+
+
+def cmd_grade(args, console: Console) -> int:
+    from grader.batch import Shard, run_batch
+
+    config = load_config(args.config)
+    root = Path(args.submissions)
+    if not root.exists():
+        console.print(f"[red]error:[/] {root}: no such file or folder", highlight=False)
+        return 2
+    shard = Shard.parse(args.shard) if args.shard else None
+    reporter = ProgressReporter(console)
+    started = time.monotonic()
+    try:
+        result = run_batch(root, config, Path(args.out), workers=args.workers, shard=shard, force=args.force,
+                           reporter=reporter, progress=lambda text: console.print(text, highlight=False))
+    finally:
+        reporter.stop()
+    _final_table(console, result, Path(args.out), time.monotonic() - started)
+    return 0 if result.all_reported else 1
+
+
+def cmd_check(args, console: Console) -> int:
+    from grader.student import check_path
+
+    return check_path(Path(args.path), config_path=args.config, as_json=args.json, full=args.full, console=console)
+
+
+def cmd_schema(args, console: Console) -> int:
+    from grader.report.render import schema_json
+
+    print(schema_json())
+    return 0
+
+
+def cmd_calibrate(args, console: Console) -> int:
+    import shutil
+    import tempfile
+
+    from grader.batch import prepare_context
+    from grader.calibrate import calibrate
+
+    config = load_config(args.config)
+    work = Path(tempfile.mkdtemp(prefix="grader-calibrate-"))
+    try:
+        ctx = prepare_context(config, work, 1, auto_calibrate=False)
+        console.print(f"Calibrating on {ctx.data.info.description} ({args.runs} runs of the solution)…", highlight=False)
+        found = calibrate(ctx, runs=args.runs, progress=lambda text: console.print(text, highlight=False))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    console.print("per-epoch range: " + ", ".join(f"{lo:.3f}–{hi:.3f}" for lo, hi in zip(found.low, found.high)))
+    return 0
+
+
+def cmd_merge(args, console: Console) -> int:
+    from grader.merge import merge_command
+
+    return merge_command(args, console)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grader", description="Autograder for NNTI exercise sheet 6.")
+    parser.add_argument("--config", default=None, help="configuration file (default: ./grading.toml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    grade = sub.add_parser("grade", help="grade every submission under a folder")
+    grade.add_argument("submissions", nargs="?", default="submissions", help="folder or file (default: submissions/)")
+    grade.add_argument("--out", default="reports", help="output folder (default: reports/)")
+    grade.add_argument("--workers", type=int, default=None, help="parallel kernels (default: from grading.toml)")
+    grade.add_argument("--shard", default=None, metavar="K/N", help="grade only the K-th of N disjoint parts")
+    grade.add_argument("--force", action="store_true", help="regrade even unchanged submissions")
+    grade.set_defaults(func=cmd_grade)
+
+    check = sub.add_parser("check", help="check one zip, notebook or folder before uploading it")
+    check.add_argument("path")
+    check.add_argument("--json", action="store_true", help="print the full report as JSON")
+    check.add_argument("--full", action="store_true", help="run on the graded data size instead of a small subset")
+    check.set_defaults(func=cmd_check)
+
+    merge = sub.add_parser("merge", help="join shards' reports and tutors' manual points")
+    merge.add_argument("inputs", nargs="+", help="report folders of the shards")
+    merge.add_argument("--out", default="reports", help="output folder (default: reports/)")
+    merge.set_defaults(func=cmd_merge)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of a report")
+    schema.set_defaults(func=cmd_schema)
+
+    cal = sub.add_parser("calibrate", help="run the solution to find the plausible accuracy range for the data")
+    cal.add_argument("--runs", type=int, default=3)
+    cal.set_defaults(func=cmd_calibrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=False)
+    try:
+        return args.func(args, console)
+    except ConfigError as exc:
+        console.print(f"[red]configuration error:[/] {exc}", highlight=False)
+        return 2
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: reports written so far are whole; run again to continue.")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

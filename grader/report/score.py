@@ -1,0 +1,59 @@
+"""Points: the checks' results and the tutors' part of the sheet, into one Report."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from grader.config import EXERCISE_IDS, Config
+from grader.report.models import (CheckResult, ExecutionInfo, ExerciseResult, GraderInfo, Report,
+                                  SubmissionInfo, Total, Violation)
+
+AUTOMATIC_EXERCISE = "6.6"
+
+
+def build_report(*, submission: SubmissionInfo, violations: list[Violation], execution: ExecutionInfo,
+                 checks: list[CheckResult], config: Config, grader: GraderInfo,
+                 evidence: dict[str, list[str]] | None = None,
+                 accuracies: dict[str, list[float]] | None = None) -> Report:
+    """Exercises graded by tutors stay pending (points null) until manual points are merged; 6.6
+    carries its automatic points in the evidence and is pending for its tutor-graded part 3."""
+    evidence = evidence or {}
+    points = config.exercises.points
+    auto_points = round(sum(c.points for c in checks), 4)
+    auto_max = round(sum(c.max_points for c in checks), 4)
+    exercises = []
+    for exercise in EXERCISE_IDS:
+        notes = list(evidence.get(exercise, []))
+        graded_by = "tutor"
+        if exercise == AUTOMATIC_EXERCISE:
+            graded_by = "auto+tutor"
+            notes.insert(0, f"automatic checks: {auto_points:g} of {auto_max:g} points; "
+                            f"part 3 (plot and discussion, {points[exercise] - auto_max:g} points) is graded by tutors")
+        exercises.append(ExerciseResult(id=exercise, points=None, max_points=points[exercise],
+                                        bonus=exercise in config.exercises.bonus, graded_by=graded_by,
+                                        evidence=notes))
+    report = Report(submission=submission, violations=violations, execution=execution, checks=checks,
+                    exercises=exercises, total=Total(points=0, max_points=0, bonus_points=0, complete=False),
+                    accuracies=accuracies or {}, grader=grader,
+                    graded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return with_totals(report, config)
+
+
+def with_totals(report: Report, config: Config) -> Report:
+    """Recompute total.* from the exercises (tutor points where given) and the automatic checks."""
+    auto = sum(c.points for c in report.checks)
+    regular = bonus = 0.0
+    complete = True
+    for exercise in report.exercises:
+        if exercise.points is None:
+            complete = False
+            if exercise.id == AUTOMATIC_EXERCISE:
+                regular += auto
+            continue
+        if exercise.bonus:
+            bonus += exercise.points
+        else:
+            regular += exercise.points
+    max_points = sum(e.max_points for e in report.exercises if not e.bonus)
+    total = Total(points=round(regular, 4), max_points=round(max_points, 4), bonus_points=round(bonus, 4),
+                  complete=complete)
+    return report.model_copy(update={"total": total})

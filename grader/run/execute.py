@@ -1,0 +1,254 @@
+"""Run a notebook in a fresh kernel with nbclient, and keep the kernel alive for the probe.
+
+`KernelSession` owns one kernel from start to shutdown. `run_notebook` executes the cells one by one
+(an error or a timed-out cell does not stop the run), and `run_code` sends the grader's own code
+into the same kernel afterwards. Everything here is async; the pipeline drives it with asyncio.run.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from queue import Empty
+
+import nbformat
+from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+from grader.config import Limits
+from grader.report.models import CellError, ExecutionInfo
+from grader.run.sandbox import KernelCommand
+
+# The reply nbclient substitutes for a cell that ran over its time limit (after interrupting it).
+_TIMEOUT_REPLY = {"ename": "CellTimeoutError", "evalue": "the cell ran over its time limit", "traceback": []}
+
+
+class KernelStartError(RuntimeError):
+    """The kernel did not start or did not answer; the message says why."""
+
+
+@dataclass
+class Execution:
+    """What running the notebook produced: the report's view, and the executed notebook."""
+    info: ExecutionInfo
+    notebook: nbformat.NotebookNode
+    alive: bool = True   # whether the kernel can still be probed
+
+
+@dataclass
+class CodeResult:
+    """The outcome of `KernelSession.run_code`."""
+    status: str                                  # "ok" | "error" | "timeout" | "kernel_died"
+    payloads: list[dict] = field(default_factory=list)   # display_data bundles of the asked MIME type
+    error: str | None = None
+    stream_bytes: int = 0
+
+
+class _CappedClient(NotebookClient):
+    """nbclient, keeping at most `output_limit` bytes of output per cell (a cell that prints
+    megabytes would otherwise end up whole in the report and the executed notebook)."""
+
+    def __init__(self, nb, km=None, *, output_limit: int, **kw):
+        super().__init__(nb, km=km, **kw)
+        self.output_limit = output_limit
+        self.output_bytes: dict[int, int] = {}
+        self.truncated: set[int] = set()
+
+    def output(self, outs, msg, display_id, cell_index):
+        size = len(json.dumps(msg.get("content", {}), default=str))
+        used = self.output_bytes.get(cell_index, 0) + size
+        self.output_bytes[cell_index] = used
+        if used > self.output_limit and msg["msg_type"] != "error":
+            if cell_index not in self.truncated:
+                self.truncated.add(cell_index)
+                note = nbformat.v4.new_output(
+                    "stream", name="stderr",
+                    text=f"\n[grader: output of this cell cut after {self.output_limit // 1024} KB]\n")
+                outs.append(note)
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+
+class KernelSession:
+    """One sandboxed kernel, started in `workspace`, shut down on exit (always, immediately)."""
+
+    def __init__(self, command: KernelCommand, workspace: Path, limits: Limits, notebook: nbformat.NotebookNode):
+        self.command = command
+        self.workspace = workspace
+        self.limits = limits
+        self.notebook = notebook
+        self._runtime_dir = Path(tempfile.mkdtemp(prefix="g6k-"))  # short path: IPC socket names are limited to 107 bytes
+        self.km = AsyncKernelManager(transport="ipc", ip=str(self._runtime_dir / "k"),
+                                     connection_file=str(self._runtime_dir / "kernel.json"))
+        self.km._kernel_spec = KernelSpec(argv=command.argv, display_name="grader", language="python",
+                                          interrupt_mode=command.interrupt_mode, env={})
+        self.client = _CappedClient(
+            notebook, km=self.km, output_limit=limits.output_kb * 1024,
+            timeout=int(limits.cell_timeout_s), interrupt_on_timeout=True, error_on_timeout=_TIMEOUT_REPLY,
+            allow_errors=True, record_timing=False, startup_timeout=60, shutdown_kernel="immediate",
+            iopub_timeout=10, raise_on_iopub_timeout=False,
+            resources={"metadata": {"path": str(workspace)}},
+        )
+
+    async def __aenter__(self) -> "KernelSession":
+        self.command.prepare(self._runtime_dir)
+        try:
+            await self.client.async_start_new_kernel(cwd=str(self.workspace), env=self.command.env)
+            await self.client.async_start_new_kernel_client()
+        except Exception as exc:
+            await self._cleanup()
+            raise KernelStartError(f"the kernel did not start: {exc}") from exc
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self._cleanup()
+
+    async def _cleanup(self) -> None:
+        try:
+            await asyncio.wait_for(self.client._async_cleanup_kernel(), timeout=15)
+        except Exception:
+            if self.km.has_kernel:
+                try:
+                    await self.km.kill_kernel()
+                except Exception:
+                    pass
+        shutil.rmtree(self._runtime_dir, ignore_errors=True)
+
+    async def alive(self) -> bool:
+        try:
+            return bool(self.km.has_kernel and await self.km.is_alive())
+        except Exception:
+            return False
+
+    async def run_notebook(self) -> Execution:
+        """Run every code cell in order. A raising cell is recorded and the run goes on; a cell over
+        its limit is interrupted and the run goes on; past the notebook's limit the run stops."""
+        nb = self.notebook
+        started = time.monotonic()
+        deadline = started + self.limits.notebook_timeout_s
+        status, notes, last_cell, cells_run = "ok", [], None, 0
+        timed_out_cells: list[int] = []
+        code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
+        alive = True
+        for index in code_cells:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                status = "timeout"
+                notes.append(f"the notebook ran over its limit of {self.limits.notebook_timeout_s:.0f} s; "
+                             f"cells from {index + 1} on did not run")
+                break
+            self.client.timeout = max(1, int(min(self.limits.cell_timeout_s, remaining)))
+            last_cell = index + 1
+            cell = nb.cells[index]
+            t0 = time.monotonic()
+            try:
+                await self.client.async_execute_cell(cell, index, store_history=True)
+            except DeadKernelError:
+                status, alive = "kernel_died", False
+                notes.append(f"the kernel died while cell {index + 1} ran")
+                break
+            except CellTimeoutError:
+                timed_out_cells.append(index + 1)
+            cells_run += 1
+            if any(o.get("ename") == _TIMEOUT_REPLY["ename"] for o in cell.get("outputs", [])) \
+                    or time.monotonic() - t0 >= self.client.timeout:
+                if index + 1 not in timed_out_cells:
+                    timed_out_cells.append(index + 1)
+                if not await self._responds():
+                    status, alive = "timeout", False
+                    notes.append(f"cell {index + 1} ignored the interrupt after its time limit; the run was stopped")
+                    break
+        if timed_out_cells:
+            status = "timeout" if status in ("ok", "errors") else status
+            notes.append("cell(s) " + ", ".join(map(str, timed_out_cells)) +
+                         f" ran over the limit of {self.limits.cell_timeout_s:.0f} s per cell and were interrupted")
+        if self.client.truncated:
+            notes.append("output cut after " f"{self.limits.output_kb} KB in cell(s) " +
+                         ", ".join(str(i + 1) for i in sorted(self.client.truncated)))
+        errors = _cell_errors(nb)
+        if status == "ok" and errors:
+            status = "errors"
+        info = ExecutionInfo(
+            status=status, duration_s=round(time.monotonic() - started, 3), cells_run=cells_run,
+            cells_total=len(code_cells), last_cell=last_cell, errors=errors,
+            isolated=self.command.isolated, sandbox=self.command.sandbox,
+            notes=list(self.command.notes) + notes)
+        return Execution(info=info, notebook=nb, alive=alive)
+
+    async def _responds(self, timeout: float = 10) -> bool:
+        result = await self.run_code("pass", timeout=timeout)
+        return result.status == "ok"
+
+    async def run_code(self, code: str, *, timeout: float, mime: str | None = None) -> CodeResult:
+        """Run the grader's code in the kernel (not stored in history); collect the display_data
+        bundles of type `mime` it publishes. Everything else the kernel prints is counted, not kept."""
+        kc = self.client.kc
+        if kc is None or not await self.alive():
+            return CodeResult(status="kernel_died", error="the kernel is not running")
+        msg_id = kc.execute(code, silent=False, store_history=False, allow_stdin=False)
+        deadline = time.monotonic() + timeout
+        result = CodeResult(status="ok")
+        reply_seen = idle_seen = False
+        while not (reply_seen and idle_seen):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                result.status, result.error = "timeout", f"no answer within {timeout:.0f} s"
+                try:
+                    await self.km.interrupt_kernel()
+                except Exception:
+                    pass
+                return result
+            if not reply_seen:
+                try:
+                    reply = await kc.shell_channel.get_msg(timeout=min(0.05, remaining))
+                    if reply["parent_header"].get("msg_id") == msg_id:
+                        reply_seen = True
+                        if reply["content"].get("status") != "ok":
+                            result.status = "error"
+                            result.error = f"{reply['content'].get('ename')}: {reply['content'].get('evalue')}"
+                except Empty:
+                    pass
+            try:
+                msg = await kc.iopub_channel.get_msg(timeout=min(0.05 if not reply_seen else 1.0, remaining))
+            except Empty:
+                if not await self.alive():
+                    result.status, result.error = "kernel_died", "the kernel died"
+                    return result
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "status" and content.get("execution_state") == "idle":
+                idle_seen = True
+            elif kind in ("display_data", "execute_result") and mime and mime in content.get("data", {}):
+                result.payloads.append({"data": content["data"][mime], "metadata": content.get("metadata", {}).get(mime, {})})
+            elif kind == "stream":
+                result.stream_bytes += len(content.get("text", ""))
+        return result
+
+
+def _cell_errors(nb: nbformat.NotebookNode) -> list[CellError]:
+    errors = []
+    for index, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                errors.append(CellError(cell=index + 1, ename=str(out.get("ename", "")),
+                                        evalue=str(out.get("evalue", ""))[:500]))
+    return errors
+
+
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    """Read a notebook of any nbformat 4 minor version, upgraded to the current one."""
+    nb = nbformat.read(os.fspath(path), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    return nb

@@ -1,0 +1,259 @@
+"""Ask the live kernel what the students built.
+
+The kernel-side code (`probe_kernel.py`) only observes and sends back plain JSON and `.npy` arrays,
+tagged with a token made fresh for each run. Here that answer is validated into `Observations`;
+arrays are read with `allow_pickle=False`. No verdict is formed in the kernel.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+MIME = "application/x-sheet6-grader-probe+json"
+_KERNEL_CODE = (Path(__file__).with_name("probe_kernel.py")).read_text(encoding="utf-8")
+MAX_ARRAY_ELEMENTS = 2_000_000
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Op(_Lenient):
+    op: str
+    torch: str = ""
+    out_shape: list[int] = []
+    weight: str | None = None
+    bias: str | None = None
+    in_features: int | None = None
+    out_features: int | None = None
+    running_mean: str | None = None
+    running_var: str | None = None
+    training: bool | None = None
+    momentum: float | None = None
+    eps: float | None = None
+    num_features: int | None = None
+    dim: int | None = None
+    params: list[str] = []
+
+
+class ModuleCall(_Lenient):
+    module: str
+    type: str
+
+
+class ModuleInfo(_Lenient):
+    name: str
+    type: str
+
+
+class _ModelPayload(_Lenient):
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+    class_: str = Field("", alias="class")
+    params: dict[str, str]
+    buffers: dict[str, str]
+    buffers_after_train: dict[str, str]
+    modules: list[ModuleInfo]
+    input: Literal["image", "flat"]
+    ops_eval: list[Op]
+    ops_train: list[Op]
+    calls_eval: list[ModuleCall]
+    calls_train: list[ModuleCall]
+    out_eval: str
+    out_train: str
+
+
+class OptimizerStep(_Lenient):
+    optimizer: str
+    lr: float
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    own_params: int = 0
+    params: int = 0
+
+
+class Training(_Lenient):
+    steps: list[OptimizerStep]
+    losses: list[str]
+    loss_modules: list[str]
+    model_params: int
+
+
+class TestMode(_Lenient):
+    bn_calls: int
+    bn_training_calls: int
+    buffers_changed: list[str]
+
+
+class AccuracyCandidate(_Lenient):
+    source: Literal["return", "attribute", "global"]
+    name: str
+    values: list[float]
+
+
+class _NetworkPayload(_Lenient):
+    class_found: bool
+    instance_found: bool
+    instance_is_class: bool = False
+    accuracy_candidates: list[AccuracyCandidate] = []
+    fresh: _ModelPayload | None = None
+    trained: _ModelPayload | None = None
+    training: Training | None = None
+    test_mode: TestMode | None = None
+
+
+class ProbeError(_Lenient):
+    step: str
+    error: str
+    where: str = ""
+
+
+class _Payload(_Lenient):
+    token: str
+    networks: dict[str, _NetworkPayload]
+    errors: list[ProbeError]
+    arrays: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ModelObservation:
+    """One network instance as the probe saw it (on a copy)."""
+    class_name: str
+    input_kind: str                      # "image": forward takes (N,1,28,28); "flat": (N,784)
+    modules: list[ModuleInfo]
+    ops_eval: list[Op]
+    ops_train: list[Op]
+    calls_eval: list[ModuleCall]
+    params: dict[str, np.ndarray]
+    buffers: dict[str, np.ndarray]
+    buffers_after_train: dict[str, np.ndarray]
+    out_eval: np.ndarray
+    out_train: np.ndarray
+
+
+@dataclass(frozen=True)
+class NetworkObservation:
+    class_found: bool
+    instance_found: bool
+    instance_is_class: bool
+    fresh: ModelObservation | None
+    trained: ModelObservation | None
+    training: Training | None
+    test_mode: TestMode | None
+    accuracy_candidates: list[AccuracyCandidate]
+    errors: list[ProbeError]
+
+
+@dataclass(frozen=True)
+class Observations:
+    status: Literal["ok", "error", "timeout", "kernel_died", "not_run"]
+    message: str = ""
+    networks: dict[str, NetworkObservation] = field(default_factory=dict)
+    errors: list[ProbeError] = field(default_factory=list)
+    probe_x: np.ndarray | None = None
+
+    def network(self, key: str) -> NetworkObservation | None:
+        return self.networks.get(key)
+
+
+class ProbePayloadError(ValueError):
+    """The kernel's answer is not what the probe sends: malformed, forged or tampered with."""
+
+
+def _npy(array: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def probe_code(token: str, probe_x: np.ndarray, probe_y: np.ndarray, step_timeout_s: float) -> str:
+    settings = json.dumps({"step_timeout_s": step_timeout_s})
+    return (_KERNEL_CODE
+            .replace("__TOKEN__", repr(token))
+            .replace("__MIME__", repr(MIME))
+            .replace("__PROBE_X__", repr(_npy(probe_x.astype(np.float32))))
+            .replace("__PROBE_Y__", repr(_npy(probe_y.astype(np.int64))))
+            .replace("__SETTINGS__", repr(settings)))
+
+
+def new_token() -> str:
+    return secrets.token_hex(16)
+
+
+def _array(encoded: dict[str, str], key: str) -> np.ndarray:
+    if key not in encoded:
+        raise ProbePayloadError(f"array {key!r} is missing")
+    try:
+        array = np.load(io.BytesIO(base64.b64decode(encoded[key], validate=True)), allow_pickle=False)
+    except (ValueError, binascii.Error, OSError) as exc:
+        raise ProbePayloadError(f"array {key!r} is not a valid .npy: {exc}") from exc
+    if array.dtype.kind not in "fiub" or array.size > MAX_ARRAY_ELEMENTS:
+        raise ProbePayloadError(f"array {key!r} has dtype {array.dtype} and {array.size} elements")
+    return array.astype(np.float64)
+
+
+def _model(payload: _ModelPayload | None, encoded: dict[str, str]) -> ModelObservation | None:
+    if payload is None:
+        return None
+    return ModelObservation(
+        class_name=payload.class_, input_kind=payload.input, modules=payload.modules,
+        ops_eval=payload.ops_eval, ops_train=payload.ops_train, calls_eval=payload.calls_eval,
+        params={n: _array(encoded, k) for n, k in payload.params.items()},
+        buffers={n: _array(encoded, k) for n, k in payload.buffers.items()},
+        buffers_after_train={n: _array(encoded, k) for n, k in payload.buffers_after_train.items()},
+        out_eval=_array(encoded, payload.out_eval), out_train=_array(encoded, payload.out_train))
+
+
+def parse_payloads(payloads: list[dict], token: str, probe_x: np.ndarray) -> Observations:
+    """Turn what the kernel published into Observations. Exactly one bundle carrying this run's
+    token is accepted; anything else (a student's print, a forged bundle) is ignored or rejected."""
+    ours = [p for p in payloads if isinstance(p.get("metadata"), dict) and p["metadata"].get("token") == token]
+    if len(ours) != 1:
+        raise ProbePayloadError(f"expected one answer from the probe, got {len(ours)} (of {len(payloads)} bundles)")
+    raw = ours[0]["data"]
+    try:
+        payload = _Payload.model_validate(json.loads(raw) if isinstance(raw, str) else raw)
+    except (ValidationError, json.JSONDecodeError, TypeError) as exc:
+        raise ProbePayloadError(f"the probe's answer is malformed: {str(exc)[:300]}") from exc
+    if payload.token != token:
+        raise ProbePayloadError("the probe's answer carries a wrong token")
+    networks = {}
+    for key, net in payload.networks.items():
+        errors = [e for e in payload.errors if e.step.startswith(f"{key}:")]
+        networks[key] = NetworkObservation(
+            class_found=net.class_found, instance_found=net.instance_found,
+            instance_is_class=net.instance_is_class,
+            fresh=_model(net.fresh, payload.arrays), trained=_model(net.trained, payload.arrays),
+            training=net.training, test_mode=net.test_mode,
+            accuracy_candidates=net.accuracy_candidates, errors=errors)
+    return Observations(status="ok", networks=networks, errors=payload.errors, probe_x=probe_x)
+
+
+async def probe(session, probe_x: np.ndarray, probe_y: np.ndarray, *, timeout_s: float) -> Observations:
+    """Send the probe into the live kernel of `session` (a KernelSession) and read its answer."""
+    token = new_token()
+    step_timeout = max(5.0, timeout_s / 8)
+    result = await session.run_code(probe_code(token, probe_x, probe_y, step_timeout), timeout=timeout_s, mime=MIME)
+    if result.status in ("timeout", "kernel_died"):
+        return Observations(status=result.status, message=f"the probe got no answer: {result.error}", probe_x=probe_x)
+    try:
+        return parse_payloads(result.payloads, token, probe_x)
+    except ProbePayloadError as exc:
+        detail = f" (the kernel raised {result.error})" if result.error else ""
+        return Observations(status="error", message=f"{exc}{detail}", probe_x=probe_x)
+
+
+def not_run(message: str) -> Observations:
+    return Observations(status="not_run", message=message)
+
+
+__all__ = ["Observations", "NetworkObservation", "ModelObservation", "Op", "probe", "not_run",
+           "parse_payloads", "probe_code", "MIME", "ProbePayloadError"]

@@ -1,0 +1,383 @@
+# This file is NOT imported by the grader: its text is sent into the student's kernel after the
+# notebook ran (see probe.py). It only observes: it records what the student's networks are and
+# compute, on copies, and publishes plain JSON plus .npy arrays. No verdict is computed here.
+#
+# Substituted by probe.py before sending: __TOKEN__, __MIME__, __PROBE_X__, __PROBE_Y__, __SETTINGS__.
+
+
+def __grader_probe():
+    import ast
+    import base64
+    import copy
+    import io
+    import json as _json
+    import signal
+    import sys
+    import traceback
+
+    import numpy as np
+    import torch
+    import torch.nn as nn
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+    from torch.overrides import TorchFunctionMode
+
+    ip = get_ipython()  # noqa: F821 - defined inside IPython
+    ns = ip.user_ns
+    settings = _json.loads(__SETTINGS__)
+    step_timeout = float(settings["step_timeout_s"])
+
+    arrays: dict[str, np.ndarray] = {}
+    out: dict = {"token": __TOKEN__, "networks": {}, "errors": []}
+
+    def load_array(b64):
+        return np.load(io.BytesIO(base64.b64decode(b64)), allow_pickle=False)
+
+    x_np = load_array(__PROBE_X__)
+    y_np = load_array(__PROBE_Y__)
+    probe_x = torch.from_numpy(x_np.copy())
+    probe_y = torch.from_numpy(y_np.copy())
+
+    def put(key, tensor):
+        arrays[key] = tensor.detach().cpu().double().numpy().copy() if torch.is_tensor(tensor) else np.asarray(tensor)
+        return key
+
+    class StepTimeout(Exception):
+        pass
+
+    def on_alarm(signum, frame):
+        raise StepTimeout(f"took longer than {step_timeout:.0f} s")
+
+    def guarded(label, fn, *args):
+        """Run one observation step with a time limit; an exception is recorded, not raised."""
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, step_timeout)
+        try:
+            return True, fn(*args)
+        except BaseException as exc:  # a student's sys.exit() inside forward must not end the probe
+            tb = traceback.extract_tb(exc.__traceback__)
+            where = next((f"line {f.lineno} of {f.name}" for f in reversed(tb)
+                          if f.filename.startswith("<ipython-input") or "ipykernel" in f.filename), "")
+            out["errors"].append({"step": label, "error": f"{type(exc).__name__}: {exc}"[:500], "where": where})
+            return False, None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    # ---- the sequence of operations a forward call runs, following the data ----------------------
+    OP_NAMES = {
+        "linear": "linear", "relu": "relu", "relu_": "relu", "batch_norm": "batch_norm",
+        "softmax": "softmax", "log_softmax": "log_softmax", "sigmoid": "sigmoid", "tanh": "tanh",
+        "dropout": "dropout", "flatten": "reshape", "view": "reshape", "reshape": "reshape",
+        "squeeze": "reshape", "float": "identity", "to": "identity", "contiguous": "identity",
+        "clone": "identity", "type": "identity", "double": "identity", "detach": "identity",
+        "leaky_relu": "leaky_relu", "gelu": "gelu", "elu": "elu", "matmul": "matmul", "mm": "matmul",
+        "addmm": "matmul", "__matmul__": "matmul", "layer_norm": "layer_norm",
+    }
+
+    class OpTrace(TorchFunctionMode):
+        def __init__(self, model, x):
+            super().__init__()
+            self.names = {}
+            for name, p in model.named_parameters():
+                self.names[id(p)] = name
+            for name, b in model.named_buffers():
+                self.names[id(b)] = name
+            self.live = {id(x): x}
+            self.ops = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            result = func(*args, **kwargs)
+            flat = list(args) + list(kwargs.values())
+            if not any(torch.is_tensor(a) and id(a) in self.live for a in flat):
+                return result
+            if not torch.is_tensor(result):
+                return result
+            raw = getattr(func, "__name__", str(func))
+            name = OP_NAMES.get(raw, raw)
+            op = {"op": name, "torch": raw, "out_shape": list(result.shape)}
+            params = [self.names[id(a)] for a in flat if torch.is_tensor(a) and id(a) in self.names]
+            if name == "linear":
+                weight = args[1] if len(args) > 1 else kwargs.get("weight")
+                bias = args[2] if len(args) > 2 else kwargs.get("bias")
+                op["weight"] = self.names.get(id(weight))
+                op["bias"] = self.names.get(id(bias)) if bias is not None else None
+                op["in_features"], op["out_features"] = int(weight.shape[1]), int(weight.shape[0])
+            elif name == "batch_norm":
+                def arg(i, key, default=None):
+                    return args[i] if len(args) > i else kwargs.get(key, default)
+                rm, rv, w, b = arg(1, "running_mean"), arg(2, "running_var"), arg(3, "weight"), arg(4, "bias")
+                op["running_mean"] = self.names.get(id(rm)) if rm is not None else None
+                op["running_var"] = self.names.get(id(rv)) if rv is not None else None
+                op["weight"] = self.names.get(id(w)) if w is not None else None
+                op["bias"] = self.names.get(id(b)) if b is not None else None
+                op["training"] = bool(arg(5, "training", False))
+                op["momentum"] = arg(6, "momentum", 0.1)
+                op["eps"] = float(arg(7, "eps", 1e-5))
+                op["num_features"] = int(result.shape[1]) if result.dim() > 1 else None
+            elif name in ("softmax", "log_softmax"):
+                dim = args[1] if len(args) > 1 else kwargs.get("dim")
+                op["dim"] = dim if isinstance(dim, int) else None
+            elif params:
+                op["params"] = params
+            self.ops.append(op)
+            self.live[id(result)] = result
+            return result
+
+    module_types = {}
+
+    def trace(model, x):
+        calls = []
+        hooks = []
+        for name, module in model.named_modules():
+            if name and not list(module.children()):
+                hooks.append(module.register_forward_hook(
+                    lambda m, i, o, name=name: calls.append({"module": name, "type": type(m).__name__})))
+        tracer = OpTrace(model, x)
+        try:
+            with torch.no_grad(), tracer:
+                y = model(x)
+        finally:
+            for h in hooks:
+                h.remove()
+        return tracer.ops, calls, y
+
+    def input_for(model):
+        """The students' forward takes images (N,1,28,28) or, when the loop flattens, (N,784)."""
+        model = clone(model)
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(probe_x[:2].clone())
+            return "image"
+        except Exception:
+            with torch.no_grad():
+                model(probe_x[:2].clone().reshape(2, -1))
+            return "flat"
+
+    def shaped(kind):
+        return probe_x.clone() if kind == "image" else probe_x.clone().reshape(probe_x.shape[0], -1)
+
+    def clone(model):
+        """A copy to observe, so nothing the student trained changes. Rebuilding from the state dict
+        avoids copying what `optimize` may have left on the model (loaders, optimizers)."""
+        try:
+            twin = type(model)()
+            twin.load_state_dict(copy.deepcopy(model.state_dict()))
+        except Exception:
+            twin = copy.deepcopy(model)
+        twin.train(model.training)
+        return twin
+
+    def describe(prefix, model):
+        """Parameters, buffers and the traced forward (eval and train mode) of a copy of `model`."""
+        model = clone(model)
+        info = {"class": type(model).__name__, "params": {}, "buffers": {}}
+        for name, p in model.named_parameters():
+            info["params"][name] = put(f"{prefix}/param/{name}", p)
+        for name, b in model.named_buffers():
+            if b.is_floating_point():
+                info["buffers"][name] = put(f"{prefix}/buffer/{name}", b)
+        info["modules"] = [{"name": n, "type": type(m).__name__} for n, m in model.named_modules() if n]
+        kind = input_for(model)
+        info["input"] = kind
+        model.eval()
+        ops, calls, y = trace(model, shaped(kind))
+        info["ops_eval"], info["calls_eval"] = ops, calls
+        info["out_eval"] = put(f"{prefix}/out_eval", y)
+        model.train()
+        ops, calls, y = trace(model, shaped(kind))
+        info["ops_train"], info["calls_train"] = ops, calls
+        info["out_train"] = put(f"{prefix}/out_train", y)
+        after = {}
+        for name, b in model.named_buffers():
+            if b.is_floating_point():
+                after[name] = put(f"{prefix}/buffer_after_train/{name}", b)
+        info["buffers_after_train"] = after
+        return info
+
+    # ---- the accuracies the notebook recorded --------------------------------------------------
+    def numbers(value):
+        if torch.is_tensor(value):
+            value = value.detach().cpu().reshape(-1).tolist()
+        elif isinstance(value, np.ndarray):
+            value = value.reshape(-1).tolist()
+        if isinstance(value, (list, tuple)) and 0 < len(value) <= 1000:
+            flat = []
+            for v in value:
+                if torch.is_tensor(v) and v.numel() == 1:
+                    v = v.item()
+                if isinstance(v, np.generic):
+                    v = v.item()
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    return None
+                flat.append(float(v))
+            return flat
+        return None
+
+    def candidates(instance_name, instance):
+        found = []
+
+        def add(source, name, value):
+            nums = numbers(value)
+            if nums is not None:
+                found.append({"source": source, "name": name, "values": nums})
+            elif isinstance(value, (list, tuple)) and len(value) <= 4:
+                for i, part in enumerate(value):
+                    nums = numbers(part)
+                    if nums is not None:
+                        found.append({"source": source, "name": f"{name}[{i}]", "values": nums})
+            elif isinstance(value, dict):
+                for key, part in list(value.items())[:20]:
+                    nums = numbers(part)
+                    if nums is not None:
+                        found.append({"source": source, "name": f"{name}[{key!r}]", "values": nums})
+
+        history = ns.get("In", [])
+        outputs = ns.get("Out", {})
+        for number, source in enumerate(history):
+            if f"{instance_name}.optimize" not in source:
+                continue
+            try:
+                tree = ast.parse(ip.transform_cell(source))
+            except SyntaxError:
+                continue
+            for node in ast.walk(tree):
+                value = getattr(node, "value", None)
+                call = value if isinstance(value, ast.Call) else None
+                if call is None or not (isinstance(call.func, ast.Attribute) and call.func.attr == "optimize"
+                                        and isinstance(call.func.value, ast.Name) and call.func.value.id == instance_name):
+                    continue
+                if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    for target in targets:
+                        elts = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
+                        for elt in elts:
+                            if isinstance(elt, ast.Name) and elt.id in ns:
+                                add("return", elt.id, ns[elt.id])
+                elif isinstance(node, ast.Expr) and number in outputs:
+                    add("return", f"Out[{number}]", outputs[number])
+        if instance is not None:
+            for name, value in list(vars(instance).items()):
+                if not name.startswith("_"):
+                    add("attribute", f"{instance_name}.{name}", value)
+        for name, value in list(ns.items()):
+            if not name.startswith("_") and "acc" in name.lower() and not callable(value):
+                add("global", name, value)
+        return found
+
+    # ---- how training is set up: loss and optimizer seen while `optimize` runs -------------------
+    LOSSES = {"cross_entropy", "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy",
+              "binary_cross_entropy_with_logits", "smooth_l1_loss", "kl_div", "multi_margin_loss"}
+
+    class LossTrace(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.losses = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            name = getattr(func, "__name__", "")
+            if name in LOSSES and name not in self.losses:
+                self.losses.append(name)
+            return func(*args, **(kwargs or {}))
+
+    def small_loaders():
+        data = torch.utils.data.TensorDataset(probe_x.clone(), probe_y.clone())
+        return (torch.utils.data.DataLoader(data, batch_size=32, shuffle=False),
+                torch.utils.data.DataLoader(data, batch_size=32, shuffle=False))
+
+    def training_setup(cls):
+        torch.manual_seed(0)
+        model = cls()
+        own = {id(p) for p in model.parameters()}
+        steps = []
+
+        def on_step(optimizer, args, kwargs):
+            if len(steps) < 3:
+                group = optimizer.param_groups[0]
+                params = [p for g in optimizer.param_groups for p in g["params"]]
+                steps.append({
+                    "optimizer": type(optimizer).__name__,
+                    "lr": float(group.get("initial_lr", group.get("lr"))),
+                    "momentum": float(group.get("momentum", 0.0) or 0.0),
+                    "weight_decay": float(group.get("weight_decay", 0.0) or 0.0),
+                    "own_params": sum(id(p) in own for p in params),
+                    "params": len(params),
+                })
+        handle = register_optimizer_step_pre_hook(on_step)
+        tracer = LossTrace()
+        train_loader, test_loader = small_loaders()
+        try:
+            with tracer:
+                model.optimize(train_loader, test_loader)
+        finally:
+            handle.remove()
+        loss_modules = [type(m).__name__ for m in vars(model).values() if isinstance(m, nn.modules.loss._Loss)]
+        loss_modules += [type(m).__name__ for m in model.modules() if isinstance(m, nn.modules.loss._Loss)]
+        return {"steps": steps, "losses": tracer.losses, "loss_modules": sorted(set(loss_modules)),
+                "model_params": len(own)}
+
+    # ---- whether `test` evaluates in eval mode -------------------------------------------------
+    def test_mode(model):
+        model = clone(model)
+        model.train()
+        seen = []
+        hooks = [m.register_forward_pre_hook(lambda m, i: seen.append(bool(m.training)))
+                 for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        before = {n: b.detach().clone() for n, b in model.named_buffers() if b.is_floating_point()}
+        _, test_loader = small_loaders()
+        try:
+            model.test(test_loader)
+        finally:
+            for h in hooks:
+                h.remove()
+        changed = [n for n, b in model.named_buffers() if n in before and not torch.equal(before[n], b)]
+        return {"bn_calls": len(seen), "bn_training_calls": sum(seen), "buffers_changed": changed}
+
+    # ---- everything, per network ----------------------------------------------------------------
+    # Accuracies first: the probe's own calls of `optimize` and `test` may append to the students' lists.
+    specs = [("baseline", "FashionNetwork", "fashion_network"),
+             ("batchnorm", "FashionNetworkBatchNorm", "fashion_network_batch_norm")]
+    for key, class_name, instance_name in specs:
+        cls = ns.get(class_name)
+        instance = ns.get(instance_name)
+        net = {"class_found": isinstance(cls, type) and issubclass(cls, nn.Module),
+               "instance_found": isinstance(instance, nn.Module),
+               "instance_is_class": isinstance(cls, type) and isinstance(instance, cls)}
+        net["accuracy_candidates"] = candidates(instance_name, instance) if net["instance_found"] else []
+        out["networks"][key] = net
+    for key, class_name, instance_name in specs:
+        net = out["networks"][key]
+        cls = ns.get(class_name)
+        instance = ns.get(instance_name)
+        if net["class_found"]:
+            def fresh(cls=cls):
+                torch.manual_seed(0)
+                return cls()
+            ok, model = guarded(f"{key}: {class_name}()", fresh)
+            if ok:
+                ok, info = guarded(f"{key}: forward of a new {class_name}", describe, f"{key}/fresh", model)
+                net["fresh"] = info if ok else None
+        if net["instance_found"]:
+            ok, info = guarded(f"{key}: forward of {instance_name}", describe, f"{key}/trained", instance)
+            net["trained"] = info if ok else None
+            if hasattr(instance, "test"):
+                ok, info = guarded(f"{key}: {instance_name}.test", test_mode, instance)
+                net["test_mode"] = info if ok else None
+        if net["class_found"] and hasattr(cls, "optimize"):
+            ok, info = guarded(f"{key}: {class_name}().optimize", training_setup, cls)
+            net["training"] = info if ok else None
+
+    # ---- publish: JSON plus base64 .npy, tagged with this run's token ----------------------------
+    encoded = {}
+    for name, array in arrays.items():
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+        encoded[name] = base64.b64encode(buffer.getvalue()).decode("ascii")
+    out["arrays"] = encoded
+    from IPython.display import publish_display_data
+    publish_display_data({__MIME__: _json.dumps(out)}, metadata={__MIME__: {"token": __TOKEN__}})
+
+
+__grader_probe()
+del __grader_probe
