@@ -1,0 +1,222 @@
+"""The checks of 6.6 on observations built by hand (no kernel): each passes on a right network and
+fails, with a message naming what was expected and found, on a wrong one. The student's outputs are
+computed with torch here, independently of the numpy reference the checks use."""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from grader.checks.sheet6 import (AccuracyRange, check_baseline_accuracies, check_baseline_architecture,
+                                  check_baseline_forward, check_baseline_training_setup,
+                                  check_batchnorm_architecture, check_batchnorm_behaviour, choose_accuracies,
+                                  run_checks)
+from grader.config import Config
+from grader.run.probe import (AccuracyCandidate, ModelObservation, NetworkObservation, Observations, Op,
+                              OptimizerStep, TestMode, Training)
+
+CONFIG = Config()
+X = np.random.default_rng(0).random((16, 1, 28, 28)).astype(np.float32)
+
+
+def observe(layers: list[nn.Module], *, names: list[str] | None = None) -> ModelObservation:
+    """What the probe would report for nn.Sequential(Flatten, *layers) on X."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), *layers)
+    params = {n: p.detach().double().numpy().copy() for n, p in model.named_parameters()}
+    buffers = {n: b.detach().double().numpy().copy() for n, b in model.named_buffers() if b.is_floating_point()}
+    ops = [Op(op="reshape", out_shape=[16, 784])]
+    width = 784
+    for index, layer in enumerate(layers, start=1):
+        if isinstance(layer, nn.Linear):
+            ops.append(Op(op="linear", weight=f"{index}.weight", bias=f"{index}.bias",
+                          in_features=layer.in_features, out_features=layer.out_features))
+            width = layer.out_features
+        elif isinstance(layer, nn.BatchNorm1d):
+            ops.append(Op(op="batch_norm", weight=f"{index}.weight", bias=f"{index}.bias",
+                          running_mean=f"{index}.running_mean", running_var=f"{index}.running_var",
+                          momentum=0.1, eps=1e-5, num_features=width))
+        elif isinstance(layer, nn.ReLU):
+            ops.append(Op(op="relu"))
+        elif isinstance(layer, nn.Softmax):
+            ops.append(Op(op="softmax", dim=1))
+    x = torch.from_numpy(X)
+    with torch.no_grad():
+        model.eval()
+        out_eval = model(x).double().numpy()
+        model.train()
+        out_train = model(x).double().numpy()
+    after = {n: b.detach().double().numpy().copy() for n, b in model.named_buffers() if b.is_floating_point()}
+    train_ops = [op.model_copy(update={"training": True}) if op.op == "batch_norm" else op for op in ops]
+    eval_ops = [op.model_copy(update={"training": False}) if op.op == "batch_norm" else op for op in ops]
+    return ModelObservation(class_name="Net", input_kind="image", modules=[], ops_eval=eval_ops,
+                            ops_train=train_ops, calls_eval=[], params=params, buffers=buffers,
+                            buffers_after_train=after, out_eval=out_eval, out_train=out_train)
+
+
+def baseline_layers(relu2=True, softmax=False):
+    layers = [nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32)]
+    layers += [nn.ReLU()] if relu2 else []
+    layers += [nn.Linear(32, 10)]
+    return layers + ([nn.Softmax(dim=1)] if softmax else [])
+
+
+def bn_layers(after_relu=False, second=True):
+    def block(n_in, n_out, bn):
+        parts = [nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out), nn.ReLU()] if bn else [nn.Linear(n_in, n_out), nn.ReLU()]
+        if bn and after_relu:
+            parts = [parts[0], parts[2], parts[1]]
+        return parts
+    return block(784, 64, True) + block(64, 32, second) + [nn.Linear(32, 10)]
+
+
+def net(model=None, *, training=None, test_mode=None, candidates=()):
+    return NetworkObservation(class_found=True, instance_found=True, instance_is_class=True, fresh=model,
+                              trained=model, training=training, test_mode=test_mode,
+                              accuracy_candidates=list(candidates), errors=[])
+
+
+def obs(baseline=None, batchnorm=None):
+    networks = {k: v for k, v in (("baseline", baseline), ("batchnorm", batchnorm)) if v is not None}
+    return Observations(status="ok", networks=networks, probe_x=X.astype(np.float64))
+
+
+def test_right_baseline_passes_architecture_and_forward():
+    o = obs(net(observe(baseline_layers())))
+    assert check_baseline_architecture(o, CONFIG).status == "pass"
+    assert check_baseline_forward(o, CONFIG).status == "pass"
+
+
+def test_missing_relu_fails_architecture_only():
+    o = obs(net(observe(baseline_layers(relu2=False))))
+    verdict = check_baseline_architecture(o, CONFIG)
+    assert verdict.status == "fail"
+    assert "Linear(64, 32) → Linear(32, 10)" in verdict.message and "should run" in verdict.message
+    assert check_baseline_forward(o, CONFIG).status == "pass"
+
+
+def test_softmax_in_forward_fails_forward_only():
+    o = obs(net(observe(baseline_layers(softmax=True))))
+    assert check_baseline_architecture(o, CONFIG).status == "pass"
+    verdict = check_baseline_forward(o, CONFIG)
+    assert verdict.status == "fail" and "softmax" in verdict.message and "logits" in verdict.message
+
+
+def test_forward_output_that_is_not_what_the_layers_compute_fails():
+    model = observe(baseline_layers())
+    forged = ModelObservation(**{**model.__dict__, "out_eval": model.out_eval + 0.01})
+    verdict = check_baseline_forward(obs(net(forged)), CONFIG)
+    assert verdict.status == "fail" and "differs" in verdict.message
+
+
+def test_unknown_operation_needs_review():
+    model = observe(baseline_layers())
+    ops = model.ops_eval[:2] + [Op(op="gelu", torch="gelu")] + model.ops_eval[3:]
+    changed = ModelObservation(**{**model.__dict__, "ops_eval": ops})
+    verdict = check_baseline_forward(obs(net(changed)), CONFIG)
+    assert verdict.status == "needs_review" and "gelu" in verdict.message
+
+
+def training(optimizer="SGD", lr=0.001, losses=("cross_entropy",), own=6):
+    return Training(steps=[OptimizerStep(optimizer=optimizer, lr=lr, own_params=own, params=own)],
+                    losses=list(losses), loss_modules=["CrossEntropyLoss"], model_params=6)
+
+
+@pytest.mark.parametrize("setup, status, words", [
+    (training(), "pass", ["SGD", "0.001"]),
+    (training(optimizer="Adam"), "fail", ["torch.optim.SGD", "Adam"]),
+    (training(lr=0.01), "fail", ["0.001", "0.01"]),
+    (training(losses=("mse_loss",)), "fail", ["CrossEntropyLoss", "mse_loss"]),
+    (training(own=2), "fail", ["2 of the network's 6"]),
+    (Training(steps=[], losses=[], loss_modules=[], model_params=6), "fail", ["optimizer.step()"]),
+])
+def test_training_setup(setup, status, words):
+    verdict = check_baseline_training_setup(obs(net(observe(baseline_layers()), training=setup)), CONFIG)
+    assert verdict.status == status
+    for word in words:
+        assert word in verdict.message
+
+
+RANGE = AccuracyRange(low=(0.5, 0.6, 0.65, 0.68, 0.7), high=(0.55, 0.64, 0.69, 0.71, 0.73), source="test")
+
+
+def candidate(name, values, source="return"):
+    return AccuracyCandidate(source=source, name=name, values=values)
+
+
+@pytest.mark.parametrize("candidates, status, chosen", [
+    ([candidate("acc", [0.52, 0.61, 0.66, 0.69, 0.71])], "pass", "acc"),
+    ([candidate("acc", [52.0, 61.0, 66.0, 69.0, 71.0])], "pass", "acc"),  # percent
+    ([candidate("fashion_network.train_accuracies", [0.52, 0.61, 0.66, 0.69, 0.71], "attribute"),
+      candidate("fashion_network.accuracies", [0.5, 0.6, 0.65, 0.7, 0.7], "attribute")], "pass",
+     "fashion_network.accuracies"),
+    ([candidate("test_acc", [0.1, 0.1, 0.1, 0.1, 0.1])], "fail", "test_acc"),      # implausible
+    ([candidate("losses", [2.3, 2.2, 2.1, 2.0, 1.9])], "fail", None),              # not accuracies
+    ([candidate("acc", [0.5, 0.6])], "fail", None),                                # not 5 epochs
+    ([], "fail", None),
+])
+def test_accuracies(candidates, status, chosen):
+    network = net(observe(baseline_layers()), candidates=candidates)
+    verdict = check_baseline_accuracies(obs(network), CONFIG, RANGE)
+    assert verdict.status == status, verdict.message
+    picked = choose_accuracies(network, 5)
+    assert (picked[0] if picked else None) == chosen or status == "fail"
+
+
+def test_accuracies_without_calibration_need_review():
+    network = net(observe(baseline_layers()), candidates=[candidate("acc", [0.5] * 5)])
+    assert check_baseline_accuracies(obs(network), CONFIG, None).status == "needs_review"
+
+
+EVAL_TEST = TestMode(bn_calls=4, bn_training_calls=0, buffers_changed=[])
+
+
+@pytest.mark.parametrize("after_relu", [False, True])
+def test_batchnorm_either_placement_passes(after_relu):
+    o = obs(batchnorm=net(observe(bn_layers(after_relu=after_relu)), test_mode=EVAL_TEST))
+    assert check_batchnorm_architecture(o, CONFIG).status == "pass"
+    assert check_batchnorm_behaviour(o, CONFIG).status == "pass"
+
+
+def test_batchnorm_missing_fails_both():
+    o = obs(batchnorm=net(observe(baseline_layers()), test_mode=TestMode(bn_calls=0, bn_training_calls=0,
+                                                                             buffers_changed=[])))
+    assert "no BatchNorm" in check_batchnorm_architecture(o, CONFIG).message
+    assert check_batchnorm_behaviour(o, CONFIG).status == "fail"
+
+
+def test_batchnorm_on_one_layer_only_fails_architecture():
+    o = obs(batchnorm=net(observe(bn_layers(second=False)), test_mode=EVAL_TEST))
+    verdict = check_batchnorm_architecture(o, CONFIG)
+    assert verdict.status == "fail" and "BatchNorm1d(32)" in verdict.message
+
+
+def test_test_in_training_mode_fails_behaviour():
+    o = obs(batchnorm=net(observe(bn_layers()), test_mode=TestMode(bn_calls=4, bn_training_calls=4,
+                                                                    buffers_changed=["1.running_mean"])))
+    verdict = check_batchnorm_behaviour(o, CONFIG)
+    assert verdict.status == "fail" and "self.eval()" in verdict.message
+
+
+def test_wrong_running_statistics_fail_behaviour():
+    model = observe(bn_layers())
+    after = dict(model.buffers_after_train)
+    after["2.running_mean"] = after["2.running_mean"] + 1.0
+    o = obs(batchnorm=net(ModelObservation(**{**model.__dict__, "buffers_after_train": after}), test_mode=EVAL_TEST))
+    verdict = check_batchnorm_behaviour(o, CONFIG)
+    assert verdict.status == "fail" and "running statistics" in verdict.message
+
+
+def test_no_observations_skip_every_check_with_the_reason():
+    results = run_checks(Observations(status="not_run", message="no notebook was found"), CONFIG, RANGE)
+    assert [r.status for r in results] == ["skipped"] * 6
+    assert all(r.points == 0 and "no notebook" in r.message for r in results)
+
+
+def test_missing_class_fails_with_its_name():
+    o = Observations(status="ok", networks={"baseline": NetworkObservation(
+        class_found=False, instance_found=False, instance_is_class=False, fresh=None, trained=None,
+        training=None, test_mode=None, accuracy_candidates=[], errors=[])}, probe_x=X.astype(np.float64))
+    results = {r.id: r for r in run_checks(o, CONFIG, RANGE)}
+    assert "class FashionNetwork(nn.Module)" in results["baseline.architecture"].message
+    assert "class FashionNetworkBatchNorm(nn.Module)" in results["batchnorm.behaviour"].message
+    assert sum(r.points for r in results.values()) == 0

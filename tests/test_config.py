@@ -1,0 +1,63 @@
+"""grading.toml: the shipped file is valid, and every kind of mistake names its key."""
+from pathlib import Path
+
+import pytest
+
+from grader.config import CHECK_IDS, ConfigError, config_from_dict, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_configuration_is_valid_and_matches_the_sheet():
+    config = load_config(ROOT / "grading.toml")
+    points = config.exercises.points
+    assert sum(v for k, v in points.items() if k not in config.exercises.bonus) == pytest.approx(10.0)
+    assert points["6.7"] == 1.5 and config.exercises.bonus == ("6.7",)
+    assert sum(config.checks.points(c) for c in CHECK_IDS) == pytest.approx(1.5)
+    assert config.tolerance.learning_rate == 0.001
+    assert len(config.fingerprint) == 64
+
+
+def test_relative_data_source_is_relative_to_the_file(tmp_path):
+    (tmp_path / "grading.toml").write_text('[data]\nsource = "data/fm"\n')
+    assert load_config(tmp_path / "grading.toml").data_source == (tmp_path / "data/fm").resolve()
+
+
+@pytest.mark.parametrize("raw, words", [
+    ({"limits": {"cell_timeout": 5}}, ["unknown key", "limits.cell_timeout"]),
+    ({"limtis": {}}, ["unknown key", "limtis"]),
+    ({"limits": {"memory_mb": -1}}, ["limits.memory_mb", "greater than 0", "-1"]),
+    ({"limits": {"memory_mb": "lots"}}, ["limits.memory_mb", "'lots'"]),
+    ({"run": {"sandbox": "docker"}}, ["run.sandbox", "'docker'"]),
+    ({"checks": {"baseline.forwrd": 0.25}}, ["unknown key", "checks.baseline.forwrd"]),
+    ({"exercises": {"6.8": 1}}, ["exercises", "6.8"]),
+    ({"naming": {"min_members": 4, "max_members": 3}}, ["naming", "min_members"]),
+    ({"data": {"train_size": 70000}}, ["data.train_size", "60000"]),
+    ({"tolerance": {"accuracy_margin": 2}}, ["tolerance.accuracy_margin"]),
+])
+def test_wrong_values_are_errors_naming_the_key(raw, words):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(raw, source="grading.toml")
+    message = str(err.value)
+    assert message.startswith("grading.toml:")
+    for word in words:
+        assert word in message
+
+
+def test_broken_toml_names_the_file(tmp_path):
+    path = tmp_path / "grading.toml"
+    path.write_text("[limits\nmemory_mb = 1\n")
+    with pytest.raises(ConfigError, match="grading.toml: not valid TOML"):
+        load_config(path)
+
+
+def test_missing_file_named(tmp_path):
+    with pytest.raises(ConfigError, match="nope.toml: cannot read"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_different_files_have_different_fingerprints(tmp_path):
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text("[limits]\nmemory_mb = 4000\n")
+    b.write_text("[limits]\nmemory_mb = 4001\n")
+    assert load_config(a).fingerprint != load_config(b).fingerprint
