@@ -1,0 +1,13 @@
+"""Intake: who submitted what (naming, discovery), and a safe workspace holding it (unpacking)."""
+from grader.intake.archive import unpack
+from grader.intake.content import find_content, script_to_notebook
+from grader.intake.discover import discover
+from grader.intake.identity import check_identity, read_evidence, team_with_emails
+from grader.intake.naming import duplicate_students, identify, parse_name
+from grader.intake.types import Discovery, Skipped, Submission, Workspace
+
+__all__ = [
+    "discover", "identify", "unpack", "check_identity", "duplicate_students", "parse_name",
+    "find_content", "script_to_notebook", "read_evidence", "team_with_emails",
+    "Discovery", "Skipped", "Submission", "Workspace",
+]

@@ -1,0 +1,315 @@
+"""What was submitted: safe unpacking of a submission into a fresh workspace.
+
+The archive is hostile until proven otherwise. Nothing is extracted on trust: every entry name is
+checked and written by us, as a regular file inside the workspace, opened with O_NOFOLLOW|O_EXCL;
+sizes are the bytes actually written while streaming (headers lie), so a zip bomb stops at the limit
+in bounded memory. The original file is only ever read.
+"""
+from __future__ import annotations
+
+import os
+import re
+import stat
+import unicodedata
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from grader.config import Archive
+from grader.intake.content import find_content
+from grader.intake.discover import paired_pdfs
+from grader.intake.types import Submission, Workspace
+from grader.report.models import Violation
+
+CHUNK = 64 * 1024
+# Below this many bytes an entry is never called a bomb: small files full of zeros compress well.
+RATIO_FLOOR = 1 << 20
+MAX_SAME_CODE = 5          # violations of one code listed one by one; the rest are summed up
+
+JUNK_DIRS = {"__MACOSX", ".ipynb_checkpoints", "__pycache__", ".git", ".svn", ".idea", ".vscode"}
+JUNK_FILES = {".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db"}
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+class _Stop(Exception):
+    """A running limit was reached: nothing more is unpacked."""
+
+
+class _Violations:
+    """Collects violations; a hostile archive with 10 000 bad entries gives a readable list."""
+
+    def __init__(self) -> None:
+        self.items: list[Violation] = []
+        self._count: dict[str, int] = {}
+        self._severity: dict[str, str] = {}
+        self._label: dict[str, str] = {}
+
+    def add(self, code: str, severity: str, label: str, message: str) -> None:
+        n = self._count.get(code, 0) + 1
+        self._count[code] = n
+        self._severity[code] = severity
+        self._label[code] = label
+        if n <= MAX_SAME_CODE:
+            self.items.append(Violation(code=code, severity=severity, message=f"{label}: {message}"))
+
+    def result(self) -> list[Violation]:
+        out = list(self.items)
+        for code, n in self._count.items():
+            if n > MAX_SAME_CODE:
+                out.append(Violation(code=code, severity=self._severity[code],
+                                     message=f"{self._label[code]}: {n - MAX_SAME_CODE} more entries "
+                                             f"with the same problem ({code}) not listed"))
+        return out
+
+
+@dataclass
+class _Budget:
+    limits: Archive
+    written: int = 0
+    entries: int = 0
+    files: list[str] = field(default_factory=list)
+    seen: dict[str, str] = field(default_factory=dict)     # folded name -> name as kept
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.limits.max_uncompressed_mb * 1024 * 1024)
+
+
+def entry_name(info: zipfile.ZipInfo) -> str:
+    """The entry's name as the student meant it: UTF-8 stored without the UTF-8 flag is repaired."""
+    name = info.orig_filename
+    if not info.flag_bits & 0x800:
+        try:
+            name = name.encode("cp437").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            pass
+    return unicodedata.normalize("NFC", name)
+
+
+def safe_parts(name: str) -> tuple[str, ...] | None:
+    """The path components an entry may be written to, or None when the name reaches outside."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return None
+    posix = name.replace("\\", "/")
+    if posix.startswith("/") or _DRIVE.match(posix):
+        return None
+    parts = tuple(p for p in posix.split("/") if p not in ("", "."))
+    if not parts or any(p == ".." for p in parts):
+        return None
+    if any(len(p.encode("utf-8", "surrogateescape")) > 255 for p in parts):
+        return None
+    return parts
+
+
+def is_junk(parts: tuple[str, ...]) -> bool:
+    base = parts[-1]
+    return (any(p in JUNK_DIRS for p in parts[:-1]) or base.startswith("._")
+            or base.lower() in JUNK_FILES or base in JUNK_DIRS)
+
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    return stat.S_ISLNK(info.external_attr >> 16)
+
+
+def _make_dirs(root: Path, parts: tuple[str, ...]) -> Path:
+    """Create root/parts... as real directories; an existing symlink or file on the way is refused."""
+    current = root
+    for part in parts:
+        current = current / part
+        try:
+            os.mkdir(current, 0o755)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(current).st_mode):
+                raise NotADirectoryError(f"'{part}' exists and is not a folder")
+    return current
+
+
+def _inside(root: Path, path: Path) -> bool:
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([real_root, os.path.realpath(path)]) == real_root
+
+
+def _stream(src, target: Path, budget: _Budget, compressed_size: int | None) -> int:
+    """Copy src into a new file at target, counting bytes written; raises _Stop at a limit.
+
+    With compressed_size (a zip entry), the ratio of bytes written to compressed bytes consumed so
+    far is watched as we go, so a bomb is caught after a megabyte, not after the whole budget.
+    """
+    fd = os.open(target, _OPEN_FLAGS, 0o644)
+    written = 0
+    ratio = budget.limits.max_ratio
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while True:
+                room = budget.max_bytes - budget.written
+                chunk = src.read(min(CHUNK, room + 1))
+                if not chunk:
+                    break
+                if len(chunk) > room:
+                    raise _Stop(f"more than {budget.limits.max_uncompressed_mb:g} MB when unpacked "
+                                f"(limit archive.max_uncompressed_mb); unpacking stopped")
+                out.write(chunk)
+                written += len(chunk)
+                budget.written += len(chunk)
+                if compressed_size is not None and written > RATIO_FLOOR:
+                    left = getattr(src, "_compress_left", None)       # zipfile's count of unread input
+                    consumed = compressed_size - left if isinstance(left, int) else compressed_size
+                    if written > ratio * max(1, consumed):
+                        raise _Stop(f"entry '{target.name}' inflates more than {ratio:g} times "
+                                    f"(limit archive.max_ratio; {written // 1024} KB from "
+                                    f"{max(1, consumed) // 1024} KB so far): a zip bomb? unpacking stopped")
+    except BaseException:
+        budget.written -= written
+        _unlink(target)
+        raise
+    return written
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _free_folder(parent: Path, name: str) -> str:
+    candidate = name
+    n = 1
+    while os.path.lexists(parent / candidate):
+        candidate = f"{name}_{n}"
+        n += 1
+    return candidate
+
+
+def _unpack_zip(zpath: Path, label: str, dest: Path, prefix: tuple[str, ...], budget: _Budget,
+                depth: int, out: _Violations, inner: str = "") -> None:
+    limits = budget.limits
+    size = os.path.getsize(zpath)
+    if size > limits.max_compressed_mb * 1024 * 1024:
+        what = f"the inner archive '{inner}'" if inner else "the archive"
+        raise _Stop(f"{what} is {size / 1024 / 1024:.1f} MB, more than the limit of "
+                    f"{limits.max_compressed_mb:g} MB (archive.max_compressed_mb); not unpacked")
+    try:
+        zf = zipfile.ZipFile(zpath)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        what = f"the inner archive '{inner}'" if inner else "the archive"
+        out.add("archive.corrupt", "error", label, f"{what}: expected a readable zip archive, found {_why(exc)}")
+        return
+    with zf:
+        infos = zf.infolist()
+        if budget.entries + len(infos) > limits.max_entries:
+            out.add("archive.too_large", "error", label,
+                    f"{len(infos)} entries, more than the limit of {limits.max_entries} "
+                    f"(archive.max_entries); only the first {max(0, limits.max_entries - budget.entries)} "
+                    "are unpacked")
+        for info in infos:
+            budget.entries += 1
+            if budget.entries > limits.max_entries:
+                break
+            _unpack_entry(zf, info, label, dest, prefix, budget, depth, out, size, inner)
+
+
+def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: Path,
+                  prefix: tuple[str, ...], budget: _Budget, depth: int, out: _Violations,
+                  archive_size: int, inner: str) -> None:
+    name = entry_name(info)
+    entry = f"entry {name!r}" + (f" of the inner archive '{inner}'" if inner else "")
+    if name.endswith(("/", "\\")) and not _is_symlink(info):
+        return                                      # folders are made when their files are written
+    parts = safe_parts(name)
+    if parts is None:
+        out.add("archive.unsafe_path", "error", label,
+                f"{entry} points outside the submission folder (expected a relative path "
+                "without '..', drive letters or a leading '/'); skipped")
+        return
+    if is_junk(parts):
+        return
+    if _is_symlink(info):
+        out.add("archive.symlink", "error", label,
+                f"{entry} is a symbolic link (expected regular files only); skipped")
+        return
+    if info.flag_bits & 0x1:
+        out.add("archive.encrypted", "error", label,
+                f"{entry} is password-protected (expected an unencrypted zip); skipped")
+        return
+    rel_parts = prefix + parts
+    rel = "/".join(rel_parts)
+    key = unicodedata.normalize("NFC", rel.casefold())
+    if key in budget.seen:
+        out.add("archive.duplicate_name", "warning", label,
+                f"{entry} has the same name as {budget.seen[key]!r} (names compared ignoring "
+                "case and Unicode normalisation); the first one is kept")
+        return
+    budget.seen[key] = name
+    try:
+        parent = _make_dirs(dest, rel_parts[:-1])
+        target = parent / rel_parts[-1]
+        if not _inside(dest, parent):
+            raise NotADirectoryError("the folder leads outside the workspace")
+        with zf.open(info) as src:
+            _stream(src, target, budget, max(1, min(info.compress_size, archive_size)))
+    except _Stop:
+        raise
+    except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+        out.add("archive.duplicate_name", "warning", label,
+                f"{entry} clashes with another file or folder of the same name ({_why(exc)}); skipped")
+        return
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError,
+            OSError) as exc:
+        out.add("archive.corrupt", "error", label,
+                f"{entry} cannot be read ({_why(exc)}); expected intact zip data; skipped")
+        return
+    budget.files.append(rel)
+    if rel_parts[-1].lower().endswith(".zip") and depth < budget.limits.nested_depth:
+        folder = _free_folder(parent, rel_parts[-1][:-4] or "archive")
+        _unpack_zip(target, label, dest, rel_parts[:-1] + (folder,), budget, depth + 1, out, inner=rel)
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) < 200 else text[:197] + "..."
+
+
+def _copy_single(source: Path, dest: Path, budget: _Budget, out: _Violations, label: str) -> None:
+    name = unicodedata.normalize("NFC", source.name)
+    key = name.casefold()
+    if key in budget.seen:
+        return
+    budget.seen[key] = name
+    with open(source, "rb") as src:
+        _stream(src, dest / name, budget, None)
+    budget.files.append(name)
+
+
+def unpack(submission: Submission, dest: Path, limits: Archive) -> Workspace:
+    """Unpack (or copy) the submission into dest, a fresh empty folder, and find what to grade."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    label = submission.rel
+    out = _Violations()
+    budget = _Budget(limits=limits)
+    source = Path(submission.path)
+    try:
+        if submission.kind == "zip" or (submission.kind == "other" and zipfile.is_zipfile(source)):
+            _unpack_zip(source, label, dest, (), budget, 0, out)
+        elif submission.kind in ("ipynb", "py", "pdf"):
+            _copy_single(source, dest, budget, out, label)
+            if submission.kind in ("ipynb", "py"):
+                for pdf in paired_pdfs(source):
+                    _copy_single(pdf, dest, budget, out, label)
+    except _Stop as stop:
+        out.add("archive.too_large", "error", label, str(stop))
+    except OSError as exc:
+        out.add("archive.corrupt", "error", label, f"cannot be read ({_why(exc)})")
+    notebook, pdf, found = find_content(dest, budget.files, label, preferred_stem=submission.stem)
+    files = sorted(budget.files)
+    if notebook is not None:
+        rel_nb = notebook.relative_to(dest).as_posix()
+        if rel_nb not in files:
+            files = sorted(files + [rel_nb])
+    return Workspace(dir=dest, notebook=notebook, pdf=pdf, files=tuple(files),
+                     violations=tuple(out.result() + found))
+
+

@@ -1,0 +1,176 @@
+"""Do the files name the team the file name announces? Ids, names and e-mails from notebook and PDF."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from grader.intake.types import Submission, Workspace
+from grader.report.models import TeamMember, Violation
+
+MAX_PDF_PAGES = 30
+MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
+
+
+def _id_pattern(digits: int) -> re.Pattern:
+    # ASCII digits, not part of a longer number or a decimal fraction ("0.8765432")
+    return re.compile(rf"(?<![0-9.,])[0-9]{{{digits}}}(?![0-9])(?![.,][0-9])")
+
+
+@dataclass
+class Evidence:
+    """What the files say about who wrote them."""
+    ids: dict[str, set[str]] = field(default_factory=dict)       # id -> where found ("notebook", "PDF")
+    emails: list[str] = field(default_factory=list)
+    texts: dict[str, str] = field(default_factory=dict)           # where -> text read
+    problems: list[Violation] = field(default_factory=list)
+    looked_in: list[str] = field(default_factory=list)
+
+
+def notebook_text(path: Path) -> str:
+    """Source of the notebook's markdown and code cells (outputs are not the team's statement)."""
+    with open(path, "rb") as fh:
+        raw = fh.read(MAX_NOTEBOOK_BYTES)
+    data = json.loads(raw.decode("utf-8", errors="replace"))
+    parts = []
+    for cell in data.get("cells", []) if isinstance(data, dict) else []:
+        if not isinstance(cell, dict) or cell.get("cell_type") not in ("markdown", "code", "raw"):
+            continue
+        src = cell.get("source", "")
+        parts.append("".join(src) if isinstance(src, list) else str(src))
+    return "\n".join(parts)
+
+
+def pdf_text(path: Path) -> str:
+    from pypdf import PdfReader
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    reader = PdfReader(str(path), strict=False)
+    if reader.is_encrypted:
+        reader.decrypt("")
+    texts = []
+    for i, page in enumerate(reader.pages):
+        if i >= MAX_PDF_PAGES:
+            break
+        texts.append(page.extract_text() or "")
+    return "\n".join(texts)
+
+
+def read_evidence(submission: Submission, workspace: Workspace, digits: int = 7) -> Evidence:
+    ev = Evidence()
+    pattern = _id_pattern(digits)
+    sources = []
+    if workspace.notebook is not None:
+        sources.append(("notebook", workspace.notebook, notebook_text))
+    if workspace.pdf is not None:
+        sources.append(("PDF", workspace.pdf, pdf_text))
+    for where, path, read in sources:
+        rel = _rel(workspace, path)
+        ev.looked_in.append(f"{where} '{rel}'")
+        try:
+            text = read(path)
+        except Exception as exc:  # noqa: BLE001 - a broken file is reported, never a crash
+            code = "content.pdf_unreadable" if where == "PDF" else "content.notebook_unreadable"
+            ev.problems.append(Violation(
+                code=code, severity="warning",
+                message=f"{submission.rel}: cannot read the text of the {where} '{rel}' "
+                        f"({type(exc).__name__}: {str(exc)[:150]}); expected a readable {where}"))
+            continue
+        text = unicodedata.normalize("NFC", text)
+        ev.texts[where] = text
+        for m in pattern.finditer(text):
+            ev.ids.setdefault(m.group(0), set()).add(where)
+        for e in _EMAIL.findall(text):
+            if e not in ev.emails:
+                ev.emails.append(e)
+    return ev
+
+
+def _rel(workspace: Workspace, path: Path) -> str:
+    try:
+        return path.relative_to(workspace.dir).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _digits_of(team: tuple[TeamMember, ...]) -> int:
+    lengths = {len(m.student_id) for m in team if m.student_id.isdigit()}
+    return lengths.pop() if len(lengths) == 1 else 7
+
+
+def check_identity(submission: Submission, workspace: Workspace) -> list[Violation]:
+    """identity.mismatch / identity.missing: the ids in the file name against those in the files."""
+    team_ids = [m.student_id for m in submission.team if m.student_id.isascii() and m.student_id.isdigit()]
+    digits = _digits_of(submission.team)
+    ev = read_evidence(submission, workspace, digits)
+    violations = list(ev.problems)
+    where = " and ".join(ev.looked_in) or "nothing (no notebook or PDF was found)"
+    if not ev.ids:
+        expected = f"the ids {', '.join(team_ids)} of the file name" if team_ids else "the team's ids"
+        violations.append(Violation(
+            code="identity.missing", severity="warning",
+            message=f"{submission.rel}: expected every member's name, {digits}-digit student id and e-mail "
+                    f"in the notebook or PDF; found no student id in {where} (expected {expected})"))
+        return violations
+    if not team_ids:
+        return violations              # the file name gave no ids to compare with (name.pattern says so)
+    missing = [i for i in team_ids if i not in ev.ids]
+    extra = sorted(i for i in ev.ids if i not in team_ids)
+    if missing or extra:
+        bits = []
+        if missing:
+            names = {m.student_id: m.name for m in submission.team}
+            bits.append("ids of the file name not found in the files: " +
+                        ", ".join(f"{i} ({names.get(i) or '?'})" for i in missing))
+        if extra:
+            bits.append("ids in the files that the file name lacks: " +
+                        ", ".join(f"{i} (in the {' and '.join(sorted(ev.ids[i]))})" for i in extra))
+        violations.append(Violation(
+            code="identity.mismatch", severity="warning",
+            message=f"{submission.rel}: expected the files to name the team of the file name "
+                    f"({', '.join(team_ids)}); {'; '.join(bits)}. Looked in {where}"))
+    return violations
+
+
+def team_with_emails(submission: Submission, workspace: Workspace) -> tuple[TeamMember, ...]:
+    """The file name's team, with the e-mail each member gave in the files where it can be matched.
+
+    An e-mail belongs to a member when it is on the same line as the member's id or contains a part
+    of the member's name (ASCII-folded: 'müller' matches 'mueller' and 'muller').
+    """
+    ev = read_evidence(submission, workspace, _digits_of(submission.team))
+    lines = [ln for text in ev.texts.values() for ln in text.splitlines()]
+    out = []
+    for member in submission.team:
+        email = member.email
+        if email is None and member.student_id:
+            for ln in lines:
+                if member.student_id in ln:
+                    found = _EMAIL.findall(ln)
+                    if found:
+                        email = found[0]
+                        break
+        if email is None:
+            keys = _name_keys(member.name)
+            for e in ev.emails:
+                local = e.split("@")[0].lower()
+                if any(k in local for k in keys):
+                    email = e
+                    break
+        out.append(member.model_copy(update={"email": email}))
+    return tuple(out)
+
+
+def _name_keys(name: str) -> set[str]:
+    keys = set()
+    for part in re.split(r"[\s\-']+", name.lower()):
+        if len(part) < 3 or part in ("van", "der", "von", "den", "del", "de", "la"):
+            continue
+        keys.add(part)
+        keys.add(part.replace("ä", "ae").replace("ö", "oe").replace("ü", "ue").replace("ß", "ss"))
+        keys.add(unicodedata.normalize("NFKD", part).encode("ascii", "ignore").decode())
+    return {k for k in keys if len(k) >= 3}

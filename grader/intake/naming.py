@@ -1,0 +1,305 @@
+"""Who submitted: the team a file name announces (`Name1_id1_Name2_id2[_Name3_id3].zip`).
+
+Parsing is lenient on purpose: a misnamed submission is still graded, so we read whatever name/id
+pairs we can find and report what differs from the canonical name as a warning. Only a name that
+yields no member at all is an error.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from grader.config import Naming
+from grader.intake.types import Submission
+from grader.report.models import TeamMember, Violation
+
+PATTERN = "Name1_id1_Name2_id2[_Name3_id3]"
+ALLOWED_SINGLE = (".ipynb", ".py", ".pdf")
+KINDS = {".zip": "zip", ".ipynb": "ipynb", ".py": "py", ".pdf": "pdf"}
+# Archive formats we recognise but do not unpack: reported as name.extension, never guessed at.
+MULTI_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst")
+UNSUPPORTED_ARCHIVES = (".rar", ".7z", ".tar", ".tgz", ".gz", ".bz2", ".xz", ".zst", ".zipx") + MULTI_SUFFIXES
+
+# Suffixes browsers and file managers add to a second copy: "x (1).zip", "x - Copy.zip", "x-1.zip"
+_COPY_SUFFIX = re.compile(
+    r"(?:\s*\(\d{1,3}\)|\s*\((?:copy|kopie)\)|\s+-\s+(?:copy|kopie)(?:\s*\(\d+\))?|\s+copy)\s*$",
+    re.IGNORECASE)
+_DIGITS = re.compile(r"\d+")        # any Unicode decimal digits: Arabic-Indic ids are found, then flagged
+_SEP = "_- .,+&;~"                  # characters that may separate names and ids in a sloppy name
+
+
+@dataclass(frozen=True)
+class ParsedName:
+    """What a file name says, before it becomes a Submission."""
+    stem: str
+    extension: str                       # as written, e.g. ".zip", ".ZIP", ".tar.gz" ("" if none)
+    team: tuple[TeamMember, ...]
+    violations: tuple[Violation, ...]
+    expected_name: str | None            # canonical name, when it differs and can be worked out
+
+
+def split_extension(filename: str) -> tuple[str, str]:
+    """("stem", ".ext"), treating ".tar.gz" and friends as one extension."""
+    lower = filename.lower()
+    for multi in MULTI_SUFFIXES:
+        if lower.endswith(multi) and len(filename) > len(multi):
+            return filename[: -len(multi)], filename[-len(multi):]
+    dot = filename.rfind(".")
+    if dot <= 0:
+        return filename, ""
+    return filename[:dot], filename[dot:]
+
+
+def kind_of(filename: str) -> str:
+    return KINDS.get(split_extension(filename)[1].lower(), "other")
+
+
+def _ascii_id(raw: str) -> str:
+    """Arabic-Indic and other Unicode digits written as ASCII, so ids compare with the files' text."""
+    return "".join(str(unicodedata.decimal(ch)) for ch in raw)
+
+
+def _is_id_run(text: str, start: int, end: int) -> bool:
+    """Is this digit run meant as a student id? Long runs are; 'Sheet6', 'WS2024' and '-6' are not."""
+    if end - start >= 5:
+        return True
+    before = text[start - 1] if start > 0 else "_"
+    after = text[end] if end < len(text) else "_"
+    return end - start == 4 and not before.isalpha() and not after.isalpha()
+
+
+_JUNK_WORDS = ("final", "sheet", "blatt", "abgabe", "submission", "submit", "nnti", "exercise", "uebung",
+               "übung", "ubung", "solution", "loesung", "lösung", "version", "korrigiert", "corrected",
+               "neu", "new", "hw", "homework", "ex", "assignment", "aufgabe", "zettel", "copy", "kopie")
+
+
+def _is_junk(token: str) -> bool:
+    low = token.lower()
+    return any(ch.isdigit() for ch in token) or low in _JUNK_WORDS or any(
+        low.startswith(w) for w in _JUNK_WORDS if len(w) > 3)
+
+
+def _drop_junk(text: str, leading: bool) -> tuple[str, str]:
+    """Split off words such as 'Sheet6' or 'final' that are not part of a name: (kept, dropped)."""
+    tokens = re.split(r"([_\-\s.]+)", text)
+    words = tokens[0::2]
+    seps = tokens[1::2]
+    order = range(len(words)) if leading else range(len(words) - 1, -1, -1)
+    cut = None
+    for k in order:
+        if not words[k]:
+            continue
+        if not _is_junk(words[k]):
+            break
+        cut = k
+    if cut is None:
+        return text, ""
+    if leading:
+        dropped = "".join(t for pair in zip(words[:cut + 1], seps[:cut + 1]) for t in pair)
+        return text[len(dropped):], dropped.strip(_SEP)
+    kept_tokens = tokens[: 2 * cut]
+    kept = "".join(kept_tokens)
+    return kept, text[len(kept):].strip(_SEP)
+
+
+def _clean_name(raw: str) -> str:
+    """'Anna_Lena' -> 'Anna Lena': underscores inside a name part are read as spaces."""
+    return " ".join(part for part in re.split(r"[_\s]+", raw) if part)
+
+
+def parse_name(filename: str, naming: Naming) -> ParsedName:
+    """Parse a submission's file name into its team and the naming violations."""
+    filename = unicodedata.normalize("NFC", filename)
+    stem, ext = split_extension(filename)
+    violations: list[Violation] = []
+    found: list[str] = []                # what differs from the canonical form, for name.pattern
+
+    def violation(code: str, severity: str, text: str) -> None:
+        violations.append(Violation(code=code, severity=severity, message=f"{filename}: {text}"))
+
+    canonical_ext = ext
+    if ext.lower() == ".zip" or ext.lower() in ALLOWED_SINGLE:
+        pass
+    elif ext.lower() in UNSUPPORTED_ARCHIVES:
+        canonical_ext = ".zip"
+        violation("name.extension", "warning",
+                  f"expected a .zip archive (or a single .ipynb/.py/.pdf file), found a '{ext}' archive, "
+                  "which the grader does not unpack")
+    else:
+        canonical_ext = ".zip"
+        shown = f"'{ext}'" if ext else "no extension"
+        violation("name.extension", "warning",
+                  f"expected a .zip archive or a single .ipynb, .py or .pdf file, found {shown}")
+
+    body = stem
+    copy = _COPY_SUFFIX.search(body)
+    if copy and copy.start() > 0:
+        found.append(f"the copy marker '{copy.group(0).strip()}'")
+        body = body[: copy.start()]
+
+    runs = [m for m in _DIGITS.finditer(body) if _is_id_run(body, m.start(), m.end())]
+    team: list[TeamMember] = []
+    names: list[str] = []
+    ids: list[str] = []
+    bad_ids: list[str] = []
+    pos = 0
+    for i, run in enumerate(runs):
+        segment = body[pos: run.start()]
+        pos = run.end()
+        if i == 0:
+            segment, dropped = _drop_junk(segment, leading=True)
+            if dropped:
+                found.append(f"'{dropped}' before the first name")
+        core = segment.strip(_SEP)
+        lead = segment[: len(segment) - len(segment.lstrip(_SEP))]
+        trail = segment[len(segment.rstrip(_SEP)):]
+        raw_id = run.group(0)
+        if not core:
+            found.append(f"no name before the id '{raw_id}'")
+        elif lead != ("" if i == 0 else "_") or trail != "_":
+            written = f"{segment}{raw_id}" if i == 0 else f"{segment}{raw_id}"
+            found.append(f"'{written}' where '{'' if i == 0 else '_'}{core}_{raw_id}' was expected")
+        name = _clean_name(core)
+        if any(ch.isdigit() for ch in name):
+            found.append(f"digits in the name '{name}'")
+        student_id = _ascii_id(raw_id)
+        if not (raw_id.isascii() and len(raw_id) == naming.id_digits):
+            bad_ids.append(raw_id)
+        names.append(" ".join(core.split()))
+        ids.append(student_id)
+        team.append(TeamMember(name=name, student_id=student_id))
+
+    rest = body[pos:]
+    id_less: list[str] = []
+    if rest.strip(_SEP):
+        if runs:
+            kept, dropped = _drop_junk(rest, leading=False)
+            if dropped:
+                found.append(f"'{dropped}' after the last id")
+            if kept.strip(_SEP):
+                name = _clean_name(kept.strip(_SEP))
+                id_less.append(name)
+                found.append(f"the name '{name}' without a student id")
+                team.append(TeamMember(name=name, student_id=""))
+                names.append(name)
+                ids.append("")
+        else:
+            found.append(f"no {naming.id_digits}-digit student id")
+    elif rest and runs:
+        found.append(f"{rest!r} after the last id")
+
+    for name in id_less:
+        violation("name.student_id", "warning",
+                  f"'{name}' has no student id; expected {naming.id_digits} ASCII digits after every name")
+    for raw in bad_ids:
+        what = ("non-ASCII digits" if not raw.isascii()
+                else f"{len(raw)} digit{'s' if len(raw) != 1 else ''}")
+        violation("name.student_id", "warning",
+                  f"student id '{raw}' has {what}; expected exactly {naming.id_digits} ASCII digits (0-9)")
+
+    if team and not (naming.min_members <= len(team) <= naming.max_members):
+        violation("name.group_size", "warning",
+                  f"expected a team of {naming.min_members} to {naming.max_members} students, "
+                  f"the name lists {len(team)}")
+
+    # The canonical name can be worked out when every member has a name and a well-formed id.
+    can_work_out = bool(team) and all(names) and not id_less and all(
+        len(i) == naming.id_digits and i.isascii() and i.isdigit() for i in ids) and not any(
+        any(ch.isdigit() for ch in n) for n in names)
+    expected = None
+    if can_work_out:
+        # names as written (NFC, spaces tidied); ids in ASCII
+        expected = "_".join(f"{n}_{i}" for n, i in zip(names, ids)) + canonical_ext
+    hint = f"; expected name: {expected}" if expected else ""
+
+    if not team:
+        violations.insert(0, Violation(
+            code="name.pattern", severity="error",
+            message=f"{filename}: expected {PATTERN}{canonical_ext} "
+                    f"(names and {naming.id_digits}-digit student ids joined by '_'), "
+                    f"found {'; '.join(found) or 'no name/id pairs'}"))
+    elif found:
+        violations.insert(0, Violation(
+            code="name.pattern", severity="warning",
+            message=f"{filename}: expected {PATTERN}{canonical_ext}, found {'; '.join(found)}{hint}"))
+
+    for v in violations:
+        if v.code == "name.extension" and expected and "expected name" not in v.message:
+            idx = violations.index(v)
+            violations[idx] = Violation(code=v.code, severity=v.severity, message=v.message + hint)
+
+    if expected == filename:
+        expected = None
+    return ParsedName(stem=stem, extension=ext, team=tuple(team), violations=tuple(violations),
+                      expected_name=expected)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def identify(path: Path, root: Path, naming: Naming) -> Submission:
+    """The Submission a file on disk stands for: its team, naming violations and content hash."""
+    path = Path(path)
+    root = Path(root)
+    if root == path or root.is_file():
+        rel = path.name
+    else:
+        try:
+            rel = path.relative_to(root).as_posix()
+        except ValueError:
+            rel = path.name
+    parsed = parse_name(path.name, naming)
+    if not parsed.team and path.parent != root and not root.is_file():
+        parsed = _team_from_folder(path, parsed, naming)
+    return Submission(
+        path=path,
+        rel=unicodedata.normalize("NFC", rel),
+        stem=parsed.stem,
+        sha256=sha256_of(path),
+        kind=kind_of(path.name),
+        team=parsed.team,
+        violations=parsed.violations,
+        expected_name=parsed.expected_name,
+    )
+
+
+def _team_from_folder(path: Path, parsed: ParsedName, naming: Naming) -> ParsedName:
+    """`Team_folder/notebook.ipynb`: when the file name names no team, its folder may."""
+    folder = unicodedata.normalize("NFC", path.parent.name)
+    ext = parsed.extension
+    from_folder = parse_name(folder + ext, naming)
+    if not any(m.student_id for m in from_folder.team):
+        return parsed
+    filename = unicodedata.normalize("NFC", path.name)
+    expected = from_folder.expected_name or (folder + ext if not from_folder.violations else None)
+    hint = f"; expected name: {expected}" if expected else ""
+    note = Violation(code="name.pattern", severity="warning",
+                     message=f"{filename}: expected {PATTERN}{ext or '.zip'}, found a file name without "
+                             f"name/id pairs; the team is read from its folder '{folder}'{hint}")
+    prefix = f"{folder}{ext}:"
+    others = tuple(v.model_copy(update={"message": f"{filename} (folder '{folder}'):" + v.message[len(prefix):]})
+                   if v.message.startswith(prefix) else v
+                   for v in from_folder.violations if v.code != "name.pattern")
+    return ParsedName(stem=parsed.stem, extension=ext, team=from_folder.team,
+                      violations=(note,) + others, expected_name=expected)
+
+
+def duplicate_students(subs: list[Submission]) -> dict[str, list[str]]:
+    """Student id -> the submissions (rel) naming it, for ids that appear in more than one."""
+    seen: dict[str, list[str]] = {}
+    for sub in subs:
+        for member in sub.team:
+            if not member.student_id:
+                continue
+            rels = seen.setdefault(member.student_id, [])
+            if sub.rel not in rels:
+                rels.append(sub.rel)
+    return {sid: sorted(rels) for sid, rels in sorted(seen.items()) if len(rels) > 1}

@@ -1,0 +1,114 @@
+"""Do notebook and PDF name the team of the file name?"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from grader.config import Archive, Naming
+from grader.intake import check_identity, identify, team_with_emails, unpack
+from grader.intake.types import Workspace
+from intake_corpus import TEMPLATE_CODE, make_pdf, make_zip, notebook_json, solution_notebook
+
+NAMING = Naming()
+OK = "Müller_1234567_Schmidt_7654321"
+
+
+def test_make_pdf_text_is_extracted(tmp_path: Path):
+    lines = ["Max Müller, 1234567, max@stud.uni-saarland.de", "Sean O'Neil (tutor) \\ 50%", "José Weiß"]
+    pdf = make_pdf(tmp_path / "x.pdf", lines)
+    text = PdfReader(pdf).pages[0].extract_text()
+    for line in lines:
+        assert line in text
+
+
+def _workspace(tmp_path: Path, name: str, entries: dict) -> tuple:
+    z = make_zip(tmp_path / name, entries)
+    sub = identify(z, tmp_path, NAMING)
+    ws = unpack(sub, tmp_path / "ws", Archive())
+    return sub, ws
+
+
+def _pdf(tmp_path: Path, lines: list[str]) -> bytes:
+    return make_pdf(tmp_path / "scratch.pdf", lines).read_bytes()
+
+
+def test_ids_in_notebook_and_pdf_match(tmp_path: Path):
+    sub, ws = _workspace(tmp_path, f"{OK}.zip", {
+        "nb.ipynb": solution_notebook([("Max Müller", "1234567")]),
+        "s.pdf": _pdf(tmp_path, ["Eva Schmidt 7654321 eva.schmidt@uni-saarland.de"])})
+    assert check_identity(sub, ws) == []
+
+
+def test_ids_only_in_pdf(tmp_path: Path):
+    sub, ws = _workspace(tmp_path, f"{OK}.zip", {
+        "nb.ipynb": notebook_json([("code", TEMPLATE_CODE)]),
+        "s.pdf": _pdf(tmp_path, ["Max Müller 1234567", "Eva Schmidt 7654321"])})
+    assert check_identity(sub, ws) == []
+
+
+def test_missing_and_extra_ids_are_named(tmp_path: Path):
+    sub, ws = _workspace(tmp_path, f"{OK}.zip", {
+        "nb.ipynb": solution_notebook([("Max Müller", "1234567"), ("Ute Ott", "5555555")])})
+    (v,) = check_identity(sub, ws)
+    assert v.code == "identity.mismatch" and v.severity == "warning"
+    assert "7654321 (Schmidt)" in v.message and "5555555 (in the notebook)" in v.message
+    assert "notebook 'nb.ipynb'" in v.message and v.message.startswith(f"{OK}.zip:")
+
+
+def test_no_ids_anywhere(tmp_path: Path):
+    sub, ws = _workspace(tmp_path, f"{OK}.zip", {
+        "nb.ipynb": notebook_json([("code", TEMPLATE_CODE)]), "s.pdf": _pdf(tmp_path, ["6.3: h = (9, 0)"])})
+    (v,) = check_identity(sub, ws)
+    assert v.code == "identity.missing"
+    assert "1234567, 7654321" in v.message and "PDF 's.pdf'" in v.message
+
+
+def test_decimals_and_longer_numbers_are_not_ids(tmp_path: Path):
+    sub, ws = _workspace(tmp_path, f"{OK}.zip", {"nb.ipynb": notebook_json([
+        ("markdown", "Max 1234567, Eva 7654321"),
+        ("code", "acc = 0.8765432\nseed = 12345678\nn = 1,2345678\n")])})
+    assert {v.code for v in check_identity(sub, ws)} == set()
+
+
+def test_outputs_do_not_count(tmp_path: Path):
+    nb = notebook_json([("code", TEMPLATE_CODE)]).replace('"outputs": []', '"outputs": [{"output_type": "stream", '
+                                                           '"name": "stdout", "text": "1234567 7654321"}]')
+    sub, ws = _workspace(tmp_path, f"{OK}.zip", {"nb.ipynb": nb})
+    assert {v.code for v in check_identity(sub, ws)} == {"identity.missing"}
+
+
+@pytest.mark.parametrize("content", [b"%PDF-1.4\n garbage", b"", b"not a pdf at all"])
+def test_broken_pdf_is_a_warning_not_a_crash(tmp_path: Path, content: bytes):
+    sub, ws = _workspace(tmp_path, f"{OK}.zip", {"nb.ipynb": solution_notebook([("A", "1234567"), ("B", "7654321")]),
+                                                 "s.pdf": content})
+    codes = [v.code for v in check_identity(sub, ws)]
+    assert codes == ["content.pdf_unreadable"]
+    assert all(v.severity == "warning" for v in check_identity(sub, ws))
+
+
+def test_broken_notebook_json(tmp_path: Path):
+    sub, ws = _workspace(tmp_path, f"{OK}.zip", {"nb.ipynb": "{not json", "s.pdf": _pdf(tmp_path, ["1234567 7654321"])})
+    assert [v.code for v in check_identity(sub, ws)] == ["content.notebook_unreadable"]
+
+
+def test_no_files_at_all(tmp_path: Path):
+    sub, _ = _workspace(tmp_path, f"{OK}.zip", {"x.txt": "1234567"})
+    (v,) = check_identity(sub, Workspace(dir=tmp_path / "ws"))
+    assert v.code == "identity.missing" and "no notebook or PDF" in v.message
+
+
+def test_unparseable_name_gives_nothing_to_compare(tmp_path: Path):
+    sub, ws = _workspace(tmp_path, "solution.zip", {"nb.ipynb": solution_notebook([("A", "1234567")])})
+    assert check_identity(sub, ws) == []
+
+
+def test_team_with_emails(tmp_path: Path):
+    sub, ws = _workspace(tmp_path, "Mu\u0308ller_1234567_van der Berg_7654321.zip", {
+        "nb.ipynb": notebook_json([("markdown", "Max Müller 1234567 s8mamuel@stud.uni-saarland.de")]),
+        "s.pdf": _pdf(tmp_path, ["Contact: jan.vanderberg@uni-saarland.de"])})
+    team = team_with_emails(sub, ws)
+    assert [(m.name, m.student_id, m.email) for m in team] == [
+        ("Müller", "1234567", "s8mamuel@stud.uni-saarland.de"),
+        ("van der Berg", "7654321", "jan.vanderberg@uni-saarland.de")]
