@@ -5,6 +5,7 @@ writes their outputs atomically and keeps the batch going whatever one submissio
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
@@ -15,6 +16,7 @@ import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Callable
 
@@ -22,11 +24,12 @@ from grader.calibrate import SOLUTION, CalibrationError, accuracy_range, calibra
 from grader.config import CHECK_IDS, Config
 from grader.intake import discover, duplicate_students, identify
 from grader.intake.types import Discovery, Submission
-from grader.pipeline import Graded, GradingContext, grade_submission, make_grader_info
+from grader.pipeline import Graded, GradingContext, grade_submission, grade_submission_async, make_grader_info
 from grader.report.models import CheckResult, ExecutionInfo, Report, Violation
 from grader.report.render import read_report, report_path, write_executed, write_report, write_summary
 from grader.report.score import build_report
 from grader.run.dataset import StagedData, stage_dataset
+from grader.run.kernels import FreshKernels, WarmKernels
 
 
 def cache_dir() -> Path:
@@ -141,6 +144,27 @@ def error_report(job: Job, ctx: GradingContext, problem: str) -> Report:
         checks=checks, config=ctx.config, grader=ctx.grader)
 
 
+# Per worker process: one event loop for its whole life, and a kernel kept warm ahead of need.
+_WORKER: dict = {}
+
+
+def _init_worker(ctx: GradingContext, warm: bool) -> None:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    kernels = WarmKernels(ctx) if warm else FreshKernels(ctx)
+    _WORKER.update(loop=loop, kernels=kernels, ctx=ctx)
+    # multiprocessing ends workers with os._exit: atexit would not run, Finalize does.
+    Finalize(None, lambda: loop.run_until_complete(kernels.close()), exitpriority=10)
+
+
+def _grade(job: Job, root: Path, ctx: GradingContext) -> Graded:
+    """In a worker: with its loop and (warm) kernels; elsewhere: a fresh kernel."""
+    if _WORKER:
+        loop, kernels = _WORKER["loop"], _WORKER["kernels"]
+        return loop.run_until_complete(grade_submission_async(job.path, root, ctx, kernels))
+    return grade_submission(job.path, root, ctx)
+
+
 def run_job(job: Job, root: Path, out_dir: Path, ctx: GradingContext) -> Outcome:
     """Grade one submission (retried once on a grader-side failure) and write its outputs."""
     started = time.monotonic()
@@ -148,7 +172,7 @@ def run_job(job: Job, root: Path, out_dir: Path, ctx: GradingContext) -> Outcome
     graded: Graded | None = None
     for attempt in (1, 2):
         try:
-            graded = grade_submission(job.path, root, ctx)
+            graded = _grade(job, root, ctx) if attempt == 1 else grade_submission(job.path, root, ctx)
             break
         except Exception as exc:  # jupyter_client's "Duplicate Signature" and the like: retry in a fresh kernel
             problem = f"grader failure ({type(exc).__name__}: {exc}) on attempt {attempt}"
@@ -165,9 +189,9 @@ def run_job(job: Job, root: Path, out_dir: Path, ctx: GradingContext) -> Outcome
                    message=problem)
 
 
-def _run_job_in_worker(job: Job, root: Path, out_dir: Path, ctx: GradingContext) -> Outcome:
+def _run_job_in_worker(job: Job, root: Path, out_dir: Path) -> Outcome:
     try:
-        return run_job(job, root, out_dir, ctx)
+        return run_job(job, root, out_dir, _WORKER["ctx"])
     except BaseException as exc:  # writing the report itself failed: the batch still goes on
         return Outcome(stem=job.stem, status="grader_error", points=0, max_points=0, seconds=0,
                        message=f"{type(exc).__name__}: {exc}")
@@ -188,14 +212,16 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
         if reporter:
             reporter.start(total=len(jobs), cached=len(cached), skipped=len(discovery.skipped))
         if jobs:
+            warm = len(jobs) > min(workers, len(jobs))   # a warm kernel pays off only if a next job comes
             with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"),
-                                     max_tasks_per_child=25) as pool:
+                                     max_tasks_per_child=25, initializer=_init_worker,
+                                     initargs=(ctx, warm)) as pool:
                 pending = {}
                 queue = list(jobs)
                 while queue or pending:
                     while queue and len(pending) < workers:
                         job = queue.pop(0)
-                        pending[pool.submit(_run_job_in_worker, job, root, out_dir, ctx)] = job
+                        pending[pool.submit(_run_job_in_worker, job, root, out_dir)] = job
                         if reporter:
                             reporter.started(job.submission.stem)
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)

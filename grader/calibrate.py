@@ -48,7 +48,8 @@ def accuracy_range(fingerprint: str, path: Path = CALIBRATION_FILE) -> AccuracyR
 def calibrate(ctx, runs: int = 3, path: Path = CALIBRATION_FILE, solution: Path = SOLUTION,
               progress=print) -> AccuracyRange:
     """Run the solution `runs` times on ctx's data and store its accuracies under the data's fingerprint."""
-    from grader.pipeline import _execute_and_probe  # the same way through as every submission
+    from grader.pipeline import observe  # the same way through as every submission
+    from grader.run.kernels import FreshKernels
 
     if not solution.exists():
         raise CalibrationError(f"{solution} is missing: calibration needs the solution notebook "
@@ -59,7 +60,7 @@ def calibrate(ctx, runs: int = 3, path: Path = CALIBRATION_FILE, solution: Path 
         try:
             shutil.copy(solution, folder / solution.name)
             workspace = Workspace(dir=folder, notebook=folder / solution.name)
-            execution, observations = asyncio.run(_execute_and_probe(workspace, ctx))
+            execution, observations, _ = asyncio.run(observe(workspace, ctx, FreshKernels(ctx)))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         if execution.info.status != "ok" or observations.status != "ok":

@@ -6,6 +6,7 @@ and wrap `grade_submission`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import shutil
 import tempfile
@@ -24,9 +25,9 @@ from grader.report.evidence import notebook_evidence, pdf_hints
 from grader.report.models import ExecutionInfo, GraderInfo, Report, Violation
 from grader.report.score import build_report
 from grader.run.dataset import StagedData, link_into, probe_batch
-from grader.run.execute import Execution, KernelSession, KernelStartError, read_notebook
+from grader.run.execute import Execution, KernelStartError, read_notebook
+from grader.run.kernels import FreshKernels
 from grader.run.probe import Observations, not_run, probe
-from grader.run.sandbox import kernel_command
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REFERENCE_DIR = PACKAGE_DIR.parent / "reference"
@@ -68,18 +69,29 @@ def make_grader_info(config: Config) -> GraderInfo:
     return GraderInfo(version=__version__, grader_hash=grader_hash(), config_hash=config.fingerprint[:16])
 
 
-async def _execute_and_probe(workspace: Workspace, ctx: GradingContext) -> tuple[Execution, Observations]:
+def _relocate(workspace: Workspace, target: Path) -> Workspace:
+    """Move an unpacked submission into the kernel's workspace folder (same file system: renames)."""
+    for entry in workspace.dir.iterdir():
+        shutil.move(str(entry), str(target / entry.name))
+
+    def rebase(path: Path | None) -> Path | None:
+        return None if path is None else target / path.relative_to(workspace.dir)
+    return dataclasses.replace(workspace, dir=target, notebook=rebase(workspace.notebook), pdf=rebase(workspace.pdf))
+
+
+async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKernels) -> tuple[Execution, Observations, Workspace]:
+    """Run the workspace's notebook in a kernel from `kernels`, then probe the live kernel."""
     notebook = read_notebook(workspace.notebook)
-    link_into(ctx.data, workspace.dir)
-    command = kernel_command(ctx.config, workspace.dir, threads=ctx.threads, mpl_cache=ctx.mpl_cache)
     limits = ctx.config.limits
-    async with KernelSession(command, workspace.dir, limits, notebook) as session:
-        execution = await session.run_notebook()
+    async with kernels.kernel() as kernel:
+        workspace = _relocate(workspace, kernel.workspace)
+        link_into(ctx.data, workspace.dir)
+        execution = await kernel.session.run_notebook(notebook)
         if not execution.alive:
-            return execution, not_run(f"the networks could not be observed: {execution.info.notes[-1]}")
+            return execution, not_run(f"the networks could not be observed: {execution.info.notes[-1]}"), workspace
         probe_x, probe_y = ctx.probe_inputs
-        observations = await probe(session, probe_x, probe_y, timeout_s=limits.probe_timeout_s)
-    return execution, observations
+        observations = await probe(kernel.session, probe_x, probe_y, timeout_s=limits.probe_timeout_s)
+        return execution, observations, workspace
 
 
 def _not_run(reason: str, ctx: GradingContext) -> ExecutionInfo:
@@ -97,27 +109,38 @@ def _pdf_text(workspace: Workspace) -> str | None:
 
 
 def grade_submission(path: Path, root: Path, ctx: GradingContext) -> Graded:
-    """Grade one submission file. Never raises for anything the submission does."""
+    """Grade one submission file in a kernel of its own. Never raises for anything the submission does."""
+    async def run() -> Graded:
+        kernels = FreshKernels(ctx)
+        try:
+            return await grade_submission_async(path, root, ctx, kernels)
+        finally:
+            await kernels.close()
+    return asyncio.run(run())
+
+
+async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, kernels: FreshKernels) -> Graded:
     submission: Submission = identify(path, root, ctx.config.naming)
-    workspace_dir = Path(tempfile.mkdtemp(prefix=_safe(submission.stem)[:40] + "-", dir=ctx.work_dir))
+    unpack_dir = Path(tempfile.mkdtemp(prefix=_safe(submission.stem)[:40] + "-", dir=ctx.work_dir))
     try:
-        workspace = unpack(submission, workspace_dir, ctx.config.archive)
+        workspace = unpack(submission, unpack_dir, ctx.config.archive)
         violations: list[Violation] = [*submission.violations, *workspace.violations,
                                        *check_identity(submission, workspace)]
+        pdf_text = _pdf_text(workspace)
         executed = None
         if workspace.notebook is None:
             execution = _not_run("no notebook to run", ctx)
             observations = not_run("no notebook was found, so the automatic checks were skipped")
         else:
             try:
-                result, observations = asyncio.run(_execute_and_probe(workspace, ctx))
+                result, observations, workspace = await observe(workspace, ctx, kernels)
                 execution, executed = result.info, result.notebook
                 execution = execution.model_copy(update={"data": ctx.data.info})
             except KernelStartError as exc:
                 execution = _not_run(str(exc), ctx)
                 observations = not_run(f"the notebook could not be run: {exc}")
         checks = run_checks(observations, ctx.config, ctx.accuracy_range)
-        evidence = pdf_hints(_pdf_text(workspace))
+        evidence = pdf_hints(pdf_text)
         evidence["6.6"] = notebook_evidence(executed)
         accuracies = {}
         for key in ("baseline", "batchnorm"):
@@ -133,7 +156,7 @@ def grade_submission(path: Path, root: Path, ctx: GradingContext) -> Graded:
                               config=ctx.config, grader=ctx.grader, evidence=evidence, accuracies=accuracies)
         return Graded(report=report, executed=executed)
     finally:
-        shutil.rmtree(workspace_dir, ignore_errors=True)
+        shutil.rmtree(unpack_dir, ignore_errors=True)
 
 
 def _safe(text: str) -> str:

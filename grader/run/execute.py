@@ -79,18 +79,17 @@ class _CappedClient(NotebookClient):
 class KernelSession:
     """One sandboxed kernel, started in `workspace`, shut down on exit (always, immediately)."""
 
-    def __init__(self, command: KernelCommand, workspace: Path, limits: Limits, notebook: nbformat.NotebookNode):
+    def __init__(self, command: KernelCommand, workspace: Path, limits: Limits):
         self.command = command
         self.workspace = workspace
         self.limits = limits
-        self.notebook = notebook
         self._runtime_dir = Path(tempfile.mkdtemp(prefix="g6k-"))  # short path: IPC socket names are limited to 107 bytes
         self.km = AsyncKernelManager(transport="ipc", ip=str(self._runtime_dir / "k"),
                                      connection_file=str(self._runtime_dir / "kernel.json"))
         self.km._kernel_spec = KernelSpec(argv=command.argv, display_name="grader", language="python",
                                           interrupt_mode=command.interrupt_mode, env={})
         self.client = _CappedClient(
-            notebook, km=self.km, output_limit=limits.output_kb * 1024,
+            nbformat.v4.new_notebook(), km=self.km, output_limit=limits.output_kb * 1024,
             timeout=int(limits.cell_timeout_s), interrupt_on_timeout=True, error_on_timeout=_TIMEOUT_REPLY,
             allow_errors=True, record_timing=False, startup_timeout=60, shutdown_kernel="immediate",
             iopub_timeout=10, raise_on_iopub_timeout=False,
@@ -127,10 +126,14 @@ class KernelSession:
         except Exception:
             return False
 
-    async def run_notebook(self) -> Execution:
+    async def warm_up(self, code: str, timeout: float = 120) -> CodeResult:
+        """Run set-up code (the heavy imports) before the notebook is known; not in the history."""
+        return await self.run_code(code, timeout=timeout)
+
+    async def run_notebook(self, nb: nbformat.NotebookNode) -> Execution:
         """Run every code cell in order. A raising cell is recorded and the run goes on; a cell over
         its limit is interrupted and the run goes on; past the notebook's limit the run stops."""
-        nb = self.notebook
+        self.client.nb = nb
         started = time.monotonic()
         deadline = started + self.limits.notebook_timeout_s
         status, notes, last_cell, cells_run = "ok", [], None, 0
