@@ -19,7 +19,7 @@ import numpy as np
 from grader import __version__
 from grader.checks.sheet6 import AccuracyRange, choose_accuracies, run_checks
 from grader.config import Config
-from grader.intake import check_identity, identify, unpack
+from grader.intake import check_identity, identify, team_with_emails, unpack
 from grader.intake.types import Submission, Workspace
 from grader.report.evidence import notebook_evidence, pdf_hints
 from grader.report.models import ExecutionInfo, GraderInfo, Report, Violation
@@ -127,6 +127,7 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
         violations: list[Violation] = [*submission.violations, *workspace.violations,
                                        *check_identity(submission, workspace)]
         pdf_text = _pdf_text(workspace)
+        team = list(team_with_emails(submission, workspace))   # read now: the workspace goes with its kernel
         executed = None
         if workspace.notebook is None:
             execution = _not_run("no notebook to run", ctx)
@@ -147,7 +148,7 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
             net = observations.network(key)
             if net is not None and (chosen := choose_accuracies(net, ctx.config.tolerance.epochs)):
                 accuracies[key] = chosen[1]
-        info = submission.info()
+        info = submission.info().model_copy(update={"team": team})
         if workspace.notebook is not None:
             info = info.model_copy(update={"notebook": workspace.notebook.relative_to(workspace.dir).as_posix()})
         if workspace.pdf is not None:

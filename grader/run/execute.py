@@ -98,12 +98,16 @@ class KernelSession:
 
     async def __aenter__(self) -> "KernelSession":
         self.command.prepare(self._runtime_dir)
+        # The kernel's own stdout/stderr (not the notebook's output) go to a log, not the grader's console.
+        self._log = open(self._runtime_dir / "kernel.log", "wb")
         try:
-            await self.client.async_start_new_kernel(cwd=str(self.workspace), env=self.command.env)
+            await self.client.async_start_new_kernel(cwd=str(self.workspace), env=self.command.env,
+                                                     stdout=self._log, stderr=self._log)
             await self.client.async_start_new_kernel_client()
         except Exception as exc:
+            tail = self._log_tail()
             await self._cleanup()
-            raise KernelStartError(f"the kernel did not start: {exc}") from exc
+            raise KernelStartError(f"the kernel did not start: {exc}{tail}") from exc
         return self
 
     async def __aexit__(self, *exc_info) -> None:
@@ -118,7 +122,17 @@ class KernelSession:
                     await self.km.kill_kernel()
                 except Exception:
                     pass
+        self._log.close()
         shutil.rmtree(self._runtime_dir, ignore_errors=True)
+
+    def _log_tail(self, limit: int = 600) -> str:
+        """The end of the kernel's own log: why a kernel did not start or died."""
+        try:
+            self._log.flush()
+            text = (self._runtime_dir / "kernel.log").read_bytes()[-limit:].decode("utf-8", "replace").strip()
+        except (OSError, ValueError):
+            return ""
+        return f" (kernel log: …{text})" if text else ""
 
     async def alive(self) -> bool:
         try:
@@ -155,7 +169,7 @@ class KernelSession:
                 await self.client.async_execute_cell(cell, index, store_history=True)
             except DeadKernelError:
                 status, alive = "kernel_died", False
-                notes.append(f"the kernel died while cell {index + 1} ran")
+                notes.append(f"the kernel died while cell {index + 1} ran{self._log_tail(300)}")
                 break
             except CellTimeoutError:
                 timed_out_cells.append(index + 1)

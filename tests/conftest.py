@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny-data configuration and a grading context for end-to-end runs.
+
+End-to-end tests run real notebooks in real kernels (nothing mocked). They use a tiny subset of the
+data so that a notebook's own training takes a second or two; kernel start-up and `import torch`
+are most of their cost.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = (ROOT / ".." / "shared" / "data" / "fashion-mnist").resolve()
+
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
+
+
+def tiny_config(**overrides):
+    from grader.config import config_from_dict
+
+    raw = {
+        "data": {"source": str(SHARED_DATA) if SHARED_DATA.exists() else "", "train_size": 640,
+                 "test_size": 256, "seed": 6},
+        "limits": {"cell_timeout_s": 60, "notebook_timeout_s": 300, "probe_timeout_s": 60},
+        "run": {"workers": 2},
+    }
+    for section, values in overrides.items():
+        raw.setdefault(section, {}).update(values)
+    return config_from_dict(raw, source="<tests>", base_dir=ROOT)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_calibration_and_cache(tmp_path_factory):
+    """Calibrations made by tests go to a temporary file, never into reference/calibration.json."""
+    folder = tmp_path_factory.mktemp("calibration")
+    os.environ["GRADER_CALIBRATION"] = str(folder / "calibration.json")
+    yield
+
+
+@pytest.fixture(scope="session")
+def grading_context():
+    """A context on tiny data, calibrated once with the solution notebook (one run)."""
+    from grader.batch import prepare_context
+    from grader.calibrate import calibrate
+
+    work = Path(tempfile.mkdtemp(prefix="grader-test-work-"))
+    config = tiny_config()
+    ctx = prepare_context(config, work, workers=1, auto_calibrate=False)
+    found = calibrate(ctx, runs=1, progress=lambda text: None)
+    ctx = type(ctx)(**{**ctx.__dict__, "accuracy_range": found})
+    yield ctx
+    shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,116 @@
+"""End to end: the example submissions and correct notebooks in varied styles, graded as a tutor
+would, in real kernels on a tiny data subset. Nothing is mocked."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, needs_torch, tiny_config
+from grader.config import CHECK_IDS
+from grader.report.models import Report
+
+pytestmark = [pytest.mark.kernel, needs_torch]
+
+EXPECTED = json.loads((ROOT / "submissions" / "expected.json").read_text(encoding="utf-8"))["submissions"]
+VARIANTS = sorted((ROOT / "tests" / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def graded_examples(grading_context, tmp_path_factory):
+    """Grade submissions/ once with 2 workers; every test below reads the result."""
+    from grader.batch import run_batch
+
+    out = tmp_path_factory.mktemp("reports")
+    result = run_batch(ROOT / "submissions", tiny_config(), out, workers=2, progress=lambda text: None)
+    return out, result
+
+
+def _reports(out: Path) -> dict[str, Report]:
+    reports = {}
+    for path in out.glob("*.json"):
+        report = Report.model_validate_json(path.read_bytes())
+        reports[report.submission.file] = report
+    return reports
+
+
+def test_every_example_gets_a_report(graded_examples):
+    out, result = graded_examples
+    assert result.all_reported
+    assert set(_reports(out)) == set(EXPECTED)
+    assert (out / "summary.csv").read_text(encoding="utf-8").count("\n") == len(EXPECTED) + 1
+    for stem in (Path(name).stem for name in EXPECTED):
+        assert (out / "executed" / f"{stem}.ipynb").exists()
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_loses_exactly_the_points_of_its_mistake(graded_examples, name):
+    out, _ = graded_examples
+    report = _reports(out)[name]
+    expected = EXPECTED[name]
+    assert report.execution.status == "ok", report.execution
+    assert report.violations == [], [v.message for v in report.violations]
+    lost = sorted(c.id for c in report.checks if c.status != "pass")
+    assert lost == sorted(expected["loses"]), {c.id: c.message for c in report.checks}
+    assert [c.id for c in report.checks] == list(CHECK_IDS)
+    for check in report.checks:
+        assert check.points == (check.max_points if check.status == "pass" else 0.0)
+        assert check.message
+    auto = sum(c.points for c in report.checks)
+    assert auto == pytest.approx(1.5 - 0.25 * len(expected["loses"]))
+    assert report.total.points == pytest.approx(auto) and not report.total.complete
+    assert [(m.name, m.student_id, m.email) for m in report.submission.team] == \
+        [(m["name"], m["student_id"], m["email"]) for m in expected["team"]]
+    assert report.execution.data is not None and report.execution.data.train_size == 640
+    pending = [e.id for e in report.exercises if e.points is None]
+    assert pending == ["6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7"]
+
+
+def test_messages_say_what_was_expected_and_found(graded_examples):
+    out, _ = graded_examples
+    reports = _reports(out)
+    by_defect = {EXPECTED[name]["defect"]: {c.id: c for c in report.checks} for name, report in reports.items()}
+    softmax = next(v for k, v in by_defect.items() if "softmax" in k)["baseline.forward"].message
+    assert "softmax" in softmax and "logits" in softmax
+    relu = next(v for k, v in by_defect.items() if "ReLU" in k)["baseline.architecture"].message
+    assert "should run" in relu and "Linear(64, 32) → Linear(32, 10)" in relu
+    lr = next(v for k, v in by_defect.items() if "lr" in k)["baseline.training_setup"].message
+    assert "0.001" in lr and "0.0001" in lr
+    eval_mode = next(v for k, v in by_defect.items() if "eval" in k)["batchnorm.behaviour"].message
+    assert "self.eval()" in eval_mode
+
+
+def test_reports_validate_against_the_printed_schema(graded_examples):
+    jsonschema = pytest.importorskip("jsonschema")
+    out, _ = graded_examples
+    schema = json.loads(subprocess.run([sys.executable, "-m", "grader", "schema"], capture_output=True,
+                                       text=True, check=True).stdout)
+    for path in out.glob("*.json"):
+        jsonschema.validate(json.loads(path.read_text(encoding="utf-8")), schema)
+
+
+def test_unchanged_submissions_are_not_graded_again(graded_examples):
+    from grader.batch import run_batch
+
+    out, _ = graded_examples
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
+    again = run_batch(ROOT / "submissions", tiny_config(), out, workers=2, progress=lambda text: None)
+    assert {o.status for o in again.outcomes} == {"cached"}
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")} == before
+
+
+@pytest.mark.parametrize("notebook", VARIANTS, ids=[p.stem for p in VARIANTS])
+def test_correct_notebooks_in_other_styles_get_full_points(grading_context, tmp_path, notebook):
+    from grader.pipeline import grade_submission
+
+    target = tmp_path / "Erika Mustermann_7012345_Jürgen Müller_7054321.ipynb"
+    shutil.copy(notebook, target)
+    report = grade_submission(target, tmp_path, grading_context).report
+    assert report.execution.status == "ok", report.execution
+    assert {c.id: c.status for c in report.checks} == {c: "pass" for c in CHECK_IDS}, \
+        {c.id: c.message for c in report.checks}
+    assert report.accuracies["baseline"] and all(0 <= v <= 1 for v in report.accuracies["baseline"])
