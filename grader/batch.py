@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -25,8 +26,12 @@ from grader.config import CHECK_IDS, Config
 from grader.intake import discover, duplicate_students, identify
 from grader.intake.types import Discovery, Submission
 from grader.pipeline import Graded, GradingContext, grade_submission, grade_submission_async, make_grader_info
+from grader.report.outputs import write_batch_outputs
 from grader.report.models import CheckResult, ExecutionInfo, Report, Violation
-from grader.report.render import read_report, report_path, write_executed, write_report, write_summary
+from grader.report.render import (read_report, report_path, write_atomic, write_executed, write_report,
+                                  write_summary)
+
+SHARD_FILE = "shard.json"
 from grader.report.score import build_report
 from grader.run.dataset import StagedData, stage_dataset
 from grader.run.kernels import FreshKernels, WarmKernels
@@ -85,6 +90,7 @@ class BatchResult:
     discovery: Discovery | None = None
     duplicates: dict[str, list[str]] = field(default_factory=dict)
     data_description: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def all_reported(self) -> bool:
@@ -241,8 +247,15 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
             if report is not None:
                 result.reports.append((outcome.stem, report))
         result.reports.sort(key=lambda item: item[0])
+        if shard is not None:   # what `grader merge` checks: every part there, none twice
+            write_atomic(out_dir / SHARD_FILE, json.dumps({
+                "shard": f"{shard.index}/{shard.count}", "stems": [stem for stem, _ in result.reports],
+                "config_hash": config.fingerprint[:16]}, indent=2).encode("utf-8"))
         result.duplicates = duplicate_students([identify(p, root, config.naming) for p in discovery.submissions])
         write_summary(result.reports, out_dir)
+        # Tutors' points (when the sheet is filled), cms.csv, feedback pages and summary.html.
+        result.warnings = write_batch_outputs(result.reports, out_dir, config,
+                                              data_description=result.data_description)
         return result
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)

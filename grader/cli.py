@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from grader.config import ConfigError, load_config
+from grader.report.manual import ManualPointsError
 
 
 class ProgressReporter:
@@ -102,6 +103,8 @@ def cmd_grade(args, console: Console) -> int:
     finally:
         reporter.stop()
     _final_table(console, result, Path(args.out), time.monotonic() - started)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     return 0 if result.all_reported else 1
 
 
@@ -183,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, console)
     except ConfigError as exc:
         console.print(f"[red]configuration error:[/] {exc}", highlight=False)
+        return 2
+    except ManualPointsError as exc:
+        console.print(f"[red]manual points sheet:[/] {exc}\nFix the sheet and run again; the reports "
+                      f"themselves are written.", highlight=False)
         return 2
     except ValueError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)

@@ -117,6 +117,20 @@ class Data(_Section):
     seed: int = 6
 
 
+class Cms(_Section):
+    """The CSV files people open in spreadsheets (cms.csv, manual_points.csv). German spreadsheets
+    want delimiter ";" and decimal ","; the BOM makes Excel read UTF-8 (umlauts) correctly."""
+    delimiter: Literal[",", ";", "\t"] = ","
+    decimal: Literal[".", ","] = "."
+    bom: bool = True
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "Cms":
+        if self.delimiter == self.decimal:
+            raise ValueError(f"delimiter and decimal are both {self.delimiter!r}")
+        return self
+
+
 class Run(_Section):
     workers: int = Field(0, ge=0, le=64)
     kernel_python: str = ""
@@ -132,6 +146,7 @@ class Config(_Section):
     archive: Archive = Field(default_factory=Archive)
     data: Data = Field(default_factory=Data)
     run: Run = Field(default_factory=Run)
+    cms: Cms = Field(default_factory=Cms)
     # Where the file was read from: relative paths in it are relative to this folder.
     base_dir: Path = Field(default=Path("."), exclude=True)
     fingerprint: str = Field(default="", exclude=True)

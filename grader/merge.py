@@ -1,11 +1,16 @@
 """`grader merge`: join the report folders of several shards into one result."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 from rich.console import Console
 
+from grader.config import load_config
+from grader.report.cms import CmsError
+from grader.report.manual import ManualPointsError
+from grader.report.outputs import merge_outputs
 from grader.report.render import read_report, write_summary
 
 
@@ -13,15 +18,47 @@ class MergeError(ValueError):
     pass
 
 
+def check_shards(inputs: list[Path]) -> None:
+    """Folders graded with --shard K/N must be all N parts, each once, of the same configuration."""
+    parts: dict[int, Path] = {}
+    counts, hashes = set(), set()
+    for folder in inputs:
+        marker = folder / "shard.json"
+        if not marker.exists():
+            continue
+        info = json.loads(marker.read_text(encoding="utf-8"))
+        k, n = (int(x) for x in info["shard"].split("/"))
+        counts.add(n)
+        hashes.add(info.get("config_hash"))
+        if k in parts:
+            raise MergeError(f"shard {k}/{n} is given twice: {parts[k]} and {folder}")
+        parts[k] = folder
+    if not parts:
+        return
+    if len(counts) > 1:
+        raise MergeError(f"the folders come from different shardings (N = {sorted(counts)})")
+    if len(hashes) > 1:
+        raise MergeError("the shards were graded with different grading.toml files")
+    n = counts.pop()
+    missing = sorted(set(range(1, n + 1)) - set(parts))
+    if missing:
+        raise MergeError("missing shard(s) " + ", ".join(f"{k}/{n}" for k in missing) +
+                         f": grade them with `grader grade --shard K/{n}` and merge all {n} folders")
+    if len(parts) != len(inputs):
+        unsharded = [str(f) for f in inputs if not (f / "shard.json").exists()]
+        raise MergeError(f"{', '.join(unsharded)}: not graded as a shard, but the others were")
+
+
 def merge_reports(inputs: list[Path], out_dir: Path) -> list[tuple[str, object]]:
     """Copy every shard's reports (and executed notebooks) into out_dir. The same submission in two
-    shards is an error: shards must be disjoint."""
+    shards is an error: shards must be disjoint, and all of them must be there."""
+    check_shards(inputs)
     seen: dict[str, Path] = {}
     reports = []
     for folder in inputs:
         if not folder.is_dir():
             raise MergeError(f"{folder}: not a folder of reports")
-        files = sorted(p for p in folder.glob("*.json"))
+        files = sorted(p for p in folder.glob("*.json") if p.name != "shard.json")
         if not files:
             raise MergeError(f"{folder}: holds no reports (*.json); was this shard graded?")
         for path in files:
@@ -47,10 +84,15 @@ def merge_reports(inputs: list[Path], out_dir: Path) -> list[tuple[str, object]]
 
 
 def merge_command(args, console: Console) -> int:
+    config = load_config(args.config)
+    inputs = [Path(p) for p in args.inputs]
     try:
-        reports = merge_reports([Path(p) for p in args.inputs], Path(args.out))
-    except MergeError as exc:
+        reports = merge_reports(inputs, Path(args.out))
+        warnings = merge_outputs(inputs, reports, Path(args.out), config)
+    except (MergeError, ManualPointsError, CmsError) as exc:
         console.print(f"[red]merge refused:[/] {exc}", highlight=False)
         return 2
-    console.print(f"merged {len(reports)} report(s) from {len(args.inputs)} folder(s) into {args.out}")
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    console.print(f"merged {len(reports)} report(s) from {len(inputs)} folder(s) into {args.out}")
     return 0

@@ -113,5 +113,6 @@ class Report(_Model):
     total: Total
     accuracies: dict[str, list[float]] = Field(
         default_factory=dict, description="Per-epoch test accuracies found (fractions), by network")
+    comment: str | None = Field(None, description="The tutors' comment on the whole submission")
     grader: GraderInfo
     graded_at: str

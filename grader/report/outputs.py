@@ -1,0 +1,125 @@
+"""What a batch leaves for people, written after every report is in: the tutors' points merged into
+the reports, `manual_points.csv`, `cms.csv`, `feedback/<stem>.html` and `summary.html`.
+
+`write_batch_outputs` is the one entry point (`grader grade` calls it at the end of a batch);
+`merge_outputs` is the same for `grader merge`, after it gathers the shards' manual sheets.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+from grader.calibrate import CalibrationError, load_calibration
+from grader.config import Config
+from grader.report.cms import CMS_NAME, CmsError, write_cms_csv
+from grader.report.feedback import write_feedback
+from grader.report.manual import (SHEET_NAME, ManualPointsError, apply_manual, merge_sheets, pending_parts,
+                                  read_manual_sheet, write_manual_sheet)
+from grader.report.models import Report
+from grader.report.overview import write_overview
+from grader.report.render import write_report
+from grader.report.similarity import similar_pairs
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "reference" / "template.ipynb"
+
+__all__ = ["write_batch_outputs", "merge_outputs", "ManualPointsError", "CmsError"]
+
+
+def _read_notebook(path: Path) -> nbformat.NotebookNode | None:
+    try:
+        return nbformat.read(str(path), as_version=4)
+    except Exception:  # a notebook the grader wrote but cannot read back: left out of the comparison
+        return None
+
+
+def _key_6_3() -> str | None:
+    try:
+        from grader.report.evidence import key_6_3
+        return key_6_3()
+    except Exception:
+        return None
+
+
+def apply_sheet(reports: list[tuple[str, Report]], out_dir: Path, config: Config) -> list[tuple[str, Report]]:
+    """Apply `manual_points.csv` (when there is one) to every report and rewrite the reports that
+    change. Raises ManualPointsError listing every problem of the sheet before anything is written.
+    Without a sheet the reports stay as they are (points already merged are kept, and
+    write_manual_sheet copies them into the new sheet)."""
+    sheet = Path(out_dir) / SHEET_NAME
+    if not sheet.exists():
+        return list(reports)
+    entries = read_manual_sheet(sheet, reports, config)
+    updated = []
+    for stem, report in reports:
+        new = apply_manual(report, entries.get(stem), config)
+        if new.model_dump() != report.model_dump():
+            write_report(new, Path(out_dir), stem)
+        updated.append((stem, new))
+    return updated
+
+
+def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config: Config, *,
+                        data_description: str | None = None, template: Path | None = TEMPLATE,
+                        similarity_threshold: float = 0.9) -> list[str]:
+    """Merge the manual sheet into the reports, then write cms.csv, manual_points.csv, the feedback
+    pages and summary.html. Returns warnings to print. Raises ManualPointsError when the sheet is
+    malformed (nothing is written then: fix the sheet and run `grader merge` again)."""
+    out_dir = Path(out_dir)
+    warnings: list[str] = []
+    page_warnings: list[str] = []   # what summary.html itself should say
+    reports = sorted(apply_sheet(reports, out_dir, config), key=lambda item: item[0])
+
+    write_manual_sheet(reports, out_dir, config)
+    try:
+        write_cms_csv(reports, out_dir, config)
+    except CmsError as exc:
+        stale = out_dir / CMS_NAME
+        if stale.exists():
+            stale.unlink()  # an older cms.csv would be imported as if it were current
+        warnings.append(str(exc))
+        page_warnings.append(str(exc))
+
+    try:
+        calibration = load_calibration()
+    except CalibrationError as exc:
+        calibration = {}
+        warnings.append(f"feedback pages without the reference curve: {exc}")
+        page_warnings.append(warnings[-1])
+    for stem, report in reports:
+        data = report.execution.data
+        write_feedback(report, out_dir, calibration.get(data.fingerprint) if data else None, stem=stem)
+
+    notebooks = {}
+    for stem, _ in reports:
+        path = out_dir / "executed" / f"{stem}.ipynb"
+        if path.exists() and (nb := _read_notebook(path)) is not None:
+            notebooks[stem] = nb
+    template_nb = _read_notebook(template) if template is not None and Path(template).exists() else None
+    pairs = similar_pairs(notebooks, template_nb, similarity_threshold) if notebooks else None
+    if pairs:
+        warnings.append(f"{len(pairs)} pair(s) of notebooks are nearly the same: see summary.html")
+
+    incomplete = [(stem, pending_parts(r)) for stem, r in reports if not r.total.complete]
+    if incomplete and (out_dir / SHEET_NAME).exists():
+        graded_some = len(incomplete) < len(reports) or any(
+            e.points is not None for _, r in reports for e in r.exercises)
+        if graded_some:
+            shown = "; ".join(f"{stem}: {', '.join(parts)}" for stem, parts in incomplete[:5])
+            more = f" and {len(incomplete) - 5} more" if len(incomplete) > 5 else ""
+            warnings.append(f"{len(incomplete)} team(s) not completely graded yet ({shown}{more})")
+    write_overview(reports, out_dir, pairs=pairs, key=_key_6_3(), data_description=data_description,
+                   warnings=page_warnings)
+    return warnings
+
+
+def merge_outputs(inputs: list[Path], reports: list[tuple[str, Report]], out_dir: Path, config: Config,
+                  **kwargs) -> list[str]:
+    """For `grader merge`, after the reports are copied into out_dir: join the shards' manual sheets
+    (and the one already in out_dir) into out_dir/manual_points.csv, then write_batch_outputs. Two
+    shards' sheets giving different values for one cell is a ManualPointsError naming both."""
+    out_dir = Path(out_dir)
+    sources = [Path(folder) / SHEET_NAME for folder in inputs
+               if Path(folder).resolve() != out_dir.resolve()]
+    notes = merge_sheets([s for s in sources if s.exists()], out_dir / SHEET_NAME, config)
+    return notes + write_batch_outputs(reports, out_dir, config, **kwargs)

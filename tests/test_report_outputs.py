@@ -1,0 +1,395 @@
+"""Tutors' points, cms.csv, feedback pages, summary.html and similar work, on reports built by hand
+(no kernels)."""
+from __future__ import annotations
+
+import csv
+import io
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader.config import CHECK_IDS, config_from_dict, load_config
+from grader.report.cms import CmsError, cms_rows, write_cms_csv
+from grader.report.feedback import accuracy_chart, feedback_html, write_feedback
+from grader.report.manual import (SHEET_NAME, ManualPointsError, apply_manual, merge_sheets, read_manual_sheet,
+                                  sheet_columns, write_manual_sheet)
+from grader.report.models import (CellError, CheckResult, DataInfo, ExecutionInfo, GraderInfo, Report,
+                                  SubmissionInfo, TeamMember, Violation)
+from grader.report.outputs import merge_outputs, write_batch_outputs
+from grader.report.overview import overview_html
+from grader.report.render import read_report, write_report
+from grader.report.score import build_report
+from grader.report.similarity import similar_pairs
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = load_config(ROOT / "grading.toml")
+DATA = DataInfo(kind="generated", description="stand-in data", train_size=600, test_size=100, fingerprint="fp-test")
+CALIBRATION = {"baseline": [[0.6, 0.7, 0.74, 0.77, 0.79], [0.62, 0.71, 0.75, 0.78, 0.8]],
+               "batchnorm": [[0.75, 0.8, 0.82, 0.83, 0.84], [0.76, 0.8, 0.83, 0.84, 0.85]]}
+
+
+def make_report(members: list[tuple[str, str]], *, failing: tuple[str, ...] = (), review: tuple[str, ...] = (),
+                status: str = "ok", violations: list[Violation] | None = None, stem: str | None = None,
+                accuracies: dict | None = None) -> tuple[str, Report]:
+    stem = stem or "_".join(f"{name}_{sid}" for name, sid in members)
+    checks = []
+    for check_id in CHECK_IDS:
+        max_points = CONFIG.checks.points(check_id)
+        state = "fail" if check_id in failing else "needs_review" if check_id in review else "pass"
+        checks.append(CheckResult(id=check_id, exercise="6.6", status=state,
+                                  points=max_points if state == "pass" else 0.0, max_points=max_points,
+                                  message=f"{check_id}: {state}"))
+    errors = [CellError(cell=7, ename="ZeroDivisionError", evalue="division by zero")] if status == "errors" else []
+    report = build_report(
+        submission=SubmissionInfo(file=f"{stem}.zip", stem=stem, sha256="0" * 64, kind="zip",
+                                  team=[TeamMember(name=n, student_id=s) for n, s in members]),
+        violations=violations or [],
+        execution=ExecutionInfo(status=status, duration_s=3.2, cells_run=9, cells_total=9, errors=errors,
+                                notes=["ran without isolation"], data=DATA),
+        checks=checks, config=CONFIG, grader=GraderInfo(version="0.1.0", grader_hash="g", config_hash="c"),
+        evidence={"6.3": ["key: h = (9, 0) ...", "the PDF mentions h = (9, 0)"]},
+        accuracies=accuracies if accuracies is not None else {
+            "baseline": [0.55, 0.66, 0.72, 0.75, 0.78], "batchnorm": [0.7, 0.78, 0.81, 0.83, 0.84]})
+    return stem, report
+
+
+ALICE = make_report([("Anna Äpfel", "7000001"), ("Bernd Brot", "0700002")])
+BOB = make_report([("Carla Chen", "7000003"), ("Dieter Dörr", "7000004"), ("Eva Ernst", "7000005")],
+                  failing=("baseline.forward",), review=("baseline.accuracies",))
+REPORTS = [ALICE, BOB]
+
+
+def german(config=CONFIG):
+    raw = config.model_dump()
+    raw.setdefault("cms", {})
+    try:
+        return config_from_dict({**raw, "cms": {"delimiter": ";", "decimal": ","}})
+    except Exception:  # no [cms] section in the configuration yet: the same settings, by attribute
+        class WithCms:
+            def __init__(self, inner):
+                self._inner = inner
+                self.cms = type("Cms", (), {"delimiter": ";", "decimal": ",", "bom": True})()
+
+            def __getattr__(self, name):
+                return getattr(self._inner, name)
+        return WithCms(config)
+
+
+def sheet_text(header: list[str], rows: list[list[str]], delimiter: str = ",") -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def fill(path: Path, values: dict[str, dict[str, str]]) -> None:
+    """Fill cells of the sheet like a tutor: {stem: {column prefix: value}}."""
+    text = path.read_text(encoding="utf-8-sig")
+    delimiter = ";" if text.split("\n")[0].count(";") else ","
+    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    header = rows[0]
+    for row in rows[1:]:
+        for prefix, value in values.get(row[0], {}).items():
+            index = next(i for i, h in enumerate(header) if h.startswith(prefix))
+            row[index] = value
+    path.write_text(sheet_text(header, rows[1:], delimiter), encoding="utf-8")
+
+
+FULL = {"6.1": "3,5", "6.2": "1.25", "6.3 (": "0.5", "6.4": "1", "6.5": "1", "6.6 part 3": "0.25",
+        "6.7": "0,75", "comment": "Gut gemacht <b>!</b>"}
+
+
+# ---------------------------------------------------------------- the sheet's errors
+
+def write_sheet(tmp_path: Path, rows: list[list[str]], header: list[str] | None = None, delimiter=",") -> Path:
+    path = tmp_path / SHEET_NAME
+    path.write_text(sheet_text(header or sheet_columns(CONFIG), rows, delimiter), encoding="utf-8")
+    return path
+
+
+def row(stem: str, **cells: str) -> list[str]:
+    header = sheet_columns(CONFIG)
+    out = [""] * len(header)
+    out[0] = stem
+    for prefix, value in cells.items():
+        prefix = prefix.replace("_", ".").replace("part3", " part 3").replace("override.", "override ")
+        out[next(i for i, h in enumerate(header) if h.startswith(prefix))] = value
+    return out
+
+
+@pytest.mark.parametrize("cells, words", [
+    ({"6.1": "4"}, ["line 2", ALICE[0], "'6.1 (max 3.75)'", "above the maximum 3.75"]),
+    ({"6.2": "-0.5"}, ["line 2", ALICE[0], "'6.2 (max 1.25)'", "negative"]),
+    ({"6.4": "viel"}, ["line 2", ALICE[0], "'6.4 (max 1.5)'", "'viel' is not a number"]),
+    ({"6.5": "1,5,0"}, ["'6.5 (max 1)'", "not a number"]),
+    ({"6.6part3": "0.5"}, ["'6.6 part 3 (max 0.25)'", "above the maximum 0.25"]),
+    ({"override.baseline.forward": "0.3"}, ["'override baseline.forward (max 0.25)'", "above the maximum 0.25"]),
+    ({"6.7": "nan"}, ["'6.7 bonus (max 1.5)'", "not a number"]),
+])
+def test_a_bad_value_names_line_team_and_column(tmp_path, cells, words):
+    path = write_sheet(tmp_path, [row(ALICE[0], **cells), row(BOB[0])])
+    with pytest.raises(ManualPointsError) as info:
+        read_manual_sheet(path, REPORTS, CONFIG)
+    assert len(info.value.problems) == 1
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_unknown_team_and_unknown_columns_are_named(tmp_path):
+    header = sheet_columns(CONFIG) + ["6.8 (max 1)", "bonus points"]
+    rows = [row(ALICE[0]) + ["", ""], row("Nobody_7999999_Else_7999998") + ["", ""]]
+    path = write_sheet(tmp_path, rows, header)
+    with pytest.raises(ManualPointsError) as info:
+        read_manual_sheet(path, REPORTS, CONFIG)
+    message = str(info.value)
+    assert "unknown column" in message and "'6.8 (max 1)'" in message and "'bonus points'" in message
+    assert "line 3 (team 'Nobody_7999999_Else_7999998')" in message and "unknown team" in message
+
+
+def test_all_errors_are_collected_in_one_exception(tmp_path):
+    path = write_sheet(tmp_path, [row(ALICE[0], **{"6.1": "9", "6.2": "x"}), row(BOB[0], **{"6.3 (": "-1"}),
+                                  row(ALICE[0])])
+    with pytest.raises(ManualPointsError) as info:
+        read_manual_sheet(path, REPORTS, CONFIG)
+    problems = info.value.problems
+    assert len(problems) == 4, problems
+    assert any("line 3" in p and BOB[0] in p for p in problems)
+    assert any("line 4" in p and "already has a row (line 2)" in p for p in problems)
+
+
+def test_decimal_comma_and_empty_cells_and_a_semicolon_sheet(tmp_path):
+    path = write_sheet(tmp_path, [row(ALICE[0], **{"6.1": "3,75", "6.2": " 1.0 "}), row(BOB[0])], delimiter=";")
+    entries = read_manual_sheet(path, REPORTS, CONFIG)
+    assert entries[ALICE[0]].points == {"6.1": 3.75, "6.2": 1.0}
+    assert entries[BOB[0]].points == {}
+
+
+def test_unquoted_decimal_comma_in_a_comma_sheet_is_explained(tmp_path):
+    path = tmp_path / SHEET_NAME
+    header = ",".join(sheet_columns(CONFIG))
+    path.write_text(header + "\n" + ALICE[0] + ",,,3,5" + "," * (len(sheet_columns(CONFIG)) - 4) + "\n")
+    with pytest.raises(ManualPointsError, match="decimal comma"):
+        read_manual_sheet(path, REPORTS, CONFIG)
+
+
+def test_a_decomposed_umlaut_stem_matches(tmp_path):
+    import unicodedata
+    path = write_sheet(tmp_path, [row(unicodedata.normalize("NFD", ALICE[0]), **{"6.1": "1"})])
+    assert read_manual_sheet(path, REPORTS, CONFIG)[ALICE[0]].points == {"6.1": 1.0}
+
+
+# ---------------------------------------------------------------- applying
+
+def test_apply_sets_points_overrides_and_completeness(tmp_path):
+    path = write_sheet(tmp_path, [row(BOB[0], **{"6.1": "3", "6.2": "1", "6.3 (": "0.75", "6.4": "1.5",
+                                                 "6.5": "1", "6.6part3": "0.25", "6.7": "1.5",
+                                                 "override.baseline.forward": "0.25"})])
+    entry = read_manual_sheet(path, REPORTS, CONFIG)[BOB[0]]
+    report = apply_manual(BOB[1], entry, CONFIG)
+    checks = {c.id: c for c in report.checks}
+    assert checks["baseline.forward"].override == "tutor: 0 → 0.25" and checks["baseline.forward"].points == 0.25
+    # baseline.accuracies asked for a review and has no override: 6.6 stays pending
+    six = next(e for e in report.exercises if e.id == "6.6")
+    assert six.points is None and not report.total.complete
+    assert report.total.points == pytest.approx(3 + 1 + 0.75 + 1.5 + 1 + 1.25)
+
+    fill(path, {BOB[0]: {"override baseline.accuracies": "0,25"}})
+    report = apply_manual(BOB[1], read_manual_sheet(path, REPORTS, CONFIG)[BOB[0]], CONFIG)
+    six = next(e for e in report.exercises if e.id == "6.6")
+    assert six.points == pytest.approx(1.5 + 0.25)
+    assert report.total.complete and report.total.points == pytest.approx(9.0) and report.total.bonus_points == 1.5
+    # applying twice is the same as once, and no row takes the tutor's work out again
+    again = apply_manual(report, read_manual_sheet(path, REPORTS, CONFIG)[BOB[0]], CONFIG)
+    assert again.model_dump() == report.model_dump()
+    undone = apply_manual(report, None, CONFIG)
+    assert undone.model_dump(exclude={"graded_at"}) == BOB[1].model_dump(exclude={"graded_at"})
+
+
+def test_round_trip_grade_fill_merge(tmp_path):
+    for stem, report in REPORTS:
+        write_report(report, tmp_path, stem)
+    assert write_batch_outputs(REPORTS, tmp_path, CONFIG) == []
+    sheet = tmp_path / SHEET_NAME
+    assert sheet.read_bytes().startswith(b"\xef\xbb\xbf")
+    cms = list(csv.reader(io.StringIO((tmp_path / "cms.csv").read_text(encoding="utf-8-sig"))))
+    assert cms[0][:3] == ["student_id", "name", "team"] and len(cms) == 6
+    assert [r[0] for r in cms[1:]][0] == "0700002"  # leading zero kept
+    assert '"0700002"' in (tmp_path / "cms.csv").read_text(encoding="utf-8-sig")
+    assert all(r[3] == "" for r in cms[1:])  # pending exercises are empty
+
+    fill(sheet, {ALICE[0]: FULL, BOB[0]: {"6.1": "2"}})
+    warnings = write_batch_outputs([(s, read_report(tmp_path / f"{s}.json")) for s, _ in REPORTS], tmp_path, CONFIG)
+    assert any("not completely graded" in w and BOB[0] in w for w in warnings)
+    alice = read_report(tmp_path / f"{ALICE[0]}.json")
+    assert alice.total.complete and alice.total.points == pytest.approx(3.5 + 1.25 + 0.5 + 1 + 1 + 1.75)
+    assert alice.total.bonus_points == 0.75
+    assert "Gut gemacht &lt;b&gt;!&lt;/b&gt;" in (tmp_path / "feedback" / f"{ALICE[0]}.html").read_text()
+    rows = {r["student_id"]: r for r in csv.DictReader(io.StringIO((tmp_path / "cms.csv").read_text(encoding="utf-8-sig")))}
+    assert rows["7000001"]["6.1"] == "3.5" and rows["7000001"]["total"] == "9" and rows["7000001"]["complete"] == "yes"
+    assert rows["7000003"]["6.1"] == "2" and rows["7000003"]["6.2"] == "" and rows["7000003"]["complete"] == "no"
+    assert rows["7000001"]["name"] == "Anna Äpfel"
+
+    # the filled sheet survives another batch with a new team; the new row is added
+    carl = make_report([("Fritz Fink", "7000006"), ("Gina Gans", "7000007")])
+    write_report(carl[1], tmp_path, carl[0])
+    reports = [(s, read_report(tmp_path / f"{s}.json")) for s, _ in [*REPORTS, carl]]
+    write_batch_outputs(reports, tmp_path, CONFIG)
+    entries = read_manual_sheet(sheet, reports, CONFIG)
+    assert entries[ALICE[0]].points["6.1"] == 3.5 and entries[ALICE[0]].comment == "Gut gemacht <b>!</b>"
+    assert carl[0] in entries and (tmp_path / (SHEET_NAME + ".bak")).exists()
+
+
+def test_german_cms_csv(tmp_path):
+    config = german()
+    write_manual_sheet(REPORTS, tmp_path, config)
+    text = (tmp_path / SHEET_NAME).read_text(encoding="utf-8-sig")
+    assert text.splitlines()[0].startswith("stem;team;student_ids;6.1 (max 3.75)")
+    fill(tmp_path / SHEET_NAME, {ALICE[0]: FULL})
+    entry = read_manual_sheet(tmp_path / SHEET_NAME, REPORTS, config)[ALICE[0]]
+    reports = [(ALICE[0], apply_manual(ALICE[1], entry, config)), BOB]
+    write_cms_csv(reports, tmp_path, config)
+    raw = (tmp_path / "cms.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    lines = raw.decode("utf-8-sig").splitlines()
+    assert lines[0] == "student_id;name;team;6.1;6.2;6.3;6.4;6.5;6.6;6.7;total;bonus;complete"
+    alice = next(line for line in lines if line.startswith('"7000001"'))
+    assert alice == f'"7000001";Anna Äpfel;{ALICE[0]};3,5;1,25;0,5;1;1;1,75;0,75;9;0,75;yes'
+    bob = next(line for line in lines if line.startswith('"7000003"'))
+    assert bob.endswith(";;;;;;;;1;0;no")  # 1.5 automatic minus the failed forward check, nothing else yet
+
+
+def test_a_student_in_two_teams_is_an_error(tmp_path):
+    twice = make_report([("Bernd Brot", "0700002"), ("Hans Huhn", "7000008")])
+    with pytest.raises(CmsError) as info:
+        cms_rows([*REPORTS, twice])
+    message = str(info.value)
+    assert "Bernd Brot (0700002)" in message and ALICE[0] in message and twice[0] in message
+    warnings = write_batch_outputs([*REPORTS, twice], tmp_path, CONFIG)
+    assert any("0700002" in w for w in warnings) and not (tmp_path / "cms.csv").exists()
+
+
+def test_merge_joins_the_shards_sheets(tmp_path):
+    shard1, shard2, out = tmp_path / "s1", tmp_path / "s2", tmp_path / "out"
+    for folder, item in ((shard1, ALICE), (shard2, BOB)):
+        write_report(item[1], folder, item[0])
+        write_batch_outputs([item], folder, CONFIG)
+    fill(shard1 / SHEET_NAME, {ALICE[0]: {"6.1": "3"}})
+    fill(shard2 / SHEET_NAME, {BOB[0]: {"6.2": "1"}})
+    for stem, report in REPORTS:
+        write_report(report, out, stem)
+    merge_outputs([shard1, shard2], REPORTS, out, CONFIG)
+    assert read_report(out / f"{ALICE[0]}.json").exercises[0].points == 3
+    assert read_report(out / f"{BOB[0]}.json").exercises[1].points == 1
+    # a conflicting value for the same cell is refused, naming both files
+    fill(out / SHEET_NAME, {ALICE[0]: {"6.1": "2"}})
+    with pytest.raises(ManualPointsError, match="6.1"):
+        merge_sheets([shard1 / SHEET_NAME], out / SHEET_NAME, CONFIG)
+
+
+# ---------------------------------------------------------------- the pages
+
+class Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[str] = []
+        self.scripts = 0
+        self.polylines: list[dict] = []
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        attrs = dict(attrs)
+        if tag == "script":
+            self.scripts += 1
+        if tag == "polyline":
+            self.polylines.append(attrs)
+        for name in ("src", "href"):
+            if attrs.get(name, "").startswith(("http:", "https:", "//")):
+                self.external.append(attrs[name])
+
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def test_feedback_escapes_a_hostile_team_and_draws_the_curves(tmp_path):
+    stem, report = make_report([(HOSTILE, "7000009"), ('Eve" onload="x', "7000010")], status="errors",
+                               stem="hostile", violations=[Violation(code="name.pattern", severity="error",
+                                                                      message=f"bad name {HOSTILE}")])
+    report = report.model_copy(update={"execution": report.execution.model_copy(update={
+        "errors": [CellError(cell=4, ename="ValueError", evalue=HOSTILE)]})})
+    path = write_feedback(report, tmp_path, CALIBRATION, stem=stem)
+    text = path.read_text(encoding="utf-8")
+    assert HOSTILE not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert 'onload="x' not in text
+    parser = Collector()
+    parser.feed(text)
+    assert parser.scripts == 0 and not parser.external
+    assert "svg" in parser.tags
+    assert len([p for p in parser.polylines if p.get("class") == "team"]) == 2
+    assert len([p for p in parser.polylines if p.get("class") == "reference"]) == 2
+    assert "cell 4" in text and "the PDF mentions" not in text and "key:" not in text  # no 6.3 key for students
+
+
+def test_chart_without_accuracies_still_renders():
+    svg = accuracy_chart({}, None)
+    assert svg.startswith("<svg") and "no accuracies were recorded" in svg
+    svg = accuracy_chart({"baseline": [float("nan"), 0.5, 0.6]}, None)
+    assert "<polyline" in svg and "nan" not in svg
+
+
+def test_overview_lists_problems_key_and_pairs():
+    broken = make_report([("Ida Igel", "7000011"), ("Jan Jung", "7000012")], status="errors",
+                         violations=[Violation(code="identity.mismatch", severity="warning", message="not in PDF")])
+    text = overview_html([*REPORTS, broken], key="key: h = (9, 0)", pairs=[])
+    parser = Collector()
+    parser.feed(text)
+    assert parser.scripts == 0 and "svg" in parser.tags and "rect" in parser.tags
+    assert "identity.mismatch" in text and "execution errors (cell 7: ZeroDivisionError)" in text
+    assert "baseline.accuracies needs review" in text and "key: h = (9, 0)" in text
+    assert "the PDF mentions h = (9, 0)" in text
+
+
+# ---------------------------------------------------------------- similar work
+
+def notebook(*sources: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Sheet 6")] + [nbformat.v4.new_code_cell(s) for s in sources]
+    return nb
+
+
+SETUP = "import torch\nimport torch.nn as nn\nfashion_train_loader = make_loader(64)"
+CODE = """class FashionNetwork(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+        self.loss = nn.CrossEntropyLoss()
+        self.opt = torch.optim.SGD(self.parameters(), lr=0.001)
+
+    def forward(self, x):
+        return self.layers(x.view(-1, 784))
+"""
+OTHER = """class FashionNetwork(nn.Module):
+    def __init__(self):
+        super(FashionNetwork, self).__init__()
+        self.fc1 = nn.Linear(28 * 28, 64)
+        self.fc2 = nn.Linear(64, 32)
+        self.out = nn.Linear(32, 10)
+
+    def forward(self, images):
+        flat = torch.flatten(images, start_dim=1)
+        return self.out(torch.relu(self.fc2(torch.relu(self.fc1(flat)))))
+"""
+
+
+def test_similar_pairs_ignore_comments_layout_and_the_template():
+    copied = "# my own work!\n" + CODE.replace("    ", "  ").replace("(784, 64)", "(784,64)").replace(
+        "super().__init__()", "super().__init__()  # first the parent")
+    notebooks = {"a": notebook(SETUP, CODE), "b": notebook(SETUP, copied), "c": notebook(SETUP, OTHER),
+                 "d": notebook(SETUP), "e": notebook(SETUP)}
+    pairs = similar_pairs(notebooks, notebook(SETUP), threshold=0.9)
+    assert [(p.a, p.b) for p in pairs] == [("a", "b")]
+    assert pairs[0].score == 1.0 and pairs[0].shared_cells[0].cell_a == 3
+    assert similar_pairs(notebooks, None, threshold=0.9)[0].a == "a"
