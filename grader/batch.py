@@ -207,6 +207,8 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
               force: bool = False, reporter=None, progress: Callable[[str], None] = print) -> BatchResult:
     workers = workers or config.worker_count
     out_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in out_dir.rglob(".*.tmp"):   # half-written files of a batch that was killed
+        leftover.unlink(missing_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix="grader-work-"))
     try:
         ctx = prepare_context(config, work_dir, workers, progress=progress)

@@ -1,0 +1,108 @@
+"""The batch around the pipeline: killed and resumed, sharded and merged, nothing lost or doubled.
+Real kernels run small notebooks (no training) on a tiny generated data set."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import needs_torch
+from grader.report.models import Report
+
+pytestmark = [pytest.mark.kernel, needs_torch]
+
+TEAMS = ["Anna Schmidt_7000001_Bernd Weber_7000002", "Clara Fischer_7000003_Dieter Wolf_7000004",
+         "Eva Koch_7000005_Frank Bauer_7000006", "Gerd Lang_7000007_Hanna Ott_7000008",
+         "Ida Roth_7000009_Jan Vogt_7000010", "Karl Ernst_7000011_Lena Graf_7000012"]
+
+
+def _notebook(seconds: float) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"import time\ntime.sleep({seconds})\nanswer = 42")]
+    return nb
+
+
+@pytest.fixture
+def batch_setup(tmp_path):
+    """Six small submissions, a configuration on tiny generated data, and a calibration for it."""
+    from grader.batch import cache_dir
+    from grader.calibrate import calibration_file
+    from grader.config import load_config
+    from grader.run.dataset import stage_dataset
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for index, team in enumerate(TEAMS):
+        nbformat.write(_notebook(0.5 + 0.2 * index), subs / f"{team}.ipynb")
+    config_path = tmp_path / "grading.toml"
+    config_path.write_text('[data]\nsource = ""\ntrain_size = 256\ntest_size = 128\n[run]\nworkers = 2\n')
+    config = load_config(config_path)
+    staged = stage_dataset(config.data, None, cache_dir() / "data")
+    calibration = calibration_file()
+    entries = json.loads(calibration.read_text()) if calibration.exists() else {}
+    entries[staged.info.fingerprint] = {"baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5]}
+    calibration.write_text(json.dumps(entries))
+    return subs, config_path
+
+
+def _grade(subs: Path, config: Path, out: Path, *extra: str, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "grader", "--config", str(config), "grade", str(subs),
+                             "--out", str(out), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, **popen)
+
+
+def _reports(out: Path) -> dict[str, Report]:
+    return {p.stem: Report.model_validate_json(p.read_bytes()) for p in out.glob("*.json") if p.name != "shard.json"}
+
+
+def test_killed_batch_resumes_with_every_report_whole(batch_setup, tmp_path):
+    subs, config = batch_setup
+    out = tmp_path / "out"
+    for delay in (2.0, 9.0, 13.0):   # before, during and after the first reports are written
+        process = _grade(subs, config, out)
+        time.sleep(delay)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        _reports(out)   # whatever is there is whole: a half-written report would not parse
+    finished = _grade(subs, config, out)
+    output = finished.communicate(timeout=300)[0].decode()
+    assert finished.returncode == 0, output
+    reports = _reports(out)
+    assert sorted(reports) == sorted(TEAMS)
+    assert not list(out.rglob("*.tmp"))
+    assert (out / "summary.csv").read_text(encoding="utf-8").count("\n") == len(TEAMS) + 1
+    for stem, report in reports.items():
+        assert report.execution.status == "ok" and report.submission.stem == stem
+
+
+def test_shards_are_disjoint_and_merge_refuses_missing_or_doubled_parts(batch_setup, tmp_path):
+    subs, config = batch_setup
+    parts = []
+    for k in (1, 2):
+        out = tmp_path / f"shard{k}"
+        process = _grade(subs, config, out, "--shard", f"{k}/2", "--workers", "1")
+        output = process.communicate(timeout=300)[0].decode()
+        assert process.returncode == 0, output
+        parts.append(set(_reports(out)))
+    assert parts[0].isdisjoint(parts[1]) and parts[0] | parts[1] == set(TEAMS)
+
+    def merge(*folders: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "grader", "--config", str(config), "merge", *folders,
+                               "--out", str(tmp_path / "merged")], capture_output=True, text=True)
+
+    missing = merge(str(tmp_path / "shard1"))
+    assert missing.returncode == 2 and "missing shard(s) 2/2" in missing.stdout
+    doubled = merge(str(tmp_path / "shard1"), str(tmp_path / "shard1"))
+    assert doubled.returncode == 2 and "given twice" in doubled.stdout
+    merged = merge(str(tmp_path / "shard1"), str(tmp_path / "shard2"))
+    assert merged.returncode == 0, merged.stdout
+    assert sorted(_reports(tmp_path / "merged")) == sorted(TEAMS)
+    assert (tmp_path / "merged" / "summary.csv").read_text(encoding="utf-8").count("\n") == len(TEAMS) + 1
+    assert (tmp_path / "merged" / "cms.csv").exists()
