@@ -35,6 +35,7 @@ SHARD_FILE = "shard.json"
 from grader.report.score import build_report
 from grader.run.dataset import StagedData, stage_dataset
 from grader.run.kernels import FreshKernels, WarmKernels
+from grader.run.sandbox import require_sandbox
 
 
 def cache_dir() -> Path:
@@ -100,6 +101,7 @@ class BatchResult:
 def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: Callable[[str], None] = print,
                     auto_calibrate: bool = True) -> GradingContext:
     """Stage the data once for the batch and find (or make) the accuracy range for it."""
+    require_sandbox(config)   # a required sandbox that is missing stops the batch before it starts
     data: StagedData = stage_dataset(config.data, config.data_source, cache_dir() / "data")
     mpl_cache = cache_dir() / "matplotlib"
     mpl_cache.mkdir(exist_ok=True)

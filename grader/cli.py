@@ -14,6 +14,7 @@ from rich.table import Table
 
 from grader.config import ConfigError, load_config
 from grader.report.manual import ManualPointsError
+from grader.run.sandbox import SandboxError
 
 
 class ProgressReporter:
@@ -186,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, console)
     except ConfigError as exc:
         console.print(f"[red]configuration error:[/] {exc}", highlight=False)
+        return 2
+    except SandboxError as exc:
+        console.print(f"[red]sandbox:[/] {exc}", highlight=False)
         return 2
     except ManualPointsError as exc:
         console.print(f"[red]manual points sheet:[/] {exc}\nFix the sheet and run again; the reports "

@@ -30,6 +30,11 @@ from grader.run.sandbox import KernelCommand
 _TIMEOUT_REPLY = {"ename": "CellTimeoutError", "evalue": "the cell ran over its time limit", "traceback": []}
 
 
+# What jupyter_client raises when the kernel's messages are not valid protocol messages (a student who
+# replaced json.dumps inside the kernel garbles every message it sends).
+_GARBLED = (KeyError, ValueError, TypeError)
+
+
 class KernelStartError(RuntimeError):
     """The kernel did not start or did not answer; the message says why."""
 
@@ -171,6 +176,11 @@ class KernelSession:
                 status, alive = "kernel_died", False
                 notes.append(f"the kernel died while cell {index + 1} ran{self._log_tail(300)}")
                 break
+            except _GARBLED as exc:
+                status, alive = "kernel_died", False
+                notes.append(f"the kernel's messages could not be read after cell {index + 1} "
+                             f"({type(exc).__name__}: {exc}); the run was stopped")
+                break
             except CellTimeoutError:
                 timed_out_cells.append(index + 1)
             cells_run += 1
@@ -209,6 +219,12 @@ class KernelSession:
         kc = self.client.kc
         if kc is None or not await self.alive():
             return CodeResult(status="kernel_died", error="the kernel is not running")
+        try:
+            return await self._run_code(kc, code, timeout=timeout, mime=mime)
+        except _GARBLED as exc:
+            return CodeResult(status="kernel_died", error=f"the kernel's messages could not be read ({type(exc).__name__}: {exc})")
+
+    async def _run_code(self, kc, code: str, *, timeout: float, mime: str | None) -> CodeResult:
         msg_id = kc.execute(code, silent=False, store_history=False, allow_stdin=False)
         deadline = time.monotonic() + timeout
         result = CodeResult(status="ok")

@@ -40,7 +40,8 @@ class FreshKernels:
 
     async def _start(self, warm_up: bool) -> Kernel:
         workspace = Path(tempfile.mkdtemp(prefix=self.prefix, dir=self.ctx.work_dir))
-        command = kernel_command(self.ctx.config, workspace, threads=self.ctx.threads, mpl_cache=self.ctx.mpl_cache)
+        command = kernel_command(self.ctx.config, workspace, threads=self.ctx.threads, mpl_cache=self.ctx.mpl_cache,
+                                 data_dir=self.ctx.data.root)
         session = KernelSession(command, workspace, self.ctx.config.limits)
         try:
             await session.__aenter__()

@@ -8,6 +8,7 @@
 def __grader_probe():
     import ast
     import base64
+    import binascii
     import copy
     import io
     import json as _json
@@ -37,9 +38,33 @@ def __grader_probe():
     probe_x = torch.from_numpy(x_np.copy())
     probe_y = torch.from_numpy(y_np.copy())
 
+    Tensor = torch.Tensor
+    plain = torch._C.DisableTorchFunction
+
+    def to_numpy(tensor):
+        """A float64 copy of `tensor`, read through torch.Tensor's own methods with __torch_function__
+        off: a tensor subclass (or a patched method) cannot change what is read."""
+        with plain():
+            t = Tensor.as_subclass(tensor, Tensor)
+            t = Tensor.to(Tensor.cpu(Tensor.detach(t)), torch.float64)
+            return np.ndarray.copy(Tensor.numpy(t))
+
     def put(key, tensor):
-        arrays[key] = tensor.detach().cpu().double().numpy().copy() if torch.is_tensor(tensor) else np.asarray(tensor)
+        arrays[key] = to_numpy(tensor) if isinstance(tensor, Tensor) else np.asarray(tensor, dtype=np.float64)
         return key
+
+    def npy_b64(array):
+        """.npy (version 1.0) bytes written here, base64 by binascii: a student's np.save or
+        base64.b64encode replacement is never called."""
+        array = np.ndarray.astype(array, "<f8", order="C", copy=True)
+        shape = array.shape
+        header = "{'descr': '<f8', 'fortran_order': False, 'shape': %s, }" % (
+            "(" + ", ".join(str(int(n)) for n in shape) + ("," if len(shape) == 1 else "") + ")")
+        pad = 64 - (10 + len(header) + 1) % 64
+        header = header + " " * (pad % 64) + "\n"
+        raw = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode("latin1") + \
+            np.ndarray.tobytes(array)
+        return binascii.b2a_base64(raw, newline=False).decode("ascii")
 
     class StepTimeout(Exception):
         pass
@@ -324,14 +349,14 @@ def __grader_probe():
         seen = []
         hooks = [m.register_forward_pre_hook(lambda m, i: seen.append(bool(m.training)))
                  for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        before = {n: b.detach().clone() for n, b in model.named_buffers() if b.is_floating_point()}
+        before = {n: np.ndarray.tobytes(to_numpy(b)) for n, b in model.named_buffers() if b.is_floating_point()}
         _, test_loader = small_loaders()
         try:
             model.test(test_loader)
         finally:
             for h in hooks:
                 h.remove()
-        changed = [n for n, b in model.named_buffers() if n in before and not torch.equal(before[n], b)]
+        changed = [n for n, b in model.named_buffers() if n in before and np.ndarray.tobytes(to_numpy(b)) != before[n]]
         return {"bn_calls": len(seen), "bn_training_calls": sum(seen), "buffers_changed": changed}
 
     # ---- everything, per network ----------------------------------------------------------------
@@ -369,12 +394,7 @@ def __grader_probe():
             net["training"] = info if ok else None
 
     # ---- publish: JSON plus base64 .npy, tagged with this run's token ----------------------------
-    encoded = {}
-    for name, array in arrays.items():
-        buffer = io.BytesIO()
-        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-        encoded[name] = base64.b64encode(buffer.getvalue()).decode("ascii")
-    out["arrays"] = encoded
+    out["arrays"] = {name: npy_b64(array) for name, array in arrays.items()}
     from IPython.display import publish_display_data
     publish_display_data({__MIME__: _json.dumps(out)}, metadata={__MIME__: {"token": __TOKEN__}})
 

@@ -2,23 +2,77 @@
 
 The kernel command is a small launcher (`python -I -c ...`, no import of the grader) that sets the
 resource limits of `grading.toml` and then execs the kernel, wrapped in bubblewrap when it is used.
+
+With bubblewrap (`[run] sandbox = "auto"` and `bwrap` installed, or `"bubblewrap"`), the kernel runs
+in new user, PID, network, IPC and UTS namespaces as uid/gid 65534, sees a read-only system (`/usr`,
+a few files of `/etc`, the kernel's Python and its packages), an empty `/tmp`, its own workspace
+(writable), the staged data files (read-only) and its runtime folder (connection file and IPC
+sockets). The grader's repository is never bound; the editable-install hooks that would let
+`import grader` / `import reference` find it are masked with empty files. Other workspaces, the
+submissions and the reports are simply not there. `--die-with-parent` and the PID namespace make sure
+nothing the student started outlives the kernel.
+
+Interrupts go over the control channel (`interrupt_mode="message"`): a signal to bubblewrap would not
+reach the kernel, which runs in its own session and PID namespace.
 """
 from __future__ import annotations
 
+import functools
+import json
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.config import Config
 
-# Sets rlimits, then replaces itself with the kernel. argv: limits as "NAME=soft" pairs, "--", command.
+# The folder holding this repository: the kernel must never see it (grader/, reference/, tests/).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SANDBOX_UID = 65534
+# The launcher replaces this prefix in the wrapped command with the folder of the connection file.
+RUNTIME = "@RUNTIME@"
+# Size of the sandbox's /tmp and /dev/shm (tmpfs lives in RAM, outside RLIMIT_AS).
+TMPFS_BYTES = 512 * 1024 * 1024
+
+# Sets rlimits, then replaces itself with the kernel (or with bubblewrap running the kernel).
+# argv: options ("--runtime-of" FILE, "--setenv" NAME VALUE, "--pids-cgroup" DIR MAX), limits as "NAME=soft" pairs, "--", command.
 _LAUNCHER = r"""
 import os, resource, sys
 args = sys.argv[1:]
 split = args.index("--")
-for pair in args[:split]:
-    name, value = pair.split("=")
+options, command = args[:split], args[split + 1:]
+runtime = None
+i = 0
+while i < len(options):
+    if options[i] == "--runtime-of":
+        runtime = os.path.dirname(os.path.abspath(options[i + 1]))
+        i += 2
+        continue
+    if options[i] == "--pids-cgroup":
+        base, maximum = options[i + 1], options[i + 2]
+        i += 3
+        try:
+            for stale in os.listdir(base):
+                if stale.startswith("sheet6-kernel-"):
+                    try:
+                        os.rmdir(os.path.join(base, stale))
+                    except OSError:
+                        pass
+            group = os.path.join(base, "sheet6-kernel-%d" % os.getpid())
+            os.mkdir(group)
+            with open(os.path.join(group, "pids.max"), "w") as f:
+                f.write(maximum)
+            with open(os.path.join(group, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        except OSError:
+            pass
+        continue
+    if options[i] == "--setenv":
+        os.environ[options[i + 1]] = options[i + 2]
+        i += 3
+        continue
+    name, value = options[i].split("=")
     limit = getattr(resource, name)
     value = int(value)
     soft, hard = resource.getrlimit(limit)
@@ -28,8 +82,15 @@ for pair in args[:split]:
         resource.setrlimit(limit, (value, value))
     except (ValueError, OSError):
         pass
-os.execvp(args[split + 1], args[split + 1:])
+    i += 1
+if runtime is not None:
+    command = [runtime + a[len("@RUNTIME@"):] if a.startswith("@RUNTIME@") else a for a in command]
+os.execvp(command[0], command)
 """
+
+
+class SandboxError(RuntimeError):
+    """The configured sandbox cannot be used (e.g. `sandbox = "bubblewrap"` without bwrap)."""
 
 
 @dataclass
@@ -41,9 +102,48 @@ class KernelCommand:
     interrupt_mode: str = "signal"
     notes: tuple[str, ...] = ()
     runtime_binds: list[str] = field(default_factory=list)
+    mpl_cache: Path | None = None
+    python: str = ""                 # the kernel's interpreter (warms the matplotlib cache)
 
     def prepare(self, runtime_dir: Path) -> None:
-        """Called with the folder holding the kernel's connection file and sockets before start."""
+        """Called with the folder holding the kernel's connection file and sockets before start.
+
+        Under bubblewrap, writes what the sandbox binds from there: an empty file (masks), a
+        minimal passwd/group (the host's users stay hidden) and a private, writable copy of the
+        shared matplotlib cache (so the font list is not rebuilt for every notebook)."""
+        if self.sandbox != "bubblewrap":
+            return
+        runtime_dir = Path(runtime_dir)
+        (runtime_dir / "empty").write_bytes(b"")
+        (runtime_dir / "passwd").write_text(
+            "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+            f"student:x:{SANDBOX_UID}:{SANDBOX_UID}:student:/nonexistent:/usr/sbin/nologin\n")
+        (runtime_dir / "group").write_text(f"root:x:0:\nstudent:x:{SANDBOX_UID}:\n")
+        mpl = runtime_dir / "mpl"
+        mpl.mkdir(exist_ok=True)
+        if self.mpl_cache is not None:
+            _warm_matplotlib(self.mpl_cache, self.python, self.env)
+            for item in Path(self.mpl_cache).glob("fontlist-*.json"):
+                try:
+                    shutil.copy2(item, mpl / item.name)
+                except OSError:
+                    pass
+
+
+def _warm_matplotlib(cache: Path, python: str, env: dict[str, str]) -> None:
+    """Build the shared font list once, outside the sandbox (the sandbox gets a copy), with no
+    student code involved."""
+    if any(Path(cache).glob("fontlist-*.json")):
+        return
+    if not python:
+        return
+    warm_env = dict(env)
+    warm_env["MPLCONFIGDIR"] = str(cache)
+    try:
+        subprocess.run([python, "-I", "-c", "import matplotlib.font_manager"], env=warm_env,
+                       timeout=120, capture_output=True, check=False)
+    except (OSError, subprocess.SubprocessError):
+        pass
 
 
 def kernel_env(config: Config, workspace: Path, threads: int, mpl_cache: Path | None) -> dict[str, str]:
@@ -81,14 +181,231 @@ def _rlimits(config: Config) -> list[str]:
     ]
 
 
+def pids_cgroup() -> Path | None:
+    """Where a per-kernel cgroup limiting the number of processes can be made, if anywhere.
+
+    RLIMIT_NPROC counts per real user, and root (also root mapped into a user namespace) is exempt
+    from it: when the grader runs as root, a fork bomb is contained by a `pids` cgroup instead."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            candidate = Path("/sys/fs/cgroup/pids") / path.lstrip("/")
+        elif controllers == "" and path == "/" and "pids" in _read("/sys/fs/cgroup/cgroup.subtree_control"):
+            candidate = Path("/sys/fs/cgroup")
+        else:
+            continue
+        if (candidate / "cgroup.procs").exists() and os.access(candidate, os.W_OK):
+            return candidate
+    return None
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
 def bubblewrap_available() -> str | None:
     return shutil.which("bwrap")
 
 
-def kernel_command(config: Config, workspace: Path, *, threads: int = 1, mpl_cache: Path | None = None) -> KernelCommand:
+@dataclass(frozen=True)
+class PythonLayout:
+    """Where a Python installation lives: what the sandbox must show read-only."""
+    prefixes: tuple[str, ...]       # sys.prefix, sys.base_prefix, ... (venv and installation)
+    executable: str                 # realpath of the interpreter
+    site_dirs: tuple[str, ...]      # site-packages folders (where .pth files are read)
+
+
+_LAYOUT_CODE = (
+    "import json, os, site, sys; print(json.dumps([sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, "
+    "sys.base_exec_prefix}), os.path.realpath(sys.executable), site.getsitepackages()]))"
+)
+
+
+@functools.lru_cache(maxsize=8)
+def python_layout(python: str) -> PythonLayout:
+    try:
+        done = subprocess.run([python, "-I", "-c", _LAYOUT_CODE], capture_output=True, text=True,
+                              timeout=60, check=True)
+        prefixes, executable, sites = json.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raise SandboxError(f"cannot ask the kernel's Python {python!r} where it lives: {exc}") from exc
+    return PythonLayout(prefixes=tuple(os.path.realpath(p) for p in prefixes),
+                        executable=executable, site_dirs=tuple(os.path.realpath(s) for s in sites))
+
+
+def _inside(path: Path | str, folder: Path | str) -> bool:
+    try:
+        Path(path).relative_to(folder)
+        return True
+    except ValueError:
+        return False
+
+
+def _editable_hooks(site_dirs: tuple[str, ...], repo: Path) -> list[str]:
+    """The .pth files and editable-install finders that would put this repository on sys.path."""
+    hooks = []
+    needle = str(repo)
+    for site_dir in site_dirs:
+        folder = Path(site_dir)
+        if not folder.is_dir():
+            continue
+        for item in sorted(folder.iterdir()):
+            if not item.is_file():
+                continue
+            name = item.name
+            if not (name.endswith(".pth") or (name.startswith("__editable__") and name.endswith(".py"))):
+                continue
+            try:
+                text = item.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            if needle in text or (name.startswith("__editable__") and "sheet6_grader" in name):
+                hooks.append(str(item))
+    return hooks
+
+
+def _data_binds(workspace: Path, data_dir: Path | None) -> list[str]:
+    """The staged data the notebook reads, read-only. A kernel may be started before its submission
+    (warm kernels) and so before `dataset.link_into` puts symlinks to the staged files into the
+    workspace: the folder they point into is bound up front. That is `data_dir` (the staged data's
+    root) when given, else the grader's data cache; symlinks already in the workspace are added."""
+    folders = []
+    if data_dir is not None:
+        folders.append(Path(os.path.realpath(data_dir)))
+    else:
+        try:
+            from grader.batch import cache_dir   # the grader's cache (same rule as the batch runner)
+            folders.append(Path(os.path.realpath(cache_dir() / "data")))
+        except Exception:
+            pass
+    for link in sorted(Path(workspace).glob("**/FashionMNIST/raw/*")):
+        if link.is_symlink():
+            target = Path(os.path.realpath(link))
+            if target.is_file() and not _inside(target, workspace) \
+                    and not any(_inside(target, f) for f in folders):
+                folders.append(target.parent)
+    return [str(f) for f in folders if f.is_dir() and not _inside(REPO_ROOT, f)]
+
+
+def _system_binds() -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    # What programs read from /etc; no passwd/shadow/hosts of the host (see KernelCommand.prepare).
+    for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts", "alternatives",
+                 "mime.types", "ssl", "ca-certificates"):
+        path = Path("/etc") / name
+        if path.exists():
+            args += ["--ro-bind", str(path), str(path)]
+    return args
+
+
+def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, repo: Path = REPO_ROOT,
+                    data_dirs: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """The bwrap options (before the command) and the folders they expose, for the notes."""
+    workspace = Path(os.path.realpath(workspace))
+    args = [bwrap,
+            "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+            "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--disable-userns", "--hostname", "sandbox",
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            *_system_binds(),
+            "--proc", "/proc", "--dev", "/dev",
+            "--size", str(TMPFS_BYTES), "--tmpfs", "/dev/shm",
+            "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",
+            "--ro-bind", f"{RUNTIME}/passwd", "/etc/passwd",
+            "--ro-bind", f"{RUNTIME}/group", "/etc/group"]
+    shown = []
+    python_dirs = []
+    for prefix in layout.prefixes:
+        if prefix in ("/", "/usr") or _inside(prefix, "/usr"):
+            continue
+        python_dirs.append(prefix)
+    if not any(_inside(layout.executable, d) for d in ["/usr", *python_dirs]):
+        python_dirs.append(str(Path(layout.executable).parent))
+    for folder in sorted(set(python_dirs)):
+        args += ["--ro-bind", folder, folder]
+        shown.append(folder)
+    # The repository itself is not bound; where a bound folder contains it, it is hidden under an
+    # empty tmpfs. The editable-install hooks in site-packages are replaced by an empty file.
+    exposed = ["/usr", *python_dirs]
+    if any(_inside(repo, d) for d in exposed):
+        args += ["--tmpfs", str(repo)]
+        for folder in python_dirs:   # a venv inside the repository stays visible, read-only
+            if _inside(folder, repo):
+                args += ["--ro-bind", folder, folder]
+    for hook in _editable_hooks(layout.site_dirs, repo):
+        args += ["--ro-bind", f"{RUNTIME}/empty", hook]
+    for data in data_dirs or []:
+        args += ["--ro-bind", data, data]
+    args += ["--bind", str(workspace), str(workspace),
+             "--bind", RUNTIME, RUNTIME,
+             "--bind", f"{RUNTIME}/mpl", "/tmp/mplconfig",
+             "--chdir", str(workspace)]
+    return args, shown
+
+
+def kernel_command(config: Config, workspace: Path, *, threads: int = 1, mpl_cache: Path | None = None,
+                   data_dir: Path | None = None) -> KernelCommand:
+    """The command that starts a kernel for `workspace`. `data_dir`: the staged data's folder
+    (`StagedData.root`), bound read-only into the sandbox (default: the grader's data cache)."""
     python = config.kernel_python
     kernel = [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     env = kernel_env(config, workspace, threads, mpl_cache)
-    argv = [python, "-I", "-c", _LAUNCHER, *_rlimits(config), "--", *kernel]
-    notes = ("the kernel ran with resource limits but without isolation (bubblewrap is not used)",)
-    return KernelCommand(argv=argv, env=env, isolated=False, sandbox="none", notes=notes)
+    limits = _rlimits(config)
+    mode = config.run.sandbox
+    bwrap = bubblewrap_available() if mode in ("auto", "bubblewrap") else None
+    if mode == "bubblewrap" and bwrap is None:
+        raise SandboxError("[run] sandbox = \"bubblewrap\" but the `bwrap` program is not installed "
+                           "(install the bubblewrap package, or set sandbox = \"auto\" or \"none\")")
+    if bwrap is None:
+        argv = [python, "-I", "-c", _LAUNCHER, *limits, "--", *kernel]
+        why = "sandbox = \"none\" in grading.toml" if mode == "none" else "bubblewrap (bwrap) is not installed"
+        notes = (f"the kernel ran with resource limits but without isolation ({why}): it could read "
+                 "and write what the grader's user can, and reach the network",)
+        return KernelCommand(argv=argv, env=env, isolated=False, sandbox="none", notes=notes)
+
+    layout = python_layout(python)
+    options, shown = bubblewrap_argv(bwrap, workspace=workspace, layout=layout,
+                                     data_dirs=_data_binds(workspace, data_dir))
+    env["MPLCONFIGDIR"] = "/tmp/mplconfig"
+    # ipykernel's parent polling compares its parent's pid with JPY_PARENT_PID (which jupyter_client
+    # sets to the grader's pid); in the new PID namespace the parent is bwrap's init (pid 1), so the
+    # kernel would shut itself down. JPY_PARENT_PID=1 turns the polling off (ipykernel treats pid 1
+    # as "no parent to watch") without the console banner an unset variable prints. Nothing
+    # outlives the grader anyway: --die-with-parent and the PID namespace take care of that.
+    cgroup = pids_cgroup()
+    fences = ["--pids-cgroup", str(cgroup), str(config.limits.processes)] if cgroup else []
+    argv = [python, "-I", "-c", _LAUNCHER, "--runtime-of", "{connection_file}", "--setenv", "JPY_PARENT_PID", "1",
+            *fences, *limits, "--", *options, "--", *kernel]
+    if cgroup is None and os.geteuid() == 0:
+        process_note = ("; the number of processes was NOT limited (the grader runs as root, which "
+                        "RLIMIT_NPROC exempts, and no pids cgroup could be made)")
+    else:
+        process_note = ""
+    notes = ("the kernel ran isolated by bubblewrap: no network, its own process namespace, user "
+             f"{SANDBOX_UID}, a read-only view of the system and of Python ({', '.join(shown) or '/usr'}), "
+             "write access to its own workspace only, no grader code or other submissions visible" + process_note,)
+    command = KernelCommand(argv=argv, env=env, isolated=True, sandbox="bubblewrap", interrupt_mode="message",
+                            notes=notes, runtime_binds=[RUNTIME], mpl_cache=mpl_cache, python=python)
+    return command
+
+
+def require_sandbox(config: Config) -> None:
+    """Raise SandboxError at start when the configured sandbox cannot be had (call it once per batch,
+    before any submission is graded, so that the error is not one report per submission)."""
+    if config.run.sandbox == "bubblewrap" and bubblewrap_available() is None:
+        raise SandboxError("[run] sandbox = \"bubblewrap\" but the `bwrap` program is not installed "
+                           "(install the bubblewrap package, or set sandbox = \"auto\" or \"none\")")

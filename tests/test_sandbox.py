@@ -1,0 +1,280 @@
+"""The kernel's sandbox (grader/run/sandbox.py) and the time limits of KernelSession under it.
+
+Unit tests check the command that is built; kernel tests start real (torch-free) kernels and look
+from the inside at what they can see and do. Kernels here import nothing heavy, so each costs ~1 s.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader.config import config_from_dict
+from grader.run import sandbox
+from grader.run.execute import KernelSession
+from grader.run.sandbox import REPO_ROOT, SandboxError, kernel_command
+
+HAVE_BWRAP = shutil.which("bwrap") is not None
+needs_bwrap = pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap (bwrap) is not installed")
+
+
+def make_config(sandbox_mode="auto", **limits):
+    raw_limits = {"cell_timeout_s": 20, "notebook_timeout_s": 120, "probe_timeout_s": 30, "processes": 64}
+    raw_limits.update(limits)
+    return config_from_dict({"limits": raw_limits, "run": {"sandbox": sandbox_mode}}, source="<tests>")
+
+
+def notebook(*sources: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    return nb
+
+
+@pytest.fixture
+def workspace():
+    # Outside pytest's tmp_path on purpose: a sibling folder with a secret next to the workspace,
+    # as the batch lays workspaces out side by side in its work dir.
+    root = Path(tempfile.mkdtemp(prefix="g6-sbx-"))
+    (root / "other-team").mkdir()
+    (root / "other-team" / "secret.txt").write_text("the other team's solution")
+    ws = root / "team"
+    ws.mkdir()
+    yield ws
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def run(config, ws: Path, nb: nbformat.NotebookNode, *, after: str | None = None):
+    """Run `nb` in a kernel started as the pipeline starts it; optionally `after` through run_code."""
+    async def go():
+        command = kernel_command(config, ws, threads=1, mpl_cache=None)
+        async with KernelSession(command, ws, config.limits) as session:
+            execution = await session.run_notebook(nb)
+            extra = await session.run_code(after, timeout=20) if after else None
+        return command, execution, extra
+    return asyncio.run(go())
+
+
+def outputs_text(cell) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream":
+            parts.append(out.get("text", ""))
+        elif "data" in out:
+            parts.append(out["data"].get("text/plain", ""))
+        elif out.get("output_type") == "error":
+            parts.append(f"{out.get('ename')}: {out.get('evalue')}")
+    return "".join(parts)
+
+
+def recorded(cell) -> dict:
+    """The JSON a cell printed after the marker `RESULT `."""
+    for line in outputs_text(cell).splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise AssertionError(f"no RESULT in the cell's output: {outputs_text(cell)[:2000]}")
+
+
+# ------------------------------------------------------------------------------- the command itself
+
+def test_none_means_limits_only(tmp_path):
+    command = kernel_command(make_config("none"), tmp_path)
+    assert command.isolated is False and command.sandbox == "none"
+    assert "bwrap" not in " ".join(command.argv)
+    assert any("without isolation" in note for note in command.notes)
+    assert any(a.startswith("RLIMIT_AS=") for a in command.argv)
+
+
+def test_auto_without_bwrap_falls_back_with_a_note(tmp_path, monkeypatch):
+    monkeypatch.setattr(sandbox, "bubblewrap_available", lambda: None)
+    command = kernel_command(make_config("auto"), tmp_path)
+    assert command.isolated is False and command.sandbox == "none"
+    assert any("not installed" in note for note in command.notes)
+
+
+def test_bubblewrap_required_but_missing_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(sandbox, "bubblewrap_available", lambda: None)
+    with pytest.raises(SandboxError, match="bubblewrap"):
+        kernel_command(make_config("bubblewrap"), tmp_path)
+    with pytest.raises(SandboxError, match="bubblewrap"):
+        sandbox.require_sandbox(make_config("bubblewrap"))
+    sandbox.require_sandbox(make_config("auto"))   # no error: falls back
+
+
+@needs_bwrap
+def test_bubblewrap_command(tmp_path):
+    command = kernel_command(make_config("auto"), tmp_path)
+    argv = command.argv
+    assert command.isolated is True and command.sandbox == "bubblewrap"
+    assert command.interrupt_mode == "message"
+    for flag in ("--unshare-net", "--unshare-pid", "--unshare-user", "--die-with-parent", "--new-session"):
+        assert flag in argv
+    binds = [argv[i + 1] for i, a in enumerate(argv) if a in ("--bind", "--ro-bind")]
+    assert str(REPO_ROOT) not in binds
+    assert not any(b == str(REPO_ROOT / "grader") or b.startswith(str(REPO_ROOT / "reference")) for b in binds)
+    rw = [argv[i + 1] for i, a in enumerate(argv) if a == "--bind"]
+    assert str(tmp_path.resolve()) in rw
+    assert all(b.startswith((sandbox.RUNTIME, str(tmp_path.resolve()))) for b in rw)
+    assert "JPY_PARENT_PID" in argv   # set to 1 by the launcher (see kernel_command)
+
+
+# ------------------------------------------------------------------------------- real kernels
+
+ENVIRONMENT = r'''
+import json, os, socket, subprocess, sys, time
+r = {"uid": os.getuid(), "pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
+     "parent_pid_env": os.environ.get("JPY_PARENT_PID")}
+def attempt(fn):
+    try:
+        return "ok: " + str(fn())[:200]
+    except BaseException as exc:
+        return f"{type(exc).__name__}: {exc}"[:200]
+def connect(host, port):
+    s = socket.socket(); s.settimeout(2)
+    try:
+        s.connect((host, port)); return "connected"
+    finally:
+        s.close()
+r["net_local"] = attempt(lambda: connect("127.0.0.1", 22))
+r["net_outside"] = attempt(lambda: connect("192.0.2.1", 80))
+r["passwd"] = attempt(lambda: open("/etc/passwd").read())
+ws = os.getcwd()
+r["sibling"] = attempt(lambda: open(os.path.join(os.path.dirname(ws), "other-team", "secret.txt")).read())
+r["siblings_listed"] = attempt(lambda: os.listdir(os.path.dirname(ws)))
+r["write_parent"] = attempt(lambda: open(os.path.join(os.path.dirname(ws), "evil.txt"), "w").write("x"))
+r["write_usr"] = attempt(lambda: open("/usr/evil.txt", "w").write("x"))
+r["write_python"] = attempt(lambda: open(os.path.join(sys.prefix, "evil.txt"), "w").write("x"))
+r["write_ws"] = attempt(lambda: open("mine.txt", "w").write("x"))
+r["import_grader"] = attempt(lambda: __import__("grader").__file__)
+r["import_reference"] = attempt(lambda: __import__("reference").__file__)
+r["repo_listing"] = attempt(lambda: os.listdir(REPO))
+r["reference_dir"] = attempt(lambda: os.listdir(os.path.join(REPO, "reference")))
+r["sleeper"] = subprocess.Popen(["sleep", "4242"]).pid
+print("RESULT " + json.dumps(r))
+'''
+
+
+@needs_bwrap
+@pytest.mark.kernel
+@pytest.mark.bwrap
+def test_inside_the_sandbox(workspace):
+    code = f"REPO = {str(REPO_ROOT)!r}\n" + ENVIRONMENT
+    # The later cells show that the kernel outlives ipykernel's parent polling (JPY_PARENT_PID).
+    command, execution, extra = run(make_config("auto"), workspace,
+                                    notebook(code, "import time; time.sleep(3)", "print('still here')"),
+                                    after="print('probe reaches the kernel')")
+    assert execution.info.isolated and execution.info.sandbox == "bubblewrap"
+    assert execution.info.status == "ok", execution.info
+    r = recorded(execution.notebook.cells[0])
+    assert r["uid"] == sandbox.SANDBOX_UID
+    assert r["parent_pid_env"] == "1"   # parent polling off: pid 1 is bwrap's init
+    assert r["net_local"].startswith(("ConnectionRefusedError", "OSError")), r["net_local"]
+    assert not r["net_outside"].startswith("ok"), r["net_outside"]
+    assert "student" in r["passwd"] and len(r["passwd"].splitlines()) <= 3   # not the host's users
+    assert not r["sibling"].startswith("ok") and "other-team" not in r["siblings_listed"]
+    assert not r["write_usr"].startswith("ok") and not r["write_python"].startswith("ok")
+    assert r["write_ws"].startswith("ok")
+    assert not (workspace.parent / "evil.txt").exists()
+    assert r["import_grader"].startswith("ModuleNotFoundError"), r["import_grader"]
+    assert r["import_reference"].startswith("ModuleNotFoundError"), r["import_reference"]
+    assert "grader" not in r["repo_listing"] and "reference" not in r["repo_listing"]
+    assert not r["reference_dir"].startswith("ok")
+    assert "still here" in outputs_text(execution.notebook.cells[2])
+    assert extra.status == "ok"
+    # Nothing the kernel started is left running.
+    leftovers = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"4242" in (proc / "cmdline").read_bytes():
+                leftovers.append(proc.name)
+        except OSError:
+            pass
+    assert leftovers == []
+
+
+@needs_bwrap
+@pytest.mark.kernel
+@pytest.mark.bwrap
+def test_fork_loop_is_contained(workspace):
+    code = r'''
+import os, time, json
+children = []
+error = None
+for i in range(500):
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        error = str(exc); break
+    if pid == 0:
+        time.sleep(3); os._exit(0)
+    children.append(pid)
+for pid in children:
+    os.waitpid(pid, 0)
+print("RESULT " + json.dumps({"forked": len(children), "error": error}))
+'''
+    _, execution, _ = run(make_config("auto", processes=64), workspace, notebook(code, "print('alive')"))
+    r = recorded(execution.notebook.cells[0])
+    assert r["forked"] < 64 and r["error"], r
+    assert "alive" in outputs_text(execution.notebook.cells[1])
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("mode", [pytest.param("auto", marks=[needs_bwrap, pytest.mark.bwrap]), "none"])
+def test_cell_over_its_limit_is_interrupted_and_the_run_goes_on(workspace, mode):
+    _, execution, _ = run(make_config(mode, cell_timeout_s=2), workspace,
+                          notebook("while True: pass", "print('next cell ran')"))
+    info = execution.info
+    assert info.status == "timeout"
+    assert any("cell(s) 1 ran over" in n for n in info.notes), info.notes
+    assert "next cell ran" in outputs_text(execution.notebook.cells[1])
+    assert execution.alive
+
+
+@needs_bwrap
+@pytest.mark.kernel
+@pytest.mark.bwrap
+def test_cell_ignoring_the_interrupt_stops_the_run(workspace):
+    _, execution, _ = run(make_config("auto", cell_timeout_s=2), workspace, notebook(
+        "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass", "print('never')"))
+    assert execution.info.status == "timeout"
+    assert any("ignored the interrupt" in n for n in execution.info.notes)
+    assert not execution.alive
+
+
+@needs_bwrap
+@pytest.mark.kernel
+@pytest.mark.bwrap
+def test_notebook_over_its_total_limit_is_stopped(workspace):
+    cells = ["import time; time.sleep(1.5)"] * 6
+    _, execution, _ = run(make_config("auto", notebook_timeout_s=4, cell_timeout_s=3), workspace, notebook(*cells))
+    assert execution.info.status == "timeout"
+    assert any("over its limit" in n and "did not run" in n for n in execution.info.notes), execution.info.notes
+    assert execution.info.cells_run < 6
+
+
+@needs_bwrap
+@pytest.mark.kernel
+@pytest.mark.bwrap
+@pytest.mark.parametrize("death", ["import os; os._exit(1)", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+def test_kernel_that_dies_is_reported_with_its_cell(workspace, death):
+    _, execution, _ = run(make_config("auto"), workspace, notebook("x = 1", death, "print('never')"))
+    assert execution.info.status == "kernel_died"
+    assert execution.info.last_cell == 2
+    assert not execution.alive
+
+
+@needs_bwrap
+@pytest.mark.kernel
+@pytest.mark.bwrap
+def test_memory_limit_gives_memory_error(workspace):
+    code = ("import json\ntry:\n    b = bytearray(50 * 2**30)\n    r = 'allocated'\n"
+            "except MemoryError:\n    r = 'MemoryError'\nprint('RESULT ' + json.dumps(r))")
+    _, execution, _ = run(make_config("auto", memory_mb=2048), workspace, notebook(code, "print('alive')"))
+    assert recorded(execution.notebook.cells[0]) == "MemoryError"
+    assert "alive" in outputs_text(execution.notebook.cells[1])
