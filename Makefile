@@ -30,3 +30,9 @@ benchmark: install
 
 clean:
 	rm -rf $(VENV) reports build dist *.egg-info
+
+# The students' checker: a wheel without the solution notebook (see README, "For students").
+student-package: install
+	rm -rf build dist
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -w dist .
+	@ls dist/*.whl
