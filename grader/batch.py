@@ -114,7 +114,7 @@ def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: C
         progress(f"No reference accuracies for {data.info.description} yet: running the solution notebook "
                  f"to calibrate (once; stored in reference/calibration.json).")
         try:
-            found = calibrate(ctx, runs=2, progress=progress)
+            found = calibrate(ctx, runs=3, progress=progress)
         except CalibrationError as exc:
             progress(f"Calibration failed: {exc}. The accuracy check will ask for a tutor's review.")
     return GradingContext(**{**ctx.__dict__, "accuracy_range": found})

@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=cmd_schema)
 
     cal = sub.add_parser("calibrate", help="run the solution to find the plausible accuracy range for the data")
-    cal.add_argument("--runs", type=int, default=3)
+    cal.add_argument("--runs", type=int, default=5)
     cal.set_defaults(func=cmd_calibrate)
     return parser
 

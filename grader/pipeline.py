@@ -20,6 +20,7 @@ from grader import __version__
 from grader.checks.sheet6 import AccuracyRange, choose_accuracies, run_checks
 from grader.config import Config
 from grader.intake import check_identity, identify, team_with_emails, unpack
+from grader.intake.identity import name_for, team_from_files
 from grader.intake.types import Submission, Workspace
 from grader.report.evidence import notebook_evidence, pdf_hints
 from grader.report.models import ExecutionInfo, GraderInfo, Report, Violation
@@ -127,6 +128,9 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
         violations: list[Violation] = [*submission.violations, *workspace.violations,
                                        *check_identity(submission, workspace)]
         pdf_text = _pdf_text(workspace)
+        if not submission.team and (stated := team_from_files(submission, workspace)):
+            # The file's name does not say who submitted it: the files do, and so can the expected name.
+            submission = dataclasses.replace(submission, team=stated, expected_name=name_for(stated, submission.kind))
         team = list(team_with_emails(submission, workspace))   # read now: the workspace goes with its kernel
         executed = None
         if workspace.notebook is None:

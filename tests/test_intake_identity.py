@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import nbformat
 from pypdf import PdfReader
 
 from grader.config import Archive, Naming
@@ -112,3 +113,23 @@ def test_team_with_emails(tmp_path: Path):
     assert [(m.name, m.student_id, m.email) for m in team] == [
         ("Müller", "1234567", "s8mamuel@stud.uni-saarland.de"),
         ("van der Berg", "7654321", "jan.vanderberg@uni-saarland.de")]
+
+
+def test_team_and_expected_name_from_the_files_when_the_name_says_nothing(tmp_path):
+    from grader.config import Archive, Naming
+    from grader.intake import identify, unpack
+    from grader.intake.identity import name_for, team_from_files
+
+    root = tmp_path / "in"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(
+        "Name: Anna-Lena van der Berg, Student ID: 7012345, Email: anna@example.org\n\n"
+        "Jürgen Müller 7054321 s8jumuel@stud.uni-saarland.de\n\nSee exercise 6.3: 54, 18")]
+    nbformat.write(nb, root / "final version.ipynb")
+    sub = identify(root / "final version.ipynb", root, Naming())
+    assert not sub.team
+    ws = unpack(sub, tmp_path / "ws", Archive())
+    team = team_from_files(sub, ws)
+    assert [(m.name, m.student_id) for m in team] == [("Anna-Lena van der Berg", "7012345"), ("Jürgen Müller", "7054321")]
+    assert name_for(team, sub.kind) == "Anna-Lena_van_der_Berg_7012345_Jürgen_Müller_7054321.ipynb"

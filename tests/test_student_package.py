@@ -82,3 +82,5 @@ def test_check_runs_from_the_wheel_in_a_fresh_environment(student_wheel, grading
                          capture_output=True, text=True, cwd=tmp_path, env=run_env)
     assert bad.returncode == 1
     assert "name.pattern" in bad.stdout and "would lose points" in bad.stdout
+    # The name says nothing of the team, so the files do: the exact name to use.
+    assert f"rename the file to {CORRECT}" in bad.stdout

@@ -174,3 +174,38 @@ def _name_keys(name: str) -> set[str]:
         keys.add(part.replace("ä", "ae").replace("ö", "oe").replace("ü", "ue").replace("ß", "ss"))
         keys.add(unicodedata.normalize("NFKD", part).encode("ascii", "ignore").decode())
     return {k for k in keys if len(k) >= 3}
+
+
+_NAME_LABEL = re.compile(r"\bname\s*[:=]\s*([^,;|\n]+)", re.IGNORECASE)
+_LABELS = re.compile(r"\b(student\s*id|matriculation(\s*number)?|matrikel(nummer)?|id|name|e-?mail)\b\s*[:=]?",
+                     re.IGNORECASE)
+
+
+def team_from_files(submission: Submission, workspace: Workspace, digits: int = 7) -> tuple[TeamMember, ...]:
+    """The team as the notebook and PDF state it: a name and an id on the same line (e.g.
+    "Name: Erika Mustermann, Student ID: 7012345"). Used to tell the exact file name to use when
+    the file's own name does not say who submitted it."""
+    ev = read_evidence(submission, workspace, digits)
+    pattern = _id_pattern(digits)
+    members: dict[str, TeamMember] = {}
+    for text in ev.texts.values():
+        for line in text.splitlines():
+            ids = pattern.findall(line)
+            if len(ids) != 1 or ids[0] in members:
+                continue
+            labelled = _NAME_LABEL.search(line)
+            if labelled:
+                name = labelled.group(1)
+            else:
+                before = _LABELS.sub(" ", _EMAIL.sub(" ", line.split(ids[0])[0]))
+                name = re.sub(r"[^\w\s'\-]", " ", before)
+            name = " ".join(re.sub(r"[0-9_]", " ", name).split())
+            if 2 <= len(name) <= 60:
+                members[ids[0]] = TeamMember(name=unicodedata.normalize("NFC", name), student_id=ids[0])
+    return tuple(members.values())
+
+
+def name_for(team: tuple[TeamMember, ...], kind: str) -> str:
+    """The file name the naming rules ask for, for this team: Name_Parts_id_Name_Parts_id.zip."""
+    ext = {"zip": ".zip", "ipynb": ".ipynb", "py": ".py", "pdf": ".pdf"}.get(kind, ".zip")
+    return "_".join(f"{'_'.join(m.name.split())}_{m.student_id}" for m in team) + ext
