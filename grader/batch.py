@@ -68,6 +68,14 @@ class Shard:
 
 
 @dataclass
+class Plan:
+    discovery: Discovery
+    submissions: list[Submission]              # everything found, whichever shard it belongs to
+    jobs: list["Job"]                          # to grade now
+    cached: list[tuple[str, Report]]           # earlier reports that still stand
+
+
+@dataclass
 class Job:
     path: Path
     submission: Submission
@@ -120,10 +128,9 @@ def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: C
     return GradingContext(**{**ctx.__dict__, "accuracy_range": found})
 
 
-def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, force: bool, grader_hash: str,
-         ) -> tuple[Discovery, list[Job], list[tuple[str, Report]]]:
+def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, force: bool, grader_hash: str) -> Plan:
     """Which submissions to grade, and which earlier reports still stand."""
-    discovery = discover(root)
+    discovery = discover(root, config.naming)
     jobs, cached = [], []
     submissions = [identify(path, root, config.naming) for path in discovery.submissions]
     stems: dict[str, int] = {}
@@ -139,7 +146,7 @@ def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, forc
             cached.append((stem, earlier))
         else:
             jobs.append(Job(path=path, submission=sub, stem=stem))
-    return discovery, jobs, cached
+    return Plan(discovery=discovery, submissions=submissions, jobs=jobs, cached=cached)
 
 
 def error_report(job: Job, ctx: GradingContext, problem: str) -> Report:
@@ -214,8 +221,9 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
     work_dir = Path(tempfile.mkdtemp(prefix="grader-work-"))
     try:
         ctx = prepare_context(config, work_dir, workers, progress=progress)
-        discovery, jobs, cached = plan(root, config, out_dir, shard=shard, force=force,
+        planned = plan(root, config, out_dir, shard=shard, force=force,
                                        grader_hash=ctx.grader.grader_hash)
+        discovery, jobs, cached = planned.discovery, planned.jobs, planned.cached
         result = BatchResult(discovery=discovery, data_description=ctx.data.info.description)
         result.outcomes = [Outcome(stem=s, status="cached", points=sum(c.points for c in r.checks),
                                    max_points=sum(c.max_points for c in r.checks), seconds=0) for s, r in cached]
@@ -255,7 +263,7 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
             write_atomic(out_dir / SHARD_FILE, json.dumps({
                 "shard": f"{shard.index}/{shard.count}", "stems": [stem for stem, _ in result.reports],
                 "config_hash": config.fingerprint[:16]}, indent=2).encode("utf-8"))
-        result.duplicates = duplicate_students([identify(p, root, config.naming) for p in discovery.submissions])
+        result.duplicates = duplicate_students(planned.submissions)
         write_summary(result.reports, out_dir)
         # Tutors' points (when the sheet is filled), cms.csv, feedback pages and summary.html.
         result.warnings = write_batch_outputs(result.reports, out_dir, config,
