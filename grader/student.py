@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from grader.config import load_config
+from grader.config import Config, load_config
 from grader.report.models import Report
 
 # The small subset of a default check: enough for every check, a fraction of the training time.
@@ -54,16 +54,21 @@ def print_verdict(report: Report, console: Console) -> None:
     console.print(f"  verdict: {verdict}")
 
 
+def check_config(config: Config, *, full: bool) -> Config:
+    """The configuration of a self-check: the graded one, on a small subset unless `full`."""
+    if full:
+        return config
+    data = config.data.model_copy(update={"train_size": FAST_TRAIN, "test_size": FAST_TEST})
+    return config.model_copy(update={"data": data})
+
+
 def check_path(path: Path, *, config_path: str | None, as_json: bool, full: bool, console: Console) -> int:
     from grader.batch import run_batch
 
     if not path.exists():
         console.print(f"[red]error:[/] {path}: no such file or folder", highlight=False)
         return 2
-    config = load_config(config_path)
-    if not full:
-        data = config.data.model_copy(update={"train_size": FAST_TRAIN, "test_size": FAST_TEST})
-        config = config.model_copy(update={"data": data})
+    config = check_config(load_config(config_path), full=full)
     quiet = (lambda text: None) if as_json else (lambda text: console.print(text, highlight=False))
     with tempfile.TemporaryDirectory(prefix="grader-check-") as out:
         result = run_batch(path, config, Path(out), workers=1, force=True, progress=quiet)

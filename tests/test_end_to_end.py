@@ -114,3 +114,25 @@ def test_correct_notebooks_in_other_styles_get_full_points(grading_context, tmp_
     assert {c.id: c.status for c in report.checks} == {c: "pass" for c in CHECK_IDS}, \
         {c.id: c.message for c in report.checks}
     assert report.accuracies["baseline"] and all(0 <= v <= 1 for v in report.accuracies["baseline"])
+
+
+def test_students_check_agrees_with_the_tutors_grading(graded_examples, grading_context):
+    """`grader check` runs on a smaller subset than the tutors grade on; per check, the points agree."""
+    import dataclasses
+
+    from grader.batch import cache_dir, run_batch
+    from grader.calibrate import calibrate
+    from grader.run.dataset import stage_dataset
+    from grader.student import check_config
+
+    config = check_config(tiny_config(), full=False)
+    assert config.data.train_size != grading_context.config.data.train_size
+    staged = stage_dataset(config.data, config.data_source, cache_dir() / "data")
+    calibrate(dataclasses.replace(grading_context, config=config, data=staged), runs=1, progress=lambda text: None)
+    out = graded_examples[0].parent / "student-check"
+    run_batch(ROOT / "submissions", config, out, workers=2, progress=lambda text: None)
+    tutors, students = _reports(graded_examples[0]), _reports(out)
+    assert set(students) == set(tutors)
+    for name in tutors:
+        assert {c.id: c.points for c in students[name].checks} == {c.id: c.points for c in tutors[name].checks}, name
+        assert students[name].execution.data.train_size == config.data.train_size
