@@ -5,7 +5,7 @@
 set -u
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-liberation fonts-dejavu-core)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "note: ${need[*]} not installed (needs root and apt-get); the tests that use them will be skipped" >&2
