@@ -238,11 +238,8 @@ def parse_name(filename: str, naming: Naming) -> ParsedName:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def identify(path: Path, root: Path, naming: Naming) -> Submission:

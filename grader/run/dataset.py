@@ -169,12 +169,9 @@ def _find_source_files(source: Path) -> dict[str, Path]:
     return found
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
+def _digest(path: Path, algorithm: str) -> str:
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 def _idx_header(path: Path, ndim: int) -> tuple[int, ...]:
@@ -450,20 +447,13 @@ def _fingerprint(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def _valid_cache(final: Path) -> DataInfo | None:
     try:
         manifest = json.loads((final / MANIFEST).read_text())
         raw = final / "FashionMNIST" / "raw"
         for name in RAW_NAMES:
-            if _sha256(raw / name) != manifest["sha256"][name]:
+            if _digest(raw / name, "sha256") != manifest["sha256"][name]:
                 return None
         return DataInfo.model_validate(manifest["info"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -481,7 +471,7 @@ def _write_stage(final: Path, info: DataInfo, arrays: dict[str, np.ndarray]) -> 
         for name in RAW_NAMES:
             write_idx(raw / name, arrays[name])
             os.chmod(raw / name, 0o444)
-            sums[name] = _sha256(raw / name)
+            sums[name] = _digest(raw / name, "sha256")
         (tmp / MANIFEST).write_text(json.dumps({"info": info.model_dump(), "sha256": sums}, indent=2))
         os.chmod(tmp / MANIFEST, 0o444)
         try:
@@ -525,7 +515,7 @@ def stage_dataset(data: Data, source: Path | None, cache_dir: Path) -> StagedDat
     else:
         source = Path(source)
         files = _find_source_files(source)
-        md5s = {name: _md5(path) for name, path in files.items()}
+        md5s = {name: _digest(path, "md5") for name, path in files.items()}
         loaded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
         def load() -> dict[str, np.ndarray]:
