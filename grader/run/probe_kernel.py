@@ -286,8 +286,16 @@ def __grader_probe():
             for name, value in list(vars(instance).items()):
                 if not name.startswith("_"):
                     add("attribute", f"{instance_name}.{name}", value)
+        # A global list counts only when the network's own methods use it (`accuracies.append(acc)`
+        # in optimize): another network's results assigned to a global are not this one's.
+        used = set()
+        for klass in type(instance).__mro__ if instance is not None else ():
+            for member in vars(klass).values():
+                code = getattr(member, "__code__", None)
+                if code is not None:
+                    used.update(code.co_names)
         for name, value in list(ns.items()):
-            if not name.startswith("_") and "acc" in name.lower() and not callable(value):
+            if name in used and not name.startswith("_") and not callable(value):
                 add("global", name, value)
         return found
 
