@@ -6,6 +6,7 @@ writes their outputs atomically and keeps the batch going whatever one submissio
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -231,6 +232,8 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
             reporter.start(total=len(jobs), cached=len(cached), skipped=len(discovery.skipped))
         if jobs:
             warm = len(jobs) > min(workers, len(jobs))   # a warm kernel pays off only if a next job comes
+            if warm:   # the kernel warming up beside each running one needs a core too
+                ctx = dataclasses.replace(ctx, threads=max(1, (os.cpu_count() or 1) // (2 * workers)))
             with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"),
                                      max_tasks_per_child=25, initializer=_init_worker,
                                      initargs=(ctx, warm)) as pool:

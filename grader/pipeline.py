@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,19 +81,39 @@ def _relocate(workspace: Workspace, target: Path) -> Workspace:
     return dataclasses.replace(workspace, dir=target, notebook=rebase(workspace.notebook), pdf=rebase(workspace.pdf))
 
 
-async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKernels) -> tuple[Execution, Observations, Workspace]:
+class Phases:
+    """Where a submission's grading time goes (reported as execution.timings)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._mark = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._mark, 3)
+        self._mark = now
+
+
+async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKernels,
+                  phases: Phases | None = None) -> tuple[Execution, Observations, Workspace]:
     """Run the workspace's notebook in a kernel from `kernels`, then probe the live kernel."""
+    phases = phases or Phases()
     notebook = read_notebook(workspace.notebook)
     limits = ctx.config.limits
     async with kernels.kernel() as kernel:
         workspace = _relocate(workspace, kernel.workspace)
         link_into(ctx.data, workspace.dir)
+        phases.lap("kernel_start")
         execution = await kernel.session.run_notebook(notebook)
-        if not execution.alive:
-            return execution, not_run(f"the networks could not be observed: {execution.info.notes[-1]}"), workspace
-        probe_x, probe_y = ctx.probe_inputs
-        observations = await probe(kernel.session, probe_x, probe_y, timeout_s=limits.probe_timeout_s)
-        return execution, observations, workspace
+        phases.lap("cells")
+        if execution.alive:
+            probe_x, probe_y = ctx.probe_inputs
+            observations = await probe(kernel.session, probe_x, probe_y, timeout_s=limits.probe_timeout_s)
+        else:
+            observations = not_run(f"the networks could not be observed: {execution.info.notes[-1]}")
+        phases.lap("probe")
+    phases.lap("kernel_stop")
+    return execution, observations, workspace
 
 
 def _not_run(reason: str, ctx: GradingContext) -> ExecutionInfo:
@@ -121,6 +142,7 @@ def grade_submission(path: Path, root: Path, ctx: GradingContext) -> Graded:
 
 
 async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, kernels: FreshKernels) -> Graded:
+    phases = Phases()
     submission: Submission = identify(path, root, ctx.config.naming)
     unpack_dir = Path(tempfile.mkdtemp(prefix=_safe(submission.stem)[:40] + "-", dir=ctx.work_dir))
     try:
@@ -132,13 +154,14 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
             # The file's name does not say who submitted it: the files do, and so can the expected name.
             submission = dataclasses.replace(submission, team=stated, expected_name=name_for(stated, submission.kind))
         team = list(team_with_emails(submission, workspace))   # read now: the workspace goes with its kernel
+        phases.lap("intake")
         executed = None
         if workspace.notebook is None:
             execution = _not_run("no notebook to run", ctx)
             observations = not_run("no notebook was found, so the automatic checks were skipped")
         else:
             try:
-                result, observations, workspace = await observe(workspace, ctx, kernels)
+                result, observations, workspace = await observe(workspace, ctx, kernels, phases)
                 execution, executed = result.info, result.notebook
                 execution = execution.model_copy(update={"data": ctx.data.info})
             except KernelStartError as exc:
@@ -157,6 +180,8 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
             info = info.model_copy(update={"notebook": workspace.notebook.relative_to(workspace.dir).as_posix()})
         if workspace.pdf is not None:
             info = info.model_copy(update={"pdf": workspace.pdf.relative_to(workspace.dir).as_posix()})
+        phases.lap("checks")
+        execution = execution.model_copy(update={"timings": phases.seconds})
         report = build_report(submission=info, violations=violations, execution=execution, checks=checks,
                               config=ctx.config, grader=ctx.grader, evidence=evidence, accuracies=accuracies)
         return Graded(report=report, executed=executed)

@@ -68,6 +68,9 @@ class ExecutionInfo(_Model):
     sandbox: str = "none"
     notes: list[str] = Field(default_factory=list)
     data: DataInfo | None = None
+    timings: dict[str, float] = Field(
+        default_factory=dict, description="Seconds the grader spent per phase: intake, kernel_start (waiting for a "
+        "kernel), cells (the notebook itself), probe, kernel_stop, checks")
 
 
 class CheckResult(_Model):

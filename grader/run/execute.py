@@ -139,6 +139,13 @@ class KernelSession:
             return ""
         return f" (kernel log: …{text})" if text else ""
 
+    def share(self, name: str, data: bytes) -> str:
+        """Put a file where the kernel can read it (the folder of its connection file and sockets,
+        which the sandbox binds); returns its path."""
+        path = self._runtime_dir / name
+        path.write_bytes(data)
+        return str(path)
+
     async def alive(self) -> bool:
         try:
             return bool(self.km.has_kernel and await self.km.is_alive())

@@ -37,17 +37,22 @@ class FreshKernels:
     def __init__(self, ctx, prefix: str = "ws-"):
         self.ctx = ctx
         self.prefix = prefix
+        self._stopping: set[asyncio.Task] = set()
 
     async def _start(self, warm_up: bool) -> Kernel:
         workspace = Path(tempfile.mkdtemp(prefix=self.prefix, dir=self.ctx.work_dir))
         command = kernel_command(self.ctx.config, workspace, threads=self.ctx.threads, mpl_cache=self.ctx.mpl_cache,
                                  data_dir=self.ctx.data.root)
         session = KernelSession(command, workspace, self.ctx.config.limits)
+        started = False
         try:
             await session.__aenter__()
+            started = True
             if warm_up:
                 await session.warm_up(WARM_UP)
-        except BaseException:
+        except BaseException:   # also when cancelled: a kernel nobody will use is stopped at once
+            if started:
+                await session.__aexit__(None, None, None)
             shutil.rmtree(workspace, ignore_errors=True)
             raise
         return Kernel(session=session, workspace=workspace)
@@ -62,11 +67,21 @@ class FreshKernels:
         try:
             yield kernel
         finally:
+            # Shutting down takes a moment: let it happen while the grader writes the report.
+            task = asyncio.ensure_future(self._stop(kernel))
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    @staticmethod
+    async def _stop(kernel: Kernel) -> None:
+        try:
             await kernel.session.__aexit__(None, None, None)
+        finally:
             shutil.rmtree(kernel.workspace, ignore_errors=True)
 
     async def close(self) -> None:
-        pass
+        if self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)
 
 
 class WarmKernels(FreshKernels):
@@ -91,11 +106,11 @@ class WarmKernels(FreshKernels):
         return kernel
 
     async def close(self) -> None:
+        """No more work: the kernel warming up for it is stopped, not waited for."""
         if self._next is not None:
             task, self._next = self._next, None
-            try:
-                kernel = await task
-            except Exception:
-                return
-            await kernel.session.__aexit__(None, None, None)
-            shutil.rmtree(kernel.workspace, ignore_errors=True)
+            task.cancel()
+            result = (await asyncio.gather(task, return_exceptions=True))[0]
+            if isinstance(result, Kernel):   # it was ready before the cancel arrived
+                await self._stop(result)
+        await super().close()
