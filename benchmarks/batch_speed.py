@@ -283,7 +283,15 @@ def grade_run(label: str, toml: Path, subs: Path, out: Path, env: dict, logs: Pa
     last_done = max((d[0] for d in events["done"]), default=seconds)
     jobs = [{"stem": d[1], "finished_at_s": round(d[0], 2), "job_s": d[3],
              "duration_s": (reports.get(d[1]) or {}).get("duration_s")} for d in events["done"]]
+    # The grader's own phases per submission, as each report records them (execution.timings).
+    phases: dict[str, float] = {}
+    for e in reports.values():
+        for phase, value in (e.get("timings") or {}).items():
+            phases[phase] = phases.get(phase, 0.0) + value
+    phases = {k: round(v / len(reports), 3) for k, v in phases.items()} if reports else {}
     result = {
+        "phases_mean_s": phases,
+        "outside_cells_mean_s": round(sum(v for k, v in phases.items() if k != "cells"), 3) if phases else None,
         "workers": workers, "wall_s": round(seconds, 2), "exit_code": code, "reports": len(reports),
         "statuses": statuses, "sum_duration_s": round(sum(durations), 2),
         "mean_duration_s": round(sum(durations) / len(durations), 2) if durations else None,
@@ -574,6 +582,12 @@ def main(argv: list[str] | None = None) -> int:
               f"students' cells\n  (process start, staging, kernel start and warm-up not hidden behind other work, "
               f"unpacking, probe, checks, report writing, idle workers at the end). With 1 worker: "
               f"{one['overhead_s_per_submission']:.2f} s.")
+        for label, run in (("grader_w%d" % workers, main_run), ("grader_w1", one)):
+            if run.get("phases_mean_s"):
+                shown = ", ".join(f"{k} {v:.3f}" for k, v in run["phases_mean_s"].items())
+                print(f"{label}: mean seconds per submission by phase (execution.timings): {shown}; "
+                      f"outside the cells: {run['outside_cells_mean_s']:.3f} s (kernel_start = waiting for a "
+                      f"kernel, i.e. warm-up not hidden)")
         print(f"peak_kernel_rss = the largest VmHWM of any `ipykernel_launcher` process of the grader runs "
               f"(sampled every 0.25 s); nbconvert's kernels: "
               f"{(nbc or {}).get('kernels', {}).get('peak_rss_mib', 'n/a')} MiB.")

@@ -68,6 +68,10 @@ def test_example_loses_exactly_the_points_of_its_mistake(graded_examples, name):
     assert report.execution.data is not None and report.execution.data.train_size == 640
     pending = [e.id for e in report.exercises if e.points is None]
     assert pending == ["6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7"]
+    # Evidence for the tutors: the plot of part 3 and the 6.3 key values found in the PDF.
+    evidence = {e.id: " | ".join(e.evidence) for e in report.exercises}
+    assert "plot(s) in the executed notebook" in evidence["6.6"], evidence["6.6"]
+    assert "the PDF mentions h = (9, 0), logits (54, 18)" in evidence["6.3"], evidence["6.3"]
 
 
 def test_messages_say_what_was_expected_and_found(graded_examples):

@@ -152,7 +152,7 @@ def kernel_env(config: Config, workspace: Path, threads: int, mpl_cache: Path | 
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(workspace),
         "LANG": "C.UTF-8",
-        "MPLBACKEND": "Agg",
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",   # plots become PNG outputs, as in Jupyter
         "PYTHONNOUSERSITE": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "OMP_NUM_THREADS": str(threads),
