@@ -17,6 +17,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT / ".." / "shared" / "data" / "fashion-mnist").resolve()
 
+# Code for a notebook cell that tries something a student should not be able to do and records the
+# outcome as text (used by the sandbox and hostile-notebook tests).
+ATTEMPT_HELPERS = '''def attempt(fn):
+    try:
+        return "ok: " + str(fn())[:300]
+    except BaseException as exc:
+        return f"{type(exc).__name__}: {exc}"[:300]
+def connect(host, port):
+    s = socket.socket(); s.settimeout(2)
+    try:
+        s.connect((host, port)); return "connected"
+    finally:
+        s.close()
+'''
+
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
 
 

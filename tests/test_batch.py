@@ -58,6 +58,19 @@ def _grade(subs: Path, config: Path, out: Path, *extra: str, **popen) -> subproc
                             start_new_session=True, **popen)
 
 
+def _processes_mentioning(text: str) -> list[str]:
+    """Processes whose command line mentions `text` (kernels and their bubblewrap, by their folders)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline and entry.name != str(os.getpid()):
+            found.append(f"{entry.name}: {cmdline[:120]}")
+    return found
+
+
 def _reports(out: Path) -> dict[str, Report]:
     return {p.stem: Report.model_validate_json(p.read_bytes()) for p in out.glob("*.json") if p.name != "shard.json"}
 
@@ -65,15 +78,20 @@ def _reports(out: Path) -> dict[str, Report]:
 def test_killed_batch_resumes_with_every_report_whole(batch_setup, tmp_path):
     subs, config = batch_setup
     out = tmp_path / "out"
+    scratch = tmp_path / "t"   # the batches' work folders and kernels' sockets: how we find their kernels
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
     for delay in (2.0, 9.0, 13.0):   # before, during and after the first reports are written
-        process = _grade(subs, config, out)
+        process = _grade(subs, config, out, env=env)
         time.sleep(delay)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         _reports(out)   # whatever is there is whole: a half-written report would not parse
-    finished = _grade(subs, config, out)
+    finished = _grade(subs, config, out, env=env)
     output = finished.communicate(timeout=300)[0].decode()
     assert finished.returncode == 0, output
+    time.sleep(3)
+    assert _processes_mentioning(str(scratch)) == [], "kernels outlived their killed grader"
     reports = _reports(out)
     assert sorted(reports) == sorted(TEAMS)
     assert not list(out.rglob("*.tmp"))

@@ -25,6 +25,7 @@ pytest.importorskip("torch")
 from grader.batch import prepare_context   # noqa: E402
 from grader.config import config_from_dict   # noqa: E402
 from grader.pipeline import grade_submission   # noqa: E402
+from conftest import ATTEMPT_HELPERS   # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT / ".." / "shared" / "data" / "fashion-mnist").resolve()
@@ -108,18 +109,7 @@ def solution(hook_forward: str = "pass", hook_bn_forward: str = "pass") -> list[
 ENVIRONMENT = r'''
 import json, os, socket, sys
 found = {}
-def attempt(fn):
-    try:
-        return "ok: " + str(fn())[:300]
-    except BaseException as exc:
-        return f"{type(exc).__name__}: {exc}"[:300]
-def connect(host, port):
-    s = socket.socket(); s.settimeout(2)
-    try:
-        s.connect((host, port)); return "connected"
-    finally:
-        s.close()
-ws = os.getcwd()
+''' + ATTEMPT_HELPERS + r'''ws = os.getcwd()
 found["net_local"] = attempt(lambda: connect("127.0.0.1", 22))
 found["net_outside"] = attempt(lambda: connect("192.0.2.1", 80))
 found["passwd"] = attempt(lambda: open("/etc/passwd").read())

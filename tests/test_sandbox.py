@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import ATTEMPT_HELPERS
 from grader.config import config_from_dict
 from grader.run import sandbox
 from grader.run.execute import KernelSession
@@ -130,18 +131,7 @@ ENVIRONMENT = r'''
 import json, os, socket, subprocess, sys, time
 r = {"uid": os.getuid(), "pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
      "parent_pid_env": os.environ.get("JPY_PARENT_PID")}
-def attempt(fn):
-    try:
-        return "ok: " + str(fn())[:200]
-    except BaseException as exc:
-        return f"{type(exc).__name__}: {exc}"[:200]
-def connect(host, port):
-    s = socket.socket(); s.settimeout(2)
-    try:
-        s.connect((host, port)); return "connected"
-    finally:
-        s.close()
-r["net_local"] = attempt(lambda: connect("127.0.0.1", 22))
+''' + ATTEMPT_HELPERS + r'''r["net_local"] = attempt(lambda: connect("127.0.0.1", 22))
 r["net_outside"] = attempt(lambda: connect("192.0.2.1", 80))
 r["passwd"] = attempt(lambda: open("/etc/passwd").read())
 ws = os.getcwd()

@@ -39,6 +39,16 @@ TMPFS_BYTES = 512 * 1024 * 1024
 # argv: options ("--runtime-of" FILE, "--setenv" NAME VALUE, "--pids-cgroup" DIR MAX), limits as "NAME=soft" pairs, "--", command.
 _LAUNCHER = r"""
 import os, resource, sys
+# Die with the grader process that starts us, from the first instant: bubblewrap's own watch
+# (--die-with-parent) starts only once it runs, and a grader killed in between would leave an orphan.
+try:
+    import ctypes
+    ctypes.CDLL(None).prctl(1, 9)   # PR_SET_PDEATHSIG, SIGKILL (Linux; kept across exec)
+except Exception:
+    pass
+expected_parent = os.environ.get("JPY_PARENT_PID", "")
+if expected_parent.isdigit() and os.getppid() != int(expected_parent):
+    os._exit(1)                     # the grader is already gone
 args = sys.argv[1:]
 split = args.index("--")
 options, command = args[:split], args[split + 1:]
