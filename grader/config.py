@@ -88,6 +88,9 @@ class Limits(_Section):
     file_size_mb: PositiveInt = 256
     open_files: PositiveInt = 1024
     output_kb: PositiveInt = 64
+    # A kernel that died is restarted (cells before the one it died in run again) so that the
+    # networks can still be probed; the report says kernel_died either way.
+    restart_for_probe: bool = False
 
 
 class Naming(_Section):

@@ -106,6 +106,8 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
         phases.lap("kernel_start")
         execution = await kernel.session.run_notebook(notebook)
         phases.lap("cells")
+        if not execution.alive and limits.restart_for_probe and execution.info.last_cell:
+            execution = await _restart_for_probe(kernel.session, execution)
         if execution.alive:
             probe_x, probe_y = ctx.probe_inputs
             observations = await probe(kernel.session, probe_x, probe_y, timeout_s=limits.probe_timeout_s)
@@ -114,6 +116,21 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
         phases.lap("probe")
     phases.lap("kernel_stop")
     return execution, observations, workspace
+
+
+async def _restart_for_probe(session, execution: Execution) -> Execution:
+    """The kernel died in cell N: a new one runs cells 1..N-1 again so that the networks can be
+    probed. The status stays kernel_died; the executed notebook keeps the first run's outputs."""
+    fatal = execution.info.last_cell
+    if not await session.restart():
+        note = "the kernel could not be restarted for the probe"
+        return dataclasses.replace(execution, info=execution.info.model_copy(
+            update={"notes": [*execution.info.notes, note]}))
+    failed = await session.replay(execution.notebook, fatal)
+    note = (f"the kernel was restarted for the probe and ran cells 1–{fatal - 1} again"
+            + (f" (cell(s) {', '.join(map(str, failed))} failed this time)" if failed else ""))
+    return dataclasses.replace(execution, alive=await session.alive(), info=execution.info.model_copy(
+        update={"notes": [*execution.info.notes, note]}))
 
 
 def _not_run(reason: str, ctx: GradingContext) -> ExecutionInfo:

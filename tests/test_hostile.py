@@ -332,3 +332,20 @@ def test_replaced_json_dumps_breaks_the_kernel_not_the_grader(context):
     report = graded.report
     assert report.execution.status in ("errors", "kernel_died"), report.execution
     assert auto_points(report) == 0
+
+
+def test_dead_kernel_is_restarted_for_the_probe_only_when_configured(context):
+    """With limits.restart_for_probe, a notebook whose last cell kills the kernel is still probed:
+    the cells before it run again in a new kernel. The status stays kernel_died."""
+    import dataclasses
+
+    ctx, work = context
+    limits = ctx.config.limits.model_copy(update={"restart_for_probe": True})
+    restarting = dataclasses.replace(ctx, config=ctx.config.model_copy(update={"limits": limits}))
+    graded, _ = grade((restarting, work), "restart", solution() + ["import os\nos._exit(1)"])
+    report = graded.report
+    assert report.execution.status == "kernel_died", report.execution
+    assert any("restarted for the probe" in note for note in report.execution.notes), report.execution.notes
+    passing = {c.id for c in report.checks if c.status == "pass"}
+    assert {"baseline.architecture", "baseline.forward", "baseline.training_setup",
+            "batchnorm.architecture"} <= passing, {c.id: c.message for c in report.checks}

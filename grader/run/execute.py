@@ -139,6 +139,28 @@ class KernelSession:
             return ""
         return f" (kernel log: …{text})" if text else ""
 
+    async def restart(self) -> bool:
+        """A fresh kernel process in place of a dead one: same command, sandbox and workspace."""
+        try:
+            await self.km.restart_kernel(now=True)
+            await self.client.kc.wait_for_ready(timeout=60)
+            return True
+        except Exception:
+            return False
+
+    async def replay(self, nb: nbformat.NotebookNode, before_cell: int) -> list[int]:
+        """Run the code cells before cell `before_cell` (1-based) again, outputs discarded; the
+        cells that raised or timed out this time are returned."""
+        failed = []
+        for index, cell in enumerate(nb.cells[:before_cell - 1]):
+            if cell.cell_type == "code" and cell.source.strip():
+                result = await self.run_code(cell.source, timeout=self.limits.cell_timeout_s, store_history=True)
+                if result.status == "kernel_died":
+                    return failed + [index + 1]
+                if result.status != "ok":
+                    failed.append(index + 1)
+        return failed
+
     def share(self, name: str, data: bytes) -> str:
         """Put a file where the kernel can read it (the folder of its connection file and sockets,
         which the sandbox binds); returns its path."""
@@ -220,19 +242,20 @@ class KernelSession:
         result = await self.run_code("pass", timeout=timeout)
         return result.status == "ok"
 
-    async def run_code(self, code: str, *, timeout: float, mime: str | None = None) -> CodeResult:
+    async def run_code(self, code: str, *, timeout: float, mime: str | None = None,
+                       store_history: bool = False) -> CodeResult:
         """Run the grader's code in the kernel (not stored in history); collect the display_data
         bundles of type `mime` it publishes. Everything else the kernel prints is counted, not kept."""
         kc = self.client.kc
         if kc is None or not await self.alive():
             return CodeResult(status="kernel_died", error="the kernel is not running")
         try:
-            return await self._run_code(kc, code, timeout=timeout, mime=mime)
+            return await self._run_code(kc, code, timeout=timeout, mime=mime, store_history=store_history)
         except _GARBLED as exc:
             return CodeResult(status="kernel_died", error=f"the kernel's messages could not be read ({type(exc).__name__}: {exc})")
 
-    async def _run_code(self, kc, code: str, *, timeout: float, mime: str | None) -> CodeResult:
-        msg_id = kc.execute(code, silent=False, store_history=False, allow_stdin=False)
+    async def _run_code(self, kc, code: str, *, timeout: float, mime: str | None, store_history: bool) -> CodeResult:
+        msg_id = kc.execute(code, silent=False, store_history=store_history, allow_stdin=False)
         deadline = time.monotonic() + timeout
         result = CodeResult(status="ok")
         reply_seen = idle_seen = False
