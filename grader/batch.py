@@ -177,8 +177,8 @@ def _grade(job: Job, root: Path, ctx: GradingContext) -> Graded:
     """In a worker: with its loop and (warm) kernels; elsewhere: a fresh kernel."""
     if _WORKER:
         loop, kernels = _WORKER["loop"], _WORKER["kernels"]
-        return loop.run_until_complete(grade_submission_async(job.path, root, ctx, kernels))
-    return grade_submission(job.path, root, ctx)
+        return loop.run_until_complete(grade_submission_async(job.path, root, ctx, kernels, job.submission))
+    return grade_submission(job.path, root, ctx, job.submission)
 
 
 def run_job(job: Job, root: Path, out_dir: Path, ctx: GradingContext) -> Outcome:
@@ -188,7 +188,7 @@ def run_job(job: Job, root: Path, out_dir: Path, ctx: GradingContext) -> Outcome
     graded: Graded | None = None
     for attempt in (1, 2):
         try:
-            graded = _grade(job, root, ctx) if attempt == 1 else grade_submission(job.path, root, ctx)
+            graded = _grade(job, root, ctx) if attempt == 1 else grade_submission(job.path, root, ctx, job.submission)
             break
         except Exception as exc:  # jupyter_client's "Duplicate Signature" and the like: retry in a fresh kernel
             problem = f"grader failure ({type(exc).__name__}: {exc}) on attempt {attempt}"

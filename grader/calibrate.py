@@ -16,9 +16,10 @@ from pathlib import Path
 
 from grader.checks.sheet6 import AccuracyRange, choose_accuracies
 from grader.intake.types import Workspace
+from grader.pipeline import REFERENCE_DIR, observe
 from grader.report.render import write_atomic
+from grader.run.kernels import FreshKernels
 
-REFERENCE_DIR = Path(__file__).resolve().parent.parent / "reference"
 CALIBRATION_FILE = REFERENCE_DIR / "calibration.json"
 SOLUTION = REFERENCE_DIR / "solution.ipynb"
 
@@ -63,9 +64,6 @@ def accuracy_range(fingerprint: str, path: Path | None = None) -> AccuracyRange 
 def calibrate(ctx, runs: int = 3, path: Path | None = None, solution: Path = SOLUTION,
               progress=print) -> AccuracyRange:
     """Run the solution `runs` times on ctx's data and store its accuracies under the data's fingerprint."""
-    from grader.pipeline import observe  # the same way through as every submission
-    from grader.run.kernels import FreshKernels
-
     if not solution.exists():
         raise CalibrationError(f"{solution} is missing: calibration needs the solution notebook "
                                f"(it is not part of the students' package)")
@@ -75,6 +73,7 @@ def calibrate(ctx, runs: int = 3, path: Path | None = None, solution: Path = SOL
         try:
             shutil.copy(solution, folder / solution.name)
             workspace = Workspace(dir=folder, notebook=folder / solution.name)
+            # the same way through as every submission
             execution, observations, _ = asyncio.run(observe(workspace, ctx, FreshKernels(ctx)))
         finally:
             shutil.rmtree(folder, ignore_errors=True)

@@ -14,6 +14,8 @@ from rich.table import Table
 
 from grader.config import ConfigError, load_config
 from grader.report.manual import ManualPointsError
+from grader.calibrate import CalibrationError
+from grader.run.dataset import DataError
 from grader.run.sandbox import SandboxError
 
 
@@ -190,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SandboxError as exc:
         console.print(f"[red]sandbox:[/] {exc}", highlight=False)
+        return 2
+    except DataError as exc:
+        console.print(f"[red]data:[/] {exc}\nFix \\[data] in grading.toml (or the files it names).", highlight=False)
+        return 2
+    except CalibrationError as exc:
+        console.print(f"[red]calibration:[/] {exc}", highlight=False)
         return 2
     except ManualPointsError as exc:
         console.print(f"[red]manual points sheet:[/] {exc}\nFix the sheet and run again; the reports "

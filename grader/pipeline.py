@@ -147,20 +147,22 @@ def _pdf_text(workspace: Workspace) -> str | None:
         return None
 
 
-def grade_submission(path: Path, root: Path, ctx: GradingContext) -> Graded:
+def grade_submission(path: Path, root: Path, ctx: GradingContext, submission: Submission | None = None) -> Graded:
     """Grade one submission file in a kernel of its own. Never raises for anything the submission does."""
     async def run() -> Graded:
         kernels = FreshKernels(ctx)
         try:
-            return await grade_submission_async(path, root, ctx, kernels)
+            return await grade_submission_async(path, root, ctx, kernels, submission)
         finally:
             await kernels.close()
     return asyncio.run(run())
 
 
-async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, kernels: FreshKernels) -> Graded:
+async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, kernels: FreshKernels,
+                                 submission: Submission | None = None) -> Graded:
+    """`submission`: the file already identified (the batch has), else it is identified here."""
     phases = Phases()
-    submission: Submission = identify(path, root, ctx.config.naming)
+    submission = submission or identify(path, root, ctx.config.naming)
     unpack_dir = Path(tempfile.mkdtemp(prefix=_safe(submission.stem)[:40] + "-", dir=ctx.work_dir))
     try:
         workspace = unpack(submission, unpack_dir, ctx.config.archive)

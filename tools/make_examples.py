@@ -15,7 +15,6 @@ new dependency is needed; its text is extractable with pypdf.
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import sys
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_notebooks import (ROOT, SOLUTION_TEAM, Member, Parts, notebook_bytes,  # noqa: E402
+from make_notebooks import (ROOT, SOLUTION_TEAM, Member, Parts, notebook_bytes, write_or_check,  # noqa: E402
                             solution_parts)
 
 SUBMISSIONS = ROOT / "submissions"
@@ -235,23 +234,11 @@ def outputs() -> dict[Path, bytes]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when a file is out of date")
-    args = parser.parse_args(argv)
-    stale = []
-    for path, data in outputs().items():
-        if path.exists() and path.read_bytes() == data:
-            continue
-        stale.append(path)
-        if not args.check:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-    for path in stale:
-        print(("out of date: " if args.check else "wrote ") + str(path.relative_to(ROOT)))
-    if not args.check:
+    check, stale = write_or_check(outputs(), argv, __doc__.splitlines()[0])
+    if not check:
         for ex in EXAMPLES:
             print(f"  {ex.zip_name}: loses {', '.join(ex.loses) or 'nothing'}")
-    return 1 if (args.check and stale) else 0
+    return 1 if (check and stale) else 0
 
 
 if __name__ == "__main__":

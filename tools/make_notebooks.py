@@ -741,22 +741,24 @@ def outputs() -> dict[Path, bytes]:
     return files
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def write_or_check(files: dict[Path, bytes], argv: list[str] | None, description: str) -> tuple[bool, list[Path]]:
+    """The command line of the generators: write the files that differ, or with --check only
+    list them. Returns (check mode, the files that were out of date)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when a file is out of date")
     args = parser.parse_args(argv)
-    stale = []
-    for path, data in outputs().items():
-        current = path.read_bytes() if path.exists() else None
-        if current == data:
-            continue
-        stale.append(path)
+    stale = [path for path, data in files.items() if not (path.exists() and path.read_bytes() == data)]
+    for path in stale:
         if not args.check:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-    for path in stale:
+            path.write_bytes(files[path])
         print(("out of date: " if args.check else "wrote ") + str(path.relative_to(ROOT)))
-    return 1 if (args.check and stale) else 0
+    return args.check, stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    check, stale = write_or_check(outputs(), argv, __doc__.splitlines()[0])
+    return 1 if (check and stale) else 0
 
 
 if __name__ == "__main__":

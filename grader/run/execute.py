@@ -53,7 +53,6 @@ class CodeResult:
     status: str                                  # "ok" | "error" | "timeout" | "kernel_died"
     payloads: list[dict] = field(default_factory=list)   # display_data bundles of the asked MIME type
     error: str | None = None
-    stream_bytes: int = 0
 
 
 class _CappedClient(NotebookClient):
@@ -245,7 +244,7 @@ class KernelSession:
     async def run_code(self, code: str, *, timeout: float, mime: str | None = None,
                        store_history: bool = False) -> CodeResult:
         """Run the grader's code in the kernel (not stored in history); collect the display_data
-        bundles of type `mime` it publishes. Everything else the kernel prints is counted, not kept."""
+        bundles of type `mime` it publishes. Everything else the kernel prints is dropped."""
         kc = self.client.kc
         if kc is None or not await self.alive():
             return CodeResult(status="kernel_died", error="the kernel is not running")
@@ -292,8 +291,6 @@ class KernelSession:
                 idle_seen = True
             elif kind in ("display_data", "execute_result") and mime and mime in content.get("data", {}):
                 result.payloads.append({"data": content["data"][mime], "metadata": content.get("metadata", {}).get(mime, {})})
-            elif kind == "stream":
-                result.stream_bytes += len(content.get("text", ""))
         return result
 
 

@@ -111,7 +111,6 @@ class KernelCommand:
     sandbox: str
     interrupt_mode: str = "signal"
     notes: tuple[str, ...] = ()
-    runtime_binds: list[str] = field(default_factory=list)
     mpl_cache: Path | None = None
     python: str = ""                 # the kernel's interpreter (warms the matplotlib cache)
 
@@ -409,7 +408,7 @@ def kernel_command(config: Config, workspace: Path, *, threads: int = 1, mpl_cac
              f"{SANDBOX_UID}, a read-only view of the system and of Python ({', '.join(shown) or '/usr'}), "
              "write access to its own workspace only, no grader code or other submissions visible" + process_note,)
     command = KernelCommand(argv=argv, env=env, isolated=True, sandbox="bubblewrap", interrupt_mode="message",
-                            notes=notes, runtime_binds=[RUNTIME], mpl_cache=mpl_cache, python=python)
+                            notes=notes, mpl_cache=mpl_cache, python=python)
     return command
 
 
