@@ -35,7 +35,7 @@ from grader.report.render import (read_report, report_path, write_atomic, write_
 SHARD_FILE = "shard.json"
 from grader.report.score import build_report
 from grader.run.dataset import StagedData, stage_dataset
-from grader.run.kernels import FreshKernels, WarmKernels
+from grader.run.kernels import ForkKernels, FreshKernels, WarmKernels
 from grader.run.sandbox import require_sandbox
 
 
@@ -160,14 +160,22 @@ def error_report(job: Job, ctx: GradingContext, problem: str) -> Report:
         checks=checks, config=ctx.config, grader=ctx.grader)
 
 
+def kernel_kind(config: Config, jobs: int, workers: int) -> str:
+    """Where a worker's kernels come from. Kernels started ahead of need pay off only when a next
+    job comes; the fork server also saves every kernel's imports."""
+    if jobs <= min(workers, jobs):
+        return "fresh"
+    return "fork" if config.run.fork_server else "warm"
+
+
 # Per worker process: one event loop for its whole life, and a kernel kept warm ahead of need.
 _WORKER: dict = {}
 
 
-def _init_worker(ctx: GradingContext, warm: bool) -> None:
+def _init_worker(ctx: GradingContext, kind: str) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    kernels = WarmKernels(ctx) if warm else FreshKernels(ctx)
+    kernels = {"fork": ForkKernels, "warm": WarmKernels, "fresh": FreshKernels}[kind](ctx)
     _WORKER.update(loop=loop, kernels=kernels, ctx=ctx)
     # multiprocessing ends workers with os._exit: atexit would not run, Finalize does.
     Finalize(None, lambda: loop.run_until_complete(kernels.close()), exitpriority=10)
@@ -231,12 +239,12 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
         if reporter:
             reporter.start(total=len(jobs), cached=len(cached), skipped=len(discovery.skipped))
         if jobs:
-            warm = len(jobs) > min(workers, len(jobs))   # a warm kernel pays off only if a next job comes
-            if warm:   # the kernel warming up beside each running one needs a core too
+            kind = kernel_kind(config, len(jobs), workers)
+            if kind == "warm":   # the kernel warming up beside each running one needs a core too
                 ctx = dataclasses.replace(ctx, threads=max(1, (os.cpu_count() or 1) // (2 * workers)))
             with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"),
-                                     max_tasks_per_child=25, initializer=_init_worker,
-                                     initargs=(ctx, warm)) as pool:
+                                     max_tasks_per_child=None if kind == "fork" else 25,
+                                     initializer=_init_worker, initargs=(ctx, kind)) as pool:
                 pending = {}
                 queue = list(jobs)
                 while queue or pending:

@@ -138,6 +138,8 @@ class Run(_Section):
     workers: int = Field(0, ge=0, le=64)
     kernel_python: str = ""
     sandbox: Literal["auto", "bubblewrap", "none"] = "auto"
+    # Fork each kernel of a batch from a per-worker server that imported torch once.
+    fork_server: bool = True
 
 
 class Config(_Section):

@@ -83,11 +83,14 @@ class _CappedClient(NotebookClient):
 class KernelSession:
     """One sandboxed kernel, started in `workspace`, shut down on exit (always, immediately)."""
 
-    def __init__(self, command: KernelCommand, workspace: Path, limits: Limits):
+    def __init__(self, command: KernelCommand, workspace: Path, limits: Limits, runtime_dir: Path | None = None):
+        """`runtime_dir`: an empty folder for the connection file, IPC sockets and log (default: a
+        new one in the system's temporary folder; its path must stay short, as IPC socket names are
+        limited to 107 bytes). It is removed with the session."""
         self.command = command
         self.workspace = workspace
         self.limits = limits
-        self._runtime_dir = Path(tempfile.mkdtemp(prefix="g6k-"))  # short path: IPC socket names are limited to 107 bytes
+        self._runtime_dir = Path(runtime_dir) if runtime_dir is not None else Path(tempfile.mkdtemp(prefix="g6k-"))
         self.km = AsyncKernelManager(transport="ipc", ip=str(self._runtime_dir / "k"),
                                      connection_file=str(self._runtime_dir / "kernel.json"))
         self.km._kernel_spec = KernelSpec(argv=command.argv, display_name="grader", language="python",

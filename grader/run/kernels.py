@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sys
 import tempfile
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from grader.run.execute import KernelSession
+from grader.run.forkserver import ForkServer
 from grader.run.sandbox import kernel_command
 
 # What the sheet's notebooks import anyway; done before the notebook is known.
@@ -29,33 +31,45 @@ import matplotlib.pyplot
 class Kernel:
     session: KernelSession
     workspace: Path
+    tag: str = ""   # a forked kernel's name at its fork server
 
 
 class FreshKernels:
     """A new kernel per submission, started when asked for."""
+
+    warm_up_code: str | None = WARM_UP
 
     def __init__(self, ctx, prefix: str = "ws-"):
         self.ctx = ctx
         self.prefix = prefix
         self._stopping: set[asyncio.Task] = set()
 
-    async def _start(self, warm_up: bool) -> Kernel:
+    async def _session(self) -> Kernel:
+        """A kernel whose session is not started yet, with its new, empty workspace."""
         workspace = Path(tempfile.mkdtemp(prefix=self.prefix, dir=self.ctx.work_dir))
         command = kernel_command(self.ctx.config, workspace, threads=self.ctx.threads, mpl_cache=self.ctx.mpl_cache,
                                  data_dir=self.ctx.data.root)
-        session = KernelSession(command, workspace, self.ctx.config.limits)
+        return Kernel(session=KernelSession(command, workspace, self.ctx.config.limits), workspace=workspace)
+
+    async def _start(self, warm_up: bool) -> Kernel:
+        kernel = await self._session()
+        session, workspace = kernel.session, kernel.workspace
         started = False
         try:
             await session.__aenter__()
             started = True
-            if warm_up:
-                await session.warm_up(WARM_UP)
+            if warm_up and self.warm_up_code:
+                await session.warm_up(self.warm_up_code)
         except BaseException:   # also when cancelled: a kernel nobody will use is stopped at once
             if started:
                 await session.__aexit__(None, None, None)
+            await self._stopped(kernel)
             shutil.rmtree(workspace, ignore_errors=True)
             raise
-        return Kernel(session=session, workspace=workspace)
+        return kernel
+
+    async def _stopped(self, kernel: Kernel) -> None:
+        """After the session's end: whatever else stopping a kernel takes."""
 
     async def _acquire(self) -> Kernel:
         return await self._start(warm_up=False)
@@ -72,10 +86,10 @@ class FreshKernels:
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
 
-    @staticmethod
-    async def _stop(kernel: Kernel) -> None:
+    async def _stop(self, kernel: Kernel) -> None:
         try:
             await kernel.session.__aexit__(None, None, None)
+            await self._stopped(kernel)
         finally:
             shutil.rmtree(kernel.workspace, ignore_errors=True)
 
@@ -114,3 +128,55 @@ class WarmKernels(FreshKernels):
             if isinstance(result, Kernel):   # it was ready before the cancel arrived
                 await self._stop(result)
         await super().close()
+
+
+class ForkKernels(WarmKernels):
+    """Kernels forked from a fork server that imported torch once (see `forkserver`), one kept
+    started ahead of need. Each kernel still has a workspace and namespaces of its own."""
+
+    warm_up_code = None   # the server imported all of it before forking
+
+    def __init__(self, ctx, prefix: str = "ws-"):
+        super().__init__(ctx, prefix)
+        self.server = ForkServer(ctx)
+        self._closing = False
+        self._fallback = False
+
+    async def _session(self) -> Kernel:
+        if self._fallback:
+            return await super()._session()
+        try:
+            await self.server.ensure_started()
+        except Exception as exc:   # e.g. a bubblewrap too old for --as-pid-1: go on without it
+            print(f"warning: the fork server did not start ({exc}); this worker starts a new kernel "
+                  "per submission instead", file=sys.stderr)
+            self._fallback = True
+            self.warm_up_code = WARM_UP
+            return await super()._session()
+        workspace = Path(tempfile.mkdtemp(prefix=self.prefix, dir=self.server.jobs))
+        runtime = Path(tempfile.mkdtemp(prefix="k-", dir=self.server.sockets))
+        tag = self.server.new_tag()
+        command = self.server.kernel_command(workspace, runtime, tag)
+        session = KernelSession(command, workspace, self.ctx.config.limits, runtime_dir=runtime)
+        return Kernel(session=session, workspace=workspace, tag=tag)
+
+    async def _stopped(self, kernel: Kernel) -> None:
+        if kernel.tag and not self._closing:   # when closing, the server is stopped anyway, with all it started
+            await self.server.wait_gone(kernel.tag)
+
+    async def _acquire(self) -> Kernel:
+        """A kernel is handed its submission only once every process of the kernels before it has
+        ended: no other team's code runs in this server's sandbox while this team's files are in."""
+        kernel = await super()._acquire()
+        if kernel.tag and not (self.server.forked(kernel.tag) and await kernel.session.alive()):
+            # Started ahead by a server that has gone since (it should not, but): start another.
+            await self._stop(kernel)
+            kernel = await self._start(warm_up=False)
+        if self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)
+        return kernel
+
+    async def close(self) -> None:
+        self._closing = True
+        await super().close()
+        await self.server.close()

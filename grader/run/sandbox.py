@@ -113,6 +113,8 @@ class KernelCommand:
     notes: tuple[str, ...] = ()
     mpl_cache: Path | None = None
     python: str = ""                 # the kernel's interpreter (warms the matplotlib cache)
+    bound: tuple[str, ...] = ()      # folders shown read-only (Python, staged data)
+    forked: bool = False             # a proxy asking a fork server for the kernel: nothing to prepare
 
     def prepare(self, runtime_dir: Path) -> None:
         """Called with the folder holding the kernel's connection file and sockets before start.
@@ -120,7 +122,7 @@ class KernelCommand:
         Under bubblewrap, writes what the sandbox binds from there: an empty file (masks), a
         minimal passwd/group (the host's users stay hidden) and a private, writable copy of the
         shared matplotlib cache (so the font list is not rebuilt for every notebook)."""
-        if self.sandbox != "bubblewrap":
+        if self.sandbox != "bubblewrap" or self.forked:
             return
         runtime_dir = Path(runtime_dir)
         (runtime_dir / "empty").write_bytes(b"")
@@ -322,14 +324,23 @@ def _system_binds() -> list[str]:
 
 
 def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, repo: Path = REPO_ROOT,
-                    data_dirs: list[str] | None = None) -> tuple[list[str], list[str]]:
-    """The bwrap options (before the command) and the folders they expose, for the notes."""
+                    data_dirs: list[str] | None = None, fork_server: bool = False,
+                    writable: tuple[Path, ...] = ()) -> tuple[list[str], list[str]]:
+    """The bwrap options (before the command) and the folders they expose, for the notes.
+
+    `fork_server`: the sandbox of a worker's fork server (`forkserver_main.py`) rather than of one
+    kernel. It keeps CAP_SYS_ADMIN and CAP_SETPCAP inside the sandbox (its own user namespace), so
+    that it can give every kernel it forks namespaces of its own before dropping all capabilities,
+    and its runtime folder is read-only: kernels come and go, the sandbox stays."""
     workspace = Path(os.path.realpath(workspace))
     args = [bwrap,
             "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--disable-userns", "--hostname", "sandbox",
             "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            # The fork server is PID 1 itself (non-dumpable): bubblewrap's own init would be a
+            # dumpable PID 1 whose /proc/1/root shows every kernel's folder to every kernel.
+            *(["--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETPCAP", "--as-pid-1"] if fork_server else []),
             *_system_binds(),
             "--proc", "/proc", "--dev", "/dev",
             "--size", str(TMPFS_BYTES), "--tmpfs", "/dev/shm",
@@ -359,8 +370,11 @@ def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, repo: 
         args += ["--ro-bind", f"{RUNTIME}/empty", hook]
     for data in data_dirs or []:
         args += ["--ro-bind", data, data]
+    for folder in writable:
+        folder = os.path.realpath(folder)
+        args += ["--bind", folder, folder]
     args += ["--bind", str(workspace), str(workspace),
-             "--bind", RUNTIME, RUNTIME,
+             "--ro-bind" if fork_server else "--bind", RUNTIME, RUNTIME,
              "--bind", f"{RUNTIME}/mpl", "/tmp/mplconfig",
              "--chdir", str(workspace)]
     return args, shown
@@ -370,8 +384,25 @@ def kernel_command(config: Config, workspace: Path, *, threads: int = 1, mpl_cac
                    data_dir: Path | None = None) -> KernelCommand:
     """The command that starts a kernel for `workspace`. `data_dir`: the staged data's folder
     (`StagedData.root`), bound read-only into the sandbox (default: the grader's data cache)."""
+    program = [config.kernel_python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    return _sandboxed(config, workspace, program, runtime_of="{connection_file}", threads=threads,
+                      mpl_cache=mpl_cache, data_dir=data_dir, fork_server=False)
+
+
+def forkserver_command(config: Config, jobs: Path, program: list[str], *, runtime: Path, sockets: Path,
+                       threads: int = 1, mpl_cache: Path | None = None, data_dir: Path | None = None) -> KernelCommand:
+    """The command that starts a worker's fork server (`program`) in a sandbox whose writable folders
+    are `jobs`, where its kernels' workspaces are made, and `sockets` (a short path), where their
+    runtime folders are. `runtime` holds what the sandbox binds read-only (KernelCommand.prepare
+    writes it)."""
+    return _sandboxed(config, jobs, program, runtime_of=str(Path(runtime) / "server"), threads=threads,
+                      mpl_cache=mpl_cache, data_dir=data_dir, fork_server=True, writable=(sockets,))
+
+
+def _sandboxed(config: Config, workspace: Path, program: list[str], *, runtime_of: str, threads: int,
+               mpl_cache: Path | None, data_dir: Path | None, fork_server: bool,
+               writable: tuple[Path, ...] = ()) -> KernelCommand:
     python = config.kernel_python
-    kernel = [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     env = kernel_env(config, workspace, threads, mpl_cache)
     limits = _rlimits(config)
     mode = config.run.sandbox
@@ -380,15 +411,16 @@ def kernel_command(config: Config, workspace: Path, *, threads: int = 1, mpl_cac
         raise SandboxError("[run] sandbox = \"bubblewrap\" but the `bwrap` program is not installed "
                            "(install the bubblewrap package, or set sandbox = \"auto\" or \"none\")")
     if bwrap is None:
-        argv = [python, "-I", "-c", _LAUNCHER, *limits, "--", *kernel]
+        argv = [python, "-I", "-c", _LAUNCHER, *limits, "--", *program]
         why = "sandbox = \"none\" in grading.toml" if mode == "none" else "bubblewrap (bwrap) is not installed"
         notes = (f"the kernel ran with resource limits but without isolation ({why}): it could read "
                  "and write what the grader's user can, and reach the network",)
         return KernelCommand(argv=argv, env=env, isolated=False, sandbox="none", notes=notes)
 
     layout = python_layout(python)
-    options, shown = bubblewrap_argv(bwrap, workspace=workspace, layout=layout,
-                                     data_dirs=_data_binds(workspace, data_dir))
+    data_dirs = _data_binds(workspace, data_dir)
+    options, shown = bubblewrap_argv(bwrap, workspace=workspace, layout=layout, data_dirs=data_dirs,
+                                     fork_server=fork_server, writable=writable)
     env["MPLCONFIGDIR"] = "/tmp/mplconfig"
     # ipykernel's parent polling compares its parent's pid with JPY_PARENT_PID (which jupyter_client
     # sets to the grader's pid); in the new PID namespace the parent is bwrap's init (pid 1), so the
@@ -397,8 +429,8 @@ def kernel_command(config: Config, workspace: Path, *, threads: int = 1, mpl_cac
     # outlives the grader anyway: --die-with-parent and the PID namespace take care of that.
     cgroup = pids_cgroup()
     fences = ["--pids-cgroup", str(cgroup), str(config.limits.processes)] if cgroup else []
-    argv = [python, "-I", "-c", _LAUNCHER, "--runtime-of", "{connection_file}", "--setenv", "JPY_PARENT_PID", "1",
-            *fences, *limits, "--", *options, "--", *kernel]
+    argv = [python, "-I", "-c", _LAUNCHER, "--runtime-of", runtime_of, "--setenv", "JPY_PARENT_PID", "1",
+            *fences, *limits, "--", *options, "--", *program]
     if cgroup is None and os.geteuid() == 0:
         process_note = ("; the number of processes was NOT limited (the grader runs as root, which "
                         "RLIMIT_NPROC exempts, and no pids cgroup could be made)")
@@ -407,9 +439,8 @@ def kernel_command(config: Config, workspace: Path, *, threads: int = 1, mpl_cac
     notes = ("the kernel ran isolated by bubblewrap: no network, its own process namespace, user "
              f"{SANDBOX_UID}, a read-only view of the system and of Python ({', '.join(shown) or '/usr'}), "
              "write access to its own workspace only, no grader code or other submissions visible" + process_note,)
-    command = KernelCommand(argv=argv, env=env, isolated=True, sandbox="bubblewrap", interrupt_mode="message",
-                            notes=notes, mpl_cache=mpl_cache, python=python)
-    return command
+    return KernelCommand(argv=argv, env=env, isolated=True, sandbox="bubblewrap", interrupt_mode="message",
+                         notes=notes, mpl_cache=mpl_cache, python=python, bound=tuple(shown) + tuple(data_dirs))
 
 
 def require_sandbox(config: Config) -> None:

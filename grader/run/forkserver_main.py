@@ -1,0 +1,295 @@
+"""The fork server ("zygote"): runs inside the worker's sandbox, imports what every notebook of the
+sheet imports once, then forks a kernel per submission in a few milliseconds.
+
+This file is not imported by the grader: its source is run with `python -I -c` inside bubblewrap
+(the grader's code is not visible there). It must import nothing of the grader.
+
+argv: LISTEN_FD THREADS ISOLATE(0|1) KEEP_PATHS_JSON
+
+- LISTEN_FD: a listening Unix socket, passed in by the grader; its path is outside the sandbox, so
+  only the grader's kernel proxies (`forkserver.PROXY`) can connect. Each connection asks for one
+  kernel with one JSON line and gets "started" and, when the kernel ends, "exit CODE" back. When the
+  connection closes (the grader killed the proxy), the kernel and everything it started are killed.
+- ISOLATE=1 (under bubblewrap, which grants this process CAP_SYS_ADMIN inside the sandbox only):
+  every kernel gets its own mount, PID, IPC and UTS namespaces, a fresh /tmp and /dev/shm, sees of
+  the folders where the grader makes workspaces and runtime folders ("hide" in the request) only
+  its own, runs as PID 2 under a small init (PID 1) whose death ends every process of the kernel,
+  and has no capabilities left. The server is PID 1 of the sandbox and, like every process it
+  forks, not dumpable: /proc shows the sandbox's processes, but not their memory or files.
+- KEEP_PATHS_JSON: folders under /tmp that every kernel must still see (the staged data, read-only).
+
+Writes "ready" to stdout once the imports are done, then "started TAG" (TAG from the request)
+for every kernel forked, and "gone TAG" once no process of any kernel of that TAG is left.
+"""
+import ctypes
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+
+LISTEN_FD, THREADS, ISOLATE = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+KEEP = json.loads(sys.argv[4])
+
+# What the sheet's notebooks import anyway (a kernel forked from here has them already).
+import numpy  # noqa: E402,F401
+import torch  # noqa: E402
+import torchvision  # noqa: E402,F401
+import matplotlib  # noqa: E402,F401
+import matplotlib.pyplot  # noqa: E402,F401
+import ipykernel.kernelapp  # noqa: E402,F401
+
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWIPC, CLONE_NEWUTS = 0x00020000, 0x20000000, 0x08000000, 0x04000000
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NAME, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = \
+    1, 4, 15, 24, 38, 47
+
+
+def _name(name):
+    """What `ps` and /proc/PID/comm show for this process (all of them share the server's argv)."""
+    libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+
+
+def _exit_code(status):
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code   # killed by signal N: 128 + N, as a shell says
+
+
+def _check(result, what):
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source, target, fstype, flags, data=None):
+    enc = lambda s: None if s is None else os.fsencode(s)  # noqa: E731
+    _check(libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _drop_capabilities():
+    for cap in range(64):
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+    libc.prctl(PR_CAP_AMBIENT, 4, 0, 0, 0)   # PR_CAP_AMBIENT_CLEAR_ALL
+    _check(libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), (_CapData * 2)()), "capset")
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+
+
+def _isolate(request):
+    """In the kernel's own namespaces: a fresh /tmp and /dev/shm; of the folders of all kernels and
+    of what else lived under /tmp, only this kernel's folders and the staged data stay visible."""
+    _check(libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    # Handles on what must stay visible, taken in the new mount namespace (a bind mount's source must
+    # be in the caller's namespace) before it is covered.
+    keep = [request["workspace"], request["runtime"], *KEEP]
+    handles = {path: os.open(path, os.O_RDONLY | os.O_DIRECTORY) for path in keep if os.path.isdir(path)}
+    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={request['tmpfs_bytes']}")
+    _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={request['tmpfs_bytes']}")
+    for folder in request["hide"]:   # the folders of all kernels, where not under /tmp: hidden the same way
+        if os.path.isdir(folder):
+            _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m")
+    for path, fd in handles.items():   # bring back what must stay, from the handles opened before
+        try:
+            hidden = os.stat(path)[:3] != os.fstat(fd)[:3]
+        except FileNotFoundError:
+            hidden = True
+        if hidden:
+            os.makedirs(path, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        os.close(fd)
+    os.makedirs("/tmp/mplconfig", exist_ok=True)
+    libc.sethostname(b"sandbox", 7)
+
+
+def _kernel(request, log_fd):
+    """The kernel process itself: the request's environment and folder, then ipykernel."""
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.close(log_fd)
+    os.setsid()
+    _name("sheet6-kernel")
+    # The kernel stays non-dumpable, like the server it was forked from: /proc shows the server's
+    # PID namespace, and a non-dumpable process's memory, root and environment are closed to the
+    # other processes of the same user (another team's kernel forked beside it, ahead of need).
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["workspace"])
+    import random
+    random.seed()              # a fresh process would not share its seeds with its siblings
+    numpy.random.seed()
+    torch.set_num_threads(THREADS)
+    sys.argv = ["ipykernel_launcher", "-f", request["connection_file"]]
+    sys.path[:] = [p for p in sys.path if p]
+    ipykernel.kernelapp.launch_new_instance()
+
+
+def _child(request):
+    """Forked for one request (pid C in the server's namespace). Never returns."""
+    code = 1
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        _name("sheet6-fork")
+        for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        log_fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.closerange(3, log_fd)
+        os.closerange(log_fd + 1, 65536)
+        if ISOLATE:
+            _isolate(request)
+        alive_r, alive_w = os.pipe()
+        init = os.fork()
+        if init == 0:   # PID 1 of the new PID namespace (or a plain child without isolation)
+            os.close(alive_w)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            _name("sheet6-init")
+            os.set_blocking(alive_r, False)
+            try:
+                if os.read(alive_r, 1) == b"":   # the parent is already gone
+                    os._exit(1)
+            except BlockingIOError:
+                pass
+            if ISOLATE:
+                _drop_capabilities()
+            kernel = os.fork()
+            if kernel == 0:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                try:
+                    _kernel(request, log_fd)
+                    os._exit(0)
+                except SystemExit as exc:
+                    os._exit(exc.code if isinstance(exc.code, int) else 1)
+                except BaseException:
+                    import traceback
+                    traceback.print_exc()
+                    os._exit(1)
+            os.close(log_fd)
+            while True:   # reap whatever the kernel left behind until the kernel itself ends
+                pid, status = os.wait()
+                if pid == kernel:
+                    os._exit(_exit_code(status))
+        os.close(alive_r)
+        os.close(log_fd)
+        # SIGTERM (the grader dropped the kernel): kill the init, which takes every process with it.
+        signal.signal(signal.SIGTERM, lambda *_: os.kill(init, signal.SIGKILL))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        while True:
+            try:
+                _, status = os.waitpid(init, 0)
+                code = _exit_code(status)
+                break
+            except InterruptedError:
+                continue
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+    os._exit(code)
+
+
+def _say(line):
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def serve():
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)   # no process of the same user can ptrace this one
+    _name("sheet6-forksrv")
+    listener = socket.socket(fileno=LISTEN_FD)
+    listener.setblocking(False)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ, "accept")
+    selector.register(wake_r, selectors.EVENT_READ, "reap")
+    buffers = {}     # connection -> bytes read so far (until the request's line is complete)
+    children = {}    # connection -> child pid
+    owners = {}      # child pid -> (connection, tag)
+    live = {}        # tag -> children alive (a restarted kernel's new child may overlap the old one)
+    _say("ready")
+    while True:
+        for key, _ in selector.select():
+            if key.data == "accept":
+                try:
+                    conn, _ = listener.accept()
+                except BlockingIOError:
+                    continue
+                buffers[conn] = b""
+                selector.register(conn, selectors.EVENT_READ, "conn")
+            elif key.data == "reap":
+                try:
+                    os.read(wake_r, 4096)
+                except BlockingIOError:
+                    pass
+                while True:
+                    try:
+                        pid, status = os.waitpid(-1, os.WNOHANG)
+                    except ChildProcessError:
+                        break
+                    if pid == 0:
+                        break
+                    conn, tag = owners.pop(pid, (None, None))
+                    if tag is not None:
+                        live[tag] -= 1
+                        if not live[tag]:   # its namespaces are empty now: tell the grader
+                            del live[tag]
+                            _say(f"gone {tag}")
+                    if conn is not None:
+                        children.pop(conn, None)
+                        try:
+                            conn.sendall(b"exit %d\n" % _exit_code(status))
+                        except OSError:
+                            pass
+                        selector.unregister(conn)
+                        conn.close()
+            else:
+                conn = key.fileobj
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:   # the proxy is gone: so goes its kernel
+                    selector.unregister(conn)
+                    buffers.pop(conn, None)
+                    pid = children.pop(conn, None)
+                    if pid is not None:
+                        owners[pid] = (None, owners[pid][1])
+                        try:
+                            os.kill(pid, signal.SIGTERM)
+                        except ProcessLookupError:
+                            pass
+                    conn.close()
+                    continue
+                if conn in children:
+                    continue
+                buffers[conn] += data
+                if b"\n" not in buffers[conn]:
+                    continue
+                request = json.loads(buffers.pop(conn).split(b"\n", 1)[0])
+                pid = os.fork()
+                if pid == 0:
+                    _child(request)
+                children[conn] = pid
+                tag = str(request.get("tag"))
+                owners[pid] = (conn, tag)
+                live[tag] = live.get(tag, 0) + 1
+                _say(f"started {tag}")
+                conn.sendall(b"started %d\n" % pid)
+
+
+serve()
