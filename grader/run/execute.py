@@ -170,6 +170,15 @@ class KernelSession:
         path.write_bytes(data)
         return str(path)
 
+    async def kill_now(self) -> None:
+        """Kill the kernel's process at once (SIGKILL); `__aexit__` still cleans up afterwards."""
+        provisioner = self.km.provisioner
+        if provisioner is not None and provisioner.has_process:
+            try:
+                await provisioner.kill()
+            except Exception:
+                pass
+
     async def alive(self) -> bool:
         try:
             return bool(self.km.has_kernel and await self.km.is_alive())

@@ -95,7 +95,9 @@ class ForkServer:
         self._listener = socket.socket(socket.AF_UNIX)
         self._listener.bind(str(control / "s"))
         self._listener.listen(64)
-        program = [ctx.config.kernel_python, "-I", "-c", SERVER_SOURCE, str(self._listener.fileno()),
+        script = runtime / "forkserver_main.py"   # read-only inside the sandbox, at the same path
+        script.write_text(SERVER_SOURCE, encoding="utf-8")
+        program = [ctx.config.kernel_python, "-I", str(script), str(self._listener.fileno()),
                    str(ctx.threads), "PLACEHOLDER", "[]"]
         command = forkserver_command(ctx.config, self.jobs, program, runtime=runtime, sockets=self.sockets,
                                      threads=ctx.threads, mpl_cache=ctx.mpl_cache, data_dir=ctx.data.root)

@@ -1,7 +1,7 @@
 """The fork server ("zygote"): runs inside the worker's sandbox, imports what every notebook of the
 sheet imports once, then forks a kernel per submission in a few milliseconds.
 
-This file is not imported by the grader: its source is run with `python -I -c` inside bubblewrap
+This file is not imported by the grader: a copy of it is run with `python -I` inside bubblewrap
 (the grader's code is not visible there). It must import nothing of the grader.
 
 argv: LISTEN_FD THREADS ISOLATE(0|1) KEEP_PATHS_JSON
@@ -146,6 +146,7 @@ def _child(request):
             signal.signal(sig, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
         log_fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.dup2(log_fd, 2)   # what goes wrong from here on is in the kernel's log, which the grader quotes
         os.closerange(3, log_fd)
         os.closerange(log_fd + 1, 65536)
         if ISOLATE:

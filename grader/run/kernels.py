@@ -71,6 +71,9 @@ class FreshKernels:
     async def _stopped(self, kernel: Kernel) -> None:
         """After the session's end: whatever else stopping a kernel takes."""
 
+    async def _release(self, kernel: Kernel) -> None:
+        """The submission is done with `kernel`; its orderly shutdown follows in the background."""
+
     async def _acquire(self) -> Kernel:
         return await self._start(warm_up=False)
 
@@ -81,6 +84,7 @@ class FreshKernels:
         try:
             yield kernel
         finally:
+            await self._release(kernel)
             # Shutting down takes a moment: let it happen while the grader writes the report.
             task = asyncio.ensure_future(self._stop(kernel))
             self._stopping.add(task)
@@ -141,6 +145,7 @@ class ForkKernels(WarmKernels):
         self.server = ForkServer(ctx)
         self._closing = False
         self._fallback = False
+        self._retiring: list[str] = []   # tags of kernels released, perhaps not gone yet
 
     async def _session(self) -> Kernel:
         if self._fallback:
@@ -164,6 +169,13 @@ class ForkKernels(WarmKernels):
         if kernel.tag and not self._closing:   # when closing, the server is stopped anyway, with all it started
             await self.server.wait_gone(kernel.tag)
 
+    async def _release(self, kernel: Kernel) -> None:
+        """Killed at once (the server then ends every process of it and says so); jupyter_client's
+        own clean-up runs later, off the critical path."""
+        if kernel.tag:
+            await kernel.session.kill_now()
+            self._retiring.append(kernel.tag)
+
     async def _acquire(self) -> Kernel:
         """A kernel is handed its submission only once every process of the kernels before it has
         ended: no other team's code runs in this server's sandbox while this team's files are in."""
@@ -172,8 +184,8 @@ class ForkKernels(WarmKernels):
             # Started ahead by a server that has gone since (it should not, but): start another.
             await self._stop(kernel)
             kernel = await self._start(warm_up=False)
-        if self._stopping:
-            await asyncio.gather(*self._stopping, return_exceptions=True)
+        while self._retiring:
+            await self.server.wait_gone(self._retiring.pop())
         return kernel
 
     async def close(self) -> None:

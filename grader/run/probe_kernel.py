@@ -317,8 +317,8 @@ def __grader_probe():
             return func(*args, **(kwargs or {}))
 
     def small_loaders():
-        """Two batches of 16: enough to see the optimizer step and the loss, cheap for 5 epochs."""
-        data = torch.utils.data.TensorDataset(probe_x[:32].clone(), probe_y[:32].clone())
+        """One batch of 16: enough to see the optimizer step and the loss, cheap for 5 epochs."""
+        data = torch.utils.data.TensorDataset(probe_x[:16].clone(), probe_y[:16].clone())
         return (torch.utils.data.DataLoader(data, batch_size=16, shuffle=False),
                 torch.utils.data.DataLoader(data, batch_size=16, shuffle=False))
 
