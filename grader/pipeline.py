@@ -22,6 +22,7 @@ from grader.checks.sheet6 import AccuracyRange, choose_accuracies, run_checks
 from grader.config import Config
 from grader.intake import check_identity, identify, team_with_emails, unpack
 from grader.intake.identity import name_for, team_from_files
+from grader.intake.identity import pdf_text as read_pdf_text
 from grader.intake.types import Submission, Workspace
 from grader.report.evidence import notebook_evidence, pdf_hints
 from grader.report.models import ExecutionInfo, GraderInfo, Report, Violation
@@ -141,8 +142,7 @@ def _pdf_text(workspace: Workspace) -> str | None:
     if workspace.pdf is None:
         return None
     try:
-        from pypdf import PdfReader
-        return "\n".join(page.extract_text() or "" for page in PdfReader(str(workspace.pdf)).pages)
+        return read_pdf_text(workspace.pdf)   # read once: the identity checks asked for it already
     except Exception:
         return None
 

@@ -209,3 +209,31 @@ print("RESULT " + json.dumps({"forked": len(children), "error": error}))
     assert r["error"] and r["forked"] < 64, r
     assert "alive" in forked.notebook.cells[1].outputs[0]["text"]
     assert after.info.status == "ok" and "after 42" in after.notebook.cells[0].outputs[0]["text"]
+
+
+def test_without_bubblewrap_kernels_are_still_forked_with_limits_only(work):
+    """sandbox = "none": no namespaces and a note saying so, but the same fast kernels."""
+    raw = {"cell_timeout_s": 20, "notebook_timeout_s": 120, "probe_timeout_s": 30}
+    config = config_from_dict({"limits": raw, "run": {"sandbox": "none"}}, source="<tests>")
+    ctx = SimpleNamespace(config=config, work_dir=work, threads=1, mpl_cache=None, data=SimpleNamespace(root=None))
+
+    async def scenario():
+        kernels = ForkKernels(ctx)
+        try:
+            runs = []
+            for _ in range(2):
+                async with kernels.kernel() as kernel:
+                    runs.append(await kernel.session.run_notebook(notebook(
+                        "import os, sys, torch\nprint(os.getcwd(), 'torch' in sys.modules, os.getpid() > 2)")))
+            return runs, kernels.server.generation
+        finally:
+            await kernels.close()
+
+    runs, generation = asyncio.run(scenario())
+    assert generation == 1   # both kernels from the same server
+    for run in runs:
+        assert run.info.status == "ok" and not run.info.isolated, run.info
+        assert any("without isolation" in n for n in run.info.notes), run.info.notes
+        assert run.notebook.cells[0].outputs[0]["text"].split()[1:] == ["True", "True"]
+    cwds = [run.notebook.cells[0].outputs[0]["text"].split()[0] for run in runs]
+    assert cwds[0] != cwds[1] and all(Path(c).parent.parent == work for c in cwds), cwds

@@ -11,6 +11,7 @@ Four notebooks (plus the honest one they are compared with) keep this to about t
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -24,7 +25,8 @@ pytest.importorskip("torch")
 
 from grader.batch import prepare_context   # noqa: E402
 from grader.config import config_from_dict   # noqa: E402
-from grader.pipeline import grade_submission   # noqa: E402
+from grader.pipeline import grade_submission, grade_submission_async   # noqa: E402
+from grader.run.kernels import ForkKernels   # noqa: E402
 from conftest import ATTEMPT_HELPERS   # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,7 +218,9 @@ def context():
     shutil.rmtree(work, ignore_errors=True)
 
 
-def grade(context, name: str, cells: list[str], **names):
+def grade(context, name: str, cells: list[str], kernels: str = "fresh", **names):
+    """Grade a notebook of `cells` as the pipeline does, in a fresh kernel or (kernels="forked") in
+    one forked from a fork server, as a batch worker does."""
     ctx, work = context
     submissions = work / f"submissions-{name}"
     submissions.mkdir()
@@ -226,7 +230,16 @@ def grade(context, name: str, cells: list[str], **names):
         [nbformat.v4.new_code_cell(prelude + c if i == 0 and prelude else c) for i, c in enumerate(cells)]
     path = submissions / "Erika_Mustermann_1234567_Max_Meier_7654321.ipynb"
     nbformat.write(nb, path)
-    graded = grade_submission(path, submissions, ctx)
+    if kernels == "forked":
+        async def forked():
+            source = ForkKernels(ctx)
+            try:
+                return await grade_submission_async(path, submissions, ctx, source)
+            finally:
+                await source.close()
+        graded = asyncio.run(forked())
+    else:
+        graded = grade_submission(path, submissions, ctx)
     return graded, submissions
 
 
@@ -261,13 +274,14 @@ def honest(context):
     return report
 
 
-def test_everything_hostile_in_one_notebook(context, honest):
+@pytest.mark.parametrize("kernels", ["fresh", "forked"])
+def test_everything_hostile_in_one_notebook(context, honest, kernels):
     ctx, work = context
     repo_names = dict(SIBLING=str(work / "batch" / "ws-other-team" / "secret.txt"),
-                      SUBMISSIONS=str(work / "submissions-everything"), REFERENCE=str(ROOT / "reference"),
+                      SUBMISSIONS=str(work / f"submissions-everything-{kernels}"), REFERENCE=str(ROOT / "reference"),
                       MIME=MIME)
     cells = solution() + [ENVIRONMENT, ALLOCATE, FORK, FLOOD, EXIT, PATCHES, FORGED, "print('the end')"]
-    graded, submissions = grade(context, "everything", cells, **repo_names)
+    graded, submissions = grade(context, f"everything-{kernels}", cells, kernels=kernels, **repo_names)
     report, executed = graded.report, graded.executed
 
     # The run went through to the end, with errors (sys.exit), isolated.
@@ -334,7 +348,8 @@ def test_replaced_json_dumps_breaks_the_kernel_not_the_grader(context):
     assert auto_points(report) == 0
 
 
-def test_dead_kernel_is_restarted_for_the_probe_only_when_configured(context):
+@pytest.mark.parametrize("kernels", ["fresh", "forked"])
+def test_dead_kernel_is_restarted_for_the_probe_only_when_configured(context, kernels):
     """With limits.restart_for_probe, a notebook whose last cell kills the kernel is still probed:
     the cells before it run again in a new kernel. The status stays kernel_died."""
     import dataclasses
@@ -342,7 +357,8 @@ def test_dead_kernel_is_restarted_for_the_probe_only_when_configured(context):
     ctx, work = context
     limits = ctx.config.limits.model_copy(update={"restart_for_probe": True})
     restarting = dataclasses.replace(ctx, config=ctx.config.model_copy(update={"limits": limits}))
-    graded, _ = grade((restarting, work), "restart", solution() + ["import os\nos._exit(1)"])
+    graded, _ = grade((restarting, work), f"restart-{kernels}", solution() + ["import os\nos._exit(1)"],
+                      kernels=kernels)
     report = graded.report
     assert report.execution.status == "kernel_died", report.execution
     assert any("restarted for the probe" in note for note in report.execution.notes), report.execution.notes

@@ -1,8 +1,10 @@
 """Do the files name the team the file name announces? Ids, names and e-mails from notebook and PDF."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -46,10 +48,18 @@ def notebook_text(path: Path) -> str:
 
 
 def pdf_text(path: Path) -> str:
+    """The PDF's text (its first MAX_PDF_PAGES pages). Read once per file version: the identity
+    checks, the e-mails and the tutors' evidence all ask for it."""
+    st = os.stat(path)
+    return _pdf_text(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _pdf_text(path: str, mtime_ns: int, size: int) -> str:
     from pypdf import PdfReader
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
-    reader = PdfReader(str(path), strict=False)
+    reader = PdfReader(path, strict=False)
     if reader.is_encrypted:
         reader.decrypt("")
     texts = []
