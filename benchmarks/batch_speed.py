@@ -297,7 +297,13 @@ def grade_run(label: str, toml: Path, subs: Path, out: Path, env: dict, logs: Pa
         for phase, value in (e.get("timings") or {}).items():
             phases[phase] = phases.get(phase, 0.0) + value
     phases = {k: round(v / len(reports), 3) for k, v in phases.items()} if reports else {}
+    # Each worker's first kernel waits for its fork server to import torch & co. (once per worker):
+    # the `workers` longest waits for a kernel, spread over the batch.
+    waits = sorted(((e.get("timings") or {}).get("kernel_start", 0.0) for e in reports.values()), reverse=True)
+    one_time = sum(waits[:workers]) / len(reports) if reports else None
     result = {
+        "first_kernel_per_worker_s": [round(w, 2) for w in waits[:workers]],
+        "first_kernel_wait_per_submission_s": round(one_time, 3) if one_time is not None else None,
         "phases_mean_s": phases,
         "outside_cells_mean_s": round(sum(v for k, v in phases.items() if k != "cells"), 3) if phases else None,
         "workers": workers, "wall_s": round(seconds, 2), "exit_code": code, "reports": len(reports),
@@ -478,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--submissions", type=int, default=40, help="how many submissions (default 40)")
     ap.add_argument("--workers", type=int, default=2, help="workers of the parallel run (default 2)")
     ap.add_argument("--skip-nbconvert", action="store_true", help="do not time the sequential nbconvert runs")
+    ap.add_argument("--skip-one-worker", action="store_true",
+                    help="do not time the 1-worker run (for the overhead of a large batch alone)")
     ap.add_argument("--train-size", type=int, default=1000)
     ap.add_argument("--test-size", type=int, default=500)
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, reports, notebooks)")
@@ -542,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, dict] = {}
         runs[f"grader_w{workers}"] = grade_run(f"grader-w{workers}", tomls[workers], tmp / "submissions",
                                                tmp / f"out-w{workers}", env, logs, n, workers)
-        if workers != 1:
+        if workers != 1 and not args.skip_one_worker:
             runs["grader_w1"] = grade_run("grader-w1", tomls[1], tmp / "submissions", tmp / "out-w1", env, logs,
                                           n, 1)
         if not args.skip_nbconvert:
@@ -550,12 +558,12 @@ def main(argv: list[str] | None = None) -> int:
             runs["nbconvert"] = nbconvert_run(notebooks, env, logs)
         load_end = loadavg()
 
-        main_run, one = runs[f"grader_w{workers}"], runs["grader_w1"]
+        main_run, one = runs[f"grader_w{workers}"], runs.get("grader_w1")
         nbc = runs.get("nbconvert")
-        peaks = [r["kernels"]["peak_rss_mib"] for r in (main_run, one) if r["kernels"]["peak_rss_mib"]]
+        peaks = [r["kernels"]["peak_rss_mib"] for r in (main_run, one) if r and r["kernels"]["peak_rss_mib"]]
         ratios = {
             "batch_over_nbconvert": round(main_run["wall_s"] / nbc["wall_s"], 3) if nbc else None,
-            "throughput_w_over_1": round(one["wall_s"] / main_run["wall_s"], 3),
+            "throughput_w_over_1": round(one["wall_s"] / main_run["wall_s"], 3) if one else None,
             "overhead_s_per_submission": main_run["overhead_s_per_submission"],
             "peak_kernel_rss_gib": round(max(peaks) / 1024, 3) if peaks else None,
         }
@@ -588,10 +596,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"overhead_s_per_submission = ({main_run['wall_s']:.1f} s wall × {workers} workers − "
               f"{main_run['sum_duration_s']:.1f} s Σ execution.duration_s) / {n}: everything that is not the "
               f"students' cells\n  (process start, staging, kernel start and warm-up not hidden behind other work, "
-              f"unpacking, probe, checks, report writing, idle workers at the end). With 1 worker: "
-              f"{one['overhead_s_per_submission']:.2f} s.")
+              f"unpacking, probe, checks, report writing, idle workers at the end)."
+              + (f" With 1 worker: {one['overhead_s_per_submission']:.2f} s." if one else ""))
+        if main_run.get("first_kernel_wait_per_submission_s") is not None:
+            print(f"  Of it, each worker's first wait for a kernel (its fork server importing torch, once per "
+                  f"worker: {main_run['first_kernel_per_worker_s']} s) comes to "
+                  f"{main_run['first_kernel_wait_per_submission_s']:.3f} s per submission at N = {n}.")
         for label, run in (("grader_w%d" % workers, main_run), ("grader_w1", one)):
-            if run.get("phases_mean_s"):
+            if run and run.get("phases_mean_s"):
                 shown = ", ".join(f"{k} {v:.3f}" for k, v in run["phases_mean_s"].items())
                 print(f"{label}: mean seconds per submission by phase (execution.timings): {shown}; "
                       f"outside the cells: {run['outside_cells_mean_s']:.3f} s (kernel_start = waiting for a "
