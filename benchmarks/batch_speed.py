@@ -374,9 +374,10 @@ def nbconvert_run(notebooks: list[Path], env: dict, logs: Path) -> dict:
 # ---------------------------------------------------------------------------------------- profile
 
 PROFILED = [  # (module, attribute, label); wrapped where the pipeline looks them up
-    ("grader.run.kernels", "WarmKernels._acquire", "wait for a kernel (exposed)"),
-    ("grader.run.execute", "KernelSession.__aenter__", "kernel boot until ready (may overlap)"),
-    ("grader.run.execute", "KernelSession.warm_up", "warm-up imports (may overlap)"),
+    ("grader.run.kernels", "ForkKernels._acquire", "wait for a kernel (exposed)"),
+    ("grader.run.forkserver", "ForkServer._start", "fork server start: imports (once per worker)"),
+    ("grader.run.execute", "KernelSession.__aenter__", "kernel fork until ready (may overlap)"),
+    ("grader.run.execute", "KernelSession.warm_up", "warm-up imports (without a fork server)"),
     ("grader.run.execute", "KernelSession.run_notebook", "students' cells (duration_s)"),
     ("grader.run.execute", "KernelSession._cleanup", "kernel shutdown"),
     ("grader.pipeline", "unpack", "unpack zip"),
@@ -397,7 +398,7 @@ PROFILED = [  # (module, attribute, label); wrapped where the pipeline looks the
 
 
 def profile_run(toml: Path, subs: Path, out: Path, threads_of_workers: int) -> dict:
-    """In this process, one worker's path (warm kernels, run_job one after another) with timers
+    """In this process, one worker's path (its kernels, run_job one after another) with timers
     around each phase. Not a timed run of the batch: it shows where a job's time goes."""
     import asyncio
     import functools
@@ -445,14 +446,14 @@ def profile_run(toml: Path, subs: Path, out: Path, threads_of_workers: int) -> d
         ctx = batch.prepare_context(config, work, threads_of_workers, progress=say)
         planned = batch.plan(subs, config, out, shard=None, force=True, grader_hash=ctx.grader.grader_hash)
         jobs = planned.jobs if hasattr(planned, "jobs") else planned[1]   # a Plan, or the older tuple
-        batch._init_worker(ctx, True)
+        batch._init_worker(ctx, batch.kernel_kind(config, len(jobs), threads_of_workers))
         loop, kernels = batch._WORKER["loop"], batch._WORKER["kernels"]
         for i, job in enumerate(jobs, 1):
             outcome = batch.run_job(job, subs, out, ctx)
             say(f"  profile: {i}/{len(jobs)} {outcome.status} ({outcome.seconds:.1f} s)")
         t0 = time.monotonic()
         loop.run_until_complete(kernels.close())
-        times["close (waits for the prestarted kernel)"] = [time.monotonic() - t0]
+        times["close (stops the fork server)"] = [time.monotonic() - t0]
         batch._WORKER.clear()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -490,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-size", type=int, default=500)
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, reports, notebooks)")
     ap.add_argument("--profile", type=int, default=0, metavar="K",
-                    help="only profile: grade K submissions in this process (one worker's path, warm kernels, "
+                    help="only profile: grade K submissions in this process (one worker's path, forked kernels, "
                          "threads as with --workers) with timers around each phase; no ratios")
     ap.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS.relative_to(REPO)})")
     args = ap.parse_args(argv)
