@@ -204,10 +204,10 @@ def build_submissions(n: int, folder: Path) -> list[Path]:
     return made
 
 
-def write_config(path: Path, *, source: str, train: int, test: int, workers: int) -> None:
-    """grading.toml with [data] source/train_size/test_size and [run] workers replaced."""
+def write_config(path: Path, *, source: str, train: int, test: int, workers: int, threads: int = 0) -> None:
+    """grading.toml with [data] source/train_size/test_size and [run] workers, threads replaced."""
     wanted = {"data": {"source": json.dumps(source), "train_size": str(train), "test_size": str(test)},
-              "run": {"workers": str(workers)}}
+              "run": {"workers": str(workers), "threads": str(threads)}}
     section, lines, seen = "", [], set()
     for line in (REPO / "grading.toml").read_text(encoding="utf-8").splitlines():
         m = re.match(r"\s*\[([^\]]+)\]\s*$", line)
@@ -487,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-nbconvert", action="store_true", help="do not time the sequential nbconvert runs")
     ap.add_argument("--skip-one-worker", action="store_true",
                     help="do not time the 1-worker run (for the overhead of a large batch alone)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads per kernel in both grader runs (default 1: the two runs differ only in "
+                         "workers; 0 = the grader's default, cores // workers)")
     ap.add_argument("--train-size", type=int, default=1000)
     ap.add_argument("--test-size", type=int, default=500)
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, reports, notebooks)")
@@ -500,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--submissions and --workers must be at least 1")
 
     load_start = loadavg()
-    say(f"batch_speed: {n} submissions, {workers} workers, data {args.train_size}/{args.test_size}, "
+    say(f"batch_speed: {n} submissions, {workers} workers, {args.threads or 'default'} thread(s) per kernel, "
+        f"data {args.train_size}/{args.test_size}, "
         f"{os.cpu_count()} cores, load {load_start}")
     tmp = Path(tempfile.mkdtemp(prefix="batch-speed-"))
     logs = tmp / "logs"
@@ -512,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
         tomls = {}
         for w in sorted({workers, 1}):
             tomls[w] = tmp / f"grading-w{w}.toml"
-            write_config(tomls[w], source=source, train=args.train_size, test=args.test_size, workers=w)
+            write_config(tomls[w], source=source, train=args.train_size, test=args.test_size, workers=w,
+                         threads=args.threads)
         zips = build_submissions(args.profile or n, tmp / "submissions")
         say(f"made {len(zips)} submissions from {len(list((REPO / 'submissions').glob('*.zip')))} examples "
             f"in {tmp}")
@@ -619,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
             "host": {"cores": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()},
             "settings": {"submissions": n, "workers": workers, "train_size": args.train_size,
                          "test_size": args.test_size, "data": staged.info.description,
-                         "nbconvert": not args.skip_nbconvert},
+                         "nbconvert": not args.skip_nbconvert, "threads_per_kernel": args.threads},
             "load_start": load_start, "load_end": load_end,
             "ratios": ratios,
             "targets": {k: {"op": op, "value": t, "what": w, "verdict": verdict(k, ratios[k])}

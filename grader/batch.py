@@ -116,7 +116,8 @@ def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: C
     mpl_cache.mkdir(exist_ok=True)
     cores = os.cpu_count() or 1
     ctx = GradingContext(config=config, data=data, accuracy_range=None, work_dir=work_dir,
-                         grader=make_grader_info(config), threads=max(1, cores // max(1, workers)),
+                         grader=make_grader_info(config),
+                         threads=config.run.threads or max(1, cores // max(1, workers)),
                          mpl_cache=mpl_cache)
     found = accuracy_range(data.info.fingerprint)
     if found is None and auto_calibrate and SOLUTION.exists():
@@ -240,7 +241,7 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
             reporter.start(total=len(jobs), cached=len(cached), skipped=len(discovery.skipped))
         if jobs:
             kind = kernel_kind(config, len(jobs), workers)
-            if kind == "warm":   # the kernel warming up beside each running one needs a core too
+            if kind == "warm" and not config.run.threads:   # the kernel warming up beside each one needs a core too
                 ctx = dataclasses.replace(ctx, threads=max(1, (os.cpu_count() or 1) // (2 * workers)))
             with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"),
                                      max_tasks_per_child=None if kind == "fork" else 25,

@@ -140,6 +140,8 @@ class Run(_Section):
     sandbox: Literal["auto", "bubblewrap", "none"] = "auto"
     # Fork each kernel of a batch from a per-worker server that imported torch once.
     fork_server: bool = True
+    # Torch/BLAS threads per kernel; 0 = cores // workers.
+    threads: int = Field(0, ge=0, le=256)
 
 
 class Config(_Section):

@@ -56,10 +56,13 @@ class ForkServer:
     def __init__(self, ctx):
         self.ctx = ctx
         self.process: asyncio.subprocess.Process | None = None
-        self.jobs: Path | None = None
+        self.jobs: Path | None = None        # where kernels' workspaces are made
+        self.sockets: Path | None = None     # where their runtime folders (connection file, sockets) are
+        self._control: Path | None = None    # the server's socket, outside every sandbox
         self._dirs: list[Path] = []
         self._listener: socket.socket | None = None
         self._server_command: KernelCommand | None = None
+        self._log = None   # the server's own stderr (what it says when it cannot start)
         self._lock = asyncio.Lock()
         self._gone: dict[str, asyncio.Event] = {}     # set while no process of the tag's kernel runs
         self._seen: set[str] = set()                     # tags the server has forked a kernel for
@@ -92,8 +95,9 @@ class ForkServer:
         runtime = Path(tempfile.mkdtemp(prefix="g6z-"))     # passwd, group, matplotlib cache (read-only)
         control = Path(tempfile.mkdtemp(prefix="g6c-"))     # the control socket: never inside a sandbox
         self._dirs = [self.jobs, runtime, control, self.sockets]
+        self._control = control / "s"
         self._listener = socket.socket(socket.AF_UNIX)
-        self._listener.bind(str(control / "s"))
+        self._listener.bind(str(self._control))
         self._listener.listen(64)
         script = runtime / "forkserver_main.py"   # read-only inside the sandbox, at the same path
         script.write_text(SERVER_SOURCE, encoding="utf-8")
@@ -172,7 +176,7 @@ class ForkServer:
         `wait_gone`."""
         server = self._server_command
         hidden = json.dumps([str(self.jobs), str(self.sockets)])
-        argv = [sys.executable, "-I", "-S", "-c", PROXY, str(Path(self._dirs[2]) / "s"), "{connection_file}",
+        argv = [sys.executable, "-I", "-S", "-c", PROXY, str(self._control), "{connection_file}",
                 str(workspace), str(runtime), hidden, str(TMPFS_BYTES), tag]
         env = dict(server.env)
         env["HOME"] = str(workspace)
@@ -197,7 +201,7 @@ class ForkServer:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-        if getattr(self, "_log", None) is not None:
+        if self._log is not None:
             self._log.close()
             self._log = None
         for folder in self._dirs:
