@@ -32,6 +32,27 @@ def connect(host, port):
         s.close()
 '''
 
+
+def fork_loop(attempts: int, child_seconds: float) -> str:
+    """A cell that forks until it is refused (at most `attempts` children, each sleeping
+    `child_seconds`), then prints RESULT {"forked": n, "error": the refusal or null}."""
+    return f'''
+import json, os, time
+children, error = [], None
+for i in range({attempts}):
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        error = str(exc); break
+    if pid == 0:
+        time.sleep({child_seconds}); os._exit(0)
+    children.append(pid)
+for pid in children:
+    os.waitpid(pid, 0)
+print("RESULT " + json.dumps({{"forked": len(children), "error": error}}))
+'''
+
+
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
 
 

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 
-from conftest import ATTEMPT_HELPERS, needs_torch
+from conftest import ATTEMPT_HELPERS, fork_loop, needs_torch
 from grader.config import config_from_dict
 from grader.run.kernels import ForkKernels
 from grader.run.sandbox import REPO_ROOT, SANDBOX_UID
@@ -167,21 +167,6 @@ def test_forked_kernels_are_isolated_from_the_server_and_from_each_other(work):
 
 def test_forked_kernels_die_time_out_and_survive_a_lost_server(work):
     ctx = context(work, cell_timeout_s=2, processes=64)
-    fork_loop = r'''
-import os, time, json
-children, error = [], None
-for i in range(500):
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        error = str(exc); break
-    if pid == 0:
-        time.sleep(1); os._exit(0)
-    children.append(pid)
-for pid in children:
-    os.waitpid(pid, 0)
-print("RESULT " + json.dumps({"forked": len(children), "error": error}))
-'''
 
     async def scenario():
         kernels = ForkKernels(ctx)
@@ -191,7 +176,7 @@ print("RESULT " + json.dumps({"forked": len(children), "error": error}))
             async with kernels.kernel() as kernel:
                 looped = await kernel.session.run_notebook(notebook("while True: pass", "print('next cell ran')"))
             async with kernels.kernel() as kernel:
-                forked = await kernel.session.run_notebook(notebook(fork_loop, "print('alive')"))
+                forked = await kernel.session.run_notebook(notebook(fork_loop(500, 1), "print('alive')"))
             # The server goes away (it should not, but): the next kernel comes from a new one.
             kernels.server.process.send_signal(signal.SIGKILL)
             await kernels.server.process.wait()

@@ -27,7 +27,7 @@ from grader.batch import prepare_context   # noqa: E402
 from grader.config import config_from_dict   # noqa: E402
 from grader.pipeline import grade_submission, grade_submission_async   # noqa: E402
 from grader.run.kernels import ForkKernels   # noqa: E402
-from conftest import ATTEMPT_HELPERS   # noqa: E402
+from conftest import ATTEMPT_HELPERS, fork_loop   # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT / ".." / "shared" / "data" / "fashion-mnist").resolve()
@@ -135,21 +135,7 @@ except MemoryError:
     print("RESULT " + json.dumps("MemoryError"))
 '''
 
-FORK = r'''
-import os, time
-children, error = [], None
-for i in range(2000):
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        error = str(exc); break
-    if pid == 0:
-        time.sleep(2); os._exit(0)
-    children.append(pid)
-for pid in children:
-    os.waitpid(pid, 0)
-print("RESULT " + json.dumps({"forked": len(children), "error": error}))
-'''
+FORK = fork_loop(2000, 2)
 
 FLOOD = "for _ in range(1000):\n    print('x' * 100_000)"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ATTEMPT_HELPERS
+from conftest import ATTEMPT_HELPERS, fork_loop
 from grader.config import config_from_dict
 from grader.run import sandbox
 from grader.run.execute import KernelSession
@@ -192,22 +192,7 @@ def test_inside_the_sandbox(workspace):
 @pytest.mark.kernel
 @pytest.mark.bwrap
 def test_fork_loop_is_contained(workspace):
-    code = r'''
-import os, time, json
-children = []
-error = None
-for i in range(500):
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        error = str(exc); break
-    if pid == 0:
-        time.sleep(3); os._exit(0)
-    children.append(pid)
-for pid in children:
-    os.waitpid(pid, 0)
-print("RESULT " + json.dumps({"forked": len(children), "error": error}))
-'''
+    code = fork_loop(500, 3)
     _, execution, _ = run(make_config("auto", processes=64), workspace, notebook(code, "print('alive')"))
     r = recorded(execution.notebook.cells[0])
     assert r["forked"] < 64 and r["error"], r
