@@ -87,6 +87,10 @@ r = {"uid": os.getuid(), "pid": os.getpid(), "cwd": ws,
      "import_grader": attempt(lambda: __import__("grader").__file__),
      "repo": attempt(lambda: os.listdir(REPO)),
      "tmp": sorted(os.listdir("/tmp")), "shm": sorted(os.listdir("/dev/shm")),
+     # The sandbox's root and /dev outlive a kernel: nothing may be left there for the next one.
+     "write_root": [attempt(lambda: open("/planted", "w").write("x")), attempt(lambda: os.mkdir("/planted-dir")),
+                    attempt(lambda: os.rename("/" + sorted(os.listdir("/"))[0], "/renamed")),
+                    attempt(lambda: open("/dev/planted", "w").write("x"))],
      "random": [random.random(), float(np.random.rand())]}
 # Every process this kernel did not start: its memory, files, environment and root are closed.
 own = os.readlink("/proc/self/ns/pid")
@@ -151,6 +155,7 @@ def test_forked_kernels_are_isolated_from_the_server_and_from_each_other(work):
     # Its /tmp: the matplotlib folder, and the way to its own workspace and runtime folder.
     assert all(n in ("mplconfig", work.name) or n.startswith("g6r-") for n in r["tmp"]), r["tmp"]
     assert r["shm"] == [], r["shm"]
+    assert not any(w.startswith("ok") for w in r["write_root"]), r["write_root"]
     assert r["foreign"], "the server's processes are listed in /proc"
     opened = {pid: {k: v for k, v in what.items() if v.startswith("ok")} for pid, what in r["foreign"].items()}
     assert not any(opened.values()), opened

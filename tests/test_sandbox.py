@@ -253,3 +253,19 @@ def test_memory_limit_gives_memory_error(workspace):
     _, execution, _ = run(make_config("auto", memory_mb=2048), workspace, notebook(code, "print('alive')"))
     assert recorded(execution.notebook.cells[0]) == "MemoryError"
     assert "alive" in outputs_text(execution.notebook.cells[1])
+
+
+@needs_bwrap
+@pytest.mark.kernel
+@pytest.mark.bwrap
+def test_kernel_log_replaced_by_a_link_is_not_followed(workspace, tmp_path):
+    """The grader quotes the end of the kernel's log when a kernel dies. A kernel that swaps the log
+    in its runtime folder for a link to a file it cannot see must not get that file quoted."""
+    secret = tmp_path / "grader-only.txt"
+    secret.write_text("TOP SECRET of the grader's machine")
+    code = ("import os\nfrom ipykernel.connect import get_connection_file\n"
+            "log = os.path.join(os.path.dirname(get_connection_file()), 'kernel.log')\n"
+            f"os.unlink(log); os.symlink({str(secret)!r}, log)\nos._exit(1)")
+    _, execution, _ = run(make_config("auto"), workspace, notebook(code, "print('never')"))
+    assert execution.info.status == "kernel_died"
+    assert not any("TOP SECRET" in note for note in execution.info.notes), execution.info.notes

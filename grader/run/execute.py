@@ -106,7 +106,9 @@ class KernelSession:
     async def __aenter__(self) -> "KernelSession":
         self.command.prepare(self._runtime_dir)
         # The kernel's own stdout/stderr (not the notebook's output) go to a log, not the grader's console.
-        self._log = open(self._runtime_dir / "kernel.log", "wb")
+        # Opened once, read back through the same descriptor: the kernel may replace the file in
+        # its runtime folder (say, by a link to a file only the grader may read).
+        self._log = open(self._runtime_dir / "kernel.log", "w+b")
         try:
             await self.client.async_start_new_kernel(cwd=str(self.workspace), env=self.command.env,
                                                      stdout=self._log, stderr=self._log)
@@ -136,7 +138,9 @@ class KernelSession:
         """The end of the kernel's own log: why a kernel did not start or died."""
         try:
             self._log.flush()
-            text = (self._runtime_dir / "kernel.log").read_bytes()[-limit:].decode("utf-8", "replace").strip()
+            fd = self._log.fileno()
+            size = os.fstat(fd).st_size
+            text = os.pread(fd, limit, max(0, size - limit)).decode("utf-8", "replace").strip()
         except (OSError, ValueError):
             return ""
         return f" (kernel log: …{text})" if text else ""

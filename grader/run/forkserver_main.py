@@ -145,12 +145,14 @@ def _child(request):
         for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
-        log_fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.dup2(log_fd, 2)   # what goes wrong from here on is in the kernel's log, which the grader quotes
-        os.closerange(3, log_fd)
-        os.closerange(log_fd + 1, 65536)
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 1)     # not the server's pipe to the grader: nothing below may write there
+        os.closerange(3, 65536)
         if ISOLATE:
             _isolate(request)
+        # Opened in the kernel's own view (only its own folders), never through a link it left there.
+        log_fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        os.dup2(log_fd, 2)   # what goes wrong from here on is in the kernel's log, which the grader quotes
         alive_r, alive_w = os.pipe()
         init = os.fork()
         if init == 0:   # PID 1 of the new PID namespace (or a plain child without isolation)
@@ -167,8 +169,10 @@ def _child(request):
                 _drop_capabilities()
             kernel = os.fork()
             if kernel == 0:
+                os.close(alive_r)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
                 signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.signal(signal.SIGPIPE, signal.SIG_IGN)   # as in any Python: BrokenPipeError
                 try:
                     _kernel(request, log_fd)
                     os._exit(0)
@@ -199,6 +203,14 @@ def _child(request):
         import traceback
         traceback.print_exc()
     os._exit(code)
+
+
+def _reply(conn, data):
+    """To a proxy, which may be gone already (its kernel then goes when its connection is seen closed)."""
+    try:
+        conn.sendall(data)
+    except OSError:
+        pass
 
 
 def _say(line):
@@ -252,10 +264,7 @@ def serve():
                             _say(f"gone {tag}")
                     if conn is not None:
                         children.pop(conn, None)
-                        try:
-                            conn.sendall(b"exit %d\n" % _exit_code(status))
-                        except OSError:
-                            pass
+                        _reply(conn, b"exit %d\n" % _exit_code(status))
                         selector.unregister(conn)
                         conn.close()
             else:
@@ -281,8 +290,15 @@ def serve():
                 buffers[conn] += data
                 if b"\n" not in buffers[conn]:
                     continue
-                request = json.loads(buffers.pop(conn).split(b"\n", 1)[0])
-                pid = os.fork()
+                try:
+                    request = json.loads(buffers.pop(conn).split(b"\n", 1)[0])
+                    pid = os.fork()
+                except (ValueError, OSError) as exc:   # no kernel (a bad request, no process left): say so
+                    sys.stderr.write(f"no kernel: {exc}\n")
+                    _reply(conn, b"exit 1\n")
+                    selector.unregister(conn)
+                    conn.close()
+                    continue
                 if pid == 0:
                     _child(request)
                 children[conn] = pid
@@ -290,7 +306,7 @@ def serve():
                 owners[pid] = (conn, tag)
                 live[tag] = live.get(tag, 0) + 1
                 _say(f"started {tag}")
-                conn.sendall(b"started %d\n" % pid)
+                _reply(conn, b"started %d\n" % pid)
 
 
 serve()

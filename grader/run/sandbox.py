@@ -376,6 +376,10 @@ def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, repo: 
     args += ["--bind", str(workspace), str(workspace),
              "--ro-bind" if fork_server else "--bind", RUNTIME, RUNTIME,
              "--bind", f"{RUNTIME}/mpl", "/tmp/mplconfig",
+             # The sandbox's own root and /dev are in-memory folders its user may write to (it is
+             # the grader's user, without capabilities): read-only, nothing can be left there, by a
+             # kernel for a later one in the same fork server, or to fill the memory.
+             "--remount-ro", "/dev", "--remount-ro", "/",
              "--chdir", str(workspace)]
     return args, shown
 
