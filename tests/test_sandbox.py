@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -269,3 +270,28 @@ def test_kernel_log_replaced_by_a_link_is_not_followed(workspace, tmp_path):
     _, execution, _ = run(make_config("auto"), workspace, notebook(code, "print('never')"))
     assert execution.info.status == "kernel_died"
     assert not any("TOP SECRET" in note for note in execution.info.notes), execution.info.notes
+
+
+@needs_bwrap
+@pytest.mark.kernel
+@pytest.mark.bwrap
+def test_modes_and_acls_cannot_be_changed(workspace):
+    """The sandbox's user owns the device nodes bound into /dev when the grader runs as root: a
+    chmod or an ACL there would change the machine's own /dev/null. A chmod does nothing (it
+    reports success, as IPython and shutil.copy expect); ACLs are refused."""
+    before = os.stat("/dev/null").st_mode
+    code = ("import json, os, stat\n" + ATTEMPT_HELPERS +
+            "open('mine.txt', 'w').write('x')\n"
+            "r = {'dev_null': attempt(lambda: os.chmod('/dev/null', 0o600)),\n"
+            "     'own_file': attempt(lambda: os.chmod('mine.txt', 0o600)),\n"
+            "     'acl': attempt(lambda: os.setxattr('/dev/null', 'system.posix_acl_access', b'\\x02\\x00\\x00\\x00')),\n"
+            "     'write_null': attempt(lambda: open('/dev/null', 'w').write('fine'))}\n"
+            "r['modes'] = [oct(stat.S_IMODE(os.stat(p).st_mode)) for p in ('/dev/null', 'mine.txt')]\n"
+            "print('RESULT ' + json.dumps(r))")
+    _, execution, _ = run(make_config("auto"), workspace, notebook(code))
+    r = recorded(execution.notebook.cells[0])
+    assert r["dev_null"].startswith("ok") and r["own_file"].startswith("ok"), r   # reported as done ...
+    assert r["modes"][0] == oct(stat.S_IMODE(before)) and r["modes"][1] != "0o600", r   # ... but not done
+    assert r["acl"].startswith("PermissionError"), r
+    assert r["write_null"] == "ok: 4", r
+    assert os.stat("/dev/null").st_mode == before

@@ -36,7 +36,8 @@ RUNTIME = "@RUNTIME@"
 TMPFS_BYTES = 512 * 1024 * 1024
 
 # Sets rlimits, then replaces itself with the kernel (or with bubblewrap running the kernel).
-# argv: options ("--runtime-of" FILE, "--setenv" NAME VALUE, "--pids-cgroup" DIR MAX), limits as "NAME=soft" pairs, "--", command.
+# argv: options ("--runtime-of" FILE, "--setenv" NAME VALUE, "--pids-cgroup" DIR MAX, "--seccomp-hex" BPF),
+# limits as "NAME=soft" pairs, "--", command.
 _LAUNCHER = r"""
 import os, resource, sys
 # Die with the grader process that starts us, from the first instant: bubblewrap's own watch
@@ -53,6 +54,7 @@ args = sys.argv[1:]
 split = args.index("--")
 options, command = args[:split], args[split + 1:]
 runtime = None
+seccomp_fd = None
 i = 0
 while i < len(options):
     if options[i] == "--runtime-of":
@@ -78,6 +80,16 @@ while i < len(options):
         except OSError:
             pass
         continue
+    if options[i] == "--seccomp-hex":
+        # bubblewrap reads the filter from a descriptor: a pipe holding it, its number put in the command
+        program = bytes.fromhex(options[i + 1])
+        read_end, write_end = os.pipe()
+        os.write(write_end, program)
+        os.close(write_end)
+        os.set_inheritable(read_end, True)
+        seccomp_fd = str(read_end)
+        i += 2
+        continue
     if options[i] == "--setenv":
         os.environ[options[i + 1]] = options[i + 2]
         i += 3
@@ -95,8 +107,46 @@ while i < len(options):
     i += 1
 if runtime is not None:
     command = [runtime + a[len("@RUNTIME@"):] if a.startswith("@RUNTIME@") else a for a in command]
+if seccomp_fd is not None:
+    command = [seccomp_fd if a == "@SECCOMP_FD@" else a for a in command]
 os.execvp(command[0], command)
 """
+
+
+# System calls that do nothing inside the sandbox (x86-64 numbers). When the grader runs as root,
+# the sandbox's user is root of the machine without capabilities, and so the owner of the device
+# nodes bound into /dev: with chmod or an ACL a notebook could change the machine's own /dev/null for
+# everyone. A change of mode is ignored (it reports success: IPython and shutil.copy change modes
+# as a matter of course, and no notebook of the sheet depends on them); a change of extended
+# attributes (ACLs) is refused with EPERM.
+_IGNORED_SYSCALLS = {"chmod": 90, "fchmod": 91, "fchmodat": 268, "fchmodat2": 452}
+_REFUSED_SYSCALLS = {"setxattr": 188, "lsetxattr": 189, "fsetxattr": 190,
+                     "removexattr": 197, "lremovexattr": 198, "fremovexattr": 199}
+
+
+def seccomp_program() -> bytes:
+    """A classic-BPF seccomp filter (as bubblewrap's --seccomp reads it): the calls above are
+    ignored or refused, and so are all x32-ABI calls (which would reach them by other numbers);
+    everything else is allowed. On other architectures it allows everything."""
+    import struct
+
+    ld_abs, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    allow, eperm, ignore = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 0
+    ignored, refused = sorted(_IGNORED_SYSCALLS.values()), sorted(_REFUSED_SYSCALLS.values())
+    checks = [(number, "ignore") for number in ignored] + [(number, "refuse") for number in refused]
+    n = len(checks)
+    # Layout: 0-4 header, 5 .. 5+n-1 one test per call, then: allow (5+n), ignore (6+n), refuse (7+n).
+    prog = [(ld_abs, 0, 0, 4),                       # A = arch
+            (jeq, 1, 0, 0xC000003E),                 # x86-64? go on : allow
+            (ret, 0, 0, allow),
+            (ld_abs, 0, 0, 0),                       # A = syscall number
+            (jge, n + 2, 0, 0x40000000)]             # x32 ABI: refuse
+    for i, (number, what) in enumerate(checks):
+        here = 5 + i
+        target = 6 + n if what == "ignore" else 7 + n
+        prog.append((jeq, target - here - 1, 0, number))
+    prog += [(ret, 0, 0, allow), (ret, 0, 0, ignore), (ret, 0, 0, eperm)]
+    return b"".join(struct.pack("<HBBI", *insn) for insn in prog)
 
 
 class SandboxError(RuntimeError):
@@ -380,6 +430,7 @@ def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, repo: 
              # the grader's user, without capabilities): read-only, nothing can be left there, by a
              # kernel for a later one in the same fork server, or to fill the memory.
              "--remount-ro", "/dev", "--remount-ro", "/",
+             "--seccomp", "@SECCOMP_FD@",
              "--chdir", str(workspace)]
     return args, shown
 
@@ -434,7 +485,7 @@ def _sandboxed(config: Config, workspace: Path, program: list[str], *, runtime_o
     cgroup = pids_cgroup()
     fences = ["--pids-cgroup", str(cgroup), str(config.limits.processes)] if cgroup else []
     argv = [python, "-I", "-c", _LAUNCHER, "--runtime-of", runtime_of, "--setenv", "JPY_PARENT_PID", "1",
-            *fences, *limits, "--", *options, "--", *program]
+            "--seccomp-hex", seccomp_program().hex(), *fences, *limits, "--", *options, "--", *program]
     if cgroup is None and os.geteuid() == 0:
         process_note = ("; the number of processes was NOT limited (the grader runs as root, which "
                         "RLIMIT_NPROC exempts, and no pids cgroup could be made)")
