@@ -169,7 +169,7 @@ def kernel_kind(config: Config, jobs: int, workers: int) -> str:
     return "fork" if config.run.fork_server else "warm"
 
 
-# Per worker process: one event loop for its whole life, and a kernel kept warm ahead of need.
+# Per worker process: one event loop for its whole life, and where its kernels come from.
 _WORKER: dict = {}
 
 

@@ -171,7 +171,7 @@ def test_forked_kernels_are_isolated_from_the_server_and_from_each_other(work):
 
 
 def test_forked_kernels_die_time_out_and_survive_a_lost_server(work):
-    ctx = context(work, cell_timeout_s=2, processes=64)
+    ctx = context(work, cell_timeout_s=6, processes=64)
 
     async def scenario():
         kernels = ForkKernels(ctx)
@@ -181,7 +181,7 @@ def test_forked_kernels_die_time_out_and_survive_a_lost_server(work):
             async with kernels.kernel() as kernel:
                 looped = await kernel.session.run_notebook(notebook("while True: pass", "print('next cell ran')"))
             async with kernels.kernel() as kernel:
-                forked = await kernel.session.run_notebook(notebook(fork_loop(500, 1), "print('alive')"))
+                forked = await kernel.session.run_notebook(notebook(fork_loop(500, 2), "print('alive')"))
             # The server goes away (it should not, but): the next kernel comes from a new one.
             kernels.server.process.send_signal(signal.SIGKILL)
             await kernels.server.process.wait()

@@ -123,7 +123,7 @@ def _kernel(request, log_fd):
     _name("sheet6-kernel")
     # The kernel stays non-dumpable, like the server it was forked from: /proc shows the server's
     # PID namespace, and a non-dumpable process's memory, root and environment are closed to the
-    # other processes of the same user (another team's kernel forked beside it, ahead of need).
+    # other processes of the same user.
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["workspace"])

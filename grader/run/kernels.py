@@ -1,9 +1,11 @@
-"""Where kernels come from: started on demand, or started ahead ("warm") while the current
-notebook runs, so that a notebook never waits for a kernel to boot and import torch.
+"""Where kernels come from: started on demand (`FreshKernels`), started ahead and warmed up while
+the current notebook runs (`WarmKernels`), or forked from a fork server that imported torch once
+(`ForkKernels`, what a batch uses), so that a notebook does not wait for a kernel to boot and
+import torch.
 
-A warm kernel is started in its own fresh, empty workspace folder, with the same command, limits
-and sandbox as any other; the submission is unpacked into that folder once it is known. Start-up
-imports only what every notebook of the sheet imports.
+Every kernel gets its own fresh, empty workspace folder, with the same limits and sandbox as any
+other; the submission is moved into that folder once the kernel is handed out. Warming up imports
+only what every notebook of the sheet imports.
 """
 from __future__ import annotations
 
