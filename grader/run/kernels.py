@@ -138,10 +138,11 @@ class WarmKernels(FreshKernels):
 
 class ForkKernels(WarmKernels):
     """Kernels forked from a fork server that imported torch once (see `forkserver`). Each has a
-    workspace and namespaces of its own, and only one lives at a time: the next is forked as soon as
-    the server reports that every process of the one before has ended (about 0.05 s after it is
-    released), while the grader writes the report. So no two teams' code ever share the server's
-    sandbox, its process budget or its view of /proc."""
+    workspace and namespaces of its own. The next kernel is forked ahead, while the current notebook
+    runs, but it stays idle (no student code, no files) until the server has reported that every
+    process of the kernel before it has ended; it is not dumpable, so the running kernel cannot read,
+    trace or enter it. If the running kernel starved it (a fork bomb, say), that is seen once the
+    running kernel is gone, and another is forked."""
 
     warm_up_code = None   # the server imported all of it before forking
 
@@ -150,6 +151,7 @@ class ForkKernels(WarmKernels):
         self.server = ForkServer(ctx)
         self._closing = False
         self._fallback = False
+        self._retiring: list[str] = []   # tags of kernels released, perhaps not gone yet
 
     async def _session(self) -> Kernel:
         if self._fallback:
@@ -174,29 +176,20 @@ class ForkKernels(WarmKernels):
             await self.server.wait_gone(kernel.tag)
 
     async def _release(self, kernel: Kernel) -> None:
-        """Killed at once; the next kernel is forked once the server says this one is gone.
-        jupyter_client's own clean-up runs later, off the critical path."""
+        """Killed at once (the server then ends every process of it and says so); jupyter_client's
+        own clean-up runs later, off the critical path."""
         if kernel.tag:
             await kernel.session.kill_now()
-            self._next = asyncio.ensure_future(self._start_after(kernel.tag))
-
-    async def _start_after(self, tag: str) -> Kernel:
-        await self.server.wait_gone(tag)
-        return await self._start(warm_up=True)
+            self._retiring.append(kernel.tag)
 
     async def _acquire(self) -> Kernel:
-        if self._fallback:
-            return await super()._acquire()
-        if self._next is None:
-            kernel = await self._start(warm_up=False)
-        else:
-            task, self._next = self._next, None
-            try:
-                kernel = await task
-            except Exception:
-                kernel = await self._start(warm_up=False)
+        """The kernel forked ahead, handed out only once every process of the kernels before it has
+        ended: no other team's code runs in this server's sandbox while this team's files are in."""
+        kernel = await super()._acquire()
+        while self._retiring:
+            await self.server.wait_gone(self._retiring.pop())
         if kernel.tag and not (self.server.forked(kernel.tag) and await kernel.session.alive()):
-            # Forked by a server that has gone since (it should not, but): start another.
+            # It died while it waited (its server went, or the kernel before starved it): another one.
             await self._stop(kernel)
             kernel = await self._start(warm_up=False)
         return kernel
