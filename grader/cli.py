@@ -182,29 +182,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The errors a user can fix, first match wins (ValueError last: the others may be ValueErrors too).
+_USER_ERROR_LABELS = [
+    (ConfigError, ("configuration error", "")),
+    (SandboxError, ("sandbox", "")),
+    (DataError, ("data", "\nFix \\[data] in grading.toml (or the files it names).")),
+    (CalibrationError, ("calibration", "")),
+    (ManualPointsError, ("manual points sheet", "\nFix the sheet and run again; the reports themselves are written.")),
+    (ValueError, ("error", "")),
+]
+_USER_ERRORS = tuple(kind for kind, _ in _USER_ERROR_LABELS)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=False)
     try:
         return args.func(args, console)
-    except ConfigError as exc:
-        console.print(f"[red]configuration error:[/] {exc}", highlight=False)
-        return 2
-    except SandboxError as exc:
-        console.print(f"[red]sandbox:[/] {exc}", highlight=False)
-        return 2
-    except DataError as exc:
-        console.print(f"[red]data:[/] {exc}\nFix \\[data] in grading.toml (or the files it names).", highlight=False)
-        return 2
-    except CalibrationError as exc:
-        console.print(f"[red]calibration:[/] {exc}", highlight=False)
-        return 2
-    except ManualPointsError as exc:
-        console.print(f"[red]manual points sheet:[/] {exc}\nFix the sheet and run again; the reports "
-                      f"themselves are written.", highlight=False)
-        return 2
-    except ValueError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+    except _USER_ERRORS as exc:   # bad input, not a crash: one line saying what and where, exit 2
+        label, hint = next(v for k, v in _USER_ERROR_LABELS if isinstance(exc, k))
+        console.print(f"[red]{label}:[/] {exc}{hint}", highlight=False)
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: reports written so far are whole; run again to continue.")

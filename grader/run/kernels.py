@@ -159,8 +159,8 @@ class ForkKernels(WarmKernels):
         try:
             await self.server.ensure_started()
         except Exception as exc:   # e.g. a bubblewrap too old for --as-pid-1: go on without it
-            print(f"warning: the fork server did not start ({exc}); this worker starts a new kernel "
-                  "per submission instead", file=sys.stderr)
+            reason = str(exc) if "fork server" in str(exc) else f"the fork server did not start: {exc}"
+            print(f"warning: {reason}; this worker starts a new kernel per submission instead", file=sys.stderr)
             self._fallback = True
             self.warm_up_code = WARM_UP
             return await super()._session()
