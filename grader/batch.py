@@ -229,6 +229,7 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
     for leftover in out_dir.rglob(".*.tmp"):   # half-written files of a batch that was killed
         leftover.unlink(missing_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix="grader-work-"))
+    pool: ProcessPoolExecutor | None = None
     try:
         ctx = prepare_context(config, work_dir, workers, progress=progress)
         planned = plan(root, config, out_dir, shard=shard, force=force,
@@ -243,29 +244,14 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
             kind = kernel_kind(config, len(jobs), workers)
             if kind == "warm" and not config.run.threads:   # the kernel warming up beside each one needs a core too
                 ctx = dataclasses.replace(ctx, threads=max(1, (os.cpu_count() or 1) // (2 * workers)))
-            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"),
-                                     max_tasks_per_child=None if kind == "fork" else 25,
-                                     initializer=_init_worker, initargs=(ctx, kind)) as pool:
-                pending = {}
-                queue = list(jobs)
-                while queue or pending:
-                    while queue and len(pending) < workers:
-                        job = queue.pop(0)
-                        pending[pool.submit(_run_job_in_worker, job, root, out_dir)] = job
-                        if reporter:
-                            reporter.started(job.submission.stem)
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        job = pending.pop(future)
-                        try:
-                            outcome = future.result()
-                        except Exception as exc:  # the worker process itself died
-                            outcome = Outcome(stem=job.stem, status="grader_error", points=0, max_points=0,
-                                              seconds=0, message=f"worker died: {exc}")
-                            write_report(error_report(job, ctx, outcome.message), out_dir, job.stem)
-                        result.outcomes.append(outcome)
-                        if reporter:
-                            reporter.finished(outcome)
+            pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"),
+                                       max_tasks_per_child=None if kind == "fork" else 25,
+                                       initializer=_init_worker, initargs=(ctx, kind))
+            try:
+                _dispatch(pool, jobs, workers, root, out_dir, ctx, result, reporter)
+            finally:
+                # The workers stop their kernels and fork servers while the summary is written.
+                pool.shutdown(wait=False, cancel_futures=True)
         for outcome in result.outcomes:
             report = read_report(report_path(out_dir, outcome.stem))
             if report is not None:
@@ -282,4 +268,31 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
                                               data_description=result.data_description)
         return result
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _dispatch(pool: ProcessPoolExecutor, jobs: list[Job], workers: int, root: Path, out_dir: Path,
+              ctx: GradingContext, result: BatchResult, reporter) -> None:
+    """Keep every worker busy until all jobs are done; record each outcome as it comes."""
+    pending = {}
+    queue = list(jobs)
+    while queue or pending:
+        while queue and len(pending) < workers:
+            job = queue.pop(0)
+            pending[pool.submit(_run_job_in_worker, job, root, out_dir)] = job
+            if reporter:
+                reporter.started(job.submission.stem)
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            job = pending.pop(future)
+            try:
+                outcome = future.result()
+            except Exception as exc:  # the worker process itself died
+                outcome = Outcome(stem=job.stem, status="grader_error", points=0, max_points=0,
+                                  seconds=0, message=f"worker died: {exc}")
+                write_report(error_report(job, ctx, outcome.message), out_dir, job.stem)
+            result.outcomes.append(outcome)
+            if reporter:
+                reporter.finished(outcome)

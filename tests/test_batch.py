@@ -124,3 +124,16 @@ def test_shards_are_disjoint_and_merge_refuses_missing_or_doubled_parts(batch_se
     assert sorted(_reports(tmp_path / "merged")) == sorted(TEAMS)
     assert (tmp_path / "merged" / "summary.csv").read_text(encoding="utf-8").count("\n") == len(TEAMS) + 1
     assert (tmp_path / "merged" / "cms.csv").exists()
+
+
+@pytest.mark.parametrize("given, expected", [(None, "1"), ("3", "3")])
+def test_grader_processes_use_one_blas_thread_unless_told(given, expected):
+    """The grader's own numpy work runs beside the kernels: spinning BLAS threads would take their
+    cores. A value the user set is kept."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    code = ("import grader, os; "
+            "print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out == [expected, "1"]

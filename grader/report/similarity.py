@@ -5,6 +5,7 @@ only what is left after the template is compared, and short notebooks are left o
 from __future__ import annotations
 
 import difflib
+import functools
 import io
 import re
 import tokenize
@@ -49,12 +50,18 @@ def _strip_comments(source: str) -> str:
 
 def normalise_lines(source: str) -> list[str]:
     """Code lines without comments and whitespace, empty lines dropped."""
+    return list(_normalised(source))
+
+
+@functools.lru_cache(maxsize=8192)
+def _normalised(source: str) -> tuple[str, ...]:
+    # Cached by the cell's text: the template's cells come back unchanged in most notebooks.
     out = []
     for line in _strip_comments(source).splitlines():
         compact = re.sub(r"\s+", "", line)
         if compact:
             out.append(compact)
-    return out
+    return tuple(out)
 
 
 def _template_lines(template: nbformat.NotebookNode | None) -> set[str]:

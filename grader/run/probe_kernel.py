@@ -20,7 +20,7 @@ def __grader_probe():
     import numpy as np
     import torch
     import torch.nn as nn
-    from torch.optim.optimizer import register_optimizer_step_pre_hook
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
     from torch.overrides import TorchFunctionMode
 
     ip = get_ipython()  # noqa: F821 - defined inside IPython
@@ -44,11 +44,14 @@ def __grader_probe():
     plain = torch._C.DisableTorchFunction
 
     def to_numpy(tensor):
-        """A float64 copy of `tensor`, read through torch.Tensor's own methods with __torch_function__
-        off: a tensor subclass (or a patched method) cannot change what is read."""
+        """A copy of `tensor` (float32 stays float32, anything else becomes float64: both exact), read
+        through torch.Tensor's own methods with __torch_function__ off: a tensor subclass (or a
+        patched method) cannot change what is read."""
         with plain():
             t = Tensor.as_subclass(tensor, Tensor)
-            t = Tensor.to(Tensor.cpu(Tensor.detach(t)), torch.float64)
+            t = Tensor.cpu(Tensor.detach(t))
+            if t.dtype is not torch.float32:
+                t = Tensor.to(t, torch.float64)
             return np.ndarray.copy(Tensor.numpy(t))
 
     def put(key, tensor):
@@ -57,10 +60,12 @@ def __grader_probe():
 
     def npy_b64(array):
         """.npy (version 1.0) bytes written here, base64 by binascii: a student's np.save or
-        base64.b64encode replacement is never called."""
-        array = np.ndarray.astype(array, "<f8", order="C", copy=True)
+        base64.b64encode replacement is never called. float32 is sent as it is (half the bytes of
+        float64, and exact); anything else as float64."""
+        descr = "<f4" if array.dtype == np.float32 else "<f8"
+        array = np.ndarray.astype(array, descr, order="C", copy=True)
         shape = array.shape
-        header = "{'descr': '<f8', 'fortran_order': False, 'shape': %s, }" % (
+        header = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (descr,
             "(" + ", ".join(str(int(n)) for n in shape) + ("," if len(shape) == 1 else "") + ")")
         pad = 64 - (10 + len(header) + 1) % 64
         header = header + " " * (pad % 64) + "\n"
@@ -322,6 +327,10 @@ def __grader_probe():
         return (torch.utils.data.DataLoader(data, batch_size=16, shuffle=False),
                 torch.utils.data.DataLoader(data, batch_size=16, shuffle=False))
 
+    class Enough(BaseException):
+        """Raised after the first optimizer step: all the check needs is seen by then. A
+        BaseException, so that a student's `except Exception` in the loop does not swallow it."""
+
     def training_setup(cls):
         torch.manual_seed(0)
         model = cls()
@@ -340,14 +349,23 @@ def __grader_probe():
                     "own_params": sum(id(p) in own for p in params),
                     "params": len(params),
                 })
+
+        def after_step(optimizer, args, kwargs):
+            # The loss was computed before the step (or inside it, by a closure): the rest of the
+            # epochs would only repeat it.
+            raise Enough()
         handle = register_optimizer_step_pre_hook(on_step)
+        handle_after = register_optimizer_step_post_hook(after_step)
         tracer = LossTrace()
         train_loader, test_loader = small_loaders()
         try:
             with tracer:
                 model.optimize(train_loader, test_loader)
+        except Enough:
+            pass
         finally:
             handle.remove()
+            handle_after.remove()
         loss_modules = [type(m).__name__ for m in vars(model).values() if isinstance(m, nn.modules.loss._Loss)]
         loss_modules += [type(m).__name__ for m in model.modules() if isinstance(m, nn.modules.loss._Loss)]
         return {"steps": steps, "losses": tracer.losses, "loss_modules": sorted(set(loss_modules)),
