@@ -68,17 +68,22 @@ class ProgressReporter:
 def _final_table(console: Console, result, out_dir: Path, seconds: float) -> None:
     statuses = Counter(report.execution.status for _, report in result.reports)
     points = Counter(round(sum(c.points for c in r.checks), 2) for _, r in result.reports)
-    table = Table(title=f"Graded {len(result.reports)} submission(s) in {seconds:.1f} s → {out_dir}")
+    # Titles above the tables, not in them: a table title wraps to the width of its (narrow) table.
+    console.print(f"Graded {len(result.reports)} submission(s) in {seconds:.1f} s → {out_dir}", highlight=False)
+    table = Table()
     table.add_column("execution")
     table.add_column("count", justify="right")
     for status, count in sorted(statuses.items()):
         table.add_row(status, str(count))
     console.print(table)
-    dist = Table(title="Automatic points (6.6)")
+    console.print("Automatic points (6.6):")
+    dist = Table()
     dist.add_column("points", justify="right")
     dist.add_column("submissions", justify="right")
+    dist.add_column("")
+    most = max(points.values(), default=0)
     for value, count in sorted(points.items()):
-        dist.add_row(f"{value:g}", f"{count}  " + "█" * count)
+        dist.add_row(f"{value:g}", str(count), "█" * max(1, round(40 * count / most)))   # bars of at most 40
     console.print(dist)
     if result.discovery and result.discovery.skipped:
         console.print("Skipped (not submissions): " + ", ".join(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -90,6 +91,9 @@ def test_killed_batch_resumes_with_every_report_whole(batch_setup, tmp_path):
     finished = _grade(subs, config, out, env=env)
     output = finished.communicate(timeout=300)[0].decode()
     assert finished.returncode == 0, output
+    # Plain progress lines (no terminal), then the summary, its first line whole (not wrapped to a table's width).
+    assert re.search(rf"^Graded {len(TEAMS)} submission\(s\) in [\d.]+ s → ", output, re.M), output
+    assert re.search(r"^\[\d+/\d+\] \S+: ok, [\d.]+/[\d.]+ automatic points", output, re.M), output
     time.sleep(3)
     assert _processes_mentioning(str(scratch)) == [], "kernels outlived their killed grader"
     reports = _reports(out)

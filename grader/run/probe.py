@@ -185,9 +185,11 @@ def probe_cell(code_path: str) -> str:
     own. IPython's cell transforms would cost about 60 ms on the probe's 400 lines; Python's own
     compile takes a few, and nothing lands in the students' namespace."""
     return ("import builtins as __grader_builtins\n"
-            f"__grader_builtins.exec(__grader_builtins.compile(__grader_builtins.open({code_path!r}, encoding='utf-8').read(), "
+            "try:\n"
+            f"    __grader_builtins.exec(__grader_builtins.compile(__grader_builtins.open({code_path!r}, encoding='utf-8').read(), "
             f"{code_path!r}, 'exec'), {{'get_ipython': get_ipython, '__name__': '__grader_probe__'}})\n"
-            "del __grader_builtins\n")
+            "finally:\n"
+            "    del __grader_builtins\n")
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
