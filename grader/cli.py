@@ -33,7 +33,7 @@ class ProgressReporter:
     def start(self, total: int, cached: int, skipped: int) -> None:
         self.total = total
         self.console.print(f"{total} submission(s) to grade, {cached} unchanged since their last report, "
-                           f"{skipped} file(s) skipped as not submissions.")
+                           f"{skipped} file(s) skipped as not submissions.", soft_wrap=True)
         if self.console.is_terminal and total:
             self.progress = Progress(TextColumn("[bold]grading"), BarColumn(), MofNCompleteColumn(),
                                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
@@ -69,7 +69,8 @@ def _final_table(console: Console, result, out_dir: Path, seconds: float) -> Non
     statuses = Counter(report.execution.status for _, report in result.reports)
     points = Counter(round(sum(c.points for c in r.checks), 2) for _, r in result.reports)
     # Titles above the tables, not in them: a table title wraps to the width of its (narrow) table.
-    console.print(f"Graded {len(result.reports)} submission(s) in {seconds:.1f} s → {out_dir}", highlight=False)
+    console.print(f"Graded {len(result.reports)} submission(s) in {seconds:.1f} s → {out_dir}", highlight=False,
+                  soft_wrap=True)
     table = Table()
     table.add_column("execution")
     table.add_column("count", justify="right")
@@ -91,7 +92,7 @@ def _final_table(console: Console, result, out_dir: Path, seconds: float) -> Non
     for student, files in sorted(result.duplicates.items()):
         console.print(f"[yellow]Student {student} appears in {len(files)} submissions: {', '.join(files)}[/]",
                       highlight=False)
-    console.print(f"Data: {result.data_description}", highlight=False)
+    console.print(f"Data: {result.data_description}", highlight=False, soft_wrap=True)
 
 
 def cmd_grade(args, console: Console) -> int:
