@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -229,7 +230,7 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
     for leftover in out_dir.rglob(".*.tmp"):   # half-written files of a batch that was killed
         leftover.unlink(missing_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix="grader-work-"))
-    pool: ProcessPoolExecutor | None = None
+    stopping: threading.Thread | None = None
     try:
         ctx = prepare_context(config, work_dir, workers, progress=progress)
         planned = plan(root, config, out_dir, shard=shard, force=force,
@@ -250,8 +251,10 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
             try:
                 _dispatch(pool, jobs, workers, root, out_dir, ctx, result, reporter)
             finally:
-                # The workers stop their kernels and fork servers while the summary is written.
-                pool.shutdown(wait=False, cancel_futures=True)
+                # The workers stop their kernels and fork servers while the summary is written; the
+                # work folder goes only once they are done (see below).
+                stopping = threading.Thread(target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True})
+                stopping.start()
         for outcome in result.outcomes:
             report = read_report(report_path(out_dir, outcome.stem))
             if report is not None:
@@ -268,9 +271,11 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
                                               data_description=result.data_description)
         return result
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
-        shutil.rmtree(work_dir, ignore_errors=True)
+        try:
+            if stopping is not None:
+                stopping.join()
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def _dispatch(pool: ProcessPoolExecutor, jobs: list[Job], workers: int, root: Path, out_dir: Path,

@@ -3,6 +3,7 @@ would, in real kernels on a tiny data subset. Nothing is mocked."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,8 @@ def graded_examples(grading_context, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("reports")
     result = run_batch(ROOT / "submissions", tiny_config(), out, workers=2, progress=lambda text: None)
+    # The workers stop while the summary pages are written, but the batch returns only once they have.
+    assert multiprocessing.active_children() == []
     return out, result
 
 

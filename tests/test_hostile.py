@@ -140,6 +140,8 @@ FORK = fork_loop(2000, 2)
 FLOOD = "for _ in range(1000):\n    print('x' * 100_000)"
 
 EXIT = "import sys\nsys.exit()"
+# A __future__ import changes how IPython compiles every later cell, the probe's too (which uses !=).
+FUTURE = "from __future__ import barry_as_FLUFL"
 
 PATCHES = r'''
 import json, base64, io
@@ -266,7 +268,7 @@ def test_everything_hostile_in_one_notebook(context, honest, kernels):
     repo_names = dict(SIBLING=str(work / "batch" / "ws-other-team" / "secret.txt"),
                       SUBMISSIONS=str(work / f"submissions-everything-{kernels}"), REFERENCE=str(ROOT / "reference"),
                       MIME=MIME)
-    cells = solution() + [ENVIRONMENT, ALLOCATE, FORK, FLOOD, EXIT, PATCHES, FORGED, "print('the end')"]
+    cells = solution() + [ENVIRONMENT, ALLOCATE, FORK, FLOOD, EXIT, PATCHES, FORGED, FUTURE, "print('the end')"]
     graded, submissions = grade(context, f"everything-{kernels}", cells, kernels=kernels, **repo_names)
     report, executed = graded.report, graded.executed
 

@@ -295,3 +295,20 @@ def test_modes_and_acls_cannot_be_changed(workspace):
     assert r["acl"].startswith("PermissionError"), r
     assert r["write_null"] == "ok: 4", r
     assert os.stat("/dev/null").st_mode == before
+
+
+def test_shared_files_never_follow_what_the_kernel_left(tmp_path):
+    """The grader (root, perhaps) puts the probe's files in a folder the kernel can write: a link
+    planted under one of their names must not make it write elsewhere."""
+    from types import SimpleNamespace
+
+    runtime, target = tmp_path / "runtime", tmp_path / "elsewhere.txt"
+    runtime.mkdir()
+    target.write_text("untouched")
+    (runtime / "planted.npy").symlink_to(target)
+    session = SimpleNamespace(_runtime_dir=runtime)
+    with pytest.raises(FileExistsError):
+        KernelSession.share(session, "planted.npy", b"probe data")
+    assert target.read_text() == "untouched"
+    path = KernelSession.share(session, "fresh.npy", b"probe data")
+    assert Path(path).read_bytes() == b"probe data" and Path(path).parent == runtime

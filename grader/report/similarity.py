@@ -5,7 +5,6 @@ only what is left after the template is compared, and short notebooks are left o
 from __future__ import annotations
 
 import difflib
-import functools
 import io
 import re
 import tokenize
@@ -50,18 +49,27 @@ def _strip_comments(source: str) -> str:
 
 def normalise_lines(source: str) -> list[str]:
     """Code lines without comments and whitespace, empty lines dropped."""
-    return list(_normalised(source))
-
-
-@functools.lru_cache(maxsize=8192)
-def _normalised(source: str) -> tuple[str, ...]:
-    # Cached by the cell's text: the template's cells come back unchanged in most notebooks.
     out = []
     for line in _strip_comments(source).splitlines():
         compact = re.sub(r"\s+", "", line)
         if compact:
             out.append(compact)
-    return tuple(out)
+    return out
+
+
+class _Normaliser:
+    """normalise_lines, remembered for one comparison: the template's cells come back unchanged in
+    most notebooks. Cells over 64 KB are not kept."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list[str]] = {}
+
+    def __call__(self, source: str) -> list[str]:
+        if len(source) > 65536:
+            return normalise_lines(source)
+        if source not in self.seen:
+            self.seen[source] = normalise_lines(source)
+        return self.seen[source]
 
 
 def _template_lines(template: nbformat.NotebookNode | None) -> set[str]:
@@ -70,13 +78,13 @@ def _template_lines(template: nbformat.NotebookNode | None) -> set[str]:
     return {line for cell in template.cells if cell.cell_type == "code" for line in normalise_lines(cell.source)}
 
 
-def own_cells(nb: nbformat.NotebookNode, template_lines: set[str]) -> list[tuple[int, str]]:
+def own_cells(nb: nbformat.NotebookNode, template_lines: set[str], normalise=normalise_lines) -> list[tuple[int, str]]:
     """(1-based cell index, normalised code not from the template) of every code cell with own code."""
     cells = []
     for index, cell in enumerate(nb.cells, start=1):
         if cell.cell_type != "code":
             continue
-        lines = [line for line in normalise_lines(cell.source) if line not in template_lines]
+        lines = [line for line in normalise(cell.source) if line not in template_lines]
         if lines:
             cells.append((index, "\n".join(lines)))
     return cells
@@ -116,7 +124,8 @@ def similar_pairs(notebooks: dict[str, nbformat.NotebookNode], template: nbforma
     """Pairs of teams whose own code has a shingle Jaccard similarity >= threshold, most similar
     first (at most max_pairs), each with the cells they share."""
     template_lines = _template_lines(template)
-    cells = {stem: own_cells(nb, template_lines) for stem, nb in notebooks.items()}
+    normalise = _Normaliser()
+    cells = {stem: own_cells(nb, template_lines, normalise) for stem, nb in notebooks.items()}
     prints = {stem: shingles(c) for stem, c in cells.items()}
     prints = {stem: s for stem, s in prints.items() if len(s) >= MIN_SHINGLES}
     pairs = []

@@ -168,11 +168,18 @@ class KernelSession:
         return failed
 
     def share(self, name: str, data: bytes) -> str:
-        """Put a file where the kernel can read it (the folder of its connection file and sockets,
-        which the sandbox binds); returns its path."""
-        path = self._runtime_dir / name
-        path.write_bytes(data)
-        return str(path)
+        """Put a new file where the kernel can read it (the folder of its connection file and
+        sockets, which the sandbox binds); returns its path. The kernel can write in that folder too:
+        the file is created, never opened if something is there already (a link the kernel planted
+        would otherwise make the grader, root perhaps, write wherever it points)."""
+        folder = os.open(self._runtime_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=folder)
+        finally:
+            os.close(folder)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return str(self._runtime_dir / name)
 
     async def kill_now(self) -> None:
         """Kill the kernel's process at once (SIGKILL); `__aexit__` still cleans up afterwards."""

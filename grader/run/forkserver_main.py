@@ -46,7 +46,9 @@ import ipykernel.kernelapp  # noqa: E402,F401
 
 # What ipykernel imports while a kernel starts (its debugger pulls in debugpy, the shell sqlite and
 # pdb): imported here, a forked kernel starts on about 0.04 s of CPU instead of 0.14 s. None of
-# them starts a thread on import (checked below: a fork must not copy a half-held lock).
+# them starts a Python thread on import; checked below, since a fork copies only the forking thread
+# and a lock another Python thread held would stay held in the kernel. (Native thread pools such
+# as OpenBLAS's handle fork themselves.)
 for _module in ("ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger", "ipykernel.comm",
                 "IPython.core.completerlib", "IPython.core.debugger", "IPython.core.oinspect",
                 "IPython.extensions.storemagic", "sqlite3", "pdb", "pydoc", "tornado.gen", "tornado.locks",

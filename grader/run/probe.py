@@ -183,11 +183,12 @@ def probe_code(token: str, x_path: str, y_path: str, step_timeout_s: float) -> s
 def probe_cell(code_path: str) -> str:
     """The cell sent to the kernel: it runs the probe's code from `code_path` in a namespace of its
     own. IPython's cell transforms would cost about 60 ms on the probe's 400 lines; Python's own
-    compile takes a few, and nothing lands in the students' namespace."""
+    compile takes a few, and nothing lands in the students' namespace. `dont_inherit`: the
+    students' `from __future__ import ...` does not apply to the probe."""
     return ("import builtins as __grader_builtins\n"
             "try:\n"
             f"    __grader_builtins.exec(__grader_builtins.compile(__grader_builtins.open({code_path!r}, encoding='utf-8').read(), "
-            f"{code_path!r}, 'exec'), {{'get_ipython': get_ipython, '__name__': '__grader_probe__'}})\n"
+            f"{code_path!r}, 'exec', dont_inherit=True), {{'get_ipython': get_ipython, '__name__': '__grader_probe__'}})\n"
             "finally:\n"
             "    del __grader_builtins\n")
 
@@ -255,9 +256,15 @@ async def probe(session, probe_x: np.ndarray, probe_y: np.ndarray, *, timeout_s:
     """Send the probe into the live kernel of `session` (a KernelSession) and read its answer."""
     token = new_token()
     step_timeout = max(5.0, timeout_s / 8)
-    x_path = session.share(f"probe-x-{token}.npy", _npy_bytes(probe_x.astype(np.float32)))
-    y_path = session.share(f"probe-y-{token}.npy", _npy_bytes(probe_y.astype(np.int64)))
-    code_path = session.share(f"probe-{token}.py", probe_code(token, x_path, y_path, step_timeout).encode("utf-8"))
+    # File names of their own, not the token: a kernel watching its folder learns nothing from them.
+    try:
+        x_path = session.share(f"probe-x-{new_token()}.npy", _npy_bytes(probe_x.astype(np.float32)))
+        y_path = session.share(f"probe-y-{new_token()}.npy", _npy_bytes(probe_y.astype(np.int64)))
+        code_path = session.share(f"probe-{new_token()}.py",
+                                  probe_code(token, x_path, y_path, step_timeout).encode("utf-8"))
+    except OSError as exc:   # the kernel's folder was tampered with (a file where ours goes, say)
+        return Observations(status="error", message=f"the probe's files could not be put beside the kernel: {exc}",
+                            probe_x=probe_x)
     result = await session.run_code(probe_cell(code_path), timeout=timeout_s, mime=MIME)
     if result.status in ("timeout", "kernel_died"):
         return Observations(status=result.status, message=f"the probe got no answer: {result.error}", probe_x=probe_x)

@@ -49,7 +49,7 @@ def __grader_probe():
         patched method) cannot change what is read."""
         with plain():
             t = Tensor.as_subclass(tensor, Tensor)
-            t = Tensor.cpu(Tensor.detach(t))
+            t = Tensor.resolve_conj(Tensor.resolve_neg(Tensor.cpu(Tensor.detach(t))))
             if t.dtype is not torch.float32:
                 t = Tensor.to(t, torch.float64)
             return np.ndarray.copy(Tensor.numpy(t))
@@ -328,14 +328,17 @@ def __grader_probe():
                 torch.utils.data.DataLoader(data, batch_size=16, shuffle=False))
 
     class Enough(BaseException):
-        """Raised after the first optimizer step: all the check needs is seen by then. A
-        BaseException, so that a student's `except Exception` in the loop does not swallow it."""
+        """Raised after the first optimizer step that follows a loss: all the check needs is seen by
+        then. A BaseException, so that a student's `except Exception` in the loop does not swallow it."""
 
     def training_setup(cls):
+        grad_mode, default_dtype = torch.is_grad_enabled(), torch.get_default_dtype()
         torch.manual_seed(0)
         model = cls()
         own = {id(p) for p in model.parameters()}
         steps = []
+        stopped = []
+        tracer = LossTrace()
 
         def on_step(optimizer, args, kwargs):
             if len(steps) < 3:
@@ -351,21 +354,27 @@ def __grader_probe():
                 })
 
         def after_step(optimizer, args, kwargs):
-            # The loss was computed before the step (or inside it, by a closure): the rest of the
-            # epochs would only repeat it.
-            raise Enough()
+            # A loss computed before this step (or inside it, by a closure): the rest of the epochs
+            # would only repeat what is seen. A step before any loss goes on.
+            if tracer.losses:
+                stopped.append(True)
+                raise Enough()
         handle = register_optimizer_step_pre_hook(on_step)
         handle_after = register_optimizer_step_post_hook(after_step)
-        tracer = LossTrace()
         train_loader, test_loader = small_loaders()
         try:
             with tracer:
                 model.optimize(train_loader, test_loader)
-        except Enough:
-            pass
+        except BaseException:
+            if not stopped:
+                raise
+            # Stopped on purpose: what the student's code raised while unwinding (a `finally` that
+            # prints the last accuracy, say) is not the training's fault.
         finally:
             handle.remove()
             handle_after.remove()
+            torch.set_grad_enabled(grad_mode)
+            torch.set_default_dtype(default_dtype)
         loss_modules = [type(m).__name__ for m in vars(model).values() if isinstance(m, nn.modules.loss._Loss)]
         loss_modules += [type(m).__name__ for m in model.modules() if isinstance(m, nn.modules.loss._Loss)]
         return {"steps": steps, "losses": tracer.losses, "loss_modules": sorted(set(loss_modules)),
@@ -418,6 +427,10 @@ def __grader_probe():
             if hasattr(instance, "test"):
                 ok, info = guarded(f"{key}: {instance_name}.test", test_mode, instance)
                 net["test_mode"] = info if ok else None
+    # Training last: a student's optimize, stopped early, cannot change what the observations see.
+    for key, class_name, instance_name in specs:
+        net = out["networks"][key]
+        cls = ns.get(class_name)
         if net["class_found"] and hasattr(cls, "optimize"):
             ok, info = guarded(f"{key}: {class_name}().optimize", training_setup, cls)
             net["training"] = info if ok else None
