@@ -61,6 +61,15 @@ def accuracy_range(fingerprint: str, path: Path | None = None) -> AccuracyRange 
                          source=f"{len(entry['baseline'])} run(s) of the solution on {entry.get('data', fingerprint)}")
 
 
+async def _observe(workspace, ctx):
+    kernels = FreshKernels(ctx)
+    try:
+        execution, observations, _ = await observe(workspace, ctx, kernels)
+    finally:
+        await kernels.close()   # the kernel's shutdown, left running in the background otherwise, is awaited
+    return execution, observations
+
+
 def calibrate(ctx, runs: int = 3, path: Path | None = None, solution: Path = SOLUTION,
               progress=print) -> AccuracyRange:
     """Run the solution `runs` times on ctx's data and store its accuracies under the data's fingerprint."""
@@ -74,7 +83,7 @@ def calibrate(ctx, runs: int = 3, path: Path | None = None, solution: Path = SOL
             shutil.copy(solution, folder / solution.name)
             workspace = Workspace(dir=folder, notebook=folder / solution.name)
             # the same way through as every submission
-            execution, observations, _ = asyncio.run(observe(workspace, ctx, FreshKernels(ctx)))
+            execution, observations = asyncio.run(_observe(workspace, ctx))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         if execution.info.status != "ok" or observations.status != "ok":

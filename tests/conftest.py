@@ -87,7 +87,15 @@ def grading_context():
     work = Path(tempfile.mkdtemp(prefix="grader-test-work-"))
     config = tiny_config()
     ctx = prepare_context(config, work, workers=1, auto_calibrate=False)
-    found = calibrate(ctx, runs=1, progress=lambda text: None)
+    # Kernels' runtime folders are made in the temp folder: calibration must leave none behind.
+    scratch = Path(tempfile.mkdtemp(prefix="grader-test-tmp-"))
+    saved, tempfile.tempdir = tempfile.tempdir, str(scratch)
+    try:
+        found = calibrate(ctx, runs=1, progress=lambda text: None)
+    finally:
+        tempfile.tempdir = saved
+    assert list(scratch.iterdir()) == [], f"calibration left {list(scratch.iterdir())} behind"
+    scratch.rmdir()
     ctx = type(ctx)(**{**ctx.__dict__, "accuracy_range": found})
     yield ctx
     shutil.rmtree(work, ignore_errors=True)

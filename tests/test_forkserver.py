@@ -58,6 +58,14 @@ def recorded(cell) -> dict:
     raise AssertionError(f"no RESULT in {cell.get('outputs')!r}"[:3000])
 
 
+def _alive(pid: str) -> bool:
+    """Whether process `pid` still runs (a zombie has ended)."""
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
 def host_processes(text: str) -> list[str]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -215,11 +223,25 @@ def test_without_bubblewrap_kernels_are_still_forked_with_limits_only(work):
                 async with kernels.kernel() as kernel:
                     runs.append(await kernel.session.run_notebook(notebook(
                         "import os, sys, torch\nprint(os.getcwd(), 'torch' in sys.modules, os.getpid() > 2)")))
-            return runs, kernels.server.generation
+            generation = kernels.server.generation
+            # Without namespaces nothing but the process tree ties a kernel to its server: a server
+            # that dies must still take its kernels along.
+            async with kernels.kernel() as kernel:
+                pid = (await kernel.session.run_notebook(notebook("import os\nprint(os.getpid())"))
+                       ).notebook.cells[0].outputs[0]["text"].strip()
+                kernels.server.process.send_signal(signal.SIGKILL)
+                await kernels.server.process.wait()
+                for _ in range(100):
+                    if not _alive(pid):
+                        break
+                    await asyncio.sleep(0.05)
+                orphaned = _alive(pid)
+            return runs, generation, orphaned
         finally:
             await kernels.close()
 
-    runs, generation = asyncio.run(scenario())
+    runs, generation, orphaned = asyncio.run(scenario())
+    assert not orphaned, "a kernel outlived its fork server"
     assert generation == 1   # both kernels from the same server
     for run in runs:
         assert run.info.status == "ok" and not run.info.isolated, run.info

@@ -113,10 +113,12 @@ class KernelSession:
             await self.client.async_start_new_kernel(cwd=str(self.workspace), env=self.command.env,
                                                      stdout=self._log, stderr=self._log)
             await self.client.async_start_new_kernel_client()
-        except Exception as exc:
+        except BaseException as exc:   # also when cancelled: nothing of a half-started kernel stays
             tail = self._log_tail()
             await self._cleanup()
-            raise KernelStartError(f"the kernel did not start: {exc}{tail}") from exc
+            if isinstance(exc, Exception):
+                raise KernelStartError(f"the kernel did not start: {exc}{tail}") from exc
+            raise
         return self
 
     async def __aexit__(self, *exc_info) -> None:

@@ -157,11 +157,17 @@ def _kernel(request, log_fd):
     ipykernel.kernelapp.launch_new_instance()
 
 
-def _child(request):
+def _child(request, server_pid):
     """Forked for one request (pid C in the server's namespace). Never returns."""
     code = 1
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        # Dies with the server, and the kernel with it (down the chain below). Under bubblewrap the
+        # server's PID namespace takes everything along anyway; without it (sandbox = "none") this
+        # is what does.
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != server_pid:
+            os._exit(1)
         _name("sheet6-fork")
         for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
@@ -188,8 +194,12 @@ def _child(request):
                 pass
             if ISOLATE:
                 _drop_capabilities()
+            init_pid = os.getpid()
             kernel = os.fork()
             if kernel == 0:
+                libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)   # dies with the init
+                if os.getppid() != init_pid:
+                    os._exit(1)
                 os.close(alive_r)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
                 signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -241,6 +251,7 @@ def _say(line):
 
 def serve():
     libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)   # no process of the same user can ptrace this one
+    server_pid = os.getpid()
     _name("sheet6-forksrv")
     listener = socket.socket(fileno=LISTEN_FD)
     listener.setblocking(False)
@@ -321,7 +332,7 @@ def serve():
                     conn.close()
                     continue
                 if pid == 0:
-                    _child(request)
+                    _child(request, server_pid)
                 children[conn] = pid
                 tag = str(request.get("tag"))
                 owners[pid] = (conn, tag)
