@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -160,8 +161,10 @@ def test_forked_kernels_are_isolated_from_the_server_and_from_each_other(work):
     assert not list(work.rglob("evil.txt"))
     assert r["import_grader"].startswith("ModuleNotFoundError"), r
     assert "grader" not in r["repo"] and "reference" not in r["repo"], r["repo"]
-    # Its /tmp: the matplotlib folder, and the way to its own workspace and runtime folder.
-    assert all(n in ("mplconfig", work.name) or n.startswith("g6r-") for n in r["tmp"]), r["tmp"]
+    # Its /tmp: the matplotlib folder, the way to its own workspace and runtime folder, and the way
+    # to the Python it runs on when that lives under /tmp (a checkout there, with its venv: read-only).
+    python_under_tmp = {Path(p).parts[2] for p in (sys.prefix, REPO_ROOT) if Path(p).parts[:2] == ("/", "tmp")}
+    assert all(n in ("mplconfig", work.name, *python_under_tmp) or n.startswith("g6r-") for n in r["tmp"]), r["tmp"]
     assert r["shm"] == [], r["shm"]
     assert not any(w.startswith("ok") for w in r["write_root"]), r["write_root"]
     assert r["foreign"], "the server's processes are listed in /proc"
