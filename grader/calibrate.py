@@ -62,11 +62,8 @@ def accuracy_range(fingerprint: str, path: Path | None = None) -> AccuracyRange 
 
 
 async def _observe(workspace, ctx):
-    kernels = FreshKernels(ctx)
-    try:
+    async with FreshKernels(ctx) as kernels:
         execution, observations, _ = await observe(workspace, ctx, kernels)
-    finally:
-        await kernels.close()   # the kernel's shutdown, left running in the background otherwise, is awaited
     return execution, observations
 
 

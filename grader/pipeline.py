@@ -164,11 +164,8 @@ def _pdf_text(workspace: Workspace) -> str | None:
 def grade_submission(path: Path, root: Path, ctx: GradingContext, submission: Submission | None = None) -> Graded:
     """Grade one submission file in a kernel of its own. Never raises for anything the submission does."""
     async def run() -> Graded:
-        kernels = FreshKernels(ctx)
-        try:
+        async with FreshKernels(ctx) as kernels:
             return await grade_submission_async(path, root, ctx, kernels, submission)
-        finally:
-            await kernels.close()
     return asyncio.run(run())
 
 

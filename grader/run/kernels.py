@@ -103,6 +103,14 @@ class FreshKernels:
         if self._stopping:
             await asyncio.gather(*self._stopping, return_exceptions=True)
 
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        """Kernels are shut down in the background; leaving the block waits for that (an event
+        loop that ended first would leave kernels and their folders behind)."""
+        await self.close()
+
 
 class WarmKernels(FreshKernels):
     """Keeps one kernel started and warmed up ahead of need."""
