@@ -88,7 +88,7 @@ def _final_table(console: Console, result, out_dir: Path, seconds: float) -> Non
     console.print(dist)
     if result.discovery and result.discovery.skipped:
         console.print("Skipped (not submissions): " + ", ".join(
-            f"{s.path.name} ({s.reason})" for s in result.discovery.skipped[:10]), highlight=False)
+            f"{s.path.name} ({s.reason})" for s in result.discovery.skipped[:10]), highlight=False, soft_wrap=True)
     for student, files in sorted(result.duplicates.items()):
         console.print(f"[yellow]Student {student} appears in {len(files)} submissions: {', '.join(files)}[/]",
                       highlight=False)
