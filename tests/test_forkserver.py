@@ -252,3 +252,31 @@ def test_without_bubblewrap_kernels_are_still_forked_with_limits_only(work):
         assert run.notebook.cells[0].outputs[0]["text"].split()[1:] == ["True", "True"]
     cwds = [run.notebook.cells[0].outputs[0]["text"].split()[0] for run in runs]
     assert cwds[0] != cwds[1] and all(Path(c).parent.parent == work for c in cwds), cwds
+
+
+def test_a_fork_server_that_cannot_start_leaves_fresh_kernels_and_one_clear_warning(work, monkeypatch, capsys):
+    """A server that dies before "ready" (here: its script exits at once, saying why): the worker
+    says so once, with the server's own words, and grades with a new kernel per submission."""
+    from grader.run import forkserver
+
+    monkeypatch.setattr(forkserver, "SERVER_SOURCE", "import sys\nsys.exit('no torch here, say')\n")
+    ctx = context(work)
+
+    async def scenario():
+        kernels = ForkKernels(ctx)
+        try:
+            runs = []
+            for _ in range(2):
+                async with kernels.kernel() as kernel:
+                    runs.append(await kernel.session.run_notebook(notebook("print(6 * 7)")))
+            return runs
+        finally:
+            await kernels.close()
+
+    runs = asyncio.run(scenario())
+    assert [r.info.status for r in runs] == ["ok", "ok"]
+    assert all("42" in r.notebook.cells[0].outputs[0]["text"] for r in runs)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].count("did not start") == 1 and "no torch here, say" in warnings[0], warnings
+    assert "new kernel per submission" in warnings[0]

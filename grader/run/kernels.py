@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
-from grader.run.execute import KernelSession
+from grader.run.execute import KernelSession, KernelStartError
 from grader.run.forkserver import ForkServer
 from grader.run.sandbox import kernel_command
 
@@ -167,7 +167,9 @@ class ForkKernels(WarmKernels):
         try:
             await self.server.ensure_started()
         except Exception as exc:   # e.g. a bubblewrap too old for --as-pid-1: go on without it
-            reason = str(exc) if "fork server" in str(exc) else f"the fork server did not start: {exc}"
+            # The server's own KernelStartError says so already; anything else (a folder or socket
+            # that could not be made) gets said here.
+            reason = str(exc) if isinstance(exc, KernelStartError) else f"the fork server did not start: {exc}"
             print(f"warning: {reason}; this worker starts a new kernel per submission instead", file=sys.stderr)
             self._fallback = True
             self.warm_up_code = WARM_UP
