@@ -1,0 +1,154 @@
+"""The import pre-flight: before a batch runs any notebook, which modules do the notebooks import, and
+does the course's kernel environment have them?
+
+Each submission is unpacked by the intake into a temporary folder (the same unpacking and choice of
+notebook as grading), its notebook's imports are read (`intake.imports`), and the kernel's Python is
+asked once, for all top-level names together, which it can import. A module shipped in the submission
+itself (a helper .py in the zip, or one written by `%%writefile`) is present; a module that only a
+notebook platform provides (`google.colab`, Kaggle's) is listed as such, not as a fault.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import nbformat
+
+from grader.config import Config
+from grader.intake import unpack
+from grader.intake.imports import PLATFORM_MODULES, NotebookImports, notebook_imports, shipped_modules
+from grader.intake.types import Submission
+from grader.run.environment import KernelEnvironment, KernelQueryError, find_modules, kernel_environment
+
+MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
+HOW_TO_ADD = ("To add a module to the course environment: put its package into the `kernel` extra of "
+              "pyproject.toml, run `make lock` (pins it in requirements/constraints.txt), then `make install`.")
+
+_PLATFORM_KEYS = sorted(PLATFORM_MODULES, key=len, reverse=True)
+Status = Literal["available", "missing", "platform", "submission", "unknown"]
+
+
+@dataclass(frozen=True)
+class ModuleRow:
+    """One line of the pre-flight table."""
+    module: str                  # a top-level module, `google.colab`, or `pip install NAME`
+    teams: tuple[str, ...]       # submission stems, sorted
+    status: Status
+    detail: str = ""             # the platform, or which teams ship it themselves
+
+    @property
+    def count(self) -> int:
+        return len(self.teams)
+
+
+@dataclass
+class Preflight:
+    rows: list[ModuleRow] = field(default_factory=list)
+    notebooks: int = 0                                   # notebooks read
+    unreadable: list[tuple[str, str]] = field(default_factory=list)   # (stem, why)
+    kernel_python: str = ""
+    problem: str = ""                                     # the kernel's Python could not be asked
+
+    @property
+    def missing(self) -> list[ModuleRow]:
+        return [row for row in self.rows if row.status == "missing"]
+
+    def warning_lines(self) -> list[str]:
+        """What a tutor must read before the batch: each missing module and the teams that import it."""
+        lines = []
+        if self.problem:
+            lines.append(f"the import pre-flight could not ask the kernel's Python: {self.problem}")
+        if self.missing:
+            lines.append(f"{len(self.missing)} module(s) that notebooks import are NOT in the course environment "
+                         f"({self.kernel_python}); those notebooks will fail where they need them, and their "
+                         f"reports will ask a tutor to review (needs_review):")
+            for row in self.missing:
+                shown = ", ".join(row.teams[:8]) + (f" and {row.count - 8} more" if row.count > 8 else "")
+                lines.append(f"  {row.module}: imported by {row.count} team(s): {shown}")
+            lines.append(HOW_TO_ADD)
+        return lines
+
+
+def _read(path: Path) -> nbformat.NotebookNode:
+    with open(path, "rb") as handle:
+        raw = handle.read(MAX_NOTEBOOK_BYTES + 1)
+    if len(raw) > MAX_NOTEBOOK_BYTES:
+        raise ValueError(f"larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
+    return nbformat.reads(raw.decode("utf-8", errors="replace"), as_version=4)
+
+
+def read_submission(submission: Submission, config: Config, work_dir: Path) -> tuple[NotebookImports, set[str]] | str:
+    """The notebook's imports and the modules the submission ships, or why they cannot be read."""
+    folder = Path(tempfile.mkdtemp(prefix="preflight-", dir=work_dir))
+    try:
+        workspace = unpack(submission, folder, config.archive)
+        if workspace.notebook is None:
+            return "no notebook"
+        try:
+            found = notebook_imports(_read(workspace.notebook))
+        except Exception as exc:   # any malformed notebook: the grading run reports it in full
+            return f"the notebook cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
+        return found, shipped_modules(workspace.files) | found.written_modules
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def preflight(submissions: list[Submission], config: Config, work_dir: Path,
+              kernel: KernelEnvironment | None = None) -> Preflight:
+    """Read every submission's imports and ask the kernel's Python which it has."""
+    python = config.kernel_python
+    result = Preflight(kernel_python=python)
+    uses: dict[str, set[str]] = defaultdict(set)          # top-level module -> stems
+    shipped_by: dict[str, set[str]] = defaultdict(set)    # top-level module -> stems that ship it
+    platforms: dict[str, tuple[str, set[str]]] = {}        # google.colab -> (platform, stems)
+    pip: dict[str, set[str]] = defaultdict(set)            # distribution -> stems
+    for submission in submissions:
+        read = read_submission(submission, config, work_dir)
+        if isinstance(read, str):
+            result.unreadable.append((submission.stem, read))
+            continue
+        found, shipped = read
+        result.notebooks += 1
+        for use in found.third_party():
+            if use.platform:
+                key = next(m for m in _PLATFORM_KEYS if use.module == m or use.module.startswith(m + "."))
+                platforms.setdefault(key, (use.platform, set()))[1].add(submission.stem)
+            elif use.top in shipped:
+                shipped_by[use.top].add(submission.stem)
+            else:
+                uses[use.top].add(submission.stem)
+        for line in found.pip:
+            for package in line.packages:
+                pip[package].add(submission.stem)
+    try:
+        available = find_modules(python, set(uses)) if uses else {}
+        kernel = kernel or (kernel_environment(python) if pip else None)
+    except KernelQueryError as exc:
+        result.problem = str(exc)
+        available = {}
+    for module, stems in uses.items():
+        if module in available:
+            status: Status = "available" if available[module] else "missing"
+        else:
+            status = "unknown"
+        result.rows.append(ModuleRow(module=module, teams=tuple(sorted(stems)), status=status))
+    for module, stems in shipped_by.items():
+        result.rows.append(ModuleRow(module=module, teams=tuple(sorted(stems)), status="submission",
+                                     detail="shipped in the submission"))
+    for module, (platform, stems) in platforms.items():
+        result.rows.append(ModuleRow(module=module, teams=tuple(sorted(stems)), status="platform",
+                                     detail=f"exists only on {platform}"))
+    for package, stems in pip.items():
+        if kernel is None:
+            status = "unknown"
+        else:
+            status = "available" if kernel.has_distribution(package) else "missing"
+        result.rows.append(ModuleRow(module=f"pip install {package}", teams=tuple(sorted(stems)), status=status,
+                                     detail="grading installs nothing"))
+    order = {"missing": 0, "unknown": 1, "platform": 2, "submission": 3, "available": 4}
+    result.rows.sort(key=lambda row: (order[row.status], -row.count, row.module))
+    return result
