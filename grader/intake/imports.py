@@ -177,7 +177,8 @@ def shipped_modules(files: tuple[str, ...] | list[str]) -> set[str]:
     for rel in files:
         path = PurePosixPath(rel)
         if path.suffix == ".py" and path.stem.isidentifier():
-            names.add(path.stem)
+            if path.stem != "__init__":
+                names.add(path.stem)
             for parent in path.parents:
                 if parent.name and parent.name.isidentifier():
                     names.add(parent.name)
