@@ -32,8 +32,9 @@ lock:
 	  echo "# Do not edit by hand: change pyproject.toml, run 'make lock', commit this file."; \
 	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable; } > $(CONSTRAINTS).tmp
 	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
+	$(LOCK_VENV)/bin/python tools/make_course_environment.py
 	rm -rf $(LOCK_VENV)
-	@echo "wrote $(CONSTRAINTS); commit it, then 'make install' installs these versions"
+	@echo "wrote $(CONSTRAINTS) and grader/course_environment.py; commit both, then 'make install' installs these versions"
 
 # Grade the example submissions in submissions/ into reports/.
 grade: install

@@ -260,6 +260,7 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
         result = BatchResult(discovery=discovery, data_description=ctx.data.info.description)
         if jobs:
             result.preflight = preflight([job.submission for job in jobs], config, work_dir, ctx.kernel)
+            ctx = dataclasses.replace(ctx, outside_course=result.preflight.outside_course)
             if show_preflight is not None:
                 show_preflight(result.preflight)
             else:

@@ -105,7 +105,8 @@ def print_preflight(console: Console, found) -> None:
     table.add_column("module")
     table.add_column("teams", justify="right")
     table.add_column("in the kernel")
-    shown = {"available": "available", "missing": "[bold red]MISSING[/]", "platform": "[yellow]platform only[/]",
+    shown = {"available": "available", "missing": "[bold red]MISSING[/]", "outside": "[bold red]NOT PINNED[/]",
+             "platform": "[yellow]platform only[/]",
              "submission": "shipped by the team", "unknown": "[yellow]not known[/]"}
     for row in found.rows:
         table.add_row(Text(row.module), str(row.count), shown[row.status] + (f" ({row.detail})" if row.detail else ""))

@@ -18,7 +18,9 @@ import nbformat
 import numpy as np
 
 from grader import __version__
-from grader.checks.environment import environment_faults, fault_notes, fault_violations, pip_notes, review_checks
+from grader.checks.environment import (environment_faults, fault_notes, fault_violations, outside_course_violations,
+                                       pip_notes, review_checks)
+from grader.intake.imports import notebook_imports
 from grader.checks.sheet6 import AccuracyRange, choose_accuracies, run_checks
 from grader.config import Config
 from grader.intake import check_identity, identify, team_with_emails, unpack
@@ -59,6 +61,7 @@ class GradingContext:
     threads: int = 1
     mpl_cache: Path | None = None
     kernel: KernelEnvironment | None = None   # what the kernel's Python has installed
+    outside_course: frozenset[str] = frozenset()   # modules it has that the course's pinned environment lacks
 
     @property
     def probe_inputs(self) -> tuple[np.ndarray, np.ndarray]:
@@ -212,9 +215,10 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
         checks = run_checks(observations, ctx.config, ctx.accuracy_range)
         # A module the kernel lacks or data the grader cannot serve: the team is not marked down for it.
         faults = environment_faults(executed)
-        violations += fault_violations(faults)
+        imports = notebook_imports(executed) if executed is not None else None
+        violations += fault_violations(faults) + outside_course_violations(executed, ctx.outside_course, faults, imports)
         checks = review_checks(checks, faults)
-        if notes := fault_notes(faults) + pip_notes(executed, ctx.kernel):
+        if notes := fault_notes(faults) + pip_notes(executed, ctx.kernel, imports):
             execution = execution.model_copy(update={"notes": [*execution.notes, *notes]})
         evidence = pdf_hints(pdf_text)
         evidence["6.6"] = notebook_evidence(executed)

@@ -22,14 +22,16 @@ from grader.config import Config
 from grader.intake import unpack
 from grader.intake.imports import PLATFORM_MODULES, NotebookImports, notebook_imports, shipped_modules
 from grader.intake.types import Submission
-from grader.run.environment import KernelEnvironment, KernelQueryError, find_modules, kernel_environment
+from grader.course_environment import DISTRIBUTIONS as COURSE_DISTRIBUTIONS
+from grader.run.environment import (KernelEnvironment, KernelQueryError, kernel_environment, module_distributions,
+                                    normalise, outside_course)
 
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
 HOW_TO_ADD = ("To add a module to the course environment: put its package into the `kernel` extra of "
               "pyproject.toml, run `make lock` (pins it in requirements/constraints.txt), then `make install`.")
 
 _PLATFORM_KEYS = sorted(PLATFORM_MODULES, key=len, reverse=True)
-Status = Literal["available", "missing", "platform", "submission", "unknown"]
+Status = Literal["available", "missing", "outside", "platform", "submission", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,13 @@ class Preflight:
 
     @property
     def missing(self) -> list[ModuleRow]:
-        return [row for row in self.rows if row.status == "missing"]
+        """Modules the notebooks import that will not be there when tutors grade."""
+        return [row for row in self.rows if row.status in ("missing", "outside")]
+
+    @property
+    def outside_course(self) -> frozenset[str]:
+        """Modules the kernel has from packages the course's pinned environment lacks."""
+        return frozenset(row.module for row in self.rows if row.status == "outside")
 
     def warning_lines(self) -> list[str]:
         """What a tutor must read before the batch: each missing module and the teams that import it."""
@@ -64,11 +72,12 @@ class Preflight:
             lines.append(f"the import pre-flight could not ask the kernel's Python: {self.problem}")
         if self.missing:
             lines.append(f"{len(self.missing)} module(s) that notebooks import are NOT in the course environment "
-                         f"({self.kernel_python}); those notebooks will fail where they need them, and their "
-                         f"reports will ask a tutor to review (needs_review):")
+                         f"(the kernel's Python: {self.kernel_python}, and the packages the course pins); where "
+                         f"a notebook fails on one, its report asks a tutor to review (needs_review):")
             for row in self.missing:
                 shown = ", ".join(row.teams[:8]) + (f" and {row.count - 8} more" if row.count > 8 else "")
-                lines.append(f"  {row.module}: imported by {row.count} team(s): {shown}")
+                where = f" ({row.detail})" if row.detail else ""
+                lines.append(f"  {row.module}{where}: imported by {row.count} team(s): {shown}")
             lines.append(HOW_TO_ADD)
         return lines
 
@@ -98,8 +107,10 @@ def read_submission(submission: Submission, config: Config, work_dir: Path) -> t
 
 
 def preflight(submissions: list[Submission], config: Config, work_dir: Path,
-              kernel: KernelEnvironment | None = None) -> Preflight:
-    """Read every submission's imports and ask the kernel's Python which it has."""
+              kernel: KernelEnvironment | None = None, course: dict[str, str] | None = None) -> Preflight:
+    """Read every submission's imports and ask the kernel's Python which it has, and from which
+    packages: one the course's pinned environment (`course`) lacks is "outside" it."""
+    course = COURSE_DISTRIBUTIONS if course is None else course
     python = config.kernel_python
     result = Preflight(kernel_python=python)
     uses: dict[str, set[str]] = defaultdict(set)          # top-level module -> stems
@@ -125,17 +136,23 @@ def preflight(submissions: list[Submission], config: Config, work_dir: Path,
             for package in line.packages:
                 pip[package].add(submission.stem)
     try:
-        available = find_modules(python, set(uses)) if uses else {}
+        located = module_distributions(python, set(uses)) if uses else {}
         kernel = kernel or (kernel_environment(python) if pip else None)
     except KernelQueryError as exc:
         result.problem = str(exc)
-        available = {}
+        located = {}
     for module, stems in uses.items():
-        if module in available:
-            status: Status = "available" if available[module] else "missing"
+        detail = ""
+        if module not in located:
+            status: Status = "unknown"
+        elif located[module] is None:
+            status = "missing"
+        elif outside_course(located[module], course):
+            status = "outside"
+            detail = f"installed from {', '.join(located[module])}, which the course environment does not pin"
         else:
-            status = "unknown"
-        result.rows.append(ModuleRow(module=module, teams=tuple(sorted(stems)), status=status))
+            status = "available"
+        result.rows.append(ModuleRow(module=module, teams=tuple(sorted(stems)), status=status, detail=detail))
     for module, stems in shipped_by.items():
         result.rows.append(ModuleRow(module=module, teams=tuple(sorted(stems)), status="submission",
                                      detail="shipped in the submission"))
@@ -145,10 +162,12 @@ def preflight(submissions: list[Submission], config: Config, work_dir: Path,
     for package, stems in pip.items():
         if kernel is None:
             status = "unknown"
+        elif not kernel.has_distribution(package):
+            status = "missing"
         else:
-            status = "available" if kernel.has_distribution(package) else "missing"
+            status = "available" if normalise(package) in course else "outside"
         result.rows.append(ModuleRow(module=f"pip install {package}", teams=tuple(sorted(stems)), status=status,
                                      detail="grading installs nothing"))
-    order = {"missing": 0, "unknown": 1, "platform": 2, "submission": 3, "available": 4}
+    order = {"missing": 0, "outside": 1, "unknown": 2, "platform": 3, "submission": 4, "available": 5}
     result.rows.sort(key=lambda row: (order[row.status], -row.count, row.module))
     return result

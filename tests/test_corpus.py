@@ -128,3 +128,18 @@ def test_reports_record_the_kernels_packages(corpus_run):
     for report in reports.values():
         assert len(report.grader.kernel_env) == 16
         assert set(report.grader.kernel_packages) == {"torch", "torchvision", "numpy"}
+
+
+def test_a_fresh_kernel_also_finds_networks_made_inside_a_function(grading_context, tmp_path):
+    """In a kernel started for one notebook (not forked: torch is not imported before the notebook
+    does it), the set-up step still sees the notebook's classes and FashionMNIST's root."""
+    import shutil
+
+    from grader.pipeline import grade_submission
+
+    name = next(n for n, e in EXPECTED.items() if e["style"].startswith("networks made and trained inside a function"))
+    shutil.copy(CORPUS / name, tmp_path / name)
+    report = grade_submission(tmp_path / name, tmp_path, grading_context).report
+    assert {c.id: c.status for c in report.checks} == EXPECTED[name]["checks"], {c.id: c.message for c in report.checks}
+    accuracies = next(c for c in report.checks if c.id == "baseline.accuracies")
+    assert "returned by optimize in In [" in accuracies.message, accuracies.message

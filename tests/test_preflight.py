@@ -218,3 +218,28 @@ def test_the_pinned_environment_holds_the_kernels_packages():
     for package in ("torch", "torchvision", "matplotlib", "tqdm", "ipywidgets", "numpy", "pandas", "scipy",
                     "scikit-learn", "seaborn", "torchinfo", "torchsummary", "nbclient", "ipykernel", "pydantic"):
         assert pinned.get(package), f"{package} is not pinned"
+
+
+def test_a_module_the_course_does_not_pin_is_flagged_where_the_notebook_still_runs(tmp_path):
+    """A student's laptop has more than the course: what the kernel has but the pinned environment
+    lacks is listed as such, and the report warns that it fails when tutors grade."""
+    from grader.checks.environment import outside_course_violations
+    from grader.config import load_config
+    from grader.course_environment import DISTRIBUTIONS
+    from grader.intake import identify
+    from grader.preflight import preflight
+
+    path = tmp_path / "Anna Schmidt_7000001_Bernd Weber_7000002.ipynb"
+    nbformat.write(notebook("import torch", "try:\n    import tqdm\nexcept ImportError:\n    pass"), path)
+    config = load_config(None)
+    submission = identify(path, tmp_path, config.naming)
+    assert preflight([submission], config, tmp_path).missing == []
+    course = {name: v for name, v in DISTRIBUTIONS.items() if name != "tqdm"}   # a course without tqdm
+    found = preflight([submission], config, tmp_path, course=course)
+    assert [(row.module, row.status) for row in found.missing] == [("tqdm", "outside")]
+    assert found.outside_course == {"tqdm"} and "installed from tqdm" in found.missing[0].detail
+    nb = executed()
+    nb.cells[3].source = "from tqdm.auto import tqdm"
+    [violation] = outside_course_violations(nb, found.outside_course, [])
+    assert violation.code == "environment.outside_course"
+    assert violation.message.startswith("In [3] imports 'tqdm'") and "when tutors grade" in violation.message

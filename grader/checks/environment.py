@@ -15,7 +15,7 @@ from typing import Literal
 
 import nbformat
 
-from grader.intake.imports import PLATFORM_MODULES, notebook_imports
+from grader.intake.imports import PLATFORM_MODULES, NotebookImports, notebook_imports
 from grader.report.models import CheckResult, Violation
 from grader.run.environment import KernelEnvironment
 
@@ -142,12 +142,34 @@ def review_checks(checks: list[CheckResult], faults: list[EnvironmentFault]) -> 
     return reviewed
 
 
-def pip_notes(notebook: nbformat.NotebookNode | None, kernel: KernelEnvironment | None) -> list[str]:
+def outside_course_violations(notebook: nbformat.NotebookNode | None, modules: frozenset[str],
+                              faults: list[EnvironmentFault], imports: NotebookImports | None = None) -> list[Violation]:
+    """Imports of modules the kernel has but the course's pinned environment lacks (`modules`, from the
+    pre-flight): the notebook ran here, and fails there when tutors grade (a student's own laptop)."""
+    if notebook is None or not modules:
+        return []
+    failed = {fault.what for fault in faults if fault.kind == "module"}
+    seen: set[str] = set()
+    violations = []
+    for use in (imports or notebook_imports(notebook)).third_party():
+        if use.top not in modules or use.top in failed or use.top in seen:
+            continue
+        seen.add(use.top)
+        label = _label(notebook.cells[use.cell - 1], use.cell) if 0 < use.cell <= len(notebook.cells) else f"cell {use.cell}"
+        violations.append(Violation(code="environment.outside_course", severity="warning", message=(
+            f"{label} imports '{use.top}', which is installed where this notebook ran but is not in the course's "
+            f"grading environment: when tutors grade, that import fails (unless the code catches it), and so does "
+            f"what needs it. Use only the course's packages (README, \"The kernel's environment\").")))
+    return violations
+
+
+def pip_notes(notebook: nbformat.NotebookNode | None, kernel: KernelEnvironment | None,
+              imports: NotebookImports | None = None) -> list[str]:
     """One note per `%pip install` / `!pip install` line: grading installs nothing."""
     if notebook is None:
         return []
     notes = []
-    for line in notebook_imports(notebook).pip[:10]:
+    for line in (imports or notebook_imports(notebook)).pip[:10]:
         cell = notebook.cells[line.cell - 1] if 0 < line.cell <= len(notebook.cells) else {}
         where = _label(cell, line.cell) if cell else f"cell {line.cell}"
         have = [p for p in line.packages if kernel is not None and kernel.has_distribution(p)]

@@ -5,8 +5,12 @@ the grader's own):
 
 - `kernel_environment`: its installed distributions (name==version). Their hash goes into every
   report's `grader.kernel_env`, so that an upgraded torch (or any other package) regrades.
-- `find_modules`: which top-level module names it can import, by `importlib.util.find_spec`, which
-  locates a module without running it.
+- `module_distributions`: which top-level module names it can import, by `importlib.util.find_spec`,
+  which locates a module without running it, and from which distributions.
+
+A module the kernel has from a distribution that is not in the course's pinned environment
+(`grader/course_environment.py`, from requirements/constraints.txt) will not be there when tutors
+grade: a student's own laptop, or a package a tutor installed by hand.
 """
 from __future__ import annotations
 
@@ -35,13 +39,18 @@ print(json.dumps({"python": sys.version.split()[0], "distributions": dists}))
 """
 
 _FIND_CODE = r"""
-import importlib.util, json, sys
+import importlib.metadata, importlib.util, json, sys
+try:
+    providers = importlib.metadata.packages_distributions()
+except Exception:
+    providers = {}
 found = {}
 for name in json.loads(sys.stdin.read()):
     try:
-        found[name] = importlib.util.find_spec(name) is not None
+        spec = importlib.util.find_spec(name)
     except Exception:
-        found[name] = False
+        spec = None
+    found[name] = None if spec is None else sorted(set(providers.get(name, [])))
 print(json.dumps(found))
 """
 
@@ -94,10 +103,30 @@ def kernel_environment(python: str) -> KernelEnvironment:
     return KernelEnvironment(python=python, python_version=str(answer.get("python", "")), packages=packages)
 
 
-def find_modules(python: str, names: list[str] | set[str]) -> dict[str, bool]:
-    """Which of the top-level module `names` the kernel's Python can import (without importing them)."""
+def module_distributions(python: str, names: list[str] | set[str]) -> dict[str, tuple[str, ...] | None]:
+    """For each top-level module name: None when the kernel's Python cannot import it (found without
+    importing it), else the distributions that provide it (normalised; empty when none says so)."""
     names = sorted({n for n in names if n.isidentifier()})
     if not names:
         return {}
     answer = _ask(python, _FIND_CODE, json.dumps(names))
-    return {name: bool(answer.get(name)) for name in names}
+    found = {}
+    for name in names:
+        value = answer.get(name)
+        found[name] = None if value is None else tuple(normalise(str(d)) for d in value)
+    return found
+
+
+def find_modules(python: str, names: list[str] | set[str]) -> dict[str, bool]:
+    """Which of the top-level module `names` the kernel's Python can import (without importing them)."""
+    return {name: dists is not None for name, dists in module_distributions(python, names).items()}
+
+
+def outside_course(distributions: tuple[str, ...], course: dict[str, str]) -> bool:
+    """A module the kernel has from distributions none of which is in the course's pinned environment
+    (`grader.course_environment`): installed here, but not there when tutors grade."""
+    return bool(distributions) and not any(d in course or d in _BOOTSTRAP for d in distributions)
+
+
+# What every environment has without a pin (`pip freeze` leaves them out).
+_BOOTSTRAP = {"pip", "setuptools", "wheel"}
