@@ -126,8 +126,9 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
     async with kernels.kernel() as kernel:
         workspace = _relocate(workspace, kernel.workspace)
         link_into(ctx.data, workspace.dir)
-        setup_failed = await prepare_kernel(kernel.session, ctx.data.raw_dir)
         phases.lap("kernel_start")
+        setup_failed = await prepare_kernel(kernel.session, ctx.data.raw_dir)
+        phases.lap("setup")
         execution = await kernel.session.run_notebook(notebook)
         phases.lap("cells")
         if setup_failed:

@@ -148,11 +148,13 @@ def _read_cell(source: str, cell: int, found: NotebookImports) -> None:
         if magic not in _PYTHON_CELL_MAGICS:
             return
         source = body
-    code = _transform(source)
-    try:
-        modules = _imports_of(ast.parse(code))
+    try:   # most cells are plain Python; IPython's transforms cost a millisecond a cell
+        modules = _imports_of(ast.parse(source))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        modules = _imports_by_line(source)
+        try:
+            modules = _imports_of(ast.parse(_transform(source)))
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            modules = _imports_by_line(source)
     found.imports.extend(ImportUse(module=m, cell=cell) for m in modules)
 
 
