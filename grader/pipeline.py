@@ -126,9 +126,8 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
     async with kernels.kernel() as kernel:
         workspace = _relocate(workspace, kernel.workspace)
         link_into(ctx.data, workspace.dir)
+        setup_failed = prepare_kernel(kernel.session, ctx.data.raw_dir)
         phases.lap("kernel_start")
-        setup_failed = await prepare_kernel(kernel.session, ctx.data.raw_dir)
-        phases.lap("setup")
         execution = await kernel.session.run_notebook(notebook)
         phases.lap("cells")
         if setup_failed:
@@ -138,6 +137,10 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
         if execution.alive:
             probe_x, probe_y = ctx.probe_inputs
             observations = await probe(kernel.session, probe_x, probe_y, timeout_s=limits.probe_timeout_s)
+            if observations.status == "ok" and not observations.setup_ran:
+                execution = _with_note(execution, "the grader's set-up step did not run before the notebook: "
+                                                  "networks kept under other names, and data under another root, "
+                                                  "may not have been found")
         else:
             observations = not_run(f"the networks could not be observed: {execution.info.notes[-1]}")
         phases.lap("probe")
@@ -156,7 +159,7 @@ async def _restart_for_probe(session, execution: Execution, ctx: GradingContext)
     fatal = execution.info.last_cell
     if not await session.restart():
         return _with_note(execution, "the kernel could not be restarted for the probe")
-    await prepare_kernel(session, ctx.data.raw_dir)
+    prepare_kernel(session, ctx.data.raw_dir)
     failed = await session.replay(execution.notebook, fatal)
     note = (f"the kernel was restarted for the probe and ran cells 1–{fatal - 1} again"
             + (f" (cell(s) {', '.join(map(str, failed))} failed this time)" if failed else ""))

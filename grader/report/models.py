@@ -70,7 +70,7 @@ class ExecutionInfo(_Model):
     data: DataInfo | None = None
     timings: dict[str, float] = Field(
         default_factory=dict, description="Seconds the grader spent per phase: intake, kernel_start (waiting for a "
-        "kernel), setup (the kernel-side set-up step), cells (the notebook itself), probe, kernel_stop, checks")
+        "kernel), cells (the notebook itself), probe, kernel_stop, checks")
 
 
 class CheckResult(_Model):

@@ -141,6 +141,7 @@ class _Payload(_Lenient):
     networks: dict[str, _NetworkPayload]
     errors: list[ProbeError]
     arrays: dict[str, str]
+    setup_ran: bool = True
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ class Observations:
     networks: dict[str, NetworkObservation] = field(default_factory=dict)
     errors: list[ProbeError] = field(default_factory=list)
     probe_x: np.ndarray | None = None
+    setup_ran: bool = True       # the kernel-side set-up step ran before the notebook
 
     def network(self, key: str) -> NetworkObservation | None:
         return self.networks.get(key)
@@ -212,16 +214,19 @@ def setup_code(raw_dir: str) -> str:
     return _SETUP_CODE.replace("__SETTINGS__", repr(settings))
 
 
-async def prepare_kernel(session, raw_dir: Path, *, timeout_s: float = 120) -> str | None:
-    """Run the set-up step in the kernel of `session` before the notebook's first cell (silently,
-    not in the history). Returns why it failed, or None."""
+def prepare_kernel(session, raw_dir: Path) -> str | None:
+    """Queue the set-up step in the kernel of `session`, to run before the notebook's first cell:
+    silently (no output, not in the history, no number). It is not waited for, which would cost a
+    round trip per submission: the kernel runs its requests in order, so it is done before the
+    first cell starts, and the probe says whether it ran. Returns why it could not be queued, or None."""
+    kc = getattr(getattr(session, "client", None), "kc", None)
+    if kc is None:
+        return "the set-up step could not be sent: the kernel has no client"
     try:
         code_path = session.share(f"setup-{new_token()}.py", setup_code(str(raw_dir)).encode("utf-8"))
     except OSError as exc:
         return f"the set-up step could not be put beside the kernel: {exc}"
-    result = await session.run_code(probe_cell(code_path, "__grader_setup__"), timeout=timeout_s)
-    if result.status != "ok":
-        return f"the set-up step failed ({result.status}: {result.error})"
+    kc.execute(probe_cell(code_path, "__grader_setup__"), silent=True, store_history=False, allow_stdin=False)
     return None
 
 
@@ -296,7 +301,8 @@ def parse_payloads(payloads: list[dict], token: str, probe_x: np.ndarray) -> Obs
             accuracy_candidates=net.accuracy_candidates, errors=errors,
             instance_name=net.instance_name, chosen_by=net.chosen_by, optimize_cell=net.optimize_cell,
             search=net.search, printed=net.printed, test_on=net.test_on)
-    return Observations(status="ok", networks=networks, errors=payload.errors, probe_x=probe_x)
+    return Observations(status="ok", networks=networks, errors=payload.errors, probe_x=probe_x,
+                        setup_ran=payload.setup_ran)
 
 
 async def probe(session, probe_x: np.ndarray, probe_y: np.ndarray, *, timeout_s: float) -> Observations:
