@@ -263,8 +263,8 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
             ctx = dataclasses.replace(ctx, outside_course=result.preflight.outside_course)
             if show_preflight is not None:
                 show_preflight(result.preflight)
-            else:
-                for line in result.preflight.warning_lines():
+            else:   # `grader check`: the student reads it; adding a package is the tutors' business
+                for line in result.preflight.warning_lines(how_to_add=False):
                     progress(line)
         result.outcomes = [Outcome(stem=s, status="cached", points=sum(c.points for c in r.checks),
                                    max_points=sum(c.max_points for c in r.checks), seconds=0) for s, r in cached]

@@ -65,20 +65,23 @@ class Preflight:
         """Modules the kernel has from packages the course's pinned environment lacks."""
         return frozenset(row.module for row in self.rows if row.status == "outside")
 
-    def warning_lines(self) -> list[str]:
-        """What a tutor must read before the batch: each missing module and the teams that import it."""
+    def warning_lines(self, how_to_add: bool = True) -> list[str]:
+        """What must be read before the batch: each module that will not be there when tutors grade,
+        with the teams that import it, and (for tutors) how to add one."""
         lines = []
         if self.problem:
             lines.append(f"the import pre-flight could not ask the kernel's Python: {self.problem}")
         if self.missing:
-            lines.append(f"{len(self.missing)} module(s) that notebooks import are NOT in the course environment "
-                         f"(the kernel's Python: {self.kernel_python}, and the packages the course pins); where "
-                         f"a notebook fails on one, its report asks a tutor to review (needs_review):")
+            lines.append(f"{len(self.missing)} module(s) that notebooks import are NOT in the course's grading "
+                         f"environment (the kernel's Python: {self.kernel_python}, and the packages the course "
+                         f"pins): imports of them fail when tutors grade, and where a notebook fails on one, its "
+                         f"report asks a tutor to review (needs_review):")
             for row in self.missing:
                 shown = ", ".join(row.teams[:8]) + (f" and {row.count - 8} more" if row.count > 8 else "")
                 where = f" ({row.detail})" if row.detail else ""
                 lines.append(f"  {row.module}{where}: imported by {row.count} team(s): {shown}")
-            lines.append(HOW_TO_ADD)
+            if how_to_add:
+                lines.append(HOW_TO_ADD)
         return lines
 
 

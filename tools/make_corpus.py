@@ -377,15 +377,17 @@ TENSOR_CLASS = src(f"""
             return self.model(x)
 
         def optimize(self, train_loader, test_loader):
-            accs = []
+            losses, accs = [], []
             for _ in range(5):
                 self.train()
                 for x, y in train_loader:
                     self.opt.zero_grad()
-                    self.loss(self(x), y).backward()
+                    loss = self.loss(self(x), y)
+                    loss.backward()
                     self.opt.step()
+                losses.append(loss.detach())
                 accs.append(self.test(test_loader))
-            return torch.stack(accs)
+            return torch.stack(losses), torch.stack(accs)
 
         def test(self, test_loader):
             self.eval()
@@ -397,7 +399,7 @@ TENSOR_CLASS = src(f"""
     """)
 
 DICT_OF_NETWORKS = Entry(
-    style="networks in a dict trained in a loop, accuracies returned as a tensor",
+    style="networks in a dict trained in a loop, losses and accuracies returned as tensors",
     team=team(("Ida Keller", "7300501", "s8idkell@stud.uni-saarland.de"),
               ("Jan Wolff", "7300502", "s8jawolf@stud.uni-saarland.de")),
     cells=(
@@ -411,9 +413,11 @@ DICT_OF_NETWORKS = Entry(
                 results[name] = net.optimize(fashion_train_loader, fashion_test_loader)
                 print(name, results[name])
             """),
-        code(PLOT_TWO.format(a="results['plain']", b="results['batchnorm']")),
+        code(PLOT_TWO.format(a="results['plain'][1]", b="results['batchnorm'][1]")),
         ANSWER,
     ),
+    # the parts of what optimize returns are named by its `return losses, accs`
+    mention={"baseline.accuracies": ("`accs` (returned by models['plain'].optimize in In [4])",)},
 )
 
 
