@@ -89,8 +89,8 @@ def test_the_issues_three_cases_earn_full_points(corpus_run):
 
 def test_preflight_table_comes_before_the_first_notebook(corpus_run):
     stdout, _, _ = corpus_run
-    table = stdout.index("Imports of 14 notebook(s)")
-    first = re.search(r"^\[1/14\]", stdout, re.M)
+    table = stdout.index(f"Imports of {len(EXPECTED)} notebook(s)")
+    first = re.search(rf"^\[1/{len(EXPECTED)}\]", stdout, re.M)
     assert first and table < first.start(), stdout[:3000]
     preflight = stdout[table:first.start()]
     assert re.search(r"wandb\s*│\s*1\s*│\s*MISSING", preflight), preflight

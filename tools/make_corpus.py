@@ -7,7 +7,8 @@ Each notebook solves Exercise 6.6 in a style seen in real submissions: progress 
 instance names, networks kept in a dict or made inside a function, other data roots, Colab cells,
 `%pip install`, accuracies as percent, fractions, tensors or only printed, a seeded run. Most are
 right and must get every point; some carry a fault of the environment (a module the kernel lacks,
-a Kaggle CSV) and must be `needs_review` where they lose something, one has a real mistake.
+a Kaggle CSV) and must be `needs_review` where they lose something; two have real mistakes (one
+never calls optimize, so no trained network is found).
 `tests/test_corpus.py` grades them all in one batch, in real kernels, and compares with
 `expected.json` (the grader skips .json files when it looks for submissions).
 
@@ -899,8 +900,42 @@ BN_TEST_MISTAKE = Entry(
     mention={"batchnorm.behaviour": ("self.eval()",)},
 )
 
+# ---- 15. optimize never called: a free function trains two networks kept in a list; BN never trained --
+
+NOT_TRAINED_BY_OPTIMIZE = Entry(
+    style="trains two FashionNetworks in a list with a free function instead of optimize; BatchNorm never trained",
+    team=team(("Dora Kaiser", "7301501", "s8dokais@stud.uni-saarland.de"),
+              ("Emil Hahn", "7301502", "s8emhahn@stud.uni-saarland.de")),
+    cells=(
+        setup(IMPORTS, loaders()),
+        code(PLAIN_CLASS),
+        code("""
+            def train(model, epochs=5):
+                history = []
+                for epoch in range(epochs):
+                    model.train()
+                    for images, labels in fashion_train_loader:
+                        model.optimizer.zero_grad()
+                        model.criterion(model(images), labels).backward()
+                        model.optimizer.step()
+                    history.append(model.test(fashion_test_loader))
+                return history
+
+            nets = [FashionNetwork(), FashionNetwork()]
+            histories = [train(net) for net in nets]
+            """),
+        code(PLAIN_BN_CLASS),
+        md("(We ran out of time for training the BatchNorm network.)"),
+    ),
+    checks={**ALL_PASS, "baseline.accuracies": "fail"},
+    mention={"baseline.accuracies": ("No trained FashionNetwork was found", "`fashion_network` (it is not defined)",
+                                     "FashionNetwork.optimize was never called", "`nets[0]`, `nets[1]`"),
+             "batchnorm.behaviour": ("checked on a new FashionNetworkBatchNorm(): no trained instance was found",)},
+)
+
 CORPUS_ENTRIES = (TQDM, MODEL_NAMES, OTHER_ROOTS, COLAB, DICT_OF_NETWORKS, BUILT_IN_FUNCTION, PRINTED_ONLY,
-                  SEEDED_PERCENT, PIP_INSTALL, MISSING_MODULE, KAGGLE_CSV, RAW_IDX, SUBCLASS, BN_TEST_MISTAKE)
+                  SEEDED_PERCENT, PIP_INSTALL, MISSING_MODULE, KAGGLE_CSV, RAW_IDX, SUBCLASS, BN_TEST_MISTAKE,
+                  NOT_TRAINED_BY_OPTIMIZE)
 
 
 def notebook(entry: Entry) -> nbformat.NotebookNode:
