@@ -3,16 +3,38 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Every package of the grader's and the kernel's environment, pinned (README, "The kernel's environment").
+CONSTRAINTS := requirements/constraints.txt
+LOCK_VENV   := .lock-venv
 
-.PHONY: grade test install system-deps student-package benchmark clean
+.PHONY: grade test install lock system-deps student-package benchmark clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[kernel,dev]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[kernel,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Pin again after a change of pyproject.toml's dependencies (or to upgrade): a fresh environment gets
+# the newest versions pyproject.toml allows, and its `pip freeze` becomes $(CONSTRAINTS). Commit it:
+# every `make install` then installs exactly these versions, and reports graded with other versions
+# are graded again.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[kernel,dev]'
+	mkdir -p $(dir $(CONSTRAINTS))
+	{ echo "# Every package of the grading environment (grader and kernel), pinned. Written by 'make lock'"; \
+	  echo "# (pip freeze of a fresh install of .[kernel,dev] on Python $$($(LOCK_VENV)/bin/python -c 'import sys; print(sys.version.split()[0])')); 'make install' installs exactly these."; \
+	  echo "# Do not edit by hand: change pyproject.toml, run 'make lock', commit this file."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable; } > $(CONSTRAINTS).tmp
+	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
+	$(LOCK_VENV)/bin/python tools/make_course_environment.py
+	rm -rf $(LOCK_VENV)
+	@echo "wrote $(CONSTRAINTS) and grader/course_environment.py; commit both, then 'make install' installs these versions"
 
 # Grade the example submissions in submissions/ into reports/.
 grade: install
@@ -29,7 +51,7 @@ benchmark: install
 	$(BIN)/python benchmarks/batch_speed.py
 
 clean:
-	rm -rf $(VENV) reports build dist *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) reports build dist *.egg-info
 
 # The students' checker: a wheel without the solution notebook (see README, "For students").
 student-package: install

@@ -28,6 +28,7 @@ from grader.config import CHECK_IDS, Config
 from grader.intake import discover, duplicate_students, identify
 from grader.intake.types import Discovery, Submission
 from grader.pipeline import Graded, GradingContext, grade_submission, grade_submission_async, make_grader_info
+from grader.preflight import Preflight, preflight
 from grader.report.outputs import write_batch_outputs
 from grader.report.models import CheckResult, ExecutionInfo, Report, Violation
 from grader.report.render import (read_report, report_path, write_atomic, write_executed, write_report,
@@ -36,6 +37,7 @@ from grader.report.render import (read_report, report_path, write_atomic, write_
 SHARD_FILE = "shard.json"
 from grader.report.score import build_report
 from grader.run.dataset import StagedData, stage_dataset
+from grader.run.environment import KernelQueryError, kernel_environment
 from grader.run.kernels import ForkKernels, FreshKernels, WarmKernels
 from grader.run.sandbox import require_sandbox
 
@@ -102,6 +104,7 @@ class BatchResult:
     duplicates: dict[str, list[str]] = field(default_factory=dict)
     data_description: str = ""
     warnings: list[str] = field(default_factory=list)
+    preflight: Preflight | None = None
 
     @property
     def all_reported(self) -> bool:
@@ -116,10 +119,15 @@ def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: C
     mpl_cache = cache_dir() / "matplotlib"
     mpl_cache.mkdir(exist_ok=True)
     cores = os.cpu_count() or 1
+    try:   # once per batch: the kernel's packages decide, with the grader, whether a report still stands
+        kernel = kernel_environment(config.kernel_python)
+    except KernelQueryError as exc:
+        progress(f"warning: {exc}; reports will not record the kernel's packages")
+        kernel = None
     ctx = GradingContext(config=config, data=data, accuracy_range=None, work_dir=work_dir,
-                         grader=make_grader_info(config),
+                         grader=make_grader_info(config, kernel),
                          threads=config.run.threads or max(1, cores // max(1, workers)),
-                         mpl_cache=mpl_cache)
+                         mpl_cache=mpl_cache, kernel=kernel)
     found = accuracy_range(data.info.fingerprint)
     if found is None and auto_calibrate and SOLUTION.exists():
         progress(f"No reference accuracies for {data.info.description} yet: running the solution notebook "
@@ -131,8 +139,10 @@ def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: C
     return GradingContext(**{**ctx.__dict__, "accuracy_range": found})
 
 
-def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, force: bool, grader_hash: str) -> Plan:
-    """Which submissions to grade, and which earlier reports still stand."""
+def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, force: bool, grader_hash: str,
+         kernel_env: str | None = None) -> Plan:
+    """Which submissions to grade, and which earlier reports still stand (same file, configuration,
+    grader and, when `kernel_env` is given, the same packages in the kernel)."""
     discovery = discover(root, config.naming)
     jobs, cached = [], []
     submissions = [identify(path, root, config.naming) for path in discovery.submissions]
@@ -145,11 +155,19 @@ def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, forc
         stem = sub.stem if stems[sub.stem] == 1 else f"{sub.stem}~{hashlib.sha256(sub.rel.encode()).hexdigest()[:8]}"
         earlier = None if force else read_report(report_path(out_dir, stem))
         if (earlier is not None and earlier.submission.sha256 == sub.sha256
-                and earlier.grader.config_hash == config.fingerprint[:16] and earlier.grader.grader_hash == grader_hash):
+                and earlier.grader.config_hash == config.fingerprint[:16] and earlier.grader.grader_hash == grader_hash
+                and (kernel_env is None or earlier.grader.kernel_env == kernel_env)):
             cached.append((stem, earlier))
         else:
             jobs.append(Job(path=path, submission=sub, stem=stem))
     return Plan(discovery=discovery, submissions=submissions, jobs=jobs, cached=cached)
+
+
+def preflight_only(root: Path, config: Config, *, shard: Shard | None = None) -> Preflight:
+    """`grader grade --preflight`: the imports of every submission found (earlier reports aside)."""
+    planned = plan(root, config, Path(tempfile.gettempdir()), shard=shard, force=True, grader_hash="")
+    with tempfile.TemporaryDirectory(prefix="grader-preflight-") as work:
+        return preflight([job.submission for job in planned.jobs], config, Path(work))
 
 
 def error_report(job: Job, ctx: GradingContext, problem: str) -> Report:
@@ -224,7 +242,10 @@ def _run_job_in_worker(job: Job, root: Path, out_dir: Path) -> Outcome:
 
 
 def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None = None, shard: Shard | None = None,
-              force: bool = False, reporter=None, progress: Callable[[str], None] = print) -> BatchResult:
+              force: bool = False, reporter=None, progress: Callable[[str], None] = print,
+              show_preflight: Callable[[Preflight], None] | None = None) -> BatchResult:
+    """Grade what `plan` finds. Before any notebook runs, the imports of those to grade are checked
+    against the kernel (`show_preflight` prints the table; without it, `progress` gets the warnings)."""
     workers = workers or config.worker_count
     out_dir.mkdir(parents=True, exist_ok=True)
     for leftover in out_dir.rglob(".*.tmp"):   # half-written files of a batch that was killed
@@ -234,9 +255,17 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
     try:
         ctx = prepare_context(config, work_dir, workers, progress=progress)
         planned = plan(root, config, out_dir, shard=shard, force=force,
-                                       grader_hash=ctx.grader.grader_hash)
+                       grader_hash=ctx.grader.grader_hash, kernel_env=ctx.grader.kernel_env)
         discovery, jobs, cached = planned.discovery, planned.jobs, planned.cached
         result = BatchResult(discovery=discovery, data_description=ctx.data.info.description)
+        if jobs:
+            result.preflight = preflight([job.submission for job in jobs], config, work_dir, ctx.kernel)
+            ctx = dataclasses.replace(ctx, outside_course=result.preflight.outside_course)
+            if show_preflight is not None:
+                show_preflight(result.preflight)
+            else:   # `grader check`: the student reads it; adding a package is the tutors' business
+                for line in result.preflight.warning_lines(how_to_add=False):
+                    progress(line)
         result.outcomes = [Outcome(stem=s, status="cached", points=sum(c.points for c in r.checks),
                                    max_points=sum(c.max_points for c in r.checks), seconds=0) for s, r in cached]
         if reporter:

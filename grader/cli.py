@@ -95,8 +95,30 @@ def _final_table(console: Console, result, out_dir: Path, seconds: float) -> Non
     console.print(f"Data: {result.data_description}", highlight=False, soft_wrap=True)
 
 
+def print_preflight(console: Console, found) -> None:
+    """The import pre-flight: one row per module, how many teams import it, whether the kernel has it."""
+    from rich.text import Text
+
+    console.print(f"Imports of {found.notebooks} notebook(s), checked against the kernel's Python "
+                  f"({found.kernel_python}):", highlight=False, markup=False, soft_wrap=True)
+    table = Table()
+    table.add_column("module")
+    table.add_column("teams", justify="right")
+    table.add_column("in the kernel")
+    shown = {"available": "available", "missing": "[bold red]MISSING[/]", "outside": "[bold red]NOT PINNED[/]",
+             "platform": "[yellow]platform only[/]",
+             "submission": "shipped by the team", "unknown": "[yellow]not known[/]"}
+    for row in found.rows:
+        table.add_row(Text(row.module), str(row.count), shown[row.status] + (f" ({row.detail})" if row.detail else ""))
+    console.print(table)
+    for stem, why in found.unreadable:
+        console.print(Text(f"  not read: {stem}: {why}"))
+    for line in found.warning_lines():
+        console.print(Text(line, style="bold red" if "NOT" in line else "red"), soft_wrap=True)
+
+
 def cmd_grade(args, console: Console) -> int:
-    from grader.batch import Shard, run_batch
+    from grader.batch import Shard, preflight_only, run_batch
 
     config = load_config(args.config)
     root = Path(args.submissions)
@@ -104,11 +126,16 @@ def cmd_grade(args, console: Console) -> int:
         console.print(f"[red]error:[/] {root}: no such file or folder", highlight=False)
         return 2
     shard = Shard.parse(args.shard) if args.shard else None
+    if args.preflight:
+        found = preflight_only(root, config, shard=shard)
+        print_preflight(console, found)
+        return 1 if found.missing else 0
     reporter = ProgressReporter(console)
     started = time.monotonic()
     try:
         result = run_batch(root, config, Path(args.out), workers=args.workers, shard=shard, force=args.force,
-                           reporter=reporter, progress=lambda text: console.print(text, highlight=False))
+                           reporter=reporter, progress=lambda text: console.print(text, highlight=False),
+                           show_preflight=lambda found: print_preflight(console, found))
     finally:
         reporter.stop()
     _final_table(console, result, Path(args.out), time.monotonic() - started)
@@ -166,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--workers", type=int, default=None, help="parallel kernels (default: from grading.toml)")
     grade.add_argument("--shard", default=None, metavar="K/N", help="grade only the K-th of N disjoint parts")
     grade.add_argument("--force", action="store_true", help="regrade even unchanged submissions")
+    grade.add_argument("--preflight", action="store_true",
+                       help="only list the modules the notebooks import and whether the kernel has them")
     grade.set_defaults(func=cmd_grade)
 
     check = sub.add_parser("check", help="check one zip, notebook or folder before uploading it")

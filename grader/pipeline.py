@@ -18,6 +18,9 @@ import nbformat
 import numpy as np
 
 from grader import __version__
+from grader.checks.environment import (environment_faults, fault_notes, fault_violations, outside_course_violations,
+                                       pip_notes, review_checks)
+from grader.intake.imports import notebook_imports
 from grader.checks.sheet6 import AccuracyRange, choose_accuracies, run_checks
 from grader.config import Config
 from grader.intake import check_identity, identify, team_with_emails, unpack
@@ -29,8 +32,9 @@ from grader.report.models import ExecutionInfo, GraderInfo, Report, Violation
 from grader.report.score import build_report
 from grader.run.dataset import StagedData, link_into, probe_batch
 from grader.run.execute import Execution, KernelStartError, read_notebook
+from grader.run.environment import KernelEnvironment
 from grader.run.kernels import FreshKernels
-from grader.run.probe import Observations, not_run, probe
+from grader.run.probe import Observations, not_run, prepare_kernel, probe
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REFERENCE_DIR = PACKAGE_DIR.parent / "reference"
@@ -56,6 +60,8 @@ class GradingContext:
     grader: GraderInfo
     threads: int = 1
     mpl_cache: Path | None = None
+    kernel: KernelEnvironment | None = None   # what the kernel's Python has installed
+    outside_course: frozenset[str] = frozenset()   # modules it has that the course's pinned environment lacks
 
     @property
     def probe_inputs(self) -> tuple[np.ndarray, np.ndarray]:
@@ -82,8 +88,10 @@ class Graded:
     executed: nbformat.NotebookNode | None
 
 
-def make_grader_info(config: Config) -> GraderInfo:
-    return GraderInfo(version=__version__, grader_hash=grader_hash(), config_hash=config.fingerprint[:16])
+def make_grader_info(config: Config, kernel: KernelEnvironment | None = None) -> GraderInfo:
+    """The grader, its configuration and the kernel's packages: a change of any one regrades."""
+    return GraderInfo(version=__version__, grader_hash=grader_hash(), config_hash=config.fingerprint[:16],
+                      kernel_env=kernel.fingerprint if kernel else "", kernel_packages=kernel.reported if kernel else {})
 
 
 def _relocate(workspace: Workspace, target: Path) -> Workspace:
@@ -118,14 +126,21 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
     async with kernels.kernel() as kernel:
         workspace = _relocate(workspace, kernel.workspace)
         link_into(ctx.data, workspace.dir)
+        setup_failed = prepare_kernel(kernel.session, ctx.data.raw_dir)
         phases.lap("kernel_start")
         execution = await kernel.session.run_notebook(notebook)
         phases.lap("cells")
+        if setup_failed:
+            execution = _with_note(execution, setup_failed)
         if not execution.alive and limits.restart_for_probe and execution.info.last_cell:
-            execution = await _restart_for_probe(kernel.session, execution)
+            execution = await _restart_for_probe(kernel.session, execution, ctx)
         if execution.alive:
             probe_x, probe_y = ctx.probe_inputs
             observations = await probe(kernel.session, probe_x, probe_y, timeout_s=limits.probe_timeout_s)
+            if observations.status == "ok" and not observations.setup_ran:
+                execution = _with_note(execution, "the grader's set-up step did not run before the notebook: "
+                                                  "networks kept under other names, and data under another root, "
+                                                  "may not have been found")
         else:
             observations = not_run(f"the networks could not be observed: {execution.info.notes[-1]}")
         phases.lap("probe")
@@ -133,14 +148,18 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
     return execution, observations, workspace
 
 
-async def _restart_for_probe(session, execution: Execution) -> Execution:
+def _with_note(execution: Execution, note: str) -> Execution:
+    return dataclasses.replace(execution, info=execution.info.model_copy(
+        update={"notes": [*execution.info.notes, note]}))
+
+
+async def _restart_for_probe(session, execution: Execution, ctx: GradingContext) -> Execution:
     """The kernel died in cell N: a new one runs cells 1..N-1 again so that the networks can be
     probed. The status stays kernel_died; the executed notebook keeps the first run's outputs."""
     fatal = execution.info.last_cell
     if not await session.restart():
-        note = "the kernel could not be restarted for the probe"
-        return dataclasses.replace(execution, info=execution.info.model_copy(
-            update={"notes": [*execution.info.notes, note]}))
+        return _with_note(execution, "the kernel could not be restarted for the probe")
+    prepare_kernel(session, ctx.data.raw_dir)
     failed = await session.replay(execution.notebook, fatal)
     note = (f"the kernel was restarted for the probe and ran cells 1–{fatal - 1} again"
             + (f" (cell(s) {', '.join(map(str, failed))} failed this time)" if failed else ""))
@@ -198,6 +217,13 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
                 execution = _not_run(str(exc), ctx)
                 observations = not_run(f"the notebook could not be run: {exc}")
         checks = run_checks(observations, ctx.config, ctx.accuracy_range)
+        # A module the kernel lacks or data the grader cannot serve: the team is not marked down for it.
+        faults = environment_faults(executed)
+        imports = notebook_imports(executed) if executed is not None else None
+        violations += fault_violations(faults) + outside_course_violations(executed, ctx.outside_course, faults, imports)
+        checks = review_checks(checks, faults)
+        if notes := fault_notes(faults) + pip_notes(executed, ctx.kernel, imports):
+            execution = execution.model_copy(update={"notes": [*execution.notes, *notes]})
         evidence = pdf_hints(pdf_text)
         evidence["6.6"] = notebook_evidence(executed)
         accuracies = {}

@@ -220,3 +220,62 @@ def test_missing_class_fails_with_its_name():
     assert "class FashionNetwork(nn.Module)" in results["baseline.architecture"].message
     assert "class FashionNetworkBatchNorm(nn.Module)" in results["batchnorm.behaviour"].message
     assert sum(r.points for r in results.values()) == 0
+
+
+# ---- networks found by class; accuracies only printed --------------------------------------------
+
+@pytest.mark.parametrize("printed, expected", [
+    ("Epoch 1: test accuracy 71.2%\nEpoch 2: test accuracy 72.0%\nEpoch 3: test accuracy 73.5%\n"
+     "Epoch 4: test accuracy 74.1%\nEpoch 5: test accuracy 75.0%\nFinal accuracy: 75.0%",
+     [0.712, 0.72, 0.735, 0.741, 0.75]),
+    ("Epoch [1/5], Loss: 2.1, Train Acc: 0.51, Test Acc: 0.41\n" * 5, [0.41] * 5),
+    ("Accuracy of the network on the 10000 test images: 45 %\n" * 5, [0.45] * 5),
+    ("epoch 1/5 - val_accuracy: 0.23 - accuracy: 0.5\n" * 5, [0.23] * 5),
+    ("[1/5] test acc = 0.100\n" * 5, [0.1] * 5),
+    ("\rbatch 3/10 acc 0.1" * 40 + "\n", None),                    # per batch, no epoch lines: not 5 values
+    ("Epoch 1: train accuracy 0.5\n" * 5, None),                   # training accuracies only
+])
+def test_printed_accuracies(printed, expected):
+    from grader.checks.sheet6 import printed_accuracies
+
+    found = printed_accuracies(printed, 5)
+    assert found == (pytest.approx(expected) if expected else None)
+
+
+def test_printed_accuracies_are_the_last_resort():
+    printed = "".join(f"Epoch {e}: test accuracy {a}%\n" for e, a in enumerate([51, 60, 65, 69, 71], start=1))
+    network = NetworkObservation(class_found=True, instance_found=True, instance_is_class=True, fresh=None,
+                                 trained=None, training=None, test_mode=None, accuracy_candidates=[], errors=[],
+                                 instance_name="model", chosen_by="optimized", printed=printed)
+    verdict = check_baseline_accuracies(obs(network), CONFIG, RANGE)
+    assert verdict.status == "pass" and "printed" in verdict.message, verdict.message
+    returned = candidate("acc", [0.52, 0.61, 0.66, 0.69, 0.71])
+    both = NetworkObservation(**{**network.__dict__, "accuracy_candidates": [returned]})
+    assert choose_accuracies(both, 5)[0] == "acc"
+
+
+def test_an_instance_name_with_train_in_it_does_not_hide_its_accuracies():
+    network = net(observe(baseline_layers()), candidates=[
+        candidate("model_trained.train_accuracies", [0.52, 0.61, 0.66, 0.69, 0.71], "attribute"),
+        candidate("model_trained.accuracies", [0.5, 0.6, 0.65, 0.7, 0.7], "attribute")])
+    assert choose_accuracies(network, 5)[0] == "model_trained.accuracies"
+
+
+def test_no_trained_instance_says_what_was_looked_for():
+    from grader.run.probe import InstanceSearch
+
+    model = observe(bn_layers())
+    search = InstanceSearch(canonical="fashion_network_batch_norm", canonical_holds="nothing", optimize_calls=0,
+                            found=["nets[0]", "nets[1]"])
+    network = NetworkObservation(class_found=True, instance_found=False, instance_is_class=False, fresh=model,
+                                 trained=None, training=None, test_mode=EVAL_TEST, accuracy_candidates=[],
+                                 errors=[], search=search, test_on="fresh")
+    o = obs(baseline=NetworkObservation(**{**network.__dict__, "fresh": observe(baseline_layers()),
+                                           "test_mode": None}), batchnorm=network)
+    message = check_baseline_accuracies(o, CONFIG, RANGE).message
+    for words in ("No trained FashionNetwork", "`fashion_network`", "is not defined", "FashionNetwork.optimize was never called", "`nets[0]`", "none of them trained"):
+        assert words in message, message
+    # What can be checked on a new instance still is, and says so.
+    behaviour = check_batchnorm_behaviour(o, CONFIG)
+    assert behaviour.status == "pass" and "checked on a new FashionNetworkBatchNorm()" in behaviour.message
+    assert check_baseline_forward(o, CONFIG).status == "pass"

@@ -13,7 +13,7 @@ import pytest
 
 from grader.config import Data
 from grader.run import dataset as ds
-from grader.run.dataset import (RAW_NAMES, DataError, link_into, probe_batch, read_idx, stage_dataset,
+from grader.run.dataset import (RAW_NAMES, STAGED_NAMES, DataError, link_into, probe_batch, read_idx, stage_dataset,
                                 write_idx)
 
 REAL = (Path(__file__).parents[1] / "../shared/data/fashion-mnist").resolve()
@@ -112,7 +112,11 @@ def test_real_source_loads_in_torchvision_offline(tmp_path):
     train, test = load_torchvision(ws, True), load_torchvision(ws, False)
     assert len(train) == 600 and len(test) == 100
     assert set(np.unique(train.targets.numpy())) == set(range(10))
-    assert not (ws / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz").exists()
+    # Nothing was downloaded: the .gz beside the raw file is the staged one (staged on purpose, for
+    # notebooks that read the raw files themselves), holding the same IDX data.
+    gz = ws / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz"
+    assert gz.is_symlink() and gz.resolve() == (staged.raw_dir / gz.name).resolve()
+    assert gzip.decompress(gz.read_bytes()) == (staged.raw_dir / "train-images-idx3-ubyte").read_bytes()
 
 
 def test_missing_file_is_an_error(tmp_path):
@@ -238,7 +242,7 @@ def test_link_into_makes_read_only_links_and_replaces_old_data(tmp_path):
     (ws / "data" / "FashionMNIST" / "processed" / "training.pt").write_bytes(b"legacy")
     link_into(staged, ws)
     assert not (ws / "data" / "FashionMNIST" / "processed").exists()
-    for name in RAW_NAMES:
+    for name in STAGED_NAMES:
         dest = raw / name
         assert dest.is_symlink() and dest.resolve() == (staged.raw_dir / name).resolve()
         assert stat.S_IMODE(dest.stat().st_mode) == 0o444
@@ -247,6 +251,9 @@ def test_link_into_makes_read_only_links_and_replaces_old_data(tmp_path):
                 raise PermissionError  # root ignores permission bits
             open(dest, "ab")
     link_into(staged, ws)  # idempotent
+    # The .gz files (as a real download leaves them) hold the same IDX data as the plain ones.
+    for name in RAW_NAMES:
+        assert gzip.decompress((raw / f"{name}.gz").read_bytes()) == (raw / name).read_bytes()
 
 
 def test_link_into_falls_back_to_copies(tmp_path, monkeypatch):

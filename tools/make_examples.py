@@ -175,18 +175,20 @@ def _examples() -> list[Example]:
     examples.append(Example(t, "FashionNetwork uses SGD with lr=1e-4 instead of 0.001",
                             ("baseline.training_setup",), parts, "notebook.ipynb", "answers.pdf"))
 
-    # 6. accuracies not recorded: optimize prints them but neither stores nor returns them
+    # 6. accuracies not recorded: optimize measures them but neither stores, returns nor prints them
+    #    (printed per-epoch accuracies would count: the grader reads them as the last resort)
     t = team(("Felix Klein", "7112345"), ("Laura Wolf", "7123456"))
     parts = (solution_parts(t)
              .edit("baseline", "        self.test_accuracies = []\n\n    def forward", "\n    def forward")
              .edit("baseline", "        self.test_accuracies = []\n        for epoch", "        for epoch")
              .edit("baseline", "            self.test_accuracies.append(accuracy)\n", "")
              .edit("baseline", "\n        return self.test_accuracies\n", "\n")
+             .edit("baseline", ':.4f}, "\n                  f"test accuracy {accuracy:.4f}")', ':.4f}")')
              .edit("plot", "plt.plot(epochs, baseline_accuracies, marker='o', label='FashionNetwork')\n",
-                   "# FashionNetwork: see the accuracies printed while training\n")
+                   "# FashionNetwork: its accuracies were not kept\n")
              .edit("plot", "range(1, len(baseline_accuracies) + 1)", "range(1, len(batch_norm_accuracies) + 1)"))
-    examples.append(Example(t, "FashionNetwork.optimize prints the test accuracy but neither returns nor stores it",
-                            ("baseline.accuracies",), parts, "Exercise 6.6.ipynb", "Exercise Sheet 6.pdf"))
+    examples.append(Example(t, "FashionNetwork.optimize measures the test accuracy but neither returns, stores nor "
+                               "prints it", ("baseline.accuracies",), parts, "Exercise 6.6.ipynb", "Exercise Sheet 6.pdf"))
 
     # 7. FashionNetworkBatchNorm.test without self.eval()
     t = team(("Tim Schröder", "7134567"), ("Mia Neumann", "7145678"))

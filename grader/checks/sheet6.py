@@ -6,6 +6,7 @@ found. The checks are independent: one mistake costs the points of the check it 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ from grader.checks.compare import (Unreproducible, close, describe, layers_from_
                                    shaped_input, structure, without_output_function)
 from grader.config import Config
 from grader.report.models import CheckResult
-from grader.run.probe import ModelObservation, NetworkObservation, Observations
+from grader.run.probe import AccuracyCandidate, ModelObservation, NetworkObservation, Observations
 from reference.numpy_ref import run_layers
 
 EXPECTED_BASELINE = [("linear", 784, 64), ("relu",), ("linear", 64, 32), ("relu",), ("linear", 32, 10)]
@@ -48,9 +49,54 @@ def _missing(net: NetworkObservation | None, key: str, need_instance: bool = Fal
     if net is None or not net.class_found:
         return Verdict("fail", f"`class {class_name}(nn.Module)` is not defined after the notebook ran.")
     if need_instance and not net.instance_found:
-        return Verdict("fail", f"`{instance_name}` is not defined after the notebook ran "
-                               f"(expected `{instance_name} = {class_name}()` and a call of its `optimize`).")
+        return Verdict("fail", no_trained_instance(net, key))
     return None
+
+
+def no_trained_instance(net: NetworkObservation, key: str) -> str:
+    """Which class had no trained instance, and everything that was looked at."""
+    class_name, canonical = CLASS_NAMES[key]
+    expected = (f"expected an instance trained by its optimize, e.g. `{canonical} = {class_name}()` and "
+                f"`{canonical}.optimize(fashion_train_loader, fashion_test_loader)`")
+    search = net.search
+    if search is None:
+        return f"No trained {class_name} was found after the notebook ran ({expected})."
+    holds = search.canonical_holds
+    at_name = ("is not defined" if holds == "nothing" else f"holds a {holds}, not a {class_name}"
+               if holds != class_name else f"holds a {class_name}")
+    if search.optimize_calls:
+        optimized = (f"{search.optimize_calls} call(s) of {class_name}.optimize were seen, "
+                     f"{search.optimize_completed} of them completed")
+    else:
+        optimized = f"{class_name}.optimize was never called"
+    if search.found:
+        shown = ", ".join(f"`{name}`" for name in search.found[:5])
+        scanned = (f"{len(search.found)} {class_name} instances were found ({shown}), none of them trained "
+                   f"through optimize, so which one counts cannot be told")
+    else:
+        scanned = f"no {class_name} instance is kept in a global, list, tuple or dict"
+    return (f"No trained {class_name} was found after the notebook ran. Looked for: the name `{canonical}` "
+            f"(it {at_name}); instances whose optimize ran ({optimized}); {class_name} instances in the "
+            f"notebook's globals and in lists, tuples and dicts ({scanned}). The other checks ran on a new "
+            f"{class_name}(); {expected}.")
+
+
+def _trained_name(net: NetworkObservation, key: str) -> str:
+    """How a message names the trained instance: where it is kept, or where it was trained."""
+    if net.instance_name:
+        return net.instance_name
+    class_name = CLASS_NAMES[key][0]
+    if net.optimize_cell is not None:
+        return f"the {class_name} trained in In [{net.optimize_cell}]"
+    return f"the trained {class_name}"
+
+
+def _on_fresh(net: NetworkObservation, key: str) -> str:
+    """A note for a verdict reached on a new instance because no trained one was found."""
+    if net.instance_found:
+        return ""
+    class_name = CLASS_NAMES[key][0]
+    return f" (checked on a new {class_name}(): no trained instance was found)"
 
 
 def _probe_error(net: NetworkObservation, what: str) -> Verdict:
@@ -90,7 +136,10 @@ def check_baseline_forward(obs: Observations, config: Config) -> Verdict:
     model = _model(net, prefer_trained=True)
     if model is None:
         return _probe_error(net, "forward")
-    return _forward_verdict(model, obs.probe_x, config, "FashionNetwork")
+    verdict = _forward_verdict(model, obs.probe_x, config, "FashionNetwork")
+    if net.trained is None and net.fresh is not None:
+        return Verdict(verdict.status, verdict.message + _on_fresh(net, "baseline"))
+    return verdict
 
 
 def _forward_verdict(model: ModelObservation, probe_x: np.ndarray, config: Config, name: str) -> Verdict:
@@ -147,23 +196,78 @@ def check_baseline_training_setup(obs: Observations, config: Config) -> Verdict:
     return Verdict("pass", f"optimize uses {step.optimizer} with lr {step.lr:g} and cross-entropy loss.")
 
 
-def choose_accuracies(net: NetworkObservation, epochs: int) -> tuple[str, list[float]] | None:
-    """The test accuracies the notebook recorded: a return value before an attribute before a
-    global; names that speak of training or loss are not test accuracies."""
-    def acceptable(name: str) -> bool:
-        lowered = name.lower()
-        return "train" not in lowered and "loss" not in lowered
+_ACCURACY_WORD = re.compile(r"(?i)(?<![a-z])acc(?:uracy|uracies)?\w*")
+_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?P<percent>\s*%)?")
 
-    rank = {"return": 0, "attribute": 1, "global": 2}
-    candidates = [c for c in net.accuracy_candidates if acceptable(c.name) and len(c.values) == epochs]
-    candidates.sort(key=lambda c: (rank[c.source], "test" not in c.name.lower() and "val" not in c.name.lower()))
+
+def printed_accuracies(text: str, epochs: int) -> list[float] | None:
+    """Per-epoch test accuracies printed during optimize ("Epoch 3: test accuracy 71.2%"), the
+    last resort when nothing was returned or kept. After each word that speaks of an accuracy, the
+    first number in percent, else the first number up to 100 ("Accuracy on the 10000 test images:
+    45 %" is 45 %); per line a test or validation accuracy where it shows several, never one called
+    train; lines that name an epoch preferred. None unless exactly `epochs` values are found."""
+    lines = [line for chunk in text.splitlines() for line in chunk.split("\r") if line.strip()]
+    per_line = []   # (the line names an epoch, value)
+    for line in lines[:5000]:
+        words = list(_ACCURACY_WORD.finditer(line[:2000]))
+        found = []
+        previous = 0   # where the text about the previous accuracy ends
+        for i, word in enumerate(words):
+            stop = words[i + 1].start() if i + 1 < len(words) else len(line)
+            segment = line[word.end():min(stop, word.end() + 60)]
+            numbers = [(m, float(m.group().rstrip("% \t"))) for m in _NUMBER.finditer(segment)]
+            pick = next(((m, v) for m, v in numbers if m.group("percent")), None) or \
+                next(((m, v) for m, v in numbers if abs(v) <= 100), None)
+            if pick is None:
+                continue
+            match, value = pick
+            label = (line[max(previous, word.start() - 16):word.end()] + segment[:match.start()]).lower()
+            previous = word.end() + match.end()
+            kind = "train" if "train" in label else "test" if ("test" in label or "val" in label) else "plain"
+            found.append((kind, round(value / 100, 12) if match.group("percent") else value))
+        tests = [v for kind, v in found if kind == "test"] or [v for kind, v in found if kind == "plain"]
+        if tests:
+            per_line.append(("epoch" in line.lower(), tests[0]))
+    for chosen in ([v for epoch, v in per_line if epoch], [v for _, v in per_line]):
+        if len(chosen) == epochs:
+            return chosen
+    return None
+
+
+def choose_accuracies(net: NetworkObservation, epochs: int) -> tuple[str, list[float]] | None:
+    """(name, accuracies as fractions) of `choose_accuracy_candidate`."""
+    chosen = choose_accuracy_candidate(net, epochs)
+    return (chosen[0].name, chosen[1]) if chosen else None
+
+
+def _described(candidate: AccuracyCandidate) -> str:
+    return f"`{candidate.name}`" + (f" ({candidate.where})" if candidate.where else "")
+
+
+def choose_accuracy_candidate(net: NetworkObservation, epochs: int) -> tuple[AccuracyCandidate, list[float]] | None:
+    """The test accuracies the notebook recorded: a return value before an attribute before a
+    global before numbers printed during training; names that speak of training or loss are not
+    test accuracies."""
+    def last_part(name: str) -> str:   # `model_trained.accuracies` is named by `accuracies`
+        return name.rsplit(".", 1)[-1].lower()
+
+    def acceptable(name: str) -> bool:
+        return "train" not in last_part(name) and "loss" not in last_part(name)
+
+    rank = {"return": 0, "attribute": 1, "global": 2, "printed": 3}
+    found = list(net.accuracy_candidates)
+    if net.printed and (values := printed_accuracies(net.printed[:100_000], epochs)):
+        found.append(AccuracyCandidate(source="printed", name="the printed test accuracies", values=values,
+                                       where="printed by optimize while it trained"))
+    candidates = [c for c in found if acceptable(c.name) and len(c.values) == epochs]
+    candidates.sort(key=lambda c: (rank[c.source], "test" not in last_part(c.name) and "val" not in last_part(c.name)))
     if not candidates:
         return None
     chosen = candidates[0]
     values = list(chosen.values)
     if values and max(values) > 1.0:
         values = [v / 100.0 for v in values]
-    return chosen.name, values
+    return chosen, values
 
 
 def check_baseline_accuracies(obs: Observations, config: Config, accuracy_range: AccuracyRange | None) -> Verdict:
@@ -171,21 +275,23 @@ def check_baseline_accuracies(obs: Observations, config: Config, accuracy_range:
     if (missing := _missing(net, "baseline", need_instance=True)):
         return missing
     epochs = config.tolerance.epochs
-    chosen = choose_accuracies(net, epochs)
+    chosen = choose_accuracy_candidate(net, epochs)
     if chosen is None:
         others = [c for c in net.accuracy_candidates if "loss" not in c.name.lower()]
         hint = ""
         if others:
             hint = " Found " + ", ".join(f"`{c.name}` with {len(c.values)} values" for c in others[:3]) + "."
-        return Verdict("fail", f"No {epochs} per-epoch test accuracies were found for fashion_network: "
-                               f"optimize should measure the test accuracy after every epoch and return "
-                               f"the list or keep it on the network (e.g. self.test_accuracies).{hint}")
-    name, values = chosen
+        return Verdict("fail", f"No {epochs} per-epoch test accuracies were found for "
+                               f"{_trained_name(net, 'baseline')}: optimize should measure the test accuracy "
+                               f"after every epoch and return the list or keep it on the network "
+                               f"(e.g. self.test_accuracies).{hint}")
+    candidate, values = chosen
+    name = _described(candidate)
     shown = ", ".join(f"{v:.3f}" for v in values)
     if any(not (0.0 <= v <= 1.0) for v in values):
-        return Verdict("fail", f"`{name}` holds {shown}: accuracies are fractions in [0, 1] or percent in [0, 100].")
+        return Verdict("fail", f"{name} holds {shown}: accuracies are fractions in [0, 1] or percent in [0, 100].")
     if accuracy_range is None:
-        return Verdict("needs_review", f"`{name}` holds {shown}, but no reference range exists for this data "
+        return Verdict("needs_review", f"{name} holds {shown}, but no reference range exists for this data "
                                        f"(run `grader calibrate`).")
     margin = config.tolerance.accuracy_margin
     outside = [(i + 1, v, lo, hi) for i, (v, lo, hi) in enumerate(zip(values, accuracy_range.low, accuracy_range.high))
@@ -193,9 +299,9 @@ def check_baseline_accuracies(obs: Observations, config: Config, accuracy_range:
     if outside:
         detail = "; ".join(f"epoch {e}: {v:.3f} (plausible {max(0, lo - margin):.3f}–{min(1, hi + margin):.3f})"
                            for e, v, lo, hi in outside)
-        return Verdict("fail", f"`{name}` holds {shown}, outside the range the reference solution reaches on the "
+        return Verdict("fail", f"{name} holds {shown}, outside the range the reference solution reaches on the "
                                f"same data: {detail}.")
-    return Verdict("pass", f"{epochs} test accuracies recorded in `{name}`: {shown}.")
+    return Verdict("pass", f"{epochs} test accuracies recorded in {name}: {shown}.")
 
 
 # ---- batchnorm ---------------------------------------------------------------------------------
@@ -283,6 +389,8 @@ def check_batchnorm_behaviour(obs: Observations, config: Config) -> Verdict:
     if test is None:
         verdict = _probe_error(net, ".test")
         problems.append(f"test(test_loader) could not be run: {verdict.message}")
+        if not net.instance_found:
+            problems.append(no_trained_instance(net, "batchnorm"))
     elif test.bn_calls == 0:
         problems.append("test(test_loader) did not run the network")
     elif test.bn_training_calls:
@@ -293,7 +401,7 @@ def check_batchnorm_behaviour(obs: Observations, config: Config) -> Verdict:
         good.append("test() evaluates in eval mode")
     if problems:
         return Verdict("fail", "FashionNetworkBatchNorm: " + "; ".join(problems) + ".")
-    return Verdict("pass", "FashionNetworkBatchNorm: " + ", ".join(good) + ".")
+    return Verdict("pass", "FashionNetworkBatchNorm: " + ", ".join(good) + _on_fresh(net, "batchnorm") + ".")
 
 
 def run_checks(obs: Observations, config: Config, accuracy_range: AccuracyRange | None) -> list[CheckResult]:

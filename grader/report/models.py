@@ -104,6 +104,10 @@ class GraderInfo(_Model):
     version: str
     grader_hash: str
     config_hash: str
+    kernel_env: str = Field("", description="Hash of the kernel's installed distributions (name==version) and "
+                            "Python version: another environment regrades")
+    kernel_packages: dict[str, str] = Field(default_factory=dict,
+                                            description="Versions of torch, torchvision and numpy in the kernel")
 
 
 class Report(_Model):

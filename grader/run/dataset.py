@@ -6,7 +6,10 @@ for the four *uncompressed* files ``train-images-idx3-ubyte``, ``train-labels-id
 ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte`` in ``<root>/FashionMNIST/raw/``:
 ``_check_exists`` calls ``check_integrity(path)`` without an MD5, so when the four files exist
 ``download()`` returns at once and ``_load_data`` parses them. No MD5 check, no network. We therefore
-stage exactly these four uncompressed IDX files, and may stage a subset or a generated stand-in.
+stage these four uncompressed IDX files, and may stage a subset or a generated stand-in. Beside them
+go the same four as ``.gz`` (what a real download leaves there too), for notebooks that read the raw
+files themselves. (The kernel's set-up step also points torchvision's ``FashionMNIST`` at the staged
+folder whatever root a notebook passes; see ``setup_kernel.py``.)
 
 Staging (``stage_dataset``), once per batch:
 
@@ -56,7 +59,7 @@ from grader.report.models import DataInfo
 
 __all__ = [
     "DataError", "StagedData", "stage_dataset", "link_into", "probe_batch", "read_idx", "write_idx",
-    "generate_standin", "RAW_NAMES", "GENERATOR_VERSION",
+    "generate_standin", "RAW_NAMES", "GZ_NAMES", "STAGED_NAMES", "GENERATOR_VERSION",
 ]
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
@@ -64,6 +67,9 @@ TRAIN_LABELS = "train-labels-idx1-ubyte"
 TEST_IMAGES = "t10k-images-idx3-ubyte"
 TEST_LABELS = "t10k-labels-idx1-ubyte"
 RAW_NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+# The same files gzipped, as torchvision's download leaves them beside the uncompressed ones.
+GZ_NAMES = tuple(name + ".gz" for name in RAW_NAMES)
+STAGED_NAMES = RAW_NAMES + GZ_NAMES
 FULL_TRAIN, FULL_TEST = 60000, 10000
 N_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
@@ -452,7 +458,7 @@ def _valid_cache(final: Path) -> DataInfo | None:
     try:
         manifest = json.loads((final / MANIFEST).read_text())
         raw = final / "FashionMNIST" / "raw"
-        for name in RAW_NAMES:
+        for name in STAGED_NAMES:
             if _digest(raw / name, "sha256") != manifest["sha256"][name]:
                 return None
         return DataInfo.model_validate(manifest["info"])
@@ -469,9 +475,10 @@ def _write_stage(final: Path, info: DataInfo, arrays: dict[str, np.ndarray]) -> 
     try:
         sums = {}
         for name in RAW_NAMES:
-            write_idx(raw / name, arrays[name])
-            os.chmod(raw / name, 0o444)
-            sums[name] = _digest(raw / name, "sha256")
+            for staged in (name, name + ".gz"):   # write_idx gzips by the name (reproducibly: mtime 0)
+                write_idx(raw / staged, arrays[name])
+                os.chmod(raw / staged, 0o444)
+                sums[staged] = _digest(raw / staged, "sha256")
         (tmp / MANIFEST).write_text(json.dumps({"info": info.model_dump(), "sha256": sums}, indent=2))
         os.chmod(tmp / MANIFEST, 0o444)
         try:
@@ -571,14 +578,15 @@ def _force_dir(path: Path) -> None:
 
 
 def link_into(staged: StagedData, workspace: Path, roots: tuple[str, ...] = ("data",)) -> None:
-    """Give `workspace/<root>/FashionMNIST/raw/` the four staged files, for each root (default `data`).
+    """Give `workspace/<root>/FashionMNIST/raw/` the staged files (the four IDX files, plain and
+    gzipped), for each root (default `data`).
 
     Symlinks to the staged files (absolute paths), falling back to hard links, then to read-only
     copies. Whatever was there under these names is replaced, and a `processed/` folder beside
     `raw/` is removed (torchvision would load its `training.pt`/`test.pt` instead of the raw files).
     """
     src_raw = staged.raw_dir.resolve()
-    for name in RAW_NAMES:
+    for name in STAGED_NAMES:
         src = src_raw / name
         try:
             if src.stat().st_mode & 0o777 != 0o444:
@@ -597,7 +605,7 @@ def link_into(staged: StagedData, workspace: Path, roots: tuple[str, ...] = ("da
             processed.unlink()
         elif processed.is_dir():
             shutil.rmtree(processed)
-        for name in RAW_NAMES:
+        for name in STAGED_NAMES:
             src, dest = src_raw / name, folder / name
             if dest.is_symlink() or dest.is_file():
                 dest.unlink()

@@ -20,6 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MIME = "application/x-sheet6-grader-probe+json"
 _KERNEL_CODE = (Path(__file__).with_name("probe_kernel.py")).read_text(encoding="utf-8")
+_SETUP_CODE = (Path(__file__).with_name("setup_kernel.py")).read_text(encoding="utf-8")
+# optimize calls kept per class by the set-up step, and the text kept of what each printed
+KEEP_CALLS = 4
+PRINTED_LIMIT = 20_000
 MAX_ARRAY_ELEMENTS = 2_000_000
 
 
@@ -94,20 +98,36 @@ class TestMode(_Lenient):
 
 
 class AccuracyCandidate(_Lenient):
-    source: Literal["return", "attribute", "global"]
+    source: Literal["return", "attribute", "global", "printed"]
     name: str
     values: list[float]
+    where: str = ""          # e.g. "returned by model.optimize in In [5]"
+
+
+class InstanceSearch(_Lenient):
+    """Where the probe looked for the trained instance of a class, for the message when none is found."""
+    canonical: str                      # the name the sheet uses (`fashion_network`)
+    canonical_holds: str = "nothing"    # what that name holds: the class's name, another type, "nothing"
+    optimize_calls: int = 0             # recorded calls of the class's optimize
+    optimize_completed: int = 0         # of which returned
+    found: list[str] = []               # instances in globals and containers (paths such as `models[0]`)
 
 
 class _NetworkPayload(_Lenient):
     class_found: bool
     instance_found: bool
     instance_is_class: bool = False
+    instance_name: str = ""
+    chosen_by: Literal["name", "optimized", "scan", ""] = ""
+    optimize_cell: int | None = None
+    search: InstanceSearch | None = None
+    printed: str = ""
     accuracy_candidates: list[AccuracyCandidate] = []
     fresh: _ModelPayload | None = None
     trained: _ModelPayload | None = None
     training: Training | None = None
     test_mode: TestMode | None = None
+    test_on: Literal["trained", "fresh", ""] = ""
 
 
 class ProbeError(_Lenient):
@@ -121,6 +141,7 @@ class _Payload(_Lenient):
     networks: dict[str, _NetworkPayload]
     errors: list[ProbeError]
     arrays: dict[str, str]
+    setup_ran: bool = True
 
 
 @dataclass(frozen=True)
@@ -142,7 +163,7 @@ class ModelObservation:
 @dataclass(frozen=True)
 class NetworkObservation:
     class_found: bool
-    instance_found: bool
+    instance_found: bool                 # a trained instance was found (see `chosen_by`)
     instance_is_class: bool
     fresh: ModelObservation | None
     trained: ModelObservation | None
@@ -150,6 +171,12 @@ class NetworkObservation:
     test_mode: TestMode | None
     accuracy_candidates: list[AccuracyCandidate]
     errors: list[ProbeError]
+    instance_name: str = ""              # where it is kept (`model`, `models[0]`), "" when in no global
+    chosen_by: str = ""                  # "name" | "optimized" (its optimize ran last) | "scan" (the only one)
+    optimize_cell: int | None = None     # In [n] of its latest optimize call, when chosen by that
+    search: InstanceSearch | None = None
+    printed: str = ""                    # what its latest optimize call printed
+    test_on: str = ""                    # test_mode observed on the "trained" or a "fresh" instance
 
 
 @dataclass(frozen=True)
@@ -159,6 +186,7 @@ class Observations:
     networks: dict[str, NetworkObservation] = field(default_factory=dict)
     errors: list[ProbeError] = field(default_factory=list)
     probe_x: np.ndarray | None = None
+    setup_ran: bool = True       # the kernel-side set-up step ran before the notebook
 
     def network(self, key: str) -> NetworkObservation | None:
         return self.networks.get(key)
@@ -180,7 +208,29 @@ def probe_code(token: str, x_path: str, y_path: str, step_timeout_s: float) -> s
             .replace("__SETTINGS__", repr(settings)))
 
 
-def probe_cell(code_path: str) -> str:
+def setup_code(raw_dir: str) -> str:
+    """The kernel-side set-up step (`setup_kernel.py`), reading the staged data from `raw_dir`."""
+    settings = json.dumps({"raw_dir": raw_dir, "keep_calls": KEEP_CALLS, "text_limit": PRINTED_LIMIT})
+    return _SETUP_CODE.replace("__SETTINGS__", repr(settings))
+
+
+def prepare_kernel(session, raw_dir: Path) -> str | None:
+    """Queue the set-up step in the kernel of `session`, to run before the notebook's first cell:
+    silently (no output, not in the history, no number). It is not waited for, which would cost a
+    round trip per submission: the kernel runs its requests in order, so it is done before the
+    first cell starts, and the probe says whether it ran. Returns why it could not be queued, or None."""
+    kc = getattr(getattr(session, "client", None), "kc", None)
+    if kc is None:
+        return "the set-up step could not be sent: the kernel has no client"
+    try:
+        code_path = session.share(f"setup-{new_token()}.py", setup_code(str(raw_dir)).encode("utf-8"))
+    except OSError as exc:
+        return f"the set-up step could not be put beside the kernel: {exc}"
+    kc.execute(probe_cell(code_path, "__grader_setup__"), silent=True, store_history=False, allow_stdin=False)
+    return None
+
+
+def probe_cell(code_path: str, name: str = "__grader_probe__") -> str:
     """The cell sent to the kernel: it runs the probe's code from `code_path` in a namespace of its
     own. IPython's cell transforms would cost about 60 ms on the probe's 400 lines; Python's own
     compile takes a few, and nothing lands in the students' namespace. `dont_inherit`: the
@@ -188,7 +238,7 @@ def probe_cell(code_path: str) -> str:
     return ("import builtins as __grader_builtins\n"
             "try:\n"
             f"    __grader_builtins.exec(__grader_builtins.compile(__grader_builtins.open({code_path!r}, encoding='utf-8').read(), "
-            f"{code_path!r}, 'exec', dont_inherit=True), {{'get_ipython': get_ipython, '__name__': '__grader_probe__'}})\n"
+            f"{code_path!r}, 'exec', dont_inherit=True), {{'get_ipython': get_ipython, '__name__': {name!r}}})\n"
             "finally:\n"
             "    del __grader_builtins\n")
 
@@ -248,8 +298,11 @@ def parse_payloads(payloads: list[dict], token: str, probe_x: np.ndarray) -> Obs
             instance_is_class=net.instance_is_class,
             fresh=_model(net.fresh, payload.arrays), trained=_model(net.trained, payload.arrays),
             training=net.training, test_mode=net.test_mode,
-            accuracy_candidates=net.accuracy_candidates, errors=errors)
-    return Observations(status="ok", networks=networks, errors=payload.errors, probe_x=probe_x)
+            accuracy_candidates=net.accuracy_candidates, errors=errors,
+            instance_name=net.instance_name, chosen_by=net.chosen_by, optimize_cell=net.optimize_cell,
+            search=net.search, printed=net.printed, test_on=net.test_on)
+    return Observations(status="ok", networks=networks, errors=payload.errors, probe_x=probe_x,
+                        setup_ran=payload.setup_ran)
 
 
 async def probe(session, probe_x: np.ndarray, probe_y: np.ndarray, *, timeout_s: float) -> Observations:
@@ -280,4 +333,5 @@ def not_run(message: str) -> Observations:
 
 
 __all__ = ["Observations", "NetworkObservation", "ModelObservation", "Op", "probe", "not_run",
-           "parse_payloads", "probe_code", "probe_cell", "MIME", "ProbePayloadError"]
+           "parse_payloads", "probe_code", "probe_cell", "prepare_kernel", "setup_code", "MIME",
+           "ProbePayloadError", "InstanceSearch", "AccuracyCandidate"]

@@ -10,10 +10,13 @@ def __grader_probe():
     import base64
     import binascii
     import copy
+    import inspect
     import io
     import json as _json
+    import linecache
     import signal
     import sys
+    import textwrap
     import time
     import traceback
 
@@ -247,57 +250,136 @@ def __grader_probe():
             return flat
         return None
 
-    def candidates(instance_name, instance):
+    def part_name(node):
+        """What an expression in a `return` or an assignment is called: `test_acc`, `self.accuracies`
+        → `accuracies`, `history['test']` → `test`, `np.array(accs)` → `accs`."""
+        if isinstance(node, ast.Name):
+            return node.id
+        if isinstance(node, ast.Attribute):
+            return node.attr
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+            return node.slice.value
+        if isinstance(node, ast.Call) and node.args:
+            return part_name(node.args[0])
+        if isinstance(node, ast.Starred):
+            return part_name(node.value)
+        return ""
+
+    def returned_names(instance):
+        """The names of the parts of what `optimize` returns, from its last `return a, b` (or None)."""
+        try:
+            # The cell's lines from linecache, not inspect.getsource: that walks every module of
+            # sys.modules (torch has thousands) to find the function's, a few hundred ms.
+            code = inspect.unwrap(getattr(type(instance), "optimize")).__code__
+            lines = linecache.getlines(code.co_filename)[code.co_firstlineno - 1:]
+            tree = ast.parse(textwrap.dedent("".join(inspect.getblock(lines))))
+        except Exception:
+            return None
+        returns = [n for n in ast.walk(tree) if isinstance(n, ast.Return) and isinstance(n.value, (ast.Tuple, ast.List))]
+        if not returns:
+            return None
+        last = max(returns, key=lambda n: (n.lineno, n.col_offset))
+        return [part_name(e) for e in last.value.elts]
+
+    def assigned_names(cell, label):
+        """The names the cell In [cell] assigns an optimize call's value to: `acc = m.optimize(...)`
+        → ["acc"]; `tr, te = m.optimize(...)` → ["tr", "te"] (None when the cell says nothing clear)."""
+        history = ns.get("In", [])
+        if not isinstance(cell, int) or not isinstance(history, list) or not 0 < cell < len(history):
+            return None
+        try:
+            tree = ast.parse(ip.transform_cell(history[cell]))
+        except Exception:
+            return None
+        found = []
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Assign, ast.AnnAssign)) or not isinstance(node.value, ast.Call):
+                continue
+            func = node.value.func
+            if not (isinstance(func, ast.Attribute) and func.attr == "optimize"):
+                continue
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            receiver = ast.unparse(func.value)
+            elts = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
+            found.append((receiver, [part_name(e) for e in elts], isinstance(target, (ast.Tuple, ast.List))))
+        mine = [f for f in found if f[0] == label] or (found if len(found) == 1 else [])
+        if len(mine) != 1:
+            return None
+        return mine[0][1:]
+
+    def candidates(label, instance, calls):
+        """Accuracies recorded for `instance` (called `label`): what its optimize calls returned (the
+        latest first), its attributes, then the globals its class's methods use."""
         found = []
 
-        def add(source, name, value):
+        def add(source, name, value, where="", parts=None):
             nums = numbers(value)
             if nums is not None:
-                found.append({"source": source, "name": name, "values": nums})
+                found.append({"source": source, "name": name, "values": nums, "where": where})
             elif isinstance(value, (list, tuple)) and len(value) <= 4:
                 for i, part in enumerate(value):
                     nums = numbers(part)
                     if nums is not None:
-                        found.append({"source": source, "name": f"{name}[{i}]", "values": nums})
+                        part_label = parts[i] if parts and i < len(parts) and parts[i] else f"{name}[{i}]"
+                        found.append({"source": source, "name": part_label, "values": nums, "where": where})
             elif isinstance(value, dict):
                 for key, part in list(value.items())[:20]:
                     nums = numbers(part)
                     if nums is not None:
-                        found.append({"source": source, "name": f"{name}[{key!r}]", "values": nums})
+                        shown = key if isinstance(key, str) else f"{name}[{key!r}]" if isinstance(key, int) else f"{name}[…]"
+                        found.append({"source": source, "name": shown, "values": nums, "where": where})
 
-        history = ns.get("In", [])
-        outputs = ns.get("Out", {})
-        for number, source in enumerate(history):
-            if f"{instance_name}.optimize" not in source:
-                continue
-            try:
-                tree = ast.parse(ip.transform_cell(source))
-            except SyntaxError:
-                continue
-            for node in ast.walk(tree):
-                value = getattr(node, "value", None)
-                call = value if isinstance(value, ast.Call) else None
-                if call is None or not (isinstance(call.func, ast.Attribute) and call.func.attr == "optimize"
-                                        and isinstance(call.func.value, ast.Name) and call.func.value.id == instance_name):
+        mine = [c for c in calls if c["instance"] is instance and c["done"]]
+        returned = returned_names(instance) if mine else None
+        for call in reversed(mine):
+            where = f"returned by {label + '.' if label else ''}optimize in In [{call['cell']}]"
+            assigned = assigned_names(call["cell"], label)
+            value = call["result"]
+            if assigned and not assigned[1] and assigned[0] and assigned[0][0]:
+                add("return", assigned[0][0], value, where, parts=returned)
+            elif assigned and assigned[1]:
+                add("return", "return value", value, where, parts=assigned[0])
+            else:
+                add("return", "return value", value, where, parts=returned)
+        if not calls and label.isidentifier():
+            # Recorded calls are missing (the class was made before the set-up step could see it):
+            # the cells that call `label.optimize(...)` name what they assign its value to.
+            history = ns.get("In", [])
+            outputs = ns.get("Out", {})
+            for number, source in enumerate(history if isinstance(history, list) else []):
+                if not isinstance(source, str) or f"{label}.optimize" not in source:
                     continue
-                if isinstance(node, (ast.Assign, ast.AnnAssign)):
-                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                    for target in targets:
-                        elts = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
-                        for elt in elts:
-                            if isinstance(elt, ast.Name) and elt.id in ns:
-                                add("return", elt.id, ns[elt.id])
-                elif isinstance(node, ast.Expr) and number in outputs:
-                    add("return", f"Out[{number}]", outputs[number])
-        if instance is not None:
-            for name, value in list(vars(instance).items()):
-                if not name.startswith("_"):
-                    add("attribute", f"{instance_name}.{name}", value)
+                try:
+                    tree = ast.parse(ip.transform_cell(source))
+                except SyntaxError:
+                    continue
+                for node in ast.walk(tree):
+                    value = getattr(node, "value", None)
+                    call = value if isinstance(value, ast.Call) else None
+                    if call is None or not (isinstance(call.func, ast.Attribute) and call.func.attr == "optimize"
+                                            and isinstance(call.func.value, ast.Name) and call.func.value.id == label):
+                        continue
+                    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                        for target in targets:
+                            elts = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
+                            for elt in elts:
+                                if isinstance(elt, ast.Name) and elt.id in ns:
+                                    add("return", elt.id, ns[elt.id], f"assigned in In [{number}]")
+                    elif isinstance(node, ast.Expr) and isinstance(outputs, dict) and number in outputs:
+                        add("return", f"Out[{number}]", outputs[number], f"the value of In [{number}]")
+        for name, value in list(vars(instance).items()):
+            if not name.startswith("_"):
+                add("attribute", f"{label or 'self'}.{name}", value)
         # A global list counts only when the network's own methods use it (`accuracies.append(acc)`
         # in optimize): another network's results assigned to a global are not this one's.
         used = set()
-        for klass in type(instance).__mro__ if instance is not None else ():
+        for klass in type(instance).__mro__:
             for member in vars(klass).values():
+                try:
+                    member = inspect.unwrap(member)
+                except Exception:
+                    pass
                 code = getattr(member, "__code__", None)
                 if code is not None:
                     used.update(code.co_names)
@@ -305,6 +387,83 @@ def __grader_probe():
             if name in used and not name.startswith("_") and not callable(value):
                 add("global", name, value)
         return found
+
+    # ---- which instance of a class was trained ----------------------------------------------------
+    recorded = sys.modules.get("__sheet6_grader_state__")
+    out["setup_ran"] = recorded is not None
+    try:
+        calls = [dict(c) for c in list(recorded.calls)] if recorded is not None else []
+        calls = [c for c in calls if isinstance(c.get("instance"), nn.Module)]
+    except Exception:
+        calls = []
+    if recorded is not None:
+        recorded.paused = True   # the probe's own calls of optimize are not the notebook's
+
+    SKIP_GLOBALS = {"In", "Out", "exit", "quit", "get_ipython"}
+
+    def scan(match):
+        """Instances that `match`, in the notebook's globals and one or two levels into lists,
+        tuples, dicts and the notebook's own objects: [(path, instance)]."""
+        found, seen = [], set()
+
+        def visit(path, value, depth):
+            if len(found) >= 20:
+                return
+            kind = type(value)
+            if issubclass(kind, nn.Module):
+                if match(value) and id(value) not in seen:
+                    seen.add(id(value))
+                    found.append((path, value))
+                return
+            if depth >= 2:
+                return
+            if kind in (list, tuple) and len(value) <= 1000:
+                for i, item in enumerate(value):
+                    visit(f"{path}[{i}]", item, depth + 1)
+            elif issubclass(kind, dict) and len(value) <= 1000:
+                for key, item in list(dict.items(value)):
+                    shown = repr(key) if type(key) in (str, int) else "…"
+                    visit(f"{path}[{shown}]", item, depth + 1)
+            elif getattr(kind, "__module__", "") == "__main__" and not isinstance(value, type):
+                try:
+                    attributes = object.__getattribute__(value, "__dict__")
+                except Exception:
+                    return
+                if type(attributes) is dict:
+                    for key, item in list(attributes.items()):
+                        visit(f"{path}.{key}", item, depth + 1)
+
+        for name, value in list(ns.items()):
+            if not name.startswith("_") and name not in SKIP_GLOBALS:
+                visit(name, value, 0)
+        return found
+
+    def choose(cls, class_name, canonical):
+        """The trained instance of `cls`: the canonical name if it holds one that was trained (or none
+        was trained through optimize), else the one optimized last, else the only one to be found.
+        Returns (instance or None, its label, how it was chosen, what was looked at)."""
+        def match(obj):
+            kind = type(obj)
+            return kind is cls or (kind.__name__ == class_name and issubclass(kind, nn.Module))
+
+        own = [c for c in calls if match(c["instance"])]
+        found = scan(match)
+        labels = {id(obj): path for path, obj in found}
+        at_name = ns.get(canonical)
+        search = {"canonical": canonical, "optimize_calls": len(own),
+                  "optimize_completed": sum(1 for c in own if c["done"]),
+                  "found": [path for path, _ in found][:10],
+                  "canonical_holds": ("nothing" if canonical not in ns
+                                      else class_name if match(at_name) else type(at_name).__name__)}
+        if match(at_name) and (not own or any(c["instance"] is at_name for c in own)):
+            return at_name, canonical, "name", search, None
+        if own:
+            latest = ([c for c in own if c["done"]] or own)[-1]
+            instance = latest["instance"]
+            return instance, labels.get(id(instance), ""), "optimized", search, latest["cell"]
+        if len(found) == 1:
+            return found[0][1], found[0][0], "scan", search, None
+        return None, "", "", search, None
 
     # ---- how training is set up: loss and optimizer seen while `optimize` runs -------------------
     LOSSES = {"cross_entropy", "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy",
@@ -401,18 +560,33 @@ def __grader_probe():
     # Accuracies first: the probe's own calls of `optimize` and `test` may append to the students' lists.
     specs = [("baseline", "FashionNetwork", "fashion_network"),
              ("batchnorm", "FashionNetworkBatchNorm", "fashion_network_batch_norm")]
-    for key, class_name, instance_name in specs:
+    chosen = {}
+    for key, class_name, canonical in specs:
         cls = ns.get(class_name)
-        instance = ns.get(instance_name)
-        net = {"class_found": isinstance(cls, type) and issubclass(cls, nn.Module),
-               "instance_found": isinstance(instance, nn.Module),
-               "instance_is_class": isinstance(cls, type) and isinstance(instance, cls)}
-        net["accuracy_candidates"] = candidates(instance_name, instance) if net["instance_found"] else []
+        class_found = isinstance(cls, type) and issubclass(cls, nn.Module)
+        net = {"class_found": class_found, "instance_found": False, "instance_is_class": False,
+               "instance_name": "", "chosen_by": "", "accuracy_candidates": [], "printed": "", "search": None}
         out["networks"][key] = net
-    for key, class_name, instance_name in specs:
+        if not class_found:
+            chosen[key] = None
+            continue
+        ok, picked = guarded(f"{key}: finding the trained {class_name}", choose, cls, class_name, canonical)
+        instance, label, how, search, cell = picked if ok else (None, "", "", None, None)
+        chosen[key] = instance
+        net.update(instance_found=instance is not None, instance_is_class=isinstance(instance, cls),
+                   instance_name=label, chosen_by=how, search=search, optimize_cell=cell)
+        if instance is not None:
+            ok, found = guarded(f"{key}: the accuracies of {label or class_name}", candidates, label, instance, calls)
+            net["accuracy_candidates"] = found if ok else []
+            latest = [c for c in calls if c["instance"] is instance]
+            if latest:
+                printed = latest[-1]["printed"]
+                net["printed"] = printed if isinstance(printed, str) else ""
+    for key, class_name, canonical in specs:
         net = out["networks"][key]
         cls = ns.get(class_name)
-        instance = ns.get(instance_name)
+        instance = chosen[key]
+        model = None
         if net["class_found"]:
             def fresh(cls=cls):
                 torch.manual_seed(0)
@@ -421,12 +595,17 @@ def __grader_probe():
             if ok:
                 ok, info = guarded(f"{key}: forward of a new {class_name}", describe, f"{key}/fresh", model)
                 net["fresh"] = info if ok else None
-        if net["instance_found"]:
-            ok, info = guarded(f"{key}: forward of {instance_name}", describe, f"{key}/trained", instance)
+        label = net["instance_name"] or f"the trained {class_name}"
+        if instance is not None:
+            ok, info = guarded(f"{key}: forward of {label}", describe, f"{key}/trained", instance)
             net["trained"] = info if ok else None
-            if hasattr(instance, "test"):
-                ok, info = guarded(f"{key}: {instance_name}.test", test_mode, instance)
-                net["test_mode"] = info if ok else None
+        # How `test` runs: on the trained network, else on a new one (its mode does not depend on training).
+        tested = instance if instance is not None else model
+        if tested is not None and hasattr(tested, "test"):
+            what = label if instance is not None else f"a new {class_name}()"
+            ok, info = guarded(f"{key}: {what}.test", test_mode, tested)
+            net["test_mode"] = info if ok else None
+            net["test_on"] = "trained" if instance is not None else "fresh"
     # Training last: a student's optimize, stopped early, cannot change what the observations see.
     for key, class_name, instance_name in specs:
         net = out["networks"][key]

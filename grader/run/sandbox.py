@@ -209,8 +209,10 @@ def _warm_matplotlib(cache: Path, python: str, env: dict[str, str]) -> None:
 
 def kernel_env(config: Config, workspace: Path, threads: int, mpl_cache: Path | None) -> dict[str, str]:
     """A small, explicit environment: nothing of the grader's own environment leaks in."""
+    # The kernel's own bin folder first, as in an activated environment: `!pip` and `!python` are its own.
+    python_bin = os.path.dirname(config.kernel_python)
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PATH": os.pathsep.join(p for p in (python_bin, os.environ.get("PATH", "/usr/bin:/bin")) if p),
         "HOME": str(workspace),
         "LANG": "C.UTF-8",
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",   # plots become PNG outputs, as in Jupyter
@@ -221,6 +223,12 @@ def kernel_env(config: Config, workspace: Path, threads: int, mpl_cache: Path | 
         "OPENBLAS_NUM_THREADS": str(threads),
         "TQDM_DISABLE": "0",
         "NO_PROXY": "*",
+        # Grading installs nothing: `%pip install` / `!pip install` fail at once instead of waiting for
+        # a network there is none of, and no pip configuration of the machine points them elsewhere.
+        "PIP_NO_INDEX": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_NO_INPUT": "1",
+        "PIP_CONFIG_FILE": os.devnull,
     }
     for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TZ"):
         if key in os.environ:

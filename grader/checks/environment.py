@@ -1,0 +1,184 @@
+"""Faults of the grading environment, not of the team: a notebook that failed on a module the kernel
+lacks, or on a data file the grader cannot serve.
+
+They are read from the executed notebook's error outputs. Each becomes a message in the report (which
+module or path, in which cell as Jupyter numbers it), and every check that did not pass becomes
+`needs_review`: no points taken for the grader's limits, none given, and the team is listed for a
+tutor. Checks that passed stay passed. `pip install` lines get a note saying that grading installs
+nothing.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import nbformat
+
+from grader.intake.imports import PLATFORM_MODULES, NotebookImports, notebook_imports
+from grader.report.models import CheckResult, Violation
+from grader.run.environment import KernelEnvironment
+
+_NO_MODULE = re.compile(r"No module named '([A-Za-z_][\w.]*)'")
+_MISSING_FILE = re.compile(r"No such file or directory: '([^'\n]{1,400})'")
+# What makes a missing file the data rather than any file: where data lives on the notebook
+# platforms, how Fashion-MNIST is named, the formats it comes in.
+_DATA_HINTS = re.compile(r"(?i)(mnist|fashion|kaggle|/content/|drive|dataset|ubyte|idx[13]|"
+                         r"\.(csv|gz|npy|npz|pt|pth|pkl|pickle|h5|hdf5|zip|tar|parquet|json)$)")
+SERVED_DATA = ("the grader serves Fashion-MNIST only through torchvision, "
+               "`torchvision.datasets.FashionMNIST('data/', train=..., download=True, transform=...)` (any root "
+               "works), or as its raw files in data/FashionMNIST/raw/ (train-images-idx3-ubyte, "
+               "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, also as .gz)")
+
+
+@dataclass(frozen=True)
+class EnvironmentFault:
+    kind: Literal["module", "platform", "data"]
+    what: str          # the module (`wandb`, `google.colab`) or the path tried
+    cell: int          # position of the cell in the notebook, from 1
+    label: str         # how Jupyter numbers it: "In [3]" ("cell 3" when it has no number)
+    error: str         # "ModuleNotFoundError: No module named 'wandb'"
+
+    def summary(self) -> str:
+        if self.kind == "module":
+            return f"{self.label} failed because the module '{self.what}' is not in the course environment"
+        if self.kind == "platform":
+            return f"{self.label} failed on '{self.what}', which exists only on {_platform(self.what)}"
+        return f"{self.label} failed reading '{self.what}', which the grader cannot serve"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _plain(text: str, limit: int = 300) -> str:
+    """A student's text for a message: no control characters (terminal escapes), bounded."""
+    return _CONTROL.sub("", text)[:limit]
+
+
+def _platform(module: str) -> str:
+    return next((p for m, p in PLATFORM_MODULES.items() if module == m or module.startswith(m + ".")), "a notebook platform")
+
+
+def _label(cell: nbformat.NotebookNode, position: int) -> str:
+    count = cell.get("execution_count")
+    return f"In [{count}]" if isinstance(count, int) else f"cell {position}"
+
+
+def environment_faults(notebook: nbformat.NotebookNode | None) -> list[EnvironmentFault]:
+    """The errors in `notebook`'s outputs that the environment caused, first one per module or path."""
+    faults: list[EnvironmentFault] = []
+    seen: set[tuple[str, str]] = set()
+    for position, cell in enumerate(notebook.cells if notebook is not None else [], start=1):
+        if cell.get("cell_type") != "code":
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") != "error":
+                continue
+            ename, evalue = str(out.get("ename", "")), str(out.get("evalue", ""))
+            fault = _fault(ename, evalue)
+            if fault is None or fault[:2] in seen:
+                continue
+            seen.add(fault[:2])
+            faults.append(EnvironmentFault(kind=fault[0], what=_plain(fault[1]), cell=position,
+                                           label=_label(cell, position), error=_plain(f"{ename}: {evalue}")))
+    return faults
+
+
+def _fault(ename: str, evalue: str) -> tuple[str, str] | None:
+    if ename in ("ModuleNotFoundError", "ImportError"):
+        match = _NO_MODULE.search(evalue)
+        if not match:
+            return None             # `cannot import name X from Y`: Y is there; the team's code asks wrongly
+        module = match.group(1)
+        if any(module == m or module.startswith(m + ".") or m.startswith(module + ".") for m in PLATFORM_MODULES):
+            return ("platform", next(m for m in PLATFORM_MODULES if module == m or module.startswith(m + ".")
+                                     or m.startswith(module + ".")))
+        if "." in module:
+            return None             # the package is there without that submodule: not the environment's lack
+        return ("module", module)
+    if ename == "FileNotFoundError":
+        match = _MISSING_FILE.search(evalue)
+        if match and _DATA_HINTS.search(match.group(1)):
+            return ("data", match.group(1))
+    return None
+
+
+def fault_violations(faults: list[EnvironmentFault]) -> list[Violation]:
+    """What the team and the tutor read about each fault (platform modules are notes, see `fault_notes`)."""
+    violations = []
+    for fault in faults:
+        if fault.kind == "module":
+            violations.append(Violation(code="environment.missing_module", severity="warning", message=(
+                f"{fault.label} failed: the module '{fault.what}' is not in the course's grading environment "
+                f"(nor in the submission), and grading installs nothing, so it fails the same way when tutors "
+                f"grade ({fault.error}). Checks that did not pass are left to a tutor (needs_review). Use only "
+                f"the course's packages (README, \"The kernel's environment\"), or, if '{fault.what}' is your "
+                f"own module, put its .py file into the zip.")))
+        elif fault.kind == "data":
+            violations.append(Violation(code="environment.data_path", severity="warning", message=(
+                f"{fault.label} failed reading '{fault.what}': there is no such file while grading "
+                f"({fault.error}); {SERVED_DATA}. Checks that did not pass are left to a tutor (needs_review).")))
+    return violations
+
+
+def fault_notes(faults: list[EnvironmentFault]) -> list[str]:
+    return [f"{fault.summary()} ({fault.error}); the rest of the notebook ran on without it"
+            for fault in faults if fault.kind == "platform"]
+
+
+def review_checks(checks: list[CheckResult], faults: list[EnvironmentFault]) -> list[CheckResult]:
+    """Every check that did not pass becomes needs_review (no points) when the environment failed the notebook."""
+    if not faults:
+        return checks
+    why = "; ".join(fault.summary() for fault in faults[:3])
+    reviewed = []
+    for check in checks:
+        if check.status in ("pass", "needs_review", "skipped"):
+            reviewed.append(check)
+            continue
+        reviewed.append(check.model_copy(update={"status": "needs_review", "points": 0.0, "message": (
+            f"A tutor decides: {why}, so this check cannot tell the team's mistakes from the grader's "
+            f"limits. What the check found: {check.message}")}))
+    return reviewed
+
+
+def outside_course_violations(notebook: nbformat.NotebookNode | None, modules: frozenset[str],
+                              faults: list[EnvironmentFault], imports: NotebookImports | None = None) -> list[Violation]:
+    """Imports of modules the kernel has but the course's pinned environment lacks (`modules`, from the
+    pre-flight): the notebook ran here, and fails there when tutors grade (a student's own laptop)."""
+    if notebook is None or not modules:
+        return []
+    failed = {fault.what for fault in faults if fault.kind == "module"}
+    seen: set[str] = set()
+    violations = []
+    for use in (imports or notebook_imports(notebook)).third_party():
+        if use.top not in modules or use.top in failed or use.top in seen:
+            continue
+        seen.add(use.top)
+        label = _label(notebook.cells[use.cell - 1], use.cell) if 0 < use.cell <= len(notebook.cells) else f"cell {use.cell}"
+        violations.append(Violation(code="environment.outside_course", severity="warning", message=(
+            f"{label} imports '{use.top}', which is installed where this notebook ran but is not in the course's "
+            f"grading environment: when tutors grade, that import fails (unless the code catches it), and so does "
+            f"what needs it. Use only the course's packages (README, \"The kernel's environment\").")))
+    return violations
+
+
+def pip_notes(notebook: nbformat.NotebookNode | None, kernel: KernelEnvironment | None,
+              imports: NotebookImports | None = None) -> list[str]:
+    """One note per `%pip install` / `!pip install` line: grading installs nothing."""
+    if notebook is None:
+        return []
+    notes = []
+    for line in (imports or notebook_imports(notebook)).pip[:10]:
+        cell = notebook.cells[line.cell - 1] if 0 < line.cell <= len(notebook.cells) else {}
+        where = _label(cell, line.cell) if cell else f"cell {line.cell}"
+        have = [p for p in line.packages if kernel is not None and kernel.has_distribution(p)]
+        lack = [p for p in line.packages if kernel is not None and not kernel.has_distribution(p)]
+        state = ""
+        if have:
+            state += f"; {', '.join(have)} {'is' if len(have) == 1 else 'are'} in the course environment"
+        if lack:
+            state += (f"; {', '.join(lack)} {'is' if len(lack) == 1 else 'are'} NOT in the course environment, "
+                      f"so what needs {'it' if len(lack) == 1 else 'them'} fails")
+        notes.append(f"{where} runs `{_plain(line.line, 120)}`: grading installs nothing (no network, a fixed environment){state}")
+    return notes
