@@ -21,14 +21,15 @@ from grader import __version__
 from grader.checks.sheet6 import AccuracyRange, choose_accuracies, run_checks
 from grader.config import Config
 from grader.intake import check_identity, identify, team_with_emails, unpack
-from grader.intake.identity import name_for, team_from_files
+from grader.intake.identity import team_from_files
 from grader.intake.identity import pdf_text as read_pdf_text
+from grader.intake.naming import complete_from_files
 from grader.intake.types import Submission, Workspace
 from grader.report.evidence import notebook_evidence, pdf_hints
 from grader.report.models import ExecutionInfo, GraderInfo, Report, Violation
 from grader.report.score import build_report
 from grader.run.dataset import StagedData, link_into, probe_batch
-from grader.run.execute import Execution, KernelStartError, read_notebook
+from grader.run.execute import Execution, KernelStartError, ProgressCallback, read_notebook
 from grader.run.kernels import FreshKernels
 from grader.run.probe import Observations, not_run, probe
 
@@ -110,8 +111,10 @@ class Phases:
 
 
 async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKernels,
-                  phases: Phases | None = None) -> tuple[Execution, Observations, Workspace]:
-    """Run the workspace's notebook in a kernel from `kernels`, then probe the live kernel."""
+                  phases: Phases | None = None,
+                  progress: ProgressCallback | None = None) -> tuple[Execution, Observations, Workspace]:
+    """Run the workspace's notebook in a kernel from `kernels`, then probe the live kernel.
+    `progress` is told as each cell starts and ends."""
     phases = phases or Phases()
     notebook = read_notebook(workspace.notebook)
     limits = ctx.config.limits
@@ -119,7 +122,7 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
         workspace = _relocate(workspace, kernel.workspace)
         link_into(ctx.data, workspace.dir)
         phases.lap("kernel_start")
-        execution = await kernel.session.run_notebook(notebook)
+        execution = await kernel.session.run_notebook(notebook, progress=progress)
         phases.lap("cells")
         if not execution.alive and limits.restart_for_probe and execution.info.last_cell:
             execution = await _restart_for_probe(kernel.session, execution)
@@ -148,8 +151,8 @@ async def _restart_for_probe(session, execution: Execution) -> Execution:
         update={"notes": [*execution.info.notes, note]}))
 
 
-def _not_run(reason: str, ctx: GradingContext) -> ExecutionInfo:
-    return ExecutionInfo(status="not_run", notes=[reason], data=ctx.data.info)
+def _not_run(reason: str, ctx: GradingContext, *, isolated: bool = False, sandbox: str = "none") -> ExecutionInfo:
+    return ExecutionInfo(status="not_run", notes=[reason], data=ctx.data.info, isolated=isolated, sandbox=sandbox)
 
 
 def _pdf_text(workspace: Workspace) -> str | None:
@@ -161,17 +164,20 @@ def _pdf_text(workspace: Workspace) -> str | None:
         return None
 
 
-def grade_submission(path: Path, root: Path, ctx: GradingContext, submission: Submission | None = None) -> Graded:
+def grade_submission(path: Path, root: Path, ctx: GradingContext, submission: Submission | None = None,
+                     progress: ProgressCallback | None = None) -> Graded:
     """Grade one submission file in a kernel of its own. Never raises for anything the submission does."""
     async def run() -> Graded:
         async with FreshKernels(ctx) as kernels:
-            return await grade_submission_async(path, root, ctx, kernels, submission)
+            return await grade_submission_async(path, root, ctx, kernels, submission, progress)
     return asyncio.run(run())
 
 
 async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, kernels: FreshKernels,
-                                 submission: Submission | None = None) -> Graded:
-    """`submission`: the file already identified (the batch has), else it is identified here."""
+                                 submission: Submission | None = None,
+                                 progress: ProgressCallback | None = None) -> Graded:
+    """`submission`: the file already identified (the batch has), else it is identified here.
+    `progress`: told as each of the notebook's cells starts and ends."""
     phases = Phases()
     submission = submission or identify(path, root, ctx.config.naming)
     unpack_dir = Path(tempfile.mkdtemp(prefix=_safe(submission.stem)[:40] + "-", dir=ctx.work_dir))
@@ -180,9 +186,9 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
         violations: list[Violation] = [*submission.violations, *workspace.violations,
                                        *check_identity(submission, workspace)]
         pdf_text = _pdf_text(workspace)
-        if not submission.team and (stated := team_from_files(submission, workspace)):
-            # The file's name does not say who submitted it: the files do, and so can the expected name.
-            submission = dataclasses.replace(submission, team=stated, expected_name=name_for(stated, submission.kind))
+        # Where the file's name does not say (all of) who submitted it, the files do, and so can the
+        # expected name.
+        submission = complete_from_files(submission, team_from_files(submission, workspace), ctx.config.naming)
         team = list(team_with_emails(submission, workspace))   # read now: the workspace goes with its kernel
         phases.lap("intake")
         executed = None
@@ -191,11 +197,11 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
             observations = not_run("no notebook was found, so the automatic checks were skipped")
         else:
             try:
-                result, observations, workspace = await observe(workspace, ctx, kernels, phases)
+                result, observations, workspace = await observe(workspace, ctx, kernels, phases, progress)
                 execution, executed = result.info, result.notebook
                 execution = execution.model_copy(update={"data": ctx.data.info})
             except KernelStartError as exc:
-                execution = _not_run(str(exc), ctx)
+                execution = _not_run(str(exc), ctx, isolated=exc.isolated, sandbox=exc.sandbox)
                 observations = not_run(f"the notebook could not be run: {exc}")
         checks = run_checks(observations, ctx.config, ctx.accuracy_range)
         evidence = pdf_hints(pdf_text)

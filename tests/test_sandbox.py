@@ -18,10 +18,11 @@ import nbformat
 import pytest
 
 from conftest import ATTEMPT_HELPERS, fork_loop
+from conftest import ROOT as REPO_ROOT   # the source checkout the tests run from
 from grader.config import config_from_dict
 from grader.run import sandbox
 from grader.run.execute import KernelSession
-from grader.run.sandbox import REPO_ROOT, SandboxError, kernel_command
+from grader.run.sandbox import SandboxError, kernel_command
 
 HAVE_BWRAP = shutil.which("bwrap") is not None
 needs_bwrap = pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap (bwrap) is not installed")
@@ -207,7 +208,7 @@ def test_cell_over_its_limit_is_interrupted_and_the_run_goes_on(workspace, mode)
                           notebook("while True: pass", "print('next cell ran')"))
     info = execution.info
     assert info.status == "timeout"
-    assert any("cell(s) 1 ran over" in n for n in info.notes), info.notes
+    assert any("cell In [1] ('while True: pass') ran over" in n for n in info.notes), info.notes
     assert "next cell ran" in outputs_text(execution.notebook.cells[1])
     assert execution.alive
 
