@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import nbformat
@@ -282,3 +281,37 @@ def test_check_runs_without_linux_only_modules(tmp_path):
     report = json.loads(done.stdout)
     assert report["execution"]["status"] == "ok" and report["execution"]["sandbox"] == "none"
     assert {c["status"] for c in report["checks"]} == {"pass"}
+
+
+@pytest.mark.kernel
+def test_a_kernel_over_tcp_as_on_windows(tmp_path, monkeypatch):
+    """Where there are no Unix sockets (Windows) the kernel talks over TCP on localhost; and the
+    progress callback hears of every code cell, numbered as Jupyter numbers them."""
+    import asyncio
+
+    from grader.config import config_from_dict
+    from grader.run import execute
+    from grader.run.execute import KernelSession
+    from grader.run.sandbox import kernel_command
+
+    config = config_from_dict({"run": {"sandbox": "none"}, "limits": {"cell_timeout_s": 30}})
+    command = kernel_command(config, tmp_path)
+    with monkeypatch.context() as patch:
+        patch.setattr(execute.os, "name", "nt")
+        session = KernelSession(command, tmp_path, config.limits)
+    assert session.km.transport == "tcp" and session.km.ip == "127.0.0.1"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# one"), nbformat.v4.new_code_cell("x = 6 * 7"),
+                nbformat.v4.new_code_cell("   "), nbformat.v4.new_markdown_cell("# two"),
+                nbformat.v4.new_code_cell("print(x)\nraise KeyError('k')")]
+    heard = []
+
+    async def run():
+        async with session:
+            return await session.run_notebook(nb, progress=heard.append)
+    execution = asyncio.run(run())
+    assert "42" in nb.cells[4].outputs[0]["text"]
+    assert [(p.number, p.total, p.finished) for p in heard] == [(1, 2, False), (1, 2, True), (2, 2, False), (2, 2, True)]
+    assert heard[2].first_line == "print(x)"
+    (error,) = execution.info.errors
+    assert (error.cell, error.execution_count, error.ename) == (5, 2, "KeyError")
