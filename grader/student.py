@@ -17,8 +17,10 @@ The verdict has three levels, and the exit status follows them:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
 import time
 import unicodedata
@@ -318,6 +320,25 @@ class CheckProgress:
 
 # ----------------------------------------------------------------------------- the command
 
+@contextlib.contextmanager
+def _interrupt_at_once():
+    """Ctrl-C stops the check where it is: KeyboardInterrupt at once (asyncio.run would otherwise
+    only cancel its task, and the kernel, hit by the same Ctrl-C, would end the run as if the
+    notebook had died). Leaving the event loop stops the kernel."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, interrupt)
+    except ValueError:   # not the main thread: leave it as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def check_config(config: Config, *, full: bool) -> Config:
     """The configuration of a self-check: the graded one, on a small subset unless `full`."""
     if full:
@@ -347,7 +368,7 @@ def check_path(path: Path, *, config_path: str | None, as_json: bool, full: bool
             if choice.fallback and "installed but" in choice.why_not:
                 console.print(f"note: {escape(choice.why_not)}; your notebook runs without a sandbox, which is "
                               "fine for a self-check.", highlight=False)
-        with CheckProgress(console, enabled=not as_json) as progress:
+        with CheckProgress(console, enabled=not as_json) as progress, _interrupt_at_once():
             ctx = prepare_context(config, work, 1, progress=progress.say)
             submission = identify(given.target, given.root, config.naming)
             report = grade_submission(given.target, given.root, ctx, submission, progress=progress.cell).report

@@ -294,11 +294,14 @@ def test_a_kernel_over_tcp_as_on_windows(tmp_path, monkeypatch):
     from grader.run.execute import KernelSession
     from grader.run.sandbox import kernel_command
 
-    config = config_from_dict({"run": {"sandbox": "none"}, "limits": {"cell_timeout_s": 30}})
-    command = kernel_command(config, tmp_path)
     with monkeypatch.context() as patch:
         patch.setattr(execute.os, "name", "nt")
-        session = KernelSession(command, tmp_path, config.limits)
+        windows = execute.kernel_transport(tmp_path)
+    assert windows == ("tcp", "127.0.0.1")
+    assert execute.kernel_transport(tmp_path) == ("ipc", str(tmp_path / "k"))
+    monkeypatch.setattr(execute, "kernel_transport", lambda runtime_dir: windows)
+    config = config_from_dict({"run": {"sandbox": "none"}, "limits": {"cell_timeout_s": 30}})
+    session = KernelSession(kernel_command(config, tmp_path), tmp_path, config.limits)
     assert session.km.transport == "tcp" and session.km.ip == "127.0.0.1"
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# one"), nbformat.v4.new_code_cell("x = 6 * 7"),

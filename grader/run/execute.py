@@ -107,6 +107,15 @@ class _CappedClient(NotebookClient):
         return super().output(outs, msg, display_id, cell_index)
 
 
+def kernel_transport(runtime_dir: Path) -> tuple[str, str]:
+    """(transport, ip) for a kernel whose runtime folder is `runtime_dir`: IPC sockets there (unique
+    per kernel, so no port collisions, see KERNELS.md) where there are Unix sockets; TCP on
+    localhost elsewhere (Windows)."""
+    if os.name == "posix" and hasattr(socket, "AF_UNIX"):
+        return "ipc", str(runtime_dir / "k")
+    return "tcp", "127.0.0.1"
+
+
 class KernelSession:
     """One sandboxed kernel, started in `workspace`, shut down on exit (always, immediately)."""
 
@@ -118,12 +127,7 @@ class KernelSession:
         self.workspace = workspace
         self.limits = limits
         self._runtime_dir = Path(runtime_dir) if runtime_dir is not None else Path(tempfile.mkdtemp(prefix="g6k-"))
-        # IPC sockets (unique per kernel: no port collisions, see KERNELS.md) where there are Unix
-        # sockets; TCP on localhost elsewhere (Windows).
-        if os.name == "posix" and hasattr(socket, "AF_UNIX"):
-            transport, ip = "ipc", str(self._runtime_dir / "k")
-        else:
-            transport, ip = "tcp", "127.0.0.1"
+        transport, ip = kernel_transport(self._runtime_dir)
         self.km = AsyncKernelManager(transport=transport, ip=ip,
                                      connection_file=str(self._runtime_dir / "kernel.json"))
         self.km._kernel_spec = KernelSpec(argv=command.argv, display_name="grader", language="python",
