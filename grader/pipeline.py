@@ -183,12 +183,12 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
     unpack_dir = Path(tempfile.mkdtemp(prefix=_safe(submission.stem)[:40] + "-", dir=ctx.work_dir))
     try:
         workspace = unpack(submission, unpack_dir, ctx.config.archive)
-        violations: list[Violation] = [*submission.violations, *workspace.violations,
-                                       *check_identity(submission, workspace)]
-        pdf_text = _pdf_text(workspace)
+        identity = check_identity(submission, workspace)   # the files against the file name's team
         # Where the file's name does not say (all of) who submitted it, the files do, and so can the
-        # expected name.
+        # expected name (the naming messages then say that name).
         submission = complete_from_files(submission, team_from_files(submission, workspace), ctx.config.naming)
+        violations: list[Violation] = [*submission.violations, *workspace.violations, *identity]
+        pdf_text = _pdf_text(workspace)
         team = list(team_with_emails(submission, workspace))   # read now: the workspace goes with its kernel
         phases.lap("intake")
         executed = None

@@ -188,6 +188,8 @@ def _submission(filename: str, kind: str = "zip") -> Submission:
 def test_a_name_for_every_fixable_name(filename, expected):
     completed = complete_from_files(_submission(filename), TEAM, Naming())
     assert completed.expected_name == expected
+    for v in completed.violations:   # the name's own messages say the same name, or none
+        assert "expected name:" not in v.message or v.message.endswith(f"expected name: {expected}"), v.message
 
 
 def test_a_bare_notebook_and_a_folder_are_told_to_zip():
@@ -318,3 +320,50 @@ def test_a_kernel_over_tcp_as_on_windows(tmp_path, monkeypatch):
     assert heard[2].first_line == "print(x)"
     (error,) = execution.info.errors
     assert (error.cell, error.execution_count, error.ename) == (5, 2, "KeyError")
+
+
+# ----------------------------------------------------------------------------- which notebook
+
+def _zip_with(tmp_path: Path, entries: dict[str, str]) -> Path:
+    from intake_corpus import make_zip
+
+    return make_zip(tmp_path / CORRECT, entries)
+
+
+def _solution_json() -> str:
+    return (ROOT / "reference" / "solution.ipynb").read_text(encoding="utf-8")
+
+
+def _unpacked(tmp_path: Path, entries: dict[str, str]):
+    from grader.config import Archive
+    from grader.intake import identify, unpack
+
+    z = _zip_with(tmp_path, entries)
+    return unpack(identify(z, tmp_path, Naming()), tmp_path / "ws", Archive())
+
+
+def test_of_two_solutions_the_untitled_one_is_not_graded(tmp_path):
+    ws = _unpacked(tmp_path, {"Untitled.ipynb": _solution_json(), "Assignment_6.ipynb": _solution_json()})
+    assert ws.notebook.name == "Assignment_6.ipynb"
+    (v,) = [v for v in ws.violations if v.code == "content.multiple_notebooks"]
+    assert "grading 'Assignment_6.ipynb', not 'Untitled.ipynb', because 'Untitled.ipynb' has Jupyter's default name" \
+        in v.message and "best match" not in v.message
+
+
+def test_a_solved_untitled_notebook_beats_the_untouched_template(tmp_path):
+    template = (ROOT / "reference" / "template.ipynb").read_text(encoding="utf-8")
+    ws = _unpacked(tmp_path, {"Untitled1.ipynb": _solution_json(), "Assignment_6.ipynb": template})
+    assert ws.notebook.name == "Untitled1.ipynb"
+    (v,) = [v for v in ws.violations if v.code == "content.multiple_notebooks"]
+    assert "because 'Assignment_6.ipynb' holds only the sheet's template" in v.message, v.message
+
+
+def test_the_notebook_that_defines_the_classes_is_graded(tmp_path):
+    scratch = json.dumps({"cells": [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                                     "source": "fashion_network.optimize(fashion_train_loader, fashion_test_loader)\n"
+                                               "optimize optimize optimize fashion_network fashion_network"}],
+                          "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    ws = _unpacked(tmp_path, {"a_scratch.ipynb": scratch, "zz_solution.ipynb": _solution_json()})
+    assert ws.notebook.name == "zz_solution.ipynb"
+    (v,) = [v for v in ws.violations if v.code == "content.multiple_notebooks"]
+    assert "because it defines FashionNetwork and FashionNetworkBatchNorm, 'a_scratch.ipynb' does not" in v.message

@@ -329,7 +329,12 @@ def complete_from_files(submission: Submission, stated: tuple[TeamMember, ...], 
     current = unicodedata.normalize("NFC", submission.path.name)
     if suggested == current or (submission.expected_name is None and len(members) == len(submission.team)):
         return dataclasses.replace(submission, team=team)   # the name is fine as it is
-    return dataclasses.replace(submission, team=team, expected_name=suggested)
+    # The name's own messages suggested what the name alone allowed: now they say the better name.
+    violations = tuple(v.model_copy(update={"message": v.message.replace(f"expected name: {submission.expected_name}",
+                                                                         f"expected name: {suggested}")})
+                       if submission.expected_name and v.code.startswith("name.") else v
+                       for v in submission.violations)
+    return dataclasses.replace(submission, team=team, expected_name=suggested, violations=violations)
 
 
 def _team_from_folder(path: Path, parsed: ParsedName, naming: Naming) -> ParsedName:
