@@ -11,8 +11,8 @@ sockets). The grader's own code is hidden: its `grader` and `reference` packages
 installed, say in site-packages, an empty folder whose `__init__.py` raises ModuleNotFoundError
 stands in for each) and, when the grader runs from a source checkout, that whole checkout; the
 editable-install hooks that would let `import grader` / `import reference` find it are masked with
-empty files. Other workspaces, the submissions and the reports are simply not there. `--die-with-parent` and the PID namespace make sure
-nothing the student started outlives the kernel.
+empty files. Other workspaces, the submissions and the reports are simply not there.
+`--die-with-parent` and the PID namespace make sure nothing the student started outlives the kernel.
 
 Interrupts go over the control channel (`interrupt_mode="message"`): a signal to bubblewrap would not
 reach the kernel, which runs in its own session and PID namespace.
