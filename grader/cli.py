@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "0 fine, 1 would lose points, 3 tutors may deduct points (name, PDF, "
                                        "team), 2 nothing could be checked, 130 interrupted.")
     check.add_argument("path")
-    check.add_argument("--json", action="store_true", help="print the full report as JSON")
+    check.add_argument("--json", action="store_true", help="print the report as JSON (as a student may see it)")
     check.add_argument("--full", action="store_true", help="run on the graded data size instead of a small subset")
     check.set_defaults(func=cmd_check)
 

@@ -144,9 +144,9 @@ async def _restart_for_probe(session, execution: Execution) -> Execution:
         note = "the kernel could not be restarted for the probe"
         return dataclasses.replace(execution, info=execution.info.model_copy(
             update={"notes": [*execution.info.notes, note]}))
-    failed = await session.replay(execution.notebook, fatal)
-    note = (f"the kernel was restarted for the probe and ran cells 1–{fatal - 1} again"
-            + (f" (cell(s) {', '.join(map(str, failed))} failed this time)" if failed else ""))
+    ran, failed = await session.replay(execution.notebook, fatal)
+    note = (f"the kernel was restarted for the probe and ran cells In [1]–In [{ran}] again"
+            + (f" (cell(s) {', '.join(f'In [{n}]' for n in failed)} failed this time)" if failed else ""))
     return dataclasses.replace(execution, alive=await session.alive(), info=execution.info.model_copy(
         update={"notes": [*execution.info.notes, note]}))
 

@@ -367,3 +367,26 @@ def test_the_notebook_that_defines_the_classes_is_graded(tmp_path):
     assert ws.notebook.name == "zz_solution.ipynb"
     (v,) = [v for v in ws.violations if v.code == "content.multiple_notebooks"]
     assert "because it defines FashionNetwork and FashionNetworkBatchNorm, 'a_scratch.ipynb' does not" in v.message
+
+
+@pytest.mark.bwrap
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
+def test_a_kernel_that_does_not_start_still_says_how_it_was_isolated(tmp_path, grading_context):
+    """The symptom of an installed checker whose sandbox hid site-packages ("No module named
+    ipykernel_launcher"): the report said "not isolated" although bubblewrap was used."""
+    import dataclasses
+
+    from grader.pipeline import grade_submission
+
+    python = shutil.which("python3", path="/usr/bin")
+    if python is None or subprocess.run([python, "-c", "import ipykernel"], capture_output=True).returncode == 0:
+        pytest.skip("needs a Python without ipykernel")
+    run = grading_context.config.run.model_copy(update={"kernel_python": python, "sandbox": "auto"})
+    ctx = dataclasses.replace(grading_context, config=grading_context.config.model_copy(update={"run": run}))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+    target = tmp_path / "Erika_Mustermann_7012345_Jürgen_Müller_7054321.ipynb"
+    nbformat.write(nb, str(target))
+    execution = grade_submission(target, tmp_path, ctx).report.execution
+    assert execution.status == "not_run" and "No module named ipykernel" in " ".join(execution.notes)
+    assert execution.isolated is True and execution.sandbox == "bubblewrap", execution

@@ -194,18 +194,21 @@ class KernelSession:
         except Exception:
             return False
 
-    async def replay(self, nb: nbformat.NotebookNode, before_cell: int) -> list[int]:
-        """Run the code cells before cell `before_cell` (1-based) again, outputs discarded; the
-        cells that raised or timed out this time are returned."""
+    async def replay(self, nb: nbformat.NotebookNode, before_cell: int) -> tuple[int, list[int]]:
+        """Run the code cells before cell `before_cell` (1-based index in the notebook) again,
+        outputs discarded. Returns how many ran, and the cells that raised or timed out this time,
+        both numbered as Jupyter numbers code cells (In [n])."""
         failed = []
-        for index, cell in enumerate(nb.cells[:before_cell - 1]):
+        number = 0
+        for cell in nb.cells[:before_cell - 1]:
             if cell.cell_type == "code" and cell.source.strip():
+                number += 1
                 result = await self.run_code(cell.source, timeout=self.limits.cell_timeout_s, store_history=True)
                 if result.status == "kernel_died":
-                    return failed + [index + 1]
+                    return number, failed + [number]
                 if result.status != "ok":
-                    failed.append(index + 1)
-        return failed
+                    failed.append(number)
+        return number, failed
 
     def share(self, name: str, data: bytes) -> str:
         """Put a new file where the kernel can read it (the folder of its connection file and
