@@ -45,7 +45,7 @@ EXIT_UNCHECKED, EXIT_INTERRUPTED = 2, 130
 _MARK = {"pass": "[green]✓[/]", "fail": "[red]✗[/]", "error": "[red]![/]", "skipped": "[yellow]-[/]",
          "needs_review": "[yellow]?[/]"}
 # Folders and files a student's folder may hold that are not part of the submission.
-_JUNK_DIRS = {"__macosx", ".ipynb_checkpoints", "__pycache__", ".git", ".venv", "venv", "data"}
+_JUNK_DIRS = {"__macosx", ".ipynb_checkpoints", "__pycache__", ".git", "data", "site-packages", "node_modules"}
 _PATTERN_ZIP = "Name1_id1_Name2_id2.zip (your team's names and 7-digit student ids)"
 
 
@@ -75,7 +75,10 @@ def _folder_files(folder: Path, suffixes: tuple[str, ...]) -> list[str]:
     virtual environments left out), relative to it, in '/' form."""
     found = []
     for here, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not _is_junk(d) and not os.path.islink(os.path.join(here, d)))
+        # Not into hidden or junk folders, links, or a virtual environment (the one the README
+        # makes, `sheet6/`, may well be in the folder checked)
+        dirs[:] = sorted(d for d in dirs if not _is_junk(d) and not os.path.islink(os.path.join(here, d))
+                         and not os.path.exists(os.path.join(here, d, "pyvenv.cfg")))
         for name in sorted(files):
             if name.lower().endswith(suffixes) and not name.startswith((".", "~$")):
                 found.append(Path(here, name).relative_to(folder).as_posix())
