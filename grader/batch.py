@@ -274,9 +274,10 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
             kind = kernel_kind(config, len(jobs), workers)
             if kind == "warm" and not config.run.threads:   # the kernel warming up beside each one needs a core too
                 ctx = dataclasses.replace(ctx, threads=max(1, (os.cpu_count() or 1) // (2 * workers)))
+            # max_tasks_per_child is Python 3.11+; on 3.10 a worker lives for the whole batch.
+            recycle = {"max_tasks_per_child": None if kind == "fork" else 25} if sys.version_info >= (3, 11) else {}
             pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"),
-                                       max_tasks_per_child=None if kind == "fork" else 25,
-                                       initializer=_init_worker, initargs=(ctx, kind))
+                                       initializer=_init_worker, initargs=(ctx, kind), **recycle)
             try:
                 _dispatch(pool, jobs, workers, root, out_dir, ctx, result, reporter)
             finally:

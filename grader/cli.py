@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -16,7 +17,7 @@ from grader.config import ConfigError, load_config
 from grader.report.manual import ManualPointsError
 from grader.calibrate import CalibrationError
 from grader.run.dataset import DataError
-from grader.run.sandbox import SandboxError
+from grader.run.sandbox import SandboxError, choose_sandbox
 
 
 class ProgressReporter:
@@ -130,6 +131,12 @@ def cmd_grade(args, console: Console) -> int:
         found = preflight_only(root, config, shard=shard)
         print_preflight(console, found)
         return 1 if found.missing else 0
+    choice = choose_sandbox(config)
+    if choice.fallback:   # student code is about to run with the tutor's rights: say so, loudly
+        console.print(f"[bold red]WARNING: the students' notebooks run WITHOUT a sandbox[/] ({escape(choice.why_not)}): "
+                      "they can read and write what your user can and reach the network. Grade on a machine "
+                      "where bubblewrap works, or set [run] sandbox = \"bubblewrap\" to refuse.",
+                      highlight=False, soft_wrap=True)
     reporter = ProgressReporter(console)
     started = time.monotonic()
     try:
@@ -197,9 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only list the modules the notebooks import and whether the kernel has them")
     grade.set_defaults(func=cmd_grade)
 
-    check = sub.add_parser("check", help="check one zip, notebook or folder before uploading it")
+    check = sub.add_parser("check", help="check one zip, notebook or folder before uploading it",
+                           description="Check one zip, notebook or folder before uploading it. Exit status: "
+                                       "0 fine, 1 would lose points, 3 tutors may deduct points (name, PDF, "
+                                       "team), 2 nothing could be checked, 130 interrupted.")
     check.add_argument("path")
-    check.add_argument("--json", action="store_true", help="print the full report as JSON")
+    check.add_argument("--json", action="store_true", help="print the report as JSON (as a student may see it)")
     check.add_argument("--full", action="store_true", help="run on the graded data size instead of a small subset")
     check.set_defaults(func=cmd_check)
 

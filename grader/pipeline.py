@@ -24,15 +24,16 @@ from grader.intake.imports import notebook_imports
 from grader.checks.sheet6 import AccuracyRange, choose_accuracies, run_checks
 from grader.config import Config
 from grader.intake import check_identity, identify, team_with_emails, unpack
-from grader.intake.identity import name_for, team_from_files
+from grader.intake.identity import team_from_files
 from grader.intake.identity import pdf_text as read_pdf_text
+from grader.intake.naming import complete_from_files
 from grader.intake.types import Submission, Workspace
 from grader.report.evidence import notebook_evidence, pdf_hints
 from grader.report.models import ExecutionInfo, GraderInfo, Report, Violation
 from grader.report.score import build_report
 from grader.run.dataset import StagedData, link_into, probe_batch
-from grader.run.execute import Execution, KernelStartError, read_notebook
 from grader.run.environment import KernelEnvironment
+from grader.run.execute import Execution, KernelStartError, ProgressCallback, read_notebook
 from grader.run.kernels import FreshKernels
 from grader.run.probe import Observations, not_run, prepare_kernel, probe
 
@@ -118,8 +119,10 @@ class Phases:
 
 
 async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKernels,
-                  phases: Phases | None = None) -> tuple[Execution, Observations, Workspace]:
-    """Run the workspace's notebook in a kernel from `kernels`, then probe the live kernel."""
+                  phases: Phases | None = None,
+                  progress: ProgressCallback | None = None) -> tuple[Execution, Observations, Workspace]:
+    """Run the workspace's notebook in a kernel from `kernels`, then probe the live kernel.
+    `progress` is told as each cell starts and ends."""
     phases = phases or Phases()
     notebook = read_notebook(workspace.notebook)
     limits = ctx.config.limits
@@ -128,7 +131,7 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
         link_into(ctx.data, workspace.dir)
         setup_failed = prepare_kernel(kernel.session, ctx.data.raw_dir)
         phases.lap("kernel_start")
-        execution = await kernel.session.run_notebook(notebook)
+        execution = await kernel.session.run_notebook(notebook, progress=progress)
         phases.lap("cells")
         if setup_failed:
             execution = _with_note(execution, setup_failed)
@@ -160,15 +163,15 @@ async def _restart_for_probe(session, execution: Execution, ctx: GradingContext)
     if not await session.restart():
         return _with_note(execution, "the kernel could not be restarted for the probe")
     prepare_kernel(session, ctx.data.raw_dir)
-    failed = await session.replay(execution.notebook, fatal)
-    note = (f"the kernel was restarted for the probe and ran cells 1–{fatal - 1} again"
-            + (f" (cell(s) {', '.join(map(str, failed))} failed this time)" if failed else ""))
+    ran, failed = await session.replay(execution.notebook, fatal)
+    note = (f"the kernel was restarted for the probe and ran cells In [1]–In [{ran}] again"
+            + (f" (cell(s) {', '.join(f'In [{n}]' for n in failed)} failed this time)" if failed else ""))
     return dataclasses.replace(execution, alive=await session.alive(), info=execution.info.model_copy(
         update={"notes": [*execution.info.notes, note]}))
 
 
-def _not_run(reason: str, ctx: GradingContext) -> ExecutionInfo:
-    return ExecutionInfo(status="not_run", notes=[reason], data=ctx.data.info)
+def _not_run(reason: str, ctx: GradingContext, *, isolated: bool = False, sandbox: str = "none") -> ExecutionInfo:
+    return ExecutionInfo(status="not_run", notes=[reason], data=ctx.data.info, isolated=isolated, sandbox=sandbox)
 
 
 def _pdf_text(workspace: Workspace) -> str | None:
@@ -180,28 +183,31 @@ def _pdf_text(workspace: Workspace) -> str | None:
         return None
 
 
-def grade_submission(path: Path, root: Path, ctx: GradingContext, submission: Submission | None = None) -> Graded:
+def grade_submission(path: Path, root: Path, ctx: GradingContext, submission: Submission | None = None,
+                     progress: ProgressCallback | None = None) -> Graded:
     """Grade one submission file in a kernel of its own. Never raises for anything the submission does."""
     async def run() -> Graded:
         async with FreshKernels(ctx) as kernels:
-            return await grade_submission_async(path, root, ctx, kernels, submission)
+            return await grade_submission_async(path, root, ctx, kernels, submission, progress)
     return asyncio.run(run())
 
 
 async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, kernels: FreshKernels,
-                                 submission: Submission | None = None) -> Graded:
-    """`submission`: the file already identified (the batch has), else it is identified here."""
+                                 submission: Submission | None = None,
+                                 progress: ProgressCallback | None = None) -> Graded:
+    """`submission`: the file already identified (the batch has), else it is identified here.
+    `progress`: told as each of the notebook's cells starts and ends."""
     phases = Phases()
     submission = submission or identify(path, root, ctx.config.naming)
     unpack_dir = Path(tempfile.mkdtemp(prefix=_safe(submission.stem)[:40] + "-", dir=ctx.work_dir))
     try:
         workspace = unpack(submission, unpack_dir, ctx.config.archive)
-        violations: list[Violation] = [*submission.violations, *workspace.violations,
-                                       *check_identity(submission, workspace)]
+        identity = check_identity(submission, workspace)   # the files against the file name's team
+        # Where the file's name does not say (all of) who submitted it, the files do, and so can the
+        # expected name (the naming messages then say that name).
+        submission = complete_from_files(submission, team_from_files(submission, workspace), ctx.config.naming)
+        violations: list[Violation] = [*submission.violations, *workspace.violations, *identity]
         pdf_text = _pdf_text(workspace)
-        if not submission.team and (stated := team_from_files(submission, workspace)):
-            # The file's name does not say who submitted it: the files do, and so can the expected name.
-            submission = dataclasses.replace(submission, team=stated, expected_name=name_for(stated, submission.kind))
         team = list(team_with_emails(submission, workspace))   # read now: the workspace goes with its kernel
         phases.lap("intake")
         executed = None
@@ -210,11 +216,11 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
             observations = not_run("no notebook was found, so the automatic checks were skipped")
         else:
             try:
-                result, observations, workspace = await observe(workspace, ctx, kernels, phases)
+                result, observations, workspace = await observe(workspace, ctx, kernels, phases, progress)
                 execution, executed = result.info, result.notebook
                 execution = execution.model_copy(update={"data": ctx.data.info})
             except KernelStartError as exc:
-                execution = _not_run(str(exc), ctx)
+                execution = _not_run(str(exc), ctx, isolated=exc.isolated, sandbox=exc.sandbox)
                 observations = not_run(f"the notebook could not be run: {exc}")
         checks = run_checks(observations, ctx.config, ctx.accuracy_range)
         # A module the kernel lacks or data the grader cannot serve: the team is not marked down for it.

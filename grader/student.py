@@ -1,13 +1,36 @@
 """`grader check`: a student's self-check of one zip, notebook or folder before uploading it.
 
-It goes through the same batch runner and pipeline as the tutors' grading, on a small subset of the
-data by default, and prints a short verdict."""
+It goes through the same pipeline as the tutors' grading (identify → unpack → execute → probe → check
+→ score), in this process, on a small subset of the data by default, and prints a short verdict
+with the cells' progress while the notebook runs. What it prints, as text or `--json`, is the
+report `evidence.for_students` leaves: no tutors' material (the 6.3 key, tutors' notes). Nothing is
+written but temporary files, removed at the end.
+
+The verdict has three levels, and the exit status follows them:
+
+- 0, fine: every automatic check passes and the notebook runs without errors;
+- 1, loses points: a check does not pass, or the notebook does not run through;
+- 3, tutors may deduct: the checks pass, but something tutors look at is off (the file name, no
+  PDF, the team not named in the files, two notebooks) or a check needs a tutor's review;
+- 2: nothing could be checked (no such file, a file that is not a zip, notebook or folder);
+- 130: interrupted (Ctrl-C).
+"""
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import signal
 import tempfile
+import time
+import unicodedata
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from grader.config import Config, load_config
 from grader.report.models import Report
@@ -15,43 +38,308 @@ from grader.report.models import Report
 # The small subset of a default check: enough for every check, a fraction of the training time.
 FAST_TRAIN, FAST_TEST = 1000, 500
 
+FINE, TUTORS_MAY_DEDUCT, LOSES_POINTS = "fine", "tutors may deduct", "loses points"
+EXIT_STATUS = {FINE: 0, LOSES_POINTS: 1, TUTORS_MAY_DEDUCT: 3}
+EXIT_UNCHECKED, EXIT_INTERRUPTED = 2, 130
+
 _MARK = {"pass": "[green]✓[/]", "fail": "[red]✗[/]", "error": "[red]![/]", "skipped": "[yellow]-[/]",
          "needs_review": "[yellow]?[/]"}
+# Folders and files a student's folder may hold that are not part of the submission.
+_JUNK_DIRS = {"__macosx", ".ipynb_checkpoints", "__pycache__", ".git", "data", "site-packages", "node_modules"}
+_PATTERN_ZIP = "Name1_id1_Name2_id2.zip (your team's names and 7-digit student ids)"
+
+
+class CheckRefused(Exception):
+    """What was given cannot be checked; the message says what was expected and found."""
+
+
+@dataclass(frozen=True)
+class CheckInput:
+    """What the student named, and the file the pipeline grades for it."""
+    given: Path
+    kind: str                        # "zip" | "notebook" | "folder"
+    target: Path                     # the zip or notebook to grade
+    root: Path                       # the folder it is graded relative to
+    packed: tuple[str, ...] = ()     # a folder's files that went into the zip, relative to it
+    note: str = ""                   # said before the run (a folder's only zip, say)
+
+
+# ----------------------------------------------------------------------------- what was given
+
+def _is_junk(name: str) -> bool:
+    return name.startswith(".") or name.lower() in _JUNK_DIRS
+
+
+def _folder_files(folder: Path, suffixes: tuple[str, ...]) -> list[str]:
+    """The folder's files with these suffixes (any depth; checkpoints, hidden folders, data and
+    virtual environments left out), relative to it, in '/' form."""
+    found = []
+    for here, dirs, files in os.walk(folder):
+        # Not into hidden or junk folders, links, or a virtual environment (the one the README
+        # makes, `sheet6/`, may well be in the folder checked)
+        dirs[:] = sorted(d for d in dirs if not _is_junk(d) and not os.path.islink(os.path.join(here, d))
+                         and not os.path.exists(os.path.join(here, d, "pyvenv.cfg")))
+        for name in sorted(files):
+            if name.lower().endswith(suffixes) and not name.startswith((".", "~$")):
+                found.append(Path(here, name).relative_to(folder).as_posix())
+    return found
+
+
+def resolve_input(path: Path, work: Path) -> CheckInput:
+    """Which file to grade for `path`: a zip or a notebook as it is; a folder packed into the zip
+    the student would upload (its notebooks and PDFs), or its only zip. Anything else is refused:
+    a script is never run as if it were a notebook."""
+    if not path.exists():
+        raise CheckRefused(f"{path}: no such file or folder (expected your submission: a .zip, a "
+                           ".ipynb notebook, or a folder holding the notebook and the PDF)")
+    if path.is_dir():
+        notebooks = _folder_files(path, (".ipynb",))
+        if notebooks:
+            files = notebooks + _folder_files(path, (".pdf",))
+            name = unicodedata.normalize("NFC", path.resolve().name) or "submission"
+            target = work / "packed" / f"{name}.zip"
+            target.parent.mkdir(parents=True)
+            with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+                for rel in files:
+                    archive.write(path / rel, rel)
+            return CheckInput(given=path, kind="folder", target=target, root=target.parent, packed=tuple(files))
+        zips = [p for p in sorted(path.iterdir()) if p.is_file() and p.suffix.lower() == ".zip"]
+        if len(zips) == 1:
+            return CheckInput(given=path, kind="zip", target=zips[0], root=path,
+                              note=f"checking {zips[0].name}, the only zip in {path}")
+        found = f"{len(zips)} zip files ({', '.join(z.name for z in zips[:5])})" if zips else "no notebook and no zip"
+        raise CheckRefused(f"{path}: expected a folder holding your notebook (.ipynb) and PDF, or a single zip; "
+                           f"found {found}. Name the one to check: grader check {path / 'NAME.zip'}")
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        return CheckInput(given=path, kind="zip", target=path, root=path)
+    if suffix == ".ipynb":
+        return CheckInput(given=path, kind="notebook", target=path, root=path)
+    what = {".py": "a Python script (grader check runs Jupyter notebooks only: save your notebook as .ipynb)",
+            ".pdf": "a PDF alone (check the zip that holds it together with your notebook)"}.get(
+        suffix, f"a '{suffix}' file" if suffix else "a file without an extension")
+    raise CheckRefused(f"{path}: expected a .zip, a .ipynb notebook or a folder; found {what}. "
+                       "Nothing was run")
+
+
+# ----------------------------------------------------------------------------- the verdict
+
+def verdict(report: Report, kind: str = "zip") -> str:
+    """Loses points (a check not passing, the notebook not running through), tutors may deduct
+    (naming, no PDF, identity, a check a tutor reviews), or fine. For a notebook or a folder
+    (`kind`), the names of its files do not count: the student is told the zip's name to use."""
+    if report.execution.status != "ok" or any(c.status not in ("pass", "needs_review") for c in report.checks):
+        return LOSES_POINTS
+    counted = [v for v in report.violations if kind == "zip" or not v.code.startswith("name.")]
+    if counted or any(c.status == "needs_review" for c in report.checks):
+        return TUTORS_MAY_DEDUCT
+    return FINE
 
 
 def would_lose_points(report: Report) -> bool:
-    return (bool(report.violations) or report.execution.status != "ok"
-            or any(c.status != "pass" for c in report.checks))
+    return verdict(report) == LOSES_POINTS
 
 
-def print_verdict(report: Report, console: Console) -> None:
+def _zip_name(report: Report, given: CheckInput) -> str | None:
+    """The name to upload under, when it can be worked out: the suggested name, or the file's own
+    name when that is right, as a .zip."""
     sub = report.submission
-    console.print(f"[bold]{sub.file}[/]", highlight=False)
-    team = ", ".join(f"{m.name} ({m.student_id})" for m in sub.team) or "no team could be read from the name"
-    console.print(f"  team: {team}", highlight=False)
-    if sub.expected_name:
-        console.print(f"  [yellow]name:[/] rename the file to [bold]{sub.expected_name}[/]", highlight=False)
-    for v in report.violations:
-        colour = "red" if v.severity == "error" else "yellow"
-        console.print(f"  [{colour}]{v.severity}[/] {v.code}: {v.message}", highlight=False)
+    name = sub.expected_name or (given.target.name if not _name_violations(report) else None)
+    if name is None:
+        return None
+    stem = name[: -len(Path(name).suffix)] if Path(name).suffix else name
+    return stem + ".zip"
+
+
+def _name_violations(report: Report) -> list:
+    return [v for v in report.violations if v.code.startswith("name.")]
+
+
+def upload_advice(report: Report, given: CheckInput) -> str | None:
+    """What to upload, as one instruction; None when the zip is right as it is."""
+    if given.kind == "zip":
+        if report.submission.expected_name:
+            return f"rename the file to [bold]{escape(report.submission.expected_name)}[/]"
+        if _name_violations(report):
+            return f"rename the file to {escape(_PATTERN_ZIP)}"
+        return None
+    name = _zip_name(report, given)
+    shown = f"[bold]{escape(name)}[/]" if name else escape(_PATTERN_ZIP)
+    if given.kind == "notebook":
+        return (f"zip it with your PDF as {shown} (upload the zip, not the notebook alone)"
+                if report.submission.pdf else f"zip it with your PDF (6.1–6.5, 6.7) as {shown}")
+    files = ", ".join(escape(f) for f in given.packed)
+    return f"zip these files of the folder ({files}) as {shown}, and upload the zip"
+
+
+def _cell(error) -> str:
+    return f"In [{error.execution_count}]" if error.execution_count else f"cell {error.cell}"
+
+
+def _data_line(report: Report) -> str | None:
+    data = report.execution.data
+    if data is None:
+        return None
+    if data.kind == "generated":
+        what = (f"a generated stand-in of Fashion-MNIST (made on this machine, offline: no download), "
+                f"{data.train_size:,} training / {data.test_size:,} test images")
+    else:
+        what = f"Fashion-MNIST, {data.train_size:,} training / {data.test_size:,} test images"
+    if data.train_size and data.train_size <= 6000:
+        what += ("; on data this small the baseline learns little in 5 epochs (plain SGD, lr 0.001): a test "
+                 "accuracy around 10 % (a few % to 20 %) is expected, and the accuracy check allows for it")
+    return what
+
+
+def _isolation_line(report: Report) -> str | None:
     ex = report.execution
-    console.print(f"  notebook: {ex.status} ({ex.cells_run}/{ex.cells_total} cells, {ex.duration_s:.1f} s)"
-                  + (f", isolated by {ex.sandbox}" if ex.isolated else ", not isolated"), highlight=False)
+    if ex.status == "not_run" and not ex.cells_total:
+        return None
+    if ex.isolated:
+        return f"ran in a {ex.sandbox} sandbox (no network, only its own folder visible)"
+    return "ran on your own machine without a sandbox, which is fine for a self-check"
+
+
+def student_report(report: Report) -> Report:
+    """The report `grader check` shows: no tutors' material (evidence.for_students), and the data and
+    the sandbox said in a student's words."""
+    from grader.report.evidence import for_students
+    from grader.run.sandbox import is_isolation_note
+
+    report = for_students(report)
+    ex = report.execution
+    notes = [n for n in ex.notes if not is_isolation_note(n)]
+    if line := _isolation_line(report):
+        notes.insert(0, f"the notebook {line}")
+    update: dict = {"notes": notes}
+    if ex.data is not None and (line := _data_line(report)):
+        update["data"] = ex.data.model_copy(update={"description": line})
+    return report.model_copy(update={"execution": ex.model_copy(update=update)})
+
+
+def print_verdict(report: Report, console: Console, given: CheckInput | None = None) -> None:
+    """The report as a student reads it on a terminal. Every string from the submission is escaped."""
+    from grader.run.sandbox import is_isolation_note
+
+    given = given or CheckInput(given=Path(report.submission.file), kind="zip",
+                                target=Path(report.submission.file), root=Path("."))
+    sub = report.submission
+    out = lambda text: console.print(text, highlight=False)   # noqa: E731
+    out(f"[bold]{escape(str(given.given))}[/]" + (" (folder)" if given.kind == "folder" else ""))
+    team = ", ".join(f"{m.name} ({m.student_id})" for m in sub.team) or "no team could be read from the name or the files"
+    out(f"  team: {escape(team)}")
+    if advice := upload_advice(report, given):
+        out(f"  [yellow]upload:[/] {advice}")
+    for v in report.violations:
+        if given.kind != "zip" and v.code.startswith("name."):
+            continue   # about the name of a file the student is told to zip: the advice above replaces it
+        colour = "red" if v.severity == "error" else "yellow"
+        out(f"  [{colour}]{v.severity}[/] {escape(v.code)}: {escape(v.message)}")
+    ex = report.execution
+    if ex.status == "not_run":
+        out("  notebook: [red]not run[/]")
+    else:
+        status = {"ok": "[green]ran without errors[/]", "errors": "[red]ran with errors[/]",
+                  "timeout": "[red]ran over its time limit[/]", "kernel_died": "[red]the kernel died[/]"}[ex.status]
+        out(f"  notebook: {status} ({ex.cells_run} of {ex.cells_total} code cells, {ex.duration_s:.1f} s)")
     for error in ex.errors:
-        console.print(f"    cell {error.cell}: {error.ename}: {error.evalue}", highlight=False)
+        out(f"    {_cell(error)}: {escape(error.ename)}: {escape(error.evalue)}")
+    sandbox = _isolation_line(report)
     for note in ex.notes:
-        console.print(f"    note: {note}", highlight=False)
-    if ex.data:
-        console.print(f"  data: {ex.data.description}", highlight=False)
+        if not is_isolation_note(note) and note != f"the notebook {sandbox}":
+            out(f"    note: {escape(note)}")
+    if sandbox:
+        out(f"  sandbox: {escape(sandbox)}")
+    if ex.data is not None:
+        out(f"  data: {escape(ex.data.description)}")
     for check in report.checks:
-        console.print(f"  {_MARK[check.status]} {check.id} ({check.points:g}/{check.max_points:g}): {check.message}",
-                      highlight=False)
+        out(f"  {_MARK[check.status]} {escape(check.id)} ({check.points:g}/{check.max_points:g}): {escape(check.message)}")
     tutor = [e for e in report.exercises if e.points is None]
     if tutor:
-        console.print("  graded by tutors: " + ", ".join(e.id for e in tutor), highlight=False)
-    verdict = ("[red]would lose points — see above[/]" if would_lose_points(report)
-               else "[green]ready to upload: nothing above would lose points[/]")
-    console.print(f"  verdict: {verdict}")
+        out("  graded by tutors: " + ", ".join(("6.6 part 3 (plot and answer)" if e.id == "6.6" else e.id)
+                                              for e in tutor))
+    out(f"  verdict: {_verdict_text(report, given.kind)}")
+
+
+def _verdict_text(report: Report, kind: str) -> str:
+    level = verdict(report, kind)
+    if level == LOSES_POINTS:
+        lost = [f"{c.id} ({c.max_points - c.points:g})" for c in report.checks if c.status not in ("pass", "needs_review")]
+        why = ([f"the notebook {'did not run' if report.execution.status == 'not_run' else 'did not run through'}"]
+               if report.execution.status != "ok" else []) + lost
+        return "[red]would lose points[/]: " + escape("; ".join(why))
+    if level == TUTORS_MAY_DEDUCT:
+        codes = sorted({v.code for v in report.violations if kind == "zip" or not v.code.startswith("name.")})
+        review = [c.id for c in report.checks if c.status == "needs_review"]
+        why = codes + ([f"a tutor reviews {', '.join(review)}"] if review else [])
+        return ("[yellow]tutors may deduct points[/]: the automatic checks pass, but see " + escape(", ".join(why))
+                + " above")
+    if kind == "zip":
+        return "[green]ready to upload[/]: nothing above loses points"
+    return "[green]ready[/]: nothing above loses points; zip it as said above and upload the zip"
+
+
+# ----------------------------------------------------------------------------- progress
+
+class CheckProgress:
+    """The notebook's progress: one live line on a terminal (cell i of N, elapsed time, its first
+    line), plain lines otherwise; nothing with --json."""
+
+    def __init__(self, console: Console, enabled: bool):
+        self.console = console
+        self.enabled = enabled
+        self.live = enabled and console.is_terminal
+        self.progress: Progress | None = None
+        self.task = None
+        self.started = time.monotonic()
+
+    def __enter__(self) -> "CheckProgress":
+        if self.live:
+            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                     console=self.console, transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task("preparing the data and starting Python…", total=None)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def say(self, text: str) -> None:
+        """A message from the preparation (e.g. calibration): printed above the live line."""
+        if self.enabled:
+            self.console.print(escape(text), highlight=False)
+
+    def cell(self, step) -> None:   # a run.execute.CellProgress
+        if not self.enabled or step.finished:
+            return
+        text = f"running cell In [{step.number}] of {step.total}: {step.first_line}"
+        if self.progress is not None:
+            self.progress.update(self.task, description=escape(text))
+        else:
+            self.console.print(f"\\[{time.monotonic() - self.started:5.1f} s] {escape(text)}", highlight=False,
+                               soft_wrap=True)
+
+
+# ----------------------------------------------------------------------------- the command
+
+@contextlib.contextmanager
+def _interrupt_at_once():
+    """Ctrl-C stops the check where it is: KeyboardInterrupt at once (asyncio.run would otherwise
+    only cancel its task, and the kernel, hit by the same Ctrl-C, would end the run as if the
+    notebook had died). Leaving the event loop stops the kernel."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, interrupt)
+    except ValueError:   # not the main thread: leave it as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def check_config(config: Config, *, full: bool) -> Config:
@@ -63,23 +351,39 @@ def check_config(config: Config, *, full: bool) -> Config:
 
 
 def check_path(path: Path, *, config_path: str | None, as_json: bool, full: bool, console: Console) -> int:
-    from grader.batch import run_batch
+    from grader.batch import prepare_context
+    from grader.intake import identify
+    from grader.pipeline import grade_submission
+    from grader.run.sandbox import choose_sandbox
 
-    if not path.exists():
-        console.print(f"[red]error:[/] {path}: no such file or folder", highlight=False)
-        return 2
     config = check_config(load_config(config_path), full=full)
-    quiet = (lambda text: None) if as_json else (lambda text: console.print(text, highlight=False))
-    with tempfile.TemporaryDirectory(prefix="grader-check-") as out:
-        result = run_batch(path, config, Path(out), workers=1, force=True, progress=quiet)
-        if not result.reports:
-            console.print(f"[red]error:[/] {path}: no submission found (expected a .zip, .ipynb, .py or .pdf)",
-                          highlight=False)
-            return 2
+    work = Path(tempfile.mkdtemp(prefix="grader-check-"))
+    try:
+        try:
+            given = resolve_input(path, work)
+        except CheckRefused as refused:
+            console.print(f"[red]error:[/] {escape(str(refused))}", highlight=False)
+            return EXIT_UNCHECKED
+        choice = choose_sandbox(config)
+        if not as_json:
+            if given.note:
+                console.print(escape(given.note), highlight=False)
+            if choice.fallback and "installed but" in choice.why_not:
+                console.print(f"note: {escape(choice.why_not)}; your notebook runs without a sandbox, which is "
+                              "fine for a self-check.", highlight=False)
+        with CheckProgress(console, enabled=not as_json) as progress, _interrupt_at_once():
+            ctx = prepare_context(config, work, 1, progress=progress.say)
+            submission = identify(given.target, given.root, config.naming)
+            report = grade_submission(given.target, given.root, ctx, submission, progress=progress.cell).report
+        report = student_report(report)
         if as_json:
-            for _, report in result.reports:
-                print(report.model_dump_json(indent=2))
+            print(report.model_dump_json(indent=2))
         else:
-            for _, report in result.reports:
-                print_verdict(report, console)
-    return 1 if any(would_lose_points(r) for _, r in result.reports) else 0
+            print_verdict(report, console, given)
+        return EXIT_STATUS[verdict(report, given.kind)]
+    except KeyboardInterrupt:
+        console.print(f"[yellow]check interrupted[/]: {escape(str(path))} was not checked to the end, and nothing "
+                      "was written. Run the same command again to check it.", highlight=False)
+        return EXIT_INTERRUPTED
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -18,7 +18,7 @@ import numpy as np
 
 __all__ = [
     "linear", "relu", "flatten", "softmax", "log_softmax", "sigmoid", "tanh",
-    "batchnorm_train", "batchnorm_eval", "run_layers", "exercise_6_3_key", "OPS",
+    "batchnorm_train", "batchnorm_eval", "run_layers", "OPS",
 ]
 
 
@@ -204,31 +204,3 @@ def run_layers(x: Any, layers: Iterable[Mapping[str, Any]], train: bool
         else:
             raise ValueError(f"unknown op {op!r} in layer {i} (known: {', '.join(OPS)})")
     return out, stats
-
-
-# ---------------------------------------------------------------------------------------------
-# Exercise 6.3 (pen and paper): the key shown to tutors
-# ---------------------------------------------------------------------------------------------
-
-def exercise_6_3_key() -> dict[str, Any]:
-    """The forward pass of Exercise 6.3, computed from the sheet's matrices (no biases).
-
-    Rows of W1 are the 3 inputs, rows of W2 the 2 hidden units, so ``h = ReLU(W1ᵀx)``,
-    ``logits = W2ᵀh``, ``o = softmax(logits)``. ``predicted_class`` is 1-based (class 1 = first
-    output), ``predicted_index`` is the 0-based index.
-    """
-    x = np.array([3.0, 1.0, -1.0])
-    W1 = np.array([[2.0, -1.0], [1.0, -3.0], [-2.0, 5.0]])
-    W2 = np.array([[6.0, 2.0], [-1.0, 8.0]])
-    pre = W1.T @ x
-    h = relu(pre)
-    logits = W2.T @ h
-    o = softmax(logits)
-    index = int(np.argmax(o))
-    return {
-        "x": x, "W1": W1, "W2": W2,
-        "pre_activation": pre, "h": h, "logits": logits, "o": o,
-        "predicted_index": index, "predicted_class": index + 1,
-        "class_numbering": "1-based",
-        "formulae": "a = W1ᵀx, h = ReLU(a), z = W2ᵀh, o = softmax(z); predicted class = argmax o (1-based)",
-    }

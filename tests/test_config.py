@@ -61,3 +61,22 @@ def test_different_files_have_different_fingerprints(tmp_path):
     a.write_text("[limits]\nmemory_mb = 4000\n")
     b.write_text("[limits]\nmemory_mb = 4001\n")
     assert load_config(a).fingerprint != load_config(b).fingerprint
+
+
+def test_the_code_defaults_are_the_tutors_values():
+    """The students' checker has no grading.toml and runs on the code's defaults: every key but the
+    machine's data folder must be what the tutors grade with (`make student-package` refuses too)."""
+    from grader.config import MACHINE_KEYS, differences_from_defaults
+
+    assert differences_from_defaults(load_config(ROOT / "grading.toml")) == []
+    assert MACHINE_KEYS == ("data.source",)
+
+
+def test_a_difference_from_the_defaults_is_named(tmp_path):
+    from grader.config import differences_from_defaults
+
+    path = tmp_path / "grading.toml"
+    path.write_text((ROOT / "grading.toml").read_text(encoding="utf-8").replace(
+        "accuracy_margin = 0.15", "accuracy_margin = 0.2"), encoding="utf-8")
+    assert differences_from_defaults(load_config(path)) == [
+        "tolerance.accuracy_margin: the file says 0.2, the code's default is 0.15"]

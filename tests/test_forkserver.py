@@ -19,9 +19,10 @@ import nbformat
 import pytest
 
 from conftest import ATTEMPT_HELPERS, fork_loop, needs_torch
+from conftest import ROOT as REPO_ROOT   # the source checkout the tests run from
 from grader.config import config_from_dict
 from grader.run.kernels import ForkKernels
-from grader.run.sandbox import REPO_ROOT, SANDBOX_UID
+from grader.run.sandbox import SANDBOX_UID
 
 pytestmark = [needs_torch, pytest.mark.kernel,
               pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed"),

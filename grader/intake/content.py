@@ -1,9 +1,13 @@
 """Which of the unpacked files are the notebook and the PDF to grade."""
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
 import unicodedata
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path, PurePosixPath
 
 import nbformat
@@ -16,6 +20,76 @@ _MARKER_RES = [re.compile(rf"\b{re.escape(m)}\b") for m in TEMPLATE_MARKERS]
 MAX_SCAN_BYTES = 20 * 1024 * 1024
 # "# %%", "# %% [markdown]", "#%%" (VS Code, Spyder, jupytext) and "# In[3]:" (Jupyter's .py export)
 _CELL_MARK = re.compile(r"^#\s*(?:%%(?P<rest>.*)|In\s*\[[^\]]*\]\s*:?\s*)$")
+
+
+_CLASS_RES = {name: re.compile(rf"\bclass\s+{name}\b") for name in ("FashionNetwork", "FashionNetworkBatchNorm")}
+_UNTITLED = re.compile(r"^untitled\d*(?:-\d+)?(?:\s*\(\d+\))?$", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=1)
+def _template_lines() -> frozenset[str]:
+    """The code lines of the sheet's template (reference/template.ipynb): not the team's own work."""
+    try:
+        data = json.loads((resources.files("reference") / "template.ipynb").read_text(encoding="utf-8"))
+    except (OSError, ValueError, ModuleNotFoundError):
+        return frozenset()
+    return frozenset(line for source in _code_sources(data) for line in _code_lines(source))
+
+
+def _code_sources(data) -> list[str]:
+    cells = data.get("cells", []) if isinstance(data, dict) else []
+    out = []
+    for cell in cells:
+        if isinstance(cell, dict) and cell.get("cell_type") == "code":
+            src = cell.get("source", "")
+            out.append("".join(src) if isinstance(src, list) else str(src))
+    return out
+
+
+def _code_lines(source: str) -> list[str]:
+    return [ln.strip() for ln in source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+
+
+@dataclass(frozen=True)
+class NotebookMerit:
+    """How much a notebook looks like the team's solution of the sheet (more is better)."""
+    classes: tuple[str, ...]    # the sheet's classes it defines
+    own_lines: int              # code lines that are not the template's
+    untitled: bool              # Jupyter's default name ("Untitled.ipynb", "Untitled1.ipynb")
+    score: tuple[int, int]      # template_score of its text
+
+    def key(self) -> tuple:
+        return (-len(self.classes), self.own_lines == 0, self.untitled, -self.score[0], -self.score[1])
+
+
+def notebook_merit(path: Path) -> NotebookMerit:
+    text = _read_text(path)
+    try:
+        sources = _code_sources(json.loads(text))
+    except ValueError:
+        sources = [text]
+    code = "\n".join(sources)
+    template = _template_lines()
+    return NotebookMerit(
+        classes=tuple(name for name, pattern in _CLASS_RES.items() if pattern.search(code)),
+        own_lines=sum(1 for source in sources for line in _code_lines(source) if line not in template),
+        untitled=bool(_UNTITLED.match(PurePosixPath(path.name).stem.strip())),
+        score=template_score(text))
+
+
+def why_chosen(chosen: str, chosen_merit: NotebookMerit, other: str, other_merit: NotebookMerit) -> str:
+    """Why `chosen` was graded rather than `other` (the runner-up), in words."""
+    if len(chosen_merit.classes) != len(other_merit.classes):
+        return (f"it defines {' and '.join(chosen_merit.classes)}"
+                + (f", '{other}' does not" if not other_merit.classes else f", '{other}' only {', '.join(other_merit.classes)}"))
+    if (chosen_merit.own_lines == 0) != (other_merit.own_lines == 0):
+        return f"'{other}' holds only the sheet's template, no code of your own"
+    if chosen_merit.untitled != other_merit.untitled:
+        return f"'{other}' has Jupyter's default name (Untitled), so it looks like a scratch notebook"
+    if chosen_merit.score != other_merit.score:
+        return ("it uses the sheet's names (FashionNetwork, FashionNetworkBatchNorm, fashion_network, optimize) "
+                f"more than '{other}'")
+    return f"it and '{other}' look alike; the one with the shorter path (then the first by name) is graded"
 
 
 def template_score(text: str) -> tuple[int, int]:
@@ -36,12 +110,16 @@ def _path_key(rel: str) -> tuple[int, int, str]:
     return (len(PurePosixPath(rel).parts), len(rel), rel)
 
 
+def rank_notebooks(dest: Path, candidates: list[str]) -> list[tuple[str, NotebookMerit]]:
+    """Best first: the one that defines the sheet's classes, holds code of its own beyond the
+    template, is not an `Untitled*` notebook and uses the sheet's names most; ties go to the
+    shortest path, then the name."""
+    merits = {rel: notebook_merit(dest / rel) for rel in candidates}
+    return sorted(merits.items(), key=lambda item: item[1].key() + _path_key(item[0]))
+
+
 def choose_notebook(dest: Path, candidates: list[str]) -> str:
-    """The candidate that best matches the template; ties go to the shortest path, then the name."""
-    def key(rel: str):
-        distinct, total = template_score(_read_text(dest / rel))
-        return (-distinct, -total) + _path_key(rel)
-    return min(candidates, key=key)
+    return rank_notebooks(dest, candidates)[0][0]
 
 
 def script_to_notebook(source: str) -> nbformat.NotebookNode:
@@ -111,15 +189,16 @@ def find_content(dest: Path, files: list[str], label: str,
     notebook: Path | None = None
     chosen: str | None = None
     if notebooks:
-        chosen = choose_notebook(dest, notebooks)
+        ranked = rank_notebooks(dest, notebooks)
+        chosen = ranked[0][0]
         notebook = dest / chosen
         if len(notebooks) > 1:
-            others = ", ".join(n for n in notebooks if n != chosen)
+            others = ", ".join(f"'{n}'" for n, _ in ranked[1:])
+            why = why_chosen(chosen, ranked[0][1], ranked[1][0], ranked[1][1])
             violations.append(Violation(
                 code="content.multiple_notebooks", severity="warning",
-                message=f"{label}: expected one notebook, found {len(notebooks)}; grading '{chosen}' "
-                        f"(best match for the sheet's template: FashionNetwork, FashionNetworkBatchNorm, "
-                        f"fashion_network, optimize), not {others}"))
+                message=f"{label}: expected one notebook, found {len(notebooks)}; grading '{chosen}', "
+                        f"not {others}, because {why}. Leave the others out of the zip"))
     elif scripts:
         chosen_script = choose_notebook(dest, scripts)
         notebook = convert_script(dest, chosen_script)

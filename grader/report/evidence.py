@@ -1,17 +1,41 @@
-"""What tutors grade by hand, made quick: facts the grader found for them, per exercise."""
+"""What tutors grade by hand, made quick: facts the grader found for them, per exercise.
+
+The key of the written Exercise 6.3 and the patterns that find it in a PDF are tutors' material: they
+live in `reference/tutors_key.json`, which the students' package does not ship. Where it is missing,
+the reports simply carry no 6.3 evidence. `for_students` takes every tutors' part out of a report,
+whatever is installed: what `grader check` prints goes through it.
+"""
 from __future__ import annotations
 
+import functools
+import json
 import re
+from importlib import resources
 
 import nbformat
 
-from reference.numpy_ref import exercise_6_3_key
+from grader.report.models import Report
 
 _ANSWER = re.compile(r"your\s+answer\s*:?", re.IGNORECASE)
+TUTORS_KEY = "tutors_key.json"
+# The only evidence a student's own report keeps: facts about their notebook (part 3 of 6.6).
+STUDENT_EVIDENCE = ("6.6",)
 
 
-def key_6_3() -> str:
-    key = exercise_6_3_key()
+@functools.lru_cache(maxsize=1)
+def tutors_key() -> dict | None:
+    """The 6.3 key (reference/tutors_key.json), or None where it is not installed (students)."""
+    try:
+        text = (resources.files("reference") / TUTORS_KEY).read_text(encoding="utf-8")
+    except (FileNotFoundError, ModuleNotFoundError, OSError):
+        return None
+    return json.loads(text)
+
+
+def key_6_3() -> str | None:
+    key = tutors_key()
+    if key is None:
+        return None
     h = ", ".join(f"{v:g}" for v in key["h"])
     logits = ", ".join(f"{v:g}" for v in key["logits"])
     o = ", ".join(f"{v:.3g}" for v in key["o"])
@@ -36,14 +60,27 @@ def notebook_evidence(nb: nbformat.NotebookNode | None) -> list[str]:
 
 
 def pdf_hints(pdf_text: str | None) -> dict[str, list[str]]:
-    """Where the PDF mentions the 6.3 key values (h = (9, 0), logits (54, 18), class 1)."""
+    """For the tutors: the 6.3 key, and which of its values the PDF mentions. Empty where the
+    tutors' key is not installed."""
+    key = tutors_key()
+    if key is None:
+        return {}
     hints: dict[str, list[str]] = {"6.3": [key_6_3()]}
     if pdf_text is None:
         hints["6.3"].append("no PDF text to compare with")
         return hints
     compact = re.sub(r"\s+", "", pdf_text)
-    found = [label for label, pattern in (("h = (9, 0)", r"\(?9,0\)?"), ("logits (54, 18)", r"54,18"),
-                                          ("the value 54", r"54"))
-             if re.search(pattern, compact)]
+    found = [hint["label"] for hint in key["pdf_hints"] if re.search(hint["pattern"], compact)]
     hints["6.3"].append("the PDF mentions " + ", ".join(found) if found else "the PDF does not mention the key values")
     return hints
+
+
+def for_students(report: Report) -> Report:
+    """The report as a student may read it before the deadline: without the 6.3 key or the PDF hints
+    that compare with it (no tutors' evidence but the notebook's facts), and without tutors' notes
+    (comments, the reasons of overrides). It covers one submission, so it names no other team."""
+    exercises = [e.model_copy(update={"evidence": list(e.evidence) if e.id in STUDENT_EVIDENCE else [],
+                                      "comment": None})
+                 for e in report.exercises]
+    checks = [c.model_copy(update={"override": None}) for c in report.checks]
+    return report.model_copy(update={"exercises": exercises, "checks": checks, "comment": None})

@@ -228,11 +228,12 @@ def feedback_html(report: Report, calibration_curve: dict | None = None) -> str:
 
     ex = report.execution
     out.append("<h2>How the notebook ran</h2>")
-    out.append(f"<p>{badge(ex.status)} {ex.cells_run} of {ex.cells_total} code cells ran in {ex.duration_s:.1f} s"
-               + (f"; the last cell started was cell {ex.last_cell}" if ex.last_cell else "") + ".</p>")
+    # Cells are named as Jupyter shows them (In [n]); the notes say where a run stopped.
+    out.append(f"<p>{badge(ex.status)} {ex.cells_run} of {ex.cells_total} code cells ran in {ex.duration_s:.1f} s.</p>")
     if ex.errors:
         out.append("<p>Errors:</p><ul>" + "".join(
-            f"<li>cell {e.cell}: <code>{esc(e.ename)}</code>: {esc(e.evalue)}</li>" for e in ex.errors) + "</ul>")
+            f"<li>{f'In [{e.execution_count}]' if e.execution_count else f'cell {e.cell}'}: "
+            f"<code>{esc(e.ename)}</code>: {esc(e.evalue)}</li>" for e in ex.errors) + "</ul>")
     if ex.notes:
         out.append('<p class="note">Notes:</p><ul class="note">' + "".join(f"<li>{esc(n)}</li>" for n in ex.notes) + "</ul>")
     if ex.data:

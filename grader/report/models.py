@@ -52,7 +52,10 @@ class DataInfo(_Model):
 
 
 class CellError(_Model):
-    cell: int = Field(description="Index of the cell in the notebook, counting from 1")
+    cell: int = Field(description="Index of the cell in the notebook, counting from 1 (markdown cells too)")
+    execution_count: int | None = Field(
+        None, description="The cell's number as Jupyter shows it after Run All, In [n]: its place among the "
+        "notebook's non-empty code cells (what messages call it)")
     ename: str
     evalue: str
 

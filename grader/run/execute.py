@@ -10,11 +10,13 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
+from typing import Callable
 
 import nbformat
 from jupyter_client.kernelspec import KernelSpec
@@ -36,7 +38,32 @@ _GARBLED = (KeyError, ValueError, TypeError)
 
 
 class KernelStartError(RuntimeError):
-    """The kernel did not start or did not answer; the message says why."""
+    """The kernel did not start or did not answer; the message says why. `isolated` and `sandbox`:
+    how it was to run (the report says so even though nothing ran)."""
+
+    def __init__(self, message: str, *, isolated: bool = False, sandbox: str = "none"):
+        super().__init__(message)
+        self.isolated = isolated
+        self.sandbox = sandbox
+
+
+@dataclass(frozen=True)
+class CellProgress:
+    """Where a notebook's run is, for whoever shows progress (`KernelSession.run_notebook`)."""
+    number: int          # the code cell's number as Jupyter shows it after Run All: In [number]
+    total: int           # code cells to run
+    finished: bool       # False as the cell starts, True once it has run
+    elapsed_s: float     # since the notebook started
+    first_line: str      # the cell's first line of code, to say what is running
+
+
+ProgressCallback = Callable[[CellProgress], None]
+
+
+def first_line(source: str, limit: int = 60) -> str:
+    """A code cell's first non-empty line (comments included: they often say what the cell does)."""
+    line = next((ln.strip() for ln in source.splitlines() if ln.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 @dataclass
@@ -80,6 +107,15 @@ class _CappedClient(NotebookClient):
         return super().output(outs, msg, display_id, cell_index)
 
 
+def kernel_transport(runtime_dir: Path) -> tuple[str, str]:
+    """(transport, ip) for a kernel whose runtime folder is `runtime_dir`: IPC sockets there (unique
+    per kernel, so no port collisions, see KERNELS.md) where there are Unix sockets; TCP on
+    localhost elsewhere (Windows)."""
+    if os.name == "posix" and hasattr(socket, "AF_UNIX"):
+        return "ipc", str(runtime_dir / "k")
+    return "tcp", "127.0.0.1"
+
+
 class KernelSession:
     """One sandboxed kernel, started in `workspace`, shut down on exit (always, immediately)."""
 
@@ -91,7 +127,8 @@ class KernelSession:
         self.workspace = workspace
         self.limits = limits
         self._runtime_dir = Path(runtime_dir) if runtime_dir is not None else Path(tempfile.mkdtemp(prefix="g6k-"))
-        self.km = AsyncKernelManager(transport="ipc", ip=str(self._runtime_dir / "k"),
+        transport, ip = kernel_transport(self._runtime_dir)
+        self.km = AsyncKernelManager(transport=transport, ip=ip,
                                      connection_file=str(self._runtime_dir / "kernel.json"))
         self.km._kernel_spec = KernelSpec(argv=command.argv, display_name="grader", language="python",
                                           interrupt_mode=command.interrupt_mode, env={})
@@ -117,7 +154,8 @@ class KernelSession:
             tail = self._log_tail()
             await self._cleanup()
             if isinstance(exc, Exception):
-                raise KernelStartError(f"the kernel did not start: {exc}{tail}") from exc
+                raise KernelStartError(f"the kernel did not start: {exc}{tail}", isolated=self.command.isolated,
+                                       sandbox=self.command.sandbox) from exc
             raise
         return self
 
@@ -156,29 +194,35 @@ class KernelSession:
         except Exception:
             return False
 
-    async def replay(self, nb: nbformat.NotebookNode, before_cell: int) -> list[int]:
-        """Run the code cells before cell `before_cell` (1-based) again, outputs discarded; the
-        cells that raised or timed out this time are returned."""
+    async def replay(self, nb: nbformat.NotebookNode, before_cell: int) -> tuple[int, list[int]]:
+        """Run the code cells before cell `before_cell` (1-based index in the notebook) again,
+        outputs discarded. Returns how many ran, and the cells that raised or timed out this time,
+        both numbered as Jupyter numbers code cells (In [n])."""
         failed = []
-        for index, cell in enumerate(nb.cells[:before_cell - 1]):
+        number = 0
+        for cell in nb.cells[:before_cell - 1]:
             if cell.cell_type == "code" and cell.source.strip():
+                number += 1
                 result = await self.run_code(cell.source, timeout=self.limits.cell_timeout_s, store_history=True)
                 if result.status == "kernel_died":
-                    return failed + [index + 1]
+                    return number, failed + [number]
                 if result.status != "ok":
-                    failed.append(index + 1)
-        return failed
+                    failed.append(number)
+        return number, failed
 
     def share(self, name: str, data: bytes) -> str:
         """Put a new file where the kernel can read it (the folder of its connection file and
         sockets, which the sandbox binds); returns its path. The kernel can write in that folder too:
         the file is created, never opened if something is there already (a link the kernel planted
         would otherwise make the grader, root perhaps, write wherever it points)."""
-        folder = os.open(self._runtime_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=folder)
-        finally:
-            os.close(folder)
+        if os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY"):
+            folder = os.open(self._runtime_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=folder)
+            finally:
+                os.close(folder)
+        else:   # Windows: no descriptors for folders; O_EXCL still refuses anything already there
+            fd = os.open(self._runtime_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0))
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         return str(self._runtime_dir / name)
@@ -202,56 +246,71 @@ class KernelSession:
         """Run set-up code (the heavy imports) before the notebook is known; not in the history."""
         return await self.run_code(code, timeout=timeout)
 
-    async def run_notebook(self, nb: nbformat.NotebookNode) -> Execution:
+    async def run_notebook(self, nb: nbformat.NotebookNode, progress: ProgressCallback | None = None) -> Execution:
         """Run every code cell in order. A raising cell is recorded and the run goes on; a cell over
-        its limit is interrupted and the run goes on; past the notebook's limit the run stops."""
+        its limit is interrupted and the run goes on; past the notebook's limit the run stops.
+
+        Messages name a cell as Jupyter shows it after Run All, `In [n]` (the n-th non-empty code
+        cell; markdown cells are not counted). `progress` is told as each cell starts and ends."""
         self.client.nb = nb
         started = time.monotonic()
         deadline = started + self.limits.notebook_timeout_s
         status, notes, last_cell, cells_run = "ok", [], None, 0
-        timed_out_cells: list[int] = []
+        timed_out: list[str] = []
         code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
         alive = True
-        for index in code_cells:
+
+        def tell(number: int, index: int, finished: bool) -> None:
+            if progress is not None:
+                progress(CellProgress(number=number, total=len(code_cells), finished=finished,
+                                      elapsed_s=time.monotonic() - started,
+                                      first_line=first_line(nb.cells[index].source)))
+
+        for number, index in enumerate(code_cells, start=1):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 status = "timeout"
                 notes.append(f"the notebook ran over its limit of {self.limits.notebook_timeout_s:.0f} s; "
-                             f"cells from {index + 1} on did not run")
+                             f"cells from In [{number}] on did not run")
                 break
             self.client.timeout = max(1, int(min(self.limits.cell_timeout_s, remaining)))
             last_cell = index + 1
             cell = nb.cells[index]
             t0 = time.monotonic()
+            tell(number, index, finished=False)
+            interrupted = False
             try:
                 await self.client.async_execute_cell(cell, index, store_history=True)
             except DeadKernelError:
                 status, alive = "kernel_died", False
-                notes.append(f"the kernel died while cell {index + 1} ran{self._log_tail(300)}")
+                notes.append(f"the kernel died while cell In [{number}] ran{self._log_tail(300)}")
                 break
             except _GARBLED as exc:
                 status, alive = "kernel_died", False
-                notes.append(f"the kernel's messages could not be read after cell {index + 1} "
+                notes.append(f"the kernel's messages could not be read after cell In [{number}] "
                              f"({type(exc).__name__}: {exc}); the run was stopped")
                 break
             except CellTimeoutError:
-                timed_out_cells.append(index + 1)
+                interrupted = True
             cells_run += 1
-            if any(o.get("ename") == _TIMEOUT_REPLY["ename"] for o in cell.get("outputs", [])) \
+            tell(number, index, finished=True)
+            if interrupted or any(o.get("ename") == _TIMEOUT_REPLY["ename"] for o in cell.get("outputs", [])) \
                     or time.monotonic() - t0 >= self.client.timeout:
-                if index + 1 not in timed_out_cells:
-                    timed_out_cells.append(index + 1)
+                timed_out.append(f"In [{number}] ({first_line(cell.source)!r})")
                 if not await self._responds():
                     status, alive = "timeout", False
-                    notes.append(f"cell {index + 1} ignored the interrupt after its time limit; the run was stopped")
+                    notes.append(f"cell In [{number}] ({first_line(cell.source)!r}) ignored the interrupt after its "
+                                 "time limit; the run was stopped")
                     break
-        if timed_out_cells:
+        if timed_out:
             status = "timeout" if status in ("ok", "errors") else status
-            notes.append("cell(s) " + ", ".join(map(str, timed_out_cells)) +
-                         f" ran over the limit of {self.limits.cell_timeout_s:.0f} s per cell and were interrupted")
+            notes.append(("cell " if len(timed_out) == 1 else "cells ") + ", ".join(timed_out) +
+                         f" ran over the limit of {self.limits.cell_timeout_s:.0f} s per cell and "
+                         + ("was" if len(timed_out) == 1 else "were") + " interrupted")
         if self.client.truncated:
+            numbers = {index: number for number, index in enumerate(code_cells, start=1)}
             notes.append("output cut after " f"{self.limits.output_kb} KB in cell(s) " +
-                         ", ".join(str(i + 1) for i in sorted(self.client.truncated)))
+                         ", ".join(f"In [{numbers.get(i, i + 1)}]" for i in sorted(self.client.truncated)))
         errors = _cell_errors(nb)
         if status == "ok" and errors:
             status = "errors"
@@ -321,10 +380,13 @@ class KernelSession:
 
 def _cell_errors(nb: nbformat.NotebookNode) -> list[CellError]:
     errors = []
+    number = 0
     for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and cell.source.strip():
+            number += 1
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
-                errors.append(CellError(cell=index + 1, ename=str(out.get("ename", "")),
+                errors.append(CellError(cell=index + 1, execution_count=number, ename=str(out.get("ename", "")),
                                         evalue=str(out.get("evalue", ""))[:500]))
     return errors
 

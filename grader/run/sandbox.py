@@ -7,17 +7,25 @@ With bubblewrap (`[run] sandbox = "auto"` and `bwrap` installed, or `"bubblewrap
 in new user, PID, network, IPC and UTS namespaces as uid/gid 65534, sees a read-only system (`/usr`,
 a few files of `/etc`, the kernel's Python and its packages), an empty `/tmp`, its own workspace
 (writable), the staged data files (read-only) and its runtime folder (connection file and IPC
-sockets). The grader's repository is never bound; the editable-install hooks that would let
-`import grader` / `import reference` find it are masked with empty files. Other workspaces, the
-submissions and the reports are simply not there. `--die-with-parent` and the PID namespace make sure
-nothing the student started outlives the kernel.
+sockets). The grader's own code is hidden: its `grader` and `reference` packages (where they are
+installed, say in site-packages, an empty folder whose `__init__.py` raises ModuleNotFoundError
+stands in for each) and, when the grader runs from a source checkout, that whole checkout; the
+editable-install hooks that would let `import grader` / `import reference` find it are masked with
+empty files. Other workspaces, the submissions and the reports are simply not there.
+`--die-with-parent` and the PID namespace make sure nothing the student started outlives the kernel.
 
 Interrupts go over the control channel (`interrupt_mode="message"`): a signal to bubblewrap would not
 reach the kernel, which runs in its own session and PID namespace.
+
+Where bubblewrap is installed but cannot start a sandbox (Ubuntu 24.04 restricts unprivileged user
+namespaces with AppArmor: "setting up uid map: Permission denied"), `sandbox = "auto"` runs the kernel
+without one, as where bubblewrap is missing; `"bubblewrap"` refuses. Without the `resource` module
+(Windows) there is no launcher either: the kernel is started as it is, without limits.
 """
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import shutil
@@ -27,8 +35,38 @@ from pathlib import Path
 
 from grader.config import Config
 
-# The folder holding this repository: the kernel must never see it (grader/, reference/, tests/).
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# The grader's own packages, wherever they are installed (a source checkout, site-packages).
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = PACKAGE_DIR.parent / "reference"
+
+
+def source_checkout(folder: Path = PACKAGE_DIR.parent) -> Path | None:
+    """The source checkout the grader runs from (tests/, tools/, the solution), or None when it
+    runs from an installed wheel, whose packages sit in site-packages beside everybody else's."""
+    try:
+        text = (folder / "pyproject.toml").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return folder if 'name = "sheet6-grader"' in text else None
+
+
+def grader_code() -> tuple[Path, ...]:
+    """What a kernel must never see of the grader: the whole checkout when it runs from one, else its
+    two packages (never the folder holding them: that is site-packages, with ipykernel in it)."""
+    checkout = source_checkout()
+    return (checkout,) if checkout is not None else (PACKAGE_DIR, REFERENCE_DIR)
+
+
+# What stands in for a hidden package's __init__.py: `import grader` fails inside the sandbox as it
+# would where the package is not installed (an empty folder alone would import as a namespace package).
+_HIDDEN_PACKAGE = ('raise ModuleNotFoundError("No module named " + repr(__name__) + '
+                   '" (the grader\'s code is not visible to a notebook)", name=__name__)\n')
+# The kernel is started through the launcher (rlimits) only where the `resource` module exists.
+HAVE_RLIMITS = os.name == "posix" and importlib.util.find_spec("resource") is not None
+# The opening words of the notes that say how the kernel was isolated (or not): `grader check` puts
+# them in its own words for a student.
+ISOLATED_NOTE = "the kernel ran isolated by bubblewrap"
+UNISOLATED_NOTE = "the kernel ran without isolation"
 SANDBOX_UID = 65534
 # The launcher replaces this prefix in the wrapped command with the folder of the connection file.
 RUNTIME = "@RUNTIME@"
@@ -176,6 +214,7 @@ class KernelCommand:
             return
         runtime_dir = Path(runtime_dir)
         (runtime_dir / "empty").write_bytes(b"")
+        (runtime_dir / "hidden_package.py").write_text(_HIDDEN_PACKAGE)
         (runtime_dir / "passwd").write_text(
             "root:x:0:0:root:/root:/usr/sbin/nologin\n"
             f"student:x:{SANDBOX_UID}:{SANDBOX_UID}:student:/nonexistent:/usr/sbin/nologin\n")
@@ -230,7 +269,12 @@ def kernel_env(config: Config, workspace: Path, threads: int, mpl_cache: Path | 
         "PIP_NO_INPUT": "1",
         "PIP_CONFIG_FILE": os.devnull,
     }
-    for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TZ"):
+    keep = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TZ"]
+    if os.name == "nt":   # what Python and its sockets need to start on Windows
+        keep += ["SYSTEMROOT", "SYSTEMDRIVE", "WINDIR", "COMSPEC", "PATHEXT", "TEMP", "TMP", "APPDATA",
+                 "LOCALAPPDATA", "PROGRAMDATA"]
+        env["USERPROFILE"] = str(workspace)
+    for key in keep:
         if key in os.environ:
             env[key] = os.environ[key]
     if mpl_cache is not None:
@@ -285,6 +329,55 @@ def bubblewrap_available() -> str | None:
     return shutil.which("bwrap")
 
 
+@functools.lru_cache(maxsize=4)
+def bubblewrap_problem(bwrap: str) -> str | None:
+    """Why `bwrap` cannot start a sandbox on this machine, or None when it can. Tried once per
+    process with a trivial sandbox in the namespaces a kernel gets (Ubuntu 24.04's AppArmor, for
+    one, refuses unprivileged user namespaces: "setting up uid map: Permission denied")."""
+    argv = [bwrap, "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+            "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--disable-userns",
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--", "true"]
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{bwrap} could not be run ({exc})"
+    if done.returncode == 0:
+        return None
+    said = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    return said[-1][:300] if said else f"{bwrap} exited with status {done.returncode}"
+
+
+@dataclass(frozen=True)
+class SandboxChoice:
+    """What `[run] sandbox` comes to on this machine: bubblewrap's path, or why there is none."""
+    bwrap: str | None
+    why_not: str = ""        # set when bwrap is None
+    fallback: bool = False   # "auto" wanted a sandbox and goes without one
+
+
+def choose_sandbox(config: Config) -> SandboxChoice:
+    """Raises SandboxError when `sandbox = "bubblewrap"` cannot be had."""
+    mode = config.run.sandbox
+    if mode == "none":
+        return SandboxChoice(None, "sandbox = \"none\" in grading.toml")
+    bwrap = bubblewrap_available()
+    if bwrap is None:
+        if mode == "bubblewrap":
+            raise SandboxError("[run] sandbox = \"bubblewrap\" but the `bwrap` program is not installed "
+                               "(install the bubblewrap package, or set sandbox = \"auto\" or \"none\")")
+        return SandboxChoice(None, "bubblewrap (bwrap) is not installed", fallback=True)
+    problem = bubblewrap_problem(bwrap)
+    if problem is not None:
+        if mode == "bubblewrap":
+            raise SandboxError(f"[run] sandbox = \"bubblewrap\" but {bwrap} cannot start a sandbox on this "
+                               f"machine ({problem}); allow unprivileged user namespaces, or set "
+                               "sandbox = \"auto\" or \"none\"")
+        return SandboxChoice(None, f"bubblewrap is installed but cannot start a sandbox here: {problem}",
+                             fallback=True)
+    return SandboxChoice(bwrap)
+
+
 @dataclass(frozen=True)
 class PythonLayout:
     """Where a Python installation lives: what the sandbox must show read-only."""
@@ -319,10 +412,10 @@ def _inside(path: Path | str, folder: Path | str) -> bool:
         return False
 
 
-def _editable_hooks(site_dirs: tuple[str, ...], repo: Path) -> list[str]:
-    """The .pth files and editable-install finders that would put this repository on sys.path."""
+def _editable_hooks(site_dirs: tuple[str, ...], hidden: tuple[Path, ...]) -> list[str]:
+    """The .pth files and editable-install finders that would put the grader's code on sys.path."""
     hooks = []
-    needle = str(repo)
+    needles = [str(folder) for folder in hidden]
     for site_dir in site_dirs:
         folder = Path(site_dir)
         if not folder.is_dir():
@@ -337,7 +430,8 @@ def _editable_hooks(site_dirs: tuple[str, ...], repo: Path) -> list[str]:
                 text = item.read_text(encoding="utf-8", errors="replace")
             except OSError:
                 continue
-            if needle in text or (name.startswith("__editable__") and "sheet6_grader" in name):
+            if any(needle in text for needle in needles) or (name.startswith("__editable__")
+                                                              and "sheet6_grader" in name):
                 hooks.append(str(item))
     return hooks
 
@@ -362,7 +456,7 @@ def _data_binds(workspace: Path, data_dir: Path | None) -> list[str]:
             if target.is_file() and not _inside(target, workspace) \
                     and not any(_inside(target, f) for f in folders):
                 folders.append(target.parent)
-    return [str(f) for f in folders if f.is_dir() and not _inside(REPO_ROOT, f)]
+    return [str(f) for f in folders if f.is_dir() and not any(_inside(code, f) for code in grader_code())]
 
 
 def _system_binds() -> list[str]:
@@ -381,7 +475,7 @@ def _system_binds() -> list[str]:
     return args
 
 
-def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, repo: Path = REPO_ROOT,
+def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, hidden: tuple[Path, ...] | None = None,
                     data_dirs: list[str] | None = None, fork_server: bool = False,
                     writable: tuple[Path, ...] = ()) -> tuple[list[str], list[str]]:
     """The bwrap options (before the command) and the folders they expose, for the notes.
@@ -389,8 +483,11 @@ def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, repo: 
     `fork_server`: the sandbox of a worker's fork server (`forkserver_main.py`) rather than of one
     kernel. It keeps CAP_SYS_ADMIN and CAP_SETPCAP inside the sandbox (its own user namespace), so
     that it can give every kernel it forks namespaces of its own before dropping all capabilities,
-    and its runtime folder is read-only: kernels come and go, the sandbox stays."""
+    and its runtime folder is read-only: kernels come and go, the sandbox stays.
+
+    `hidden`: the grader's code (default `grader_code()`), never shown."""
     workspace = Path(os.path.realpath(workspace))
+    hidden = tuple(Path(os.path.realpath(h)) for h in (grader_code() if hidden is None else hidden))
     args = [bwrap,
             "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
@@ -416,15 +513,21 @@ def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, repo: 
     for folder in sorted(set(python_dirs)):
         args += ["--ro-bind", folder, folder]
         shown.append(folder)
-    # The repository itself is not bound; where a bound folder contains it, it is hidden under an
-    # empty tmpfs. The editable-install hooks in site-packages are replaced by an empty file.
+    # The grader's code is not bound; where a bound folder contains it (a checkout holding the venv,
+    # a wheel in the venv's site-packages), it is hidden under an empty tmpfs. A hidden package gets
+    # an __init__.py that refuses the import. The editable-install hooks in site-packages are
+    # replaced by an empty file.
     exposed = ["/usr", *python_dirs]
-    if any(_inside(repo, d) for d in exposed):
-        args += ["--tmpfs", str(repo)]
-        for folder in python_dirs:   # a venv inside the repository stays visible, read-only
-            if _inside(folder, repo):
+    for code in hidden:
+        if not any(_inside(code, d) for d in exposed):
+            continue
+        args += ["--tmpfs", str(code)]
+        if (code / "__init__.py").exists():
+            args += ["--ro-bind", f"{RUNTIME}/hidden_package.py", str(code / "__init__.py")]
+        for folder in python_dirs:   # a venv inside the checkout stays visible, read-only
+            if _inside(folder, code):
                 args += ["--ro-bind", folder, folder]
-    for hook in _editable_hooks(layout.site_dirs, repo):
+    for hook in _editable_hooks(layout.site_dirs, hidden):
         args += ["--ro-bind", f"{RUNTIME}/empty", hook]
     for data in data_dirs or []:
         args += ["--ro-bind", data, data]
@@ -468,16 +571,17 @@ def _sandboxed(config: Config, workspace: Path, program: list[str], *, runtime_o
     python = config.kernel_python
     env = kernel_env(config, workspace, threads, mpl_cache)
     limits = _rlimits(config)
-    mode = config.run.sandbox
-    bwrap = bubblewrap_available() if mode in ("auto", "bubblewrap") else None
-    if mode == "bubblewrap" and bwrap is None:
-        raise SandboxError("[run] sandbox = \"bubblewrap\" but the `bwrap` program is not installed "
-                           "(install the bubblewrap package, or set sandbox = \"auto\" or \"none\")")
+    choice = choose_sandbox(config)
+    bwrap = choice.bwrap
     if bwrap is None:
-        argv = [python, "-I", "-c", _LAUNCHER, *limits, "--", *program]
-        why = "sandbox = \"none\" in grading.toml" if mode == "none" else "bubblewrap (bwrap) is not installed"
-        notes = (f"the kernel ran with resource limits but without isolation ({why}): it could read "
-                 "and write what the grader's user can, and reach the network",)
+        if HAVE_RLIMITS:
+            argv = [python, "-I", "-c", _LAUNCHER, *limits, "--", *program]
+            limited = "with resource limits"
+        else:   # Windows: no rlimits, and no exec to hand over to the kernel
+            argv = list(program)
+            limited = "without resource limits (this system has no `resource` module)"
+        notes = (f"{UNISOLATED_NOTE} ({choice.why_not}), {limited}: it could read and write what the "
+                 "grader's user can, and reach the network",)
         return KernelCommand(argv=argv, env=env, isolated=False, sandbox="none", notes=notes)
 
     layout = python_layout(python)
@@ -499,16 +603,20 @@ def _sandboxed(config: Config, workspace: Path, program: list[str], *, runtime_o
                         "RLIMIT_NPROC exempts, and no pids cgroup could be made)")
     else:
         process_note = ""
-    notes = ("the kernel ran isolated by bubblewrap: no network, its own process namespace, user "
+    notes = (f"{ISOLATED_NOTE}: no network, its own process namespace, user "
              f"{SANDBOX_UID}, a read-only view of the system and of Python ({', '.join(shown) or '/usr'}), "
              "write access to its own workspace only, no grader code or other submissions visible" + process_note,)
     return KernelCommand(argv=argv, env=env, isolated=True, sandbox="bubblewrap", interrupt_mode="message",
                          notes=notes, mpl_cache=mpl_cache, python=python, bound=tuple(shown) + tuple(data_dirs))
 
 
-def require_sandbox(config: Config) -> None:
+def require_sandbox(config: Config) -> SandboxChoice:
     """Raise SandboxError at start when the configured sandbox cannot be had (call it once per batch,
-    before any submission is graded, so that the error is not one report per submission)."""
-    if config.run.sandbox == "bubblewrap" and bubblewrap_available() is None:
-        raise SandboxError("[run] sandbox = \"bubblewrap\" but the `bwrap` program is not installed "
-                           "(install the bubblewrap package, or set sandbox = \"auto\" or \"none\")")
+    before any submission is graded, so that the error is not one report per submission). The
+    choice says whether `"auto"` goes without a sandbox, and why: tell the user once."""
+    return choose_sandbox(config)
+
+
+def is_isolation_note(note: str) -> bool:
+    """Whether an execution note is the one saying how the kernel was isolated."""
+    return note.startswith((ISOLATED_NOTE, UNISOLATED_NOTE))
