@@ -25,7 +25,7 @@ from grader.intake.identity import name_for, team_from_files
 from grader.intake.identity import pdf_text as read_pdf_text
 from grader.intake.types import Submission, Workspace
 from grader.report.evidence import notebook_evidence, pdf_hints
-from grader.report.models import ExecutionInfo, GraderInfo, Report, Violation
+from grader.report.models import ExecutionInfo, GraderInfo, Report, TimeLimits, Violation
 from grader.report.score import build_report
 from grader.run.dataset import StagedData, link_into, probe_batch
 from grader.run.execute import Execution, KernelStartError, read_notebook
@@ -56,6 +56,7 @@ class GradingContext:
     grader: GraderInfo
     threads: int = 1
     mpl_cache: Path | None = None
+    time_limits: TimeLimits | None = None   # resolved from [limits] and the calibration (None: [limits] alone)
 
     @property
     def probe_inputs(self) -> tuple[np.ndarray, np.ndarray]:
@@ -118,6 +119,7 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
     async with kernels.kernel() as kernel:
         workspace = _relocate(workspace, kernel.workspace)
         link_into(ctx.data, workspace.dir)
+        await kernel.session.copy_in()
         phases.lap("kernel_start")
         execution = await kernel.session.run_notebook(notebook)
         phases.lap("cells")

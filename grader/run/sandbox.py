@@ -6,8 +6,10 @@ resource limits of `grading.toml` and then execs the kernel, wrapped in bubblewr
 With bubblewrap (`[run] sandbox = "auto"` and `bwrap` installed, or `"bubblewrap"`), the kernel runs
 in new user, PID, network, IPC and UTS namespaces as uid/gid 65534, sees a read-only system (`/usr`,
 a few files of `/etc`, the kernel's Python and its packages), an empty `/tmp`, its own workspace
-(writable), the staged data files (read-only) and its runtime folder (connection file and IPC
-sockets). The grader's repository is never bound; the editable-install hooks that would let
+(writable: an in-memory file system of `[limits] disk_mb` at the workspace's path, which goes with
+the kernel), the grader's folder of the workspace read-only at `/submission` (the submission and
+the data links, which `KernelSession.copy_in` copies into the workspace before the first cell), the
+staged data files (read-only) and its runtime folder (connection file and IPC sockets). The grader's repository is never bound; the editable-install hooks that would let
 `import grader` / `import reference` find it are masked with empty files. Other workspaces, the
 submissions and the reports are simply not there. `--die-with-parent` and the PID namespace make sure
 nothing the student started outlives the kernel.
@@ -34,6 +36,9 @@ SANDBOX_UID = 65534
 RUNTIME = "@RUNTIME@"
 # Size of the sandbox's /tmp and /dev/shm (tmpfs lives in RAM, outside RLIMIT_AS).
 TMPFS_BYTES = 512 * 1024 * 1024
+# Where a kernel sees the grader's folder of its workspace, read-only (its workspace itself is a
+# tmpfs of [limits] disk_mb: all it can write, in total).
+SUBMISSION_MOUNT = "/submission"
 
 # Sets rlimits, then replaces itself with the kernel (or with bubblewrap running the kernel).
 # argv: options ("--runtime-of" FILE, "--setenv" NAME VALUE, "--pids-cgroup" DIR MAX, "--seccomp-hex" BPF),
@@ -208,6 +213,9 @@ class KernelCommand:
     python: str = ""                 # the kernel's interpreter (warms the matplotlib cache)
     bound: tuple[str, ...] = ()      # folders shown read-only (Python, staged data)
     forked: bool = False             # a proxy asking a fork server for the kernel: nothing to prepare
+    # Where the kernel sees the grader's folder of its workspace when the workspace itself is a
+    # file system of its own (KernelSession.copy_in copies from there); None: the folder is the workspace.
+    submission_mount: str | None = None
 
     def prepare(self, runtime_dir: Path) -> None:
         """Called with the folder holding the kernel's connection file and sockets before start.
@@ -418,8 +426,12 @@ def _system_binds() -> list[str]:
 
 def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, repo: Path = REPO_ROOT,
                     data_dirs: list[str] | None = None, fork_server: bool = False,
-                    writable: tuple[Path, ...] = (), seccomp: bool = True) -> tuple[list[str], list[str]]:
+                    writable: tuple[Path, ...] = (), seccomp: bool = True,
+                    disk_bytes: int = 1024 * 1024 * 1024) -> tuple[list[str], list[str]]:
     """The bwrap options (before the command) and the folders they expose, for the notes.
+
+    A kernel's workspace is a tmpfs of `disk_bytes` at the workspace's path (what it writes goes
+    there, and with it), and the grader's `workspace` folder is shown read-only at SUBMISSION_MOUNT.
 
     `fork_server`: the sandbox of a worker's fork server (`forkserver_main.py`) rather than of one
     kernel. It keeps CAP_SYS_ADMIN and CAP_SETPCAP inside the sandbox (its own user namespace), so
@@ -466,8 +478,12 @@ def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, repo: 
     for folder in writable:
         folder = os.path.realpath(folder)
         args += ["--bind", folder, folder]
-    args += ["--bind", str(workspace), str(workspace),
-             "--ro-bind" if fork_server else "--bind", RUNTIME, RUNTIME,
+    if fork_server:   # the server binds each kernel's workspace itself (forkserver_main._isolate)
+        args += ["--bind", str(workspace), str(workspace), "--dir", SUBMISSION_MOUNT]
+    else:
+        args += ["--ro-bind", str(workspace), SUBMISSION_MOUNT,
+                 "--size", str(disk_bytes), "--perms", "0755", "--tmpfs", str(workspace)]
+    args += ["--ro-bind" if fork_server else "--bind", RUNTIME, RUNTIME,
              "--bind", f"{RUNTIME}/mpl", "/tmp/mplconfig",
              # The sandbox's own root and /dev are in-memory folders its user may write to (it is
              # the grader's user, without capabilities): read-only, nothing can be left there, by a
@@ -519,7 +535,8 @@ def _sandboxed(config: Config, workspace: Path, program: list[str], *, runtime_o
     data_dirs = _data_binds(workspace, data_dir)
     seccomp = seccomp_program()
     options, shown = bubblewrap_argv(bwrap, workspace=workspace, layout=layout, data_dirs=data_dirs,
-                                     fork_server=fork_server, writable=writable, seccomp=seccomp is not None)
+                                     fork_server=fork_server, writable=writable, seccomp=seccomp is not None,
+                                     disk_bytes=config.limits.disk_mb * 1024 * 1024)
     env["MPLCONFIGDIR"] = "/tmp/mplconfig"
     # ipykernel's parent polling compares its parent's pid with JPY_PARENT_PID (which jupyter_client
     # sets to the grader's pid); in the new PID namespace the parent is bwrap's init (pid 1), so the
@@ -537,10 +554,11 @@ def _sandboxed(config: Config, workspace: Path, program: list[str], *, runtime_o
         process_note = ""
     notes = ("the kernel ran isolated by bubblewrap: no network, its own process namespace, user "
              f"{SANDBOX_UID}, a read-only view of the system and of Python ({', '.join(shown) or '/usr'}), "
-             "write access to its own workspace only, no grader code or other submissions visible" + process_note
-             + seccomp_note(seccomp),)
+             f"write access to its own workspace only (at most {config.limits.disk_mb} MB in total), no grader "
+             "code or other submissions visible" + process_note + seccomp_note(seccomp),)
     return KernelCommand(argv=argv, env=env, isolated=True, sandbox="bubblewrap", interrupt_mode="message",
-                         notes=notes, mpl_cache=mpl_cache, python=python, bound=tuple(shown) + tuple(data_dirs))
+                         notes=notes, mpl_cache=mpl_cache, python=python, bound=tuple(shown) + tuple(data_dirs),
+                         submission_mount=None if fork_server else SUBMISSION_MOUNT)
 
 
 def require_sandbox(config: Config) -> None:
