@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+from statistics import median
 
 from grader.checks.sheet6 import AccuracyRange, choose_accuracies
 from grader.config import Limits
@@ -35,7 +36,7 @@ SOLUTION = REFERENCE_DIR / "solution.ipynb"
 # pass over the training set per epoch, progress bars, a few more networks) and a busier or slower
 # machine; the floors for tiny data, where the solution's cells take a fraction of a second. Every
 # kernel has imported torch before the notebook starts, so no cell pays for that.
-CELL_FACTOR, CELL_FLOOR_S = 15, 20.0
+CELL_FACTOR, CELL_FLOOR_S = 10, 20.0
 NOTEBOOK_FACTOR, NOTEBOOK_FLOOR_S = 10, 120.0
 
 
@@ -86,12 +87,13 @@ def time_limits(limits: Limits, data: DataInfo, path: Path | None = None) -> Tim
     if not runs:
         return configured_time_limits(limits, f"{path.name} has no timings of the solution on this data; "
                                               "`grader calibrate` records them")
-    slowest, whole = max(max(run) for run in runs), max(sum(run) for run in runs)
+    # Medians over the runs: one run slowed down by a busy machine does not set the limits.
+    slowest, whole = median([max(run) for run in runs]), median([sum(run) for run in runs])
     explained = []
     if limits.cell_timeout_s == "auto":
         cell = max(CELL_FLOOR_S, round(CELL_FACTOR * slowest))
-        explained.append(f"per cell {CELL_FACTOR} × the solution's slowest cell ({slowest:.1f} s), "
-                         f"at least {CELL_FLOOR_S:g} s")
+        explained.append(f"per cell {CELL_FACTOR} × the solution's slowest cell ({slowest:.1f} s, the median "
+                         f"of its runs), at least {CELL_FLOOR_S:g} s")
     else:
         cell = float(limits.cell_timeout_s)
         explained.append("per cell from grading.toml")

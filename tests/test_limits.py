@@ -82,13 +82,15 @@ def test_disk_cap_default_and_validation():
 # ------------------------------------------------------------------------------ derived limits
 
 def test_limits_are_a_multiple_of_the_solutions_timings(tmp_path):
-    # Seconds per code cell of two runs of the solution on the default subset.
-    path = calibration(tmp_path, [[0.02, 0.01, 3.27, 0.02, 3.22, 0.17], [0.02, 0.01, 3.0, 0.01, 3.4, 0.15]])
+    # Seconds per code cell of three runs of the solution on the default subset; the third on a
+    # machine busy with other work.
+    path = calibration(tmp_path, [[0.02, 0.01, 3.27, 0.02, 3.22, 0.17], [0.02, 0.01, 3.0, 0.01, 3.4, 0.15],
+                                  [0.03, 0.01, 8.71, 0.02, 23.36, 0.28]])
     found = time_limits(auto_limits(), data_info(), path)
-    assert found.cell_timeout_s == round(CELL_FACTOR * 3.4)
-    assert 40 <= found.cell_timeout_s <= 90            # a never-ending cell costs about a minute
+    assert found.cell_timeout_s == round(CELL_FACTOR * 3.4)   # the median run's slowest cell
+    assert 30 <= found.cell_timeout_s <= 90            # a never-ending cell costs about a minute
     assert found.notebook_timeout_s >= found.cell_timeout_s + 6.7
-    assert "slowest cell (3.4 s)" in found.source and "2 run(s)" in found.source and path.name in found.source
+    assert "slowest cell (3.4 s" in found.source and "3 run(s)" in found.source and path.name in found.source
 
 
 def test_tiny_timings_get_the_floor(tmp_path):
@@ -367,7 +369,7 @@ def test_a_notebook_filling_its_disk_is_graded_and_so_are_the_next(grading_conte
     solution = nbformat.read(ROOT / "reference" / "solution.ipynb", as_version=4)
     paths = []
     for name, extra in (("filler", f"DISK_MB = {DISK_MB}\nSUBMISSION = {SUBMISSION_MOUNT!r}\n"
-                                    "open('submitted.txt', 'w').write(\"the team's file\')\n" + FILL),
+                                    "open('submitted.txt', 'w').write(\"the team's file\")\n" + FILL),
                         ("next", "print('an honest notebook')")):
         folder = tmp_path / name
         folder.mkdir()
@@ -384,7 +386,7 @@ def test_a_notebook_filling_its_disk_is_graded_and_so_are_the_next(grading_conte
             await kernels.close()
     filler, honest = asyncio.run(go())
     for graded in (filler, honest):
-        assert graded.report.execution.status == "ok", graded.report.execution
+        assert graded.report.execution.status == "ok", (graded.report.execution.errors, graded.report.execution.notes)
         passing = {c.id for c in graded.report.checks if c.status == "pass"}
         assert {"baseline.architecture", "baseline.forward", "batchnorm.behaviour"} <= passing, graded.report.checks
     r = recorded(filler.executed.cells[-1])
