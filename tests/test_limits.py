@@ -149,6 +149,23 @@ def test_shipped_calibration_times_the_graded_data_and_the_self_check(real):
     assert found["self-check"].cell_timeout_s <= found["graded"].cell_timeout_s
 
 
+@needs_torch
+@pytest.mark.kernel
+def test_calibration_records_the_seconds_of_each_cell(grading_context):
+    """The session's calibration (conftest: one run of the solution on tiny data) keeps the time of
+    every code cell of the solution, which the limits are derived from."""
+    from grader.calibrate import load_calibration
+
+    entry = load_calibration()[grading_context.data.info.fingerprint]
+    solution = nbformat.read(ROOT / "reference" / "solution.ipynb", as_version=4)
+    code_cells = [c for c in solution.cells if c.cell_type == "code" and c.source.strip()]
+    assert len(entry["cell_seconds"]) == len(entry["baseline"]) == 1
+    assert len(entry["cell_seconds"][0]) == len(code_cells)
+    assert all(seconds >= 0 for seconds in entry["cell_seconds"][0]) and max(entry["cell_seconds"][0]) > 0
+    limits = time_limits(auto_limits(), grading_context.data.info)
+    assert "1 run(s) of the solution" in limits.source
+
+
 def test_a_batch_on_data_without_calibration_gets_the_fallback(tmp_path, monkeypatch):
     from grader.batch import prepare_context
     from conftest import tiny_config
