@@ -171,6 +171,10 @@ class Config(_Section):
     data: Data = Field(default_factory=Data)
     run: Run = Field(default_factory=Run)
     cms: Cms = Field(default_factory=Cms)
+    # Where the file was read from: relative paths in it are relative to this folder.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+    fingerprint: str = Field(default="", exclude=True)
+
     @model_validator(mode="after")
     def _disk_holds_a_submission(self) -> "Config":
         if self.limits.disk_mb < self.archive.max_uncompressed_mb:
@@ -178,10 +182,6 @@ class Config(_Section):
                              f"({self.archive.max_uncompressed_mb:g}): a kernel's workspace must hold the "
                              "unpacked submission")
         return self
-
-    # Where the file was read from: relative paths in it are relative to this folder.
-    base_dir: Path = Field(default=Path("."), exclude=True)
-    fingerprint: str = Field(default="", exclude=True)
 
     @property
     def data_source(self) -> Path | None:

@@ -9,8 +9,9 @@ a few files of `/etc`, the kernel's Python and its packages), an empty `/tmp`, i
 (writable: an in-memory file system of `[limits] disk_mb` at the workspace's path, which goes with
 the kernel), the grader's folder of the workspace read-only at `/submission` (the submission and
 the data links, which `KernelSession.copy_in` copies into the workspace before the first cell), the
-staged data files (read-only) and its runtime folder (connection file and IPC sockets). The grader's repository is never bound; the editable-install hooks that would let
-`import grader` / `import reference` find it are masked with empty files. Other workspaces, the
+staged data files (read-only) and its runtime folder (connection file and IPC sockets). The
+grader's repository is never bound; the editable-install hooks that would let `import grader` /
+`import reference` find it are masked with empty files. Other workspaces, the
 submissions and the reports are simply not there. `--die-with-parent` and the PID namespace make sure
 nothing the student started outlives the kernel.
 
