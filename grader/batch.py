@@ -23,7 +23,7 @@ from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Callable
 
-from grader.calibrate import SOLUTION, CalibrationError, accuracy_range, calibrate
+from grader.calibrate import SOLUTION, CalibrationError, accuracy_range, calibrate, time_limits
 from grader.config import CHECK_IDS, Config
 from grader.intake import discover, duplicate_students, identify
 from grader.intake.types import Discovery, Submission
@@ -136,7 +136,8 @@ def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: C
             found = calibrate(ctx, runs=3, progress=progress)
         except CalibrationError as exc:
             progress(f"Calibration failed: {exc}. The accuracy check will ask for a tutor's review.")
-    return GradingContext(**{**ctx.__dict__, "accuracy_range": found})
+    return GradingContext(**{**ctx.__dict__, "accuracy_range": found,
+                             "time_limits": time_limits(config.limits, data.info)})
 
 
 def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, force: bool, grader_hash: str,

@@ -1,27 +1,43 @@
-"""The plausible range of test accuracies: what the solution notebook reaches on the same data.
+"""What the solution notebook does on the same data: the plausible range of test accuracies, and
+the time a notebook may take.
 
 `reference/calibration.json` holds, per staged data set (by its fingerprint), the per-epoch test
-accuracies of several runs of `reference/solution.ipynb`. `grader calibrate` (re)computes the
-entry for the configured data; `grader grade` computes it on first use when the solution is there.
+accuracies of several runs of `reference/solution.ipynb` and the seconds each of its code cells
+took. `grader calibrate` (re)computes the entry for the configured data; `grader grade` computes it
+on first use when the solution is there.
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+from statistics import median
 
 from grader.checks.sheet6 import AccuracyRange, choose_accuracies
+from grader.config import Limits
 from grader.intake.types import Workspace
 from grader.pipeline import REFERENCE_DIR, observe
+from grader.report.models import DataInfo, TimeLimits
 from grader.report.render import write_atomic
+from grader.run.execute import configured_time_limits
 from grader.run.kernels import FreshKernels
 
 CALIBRATION_FILE = REFERENCE_DIR / "calibration.json"
 SOLUTION = REFERENCE_DIR / "solution.ipynb"
+
+# "auto" time limits: a cell may take CELL_FACTOR times the solution's slowest cell on the same data,
+# at least CELL_FLOOR_S; a notebook one cell at that limit plus NOTEBOOK_FACTOR times the solution's
+# whole run, at least NOTEBOOK_FLOOR_S. The factors leave room for slower students' code (an extra
+# pass over the training set per epoch, progress bars, a few more networks) and a busier or slower
+# machine; the floors for tiny data, where the solution's cells take a fraction of a second. Every
+# kernel has imported torch before the notebook starts, so no cell pays for that.
+CELL_FACTOR, CELL_FLOOR_S = 10, 20.0
+NOTEBOOK_FACTOR, NOTEBOOK_FLOOR_S = 10, 120.0
 
 
 def calibration_file() -> Path:
@@ -61,6 +77,38 @@ def accuracy_range(fingerprint: str, path: Path | None = None) -> AccuracyRange 
                          source=f"{len(entry['baseline'])} run(s) of the solution on {entry.get('data', fingerprint)}")
 
 
+def time_limits(limits: Limits, data: DataInfo, path: Path | None = None) -> TimeLimits:
+    """The limits for notebooks on `data`: numbers from grading.toml stay; "auto" is derived from
+    the solution's timings on the same data, or falls back to generous numbers where there are none."""
+    if limits.cell_timeout_s != "auto" and limits.notebook_timeout_s != "auto":
+        return configured_time_limits(limits)
+    path = path or calibration_file()
+    runs = [run for run in (load_calibration(path).get(data.fingerprint) or {}).get("cell_seconds", []) if run]
+    if not runs:
+        return configured_time_limits(limits, f"{path.name} has no timings of the solution on this data; "
+                                              "`grader calibrate` records them")
+    # Medians over the runs: one run slowed down by a busy machine does not set the limits.
+    slowest, whole = median([max(run) for run in runs]), median([sum(run) for run in runs])
+    explained = []
+    if limits.cell_timeout_s == "auto":
+        cell = max(CELL_FLOOR_S, round(CELL_FACTOR * slowest))
+        explained.append(f"per cell {CELL_FACTOR} × the solution's slowest cell ({slowest:.1f} s, the median "
+                         f"of its runs), at least {CELL_FLOOR_S:g} s")
+    else:
+        cell = float(limits.cell_timeout_s)
+        explained.append("per cell from grading.toml")
+    if limits.notebook_timeout_s == "auto":
+        notebook = max(NOTEBOOK_FLOOR_S, round(cell + NOTEBOOK_FACTOR * whole))
+        explained.append(f"per notebook one cell at its limit plus {NOTEBOOK_FACTOR} × the solution's whole "
+                         f"run ({whole:.1f} s), at least {NOTEBOOK_FLOOR_S:g} s")
+    else:
+        notebook = float(limits.notebook_timeout_s)
+        explained.append("per notebook from grading.toml")
+    return TimeLimits(cell_timeout_s=cell, notebook_timeout_s=notebook,
+                      source=f"{'; '.join(explained)} ({len(runs)} run(s) of the solution on the same data, "
+                             f"{path.name})")
+
+
 async def _observe(workspace, ctx):
     async with FreshKernels(ctx) as kernels:
         execution, observations, _ = await observe(workspace, ctx, kernels)
@@ -74,6 +122,10 @@ def calibrate(ctx, runs: int = 3, path: Path | None = None, solution: Path = SOL
         raise CalibrationError(f"{solution} is missing: calibration needs the solution notebook "
                                f"(it is not part of the students' package)")
     results: dict[str, list[list[float]]] = {"baseline": [], "batchnorm": []}
+    cell_seconds: list[list[float]] = []
+    # The solution runs under the configured limits, or the fallback where they say "auto" (never
+    # under limits derived from an earlier calibration, which a slower solution might exceed).
+    ctx = dataclasses.replace(ctx, time_limits=None)
     for run in range(runs):
         folder = Path(tempfile.mkdtemp(prefix="calibrate-", dir=ctx.work_dir))
         try:
@@ -91,12 +143,16 @@ def calibrate(ctx, runs: int = 3, path: Path | None = None, solution: Path = SOL
             if chosen is None:
                 raise CalibrationError(f"the solution recorded no accuracies for {key}")
             results[key].append([round(v, 6) for v in chosen[1]])
+        cell_seconds.append([round(v, 2) for v in execution.cell_seconds])
         progress(f"calibration run {run + 1}/{runs}: baseline {results['baseline'][-1]}, "
-                 f"batchnorm {results['batchnorm'][-1]}")
+                 f"batchnorm {results['batchnorm'][-1]}, cells {cell_seconds[-1]} s")
     path = path or calibration_file()
     data = load_calibration(path)
     data[ctx.data.info.fingerprint] = {
         "data": ctx.data.info.description, **results,
+        # Seconds per code cell of each run (in a kernel that had imported torch, torchvision and
+        # matplotlib before, as every kernel does).
+        "cell_seconds": cell_seconds,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))

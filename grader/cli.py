@@ -174,7 +174,8 @@ def cmd_calibrate(args, console: Console) -> int:
     config = load_config(args.config)
     work = Path(tempfile.mkdtemp(prefix="grader-calibrate-"))
     try:
-        ctx = prepare_context(config, work, 1, auto_calibrate=False)
+        # Threads per kernel as in a batch: the solution's timings set the batch's time limits.
+        ctx = prepare_context(config, work, config.worker_count, auto_calibrate=False)
         console.print(f"Calibrating on {ctx.data.info.description} ({args.runs} runs of the solution)…", highlight=False)
         found = calibrate(ctx, runs=args.runs, progress=lambda text: console.print(text, highlight=False))
     finally:

@@ -9,9 +9,10 @@ import hashlib
 import os
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, PositiveFloat, PositiveInt, ValidationError,
+                      WithJsonSchema, model_validator)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -83,15 +84,31 @@ class Tolerance(_Section):
     epochs: PositiveInt = 5
 
 
+def _seconds_or_auto(value):
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError('expected a number of seconds greater than 0, or "auto"')
+    return float(value)
+
+
+# A time limit: seconds, or "auto" (a multiple of what the solution needs on the graded data).
+SecondsOrAuto = Annotated[float | Literal["auto"], PlainValidator(_seconds_or_auto),
+                          WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"const": "auto"}]})]
+
+
 class Limits(_Section):
-    cell_timeout_s: PositiveFloat = 600
-    notebook_timeout_s: PositiveFloat = 1800
+    # "auto": derived from the solution's timings on the same data (reference/calibration.json).
+    cell_timeout_s: SecondsOrAuto = "auto"
+    notebook_timeout_s: SecondsOrAuto = "auto"
     probe_timeout_s: PositiveFloat = 120
     memory_mb: PositiveInt = 6144
     processes: PositiveInt = 256
     file_size_mb: PositiveInt = 256
     open_files: PositiveInt = 1024
     output_kb: PositiveInt = 64
+    # What a kernel may write in total (its workspace is a file system of this size, under bubblewrap).
+    disk_mb: PositiveInt = 1024
     # A kernel that died is restarted (cells before the one it died in run again) so that the
     # networks can still be probed; the report says kernel_died either way.
     restart_for_probe: bool = False
@@ -161,6 +178,14 @@ class Config(_Section):
     # Where the file was read from: relative paths in it are relative to this folder.
     base_dir: Path = Field(default=Path("."), exclude=True)
     fingerprint: str = Field(default="", exclude=True)
+
+    @model_validator(mode="after")
+    def _disk_holds_a_submission(self) -> "Config":
+        if self.limits.disk_mb < self.archive.max_uncompressed_mb:
+            raise ValueError(f"limits.disk_mb ({self.limits.disk_mb}) is smaller than archive.max_uncompressed_mb "
+                             f"({self.archive.max_uncompressed_mb:g}): a kernel's workspace must hold the "
+                             "unpacked submission")
+        return self
 
     @property
     def data_source(self) -> Path | None:

@@ -29,7 +29,7 @@ from grader.intake.identity import pdf_text as read_pdf_text
 from grader.intake.naming import complete_from_files
 from grader.intake.types import Submission, Workspace
 from grader.report.evidence import notebook_evidence, pdf_hints
-from grader.report.models import ExecutionInfo, GraderInfo, Report, Violation
+from grader.report.models import ExecutionInfo, GraderInfo, Report, TimeLimits, Violation
 from grader.report.score import build_report
 from grader.run.dataset import StagedData, link_into, probe_batch
 from grader.run.environment import KernelEnvironment
@@ -63,6 +63,7 @@ class GradingContext:
     mpl_cache: Path | None = None
     kernel: KernelEnvironment | None = None   # what the kernel's Python has installed
     outside_course: frozenset[str] = frozenset()   # modules it has that the course's pinned environment lacks
+    time_limits: TimeLimits | None = None   # resolved from [limits] and the calibration (None: [limits] alone)
 
     @property
     def probe_inputs(self) -> tuple[np.ndarray, np.ndarray]:
@@ -129,6 +130,7 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
     async with kernels.kernel() as kernel:
         workspace = _relocate(workspace, kernel.workspace)
         link_into(ctx.data, workspace.dir)
+        await kernel.session.copy_in()
         setup_failed = prepare_kernel(kernel.session, ctx.data.raw_dir)
         phases.lap("kernel_start")
         execution = await kernel.session.run_notebook(notebook, progress=progress)

@@ -170,7 +170,12 @@ def test_bubblewrap_command(tmp_path):
     assert str(REPO_ROOT) not in binds
     assert not any(b == str(REPO_ROOT / "grader") or b.startswith(str(REPO_ROOT / "reference")) for b in binds)
     rw = [argv[i + 1] for i, a in enumerate(argv) if a == "--bind"]
-    assert str(tmp_path.resolve()) in rw
+    # The workspace is a size-limited tmpfs of its own; the grader's folder of it is read-only.
+    tmpfs = [argv[i + 1] for i, a in enumerate(argv) if a == "--tmpfs"]
+    ro = [(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == "--ro-bind"]
+    assert str(tmp_path.resolve()) in tmpfs and str(tmp_path.resolve()) not in rw
+    assert (str(tmp_path.resolve()), sandbox.SUBMISSION_MOUNT) in ro
+    assert command.submission_mount == sandbox.SUBMISSION_MOUNT
     assert all(b.startswith((sandbox.RUNTIME, str(tmp_path.resolve()))) for b in rw)
     assert "JPY_PARENT_PID" in argv   # set to 1 by the launcher (see kernel_command)
 
@@ -256,7 +261,9 @@ def test_cell_over_its_limit_is_interrupted_and_the_run_goes_on(workspace, mode)
                           notebook("while True: pass", "print('next cell ran')"))
     info = execution.info
     assert info.status == "timeout"
-    assert any("cell In [1] ('while True: pass') ran over" in n for n in info.notes), info.notes
+    # Named as Jupyter shows it, with the limit and where it came from.
+    assert any("cell In [1] ('while True: pass') ran over the limit of 2 s per cell" in n and "grading.toml" in n
+               for n in info.notes), info.notes
     assert "next cell ran" in outputs_text(execution.notebook.cells[1])
     assert execution.alive
 

@@ -60,6 +60,15 @@ class CellError(_Model):
     evalue: str
 
 
+class TimeLimits(_Model):
+    """The time limits a notebook ran under, and where they came from."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cell_timeout_s: float
+    notebook_timeout_s: float
+    source: str = Field(description="Where the limits came from: grading.toml, the solution's timings on the "
+                        "same data (reference/calibration.json), or the fallback when there are none")
+
+
 class ExecutionInfo(_Model):
     status: ExecutionStatus
     duration_s: float = 0.0
@@ -71,6 +80,7 @@ class ExecutionInfo(_Model):
     sandbox: str = "none"
     notes: list[str] = Field(default_factory=list)
     data: DataInfo | None = None
+    time_limits: TimeLimits | None = None
     timings: dict[str, float] = Field(
         default_factory=dict, description="Seconds the grader spent per phase: intake, kernel_start (waiting for a "
         "kernel), cells (the notebook itself), probe, kernel_stop, checks")

@@ -25,11 +25,49 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from grader.config import Limits
-from grader.report.models import CellError, ExecutionInfo
+from grader.report.models import CellError, ExecutionInfo, TimeLimits
 from grader.run.sandbox import KernelCommand
 
 # The reply nbclient substitutes for a cell that ran over its time limit (after interrupting it).
 _TIMEOUT_REPLY = {"ename": "CellTimeoutError", "evalue": "the cell ran over its time limit", "traceback": []}
+
+# Copies the grader's folder of the workspace (read-only in the sandbox) into the kernel's own
+# workspace, links as links (the data). Run before any of the notebook's code, so it is the grader's
+# code that runs; it leaves no names behind in the notebook's namespace.
+_COPY_IN = """\
+def _grader_copy_in(source, target):
+    import os, shutil
+    for entry in os.scandir(source):
+        dest = os.path.join(target, entry.name)
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry.path), dest)
+        elif entry.is_dir(follow_symlinks=False):
+            shutil.copytree(entry.path, dest, symlinks=True)
+        else:
+            shutil.copyfile(entry.path, dest)
+try:
+    _grader_copy_in(%r, %r)
+finally:
+    del _grader_copy_in
+"""
+
+# The limits when grading.toml says "auto" and nothing better is known (no calibration with timings
+# of the data): generous, since the notebook's needs are unknown.
+FALLBACK_CELL_TIMEOUT_S = 600.0
+FALLBACK_NOTEBOOK_TIMEOUT_S = 1800.0
+
+
+def configured_time_limits(limits: Limits, why: str = "no calibration with timings was given") -> TimeLimits:
+    """The numbers grading.toml gives, and the conservative fallback where it says "auto"."""
+    cell, notebook = limits.cell_timeout_s, limits.notebook_timeout_s
+    parts = []
+    if cell == "auto" or notebook == "auto":
+        parts.append(f"the fallback for \"auto\" ({why})")
+    if cell != "auto" or notebook != "auto":
+        parts.append("[limits] in grading.toml")
+    return TimeLimits(cell_timeout_s=FALLBACK_CELL_TIMEOUT_S if cell == "auto" else float(cell),
+                      notebook_timeout_s=FALLBACK_NOTEBOOK_TIMEOUT_S if notebook == "auto" else float(notebook),
+                      source="; ".join(parts))
 
 
 # What jupyter_client raises when the kernel's messages are not valid protocol messages (a student who
@@ -72,6 +110,7 @@ class Execution:
     info: ExecutionInfo
     notebook: nbformat.NotebookNode
     alive: bool = True   # whether the kernel can still be probed
+    cell_seconds: list[float] = field(default_factory=list)   # per code cell that ran, in order (calibration)
 
 
 @dataclass
@@ -119,13 +158,16 @@ def kernel_transport(runtime_dir: Path) -> tuple[str, str]:
 class KernelSession:
     """One sandboxed kernel, started in `workspace`, shut down on exit (always, immediately)."""
 
-    def __init__(self, command: KernelCommand, workspace: Path, limits: Limits, runtime_dir: Path | None = None):
+    def __init__(self, command: KernelCommand, workspace: Path, limits: Limits, runtime_dir: Path | None = None,
+                 time_limits: TimeLimits | None = None):
         """`runtime_dir`: an empty folder for the connection file, IPC sockets and log (default: a
         new one in the system's temporary folder; its path must stay short, as IPC socket names are
-        limited to 107 bytes). It is removed with the session."""
+        limited to 107 bytes). It is removed with the session. `time_limits`: the per-cell and
+        per-notebook limits in force (default: those of `limits`, the fallback where they say "auto")."""
         self.command = command
         self.workspace = workspace
         self.limits = limits
+        self.time_limits = time_limits or configured_time_limits(limits)
         self._runtime_dir = Path(runtime_dir) if runtime_dir is not None else Path(tempfile.mkdtemp(prefix="g6k-"))
         transport, ip = kernel_transport(self._runtime_dir)
         self.km = AsyncKernelManager(transport=transport, ip=ip,
@@ -134,7 +176,7 @@ class KernelSession:
                                           interrupt_mode=command.interrupt_mode, env={})
         self.client = _CappedClient(
             nbformat.v4.new_notebook(), km=self.km, output_limit=limits.output_kb * 1024,
-            timeout=int(limits.cell_timeout_s), interrupt_on_timeout=True, error_on_timeout=_TIMEOUT_REPLY,
+            timeout=int(self.time_limits.cell_timeout_s), interrupt_on_timeout=True, error_on_timeout=_TIMEOUT_REPLY,
             allow_errors=True, record_timing=False, startup_timeout=60, shutdown_kernel="immediate",
             iopub_timeout=10, raise_on_iopub_timeout=False,
             resources={"metadata": {"path": str(workspace)}},
@@ -186,13 +228,27 @@ class KernelSession:
         return f" (kernel log: …{text})" if text else ""
 
     async def restart(self) -> bool:
-        """A fresh kernel process in place of a dead one: same command, sandbox and workspace."""
+        """A fresh kernel process in place of a dead one: same command, sandbox and workspace (the
+        files the dead one wrote are gone with it; the submission is copied in again)."""
         try:
             await self.km.restart_kernel(now=True)
             await self.client.kc.wait_for_ready(timeout=60)
+            await self.copy_in()
             return True
         except Exception:
             return False
+
+    async def copy_in(self, timeout: float = 120) -> None:
+        """Before the notebook's first cell: where the kernel's workspace is a file system of its own
+        (bubblewrap), copy into it what the grader put in the workspace's folder (the submission, the
+        data links). Elsewhere the folder is the workspace, and there is nothing to do."""
+        if self.command.submission_mount is None:
+            return
+        result = await self.run_code(_COPY_IN % (self.command.submission_mount, str(self.workspace)),
+                                     timeout=timeout)
+        if result.status != "ok":
+            raise KernelStartError(f"the submission could not be copied into the kernel's workspace "
+                                   f"({result.status}: {result.error})")
 
     async def replay(self, nb: nbformat.NotebookNode, before_cell: int) -> tuple[int, list[int]]:
         """Run the code cells before cell `before_cell` (1-based index in the notebook) again,
@@ -203,7 +259,7 @@ class KernelSession:
         for cell in nb.cells[:before_cell - 1]:
             if cell.cell_type == "code" and cell.source.strip():
                 number += 1
-                result = await self.run_code(cell.source, timeout=self.limits.cell_timeout_s, store_history=True)
+                result = await self.run_code(cell.source, timeout=self.time_limits.cell_timeout_s, store_history=True)
                 if result.status == "kernel_died":
                     return number, failed + [number]
                 if result.status != "ok":
@@ -253,10 +309,13 @@ class KernelSession:
         Messages name a cell as Jupyter shows it after Run All, `In [n]` (the n-th non-empty code
         cell; markdown cells are not counted). `progress` is told as each cell starts and ends."""
         self.client.nb = nb
+        limits = self.time_limits
         started = time.monotonic()
-        deadline = started + self.limits.notebook_timeout_s
+        deadline = started + limits.notebook_timeout_s
         status, notes, last_cell, cells_run = "ok", [], None, 0
-        timed_out: list[str] = []
+        timed_out_cells: list[int] = []   # indices in the notebook
+        cut_by_notebook: set[int] = set()   # cells interrupted at the notebook's limit, not their own
+        cell_seconds: list[float] = []
         code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
         alive = True
 
@@ -270,10 +329,12 @@ class KernelSession:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 status = "timeout"
-                notes.append(f"the notebook ran over its limit of {self.limits.notebook_timeout_s:.0f} s; "
-                             f"cells from In [{number}] on did not run")
+                notes.append(f"the notebook ran over its limit of {limits.notebook_timeout_s:g} s; "
+                             f"cells from In [{number}] on did not run (the limits: {limits.source})")
                 break
-            self.client.timeout = max(1, int(min(self.limits.cell_timeout_s, remaining)))
+            self.client.timeout = max(1, int(min(limits.cell_timeout_s, remaining)))
+            self.client.error_on_timeout = {
+                **_TIMEOUT_REPLY, "evalue": f"the cell ran over its time limit of {self.client.timeout} s"}
             last_cell = index + 1
             cell = nb.cells[index]
             t0 = time.monotonic()
@@ -294,19 +355,21 @@ class KernelSession:
                 interrupted = True
             cells_run += 1
             tell(number, index, finished=True)
+            cell_seconds.append(round(time.monotonic() - t0, 3))
             if interrupted or any(o.get("ename") == _TIMEOUT_REPLY["ename"] for o in cell.get("outputs", [])) \
                     or time.monotonic() - t0 >= self.client.timeout:
-                timed_out.append(f"In [{number}] ({first_line(cell.source)!r})")
+                if index not in timed_out_cells:
+                    timed_out_cells.append(index)
+                if self.client.timeout < limits.cell_timeout_s:
+                    cut_by_notebook.add(index)
                 if not await self._responds():
                     status, alive = "timeout", False
                     notes.append(f"cell In [{number}] ({first_line(cell.source)!r}) ignored the interrupt after its "
                                  "time limit; the run was stopped")
                     break
-        if timed_out:
+        if timed_out_cells:
             status = "timeout" if status in ("ok", "errors") else status
-            notes.append(("cell " if len(timed_out) == 1 else "cells ") + ", ".join(timed_out) +
-                         f" ran over the limit of {self.limits.cell_timeout_s:.0f} s per cell and "
-                         + ("was" if len(timed_out) == 1 else "were") + " interrupted")
+            notes.append(_timeout_note(nb, code_cells, timed_out_cells, cut_by_notebook, limits))
         if self.client.truncated:
             numbers = {index: number for number, index in enumerate(code_cells, start=1)}
             notes.append("output cut after " f"{self.limits.output_kb} KB in cell(s) " +
@@ -318,8 +381,8 @@ class KernelSession:
             status=status, duration_s=round(time.monotonic() - started, 3), cells_run=cells_run,
             cells_total=len(code_cells), last_cell=last_cell, errors=errors,
             isolated=self.command.isolated, sandbox=self.command.sandbox,
-            notes=list(self.command.notes) + notes)
-        return Execution(info=info, notebook=nb, alive=alive)
+            notes=list(self.command.notes) + notes, time_limits=limits)
+        return Execution(info=info, notebook=nb, alive=alive, cell_seconds=cell_seconds)
 
     async def _responds(self, timeout: float = 10) -> bool:
         result = await self.run_code("pass", timeout=timeout)
@@ -376,6 +439,28 @@ class KernelSession:
             elif kind in ("display_data", "execute_result") and mime and mime in content.get("data", {}):
                 result.payloads.append({"data": content["data"][mime], "metadata": content.get("metadata", {}).get(mime, {})})
         return result
+
+
+def _timeout_note(nb: nbformat.NotebookNode, code_cells: list[int], cells: list[int], cut_by_notebook: set[int],
+                  limits: TimeLimits) -> str:
+    """Which cells were interrupted, named as Jupyter shows them (In [n] and the cell's first line)."""
+    numbers = {index: number for number, index in enumerate(code_cells, start=1)}
+
+    def name(index: int) -> str:
+        return f"In [{numbers.get(index, index + 1)}] ({first_line(nb.cells[index].source)!r})"
+
+    own = [name(i) for i in cells if i not in cut_by_notebook]
+    parts = []
+    if own:
+        parts.append(("cell " if len(own) == 1 else "cells ") + ", ".join(own) +
+                     f" ran over the limit of {limits.cell_timeout_s:g} s per cell and "
+                     + ("was" if len(own) == 1 else "were") + " interrupted")
+    cut = [name(i) for i in cells if i in cut_by_notebook]
+    if cut:
+        parts.append(("cell " if len(cut) == 1 else "cells ") + ", ".join(cut) +
+                     f" reached the notebook's limit of {limits.notebook_timeout_s:g} s and "
+                     + ("was" if len(cut) == 1 else "were") + " interrupted")
+    return "; ".join(parts) + f" (the limits: {limits.source})"
 
 
 def _cell_errors(nb: nbformat.NotebookNode) -> list[CellError]:

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from grader.run.execute import KernelStartError
-from grader.run.sandbox import TMPFS_BYTES, KernelCommand, forkserver_command
+from grader.run.sandbox import SUBMISSION_MOUNT, TMPFS_BYTES, KernelCommand, forkserver_command
 
 SERVER_SOURCE = (Path(__file__).with_name("forkserver_main.py")).read_text(encoding="utf-8")
 START_TIMEOUT_S = 180
@@ -29,14 +29,14 @@ START_TIMEOUT_S = 180
 # Started by jupyter_client in place of the kernel (outside the sandbox; it runs no student code).
 PROXY = r"""
 import json, os, socket, sys
-control, connection_file, workspace, runtime, hide, tmpfs, tag = sys.argv[1:8]
+control, connection_file, workspace, runtime, hide, tmpfs, disk, submission, tag = sys.argv[1:10]
 env = dict(os.environ)
 env["JPY_PARENT_PID"] = "1"   # no parent polling: the proxy's death is what ends the kernel
 server = socket.socket(socket.AF_UNIX)
 server.connect(control)
 server.sendall(json.dumps({"connection_file": os.path.abspath(connection_file), "workspace": workspace,
     "runtime": runtime, "hide": json.loads(hide), "log": os.path.join(runtime, "kernel.log"), "env": env,
-    "tmpfs_bytes": int(tmpfs), "tag": tag}).encode() + b"\n")
+    "tmpfs_bytes": int(tmpfs), "disk_bytes": int(disk), "submission": submission, "tag": tag}).encode() + b"\n")
 pending = b""
 while True:
     data = server.recv(4096)
@@ -177,7 +177,8 @@ class ForkServer:
         server = self._server_command
         hidden = json.dumps([str(self.jobs), str(self.sockets)])
         argv = [sys.executable, "-I", "-S", "-c", PROXY, str(self._control), "{connection_file}",
-                str(workspace), str(runtime), hidden, str(TMPFS_BYTES), tag]
+                str(workspace), str(runtime), hidden, str(TMPFS_BYTES),
+                str(self.ctx.config.limits.disk_mb * 1024 * 1024), SUBMISSION_MOUNT, tag]
         env = dict(server.env)
         env["HOME"] = str(workspace)
         notes = server.notes
@@ -185,7 +186,8 @@ class ForkServer:
             notes = (notes[0] + "; forked from the worker's fork server, in namespaces of its own "
                      "(processes, mounts, a fresh /tmp) with no capabilities",) + notes[1:]
         return KernelCommand(argv=argv, env=env, isolated=server.isolated, sandbox=server.sandbox,
-                             interrupt_mode="message", notes=notes, forked=True)
+                             interrupt_mode="message", notes=notes, forked=True,
+                             submission_mount=SUBMISSION_MOUNT if server.isolated else None)
 
     async def _stop(self) -> None:
         if self.process is not None and self.process.returncode is None:

@@ -13,8 +13,10 @@ argv: LISTEN_FD THREADS ISOLATE(0|1) KEEP_PATHS_JSON
 - ISOLATE=1 (under bubblewrap, which grants this process CAP_SYS_ADMIN inside the sandbox only):
   every kernel gets its own mount, PID, IPC and UTS namespaces, a fresh /tmp and /dev/shm, sees of
   the folders where the grader makes workspaces and runtime folders ("hide" in the request) only
-  its own, runs as PID 2 under a small init (PID 1) whose death ends every process of the kernel,
-  and has no capabilities left. The server is PID 1 of the sandbox and, like every process it
+  its own runtime folder, has as its workspace a tmpfs of "disk_bytes" (all it can write, in total;
+  it goes with the kernel) and the grader's folder of its workspace read-only at "submission", runs
+  as PID 2 under a small init (PID 1) whose death ends every process of the kernel, and has no
+  capabilities left. The server is PID 1 of the sandbox and, like every process it
   forks, not dumpable: /proc shows the sandbox's processes, but not their memory or files.
 - KEEP_PATHS_JSON: folders under /tmp that every kernel must still see (the staged data, read-only).
 
@@ -63,7 +65,10 @@ if threading.active_count() != 1:
 
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWIPC, CLONE_NEWUTS = 0x00020000, 0x20000000, 0x08000000, 0x04000000
-MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
+# A read-only remount must keep the flags the sandbox locked on the mount (statvfs flag -> mount flag).
+_KEPT_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+               (os.ST_NOATIME, 1024), (os.ST_NODIRATIME, 2048), (getattr(os, "ST_RELATIME", 4096), 1 << 21))
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NAME, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = \
     1, 4, 15, 24, 38, 47
 
@@ -107,13 +112,15 @@ def _drop_capabilities():
 
 def _isolate(request):
     """In the kernel's own namespaces: a fresh /tmp and /dev/shm; of the folders of all kernels and
-    of what else lived under /tmp, only this kernel's folders and the staged data stay visible."""
+    of what else lived under /tmp, only this kernel's runtime folder and the staged data stay
+    visible; its workspace is a tmpfs of its own, the grader's folder of it read-only beside."""
     _check(libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     # Handles on what must stay visible, taken in the new mount namespace (a bind mount's source must
     # be in the caller's namespace) before it is covered.
-    keep = [request["workspace"], request["runtime"], *KEEP]
+    keep = [request["runtime"], *KEEP]
     handles = {path: os.open(path, os.O_RDONLY | os.O_DIRECTORY) for path in keep if os.path.isdir(path)}
+    submission = os.open(request["workspace"], os.O_RDONLY | os.O_DIRECTORY)
     _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={request['tmpfs_bytes']}")
     _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={request['tmpfs_bytes']}")
     for folder in request["hide"]:   # the folders of all kernels, where not under /tmp: hidden the same way
@@ -128,6 +135,15 @@ def _isolate(request):
             os.makedirs(path, exist_ok=True)
             _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
         os.close(fd)
+    # The grader's folder of the workspace (the submission, the data links): read-only.
+    _mount(f"/proc/self/fd/{submission}", request["submission"], None, MS_BIND | MS_REC)
+    kept = os.statvfs(request["submission"]).f_flag
+    _mount(None, request["submission"], None, MS_REMOUNT | MS_BIND | MS_RDONLY
+           | sum(flag for st, flag in _KEPT_FLAGS if kept & st))
+    os.close(submission)
+    # The workspace: all the kernel can write, and it goes with the kernel's mount namespace.
+    os.makedirs(request["workspace"], exist_ok=True)
+    _mount("tmpfs", request["workspace"], "tmpfs", MS_NOSUID | MS_NODEV, f"mode=755,size={request['disk_bytes']}")
     os.makedirs("/tmp/mplconfig", exist_ok=True)
     libc.sethostname(b"sandbox", 7)
 
@@ -151,6 +167,7 @@ def _kernel(request, log_fd):
     import random
     random.seed()              # a fresh process would not share its seeds with its siblings
     numpy.random.seed()
+    torch.seed()               # and torch's, or every kernel of a server would start from the same weights
     torch.set_num_threads(THREADS)
     sys.argv = ["ipykernel_launcher", "-f", request["connection_file"]]
     sys.path[:] = [p for p in sys.path if p]

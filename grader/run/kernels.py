@@ -29,6 +29,11 @@ import matplotlib.pyplot
 """
 
 
+def _time_limits(ctx):
+    """The context's resolved time limits (a context made by hand may have none: [limits] alone)."""
+    return getattr(ctx, "time_limits", None)
+
+
 @dataclass
 class Kernel:
     session: KernelSession
@@ -51,7 +56,8 @@ class FreshKernels:
         workspace = Path(tempfile.mkdtemp(prefix=self.prefix, dir=self.ctx.work_dir))
         command = kernel_command(self.ctx.config, workspace, threads=self.ctx.threads, mpl_cache=self.ctx.mpl_cache,
                                  data_dir=self.ctx.data.root)
-        return Kernel(session=KernelSession(command, workspace, self.ctx.config.limits), workspace=workspace)
+        return Kernel(session=KernelSession(command, workspace, self.ctx.config.limits,
+                                            time_limits=_time_limits(self.ctx)), workspace=workspace)
 
     async def _start(self, warm_up: bool) -> Kernel:
         kernel = await self._session()
@@ -77,7 +83,9 @@ class FreshKernels:
         """The submission is done with `kernel`; its orderly shutdown follows in the background."""
 
     async def _acquire(self) -> Kernel:
-        return await self._start(warm_up=False)
+        # Warmed up too: the imports are then never part of a cell's time (the time limits are
+        # derived from the solution's cells run the same way).
+        return await self._start(warm_up=True)
 
     @asynccontextmanager
     async def kernel(self) -> AsyncIterator[Kernel]:
@@ -178,7 +186,8 @@ class ForkKernels(WarmKernels):
         runtime = Path(tempfile.mkdtemp(prefix="k-", dir=self.server.sockets))
         tag = self.server.new_tag()
         command = self.server.kernel_command(workspace, runtime, tag)
-        session = KernelSession(command, workspace, self.ctx.config.limits, runtime_dir=runtime)
+        session = KernelSession(command, workspace, self.ctx.config.limits, runtime_dir=runtime,
+                                time_limits=_time_limits(self.ctx))
         return Kernel(session=session, workspace=workspace, tag=tag)
 
     async def _stopped(self, kernel: Kernel) -> None:

@@ -6,13 +6,16 @@ resource limits of `grading.toml` and then execs the kernel, wrapped in bubblewr
 With bubblewrap (`[run] sandbox = "auto"` and `bwrap` installed, or `"bubblewrap"`), the kernel runs
 in new user, PID, network, IPC and UTS namespaces as uid/gid 65534, sees a read-only system (`/usr`,
 a few files of `/etc`, the kernel's Python and its packages), an empty `/tmp`, its own workspace
-(writable), the staged data files (read-only) and its runtime folder (connection file and IPC
-sockets). The grader's own code is hidden: its `grader` and `reference` packages (where they are
-installed, say in site-packages, an empty folder whose `__init__.py` raises ModuleNotFoundError
-stands in for each) and, when the grader runs from a source checkout, that whole checkout; the
-editable-install hooks that would let `import grader` / `import reference` find it are masked with
-empty files. Other workspaces, the submissions and the reports are simply not there.
-`--die-with-parent` and the PID namespace make sure nothing the student started outlives the kernel.
+(writable: an in-memory file system of `[limits] disk_mb` at the workspace's path, which goes with
+the kernel), the grader's folder of the workspace read-only at `/submission` (the submission and
+the data links, which `KernelSession.copy_in` copies into the workspace before the first cell), the
+staged data files (read-only) and its runtime folder (connection file and IPC sockets). The
+grader's own code is hidden: its `grader` and `reference` packages (where they are installed, say in
+site-packages, an empty folder whose `__init__.py` raises ModuleNotFoundError stands in for each)
+and, when the grader runs from a source checkout, that whole checkout; the editable-install hooks
+that would let `import grader` / `import reference` find it are masked with empty files. Other
+workspaces, the submissions and the reports are simply not there. `--die-with-parent` and the PID
+namespace make sure nothing the student started outlives the kernel.
 
 Interrupts go over the control channel (`interrupt_mode="message"`): a signal to bubblewrap would not
 reach the kernel, which runs in its own session and PID namespace.
@@ -72,6 +75,9 @@ SANDBOX_UID = 65534
 RUNTIME = "@RUNTIME@"
 # Size of the sandbox's /tmp and /dev/shm (tmpfs lives in RAM, outside RLIMIT_AS).
 TMPFS_BYTES = 512 * 1024 * 1024
+# Where a kernel sees the grader's folder of its workspace, read-only (its workspace itself is a
+# tmpfs of [limits] disk_mb: all it can write, in total).
+SUBMISSION_MOUNT = "/submission"
 
 # Sets rlimits, then replaces itself with the kernel (or with bubblewrap running the kernel).
 # argv: options ("--runtime-of" FILE, "--setenv" NAME VALUE, "--pids-cgroup" DIR MAX, "--seccomp-hex" BPF),
@@ -151,40 +157,83 @@ os.execvp(command[0], command)
 """
 
 
-# System calls that do nothing inside the sandbox (x86-64 numbers). When the grader runs as root,
-# the sandbox's user is root of the machine without capabilities, and so the owner of the device
-# nodes bound into /dev: with chmod or an ACL a notebook could change the machine's own /dev/null for
-# everyone. A change of mode is ignored (it reports success: IPython and shutil.copy change modes
-# as a matter of course, and no notebook of the sheet depends on them); a change of extended
-# attributes (ACLs) is refused with EPERM.
-_IGNORED_SYSCALLS = {"chmod": 90, "fchmod": 91, "fchmodat": 268, "fchmodat2": 452}
-_REFUSED_SYSCALLS = {"setxattr": 188, "lsetxattr": 189, "fsetxattr": 190,
-                     "removexattr": 197, "lremovexattr": 198, "fremovexattr": 199}
+# System calls that do nothing inside the sandbox, per host architecture. When the grader runs as
+# root, the sandbox's user is root of the machine without capabilities, and so the owner of the
+# device nodes bound into /dev: with chmod or an ACL a notebook could change the machine's own
+# /dev/null for everyone. A change of mode is ignored (it reports success: IPython and shutil.copy
+# change modes as a matter of course, and no notebook of the sheet depends on them); a change of
+# extended attributes (ACLs) is refused with EPERM. aarch64 has no chmod (only the *at calls).
+# setxattrat/removexattrat (Linux 6.13) have the same number on every architecture, as has fchmodat2.
+_NATIVE_SYSCALLS = {
+    "x86_64": {
+        "audit_arch": 0xC000003E,   # AUDIT_ARCH_X86_64
+        "ignored": {"chmod": 90, "fchmod": 91, "fchmodat": 268, "fchmodat2": 452},
+        "refused": {"setxattr": 188, "lsetxattr": 189, "fsetxattr": 190, "removexattr": 197,
+                    "lremovexattr": 198, "fremovexattr": 199, "setxattrat": 463, "removexattrat": 466},
+    },
+    "aarch64": {
+        "audit_arch": 0xC00000B7,   # AUDIT_ARCH_AARCH64
+        "ignored": {"fchmod": 52, "fchmodat": 53, "fchmodat2": 452},
+        "refused": {"setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "removexattr": 14,
+                    "lremovexattr": 15, "fremovexattr": 16, "setxattrat": 463, "removexattrat": 466},
+    },
+}
+_X32_SYSCALL_BIT = 0x40000000          # x86-64's x32 ABI: native arch value, numbers with this bit set
+SECCOMP_RET_KILL_PROCESS = 0x80000000
+SECCOMP_RET_ERRNO = 0x00050000
+SECCOMP_RET_ALLOW = 0x7FFF0000
 
 
-def seccomp_program() -> bytes:
-    """A classic-BPF seccomp filter (as bubblewrap's --seccomp reads it): the calls above are
-    ignored or refused, and so are all x32-ABI calls (which would reach them by other numbers);
-    everything else is allowed. On other architectures it allows everything."""
+def host_machine() -> str:
+    import platform
+    return platform.machine().lower()
+
+
+def seccomp_program(machine: str | None = None) -> bytes | None:
+    """A classic-BPF seccomp filter (as bubblewrap's --seccomp reads it) for a host of `machine`
+    (default: this one), or None where there is none (a host that is neither x86-64 nor aarch64).
+
+    A system call of any other architecture than the host's own (i386 through `int 0x80` on
+    x86-64, arm32 on aarch64; also x86-64's x32 ABI) kills the whole process at once: those tables
+    reach chmod and the xattr calls by other numbers, and no notebook of the sheet needs them. Of the
+    native calls, mode changes are ignored, xattr changes refused with EPERM, the rest allowed."""
     import struct
 
+    table = _NATIVE_SYSCALLS.get(host_machine() if machine is None else machine)
+    if table is None:
+        return None
     ld_abs, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
-    allow, eperm, ignore = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 0
-    ignored, refused = sorted(_IGNORED_SYSCALLS.values()), sorted(_REFUSED_SYSCALLS.values())
-    checks = [(number, "ignore") for number in ignored] + [(number, "refuse") for number in refused]
-    n = len(checks)
-    # Layout: 0-4 header, 5 .. 5+n-1 one test per call, then: allow (5+n), ignore (6+n), refuse (7+n).
-    prog = [(ld_abs, 0, 0, 4),                       # A = arch
-            (jeq, 1, 0, 0xC000003E),                 # x86-64? go on : allow
-            (ret, 0, 0, allow),
-            (ld_abs, 0, 0, 0),                       # A = syscall number
-            (jge, n + 2, 0, 0x40000000)]             # x32 ABI: refuse
-    for i, (number, what) in enumerate(checks):
-        here = 5 + i
-        target = 6 + n if what == "ignore" else 7 + n
-        prog.append((jeq, target - here - 1, 0, number))
-    prog += [(ret, 0, 0, allow), (ret, 0, 0, ignore), (ret, 0, 0, eperm)]
+    ignore, refuse = SECCOMP_RET_ERRNO | 0, SECCOMP_RET_ERRNO | 1   # success without effect / EPERM
+    checks = [(n, ignore) for n in sorted(table["ignored"].values())] + \
+             [(n, refuse) for n in sorted(table["refused"].values())]
+    x32 = table["audit_arch"] == _NATIVE_SYSCALLS["x86_64"]["audit_arch"]
+    # Layout: the header, one test per call, then the returns: allow, ignore, refuse, kill.
+    header = [(ld_abs, 0, 0, 4),                 # A = seccomp_data.arch
+              (jeq, 0, None, table["audit_arch"]),   # not the host's architecture: kill
+              (ld_abs, 0, 0, 0)]                 # A = seccomp_data.nr
+    if x32:
+        header.append((jge, None, 0, _X32_SYSCALL_BIT))   # x32: kill
+    first_return = len(header) + len(checks)
+    target = {SECCOMP_RET_ALLOW: first_return, ignore: first_return + 1, refuse: first_return + 2,
+              SECCOMP_RET_KILL_PROCESS: first_return + 3}
+    prog = []
+    for here, (code, jt, jf, k) in enumerate(header):
+        kill = target[SECCOMP_RET_KILL_PROCESS] - here - 1
+        prog.append((code, kill if jt is None else jt, kill if jf is None else jf, k))
+    for i, (number, action) in enumerate(checks):
+        here = len(header) + i
+        prog.append((jeq, target[action] - here - 1, 0, number))
+    prog += [(ret, 0, 0, SECCOMP_RET_ALLOW), (ret, 0, 0, ignore), (ret, 0, 0, refuse),
+             (ret, 0, 0, SECCOMP_RET_KILL_PROCESS)]
     return b"".join(struct.pack("<HBBI", *insn) for insn in prog)
+
+
+def seccomp_note(program: bytes | None) -> str:
+    if program is not None:
+        return ""
+    return (f"; NO seccomp filter (none is written for this machine's architecture, {host_machine()}): "
+            "the kernel could change file modes and ACLs, also of the device nodes in /dev, and issue "
+            "system calls of other architectures")
 
 
 class SandboxError(RuntimeError):
@@ -203,6 +252,9 @@ class KernelCommand:
     python: str = ""                 # the kernel's interpreter (warms the matplotlib cache)
     bound: tuple[str, ...] = ()      # folders shown read-only (Python, staged data)
     forked: bool = False             # a proxy asking a fork server for the kernel: nothing to prepare
+    # Where the kernel sees the grader's folder of its workspace when the workspace itself is a
+    # file system of its own (KernelSession.copy_in copies from there); None: the folder is the workspace.
+    submission_mount: str | None = None
 
     def prepare(self, runtime_dir: Path) -> None:
         """Called with the folder holding the kernel's connection file and sockets before start.
@@ -477,8 +529,12 @@ def _system_binds() -> list[str]:
 
 def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, hidden: tuple[Path, ...] | None = None,
                     data_dirs: list[str] | None = None, fork_server: bool = False,
-                    writable: tuple[Path, ...] = ()) -> tuple[list[str], list[str]]:
+                    writable: tuple[Path, ...] = (), seccomp: bool = True,
+                    disk_bytes: int = 1024 * 1024 * 1024) -> tuple[list[str], list[str]]:
     """The bwrap options (before the command) and the folders they expose, for the notes.
+
+    A kernel's workspace is a tmpfs of `disk_bytes` at the workspace's path (what it writes goes
+    there, and with it), and the grader's `workspace` folder is shown read-only at SUBMISSION_MOUNT.
 
     `fork_server`: the sandbox of a worker's fork server (`forkserver_main.py`) rather than of one
     kernel. It keeps CAP_SYS_ADMIN and CAP_SETPCAP inside the sandbox (its own user namespace), so
@@ -534,14 +590,18 @@ def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, hidden
     for folder in writable:
         folder = os.path.realpath(folder)
         args += ["--bind", folder, folder]
-    args += ["--bind", str(workspace), str(workspace),
-             "--ro-bind" if fork_server else "--bind", RUNTIME, RUNTIME,
+    if fork_server:   # the server binds each kernel's workspace itself (forkserver_main._isolate)
+        args += ["--bind", str(workspace), str(workspace), "--dir", SUBMISSION_MOUNT]
+    else:
+        args += ["--ro-bind", str(workspace), SUBMISSION_MOUNT,
+                 "--size", str(disk_bytes), "--perms", "0755", "--tmpfs", str(workspace)]
+    args += ["--ro-bind" if fork_server else "--bind", RUNTIME, RUNTIME,
              "--bind", f"{RUNTIME}/mpl", "/tmp/mplconfig",
              # The sandbox's own root and /dev are in-memory folders its user may write to (it is
              # the grader's user, without capabilities): read-only, nothing can be left there, by a
              # kernel for a later one in the same fork server, or to fill the memory.
              "--remount-ro", "/dev", "--remount-ro", "/",
-             "--seccomp", "@SECCOMP_FD@",
+             *(["--seccomp", "@SECCOMP_FD@"] if seccomp else []),
              "--chdir", str(workspace)]
     return args, shown
 
@@ -586,8 +646,10 @@ def _sandboxed(config: Config, workspace: Path, program: list[str], *, runtime_o
 
     layout = python_layout(python)
     data_dirs = _data_binds(workspace, data_dir)
+    seccomp = seccomp_program()
     options, shown = bubblewrap_argv(bwrap, workspace=workspace, layout=layout, data_dirs=data_dirs,
-                                     fork_server=fork_server, writable=writable)
+                                     fork_server=fork_server, writable=writable, seccomp=seccomp is not None,
+                                     disk_bytes=config.limits.disk_mb * 1024 * 1024)
     env["MPLCONFIGDIR"] = "/tmp/mplconfig"
     # ipykernel's parent polling compares its parent's pid with JPY_PARENT_PID (which jupyter_client
     # sets to the grader's pid); in the new PID namespace the parent is bwrap's init (pid 1), so the
@@ -597,7 +659,7 @@ def _sandboxed(config: Config, workspace: Path, program: list[str], *, runtime_o
     cgroup = pids_cgroup()
     fences = ["--pids-cgroup", str(cgroup), str(config.limits.processes)] if cgroup else []
     argv = [python, "-I", "-c", _LAUNCHER, "--runtime-of", runtime_of, "--setenv", "JPY_PARENT_PID", "1",
-            "--seccomp-hex", seccomp_program().hex(), *fences, *limits, "--", *options, "--", *program]
+            *(["--seccomp-hex", seccomp.hex()] if seccomp else []), *fences, *limits, "--", *options, "--", *program]
     if cgroup is None and os.geteuid() == 0:
         process_note = ("; the number of processes was NOT limited (the grader runs as root, which "
                         "RLIMIT_NPROC exempts, and no pids cgroup could be made)")
@@ -605,9 +667,11 @@ def _sandboxed(config: Config, workspace: Path, program: list[str], *, runtime_o
         process_note = ""
     notes = (f"{ISOLATED_NOTE}: no network, its own process namespace, user "
              f"{SANDBOX_UID}, a read-only view of the system and of Python ({', '.join(shown) or '/usr'}), "
-             "write access to its own workspace only, no grader code or other submissions visible" + process_note,)
+             f"write access to its own workspace only (at most {config.limits.disk_mb} MB in total), no grader "
+             "code or other submissions visible" + process_note + seccomp_note(seccomp),)
     return KernelCommand(argv=argv, env=env, isolated=True, sandbox="bubblewrap", interrupt_mode="message",
-                         notes=notes, mpl_cache=mpl_cache, python=python, bound=tuple(shown) + tuple(data_dirs))
+                         notes=notes, mpl_cache=mpl_cache, python=python, bound=tuple(shown) + tuple(data_dirs),
+                         submission_mount=None if fork_server else SUBMISSION_MOUNT)
 
 
 def require_sandbox(config: Config) -> SandboxChoice:
