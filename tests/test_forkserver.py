@@ -82,6 +82,7 @@ def host_processes(text: str) -> list[str]:
 LOOK_AROUND = r'''
 import ctypes, glob, json, os, random, socket, subprocess, sys
 import numpy as np
+import torch
 ''' + ATTEMPT_HELPERS + r'''
 libc = ctypes.CDLL(None, use_errno=True)
 status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
@@ -101,7 +102,7 @@ r = {"uid": os.getuid(), "pid": os.getpid(), "cwd": ws,
      "write_root": [attempt(lambda: open("/planted", "w").write("x")), attempt(lambda: os.mkdir("/planted-dir")),
                     attempt(lambda: os.rename("/" + sorted(os.listdir("/"))[0], "/renamed")),
                     attempt(lambda: open("/dev/planted", "w").write("x"))],
-     "random": [random.random(), float(np.random.rand())]}
+     "random": [random.random(), float(np.random.rand()), float(torch.rand(1))]}
 # Every process this kernel did not start: its memory, files, environment and root are closed.
 own = os.readlink("/proc/self/ns/pid")
 foreign = {}
@@ -178,7 +179,8 @@ def test_forked_kernels_are_isolated_from_the_server_and_from_each_other(work):
     s = recorded(second.notebook.cells[0])
     assert "planted" not in s["tmp"] and s["shm"] == [], "files of the previous kernel are visible"
     assert s["cwd"] != r["cwd"]
-    assert s["random"][0] != r["random"][0] and s["random"][1] != r["random"][1], "forks share their seeds"
+    assert all(a != b for a, b in zip(s["random"], r["random"])), f"forks share their seeds: {s['random']} {r['random']}"
+    # torch too: with one torch seed per server, every notebook started from the same initial weights
     assert host_processes("sleep\x004242") == []
 
 
