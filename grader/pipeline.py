@@ -23,7 +23,11 @@ from grader.config import Config
 from grader.intake import check_identity, identify, team_with_emails, unpack
 from grader.intake.identity import name_for, team_from_files
 from grader.intake.identity import pdf_text as read_pdf_text
+from grader.fsclean import remove_tree
 from grader.intake.types import Submission, Workspace
+from grader.notebook_file import NotebookInvalid
+from grader.parser_child import ParseLimits
+from grader.parser_child import configure as configure_parsing
 from grader.report.evidence import notebook_evidence, pdf_hints
 from grader.report.models import ExecutionInfo, GraderInfo, Report, Violation
 from grader.report.score import build_report
@@ -157,7 +161,7 @@ def _pdf_text(workspace: Workspace) -> str | None:
         return None
     try:
         return read_pdf_text(workspace.pdf)   # read once: the identity checks asked for it already
-    except Exception:
+    except Exception:  # noqa: BLE001 - content.pdf_unreadable says why already
         return None
 
 
@@ -173,6 +177,8 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
                                  submission: Submission | None = None) -> Graded:
     """`submission`: the file already identified (the batch has), else it is identified here."""
     phases = Phases()
+    limits = ctx.config.limits
+    configure_parsing(ParseLimits(timeout_s=limits.parse_timeout_s, memory_mb=limits.parse_memory_mb))
     submission = submission or identify(path, root, ctx.config.naming)
     unpack_dir = Path(tempfile.mkdtemp(prefix=_safe(submission.stem)[:40] + "-", dir=ctx.work_dir))
     try:
@@ -197,6 +203,14 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
             except KernelStartError as exc:
                 execution = _not_run(str(exc), ctx)
                 observations = not_run(f"the notebook could not be run: {exc}")
+            except NotebookInvalid as exc:
+                where = workspace.notebook.relative_to(workspace.dir).as_posix()
+                # One violation for one cause: this one replaces the identity check's warning.
+                violations = [v for v in violations if v.code != "content.notebook_unreadable"]
+                violations.append(Violation(code="content.notebook_invalid", severity="error", message=(
+                    f"{submission.rel}: the notebook '{where}' cannot be read: {exc}")))
+                execution = _not_run(f"the notebook '{where}' is not a readable notebook: {exc}", ctx)
+                observations = not_run(f"the notebook could not be read ({exc}), so the automatic checks were skipped")
         checks = run_checks(observations, ctx.config, ctx.accuracy_range)
         evidence = pdf_hints(pdf_text)
         evidence["6.6"] = notebook_evidence(executed)
@@ -216,7 +230,7 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
                               config=ctx.config, grader=ctx.grader, evidence=evidence, accuracies=accuracies)
         return Graded(report=report, executed=executed)
     finally:
-        shutil.rmtree(unpack_dir, ignore_errors=True)
+        remove_tree(unpack_dir)
 
 
 def _safe(text: str) -> str:

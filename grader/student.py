@@ -11,6 +11,7 @@ from rich.console import Console
 
 from grader.config import Config, load_config
 from grader.report.models import Report
+from grader.textsafe import terminal
 
 # The small subset of a default check: enough for every check, a fraction of the training time.
 FAST_TRAIN, FAST_TEST = 1000, 500
@@ -26,25 +27,25 @@ def would_lose_points(report: Report) -> bool:
 
 def print_verdict(report: Report, console: Console) -> None:
     sub = report.submission
-    console.print(f"[bold]{sub.file}[/]", highlight=False)
-    team = ", ".join(f"{m.name} ({m.student_id})" for m in sub.team) or "no team could be read from the name"
+    console.print(f"[bold]{terminal(sub.file)}[/]", highlight=False)
+    team = ", ".join(f"{terminal(m.name)} ({terminal(m.student_id)})" for m in sub.team) or "no team could be read from the name"
     console.print(f"  team: {team}", highlight=False)
     if sub.expected_name:
-        console.print(f"  [yellow]name:[/] rename the file to [bold]{sub.expected_name}[/]", highlight=False)
+        console.print(f"  [yellow]name:[/] rename the file to [bold]{terminal(sub.expected_name)}[/]", highlight=False)
     for v in report.violations:
         colour = "red" if v.severity == "error" else "yellow"
-        console.print(f"  [{colour}]{v.severity}[/] {v.code}: {v.message}", highlight=False)
+        console.print(f"  [{colour}]{v.severity}[/] {v.code}: {terminal(v.message)}", highlight=False)
     ex = report.execution
     console.print(f"  notebook: {ex.status} ({ex.cells_run}/{ex.cells_total} cells, {ex.duration_s:.1f} s)"
                   + (f", isolated by {ex.sandbox}" if ex.isolated else ", not isolated"), highlight=False)
     for error in ex.errors:
-        console.print(f"    cell {error.cell}: {error.ename}: {error.evalue}", highlight=False)
+        console.print(f"    cell {error.cell}: {terminal(error.ename)}: {terminal(error.evalue)}", highlight=False)
     for note in ex.notes:
-        console.print(f"    note: {note}", highlight=False)
+        console.print(f"    note: {terminal(note)}", highlight=False)
     if ex.data:
-        console.print(f"  data: {ex.data.description}", highlight=False)
+        console.print(f"  data: {terminal(ex.data.description)}", highlight=False)
     for check in report.checks:
-        console.print(f"  {_MARK[check.status]} {check.id} ({check.points:g}/{check.max_points:g}): {check.message}",
+        console.print(f"  {_MARK[check.status]} {check.id} ({check.points:g}/{check.max_points:g}): {terminal(check.message)}",
                       highlight=False)
     tutor = [e for e in report.exercises if e.points is None]
     if tutor:
@@ -66,14 +67,14 @@ def check_path(path: Path, *, config_path: str | None, as_json: bool, full: bool
     from grader.batch import run_batch
 
     if not path.exists():
-        console.print(f"[red]error:[/] {path}: no such file or folder", highlight=False)
+        console.print(f"[red]error:[/] {terminal(path)}: no such file or folder", highlight=False)
         return 2
     config = check_config(load_config(config_path), full=full)
-    quiet = (lambda text: None) if as_json else (lambda text: console.print(text, highlight=False))
+    quiet = (lambda text: None) if as_json else (lambda text: console.print(text, highlight=False, markup=False))
     with tempfile.TemporaryDirectory(prefix="grader-check-") as out:
         result = run_batch(path, config, Path(out), workers=1, force=True, progress=quiet)
         if not result.reports:
-            console.print(f"[red]error:[/] {path}: no submission found (expected a .zip, .ipynb, .py or .pdf)",
+            console.print(f"[red]error:[/] {terminal(path)}: no submission found (expected a .zip, .ipynb, .py or .pdf)",
                           highlight=False)
             return 2
         if as_json:
