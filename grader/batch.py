@@ -327,7 +327,7 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
     sweep_stale()   # what an earlier grader, killed, left in the temporary folder
     work_dir = owned_dir("grader-work-")
     slots: list[Slot] = []
-    finished = False
+    dispatched = False
     try:
         ctx = prepare_context(config, work_dir, workers, progress=progress)
         planned = plan(root, config, out_dir, shard=shard, force=force,
@@ -349,6 +349,7 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
             # work folder goes only once they are done (see below).
             for slot in slots:
                 slot.retire()
+        dispatched = True
         for outcome in result.outcomes:
             report = read_report(report_path(out_dir, outcome.stem))
             if report is not None:
@@ -366,11 +367,10 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
         # Tutors' points (when the sheet is filled), cms.csv, feedback pages and summary.html.
         result.warnings += write_batch_outputs(result.reports, out_dir, config,
                                                data_description=result.data_description)
-        finished = True
         return result
     finally:
         for slot in slots:
-            if finished:
+            if dispatched:
                 slot.join()
             else:   # stopped (SIGTERM, Ctrl-C) or failed: the workers go now, not after their jobs
                 slot.kill()

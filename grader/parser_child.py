@@ -144,7 +144,7 @@ class ParserChild:
                 self._process.join(5)
                 code = self._process.exitcode
                 self.stop()
-                if code in (MEMORY_EXIT, -signal.SIGKILL):   # the kernel's OOM killer sends SIGKILL
+                if code in (MEMORY_EXIT, -getattr(signal, "SIGKILL", 9)):   # the OOM killer sends SIGKILL
                     raise ParseLimitHit(f"needed more than {limits.memory_mb} MB of memory")
                 raise ParseFailed(f"the parser process ended unexpectedly (exit status {code})")
             raise ParseFailed(value)

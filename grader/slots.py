@@ -42,7 +42,7 @@ def exit_description(code: int | None) -> str:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        hint = ", as the out-of-memory killer does" if -code == signal.SIGKILL else ""
+        hint = ", as the out-of-memory killer does" if -code == getattr(signal, "SIGKILL", 9) else ""
         return f"killed by {name}{hint}"
     return f"it exited with status {code}"
 
@@ -56,7 +56,7 @@ class Slot:
         self.executor: ProcessPoolExecutor | None = None
         self.jobs_run = 0
         self._processes: list = []
-        self.retired: list[threading.Thread] = []
+        self.retired: list[tuple[threading.Thread, ProcessPoolExecutor]] = []
 
     def submit(self, fn, *args) -> Future:
         """Run fn(*args) in this slot's worker; a broken or worn-out worker is replaced first."""
@@ -98,25 +98,33 @@ class Slot:
             stopping = threading.Thread(target=executor.shutdown, kwargs={"wait": True, "cancel_futures": True},
                                         daemon=True)
             stopping.start()
-            self.retired.append(stopping)
+            self.retired.append((stopping, executor))
 
     def kill(self) -> None:
         """Stop the worker now (SIGKILL): the grader itself is stopping. Its kernels die with it."""
         executor, self.executor = self.executor, None
-        if executor is None:
-            return
-        for process in list(getattr(executor, "_processes", {}).values()) + self._processes:
-            try:
-                process.kill()
-            except Exception:  # noqa: BLE001 - gone already
-                pass
-        for process in list(getattr(executor, "_processes", {}).values()) + self._processes:
-            process.join(10)
-        executor.shutdown(wait=False, cancel_futures=True)
+        for other in [executor, *(retired for _, retired in self.retired)]:
+            if other is not None:
+                _kill(other, self._processes if other is executor else [])
 
-    def join(self, timeout: float | None = None) -> None:
-        for stopping in self.retired:
+    def join(self, timeout: float = 300) -> None:
+        """Wait for retired workers to stop; one that takes longer than `timeout` is killed."""
+        for stopping, executor in self.retired:
             stopping.join(timeout)
+            if stopping.is_alive():
+                _kill(executor, [])
+
+
+def _kill(executor: ProcessPoolExecutor, known: list) -> None:
+    processes = list(getattr(executor, "_processes", {}).values()) + list(known)
+    for process in processes:
+        try:
+            process.kill()
+        except Exception:  # noqa: BLE001 - gone already
+            pass
+    for process in processes:
+        process.join(10)
+    executor.shutdown(wait=False, cancel_futures=True)
 
 
 def spawn_executor(initializer, initargs) -> ProcessPoolExecutor:
