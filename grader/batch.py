@@ -7,39 +7,45 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import json
+import logging
 import os
-import shutil
+import signal
+import stat
 import sys
 import tempfile
-import threading
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+import unicodedata
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Callable
 
 from grader.calibrate import SOLUTION, CalibrationError, accuracy_range, calibrate, time_limits
 from grader.config import CHECK_IDS, Config
-from grader.intake import discover, duplicate_students, identify
+from grader.fsclean import owned_dir, release_dir, sweep_stale
+from grader.intake import discover, duplicate_students, identify, parse_name
+from grader.intake.naming import kind_of
 from grader.intake.types import Discovery, Submission
+from grader.merge import SHARD_FILE
 from grader.pipeline import Graded, GradingContext, grade_submission, grade_submission_async, make_grader_info
 from grader.preflight import Preflight, preflight
 from grader.report.outputs import write_batch_outputs
 from grader.report.models import CheckResult, ExecutionInfo, Report, Violation
 from grader.report.render import (read_report, report_path, write_atomic, write_executed, write_report,
                                   write_summary)
-
-SHARD_FILE = "shard.json"
 from grader.report.score import build_report
 from grader.run.dataset import StagedData, stage_dataset
 from grader.run.environment import KernelQueryError, kernel_environment
 from grader.run.kernels import ForkKernels, FreshKernels, WarmKernels
 from grader.run.sandbox import require_sandbox
+from grader.slots import BrokenProcessPool, Slot, die_with_parent, spawn_executor
+from grader.textsafe import plain
 
 
 def cache_dir() -> Path:
@@ -84,6 +90,11 @@ class Job:
     path: Path
     submission: Submission
     stem: str          # output name; made unique when two submissions share a file name
+
+    @property
+    def unreadable(self) -> bool:
+        """The file cannot even be read (see `_identify`): reported without a worker."""
+        return self.submission.sha256.startswith(UNREADABLE)
 
 
 @dataclass
@@ -140,22 +151,58 @@ def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: C
                              "time_limits": time_limits(config.limits, data.info)})
 
 
+GRADER_ERROR = "grader.error"
+UNREADABLE = "unreadable-"   # the sha256 field of a submission whose file cannot be read
+
+
+def made_by_grader_failure(report: Report) -> bool:
+    """A report that says the grader failed (a worker died, the report could not be written): never
+    taken as the submission's result on a later run."""
+    return any(v.code == GRADER_ERROR for v in report.violations)
+
+
+def _stem_key(stem: str) -> str:
+    # Names that differ only in case or Unicode normalisation are one file on macOS and Windows.
+    return unicodedata.normalize("NFC", stem).casefold()
+
+
+def _identify(path: Path, root: Path, config: Config) -> Submission:
+    """identify(), for any file: one that cannot be read (no permission, a named pipe that would
+    block) is a submission whose report says so, not the end of the batch."""
+    problem = None
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            problem = "it is a named pipe or a device, not a regular file"
+        else:
+            return identify(path, root, config.naming)
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    rel = path.name if path == root else path.relative_to(root).as_posix()
+    name = parse_name(path.name, config.naming)
+    return Submission(path=path, rel=rel, stem=name.stem, kind=kind_of(path.name), team=name.team,
+                      sha256=UNREADABLE + hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()[:16],
+                      violations=(*name.violations, Violation(
+                          code="archive.corrupt", severity="error",
+                          message=f"{rel}: cannot be read ({problem}); expected a readable file")))
+
+
 def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, force: bool, grader_hash: str,
          kernel_env: str | None = None) -> Plan:
     """Which submissions to grade, and which earlier reports still stand (same file, configuration,
     grader and, when `kernel_env` is given, the same packages in the kernel)."""
     discovery = discover(root, config.naming)
     jobs, cached = [], []
-    submissions = [identify(path, root, config.naming) for path in discovery.submissions]
+    submissions = [_identify(path, root, config) for path in discovery.submissions]
     stems: dict[str, int] = {}
     for sub in submissions:
-        stems[sub.stem] = stems.get(sub.stem, 0) + 1
+        stems[_stem_key(sub.stem)] = stems.get(_stem_key(sub.stem), 0) + 1
     for path, sub in zip(discovery.submissions, submissions):
         if shard and not shard.owns(sub.rel):
             continue
-        stem = sub.stem if stems[sub.stem] == 1 else f"{sub.stem}~{hashlib.sha256(sub.rel.encode()).hexdigest()[:8]}"
+        stem = sub.stem if stems[_stem_key(sub.stem)] == 1 else \
+            f"{sub.stem}~{hashlib.sha256(sub.rel.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
         earlier = None if force else read_report(report_path(out_dir, stem))
-        if (earlier is not None and earlier.submission.sha256 == sub.sha256
+        if (earlier is not None and earlier.submission.sha256 == sub.sha256 and not made_by_grader_failure(earlier)
                 and earlier.grader.config_hash == config.fingerprint[:16] and earlier.grader.grader_hash == grader_hash
                 and (kernel_env is None or earlier.grader.kernel_env == kernel_env)):
             cached.append((stem, earlier))
@@ -172,13 +219,25 @@ def preflight_only(root: Path, config: Config, *, shard: Shard | None = None) ->
 
 
 def error_report(job: Job, ctx: GradingContext, problem: str) -> Report:
-    """The report of a submission the grader itself failed on: it says so, and earns nothing."""
+    """The report of a submission the grader itself failed on: it says so, earns nothing, and is
+    graded again by the next run (its `grader.error` violation)."""
     checks = [CheckResult(id=c, exercise="6.6", status="error", points=0.0, max_points=ctx.config.checks.points(c),
                           message=f"not graded: {problem}") for c in CHECK_IDS]
     return build_report(submission=job.submission.info(), violations=list(job.submission.violations) + [
-        Violation(code="grader.error", severity="error", message=f"{job.submission.rel}: {problem}")],
+        Violation(code=GRADER_ERROR, severity="error",
+                  message=f"{job.submission.rel}: {problem}; run `grader grade` again to grade it")],
         execution=ExecutionInfo(status="not_run", notes=[problem], data=ctx.data.info),
         checks=checks, config=ctx.config, grader=ctx.grader)
+
+
+def unreadable_report(job: Job, ctx: GradingContext) -> Report:
+    """The report of a file that cannot be read: what is wrong is in its violations."""
+    problem = job.submission.violations[-1].message
+    checks = [CheckResult(id=c, exercise="6.6", status="skipped", points=0.0, max_points=ctx.config.checks.points(c),
+                          message="not graded: the submission's file cannot be read") for c in CHECK_IDS]
+    return build_report(submission=job.submission.info(), violations=list(job.submission.violations),
+                        execution=ExecutionInfo(status="not_run", notes=[problem], data=ctx.data.info),
+                        checks=checks, config=ctx.config, grader=ctx.grader)
 
 
 def kernel_kind(config: Config, jobs: int, workers: int) -> str:
@@ -193,13 +252,38 @@ def kernel_kind(config: Config, jobs: int, workers: int) -> str:
 _WORKER: dict = {}
 
 
-def _init_worker(ctx: GradingContext, kind: str) -> None:
+def _init_worker(ctx: GradingContext, kind: str, parent_pid: int) -> None:
+    die_with_parent(parent_pid)   # kill -9 of the grader takes its workers (and their kernels) along
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C: the grader stops its workers itself
+    # Everything this worker puts in the temporary folder (its fork server's folders, kernels'
+    # runtime folders) goes into a folder it owns: when the worker is killed, the grader (or its
+    # next run) sees the owner gone and removes the folder.
+    own = owned_dir("g6w-")
+    tempfile.tempdir = str(own)
+    try:
+        (ctx.work_dir / f".worker-{os.getpid()}").write_text(str(own), encoding="utf-8")
+    except OSError:
+        pass
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    loop.set_exception_handler(_background_failure)
     kernels = {"fork": ForkKernels, "warm": WarmKernels, "fresh": FreshKernels}[kind](ctx)
     _WORKER.update(loop=loop, kernels=kernels, ctx=ctx)
+
+    def stop() -> None:
+        try:
+            loop.run_until_complete(kernels.close())
+        finally:
+            release_dir(own)
     # multiprocessing ends workers with os._exit: atexit would not run, Finalize does.
-    Finalize(None, lambda: loop.run_until_complete(kernels.close()), exitpriority=10)
+    Finalize(None, stop, exitpriority=10)
+
+
+def _background_failure(loop, context: dict) -> None:
+    """asyncio's report of a failure nobody awaited (a kernel's shutdown, say): kept out of the
+    tutor's terminal; the submission's report says what matters."""
+    logging.getLogger("grader.worker").debug("background failure: %s", context.get("message"),
+                                             exc_info=context.get("exception"))
 
 
 def _grade(job: Job, root: Path, ctx: GradingContext) -> Graded:
@@ -211,7 +295,8 @@ def _grade(job: Job, root: Path, ctx: GradingContext) -> Graded:
 
 
 def run_job(job: Job, root: Path, out_dir: Path, ctx: GradingContext) -> Outcome:
-    """Grade one submission (retried once on a grader-side failure) and write its outputs."""
+    """Grade one submission (retried once on a grader-side failure) and write its outputs. A report
+    is written whatever happens here: when the real one cannot be, one that says why."""
     started = time.monotonic()
     problem = ""
     graded: Graded | None = None
@@ -227,8 +312,18 @@ def run_job(job: Job, root: Path, out_dir: Path, ctx: GradingContext) -> Outcome
     else:
         report, status = graded.report, graded.report.execution.status
         if graded.executed is not None:
-            write_executed(graded.executed, out_dir, job.stem)
-    write_report(report, out_dir, job.stem)
+            try:
+                write_executed(graded.executed, out_dir, job.stem)
+            except Exception as exc:  # noqa: BLE001 - the report matters more than the notebook's copy
+                note = f"the executed notebook could not be written ({type(exc).__name__}: {exc})"
+                report = report.model_copy(update={"execution": report.execution.model_copy(
+                    update={"notes": [*report.execution.notes, note]})})
+    try:
+        write_report(report, out_dir, job.stem)
+    except Exception as exc:  # noqa: BLE001 - then a report that says so
+        problem = f"the report could not be written ({type(exc).__name__}: {exc})"
+        status = "grader_error"
+        write_report(error_report(job, ctx, problem), out_dir, job.stem)
     return Outcome(stem=job.stem, status=status, points=sum(c.points for c in report.checks),
                    max_points=sum(c.max_points for c in report.checks), seconds=time.monotonic() - started,
                    message=problem)
@@ -237,7 +332,7 @@ def run_job(job: Job, root: Path, out_dir: Path, ctx: GradingContext) -> Outcome
 def _run_job_in_worker(job: Job, root: Path, out_dir: Path) -> Outcome:
     try:
         return run_job(job, root, out_dir, _WORKER["ctx"])
-    except BaseException as exc:  # writing the report itself failed: the batch still goes on
+    except BaseException as exc:  # even the error report could not be written: the grader writes one
         return Outcome(stem=job.stem, status="grader_error", points=0, max_points=0, seconds=0,
                        message=f"{type(exc).__name__}: {exc}")
 
@@ -251,8 +346,10 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
     out_dir.mkdir(parents=True, exist_ok=True)
     for leftover in out_dir.rglob(".*.tmp"):   # half-written files of a batch that was killed
         leftover.unlink(missing_ok=True)
-    work_dir = Path(tempfile.mkdtemp(prefix="grader-work-"))
-    stopping: threading.Thread | None = None
+    sweep_stale()   # what an earlier grader, killed, left in the temporary folder
+    work_dir = owned_dir("grader-work-")
+    slots: list[Slot] = []
+    dispatched = False
     try:
         ctx = prepare_context(config, work_dir, workers, progress=progress)
         planned = plan(root, config, out_dir, shard=shard, force=force,
@@ -275,17 +372,14 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
             kind = kernel_kind(config, len(jobs), workers)
             if kind == "warm" and not config.run.threads:   # the kernel warming up beside each one needs a core too
                 ctx = dataclasses.replace(ctx, threads=max(1, (os.cpu_count() or 1) // (2 * workers)))
-            # max_tasks_per_child is Python 3.11+; on 3.10 a worker lives for the whole batch.
-            recycle = {"max_tasks_per_child": None if kind == "fork" else 25} if sys.version_info >= (3, 11) else {}
-            pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"),
-                                       initializer=_init_worker, initargs=(ctx, kind), **recycle)
-            try:
-                _dispatch(pool, jobs, workers, root, out_dir, ctx, result, reporter)
-            finally:
-                # The workers stop their kernels and fork servers while the summary is written; the
-                # work folder goes only once they are done (see below).
-                stopping = threading.Thread(target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True})
-                stopping.start()
+            make = functools.partial(spawn_executor, _init_worker, (ctx, kind, os.getpid()))
+            slots = [Slot(make, recycle_after=None if kind == "fork" else 25) for _ in range(min(workers, len(jobs)))]
+            _dispatch(slots, jobs, root, out_dir, ctx, result, reporter, progress)
+            # The workers stop their kernels and fork servers while the summary is written; the
+            # work folder goes only once they are done (see below).
+            for slot in slots:
+                slot.retire()
+        dispatched = True
         for outcome in result.outcomes:
             report = read_report(report_path(out_dir, outcome.stem))
             if report is not None:
@@ -296,39 +390,126 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
                 "shard": f"{shard.index}/{shard.count}", "stems": [stem for stem, _ in result.reports],
                 "config_hash": config.fingerprint[:16]}, indent=2).encode("utf-8"))
         result.duplicates = duplicate_students(planned.submissions)
-        write_summary(result.reports, out_dir)
+        try:
+            write_summary(result.reports, out_dir, config)
+        except Exception as exc:  # noqa: BLE001 - the pages and the other CSVs are still written
+            result.warnings.append(f"summary.csv not written: {type(exc).__name__}: {exc}")
         # Tutors' points (when the sheet is filled), cms.csv, feedback pages and summary.html.
-        result.warnings = write_batch_outputs(result.reports, out_dir, config,
-                                              data_description=result.data_description)
+        result.warnings += write_batch_outputs(result.reports, out_dir, config,
+                                               data_description=result.data_description)
         return result
     finally:
+        for slot in slots:
+            if dispatched:
+                slot.join()
+            else:   # stopped (SIGTERM, Ctrl-C) or failed: the workers go now, not after their jobs
+                slot.kill()
+        _remove_work_dir(work_dir)
+
+
+def _remove_work_dir(work_dir: Path) -> None:
+    """The batch's work folder (unpacked submissions, workspaces) and the folders of its workers
+    that were killed (a worker that ended normally removed its own). Never raises."""
+    try:
+        for marker in work_dir.glob(".worker-*"):
+            try:
+                folder = Path(marker.read_text(encoding="utf-8"))
+            except OSError:
+                continue
+            sweep_stale(folder.parent, min_age_s=0, only=folder.name)
+    except Exception:  # noqa: BLE001 - clean-up never raises
+        pass
+    release_dir(work_dir)
+
+
+def _ensure_report(job: Job, out_dir: Path, ctx: GradingContext, outcome: Outcome, before: int | None) -> Outcome:
+    """Every submission ends with a report: when the worker wrote none (it died, or even its error
+    report failed), the grader writes one that says why."""
+    path = report_path(out_dir, job.stem)
+    try:
+        written = path.stat().st_mtime_ns != before
+    except OSError:
+        written = False
+    report = read_report(path) if written else None
+    if report is not None and report.submission.sha256 == job.submission.sha256:
+        return outcome
+    problem = outcome.message or "the worker wrote no report"
+    try:
+        write_report(error_report(job, ctx, problem), out_dir, job.stem)
+    except Exception as exc:  # noqa: BLE001 - the outcome says so; the batch goes on
+        problem += f"; and no report could be written ({type(exc).__name__}: {exc})"
+    return dataclasses.replace(outcome, status="grader_error", message=problem)
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _dispatch(slots: list[Slot], jobs: list[Job], root: Path, out_dir: Path, ctx: GradingContext,
+              result: BatchResult, reporter, progress: Callable[[str], None]) -> None:
+    """Keep every slot busy until all jobs are done; record each outcome as it comes. A job whose
+    worker died gets one more try in a new worker; after a second death its report says so."""
+    queue = deque((job, 1) for job in jobs)
+    free = list(slots)
+    running: dict = {}
+    before: dict[str, int | None] = {}
+    for job in [job for job, _ in queue if job.unreadable]:
+        before[job.stem] = _mtime(report_path(out_dir, job.stem))
         try:
-            if stopping is not None:
-                stopping.join()
-        finally:
-            shutil.rmtree(work_dir, ignore_errors=True)
-
-
-def _dispatch(pool: ProcessPoolExecutor, jobs: list[Job], workers: int, root: Path, out_dir: Path,
-              ctx: GradingContext, result: BatchResult, reporter) -> None:
-    """Keep every worker busy until all jobs are done; record each outcome as it comes."""
-    pending = {}
-    queue = list(jobs)
-    while queue or pending:
-        while queue and len(pending) < workers:
-            job = queue.pop(0)
-            pending[pool.submit(_run_job_in_worker, job, root, out_dir)] = job
-            if reporter:
-                reporter.started(job.submission.stem)
-        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            write_report(unreadable_report(job, ctx), out_dir, job.stem)
+            outcome = Outcome(stem=job.stem, status="not_run", points=0, max_points=0, seconds=0)
+        except Exception as exc:  # noqa: BLE001 - _ensure_report tries once more
+            outcome = Outcome(stem=job.stem, status="grader_error", points=0, max_points=0, seconds=0,
+                              message=f"{type(exc).__name__}: {exc}")
+        _record(outcome, job, out_dir, ctx, before, result, reporter)
+    queue = deque(item for item in queue if not item[0].unreadable)
+    while queue or running:
+        while queue and free:
+            job, attempt = queue.popleft()
+            slot = free.pop()
+            if attempt == 1:
+                before[job.stem] = _mtime(report_path(out_dir, job.stem))
+                if reporter:
+                    reporter.started(job.stem)
+            try:
+                future = slot.submit(_run_job_in_worker, job, root, out_dir)
+            except Exception as exc:  # noqa: BLE001 - no worker could be started for it
+                free.append(slot)
+                _record(Outcome(stem=job.stem, status="grader_error", points=0, max_points=0, seconds=0,
+                                message=f"no worker process could be started ({type(exc).__name__}: {exc})"),
+                        job, out_dir, ctx, before, result, reporter)
+                continue
+            running[future] = (slot, job, attempt)
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
         for future in done:
-            job = pending.pop(future)
+            slot, job, attempt = running.pop(future)
+            free.append(slot)
             try:
                 outcome = future.result()
-            except Exception as exc:  # the worker process itself died
-                outcome = Outcome(stem=job.stem, status="grader_error", points=0, max_points=0,
-                                  seconds=0, message=f"worker died: {exc}")
-                write_report(error_report(job, ctx, outcome.message), out_dir, job.stem)
-            result.outcomes.append(outcome)
-            if reporter:
-                reporter.finished(outcome)
+            except BrokenProcessPool:
+                death = slot.death()
+                slot.replace()
+                if attempt == 1:
+                    progress(f"The worker grading {plain(job.submission.rel)} died ({death}); "
+                             f"grading it once more in a new worker.")
+                    queue.appendleft((job, 2))
+                    continue
+                outcome = Outcome(stem=job.stem, status="grader_error", points=0, max_points=0, seconds=0,
+                                  message=f"the worker process grading {job.submission.rel} died twice "
+                                          f"(the second time {death}); the machine may have run out of "
+                                          f"memory")
+            except Exception as exc:  # noqa: BLE001 - e.g. the job could not be sent to the worker
+                outcome = Outcome(stem=job.stem, status="grader_error", points=0, max_points=0, seconds=0,
+                                  message=f"grader failure ({type(exc).__name__}: {exc})")
+            _record(outcome, job, out_dir, ctx, before, result, reporter)
+
+
+def _record(outcome: Outcome, job: Job, out_dir: Path, ctx: GradingContext, before: dict, result: BatchResult,
+            reporter) -> None:
+    outcome = _ensure_report(job, out_dir, ctx, outcome, before.get(job.stem))
+    result.outcomes.append(outcome)
+    if reporter:
+        reporter.finished(outcome)

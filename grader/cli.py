@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -14,10 +16,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from grader.config import ConfigError, load_config
+from grader.fsclean import owned_dir, release_dir, sweep_stale
 from grader.report.manual import ManualPointsError
 from grader.calibrate import CalibrationError
 from grader.run.dataset import DataError
 from grader.run.sandbox import SandboxError, choose_sandbox
+from grader.textsafe import plain, terminal
 
 
 class ProgressReporter:
@@ -42,22 +46,26 @@ class ProgressReporter:
             self.progress.start()
             self.task = self.progress.add_task("", total=total)
 
+    def _description(self) -> str:
+        # The task's description is rendered as rich markup: students' file names are escaped.
+        return ", ".join(terminal(stem) for stem in self.running[-2:])
+
     def started(self, stem: str) -> None:
         self.running.append(stem)
         if self.progress is not None:
-            self.progress.update(self.task, description=", ".join(self.running[-2:]))
+            self.progress.update(self.task, description=self._description())
 
     def finished(self, outcome) -> None:
         self.done += 1
         if outcome.stem in self.running:
             self.running.remove(outcome.stem)
-        line = (f"[{self.done}/{self.total}] {outcome.stem}: {outcome.status}, "
+        line = (f"[{self.done}/{self.total}] {plain(outcome.stem)}: {outcome.status}, "
                 f"{outcome.points:g}/{outcome.max_points:g} automatic points ({outcome.seconds:.1f} s)")
         if outcome.message:
-            line += f" — {outcome.message}"
+            line += f" — {plain(outcome.message)}"
         if self.progress is not None:
-            self.progress.update(self.task, advance=1, description=", ".join(self.running[-2:]))
-            self.progress.console.print(line, highlight=False)
+            self.progress.update(self.task, advance=1, description=self._description())
+            self.progress.console.print(line, highlight=False, markup=False)
         else:
             print(line, flush=True)
 
@@ -70,8 +78,8 @@ def _final_table(console: Console, result, out_dir: Path, seconds: float) -> Non
     statuses = Counter(report.execution.status for _, report in result.reports)
     points = Counter(round(sum(c.points for c in r.checks), 2) for _, r in result.reports)
     # Titles above the tables, not in them: a table title wraps to the width of its (narrow) table.
-    console.print(f"Graded {len(result.reports)} submission(s) in {seconds:.1f} s → {out_dir}", highlight=False,
-                  soft_wrap=True)
+    console.print(f"Graded {len(result.reports)} submission(s) in {seconds:.1f} s → {plain(out_dir)}", highlight=False,
+                  soft_wrap=True, markup=False)
     table = Table()
     table.add_column("execution")
     table.add_column("count", justify="right")
@@ -89,11 +97,12 @@ def _final_table(console: Console, result, out_dir: Path, seconds: float) -> Non
     console.print(dist)
     if result.discovery and result.discovery.skipped:
         console.print("Skipped (not submissions): " + ", ".join(
-            f"{s.path.name} ({s.reason})" for s in result.discovery.skipped[:10]), highlight=False, soft_wrap=True)
+            f"{plain(s.path.name)} ({plain(s.reason)})" for s in result.discovery.skipped[:10]),
+            highlight=False, soft_wrap=True, markup=False)
     for student, files in sorted(result.duplicates.items()):
-        console.print(f"[yellow]Student {student} appears in {len(files)} submissions: {', '.join(files)}[/]",
-                      highlight=False)
-    console.print(f"Data: {result.data_description}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]Student {terminal(student)} appears in {len(files)} submissions: "
+                      f"{', '.join(terminal(f) for f in files)}[/]", highlight=False)
+    console.print(f"Data: {result.data_description}", highlight=False, soft_wrap=True, markup=False)
 
 
 def print_preflight(console: Console, found) -> None:
@@ -124,7 +133,7 @@ def cmd_grade(args, console: Console) -> int:
     config = load_config(args.config)
     root = Path(args.submissions)
     if not root.exists():
-        console.print(f"[red]error:[/] {root}: no such file or folder", highlight=False)
+        console.print(f"[red]error:[/] {terminal(root)}: no such file or folder", highlight=False)
         return 2
     shard = Shard.parse(args.shard) if args.shard else None
     if args.preflight:
@@ -141,13 +150,14 @@ def cmd_grade(args, console: Console) -> int:
     started = time.monotonic()
     try:
         result = run_batch(root, config, Path(args.out), workers=args.workers, shard=shard, force=args.force,
-                           reporter=reporter, progress=lambda text: console.print(text, highlight=False),
+                           reporter=reporter,
+                           progress=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True),
                            show_preflight=lambda found: print_preflight(console, found))
     finally:
         reporter.stop()
     _final_table(console, result, Path(args.out), time.monotonic() - started)
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {terminal(warning, lines=True)}", highlight=False)
     return 0 if result.all_reported else 1
 
 
@@ -165,21 +175,20 @@ def cmd_schema(args, console: Console) -> int:
 
 
 def cmd_calibrate(args, console: Console) -> int:
-    import shutil
-    import tempfile
-
     from grader.batch import prepare_context
     from grader.calibrate import calibrate
 
     config = load_config(args.config)
-    work = Path(tempfile.mkdtemp(prefix="grader-calibrate-"))
+    sweep_stale()
+    work = owned_dir("grader-work-")
     try:
         # Threads per kernel as in a batch: the solution's timings set the batch's time limits.
         ctx = prepare_context(config, work, config.worker_count, auto_calibrate=False)
-        console.print(f"Calibrating on {ctx.data.info.description} ({args.runs} runs of the solution)…", highlight=False)
-        found = calibrate(ctx, runs=args.runs, progress=lambda text: console.print(text, highlight=False))
+        console.print(f"Calibrating on {ctx.data.info.description} ({args.runs} runs of the solution)…",
+                      highlight=False, markup=False)
+        found = calibrate(ctx, runs=args.runs, progress=lambda text: console.print(text, highlight=False, markup=False))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        release_dir(work)
     console.print("per-epoch range: " + ", ".join(f"{lo:.3f}–{hi:.3f}" for lo, hi in zip(found.low, found.high)))
     return 0
 
@@ -240,18 +249,45 @@ _USER_ERROR_LABELS = [
 _USER_ERRORS = tuple(kind for kind, _ in _USER_ERROR_LABELS)
 
 
+class Terminated(BaseException):
+    """The grader was told to stop (SIGTERM: a scheduler's time limit; SIGHUP: the terminal closed).
+    Raised in the main thread, so that every `finally` runs: workers are stopped and temporary
+    folders removed before the grader exits."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated(signum)
+
+
+def _on_stop_signals() -> None:
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name) and threading.current_thread() is threading.main_thread():
+            signal.signal(getattr(signal, name), _terminate)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=False)
+    _on_stop_signals()
     try:
         return args.func(args, console)
     except _USER_ERRORS as exc:   # bad input, not a crash: one line saying what and where, exit 2
         label, hint = next(v for k, v in _USER_ERROR_LABELS if isinstance(exc, k))
-        console.print(f"[red]{label}:[/] {exc}{hint}", highlight=False)
+        console.print(f"[red]{label}:[/] {terminal(exc, lines=True)}{hint}", highlight=False)
         return 2
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: reports written so far are whole; run again to continue.")
+        console.print("[yellow]interrupted[/]: workers stopped and temporary folders removed; reports written "
+                      "so far are whole; run again to continue.")
         return 130
+    except Terminated as stop:
+        name = signal.Signals(stop.signum).name
+        console.print(f"[yellow]terminated by {name}[/]: workers stopped and temporary folders removed; "
+                      "reports written so far are whole; run the same command again to grade the rest.")
+        return 128 + stop.signum
 
 
 if __name__ == "__main__":

@@ -109,6 +109,9 @@ class Limits(_Section):
     output_kb: PositiveInt = 64
     # What a kernel may write in total (its workspace is a file system of this size, under bubblewrap).
     disk_mb: PositiveInt = 1024
+    # Reading a student's PDF text in the grader (in a child process that is killed at the limit).
+    parse_timeout_s: PositiveFloat = 30
+    parse_memory_mb: PositiveInt = 1024
     # A kernel that died is restarted (cells before the one it died in run again) so that the
     # networks can still be probed; the report says kernel_died either way.
     restart_for_probe: bool = False

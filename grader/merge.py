@@ -12,10 +12,35 @@ from grader.report.cms import CmsError
 from grader.report.manual import ManualPointsError
 from grader.report.outputs import merge_outputs
 from grader.report.render import read_report, write_summary
+from grader.textsafe import terminal
+
+
+# What `grader grade --shard` leaves in its folder. Hidden, so that no submission's report can have
+# its name (discovery skips hidden files); `shard.json` is what grader versions before wrote.
+SHARD_FILE = ".shard.json"
+OLD_SHARD_FILE = "shard.json"
 
 
 class MergeError(ValueError):
     pass
+
+
+def shard_marker(folder: Path) -> dict | None:
+    """The folder's shard marker, or None when it was not graded as a shard. An old `shard.json`
+    counts only when it is a marker: it may also be the report of a submission named `shard.zip`."""
+    for name in (SHARD_FILE, OLD_SHARD_FILE):
+        try:
+            info = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and isinstance(info.get("shard"), str) and "submission" not in info:
+            return info
+    return None
+
+
+def _is_marker(path: Path) -> bool:
+    return path.name == SHARD_FILE or (path.name == OLD_SHARD_FILE and shard_marker(path.parent) is not None
+                                       and not (path.parent / SHARD_FILE).exists())
 
 
 def check_shards(inputs: list[Path]) -> None:
@@ -23,10 +48,9 @@ def check_shards(inputs: list[Path]) -> None:
     parts: dict[int, Path] = {}
     counts, hashes = set(), set()
     for folder in inputs:
-        marker = folder / "shard.json"
-        if not marker.exists():
+        info = shard_marker(folder)
+        if info is None:
             continue
-        info = json.loads(marker.read_text(encoding="utf-8"))
         k, n = (int(x) for x in info["shard"].split("/"))
         counts.add(n)
         hashes.add(info.get("config_hash"))
@@ -45,7 +69,7 @@ def check_shards(inputs: list[Path]) -> None:
         raise MergeError("missing shard(s) " + ", ".join(f"{k}/{n}" for k in missing) +
                          f": grade them with `grader grade --shard K/{n}` and merge all {n} folders")
     if len(parts) != len(inputs):
-        unsharded = [str(f) for f in inputs if not (f / "shard.json").exists()]
+        unsharded = [str(f) for f in inputs if shard_marker(f) is None]
         raise MergeError(f"{', '.join(unsharded)}: not graded as a shard, but the others were")
 
 
@@ -58,7 +82,7 @@ def merge_reports(inputs: list[Path], out_dir: Path) -> list[tuple[str, object]]
     for folder in inputs:
         if not folder.is_dir():
             raise MergeError(f"{folder}: not a folder of reports")
-        files = sorted(p for p in folder.glob("*.json") if p.name != "shard.json")
+        files = sorted(p for p in folder.glob("*.json") if not _is_marker(p))
         if not files:
             raise MergeError(f"{folder}: holds no reports (*.json); was this shard graded?")
         for path in files:
@@ -79,7 +103,6 @@ def merge_reports(inputs: list[Path], out_dir: Path) -> list[tuple[str, object]]
                 (out_dir / "executed").mkdir(exist_ok=True)
                 shutil.copy2(executed, out_dir / "executed" / f"{stem}.ipynb")
     reports.sort(key=lambda item: item[0])
-    write_summary(reports, out_dir)
     return reports
 
 
@@ -88,11 +111,13 @@ def merge_command(args, console: Console) -> int:
     inputs = [Path(p) for p in args.inputs]
     try:
         reports = merge_reports(inputs, Path(args.out))
+        write_summary(reports, Path(args.out), config)
         warnings = merge_outputs(inputs, reports, Path(args.out), config)
     except (MergeError, ManualPointsError, CmsError) as exc:
-        console.print(f"[red]merge refused:[/] {exc}", highlight=False)
+        console.print(f"[red]merge refused:[/] {terminal(exc, lines=True)}", highlight=False)
         return 2
     for warning in warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    console.print(f"merged {len(reports)} report(s) from {len(inputs)} folder(s) into {args.out}")
+        console.print(f"[yellow]warning:[/] {terminal(warning, lines=True)}", highlight=False)
+    console.print(f"merged {len(reports)} report(s) from {len(inputs)} folder(s) into {terminal(args.out)}",
+                  highlight=False)
     return 0

@@ -27,7 +27,11 @@ from grader.intake import check_identity, identify, team_with_emails, unpack
 from grader.intake.identity import team_from_files
 from grader.intake.identity import pdf_text as read_pdf_text
 from grader.intake.naming import complete_from_files
+from grader.fsclean import remove_tree
 from grader.intake.types import Submission, Workspace
+from grader.notebook_file import NotebookInvalid
+from grader.parser_child import ParseLimits
+from grader.parser_child import configure as configure_parsing
 from grader.report.evidence import notebook_evidence, pdf_hints
 from grader.report.models import ExecutionInfo, GraderInfo, Report, TimeLimits, Violation
 from grader.report.score import build_report
@@ -181,7 +185,7 @@ def _pdf_text(workspace: Workspace) -> str | None:
         return None
     try:
         return read_pdf_text(workspace.pdf)   # read once: the identity checks asked for it already
-    except Exception:
+    except Exception:  # noqa: BLE001 - content.pdf_unreadable says why already
         return None
 
 
@@ -200,6 +204,8 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
     """`submission`: the file already identified (the batch has), else it is identified here.
     `progress`: told as each of the notebook's cells starts and ends."""
     phases = Phases()
+    limits = ctx.config.limits
+    configure_parsing(ParseLimits(timeout_s=limits.parse_timeout_s, memory_mb=limits.parse_memory_mb))
     submission = submission or identify(path, root, ctx.config.naming)
     unpack_dir = Path(tempfile.mkdtemp(prefix=_safe(submission.stem)[:40] + "-", dir=ctx.work_dir))
     try:
@@ -224,6 +230,14 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
             except KernelStartError as exc:
                 execution = _not_run(str(exc), ctx, isolated=exc.isolated, sandbox=exc.sandbox)
                 observations = not_run(f"the notebook could not be run: {exc}")
+            except NotebookInvalid as exc:
+                where = workspace.notebook.relative_to(workspace.dir).as_posix()
+                # One violation for one cause: this one replaces the identity check's warning.
+                violations = [v for v in violations if v.code != "content.notebook_unreadable"]
+                violations.append(Violation(code="content.notebook_invalid", severity="error", message=(
+                    f"{submission.rel}: the notebook '{where}' cannot be read: {exc}")))
+                execution = _not_run(f"the notebook '{where}' is not a readable notebook: {exc}", ctx)
+                observations = not_run(f"the notebook could not be read ({exc}), so the automatic checks were skipped")
         checks = run_checks(observations, ctx.config, ctx.accuracy_range)
         # A module the kernel lacks or data the grader cannot serve: the team is not marked down for it.
         faults = environment_faults(executed)
@@ -250,7 +264,7 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
                               config=ctx.config, grader=ctx.grader, evidence=evidence, accuracies=accuracies)
         return Graded(report=report, executed=executed)
     finally:
-        shutil.rmtree(unpack_dir, ignore_errors=True)
+        remove_tree(unpack_dir)
 
 
 def _safe(text: str) -> str:

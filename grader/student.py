@@ -18,8 +18,8 @@ The verdict has three levels, and the exit status follows them:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
-import shutil
 import signal
 import tempfile
 import time
@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from grader.config import Config, load_config
+from grader.fsclean import owned_dir, remove_tree
 from grader.report.models import Report
+from grader.textsafe import terminal
 
 # The small subset of a default check: enough for every check, a fraction of the training time.
 FAST_TRAIN, FAST_TEST = 1000, 500
@@ -159,16 +160,16 @@ def upload_advice(report: Report, given: CheckInput) -> str | None:
     """What to upload, as one instruction; None when the zip is right as it is."""
     if given.kind == "zip":
         if report.submission.expected_name:
-            return f"rename the file to [bold]{escape(report.submission.expected_name)}[/]"
+            return f"rename the file to [bold]{terminal(report.submission.expected_name)}[/]"
         if _name_violations(report):
-            return f"rename the file to {escape(_PATTERN_ZIP)}"
+            return f"rename the file to {terminal(_PATTERN_ZIP)}"
         return None
     name = _zip_name(report, given)
-    shown = f"[bold]{escape(name)}[/]" if name else escape(_PATTERN_ZIP)
+    shown = f"[bold]{terminal(name)}[/]" if name else terminal(_PATTERN_ZIP)
     if given.kind == "notebook":
         return (f"zip it with your PDF as {shown} (upload the zip, not the notebook alone)"
                 if report.submission.pdf else f"zip it with your PDF (6.1–6.5, 6.7) as {shown}")
-    files = ", ".join(escape(f) for f in given.packed)
+    files = ", ".join(terminal(f) for f in given.packed)
     return f"zip these files of the folder ({files}) as {shown}, and upload the zip"
 
 
@@ -225,16 +226,16 @@ def print_verdict(report: Report, console: Console, given: CheckInput | None = N
                                 target=Path(report.submission.file), root=Path("."))
     sub = report.submission
     out = lambda text: console.print(text, highlight=False)   # noqa: E731
-    out(f"[bold]{escape(str(given.given))}[/]" + (" (folder)" if given.kind == "folder" else ""))
+    out(f"[bold]{terminal(str(given.given))}[/]" + (" (folder)" if given.kind == "folder" else ""))
     team = ", ".join(f"{m.name} ({m.student_id})" for m in sub.team) or "no team could be read from the name or the files"
-    out(f"  team: {escape(team)}")
+    out(f"  team: {terminal(team)}")
     if advice := upload_advice(report, given):
         out(f"  [yellow]upload:[/] {advice}")
     for v in report.violations:
         if given.kind != "zip" and v.code.startswith("name."):
             continue   # about the name of a file the student is told to zip: the advice above replaces it
         colour = "red" if v.severity == "error" else "yellow"
-        out(f"  [{colour}]{v.severity}[/] {escape(v.code)}: {escape(v.message)}")
+        out(f"  [{colour}]{v.severity}[/] {terminal(v.code)}: {terminal(v.message)}")
     ex = report.execution
     if ex.status == "not_run":
         out("  notebook: [red]not run[/]")
@@ -243,17 +244,17 @@ def print_verdict(report: Report, console: Console, given: CheckInput | None = N
                   "timeout": "[red]ran over its time limit[/]", "kernel_died": "[red]the kernel died[/]"}[ex.status]
         out(f"  notebook: {status} ({ex.cells_run} of {ex.cells_total} code cells, {ex.duration_s:.1f} s)")
     for error in ex.errors:
-        out(f"    {_cell(error)}: {escape(error.ename)}: {escape(error.evalue)}")
+        out(f"    {_cell(error)}: {terminal(error.ename)}: {terminal(error.evalue)}")
     sandbox = _isolation_line(report)
     for note in ex.notes:
         if not is_isolation_note(note) and note != f"the notebook {sandbox}":
-            out(f"    note: {escape(note)}")
+            out(f"    note: {terminal(note)}")
     if sandbox:
-        out(f"  sandbox: {escape(sandbox)}")
+        out(f"  sandbox: {terminal(sandbox)}")
     if ex.data is not None:
-        out(f"  data: {escape(ex.data.description)}")
+        out(f"  data: {terminal(ex.data.description)}")
     for check in report.checks:
-        out(f"  {_MARK[check.status]} {escape(check.id)} ({check.points:g}/{check.max_points:g}): {escape(check.message)}")
+        out(f"  {_MARK[check.status]} {terminal(check.id)} ({check.points:g}/{check.max_points:g}): {terminal(check.message)}")
     tutor = [e for e in report.exercises if e.points is None]
     if tutor:
         out("  graded by tutors: " + ", ".join(("6.6 part 3 (plot and answer)" if e.id == "6.6" else e.id)
@@ -267,12 +268,12 @@ def _verdict_text(report: Report, kind: str) -> str:
         lost = [f"{c.id} ({c.max_points - c.points:g})" for c in report.checks if c.status not in ("pass", "needs_review")]
         why = ([f"the notebook {'did not run' if report.execution.status == 'not_run' else 'did not run through'}"]
                if report.execution.status != "ok" else []) + lost
-        return "[red]would lose points[/]: " + escape("; ".join(why))
+        return "[red]would lose points[/]: " + terminal("; ".join(why))
     if level == TUTORS_MAY_DEDUCT:
         codes = sorted({v.code for v in report.violations if kind == "zip" or not v.code.startswith("name.")})
         review = [c.id for c in report.checks if c.status == "needs_review"]
         why = codes + ([f"a tutor reviews {', '.join(review)}"] if review else [])
-        return ("[yellow]tutors may deduct points[/]: the automatic checks pass, but see " + escape(", ".join(why))
+        return ("[yellow]tutors may deduct points[/]: the automatic checks pass, but see " + terminal(", ".join(why))
                 + " above")
     if kind == "zip":
         return "[green]ready to upload[/]: nothing above loses points"
@@ -308,16 +309,16 @@ class CheckProgress:
     def say(self, text: str) -> None:
         """A message from the preparation (e.g. calibration): printed above the live line."""
         if self.enabled:
-            self.console.print(escape(text), highlight=False)
+            self.console.print(terminal(text), highlight=False)
 
     def cell(self, step) -> None:   # a run.execute.CellProgress
         if not self.enabled or step.finished:
             return
         text = f"running cell In [{step.number}] of {step.total}: {step.first_line}"
         if self.progress is not None:
-            self.progress.update(self.task, description=escape(text))
+            self.progress.update(self.task, description=terminal(text))
         else:
-            self.console.print(f"\\[{time.monotonic() - self.started:5.1f} s] {escape(text)}", highlight=False,
+            self.console.print(f"\\[{time.monotonic() - self.started:5.1f} s] {terminal(text)}", highlight=False,
                                soft_wrap=True)
 
 
@@ -354,26 +355,33 @@ def check_path(path: Path, *, config_path: str | None, as_json: bool, full: bool
     from grader.batch import prepare_context
     from grader.intake import identify
     from grader.pipeline import grade_submission
+    from grader.preflight import preflight
     from grader.run.sandbox import choose_sandbox
 
     config = check_config(load_config(config_path), full=full)
-    work = Path(tempfile.mkdtemp(prefix="grader-check-"))
+    work = owned_dir("grader-check-")   # swept by a later run if this one is killed
     try:
         try:
             given = resolve_input(path, work)
         except CheckRefused as refused:
-            console.print(f"[red]error:[/] {escape(str(refused))}", highlight=False)
+            console.print(f"[red]error:[/] {terminal(str(refused))}", highlight=False)
             return EXIT_UNCHECKED
         choice = choose_sandbox(config)
         if not as_json:
             if given.note:
-                console.print(escape(given.note), highlight=False)
+                console.print(terminal(given.note), highlight=False)
             if choice.fallback and "installed but" in choice.why_not:
-                console.print(f"note: {escape(choice.why_not)}; your notebook runs without a sandbox, which is "
+                console.print(f"note: {terminal(choice.why_not)}; your notebook runs without a sandbox, which is "
                               "fine for a self-check.", highlight=False)
         with CheckProgress(console, enabled=not as_json) as progress, _interrupt_at_once():
             ctx = prepare_context(config, work, 1, progress=progress.say)
             submission = identify(given.target, given.root, config.naming)
+            # Modules the notebook imports that will not be there when tutors grade (the same
+            # pre-flight as a batch's, for one submission).
+            found = preflight([submission], config, work, ctx.kernel)
+            ctx = dataclasses.replace(ctx, outside_course=found.outside_course)
+            for line in found.warning_lines(how_to_add=False):
+                progress.say(line)
             report = grade_submission(given.target, given.root, ctx, submission, progress=progress.cell).report
         report = student_report(report)
         if as_json:
@@ -382,8 +390,8 @@ def check_path(path: Path, *, config_path: str | None, as_json: bool, full: bool
             print_verdict(report, console, given)
         return EXIT_STATUS[verdict(report, given.kind)]
     except KeyboardInterrupt:
-        console.print(f"[yellow]check interrupted[/]: {escape(str(path))} was not checked to the end, and nothing "
+        console.print(f"[yellow]check interrupted[/]: {terminal(str(path))} was not checked to the end, and nothing "
                       "was written. Run the same command again to check it.", highlight=False)
         return EXIT_INTERRUPTED
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_tree(work)   # never raises, also for a tree 1,500 levels deep that a cell made

@@ -73,7 +73,8 @@ def _processes_mentioning(text: str) -> list[str]:
 
 
 def _reports(out: Path) -> dict[str, Report]:
-    return {p.stem: Report.model_validate_json(p.read_bytes()) for p in out.glob("*.json") if p.name != "shard.json"}
+    # The shard marker is `.shard.json` (hidden, so that no submission's report can have its name).
+    return {p.stem: Report.model_validate_json(p.read_bytes()) for p in out.glob("*.json") if not p.name.startswith(".")}
 
 
 def test_killed_batch_resumes_with_every_report_whole(batch_setup, tmp_path):

@@ -1,9 +1,6 @@
 """Do the files name the team the file name announces? Ids, names and e-mails from notebook and PDF."""
 from __future__ import annotations
 
-import functools
-import json
-import logging
 import os
 import re
 import unicodedata
@@ -11,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.intake.types import Submission, Workspace
+from grader.notebook_file import NotebookInvalid, parse_notebook_json
+from grader.parser_child import ParseFailed, ParseLimitHit, parse
 from grader.report.models import TeamMember, Violation
 
-MAX_PDF_PAGES = 30
-MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
 
 
@@ -34,40 +31,38 @@ class Evidence:
 
 
 def notebook_text(path: Path) -> str:
-    """Source of the notebook's markdown and code cells (outputs are not the team's statement)."""
-    with open(path, "rb") as fh:
-        raw = fh.read(MAX_NOTEBOOK_BYTES)
-    data = json.loads(raw.decode("utf-8", errors="replace"))
+    """Source of the notebook's markdown and code cells (outputs are not the team's statement).
+    Raises NotebookInvalid (saying what is wrong) for a file that is not a readable notebook."""
+    data = parse_notebook_json(path)
     parts = []
-    for cell in data.get("cells", []) if isinstance(data, dict) else []:
-        if not isinstance(cell, dict) or cell.get("cell_type") not in ("markdown", "code", "raw"):
-            continue
-        src = cell.get("source", "")
-        parts.append("".join(src) if isinstance(src, list) else str(src))
+    for cell in data["cells"]:
+        if cell.get("cell_type") in ("markdown", "code", "raw"):
+            parts.append(cell["source"])
     return "\n".join(parts)
 
 
+# The text of a PDF by (path, mtime, size): the text, or the exception reading it ended with. A PDF
+# that ran over a limit is not read again for the next question about it.
+_PDF_TEXTS: dict[tuple[str, int, int], str | Exception] = {}
+
+
 def pdf_text(path: Path) -> str:
-    """The PDF's text (its first MAX_PDF_PAGES pages). Read once per file version: the identity
-    checks, the e-mails and the tutors' evidence all ask for it."""
+    """The PDF's text (its first MAX_PDF_PAGES pages), read in a child process with a time and a
+    memory limit (`parser_child`). Read once per file version: the identity checks, the e-mails
+    and the tutors' evidence all ask for it. Raises ParseLimitHit or ParseFailed."""
     st = os.stat(path)
-    return _pdf_text(str(path), st.st_mtime_ns, st.st_size)
-
-
-@functools.lru_cache(maxsize=4)
-def _pdf_text(path: str, mtime_ns: int, size: int) -> str:
-    from pypdf import PdfReader
-
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
-    reader = PdfReader(path, strict=False)
-    if reader.is_encrypted:
-        reader.decrypt("")
-    texts = []
-    for i, page in enumerate(reader.pages):
-        if i >= MAX_PDF_PAGES:
-            break
-        texts.append(page.extract_text() or "")
-    return "\n".join(texts)
+    key = (os.fspath(path), st.st_mtime_ns, st.st_size)
+    if key not in _PDF_TEXTS:
+        try:
+            _PDF_TEXTS[key] = parse("pdf_text", path)
+        except (ParseLimitHit, ParseFailed) as exc:
+            _PDF_TEXTS[key] = exc
+        while len(_PDF_TEXTS) > 4:
+            _PDF_TEXTS.pop(next(iter(_PDF_TEXTS)))
+    found = _PDF_TEXTS[key]
+    if isinstance(found, Exception):
+        raise found
+    return found
 
 
 def read_evidence(submission: Submission, workspace: Workspace, digits: int = 7) -> Evidence:
@@ -83,12 +78,20 @@ def read_evidence(submission: Submission, workspace: Workspace, digits: int = 7)
         ev.looked_in.append(f"{where} '{rel}'")
         try:
             text = read(path)
+        except ParseLimitHit as exc:
+            ev.problems.append(Violation(
+                code="content.pdf_unreadable", severity="warning",
+                message=f"{submission.rel}: reading the text of the PDF '{rel}' {exc} (limits.parse_timeout_s, "
+                        f"limits.parse_memory_mb); the PDF was not read, so its names, ids and e-mails were not "
+                        f"compared and tutors get no hints from it; expected a PDF whose text can be read"))
+            continue
         except Exception as exc:  # noqa: BLE001 - a broken file is reported, never a crash
             code = "content.pdf_unreadable" if where == "PDF" else "content.notebook_unreadable"
+            shown = str(exc) if isinstance(exc, (ParseFailed, NotebookInvalid)) else f"{type(exc).__name__}: {exc}"
             ev.problems.append(Violation(
                 code=code, severity="warning",
                 message=f"{submission.rel}: cannot read the text of the {where} '{rel}' "
-                        f"({type(exc).__name__}: {str(exc)[:150]}); expected a readable {where}"))
+                        f"({shown[:150]}); expected a readable {where}"))
             continue
         text = unicodedata.normalize("NFC", text)
         ev.texts[where] = text

@@ -12,15 +12,18 @@ Format decisions:
 - Delimiter and decimal separator come from `[cms] delimiter` / `[cms] decimal` (defaults `,` and
   `.`; `;` and `,` for German spreadsheets). Exercise cells are empty while the exercise is pending.
 - `complete` says whether every part is graded: import only complete rows as final grades.
+- A student in two teams is left out (and listed on the console and in summary.html) until the
+  tutors decide which submission counts; everyone else is written.
+- Text cells are protected against spreadsheet formulas (`report/csvfile.py`).
 """
 from __future__ import annotations
 
-import io
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 
 from grader.config import EXERCISE_IDS, Config
-from grader.report.manual import cms_format
+from grader.report.csvfile import CsvFormat, Text, render_csv
 from grader.report.models import Report
 from grader.report.render import write_atomic
 
@@ -28,22 +31,31 @@ CMS_NAME = "cms.csv"
 
 
 class CmsError(ValueError):
-    """The course system's file cannot be written as it would be wrong (e.g. a student in two teams)."""
+    """The course system's file cannot be written."""
+
+
+@dataclass(frozen=True)
+class TwoTeams:
+    """A student listed in more than one team: left out of cms.csv until the tutors decide."""
+    student_id: str
+    name: str
+    stems: tuple[str, ...]
+
+    def message(self) -> str:
+        teams = " and ".join(repr(stem) for stem in self.stems)
+        return (f"student {self.name} ({self.student_id}) is in {len(self.stems)} teams, {teams}: left out of "
+                f"{CMS_NAME}. Decide which submission counts for them (remove or rename the other one, or "
+                f"correct the name it was submitted under) and run `grader grade` again")
 
 
 def cms_columns() -> list[str]:
     return ["student_id", "name", "team", *EXERCISE_IDS, "total", "bonus", "complete"]
 
 
-def _points(value: float | None, decimal: str) -> str:
-    if value is None:
-        return ""
-    return f"{round(value, 4):g}".replace(".", decimal)
-
-
-def cms_rows(reports: list[tuple[str, Report]], decimal: str = ".") -> list[list[str]]:
-    """The rows (as text), sorted by student id. A student in more than one team is a CmsError
-    naming the student and every team, so the course system never gets two grades for one person."""
+def cms_rows(reports: list[tuple[str, Report]]) -> tuple[list[list], list[TwoTeams]]:
+    """The rows (numbers as numbers, ids as Text), sorted by student id, and the students left out
+    because they are in more than one team (the course system must never get two grades for one
+    person; everyone else is written)."""
     teams_of: dict[str, list[tuple[str, str]]] = {}
     rows = []
     for stem, report in reports:
@@ -52,38 +64,24 @@ def cms_rows(reports: list[tuple[str, Report]], decimal: str = ".") -> list[list
             student_id = member.student_id.strip()
             name = unicodedata.normalize("NFC", member.name).strip()
             teams_of.setdefault(student_id, []).append((name, stem))
-            rows.append([student_id, name, stem, *(_points(exercises.get(e), decimal) for e in EXERCISE_IDS),
-                         _points(report.total.points, decimal), _points(report.total.bonus_points, decimal),
+            rows.append([Text(student_id), name, stem, *(exercises.get(e) for e in EXERCISE_IDS),
+                         report.total.points, report.total.bonus_points,
                          "yes" if report.total.complete else "no"])
     twice = {sid: found for sid, found in teams_of.items() if len(found) > 1}
-    if twice:
-        problems = [f"student {found[0][0]} ({sid}) is in {len(found)} teams: "
-                    + " and ".join(repr(stem) for _, stem in found) for sid, found in sorted(twice.items())]
-        raise CmsError("cms.csv not written: " + "; ".join(problems)
-                       + ". Decide which submission counts (remove or rename the other) and run again.")
-    rows.sort(key=lambda row: (row[0], row[2]))
-    return rows
+    left_out = [TwoTeams(student_id=sid, name=found[0][0], stems=tuple(stem for _, stem in found))
+                for sid, found in sorted(twice.items())]
+    rows = sorted((row for row in rows if str(row[0]) not in twice), key=lambda row: (str(row[0]), row[2]))
+    return rows, left_out
 
 
-def _field(text: str, delimiter: str, always: bool = False) -> str:
-    if always or any(ch in text for ch in (delimiter, '"', "\n", "\r")) or text != text.strip():
-        return '"' + text.replace('"', '""') + '"'
-    return text
+def render_cms(reports: list[tuple[str, Report]], config: Config) -> tuple[bytes, list[TwoTeams]]:
+    rows, left_out = cms_rows(reports)
+    return render_csv(cms_columns(), rows, CsvFormat.of(config)), left_out
 
 
-def render_cms(reports: list[tuple[str, Report]], config: Config) -> bytes:
-    delimiter, decimal, bom = cms_format(config)
-    buffer = io.StringIO()
-    buffer.write(delimiter.join(_field(c, delimiter) for c in cms_columns()) + "\r\n")
-    for row in cms_rows(reports, decimal):
-        fields = [_field(row[0], delimiter, always=True)] + [_field(v, delimiter) for v in row[1:]]
-        buffer.write(delimiter.join(fields) + "\r\n")
-    return (("\ufeff" if bom else "") + buffer.getvalue()).encode("utf-8")
-
-
-def write_cms_csv(reports: list[tuple[str, Report]], out_dir: Path, config: Config) -> Path:
-    """Write `<out_dir>/cms.csv` atomically; raises CmsError (and writes nothing) when it would be wrong."""
-    data = render_cms(reports, config)
-    path = Path(out_dir) / CMS_NAME
-    write_atomic(path, data)
-    return path
+def write_cms_csv(reports: list[tuple[str, Report]], out_dir: Path, config: Config) -> list[TwoTeams]:
+    """Write `<out_dir>/cms.csv` atomically, every student who is in exactly one team; returns the
+    students left out (in more than one team), for the tutors to decide."""
+    data, left_out = render_cms(reports, config)
+    write_atomic(Path(out_dir) / CMS_NAME, data)
+    return left_out

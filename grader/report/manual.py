@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.config import CHECK_IDS, EXERCISE_IDS, Config
+from grader.report.csvfile import CsvFormat, render_csv, unprotect
 from grader.report.models import CheckResult, ExerciseResult, Report
 from grader.report.render import write_atomic
 from grader.report.score import AUTOMATIC_EXERCISE, with_totals
@@ -130,13 +131,14 @@ def _sniff_delimiter(text: str) -> str:
 
 
 def _rows(text: str) -> tuple[str, list[tuple[int, list[str]]]]:
-    """The delimiter, and (first line number, fields) of every non-blank row, the header first."""
+    """The delimiter, and (first line number, fields) of every non-blank row, the header first.
+    Fields are as the grader meant them: the `'` that protects a cell against formulas is taken off."""
     delimiter = _sniff_delimiter(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows, line = [], 1
     for fields in reader:
         if any(f.strip() for f in fields):
-            rows.append((line, fields))
+            rows.append((line, [unprotect(f) for f in fields]))
         line = reader.line_num + 1
     return delimiter, rows
 
@@ -374,11 +376,7 @@ def write_manual_sheet(reports: list[tuple[str, Report]], out_dir: Path, config:
             continue
         cells = {**_cells_from_report(report, config, decimal), **_info(stem, report)}
         rows.append([cells.get(k, "") if k else "" for k in keys])
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    data = (("\ufeff" if bom else "") + buffer.getvalue()).encode("utf-8")
+    data = render_csv(header, rows, CsvFormat(delimiter=delimiter, decimal=decimal, bom=bom))
     if original is not None:
         if _decode(original).replace("\r\n", "\n") == _decode(data).replace("\r\n", "\n"):
             return path
@@ -428,17 +426,12 @@ def merge_sheets(sources: list[Path], target: Path, config: Config) -> list[str]
         raise ManualPointsError(target, problems)
     if not table:
         return notes
-    delimiter, _, bom = cms_format(config)
     header = sheet_columns(config)
     extra = [labels[k] for k in labels if k not in [_column_key(h, config) for h in header]]
     header = header[:-1] + extra + header[-1:]
     keys = [_column_key(h, config) for h in header]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n")
-    writer.writerow(header)
-    for stem in sorted(table):
-        writer.writerow([table[stem].get(k, ("", ""))[0] for k in keys])
+    rows = [[table[stem].get(k, ("", ""))[0] for k in keys] for stem in sorted(table)]
     if target.exists():
         shutil.copy2(target, target.with_name(target.name + ".bak"))
-    write_atomic(target, (("\ufeff" if bom else "") + buffer.getvalue()).encode("utf-8"))
+    write_atomic(target, render_csv(header, rows, CsvFormat.of(config)))
     return notes

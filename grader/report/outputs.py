@@ -12,16 +12,16 @@ from pathlib import Path
 import nbformat
 import nbformat.v4
 
-from grader.calibrate import CalibrationError, load_calibration
+from grader.calibrate import SOLUTION, CalibrationError, load_calibration
 from grader.config import Config
 from grader.report.cms import CMS_NAME, CmsError, write_cms_csv
 from grader.report.feedback import write_feedback
 from grader.report.manual import (SHEET_NAME, ManualPointsError, apply_manual, merge_sheets, pending_parts,
                                   read_manual_sheet, write_manual_sheet)
 from grader.report.models import Report
-from grader.report.overview import write_overview
+from grader.report.overview import OVERVIEW_NAME, write_overview
 from grader.report.render import write_report
-from grader.report.similarity import similar_pairs
+from grader.report.similarity import SIMILARITY_THRESHOLD, similar_pairs
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "reference" / "template.ipynb"
 
@@ -68,24 +68,33 @@ def apply_sheet(reports: list[tuple[str, Report]], out_dir: Path, config: Config
 
 def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config: Config, *,
                         data_description: str | None = None, template: Path | None = TEMPLATE,
-                        similarity_threshold: float = 0.9) -> list[str]:
-    """Merge the manual sheet into the reports, then write cms.csv, manual_points.csv, the feedback
+                        solution: Path | None = SOLUTION,
+                        similarity_threshold: float = SIMILARITY_THRESHOLD) -> list[str]:
+    """Merge the manual sheet into the reports, then write manual_points.csv, cms.csv, the feedback
     pages and summary.html. Returns warnings to print. Raises ManualPointsError when the sheet is
-    malformed (nothing is written then: fix the sheet and run `grader merge` again)."""
+    malformed (nothing is written then: fix the sheet and run `grader merge` again). Anything else
+    that goes wrong with one of the files costs that file (or that page), with a warning, never the
+    others."""
     out_dir = Path(out_dir)
     warnings: list[str] = []
     page_warnings: list[str] = []   # what summary.html itself should say
     reports = sorted(apply_sheet(reports, out_dir, config), key=lambda item: item[0])
 
-    write_manual_sheet(reports, out_dir, config)
-    try:
-        write_cms_csv(reports, out_dir, config)
-    except CmsError as exc:
-        stale = out_dir / CMS_NAME
-        if stale.exists():
-            stale.unlink()  # an older cms.csv would be imported as if it were current
-        warnings.append(str(exc))
-        page_warnings.append(str(exc))
+    def attempt(what: str, action, *args, **kwargs):
+        try:
+            return action(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - one file's failure must not cost the batch's others
+            warnings.append(f"{what} not written: {type(exc).__name__}: {exc}")
+            page_warnings.append(warnings[-1])
+            return None
+
+    attempt(SHEET_NAME, write_manual_sheet, reports, out_dir, config)
+    left_out = attempt(CMS_NAME, write_cms_csv, reports, out_dir, config)
+    if left_out is None and (stale := out_dir / CMS_NAME).exists():
+        stale.unlink()  # an older cms.csv would be imported as if it were current
+    for student in left_out or []:
+        warnings.append(student.message())
+        page_warnings.append(student.message())
 
     try:
         calibration = load_calibration()
@@ -95,7 +104,8 @@ def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config
         page_warnings.append(warnings[-1])
     for stem, report in reports:
         data = report.execution.data
-        write_feedback(report, out_dir, calibration.get(data.fingerprint) if data else None, stem=stem)
+        attempt(f"feedback page of {stem}", write_feedback, report, out_dir,
+                calibration.get(data.fingerprint) if data else None, stem=stem)
 
     notebooks = {}
     for stem, _ in reports:
@@ -103,7 +113,11 @@ def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config
         if path.exists() and (nb := _read_notebook(path)) is not None:
             notebooks[stem] = nb
     template_nb = _read_notebook(template) if template is not None and Path(template).exists() else None
-    pairs = similar_pairs(notebooks, template_nb, similarity_threshold) if notebooks else None
+    # The reference solution is the course's code too (tutors' side only; students' packages lack it).
+    solution_nb = _read_notebook(solution) if solution is not None and Path(solution).exists() else None
+    pairs = attempt("the comparison of similar notebooks", similar_pairs, notebooks, template_nb,
+                    similarity_threshold, course_code=[solution_nb] if solution_nb is not None else []
+                    ) if notebooks else None
     if pairs:
         warnings.append(f"{len(pairs)} pair(s) of notebooks are nearly the same: see summary.html")
 
@@ -115,8 +129,8 @@ def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config
             shown = "; ".join(f"{stem}: {', '.join(parts)}" for stem, parts in incomplete[:5])
             more = f" and {len(incomplete) - 5} more" if len(incomplete) > 5 else ""
             warnings.append(f"{len(incomplete)} team(s) not completely graded yet ({shown}{more})")
-    write_overview(reports, out_dir, pairs=pairs, key=_key_6_3(), data_description=data_description,
-                   warnings=page_warnings)
+    attempt(OVERVIEW_NAME, write_overview, reports, out_dir, pairs=pairs, key=_key_6_3(),
+            data_description=data_description, warnings=page_warnings)
     return warnings
 
 

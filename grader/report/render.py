@@ -2,8 +2,6 @@
 file in the same folder, then a rename), so a killed batch leaves only whole files behind."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import tempfile
@@ -12,7 +10,9 @@ from pathlib import Path
 import nbformat
 
 from grader.config import CHECK_IDS
+from grader.report.csvfile import CsvFormat, render_csv
 from grader.report.models import Report
+from grader.textsafe import valid_json
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -37,7 +37,9 @@ def report_path(out_dir: Path, stem: str) -> Path:
 
 
 def write_report(report: Report, out_dir: Path, stem: str) -> Path:
-    Report.model_validate(report.model_dump())  # what is written must validate
+    # What is written must validate, and be valid UTF-8: a lone surrogate from a kernel, a PDF or a
+    # file name would make the JSON unwritable (and the team would have no report).
+    report = Report.model_validate(valid_json(report.model_dump()))
     path = report_path(out_dir, stem)
     write_atomic(path, report.model_dump_json(indent=2).encode("utf-8"))
     return path
@@ -52,8 +54,15 @@ def read_report(path: Path) -> Report | None:
 
 
 def write_executed(nb: nbformat.NotebookNode, out_dir: Path, stem: str) -> Path:
+    """The notebook as it ran. Its outputs come from the kernel: text that is not valid UTF-8 is
+    replaced, and output nested too deep for nbformat's validation is written without it."""
+    nb = nbformat.from_dict(valid_json(nb))
+    try:
+        text = nbformat.writes(nb)
+    except RecursionError:
+        text = json.dumps(nb, ensure_ascii=False, indent=1, sort_keys=True)
     path = out_dir / "executed" / f"{stem}.ipynb"
-    write_atomic(path, nbformat.writes(nb).encode("utf-8"))
+    write_atomic(path, text.encode("utf-8"))
     return path
 
 
@@ -85,13 +94,11 @@ def summary_rows(reports: list[tuple[str, Report]]) -> list[dict]:
     return rows
 
 
-def write_summary(reports: list[tuple[str, Report]], out_dir: Path) -> Path:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(summary_rows(reports))
+def write_summary(reports: list[tuple[str, Report]], out_dir: Path, config=None) -> Path:
+    """`summary.csv`, in the CSV format of `[cms]` (the defaults without a configuration)."""
+    rows = [[row[column] for column in SUMMARY_COLUMNS] for row in summary_rows(reports)]
     path = out_dir / "summary.csv"
-    write_atomic(path, buffer.getvalue().encode("utf-8"))
+    write_atomic(path, render_csv(SUMMARY_COLUMNS, rows, CsvFormat.of(config)))
     return path
 
 

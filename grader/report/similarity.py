@@ -1,22 +1,51 @@
-"""Similar work: pairs of notebooks whose own code (template lines, comments and layout removed) is
-nearly the same. A hint for tutors, never a verdict: everyone builds the same small network, so
-only what is left after the template is compared, and short notebooks are left out.
+"""Similar work: pairs of notebooks whose own code is nearly the same, also when the copy renamed
+every identifier, changed literals and comments, and reordered the cells. A hint for tutors, never a
+verdict.
+
+How (after Schleimer, Wilkerson and Aiken, "Winnowing: local algorithms for document fingerprinting",
+2003, as MOSS does):
+
+1. Each code cell becomes a stream of normalised tokens: comments, layout and IPython magics go;
+   every name the notebook itself binds (variables, functions, classes, parameters, attributes it
+   assigns, import aliases) becomes `N`, every number `#num`, every string `#str`; keywords,
+   operators and the names of what it uses but does not define (`nn.Linear`, `.backward`, `range`)
+   stay. Renaming changes nothing in this stream.
+2. Every run of K tokens within a cell is hashed; of every W consecutive hashes the smallest is kept
+   (winnowing). Two notebooks that share a run of at least W + K - 1 tokens share a fingerprint, and
+   the number of fingerprints grows linearly with the code, so comparing costs linear time.
+   Fingerprints never span two cells: reordering the cells changes nothing either.
+3. The course's own code is taken out: fingerprints of the template (and, on the tutors' side, of
+   the reference solution), which every team starts from or converges to; and, in large batches,
+   fingerprints that more than half of all notebooks share (the idioms of the task).
+4. Two notebooks are similar when the Jaccard similarity of what is left reaches the threshold.
+   Notebooks with too little own code are not compared (everyone writes the same small network).
 """
 from __future__ import annotations
 
-import difflib
+import ast
+import functools
 import io
+import keyword
 import re
 import tokenize
+import zlib
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from itertools import combinations
 
 import nbformat
 
-SHINGLE = 5          # tokens per shingle
-MIN_SHINGLES = 25    # notebooks with less own code than this are not compared
-CELL_RATIO = 0.9     # a pair of cells counts as shared from this SequenceMatcher ratio
-MIN_CELL_CHARS = 40  # shorter cells (a call, an import) are not listed as shared
+K = 12                    # tokens per hashed run
+W = 8                     # winnowing window: shared runs of W + K - 1 = 19 tokens are always found
+MIN_FINGERPRINTS = 12     # notebooks with fewer fingerprints of their own are not compared
+COMMON_SHARE = 0.5        # in batches of COMMON_MIN_NOTEBOOKS or more, fingerprints in more than this
+COMMON_MIN_NOTEBOOKS = 8  # share of the notebooks are the task's idioms, not anyone's own code
+SIMILARITY_THRESHOLD = 0.9
+MIN_CELL_SHARED = 0.5     # a pair of cells is listed as shared from this Jaccard similarity
+MIN_CELL_FINGERPRINTS = 3
+MAX_PLACES = 50           # see _shared
+_MOD = (1 << 61) - 1
+_BASE = 1_000_003
 
 
 @dataclass(frozen=True)
@@ -24,118 +53,234 @@ class SharedCell:
     cell_a: int      # 1-based index among the notebook's cells
     cell_b: int
     ratio: float
-    excerpt: str     # the start of a's normalised code
+    excerpt: str     # the start of a's code, comments taken out
 
 
 @dataclass(frozen=True)
 class Pair:
     a: str
     b: str
-    score: float                 # Jaccard similarity of the token shingles of the whole notebooks
+    score: float                 # Jaccard similarity of the notebooks' own fingerprints
     shared_cells: list[SharedCell] = field(default_factory=list)
 
 
-def _strip_comments(source: str) -> str:
-    """Source without comments; tokenizer-based, so '#' in strings stays. Falls back to a line regex
-    for code that does not tokenize (a syntax error, IPython magics)."""
-    lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
-    text = "\n".join(lines) + "\n"
+# ---------------------------------------------------------------- tokens
+
+_MAGIC = re.compile(r"^\s*[%!]")
+_FALLBACK_TOKEN = re.compile(r"""[A-Za-z_]\w*|\d[\w.]*|'[^'\n]*'|"[^"\n]*"|\S""")
+_STRING_TYPES = {tokenize.STRING} | {getattr(tokenize, n) for n in ("FSTRING_START", "FSTRING_MIDDLE", "FSTRING_END")
+                                      if hasattr(tokenize, n)}
+
+
+def _code(source: str) -> str:
+    """The cell's Python: IPython magics and shell lines taken out."""
+    return "\n".join(line for line in source.splitlines() if not _MAGIC.match(line)) + "\n"
+
+
+@functools.lru_cache(maxsize=4096)   # the template's cells come back in most notebooks
+def _raw_tokens(code: str) -> tuple[tuple[int, str], ...]:
+    """(tokenize type, text) of the code, comments and layout left out; code that does not tokenize
+    (a syntax error) is split by a rough pattern instead."""
     try:
-        tokens = [t for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type != tokenize.COMMENT]
-        return tokenize.untokenize(tokens)
-    except (tokenize.TokenError, IndentationError, SyntaxError):
-        return "\n".join(re.sub(r"\s+#.*$|^\s*#.*$", "", line) for line in lines)
+        tokens = [(t.type, t.string) for t in tokenize.generate_tokens(io.StringIO(code).readline)]
+    except (tokenize.TokenError, IndentationError, SyntaxError, ValueError):
+        tokens = []
+        for text in _FALLBACK_TOKEN.findall(code):
+            kind = (tokenize.NAME if text[0].isalpha() or text[0] == "_" else tokenize.NUMBER if text[0].isdigit()
+                    else tokenize.STRING if text[0] in "'\"" else tokenize.OP)
+            tokens.append((kind, text))
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER, tokenize.TYPE_COMMENT
+            if hasattr(tokenize, "TYPE_COMMENT") else -1}
+    return tuple((kind, text) for kind, text in tokens if kind not in skip)
 
 
-def normalise_lines(source: str) -> list[str]:
-    """Code lines without comments and whitespace, empty lines dropped."""
+@functools.lru_cache(maxsize=4096)
+def bound_names(code: str) -> frozenset[str]:
+    """The names the code defines (and so may rename freely): assignment targets, functions,
+    classes, parameters, import aliases, attributes it assigns. Empty for code that does not parse."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return frozenset()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.alias):
+            names.add(node.asname or node.name.split(".")[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            names.update(node.names)
+    return frozenset(names)
+
+
+def normalised_tokens(code: str, own: set[str]) -> list[str]:
     out = []
-    for line in _strip_comments(source).splitlines():
-        compact = re.sub(r"\s+", "", line)
-        if compact:
-            out.append(compact)
+    for kind, text in _raw_tokens(code):
+        if kind == tokenize.NAME:
+            out.append("N" if text in own and not keyword.iskeyword(text) else text)
+        elif kind == tokenize.NUMBER:
+            out.append("#num")
+        elif kind in _STRING_TYPES:
+            if not out or out[-1] != "#str":   # "a" "b" and f-string parts: one string
+                out.append("#str")
+        elif kind == tokenize.NEWLINE:
+            out.append(";")
+        elif kind == tokenize.INDENT:
+            out.append("{")
+        elif kind == tokenize.DEDENT:
+            out.append("}")
+        else:
+            out.append(text)
     return out
 
 
-class _Normaliser:
-    """normalise_lines, remembered for one comparison: the template's cells come back unchanged in
-    most notebooks. Cells over 64 KB are not kept."""
+# ---------------------------------------------------------------- fingerprints
 
-    def __init__(self) -> None:
-        self.seen: dict[str, list[str]] = {}
-
-    def __call__(self, source: str) -> list[str]:
-        if len(source) > 65536:
-            return normalise_lines(source)
-        if source not in self.seen:
-            self.seen[source] = normalise_lines(source)
-        return self.seen[source]
+_TOKEN_IDS: dict[str, int] = {}
 
 
-def _template_lines(template: nbformat.NotebookNode | None) -> set[str]:
-    if template is None:
+def _token_id(token: str) -> int:
+    found = _TOKEN_IDS.get(token)
+    if found is None:
+        found = _TOKEN_IDS[token] = zlib.crc32(token.encode("utf-8", "surrogatepass")) + 1
+    return found
+
+
+def winnow(tokens: list[str], k: int = K, w: int = W) -> set[int]:
+    """The winnowed fingerprints of a token stream: of every w consecutive k-gram hashes, the
+    smallest (Karp-Rabin rolling hashes; linear time)."""
+    if len(tokens) < k:
         return set()
-    return {line for cell in template.cells if cell.cell_type == "code" for line in normalise_lines(cell.source)}
+    ids = [_token_id(t) for t in tokens]
+    top = pow(_BASE, k - 1, _MOD)
+    h = 0
+    for value in ids[:k]:
+        h = (h * _BASE + value) % _MOD
+    hashes = [h]
+    for i in range(k, len(ids)):
+        h = ((h - ids[i - k] * top) * _BASE + ids[i]) % _MOD
+        hashes.append(h)
+    if len(hashes) <= w:
+        return {min(hashes)}
+    chosen: set[int] = set()
+    window: deque[int] = deque()   # indices of hashes, their values increasing
+    for i, value in enumerate(hashes):
+        while window and hashes[window[-1]] >= value:   # the rightmost minimum wins ties
+            window.pop()
+        window.append(i)
+        if window[0] <= i - w:
+            window.popleft()
+        if i >= w - 1:
+            chosen.add(hashes[window[0]])
+    return chosen
 
 
-def own_cells(nb: nbformat.NotebookNode, template_lines: set[str], normalise=normalise_lines) -> list[tuple[int, str]]:
-    """(1-based cell index, normalised code not from the template) of every code cell with own code."""
+@dataclass
+class _Notebook:
+    cells: list[tuple[int, set[int], str]]   # (1-based cell index, fingerprints, excerpt)
+    prints: set[int]
+
+
+def _code_cells(nb) -> list[tuple[int, str]]:
     cells = []
-    for index, cell in enumerate(nb.cells, start=1):
-        if cell.cell_type != "code":
-            continue
-        lines = [line for line in normalise(cell.source) if line not in template_lines]
-        if lines:
-            cells.append((index, "\n".join(lines)))
+    for index, cell in enumerate(getattr(nb, "cells", None) or [], start=1):
+        source = cell.get("source", "") if isinstance(cell, dict) else ""
+        if cell.get("cell_type") == "code" and isinstance(source, str) and source.strip():
+            cells.append((index, _code(source)))
     return cells
 
 
-_TOKEN = re.compile(r"[A-Za-z_]\w*|\d+(?:\.\d+)?|\S")
+def fingerprint(nb) -> _Notebook:
+    """A notebook's fingerprints, per code cell and in all."""
+    cells = _code_cells(nb)
+    own: set[str] = set()
+    for _, code in cells:
+        own |= bound_names(code)
+    out, everything = [], set()
+    for index, code in cells:
+        prints = winnow(normalised_tokens(code, own))
+        if prints:
+            out.append((index, prints, _excerpt(code)))
+            everything |= prints
+    return _Notebook(cells=out, prints=everything)
 
 
-def shingles(cells: list[tuple[int, str]]) -> set[tuple[str, ...]]:
-    tokens = [t for _, text in cells for t in _TOKEN.findall(text)]
-    return {tuple(tokens[i:i + SHINGLE]) for i in range(max(0, len(tokens) - SHINGLE + 1))}
+def _excerpt(code: str) -> str:
+    lines = [line.rstrip() for line in code.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return "\n".join(lines)[:160]
 
 
-def _shared(cells_a: list[tuple[int, str]], cells_b: list[tuple[int, str]]) -> list[SharedCell]:
-    shared = []
-    for ia, ta in cells_a:
-        if len(ta) < MIN_CELL_CHARS:
+# ---------------------------------------------------------------- pairs
+
+def _shared(a: _Notebook, b: _Notebook, base: set[int]) -> list[SharedCell]:
+    """For each cell of a, the cell of b it shares the most fingerprints with, when that is similar
+    enough. Linear in the notebooks' size: b's cells are indexed by fingerprint (cells with the same
+    fingerprints once), and a fingerprint found in more than MAX_PLACES of b's cells, which says
+    little about where a cell came from, is not followed."""
+    groups: dict[frozenset, int] = {}
+    where: dict[int, list[int]] = defaultdict(list)
+    for position, (_, prints, _) in enumerate(b.cells):
+        key = frozenset(prints - base)
+        if key in groups:
             continue
-        best = None
-        for ib, tb in cells_b:
-            if len(tb) < MIN_CELL_CHARS:
-                continue
-            # by lines, not characters: fast, and a changed line is a changed line
-            matcher = difflib.SequenceMatcher(None, ta.split("\n"), tb.split("\n"), autojunk=False)
-            if matcher.real_quick_ratio() < CELL_RATIO or matcher.quick_ratio() < CELL_RATIO:
-                continue
-            ratio = matcher.ratio()
-            if ratio >= CELL_RATIO and (best is None or ratio > best.ratio):
-                best = SharedCell(ia, ib, round(ratio, 3), ta[:160])
-        if best:
-            shared.append(best)
+        groups[key] = position
+        for value in key:
+            where[value].append(position)
+    shared = []
+    for index, prints, excerpt in a.cells:
+        own = prints - base
+        if len(own) < MIN_CELL_FINGERPRINTS:
+            continue
+        counts = Counter(position for value in own if len(places := where.get(value, ())) <= MAX_PLACES
+                         for position in places)
+        if not counts:
+            continue
+        position, common = counts.most_common(1)[0]
+        other = b.cells[position][1] - base
+        ratio = len(own & other) / len(own | other)
+        if ratio >= MIN_CELL_SHARED:
+            shared.append(SharedCell(index, b.cells[position][0], round(ratio, 3), excerpt))
     return shared
 
 
 def similar_pairs(notebooks: dict[str, nbformat.NotebookNode], template: nbformat.NotebookNode | None = None,
-                  threshold: float = 0.9, max_pairs: int = 200) -> list[Pair]:
-    """Pairs of teams whose own code has a shingle Jaccard similarity >= threshold, most similar
-    first (at most max_pairs), each with the cells they share."""
-    template_lines = _template_lines(template)
-    normalise = _Normaliser()
-    cells = {stem: own_cells(nb, template_lines, normalise) for stem, nb in notebooks.items()}
-    prints = {stem: shingles(c) for stem, c in cells.items()}
-    prints = {stem: s for stem, s in prints.items() if len(s) >= MIN_SHINGLES}
+                  threshold: float = SIMILARITY_THRESHOLD, max_pairs: int = 200,
+                  course_code: list[nbformat.NotebookNode] | None = None) -> list[Pair]:
+    """Pairs of teams whose own code has a fingerprint Jaccard similarity >= threshold, most similar
+    first (at most max_pairs), each with the cells they share. `template` and `course_code` (the
+    reference solution, say) are the course's code: their fingerprints count for no one."""
+    base: set[int] = set()
+    for nb in [template, *(course_code or [])]:
+        if nb is not None:
+            base |= fingerprint(nb).prints
+    printed = {stem: fingerprint(nb) for stem, nb in notebooks.items()}
+    if len(printed) >= COMMON_MIN_NOTEBOOKS:
+        seen = Counter(value for nb in printed.values() for value in nb.prints)
+        base |= {value for value, count in seen.items() if count > COMMON_SHARE * len(printed)}
+    own = {stem: nb.prints - base for stem, nb in printed.items()}
+    own = {stem: prints for stem, prints in own.items() if len(prints) >= MIN_FINGERPRINTS}
+    # Only pairs that share a fingerprint at all are scored: an index from fingerprint to notebooks.
+    holders: dict[int, list[str]] = defaultdict(list)
+    for stem in sorted(own):
+        for value in own[stem]:
+            holders[value].append(stem)
+    common: Counter = Counter()
+    for stems in holders.values():
+        if len(stems) > 1:
+            common.update(combinations(stems, 2))
     pairs = []
-    for a, b in combinations(sorted(prints), 2):
-        sa, sb = prints[a], prints[b]
-        if min(len(sa), len(sb)) < threshold * max(len(sa), len(sb)):
-            continue  # Jaccard <= |small| / |large|: cannot reach the threshold
-        score = len(sa & sb) / len(sa | sb)
+    for (a, b), shared in common.items():
+        score = shared / (len(own[a]) + len(own[b]) - shared)
         if score >= threshold:
             pairs.append(Pair(a, b, round(score, 3)))
     pairs.sort(key=lambda p: (-p.score, p.a, p.b))
     pairs = pairs[:max_pairs]
-    return [Pair(p.a, p.b, p.score, _shared(cells[p.a], cells[p.b])) for p in pairs]
+    return [Pair(p.a, p.b, p.score, _shared(printed[p.a], printed[p.b], base)) for p in pairs]

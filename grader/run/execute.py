@@ -13,6 +13,7 @@ import shutil
 import socket
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
@@ -25,8 +26,11 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from grader.config import Limits
+from grader.fsclean import remove_tree
+from grader.notebook_file import NotebookInvalid, parse_notebook_json
 from grader.report.models import CellError, ExecutionInfo, TimeLimits
 from grader.run.sandbox import KernelCommand
+from grader.textsafe import valid_json, valid_text
 
 # The reply nbclient substitutes for a cell that ran over its time limit (after interrupting it).
 _TIMEOUT_REPLY = {"ename": "CellTimeoutError", "evalue": "the cell ran over its time limit", "traceback": []}
@@ -131,6 +135,12 @@ class _CappedClient(NotebookClient):
         self.output_bytes: dict[int, int] = {}
         self.truncated: set[int] = set()
 
+    def process_message(self, msg, cell, cell_index):
+        # Where the kernel's output enters the grader: text that is not valid UTF-8 (a lone
+        # surrogate) is replaced here, or the executed notebook and the report could not be written.
+        msg = {**msg, "content": valid_json(msg.get("content") or {})}
+        return super().process_message(msg, cell, cell_index)
+
     def output(self, outs, msg, display_id, cell_index):
         size = len(json.dumps(msg.get("content", {}), default=str))
         used = self.output_bytes.get(cell_index, 0) + size
@@ -214,7 +224,7 @@ class KernelSession:
                 except Exception:
                     pass
         self._log.close()
-        shutil.rmtree(self._runtime_dir, ignore_errors=True)
+        remove_tree(self._runtime_dir)   # the kernel can write there too: deep trees, read-only files
 
     def _log_tail(self, limit: int = 600) -> str:
         """The end of the kernel's own log: why a kernel did not start or died."""
@@ -421,7 +431,7 @@ class KernelSession:
                         reply_seen = True
                         if reply["content"].get("status") != "ok":
                             result.status = "error"
-                            result.error = f"{reply['content'].get('ename')}: {reply['content'].get('evalue')}"
+                            result.error = valid_text(f"{reply['content'].get('ename')}: {reply['content'].get('evalue')}")
                 except Empty:
                     pass
             try:
@@ -437,7 +447,8 @@ class KernelSession:
             if kind == "status" and content.get("execution_state") == "idle":
                 idle_seen = True
             elif kind in ("display_data", "execute_result") and mime and mime in content.get("data", {}):
-                result.payloads.append({"data": content["data"][mime], "metadata": content.get("metadata", {}).get(mime, {})})
+                result.payloads.append(valid_json({"data": content["data"][mime],
+                                                   "metadata": content.get("metadata", {}).get(mime, {})}))
         return result
 
 
@@ -477,10 +488,21 @@ def _cell_errors(nb: nbformat.NotebookNode) -> list[CellError]:
 
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:
-    """Read a notebook of any nbformat 4 minor version, upgraded to the current one."""
-    nb = nbformat.read(os.fspath(path), as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-    return nb
+    """Read a notebook of any nbformat 4 minor version (or 3), upgraded to the current one, its
+    outputs cleared. A file that is not a readable notebook raises NotebookInvalid saying what is
+    wrong (`notebook_file`); text that is not valid UTF-8 (a lone surrogate written as a JSON
+    escape) is replaced."""
+    data = parse_notebook_json(path)
+    for cell in data["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+        tags = cell.get("metadata", {}).get("tags")
+        if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
+            del cell["metadata"]["tags"]   # nbclient reads them (raises-exception, skip-execution)
+    try:
+        with warnings.catch_warnings():   # nbformat's warnings about the file would reach the terminal
+            warnings.simplefilter("ignore")
+            return nbformat.reads(json.dumps(valid_json(data)), as_version=4, capture_validation_error={})
+    except Exception as exc:  # noqa: BLE001 - nbformat on a structure it does not expect
+        raise NotebookInvalid(f"not a notebook nbformat can read ({type(exc).__name__}: {str(exc)[:200]})") from None

@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import sys
 import tempfile
 from pathlib import Path
 
+from grader.fsclean import remove_tree
 from grader.run.execute import KernelStartError
 from grader.run.sandbox import SUBMISSION_MOUNT, TMPFS_BYTES, KernelCommand, forkserver_command
 
@@ -207,7 +207,7 @@ class ForkServer:
             self._log.close()
             self._log = None
         for folder in self._dirs:
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_tree(folder)   # never raises, whatever a kernel left (issue 14)
         self._dirs = []
 
     async def close(self) -> None:

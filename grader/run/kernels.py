@@ -10,7 +10,7 @@ only what every notebook of the sheet imports.
 from __future__ import annotations
 
 import asyncio
-import shutil
+import logging
 import sys
 import tempfile
 from contextlib import asynccontextmanager
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
+from grader.fsclean import remove_tree
 from grader.run.execute import KernelSession, KernelStartError
 from grader.run.forkserver import ForkServer
 from grader.run.sandbox import kernel_command
@@ -72,7 +73,7 @@ class FreshKernels:
             if started:
                 await session.__aexit__(None, None, None)
             await self._stopped(kernel)
-            shutil.rmtree(workspace, ignore_errors=True)
+            remove_tree(workspace)
             raise
         return kernel
 
@@ -98,14 +99,22 @@ class FreshKernels:
             # Shutting down takes a moment: let it happen while the grader writes the report.
             task = asyncio.ensure_future(self._stop(kernel))
             self._stopping.add(task)
-            task.add_done_callback(self._stopping.discard)
+            task.add_done_callback(self._stopped_in_background)
+
+    def _stopped_in_background(self, task: asyncio.Task) -> None:
+        """A background shutdown ended. Its exception is retrieved here: asyncio would otherwise
+        print "Task exception was never retrieved" with a traceback on the tutor's terminal. What
+        went wrong is kept for the log; the submission's report is written already."""
+        self._stopping.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logging.getLogger(__name__).debug("stopping a kernel failed: %r", exc)
 
     async def _stop(self, kernel: Kernel) -> None:
         try:
             await kernel.session.__aexit__(None, None, None)
             await self._stopped(kernel)
         finally:
-            shutil.rmtree(kernel.workspace, ignore_errors=True)
+            remove_tree(kernel.workspace)   # whatever the notebook left there (deep, read-only)
 
     async def close(self) -> None:
         if self._stopping:

@@ -1,0 +1,136 @@
+"""Reading a student's notebook file: whatever is in it, either a notebook or a `NotebookInvalid`
+that says what is wrong and where ("not UTF-8 at byte 1234", "cell 3's source is a number, expected
+text", "nested more than 100 levels deep"), never a RecursionError, AttributeError or
+UnicodeDecodeError from deep inside a library. `run/execute.read_notebook` (the notebook to run)
+and `intake/identity.notebook_text` (who wrote it) both read through `parse_notebook_json`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
+MAX_DEPTH = 100        # real notebooks nest a dozen levels (widget state, metadata); 100 is generous
+CELL_TYPES = ("code", "markdown", "raw")
+
+
+class NotebookInvalid(ValueError):
+    """The file is not a notebook the grader can read; str() says what is wrong (no file name: the
+    caller names the file)."""
+
+
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "a list", str: "text"}.get(type(value), type(value).__name__)
+
+
+def _depth_over(value, limit: int) -> bool:
+    """Whether `value` nests deeper than `limit` (iteratively: the value may be deeper than Python's
+    recursion limit allows to walk recursively)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+    return False
+
+
+def _text(value, what: str) -> str:
+    """A notebook's multi-line text field: a string or a list of strings."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(part, str) for part in value):
+        return "".join(value)
+    if isinstance(value, list):
+        bad = next(part for part in value if not isinstance(part, str))
+        raise NotebookInvalid(f"{what} is a list holding {_kind(bad)}, expected text (a string or a list of strings)")
+    raise NotebookInvalid(f"{what} is {_kind(value)}, expected text (a string or a list of strings)")
+
+
+def decode_notebook(raw: bytes) -> dict:
+    """The notebook's JSON (nbformat 4, checked as far as the grader relies on it), from its bytes.
+    Multi-line fields (`source`) come back as strings; outputs are kept as they are."""
+    if len(raw) > MAX_NOTEBOOK_BYTES:
+        raise NotebookInvalid(f"it is {len(raw) / 1024 / 1024:.0f} MB, more than the "
+                              f"{MAX_NOTEBOOK_BYTES // 1024 // 1024} MB a notebook may have")
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NotebookInvalid(f"not UTF-8 at byte {exc.start} (0x{raw[exc.start]:02x}); a notebook is UTF-8 "
+                              f"JSON: save it again from Jupyter") from None
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise NotebookInvalid(f"nested more than {MAX_DEPTH} levels deep; expected a Jupyter notebook") from None
+    except json.JSONDecodeError as exc:
+        raise NotebookInvalid(f"not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); expected a "
+                              f"Jupyter notebook, which is JSON") from None
+    if not isinstance(data, dict):
+        raise NotebookInvalid(f"JSON that is not a notebook: expected an object with 'cells', found {_kind(data)}")
+    if _depth_over(data, MAX_DEPTH):
+        raise NotebookInvalid(f"nested more than {MAX_DEPTH} levels deep; expected a Jupyter notebook")
+    major = data.get("nbformat")
+    if major is None and "cells" not in data and "worksheets" not in data:
+        keys = ", ".join(repr(k) for k in list(data)[:5]) or "no keys at all"
+        raise NotebookInvalid(f"JSON that is not a notebook: expected an object with 'nbformat' and 'cells', "
+                              f"found one with {keys}")
+    if major == 3 or (major is None and "worksheets" in data):
+        return _from_version_3(data)
+    if major != 4:
+        found = "no 'nbformat' field" if major is None else f"nbformat {major!r}"
+        raise NotebookInvalid(f"JSON that is not a notebook of a known version: expected nbformat 4, found {found}")
+    cells = data.get("cells")
+    if not isinstance(cells, list):
+        found = "no 'cells'" if cells is None else f"'cells' that is {_kind(cells)}"
+        raise NotebookInvalid(f"JSON that is not a notebook: expected a list of cells, found {found}")
+    if not isinstance(data.get("metadata", {}), dict):
+        raise NotebookInvalid(f"the notebook's metadata is {_kind(data['metadata'])}, expected an object")
+    for number, cell in enumerate(cells, start=1):
+        if not isinstance(cell, dict):
+            raise NotebookInvalid(f"cell {number} is {_kind(cell)}, expected an object")
+        kind = cell.get("cell_type")
+        if kind not in CELL_TYPES:
+            raise NotebookInvalid(f"cell {number} has cell_type {kind!r}, expected one of {', '.join(CELL_TYPES)}")
+        cell["source"] = _text(cell.get("source", ""), f"cell {number}'s source")
+        if not isinstance(cell.get("metadata", {}), dict):
+            raise NotebookInvalid(f"cell {number}'s metadata is {_kind(cell['metadata'])}, expected an object")
+    return data
+
+
+def _from_version_3(data: dict) -> dict:
+    """An old (nbformat 3) notebook, converted by nbformat; anything it cannot take is said so."""
+    import warnings
+
+    import nbformat
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(json.dumps(data), as_version=4, capture_validation_error={})
+    except Exception as exc:  # noqa: BLE001 - nbformat's converter on a malformed old notebook
+        raise NotebookInvalid(f"an nbformat 3 notebook that cannot be converted ({type(exc).__name__}: "
+                              f"{str(exc)[:200]})") from None
+    return decode_notebook(json.dumps(nb).encode("utf-8"))
+
+
+def parse_notebook_json(path: os.PathLike | str) -> dict:
+    """`decode_notebook` of the file at `path` (read up to the size limit)."""
+    with open(Path(path), "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > MAX_NOTEBOOK_BYTES:
+            raise NotebookInvalid(f"it is {size / 1024 / 1024:.0f} MB, more than the "
+                                  f"{MAX_NOTEBOOK_BYTES // 1024 // 1024} MB a notebook may have")
+        raw = handle.read(MAX_NOTEBOOK_BYTES + 1)
+    return decode_notebook(raw)

@@ -1,0 +1,88 @@
+"""The one way the grader writes a CSV file (summary.csv, cms.csv, manual_points.csv): tutors open
+them in Excel or LibreOffice, so every file has the course's delimiter, decimal separator and BOM
+(`[cms]` in grading.toml), and no cell can be taken for a formula.
+
+Formulas: a cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return is a formula to a
+spreadsheet (`=HYPERLINK(...)` in a file name would become a link, `@SUM(A:A)` a computation), so it
+gets a leading `'` (OWASP's rule for CSV injection). Numbers are left as they are: matriculation
+numbers are digits and points are numbers, and neither ever starts that way (`-0.5` is a number, not
+a formula). A cell that already starts with `'` before such a character gets one more, so that
+`unprotect` gives back exactly what was written: reading `manual_points.csv` back finds its teams.
+"""
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from grader.textsafe import valid_text
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?")
+_PROTECTED = re.compile(r"^'+[=+\-@\t\r]")
+
+
+def protect(text: str) -> str:
+    """`text` as a spreadsheet shows it as text (see the module's doc)."""
+    if not text or _NUMBER.fullmatch(text):
+        return text
+    if text.startswith(FORMULA_START) or _PROTECTED.match(text):
+        return "'" + text
+    return text
+
+
+def unprotect(text: str) -> str:
+    """What `protect` was given."""
+    return text[1:] if _PROTECTED.match(text) else text
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    delimiter: str = ","
+    decimal: str = "."
+    bom: bool = True
+    line_end: str = "\r\n"
+
+    @classmethod
+    def of(cls, config) -> "CsvFormat":
+        """The format of `[cms]` in grading.toml (`config` may also be None: the defaults)."""
+        if config is None:
+            return cls()
+        return cls(delimiter=config.cms.delimiter, decimal=config.cms.decimal, bom=config.cms.bom)
+
+    def number(self, value: float | int | None) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return str(value).lower()
+        return f"{round(float(value), 4):g}".replace(".", self.decimal)
+
+
+class Text(str):
+    """A cell that is text although it may look like a number (a matriculation number): always
+    quoted, so that importers that honour quotes keep it as text (and its leading zero)."""
+
+
+def _field(value, fmt: CsvFormat) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return fmt.number(value)
+    if value is None:
+        return ""
+    text = protect(valid_text(str(value)))
+    if isinstance(value, Text):
+        return '"' + text.replace('"', '""') + '"'
+    if any(ch in text for ch in (fmt.delimiter, '"', "\n", "\r")) or text != text.strip():
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def render_csv(header: Iterable[str], rows: Iterable[Iterable], fmt: CsvFormat) -> bytes:
+    """The file's bytes: numbers (int, float) with the format's decimal separator, text protected
+    against formulas and quoted where needed, `Text` always quoted."""
+    buffer = io.StringIO()
+    if fmt.bom:
+        buffer.write("\ufeff")
+    for row in [list(header), *rows]:
+        buffer.write(fmt.delimiter.join(_field(value, fmt) for value in row) + fmt.line_end)
+    return buffer.getvalue().encode("utf-8")

@@ -1,0 +1,84 @@
+"""Text from students (file names, cell output, error messages, PDF text) made safe for where it goes.
+
+Two places need it here; HTML (`html.escape` in the pages) and CSV (`report/csvfile.py`) have their own:
+
+- the terminal: `terminal(text)` for a string printed through rich (markup escaped, control
+  characters shown as `\\x1b` instead of being sent), `plain(text)` for one printed as is. An ANSI
+  escape in a file name would otherwise recolour, hide or retitle the tutor's terminal, or emit a
+  hyperlink; `[/]` or `[link=...]` would be taken as rich markup (and `[/]` alone makes rich raise).
+- UTF-8: `valid_text` / `valid_json` replace lone surrogates (`"\\ud800"`), which a kernel's output, a
+  notebook's JSON escapes, a PDF's text or an undecodable file name can carry. Python strings hold
+  them, but nothing can write them as UTF-8: the report, the executed notebook and the CSVs would fail.
+"""
+from __future__ import annotations
+
+import re
+
+from rich.markup import escape
+
+REPLACEMENT = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# C0 and C1 control characters and DEL; bidirectional overrides and isolates, which reorder what a
+# terminal shows ("exe.txt" shown for "txt.exe"). Newlines and tabs are kept only where asked.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_LINE_BREAK = re.compile("[\n\r\t]")
+
+
+def valid_text(text: str) -> str:
+    """`text` with every lone surrogate replaced by U+FFFD, so that it can be written as UTF-8."""
+    if text.isascii():   # the common case, checked in C at memory speed (a cell may print 100 MB)
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(REPLACEMENT, text)
+
+
+def valid_json(value):
+    """A copy of a JSON-like value (dicts, lists, strings, numbers) with `valid_text` applied to every
+    string, keys included. Iterative: a kernel's output or a notebook may be nested deeper than
+    Python's recursion limit."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if not isinstance(value, (dict, list, tuple)):
+        return value
+    root: list = [None]
+    stack = [(root, 0, value)]
+    while stack:
+        parent, key, item = stack.pop()
+        if isinstance(item, dict):
+            copy = type(item)() if type(item) is not dict else {}
+            for k, v in item.items():
+                k = valid_text(k) if isinstance(k, str) else k
+                copy[k] = None
+                stack.append((copy, k, v))
+        elif isinstance(item, (list, tuple)):
+            copy = [None] * len(item)
+            for i, v in enumerate(item):
+                stack.append((copy, i, v))
+        elif isinstance(item, str):
+            copy = valid_text(item)
+        else:
+            copy = item
+        parent[key] = copy
+    return root[0]
+
+
+def _shown(match: re.Match) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def plain(text: object, *, lines: bool = False) -> str:
+    """Student text for a terminal, printed as is (not through rich markup): control characters are
+    shown escaped; line breaks and tabs become spaces unless `lines`."""
+    text = valid_text(str(text))
+    if not lines:
+        text = _LINE_BREAK.sub(" ", text)
+    return _CONTROL.sub(_shown, text)
+
+
+def terminal(text: object, *, lines: bool = False) -> str:
+    """Student text inside a string printed through rich: `plain`, then its markup escaped."""
+    return escape(plain(text, lines=lines))
