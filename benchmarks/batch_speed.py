@@ -544,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         from grader.run.dataset import stage_dataset
 
         config = load_config(tomls[workers])
-        staged = stage_dataset(config.data, config.data_source, cache_dir() / "data")
+        staged = stage_dataset(config.data, config.data_source, cache_dir() / "data", config.sheet_def.dataset)
         say(f"data: {staged.info.description} (fingerprint {staged.info.fingerprint})")
 
         say("calibrating (1 run of the solution, not timed)")

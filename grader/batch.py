@@ -26,8 +26,9 @@ from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Callable
 
-from grader.calibrate import SOLUTION, CalibrationError, accuracy_range, calibrate, time_limits
-from grader.config import CHECK_IDS, Config
+from grader.calibrate import CalibrationError, accuracy_range, calibrate, time_limits
+from grader.checks.framework import placeholder_checks
+from grader.config import Config
 from grader.fsclean import owned_dir, release_dir, sweep_stale
 from grader.intake import discover, duplicate_students, identify, parse_name
 from grader.intake.naming import kind_of
@@ -36,7 +37,7 @@ from grader.merge import SHARD_FILE
 from grader.pipeline import Graded, GradingContext, grade_submission, grade_submission_async, make_grader_info
 from grader.preflight import Preflight, preflight
 from grader.report.outputs import write_batch_outputs
-from grader.report.models import CheckResult, ExecutionInfo, Report, Violation
+from grader.models import ExecutionInfo, Report, Violation
 from grader.report.render import (read_report, report_path, write_atomic, write_executed, write_report,
                                   write_summary)
 from grader.report.score import build_report
@@ -126,7 +127,7 @@ def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: C
                     auto_calibrate: bool = True) -> GradingContext:
     """Stage the data once for the batch and find (or make) the accuracy range for it."""
     require_sandbox(config)   # a required sandbox that is missing stops the batch before it starts
-    data: StagedData = stage_dataset(config.data, config.data_source, cache_dir() / "data")
+    data: StagedData = stage_dataset(config.data, config.data_source, cache_dir() / "data", config.sheet_def.dataset)
     mpl_cache = cache_dir() / "matplotlib"
     mpl_cache.mkdir(exist_ok=True)
     cores = os.cpu_count() or 1
@@ -140,7 +141,7 @@ def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: C
                          threads=config.run.threads or max(1, cores // max(1, workers)),
                          mpl_cache=mpl_cache, kernel=kernel)
     found = accuracy_range(data.info.fingerprint)
-    if found is None and auto_calibrate and SOLUTION.exists():
+    if found is None and auto_calibrate and config.sheet_def.solution.exists():
         progress(f"No reference accuracies for {data.info.description} yet: running the solution notebook "
                  f"to calibrate (once; stored in reference/calibration.json).")
         try:
@@ -221,8 +222,7 @@ def preflight_only(root: Path, config: Config, *, shard: Shard | None = None) ->
 def error_report(job: Job, ctx: GradingContext, problem: str) -> Report:
     """The report of a submission the grader itself failed on: it says so, earns nothing, and is
     graded again by the next run (its `grader.error` violation)."""
-    checks = [CheckResult(id=c, exercise="6.6", status="error", points=0.0, max_points=ctx.config.checks.points(c),
-                          message=f"not graded: {problem}") for c in CHECK_IDS]
+    checks = placeholder_checks(ctx.config, "error", f"not graded: {problem}")
     return build_report(submission=job.submission.info(), violations=list(job.submission.violations) + [
         Violation(code=GRADER_ERROR, severity="error",
                   message=f"{job.submission.rel}: {problem}; run `grader grade` again to grade it")],
@@ -233,8 +233,7 @@ def error_report(job: Job, ctx: GradingContext, problem: str) -> Report:
 def unreadable_report(job: Job, ctx: GradingContext) -> Report:
     """The report of a file that cannot be read: what is wrong is in its violations."""
     problem = job.submission.violations[-1].message
-    checks = [CheckResult(id=c, exercise="6.6", status="skipped", points=0.0, max_points=ctx.config.checks.points(c),
-                          message="not graded: the submission's file cannot be read") for c in CHECK_IDS]
+    checks = placeholder_checks(ctx.config, "skipped", "not graded: the submission's file cannot be read")
     return build_report(submission=job.submission.info(), violations=list(job.submission.violations),
                         execution=ExecutionInfo(status="not_run", notes=[problem], data=ctx.data.info),
                         checks=checks, config=ctx.config, grader=ctx.grader)
@@ -267,7 +266,7 @@ def _init_worker(ctx: GradingContext, kind: str, parent_pid: int) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.set_exception_handler(_background_failure)
-    kernels = {"fork": ForkKernels, "warm": WarmKernels, "fresh": FreshKernels}[kind](ctx)
+    kernels = {"fork": ForkKernels, "warm": WarmKernels, "fresh": FreshKernels}[kind](ctx.kernel_context)
     _WORKER.update(loop=loop, kernels=kernels, ctx=ctx)
 
     def stop() -> None:

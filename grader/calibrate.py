@@ -18,17 +18,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median
 
-from grader.checks.sheet6 import AccuracyRange, choose_accuracies
+from grader.checks.framework import AccuracyRange
 from grader.config import Limits
 from grader.intake.types import Workspace
 from grader.pipeline import REFERENCE_DIR, observe
-from grader.report.models import DataInfo, TimeLimits
+from grader.models import DataInfo, TimeLimits
 from grader.report.render import write_atomic
 from grader.run.execute import configured_time_limits
 from grader.run.kernels import FreshKernels
 
 CALIBRATION_FILE = REFERENCE_DIR / "calibration.json"
-SOLUTION = REFERENCE_DIR / "solution.ipynb"
 
 # "auto" time limits: a cell may take CELL_FACTOR times the solution's slowest cell on the same data,
 # at least CELL_FLOOR_S; a notebook one cell at that limit plus NOTEBOOK_FACTOR times the solution's
@@ -110,18 +109,21 @@ def time_limits(limits: Limits, data: DataInfo, path: Path | None = None) -> Tim
 
 
 async def _observe(workspace, ctx):
-    async with FreshKernels(ctx) as kernels:
+    async with FreshKernels(ctx.kernel_context) as kernels:
         execution, observations, _ = await observe(workspace, ctx, kernels)
     return execution, observations
 
 
-def calibrate(ctx, runs: int = 3, path: Path | None = None, solution: Path = SOLUTION,
+def calibrate(ctx, runs: int = 3, path: Path | None = None, solution: Path | None = None,
               progress=print) -> AccuracyRange:
-    """Run the solution `runs` times on ctx's data and store its accuracies under the data's fingerprint."""
+    """Run the solution `runs` times on ctx's data and store its accuracies under the data's fingerprint.
+    `solution`: the sheet's solution notebook by default."""
+    sheet = ctx.config.sheet_def
+    solution = solution or sheet.solution
     if not solution.exists():
         raise CalibrationError(f"{solution} is missing: calibration needs the solution notebook "
                                f"(it is not part of the students' package)")
-    results: dict[str, list[list[float]]] = {"baseline": [], "batchnorm": []}
+    results: dict[str, list[list[float]]] = {network.key: [] for network in sheet.networks}
     cell_seconds: list[list[float]] = []
     # The solution runs under the configured limits, or the fallback where they say "auto" (never
     # under limits derived from an earlier calibration, which a slower solution might exceed).
@@ -138,14 +140,15 @@ def calibrate(ctx, runs: int = 3, path: Path | None = None, solution: Path = SOL
         if execution.info.status != "ok" or observations.status != "ok":
             raise CalibrationError(f"the solution did not run cleanly on {ctx.data.info.description}: "
                                    f"{execution.info.status}, {execution.info.errors or observations.message}")
+        recorded = sheet.recorded_accuracies(observations, ctx.config.tolerance.epochs)
         for key in results:
-            chosen = choose_accuracies(observations.network(key), ctx.config.tolerance.epochs)
-            if chosen is None:
+            if key not in recorded:
                 raise CalibrationError(f"the solution recorded no accuracies for {key}")
-            results[key].append([round(v, 6) for v in chosen[1]])
+            results[key].append([round(v, 6) for v in recorded[key]])
         cell_seconds.append([round(v, 2) for v in execution.cell_seconds])
-        progress(f"calibration run {run + 1}/{runs}: baseline {results['baseline'][-1]}, "
-                 f"batchnorm {results['batchnorm'][-1]}, cells {cell_seconds[-1]} s")
+        progress(f"calibration run {run + 1}/{runs}: "
+                 + ", ".join(f"{key} {values[-1]}" for key, values in results.items())
+                 + f", cells {cell_seconds[-1]} s")
     path = path or calibration_file()
     data = load_calibration(path)
     data[ctx.data.info.fingerprint] = {

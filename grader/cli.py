@@ -74,7 +74,7 @@ class ProgressReporter:
             self.progress.stop()
 
 
-def _final_table(console: Console, result, out_dir: Path, seconds: float) -> None:
+def _final_table(console: Console, result, out_dir: Path, seconds: float, automatic_exercise: str) -> None:
     statuses = Counter(report.execution.status for _, report in result.reports)
     points = Counter(round(sum(c.points for c in r.checks), 2) for _, r in result.reports)
     # Titles above the tables, not in them: a table title wraps to the width of its (narrow) table.
@@ -86,7 +86,7 @@ def _final_table(console: Console, result, out_dir: Path, seconds: float) -> Non
     for status, count in sorted(statuses.items()):
         table.add_row(status, str(count))
     console.print(table)
-    console.print("Automatic points (6.6):")
+    console.print(f"Automatic points ({automatic_exercise}):")
     dist = Table()
     dist.add_column("points", justify="right")
     dist.add_column("submissions", justify="right")
@@ -155,7 +155,7 @@ def cmd_grade(args, console: Console) -> int:
                            show_preflight=lambda found: print_preflight(console, found))
     finally:
         reporter.stop()
-    _final_table(console, result, Path(args.out), time.monotonic() - started)
+    _final_table(console, result, Path(args.out), time.monotonic() - started, config.sheet_def.automatic_exercise)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {terminal(warning, lines=True)}", highlight=False)
     return 0 if result.all_reported else 1

@@ -12,22 +12,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, PositiveFloat, PositiveInt, ValidationError,
-                      WithJsonSchema, model_validator)
+                      ValidationInfo, WithJsonSchema, model_validator)
+
+from grader.sheet import DEFAULT_SHEET, Sheet, SheetError, load_sheet
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:   # Python 3.10 (Ubuntu 22.04's): the same parser, as a package
     import tomli as tomllib
-
-CHECK_IDS = (
-    "baseline.architecture",
-    "baseline.forward",
-    "baseline.training_setup",
-    "baseline.accuracies",
-    "batchnorm.architecture",
-    "batchnorm.behaviour",
-)
-EXERCISE_IDS = ("6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7")
 
 
 class ConfigError(Exception):
@@ -38,42 +30,79 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Exercises(_Section):
-    model_config = ConfigDict(extra="allow", frozen=True)
-    bonus: tuple[str, ...] = ("6.7",)
+class SheetChoice(_Section):
+    """Which sheet is graded: a package of grader/sheets/, or of the folder `path` (relative to this file)."""
+    name: str = DEFAULT_SHEET
+    path: str = ""
 
-    @model_validator(mode="after")
-    def _points(self) -> "Exercises":
-        extra = dict(self.model_extra or {})
-        for key, value in extra.items():
-            if key not in EXERCISE_IDS:
-                raise ValueError(f"unknown exercise {key!r} (expected one of {', '.join(EXERCISE_IDS)})")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"exercise {key!r}: points must be a number >= 0, got {value!r}")
-        missing = [e for e in EXERCISE_IDS if e not in extra]
-        if missing:
-            raise ValueError(f"missing points for exercise(s) {', '.join(missing)}")
-        for b in self.bonus:
-            if b not in EXERCISE_IDS:
-                raise ValueError(f"bonus names unknown exercise {b!r}")
-        return self
+
+def _points_value(what: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{what}: points must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+class Exercises(_Section):
+    """Points per exercise of the sheet (its ids, checked against the sheet) and which are bonus."""
+    model_config = ConfigDict(extra="allow", frozen=True)
+    bonus: tuple[str, ...] = ()
 
     @property
     def points(self) -> dict[str, float]:
-        return {e: float((self.model_extra or {})[e]) for e in EXERCISE_IDS}
+        return {e: float(v) for e, v in (self.model_extra or {}).items()}
 
 
 class Checks(_Section):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    baseline_architecture: float = Field(0.25, alias="baseline.architecture", ge=0)
-    baseline_forward: float = Field(0.25, alias="baseline.forward", ge=0)
-    baseline_training_setup: float = Field(0.25, alias="baseline.training_setup", ge=0)
-    baseline_accuracies: float = Field(0.25, alias="baseline.accuracies", ge=0)
-    batchnorm_architecture: float = Field(0.25, alias="batchnorm.architecture", ge=0)
-    batchnorm_behaviour: float = Field(0.25, alias="batchnorm.behaviour", ge=0)
+    """Points per automatic check of the sheet (its registry's ids; missing ones get the registry's points)."""
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     def points(self, check_id: str) -> float:
-        return getattr(self, check_id.replace(".", "_"))
+        return float((self.model_extra or {})[check_id])
+
+
+def _sheet_sections(raw: dict, base_dir: Path | None) -> dict:
+    """`raw` with [exercises] and [checks] checked against the sheet named by [sheet], and filled in
+    with the sheet's own points where grading.toml leaves them out."""
+    choice = raw.get("sheet") or {}
+    if not isinstance(choice, dict):
+        return raw
+    name, folder = choice.get("name", DEFAULT_SHEET), choice.get("path", "")
+    if not isinstance(name, str) or not isinstance(folder, str):
+        return raw   # the section's own validation names the key
+    if folder:
+        path = Path(os.path.expanduser(folder))
+        folder = str(path if path.is_absolute() else (base_dir or Path.cwd()) / path)
+    try:
+        sheet = load_sheet(name, folder)
+    except SheetError as exc:
+        raise ValueError(f"[sheet]: {exc}") from exc
+    raw = dict(raw)
+    exercises = raw.get("exercises")
+    if exercises is None:
+        raw["exercises"] = {**sheet.exercises, "bonus": sheet.bonus}
+    elif isinstance(exercises, dict):
+        given = {k: v for k, v in exercises.items() if k != "bonus"}
+        for key, value in given.items():
+            if key not in sheet.exercises:
+                raise ValueError(f"exercises: unknown exercise {key!r} ({sheet.name} has {', '.join(sheet.exercises)})")
+            _points_value(f"exercises: exercise {key!r}", value)
+        missing = [e for e in sheet.exercises if e not in given]
+        if missing:
+            raise ValueError(f"exercises: missing points for exercise(s) {', '.join(missing)}")
+        bonus = exercises.get("bonus", sheet.bonus)
+        for b in bonus if isinstance(bonus, (list, tuple)) else ():
+            if b not in sheet.exercises:
+                raise ValueError(f"exercises: bonus names unknown exercise {b!r}")
+        raw["exercises"] = {**{e: given[e] for e in sheet.exercises}, "bonus": bonus}
+    checks = raw.get("checks") or {}
+    if isinstance(checks, dict):
+        for key, value in checks.items():
+            if key not in sheet.check_ids:
+                raise ValueError(f"unknown key 'checks.{key}': {sheet.name} has no check {key!r} "
+                                 f"(its checks: {', '.join(sheet.check_ids)})")
+            _points_value(f"checks.{key}", value)
+        raw["checks"] = {c: float(checks.get(c, points)) for c, points in sheet.checks.default_points.items()}
+    return raw
 
 
 class Tolerance(_Section):
@@ -169,7 +198,8 @@ class Run(_Section):
 
 
 class Config(_Section):
-    exercises: Exercises = Field(default_factory=lambda: Exercises.model_validate(_DEFAULT_EXERCISES))
+    sheet: SheetChoice = Field(default_factory=SheetChoice)
+    exercises: Exercises = Field(default_factory=Exercises)
     checks: Checks = Field(default_factory=Checks)
     tolerance: Tolerance = Field(default_factory=Tolerance)
     limits: Limits = Field(default_factory=Limits)
@@ -182,6 +212,13 @@ class Config(_Section):
     base_dir: Path = Field(default=Path("."), exclude=True)
     fingerprint: str = Field(default="", exclude=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _against_the_sheet(cls, raw, info: ValidationInfo):
+        if not isinstance(raw, dict):
+            return raw
+        return _sheet_sections(raw, (info.context or {}).get("base_dir"))
+
     @model_validator(mode="after")
     def _disk_holds_a_submission(self) -> "Config":
         if self.limits.disk_mb < self.archive.max_uncompressed_mb:
@@ -189,6 +226,18 @@ class Config(_Section):
                              f"({self.archive.max_uncompressed_mb:g}): a kernel's workspace must hold the "
                              "unpacked submission")
         return self
+
+    @property
+    def sheet_folder(self) -> Path | None:
+        if not self.sheet.path:
+            return None
+        path = Path(os.path.expanduser(self.sheet.path))
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    @property
+    def sheet_def(self) -> Sheet:
+        """The sheet graded (its exercises, checks, networks and data), loaded once per process."""
+        return load_sheet(self.sheet.name, str(self.sheet_folder or ""))
 
     @property
     def data_source(self) -> Path | None:
@@ -204,9 +253,6 @@ class Config(_Section):
     @property
     def worker_count(self) -> int:
         return self.run.workers or max(1, os.cpu_count() or 1)
-
-
-_DEFAULT_EXERCISES = {"6.1": 3.75, "6.2": 1.25, "6.3": 0.75, "6.4": 1.5, "6.5": 1.0, "6.6": 1.75, "6.7": 1.5}
 
 
 def _key(loc: tuple) -> str:
@@ -268,12 +314,14 @@ def differences_from_defaults(config: Config) -> list[str]:
 def config_from_dict(raw: dict, *, source: str = "<config>", base_dir: Path | None = None,
                      raw_bytes: bytes | None = None) -> Config:
     try:
-        config = Config.model_validate(raw)
+        config = Config.model_validate(raw, context={"base_dir": base_dir})
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            key = _key(err["loc"]) or "(top level)"
-            if err["type"] == "extra_forbidden":
+            key = _key(err["loc"])
+            if not key:   # the sheet's checks and exercises (their messages name the key)
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
+            elif err["type"] == "extra_forbidden":
                 problems.append(f"unknown key '{key}'")
             else:
                 value = err.get("input")

@@ -20,10 +20,10 @@ import numpy as np
 from grader import __version__
 from grader.checks.environment import (environment_faults, fault_notes, fault_violations, outside_course_violations,
                                        pip_notes, review_checks)
-from grader.intake.imports import notebook_imports
-from grader.checks.sheet6 import AccuracyRange, choose_accuracies, run_checks
+from grader.checks.framework import AccuracyRange, run_checks
 from grader.config import Config
-from grader.intake import check_identity, identify, team_with_emails, unpack
+from grader.intake.imports import notebook_imports
+from grader.intake import SheetHints, check_identity, identify, team_with_emails, unpack
 from grader.intake.identity import team_from_files
 from grader.intake.identity import pdf_text as read_pdf_text
 from grader.intake.naming import complete_from_files
@@ -32,9 +32,9 @@ from grader.intake.types import Submission, Workspace
 from grader.notebook_file import NotebookInvalid
 from grader.parser_child import ParseLimits
 from grader.parser_child import configure as configure_parsing
-from grader.report.evidence import notebook_evidence, pdf_hints
-from grader.report.models import ExecutionInfo, GraderInfo, Report, TimeLimits, Violation
+from grader.models import ExecutionInfo, GraderInfo, Report, TimeLimits, Violation
 from grader.report.score import build_report
+from grader.run.context import KernelContext
 from grader.run.dataset import StagedData, link_into, probe_batch
 from grader.run.environment import KernelEnvironment
 from grader.run.execute import Execution, KernelStartError, ProgressCallback, read_notebook
@@ -72,6 +72,13 @@ class GradingContext:
     @property
     def probe_inputs(self) -> tuple[np.ndarray, np.ndarray]:
         return _probe_inputs(self.data)
+
+    @property
+    def kernel_context(self) -> KernelContext:
+        """What the run stage needs to start this batch's kernels."""
+        return KernelContext(config=self.config, work_dir=self.work_dir, data_root=self.data.root,
+                             threads=self.threads, mpl_cache=self.mpl_cache, time_limits=self.time_limits,
+                             warmup_imports=self.config.sheet_def.warmup_imports)
 
 
 _PROBE_INPUTS: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
@@ -135,7 +142,7 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
         workspace = _relocate(workspace, kernel.workspace)
         link_into(ctx.data, workspace.dir)
         await kernel.session.copy_in()
-        setup_failed = prepare_kernel(kernel.session, ctx.data.raw_dir)
+        setup_failed = prepare_kernel(kernel.session, ctx.data.raw_dir, ctx.config.sheet_def.dataset.torchvision_class)
         phases.lap("kernel_start")
         execution = await kernel.session.run_notebook(notebook, progress=progress)
         phases.lap("cells")
@@ -145,7 +152,8 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
             execution = await _restart_for_probe(kernel.session, execution, ctx)
         if execution.alive:
             probe_x, probe_y = ctx.probe_inputs
-            observations = await probe(kernel.session, probe_x, probe_y, timeout_s=limits.probe_timeout_s)
+            observations = await probe(kernel.session, probe_x, probe_y, timeout_s=limits.probe_timeout_s,
+                                       networks=ctx.config.sheet_def.networks)
             if observations.status == "ok" and not observations.setup_ran:
                 execution = _with_note(execution, "the grader's set-up step did not run before the notebook: "
                                                   "networks kept under other names, and data under another root, "
@@ -168,7 +176,7 @@ async def _restart_for_probe(session, execution: Execution, ctx: GradingContext)
     fatal = execution.info.last_cell
     if not await session.restart():
         return _with_note(execution, "the kernel could not be restarted for the probe")
-    prepare_kernel(session, ctx.data.raw_dir)
+    prepare_kernel(session, ctx.data.raw_dir, ctx.config.sheet_def.dataset.torchvision_class)
     ran, failed = await session.replay(execution.notebook, fatal)
     note = (f"the kernel was restarted for the probe and ran cells In [1]–In [{ran}] again"
             + (f" (cell(s) {', '.join(f'In [{n}]' for n in failed)} failed this time)" if failed else ""))
@@ -193,7 +201,7 @@ def grade_submission(path: Path, root: Path, ctx: GradingContext, submission: Su
                      progress: ProgressCallback | None = None) -> Graded:
     """Grade one submission file in a kernel of its own. Never raises for anything the submission does."""
     async def run() -> Graded:
-        async with FreshKernels(ctx) as kernels:
+        async with FreshKernels(ctx.kernel_context) as kernels:
             return await grade_submission_async(path, root, ctx, kernels, submission, progress)
     return asyncio.run(run())
 
@@ -209,7 +217,7 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
     submission = submission or identify(path, root, ctx.config.naming)
     unpack_dir = Path(tempfile.mkdtemp(prefix=_safe(submission.stem)[:40] + "-", dir=ctx.work_dir))
     try:
-        workspace = unpack(submission, unpack_dir, ctx.config.archive)
+        workspace = unpack(submission, unpack_dir, ctx.config.archive, SheetHints.of(ctx.config.sheet_def))
         identity = check_identity(submission, workspace)   # the files against the file name's team
         # Where the file's name does not say (all of) who submitted it, the files do, and so can the
         # expected name (the naming messages then say that name).
@@ -238,21 +246,18 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
                     f"{submission.rel}: the notebook '{where}' cannot be read: {exc}")))
                 execution = _not_run(f"the notebook '{where}' is not a readable notebook: {exc}", ctx)
                 observations = not_run(f"the notebook could not be read ({exc}), so the automatic checks were skipped")
+        sheet = ctx.config.sheet_def
         checks = run_checks(observations, ctx.config, ctx.accuracy_range)
         # A module the kernel lacks or data the grader cannot serve: the team is not marked down for it.
-        faults = environment_faults(executed)
+        faults = environment_faults(executed, sheet.dataset.path_words)
         imports = notebook_imports(executed) if executed is not None else None
-        violations += fault_violations(faults) + outside_course_violations(executed, ctx.outside_course, faults, imports)
+        violations += (fault_violations(faults, sheet.dataset.served_hint)
+                       + outside_course_violations(executed, ctx.outside_course, faults, imports))
         checks = review_checks(checks, faults)
         if notes := fault_notes(faults) + pip_notes(executed, ctx.kernel, imports):
             execution = execution.model_copy(update={"notes": [*execution.notes, *notes]})
-        evidence = pdf_hints(pdf_text)
-        evidence["6.6"] = notebook_evidence(executed)
-        accuracies = {}
-        for key in ("baseline", "batchnorm"):
-            net = observations.network(key)
-            if net is not None and (chosen := choose_accuracies(net, ctx.config.tolerance.epochs)):
-                accuracies[key] = chosen[1]
+        evidence = sheet.evidence(pdf_text, executed)
+        accuracies = sheet.recorded_accuracies(observations, ctx.config.tolerance.epochs)
         info = submission.info().model_copy(update={"team": team})
         if workspace.notebook is not None:
             info = info.model_copy(update={"notebook": workspace.notebook.relative_to(workspace.dir).as_posix()})

@@ -19,7 +19,7 @@ from typing import Literal
 import nbformat
 
 from grader.config import Config
-from grader.intake import unpack
+from grader.intake import SheetHints, unpack
 from grader.intake.imports import PLATFORM_MODULES, NotebookImports, notebook_imports, shipped_modules
 from grader.intake.types import Submission
 from grader.course_environment import DISTRIBUTIONS as COURSE_DISTRIBUTIONS
@@ -97,7 +97,7 @@ def read_submission(submission: Submission, config: Config, work_dir: Path) -> t
     """The notebook's imports and the modules the submission ships, or why they cannot be read."""
     folder = Path(tempfile.mkdtemp(prefix="preflight-", dir=work_dir))
     try:
-        workspace = unpack(submission, folder, config.archive)
+        workspace = unpack(submission, folder, config.archive, SheetHints.of(config.sheet_def))
         if workspace.notebook is None:
             return "no notebook"
         try:

@@ -3,7 +3,7 @@
 It goes through the same pipeline as the tutors' grading (identify → unpack → execute → probe → check
 → score), in this process, on a small subset of the data by default, and prints a short verdict
 with the cells' progress while the notebook runs. What it prints, as text or `--json`, is the
-report `evidence.for_students` leaves: no tutors' material (the 6.3 key, tutors' notes). Nothing is
+report `report.students.for_students` leaves: no tutors' material (the key of a written exercise, tutors' notes). Nothing is
 written but temporary files, removed at the end.
 
 The verdict has three levels, and the exit status follows them:
@@ -33,7 +33,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from grader.config import Config, load_config
 from grader.fsclean import owned_dir, remove_tree
-from grader.report.models import Report
+from grader.models import Report
+from grader.sheet import Sheet, load_sheet
 from grader.textsafe import terminal
 
 # The small subset of a default check: enough for every check, a fraction of the training time.
@@ -177,18 +178,18 @@ def _cell(error) -> str:
     return f"In [{error.execution_count}]" if error.execution_count else f"cell {error.cell}"
 
 
-def _data_line(report: Report) -> str | None:
+def _data_line(report: Report, sheet: Sheet) -> str | None:
     data = report.execution.data
     if data is None:
         return None
+    title = sheet.dataset.title
     if data.kind == "generated":
-        what = (f"a generated stand-in of Fashion-MNIST (made on this machine, offline: no download), "
+        what = (f"a generated stand-in of {title} (made on this machine, offline: no download), "
                 f"{data.train_size:,} training / {data.test_size:,} test images")
     else:
-        what = f"Fashion-MNIST, {data.train_size:,} training / {data.test_size:,} test images"
-    if data.train_size and data.train_size <= 6000:
-        what += ("; on data this small the baseline learns little in 5 epochs (plain SGD, lr 0.001): a test "
-                 "accuracy around 10 % (a few % to 20 %) is expected, and the accuracy check allows for it")
+        what = f"{title}, {data.train_size:,} training / {data.test_size:,} test images"
+    if data.train_size and data.train_size <= 6000 and sheet.small_data_note:
+        what += "; " + sheet.small_data_note
     return what
 
 
@@ -201,27 +202,30 @@ def _isolation_line(report: Report) -> str | None:
     return "ran on your own machine without a sandbox, which is fine for a self-check"
 
 
-def student_report(report: Report) -> Report:
-    """The report `grader check` shows: no tutors' material (evidence.for_students), and the data and
+def student_report(report: Report, sheet: Sheet | None = None) -> Report:
+    """The report `grader check` shows: no tutors' material (students.for_students), and the data and
     the sandbox said in a student's words."""
-    from grader.report.evidence import for_students
+    from grader.report.students import for_students
     from grader.run.sandbox import is_isolation_note
 
-    report = for_students(report)
+    sheet = sheet or load_sheet()
+    report = for_students(report, sheet.student_evidence)
     ex = report.execution
     notes = [n for n in ex.notes if not is_isolation_note(n)]
     if line := _isolation_line(report):
         notes.insert(0, f"the notebook {line}")
     update: dict = {"notes": notes}
-    if ex.data is not None and (line := _data_line(report)):
+    if ex.data is not None and (line := _data_line(report, sheet)):
         update["data"] = ex.data.model_copy(update={"description": line})
     return report.model_copy(update={"execution": ex.model_copy(update=update)})
 
 
-def print_verdict(report: Report, console: Console, given: CheckInput | None = None) -> None:
+def print_verdict(report: Report, console: Console, given: CheckInput | None = None,
+                  sheet: Sheet | None = None) -> None:
     """The report as a student reads it on a terminal. Every string from the submission is escaped."""
     from grader.run.sandbox import is_isolation_note
 
+    sheet = sheet or load_sheet()
     given = given or CheckInput(given=Path(report.submission.file), kind="zip",
                                 target=Path(report.submission.file), root=Path("."))
     sub = report.submission
@@ -257,8 +261,9 @@ def print_verdict(report: Report, console: Console, given: CheckInput | None = N
         out(f"  {_MARK[check.status]} {terminal(check.id)} ({check.points:g}/{check.max_points:g}): {terminal(check.message)}")
     tutor = [e for e in report.exercises if e.points is None]
     if tutor:
-        out("  graded by tutors: " + ", ".join(("6.6 part 3 (plot and answer)" if e.id == "6.6" else e.id)
-                                              for e in tutor))
+        out("  graded by tutors: " + ", ".join(
+            (f"{sheet.manual_part_id} ({sheet.manual_part_short})" if e.id == sheet.automatic_exercise else e.id)
+            for e in tutor))
     out(f"  verdict: {_verdict_text(report, given.kind)}")
 
 
@@ -383,11 +388,11 @@ def check_path(path: Path, *, config_path: str | None, as_json: bool, full: bool
             for line in found.warning_lines(how_to_add=False):
                 progress.say(line)
             report = grade_submission(given.target, given.root, ctx, submission, progress=progress.cell).report
-        report = student_report(report)
+        report = student_report(report, config.sheet_def)
         if as_json:
             print(report.model_dump_json(indent=2))
         else:
-            print_verdict(report, console, given)
+            print_verdict(report, console, given, config.sheet_def)
         return EXIT_STATUS[verdict(report, given.kind)]
     except KeyboardInterrupt:
         console.print(f"[yellow]check interrupted[/]: {terminal(str(path))} was not checked to the end, and nothing "

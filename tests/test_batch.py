@@ -15,7 +15,8 @@ import nbformat
 import pytest
 
 from conftest import needs_torch
-from grader.report.models import Report
+from grader.models import Report
+from grader.sheets.sheet6 import SHEET
 
 pytestmark = [pytest.mark.kernel, needs_torch]
 
@@ -45,7 +46,7 @@ def batch_setup(tmp_path):
     config_path = tmp_path / "grading.toml"
     config_path.write_text('[data]\nsource = ""\ntrain_size = 256\ntest_size = 128\n[run]\nworkers = 2\n')
     config = load_config(config_path)
-    staged = stage_dataset(config.data, None, cache_dir() / "data")
+    staged = stage_dataset(config.data, None, cache_dir() / "data", SHEET.dataset)
     calibration = calibration_file()
     entries = json.loads(calibration.read_text()) if calibration.exists() else {}
     entries[staged.info.fingerprint] = {"baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5]}

@@ -6,10 +6,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from grader.checks.sheet6 import (AccuracyRange, check_baseline_accuracies, check_baseline_architecture,
-                                  check_baseline_forward, check_baseline_training_setup,
-                                  check_batchnorm_architecture, check_batchnorm_behaviour, choose_accuracies,
-                                  run_checks)
+from grader.checks.framework import AccuracyRange, run_checks
+from grader.sheets.sheet6.accuracies import choose_accuracies
+from grader.sheets.sheet6.checks import (check_baseline_accuracies, check_baseline_architecture,
+                                         check_baseline_forward, check_baseline_training_setup,
+                                         check_batchnorm_architecture, check_batchnorm_behaviour)
 from grader.config import Config
 from grader.run.probe import (AccuracyCandidate, ModelObservation, NetworkObservation, Observations, Op,
                               OptimizerStep, TestMode, Training)
@@ -236,7 +237,7 @@ def test_missing_class_fails_with_its_name():
     ("Epoch 1: train accuracy 0.5\n" * 5, None),                   # training accuracies only
 ])
 def test_printed_accuracies(printed, expected):
-    from grader.checks.sheet6 import printed_accuracies
+    from grader.sheets.sheet6.accuracies import printed_accuracies
 
     found = printed_accuracies(printed, 5)
     assert found == (pytest.approx(expected) if expected else None)

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from grader.config import CHECK_IDS, ConfigError, config_from_dict, load_config
+from grader.config import ConfigError, config_from_dict, load_config
+from grader.sheets.sheet6 import SHEET
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -13,7 +14,7 @@ def test_shipped_configuration_is_valid_and_matches_the_sheet():
     points = config.exercises.points
     assert sum(v for k, v in points.items() if k not in config.exercises.bonus) == pytest.approx(10.0)
     assert points["6.7"] == 1.5 and config.exercises.bonus == ("6.7",)
-    assert sum(config.checks.points(c) for c in CHECK_IDS) == pytest.approx(1.5)
+    assert sum(config.checks.points(c) for c in SHEET.check_ids) == pytest.approx(1.5)
     assert config.tolerance.learning_rate == 0.001
     assert len(config.fingerprint) == 64
 

@@ -15,8 +15,8 @@ import pytest
 from rich.console import Console
 
 from conftest import ROOT, needs_torch, tiny_config
-from grader.config import CHECK_IDS
-from grader.report.models import Report
+from grader.models import Report
+from grader.sheets.sheet6 import SHEET
 
 pytestmark = [pytest.mark.kernel, needs_torch]
 
@@ -59,7 +59,7 @@ def test_corpus_notebook_gets_its_verdicts(corpus_run, name):
     report, expected = reports[name], EXPECTED[name]
     messages = {c.id: c.message for c in report.checks}
     assert {c.id: c.status for c in report.checks} == expected["checks"], messages
-    assert [c.id for c in report.checks] == list(CHECK_IDS)
+    assert [c.id for c in report.checks] == list(SHEET.check_ids)
     assert report.execution.status == expected["execution"], report.execution
     codes = [v.code for v in report.violations if v.code.startswith("environment.")]
     assert codes == expected["violations"], [v.message for v in report.violations]

@@ -1,6 +1,7 @@
 """Data staging (grader/run/dataset.py): IDX files, subsets, the generated stand-in, cache, workspaces."""
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import stat
@@ -15,6 +16,8 @@ from grader.config import Data
 from grader.run import dataset as ds
 from grader.run.dataset import (RAW_NAMES, STAGED_NAMES, DataError, link_into, probe_batch, read_idx, stage_dataset,
                                 write_idx)
+from grader.sheets.sheet6 import SHEET
+from grader.sheets.sheet6.standin import generate_standin
 
 REAL = (Path(__file__).parents[1] / "../shared/data/fashion-mnist").resolve()
 needs_real = pytest.mark.skipif(not (REAL / "t10k-images-idx3-ubyte.gz").is_file(),
@@ -76,8 +79,8 @@ def test_subset_deterministic_sized_and_stratified(tmp_path):
     src = small_source(tmp_path / "src", n_train=1000, n_test=200)
     full = read_idx(src / "train-labels-idx1-ubyte.gz")
     data = Data(source=str(src), train_size=300, test_size=60, seed=3)
-    a = stage_dataset(data, src, tmp_path / "c1")
-    b = stage_dataset(data, src, tmp_path / "c2")
+    a = stage_dataset(data, src, tmp_path / "c1", SHEET.dataset)
+    b = stage_dataset(data, src, tmp_path / "c2", SHEET.dataset)
     assert a.info.kind == "real-subset" and a.info.train_size == 300 and a.info.test_size == 60
     assert "300 of 1000 training and 60 of 200 test images, seed 3" in a.info.description
     assert a.info.fingerprint == b.info.fingerprint == a.root.name
@@ -89,14 +92,14 @@ def test_subset_deterministic_sized_and_stratified(tmp_path):
     np.testing.assert_array_equal(images[:, 0, 0], labels)  # images keep their labels
     want = np.bincount(full, minlength=10) * 300 / len(full)
     assert np.all(np.abs(np.bincount(labels, minlength=10) - want) <= 1)
-    other = stage_dataset(Data(source=str(src), train_size=300, test_size=60, seed=4), src, tmp_path / "c1")
+    other = stage_dataset(Data(source=str(src), train_size=300, test_size=60, seed=4), src, tmp_path / "c1", SHEET.dataset)
     assert other.info.fingerprint != a.info.fingerprint
     assert (other.raw_dir / RAW_NAMES[0]).read_bytes() != (a.raw_dir / RAW_NAMES[0]).read_bytes()
 
 
 def test_full_source_uncompressed_is_kind_real(tmp_path):
     src = small_source(tmp_path / "src", gz=False)
-    staged = stage_dataset(Data(source=str(src), train_size=0, test_size=0), src, tmp_path / "cache")
+    staged = stage_dataset(Data(source=str(src), train_size=0, test_size=0), src, tmp_path / "cache", SHEET.dataset)
     assert staged.info.kind == "real" and (staged.info.train_size, staged.info.test_size) == (200, 50)
     for name in RAW_NAMES:
         assert (staged.raw_dir / name).read_bytes() == (src / name).read_bytes()
@@ -104,7 +107,7 @@ def test_full_source_uncompressed_is_kind_real(tmp_path):
 
 @needs_real
 def test_real_source_loads_in_torchvision_offline(tmp_path):
-    staged = stage_dataset(Data(source=str(REAL), train_size=600, test_size=100, seed=6), REAL, tmp_path / "cache")
+    staged = stage_dataset(Data(source=str(REAL), train_size=600, test_size=100, seed=6), REAL, tmp_path / "cache", SHEET.dataset)
     assert staged.info.kind == "real-subset"
     assert f"600 of 60000 training and 100 of 10000 test images, seed 6, from {REAL}" in staged.info.description
     ws = tmp_path / "ws"
@@ -123,7 +126,7 @@ def test_missing_file_is_an_error(tmp_path):
     src = small_source(tmp_path / "src")
     (src / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.*missing"):
-        stage_dataset(Data(source=str(src)), src, tmp_path / "cache")
+        stage_dataset(Data(source=str(src)), src, tmp_path / "cache", SHEET.dataset)
 
 
 def test_corrupt_file_is_an_error_naming_it(tmp_path):
@@ -131,35 +134,35 @@ def test_corrupt_file_is_an_error_naming_it(tmp_path):
     bad = src / "train-images-idx3-ubyte"
     bad.write_bytes(b"\x00\x00\x08\x01" + bad.read_bytes()[4:])   # says "labels"
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte.*magic"):
-        stage_dataset(Data(source=str(src), train_size=100, test_size=10), src, tmp_path / "cache")
+        stage_dataset(Data(source=str(src), train_size=100, test_size=10), src, tmp_path / "cache", SHEET.dataset)
     small_source(src, gz=False)
     bad.write_bytes(bad.read_bytes()[:-100])                      # truncated
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte.*size"):
-        stage_dataset(Data(source=str(src), train_size=100, test_size=10), src, tmp_path / "cache")
+        stage_dataset(Data(source=str(src), train_size=100, test_size=10), src, tmp_path / "cache", SHEET.dataset)
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())  # nothing half-staged
 
 
 def test_source_smaller_than_requested_is_an_error(tmp_path):
     src = small_source(tmp_path / "src")
     with pytest.raises(DataError, match="train-images.*200 images.*asks for 6000"):
-        stage_dataset(Data(source=str(src), train_size=6000, test_size=10), src, tmp_path / "cache")
+        stage_dataset(Data(source=str(src), train_size=6000, test_size=10), src, tmp_path / "cache", SHEET.dataset)
 
 
 # ---------------------------------------------------------------------------------- generated
 
 def test_missing_source_folder_uses_generated(tmp_path):
     gone = tmp_path / "nowhere"
-    staged = stage_dataset(Data(source=str(gone), train_size=500, test_size=100, seed=2), gone, tmp_path / "c")
+    staged = stage_dataset(Data(source=str(gone), train_size=500, test_size=100, seed=2), gone, tmp_path / "c", SHEET.dataset)
     assert staged.info.kind == "generated"
     assert f"source folder {gone} not found" in staged.info.description
     assert "500 train / 100 test images, seed 2" in staged.info.description
-    none = stage_dataset(Data(train_size=500, test_size=100, seed=2), None, tmp_path / "c")
+    none = stage_dataset(Data(train_size=500, test_size=100, seed=2), None, tmp_path / "c", SHEET.dataset)
     assert "no data source configured" in none.info.description
     assert none.info.fingerprint == staged.info.fingerprint  # same data, cached once
 
 
 def test_generated_loads_in_torchvision(tmp_path):
-    staged = stage_dataset(Data(train_size=300, test_size=70, seed=6), None, tmp_path / "cache")
+    staged = stage_dataset(Data(train_size=300, test_size=70, seed=6), None, tmp_path / "cache", SHEET.dataset)
     ws = tmp_path / "ws"
     link_into(staged, ws)
     train, test = load_torchvision(ws, True), load_torchvision(ws, False)
@@ -171,9 +174,9 @@ def test_generated_loads_in_torchvision(tmp_path):
 
 
 def test_generated_is_deterministic_and_plausible():
-    a = ds.generate_standin(400, 100, 6)
-    b = ds.generate_standin(400, 100, 6)
-    c = ds.generate_standin(400, 100, 7)
+    a = generate_standin(400, 100, 6)
+    b = generate_standin(400, 100, 6)
+    c = generate_standin(400, 100, 7)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a[0], c[0])
@@ -186,9 +189,9 @@ def test_generated_is_deterministic_and_plausible():
 
 def test_size_zero_means_full_for_generated(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(ds, "generate_standin", lambda n, m, s: calls.append((n, m, s)) or (
+    spec = dataclasses.replace(SHEET.dataset, generate=lambda n, m, s: calls.append((n, m, s)) or (
         np.zeros((1, 28, 28), np.uint8), np.zeros(1, np.uint8), np.zeros((1, 28, 28), np.uint8), np.zeros(1, np.uint8)))
-    staged = stage_dataset(Data(train_size=0, test_size=0, seed=1), None, tmp_path)
+    staged = stage_dataset(Data(train_size=0, test_size=0, seed=1), None, tmp_path, spec)
     assert calls == [(60000, 10000, 1)]
     assert (staged.info.train_size, staged.info.test_size) == (60000, 10000)
 
@@ -197,23 +200,22 @@ def test_size_zero_means_full_for_generated(tmp_path, monkeypatch):
 
 def test_cache_is_reused_and_repaired(tmp_path, monkeypatch):
     data = Data(train_size=100, test_size=20, seed=1)
-    first = stage_dataset(data, None, tmp_path)
+    first = stage_dataset(data, None, tmp_path, SHEET.dataset)
     manifest = (first.root / "manifest.json").read_text()
     assert all(name in manifest for name in RAW_NAMES)
-    monkeypatch.setattr(ds, "generate_standin", lambda *a: pytest.fail("restaged although cached"))
-    again = stage_dataset(data, None, tmp_path)
+    refusing = dataclasses.replace(SHEET.dataset, generate=lambda *a: pytest.fail("restaged although cached"))
+    again = stage_dataset(data, None, tmp_path, refusing)
     assert again == first
-    monkeypatch.undo()
     victim = first.raw_dir / RAW_NAMES[0]
     victim.chmod(0o644)
     victim.write_bytes(b"garbage")
-    repaired = stage_dataset(data, None, tmp_path)
+    repaired = stage_dataset(data, None, tmp_path, SHEET.dataset)
     assert read_idx(repaired.raw_dir / RAW_NAMES[0]).shape == (100, 28, 28)
     assert [p.name for p in tmp_path.iterdir()] == [first.info.fingerprint]
 
 
 def _stage_in_process(cache: str) -> str:
-    return str(stage_dataset(Data(train_size=2000, test_size=300, seed=9), None, Path(cache)).root)
+    return str(stage_dataset(Data(train_size=2000, test_size=300, seed=9), None, Path(cache), SHEET.dataset).root)
 
 
 def test_concurrent_staging_leaves_one_whole_cache_dir(tmp_path):
@@ -227,13 +229,13 @@ def test_concurrent_staging_leaves_one_whole_cache_dir(tmp_path):
         t.join()
     assert len(set(roots + results)) == 1
     assert [p.name for p in tmp_path.iterdir()] == [Path(roots[0]).name]  # no temporary folders left
-    assert ds._valid_cache(Path(roots[0])) is not None
+    assert ds._valid_cache(Path(roots[0]), SHEET.dataset.folder) is not None
 
 
 # ------------------------------------------------------------------------------------ workspaces
 
 def test_link_into_makes_read_only_links_and_replaces_old_data(tmp_path):
-    staged = stage_dataset(Data(train_size=100, test_size=20), None, tmp_path / "cache")
+    staged = stage_dataset(Data(train_size=100, test_size=20), None, tmp_path / "cache", SHEET.dataset)
     ws = tmp_path / "ws"
     raw = ws / "data" / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
@@ -257,7 +259,7 @@ def test_link_into_makes_read_only_links_and_replaces_old_data(tmp_path):
 
 
 def test_link_into_falls_back_to_copies(tmp_path, monkeypatch):
-    staged = stage_dataset(Data(train_size=100, test_size=20), None, tmp_path / "cache")
+    staged = stage_dataset(Data(train_size=100, test_size=20), None, tmp_path / "cache", SHEET.dataset)
 
     def refuse(*a, **k):
         raise OSError("not supported")
@@ -273,7 +275,7 @@ def test_link_into_falls_back_to_copies(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------- probes
 
 def test_probe_batch_deterministic_balanced_and_like_to_tensor(tmp_path):
-    staged = stage_dataset(Data(train_size=100, test_size=200, seed=5), None, tmp_path / "cache")
+    staged = stage_dataset(Data(train_size=100, test_size=200, seed=5), None, tmp_path / "cache", SHEET.dataset)
     x, y = probe_batch(staged, n=64, seed=0)
     x2, y2 = probe_batch(staged, n=64, seed=0)
     assert x.dtype == np.float32 and x.shape == (64, 1, 28, 28) and y.dtype == np.int64 and y.shape == (64,)
@@ -303,7 +305,7 @@ def test_probe_batch_deterministic_balanced_and_like_to_tensor(tmp_path):
 def test_generated_stand_in_shows_the_batchnorm_effect():
     torch = pytest.importorskip("torch")
     nn = torch.nn
-    tr_x, tr_y, te_x, te_y = ds.generate_standin(6000, 1000, 6)  # the default sizes
+    tr_x, tr_y, te_x, te_y = generate_standin(6000, 1000, 6)  # the default sizes
     X = torch.from_numpy(tr_x).float().div(255).unsqueeze(1)
     Y = torch.from_numpy(tr_y).long()
     Xt = torch.from_numpy(te_x).float().div(255).unsqueeze(1)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, needs_torch, tiny_config
-from grader.config import CHECK_IDS
-from grader.report.models import Report
+from grader.models import Report
+from grader.sheets.sheet6 import SHEET
 
 pytestmark = [pytest.mark.kernel, needs_torch]
 
@@ -59,7 +59,7 @@ def test_example_loses_exactly_the_points_of_its_mistake(graded_examples, name):
     assert report.violations == [], [v.message for v in report.violations]
     lost = sorted(c.id for c in report.checks if c.status != "pass")
     assert lost == sorted(expected["loses"]), {c.id: c.message for c in report.checks}
-    assert [c.id for c in report.checks] == list(CHECK_IDS)
+    assert [c.id for c in report.checks] == list(SHEET.check_ids)
     for check in report.checks:
         assert check.points == (check.max_points if check.status == "pass" else 0.0)
         assert check.message
@@ -118,7 +118,7 @@ def test_correct_notebooks_in_other_styles_get_full_points(grading_context, tmp_
     shutil.copy(notebook, target)
     report = grade_submission(target, tmp_path, grading_context).report
     assert report.execution.status == "ok", report.execution
-    assert {c.id: c.status for c in report.checks} == {c: "pass" for c in CHECK_IDS}, \
+    assert {c.id: c.status for c in report.checks} == {c: "pass" for c in SHEET.check_ids}, \
         {c.id: c.message for c in report.checks}
     assert report.accuracies["baseline"] and all(0 <= v <= 1 for v in report.accuracies["baseline"])
 
@@ -134,7 +134,7 @@ def test_students_check_agrees_with_the_tutors_grading(graded_examples, grading_
 
     config = check_config(tiny_config(), full=False)
     assert config.data.train_size != grading_context.config.data.train_size
-    staged = stage_dataset(config.data, config.data_source, cache_dir() / "data")
+    staged = stage_dataset(config.data, config.data_source, cache_dir() / "data", SHEET.dataset)
     calibrate(dataclasses.replace(grading_context, config=config, data=staged), runs=1, progress=lambda text: None)
     out = graded_examples[0].parent / "student-check"
     run_batch(ROOT / "submissions", config, out, workers=2, progress=lambda text: None)

@@ -133,7 +133,7 @@ def test_forked_kernels_are_isolated_from_the_server_and_from_each_other(work):
     ctx = context(work)
 
     async def scenario():
-        kernels = ForkKernels(ctx)
+        kernels = ForkKernels(ctx.kernel_context)
         try:
             async with kernels.kernel() as kernel:
                 (kernel.workspace / "mine.txt").write_text("this team's file")
@@ -188,7 +188,7 @@ def test_forked_kernels_die_time_out_and_survive_a_lost_server(work):
     ctx = context(work, cell_timeout_s=6, processes=64)
 
     async def scenario():
-        kernels = ForkKernels(ctx)
+        kernels = ForkKernels(ctx.kernel_context)
         try:
             async with kernels.kernel() as kernel:
                 died = await kernel.session.run_notebook(notebook("x = 1", "import os; os._exit(3)", "print('never')"))
@@ -222,7 +222,7 @@ def test_without_bubblewrap_kernels_are_still_forked_with_limits_only(work):
     ctx = SimpleNamespace(config=config, work_dir=work, threads=1, mpl_cache=None, data=SimpleNamespace(root=None))
 
     async def scenario():
-        kernels = ForkKernels(ctx)
+        kernels = ForkKernels(ctx.kernel_context)
         try:
             runs = []
             for _ in range(2):
@@ -266,7 +266,7 @@ def test_a_fork_server_that_cannot_start_leaves_fresh_kernels_and_one_clear_warn
     ctx = context(work)
 
     async def scenario():
-        kernels = ForkKernels(ctx)
+        kernels = ForkKernels(ctx.kernel_context)
         try:
             runs = []
             for _ in range(2):

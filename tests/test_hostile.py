@@ -220,7 +220,7 @@ def grade(context, name: str, cells: list[str], kernels: str = "fresh", **names)
     nbformat.write(nb, path)
     if kernels == "forked":
         async def forked():
-            source = ForkKernels(ctx)
+            source = ForkKernels(ctx.kernel_context)
             try:
                 return await grade_submission_async(path, submissions, ctx, source)
             finally:

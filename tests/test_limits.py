@@ -23,9 +23,10 @@ import pytest
 from conftest import ROOT, needs_torch
 from grader.calibrate import CALIBRATION_FILE, CELL_FACTOR, CELL_FLOOR_S, NOTEBOOK_FLOOR_S, time_limits
 from grader.config import ConfigError, config_from_dict, load_config
-from grader.report.models import DataInfo
+from grader.models import DataInfo
 from grader.run.execute import FALLBACK_CELL_TIMEOUT_S, FALLBACK_NOTEBOOK_TIMEOUT_S, KernelSession
 from grader.run.sandbox import SUBMISSION_MOUNT, kernel_command
+from grader.sheets.sheet6 import SHEET
 
 HAVE_BWRAP = shutil.which("bwrap") is not None
 needs_bwrap = pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap (bwrap) is not installed")
@@ -122,7 +123,7 @@ def _staged(config):
     from grader.batch import cache_dir
     from grader.run.dataset import stage_dataset
 
-    return stage_dataset(config.data, config.data_source, cache_dir() / "data")
+    return stage_dataset(config.data, config.data_source, cache_dir() / "data", SHEET.dataset)
 
 
 @pytest.mark.parametrize("real", [pytest.param(True, marks=pytest.mark.skipif(
@@ -238,7 +239,7 @@ def test_the_self_check_has_a_limit_in_seconds(tmp_path, monkeypatch, capsys):
     path = write_notebook(tmp_path, NEVER_ENDING)
     code = check_path(path, config_path=str(ROOT / "grading.toml"), as_json=True, full=False,
                       console=Console(file=open(os.devnull, "w")))
-    from grader.report.models import Report
+    from grader.models import Report
 
     report = Report.model_validate_json(capsys.readouterr().out)
     assert code == 1
@@ -346,7 +347,7 @@ def test_forked_kernels_cannot_write_more_than_their_cap_and_the_next_one_runs()
                           data=SimpleNamespace(root=None))
 
     async def go():
-        kernels = ForkKernels(ctx)
+        kernels = ForkKernels(ctx.kernel_context)
         runs = []
         try:
             for _ in range(2):
@@ -396,7 +397,7 @@ def test_a_notebook_filling_its_disk_is_graded_and_so_are_the_next(grading_conte
         nbformat.write(nb, paths[-1])
 
     async def go():
-        kernels = ForkKernels(ctx)
+        kernels = ForkKernels(ctx.kernel_context)
         try:
             return [await grade_submission_async(path, path.parent, ctx, kernels) for path in paths]
         finally:

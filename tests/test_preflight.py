@@ -16,10 +16,11 @@ import pytest
 
 from conftest import ROOT
 from grader.checks.environment import environment_faults, fault_notes, fault_violations, pip_notes, review_checks
-from grader.config import CHECK_IDS, Config
+from grader.config import Config
 from grader.intake.imports import notebook_imports, shipped_modules
-from grader.report.models import CheckResult, ExecutionInfo, GraderInfo
+from grader.models import CheckResult, ExecutionInfo, GraderInfo
 from grader.run.environment import KernelEnvironment, find_modules, kernel_environment
+from grader.sheets.sheet6 import SHEET
 
 CELLS = [
     "import numpy as np, os\nfrom torch import nn",
@@ -123,11 +124,11 @@ def test_faults_of_the_environment_are_told_apart_from_the_teams():
                   (4, "FileNotFoundError", "[Errno 2] No such file or directory: '/kaggle/input/fmnist/train.csv'"),
                   (5, "FileNotFoundError", "[Errno 2] No such file or directory: 'plots/curve.png'"),  # the team's
                   (6, "NameError", "name 'fashion_train_loader' is not defined"))
-    faults = environment_faults(nb)
+    faults = environment_faults(nb, SHEET.dataset.path_words)
     assert [(f.kind, f.what, f.label) for f in faults] == [
         ("module", "wandb", "In [1]"), ("platform", "google.colab", "In [3]"),
         ("data", "/kaggle/input/fmnist/train.csv", "In [4]")]
-    violations = fault_violations(faults)
+    violations = fault_violations(faults, SHEET.dataset.served_hint)
     assert [v.code for v in violations] == ["environment.missing_module", "environment.data_path"]
     assert "In [1]" in violations[0].message and "'wandb'" in violations[0].message
     assert "/kaggle/input/fmnist/train.csv" in violations[1].message and "FashionMNIST('data/'" in violations[1].message
@@ -137,11 +138,11 @@ def test_faults_of_the_environment_are_told_apart_from_the_teams():
 
 def test_checks_that_did_not_pass_become_needs_review():
     checks = [CheckResult(id=c, exercise="6.6", status=s, points=p, max_points=0.25, message=f"{c} found x")
-              for c, s, p in zip(CHECK_IDS, ["pass", "fail", "error", "pass", "skipped", "needs_review"],
+              for c, s, p in zip(SHEET.check_ids, ["pass", "fail", "error", "pass", "skipped", "needs_review"],
                                  [0.25, 0, 0, 0.25, 0, 0])]
     faults = environment_faults(executed((2, "ModuleNotFoundError", "No module named 'wandb'")))
     reviewed = {c.id: c for c in review_checks(checks, faults)}
-    assert [reviewed[c].status for c in CHECK_IDS] == ["pass", "needs_review", "needs_review", "pass", "skipped",
+    assert [reviewed[c].status for c in SHEET.check_ids] == ["pass", "needs_review", "needs_review", "pass", "skipped",
                                                        "needs_review"]
     assert reviewed["baseline.forward"].points == 0
     assert "'wandb'" in reviewed["baseline.forward"].message and "baseline.forward found x" in reviewed["baseline.forward"].message
@@ -178,7 +179,7 @@ def test_another_kernel_environment_regrades(tmp_path):
     from grader.config import load_config
     from grader.intake import identify
     from grader.pipeline import make_grader_info
-    from grader.report.models import SubmissionInfo
+    from grader.models import SubmissionInfo
     from grader.report.render import write_report
     from grader.report.score import build_report
 

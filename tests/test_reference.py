@@ -339,7 +339,7 @@ def test_run_layers_ignores_extra_keys_and_missing_eps():
 def test_exercise_6_3_key():
     """The tutors' key (reference/tutors_key.json; it moved there from numpy_ref so that the students'
     package does not carry it) is what the numpy reference and torch compute from the sheet's matrices."""
-    from grader.report.evidence import tutors_key
+    from grader.sheets.sheet6.evidence import tutors_key
 
     key = {k: np.asarray(v) if isinstance(v, list) and k != "pdf_hints" else v for k, v in tutors_key().items()}
     _close(key["x"], [3, 1, -1])

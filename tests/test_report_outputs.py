@@ -10,18 +10,19 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.config import CHECK_IDS, config_from_dict, load_config
+from grader.config import config_from_dict, load_config
 from grader.report.cms import cms_rows, write_cms_csv
 from grader.report.feedback import accuracy_chart, feedback_html, write_feedback
 from grader.report.manual import (SHEET_NAME, ManualPointsError, apply_manual, merge_sheets, read_manual_sheet,
                                   sheet_columns, write_manual_sheet)
-from grader.report.models import (CellError, CheckResult, DataInfo, ExecutionInfo, GraderInfo, Report,
+from grader.models import (CellError, CheckResult, DataInfo, ExecutionInfo, GraderInfo, Report,
                                   SubmissionInfo, TeamMember, Violation)
 from grader.report.outputs import merge_outputs, write_batch_outputs
 from grader.report.overview import overview_html
 from grader.report.render import read_report, write_report
 from grader.report.score import build_report
 from grader.report.similarity import similar_pairs
+from grader.sheets.sheet6 import SHEET
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = load_config(ROOT / "grading.toml")
@@ -35,7 +36,7 @@ def make_report(members: list[tuple[str, str]], *, failing: tuple[str, ...] = ()
                 accuracies: dict | None = None) -> tuple[str, Report]:
     stem = stem or "_".join(f"{name}_{sid}" for name, sid in members)
     checks = []
-    for check_id in CHECK_IDS:
+    for check_id in SHEET.check_ids:
         max_points = CONFIG.checks.points(check_id)
         state = "fail" if check_id in failing else "needs_review" if check_id in review else "pass"
         checks.append(CheckResult(id=check_id, exercise="6.6", status=state,

@@ -24,7 +24,8 @@ import nbformat
 import pytest
 
 from conftest import needs_torch
-from grader.report.models import Report
+from grader.models import Report
+from grader.sheets.sheet6 import SHEET
 
 pytestmark = [pytest.mark.kernel, needs_torch]
 
@@ -67,7 +68,7 @@ class Course:
         calibration = calibration_file()
         entries = json.loads(calibration.read_text()) if calibration.exists() else {}
         for data in (config.data, check_config(config, full=False).data):   # grade's and check's
-            staged = stage_dataset(data, None, cache_dir() / "data")
+            staged = stage_dataset(data, None, cache_dir() / "data", SHEET.dataset)
             entries[staged.info.fingerprint] = {"baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5]}
         calibration.write_text(json.dumps(entries))
 

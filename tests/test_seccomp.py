@@ -221,7 +221,7 @@ def test_32_bit_chmod_kills_a_forked_kernel_and_the_next_one_runs():
     ctx = SimpleNamespace(config=config(), work_dir=work, threads=1, mpl_cache=None, data=SimpleNamespace(root=None))
 
     async def go():
-        kernels = ForkKernels(ctx)
+        kernels = ForkKernels(ctx.kernel_context)
         try:
             async with kernels.kernel() as kernel:
                 killed = await kernel.session.run_notebook(notebook(CHILD_TRIES, KERNEL_TRIES, "print('never')"))

@@ -19,8 +19,9 @@ from conftest import ROOT, needs_torch
 from grader.config import Naming
 from grader.intake.naming import complete_from_files
 from grader.intake.types import Submission
-from grader.report.evidence import for_students, key_6_3, pdf_hints
-from grader.report.models import (CellError, CheckResult, ExecutionInfo, ExerciseResult, GraderInfo, Report,
+from grader.report.students import for_students
+from grader.sheets.sheet6.evidence import STUDENT_EVIDENCE, key_6_3, pdf_hints
+from grader.models import (CellError, CheckResult, ExecutionInfo, ExerciseResult, GraderInfo, Report,
                                   SubmissionInfo, TeamMember, Total, Violation)
 from grader.student import (EXIT_UNCHECKED, FINE, LOSES_POINTS, TUTORS_MAY_DEDUCT, CheckInput, check_path,
                             print_verdict, student_report, upload_advice, verdict)
@@ -110,7 +111,7 @@ def test_the_students_report_leaves_out_the_key_and_the_tutors_notes():
     hints = pdf_hints("Exercise 6.3: h = (9, 0), z = (54, 18), class 1")
     assert "the PDF mentions h = (9, 0), logits (54, 18)" in hints["6.3"][1]
     report = _report(evidence={**hints, "6.6": ["part 3: 1 plot(s) in the executed notebook"]})
-    shown = for_students(report)
+    shown = for_students(report, STUDENT_EVIDENCE)
     dumped = shown.model_dump_json()
     assert not re.search(r"54\D{1,3}18|\(9,\s*0\)|e-16|predicted class", dumped), dumped
     assert "a tutor's note" not in dumped and "the tutors' comment" not in dumped
@@ -119,7 +120,7 @@ def test_the_students_report_leaves_out_the_key_and_the_tutors_notes():
 
 def test_without_the_tutors_key_there_is_no_6_3_evidence(monkeypatch):
     """The students' package has no tutors_key.json: no key, no hints, nothing to compare."""
-    from grader.report import evidence
+    from grader.sheets.sheet6 import evidence
 
     monkeypatch.setattr(evidence, "tutors_key", lambda: None)
     assert evidence.pdf_hints("54, 18") == {} and evidence.key_6_3() is None

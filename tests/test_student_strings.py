@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 
 from grader.report.manual import SHEET_NAME, read_manual_sheet, write_manual_sheet
-from grader.report.models import CellError, Violation
+from grader.models import CellError, Violation
 from grader.report.outputs import write_batch_outputs
 from grader.report.render import read_report, write_report, write_summary
 from test_report_outputs import ALICE, CONFIG, german, make_report

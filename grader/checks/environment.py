@@ -16,19 +16,16 @@ from typing import Literal
 import nbformat
 
 from grader.intake.imports import PLATFORM_MODULES, NotebookImports, notebook_imports
-from grader.report.models import CheckResult, Violation
+from grader.models import CheckResult, Violation
 from grader.run.environment import KernelEnvironment
 
 _NO_MODULE = re.compile(r"No module named '([A-Za-z_][\w.]*)'")
 _MISSING_FILE = re.compile(r"No such file or directory: '([^'\n]{1,400})'")
 # What makes a missing file the data rather than any file: where data lives on the notebook
-# platforms, how Fashion-MNIST is named, the formats it comes in.
-_DATA_HINTS = re.compile(r"(?i)(mnist|fashion|kaggle|/content/|drive|dataset|ubyte|idx[13]|"
+# platforms, how the MNIST family is named, the formats it comes in (and the words of the sheet's
+# data set, `data_words`).
+_DATA_HINTS = re.compile(r"(?i)(mnist|kaggle|/content/|drive|dataset|ubyte|idx[13]|"
                          r"\.(csv|gz|npy|npz|pt|pth|pkl|pickle|h5|hdf5|zip|tar|parquet|json)$)")
-SERVED_DATA = ("the grader serves Fashion-MNIST only through torchvision, "
-               "`torchvision.datasets.FashionMNIST('data/', train=..., download=True, transform=...)` (any root "
-               "works), or as its raw files in data/FashionMNIST/raw/ (train-images-idx3-ubyte, "
-               "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, also as .gz)")
 
 
 @dataclass(frozen=True)
@@ -64,8 +61,10 @@ def _label(cell: nbformat.NotebookNode, position: int) -> str:
     return f"In [{count}]" if isinstance(count, int) else f"cell {position}"
 
 
-def environment_faults(notebook: nbformat.NotebookNode | None) -> list[EnvironmentFault]:
-    """The errors in `notebook`'s outputs that the environment caused, first one per module or path."""
+def environment_faults(notebook: nbformat.NotebookNode | None,
+                       data_words: tuple[str, ...] = ()) -> list[EnvironmentFault]:
+    """The errors in `notebook`'s outputs that the environment caused, first one per module or path.
+    `data_words`: words that mark a path as the sheet's data (DatasetSpec.path_words)."""
     faults: list[EnvironmentFault] = []
     seen: set[tuple[str, str]] = set()
     for position, cell in enumerate(notebook.cells if notebook is not None else [], start=1):
@@ -75,7 +74,7 @@ def environment_faults(notebook: nbformat.NotebookNode | None) -> list[Environme
             if out.get("output_type") != "error":
                 continue
             ename, evalue = str(out.get("ename", "")), str(out.get("evalue", ""))
-            fault = _fault(ename, evalue)
+            fault = _fault(ename, evalue, data_words)
             if fault is None or fault[:2] in seen:
                 continue
             seen.add(fault[:2])
@@ -84,7 +83,7 @@ def environment_faults(notebook: nbformat.NotebookNode | None) -> list[Environme
     return faults
 
 
-def _fault(ename: str, evalue: str) -> tuple[str, str] | None:
+def _fault(ename: str, evalue: str, data_words: tuple[str, ...]) -> tuple[str, str] | None:
     if ename in ("ModuleNotFoundError", "ImportError"):
         match = _NO_MODULE.search(evalue)
         if not match:
@@ -98,13 +97,15 @@ def _fault(ename: str, evalue: str) -> tuple[str, str] | None:
         return ("module", module)
     if ename == "FileNotFoundError":
         match = _MISSING_FILE.search(evalue)
-        if match and _DATA_HINTS.search(match.group(1)):
+        path = match.group(1) if match else ""
+        if match and (_DATA_HINTS.search(path) or any(w.lower() in path.lower() for w in data_words)):
             return ("data", match.group(1))
     return None
 
 
-def fault_violations(faults: list[EnvironmentFault]) -> list[Violation]:
-    """What the team and the tutor read about each fault (platform modules are notes, see `fault_notes`)."""
+def fault_violations(faults: list[EnvironmentFault], served_hint: str) -> list[Violation]:
+    """What the team and the tutor read about each fault (platform modules are notes, see `fault_notes`).
+    `served_hint`: how the sheet's data can be loaded while grading (DatasetSpec.served_hint)."""
     violations = []
     for fault in faults:
         if fault.kind == "module":
@@ -117,7 +118,7 @@ def fault_violations(faults: list[EnvironmentFault]) -> list[Violation]:
         elif fault.kind == "data":
             violations.append(Violation(code="environment.data_path", severity="warning", message=(
                 f"{fault.label} failed reading '{fault.what}': there is no such file while grading "
-                f"({fault.error}); {SERVED_DATA}. Checks that did not pass are left to a tutor (needs_review).")))
+                f"({fault.error}); {served_hint}. Checks that did not pass are left to a tutor (needs_review).")))
     return violations
 
 

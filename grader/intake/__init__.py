@@ -1,6 +1,6 @@
 """Intake: who submitted what (naming, discovery), and a safe workspace holding it (unpacking)."""
 from grader.intake.archive import unpack
-from grader.intake.content import find_content, script_to_notebook
+from grader.intake.content import SheetHints, find_content, script_to_notebook
 from grader.intake.discover import discover
 from grader.intake.identity import check_identity, read_evidence, team_with_emails
 from grader.intake.naming import duplicate_students, identify, parse_name
@@ -8,6 +8,6 @@ from grader.intake.types import Discovery, Skipped, Submission, Workspace
 
 __all__ = [
     "discover", "identify", "unpack", "check_identity", "duplicate_students", "parse_name",
-    "find_content", "script_to_notebook", "read_evidence", "team_with_emails",
+    "find_content", "script_to_notebook", "read_evidence", "team_with_emails", "SheetHints",
     "Discovery", "Skipped", "Submission", "Workspace",
 ]

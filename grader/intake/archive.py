@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.config import Archive
-from grader.intake.content import find_content
+from grader.intake.content import SheetHints, find_content
 from grader.intake.discover import paired_pdfs
 from grader.intake.types import Submission, Workspace
-from grader.report.models import Violation
+from grader.models import Violation
 
 CHUNK = 64 * 1024
 # Below this many bytes an entry is never called a bomb: small files full of zeros compress well.
@@ -283,8 +283,9 @@ def _copy_single(source: Path, dest: Path, budget: _Budget, out: _Violations, la
     budget.files.append(name)
 
 
-def unpack(submission: Submission, dest: Path, limits: Archive) -> Workspace:
-    """Unpack (or copy) the submission into dest, a fresh empty folder, and find what to grade."""
+def unpack(submission: Submission, dest: Path, limits: Archive, hints: SheetHints | None = None) -> Workspace:
+    """Unpack (or copy) the submission into dest, a fresh empty folder, and find what to grade
+    (`hints`: what the sheet's notebook looks like; the configured sheet's by default)."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     label = submission.rel
@@ -303,7 +304,7 @@ def unpack(submission: Submission, dest: Path, limits: Archive) -> Workspace:
         out.add("archive.too_large", "error", label, str(stop))
     except OSError as exc:
         out.add("archive.corrupt", "error", label, f"cannot be read ({_why(exc)})")
-    notebook, pdf, found = find_content(dest, budget.files, label, preferred_stem=submission.stem)
+    notebook, pdf, found = find_content(dest, budget.files, label, preferred_stem=submission.stem, hints=hints)
     files = sorted(budget.files)
     if notebook is not None:
         rel_nb = notebook.relative_to(dest).as_posix()

@@ -7,31 +7,57 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path, PurePosixPath
 
 import nbformat
 
-from grader.report.models import Violation
+from grader.models import Violation
+from grader.sheet import Sheet, load_sheet
 
-# Names the sheet's template asks for: the notebook that mentions most of them is the solution.
-TEMPLATE_MARKERS = ("FashionNetwork", "FashionNetworkBatchNorm", "fashion_network", "optimize")
-_MARKER_RES = [re.compile(rf"\b{re.escape(m)}\b") for m in TEMPLATE_MARKERS]
 MAX_SCAN_BYTES = 20 * 1024 * 1024
 # "# %%", "# %% [markdown]", "#%%" (VS Code, Spyder, jupytext) and "# In[3]:" (Jupyter's .py export)
 _CELL_MARK = re.compile(r"^#\s*(?:%%(?P<rest>.*)|In\s*\[[^\]]*\]\s*:?\s*)$")
 
 
-_CLASS_RES = {name: re.compile(rf"\bclass\s+{name}\b") for name in ("FashionNetwork", "FashionNetworkBatchNorm")}
 _UNTITLED = re.compile(r"^untitled\d*(?:-\d+)?(?:\s*\(\d+\))?$", re.IGNORECASE)
 
 
-@functools.lru_cache(maxsize=1)
-def _template_lines() -> frozenset[str]:
-    """The code lines of the sheet's template (reference/template.ipynb): not the team's own work."""
+@dataclass(frozen=True)
+class SheetHints:
+    """What the sheet tells the intake about its notebook: the classes it asks for, the names its
+    template uses (the notebook that mentions most of them is the solution), the template itself
+    (its lines are not the team's own work), and what the PDF should hold."""
+    classes: tuple[str, ...]
+    markers: tuple[str, ...]
+    template: Path | None
+    written_exercises: str
+
+    @classmethod
+    def of(cls, sheet: Sheet) -> "SheetHints":
+        return cls(classes=tuple(n.class_name for n in sheet.networks), markers=sheet.content_markers,
+                   template=sheet.template, written_exercises=sheet.written_exercises)
+
+    @functools.cached_property
+    def marker_patterns(self) -> list[re.Pattern]:
+        return [re.compile(rf"\b{re.escape(m)}\b") for m in self.markers]
+
+    @functools.cached_property
+    def class_patterns(self) -> dict[str, re.Pattern]:
+        return {name: re.compile(rf"\bclass\s+{re.escape(name)}\b") for name in self.classes}
+
+
+def default_hints() -> SheetHints:
+    return SheetHints.of(load_sheet())
+
+
+@functools.lru_cache(maxsize=8)
+def _template_lines(template: Path | None) -> frozenset[str]:
+    """The code lines of the sheet's template notebook: not the team's own work."""
+    if template is None:
+        return frozenset()
     try:
-        data = json.loads((resources.files("reference") / "template.ipynb").read_text(encoding="utf-8"))
-    except (OSError, ValueError, ModuleNotFoundError):
+        data = json.loads(Path(template).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return frozenset()
     return frozenset(line for source in _code_sources(data) for line in _code_lines(source))
 
@@ -62,22 +88,24 @@ class NotebookMerit:
         return (-len(self.classes), self.own_lines == 0, self.untitled, -self.score[0], -self.score[1])
 
 
-def notebook_merit(path: Path) -> NotebookMerit:
+def notebook_merit(path: Path, hints: SheetHints | None = None) -> NotebookMerit:
+    hints = hints or default_hints()
     text = _read_text(path)
     try:
         sources = _code_sources(json.loads(text))
     except ValueError:
         sources = [text]
     code = "\n".join(sources)
-    template = _template_lines()
+    template = _template_lines(hints.template)
     return NotebookMerit(
-        classes=tuple(name for name, pattern in _CLASS_RES.items() if pattern.search(code)),
+        classes=tuple(name for name, pattern in hints.class_patterns.items() if pattern.search(code)),
         own_lines=sum(1 for source in sources for line in _code_lines(source) if line not in template),
         untitled=bool(_UNTITLED.match(PurePosixPath(path.name).stem.strip())),
-        score=template_score(text))
+        score=template_score(text, hints))
 
 
-def why_chosen(chosen: str, chosen_merit: NotebookMerit, other: str, other_merit: NotebookMerit) -> str:
+def why_chosen(chosen: str, chosen_merit: NotebookMerit, other: str, other_merit: NotebookMerit,
+               hints: SheetHints | None = None) -> str:
     """Why `chosen` was graded rather than `other` (the runner-up), in words."""
     if len(chosen_merit.classes) != len(other_merit.classes):
         return (f"it defines {' and '.join(chosen_merit.classes)}"
@@ -87,14 +115,14 @@ def why_chosen(chosen: str, chosen_merit: NotebookMerit, other: str, other_merit
     if chosen_merit.untitled != other_merit.untitled:
         return f"'{other}' has Jupyter's default name (Untitled), so it looks like a scratch notebook"
     if chosen_merit.score != other_merit.score:
-        return ("it uses the sheet's names (FashionNetwork, FashionNetworkBatchNorm, fashion_network, optimize) "
-                f"more than '{other}'")
+        markers = ", ".join((hints or default_hints()).markers)
+        return f"it uses the sheet's names ({markers}) more than '{other}'"
     return f"it and '{other}' look alike; the one with the shorter path (then the first by name) is graded"
 
 
-def template_score(text: str) -> tuple[int, int]:
+def template_score(text: str, hints: SheetHints | None = None) -> tuple[int, int]:
     """(how many template names occur, how often): a solved notebook uses them more than a template."""
-    counts = [len(r.findall(text)) for r in _MARKER_RES]
+    counts = [len(r.findall(text)) for r in (hints or default_hints()).marker_patterns]
     return sum(1 for c in counts if c), sum(counts)
 
 
@@ -110,16 +138,17 @@ def _path_key(rel: str) -> tuple[int, int, str]:
     return (len(PurePosixPath(rel).parts), len(rel), rel)
 
 
-def rank_notebooks(dest: Path, candidates: list[str]) -> list[tuple[str, NotebookMerit]]:
+def rank_notebooks(dest: Path, candidates: list[str], hints: SheetHints | None = None
+                   ) -> list[tuple[str, NotebookMerit]]:
     """Best first: the one that defines the sheet's classes, holds code of its own beyond the
     template, is not an `Untitled*` notebook and uses the sheet's names most; ties go to the
     shortest path, then the name."""
-    merits = {rel: notebook_merit(dest / rel) for rel in candidates}
+    merits = {rel: notebook_merit(dest / rel, hints) for rel in candidates}
     return sorted(merits.items(), key=lambda item: item[1].key() + _path_key(item[0]))
 
 
-def choose_notebook(dest: Path, candidates: list[str]) -> str:
-    return rank_notebooks(dest, candidates)[0][0]
+def choose_notebook(dest: Path, candidates: list[str], hints: SheetHints | None = None) -> str:
+    return rank_notebooks(dest, candidates, hints)[0][0]
 
 
 def script_to_notebook(source: str) -> nbformat.NotebookNode:
@@ -180,27 +209,28 @@ def _by_suffix(files: list[str], suffix: str) -> list[str]:
     return sorted(f for f in files if f.lower().endswith(suffix))
 
 
-def find_content(dest: Path, files: list[str], label: str,
-                 preferred_stem: str | None = None) -> tuple[Path | None, Path | None, list[Violation]]:
+def find_content(dest: Path, files: list[str], label: str, preferred_stem: str | None = None,
+                 hints: SheetHints | None = None) -> tuple[Path | None, Path | None, list[Violation]]:
     """(notebook, pdf, violations) among the unpacked files (posix paths relative to dest)."""
+    hints = hints or default_hints()
     violations: list[Violation] = []
     notebooks = _by_suffix(files, ".ipynb")
     scripts = _by_suffix(files, ".py")
     notebook: Path | None = None
     chosen: str | None = None
     if notebooks:
-        ranked = rank_notebooks(dest, notebooks)
+        ranked = rank_notebooks(dest, notebooks, hints)
         chosen = ranked[0][0]
         notebook = dest / chosen
         if len(notebooks) > 1:
             others = ", ".join(f"'{n}'" for n, _ in ranked[1:])
-            why = why_chosen(chosen, ranked[0][1], ranked[1][0], ranked[1][1])
+            why = why_chosen(chosen, ranked[0][1], ranked[1][0], ranked[1][1], hints)
             violations.append(Violation(
                 code="content.multiple_notebooks", severity="warning",
                 message=f"{label}: expected one notebook, found {len(notebooks)}; grading '{chosen}', "
                         f"not {others}, because {why}. Leave the others out of the zip"))
     elif scripts:
-        chosen_script = choose_notebook(dest, scripts)
+        chosen_script = choose_notebook(dest, scripts, hints)
         notebook = convert_script(dest, chosen_script)
         chosen = notebook.relative_to(dest).as_posix()
         if len(scripts) > 1:
@@ -227,5 +257,5 @@ def find_content(dest: Path, files: list[str], label: str,
     else:
         violations.append(Violation(
             code="content.no_pdf", severity="warning",
-            message=f"{label}: expected a PDF with the written exercises (6.1-6.5, 6.7), found none"))
+            message=f"{label}: expected a PDF with the written exercises ({hints.written_exercises}), found none"))
     return notebook, pdf, violations

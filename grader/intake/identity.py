@@ -10,7 +10,7 @@ from pathlib import Path
 from grader.intake.types import Submission, Workspace
 from grader.notebook_file import NotebookInvalid, parse_notebook_json
 from grader.parser_child import ParseFailed, ParseLimitHit, parse
-from grader.report.models import TeamMember, Violation
+from grader.models import TeamMember, Violation
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
 

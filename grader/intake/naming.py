@@ -15,7 +15,7 @@ from pathlib import Path
 
 from grader.config import Naming
 from grader.intake.types import Submission
-from grader.report.models import TeamMember, Violation
+from grader.models import TeamMember, Violation
 
 PATTERN = "Name1_id1_Name2_id2[_Name3_id3]"
 ALLOWED_SINGLE = (".ipynb", ".py", ".pdf")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.report.models import SubmissionInfo, TeamMember, Violation
+from grader.models import SubmissionInfo, TeamMember, Violation
 
 
 @dataclass(frozen=True)

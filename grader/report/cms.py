@@ -22,9 +22,9 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.config import EXERCISE_IDS, Config
+from grader.config import Config
 from grader.report.csvfile import CsvFormat, Text, render_csv
-from grader.report.models import Report
+from grader.models import Report
 from grader.report.render import write_atomic
 
 CMS_NAME = "cms.csv"
@@ -48,14 +48,16 @@ class TwoTeams:
                 f"correct the name it was submitted under) and run `grader grade` again")
 
 
-def cms_columns() -> list[str]:
-    return ["student_id", "name", "team", *EXERCISE_IDS, "total", "bonus", "complete"]
+def cms_columns(exercise_ids: tuple[str, ...]) -> list[str]:
+    return ["student_id", "name", "team", *exercise_ids, "total", "bonus", "complete"]
 
 
-def cms_rows(reports: list[tuple[str, Report]]) -> tuple[list[list], list[TwoTeams]]:
+def cms_rows(reports: list[tuple[str, Report]], exercise_ids: tuple[str, ...] | None = None
+             ) -> tuple[list[list], list[TwoTeams]]:
     """The rows (numbers as numbers, ids as Text), sorted by student id, and the students left out
     because they are in more than one team (the course system must never get two grades for one
     person; everyone else is written)."""
+    exercise_ids = exercise_ids or Config().sheet_def.exercise_ids
     teams_of: dict[str, list[tuple[str, str]]] = {}
     rows = []
     for stem, report in reports:
@@ -64,7 +66,7 @@ def cms_rows(reports: list[tuple[str, Report]]) -> tuple[list[list], list[TwoTea
             student_id = member.student_id.strip()
             name = unicodedata.normalize("NFC", member.name).strip()
             teams_of.setdefault(student_id, []).append((name, stem))
-            rows.append([Text(student_id), name, stem, *(exercises.get(e) for e in EXERCISE_IDS),
+            rows.append([Text(student_id), name, stem, *(exercises.get(e) for e in exercise_ids),
                          report.total.points, report.total.bonus_points,
                          "yes" if report.total.complete else "no"])
     twice = {sid: found for sid, found in teams_of.items() if len(found) > 1}
@@ -75,8 +77,9 @@ def cms_rows(reports: list[tuple[str, Report]]) -> tuple[list[list], list[TwoTea
 
 
 def render_cms(reports: list[tuple[str, Report]], config: Config) -> tuple[bytes, list[TwoTeams]]:
-    rows, left_out = cms_rows(reports)
-    return render_csv(cms_columns(), rows, CsvFormat.of(config)), left_out
+    exercise_ids = config.sheet_def.exercise_ids
+    rows, left_out = cms_rows(reports, exercise_ids)
+    return render_csv(cms_columns(exercise_ids), rows, CsvFormat.of(config)), left_out
 
 
 def write_cms_csv(reports: list[tuple[str, Report]], out_dir: Path, config: Config) -> list[TwoTeams]:

@@ -1,6 +1,6 @@
 """`feedback/<stem>.html`: what a team sees. One self-contained page (inline CSS and SVG, no script,
 no external resource), built only from the team's report and the reference solution's accuracy
-curve: no reference code, no probe inputs, no 6.3 key. Every string goes through html.escape.
+curve: no reference code, no probe inputs, no tutors' key. Every string goes through html.escape.
 """
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from pathlib import Path
 from statistics import mean
 
 from grader.report.manual import pending_parts
-from grader.report.models import Report
+from grader.models import Report
 from grader.report.render import write_atomic
+from grader.sheet import Sheet, load_sheet
 
 FEEDBACK_DIR = "feedback"
-COLORS = {"baseline": "#1f63b4", "batchnorm": "#d9480f"}
-LABELS = {"baseline": "FashionNetwork", "batchnorm": "FashionNetworkBatchNorm"}
+# One colour per network of the sheet, in the sheet's order.
+PALETTE = ("#1f63b4", "#d9480f", "#2b8a3e", "#862e9c", "#e67700")
 STATUS_COLORS = {"pass": "#2b8a3e", "fail": "#c92a2a", "error": "#862e9c", "skipped": "#868e96",
                  "needs_review": "#e67700", "ok": "#2b8a3e", "errors": "#c92a2a", "timeout": "#c92a2a",
                  "kernel_died": "#c92a2a", "not_run": "#868e96", "warning": "#e67700"}
@@ -82,10 +83,12 @@ def _finite(values) -> list[float]:
     return out
 
 
-def reference_curves(calibration_curve: dict | None) -> dict[str, tuple[list[float], list[float], list[float]]]:
-    """(mean, low, high) per network from a calibration entry {"baseline": [[..], ..], ...}."""
+def reference_curves(calibration_curve: dict | None, keys: tuple[str, ...] | None = None
+                     ) -> dict[str, tuple[list[float], list[float], list[float]]]:
+    """(mean, low, high) per network (`keys`: the sheet's network keys) from a calibration entry
+    {"<network key>": [[..], ..], ...}."""
     curves = {}
-    for key in ("baseline", "batchnorm"):
+    for key in keys if keys is not None else tuple(n.key for n in load_sheet().networks):
         runs = [_finite(run) for run in (calibration_curve or {}).get(key) or [] if run]
         if not runs:
             continue
@@ -97,12 +100,20 @@ def reference_curves(calibration_curve: dict | None) -> dict[str, tuple[list[flo
     return curves
 
 
+def network_colors(sheet: Sheet) -> dict[str, str]:
+    """The colour of each of the sheet's networks (by key) in the charts."""
+    return {n.key: PALETTE[i % len(PALETTE)] for i, n in enumerate(sheet.networks)}
+
+
 def accuracy_chart(team: dict[str, list[float]], calibration_curve: dict | None, *, width: int = 720,
-                   height: int = 330) -> str:
+                   height: int = 330, sheet: Sheet | None = None) -> str:
     """An inline SVG line chart: the team's per-epoch test accuracies (solid, with dots) beside the
     reference solution's (dashed, with its run-to-run range shaded)."""
-    reference = reference_curves(calibration_curve)
-    series = {k: _finite(v) for k, v in (team or {}).items() if k in COLORS}
+    sheet = sheet or load_sheet()
+    colors = network_colors(sheet)
+    net_labels = {n.key: n.class_name for n in sheet.networks}
+    reference = reference_curves(calibration_curve, tuple(colors))
+    series = {k: _finite(v) for k, v in (team or {}).items() if k in colors}
     left, right, top, bottom = 56, 270, 18, 44
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [v for s in series.values() for v in s if math.isfinite(v)]
@@ -145,26 +156,26 @@ def accuracy_chart(team: dict[str, list[float]], calibration_curve: dict | None,
     for key, (m, low, high) in reference.items():
         band = [f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(high)]
         band += [f"{x(i):.1f},{y(v):.1f}" for i, v in reversed(list(enumerate(low)))]
-        parts.append(f'<polygon points="{" ".join(band)}" fill="{COLORS[key]}" fill-opacity="0.12" stroke="none"/>')
+        parts.append(f'<polygon points="{" ".join(band)}" fill="{colors[key]}" fill-opacity="0.12" stroke="none"/>')
         points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(m))
-        parts.append(f'<polyline class="reference" points="{points}" fill="none" stroke="{COLORS[key]}" '
+        parts.append(f'<polyline class="reference" points="{points}" fill="none" stroke="{colors[key]}" '
                      f'stroke-width="2" stroke-dasharray="6 4" stroke-opacity="0.8"/>')
     for key, values_ in series.items():
         pts = [(x(i), y(v)) for i, v in enumerate(values_) if math.isfinite(v)]
         if not pts:
             continue
         points = " ".join(f"{px:.1f},{py:.1f}" for px, py in pts)
-        parts.append(f'<polyline class="team" points="{points}" fill="none" stroke="{COLORS[key]}" '
+        parts.append(f'<polyline class="team" points="{points}" fill="none" stroke="{colors[key]}" '
                      f'stroke-width="2.5"/>')
-        parts.extend(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3.5" fill="{COLORS[key]}"/>' for px, py in pts)
+        parts.extend(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3.5" fill="{colors[key]}"/>' for px, py in pts)
     legend_x, legend_y = left + plot_w + 14, top + 8
     entries = [(k, True) for k in series] + [(k, False) for k in reference]
     for n, (key, own) in enumerate(entries):
         ly = legend_y + n * 22
         dash = "" if own else ' stroke-dasharray="6 4"'
-        parts.append(f'<line x1="{legend_x}" x2="{legend_x + 26}" y1="{ly}" y2="{ly}" stroke="{COLORS[key]}" '
+        parts.append(f'<line x1="{legend_x}" x2="{legend_x + 26}" y1="{ly}" y2="{ly}" stroke="{colors[key]}" '
                      f'stroke-width="2.5"{dash}/>')
-        label = f"{'yours' if own else 'reference'}: {LABELS[key]}"
+        label = f"{'yours' if own else 'reference'}: {net_labels[key]}"
         parts.append(f'<text x="{legend_x + 32}" y="{ly + 4}" font-size="11" fill="#212529">{esc(label)}</text>')
     if not entries:
         parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h / 2:.1f}" font-size="13" '
@@ -179,17 +190,19 @@ def _percent(values: list[float]) -> str:
     return ", ".join(f"{v * 100:.1f}%" if math.isfinite(v) else "?" for v in _finite(values))
 
 
-def _feedback_evidence(exercise_id: str, evidence: list[str]) -> list[str]:
-    """What a team may read: the notebook facts of 6.6; nothing of 6.3 (the key, and the PDF hints
-    that compare with it)."""
-    return list(evidence) if exercise_id == "6.6" else []
+def _feedback_evidence(exercise_id: str, evidence: list[str], sheet: Sheet) -> list[str]:
+    """What a team may read: the notebook's facts (the sheet's student_evidence); nothing of the
+    tutors' key, nor the PDF hints that compare with it."""
+    return list(evidence) if exercise_id in sheet.student_evidence else []
 
 
-def feedback_html(report: Report, calibration_curve: dict | None = None) -> str:
+def feedback_html(report: Report, calibration_curve: dict | None = None, sheet: Sheet | None = None) -> str:
+    sheet = sheet or load_sheet()
+    labels = {n.key: n.class_name for n in sheet.networks}
     sub = report.submission
     total = report.total
     members = ", ".join(f"{esc(m.name)} ({esc(m.student_id)})" for m in sub.team) or "no members could be read"
-    out = [f"<h1>Sheet 6 — feedback for {esc(sub.stem)}</h1>",
+    out = [f"<h1>{esc(sheet.title)} — feedback for {esc(sub.stem)}</h1>",
            f'<p class="sub">Team: {members}<br>File: <span class="mono">{esc(sub.file)}</span></p>']
     state = ("all parts graded" if total.complete
              else "so far: parts graded by tutors are still pending (" + esc(", ".join(pending_parts(report))) + ")")
@@ -202,7 +215,7 @@ def feedback_html(report: Report, calibration_curve: dict | None = None) -> str:
     out.append('<table><tr><th>exercise</th><th class="num">points</th><th class="num">max</th>'
                '<th>graded by</th><th>notes</th></tr>')
     for e in report.exercises:
-        notes = [esc(n) for n in _feedback_evidence(e.id, e.evidence)]
+        notes = [esc(n) for n in _feedback_evidence(e.id, e.evidence, sheet)]
         if (own := e.comment):
             notes.append(f"<strong>tutor:</strong> {esc(own)}")
         shown = f'<span class="pending">pending</span>' if e.points is None else esc(fmt_points(e.points))
@@ -218,7 +231,7 @@ def feedback_html(report: Report, calibration_curve: dict | None = None) -> str:
     else:
         out.append('<p class="note">None: file name, archive and identity are in order.</p>')
 
-    out.append("<h2>Automatic checks of Exercise 6.6</h2>")
+    out.append(f"<h2>Automatic checks of Exercise {esc(sheet.automatic_exercise)}</h2>")
     out.append('<table><tr><th>check</th><th>result</th><th class="num">points</th><th>what the grader found</th></tr>')
     for c in report.checks:
         override = f'<br><span class="note">overridden by a tutor ({esc(c.override)})</span>' if c.override else ""
@@ -241,15 +254,15 @@ def feedback_html(report: Report, calibration_curve: dict | None = None) -> str:
                    f'{ex.data.test_size} test images, {esc(ex.data.kind)}).</p>')
 
     out.append("<h2>Test accuracy per epoch</h2>")
-    out.append(f"<figure>{accuracy_chart(report.accuracies, calibration_curve)}"
+    out.append(f"<figure>{accuracy_chart(report.accuracies, calibration_curve, sheet=sheet)}"
                "<figcaption>Solid: the accuracies your networks recorded. Dashed: the reference solution on "
                "the same data (shaded: its range over several runs). Runs are not seeded, so small "
                "differences are expected.</figcaption></figure>")
     if report.accuracies:
-        out.append("<ul>" + "".join(f"<li>{esc(LABELS.get(k, k))}: {esc(_percent(v))}</li>"
+        out.append("<ul>" + "".join(f"<li>{esc(labels.get(k, k))}: {esc(_percent(v))}</li>"
                                     for k, v in report.accuracies.items()) + "</ul>")
     out.append(f'<p class="note">Graded by sheet6-grader {esc(report.grader.version)} on {esc(report.graded_at)}.</p>')
-    return page(f"Sheet 6 feedback: {sub.stem}", "\n".join(out))
+    return page(f"{sheet.title} feedback: {sub.stem}", "\n".join(out))
 
 
 def feedback_path(out_dir: Path, stem: str) -> Path:
@@ -257,9 +270,9 @@ def feedback_path(out_dir: Path, stem: str) -> Path:
 
 
 def write_feedback(report: Report, out_dir: Path, calibration_curve: dict | None = None,
-                   stem: str | None = None) -> Path:
+                   stem: str | None = None, sheet: Sheet | None = None) -> Path:
     """Write `<out_dir>/feedback/<stem>.html`; `calibration_curve` is the calibration entry of the
     report's data ({"baseline": [[..5..], ..], "batchnorm": [...]}) or None."""
     path = feedback_path(out_dir, stem or report.submission.stem)
-    write_atomic(path, feedback_html(report, calibration_curve).encode("utf-8"))
+    write_atomic(path, feedback_html(report, calibration_curve, sheet).encode("utf-8"))
     return path

@@ -17,16 +17,15 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.config import CHECK_IDS, EXERCISE_IDS, Config
+from grader.config import Config
 from grader.report.csvfile import CsvFormat, render_csv, unprotect
-from grader.report.models import CheckResult, ExerciseResult, Report
+from grader.models import CheckResult, ExerciseResult, Report
 from grader.report.render import write_atomic
-from grader.report.score import AUTOMATIC_EXERCISE, with_totals
+from grader.report.score import with_totals
 
 SHEET_NAME = "manual_points.csv"
 INFO_COLUMNS = ("stem", "team", "student_ids")
 COMMENT = "comment"
-PART3 = f"{AUTOMATIC_EXERCISE} part 3"
 OVERRIDE = "override "
 _MAX_SUFFIX = re.compile(r"\s*\((?:max|maximum)\b[^)]*\)\s*$", re.IGNORECASE)
 _OVERRIDE_NOTE = re.compile(r"^tutor: (?P<before>[-+0-9.eE]+) → (?P<after>[-+0-9.eE]+)")
@@ -45,7 +44,8 @@ class ManualPointsError(ValueError):
 
 @dataclass(frozen=True)
 class ManualEntry:
-    """One team's row. `points` by part (an exercise id, or "6.6 part 3"); parts left empty are absent."""
+    """One team's row. `points` by part (an exercise id, or the automatic exercise's manual part,
+    Sheet.manual_part_id); parts left empty are absent."""
     stem: str
     line: int
     points: dict[str, float] = field(default_factory=dict)
@@ -61,13 +61,15 @@ def _number(value: float) -> str:
 
 
 def manual_parts(config: Config) -> dict[str, float]:
-    """Every part tutors grade, with its maximum: the exercises, and 6.6 beyond its automatic checks."""
+    """Every part tutors grade, with its maximum: the exercises, and the automatic exercise beyond
+    its automatic checks."""
+    sheet = config.sheet_def
     points = config.exercises.points
-    auto_max = sum(config.checks.points(c) for c in CHECK_IDS)
+    auto_max = sum(config.checks.points(c) for c in sheet.check_ids)
     parts = {}
-    for exercise in EXERCISE_IDS:
-        if exercise == AUTOMATIC_EXERCISE:
-            parts[PART3] = round(points[exercise] - auto_max, 4)
+    for exercise in sheet.exercise_ids:
+        if exercise == sheet.automatic_exercise:
+            parts[sheet.manual_part_id] = round(points[exercise] - auto_max, 4)
         else:
             parts[exercise] = points[exercise]
     return parts
@@ -84,7 +86,7 @@ def override_label(check_id: str, config: Config) -> str:
 
 def sheet_columns(config: Config) -> list[str]:
     return [*INFO_COLUMNS, *(part_label(p, config) for p in manual_parts(config)),
-            *(override_label(c, config) for c in CHECK_IDS), COMMENT]
+            *(override_label(c, config) for c in config.sheet_def.check_ids), COMMENT]
 
 
 def _column_key(header: str, config: Config) -> tuple[str, str] | None:
@@ -99,10 +101,10 @@ def _column_key(header: str, config: Config) -> tuple[str, str] | None:
         return "comment", COMMENT
     if low.startswith(COMMENT + " "):
         exercise = bare[len(COMMENT) + 1:].strip()
-        return ("exercise_comment", exercise) if exercise in EXERCISE_IDS else None
+        return ("exercise_comment", exercise) if exercise in config.sheet_def.exercise_ids else None
     if low.startswith(OVERRIDE):
         check = bare[len(OVERRIDE):].strip()
-        return ("override", check) if check in CHECK_IDS else None
+        return ("override", check) if check in config.sheet_def.check_ids else None
     parts = manual_parts(config)
     name = re.sub(r"\s+bonus$", "", bare, flags=re.IGNORECASE).strip()
     if name in parts:
@@ -265,9 +267,10 @@ def pending_parts(report: Report) -> list[str]:
 
 
 def apply_manual(report: Report, entry: ManualEntry | None, config: Config) -> Report:
-    """The report with the sheet's row applied (None: no tutor points). Exercise 6.6 gets its points
-    (automatic, after overrides, plus part 3) once part 3 is graded and every check that asked for
-    a review has an override; `total.complete` once every exercise has points."""
+    """The report with the sheet's row applied (None: no tutor points). The automatic exercise gets
+    its points (automatic, after overrides, plus its manual part) once that part is graded and every
+    check that asked for a review has an override; `total.complete` once every exercise has points."""
+    sheet = config.sheet_def
     report = automatic_only(report, config)
     if entry is None:
         return report
@@ -283,9 +286,9 @@ def apply_manual(report: Report, entry: ManualEntry | None, config: Config) -> R
     exercises: list[ExerciseResult] = []
     for exercise in report.exercises:
         update: dict = {}
-        if exercise.id == AUTOMATIC_EXERCISE:
-            if PART3 in entry.points and reviewed:
-                update["points"] = round(auto + entry.points[PART3], 4)
+        if exercise.id == sheet.automatic_exercise:
+            if sheet.manual_part_id in entry.points and reviewed:
+                update["points"] = round(auto + entry.points[sheet.manual_part_id], 4)
         elif exercise.id in entry.points:
             update["points"] = entry.points[exercise.id]
         if exercise.id in entry.exercise_comments:
@@ -306,11 +309,12 @@ def _cells_from_report(report: Report, config: Config, decimal: str) -> dict[tup
         return _number(value).replace(".", decimal)
 
     auto = sum(c.points for c in report.checks)
+    sheet = config.sheet_def
     for exercise in report.exercises:
         if exercise.points is None:
             continue
-        if exercise.id == AUTOMATIC_EXERCISE:
-            cells[("part", PART3)] = fmt(max(0.0, exercise.points - auto))
+        if exercise.id == sheet.automatic_exercise:
+            cells[("part", sheet.manual_part_id)] = fmt(max(0.0, exercise.points - auto))
         else:
             cells[("part", exercise.id)] = fmt(exercise.points)
         if (own := exercise.comment):

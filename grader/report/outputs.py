@@ -12,18 +12,16 @@ from pathlib import Path
 import nbformat
 import nbformat.v4
 
-from grader.calibrate import SOLUTION, CalibrationError, load_calibration
+from grader.calibrate import CalibrationError, load_calibration
 from grader.config import Config
 from grader.report.cms import CMS_NAME, CmsError, write_cms_csv
 from grader.report.feedback import write_feedback
 from grader.report.manual import (SHEET_NAME, ManualPointsError, apply_manual, merge_sheets, pending_parts,
                                   read_manual_sheet, write_manual_sheet)
-from grader.report.models import Report
+from grader.models import Report
 from grader.report.overview import OVERVIEW_NAME, write_overview
 from grader.report.render import write_report
 from grader.report.similarity import SIMILARITY_THRESHOLD, similar_pairs
-
-TEMPLATE = Path(__file__).resolve().parents[2] / "reference" / "template.ipynb"
 
 __all__ = ["write_batch_outputs", "merge_outputs", "ManualPointsError", "CmsError"]
 
@@ -40,10 +38,9 @@ def _read_notebook(path: Path) -> nbformat.NotebookNode | None:
         return None
 
 
-def _key_6_3() -> str | None:
+def _tutors_key(config: Config) -> str | None:
     try:
-        from grader.report.evidence import key_6_3
-        return key_6_3()
+        return config.sheet_def.tutors_key()
     except Exception:
         return None
 
@@ -67,8 +64,8 @@ def apply_sheet(reports: list[tuple[str, Report]], out_dir: Path, config: Config
 
 
 def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config: Config, *,
-                        data_description: str | None = None, template: Path | None = TEMPLATE,
-                        solution: Path | None = SOLUTION,
+                        data_description: str | None = None, template: Path | None = None,
+                        solution: Path | None = None,
                         similarity_threshold: float = SIMILARITY_THRESHOLD) -> list[str]:
     """Merge the manual sheet into the reports, then write manual_points.csv, cms.csv, the feedback
     pages and summary.html. Returns warnings to print. Raises ManualPointsError when the sheet is
@@ -76,6 +73,9 @@ def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config
     that goes wrong with one of the files costs that file (or that page), with a warning, never the
     others."""
     out_dir = Path(out_dir)
+    sheet = config.sheet_def
+    template = template or sheet.template
+    solution = solution or sheet.solution
     warnings: list[str] = []
     page_warnings: list[str] = []   # what summary.html itself should say
     reports = sorted(apply_sheet(reports, out_dir, config), key=lambda item: item[0])
@@ -105,7 +105,7 @@ def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config
     for stem, report in reports:
         data = report.execution.data
         attempt(f"feedback page of {stem}", write_feedback, report, out_dir,
-                calibration.get(data.fingerprint) if data else None, stem=stem)
+                calibration.get(data.fingerprint) if data else None, stem=stem, sheet=sheet)
 
     notebooks = {}
     for stem, _ in reports:
@@ -129,8 +129,8 @@ def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config
             shown = "; ".join(f"{stem}: {', '.join(parts)}" for stem, parts in incomplete[:5])
             more = f" and {len(incomplete) - 5} more" if len(incomplete) > 5 else ""
             warnings.append(f"{len(incomplete)} team(s) not completely graded yet ({shown}{more})")
-    attempt(OVERVIEW_NAME, write_overview, reports, out_dir, pairs=pairs, key=_key_6_3(),
-            data_description=data_description, warnings=page_warnings)
+    attempt(OVERVIEW_NAME, write_overview, reports, out_dir, pairs=pairs, key=_tutors_key(config),
+            data_description=data_description, warnings=page_warnings, sheet=sheet)
     return warnings
 
 

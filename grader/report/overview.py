@@ -1,4 +1,4 @@
-"""`summary.html`: the batch at a glance, for tutors (it holds the 6.3 key: not for students).
+"""`summary.html`: the batch at a glance, for tutors (it holds the key of a written exercise: not for students).
 
 The distribution of points, the checks failed most, the submissions that need a tutor and why,
 the 6.3 key with each team's PDF hints, similar work, and a table of every team with a link to its
@@ -11,10 +11,10 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
 
-from grader.config import CHECK_IDS
+from grader.sheet import Sheet, load_sheet
 from grader.report.feedback import FEEDBACK_DIR, badge, esc, fmt_points, page
 from grader.report.manual import pending_parts
-from grader.report.models import Report
+from grader.models import Report
 from grader.report.render import write_atomic
 from grader.report.similarity import Pair
 
@@ -81,10 +81,11 @@ def _link(stem: str) -> str:
 
 def overview_html(reports: list[tuple[str, Report]], *, pairs: list[Pair] | None = None,
                   key: str | None = None, data_description: str | None = None,
-                  warnings: list[str] | None = None) -> str:
+                  warnings: list[str] | None = None, sheet: Sheet | None = None) -> str:
+    sheet = sheet or load_sheet()
     n = len(reports)
     complete = sum(1 for _, r in reports if r.total.complete)
-    out = [f"<h1>Sheet 6 — {n} submission{'s' if n != 1 else ''}</h1>",
+    out = [f"<h1>{esc(sheet.title)} — {n} submission{'s' if n != 1 else ''}</h1>",
            f'<p class="sub">{complete} of {n} completely graded (tutors\' points merged).'
            + (f" Data: {esc(data_description)}." if data_description else "") + "</p>"]
     for w in warnings or []:
@@ -102,7 +103,7 @@ def overview_html(reports: list[tuple[str, Report]], *, pairs: list[Pair] | None
         out.append(f"<figure>{histogram([], maximum)}<figcaption>No reports.</figcaption></figure>")
 
     out.append("<h2>Automatic checks failed most</h2>")
-    counts = {c: Counter() for c in CHECK_IDS}
+    counts = {c: Counter() for c in sheet.check_ids}
     for _, r in reports:
         for c in r.checks:
             counts.setdefault(c.id, Counter())[c.status] += 1
@@ -126,14 +127,15 @@ def overview_html(reports: list[tuple[str, Report]], *, pairs: list[Pair] | None
     else:
         out.append('<p class="note">None: every notebook ran, and names and identities are in order.</p>')
 
-    out.append("<h2>Exercise 6.3: key and PDF hints</h2>")
-    if key:
-        out.append(f'<div class="box ok">{esc(key)}</div>')
-    out.append("<table><tr><th>submission</th><th>what the PDF shows</th></tr>")
-    for stem, r in reports:
-        hints = [h for e in r.exercises if e.id == "6.3" for h in e.evidence if not h.startswith("key:")]
-        out.append(f"<tr><td>{_link(stem)}</td><td>{esc('; '.join(hints) or 'no hints')}</td></tr>")
-    out.append("</table>")
+    if sheet.key_exercise:
+        out.append(f"<h2>Exercise {esc(sheet.key_exercise)}: key and PDF hints</h2>")
+        if key:
+            out.append(f'<div class="box ok">{esc(key)}</div>')
+        out.append("<table><tr><th>submission</th><th>what the PDF shows</th></tr>")
+        for stem, r in reports:
+            hints = [h for e in r.exercises if e.id == sheet.key_exercise for h in e.evidence if not h.startswith("key:")]
+            out.append(f"<tr><td>{_link(stem)}</td><td>{esc('; '.join(hints) or 'no hints')}</td></tr>")
+        out.append("</table>")
 
     out.append("<h2>Similar work</h2>")
     if pairs:
@@ -163,14 +165,15 @@ def overview_html(reports: list[tuple[str, Report]], *, pairs: list[Pair] | None
                    f'<td class="num">{auto:g} / {auto_max:g}</td><td class="num">{esc(fmt_points(r.total.points))}</td>'
                    f'<td class="num">{r.total.bonus_points:g}</td><td class="note">{esc(pending)}</td></tr>')
     out.append("</table>")
-    return page(f"Sheet 6 summary ({n} submissions)", "\n".join(out))
+    return page(f"{sheet.title} summary ({n} submissions)", "\n".join(out))
 
 
 def write_overview(reports: list[tuple[str, Report]], out_dir: Path, *, pairs: list[Pair] | None = None,
                    key: str | None = None, data_description: str | None = None,
-                   warnings: list[str] | None = None) -> Path:
-    """Write `<out_dir>/summary.html`. `key` is the 6.3 key (evidence.key_6_3()), `pairs` the similar work."""
+                   warnings: list[str] | None = None, sheet: Sheet | None = None) -> Path:
+    """Write `<out_dir>/summary.html`. `key` is the key of the sheet's written exercise
+    (Sheet.tutors_key()), `pairs` the similar work."""
     path = Path(out_dir) / OVERVIEW_NAME
     write_atomic(path, overview_html(reports, pairs=pairs, key=key, data_description=data_description,
-                                     warnings=warnings).encode("utf-8"))
+                                     warnings=warnings, sheet=sheet).encode("utf-8"))
     return path

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import nbformat
 
-from grader.config import CHECK_IDS
+from grader.config import Config
 from grader.report.csvfile import CsvFormat, render_csv
-from grader.report.models import Report
+from grader.models import Report
 from grader.textsafe import valid_json
 
 
@@ -66,11 +66,12 @@ def write_executed(nb: nbformat.NotebookNode, out_dir: Path, stem: str) -> Path:
     return path
 
 
-SUMMARY_COLUMNS = ["file", "stem", "team", "student_ids", "execution", "violations", *CHECK_IDS,
-                   "auto_points", "auto_max_points", "total_points", "bonus_points", "complete", "data"]
+def summary_columns(check_ids: tuple[str, ...]) -> list[str]:
+    return ["file", "stem", "team", "student_ids", "execution", "violations", *check_ids,
+            "auto_points", "auto_max_points", "total_points", "bonus_points", "complete", "data"]
 
 
-def summary_rows(reports: list[tuple[str, Report]]) -> list[dict]:
+def summary_rows(reports: list[tuple[str, Report]], check_ids: tuple[str, ...]) -> list[dict]:
     rows = []
     for stem, report in reports:
         checks = {c.id: c for c in report.checks}
@@ -88,7 +89,7 @@ def summary_rows(reports: list[tuple[str, Report]]) -> list[dict]:
             "complete": str(report.total.complete).lower(),
             "data": report.execution.data.kind if report.execution.data else "",
         }
-        for check_id in CHECK_IDS:
+        for check_id in check_ids:
             row[check_id] = checks[check_id].points if check_id in checks else ""
         rows.append(row)
     return rows
@@ -96,9 +97,11 @@ def summary_rows(reports: list[tuple[str, Report]]) -> list[dict]:
 
 def write_summary(reports: list[tuple[str, Report]], out_dir: Path, config=None) -> Path:
     """`summary.csv`, in the CSV format of `[cms]` (the defaults without a configuration)."""
-    rows = [[row[column] for column in SUMMARY_COLUMNS] for row in summary_rows(reports)]
+    check_ids = (config or Config()).sheet_def.check_ids
+    columns = summary_columns(check_ids)
+    rows = [[row[column] for column in columns] for row in summary_rows(reports, check_ids)]
     path = out_dir / "summary.csv"
-    write_atomic(path, render_csv(SUMMARY_COLUMNS, rows, CsvFormat.of(config)))
+    write_atomic(path, render_csv(columns, rows, CsvFormat.of(config)))
     return path
 
 

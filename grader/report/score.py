@@ -3,31 +3,31 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from grader.config import EXERCISE_IDS, Config
-from grader.report.models import (CheckResult, ExecutionInfo, ExerciseResult, GraderInfo, Report,
-                                  SubmissionInfo, Total, Violation)
-
-AUTOMATIC_EXERCISE = "6.6"
+from grader.config import Config
+from grader.models import (CheckResult, ExecutionInfo, ExerciseResult, GraderInfo, Report, SubmissionInfo, Total,
+                           Violation)
 
 
 def build_report(*, submission: SubmissionInfo, violations: list[Violation], execution: ExecutionInfo,
                  checks: list[CheckResult], config: Config, grader: GraderInfo,
                  evidence: dict[str, list[str]] | None = None,
                  accuracies: dict[str, list[float]] | None = None) -> Report:
-    """Exercises graded by tutors stay pending (points null) until manual points are merged; 6.6
-    carries its automatic points in the evidence and is pending for its tutor-graded part 3."""
+    """Exercises graded by tutors stay pending (points null) until manual points are merged; the
+    sheet's automatic exercise carries its automatic points in the evidence and is pending for its
+    tutor-graded part."""
     evidence = evidence or {}
+    sheet = config.sheet_def
     points = config.exercises.points
     auto_points = round(sum(c.points for c in checks), 4)
     auto_max = round(sum(c.max_points for c in checks), 4)
     exercises = []
-    for exercise in EXERCISE_IDS:
+    for exercise in sheet.exercise_ids:
         notes = list(evidence.get(exercise, []))
         graded_by = "tutor"
-        if exercise == AUTOMATIC_EXERCISE:
+        if exercise == sheet.automatic_exercise:
             graded_by = "auto+tutor"
-            notes.insert(0, f"automatic checks: {auto_points:g} of {auto_max:g} points; "
-                            f"part 3 (plot and discussion, {points[exercise] - auto_max:g} points) is graded by tutors")
+            notes.insert(0, f"automatic checks: {auto_points:g} of {auto_max:g} points; {sheet.manual_part} "
+                            f"({sheet.manual_part_description}, {points[exercise] - auto_max:g} points) is graded by tutors")
         exercises.append(ExerciseResult(id=exercise, points=None, max_points=points[exercise],
                                         bonus=exercise in config.exercises.bonus, graded_by=graded_by,
                                         evidence=notes))
@@ -41,12 +41,13 @@ def build_report(*, submission: SubmissionInfo, violations: list[Violation], exe
 def with_totals(report: Report, config: Config) -> Report:
     """Recompute total.* from the exercises (tutor points where given) and the automatic checks."""
     auto = sum(c.points for c in report.checks)
+    automatic_exercise = config.sheet_def.automatic_exercise
     regular = bonus = 0.0
     complete = True
     for exercise in report.exercises:
         if exercise.points is None:
             complete = False
-            if exercise.id == AUTOMATIC_EXERCISE:
+            if exercise.id == automatic_exercise:
                 regular += auto
             continue
         if exercise.bonus:

@@ -28,7 +28,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from grader.config import Limits
 from grader.fsclean import remove_tree
 from grader.notebook_file import NotebookInvalid, parse_notebook_json
-from grader.report.models import CellError, ExecutionInfo, TimeLimits
+from grader.models import CellError, ExecutionInfo, TimeLimits
 from grader.run.sandbox import KernelCommand
 from grader.textsafe import valid_json, valid_text
 

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from grader.fsclean import remove_tree
+from grader.run.context import KernelContext
 from grader.run.execute import KernelStartError
 from grader.run.sandbox import SUBMISSION_MOUNT, TMPFS_BYTES, KernelCommand, forkserver_command
 
@@ -53,7 +54,7 @@ while True:
 class ForkServer:
     """One sandboxed fork server; `kernel_command` gives the command jupyter_client starts."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx: KernelContext):
         self.ctx = ctx
         self.process: asyncio.subprocess.Process | None = None
         self.jobs: Path | None = None        # where kernels' workspaces are made
@@ -102,12 +103,12 @@ class ForkServer:
         script = runtime / "forkserver_main.py"   # read-only inside the sandbox, at the same path
         script.write_text(SERVER_SOURCE, encoding="utf-8")
         program = [ctx.config.kernel_python, "-I", str(script), str(self._listener.fileno()),
-                   str(ctx.threads), "PLACEHOLDER", "[]"]
+                   str(ctx.threads), "PLACEHOLDER", "[]", json.dumps(list(ctx.warmup_imports))]
         command = forkserver_command(ctx.config, self.jobs, program, runtime=runtime, sockets=self.sockets,
-                                     threads=ctx.threads, mpl_cache=ctx.mpl_cache, data_dir=ctx.data.root)
+                                     threads=ctx.threads, mpl_cache=ctx.mpl_cache, data_dir=ctx.data_root)
         isolate = command.sandbox == "bubblewrap"
         keep = [d for d in command.bound if _under_tmp(d)]
-        command.argv[-2:] = ["1" if isolate else "0", json.dumps(keep)]
+        command.argv[-3:-1] = ["1" if isolate else "0", json.dumps(keep)]
         command.env["JPY_PARENT_PID"] = str(os.getpid())   # the launcher exits if we are gone already
         command.prepare(runtime)
         self._server_command = command

@@ -4,7 +4,7 @@ sheet imports once, then forks a kernel per submission in a few milliseconds.
 This file is not imported by the grader: a copy of it is run with `python -I` inside bubblewrap
 (the grader's code is not visible there). It must import nothing of the grader.
 
-argv: LISTEN_FD THREADS ISOLATE(0|1) KEEP_PATHS_JSON
+argv: LISTEN_FD THREADS ISOLATE(0|1) KEEP_PATHS_JSON WARMUP_JSON
 
 - LISTEN_FD: a listening Unix socket, passed in by the grader; its path is outside the sandbox, so
   only the grader's kernel proxies (`forkserver.PROXY`) can connect. Each connection asks for one
@@ -19,6 +19,8 @@ argv: LISTEN_FD THREADS ISOLATE(0|1) KEEP_PATHS_JSON
   capabilities left. The server is PID 1 of the sandbox and, like every process it
   forks, not dumpable: /proc shows the sandbox's processes, but not their memory or files.
 - KEEP_PATHS_JSON: folders under /tmp that every kernel must still see (the staged data, read-only).
+- WARMUP_JSON: the modules the sheet's notebooks import anyway (the sheet's `warmup_imports`):
+  imported once here, every kernel forked from here has them already.
 
 Writes "ready" to stdout once the imports are done, then "started TAG" (TAG from the request)
 for every kernel forked, and "gone TAG" once no process of any kernel of that TAG is left.
@@ -33,17 +35,16 @@ import sys
 
 LISTEN_FD, THREADS, ISOLATE = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
 KEEP = json.loads(sys.argv[4])
+WARMUP = json.loads(sys.argv[5]) if len(sys.argv) > 5 else []
 
 # ipykernel's debugger (debugpy) would warn on import that Python's frozen modules are on; a kernel
 # started by jupyter_client has the same variable set (ipykernel's kernel spec).
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 # What the sheet's notebooks import anyway (a kernel forked from here has them already).
-import numpy  # noqa: E402,F401
-import torch  # noqa: E402
-import torchvision  # noqa: E402,F401
-import matplotlib  # noqa: E402,F401
-import matplotlib.pyplot  # noqa: E402,F401
+for _module in WARMUP:
+    __import__(_module)
+import numpy  # noqa: E402
 import ipykernel.kernelapp  # noqa: E402,F401
 
 # What ipykernel imports while a kernel starts (its debugger pulls in debugpy, the shell sqlite and
@@ -167,8 +168,10 @@ def _kernel(request, log_fd):
     import random
     random.seed()              # a fresh process would not share its seeds with its siblings
     numpy.random.seed()
-    torch.seed()               # and torch's, or every kernel of a server would start from the same weights
-    torch.set_num_threads(THREADS)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.seed()           # and torch's, or every kernel of a server would start from the same weights
+        torch.set_num_threads(THREADS)
     sys.argv = ["ipykernel_launcher", "-f", request["connection_file"]]
     sys.path[:] = [p for p in sys.path if p]
     ipykernel.kernelapp.launch_new_instance()

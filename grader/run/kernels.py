@@ -19,20 +19,10 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from grader.fsclean import remove_tree
+from grader.run.context import KernelContext
 from grader.run.execute import KernelSession, KernelStartError
 from grader.run.forkserver import ForkServer
 from grader.run.sandbox import kernel_command
-
-# What the sheet's notebooks import anyway; done before the notebook is known.
-WARM_UP = """\
-import numpy, torch, torchvision, matplotlib
-import matplotlib.pyplot
-"""
-
-
-def _time_limits(ctx):
-    """The context's resolved time limits (a context made by hand may have none: [limits] alone)."""
-    return getattr(ctx, "time_limits", None)
 
 
 @dataclass
@@ -45,9 +35,9 @@ class Kernel:
 class FreshKernels:
     """A new kernel per submission, started when asked for."""
 
-    warm_up_code: str | None = WARM_UP
+    warm_up: bool = True   # a kernel started ahead imports the sheet's warm-up modules
 
-    def __init__(self, ctx, prefix: str = "ws-"):
+    def __init__(self, ctx: KernelContext, prefix: str = "ws-"):
         self.ctx = ctx
         self.prefix = prefix
         self._stopping: set[asyncio.Task] = set()
@@ -56,9 +46,9 @@ class FreshKernels:
         """A kernel whose session is not started yet, with its new, empty workspace."""
         workspace = Path(tempfile.mkdtemp(prefix=self.prefix, dir=self.ctx.work_dir))
         command = kernel_command(self.ctx.config, workspace, threads=self.ctx.threads, mpl_cache=self.ctx.mpl_cache,
-                                 data_dir=self.ctx.data.root)
+                                 data_dir=self.ctx.data_root)
         return Kernel(session=KernelSession(command, workspace, self.ctx.config.limits,
-                                            time_limits=_time_limits(self.ctx)), workspace=workspace)
+                                            time_limits=self.ctx.time_limits), workspace=workspace)
 
     async def _start(self, warm_up: bool) -> Kernel:
         kernel = await self._session()
@@ -67,8 +57,8 @@ class FreshKernels:
         try:
             await session.__aenter__()
             started = True
-            if warm_up and self.warm_up_code:
-                await session.warm_up(self.warm_up_code)
+            if warm_up and self.warm_up and self.ctx.warm_up_code:
+                await session.warm_up(self.ctx.warm_up_code)
         except BaseException:   # also when cancelled: a kernel nobody will use is stopped at once
             if started:
                 await session.__aexit__(None, None, None)
@@ -132,7 +122,7 @@ class FreshKernels:
 class WarmKernels(FreshKernels):
     """Keeps one kernel started and warmed up ahead of need."""
 
-    def __init__(self, ctx, prefix: str = "ws-"):
+    def __init__(self, ctx: KernelContext, prefix: str = "ws-"):
         super().__init__(ctx, prefix)
         self._next: asyncio.Task | None = None
 
@@ -169,9 +159,9 @@ class ForkKernels(WarmKernels):
     trace or enter it. If the running kernel starved it (a fork bomb, say), that is seen once the
     running kernel is gone, and another is forked."""
 
-    warm_up_code = None   # the server imported all of it before forking
+    warm_up = False   # the server imported all of it before forking
 
-    def __init__(self, ctx, prefix: str = "ws-"):
+    def __init__(self, ctx: KernelContext, prefix: str = "ws-"):
         super().__init__(ctx, prefix)
         self.server = ForkServer(ctx)
         self._closing = False
@@ -189,14 +179,14 @@ class ForkKernels(WarmKernels):
             reason = str(exc) if isinstance(exc, KernelStartError) else f"the fork server did not start: {exc}"
             print(f"warning: {reason}; this worker starts a new kernel per submission instead", file=sys.stderr)
             self._fallback = True
-            self.warm_up_code = WARM_UP
+            self.warm_up = True
             return await super()._session()
         workspace = Path(tempfile.mkdtemp(prefix=self.prefix, dir=self.server.jobs))
         runtime = Path(tempfile.mkdtemp(prefix="k-", dir=self.server.sockets))
         tag = self.server.new_tag()
         command = self.server.kernel_command(workspace, runtime, tag)
         session = KernelSession(command, workspace, self.ctx.config.limits, runtime_dir=runtime,
-                                time_limits=_time_limits(self.ctx))
+                                time_limits=self.ctx.time_limits)
         return Kernel(session=session, workspace=workspace, tag=tag)
 
     async def _stopped(self, kernel: Kernel) -> None:

@@ -13,10 +13,12 @@ import json
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from grader.sheet import NetworkSpec
 
 MIME = "application/x-sheet6-grader-probe+json"
 _KERNEL_CODE = (Path(__file__).with_name("probe_kernel.py")).read_text(encoding="utf-8")
@@ -106,7 +108,7 @@ class AccuracyCandidate(_Lenient):
 
 class InstanceSearch(_Lenient):
     """Where the probe looked for the trained instance of a class, for the message when none is found."""
-    canonical: str                      # the name the sheet uses (`fashion_network`)
+    canonical: str                      # the name the sheet's template gives the instance
     canonical_holds: str = "nothing"    # what that name holds: the class's name, another type, "nothing"
     optimize_calls: int = 0             # recorded calls of the class's optimize
     optimize_completed: int = 0         # of which returned
@@ -196,10 +198,13 @@ class ProbePayloadError(ValueError):
     """The kernel's answer is not what the probe sends: malformed, forged or tampered with."""
 
 
-def probe_code(token: str, x_path: str, y_path: str, step_timeout_s: float) -> str:
+def probe_code(token: str, x_path: str, y_path: str, step_timeout_s: float,
+               networks: Sequence[NetworkSpec]) -> str:
     """The kernel-side probe with this run's token; the probe batch is read from `x_path`/`y_path`
-    (.npy files) rather than sent inline, which keeps the code the kernel parses and echoes small."""
-    settings = json.dumps({"step_timeout_s": step_timeout_s})
+    (.npy files) rather than sent inline, which keeps the code the kernel parses and echoes small.
+    `networks`: the sheet's networks to look for (key, class, the template's instance name)."""
+    settings = json.dumps({"step_timeout_s": step_timeout_s,
+                           "networks": [[n.key, n.class_name, n.instance_name] for n in networks]})
     return (_KERNEL_CODE
             .replace("__TOKEN__", repr(token))
             .replace("__MIME__", repr(MIME))
@@ -208,13 +213,15 @@ def probe_code(token: str, x_path: str, y_path: str, step_timeout_s: float) -> s
             .replace("__SETTINGS__", repr(settings)))
 
 
-def setup_code(raw_dir: str) -> str:
-    """The kernel-side set-up step (`setup_kernel.py`), reading the staged data from `raw_dir`."""
-    settings = json.dumps({"raw_dir": raw_dir, "keep_calls": KEEP_CALLS, "text_limit": PRINTED_LIMIT})
+def setup_code(raw_dir: str, dataset_class: str = "") -> str:
+    """The kernel-side set-up step (`setup_kernel.py`): torchvision's `dataset_class` (if any) reads
+    the staged data from `raw_dir`."""
+    settings = json.dumps({"raw_dir": raw_dir, "dataset_class": dataset_class, "keep_calls": KEEP_CALLS,
+                           "text_limit": PRINTED_LIMIT})
     return _SETUP_CODE.replace("__SETTINGS__", repr(settings))
 
 
-def prepare_kernel(session, raw_dir: Path) -> str | None:
+def prepare_kernel(session, raw_dir: Path, dataset_class: str = "") -> str | None:
     """Queue the set-up step in the kernel of `session`, to run before the notebook's first cell:
     silently (no output, not in the history, no number). It is not waited for, which would cost a
     round trip per submission: the kernel runs its requests in order, so it is done before the
@@ -223,7 +230,7 @@ def prepare_kernel(session, raw_dir: Path) -> str | None:
     if kc is None:
         return "the set-up step could not be sent: the kernel has no client"
     try:
-        code_path = session.share(f"setup-{new_token()}.py", setup_code(str(raw_dir)).encode("utf-8"))
+        code_path = session.share(f"setup-{new_token()}.py", setup_code(str(raw_dir), dataset_class).encode("utf-8"))
     except OSError as exc:
         return f"the set-up step could not be put beside the kernel: {exc}"
     kc.execute(probe_cell(code_path, "__grader_setup__"), silent=True, store_history=False, allow_stdin=False)
@@ -305,8 +312,10 @@ def parse_payloads(payloads: list[dict], token: str, probe_x: np.ndarray) -> Obs
                         setup_ran=payload.setup_ran)
 
 
-async def probe(session, probe_x: np.ndarray, probe_y: np.ndarray, *, timeout_s: float) -> Observations:
-    """Send the probe into the live kernel of `session` (a KernelSession) and read its answer."""
+async def probe(session, probe_x: np.ndarray, probe_y: np.ndarray, *, timeout_s: float,
+                networks: Sequence[NetworkSpec]) -> Observations:
+    """Send the probe into the live kernel of `session` (a KernelSession) and read its answer about
+    the sheet's `networks`."""
     token = new_token()
     step_timeout = max(5.0, timeout_s / 8)
     # File names of their own, not the token: a kernel watching its folder learns nothing from them.
@@ -314,7 +323,7 @@ async def probe(session, probe_x: np.ndarray, probe_y: np.ndarray, *, timeout_s:
         x_path = session.share(f"probe-x-{new_token()}.npy", _npy_bytes(probe_x.astype(np.float32)))
         y_path = session.share(f"probe-y-{new_token()}.npy", _npy_bytes(probe_y.astype(np.int64)))
         code_path = session.share(f"probe-{new_token()}.py",
-                                  probe_code(token, x_path, y_path, step_timeout).encode("utf-8"))
+                                  probe_code(token, x_path, y_path, step_timeout, networks).encode("utf-8"))
     except OSError as exc:   # the kernel's folder was tampered with (a file where ours goes, say)
         return Observations(status="error", message=f"the probe's files could not be put beside the kernel: {exc}",
                             probe_x=probe_x)

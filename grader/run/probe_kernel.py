@@ -178,7 +178,7 @@ def __grader_probe():
         return tracer.ops, calls, y
 
     def input_for(model):
-        """The students' forward takes images (N,1,28,28) or, when the loop flattens, (N,784)."""
+        """The students' forward takes images (N,1,rows,cols) or, when the loop flattens, (N,rows*cols)."""
         model = clone(model)
         model.eval()
         try:
@@ -558,8 +558,7 @@ def __grader_probe():
 
     # ---- everything, per network ----------------------------------------------------------------
     # Accuracies first: the probe's own calls of `optimize` and `test` may append to the students' lists.
-    specs = [("baseline", "FashionNetwork", "fashion_network"),
-             ("batchnorm", "FashionNetworkBatchNorm", "fashion_network_batch_norm")]
+    specs = [tuple(spec) for spec in settings["networks"]]   # (key, class name, the template's instance name)
     chosen = {}
     for key, class_name, canonical in specs:
         cls = ns.get(class_name)

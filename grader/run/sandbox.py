@@ -492,17 +492,11 @@ def _data_binds(workspace: Path, data_dir: Path | None) -> list[str]:
     """The staged data the notebook reads, read-only. A kernel may be started before its submission
     (warm kernels) and so before `dataset.link_into` puts symlinks to the staged files into the
     workspace: the folder they point into is bound up front. That is `data_dir` (the staged data's
-    root) when given, else the grader's data cache; symlinks already in the workspace are added."""
+    root, passed in by the caller); symlinks already in the workspace are added."""
     folders = []
     if data_dir is not None:
         folders.append(Path(os.path.realpath(data_dir)))
-    else:
-        try:
-            from grader.batch import cache_dir   # the grader's cache (same rule as the batch runner)
-            folders.append(Path(os.path.realpath(cache_dir() / "data")))
-        except Exception:
-            pass
-    for link in sorted(Path(workspace).glob("**/FashionMNIST/raw/*")):
+    for link in sorted(Path(workspace).glob("**/raw/*")):
         if link.is_symlink():
             target = Path(os.path.realpath(link))
             if target.is_file() and not _inside(target, workspace) \

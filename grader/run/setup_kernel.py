@@ -8,7 +8,8 @@
 #   during the call (the last few calls per class), and returns exactly what the student's method
 #   returned. So the probe finds the trained networks whatever they are called and wherever they
 #   are kept, also when they were created inside a function.
-# - torchvision's FashionMNIST reads the staged files, whatever root the notebook passes, with
+# - the sheet's data set class of torchvision (settings["dataset_class"], one of the MNIST family in
+#   torchvision.datasets.mnist) reads the staged files, whatever root the notebook passes, with
 #   `download` true or false, and never downloads.
 # - `pip install` (as `%pip` or `!pip`) says that grading installs nothing; pip itself fails at once
 #   (PIP_NO_INDEX in the kernel's environment, see sandbox.kernel_env).
@@ -30,6 +31,7 @@ def __grader_setup():
 
     settings = _json.loads(__SETTINGS__)
     raw_dir = settings["raw_dir"]
+    dataset_class = settings["dataset_class"]
     keep = int(settings["keep_calls"])
     text_limit = int(settings["text_limit"])
     ip = get_ipython()  # noqa: F821 - defined inside IPython
@@ -131,8 +133,8 @@ def __grader_setup():
         Module.__init_subclass__ = classmethod(__init_subclass__)
         Module.__sheet6_hooked__ = True
 
-    def stage_fashion_mnist(module):
-        cls = getattr(module, "FashionMNIST", None)
+    def stage_dataset(module):
+        cls = getattr(module, dataset_class, None) if dataset_class else None
         if cls is None or cls.__dict__.get("__sheet6_staged__"):
             return
         cls.raw_folder = property(lambda self: raw_dir)
@@ -141,7 +143,7 @@ def __grader_setup():
         cls.mirrors = []
         cls.__sheet6_staged__ = True
 
-    hooks = {"torch.nn.modules.module": hook_modules, "torchvision.datasets.mnist": stage_fashion_mnist}
+    hooks = {"torch.nn.modules.module": hook_modules, "torchvision.datasets.mnist": stage_dataset}
 
     class AfterImport(importlib.abc.MetaPathFinder):
         """Runs the hook of a module right after the module itself ran (first import only)."""

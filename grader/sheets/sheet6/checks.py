@@ -1,47 +1,30 @@
 """The automatic checks of Exercise 6.6 (SPEC.md's table), computed in the grader process.
 
+Each check is declared once, here: its id, points and description in the decorator (the registry
+`CHECKS`, which grading.toml's [checks] is validated against), the verdict in the function.
+
 Each check looks at the probe's Observations, recomputes what the student's network should output
 with the numpy reference on the student's own weights, and says what was expected and what was
 found. The checks are independent: one mistake costs the points of the check it breaks.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 import numpy as np
 
 from grader.checks.compare import (Unreproducible, close, describe, layers_from_ops, max_difference,
                                    shaped_input, structure, without_output_function)
+from grader.checks.framework import AccuracyRange, Verdict
 from grader.config import Config
-from grader.report.models import CheckResult
-from grader.run.probe import AccuracyCandidate, ModelObservation, NetworkObservation, Observations
+from grader.run.probe import ModelObservation, NetworkObservation, Observations
+from grader.sheet import CheckRegistry
+from grader.sheets.sheet6.accuracies import choose_accuracy_candidate, described
 from reference.numpy_ref import run_layers
+
+CHECKS = CheckRegistry(exercise="6.6")
 
 EXPECTED_BASELINE = [("linear", 784, 64), ("relu",), ("linear", 64, 32), ("relu",), ("linear", 32, 10)]
 CLASS_NAMES = {"baseline": ("FashionNetwork", "fashion_network"),
                "batchnorm": ("FashionNetworkBatchNorm", "fashion_network_batch_norm")}
-
-
-@dataclass(frozen=True)
-class AccuracyRange:
-    """Per-epoch plausible test accuracies (fractions), from running the solution on the same data."""
-    low: tuple[float, ...]
-    high: tuple[float, ...]
-    source: str
-
-
-@dataclass(frozen=True)
-class Verdict:
-    status: str
-    message: str
-
-
-def _result(check_id: str, verdict: Verdict, config: Config) -> CheckResult:
-    max_points = config.checks.points(check_id)
-    points = max_points if verdict.status == "pass" else 0.0
-    return CheckResult(id=check_id, exercise="6.6", status=verdict.status, points=points,
-                       max_points=max_points, message=verdict.message)
 
 
 def _missing(net: NetworkObservation | None, key: str, need_instance: bool = False) -> Verdict | None:
@@ -115,7 +98,9 @@ def _model(net: NetworkObservation, prefer_trained: bool) -> ModelObservation | 
 
 # ---- baseline ----------------------------------------------------------------------------------
 
-def check_baseline_architecture(obs: Observations, config: Config) -> Verdict:
+@CHECKS.check("baseline.architecture", points=0.25,
+              description="`FashionNetwork()`'s forward runs Linear(784,64), ReLU, Linear(64,32), ReLU, Linear(32,10)")
+def check_baseline_architecture(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     net = obs.network("baseline")
     if (missing := _missing(net, "baseline")):
         return missing
@@ -129,7 +114,9 @@ def check_baseline_architecture(obs: Observations, config: Config) -> Verdict:
                            f"its forward runs {describe(found)}.")
 
 
-def check_baseline_forward(obs: Observations, config: Config) -> Verdict:
+@CHECKS.check("baseline.forward", points=0.25,
+              description="its output on a probe batch equals the numpy reference run on its own weights, and is logits (no softmax)")
+def check_baseline_forward(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     net = obs.network("baseline")
     if (missing := _missing(net, "baseline")):
         return missing
@@ -167,7 +154,9 @@ def _forward_verdict(model: ModelObservation, probe_x: np.ndarray, config: Confi
                            f"weights (largest difference {max_difference(model.out_eval, expected):.1e}).")
 
 
-def check_baseline_training_setup(obs: Observations, config: Config) -> Verdict:
+@CHECKS.check("baseline.training_setup", points=0.25,
+              description="`optimize` steps an SGD optimizer with lr 0.001 over the network's parameters, with cross-entropy loss")
+def check_baseline_training_setup(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     net = obs.network("baseline")
     if (missing := _missing(net, "baseline")):
         return missing
@@ -196,81 +185,9 @@ def check_baseline_training_setup(obs: Observations, config: Config) -> Verdict:
     return Verdict("pass", f"optimize uses {step.optimizer} with lr {step.lr:g} and cross-entropy loss.")
 
 
-_ACCURACY_WORD = re.compile(r"(?i)(?<![a-z])acc(?:uracy|uracies)?\w*")
-_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?P<percent>\s*%)?")
-
-
-def printed_accuracies(text: str, epochs: int) -> list[float] | None:
-    """Per-epoch test accuracies printed during optimize ("Epoch 3: test accuracy 71.2%"), the
-    last resort when nothing was returned or kept. After each word that speaks of an accuracy, the
-    first number in percent, else the first number up to 100 ("Accuracy on the 10000 test images:
-    45 %" is 45 %); per line a test or validation accuracy where it shows several, never one called
-    train; lines that name an epoch preferred. None unless exactly `epochs` values are found."""
-    lines = [line for chunk in text.splitlines() for line in chunk.split("\r") if line.strip()]
-    per_line = []   # (the line names an epoch, value)
-    for line in lines[:5000]:
-        words = list(_ACCURACY_WORD.finditer(line[:2000]))
-        found = []
-        previous = 0   # where the text about the previous accuracy ends
-        for i, word in enumerate(words):
-            stop = words[i + 1].start() if i + 1 < len(words) else len(line)
-            segment = line[word.end():min(stop, word.end() + 60)]
-            numbers = [(m, float(m.group().rstrip("% \t"))) for m in _NUMBER.finditer(segment)]
-            pick = next(((m, v) for m, v in numbers if m.group("percent")), None) or \
-                next(((m, v) for m, v in numbers if abs(v) <= 100), None)
-            if pick is None:
-                continue
-            match, value = pick
-            label = (line[max(previous, word.start() - 16):word.end()] + segment[:match.start()]).lower()
-            previous = word.end() + match.end()
-            kind = "train" if "train" in label else "test" if ("test" in label or "val" in label) else "plain"
-            found.append((kind, round(value / 100, 12) if match.group("percent") else value))
-        tests = [v for kind, v in found if kind == "test"] or [v for kind, v in found if kind == "plain"]
-        if tests:
-            per_line.append(("epoch" in line.lower(), tests[0]))
-    for chosen in ([v for epoch, v in per_line if epoch], [v for _, v in per_line]):
-        if len(chosen) == epochs:
-            return chosen
-    return None
-
-
-def choose_accuracies(net: NetworkObservation, epochs: int) -> tuple[str, list[float]] | None:
-    """(name, accuracies as fractions) of `choose_accuracy_candidate`."""
-    chosen = choose_accuracy_candidate(net, epochs)
-    return (chosen[0].name, chosen[1]) if chosen else None
-
-
-def _described(candidate: AccuracyCandidate) -> str:
-    return f"`{candidate.name}`" + (f" ({candidate.where})" if candidate.where else "")
-
-
-def choose_accuracy_candidate(net: NetworkObservation, epochs: int) -> tuple[AccuracyCandidate, list[float]] | None:
-    """The test accuracies the notebook recorded: a return value before an attribute before a
-    global before numbers printed during training; names that speak of training or loss are not
-    test accuracies."""
-    def last_part(name: str) -> str:   # `model_trained.accuracies` is named by `accuracies`
-        return name.rsplit(".", 1)[-1].lower()
-
-    def acceptable(name: str) -> bool:
-        return "train" not in last_part(name) and "loss" not in last_part(name)
-
-    rank = {"return": 0, "attribute": 1, "global": 2, "printed": 3}
-    found = list(net.accuracy_candidates)
-    if net.printed and (values := printed_accuracies(net.printed[:100_000], epochs)):
-        found.append(AccuracyCandidate(source="printed", name="the printed test accuracies", values=values,
-                                       where="printed by optimize while it trained"))
-    candidates = [c for c in found if acceptable(c.name) and len(c.values) == epochs]
-    candidates.sort(key=lambda c: (rank[c.source], "test" not in last_part(c.name) and "val" not in last_part(c.name)))
-    if not candidates:
-        return None
-    chosen = candidates[0]
-    values = list(chosen.values)
-    if values and max(values) > 1.0:
-        values = [v / 100.0 for v in values]
-    return chosen, values
-
-
-def check_baseline_accuracies(obs: Observations, config: Config, accuracy_range: AccuracyRange | None) -> Verdict:
+@CHECKS.check("baseline.accuracies", points=0.25,
+              description="5 per-epoch test accuracies were recorded, within the range the solution reaches on the same data")
+def check_baseline_accuracies(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     net = obs.network("baseline")
     if (missing := _missing(net, "baseline", need_instance=True)):
         return missing
@@ -286,7 +203,7 @@ def check_baseline_accuracies(obs: Observations, config: Config, accuracy_range:
                                f"after every epoch and return the list or keep it on the network "
                                f"(e.g. self.test_accuracies).{hint}")
     candidate, values = chosen
-    name = _described(candidate)
+    name = described(candidate)
     shown = ", ".join(f"{v:.3f}" for v in values)
     if any(not (0.0 <= v <= 1.0) for v in values):
         return Verdict("fail", f"{name} holds {shown}: accuracies are fractions in [0, 1] or percent in [0, 100].")
@@ -306,7 +223,9 @@ def check_baseline_accuracies(obs: Observations, config: Config, accuracy_range:
 
 # ---- batchnorm ---------------------------------------------------------------------------------
 
-def check_batchnorm_architecture(obs: Observations, config: Config) -> Verdict:
+@CHECKS.check("batchnorm.architecture", points=0.25,
+              description="`FashionNetworkBatchNorm()` runs the same Linear layers with a BatchNorm1d of matching width on each hidden layer (before or after the ReLU)")
+def check_batchnorm_architecture(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     net = obs.network("batchnorm")
     if (missing := _missing(net, "batchnorm")):
         return missing
@@ -346,7 +265,9 @@ def check_batchnorm_architecture(obs: Observations, config: Config) -> Verdict:
     return Verdict("pass", f"FashionNetworkBatchNorm() runs {describe(found)}.")
 
 
-def check_batchnorm_behaviour(obs: Observations, config: Config) -> Verdict:
+@CHECKS.check("batchnorm.behaviour", points=0.25,
+              description="train-mode output and running-statistics update equal the reference with batch statistics, eval-mode output equals it with running statistics, and `test` runs in eval mode")
+def check_batchnorm_behaviour(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     net = obs.network("batchnorm")
     if (missing := _missing(net, "batchnorm")):
         return missing
@@ -402,27 +323,3 @@ def check_batchnorm_behaviour(obs: Observations, config: Config) -> Verdict:
     if problems:
         return Verdict("fail", "FashionNetworkBatchNorm: " + "; ".join(problems) + ".")
     return Verdict("pass", "FashionNetworkBatchNorm: " + ", ".join(good) + _on_fresh(net, "batchnorm") + ".")
-
-
-def run_checks(obs: Observations, config: Config, accuracy_range: AccuracyRange | None) -> list[CheckResult]:
-    """All checks of the table, in SPEC order. Without observations every check is skipped."""
-    checks = [
-        ("baseline.architecture", lambda: check_baseline_architecture(obs, config)),
-        ("baseline.forward", lambda: check_baseline_forward(obs, config)),
-        ("baseline.training_setup", lambda: check_baseline_training_setup(obs, config)),
-        ("baseline.accuracies", lambda: check_baseline_accuracies(obs, config, accuracy_range)),
-        ("batchnorm.architecture", lambda: check_batchnorm_architecture(obs, config)),
-        ("batchnorm.behaviour", lambda: check_batchnorm_behaviour(obs, config)),
-    ]
-    results = []
-    for check_id, run in checks:
-        if obs.status != "ok":
-            verdict = Verdict("skipped" if obs.status == "not_run" else "error",
-                              obs.message or "the networks could not be observed")
-        else:
-            try:
-                verdict = run()
-            except Exception as exc:  # a bug in a check must not end the batch; the report says so
-                verdict = Verdict("error", f"the grader failed on this check: {type(exc).__name__}: {exc}")
-        results.append(_result(check_id, verdict, config))
-    return results

@@ -2,8 +2,8 @@
 
 The key of the written Exercise 6.3 and the patterns that find it in a PDF are tutors' material: they
 live in `reference/tutors_key.json`, which the students' package does not ship. Where it is missing,
-the reports simply carry no 6.3 evidence. `for_students` takes every tutors' part out of a report,
-whatever is installed: what `grader check` prints goes through it.
+the reports simply carry no 6.3 evidence. Students read only the notebook's facts (STUDENT_EVIDENCE,
+see grader/report/students.py).
 """
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ import re
 from importlib import resources
 
 import nbformat
-
-from grader.report.models import Report
 
 _ANSWER = re.compile(r"your\s+answer\s*:?", re.IGNORECASE)
 TUTORS_KEY = "tutors_key.json"
@@ -75,12 +73,8 @@ def pdf_hints(pdf_text: str | None) -> dict[str, list[str]]:
     return hints
 
 
-def for_students(report: Report) -> Report:
-    """The report as a student may read it before the deadline: without the 6.3 key or the PDF hints
-    that compare with it (no tutors' evidence but the notebook's facts), and without tutors' notes
-    (comments, the reasons of overrides). It covers one submission, so it names no other team."""
-    exercises = [e.model_copy(update={"evidence": list(e.evidence) if e.id in STUDENT_EVIDENCE else [],
-                                      "comment": None})
-                 for e in report.exercises]
-    checks = [c.model_copy(update={"override": None}) for c in report.checks]
-    return report.model_copy(update={"exercises": exercises, "checks": checks, "comment": None})
+def sheet_evidence(pdf_text: str | None, notebook: nbformat.NotebookNode | None) -> dict[str, list[str]]:
+    """Everything tutors get per exercise: the 6.3 key and PDF hints, and part 3 of 6.6."""
+    found = pdf_hints(pdf_text)
+    found["6.6"] = notebook_evidence(notebook)
+    return found
