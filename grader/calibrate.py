@@ -20,6 +20,7 @@ from statistics import median
 
 from grader.checks.framework import AccuracyRange
 from grader.config import Limits
+from grader.errors import CalibrationError
 from grader.intake.types import Workspace
 from grader.pipeline import REFERENCE_DIR, observe
 from grader.models import DataInfo, TimeLimits
@@ -42,10 +43,6 @@ NOTEBOOK_FACTOR, NOTEBOOK_FLOOR_S = 10, 120.0
 def calibration_file() -> Path:
     """The calibration in use; GRADER_CALIBRATION points elsewhere (the tests keep the shipped file untouched)."""
     return Path(os.environ.get("GRADER_CALIBRATION") or CALIBRATION_FILE)
-
-
-class CalibrationError(RuntimeError):
-    pass
 
 
 def load_calibration(path: Path | None = None) -> dict:

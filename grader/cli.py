@@ -15,12 +15,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from grader.config import ConfigError, load_config
+from grader.config import load_config
+from grader.errors import UserError
 from grader.fsclean import owned_dir, release_dir, sweep_stale
-from grader.report.manual import ManualPointsError
-from grader.calibrate import CalibrationError
-from grader.run.dataset import DataError
-from grader.run.sandbox import SandboxError, choose_sandbox
+from grader.run.sandbox import choose_sandbox
 from grader.textsafe import plain, terminal
 
 
@@ -237,16 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The errors a user can fix, first match wins (ValueError last: the others may be ValueErrors too).
-_USER_ERROR_LABELS = [
-    (ConfigError, ("configuration error", "")),
-    (SandboxError, ("sandbox", "")),
-    (DataError, ("data", "\nFix \\[data] in grading.toml (or the files it names).")),
-    (CalibrationError, ("calibration", "")),
-    (ManualPointsError, ("manual points sheet", "\nFix the sheet and run again; the reports themselves are written.")),
-    (ValueError, ("error", "")),
-]
-_USER_ERRORS = tuple(kind for kind, _ in _USER_ERROR_LABELS)
+# The errors a user can fix (grader/errors.py), and any other ValueError (a bad argument).
+_USER_ERRORS = (UserError, ValueError)
 
 
 class Terminated(BaseException):
@@ -276,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, console)
     except _USER_ERRORS as exc:   # bad input, not a crash: one line saying what and where, exit 2
-        label, hint = next(v for k, v in _USER_ERROR_LABELS if isinstance(exc, k))
+        label, hint = (exc.label, exc.hint) if isinstance(exc, UserError) else ("error", "")
         console.print(f"[red]{label}:[/] {terminal(exc, lines=True)}{hint}", highlight=False)
         return 2
     except KeyboardInterrupt:

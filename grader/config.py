@@ -14,16 +14,13 @@ from typing import Annotated, Literal
 from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, PositiveFloat, PositiveInt, ValidationError,
                       ValidationInfo, WithJsonSchema, model_validator)
 
+from grader.errors import ConfigError
 from grader.sheet import DEFAULT_SHEET, Sheet, SheetError, load_sheet
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:   # Python 3.10 (Ubuntu 22.04's): the same parser, as a package
     import tomli as tomllib
-
-
-class ConfigError(Exception):
-    """A configuration file that cannot be used; the message names the file and the key."""
 
 
 class _Section(BaseModel):

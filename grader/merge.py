@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from grader.config import load_config
+from grader.errors import MergeError
 from grader.report.cms import CmsError
 from grader.report.manual import ManualPointsError
 from grader.report.outputs import merge_outputs
@@ -19,10 +20,6 @@ from grader.textsafe import terminal
 # its name (discovery skips hidden files); `shard.json` is what grader versions before wrote.
 SHARD_FILE = ".shard.json"
 OLD_SHARD_FILE = "shard.json"
-
-
-class MergeError(ValueError):
-    pass
 
 
 def shard_marker(folder: Path) -> dict | None:

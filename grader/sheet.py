@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from grader.errors import SheetError
+
 DEFAULT_SHEET = "sheet6"
-
-
-class SheetError(ValueError):
-    """A sheet that cannot be loaded, or a configuration that does not fit the sheet."""
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,10 @@ from pathlib import Path
 from grader.config import Config
 from grader.report.csvfile import CsvFormat, Text, render_csv
 from grader.models import Report
+from grader.errors import CmsError
 from grader.report.render import write_atomic
 
 CMS_NAME = "cms.csv"
-
-
-class CmsError(ValueError):
-    """The course system's file cannot be written."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.config import Config
+from grader.errors import ManualPointsError
 from grader.report.csvfile import CsvFormat, render_csv, unprotect
 from grader.models import CheckResult, ExerciseResult, Report
 from grader.report.render import write_atomic
@@ -30,16 +31,6 @@ OVERRIDE = "override "
 _MAX_SUFFIX = re.compile(r"\s*\((?:max|maximum)\b[^)]*\)\s*$", re.IGNORECASE)
 _OVERRIDE_NOTE = re.compile(r"^tutor: (?P<before>[-+0-9.eE]+) → (?P<after>[-+0-9.eE]+)")
 _EPS = 1e-9
-
-
-class ManualPointsError(ValueError):
-    """The sheet cannot be used. `problems` lists every one found, each naming line, team and column."""
-
-    def __init__(self, path: Path | str, problems: list[str]):
-        self.path = str(path)
-        self.problems = problems
-        listed = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{path}: {len(problems)} problem(s) in the manual points; fix them and run again:\n{listed}")
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from grader.errors import DataError
+
 _IDX_TYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 _IDX_CODES = {np.dtype(v).newbyteorder("=").str[1:]: k for k, v in _IDX_TYPES.items()}
 
 
-
-
-class DataError(Exception):
-    """The configured data cannot be used; the message names the file and what is wrong."""
 
 
 def read_bytes(path: Path) -> bytes:

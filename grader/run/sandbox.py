@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader.config import Config
+from grader.errors import SandboxError
 
 # The grader's own packages, wherever they are installed (a source checkout, site-packages).
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -234,10 +235,6 @@ def seccomp_note(program: bytes | None) -> str:
     return (f"; NO seccomp filter (none is written for this machine's architecture, {host_machine()}): "
             "the kernel could change file modes and ACLs, also of the device nodes in /dev, and issue "
             "system calls of other architectures")
-
-
-class SandboxError(RuntimeError):
-    """The configured sandbox cannot be used (e.g. `sandbox = "bubblewrap"` without bwrap)."""
 
 
 @dataclass
