@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CONSTRAINTS := requirements/constraints.txt
 LOCK_VENV   := .lock-venv
 
-.PHONY: grade test install lock system-deps student-package benchmark clean
+.PHONY: grade test test-fast install lock system-deps student-package benchmark clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ system-deps:
 # The whole test suite, including real notebooks in real kernels, bubblewrap and a headless browser.
 test: install system-deps
 	$(BIN)/python -m pytest -q
+
+# The fast lane for daily work (under a minute): everything but real kernels, the browser and training.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not kernel and not browser and not slow"
 
 benchmark: install
 	$(BIN)/python benchmarks/batch_speed.py

@@ -38,8 +38,9 @@ from grader.pipeline import Graded, GradingContext, grade_submission, grade_subm
 from grader.preflight import Preflight, preflight
 from grader.report.outputs import write_batch_outputs
 from grader.models import ExecutionInfo, Report, Violation
-from grader.report.render import (read_report, report_path, write_atomic, write_executed, write_report,
-                                  write_summary)
+from grader.atomic import write_atomic
+from grader.report.store import read_report, report_path, write_executed, write_report
+from grader.report.summary import write_summary
 from grader.report.score import build_report
 from grader.run.dataset import StagedData, stage_dataset
 from grader.run.environment import KernelQueryError, kernel_environment
@@ -323,8 +324,8 @@ def run_job(job: Job, root: Path, out_dir: Path, ctx: GradingContext) -> Outcome
         problem = f"the report could not be written ({type(exc).__name__}: {exc})"
         status = "grader_error"
         write_report(error_report(job, ctx, problem), out_dir, job.stem)
-    return Outcome(stem=job.stem, status=status, points=sum(c.points for c in report.checks),
-                   max_points=sum(c.max_points for c in report.checks), seconds=time.monotonic() - started,
+    return Outcome(stem=job.stem, status=status, points=report.auto_points,
+                   max_points=report.auto_max_points, seconds=time.monotonic() - started,
                    message=problem)
 
 
@@ -363,8 +364,8 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
             else:   # `grader check`: the student reads it; adding a package is the tutors' business
                 for line in result.preflight.warning_lines(how_to_add=False):
                     progress(line)
-        result.outcomes = [Outcome(stem=s, status="cached", points=sum(c.points for c in r.checks),
-                                   max_points=sum(c.max_points for c in r.checks), seconds=0) for s, r in cached]
+        result.outcomes = [Outcome(stem=s, status="cached", points=r.auto_points,
+                                   max_points=r.auto_max_points, seconds=0) for s, r in cached]
         if reporter:
             reporter.start(total=len(jobs), cached=len(cached), skipped=len(discovery.skipped))
         if jobs:

@@ -24,7 +24,7 @@ from grader.errors import CalibrationError
 from grader.intake.types import Workspace
 from grader.pipeline import REFERENCE_DIR, observe
 from grader.models import DataInfo, TimeLimits
-from grader.report.render import write_atomic
+from grader.atomic import write_atomic
 from grader.run.execute import configured_time_limits
 from grader.run.kernels import FreshKernels
 

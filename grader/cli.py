@@ -74,7 +74,7 @@ class ProgressReporter:
 
 def _final_table(console: Console, result, out_dir: Path, seconds: float, automatic_exercise: str) -> None:
     statuses = Counter(report.execution.status for _, report in result.reports)
-    points = Counter(round(sum(c.points for c in r.checks), 2) for _, r in result.reports)
+    points = Counter(round(r.auto_points, 2) for _, r in result.reports)
     # Titles above the tables, not in them: a table title wraps to the width of its (narrow) table.
     console.print(f"Graded {len(result.reports)} submission(s) in {seconds:.1f} s → {plain(out_dir)}", highlight=False,
                   soft_wrap=True, markup=False)
@@ -166,7 +166,7 @@ def cmd_check(args, console: Console) -> int:
 
 
 def cmd_schema(args, console: Console) -> int:
-    from grader.report.render import schema_json
+    from grader.report.store import schema_json
 
     print(schema_json())
     return 0

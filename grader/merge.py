@@ -12,7 +12,8 @@ from grader.errors import MergeError
 from grader.report.cms import CmsError
 from grader.report.manual import ManualPointsError
 from grader.report.outputs import merge_outputs
-from grader.report.render import read_report, write_summary
+from grader.report.store import read_report
+from grader.report.summary import write_summary
 from grader.textsafe import terminal
 
 

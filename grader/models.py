@@ -5,11 +5,13 @@ SPEC.md stay as they are. Bump SCHEMA_VERSION when a field changes meaning or is
 """
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SCHEMA_VERSION = "1.0"
+# 1.1: checks[].override is an object (what the check gave, what the tutor gave), no longer a string.
+SCHEMA_VERSION = "1.1"
 
 Severity = Literal["error", "warning"]
 ExecutionStatus = Literal["ok", "errors", "timeout", "kernel_died", "not_run"]
@@ -86,6 +88,17 @@ class ExecutionInfo(_Model):
         "kernel), cells (the notebook itself), probe, kernel_stop, checks")
 
 
+class Override(_Model):
+    """A tutor's override of a check: the points the check gave, and the points the tutor gives
+    (the check's `points`)."""
+    automatic: float
+    tutor: float
+
+
+# How reports of schema 1.0 wrote an override ("tutor: 0.25 → 0"): read into an Override.
+_OLD_OVERRIDE = re.compile(r"^tutor: (?P<automatic>[-+0-9.eE]+) → (?P<tutor>[-+0-9.eE]+)")
+
+
 class CheckResult(_Model):
     id: str
     exercise: str
@@ -93,7 +106,23 @@ class CheckResult(_Model):
     points: float
     max_points: float
     message: str
-    override: str | None = Field(None, description="Set when a tutor overrode the automatic points")
+    override: Override | None = Field(None, description="Set when a tutor overrode the automatic points")
+
+    @field_validator("override", mode="before")
+    @classmethod
+    def _old_override(cls, value):
+        if isinstance(value, str) and (match := _OLD_OVERRIDE.match(value)):
+            return {"automatic": float(match["automatic"]), "tutor": float(match["tutor"])}
+        return value
+
+
+def auto_points(checks: list[CheckResult]) -> float:
+    """The points of the automatic checks (after tutors' overrides)."""
+    return round(sum(c.points for c in checks), 4)
+
+
+def auto_max_points(checks: list[CheckResult]) -> float:
+    return round(sum(c.max_points for c in checks), 4)
 
 
 class ExerciseResult(_Model):
@@ -136,3 +165,12 @@ class Report(_Model):
     comment: str | None = Field(None, description="The tutors' comment on the whole submission")
     grader: GraderInfo
     graded_at: str
+
+    @property
+    def auto_points(self) -> float:
+        """The points of the automatic checks (after tutors' overrides); not stored, computed."""
+        return auto_points(self.checks)
+
+    @property
+    def auto_max_points(self) -> float:
+        return auto_max_points(self.checks)

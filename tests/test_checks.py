@@ -160,7 +160,7 @@ def test_accuracies(candidates, status, chosen):
     verdict = check_baseline_accuracies(obs(network), CONFIG, RANGE)
     assert verdict.status == status, verdict.message
     picked = choose_accuracies(network, 5)
-    assert (picked[0] if picked else None) == chosen or status == "fail"
+    assert (picked[0] if picked else None) == chosen   # also when failing: what was (or was not) taken
 
 
 def test_accuracies_without_calibration_need_review():

@@ -18,7 +18,7 @@ PACKAGE = ROOT / "grader"
 # Bottom to top. A module's layer is that of the longest prefix listed.
 LAYERS: list[tuple[str, ...]] = [
     # foundations: shared models, text and file helpers, the errors a user can fix
-    ("grader", "grader.models", "grader.errors", "grader.textsafe", "grader.fsclean", "grader.notebook_file",
+    ("grader", "grader.models", "grader.errors", "grader.textsafe", "grader.fsclean", "grader.notebook_file", "grader.atomic",
      "grader.course_environment", "grader.slots"),
     ("grader.parser_child", "grader.calibration_store", "grader.locks"),   # built on those
     ("grader.sheet",),                 # what a sheet is (the interface), and how one is loaded
@@ -165,6 +165,6 @@ def test_the_sheet_search_can_fail(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["grader.run.sandbox", "grader.run.kernels", "grader.run.forkserver",
-                                  "grader.report.render", "grader.intake.content"])
+                                  "grader.report.store", "grader.intake.content"])
 def test_stages_do_not_import_the_batch_or_the_pipeline(name):
     assert not {t for t in graph()[name] if t in ("grader.batch", "grader.pipeline", "grader.cli")}

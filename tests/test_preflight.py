@@ -180,7 +180,7 @@ def test_another_kernel_environment_regrades(tmp_path):
     from grader.intake import identify
     from grader.pipeline import make_grader_info
     from grader.models import SubmissionInfo
-    from grader.report.render import write_report
+    from grader.report.store import write_report
     from grader.report.score import build_report
 
     subs, out = tmp_path / "subs", tmp_path / "out"

@@ -15,11 +15,11 @@ from grader.report.cms import cms_rows, write_cms_csv
 from grader.report.feedback import accuracy_chart, feedback_html, write_feedback
 from grader.report.manual import (SHEET_NAME, ManualPointsError, apply_manual, merge_sheets, read_manual_sheet,
                                   sheet_columns, write_manual_sheet)
-from grader.models import (CellError, CheckResult, DataInfo, ExecutionInfo, GraderInfo, Report,
+from grader.models import (CellError, CheckResult, Override, DataInfo, ExecutionInfo, GraderInfo, Report,
                                   SubmissionInfo, TeamMember, Violation)
 from grader.report.outputs import merge_outputs, write_batch_outputs
 from grader.report.overview import overview_html
-from grader.report.render import read_report, write_report
+from grader.report.store import read_report, write_report
 from grader.report.score import build_report
 from grader.report.similarity import similar_pairs
 from grader.sheets.sheet6 import SHEET
@@ -191,7 +191,8 @@ def test_apply_sets_points_overrides_and_completeness(tmp_path):
     entry = read_manual_sheet(path, REPORTS, CONFIG)[BOB[0]]
     report = apply_manual(BOB[1], entry, CONFIG)
     checks = {c.id: c for c in report.checks}
-    assert checks["baseline.forward"].override == "tutor: 0 → 0.25" and checks["baseline.forward"].points == 0.25
+    assert checks["baseline.forward"].override == Override(automatic=0.0, tutor=0.25)
+    assert checks["baseline.forward"].points == 0.25
     # baseline.accuracies asked for a review and has no override: 6.6 stays pending
     six = next(e for e in report.exercises if e.id == "6.6")
     assert six.points is None and not report.total.complete

@@ -480,7 +480,7 @@ def test_merge_takes_folders_with_the_old_shard_marker(tmp_path):
     from grader.merge import check_shards, merge_reports
     from test_report_outputs import ALICE, BOB
 
-    from grader.report.render import write_report
+    from grader.report.store import write_report
 
     for index, (stem, report) in enumerate((ALICE, BOB), start=1):
         folder = tmp_path / f"s{index}"

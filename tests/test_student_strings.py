@@ -18,7 +18,8 @@ from rich.console import Console
 from grader.report.manual import SHEET_NAME, read_manual_sheet, write_manual_sheet
 from grader.models import CellError, Violation
 from grader.report.outputs import write_batch_outputs
-from grader.report.render import read_report, write_report, write_summary
+from grader.report.store import read_report, write_report
+from grader.report.summary import write_summary
 from test_report_outputs import ALICE, CONFIG, german, make_report
 
 # The helpers below are new with issue 14; imported where used, so that the tests of what users get

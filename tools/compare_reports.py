@@ -3,7 +3,7 @@
 A refactor must not change what the grader says. This grades `submissions/` and `tests/corpus/` with
 `grader grade` on the tests' tiny data (640 / 256 images, seed 6, the same time limits as the tests),
 then writes each report normalised (the CSVs as they are): what varies from run to run or from version to version
-is taken out (the grader's version and hashes, timings, the accuracies themselves and decimal numbers
+is taken out (the grader's version and hashes, the schema's version, timings, the accuracies themselves and decimal numbers
 in messages, which come from unseeded training and random weights).
 
     python tools/compare_reports.py snapshot DIR [--calibration FILE]
@@ -53,6 +53,7 @@ def normalise_report(report: dict) -> dict:
     report = json.loads(json.dumps(report))
     report.pop("grader", None)
     report.pop("graded_at", None)
+    report.pop("schema_version", None)   # the report format's version (1.1: overrides as objects)
     execution = report.get("execution", {})
     for key in ("duration_s", "timings"):
         execution.pop(key, None)

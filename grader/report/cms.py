@@ -26,7 +26,7 @@ from grader.config import Config
 from grader.report.csvfile import CsvFormat, Text, render_csv
 from grader.models import Report
 from grader.errors import CmsError
-from grader.report.render import write_atomic
+from grader.atomic import write_atomic
 
 CMS_NAME = "cms.csv"
 

@@ -11,7 +11,7 @@ from statistics import mean
 
 from grader.report.manual import pending_parts
 from grader.models import Report
-from grader.report.render import write_atomic
+from grader.atomic import write_atomic
 from grader.sheet import Sheet, load_sheet
 
 FEEDBACK_DIR = "feedback"
@@ -234,7 +234,8 @@ def feedback_html(report: Report, calibration_curve: dict | None = None, sheet: 
     out.append(f"<h2>Automatic checks of Exercise {esc(sheet.automatic_exercise)}</h2>")
     out.append('<table><tr><th>check</th><th>result</th><th class="num">points</th><th>what the grader found</th></tr>')
     for c in report.checks:
-        override = f'<br><span class="note">overridden by a tutor ({esc(c.override)})</span>' if c.override else ""
+        override = (f'<br><span class="note">overridden by a tutor (tutor: {fmt_points(c.override.automatic)} → '
+                    f'{fmt_points(c.override.tutor)})</span>' if c.override else "")
         out.append(f'<tr><td><code>{esc(c.id)}</code></td><td>{badge(c.status)}</td>'
                    f'<td class="num">{c.points:g} / {c.max_points:g}</td><td>{esc(c.message)}{override}</td></tr>')
     out.append("</table>")

@@ -20,8 +20,8 @@ from pathlib import Path
 from grader.config import Config
 from grader.errors import ManualPointsError
 from grader.report.csvfile import CsvFormat, render_csv, unprotect
-from grader.models import CheckResult, ExerciseResult, Report
-from grader.report.render import write_atomic
+from grader.models import CheckResult, ExerciseResult, Override, Report, auto_points
+from grader.atomic import write_atomic
 from grader.report.score import with_totals
 
 SHEET_NAME = "manual_points.csv"
@@ -29,7 +29,6 @@ INFO_COLUMNS = ("stem", "team", "student_ids")
 COMMENT = "comment"
 OVERRIDE = "override "
 _MAX_SUFFIX = re.compile(r"\s*\((?:max|maximum)\b[^)]*\)\s*$", re.IGNORECASE)
-_OVERRIDE_NOTE = re.compile(r"^tutor: (?P<before>[-+0-9.eE]+) → (?P<after>[-+0-9.eE]+)")
 _EPS = 1e-9
 
 
@@ -237,8 +236,8 @@ def read_manual_sheet(path: Path, reports: list[tuple[str, Report]] | dict[str, 
 def _undo_overrides(checks: list[CheckResult]) -> list[CheckResult]:
     restored = []
     for check in checks:
-        if check.override and (match := _OVERRIDE_NOTE.match(check.override)):
-            check = check.model_copy(update={"points": float(match["before"]), "override": None})
+        if check.override is not None:
+            check = check.model_copy(update={"points": check.override.automatic, "override": None})
         restored.append(check)
     return restored
 
@@ -269,10 +268,9 @@ def apply_manual(report: Report, entry: ManualEntry | None, config: Config) -> R
     for check in report.checks:
         if check.id in entry.overrides:
             new = entry.overrides[check.id]
-            check = check.model_copy(update={"points": new,
-                                             "override": f"tutor: {_number(check.points)} → {_number(new)}"})
+            check = check.model_copy(update={"points": new, "override": Override(automatic=check.points, tutor=new)})
         checks.append(check)
-    auto = round(sum(c.points for c in checks), 4)
+    auto = auto_points(checks)
     reviewed = all(c.status != "needs_review" or c.override for c in checks)
     exercises: list[ExerciseResult] = []
     for exercise in report.exercises:
@@ -299,7 +297,7 @@ def _cells_from_report(report: Report, config: Config, decimal: str) -> dict[tup
     def fmt(value: float) -> str:
         return _number(value).replace(".", decimal)
 
-    auto = sum(c.points for c in report.checks)
+    auto = report.auto_points
     sheet = config.sheet_def
     for exercise in report.exercises:
         if exercise.points is None:
@@ -311,7 +309,7 @@ def _cells_from_report(report: Report, config: Config, decimal: str) -> dict[tup
         if (own := exercise.comment):
             cells[("exercise_comment", exercise.id)] = own
     for check in report.checks:
-        if check.override and _OVERRIDE_NOTE.match(check.override):
+        if check.override is not None:
             cells[("override", check.id)] = fmt(check.points)
     if (comment := report.comment):
         cells[("comment", COMMENT)] = comment

@@ -20,7 +20,7 @@ from grader.report.manual import (SHEET_NAME, ManualPointsError, apply_manual, m
                                   read_manual_sheet, write_manual_sheet)
 from grader.models import Report
 from grader.report.overview import OVERVIEW_NAME, write_overview
-from grader.report.render import write_report
+from grader.report.store import write_report
 from grader.report.similarity import SIMILARITY_THRESHOLD, similar_pairs
 
 __all__ = ["write_batch_outputs", "merge_outputs", "ManualPointsError", "CmsError"]

@@ -15,7 +15,7 @@ from grader.sheet import Sheet, load_sheet
 from grader.report.feedback import FEEDBACK_DIR, badge, esc, fmt_points, page
 from grader.report.manual import pending_parts
 from grader.models import Report
-from grader.report.render import write_atomic
+from grader.atomic import write_atomic
 from grader.report.similarity import Pair
 
 OVERVIEW_NAME = "summary.html"
@@ -157,8 +157,7 @@ def overview_html(reports: list[tuple[str, Report]], *, pairs: list[Pair] | None
     out.append('<table><tr><th>submission</th><th>team</th><th>notebook</th><th class="num">automatic</th>'
                '<th class="num">total</th><th class="num">bonus</th><th>pending</th></tr>')
     for stem, r in reports:
-        auto = sum(c.points for c in r.checks)
-        auto_max = sum(c.max_points for c in r.checks)
+        auto, auto_max = r.auto_points, r.auto_max_points
         team = ", ".join(f"{m.name} ({m.student_id})" for m in r.submission.team)
         pending = ", ".join(pending_parts(r)) or "—"
         out.append(f"<tr><td>{_link(stem)}</td><td>{esc(team)}</td><td>{badge(r.execution.status)}</td>"

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 from grader.config import Config
 from grader.models import (CheckResult, ExecutionInfo, ExerciseResult, GraderInfo, Report, SubmissionInfo, Total,
-                           Violation)
+                           Violation, auto_max_points, auto_points)
 
 
 def build_report(*, submission: SubmissionInfo, violations: list[Violation], execution: ExecutionInfo,
@@ -18,15 +18,15 @@ def build_report(*, submission: SubmissionInfo, violations: list[Violation], exe
     evidence = evidence or {}
     sheet = config.sheet_def
     points = config.exercises.points
-    auto_points = round(sum(c.points for c in checks), 4)
-    auto_max = round(sum(c.max_points for c in checks), 4)
+    auto = auto_points(checks)
+    auto_max = auto_max_points(checks)
     exercises = []
     for exercise in sheet.exercise_ids:
         notes = list(evidence.get(exercise, []))
         graded_by = "tutor"
         if exercise == sheet.automatic_exercise:
             graded_by = "auto+tutor"
-            notes.insert(0, f"automatic checks: {auto_points:g} of {auto_max:g} points; {sheet.manual_part} "
+            notes.insert(0, f"automatic checks: {auto:g} of {auto_max:g} points; {sheet.manual_part} "
                             f"({sheet.manual_part_description}, {points[exercise] - auto_max:g} points) is graded by tutors")
         exercises.append(ExerciseResult(id=exercise, points=None, max_points=points[exercise],
                                         bonus=exercise in config.exercises.bonus, graded_by=graded_by,
@@ -40,7 +40,7 @@ def build_report(*, submission: SubmissionInfo, violations: list[Violation], exe
 
 def with_totals(report: Report, config: Config) -> Report:
     """Recompute total.* from the exercises (tutor points where given) and the automatic checks."""
-    auto = sum(c.points for c in report.checks)
+    auto = report.auto_points
     automatic_exercise = config.sheet_def.automatic_exercise
     regular = bonus = 0.0
     complete = True
