@@ -458,3 +458,10 @@ def test_similarity_sees_through_renaming_and_reordering_but_not_independent_sol
     assert similar_pairs(notebooks, template, course_code=course_code) == []
     pairs = similar_pairs({**notebooks, "copier": copier}, template, course_code=course_code)
     assert [{p.a, p.b} for p in pairs] == [{original, "copier"}]
+
+
+def test_an_override_written_by_schema_1_0_is_read_as_data():
+    """Reports written before overrides were data said "tutor: 0.25 → 0"; they still validate."""
+    check = CheckResult.model_validate({"id": "baseline.forward", "exercise": "6.6", "status": "fail", "points": 0,
+                                        "max_points": 0.25, "message": "m", "override": "tutor: 0.25 → 0"})
+    assert check.override == Override(automatic=0.25, tutor=0.0)
