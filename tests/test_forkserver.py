@@ -13,7 +13,6 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import nbformat
 import pytest
@@ -23,6 +22,8 @@ from conftest import ROOT as REPO_ROOT   # the source checkout the tests run fro
 from grader.config import config_from_dict
 from grader.run.kernels import ForkKernels
 from grader.run.sandbox import SANDBOX_UID
+from grader.run.context import KernelContext
+from grader.sheets.sheet6 import SHEET
 
 pytestmark = [needs_torch, pytest.mark.kernel,
               pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed"),
@@ -32,7 +33,7 @@ pytestmark = [needs_torch, pytest.mark.kernel,
 def context(work: Path, **limits):
     raw = {"cell_timeout_s": 20, "notebook_timeout_s": 120, "probe_timeout_s": 30, "processes": 64, **limits}
     config = config_from_dict({"limits": raw, "run": {"sandbox": "bubblewrap"}}, source="<tests>")
-    return SimpleNamespace(config=config, work_dir=work, threads=1, mpl_cache=None, data=SimpleNamespace(root=None))
+    return KernelContext(config=config, work_dir=work, data_root=None, warmup_imports=SHEET.warmup_imports)
 
 
 @pytest.fixture
@@ -133,7 +134,7 @@ def test_forked_kernels_are_isolated_from_the_server_and_from_each_other(work):
     ctx = context(work)
 
     async def scenario():
-        kernels = ForkKernels(ctx.kernel_context)
+        kernels = ForkKernels(ctx)
         try:
             async with kernels.kernel() as kernel:
                 (kernel.workspace / "mine.txt").write_text("this team's file")
@@ -188,7 +189,7 @@ def test_forked_kernels_die_time_out_and_survive_a_lost_server(work):
     ctx = context(work, cell_timeout_s=6, processes=64)
 
     async def scenario():
-        kernels = ForkKernels(ctx.kernel_context)
+        kernels = ForkKernels(ctx)
         try:
             async with kernels.kernel() as kernel:
                 died = await kernel.session.run_notebook(notebook("x = 1", "import os; os._exit(3)", "print('never')"))
@@ -219,10 +220,10 @@ def test_without_bubblewrap_kernels_are_still_forked_with_limits_only(work):
     """sandbox = "none": no namespaces and a note saying so, but the same fast kernels."""
     raw = {"cell_timeout_s": 20, "notebook_timeout_s": 120, "probe_timeout_s": 30}
     config = config_from_dict({"limits": raw, "run": {"sandbox": "none"}}, source="<tests>")
-    ctx = SimpleNamespace(config=config, work_dir=work, threads=1, mpl_cache=None, data=SimpleNamespace(root=None))
+    ctx = KernelContext(config=config, work_dir=work, data_root=None, warmup_imports=SHEET.warmup_imports)
 
     async def scenario():
-        kernels = ForkKernels(ctx.kernel_context)
+        kernels = ForkKernels(ctx)
         try:
             runs = []
             for _ in range(2):
@@ -266,7 +267,7 @@ def test_a_fork_server_that_cannot_start_leaves_fresh_kernels_and_one_clear_warn
     ctx = context(work)
 
     async def scenario():
-        kernels = ForkKernels(ctx.kernel_context)
+        kernels = ForkKernels(ctx)
         try:
             runs = []
             for _ in range(2):

@@ -15,7 +15,6 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import nbformat
 import pytest
@@ -27,6 +26,7 @@ from grader.models import DataInfo
 from grader.run.execute import FALLBACK_CELL_TIMEOUT_S, FALLBACK_NOTEBOOK_TIMEOUT_S, KernelSession
 from grader.run.sandbox import SUBMISSION_MOUNT, kernel_command
 from grader.sheets.sheet6 import SHEET
+from grader.run.context import KernelContext
 
 HAVE_BWRAP = shutil.which("bwrap") is not None
 needs_bwrap = pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap (bwrap) is not installed")
@@ -343,11 +343,10 @@ def test_forked_kernels_cannot_write_more_than_their_cap_and_the_next_one_runs()
     from grader.run.kernels import ForkKernels
 
     work = Path(tempfile.mkdtemp(prefix="g6-disk-"))
-    ctx = SimpleNamespace(config=disk_config(), work_dir=work, threads=1, mpl_cache=None,
-                          data=SimpleNamespace(root=None))
+    ctx = KernelContext(config=disk_config(), work_dir=work, data_root=None, warmup_imports=SHEET.warmup_imports)
 
     async def go():
-        kernels = ForkKernels(ctx.kernel_context)
+        kernels = ForkKernels(ctx)
         runs = []
         try:
             for _ in range(2):

@@ -1,4 +1,4 @@
-"""The sandbox's seccomp filter (grader/run/sandbox.py `seccomp_program`).
+"""The sandbox's seccomp filter (grader/run/seccomp.py `seccomp_program`).
 
 The program is run through a small classic-BPF interpreter for each host architecture it is written
 for; then real notebooks in real sandboxed kernels (fresh, and forked from a fork server) issue a
@@ -16,16 +16,18 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import nbformat
 import pytest
 
 from conftest import needs_torch
 from grader.config import config_from_dict
-from grader.run import sandbox
+from grader.run import seccomp
 from grader.run.execute import KernelSession
-from grader.run.sandbox import kernel_command, seccomp_program
+from grader.run.sandbox import kernel_command
+from grader.run.seccomp import seccomp_program
+from grader.run.context import KernelContext
+from grader.sheets.sheet6 import SHEET
 
 AUDIT_ARCH_X86_64, AUDIT_ARCH_I386 = 0xC000003E, 0x40000003
 AUDIT_ARCH_AARCH64, AUDIT_ARCH_ARM = 0xC00000B7, 0x40000028
@@ -91,13 +93,13 @@ def test_aarch64_filter():
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
 def test_another_architecture_runs_without_a_filter_and_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(sandbox, "host_machine", lambda: "ppc64le")
+    monkeypatch.setattr(seccomp, "host_machine", lambda: "ppc64le")
     assert seccomp_program() is None
     config = config_from_dict({"run": {"sandbox": "bubblewrap"}}, source="<tests>")
     command = kernel_command(config, tmp_path)
     assert "--seccomp" not in command.argv and "--seccomp-hex" not in command.argv
     assert any("NO seccomp filter" in note and "ppc64le" in note for note in command.notes), command.notes
-    monkeypatch.setattr(sandbox, "host_machine", lambda: "x86_64")
+    monkeypatch.setattr(seccomp, "host_machine", lambda: "x86_64")
     command = kernel_command(config, tmp_path)
     assert "--seccomp-hex" in command.argv and not any("seccomp" in note for note in command.notes)
 
@@ -218,10 +220,10 @@ def test_32_bit_chmod_kills_a_forked_kernel_and_the_next_one_runs():
     from grader.run.kernels import ForkKernels
 
     work = Path(tempfile.mkdtemp(prefix="g6-seccomp-"))
-    ctx = SimpleNamespace(config=config(), work_dir=work, threads=1, mpl_cache=None, data=SimpleNamespace(root=None))
+    ctx = KernelContext(config=config(), work_dir=work, data_root=None, warmup_imports=SHEET.warmup_imports)
 
     async def go():
-        kernels = ForkKernels(ctx.kernel_context)
+        kernels = ForkKernels(ctx)
         try:
             async with kernels.kernel() as kernel:
                 killed = await kernel.session.run_notebook(notebook(CHILD_TRIES, KERNEL_TRIES, "print('never')"))

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from grader.config import Config
 from grader.errors import SandboxError
+from grader.run import seccomp
 
 # The grader's own packages, wherever they are installed (a source checkout, site-packages).
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -80,161 +81,11 @@ TMPFS_BYTES = 512 * 1024 * 1024
 # tmpfs of [limits] disk_mb: all it can write, in total).
 SUBMISSION_MOUNT = "/submission"
 
-# Sets rlimits, then replaces itself with the kernel (or with bubblewrap running the kernel).
-# argv: options ("--runtime-of" FILE, "--setenv" NAME VALUE, "--pids-cgroup" DIR MAX, "--seccomp-hex" BPF),
-# limits as "NAME=soft" pairs, "--", command.
-_LAUNCHER = r"""
-import os, resource, sys
-# Die with the grader process that starts us, from the first instant: bubblewrap's own watch
-# (--die-with-parent) starts only once it runs, and a grader killed in between would leave an orphan.
-try:
-    import ctypes
-    ctypes.CDLL(None).prctl(1, 9)   # PR_SET_PDEATHSIG, SIGKILL (Linux; kept across exec)
-except Exception:
-    pass
-expected_parent = os.environ.get("JPY_PARENT_PID", "")
-if expected_parent.isdigit() and os.getppid() != int(expected_parent):
-    os._exit(1)                     # the grader is already gone
-args = sys.argv[1:]
-split = args.index("--")
-options, command = args[:split], args[split + 1:]
-runtime = None
-seccomp_fd = None
-i = 0
-while i < len(options):
-    if options[i] == "--runtime-of":
-        runtime = os.path.dirname(os.path.abspath(options[i + 1]))
-        i += 2
-        continue
-    if options[i] == "--pids-cgroup":
-        base, maximum = options[i + 1], options[i + 2]
-        i += 3
-        try:
-            for stale in os.listdir(base):
-                if stale.startswith("sheet6-kernel-"):
-                    try:
-                        os.rmdir(os.path.join(base, stale))
-                    except OSError:
-                        pass
-            group = os.path.join(base, "sheet6-kernel-%d" % os.getpid())
-            os.mkdir(group)
-            with open(os.path.join(group, "pids.max"), "w") as f:
-                f.write(maximum)
-            with open(os.path.join(group, "cgroup.procs"), "w") as f:
-                f.write(str(os.getpid()))
-        except OSError:
-            pass
-        continue
-    if options[i] == "--seccomp-hex":
-        # bubblewrap reads the filter from a descriptor: a pipe holding it, its number put in the command
-        program = bytes.fromhex(options[i + 1])
-        read_end, write_end = os.pipe()
-        os.write(write_end, program)
-        os.close(write_end)
-        os.set_inheritable(read_end, True)
-        seccomp_fd = str(read_end)
-        i += 2
-        continue
-    if options[i] == "--setenv":
-        os.environ[options[i + 1]] = options[i + 2]
-        i += 3
-        continue
-    name, value = options[i].split("=")
-    limit = getattr(resource, name)
-    value = int(value)
-    soft, hard = resource.getrlimit(limit)
-    if hard != resource.RLIM_INFINITY:
-        value = min(value, hard)
-    try:
-        resource.setrlimit(limit, (value, value))
-    except (ValueError, OSError):
-        pass
-    i += 1
-if runtime is not None:
-    command = [runtime + a[len("@RUNTIME@"):] if a.startswith("@RUNTIME@") else a for a in command]
-if seccomp_fd is not None:
-    command = [seccomp_fd if a == "@SECCOMP_FD@" else a for a in command]
-os.execvp(command[0], command)
-"""
+# Sets rlimits, then replaces itself with the kernel (or with bubblewrap running the kernel): the
+# program launcher.py, run as `python -I -c <its text>` (it imports nothing of the grader).
+_LAUNCHER = (Path(__file__).with_name("launcher.py")).read_text(encoding="utf-8")
 
 
-# System calls that do nothing inside the sandbox, per host architecture. When the grader runs as
-# root, the sandbox's user is root of the machine without capabilities, and so the owner of the
-# device nodes bound into /dev: with chmod or an ACL a notebook could change the machine's own
-# /dev/null for everyone. A change of mode is ignored (it reports success: IPython and shutil.copy
-# change modes as a matter of course, and no notebook of the sheet depends on them); a change of
-# extended attributes (ACLs) is refused with EPERM. aarch64 has no chmod (only the *at calls).
-# setxattrat/removexattrat (Linux 6.13) have the same number on every architecture, as has fchmodat2.
-_NATIVE_SYSCALLS = {
-    "x86_64": {
-        "audit_arch": 0xC000003E,   # AUDIT_ARCH_X86_64
-        "ignored": {"chmod": 90, "fchmod": 91, "fchmodat": 268, "fchmodat2": 452},
-        "refused": {"setxattr": 188, "lsetxattr": 189, "fsetxattr": 190, "removexattr": 197,
-                    "lremovexattr": 198, "fremovexattr": 199, "setxattrat": 463, "removexattrat": 466},
-    },
-    "aarch64": {
-        "audit_arch": 0xC00000B7,   # AUDIT_ARCH_AARCH64
-        "ignored": {"fchmod": 52, "fchmodat": 53, "fchmodat2": 452},
-        "refused": {"setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "removexattr": 14,
-                    "lremovexattr": 15, "fremovexattr": 16, "setxattrat": 463, "removexattrat": 466},
-    },
-}
-_X32_SYSCALL_BIT = 0x40000000          # x86-64's x32 ABI: native arch value, numbers with this bit set
-SECCOMP_RET_KILL_PROCESS = 0x80000000
-SECCOMP_RET_ERRNO = 0x00050000
-SECCOMP_RET_ALLOW = 0x7FFF0000
-
-
-def host_machine() -> str:
-    import platform
-    return platform.machine().lower()
-
-
-def seccomp_program(machine: str | None = None) -> bytes | None:
-    """A classic-BPF seccomp filter (as bubblewrap's --seccomp reads it) for a host of `machine`
-    (default: this one), or None where there is none (a host that is neither x86-64 nor aarch64).
-
-    A system call of any other architecture than the host's own (i386 through `int 0x80` on
-    x86-64, arm32 on aarch64; also x86-64's x32 ABI) kills the whole process at once: those tables
-    reach chmod and the xattr calls by other numbers, and no notebook of the sheet needs them. Of the
-    native calls, mode changes are ignored, xattr changes refused with EPERM, the rest allowed."""
-    import struct
-
-    table = _NATIVE_SYSCALLS.get(host_machine() if machine is None else machine)
-    if table is None:
-        return None
-    ld_abs, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
-    ignore, refuse = SECCOMP_RET_ERRNO | 0, SECCOMP_RET_ERRNO | 1   # success without effect / EPERM
-    checks = [(n, ignore) for n in sorted(table["ignored"].values())] + \
-             [(n, refuse) for n in sorted(table["refused"].values())]
-    x32 = table["audit_arch"] == _NATIVE_SYSCALLS["x86_64"]["audit_arch"]
-    # Layout: the header, one test per call, then the returns: allow, ignore, refuse, kill.
-    header = [(ld_abs, 0, 0, 4),                 # A = seccomp_data.arch
-              (jeq, 0, None, table["audit_arch"]),   # not the host's architecture: kill
-              (ld_abs, 0, 0, 0)]                 # A = seccomp_data.nr
-    if x32:
-        header.append((jge, None, 0, _X32_SYSCALL_BIT))   # x32: kill
-    first_return = len(header) + len(checks)
-    target = {SECCOMP_RET_ALLOW: first_return, ignore: first_return + 1, refuse: first_return + 2,
-              SECCOMP_RET_KILL_PROCESS: first_return + 3}
-    prog = []
-    for here, (code, jt, jf, k) in enumerate(header):
-        kill = target[SECCOMP_RET_KILL_PROCESS] - here - 1
-        prog.append((code, kill if jt is None else jt, kill if jf is None else jf, k))
-    for i, (number, action) in enumerate(checks):
-        here = len(header) + i
-        prog.append((jeq, target[action] - here - 1, 0, number))
-    prog += [(ret, 0, 0, SECCOMP_RET_ALLOW), (ret, 0, 0, ignore), (ret, 0, 0, refuse),
-             (ret, 0, 0, SECCOMP_RET_KILL_PROCESS)]
-    return b"".join(struct.pack("<HBBI", *insn) for insn in prog)
-
-
-def seccomp_note(program: bytes | None) -> str:
-    if program is not None:
-        return ""
-    return (f"; NO seccomp filter (none is written for this machine's architecture, {host_machine()}): "
-            "the kernel could change file modes and ACLs, also of the device nodes in /dev, and issue "
-            "system calls of other architectures")
 
 
 @dataclass
@@ -637,9 +488,9 @@ def _sandboxed(config: Config, workspace: Path, program: list[str], *, runtime_o
 
     layout = python_layout(python)
     data_dirs = _data_binds(workspace, data_dir)
-    seccomp = seccomp_program()
+    bpf = seccomp.seccomp_program()
     options, shown = bubblewrap_argv(bwrap, workspace=workspace, layout=layout, data_dirs=data_dirs,
-                                     fork_server=fork_server, writable=writable, seccomp=seccomp is not None,
+                                     fork_server=fork_server, writable=writable, seccomp=bpf is not None,
                                      disk_bytes=config.limits.disk_mb * 1024 * 1024)
     env["MPLCONFIGDIR"] = "/tmp/mplconfig"
     # ipykernel's parent polling compares its parent's pid with JPY_PARENT_PID (which jupyter_client
@@ -650,7 +501,7 @@ def _sandboxed(config: Config, workspace: Path, program: list[str], *, runtime_o
     cgroup = pids_cgroup()
     fences = ["--pids-cgroup", str(cgroup), str(config.limits.processes)] if cgroup else []
     argv = [python, "-I", "-c", _LAUNCHER, "--runtime-of", runtime_of, "--setenv", "JPY_PARENT_PID", "1",
-            *(["--seccomp-hex", seccomp.hex()] if seccomp else []), *fences, *limits, "--", *options, "--", *program]
+            *(["--seccomp-hex", bpf.hex()] if bpf else []), *fences, *limits, "--", *options, "--", *program]
     if cgroup is None and os.geteuid() == 0:
         process_note = ("; the number of processes was NOT limited (the grader runs as root, which "
                         "RLIMIT_NPROC exempts, and no pids cgroup could be made)")
@@ -659,7 +510,7 @@ def _sandboxed(config: Config, workspace: Path, program: list[str], *, runtime_o
     notes = (f"{ISOLATED_NOTE}: no network, its own process namespace, user "
              f"{SANDBOX_UID}, a read-only view of the system and of Python ({', '.join(shown) or '/usr'}), "
              f"write access to its own workspace only (at most {config.limits.disk_mb} MB in total), no grader "
-             "code or other submissions visible" + process_note + seccomp_note(seccomp),)
+             "code or other submissions visible" + process_note + seccomp.seccomp_note(bpf),)
     return KernelCommand(argv=argv, env=env, isolated=True, sandbox="bubblewrap", interrupt_mode="message",
                          notes=notes, mpl_cache=mpl_cache, python=python, bound=tuple(shown) + tuple(data_dirs),
                          submission_mount=None if fork_server else SUBMISSION_MOUNT)
