@@ -10,7 +10,7 @@ from rich.console import Console
 from grader.config import load_config
 from grader.errors import MergeError
 from grader.report.cms import CmsError
-from grader.report.manual import ManualPointsError
+from grader.errors import ManualPointsError
 from grader.report.outputs import merge_outputs
 from grader.report.store import read_report
 from grader.report.summary import write_summary

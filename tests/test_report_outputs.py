@@ -13,8 +13,9 @@ import pytest
 from grader.config import config_from_dict, load_config
 from grader.report.cms import cms_rows, write_cms_csv
 from grader.report.feedback import accuracy_chart, feedback_html, write_feedback
-from grader.report.manual import (SHEET_NAME, ManualPointsError, apply_manual, merge_sheets, read_manual_sheet,
-                                  sheet_columns, write_manual_sheet)
+from grader.errors import ManualPointsError
+from grader.report.manual import apply_manual
+from grader.report.manual_sheet import SHEET_NAME, merge_sheets, read_manual_sheet, sheet_columns, write_manual_sheet
 from grader.models import (CellError, CheckResult, Override, DataInfo, ExecutionInfo, GraderInfo, Report,
                                   SubmissionInfo, TeamMember, Violation)
 from grader.report.outputs import merge_outputs, write_batch_outputs

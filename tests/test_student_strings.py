@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from rich.console import Console
 
-from grader.report.manual import SHEET_NAME, read_manual_sheet, write_manual_sheet
+from grader.report.manual_sheet import SHEET_NAME, read_manual_sheet, write_manual_sheet
 from grader.models import CellError, Violation
 from grader.report.outputs import write_batch_outputs
 from grader.report.store import read_report, write_report

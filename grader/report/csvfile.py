@@ -1,4 +1,5 @@
-"""The one way the grader writes a CSV file (summary.csv, cms.csv, manual_points.csv): tutors open
+"""The one way the grader writes a CSV file (summary.csv, cms.csv, manual_points.csv), and reads one
+back (manual_points.csv, with a tutor's numbers `7.5` or `7,5`): tutors open
 them in Excel or LibreOffice, so every file has the course's delimiter, decimal separator and BOM
 (`[cms]` in grading.toml), and no cell can be taken for a formula.
 
@@ -11,7 +12,9 @@ a formula). A cell that already starts with `'` before such a character gets one
 """
 from __future__ import annotations
 
+import csv
 import io
+import math
 import re
 from dataclasses import dataclass
 from typing import Iterable
@@ -86,3 +89,49 @@ def render_csv(header: Iterable[str], rows: Iterable[Iterable], fmt: CsvFormat) 
     for row in [list(header), *rows]:
         buffer.write(fmt.delimiter.join(_field(value, fmt) for value in row) + fmt.line_end)
     return buffer.getvalue().encode("utf-8")
+
+
+# ---------------------------------------------------------------- reading back, numbers
+
+def format_number(value: float) -> str:
+    return f"{round(value, 4):g}"
+
+
+def decode_text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:  # saved by Excel on Windows as "CSV (delimited)"
+        return data.decode("cp1252", errors="replace")
+
+
+def _sniff_delimiter(text: str) -> str:
+    header = text.split("\n", 1)[0]
+    counts = {d: header.count(d) for d in (";", ",", "\t")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def read_rows(text: str) -> tuple[str, list[tuple[int, list[str]]]]:
+    """The delimiter, and (first line number, fields) of every non-blank row, the header first.
+    Fields are as the grader meant them: the `'` that protects a cell against formulas is taken off."""
+    delimiter = _sniff_delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows, line = [], 1
+    for fields in reader:
+        if any(f.strip() for f in fields):
+            rows.append((line, [unprotect(f) for f in fields]))
+        line = reader.line_num + 1
+    return delimiter, rows
+
+
+def parse_number(text: str) -> float:
+    """A tutor's number: `7.5` or `7,5`; raises ValueError for anything else."""
+    cleaned = text.strip().replace("\u2212", "-")
+    if re.fullmatch(r"[-+]?\d+,\d+", cleaned):
+        cleaned = cleaned.replace(",", ".")
+    if not re.fullmatch(r"[-+]?(\d+(\.\d*)?|\.\d+)", cleaned):
+        raise ValueError(text)
+    value = float(cleaned)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value

@@ -16,8 +16,9 @@ from grader.calibrate import CalibrationError, load_calibration
 from grader.config import Config
 from grader.report.cms import CMS_NAME, CmsError, write_cms_csv
 from grader.report.feedback import write_feedback
-from grader.report.manual import (SHEET_NAME, ManualPointsError, apply_manual, merge_sheets, pending_parts,
-                                  read_manual_sheet, write_manual_sheet)
+from grader.errors import ManualPointsError
+from grader.report.manual import apply_manual, pending_parts
+from grader.report.manual_sheet import SHEET_NAME, merge_sheets, read_manual_sheet, write_manual_sheet
 from grader.models import Report
 from grader.report.overview import OVERVIEW_NAME, write_overview
 from grader.report.store import write_report
