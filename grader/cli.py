@@ -18,7 +18,8 @@ from rich.table import Table
 from grader.config import ConfigError, load_config
 from grader.fsclean import owned_dir, release_dir, sweep_stale
 from grader.report.manual import ManualPointsError
-from grader.calibrate import CalibrationError
+from grader.calibration_store import CalibrationError
+from grader.locks import FolderBusy, hold_out_dir
 from grader.run.dataset import DataError
 from grader.run.sandbox import SandboxError, choose_sandbox
 from grader.textsafe import plain, terminal
@@ -174,9 +175,44 @@ def cmd_schema(args, console: Console) -> int:
     return 0
 
 
+def cmd_prepare(args, console: Console) -> int:
+    from grader.prepare import prepare
+
+    config = load_config(args.config)
+    root, out = Path(args.submissions), Path(args.out)
+    if not root.exists():
+        console.print(f"[red]error:[/] {terminal(root)}: no such file or folder", highlight=False)
+        return 2
+    workers = args.workers or config.run.workers or 2
+
+    def say(text: str) -> None:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    with hold_out_dir(out, "grader prepare"):
+        done = prepare(root, config, shards=args.shards, workers=workers, runs=args.runs, progress=say,
+                       show_preflight=lambda found: print_preflight(console, found))
+    say(f"Data: {done.data_description}")
+    if done.calibration:
+        say(f"Calibration: {done.calibration.file}, entry {done.calibration.sha256} for data "
+            f"{done.calibration.fingerprint}, made {done.calibration.created}; every shard grades with it")
+    say(f"Time limits: {done.limits.cell_timeout_s:g} s per cell, {done.limits.notebook_timeout_s:g} s per "
+        f"notebook ({done.limits.source})")
+    say(f"{done.submissions} submission(s) in {len(done.per_shard)} shard(s) of "
+        f"{', '.join(str(n) for n in done.per_shard)}.")
+    res = done.resources
+    say(f"One shard needs: {res.cores} core(s), {res.memory_mb} MiB, {res.slurm_time} "
+        f"({res.why}). A shard that runs out of time keeps its reports: submitting it again grades the rest.")
+    say("Next (scripts/slurm/submit.sh does all of this):")
+    for line in done.commands(root, out):
+        print("  " + line, flush=True)
+    if args.options_file:
+        Path(args.options_file).write_text(" ".join(res.sbatch_options) + "\n", encoding="utf-8")
+    return 1 if done.preflight and done.preflight.missing else 0
+
+
 def cmd_calibrate(args, console: Console) -> int:
     from grader.batch import prepare_context
-    from grader.calibrate import calibrate
+    from grader.calibrate import SHIPPED_FILE, calibrate, calibration_file
 
     config = load_config(args.config)
     sweep_stale()
@@ -186,9 +222,12 @@ def cmd_calibrate(args, console: Console) -> int:
         ctx = prepare_context(config, work, config.worker_count, auto_calibrate=False)
         console.print(f"Calibrating on {ctx.data.info.description} ({args.runs} runs of the solution)…",
                       highlight=False, markup=False)
-        found = calibrate(ctx, runs=args.runs, progress=lambda text: console.print(text, highlight=False, markup=False))
+        target = SHIPPED_FILE if args.shipped else calibration_file()
+        found = calibrate(ctx, runs=args.runs, path=target,
+                          progress=lambda text: console.print(text, highlight=False, markup=False))
     finally:
         release_dir(work)
+    console.print(f"stored in {target}", highlight=False, markup=False, soft_wrap=True)
     console.print("per-epoch range: " + ", ".join(f"{lo:.3f}–{hi:.3f}" for lo, hi in zip(found.low, found.high)))
     return 0
 
@@ -196,7 +235,8 @@ def cmd_calibrate(args, console: Console) -> int:
 def cmd_merge(args, console: Console) -> int:
     from grader.merge import merge_command
 
-    return merge_command(args, console)
+    with hold_out_dir(Path(args.out), "grader merge"):
+        return merge_command(args, console)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,8 +271,23 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of a report")
     schema.set_defaults(func=cmd_schema)
 
+    prep = sub.add_parser("prepare", help="once before the shards of a course: stage the data, calibrate, "
+                          "and print what one shard needs from Slurm")
+    prep.add_argument("submissions", nargs="?", default="submissions", help="folder or file (default: submissions/)")
+    prep.add_argument("--out", default="reports", help="the output folder the shards are merged into (default: reports/)")
+    prep.add_argument("--shards", type=int, default=8, help="how many shards (array tasks) the course is split into")
+    prep.add_argument("--workers", type=int, default=None,
+                      help="workers (cores) per shard (default: [run] workers, or 2)")
+    prep.add_argument("--runs", type=int, default=3, help="runs of the solution when calibrating (default: 3)")
+    prep.add_argument("--options-file", default=None, metavar="FILE",
+                      help="also write the sbatch options of one shard (--cpus-per-task, --mem, --time) to FILE")
+    prep.set_defaults(func=cmd_prepare)
+
     cal = sub.add_parser("calibrate", help="run the solution to find the plausible accuracy range for the data")
     cal.add_argument("--runs", type=int, default=5)
+    cal.add_argument("--shipped", action="store_true",
+                     help="write the entry into the shipped reference/calibration.json (maintainers; commit it) "
+                          "instead of the cache")
     cal.set_defaults(func=cmd_calibrate)
     return parser
 
@@ -243,6 +298,7 @@ _USER_ERROR_LABELS = [
     (SandboxError, ("sandbox", "")),
     (DataError, ("data", "\nFix \\[data] in grading.toml (or the files it names).")),
     (CalibrationError, ("calibration", "")),
+    (FolderBusy, ("busy", "")),
     (ManualPointsError, ("manual points sheet", "\nFix the sheet and run again; the reports themselves are written.")),
     (ValueError, ("error", "")),
 ]

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import nbformat.v4
 
-from grader.calibrate import SOLUTION, CalibrationError, load_calibration
+from grader.calibration_store import CalibrationError, load_all as load_calibration
 from grader.config import Config
 from grader.report.cms import CMS_NAME, CmsError, write_cms_csv
 from grader.report.feedback import write_feedback
@@ -24,6 +24,7 @@ from grader.report.render import write_report
 from grader.report.similarity import SIMILARITY_THRESHOLD, similar_pairs
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "reference" / "template.ipynb"
+SOLUTION = TEMPLATE.with_name("solution.ipynb")   # tutors' side only (not in the students' package)
 
 __all__ = ["write_batch_outputs", "merge_outputs", "ManualPointsError", "CmsError"]
 

@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from grader.config import Data
+from grader.locks import hold
 from grader.report.models import DataInfo
 
 __all__ = [
@@ -555,19 +556,23 @@ def stage_dataset(data: Data, source: Path | None, cache_dir: Path) -> StagedDat
 
     info = DataInfo(kind=kind, description=description, train_size=n_train, test_size=n_test, fingerprint=fp)
     final = cache_dir / fp
-    cached = _valid_cache(final)
-    if cached is None:
-        if final.exists():
-            _discard(final)
-        if loader is None:
-            tr_x, tr_y, te_x, te_y = generate_standin(n_train, n_test, seed)
-        else:
-            d = loader()
-            tr_x, tr_y = _subset(*d["train"], n_train, np.random.default_rng([seed, 0]), files[TRAIN_IMAGES])
-            te_x, te_y = _subset(*d["test"], n_test, np.random.default_rng([seed, 1]), files[TEST_IMAGES])
-        _write_stage(final, info, {TRAIN_IMAGES: tr_x, TRAIN_LABELS: tr_y, TEST_IMAGES: te_x, TEST_LABELS: te_y})
-        if _valid_cache(final) is None:
-            raise DataError(f"{final}: staged data failed its check right after staging")
+    if _valid_cache(final) is None:
+        # One process stages a data set at a time (shards starting together share the cache): the
+        # others wait, then find it staged.
+        with hold(cache_dir / f".{fp}.lock", command="staging data", what=f"the staged data {final}", wait=True):
+            if _valid_cache(final) is None:
+                if final.exists():
+                    _discard(final)
+                if loader is None:
+                    tr_x, tr_y, te_x, te_y = generate_standin(n_train, n_test, seed)
+                else:
+                    d = loader()
+                    tr_x, tr_y = _subset(*d["train"], n_train, np.random.default_rng([seed, 0]), files[TRAIN_IMAGES])
+                    te_x, te_y = _subset(*d["test"], n_test, np.random.default_rng([seed, 1]), files[TEST_IMAGES])
+                _write_stage(final, info, {TRAIN_IMAGES: tr_x, TRAIN_LABELS: tr_y, TEST_IMAGES: te_x,
+                                           TEST_LABELS: te_y})
+                if _valid_cache(final) is None:
+                    raise DataError(f"{final}: staged data failed its check right after staging")
     # The description names this call's source; everything else is what the cache holds.
     return StagedData(root=final, info=info)
 
