@@ -359,7 +359,7 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
     against the kernel (`show_preflight` prints the table; without it, `progress` gets the warnings)."""
     # One grader at a time writes a folder: a second one on the same --out is refused before it
     # touches anything (it would take the first one's half-written files for leftovers).
-    with hold_out_dir(out_dir):
+    with hold_out_dir(out_dir, "grader grade"):
         return _run_batch(root, config, out_dir, workers=workers, shard=shard, force=force, reporter=reporter,
                           progress=progress, show_preflight=show_preflight)
 

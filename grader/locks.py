@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -85,16 +84,10 @@ def hold(lock: Path, *, command: str, what: str, wait: bool,
         file_lock.release()
 
 
-def command_name() -> str:
-    """'grader grade', 'grader prepare', …: how the holder is named to others."""
-    args = [a for a in sys.argv[1:] if not a.startswith("-")]
-    return "grader " + (args[0] if args else "")
-
-
 @contextmanager
-def hold_out_dir(out_dir: Path, command: str | None = None) -> Iterator[None]:
+def hold_out_dir(out_dir: Path, command: str) -> Iterator[None]:
     """One grader at a time writes an output folder (`grade`, `prepare`, `merge`): a second one is
     refused at once, naming the folder and the holder, before it has touched anything."""
-    with hold(Path(out_dir) / OUT_DIR_LOCK, command=command or command_name(),
+    with hold(Path(out_dir) / OUT_DIR_LOCK, command=command,
               what=f"the output folder {out_dir}", wait=False):
         yield
