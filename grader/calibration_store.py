@@ -20,7 +20,8 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Callable
 
 from grader.cache import cache_dir
 from grader.locks import hold
@@ -114,7 +115,8 @@ def lock_path(path: Path | None = None) -> Path:
     return path.with_name(path.name + ".lock")
 
 
-def holding_lock(path: Path | None = None, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+def holding_lock(path: Path | None = None,
+                 on_wait: Callable[[str], None] | None = None) -> AbstractContextManager[None]:
     """The calibration file's lock, waited for: one process calibrates, the others then find its entry."""
     target = path or writable_file()
     return hold(lock_path(target), command="calibration", what=f"the calibration file {target}", wait=True,

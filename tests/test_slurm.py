@@ -12,7 +12,6 @@ per submission, the same cms.csv; and every shard's report names the same calibr
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -85,8 +84,8 @@ class Cluster:
              f"--seed-file={d / 'munge' / 'munged.seed'}"],
             stdout=subprocess.DEVNULL, stderr=open(d / "munged.err", "wb")))
         host = socket.gethostname().split(".")[0]
-        with open("/proc/meminfo") as meminfo:
-            available_mb = next(int(line.split()[1]) // 1024 for line in meminfo if line.startswith("MemAvailable"))
+        with open("/proc/meminfo") as meminfo:   # slurmd drains a node that claims more than it has
+            total_mb = next(int(line.split()[1]) // 1024 for line in meminfo if line.startswith("MemTotal"))
         (d / "slurm.conf").write_text("\n".join([
             "ClusterName=gradertest",
             f"SlurmctldHost={host}",
@@ -102,7 +101,7 @@ class Cluster:
             f"StateSaveLocation={d / 'state'}", f"SlurmdSpoolDir={d / 'spool'}",
             f"SlurmctldPidFile={d / 'slurmctld.pid'}", f"SlurmdPidFile={d / 'slurmd.pid'}",
             f"SlurmctldLogFile={d / 'slurmctld.log'}", f"SlurmdLogFile={d / 'slurmd.log'}",
-            f"NodeName={host} CPUs=2 RealMemory={max(2048, available_mb - 2048)} State=UNKNOWN",
+            f"NodeName={host} CPUs={os.cpu_count()} RealMemory={total_mb - 1024} State=UNKNOWN",
             "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP", ""]))
         self._wait_for(lambda: sock.exists(), "munged's socket", 10)
         self.processes.append(subprocess.Popen([_program("slurmctld"), "-D", "-i", "-f", str(d / "slurm.conf")],
@@ -190,7 +189,8 @@ def course_folder(folder: Path) -> Path:
     shutil.copytree(ROOT / "submissions", folder / "submissions")
     source = str(SHARED_DATA) if SHARED_DATA.exists() else ""
     (folder / "grading.toml").write_text(
-        f'[data]\nsource = "{source}"\ntrain_size = 640\ntest_size = 256\nseed = 6\n[run]\nworkers = 2\n',
+        f'[data]\nsource = "{source}"\ntrain_size = 640\ntest_size = 256\nseed = 6\n'
+        f'[run]\nworkers = {min(2, os.cpu_count() or 1)}\n',
         encoding="utf-8")
     return folder
 
