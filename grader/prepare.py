@@ -21,12 +21,14 @@ from grader.fsclean import owned_dir, release_dir, sweep_stale
 from grader.preflight import Preflight, preflight
 from grader.report.models import CalibrationRef, TimeLimits
 
-# Memory one worker needs (MiB): its process (~0.2 GiB), its fork server with torch imported (~0.5 GiB,
-# shared with the kernels forked from it), the running kernel (0.46 GiB peak on the default subset,
-# README "Speed") and the next one forked ahead (mostly shared pages), the PDF reader's child, and the
-# kernel's in-memory /tmp and /dev/shm, which count towards a job's memory under Slurm's cgroups. The
-# grader's main process and the pages at the end take GRADER_MB more.
-WORKER_MB, GRADER_MB = 1536, 1024
+# Memory (MiB). Measured: a batch of the example submissions on the default subset (6,000 / 1,000)
+# with 2 workers peaked at 1,786 MiB in all (the sum of PSS over the grader's processes: the grader,
+# 2 workers, their fork servers with torch imported, the kernels, the PDF readers); the largest single
+# process at 877 MiB. A worker with its fork server and kernels thus needs about 0.8 GiB; we ask for
+# 1.25 GiB, as a student's network or batch may be larger than the solution's, and a kernel's
+# in-memory /tmp counts towards a job's memory under Slurm's cgroups; the grader's own process and
+# the pages at the end get 1 GiB. Over its --mem, Slurm kills the whole shard.
+WORKER_MB, GRADER_MB = 1280, 1024
 # Time one notebook may take on the cluster: a student's code slower than the solution (extra passes,
 # progress bars), plus the grader's part per submission (about 0.2 s, but kernels are started and
 # stopped on a loaded node); a fixed start (data check, fork servers importing torch) and room for two
