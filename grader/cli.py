@@ -236,7 +236,29 @@ def cmd_merge(args, console: Console) -> int:
     from grader.merge import merge_command
 
     with hold_out_dir(Path(args.out), "grader merge"):
-        return merge_command(args, console)
+        code = merge_command(args, console)
+    used = _calibrations_used([Path(folder) for folder in args.inputs])
+    if len(used) > 1:   # shards of one course should grade alike: `grader prepare` before them sees to it
+        console.print("[yellow]warning:[/] the shards were graded with different calibrations (accuracy range "
+                      "and time limits): " + "; ".join(f"{sha} in {', '.join(terminal(f) for f in folders)}"
+                                                        for sha, folders in sorted(used.items())), highlight=False)
+    return code
+
+
+def _calibrations_used(folders: list[Path]) -> dict[str, list[str]]:
+    """Which calibration (by its hash) each folder's reports name."""
+    from grader.report.render import read_report
+
+    used: dict[str, list[str]] = {}
+    for folder in folders:
+        for path in sorted(folder.glob("*.json")):
+            report = read_report(path) if not path.name.startswith(".") else None
+            limits = report.execution.time_limits if report else None
+            if limits is not None and limits.calibration is not None:
+                where = used.setdefault(limits.calibration.sha256, [])
+                if str(folder) not in where:
+                    where.append(str(folder))
+    return used
 
 
 def build_parser() -> argparse.ArgumentParser:

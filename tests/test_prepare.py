@@ -208,3 +208,22 @@ def test_two_graders_meeting_new_data_calibrate_once(course):
     assert both.count("running the solution notebook 3 times") == 1, both
     entries = json.loads((folder / "cal.json").read_text())
     assert len(entries) == 1 and len(next(iter(entries.values()))["baseline"]) == 3
+
+
+def test_merge_warns_when_shards_were_graded_with_different_calibrations(tmp_path):
+    from test_report_outputs import ALICE, BOB
+
+    from grader.report.models import CalibrationRef, TimeLimits
+    from grader.report.render import write_report
+
+    for index, ((stem, report), sha) in enumerate(((ALICE, "a" * 16), (BOB, "b" * 16)), start=1):
+        folder = tmp_path / f"shard-{index}"
+        limits = TimeLimits(cell_timeout_s=20, notebook_timeout_s=120, source="test", calibration=CalibrationRef(
+            fingerprint="fp-test", created="2026-01-01T00:00:00+00:00", sha256=sha, file="cal.json"))
+        write_report(report.model_copy(update={"execution": report.execution.model_copy(
+            update={"time_limits": limits})}), folder, stem)
+        (folder / ".shard.json").write_text(json.dumps({"shard": f"{index}/2", "stems": [stem], "config_hash": "c"}))
+    run = grader("merge", "shard-1", "shard-2", "--out", "merged", env={**os.environ}, cwd=tmp_path)
+    output = run.communicate(timeout=120)[0]
+    assert run.returncode == 0, output
+    assert "graded with different calibrations" in output and "aaaaaaaaaaaaaaaa in shard-1" in output, output
