@@ -210,6 +210,7 @@ def test_the_readme_cluster_commands_grade_like_one_machine(cluster, tmp_path):
     submitted = subprocess.run(["bash", "-euo", "pipefail", "-c", readme_cluster_commands()], cwd=course, env=env,
                                capture_output=True, text=True, timeout=900)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr + cluster.logs()
+    prepared_seconds = time.monotonic() - started
     array_job, merge_job = re.search(r"array job (\d+).*merge job (\d+)", submitted.stdout).groups()
     made = re.search(r"entry ([0-9a-f]{16}) for data ([0-9a-f]{16})", submitted.stdout)
     assert made, submitted.stdout
@@ -243,5 +244,9 @@ def test_the_readme_cluster_commands_grade_like_one_machine(cluster, tmp_path):
                [(c.id, c.status, c.points) for c in report.checks], (stem, merged[stem].checks, report.checks)
         assert merged[stem].execution.time_limits.calibration == report.execution.time_limits.calibration
     assert (course / "reports" / "cms.csv").read_bytes() == (course / "alone" / "cms.csv").read_bytes()
+    shard_seconds = [float(m) for p in sorted(course.glob("sheet6-grade-*.out"))
+                     for m in re.findall(r"Graded \d+ submission\(s\) in ([\d.]+) s", p.read_text(errors="replace"))]
     print(f"cluster started in {cluster.started_in:.1f} s; README commands to merged reports "
-          f"{cluster_seconds:.0f} s; one machine {alone_seconds:.0f} s")
+          f"{cluster_seconds:.0f} s (prepare and submit {prepared_seconds:.0f} s; shards "
+          f"{', '.join(f'{x:.0f}' for x in shard_seconds)} s, one after another on this node's cores); "
+          f"one machine {alone_seconds:.0f} s")
