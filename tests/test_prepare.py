@@ -72,6 +72,14 @@ def test_lookup_order_and_no_write_into_the_shipped_file(tmp_path, monkeypatch):
     assert store.search_path() == [tmp_path / "own.json"]
 
 
+def test_the_store_and_the_report_pages_import_no_kernels():
+    code = ("import sys, grader.calibration_store, grader.report.outputs; "
+            "print(sorted(m for m in sys.modules if m.startswith(('grader.run', 'grader.pipeline', "
+            "'grader.calibrate', 'grader.batch', 'nbclient', 'jupyter_client', 'torch'))))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert found.stdout.strip() == "[]", found.stdout
+
+
 def _save_many(path: str, worker: int) -> None:
     from grader import calibration_store as store
 
