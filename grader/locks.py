@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import time
+import warnings
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,7 +60,9 @@ def hold(lock: Path, *, command: str, what: str, wait: bool,
 
     lock = Path(lock)
     lock.parent.mkdir(parents=True, exist_ok=True)
-    file_lock = FileLock(str(lock))
+    with warnings.catch_warnings():   # no OS lock (neither fcntl nor msvcrt): filelock's lock file, quietly
+        warnings.simplefilter("ignore")
+        file_lock = FileLock(str(lock))
     try:
         file_lock.acquire(timeout=0)
     except Timeout:
