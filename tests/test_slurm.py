@@ -34,6 +34,8 @@ MARKER = "<!-- cluster-commands"
 def _why_not() -> str | None:
     if os.name != "posix" or os.geteuid() != 0:
         return "starting slurmctld, slurmd and munged for a test cluster needs root"
+    if not (ROOT / ".venv" / "bin" / "grader").exists():
+        return "the README's commands use the repository's .venv (make install makes it)"
     missing = [p for p in PROGRAMS if shutil.which(p) is None and not Path("/usr/sbin", p).exists()]
     if missing:
         return (f"{', '.join(missing)} not installed (apt-get install slurmctld slurmd slurm-client munge; "
