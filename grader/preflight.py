@@ -9,7 +9,6 @@ notebook platform provides (`google.colab`, Kaggle's) is listed as such, not as 
 """
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Literal
 import nbformat
 
 from grader.config import Config
+from grader.fsclean import remove_tree
 from grader.intake import unpack
 from grader.intake.imports import PLATFORM_MODULES, NotebookImports, notebook_imports, shipped_modules
 from grader.intake.types import Submission
@@ -106,7 +106,7 @@ def read_submission(submission: Submission, config: Config, work_dir: Path) -> t
             return f"the notebook cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
         return found, shipped_modules(workspace.files) | found.written_modules
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_tree(folder)   # never raises: a zip entry may be 1,500 folders deep
 
 
 def preflight(submissions: list[Submission], config: Config, work_dir: Path,
