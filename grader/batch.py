@@ -186,6 +186,21 @@ def _identify(path: Path, root: Path, config: Config) -> Submission:
                           message=f"{rel}: cannot be read ({problem}); expected a readable file")))
 
 
+# `<stem>.ipynb` and the like must fit a file system's 255 bytes for a name, with room to spare.
+MAX_STEM_BYTES = 200
+
+
+def _output_stem(sub: Submission, unique: bool) -> str:
+    """The name of a submission's outputs: its stem; with a hash of its path when another
+    submission has the same stem, or when the stem is too long for a file name (cut short)."""
+    stem = sub.stem
+    if unique and len(stem.encode("utf-8", "surrogateescape")) <= MAX_STEM_BYTES:
+        return stem
+    while len(stem.encode("utf-8", "surrogateescape")) > MAX_STEM_BYTES - 9:
+        stem = stem[:-1]
+    return f"{stem}~{hashlib.sha256(sub.rel.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+
+
 def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, force: bool, grader_hash: str,
          kernel_env: str | None = None) -> Plan:
     """Which submissions to grade, and which earlier reports still stand (same file, configuration,
@@ -199,8 +214,7 @@ def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, forc
     for path, sub in zip(discovery.submissions, submissions):
         if shard and not shard.owns(sub.rel):
             continue
-        stem = sub.stem if stems[_stem_key(sub.stem)] == 1 else \
-            f"{sub.stem}~{hashlib.sha256(sub.rel.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+        stem = _output_stem(sub, unique=stems[_stem_key(sub.stem)] == 1)
         earlier = None if force else read_report(report_path(out_dir, stem))
         if (earlier is not None and earlier.submission.sha256 == sub.sha256 and not made_by_grader_failure(earlier)
                 and earlier.grader.config_hash == config.fingerprint[:16] and earlier.grader.grader_hash == grader_hash

@@ -2,6 +2,8 @@
 outputs), made as a student or a broken upload would: each test failed on the code before its fix."""
 from __future__ import annotations
 
+import json
+
 import nbformat
 import pytest
 
@@ -25,3 +27,25 @@ def test_the_import_preflight_table_shows_student_names_and_pip_lines_as_text(tm
     assert not any(escape in output for escape in ESCAPES), "a student's escape reached the terminal"
     assert "\\x1b]8;;https:evil.example\\x07" in output and "Bad\\x1b[31mRed" in output, output
     assert code == 1, output
+
+
+def test_a_file_name_of_250_bytes_gets_its_report_feedback_and_csv_rows(tmp_path):
+    """A stem longer than about 236 bytes (a file system allows 255 for a name) made every output
+    name too long (`<stem>.json` and its temporary file): the team had no report and no row in the
+    CSVs, and the batch ended with exit status 1."""
+    from intake_corpus import make_zip, pdf_bytes
+
+    course = Course(tmp_path)
+    long_name = "Jürgen Müller-Lüdenscheidt_7000021_Ännchen Schäfer-Würzburger_7000022_" + "ü" * 85
+    assert 240 < len((long_name + ".zip").encode()) <= 255
+    make_zip(course.subs / f"{long_name}.zip", {"sheet.pdf": pdf_bytes(["7000021 7000022"], tmp_path)})
+    code, output = course.run()
+    assert code == 0, output
+    reports = list(course.out.glob("*.json"))
+    assert len(reports) == 1, output
+    report = json.loads(reports[0].read_text(encoding="utf-8"))
+    assert report["submission"]["file"] == f"{long_name}.zip"
+    assert len(reports[0].name.encode()) <= 255
+    assert "7000021" in (course.out / "cms.csv").read_text(encoding="utf-8-sig")
+    assert long_name in (course.out / "summary.csv").read_text(encoding="utf-8-sig")
+    assert len(list((course.out / "feedback").glob("*.html"))) == 1
