@@ -49,3 +49,38 @@ def test_a_file_name_of_250_bytes_gets_its_report_feedback_and_csv_rows(tmp_path
     assert "7000021" in (course.out / "cms.csv").read_text(encoding="utf-8-sig")
     assert long_name in (course.out / "summary.csv").read_text(encoding="utf-8-sig")
     assert len(list((course.out / "feedback").glob("*.html"))) == 1
+
+
+def test_grader_check_refuses_what_it_cannot_read_with_a_message_not_a_traceback_or_a_hang(tmp_path):
+    """A named pipe called `X.zip` made `grader check` wait forever; a folder whose only notebook is
+    a broken link (a moved file, a cloud drive's placeholder) ended in a FileNotFoundError traceback."""
+    import os
+
+    course = Course(tmp_path)
+    fifo = course.subs / "Ida Roth_7000009_Jan Vogt_7000010.zip"
+    os.mkfifo(fifo)
+    code, output = course.run("check", str(fifo), timeout=60)
+    assert code == 2 and "Traceback" not in output, output
+    assert "not a regular file" in output and fifo.name in output.replace("\n", ""), output
+
+    folder = tmp_path / "my submission"
+    folder.mkdir()
+    (folder / "solution.ipynb").symlink_to(tmp_path / "moved-away.ipynb")
+    code, output = course.run("check", str(folder), timeout=60)
+    assert code == 2 and "Traceback" not in output, output
+    assert "solution.ipynb" in output and "cannot be read" in output, output
+
+
+def test_a_folder_with_a_name_too_long_for_a_zip_is_still_packed(tmp_path):
+    """`grader check FOLDER` packs the folder into `<folder name>.zip`: a folder name of 252 bytes
+    made that name too long (OSError traceback)."""
+    from grader.student import resolve_input
+
+    folder = tmp_path / ("F" * 252)
+    folder.mkdir()
+    (folder / "solution.ipynb").write_text("{}")
+    work = tmp_path / "work"
+    work.mkdir()
+    given = resolve_input(folder, work)
+    assert given.kind == "folder" and given.packed == ("solution.ipynb",)
+    assert given.target.exists() and len(given.target.name.encode()) <= 255
