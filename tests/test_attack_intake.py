@@ -70,3 +70,51 @@ def test_staging_the_data_replaces_a_shipped_processed_folder_however_deep(tmp_p
     raw = workspace / "data" / "FashionMNIST" / "raw"
     assert not processed.exists()
     assert sorted(os.listdir(raw)) == sorted(STAGED_NAMES)
+
+
+def _unpacked(path: Path, tmp_path: Path):
+    from grader.config import Archive, Naming
+    from grader.intake import identify, unpack
+
+    submission = identify(path, path.parent, Naming())
+    return unpack(submission, tmp_path / "ws", Archive())
+
+
+@pytest.mark.parametrize("magic, what", [
+    (b"Rar!\x1a\x07\x00", "a RAR archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"\x1f\x8b\x08\x00", "a gzip archive"),
+    (b"%PDF-1.7\n", "a PDF"),
+    (b'{\n "cells": [],', "JSON"),
+    (b"<!DOCTYPE html><html>", "a web page"),
+    (b"", "an empty file"),
+])
+def test_a_zip_that_is_something_else_says_what_it_is(tmp_path, magic, what):
+    """A .rar renamed to .zip (or a PDF, a notebook, a saved error page) said only "File is not a zip
+    file": the team could not tell what to do."""
+    path = tmp_path / f"{TEAM}.zip"
+    path.write_bytes(magic + b"\x00rest of the file" * bool(magic))
+    corrupt = [v for v in _unpacked(path, tmp_path).violations if v.code == "archive.corrupt"]
+    assert len(corrupt) == 1 and what in corrupt[0].message, corrupt
+    assert path.name in corrupt[0].message
+
+
+def test_entry_names_too_long_for_the_file_system_are_not_called_unsafe_paths(tmp_path):
+    """A name part over 255 bytes was reported as "points outside the submission folder", a path
+    over PATH_MAX as "cannot be read; expected intact zip data": neither says what is wrong."""
+    path = make_zip(tmp_path / f"{TEAM}.zip", {"solution.ipynb": solution_notebook(),
+                                               "y" * 300 + ".txt": "x", "abcdefgh/" * 600 + "x.txt": "x"})
+    found = _unpacked(path, tmp_path)
+    assert found.notebook is not None
+    messages = [v.message for v in found.violations if v.code.startswith("archive.")]
+    assert len(messages) == 2, messages
+    assert not any("outside" in m or "intact zip data" in m for m in messages), messages
+    assert all("too long" in m for m in messages), messages
+
+
+def test_a_clash_of_names_does_not_show_the_graders_folders(tmp_path):
+    path = make_zip(tmp_path / f"{TEAM}.zip", [("solution.ipynb", solution_notebook()), ("a/b.txt", "x"), ("a", "x")])
+    found = _unpacked(path, tmp_path)
+    clash = [v.message for v in found.violations if v.code == "archive.duplicate_name"]
+    assert len(clash) == 1 and str(tmp_path) not in clash[0], clash
+    assert "'a'" in clash[0]

@@ -103,6 +103,25 @@ def safe_parts(name: str) -> tuple[str, ...] | None:
     return parts
 
 
+# Longest path (bytes, relative to the workspace) an entry may have; PATH_MAX is 4,096 with the
+# workspace's own folders in front.
+MAX_PATH_BYTES = 3000
+
+
+def _too_long(name: str) -> str | None:
+    """Why an entry's name is too long to be written, or None."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    longest = max((len(p.encode("utf-8", "surrogateescape")) for p in parts), default=0)
+    if longest > 255:
+        return (f"name too long: a name in its path is {longest} bytes long, more than the 255 bytes a file system "
+                "allows (expected shorter file and folder names)")
+    total = len("/".join(parts).encode("utf-8", "surrogateescape"))
+    if total > MAX_PATH_BYTES:
+        return (f"path too long: {total} bytes, more than the {MAX_PATH_BYTES} bytes the grader writes "
+                "(expected fewer nested folders)")
+    return None
+
+
 def is_junk(parts: tuple[str, ...]) -> bool:
     base = parts[-1]
     return (any(p in JUNK_DIRS for p in parts[:-1]) or base.startswith("._")
@@ -195,7 +214,10 @@ def _unpack_zip(zpath: Path, label: str, dest: Path, prefix: tuple[str, ...], bu
         zf = zipfile.ZipFile(zpath)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         what = f"the inner archive '{inner}'" if inner else "the archive"
-        out.add("archive.corrupt", "error", label, f"{what}: expected a readable zip archive, found {_why(exc)}")
+        found = _what_it_is(zpath)
+        advice = (f"{found}, named .zip: the grader unpacks zip archives only; pack the files again as a zip"
+                  if found else _why(exc))
+        out.add("archive.corrupt", "error", label, f"{what}: expected a readable zip archive, found {advice}")
         return
     with zf:
         infos = zf.infolist()
@@ -215,10 +237,14 @@ def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: 
                   prefix: tuple[str, ...], budget: _Budget, depth: int, out: _Violations,
                   archive_size: int, inner: str) -> None:
     name = entry_name(info)
-    entry = f"entry {name!r}" + (f" of the inner archive '{inner}'" if inner else "")
+    shown = name if len(name) <= 200 else f"{name[:100]}…{name[-60:]}"   # a report, not a dump
+    entry = f"entry {shown!r}" + (f" of the inner archive '{inner}'" if inner else "")
     if name.endswith(("/", "\\")) and not _is_symlink(info):
         return                                      # folders are made when their files are written
     parts = safe_parts(name)
+    if parts is None and (too_long := _too_long(name)):
+        out.add("archive.unsafe_path", "error", label, f"{entry}: {too_long}; skipped")
+        return
     if parts is None:
         out.add("archive.unsafe_path", "error", label,
                 f"{entry} points outside the submission folder (expected a relative path "
@@ -236,6 +262,9 @@ def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: 
         return
     rel_parts = prefix + parts
     rel = "/".join(rel_parts)
+    if too_long := _too_long(rel):
+        out.add("archive.unsafe_path", "error", label, f"{entry}: {too_long}; skipped")
+        return
     key = unicodedata.normalize("NFC", rel.casefold())
     if key in budget.seen:
         out.add("archive.duplicate_name", "warning", label,
@@ -253,8 +282,12 @@ def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: 
     except _Stop:
         raise
     except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+        # The reason without the grader's own folders (an OSError's text names the full path).
+        why = exc.args[0] if isinstance(exc, NotADirectoryError) and len(exc.args) == 1 else \
+            f"'{rel_parts[-1]}' exists as a folder" if os.path.isdir(dest.joinpath(*rel_parts)) else \
+            f"'{rel_parts[-1]}' exists already"
         out.add("archive.duplicate_name", "warning", label,
-                f"{entry} clashes with another file or folder of the same name ({_why(exc)}); skipped")
+                f"{entry} clashes with another file or folder of the same name ({why}); skipped")
         return
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError,
             OSError) as exc:
@@ -265,6 +298,35 @@ def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: 
     if rel_parts[-1].lower().endswith(".zip") and depth < budget.limits.nested_depth:
         folder = _free_folder(parent, rel_parts[-1][:-4] or "archive")
         _unpack_zip(target, label, dest, rel_parts[:-1] + (folder,), budget, depth + 1, out, inner=rel)
+
+
+# What a file that is not a zip starts with, for a message that says what it is instead.
+_MAGIC = ((b"Rar!\x1a\x07", "a RAR archive"), (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+          (b"\x1f\x8b", "a gzip archive (.gz, .tar.gz)"), (b"BZh", "a bzip2 archive"),
+          (b"\xfd7zXZ\x00", "an xz archive"), (b"\x28\xb5\x2f\xfd", "a zstd archive"),
+          (b"%PDF", "a PDF"), (b"\xd0\xcf\x11\xe0", "an old Office document"))
+
+
+def _what_it_is(path: Path) -> str | None:
+    """What a file that is not a zip is, from its first bytes; None when it cannot be told."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return None
+    if not head:
+        return "an empty file (0 bytes): the upload may have failed"
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return what
+    if len(head) > 262 and head[257:262] == b"ustar":
+        return "a tar archive"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
+        return "a web page (HTML), not the file: save the file itself, not the page that links to it"
+    if text.startswith(b"{"):
+        return "text in JSON (a notebook?), not an archive"
+    return None
 
 
 def _why(exc: BaseException) -> str:
