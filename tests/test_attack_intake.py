@@ -118,3 +118,57 @@ def test_a_clash_of_names_does_not_show_the_graders_folders(tmp_path):
     clash = [v.message for v in found.violations if v.code == "archive.duplicate_name"]
     assert len(clash) == 1 and str(tmp_path) not in clash[0], clash
     assert "'a'" in clash[0]
+
+
+# ---------------------------------------------------------------- bulk downloads, as tutors get them
+
+def _bulk(tmp_path: Path) -> Path:
+    """A course system's download as a tutor has it after a double-click on one zip (macOS's Archive
+    Utility unpacks `X.zip` into `X/` beside it) and with a team folder that names no one."""
+    from intake_corpus import pdf_bytes
+
+    root = tmp_path / "download"
+    root.mkdir()
+    team = "Ida_Roth_7000009_Jan_Vogt_7000010"
+    files = {"solution.ipynb": solution_notebook([("Ida Roth", "7000009"), ("Jan Vogt", "7000010")]),
+             "sheet6.pdf": pdf_bytes(["Ida Roth 7000009", "Jan Vogt 7000010"], tmp_path)}
+    make_zip(root / f"{team}.zip", files)
+    (root / team).mkdir()
+    for name, content in files.items():
+        (root / team / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    folder = root / "Abgabe 7"
+    folder.mkdir()
+    (folder / "notebook.ipynb").write_text(solution_notebook([("Eva Ernst", "7000011"), ("Carl Fuchs", "7000012")]))
+    (folder / "answers.pdf").write_bytes(pdf_bytes(["Eva Ernst 7000011", "Carl Fuchs 7000012"], tmp_path))
+    return root
+
+
+def test_a_zip_unpacked_beside_itself_is_graded_once(tmp_path):
+    """`X.zip` and the folder `X/` a double-click makes beside it were two submissions: every member
+    was then in two teams and left out of cms.csv."""
+    from grader.intake import discover, duplicate_students, identify
+
+    root = _bulk(tmp_path)
+    found = discover(root)
+    rels = [p.relative_to(root).as_posix() for p in found.submissions]
+    assert "Ida_Roth_7000009_Jan_Vogt_7000010.zip" in rels
+    assert not any(rel.startswith("Ida_Roth_7000009_Jan_Vogt_7000010/") for rel in rels), rels
+    skipped = {s.path.relative_to(root).as_posix(): s.reason for s in found.skipped}
+    assert "unpacked copy" in skipped["Ida_Roth_7000009_Jan_Vogt_7000010"], skipped
+    config = tiny_config()
+    assert duplicate_students([identify(p, root, config.naming) for p in found.submissions]) == {}
+
+
+def test_a_team_folder_with_one_notebook_and_one_pdf_is_one_submission(tmp_path):
+    """`Abgabe 7/notebook.ipynb` and `Abgabe 7/answers.pdf` were two submissions (one without a
+    notebook, one without a PDF) unless the folder's name named the team."""
+    from grader.config import Archive
+    from grader.intake import discover, identify, unpack
+
+    root = _bulk(tmp_path)
+    rels = [p.relative_to(root).as_posix() for p in discover(root).submissions]
+    assert [r for r in rels if r.startswith("Abgabe 7/")] == ["Abgabe 7/notebook.ipynb"], rels
+    submission = identify(root / "Abgabe 7" / "notebook.ipynb", root, tiny_config().naming)
+    workspace = unpack(submission, tmp_path / "ws", Archive())
+    assert workspace.pdf is not None and workspace.pdf.name == "answers.pdf"
+    assert "content.no_pdf" not in [v.code for v in workspace.violations]

@@ -359,7 +359,7 @@ def unpack(submission: Submission, dest: Path, limits: Archive) -> Workspace:
         elif submission.kind in ("ipynb", "py", "pdf"):
             _copy_single(source, dest, budget, out, label)
             if submission.kind in ("ipynb", "py"):
-                for pdf in paired_pdfs(source):
+                for pdf in paired_pdfs(source, subfolder="/" in submission.rel):
                     _copy_single(pdf, dest, budget, out, label)
     except _Stop as stop:
         out.add("archive.too_large", "error", label, str(stop))
