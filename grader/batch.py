@@ -73,7 +73,7 @@ class Shard:
 
     def owns(self, rel: str) -> bool:
         """A fixed, disjoint share: by a hash of the submission's path, so adding files moves nothing."""
-        digest = int(hashlib.sha256(rel.encode("utf-8")).hexdigest(), 16)
+        digest = int(hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest(), 16)
         return digest % self.count == self.index - 1
 
 

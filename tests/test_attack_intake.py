@@ -172,3 +172,31 @@ def test_a_team_folder_with_one_notebook_and_one_pdf_is_one_submission(tmp_path)
     workspace = unpack(submission, tmp_path / "ws", Archive())
     assert workspace.pdf is not None and workspace.pdf.name == "answers.pdf"
     assert "content.no_pdf" not in [v.code for v in workspace.violations]
+
+
+# ---------------------------------------------------------------- file names that are not UTF-8
+
+def _latin1_named(folder: Path) -> Path:
+    """A zip whose name is Windows-1252 bytes (a Windows zip tool, an old FTP upload)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = make_zip(folder / "tmp.zip", {"solution.ipynb": solution_notebook()})
+    target = os.fsencode(folder) + b"/M\xfcller_1234567_Sch\xf6n_7654321.zip"
+    os.rename(made, target)
+    return Path(os.fsdecode(target))
+
+
+def test_a_file_name_in_windows_1252_is_read_as_such_and_can_be_written_anywhere(tmp_path):
+    """Undecodable bytes became lone surrogates: the team was 'M\\udcfcller', the report's JSON could
+    not be printed (`grader check --json` crashed) and `--shard` crashed the whole shard."""
+    from grader.batch import Shard, plan
+    from grader.intake import identify
+
+    config = tiny_config()
+    path = _latin1_named(tmp_path / "subs")
+    submission = identify(path, tmp_path / "subs", config.naming)
+    assert [m.name for m in submission.team] == ["Müller", "Schön"]
+    assert submission.rel == "Müller_1234567_Schön_7654321.zip" and submission.stem == "Müller_1234567_Schön_7654321"
+    submission.info().model_dump_json()   # raised PydanticSerializationError
+    jobs = [job for k in (1, 2) for job in plan(tmp_path / "subs", config, tmp_path / "out", shard=Shard(k, 2),
+                                                 force=True, grader_hash="x").jobs]
+    assert [job.path for job in jobs] == [path]
