@@ -200,3 +200,25 @@ def test_a_file_name_in_windows_1252_is_read_as_such_and_can_be_written_anywhere
     jobs = [job for k in (1, 2) for job in plan(tmp_path / "subs", config, tmp_path / "out", shard=Shard(k, 2),
                                                  force=True, grader_hash="x").jobs]
     assert [job.path for job in jobs] == [path]
+
+
+# ---------------------------------------------------------------- notebooks that Jupyter opens
+
+def test_notebooks_without_optional_keys_are_run_not_refused(tmp_path):
+    """Notebooks written by converters and scripts often leave out `metadata` (of the notebook or
+    of a cell), a code cell's `outputs` and `execution_count`, or carry attachments in another
+    shape: Jupyter opens them, but the grader refused them as invalid (0 points, nothing run)."""
+    import json
+
+    from grader.run.execute import read_notebook
+
+    raw = {"nbformat": 4, "nbformat_minor": 4, "cells": [
+        {"cell_type": "markdown", "source": "# Ida Roth 7000009"},
+        {"cell_type": "markdown", "source": "![x](attachment:x.png)", "metadata": {}, "attachments": "x.png"},
+        {"cell_type": "code", "source": "x = 1"},
+        {"cell_type": "code", "source": ["y = ", "2"], "metadata": {}, "execution_count": 3}]}
+    path = tmp_path / "converted.ipynb"
+    path.write_text(json.dumps(raw))
+    notebook = read_notebook(path)
+    assert [cell.source for cell in notebook.cells] == ["# Ida Roth 7000009", "![x](attachment:x.png)", "x = 1", "y = 2"]
+    assert all(cell.outputs == [] for cell in notebook.cells if cell.cell_type == "code")
