@@ -222,3 +222,27 @@ def test_notebooks_without_optional_keys_are_run_not_refused(tmp_path):
     notebook = read_notebook(path)
     assert [cell.source for cell in notebook.cells] == ["# Ida Roth 7000009", "![x](attachment:x.png)", "x = 1", "y = 2"]
     assert all(cell.outputs == [] for cell in notebook.cells if cell.cell_type == "code")
+
+
+def test_a_password_protected_pdf_is_an_error_that_says_so(tmp_path):
+    """Tutors cannot open a password-protected PDF to grade the written exercises: it was a warning
+    saying "FileNotDecryptedError: File has not been decrypted"."""
+    import io
+
+    from pypdf import PdfWriter
+
+    from grader.config import Archive, Naming
+    from grader.intake import check_identity, identify, unpack
+    from intake_corpus import make_pdf
+
+    plain_pdf = make_pdf(tmp_path / "plain.pdf", ["Ida Roth 7000009", "Jan Vogt 7000010"])
+    writer = PdfWriter(clone_from=str(plain_pdf))
+    writer.encrypt("secret")
+    locked = io.BytesIO()
+    writer.write(locked)
+    path = make_zip(tmp_path / "subs" / f"{TEAM}.zip", {"solution.ipynb": solution_notebook(), "sheet.pdf": locked.getvalue()})
+    submission = identify(path, path.parent, Naming())
+    found = [v for v in check_identity(submission, unpack(submission, tmp_path / "ws", Archive()))
+             if v.code == "content.pdf_unreadable"]
+    assert len(found) == 1 and found[0].severity == "error", found
+    assert "password" in found[0].message and "sheet.pdf" in found[0].message and "Error:" not in found[0].message
