@@ -287,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Terminated as stop:
         name = signal.Signals(stop.signum).name
+        if args.command == "check":   # one student's check: no workers, no reports
+            console.print(f"[yellow]check stopped by {name}[/]: {terminal(args.path)} was not checked to the end, "
+                          "and nothing was written. Run the same command again to check it.", highlight=False)
+            return 128 + stop.signum
         console.print(f"[yellow]terminated by {name}[/]: workers stopped and temporary folders removed; "
                       "reports written so far are whole; run the same command again to grade the rest.")
         return 128 + stop.signum

@@ -84,3 +84,22 @@ def test_a_folder_with_a_name_too_long_for_a_zip_is_still_packed(tmp_path):
     given = resolve_input(folder, work)
     assert given.kind == "folder" and given.packed == ("solution.ipynb",)
     assert given.target.exists() and len(given.target.name.encode()) <= 255
+
+
+def test_grader_check_stopped_by_sigterm_says_so_in_a_students_words(tmp_path):
+    """SIGTERM (a closed terminal, a laptop's session ending) printed the batch's message: "workers
+    stopped … run the same command again to grade the rest"."""
+    import signal
+    import time
+
+    course = Course(tmp_path)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import time\ntime.sleep(600)")])
+    path = course.subs / "Ida Roth_7000009_Jan Vogt_7000010.ipynb"
+    nbformat.write(nb, path)
+    process = course.start("check", str(path))
+    time.sleep(8)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=60)[0].decode("utf-8", errors="replace")
+    assert process.returncode == 128 + signal.SIGTERM, output
+    assert "grade the rest" not in output and "workers" not in output, output
+    assert "check" in output and "nothing was written" in output, output
