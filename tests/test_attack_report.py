@@ -11,7 +11,7 @@ from test_report_outputs import make_report
 BIDI = "\u202e"   # RIGHT-TO-LEFT OVERRIDE: "evil\u202efdp.ipynb" is shown as "evilbnypi.pdf"
 
 
-@pytest.mark.parametrize("control", [BIDI, "\u2066", "\u200f", "\x1b", "\x07", "\x00"])
+@pytest.mark.parametrize("control", [BIDI, "\u2066", "\u200f", "\u061c", "\u2028", "\x1b", "\x07", "\x00"])
 def test_pages_show_bidirectional_overrides_and_control_characters_instead_of_obeying_them(control):
     """html.escape leaves bidirectional overrides alone: a file or entry name could reorder what a
     tutor reads on summary.html and a team on its feedback page (a .exe shown as .pdf)."""
