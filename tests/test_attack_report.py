@@ -22,3 +22,20 @@ def test_pages_show_bidirectional_overrides_and_control_characters_instead_of_ob
     for page in pages:
         assert control not in page
         assert f"evil\\u{ord(control):04x}fdp.ipynb" in page or f"evil\\x{ord(control):02x}fdp.ipynb" in page
+
+
+def test_members_without_a_student_id_are_not_one_student_in_two_teams():
+    """A file name with a name but no id (`Rita_7000091_Otto_7000092_Extra.zip`) gives a member
+    with the id "": two such teams made cms.csv report "student Extra () is in 2 teams" and leave
+    both out under that label, and one such team wrote a row without an id for the course system."""
+    from grader.report.cms import cms_rows
+
+    one = make_report([("Rita Roth", "7000091"), ("Extra", "")])
+    two = make_report([("Otto Ott", "7000093"), ("Other Extra", "")])
+    rows, left_out = cms_rows([one, two])
+    assert sorted(str(row[0]) for row in rows) == ["7000091", "7000093"]
+    assert len(left_out) == 2
+    messages = [entry.message() for entry in left_out]
+    assert not any("2 teams" in m for m in messages), messages
+    assert all("no student id" in m for m in messages), messages
+    assert any("Extra" in m and one[0] in m for m in messages), messages
