@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import stat
 import sys
@@ -190,10 +191,21 @@ def _identify(path: Path, root: Path, config: Config) -> Submission:
 MAX_STEM_BYTES = 200
 
 
+_UNSAFE_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _file_name_safe(stem: str) -> str:
+    """A stem as an output's name: no control characters or bidirectional overrides (`ls` would send
+    them to the terminal, or show the name reordered), no leading '-' (an option to `rm *`)."""
+    stem = _UNSAFE_IN_NAMES.sub("_", stem)
+    return "_" + stem if stem.startswith("-") else stem
+
+
 def _output_stem(sub: Submission, unique: bool) -> str:
-    """The name of a submission's outputs: its stem; with a hash of its path when another
-    submission has the same stem, or when the stem is too long for a file name (cut short)."""
-    stem = sub.stem
+    """The name of a submission's outputs: its stem (`_file_name_safe`); with a hash of its path
+    when another submission has the same stem, or when the stem is too long for a file name (cut
+    short)."""
+    stem = _file_name_safe(sub.stem)
     if unique and len(stem.encode("utf-8", "surrogateescape")) <= MAX_STEM_BYTES:
         return stem
     while len(stem.encode("utf-8", "surrogateescape")) > MAX_STEM_BYTES - 9:
@@ -210,11 +222,11 @@ def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, forc
     submissions = [_identify(path, root, config) for path in discovery.submissions]
     stems: dict[str, int] = {}
     for sub in submissions:
-        stems[_stem_key(sub.stem)] = stems.get(_stem_key(sub.stem), 0) + 1
+        stems[_stem_key(_file_name_safe(sub.stem))] = stems.get(_stem_key(_file_name_safe(sub.stem)), 0) + 1
     for path, sub in zip(discovery.submissions, submissions):
         if shard and not shard.owns(sub.rel):
             continue
-        stem = _output_stem(sub, unique=stems[_stem_key(sub.stem)] == 1)
+        stem = _output_stem(sub, unique=stems[_stem_key(_file_name_safe(sub.stem))] == 1)
         earlier = None if force else read_report(report_path(out_dir, stem))
         if (earlier is not None and earlier.submission.sha256 == sub.sha256 and not made_by_grader_failure(earlier)
                 and earlier.grader.config_hash == config.fingerprint[:16] and earlier.grader.grader_hash == grader_hash

@@ -246,3 +246,22 @@ def test_a_password_protected_pdf_is_an_error_that_says_so(tmp_path):
              if v.code == "content.pdf_unreadable"]
     assert len(found) == 1 and found[0].severity == "error", found
     assert "password" in found[0].message and "sheet.pdf" in found[0].message and "Error:" not in found[0].message
+
+
+def test_output_names_carry_no_terminal_escapes_or_bidirectional_overrides(tmp_path):
+    """Outputs were named by the stem as it is: `ls reports/` sent a file name's escapes to the
+    tutor's terminal, and `-rf.json` is an option to `rm *`."""
+    from grader.batch import plan
+
+    subs = tmp_path / "subs"
+    names = ["Karl_7000071_\x1b]8;;https:evil\x07Lena\x1b]8;;\x07_7000072", "Rita_7000091_Otto_7000092_\u202efdp",
+             "Rita_7000091_Otto_7000092_\u202dfdp", "-rf Ida_7000093_Jan_7000094"]
+    for name in names:
+        make_zip(subs / f"{name}.zip", {"solution.ipynb": solution_notebook()})
+    jobs = plan(subs, tiny_config(), tmp_path / "out", shard=None, force=True, grader_hash="x").jobs
+    stems = [job.stem for job in jobs]
+    assert len(set(stems)) == len(names), stems
+    for stem in stems:
+        assert stem.isprintable() and not any(ch in stem for ch in "\u202d\u202e"), stem
+        assert not stem.startswith("-"), stem
+    assert sorted(job.submission.stem for job in jobs) == sorted(names)   # the report keeps the real name
