@@ -103,22 +103,25 @@ def safe_parts(name: str) -> tuple[str, ...] | None:
     return parts
 
 
-# Longest path (bytes, relative to the workspace) an entry may have; PATH_MAX is 4,096 with the
-# workspace's own folders in front.
-MAX_PATH_BYTES = 3000
+PATH_MAX = 4096   # bytes of a path the system takes, its terminating NUL included (Linux)
 
 
-def _too_long(name: str) -> str | None:
-    """Why an entry's name is too long to be written, or None."""
+def _room(dest: Path) -> int:
+    """How long (bytes) a path inside dest may be."""
+    return PATH_MAX - 2 - len(os.fsencode(os.path.abspath(dest)))
+
+
+def _too_long(name: str, room: int = PATH_MAX) -> str | None:
+    """Why an entry's name is too long to be written (`room`: bytes its path may have), or None."""
     parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
     longest = max((len(p.encode("utf-8", "surrogateescape")) for p in parts), default=0)
     if longest > 255:
         return (f"name too long: a name in its path is {longest} bytes long, more than the 255 bytes a file system "
                 "allows (expected shorter file and folder names)")
     total = len("/".join(parts).encode("utf-8", "surrogateescape"))
-    if total > MAX_PATH_BYTES:
-        return (f"path too long: {total} bytes, more than the {MAX_PATH_BYTES} bytes the grader writes "
-                "(expected fewer nested folders)")
+    if total > room:
+        return (f"path too long: {total} bytes, more than the {room} bytes a path may have in the folder it "
+                "is unpacked into (expected fewer nested folders)")
     return None
 
 
@@ -262,7 +265,7 @@ def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: 
         return
     rel_parts = prefix + parts
     rel = "/".join(rel_parts)
-    if too_long := _too_long(rel):
+    if too_long := _too_long(rel, _room(dest)):
         out.add("archive.unsafe_path", "error", label, f"{entry}: {too_long}; skipped")
         return
     key = unicodedata.normalize("NFC", rel.casefold())
