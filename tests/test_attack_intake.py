@@ -265,3 +265,43 @@ def test_output_names_carry_no_terminal_escapes_or_bidirectional_overrides(tmp_p
         assert stem.isprintable() and not any(ch in stem for ch in "\u202d\u202e"), stem
         assert not stem.startswith("-"), stem
     assert sorted(job.submission.stem for job in jobs) == sorted(names)   # the report keeps the real name
+
+
+# ---------------------------------------------------------------- limits that cost the notebook
+
+def test_a_zip_with_the_teams_data_folder_is_graded(tmp_path):
+    """Teams zip their whole folder, with the `data/FashionMNIST/raw` that torchvision downloaded
+    (about 60 MB): over archive.max_compressed_mb, nothing was unpacked, so nothing was graded."""
+    import gzip
+    import zipfile
+
+    from grader.config import Archive, Naming
+    from grader.intake import identify, unpack
+
+    path = tmp_path / f"{TEAM}.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        raw = os.urandom(3 << 20)   # as incompressible as the real images' gzip files
+        for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
+            archive.writestr(f"data/FashionMNIST/raw/{name}.gz", gzip.compress(raw, 1))
+            archive.writestr(f"data/FashionMNIST/raw/{name}", raw)
+        archive.writestr("data/FashionMNIST/processed/training.pt", raw)
+        archive.writestr("NNTI_sheet6.ipynb", solution_notebook())
+    assert path.stat().st_size > 10 << 20
+    found = unpack(identify(path, tmp_path, Naming()), tmp_path / "ws", Archive(max_compressed_mb=5))
+    assert found.notebook is not None and found.files == ("NNTI_sheet6.ipynb",), found.files
+    assert [v.code for v in found.violations] == ["content.no_pdf"], found.violations
+
+
+def test_the_notebook_is_unpacked_before_a_limit_is_reached(tmp_path):
+    """Entries were unpacked in the archive's order: big files or many files before the notebook
+    used up the limits, and the notebook (last in the zip) was never unpacked."""
+    from grader.config import Archive, Naming
+    from grader.intake import identify, unpack
+
+    entries = [(f"results/run{i}.npy", os.urandom(300 << 10)) for i in range(12)]
+    entries += [(f"junk/{i}.txt", "") for i in range(30)]
+    path = make_zip(tmp_path / f"{TEAM}.zip", entries + [("solution.ipynb", solution_notebook())])
+    found = unpack(identify(path, tmp_path, Naming()), tmp_path / "ws",
+                   Archive(max_compressed_mb=2, max_uncompressed_mb=3, max_entries=20))
+    assert found.notebook is not None and found.notebook.name == "solution.ipynb"
+    assert {v.code for v in found.violations} == {"archive.too_large", "content.no_pdf"}, found.violations
