@@ -305,3 +305,21 @@ def test_the_notebook_is_unpacked_before_a_limit_is_reached(tmp_path):
                    Archive(max_compressed_mb=2, max_uncompressed_mb=3, max_entries=20))
     assert found.notebook is not None and found.notebook.name == "solution.ipynb"
     assert {v.code for v in found.violations} == {"archive.too_large", "content.no_pdf"}, found.violations
+
+
+def test_a_bulk_download_left_zipped_says_to_unpack_it(tmp_path):
+    """The course system's whole download (one zip holding every team's zip) put in the folder as it
+    is was graded as one submission that picked one team's notebook, with a warning about
+    "multiple notebooks"."""
+    from grader.config import Archive, Naming
+    from grader.intake import identify, unpack
+
+    teams = ["Ida_Roth_7000009_Jan_Vogt_7000010", "Eva_Ernst_7000011_Carl_Fuchs_7000012",
+             "Rita_Otto_7000013_Max_Mai_7000014"]
+    inner = {f"{team}.zip": make_zip(tmp_path / f"{team}.zip", {"solution.ipynb": solution_notebook()}).read_bytes()
+             for team in teams}
+    path = make_zip(tmp_path / "subs" / "NNTI-WS2425-Sheet6-submissions.zip", inner)
+    found = unpack(identify(path, path.parent, Naming()), tmp_path / "ws", Archive())
+    bulk = [v for v in found.violations if v.code == "archive.bulk_download"]
+    assert len(bulk) == 1 and bulk[0].severity == "error", found.violations
+    assert "3 teams' submissions" in bulk[0].message and "unpack" in bulk[0].message

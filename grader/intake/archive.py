@@ -356,6 +356,15 @@ def _what_it_is(path: Path) -> str | None:
     return None
 
 
+def _team_archives(files: list[str]) -> int:
+    """How many of the unpacked files are zips whose names name a team with a student id."""
+    from grader.config import Naming
+    from grader.intake.naming import parse_name
+
+    names = [f.rsplit("/", 1)[-1] for f in files if f.lower().endswith(".zip")]
+    return sum(1 for name in names if any(m.student_id for m in parse_name(name, Naming()).team))
+
+
 def _why(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text if len(text) < 200 else text[:197] + "..."
@@ -392,6 +401,11 @@ def unpack(submission: Submission, dest: Path, limits: Archive) -> Workspace:
         out.add("archive.too_large", "error", label, str(stop))
     except OSError as exc:
         out.add("archive.corrupt", "error", label, f"cannot be read ({_why(exc)})")
+    if submission.kind == "zip" and (teams := _team_archives(budget.files)) >= 2:
+        out.add("archive.bulk_download", "error", label,
+                f"holds {teams} teams' submissions (zips named Name1_id1_Name2_id2...): expected one team's "
+                "zip, found what looks like the course system's whole download; unpack it into the folder "
+                "being graded and grade again, so that every team gets its own report")
     notebook, pdf, found = find_content(dest, budget.files, label, preferred_stem=submission.stem)
     files = sorted(budget.files)
     if notebook is not None:
