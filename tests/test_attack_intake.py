@@ -323,3 +323,21 @@ def test_a_bulk_download_left_zipped_says_to_unpack_it(tmp_path):
     bulk = [v for v in found.violations if v.code == "archive.bulk_download"]
     assert len(bulk) == 1 and bulk[0].severity == "error", found.violations
     assert "3 teams' submissions" in bulk[0].message and "unpack" in bulk[0].message
+
+
+def test_the_import_preflight_says_what_is_wrong_with_a_malformed_notebook(tmp_path):
+    """The pre-flight read notebooks with nbformat alone: one nested 600 deep was listed as "cannot
+    be read (RecursionError: maximum recursion depth exceeded in __instancecheck__)"."""
+    import json
+
+    from grader.intake import identify
+    from grader.preflight import preflight
+
+    config = tiny_config()
+    path = tmp_path / f"{TEAM}.ipynb"
+    path.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "cells": [],
+                                "metadata": json.loads('{"a":' * 600 + "1" + "}" * 600)}))
+    found = preflight([identify(path, tmp_path, config.naming)], config, tmp_path)
+    assert len(found.unreadable) == 1, found.unreadable
+    why = found.unreadable[0][1]
+    assert "RecursionError" not in why and "nested more than 100 levels deep" in why, why
