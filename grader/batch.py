@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import stat
 import sys
@@ -71,7 +72,7 @@ class Shard:
 
     def owns(self, rel: str) -> bool:
         """A fixed, disjoint share: by a hash of the submission's path, so adding files moves nothing."""
-        digest = int(hashlib.sha256(rel.encode("utf-8")).hexdigest(), 16)
+        digest = int(hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest(), 16)
         return digest % self.count == self.index - 1
 
 
@@ -192,6 +193,32 @@ def _identify(path: Path, root: Path, config: Config) -> Submission:
                           message=f"{rel}: cannot be read ({problem}); expected a readable file")))
 
 
+# `<stem>.ipynb` and the like must fit a file system's 255 bytes for a name, with room to spare.
+MAX_STEM_BYTES = 200
+
+
+_UNSAFE_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _file_name_safe(stem: str) -> str:
+    """A stem as an output's name: no control characters or bidirectional overrides (`ls` would send
+    them to the terminal, or show the name reordered), no leading '-' (an option to `rm *`)."""
+    stem = _UNSAFE_IN_NAMES.sub("_", stem)
+    return "_" + stem if stem.startswith("-") else stem
+
+
+def _output_stem(sub: Submission, unique: bool) -> str:
+    """The name of a submission's outputs: its stem (`_file_name_safe`); with a hash of its path
+    when another submission has the same stem, or when the stem is too long for a file name (cut
+    short)."""
+    stem = _file_name_safe(sub.stem)
+    if unique and len(stem.encode("utf-8", "surrogateescape")) <= MAX_STEM_BYTES:
+        return stem
+    while len(stem.encode("utf-8", "surrogateescape")) > MAX_STEM_BYTES - 9:
+        stem = stem[:-1]
+    return f"{stem}~{hashlib.sha256(sub.rel.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+
+
 def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, force: bool, grader_hash: str,
          kernel_env: str | None = None, calibration: str | None = None) -> Plan:
     """Which submissions to grade, and which earlier reports still stand (same file, configuration,
@@ -202,12 +229,11 @@ def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, forc
     submissions = [_identify(path, root, config) for path in discovery.submissions]
     stems: dict[str, int] = {}
     for sub in submissions:
-        stems[_stem_key(sub.stem)] = stems.get(_stem_key(sub.stem), 0) + 1
+        stems[_stem_key(_file_name_safe(sub.stem))] = stems.get(_stem_key(_file_name_safe(sub.stem)), 0) + 1
     for path, sub in zip(discovery.submissions, submissions):
         if shard and not shard.owns(sub.rel):
             continue
-        stem = sub.stem if stems[_stem_key(sub.stem)] == 1 else \
-            f"{sub.stem}~{hashlib.sha256(sub.rel.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+        stem = _output_stem(sub, unique=stems[_stem_key(_file_name_safe(sub.stem))] == 1)
         earlier = None if force else read_report(report_path(out_dir, stem))
         if (earlier is not None and earlier.submission.sha256 == sub.sha256 and not made_by_grader_failure(earlier)
                 and earlier.grader.config_hash == config.fingerprint[:16] and earlier.grader.grader_hash == grader_hash

@@ -120,12 +120,14 @@ def print_preflight(console: Console, found) -> None:
              "platform": "[yellow]platform only[/]",
              "submission": "shipped by the team", "unknown": "[yellow]not known[/]"}
     for row in found.rows:
-        table.add_row(Text(row.module), str(row.count), shown[row.status] + (f" ({row.detail})" if row.detail else ""))
+        table.add_row(Text(plain(row.module)), str(row.count),
+                      shown[row.status] + (f" ({terminal(row.detail)})" if row.detail else ""))
     console.print(table)
+    # Text() keeps rich markup out, but not terminal escapes: team names come from file names.
     for stem, why in found.unreadable:
-        console.print(Text(f"  not read: {stem}: {why}"))
+        console.print(Text(plain(f"  not read: {stem}: {why}")))
     for line in found.warning_lines():
-        console.print(Text(line, style="bold red" if "NOT" in line else "red"), soft_wrap=True)
+        console.print(Text(plain(line), style="bold red" if "NOT" in line else "red"), soft_wrap=True)
 
 
 def cmd_grade(args, console: Console) -> int:
@@ -363,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Terminated as stop:
         name = signal.Signals(stop.signum).name
+        if args.command == "check":   # one student's check: no workers, no reports
+            console.print(f"[yellow]check stopped by {name}[/]: {terminal(args.path)} was not checked to the end, "
+                          "and nothing was written. Run the same command again to check it.", highlight=False)
+            return 128 + stop.signum
         console.print(f"[yellow]terminated by {name}[/]: workers stopped and temporary folders removed; "
                       "reports written so far are whole; run the same command again to grade the rest.")
         return 128 + stop.signum

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import os
 import signal
+import stat
 import tempfile
 import time
 import unicodedata
@@ -86,6 +87,30 @@ def _folder_files(folder: Path, suffixes: tuple[str, ...]) -> list[str]:
     return found
 
 
+def _readable(path: Path, shown: Path | None = None) -> None:
+    """Refuse what cannot be read as a file: a named pipe or device (reading it would wait forever),
+    a broken link, a file without read permission."""
+    shown = shown or path
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise CheckRefused(f"{shown}: not a regular file (a named pipe, a device or the like); expected "
+                               "your submission: a .zip, a .ipynb notebook, or a folder holding them. Nothing was run")
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise CheckRefused(f"{shown}: cannot be read ({exc.strerror or exc}); expected a file you can open. "
+                           "Nothing was run") from None
+
+
+def _packed_name(folder_name: str) -> str:
+    """`<folder>.zip`, cut short to fit a file name (255 bytes)."""
+    name = folder_name or "submission"
+    while len(name.encode("utf-8", "surrogateescape")) > 200:
+        name = name[:-1]
+    return f"{name}.zip"
+
+
 def resolve_input(path: Path, work: Path) -> CheckInput:
     """Which file to grade for `path`: a zip or a notebook as it is; a folder packed into the zip
     the student would upload (its notebooks and PDFs), or its only zip. Anything else is refused:
@@ -97,8 +122,10 @@ def resolve_input(path: Path, work: Path) -> CheckInput:
         notebooks = _folder_files(path, (".ipynb",))
         if notebooks:
             files = notebooks + _folder_files(path, (".pdf",))
-            name = unicodedata.normalize("NFC", path.resolve().name) or "submission"
-            target = work / "packed" / f"{name}.zip"
+            for rel in files:
+                _readable(path / rel)
+            name = unicodedata.normalize("NFC", path.resolve().name)
+            target = work / "packed" / _packed_name(name)
             target.parent.mkdir(parents=True)
             with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
                 for rel in files:
@@ -106,12 +133,15 @@ def resolve_input(path: Path, work: Path) -> CheckInput:
             return CheckInput(given=path, kind="folder", target=target, root=target.parent, packed=tuple(files))
         zips = [p for p in sorted(path.iterdir()) if p.is_file() and p.suffix.lower() == ".zip"]
         if len(zips) == 1:
+            _readable(zips[0])
             return CheckInput(given=path, kind="zip", target=zips[0], root=path,
                               note=f"checking {zips[0].name}, the only zip in {path}")
         found = f"{len(zips)} zip files ({', '.join(z.name for z in zips[:5])})" if zips else "no notebook and no zip"
         raise CheckRefused(f"{path}: expected a folder holding your notebook (.ipynb) and PDF, or a single zip; "
                            f"found {found}. Name the one to check: grader check {path / 'NAME.zip'}")
     suffix = path.suffix.lower()
+    if suffix in (".zip", ".ipynb"):
+        _readable(path)
     if suffix == ".zip":
         return CheckInput(given=path, kind="zip", target=path, root=path)
     if suffix == ".ipynb":

@@ -12,6 +12,7 @@ from statistics import mean
 from grader.report.manual import pending_parts
 from grader.report.models import Report
 from grader.report.render import write_atomic
+from grader.textsafe import plain
 
 FEEDBACK_DIR = "feedback"
 COLORS = {"baseline": "#1f63b4", "batchnorm": "#d9480f"}
@@ -50,7 +51,9 @@ svg text { font-family: system-ui, sans-serif; }
 
 
 def esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """Text for a page: HTML escaped, and control characters and bidirectional overrides shown as
+    `\\u202e` (a browser would obey them: "evil\\u202efdp.ipynb" reads "evilbnypi.pdf")."""
+    return html.escape(plain(value, lines=True), quote=True)
 
 
 def fmt_points(value: float | None) -> str:

@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from grader.config import Data
+from grader.fsclean import remove_tree
 from grader.locks import hold
 from grader.report.models import DataInfo
 
@@ -612,13 +613,13 @@ def link_into(staged: StagedData, workspace: Path, roots: tuple[str, ...] = ("da
         if processed.is_symlink() or processed.is_file():
             processed.unlink()
         elif processed.is_dir():
-            shutil.rmtree(processed)
+            remove_tree(processed)   # the team's own folder: any depth, never raises
         for name in STAGED_NAMES:
             src, dest = src_raw / name, folder / name
             if dest.is_symlink() or dest.is_file():
                 dest.unlink()
             elif dest.is_dir():
-                shutil.rmtree(dest)
+                remove_tree(dest)
             try:
                 os.symlink(src, dest)
                 continue
