@@ -9,9 +9,10 @@ written but temporary files, removed at the end.
 The verdict has three levels, and the exit status follows them:
 
 - 0, fine: every automatic check passes and the notebook runs without errors;
-- 1, loses points: a check does not pass, or the notebook does not run through;
+- 1, loses points: a check does not pass, or an error in the notebook stops it;
 - 3, tutors may deduct: the checks pass, but something tutors look at is off (the file name, no
-  PDF, the team not named in the files, two notebooks) or a check needs a tutor's review;
+  PDF, the team not named in the files, two notebooks) or a check needs a tutor's review, or the
+  notebook stopped for the grading environment's reasons (a module it lacks, the time limit);
 - 2: nothing could be checked (no such file, a file that is not a zip, notebook or folder);
 - 130: interrupted (Ctrl-C).
 """
@@ -159,12 +160,22 @@ def verdict(report: Report, kind: str = "zip") -> str:
     """Loses points (a check not passing, the notebook not running through), tutors may deduct
     (naming, no PDF, identity, a check a tutor reviews), or fine. For a notebook or a folder
     (`kind`), the names of its files do not count: the student is told the zip's name to use."""
-    if report.execution.status != "ok" or any(c.status not in ("pass", "needs_review") for c in report.checks):
+    if any(c.status not in ("pass", "needs_review") for c in report.checks):
+        return LOSES_POINTS
+    if report.execution.status != "ok" and not _stopped_by_grader(report):
         return LOSES_POINTS
     counted = [v for v in report.violations if kind == "zip" or not v.code.startswith("name.")]
     if counted or any(c.status == "needs_review" for c in report.checks):
         return TUTORS_MAY_DEDUCT
     return FINE
+
+
+def _stopped_by_grader(report: Report) -> bool:
+    """The notebook stopped for a reason of the grading environment's (a module the course's
+    environment does not have, the grader's time limit), not for an error of the team's: no
+    automatic points are taken for it (the checks it hides are needs_review), so a tutor decides."""
+    return report.execution.status == "timeout" or any(
+        v.code.startswith("environment.") for v in report.violations)
 
 
 def would_lose_points(report: Report) -> bool:
@@ -302,7 +313,9 @@ def _verdict_text(report: Report, kind: str) -> str:
     if level == TUTORS_MAY_DEDUCT:
         codes = sorted({v.code for v in report.violations if kind == "zip" or not v.code.startswith("name.")})
         review = [c.id for c in report.checks if c.status == "needs_review"]
-        why = codes + ([f"a tutor reviews {', '.join(review)}"] if review else [])
+        stopped = (["the notebook stopped at the grader's time limit" if report.execution.status == "timeout"
+                    else "the notebook did not run through"] if report.execution.status != "ok" else [])
+        why = stopped + codes + ([f"a tutor reviews {', '.join(review)}"] if review else [])
         return ("[yellow]tutors may deduct points[/]: the automatic checks pass, but see " + terminal(", ".join(why))
                 + " above")
     if kind == "zip":
