@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import stat
 import sys
@@ -26,10 +27,13 @@ from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Callable
 
-from grader.calibrate import CalibrationError, accuracy_range, calibrate, time_limits
+from grader import calibration_store
+from grader.cache import cache_dir
+from grader.calibrate import CalibrationError, CalibrationMissing, accuracy_range, ensure_calibration, time_limits
 from grader.checks.framework import placeholder_checks
 from grader.config import Config
 from grader.fsclean import owned_dir, release_dir, sweep_stale
+from grader.locks import hold_out_dir
 from grader.intake import discover, duplicate_students, identify, parse_name
 from grader.intake.naming import kind_of
 from grader.intake.types import Discovery, Submission
@@ -50,12 +54,7 @@ from grader.slots import BrokenProcessPool, Slot, die_with_parent, spawn_executo
 from grader.textsafe import plain
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("GRADER_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "sheet6-grader")
-    path = Path(base)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+__all__ = ["cache_dir", "Shard", "prepare_context", "plan", "run_batch", "preflight_only"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ class Shard:
 
     def owns(self, rel: str) -> bool:
         """A fixed, disjoint share: by a hash of the submission's path, so adding files moves nothing."""
-        digest = int(hashlib.sha256(rel.encode("utf-8")).hexdigest(), 16)
+        digest = int(hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest(), 16)
         return digest % self.count == self.index - 1
 
 
@@ -125,8 +124,12 @@ class BatchResult:
 
 
 def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: Callable[[str], None] = print,
-                    auto_calibrate: bool = True) -> GradingContext:
-    """Stage the data once for the batch and find (or make) the accuracy range for it."""
+                    auto_calibrate: bool = True, require_calibration: bool = False) -> GradingContext:
+    """Stage the data once for the batch and find (or make) the accuracy range for it.
+
+    `require_calibration` (a shard): never calibrate; no calibration for the data is a
+    CalibrationMissing that says to run `grader prepare` first. Otherwise, with `auto_calibrate`,
+    a missing calibration is made (once, under the calibration file's lock)."""
     require_sandbox(config)   # a required sandbox that is missing stops the batch before it starts
     data: StagedData = stage_dataset(config.data, config.data_source, cache_dir() / "data", config.sheet_def.dataset)
     mpl_cache = cache_dir() / "matplotlib"
@@ -142,11 +145,15 @@ def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: C
                          threads=config.run.threads or max(1, cores // max(1, workers)),
                          mpl_cache=mpl_cache, kernel=kernel)
     found = accuracy_range(data.info.fingerprint)
-    if found is None and auto_calibrate and config.sheet_def.solution.exists():
-        progress(f"No reference accuracies for {data.info.description} yet: running the solution notebook "
-                 f"to calibrate (once; stored in reference/calibration.json).")
+    if found is None and require_calibration:
+        raise CalibrationMissing(
+            f"no calibration for the data of this batch ({data.info.description}; data fingerprint "
+            f"{data.info.fingerprint}) in {calibration_store.places()}. Shards never calibrate (each would "
+            f"get its own accuracy range): run `grader prepare` once with the same grading.toml (and "
+            f"GRADER_CACHE) before the shards")
+    if found is None and auto_calibrate:
         try:
-            found = calibrate(ctx, runs=3, progress=progress)
+            found = ensure_calibration(ctx, runs=3, progress=progress)
         except CalibrationError as exc:
             progress(f"Calibration failed: {exc}. The accuracy check will ask for a tutor's review.")
     return GradingContext(**{**ctx.__dict__, "accuracy_range": found,
@@ -188,29 +195,63 @@ def _identify(path: Path, root: Path, config: Config) -> Submission:
                           message=f"{rel}: cannot be read ({problem}); expected a readable file")))
 
 
+# `<stem>.ipynb` and the like must fit a file system's 255 bytes for a name, with room to spare.
+MAX_STEM_BYTES = 200
+
+
+_UNSAFE_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _file_name_safe(stem: str) -> str:
+    """A stem as an output's name: no control characters or bidirectional overrides (`ls` would send
+    them to the terminal, or show the name reordered), no leading '-' (an option to `rm *`)."""
+    stem = _UNSAFE_IN_NAMES.sub("_", stem)
+    return "_" + stem if stem.startswith("-") else stem
+
+
+def _output_stem(sub: Submission, unique: bool) -> str:
+    """The name of a submission's outputs: its stem (`_file_name_safe`); with a hash of its path
+    when another submission has the same stem, or when the stem is too long for a file name (cut
+    short)."""
+    stem = _file_name_safe(sub.stem)
+    if unique and len(stem.encode("utf-8", "surrogateescape")) <= MAX_STEM_BYTES:
+        return stem
+    while len(stem.encode("utf-8", "surrogateescape")) > MAX_STEM_BYTES - 9:
+        stem = stem[:-1]
+    return f"{stem}~{hashlib.sha256(sub.rel.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+
+
 def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, force: bool, grader_hash: str,
-         kernel_env: str | None = None) -> Plan:
+         kernel_env: str | None = None, calibration: str | None = None) -> Plan:
     """Which submissions to grade, and which earlier reports still stand (same file, configuration,
-    grader and, when `kernel_env` is given, the same packages in the kernel)."""
+    grader and, when `kernel_env` is given, the same packages in the kernel; when `calibration` is
+    given, a report whose notebook ran under another calibration's limits and range is graded again)."""
     discovery = discover(root, config.naming)
     jobs, cached = [], []
     submissions = [_identify(path, root, config) for path in discovery.submissions]
     stems: dict[str, int] = {}
     for sub in submissions:
-        stems[_stem_key(sub.stem)] = stems.get(_stem_key(sub.stem), 0) + 1
+        stems[_stem_key(_file_name_safe(sub.stem))] = stems.get(_stem_key(_file_name_safe(sub.stem)), 0) + 1
     for path, sub in zip(discovery.submissions, submissions):
         if shard and not shard.owns(sub.rel):
             continue
-        stem = sub.stem if stems[_stem_key(sub.stem)] == 1 else \
-            f"{sub.stem}~{hashlib.sha256(sub.rel.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+        stem = _output_stem(sub, unique=stems[_stem_key(_file_name_safe(sub.stem))] == 1)
         earlier = None if force else read_report(report_path(out_dir, stem))
         if (earlier is not None and earlier.submission.sha256 == sub.sha256 and not made_by_grader_failure(earlier)
                 and earlier.grader.config_hash == config.fingerprint[:16] and earlier.grader.grader_hash == grader_hash
-                and (kernel_env is None or earlier.grader.kernel_env == kernel_env)):
+                and (kernel_env is None or earlier.grader.kernel_env == kernel_env)
+                and (calibration is None or _calibration_of(earlier) in (None, calibration))):
             cached.append((stem, earlier))
         else:
             jobs.append(Job(path=path, submission=sub, stem=stem))
     return Plan(discovery=discovery, submissions=submissions, jobs=jobs, cached=cached)
+
+
+def _calibration_of(report: Report) -> str | None:
+    limits = report.execution.time_limits
+    if limits is None:   # nothing ran (a naming problem, no notebook): no calibration was used
+        return None
+    return limits.calibration.sha256 if limits.calibration else ""
 
 
 def preflight_only(root: Path, config: Config, *, shard: Shard | None = None) -> Preflight:
@@ -342,6 +383,16 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
               show_preflight: Callable[[Preflight], None] | None = None) -> BatchResult:
     """Grade what `plan` finds. Before any notebook runs, the imports of those to grade are checked
     against the kernel (`show_preflight` prints the table; without it, `progress` gets the warnings)."""
+    # One grader at a time writes a folder: a second one on the same --out is refused before it
+    # touches anything (it would take the first one's half-written files for leftovers).
+    with hold_out_dir(out_dir, "grader grade"):
+        return _run_batch(root, config, out_dir, workers=workers, shard=shard, force=force, reporter=reporter,
+                          progress=progress, show_preflight=show_preflight)
+
+
+def _run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None, shard: Shard | None,
+               force: bool, reporter, progress: Callable[[str], None],
+               show_preflight: Callable[[Preflight], None] | None) -> BatchResult:
     workers = workers or config.worker_count
     out_dir.mkdir(parents=True, exist_ok=True)
     for leftover in out_dir.rglob(".*.tmp"):   # half-written files of a batch that was killed
@@ -351,9 +402,12 @@ def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None 
     slots: list[Slot] = []
     dispatched = False
     try:
-        ctx = prepare_context(config, work_dir, workers, progress=progress)
+        # A shard only reads the calibration `grader prepare` made: shards of one course grade alike.
+        ctx = prepare_context(config, work_dir, workers, progress=progress, require_calibration=shard is not None)
+        used = ctx.time_limits.calibration if ctx.time_limits else None
         planned = plan(root, config, out_dir, shard=shard, force=force,
-                       grader_hash=ctx.grader.grader_hash, kernel_env=ctx.grader.kernel_env)
+                       grader_hash=ctx.grader.grader_hash, kernel_env=ctx.grader.kernel_env,
+                       calibration=used.sha256 if used else None)
         discovery, jobs, cached = planned.discovery, planned.jobs, planned.cached
         result = BatchResult(discovery=discovery, data_description=ctx.data.info.description)
         if jobs:

@@ -1,34 +1,37 @@
 """What the solution notebook does on the same data: the plausible range of test accuracies, and
 the time a notebook may take.
 
-`reference/calibration.json` holds, per staged data set (by its fingerprint), the per-epoch test
-accuracies of several runs of `reference/solution.ipynb` and the seconds each of its code cells
-took. `grader calibrate` (re)computes the entry for the configured data; `grader grade` computes it
-on first use when the solution is there.
+A calibration entry holds, per staged data set (by its fingerprint), the per-epoch test accuracies
+of several runs of `reference/solution.ipynb` and the seconds each of its code cells took. Entries
+are kept by grader/calibration_store.py (the cache's `calibration.json`, with the shipped
+`reference/calibration.json` as a read-only default). `grader prepare` and `grader calibrate`
+(re)compute the entry for the configured data; `grader grade` computes it on first use when the
+solution is there, under the calibration file's lock; a shard (`--shard K/N`) never does.
 """
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
-import os
 import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median
 
+from grader import calibration_store as store
+from grader.calibration_store import CalibrationError, CalibrationMissing
 from grader.checks.framework import AccuracyRange
 from grader.config import Limits
-from grader.errors import CalibrationError
 from grader.intake.types import Workspace
-from grader.pipeline import REFERENCE_DIR, observe
+from grader.pipeline import observe
 from grader.models import DataInfo, TimeLimits
-from grader.atomic import write_atomic
 from grader.run.execute import configured_time_limits
 from grader.run.kernels import FreshKernels
 
-CALIBRATION_FILE = REFERENCE_DIR / "calibration.json"
+SHIPPED_FILE = CALIBRATION_FILE = store.SHIPPED_FILE   # the shipped default (read-only)
+
+__all__ = ["CalibrationError", "CalibrationMissing", "accuracy_range", "time_limits", "calibrate",
+           "ensure_calibration", "load_calibration", "calibration_file"]
 
 # "auto" time limits: a cell may take CELL_FACTOR times the solution's slowest cell on the same data,
 # at least CELL_FLOOR_S; a notebook one cell at that limit plus NOTEBOOK_FACTOR times the solution's
@@ -41,18 +44,21 @@ NOTEBOOK_FACTOR, NOTEBOOK_FLOOR_S = 10, 120.0
 
 
 def calibration_file() -> Path:
-    """The calibration in use; GRADER_CALIBRATION points elsewhere (the tests keep the shipped file untouched)."""
-    return Path(os.environ.get("GRADER_CALIBRATION") or CALIBRATION_FILE)
+    """Where a calibration is written: GRADER_CALIBRATION (the tests keep their own), else the cache's file."""
+    return store.writable_file()
 
 
 def load_calibration(path: Path | None = None) -> dict:
-    path = path or calibration_file()
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise CalibrationError(f"{path}: cannot be read ({exc}); delete it and run `grader calibrate`") from exc
+    """Every entry by fingerprint: of one file, or (no path) as lookup finds them along the search path."""
+    return store.load_file(path) if path is not None else store.load_all()
+
+
+def _entry(fingerprint: str, path: Path | None, need=None) -> tuple[dict | None, Path | None]:
+    if path is not None:
+        entry = store.load_file(path).get(fingerprint)
+        return (entry, path) if entry and (need is None or need(entry)) else (None, None)
+    found = store.lookup(fingerprint, need=need)
+    return (found.entry, found.path) if found else (None, None)
 
 
 def accuracy_range(fingerprint: str, path: Path | None = None) -> AccuracyRange | None:
@@ -63,8 +69,8 @@ def accuracy_range(fingerprint: str, path: Path | None = None) -> AccuracyRange 
     on the data size, so a lower bound would make the verdict depend on the subset graded on. The
     upper bound catches numbers this recipe does not reach on this data (hard-coded results,
     accuracies measured on the training set of a memorising network, counts read as fractions)."""
-    entry = load_calibration(path).get(fingerprint)
-    if not entry or not entry.get("baseline"):
+    entry, _ = _entry(fingerprint, path, store.usable)
+    if not entry:
         return None
     runs = entry["baseline"] + entry.get("batchnorm", [])
     epochs = len(entry["baseline"][0])
@@ -76,13 +82,14 @@ def accuracy_range(fingerprint: str, path: Path | None = None) -> AccuracyRange 
 def time_limits(limits: Limits, data: DataInfo, path: Path | None = None) -> TimeLimits:
     """The limits for notebooks on `data`: numbers from grading.toml stay; "auto" is derived from
     the solution's timings on the same data, or falls back to generous numbers where there are none."""
+    entry, found_in = _entry(data.fingerprint, path, store.usable)
+    ref = store.Found(data.fingerprint, entry, found_in).ref if entry else None
     if limits.cell_timeout_s != "auto" and limits.notebook_timeout_s != "auto":
-        return configured_time_limits(limits)
-    path = path or calibration_file()
-    runs = [run for run in (load_calibration(path).get(data.fingerprint) or {}).get("cell_seconds", []) if run]
+        return configured_time_limits(limits).model_copy(update={"calibration": ref})
+    runs = [run for run in (entry or {}).get("cell_seconds", []) if run]
     if not runs:
-        return configured_time_limits(limits, f"{path.name} has no timings of the solution on this data; "
-                                              "`grader calibrate` records them")
+        return configured_time_limits(limits, f"no timings of the solution on this data in {store.places() if path is None else path}; "
+                                              "`grader prepare` or `grader calibrate` records them").model_copy(update={"calibration": ref})
     # Medians over the runs: one run slowed down by a busy machine does not set the limits.
     slowest, whole = median([max(run) for run in runs]), median([sum(run) for run in runs])
     explained = []
@@ -102,7 +109,7 @@ def time_limits(limits: Limits, data: DataInfo, path: Path | None = None) -> Tim
         explained.append("per notebook from grading.toml")
     return TimeLimits(cell_timeout_s=cell, notebook_timeout_s=notebook,
                       source=f"{'; '.join(explained)} ({len(runs)} run(s) of the solution on the same data, "
-                             f"{path.name})")
+                             f"{found_in})", calibration=ref)
 
 
 async def _observe(workspace, ctx):
@@ -112,7 +119,7 @@ async def _observe(workspace, ctx):
 
 
 def calibrate(ctx, runs: int = 3, path: Path | None = None, solution: Path | None = None,
-              progress=print) -> AccuracyRange:
+              progress=print, *, locked: bool = False) -> AccuracyRange:
     """Run the solution `runs` times on ctx's data and store its accuracies under the data's fingerprint.
     `solution`: the sheet's solution notebook by default."""
     sheet = ctx.config.sheet_def
@@ -147,13 +154,30 @@ def calibrate(ctx, runs: int = 3, path: Path | None = None, solution: Path | Non
                  + ", ".join(f"{key} {values[-1]}" for key, values in results.items())
                  + f", cells {cell_seconds[-1]} s")
     path = path or calibration_file()
-    data = load_calibration(path)
-    data[ctx.data.info.fingerprint] = {
+    store.save(ctx.data.info.fingerprint, {
         "data": ctx.data.info.description, **results,
         # Seconds per code cell of each run (in a kernel that had imported torch, torchvision and
         # matplotlib before, as every kernel does).
         "cell_seconds": cell_seconds,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    }, path, locked=locked)
     return accuracy_range(ctx.data.info.fingerprint, path)
+
+
+def ensure_calibration(ctx, *, runs: int = 3, progress=print) -> AccuracyRange | None:
+    """The accuracy range for ctx's data, calibrating first when there is none: under the
+    calibration file's lock, looking again once it is held (another grader may have calibrated the
+    same data meanwhile), so that concurrent batches calibrate once, not once each."""
+    fingerprint = ctx.data.info.fingerprint
+    found = accuracy_range(fingerprint)
+    if found is not None or not ctx.config.sheet_def.solution.exists():
+        return found
+    target = calibration_file()
+    with store.holding_lock(target, on_wait=progress):
+        found = accuracy_range(fingerprint)
+        if found is not None:
+            progress(f"Calibrated meanwhile by another grader: {store.lookup(fingerprint).path}")
+            return found
+        progress(f"No reference accuracies for {ctx.data.info.description} yet: running the solution notebook "
+                 f"{runs} times to calibrate (once; stored in {target}).")
+        return calibrate(ctx, runs=runs, path=target, progress=progress, locked=True)

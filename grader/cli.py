@@ -18,6 +18,7 @@ from rich.table import Table
 from grader.config import load_config
 from grader.errors import UserError
 from grader.fsclean import owned_dir, release_dir, sweep_stale
+from grader.locks import hold_out_dir
 from grader.run.sandbox import choose_sandbox
 from grader.textsafe import plain, terminal
 
@@ -117,12 +118,14 @@ def print_preflight(console: Console, found) -> None:
              "platform": "[yellow]platform only[/]",
              "submission": "shipped by the team", "unknown": "[yellow]not known[/]"}
     for row in found.rows:
-        table.add_row(Text(row.module), str(row.count), shown[row.status] + (f" ({row.detail})" if row.detail else ""))
+        table.add_row(Text(plain(row.module)), str(row.count),
+                      shown[row.status] + (f" ({terminal(row.detail)})" if row.detail else ""))
     console.print(table)
+    # Text() keeps rich markup out, but not terminal escapes: team names come from file names.
     for stem, why in found.unreadable:
-        console.print(Text(f"  not read: {stem}: {why}"))
+        console.print(Text(plain(f"  not read: {stem}: {why}")))
     for line in found.warning_lines():
-        console.print(Text(line, style="bold red" if "NOT" in line else "red"), soft_wrap=True)
+        console.print(Text(plain(line), style="bold red" if "NOT" in line else "red"), soft_wrap=True)
 
 
 def cmd_grade(args, console: Console) -> int:
@@ -172,9 +175,44 @@ def cmd_schema(args, console: Console) -> int:
     return 0
 
 
+def cmd_prepare(args, console: Console) -> int:
+    from grader.prepare import prepare
+
+    config = load_config(args.config)
+    root, out = Path(args.submissions), Path(args.out)
+    if not root.exists():
+        console.print(f"[red]error:[/] {terminal(root)}: no such file or folder", highlight=False)
+        return 2
+    workers = args.workers or config.run.workers or 2
+
+    def say(text: str) -> None:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    with hold_out_dir(out, "grader prepare"):
+        done = prepare(root, config, shards=args.shards, workers=workers, runs=args.runs, progress=say,
+                       show_preflight=lambda found: print_preflight(console, found))
+    say(f"Data: {done.data_description}")
+    if done.calibration:
+        say(f"Calibration: {done.calibration.file}, entry {done.calibration.sha256} for data "
+            f"{done.calibration.fingerprint}, made {done.calibration.created}; every shard grades with it")
+    say(f"Time limits: {done.limits.cell_timeout_s:g} s per cell, {done.limits.notebook_timeout_s:g} s per "
+        f"notebook ({done.limits.source})")
+    say(f"{done.submissions} submission(s) in {len(done.per_shard)} shard(s) of "
+        f"{', '.join(str(n) for n in done.per_shard)}.")
+    res = done.resources
+    say(f"One shard needs: {res.cores} core(s), {res.memory_mb} MiB, {res.slurm_time} "
+        f"({res.why}). A shard that runs out of time keeps its reports: submitting it again grades the rest.")
+    say("Next (scripts/slurm/submit.sh does all of this):")
+    for line in done.commands(root, out):
+        print("  " + line, flush=True)
+    if args.options_file:
+        Path(args.options_file).write_text(" ".join(res.sbatch_options) + "\n", encoding="utf-8")
+    return 0   # modules the kernel lacks cost needs_review, not the run: the table above said so
+
+
 def cmd_calibrate(args, console: Console) -> int:
     from grader.batch import prepare_context
-    from grader.calibrate import calibrate
+    from grader.calibrate import SHIPPED_FILE, calibrate, calibration_file
 
     config = load_config(args.config)
     sweep_stale()
@@ -184,9 +222,12 @@ def cmd_calibrate(args, console: Console) -> int:
         ctx = prepare_context(config, work, config.worker_count, auto_calibrate=False)
         console.print(f"Calibrating on {ctx.data.info.description} ({args.runs} runs of the solution)…",
                       highlight=False, markup=False)
-        found = calibrate(ctx, runs=args.runs, progress=lambda text: console.print(text, highlight=False, markup=False))
+        target = SHIPPED_FILE if args.shipped else calibration_file()
+        found = calibrate(ctx, runs=args.runs, path=target,
+                          progress=lambda text: console.print(text, highlight=False, markup=False))
     finally:
         release_dir(work)
+    console.print(f"stored in {target}", highlight=False, markup=False, soft_wrap=True)
     console.print("per-epoch range: " + ", ".join(f"{lo:.3f}–{hi:.3f}" for lo, hi in zip(found.low, found.high)))
     return 0
 
@@ -194,7 +235,30 @@ def cmd_calibrate(args, console: Console) -> int:
 def cmd_merge(args, console: Console) -> int:
     from grader.merge import merge_command
 
-    return merge_command(args, console)
+    with hold_out_dir(Path(args.out), "grader merge"):
+        code = merge_command(args, console)
+    used = _calibrations_used([Path(folder) for folder in args.inputs])
+    if len(used) > 1:   # shards of one course should grade alike: `grader prepare` before them sees to it
+        console.print("[yellow]warning:[/] the shards were graded with different calibrations (accuracy range "
+                      "and time limits): " + "; ".join(f"{sha} in {', '.join(terminal(f) for f in folders)}"
+                                                        for sha, folders in sorted(used.items())), highlight=False)
+    return code
+
+
+def _calibrations_used(folders: list[Path]) -> dict[str, list[str]]:
+    """Which calibration (by its hash) each folder's reports name."""
+    from grader.report.store import read_report
+
+    used: dict[str, list[str]] = {}
+    for folder in folders:
+        for path in sorted(folder.glob("*.json")):
+            report = read_report(path) if not path.name.startswith(".") else None
+            limits = report.execution.time_limits if report else None
+            if limits is not None and limits.calibration is not None:
+                where = used.setdefault(limits.calibration.sha256, [])
+                if str(folder) not in where:
+                    where.append(str(folder))
+    return used
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,8 +293,23 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of a report")
     schema.set_defaults(func=cmd_schema)
 
+    prep = sub.add_parser("prepare", help="once before the shards of a course: stage the data, calibrate, "
+                          "and print what one shard needs from Slurm")
+    prep.add_argument("submissions", nargs="?", default="submissions", help="folder or file (default: submissions/)")
+    prep.add_argument("--out", default="reports", help="the output folder the shards are merged into (default: reports/)")
+    prep.add_argument("--shards", type=int, default=8, help="how many shards (array tasks) the course is split into")
+    prep.add_argument("--workers", type=int, default=None,
+                      help="workers (cores) per shard (default: [run] workers, or 2)")
+    prep.add_argument("--runs", type=int, default=3, help="runs of the solution when calibrating (default: 3)")
+    prep.add_argument("--options-file", default=None, metavar="FILE",
+                      help="also write the sbatch options of one shard (--cpus-per-task, --mem, --time) to FILE")
+    prep.set_defaults(func=cmd_prepare)
+
     cal = sub.add_parser("calibrate", help="run the solution to find the plausible accuracy range for the data")
     cal.add_argument("--runs", type=int, default=5)
+    cal.add_argument("--shipped", action="store_true",
+                     help="write the entry into the shipped reference/calibration.json (maintainers; commit it) "
+                          "instead of the cache")
     cal.set_defaults(func=cmd_calibrate)
     return parser
 
@@ -275,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Terminated as stop:
         name = signal.Signals(stop.signum).name
+        if args.command == "check":   # one student's check: no workers, no reports
+            console.print(f"[yellow]check stopped by {name}[/]: {terminal(args.path)} was not checked to the end, "
+                          "and nothing was written. Run the same command again to check it.", highlight=False)
+            return 128 + stop.signum
         console.print(f"[yellow]terminated by {name}[/]: workers stopped and temporary folders removed; "
                       "reports written so far are whole; run the same command again to grade the rest.")
         return 128 + stop.signum

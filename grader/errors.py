@@ -40,6 +40,11 @@ class CalibrationError(UserError, RuntimeError):
     label = "calibration"
 
 
+class FolderBusy(UserError, RuntimeError):
+    """Another grader process is writing the same output folder."""
+    label = "busy"
+
+
 class ManualPointsError(UserError, ValueError):
     """The sheet cannot be used. `problems` lists every one found, each naming line, team and column."""
     label = "manual points sheet"

@@ -62,13 +62,25 @@ class CellError(_Model):
     evalue: str
 
 
+class CalibrationRef(_Model):
+    """The calibration a batch graded with: the solution's runs on the same data set (the accuracy range of
+    `baseline.accuracies` and "auto" time limits). Every shard of one course shows the same one."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    fingerprint: str = Field(description="The data set's fingerprint (execution.data.fingerprint) the entry is for")
+    created: str = Field(description="When the entry was made (UTC, ISO 8601)")
+    sha256: str = Field(description="Hash of the entry's content (16 hex digits): equal hashes, equal numbers")
+    file: str = Field(description="The calibration file the entry was read from")
+
+
 class TimeLimits(_Model):
     """The time limits a notebook ran under, and where they came from."""
     model_config = ConfigDict(extra="forbid", frozen=True)
     cell_timeout_s: float
     notebook_timeout_s: float
     source: str = Field(description="Where the limits came from: grading.toml, the solution's timings on the "
-                        "same data (reference/calibration.json), or the fallback when there are none")
+                        "same data (the calibration), or the fallback when there are none")
+    calibration: CalibrationRef | None = Field(
+        None, description="The calibration of the batch (accuracy range and \"auto\" limits), when there is one")
 
 
 class ExecutionInfo(_Model):

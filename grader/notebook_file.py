@@ -95,7 +95,7 @@ def decode_notebook(raw: bytes) -> dict:
     if not isinstance(cells, list):
         found = "no 'cells'" if cells is None else f"'cells' that is {_kind(cells)}"
         raise NotebookInvalid(f"JSON that is not a notebook: expected a list of cells, found {found}")
-    if not isinstance(data.get("metadata", {}), dict):
+    if not isinstance(data.setdefault("metadata", {}), dict):   # left out by converters: Jupyter opens it
         raise NotebookInvalid(f"the notebook's metadata is {_kind(data['metadata'])}, expected an object")
     for number, cell in enumerate(cells, start=1):
         if not isinstance(cell, dict):
@@ -104,8 +104,16 @@ def decode_notebook(raw: bytes) -> dict:
         if kind not in CELL_TYPES:
             raise NotebookInvalid(f"cell {number} has cell_type {kind!r}, expected one of {', '.join(CELL_TYPES)}")
         cell["source"] = _text(cell.get("source", ""), f"cell {number}'s source")
-        if not isinstance(cell.get("metadata", {}), dict):
+        if not isinstance(cell.setdefault("metadata", {}), dict):
             raise NotebookInvalid(f"cell {number}'s metadata is {_kind(cell['metadata'])}, expected an object")
+        # Keys Jupyter does without (converters and scripts leave them out), filled in as it would.
+        if kind == "code":
+            if not isinstance(cell.get("outputs"), list):
+                cell["outputs"] = []
+            cell.setdefault("execution_count", None)
+        if "attachments" in cell and not (isinstance(cell["attachments"], dict) and all(
+                isinstance(v, dict) for v in cell["attachments"].values())):
+            del cell["attachments"]   # images pasted into markdown: nothing the grader reads
     return data
 
 

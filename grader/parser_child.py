@@ -25,6 +25,9 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MEMORY_MB = 1024
 
 
+PASSWORD_PROTECTED = "the PDF is password-protected"
+
+
 class ParseLimitHit(Exception):
     """Parsing ran over a limit; str() says which ("took longer than 30 s")."""
 
@@ -48,8 +51,8 @@ def _pdf_text(path: str) -> str:
 
     logging.getLogger("pypdf").setLevel(logging.CRITICAL)
     reader = PdfReader(path, strict=False)
-    if reader.is_encrypted:
-        reader.decrypt("")
+    if reader.is_encrypted and not reader.decrypt(""):   # an owner password alone still opens
+        raise PermissionError(PASSWORD_PROTECTED)
     texts, size = [], 0
     for i, page in enumerate(reader.pages):
         if i >= MAX_PDF_PAGES or size >= MAX_TEXT_CHARS:

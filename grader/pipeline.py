@@ -19,7 +19,7 @@ import numpy as np
 
 from grader import __version__
 from grader.checks.environment import (environment_faults, fault_notes, fault_violations, outside_course_violations,
-                                       pip_notes, review_checks)
+                                       pip_notes, review_after_time_limit, review_checks)
 from grader.checks.framework import AccuracyRange, run_checks
 from grader.config import Config
 from grader.intake.imports import notebook_imports
@@ -253,7 +253,7 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
         imports = notebook_imports(executed) if executed is not None else None
         violations += (fault_violations(faults, sheet.dataset.served_hint)
                        + outside_course_violations(executed, ctx.outside_course, faults, imports))
-        checks = review_checks(checks, faults)
+        checks = review_after_time_limit(review_checks(checks, faults), execution)
         if notes := fault_notes(faults) + pip_notes(executed, ctx.kernel, imports):
             execution = execution.model_copy(update={"notes": [*execution.notes, *notes]})
         evidence = sheet.evidence(pdf_text, executed)

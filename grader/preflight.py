@@ -9,7 +9,6 @@ notebook platform provides (`google.colab`, Kaggle's) is listed as such, not as 
 """
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -19,6 +18,8 @@ from typing import Literal
 import nbformat
 
 from grader.config import Config
+from grader.fsclean import remove_tree
+from grader.notebook_file import NotebookInvalid, parse_notebook_json
 from grader.intake import SheetHints, unpack
 from grader.intake.imports import PLATFORM_MODULES, NotebookImports, notebook_imports, shipped_modules
 from grader.intake.types import Submission
@@ -26,7 +27,6 @@ from grader.course_environment import DISTRIBUTIONS as COURSE_DISTRIBUTIONS
 from grader.run.environment import (KernelEnvironment, KernelQueryError, kernel_environment, module_distributions,
                                     normalise, outside_course)
 
-MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
 HOW_TO_ADD = ("To add a module to the course environment: put its package into the `kernel` extra of "
               "pyproject.toml, run `make lock` (pins it in requirements/constraints.txt), then `make install`.")
 
@@ -86,11 +86,9 @@ class Preflight:
 
 
 def _read(path: Path) -> nbformat.NotebookNode:
-    with open(path, "rb") as handle:
-        raw = handle.read(MAX_NOTEBOOK_BYTES + 1)
-    if len(raw) > MAX_NOTEBOOK_BYTES:
-        raise ValueError(f"larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
-    return nbformat.reads(raw.decode("utf-8", errors="replace"), as_version=4)
+    """The notebook as grading reads it (`notebook_file`): a malformed one raises NotebookInvalid
+    saying what is wrong, never a RecursionError from deep inside nbformat."""
+    return nbformat.from_dict(parse_notebook_json(path))
 
 
 def read_submission(submission: Submission, config: Config, work_dir: Path) -> tuple[NotebookImports, set[str]] | str:
@@ -102,11 +100,13 @@ def read_submission(submission: Submission, config: Config, work_dir: Path) -> t
             return "no notebook"
         try:
             found = notebook_imports(_read(workspace.notebook))
+        except NotebookInvalid as exc:
+            return f"the notebook cannot be read ({str(exc)[:200]})"
         except Exception as exc:   # any malformed notebook: the grading run reports it in full
             return f"the notebook cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
         return found, shipped_modules(workspace.files) | found.written_modules
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_tree(folder)   # never raises: a zip entry may be 1,500 folders deep
 
 
 def preflight(submissions: list[Submission], config: Config, work_dir: Path,

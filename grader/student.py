@@ -9,9 +9,10 @@ written but temporary files, removed at the end.
 The verdict has three levels, and the exit status follows them:
 
 - 0, fine: every automatic check passes and the notebook runs without errors;
-- 1, loses points: a check does not pass, or the notebook does not run through;
+- 1, loses points: a check does not pass, or an error in the notebook stops it;
 - 3, tutors may deduct: the checks pass, but something tutors look at is off (the file name, no
-  PDF, the team not named in the files, two notebooks) or a check needs a tutor's review;
+  PDF, the team not named in the files, two notebooks) or a check needs a tutor's review, or the
+  notebook stopped for the grading environment's reasons (a module it lacks, the time limit);
 - 2: nothing could be checked (no such file, a file that is not a zip, notebook or folder);
 - 130: interrupted (Ctrl-C).
 """
@@ -21,6 +22,7 @@ import contextlib
 import dataclasses
 import os
 import signal
+import stat
 import tempfile
 import time
 import unicodedata
@@ -87,6 +89,30 @@ def _folder_files(folder: Path, suffixes: tuple[str, ...]) -> list[str]:
     return found
 
 
+def _readable(path: Path, shown: Path | None = None) -> None:
+    """Refuse what cannot be read as a file: a named pipe or device (reading it would wait forever),
+    a broken link, a file without read permission."""
+    shown = shown or path
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise CheckRefused(f"{shown}: not a regular file (a named pipe, a device or the like); expected "
+                               "your submission: a .zip, a .ipynb notebook, or a folder holding them. Nothing was run")
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise CheckRefused(f"{shown}: cannot be read ({exc.strerror or exc}); expected a file you can open. "
+                           "Nothing was run") from None
+
+
+def _packed_name(folder_name: str) -> str:
+    """`<folder>.zip`, cut short to fit a file name (255 bytes)."""
+    name = folder_name or "submission"
+    while len(name.encode("utf-8", "surrogateescape")) > 200:
+        name = name[:-1]
+    return f"{name}.zip"
+
+
 def resolve_input(path: Path, work: Path) -> CheckInput:
     """Which file to grade for `path`: a zip or a notebook as it is; a folder packed into the zip
     the student would upload (its notebooks and PDFs), or its only zip. Anything else is refused:
@@ -98,8 +124,10 @@ def resolve_input(path: Path, work: Path) -> CheckInput:
         notebooks = _folder_files(path, (".ipynb",))
         if notebooks:
             files = notebooks + _folder_files(path, (".pdf",))
-            name = unicodedata.normalize("NFC", path.resolve().name) or "submission"
-            target = work / "packed" / f"{name}.zip"
+            for rel in files:
+                _readable(path / rel)
+            name = unicodedata.normalize("NFC", path.resolve().name)
+            target = work / "packed" / _packed_name(name)
             target.parent.mkdir(parents=True)
             with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
                 for rel in files:
@@ -107,12 +135,15 @@ def resolve_input(path: Path, work: Path) -> CheckInput:
             return CheckInput(given=path, kind="folder", target=target, root=target.parent, packed=tuple(files))
         zips = [p for p in sorted(path.iterdir()) if p.is_file() and p.suffix.lower() == ".zip"]
         if len(zips) == 1:
+            _readable(zips[0])
             return CheckInput(given=path, kind="zip", target=zips[0], root=path,
                               note=f"checking {zips[0].name}, the only zip in {path}")
         found = f"{len(zips)} zip files ({', '.join(z.name for z in zips[:5])})" if zips else "no notebook and no zip"
         raise CheckRefused(f"{path}: expected a folder holding your notebook (.ipynb) and PDF, or a single zip; "
                            f"found {found}. Name the one to check: grader check {path / 'NAME.zip'}")
     suffix = path.suffix.lower()
+    if suffix in (".zip", ".ipynb"):
+        _readable(path)
     if suffix == ".zip":
         return CheckInput(given=path, kind="zip", target=path, root=path)
     if suffix == ".ipynb":
@@ -130,12 +161,22 @@ def verdict(report: Report, kind: str = "zip") -> str:
     """Loses points (a check not passing, the notebook not running through), tutors may deduct
     (naming, no PDF, identity, a check a tutor reviews), or fine. For a notebook or a folder
     (`kind`), the names of its files do not count: the student is told the zip's name to use."""
-    if report.execution.status != "ok" or any(c.status not in ("pass", "needs_review") for c in report.checks):
+    if any(c.status not in ("pass", "needs_review") for c in report.checks):
+        return LOSES_POINTS
+    if report.execution.status != "ok" and not _stopped_by_grader(report):
         return LOSES_POINTS
     counted = [v for v in report.violations if kind == "zip" or not v.code.startswith("name.")]
     if counted or any(c.status == "needs_review" for c in report.checks):
         return TUTORS_MAY_DEDUCT
     return FINE
+
+
+def _stopped_by_grader(report: Report) -> bool:
+    """The notebook stopped for a reason of the grading environment's (a module the course's
+    environment does not have, the grader's time limit), not for an error of the team's: no
+    automatic points are taken for it (the checks it hides are needs_review), so a tutor decides."""
+    return report.execution.status == "timeout" or any(
+        v.code.startswith("environment.") for v in report.violations)
 
 
 def would_lose_points(report: Report) -> bool:
@@ -277,7 +318,9 @@ def _verdict_text(report: Report, kind: str) -> str:
     if level == TUTORS_MAY_DEDUCT:
         codes = sorted({v.code for v in report.violations if kind == "zip" or not v.code.startswith("name.")})
         review = [c.id for c in report.checks if c.status == "needs_review"]
-        why = codes + ([f"a tutor reviews {', '.join(review)}"] if review else [])
+        stopped = (["the notebook stopped at the grader's time limit" if report.execution.status == "timeout"
+                    else "the notebook did not run through"] if report.execution.status != "ok" else [])
+        why = stopped + codes + ([f"a tutor reviews {', '.join(review)}"] if review else [])
         return ("[yellow]tutors may deduct points[/]: the automatic checks pass, but see " + terminal(", ".join(why))
                 + " above")
     if kind == "zip":

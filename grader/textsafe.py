@@ -20,7 +20,8 @@ REPLACEMENT = "\ufffd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # C0 and C1 control characters and DEL; bidirectional overrides and isolates, which reorder what a
 # terminal shows ("exe.txt" shown for "txt.exe"). Newlines and tabs are kept only where asked.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# U+061C (Arabic letter mark) is one of them too; U+2028/2029 break lines in some terminals and pages.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _LINE_BREAK = re.compile("[\n\r\t]")
 
 

@@ -9,10 +9,16 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+# Some tests build folder trees 1,500 levels deep (zips, cells). When one of them fails before its own
+# clean-up, pytest's removal of old temporary folders (shutil.rmtree, recursive; it runs at start-up and
+# at exit) would end the whole session with a RecursionError and exit 1 although every test passed.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT / ".." / "shared" / "data" / "fashion-mnist").resolve()

@@ -139,7 +139,8 @@ def test_corrupt_file_is_an_error_naming_it(tmp_path):
     bad.write_bytes(bad.read_bytes()[:-100])                      # truncated
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte.*size"):
         stage_dataset(Data(source=str(src), train_size=100, test_size=10), src, tmp_path / "cache", SHEET.dataset)
-    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())  # nothing half-staged
+    # nothing half-staged (the staging lock's file stays: removing a lock file is not safe)
+    assert not (tmp_path / "cache").exists() or not [p for p in (tmp_path / "cache").iterdir() if p.suffix != ".lock"]
 
 
 def test_source_smaller_than_requested_is_an_error(tmp_path):
@@ -211,7 +212,7 @@ def test_cache_is_reused_and_repaired(tmp_path, monkeypatch):
     victim.write_bytes(b"garbage")
     repaired = stage_dataset(data, None, tmp_path, SHEET.dataset)
     assert read_idx(repaired.raw_dir / RAW_NAMES[0]).shape == (100, 28, 28)
-    assert [p.name for p in tmp_path.iterdir()] == [first.info.fingerprint]
+    assert [p.name for p in tmp_path.iterdir() if p.suffix != ".lock"] == [first.info.fingerprint]
 
 
 def _stage_in_process(cache: str) -> str:
@@ -228,7 +229,7 @@ def test_concurrent_staging_leaves_one_whole_cache_dir(tmp_path):
     for t in threads:
         t.join()
     assert len(set(roots + results)) == 1
-    assert [p.name for p in tmp_path.iterdir()] == [Path(roots[0]).name]  # no temporary folders left
+    assert [p.name for p in tmp_path.iterdir() if p.suffix != ".lock"] == [Path(roots[0]).name]  # no temporary folders left
     assert ds._valid_cache(Path(roots[0]), SHEET.dataset.folder) is not None
 
 

@@ -370,7 +370,10 @@ def test_compressed_size_limit(tmp_path: Path):
     z = make_zip(tmp_path / f"{OK}.zip", {"random.bin": os.urandom(2 << 20), "solution.ipynb": _nb()},
                  compression=zipfile.ZIP_STORED)
     ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", Archive(max_compressed_mb=1))
-    assert {v.code for v in ws.violations} == {"archive.too_large", "content.no_notebook", "content.no_pdf"}
+    # What does not fit is left out, and said so; the notebook is unpacked first.
+    assert {v.code for v in ws.violations} == {"archive.too_large", "content.no_pdf"}
+    assert ws.notebook is not None and ws.files == ("solution.ipynb",)
+    assert "'random.bin'" in next(v.message for v in ws.violations if v.code == "archive.too_large")
 
 
 def test_too_many_violations_are_summed_up(tmp_path: Path):

@@ -65,9 +65,17 @@ def _printed(report: Report, given: CheckInput | None = None) -> str:
     (_report(statuses=("pass",) * 5 + ("fail",)), LOSES_POINTS),
     (_report(execution="errors"), LOSES_POINTS),
     (_report(statuses=("pass",) * 5 + ("needs_review",)), TUTORS_MAY_DEDUCT),
+    (_report(execution="errors", statuses=("pass",) * 5 + ("needs_review",),
+             violations=[Violation(code="environment.missing_module", severity="warning", message="x")]),
+     TUTORS_MAY_DEDUCT),
+    (_report(execution="timeout", statuses=("pass",) * 5 + ("needs_review",)), TUTORS_MAY_DEDUCT),
+    (_report(execution="errors", statuses=("pass",) * 5 + ("fail",),
+             violations=[Violation(code="environment.missing_module", severity="warning", message="x")]),
+     LOSES_POINTS),
     (_report(violations=[Violation(code="name.pattern", severity="warning", message="x")]), TUTORS_MAY_DEDUCT),
     (_report(violations=[Violation(code="content.no_pdf", severity="warning", message="x")]), TUTORS_MAY_DEDUCT),
-], ids=["fine", "failed check", "cell error", "needs review", "name", "no pdf"])
+], ids=["fine", "failed check", "cell error", "needs review", "module the course lacks", "grader's time limit",
+        "module the course lacks and a failed check", "name", "no pdf"])
 def test_the_verdict_separates_lost_points_from_what_tutors_may_deduct(report, level):
     assert verdict(report) == level
     text = _printed(report)

@@ -143,6 +143,25 @@ def review_checks(checks: list[CheckResult], faults: list[EnvironmentFault]) -> 
     return reviewed
 
 
+def review_after_time_limit(checks: list[CheckResult], execution) -> list[CheckResult]:
+    """Every check that did not pass becomes needs_review (no points) when the grader's time limit
+    stopped a cell: the limit is the grader's (a multiple of the solution's time, on a machine that
+    may be busy), so a failure after it cannot be told from the team's mistake. `execution`: the
+    ExecutionInfo."""
+    if execution.status != "timeout":
+        return checks
+    why = next((note for note in execution.notes if "limit" in note), "a cell ran over the grader's time limit")
+    reviewed = []
+    for check in checks:
+        if check.status in ("pass", "needs_review"):
+            reviewed.append(check)
+            continue
+        reviewed.append(check.model_copy(update={"status": "needs_review", "points": 0.0, "message": (
+            f"A tutor decides: the grader's time limit stopped the notebook ({why}), so this check cannot "
+            f"tell the team's mistakes from the grader's limits. What the check found: {check.message}")}))
+    return reviewed
+
+
 def outside_course_violations(notebook: nbformat.NotebookNode | None, modules: frozenset[str],
                               faults: list[EnvironmentFault], imports: NotebookImports | None = None) -> list[Violation]:
     """Imports of modules the kernel has but the course's pinned environment lacks (`modules`, from the

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.config import Archive
-from grader.intake.content import SheetHints, find_content
+from grader.intake.content import SheetHints, default_hints, find_content
 from grader.intake.discover import paired_pdfs
 from grader.intake.types import Submission, Workspace
 from grader.models import Violation
@@ -71,6 +71,7 @@ class _Budget:
     entries: int = 0
     files: list[str] = field(default_factory=list)
     seen: dict[str, str] = field(default_factory=dict)     # folded name -> name as kept
+    data_folder: str = ""     # the sheet's data set folder (`<root>/<folder>/raw/`): served by the grader
 
     @property
     def max_bytes(self) -> int:
@@ -103,10 +104,45 @@ def safe_parts(name: str) -> tuple[str, ...] | None:
     return parts
 
 
+PATH_MAX = 4096   # bytes of a path the system takes, its terminating NUL included (Linux)
+
+
+def _room(dest: Path) -> int:
+    """How long (bytes) a path inside dest may be."""
+    return PATH_MAX - 2 - len(os.fsencode(os.path.abspath(dest)))
+
+
+def _too_long(name: str, room: int = PATH_MAX) -> str | None:
+    """Why an entry's name is too long to be written (`room`: bytes its path may have), or None."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    longest = max((len(p.encode("utf-8", "surrogateescape")) for p in parts), default=0)
+    if longest > 255:
+        return (f"name too long: a name in its path is {longest} bytes long, more than the 255 bytes a file system "
+                "allows (expected shorter file and folder names)")
+    total = len("/".join(parts).encode("utf-8", "surrogateescape"))
+    if total > room:
+        return (f"path too long: {total} bytes, more than the {room} bytes a path may have in the folder it "
+                "is unpacked into (expected fewer nested folders)")
+    return None
+
+
 def is_junk(parts: tuple[str, ...]) -> bool:
     base = parts[-1]
     return (any(p in JUNK_DIRS for p in parts[:-1]) or base.startswith("._")
             or base.lower() in JUNK_FILES or base in JUNK_DIRS)
+
+
+def served_data(name: str, data_folder: str) -> bool:
+    """Is this entry the data set the grader serves itself (torchvision's `<root>/<data_folder>/raw/`
+    or `processed/`, which a team zips along with its notebook)? It would be replaced anyway."""
+    parts = [p.lower() for p in name.replace("\\", "/").split("/") if p]
+    return bool(data_folder) and any(part == data_folder.lower() and parts[k + 1] in ("raw", "processed")
+                                     for k, part in enumerate(parts[:-2]))
+
+
+def _rank(info: zipfile.ZipInfo) -> int:
+    name = info.filename.lower()
+    return 0 if name.endswith((".ipynb", ".py", ".pdf")) else 1 if name.endswith(".zip") else 2
 
 
 def _is_symlink(info: zipfile.ZipInfo) -> bool:
@@ -187,27 +223,41 @@ def _unpack_zip(zpath: Path, label: str, dest: Path, prefix: tuple[str, ...], bu
                 depth: int, out: _Violations, inner: str = "") -> None:
     limits = budget.limits
     size = os.path.getsize(zpath)
-    if size > limits.max_compressed_mb * 1024 * 1024:
-        what = f"the inner archive '{inner}'" if inner else "the archive"
-        raise _Stop(f"{what} is {size / 1024 / 1024:.1f} MB, more than the limit of "
-                    f"{limits.max_compressed_mb:g} MB (archive.max_compressed_mb); not unpacked")
+    what = f"the inner archive '{inner}'" if inner else "the archive"
     try:
         zf = zipfile.ZipFile(zpath)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         what = f"the inner archive '{inner}'" if inner else "the archive"
-        out.add("archive.corrupt", "error", label, f"{what}: expected a readable zip archive, found {_why(exc)}")
+        found = _what_it_is(zpath)
+        advice = (f"{found}, named .zip: the grader unpacks zip archives only; pack the files again as a zip"
+                  if found else _why(exc))
+        out.add("archive.corrupt", "error", label, f"{what}: expected a readable zip archive, found {advice}")
         return
     with zf:
-        infos = zf.infolist()
+        # The data the grader serves itself is left out, and the notebooks, scripts and PDFs come
+        # first: a limit reached by the team's data folder (or anything else big) must not cost the
+        # notebook. Within each kind, the archive's order.
+        infos = [info for info in zf.infolist() if not served_data(entry_name(info), budget.data_folder)]
+        infos = [infos[k] for k in sorted(range(len(infos)), key=lambda k: (_rank(infos[k]), k))]
         if budget.entries + len(infos) > limits.max_entries:
             out.add("archive.too_large", "error", label,
                     f"{len(infos)} entries, more than the limit of {limits.max_entries} "
-                    f"(archive.max_entries); only the first {max(0, limits.max_entries - budget.entries)} "
-                    "are unpacked")
+                    f"(archive.max_entries); only {max(0, limits.max_entries - budget.entries)} are unpacked "
+                    "(notebooks and PDFs first)")
+        room = limits.max_compressed_mb * 1024 * 1024
+        over = size > room and sum(info.compress_size for info in infos) > room
         for info in infos:
             budget.entries += 1
             if budget.entries > limits.max_entries:
                 break
+            if over:
+                if info.compress_size > room:
+                    out.add("archive.too_large", "error", label,
+                            f"entry {entry_name(info)!r} ({info.compress_size / 1024 / 1024:.1f} MB) left out: {what} "
+                            f"is {size / 1024 / 1024:.1f} MB, more than the limit of {limits.max_compressed_mb:g} MB "
+                            "(archive.max_compressed_mb); notebooks and PDFs are unpacked first")
+                    continue
+                room -= info.compress_size
             _unpack_entry(zf, info, label, dest, prefix, budget, depth, out, size, inner)
 
 
@@ -215,10 +265,14 @@ def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: 
                   prefix: tuple[str, ...], budget: _Budget, depth: int, out: _Violations,
                   archive_size: int, inner: str) -> None:
     name = entry_name(info)
-    entry = f"entry {name!r}" + (f" of the inner archive '{inner}'" if inner else "")
+    shown = name if len(name) <= 200 else f"{name[:100]}…{name[-60:]}"   # a report, not a dump
+    entry = f"entry {shown!r}" + (f" of the inner archive '{inner}'" if inner else "")
     if name.endswith(("/", "\\")) and not _is_symlink(info):
         return                                      # folders are made when their files are written
     parts = safe_parts(name)
+    if parts is None and (too_long := _too_long(name)):
+        out.add("archive.unsafe_path", "error", label, f"{entry}: {too_long}; skipped")
+        return
     if parts is None:
         out.add("archive.unsafe_path", "error", label,
                 f"{entry} points outside the submission folder (expected a relative path "
@@ -236,6 +290,9 @@ def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: 
         return
     rel_parts = prefix + parts
     rel = "/".join(rel_parts)
+    if too_long := _too_long(rel, _room(dest)):
+        out.add("archive.unsafe_path", "error", label, f"{entry}: {too_long}; skipped")
+        return
     key = unicodedata.normalize("NFC", rel.casefold())
     if key in budget.seen:
         out.add("archive.duplicate_name", "warning", label,
@@ -253,8 +310,12 @@ def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: 
     except _Stop:
         raise
     except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+        # The reason without the grader's own folders (an OSError's text names the full path).
+        why = exc.args[0] if isinstance(exc, NotADirectoryError) and len(exc.args) == 1 else \
+            f"'{rel_parts[-1]}' exists as a folder" if os.path.isdir(dest.joinpath(*rel_parts)) else \
+            f"'{rel_parts[-1]}' exists already"
         out.add("archive.duplicate_name", "warning", label,
-                f"{entry} clashes with another file or folder of the same name ({_why(exc)}); skipped")
+                f"{entry} clashes with another file or folder of the same name ({why}); skipped")
         return
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError,
             OSError) as exc:
@@ -265,6 +326,44 @@ def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: 
     if rel_parts[-1].lower().endswith(".zip") and depth < budget.limits.nested_depth:
         folder = _free_folder(parent, rel_parts[-1][:-4] or "archive")
         _unpack_zip(target, label, dest, rel_parts[:-1] + (folder,), budget, depth + 1, out, inner=rel)
+
+
+# What a file that is not a zip starts with, for a message that says what it is instead.
+_MAGIC = ((b"Rar!\x1a\x07", "a RAR archive"), (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+          (b"\x1f\x8b", "a gzip archive (.gz, .tar.gz)"), (b"BZh", "a bzip2 archive"),
+          (b"\xfd7zXZ\x00", "an xz archive"), (b"\x28\xb5\x2f\xfd", "a zstd archive"),
+          (b"%PDF", "a PDF"), (b"\xd0\xcf\x11\xe0", "an old Office document"))
+
+
+def _what_it_is(path: Path) -> str | None:
+    """What a file that is not a zip is, from its first bytes; None when it cannot be told."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return None
+    if not head:
+        return "an empty file (0 bytes): the upload may have failed"
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return what
+    if len(head) > 262 and head[257:262] == b"ustar":
+        return "a tar archive"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
+        return "a web page (HTML), not the file: save the file itself, not the page that links to it"
+    if text.startswith(b"{"):
+        return "text in JSON (a notebook?), not an archive"
+    return None
+
+
+def _team_archives(files: list[str]) -> int:
+    """How many of the unpacked files are zips whose names name a team with a student id."""
+    from grader.config import Naming
+    from grader.intake.naming import parse_name
+
+    names = [f.rsplit("/", 1)[-1] for f in files if f.lower().endswith(".zip")]
+    return sum(1 for name in names if any(m.student_id for m in parse_name(name, Naming()).team))
 
 
 def _why(exc: BaseException) -> str:
@@ -290,7 +389,7 @@ def unpack(submission: Submission, dest: Path, limits: Archive, hints: SheetHint
     dest.mkdir(parents=True, exist_ok=True)
     label = submission.rel
     out = _Violations()
-    budget = _Budget(limits=limits)
+    budget = _Budget(limits=limits, data_folder=(hints or default_hints()).data_folder)
     source = Path(submission.path)
     try:
         if submission.kind == "zip" or (submission.kind == "other" and zipfile.is_zipfile(source)):
@@ -298,12 +397,17 @@ def unpack(submission: Submission, dest: Path, limits: Archive, hints: SheetHint
         elif submission.kind in ("ipynb", "py", "pdf"):
             _copy_single(source, dest, budget, out, label)
             if submission.kind in ("ipynb", "py"):
-                for pdf in paired_pdfs(source):
+                for pdf in paired_pdfs(source, subfolder="/" in submission.rel):
                     _copy_single(pdf, dest, budget, out, label)
     except _Stop as stop:
         out.add("archive.too_large", "error", label, str(stop))
     except OSError as exc:
         out.add("archive.corrupt", "error", label, f"cannot be read ({_why(exc)})")
+    if submission.kind == "zip" and (teams := _team_archives(budget.files)) >= 2:
+        out.add("archive.bulk_download", "error", label,
+                f"holds {teams} teams' submissions (zips named Name1_id1_Name2_id2...): expected one team's "
+                "zip, found what looks like the course system's whole download; unpack it into the folder "
+                "being graded and grade again, so that every team gets its own report")
     notebook, pdf, found = find_content(dest, budget.files, label, preferred_stem=submission.stem, hints=hints)
     files = sorted(budget.files)
     if notebook is not None:

@@ -31,11 +31,13 @@ class SheetHints:
     markers: tuple[str, ...]
     template: Path | None
     written_exercises: str
+    data_folder: str = ""           # the data set's folder, which the grader serves (DatasetSpec.folder)
 
     @classmethod
     def of(cls, sheet: Sheet) -> "SheetHints":
         return cls(classes=tuple(n.class_name for n in sheet.networks), markers=sheet.content_markers,
-                   template=sheet.template, written_exercises=sheet.written_exercises)
+                   template=sheet.template, written_exercises=sheet.written_exercises,
+                   data_folder=sheet.dataset.folder)
 
     @functools.cached_property
     def marker_patterns(self) -> list[re.Pattern]:

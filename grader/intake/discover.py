@@ -56,10 +56,11 @@ def _names_team(name: str, naming: Naming) -> bool:
     return any(m.student_id for m in parse_name(name, naming).team)
 
 
-def paired_pdfs(path: Path, naming: Naming | None = None) -> list[Path]:
+def paired_pdfs(path: Path, naming: Naming | None = None, subfolder: bool = False) -> list[Path]:
     """The PDFs that belong with a loose notebook or script: same stem in the same folder; or, when
-    neither name announces a team but the folder does (`Team_folder/notebook.ipynb + sheet.pdf`),
-    the folder's only PDF."""
+    neither name announces a team and the folder is a team's (its name names one, or it is a
+    `subfolder` of the folder graded: `Abgabe 7/notebook.ipynb + answers.pdf`), the folder's only
+    PDF beside its only notebook."""
     naming = naming or Naming()
     stem = _stem_key(path.name)
     try:
@@ -72,7 +73,7 @@ def paired_pdfs(path: Path, naming: Naming | None = None) -> list[Path]:
     if same:
         return same
     if len(pdfs) == 1 and not _names_team(path.name, naming) and not _names_team(pdfs[0].name, naming) \
-            and _names_team(path.parent.name, naming):
+            and (subfolder or _names_team(path.parent.name, naming)):
         try:
             notebooks = [p for p in path.parent.iterdir() if p.suffix.lower() in NOTEBOOK_EXTENSIONS
                          and not p.name.startswith(".")]
@@ -100,10 +101,15 @@ def discover(root: Path, naming: Naming | None = None) -> Discovery:
     for folder, dirs, files in os.walk(root, followlinks=False):
         here = Path(folder)
         keep = []
+        zips = {_stem_key(f) for f in files if f.lower().endswith(".zip")}
         for d in sorted(dirs):
             reason = _skip_reason_dir(d)
             if os.path.islink(here / d):
                 reason = "symbolic link (not followed)"
+            elif reason is None and _stem_key(d + ".zip") in zips and _names_team(d + ".zip", naming):
+                # `X/` beside `X.zip`: what a double-click on the zip makes (macOS, Windows); the
+                # team's files would be graded twice, and its members be in two teams.
+                reason = f"the unpacked copy of {d}.zip beside it (the zip is graded)"
             if reason:
                 skipped.append(Skipped(here / d, reason))
             else:
@@ -135,7 +141,7 @@ def discover(root: Path, naming: Naming | None = None) -> Discovery:
         # Team_folder/notebook.ipynb + sheet.pdf: the folder names the team, the files do not.
         leads = [p for p in submissions if p.parent == here and p.suffix.lower() in NOTEBOOK_EXTENSIONS]
         if len(leads) == 1:
-            for pdf in paired_pdfs(leads[0], naming):
+            for pdf in paired_pdfs(leads[0], naming, subfolder=here != root):
                 if pdf in submissions:
                     submissions.remove(pdf)
                     skipped.append(Skipped(pdf, f"graded together with {leads[0].name} "

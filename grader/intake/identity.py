@@ -9,7 +9,7 @@ from pathlib import Path
 
 from grader.intake.types import Submission, Workspace
 from grader.notebook_file import NotebookInvalid, parse_notebook_json
-from grader.parser_child import ParseFailed, ParseLimitHit, parse
+from grader.parser_child import PASSWORD_PROTECTED, ParseFailed, ParseLimitHit, parse
 from grader.models import TeamMember, Violation
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
@@ -84,6 +84,19 @@ def read_evidence(submission: Submission, workspace: Workspace, digits: int = 7)
                 message=f"{submission.rel}: reading the text of the PDF '{rel}' {exc} (limits.parse_timeout_s, "
                         f"limits.parse_memory_mb); the PDF was not read, so its names, ids and e-mails were not "
                         f"compared and tutors get no hints from it; expected a PDF whose text can be read"))
+            continue
+        except ParseFailed as exc:
+            if PASSWORD_PROTECTED in str(exc):
+                ev.problems.append(Violation(
+                    code="content.pdf_unreadable", severity="error",
+                    message=f"{submission.rel}: the PDF '{rel}' is password-protected: tutors cannot open it to "
+                            f"grade the written exercises (6.1-6.5, 6.7); expected a PDF without a password "
+                            f"(export or print it again without one)"))
+                continue
+            ev.problems.append(Violation(
+                code="content.pdf_unreadable", severity="warning",
+                message=f"{submission.rel}: cannot read the text of the {where} '{rel}' "
+                        f"({str(exc)[:150]}); expected a readable {where}"))
             continue
         except Exception as exc:  # noqa: BLE001 - a broken file is reported, never a crash
             code = "content.pdf_unreadable" if where == "PDF" else "content.notebook_unreadable"

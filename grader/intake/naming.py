@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -267,6 +268,19 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def readable_name(name: str) -> str:
+    """A file name as its author wrote it. Bytes that are not UTF-8 (Python holds them as lone
+    surrogates, which no report, page or CSV can write) come from Windows zip tools and old uploads:
+    they are read as Windows-1252 (Latin-1 where that has no character)."""
+    if name.isascii() or not any("\udc80" <= ch <= "\udcff" for ch in name):
+        return name
+    raw = os.fsencode(name)
+    try:
+        return unicodedata.normalize("NFC", raw.decode("cp1252"))
+    except UnicodeDecodeError:
+        return unicodedata.normalize("NFC", raw.decode("latin-1"))
+
+
 def identify(path: Path, root: Path, naming: Naming) -> Submission:
     """The Submission a file on disk stands for: its team, naming violations and content hash."""
     path = Path(path)
@@ -278,7 +292,8 @@ def identify(path: Path, root: Path, naming: Naming) -> Submission:
             rel = path.relative_to(root).as_posix()
         except ValueError:
             rel = path.name
-    parsed = parse_name(path.name, naming)
+    rel = "/".join(readable_name(part) for part in rel.split("/"))
+    parsed = parse_name(readable_name(path.name), naming)
     if not parsed.team and path.parent != root and not root.is_file():
         parsed = _team_from_folder(path, parsed, naming)
     return Submission(
@@ -326,7 +341,7 @@ def complete_from_files(submission: Submission, stated: tuple[TeamMember, ...], 
                and m.student_id.isdigit() for m in members):
         return dataclasses.replace(submission, team=team)
     suggested = "_".join(f"{_as_file_name_part(m.name)}_{m.student_id}" for m in members) + ext
-    current = unicodedata.normalize("NFC", submission.path.name)
+    current = unicodedata.normalize("NFC", readable_name(submission.path.name))
     if suggested == current or (submission.expected_name is None and len(members) == len(submission.team)):
         return dataclasses.replace(submission, team=team)   # the name is fine as it is
     # The name's own messages suggested what the name alone allowed: now they say the better name.
@@ -339,12 +354,12 @@ def complete_from_files(submission: Submission, stated: tuple[TeamMember, ...], 
 
 def _team_from_folder(path: Path, parsed: ParsedName, naming: Naming) -> ParsedName:
     """`Team_folder/notebook.ipynb`: when the file name names no team, its folder may."""
-    folder = unicodedata.normalize("NFC", path.parent.name)
+    folder = unicodedata.normalize("NFC", readable_name(path.parent.name))
     ext = parsed.extension
     from_folder = parse_name(folder + ext, naming)
     if not any(m.student_id for m in from_folder.team):
         return parsed
-    filename = unicodedata.normalize("NFC", path.name)
+    filename = unicodedata.normalize("NFC", readable_name(path.name))
     expected = from_folder.expected_name or (folder + ext if not from_folder.violations else None)
     hint = f"; expected name: {expected}" if expected else ""
     note = Violation(code="name.pattern", severity="warning",

@@ -13,7 +13,8 @@ Format decisions:
   `.`; `;` and `,` for German spreadsheets). Exercise cells are empty while the exercise is pending.
 - `complete` says whether every part is graded: import only complete rows as final grades.
 - A student in two teams is left out (and listed on the console and in summary.html) until the
-  tutors decide which submission counts; everyone else is written.
+  tutors decide which submission counts; so is a member the file name gives no student id (the
+  course system could not match the row); everyone else is written.
 - Text cells are protected against spreadsheet formulas (`report/csvfile.py`).
 """
 from __future__ import annotations
@@ -45,23 +46,39 @@ class TwoTeams:
                 f"correct the name it was submitted under) and run `grader grade` again")
 
 
+@dataclass(frozen=True)
+class NoStudentId:
+    """A member the file name gives no student id: the course system could not match a row."""
+    name: str
+    stem: str
+
+    def message(self) -> str:
+        return (f"student {self.name} of {self.stem!r} has no student id (the file name names them without "
+                f"one): left out of {CMS_NAME}. Add their id to the file name (or grade them by hand) and "
+                "run `grader grade` again")
+
+
 def cms_columns(exercise_ids: tuple[str, ...]) -> list[str]:
     return ["student_id", "name", "team", *exercise_ids, "total", "bonus", "complete"]
 
 
 def cms_rows(reports: list[tuple[str, Report]], exercise_ids: tuple[str, ...] | None = None
-             ) -> tuple[list[list], list[TwoTeams]]:
+             ) -> tuple[list[list], list[TwoTeams | NoStudentId]]:
     """The rows (numbers as numbers, ids as Text), sorted by student id, and the students left out
     because they are in more than one team (the course system must never get two grades for one
-    person; everyone else is written)."""
+    person) or have no student id to be matched by; everyone else is written."""
     exercise_ids = exercise_ids or Config().sheet_def.exercise_ids
     teams_of: dict[str, list[tuple[str, str]]] = {}
+    without_id: list[NoStudentId] = []
     rows = []
     for stem, report in reports:
         exercises = {e.id: e.points for e in report.exercises}
         for member in report.submission.team:
             student_id = member.student_id.strip()
             name = unicodedata.normalize("NFC", member.name).strip()
+            if not student_id:
+                without_id.append(NoStudentId(name=name, stem=stem))
+                continue
             teams_of.setdefault(student_id, []).append((name, stem))
             rows.append([Text(student_id), name, stem, *(exercises.get(e) for e in exercise_ids),
                          report.total.points, report.total.bonus_points,
@@ -70,18 +87,18 @@ def cms_rows(reports: list[tuple[str, Report]], exercise_ids: tuple[str, ...] | 
     left_out = [TwoTeams(student_id=sid, name=found[0][0], stems=tuple(stem for _, stem in found))
                 for sid, found in sorted(twice.items())]
     rows = sorted((row for row in rows if str(row[0]) not in twice), key=lambda row: (str(row[0]), row[2]))
-    return rows, left_out
+    return rows, [*left_out, *without_id]
 
 
-def render_cms(reports: list[tuple[str, Report]], config: Config) -> tuple[bytes, list[TwoTeams]]:
+def render_cms(reports: list[tuple[str, Report]], config: Config) -> tuple[bytes, list[TwoTeams | NoStudentId]]:
     exercise_ids = config.sheet_def.exercise_ids
     rows, left_out = cms_rows(reports, exercise_ids)
     return render_csv(cms_columns(exercise_ids), rows, CsvFormat.of(config)), left_out
 
 
-def write_cms_csv(reports: list[tuple[str, Report]], out_dir: Path, config: Config) -> list[TwoTeams]:
-    """Write `<out_dir>/cms.csv` atomically, every student who is in exactly one team; returns the
-    students left out (in more than one team), for the tutors to decide."""
+def write_cms_csv(reports: list[tuple[str, Report]], out_dir: Path, config: Config) -> list[TwoTeams | NoStudentId]:
+    """Write `<out_dir>/cms.csv` atomically, every student who is in exactly one team and has a
+    student id; returns the students left out, for the tutors to decide."""
     data, left_out = render_cms(reports, config)
     write_atomic(Path(out_dir) / CMS_NAME, data)
     return left_out

@@ -13,6 +13,7 @@ from grader.report.manual import pending_parts
 from grader.models import Report
 from grader.atomic import write_atomic
 from grader.sheet import Sheet, load_sheet
+from grader.textsafe import plain
 
 FEEDBACK_DIR = "feedback"
 # One colour per network of the sheet, in the sheet's order.
@@ -51,7 +52,9 @@ svg text { font-family: system-ui, sans-serif; }
 
 
 def esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """Text for a page: HTML escaped, and control characters and bidirectional overrides shown as
+    `\\u202e` (a browser would obey them: "evil\\u202efdp.ipynb" reads "evilbnypi.pdf")."""
+    return html.escape(plain(value, lines=True), quote=True)
 
 
 def fmt_points(value: float | None) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import nbformat.v4
 
-from grader.calibrate import CalibrationError, load_calibration
+from grader.calibration_store import CalibrationError, load_all as load_calibration
 from grader.config import Config
 from grader.report.cms import CMS_NAME, CmsError, write_cms_csv
 from grader.report.feedback import write_feedback

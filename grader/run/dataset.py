@@ -52,6 +52,8 @@ from pathlib import Path
 import numpy as np
 
 from grader.config import Data
+from grader.fsclean import remove_tree
+from grader.locks import hold
 from grader.models import DataInfo
 from grader.run.idx import DataError, digest, idx_header, read_idx, write_idx
 from grader.sheet import DatasetSpec
@@ -249,19 +251,23 @@ def stage_dataset(data: Data, source: Path | None, cache_dir: Path, spec: Datase
 
     info = DataInfo(kind=kind, description=description, train_size=n_train, test_size=n_test, fingerprint=fp)
     final = cache_dir / fp
-    cached = _valid_cache(final, spec.folder)
-    if cached is None:
-        if final.exists():
-            _discard(final)
-        if loader is None:
-            tr_x, tr_y, te_x, te_y = spec.generate(n_train, n_test, seed)
-        else:
-            d = loader()
-            tr_x, tr_y = _subset(*d["train"], n_train, np.random.default_rng([seed, 0]), files[TRAIN_IMAGES])
-            te_x, te_y = _subset(*d["test"], n_test, np.random.default_rng([seed, 1]), files[TEST_IMAGES])
-        _write_stage(final, spec.folder, info, {TRAIN_IMAGES: tr_x, TRAIN_LABELS: tr_y, TEST_IMAGES: te_x, TEST_LABELS: te_y})
-        if _valid_cache(final, spec.folder) is None:
-            raise DataError(f"{final}: staged data failed its check right after staging")
+    if _valid_cache(final, spec.folder) is None:
+        # One process stages a data set at a time (shards starting together share the cache): the
+        # others wait, then find it staged.
+        with hold(cache_dir / f".{fp}.lock", command="staging data", what=f"the staged data {final}", wait=True):
+            if _valid_cache(final, spec.folder) is None:
+                if final.exists():
+                    _discard(final)
+                if loader is None:
+                    tr_x, tr_y, te_x, te_y = spec.generate(n_train, n_test, seed)
+                else:
+                    d = loader()
+                    tr_x, tr_y = _subset(*d["train"], n_train, np.random.default_rng([seed, 0]), files[TRAIN_IMAGES])
+                    te_x, te_y = _subset(*d["test"], n_test, np.random.default_rng([seed, 1]), files[TEST_IMAGES])
+                _write_stage(final, spec.folder, info, {TRAIN_IMAGES: tr_x, TRAIN_LABELS: tr_y, TEST_IMAGES: te_x,
+                                                        TEST_LABELS: te_y})
+                if _valid_cache(final, spec.folder) is None:
+                    raise DataError(f"{final}: staged data failed its check right after staging")
     # The description names this call's source; everything else is what the cache holds.
     return StagedData(root=final, info=info, folder=spec.folder)
 
@@ -301,13 +307,13 @@ def link_into(staged: StagedData, workspace: Path, roots: tuple[str, ...] = ("da
         if processed.is_symlink() or processed.is_file():
             processed.unlink()
         elif processed.is_dir():
-            shutil.rmtree(processed)
+            remove_tree(processed)   # the team's own folder: any depth, never raises
         for name in STAGED_NAMES:
             src, dest = src_raw / name, folder / name
             if dest.is_symlink() or dest.is_file():
                 dest.unlink()
             elif dest.is_dir():
-                shutil.rmtree(dest)
+                remove_tree(dest)
             try:
                 os.symlink(src, dest)
                 continue

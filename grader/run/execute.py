@@ -41,14 +41,18 @@ _TIMEOUT_REPLY = {"ename": "CellTimeoutError", "evalue": "the cell ran over its 
 _COPY_IN = """\
 def _grader_copy_in(source, target):
     import os, shutil
-    for entry in os.scandir(source):
-        dest = os.path.join(target, entry.name)
-        if entry.is_symlink():
-            os.symlink(os.readlink(entry.path), dest)
-        elif entry.is_dir(follow_symlinks=False):
-            shutil.copytree(entry.path, dest, symlinks=True)
-        else:
-            shutil.copyfile(entry.path, dest)
+    folders = [(source, target)]   # not shutil.copytree: it recurses, and a zip's folders may be 1,500 deep
+    while folders:
+        here, there = folders.pop()
+        for entry in os.scandir(here):
+            dest = os.path.join(there, entry.name)
+            if entry.is_symlink():
+                os.symlink(os.readlink(entry.path), dest)
+            elif entry.is_dir(follow_symlinks=False):
+                os.mkdir(dest)
+                folders.append((entry.path, dest))
+            else:
+                shutil.copyfile(entry.path, dest)
 try:
     _grader_copy_in(%r, %r)
 finally:
