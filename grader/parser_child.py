@@ -69,7 +69,10 @@ PARSERS = {"pdf_text": _pdf_text}
 def _limit_memory(memory_mb: int) -> None:
     if not sys.platform.startswith("linux"):
         return   # macOS ignores RLIMIT_AS, Windows has no rlimits: the time limit still holds there
-    import resource   # not at module level: the module is imported on Windows too
+    try:
+        import resource   # not at module level: the module is imported on Windows too
+    except ImportError:   # a Python built without it: the time limit still holds
+        return
 
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
