@@ -336,6 +336,25 @@ def test_replaced_json_dumps_breaks_the_kernel_not_the_grader(context):
     assert auto_points(report) == 0
 
 
+NO_IMPORTS = """import builtins
+_imp = builtins.__import__
+def _no(name, *a, **k):
+    if name.split('.')[0] in ('json', 'base64', 'numpy', 'io', 'torch', 'sys', 'os'):
+        raise ImportError('nope')
+    return _imp(name, *a, **k)
+builtins.__import__ = _no"""
+
+
+def test_a_notebook_that_breaks_imports_gets_no_points_and_a_message_in_words(context):
+    """The probe's question then fails in the kernel: no points, and instead of the probe's jargon
+    ("expected one answer from the probe, got 0 (of 0 bundles)") what the notebook may have done."""
+    graded, _ = grade(context, "imports", solution() + [NO_IMPORTS])
+    report = graded.report
+    assert auto_points(report) == 0
+    messages = " ".join(c.message for c in report.checks)
+    assert "builtins.__import__" in messages and "bundles" not in messages, messages
+
+
 @pytest.mark.parametrize("kernels", ["fresh", "forked"])
 def test_dead_kernel_is_restarted_for_the_probe_only_when_configured(context, kernels):
     """With limits.restart_for_probe, a notebook whose last cell kills the kernel is still probed:

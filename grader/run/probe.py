@@ -333,8 +333,15 @@ async def probe(session, probe_x: np.ndarray, probe_y: np.ndarray, *, timeout_s:
     try:
         return parse_payloads(result.payloads, token, probe_x)
     except ProbePayloadError as exc:
-        detail = f" (the kernel raised {result.error})" if result.error else ""
-        return Observations(status="error", message=f"{exc}{detail}", probe_x=probe_x)
+        if result.error and not any(isinstance(p.get("metadata"), dict) for p in result.payloads):
+            # No answer at all, and the question itself raised: the notebook left Python in a state
+            # the probe cannot work in (it replaced builtins.__import__, json, IPython's display...).
+            message = (f"the grader could not ask the kernel about the networks: its question failed with "
+                       f"{result.error}. The notebook may have replaced part of Python the grader relies on "
+                       f"(builtins.__import__, json, IPython's display); a tutor can look")
+        else:
+            message = f"{exc}" + (f" (the kernel raised {result.error})" if result.error else "")
+        return Observations(status="error", message=message, probe_x=probe_x)
 
 
 def not_run(message: str) -> Observations:
