@@ -29,7 +29,8 @@ def graded_examples(grading_context, tmp_path_factory):
     out = tmp_path_factory.mktemp("reports")
     result = run_batch(ROOT / "submissions", tiny_config(), out, workers=2, progress=lambda text: None)
     # The workers stop while the summary pages are written, but the batch returns only once they have.
-    assert multiprocessing.active_children() == []
+    # (The PDF parser's child is this process's, started by whichever test parsed a PDF here first.)
+    assert [p for p in multiprocessing.active_children() if p.name != "grader-parser"] == []
     return out, result
 
 

@@ -503,7 +503,7 @@ def test_grader_check_prints_a_cell_error_that_looks_like_markup(tmp_path):
     nbformat.write(notebook("raise ValueError('[/] [bold]not bold[/bold]')"), target)
     code, output = course.run("check", str(target))
     assert "MarkupError" not in output and "Traceback" not in output, output
-    assert "cell 1: ValueError: [/] [bold]not bold[/bold]" in output, output
+    assert "In [1]: ValueError: [/] [bold]not bold[/bold]" in output, output   # as Jupyter numbers it
     assert code == 1, output   # an error in a cell would lose points
 
 

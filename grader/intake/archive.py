@@ -392,7 +392,11 @@ def unpack(submission: Submission, dest: Path, limits: Archive, hints: SheetHint
     budget = _Budget(limits=limits, data_folder=(hints or default_hints()).data_folder)
     source = Path(submission.path)
     try:
-        if submission.kind == "zip" or (submission.kind == "other" and zipfile.is_zipfile(source)):
+        if not source.is_dir() and not stat.S_ISREG(os.stat(source).st_mode):
+            # A named pipe would block the reader forever (the batch and the pre-flight with it).
+            out.add("archive.corrupt", "error", label, "cannot be read (it is a named pipe or a device, "
+                    "not a regular file); expected a readable file")
+        elif submission.kind == "zip" or (submission.kind == "other" and zipfile.is_zipfile(source)):
             _unpack_zip(source, label, dest, (), budget, 0, out)
         elif submission.kind in ("ipynb", "py", "pdf"):
             _copy_single(source, dest, budget, out, label)
