@@ -127,20 +127,19 @@ def fault_notes(faults: list[EnvironmentFault]) -> list[str]:
             for fault in faults if fault.kind == "platform"]
 
 
+def _to_review(checks: list[CheckResult], why: str, keep: tuple[str, ...]) -> list[CheckResult]:
+    """Every check whose status is not in `keep` becomes needs_review (no points), saying `why`."""
+    return [check if check.status in keep else check.model_copy(update={
+        "status": "needs_review", "points": 0.0, "message": (
+            f"A tutor decides: {why}, so this check cannot tell the team's mistakes from the grader's "
+            f"limits. What the check found: {check.message}")}) for check in checks]
+
+
 def review_checks(checks: list[CheckResult], faults: list[EnvironmentFault]) -> list[CheckResult]:
     """Every check that did not pass becomes needs_review (no points) when the environment failed the notebook."""
     if not faults:
         return checks
-    why = "; ".join(fault.summary() for fault in faults[:3])
-    reviewed = []
-    for check in checks:
-        if check.status in ("pass", "needs_review", "skipped"):
-            reviewed.append(check)
-            continue
-        reviewed.append(check.model_copy(update={"status": "needs_review", "points": 0.0, "message": (
-            f"A tutor decides: {why}, so this check cannot tell the team's mistakes from the grader's "
-            f"limits. What the check found: {check.message}")}))
-    return reviewed
+    return _to_review(checks, "; ".join(fault.summary() for fault in faults[:3]), ("pass", "needs_review", "skipped"))
 
 
 def review_after_time_limit(checks: list[CheckResult], execution) -> list[CheckResult]:
@@ -151,15 +150,7 @@ def review_after_time_limit(checks: list[CheckResult], execution) -> list[CheckR
     if execution.status != "timeout":
         return checks
     why = next((note for note in execution.notes if "limit" in note), "a cell ran over the grader's time limit")
-    reviewed = []
-    for check in checks:
-        if check.status in ("pass", "needs_review"):
-            reviewed.append(check)
-            continue
-        reviewed.append(check.model_copy(update={"status": "needs_review", "points": 0.0, "message": (
-            f"A tutor decides: the grader's time limit stopped the notebook ({why}), so this check cannot "
-            f"tell the team's mistakes from the grader's limits. What the check found: {check.message}")}))
-    return reviewed
+    return _to_review(checks, f"the grader's time limit stopped the notebook ({why})", ("pass", "needs_review"))
 
 
 def outside_course_violations(notebook: nbformat.NotebookNode | None, modules: frozenset[str],
