@@ -198,7 +198,7 @@ def _name_violations(report: Report) -> list:
     return [v for v in report.violations if v.code.startswith("name.")]
 
 
-def upload_advice(report: Report, given: CheckInput) -> str | None:
+def upload_advice(report: Report, given: CheckInput, sheet: Sheet | None = None) -> str | None:
     """What to upload, as one instruction; None when the zip is right as it is."""
     if given.kind == "zip":
         if report.submission.expected_name:
@@ -210,7 +210,8 @@ def upload_advice(report: Report, given: CheckInput) -> str | None:
     shown = f"[bold]{terminal(name)}[/]" if name else terminal(_PATTERN_ZIP)
     if given.kind == "notebook":
         return (f"zip it with your PDF as {shown} (upload the zip, not the notebook alone)"
-                if report.submission.pdf else f"zip it with your PDF (6.1–6.5, 6.7) as {shown}")
+                if report.submission.pdf else
+                f"zip it with your PDF ({terminal((sheet or load_sheet()).written_exercises)}) as {shown}")
     files = ", ".join(terminal(f) for f in given.packed)
     return f"zip these files of the folder ({files}) as {shown}, and upload the zip"
 
@@ -274,7 +275,7 @@ def print_verdict(report: Report, console: Console, given: CheckInput | None = N
     out(f"[bold]{terminal(str(given.given))}[/]" + (" (folder)" if given.kind == "folder" else ""))
     team = ", ".join(f"{m.name} ({m.student_id})" for m in sub.team) or "no team could be read from the name or the files"
     out(f"  team: {terminal(team)}")
-    if advice := upload_advice(report, given):
+    if advice := upload_advice(report, given, sheet):
         out(f"  [yellow]upload:[/] {advice}")
     for v in report.violations:
         if given.kind != "zip" and v.code.startswith("name."):

@@ -204,7 +204,7 @@ def test_a_name_for_every_fixable_name(filename, expected):
 def test_a_bare_notebook_and_a_folder_are_told_to_zip():
     report = _report(file="Erika_Mustermann_7012345_Jürgen_Müller_7054321.ipynb", pdf=None)
     notebook = CheckInput(given=Path("x.ipynb"), kind="notebook", target=Path(report.submission.file), root=Path("."))
-    assert upload_advice(report, notebook) == (f"zip it with your PDF (6.1–6.5, 6.7) as "
+    assert upload_advice(report, notebook) == (f"zip it with your PDF (6.1-6.5, 6.7) as "
                                                f"[bold]{CORRECT}[/]")
     folder = CheckInput(given=Path(CORRECT[:-4]), kind="folder", target=Path(CORRECT), root=Path("."),
                         packed=("solution.ipynb", "sheet.pdf"))
@@ -262,7 +262,7 @@ def test_a_bare_notebook_is_told_to_zip_with_its_pdf(tmp_path, monkeypatch):
     console = Console(record=True, width=250, force_terminal=False)
     check_path(tmp_path / "Assignment_6.ipynb", config_path=None, as_json=False, full=False, console=console)
     text = console.export_text()
-    assert f"upload: zip it with your PDF (6.1–6.5, 6.7) as {CORRECT}" in text, text
+    assert f"upload: zip it with your PDF (6.1-6.5, 6.7) as {CORRECT}" in text, text
     assert "rename" not in text
 
 

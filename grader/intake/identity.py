@@ -90,7 +90,7 @@ def read_evidence(submission: Submission, workspace: Workspace, digits: int = 7)
                 ev.problems.append(Violation(
                     code="content.pdf_unreadable", severity="error",
                     message=f"{submission.rel}: the PDF '{rel}' is password-protected: tutors cannot open it to "
-                            f"grade the written exercises (6.1-6.5, 6.7); expected a PDF without a password "
+                            f"grade the written exercises; expected a PDF without a password "
                             f"(export or print it again without one)"))
                 continue
             ev.problems.append(Violation(
