@@ -116,7 +116,7 @@ class Sheet:
     reference_dir: Path                 # solution.ipynb, template.ipynb, calibration.json, tutors' key
     warmup_imports: tuple[str, ...] = ()   # what every notebook imports: a fork server imports it once
     content_markers: tuple[str, ...] = ()  # names the template asks for: the notebook using most is graded
-    written_exercises: str = ""         # what the PDF holds, for the message when it is missing ("6.1-6.5, 6.7")
+    written_exercises: str = ""         # what the PDF holds (exercise numbers), for the message when it is missing
     # (pdf text or None, executed notebook or None) → evidence lines per exercise, for tutors
     evidence: Callable[[str | None, Any], dict[str, list[str]]] = lambda pdf_text, notebook: {}
     student_evidence: tuple[str, ...] = ()  # exercises whose evidence a student may read
