@@ -96,17 +96,25 @@ def _model(net: NetworkObservation, prefer_trained: bool) -> ModelObservation | 
     return first or second
 
 
+def _observed(obs: Observations, key: str, prefer_trained: bool) -> Verdict | tuple[NetworkObservation, ModelObservation]:
+    """The network `key` and the model a check reads (trained or fresh, as preferred), or the verdict
+    that says why there is none."""
+    net = obs.network(key)
+    if (missing := _missing(net, key)):
+        return missing
+    model = _model(net, prefer_trained)
+    return _probe_error(net, "forward") if model is None else (net, model)
+
+
 # ---- baseline ----------------------------------------------------------------------------------
 
 @CHECKS.check("baseline.architecture", points=0.25,
               description="`FashionNetwork()`'s forward runs Linear(784,64), ReLU, Linear(64,32), ReLU, Linear(32,10)")
 def check_baseline_architecture(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
-    net = obs.network("baseline")
-    if (missing := _missing(net, "baseline")):
-        return missing
-    model = _model(net, prefer_trained=False)
-    if model is None:
-        return _probe_error(net, "forward")
+    seen = _observed(obs, "baseline", prefer_trained=False)
+    if isinstance(seen, Verdict):
+        return seen
+    net, model = seen
     found, _ = without_output_function(structure(model.ops_eval))
     if found == EXPECTED_BASELINE:
         return Verdict("pass", f"FashionNetwork() runs {describe(found)}.")
@@ -117,12 +125,10 @@ def check_baseline_architecture(obs: Observations, config: Config, accuracy_rang
 @CHECKS.check("baseline.forward", points=0.25,
               description="its output on a probe batch equals the numpy reference run on its own weights, and is logits (no softmax)")
 def check_baseline_forward(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
-    net = obs.network("baseline")
-    if (missing := _missing(net, "baseline")):
-        return missing
-    model = _model(net, prefer_trained=True)
-    if model is None:
-        return _probe_error(net, "forward")
+    seen = _observed(obs, "baseline", prefer_trained=True)
+    if isinstance(seen, Verdict):
+        return seen
+    net, model = seen
     verdict = _forward_verdict(model, obs.probe_x, config, "FashionNetwork")
     if net.trained is None and net.fresh is not None:
         return Verdict(verdict.status, verdict.message + _on_fresh(net, "baseline"))
@@ -226,12 +232,10 @@ def check_baseline_accuracies(obs: Observations, config: Config, accuracy_range:
 @CHECKS.check("batchnorm.architecture", points=0.25,
               description="`FashionNetworkBatchNorm()` runs the same Linear layers with a BatchNorm1d of matching width on each hidden layer (before or after the ReLU)")
 def check_batchnorm_architecture(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
-    net = obs.network("batchnorm")
-    if (missing := _missing(net, "batchnorm")):
-        return missing
-    model = _model(net, prefer_trained=False)
-    if model is None:
-        return _probe_error(net, "forward")
+    seen = _observed(obs, "batchnorm", prefer_trained=False)
+    if isinstance(seen, Verdict):
+        return seen
+    net, model = seen
     found, _ = without_output_function(structure(model.ops_eval))
     expected_text = ("Linear(784, 64), BatchNorm1d(64), ReLU, Linear(64, 32), BatchNorm1d(32), ReLU, "
                      "Linear(32, 10) (BatchNorm before or after each ReLU)")
@@ -268,12 +272,10 @@ def check_batchnorm_architecture(obs: Observations, config: Config, accuracy_ran
 @CHECKS.check("batchnorm.behaviour", points=0.25,
               description="train-mode output and running-statistics update equal the reference with batch statistics, eval-mode output equals it with running statistics, and `test` runs in eval mode")
 def check_batchnorm_behaviour(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
-    net = obs.network("batchnorm")
-    if (missing := _missing(net, "batchnorm")):
-        return missing
-    model = _model(net, prefer_trained=True)
-    if model is None:
-        return _probe_error(net, "forward")
+    seen = _observed(obs, "batchnorm", prefer_trained=True)
+    if isinstance(seen, Verdict):
+        return seen
+    net, model = seen
     if not any(op.op == "batch_norm" for op in model.ops_eval):
         return Verdict("fail", "FashionNetworkBatchNorm's forward runs no BatchNorm layer, so its train- and "
                                "eval-mode behaviour cannot be right.")
