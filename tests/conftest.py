@@ -7,11 +7,13 @@ are most of their cost.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+import nbformat
 import pytest
 
 # Some tests build folder trees 1,500 levels deep (zips, cells). What one of them leaves behind (a
@@ -64,6 +66,22 @@ def connect(host, port):
     finally:
         s.close()
 '''
+
+
+def notebook(*sources: str) -> nbformat.NotebookNode:
+    """A notebook of code cells."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    return nb
+
+
+def recorded(cell) -> dict:
+    """What a cell printed as `RESULT {json}` (see ATTEMPT_HELPERS, fork_loop)."""
+    for out in cell.get("outputs", []):
+        for line in out.get("text", "").splitlines() if out.get("output_type") == "stream" else []:
+            if line.startswith("RESULT "):
+                return json.loads(line[len("RESULT "):])
+    raise AssertionError(f"no RESULT in {cell.get('outputs')!r}"[:3000])
 
 
 def fork_loop(attempts: int, child_seconds: float) -> str:

@@ -6,18 +6,15 @@ it, the way a batch worker does, and looks from inside the kernels at what they 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import shutil
 import signal
 import sys
 import tempfile
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from conftest import ATTEMPT_HELPERS, fork_loop, needs_torch
+from conftest import ATTEMPT_HELPERS, fork_loop, needs_torch, notebook, recorded
 from conftest import ROOT as REPO_ROOT   # the source checkout the tests run from
 from grader.config import config_from_dict
 from grader.run.kernels import ForkKernels
@@ -45,20 +42,6 @@ def work():
     (root / "ws-other-team" / "secret.txt").write_text("the other team's solution")
     yield root
     shutil.rmtree(root, ignore_errors=True)
-
-
-def notebook(*sources: str) -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    return nb
-
-
-def recorded(cell) -> dict:
-    for out in cell.get("outputs", []):
-        for line in out.get("text", "").splitlines() if out.get("output_type") == "stream" else []:
-            if line.startswith("RESULT "):
-                return json.loads(line[len("RESULT "):])
-    raise AssertionError(f"no RESULT in {cell.get('outputs')!r}"[:3000])
 
 
 def _alive(pid: str) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ROOT, needs_torch
+from conftest import ROOT, needs_torch, recorded
 from grader.calibrate import CALIBRATION_FILE, CELL_FACTOR, CELL_FLOOR_S, NOTEBOOK_FLOOR_S, time_limits
 from grader.config import ConfigError, config_from_dict, load_config
 from grader.models import DataInfo
@@ -271,14 +271,6 @@ for i in range(3 * DISK_MB):             # at most three times the cap: the old 
 print("RESULT " + json.dumps({"written_mb": written, "refused": refused, "planted": planted,
                               "submitted": open("submitted.txt").read(), "cwd": os.getcwd()}))
 '''
-
-
-def recorded(cell) -> dict:
-    for out in cell.get("outputs", []):
-        for line in out.get("text", "").splitlines() if out.get("output_type") == "stream" else []:
-            if line.startswith("RESULT "):
-                return json.loads(line[len("RESULT "):])
-    raise AssertionError(f"no RESULT in {cell.get('outputs')!r}"[:3000])
 
 
 def disk_config():

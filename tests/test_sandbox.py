@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ATTEMPT_HELPERS, fork_loop
+from conftest import ATTEMPT_HELPERS, fork_loop, notebook
 from conftest import ROOT as REPO_ROOT   # the source checkout the tests run from
 from grader.config import config_from_dict
 from grader.run import sandbox
@@ -33,12 +33,6 @@ def make_config(sandbox_mode="auto", **limits):
     raw_limits = {"cell_timeout_s": 20, "notebook_timeout_s": 120, "probe_timeout_s": 30, "processes": 64}
     raw_limits.update(limits)
     return config_from_dict({"limits": raw_limits, "run": {"sandbox": sandbox_mode}}, source="<tests>")
-
-
-def notebook(*sources: str) -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    return nb
 
 
 @pytest.fixture

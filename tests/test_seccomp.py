@@ -7,7 +7,6 @@ for; then real notebooks in real sandboxed kernels (fresh, and forked from a for
 from __future__ import annotations
 
 import asyncio
-import json
 import platform
 import shutil
 import signal
@@ -17,10 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from conftest import needs_torch
+from conftest import needs_torch, notebook, recorded
 from grader.config import config_from_dict
 from grader.run import seccomp
 from grader.run.execute import KernelSession
@@ -161,20 +159,6 @@ def int80_works_here() -> bool:
 
 needs_int80 = pytest.mark.skipif(not int80_works_here(), reason="no i386 system calls on this machine")
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
-
-
-def notebook(*sources: str) -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    return nb
-
-
-def recorded(cell) -> dict:
-    for out in cell.get("outputs", []):
-        for line in out.get("text", "").splitlines() if out.get("output_type") == "stream" else []:
-            if line.startswith("RESULT "):
-                return json.loads(line[len("RESULT "):])
-    raise AssertionError(f"no RESULT in {cell.get('outputs')!r}"[:3000])
 
 
 def config():
