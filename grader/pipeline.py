@@ -35,11 +35,13 @@ from grader.parser_child import configure as configure_parsing
 from grader.models import ExecutionInfo, GraderInfo, Report, TimeLimits, Violation
 from grader.report.score import build_report
 from grader.run.context import KernelContext
-from grader.run.dataset import StagedData, link_into, probe_batch
+from grader.run.dataset import StagedData, link_into
 from grader.run.environment import KernelEnvironment
 from grader.run.execute import Execution, KernelStartError, ProgressCallback, read_notebook
 from grader.run.kernels import FreshKernels
-from grader.run.probe import Observations, not_run, prepare_kernel, probe
+from grader.sheet import Sheet
+from grader.observations import Observations, not_run
+from grader.run.probe import prepare_kernel, probe, setup_settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REFERENCE_DIR = PACKAGE_DIR.parent / "reference"
@@ -70,8 +72,14 @@ class GradingContext:
     time_limits: TimeLimits | None = None   # resolved from [limits] and the calibration (None: [limits] alone)
 
     @property
-    def probe_inputs(self) -> tuple[np.ndarray, np.ndarray]:
-        return _probe_inputs(self.data)
+    def probe_inputs(self) -> dict[str, np.ndarray]:
+        return _probe_inputs(self.config.sheet_def, self.data)
+
+    @property
+    def setup_settings(self) -> dict:
+        """What the kernel's set-up step does for this sheet (before every notebook)."""
+        sheet = self.config.sheet_def
+        return setup_settings(sheet.probe, str(self.data.raw_dir), sheet.dataset.torchvision_class)
 
     @property
     def kernel_context(self) -> KernelContext:
@@ -81,17 +89,17 @@ class GradingContext:
                              warmup_imports=self.config.sheet_def.warmup_imports)
 
 
-_PROBE_INPUTS: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+_PROBE_INPUTS: dict[tuple[str, str, str], dict[str, np.ndarray]] = {}
 
 
-def _probe_inputs(data: StagedData) -> tuple[np.ndarray, np.ndarray]:
-    """The probe batch, read once per staged data set (the full test set is 7.8 MB to parse)."""
-    key = (str(data.raw_dir), data.info.fingerprint)
+def _probe_inputs(sheet: Sheet, data: StagedData) -> dict[str, np.ndarray]:
+    """The sheet's probe inputs, made once per staged data set (the full test set is 7.8 MB to parse)."""
+    key = (sheet.name, str(data.raw_dir), data.info.fingerprint)
     if key not in _PROBE_INPUTS:
-        x, y = probe_batch(data, n=64, seed=0)
-        x.setflags(write=False)
-        y.setflags(write=False)
-        _PROBE_INPUTS[key] = (x, y)
+        inputs = sheet.probe.inputs(data)
+        for array in inputs.values():
+            array.setflags(write=False)
+        _PROBE_INPUTS[key] = inputs
     return _PROBE_INPUTS[key]
 
 
@@ -142,7 +150,7 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
         workspace = _relocate(workspace, kernel.workspace)
         link_into(ctx.data, workspace.dir)
         await kernel.session.copy_in()
-        setup_failed = prepare_kernel(kernel.session, ctx.data.raw_dir, ctx.config.sheet_def.dataset.torchvision_class)
+        setup_failed = prepare_kernel(kernel.session, ctx.setup_settings)
         phases.lap("kernel_start")
         execution = await kernel.session.run_notebook(notebook, progress=progress)
         phases.lap("cells")
@@ -151,9 +159,8 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
         if not execution.alive and limits.restart_for_probe and execution.info.last_cell:
             execution = await _restart_for_probe(kernel.session, execution, ctx)
         if execution.alive:
-            probe_x, probe_y = ctx.probe_inputs
-            observations = await probe(kernel.session, probe_x, probe_y, timeout_s=limits.probe_timeout_s,
-                                       networks=ctx.config.sheet_def.networks)
+            observations = await probe(kernel.session, ctx.probe_inputs, timeout_s=limits.probe_timeout_s,
+                                       spec=ctx.config.sheet_def.probe)
             if observations.status == "ok" and not observations.setup_ran:
                 execution = _with_note(execution, "the grader's set-up step did not run before the notebook: "
                                                   "networks kept under other names, and data under another root, "
@@ -176,7 +183,7 @@ async def _restart_for_probe(session, execution: Execution, ctx: GradingContext)
     fatal = execution.info.last_cell
     if not await session.restart():
         return _with_note(execution, "the kernel could not be restarted for the probe")
-    prepare_kernel(session, ctx.data.raw_dir, ctx.config.sheet_def.dataset.torchvision_class)
+    prepare_kernel(session, ctx.setup_settings)
     ran, failed = await session.replay(execution.notebook, fatal)
     note = (f"the kernel was restarted for the probe and ran cells In [1]–In [{ran}] again"
             + (f" (cell(s) {', '.join(f'In [{n}]' for n in failed)} failed this time)" if failed else ""))

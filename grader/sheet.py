@@ -15,26 +15,51 @@ import functools
 import importlib
 import importlib.util
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from grader.errors import SheetError
+from grader.models import CheckStatus
+from grader.observations import Observations, Observed
+
+if TYPE_CHECKING:   # types only: the configuration is a layer above (it is validated against the sheet)
+    from grader.config import Config
 
 DEFAULT_SHEET = "sheet6"
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """What a check decided, and the message that says what was expected and what was found."""
+    status: CheckStatus
+    message: str
+
+
+@dataclass(frozen=True)
+class AccuracyRange:
+    """Per epoch (or per measurement), the lowest and highest test accuracies (fractions) the
+    solution reached on the same data, over the calibration's runs of the sheet's accuracy networks."""
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    source: str
+
+
+class CheckFunction(Protocol):
+    """What decides a check: the probe's observations (with the sheet's answer model), the graded
+    configuration (tolerances, the sheet's settings) and the calibrated accuracy range, if any."""
+    def __call__(self, obs: Observations[Any], config: "Config", accuracy_range: AccuracyRange | None, /) -> Verdict: ...
+
+
+@dataclass(frozen=True)
 class Check:
     """One automatic check: its id (what reports and grading.toml call it), default points, the
-    exercise it belongs to, a sentence saying when it passes, and the function that decides.
-
-    `function(observations, config, accuracy_range)` returns a `grader.checks.framework.Verdict`."""
+    exercise it belongs to, a sentence saying when it passes, and the function that decides."""
     id: str
     points: float
     exercise: str
     description: str
-    function: Callable[..., Any]
+    function: CheckFunction
 
 
 class CheckRegistry:
@@ -44,9 +69,9 @@ class CheckRegistry:
         self.exercise = exercise
         self._checks: dict[str, Check] = {}
 
-    def check(self, check_id: str, *, points: float, description: str) -> Callable:
+    def check(self, check_id: str, *, points: float, description: str) -> Callable[[CheckFunction], CheckFunction]:
         """Decorator: register the function as the check `check_id`."""
-        def register(function: Callable) -> Callable:
+        def register(function: CheckFunction) -> CheckFunction:
             if check_id in self._checks:
                 raise SheetError(f"check {check_id!r} is declared twice")
             self._checks[check_id] = Check(id=check_id, points=points, exercise=self.exercise,
@@ -101,6 +126,26 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
+class ProbeSpec:
+    """How the probe asks a kernel about the sheet's objects (see grader/run/probe.py).
+
+    `plan`: the sheet's kernel-side module (its text runs in the kernel; see run/kernel_code.py);
+    its `observe(probe)` answers, using the library run/probe_kernel.py, with JSON that `answer`
+    (a model built from grader.observations' parts) validates. `inputs(data)`: the arrays the plan
+    feeds the students' code (name -> array, from the batch's staged data, None for a sheet
+    without a data set); checks find them as `Observations.inputs`. `settings`: JSON-able, the
+    plan's `probe.settings`. The set-up step records, while the notebook runs, the calls of the
+    methods `record_methods` of the notebook's nn.Module classes and of the global functions
+    `record_functions` (what trains the sheet's objects), so that the plan finds what they trained."""
+    plan: Path
+    answer: type[Observed]
+    inputs: Callable[[Any], dict[str, Any]]
+    settings: dict = field(default_factory=dict)
+    record_methods: tuple[str, ...] = ()
+    record_functions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Sheet:
     name: str
     title: str
@@ -113,6 +158,7 @@ class Sheet:
     checks: CheckRegistry
     networks: tuple[NetworkSpec, ...]
     dataset: DatasetSpec
+    probe: ProbeSpec
     reference_dir: Path                 # solution.ipynb, template.ipynb, calibration.json, tutors' key
     warmup_imports: tuple[str, ...] = ()   # what every notebook imports: a fork server imports it once
     content_markers: tuple[str, ...] = ()  # names the template asks for: the notebook using most is graded

@@ -12,8 +12,9 @@ from grader.sheets.sheet6.checks import (check_baseline_accuracies, check_baseli
                                          check_baseline_forward, check_baseline_training_setup,
                                          check_batchnorm_architecture, check_batchnorm_behaviour)
 from grader.config import Config
-from grader.run.probe import (AccuracyCandidate, ModelObservation, NetworkObservation, Observations, Op,
-                              OptimizerStep, TestMode, Training)
+from grader.observations import (AccuracyCandidate, InstanceSearch, ModelObservation, Observations, Op, OptimizerStep,
+                                 Training)
+from grader.sheets.sheet6.answer import Answer, Network, TestMode
 
 CONFIG = Config()
 X = np.random.default_rng(0).random((16, 1, 28, 28)).astype(np.float32)
@@ -71,14 +72,14 @@ def bn_layers(after_relu=False, second=True):
 
 
 def net(model=None, *, training=None, test_mode=None, candidates=()):
-    return NetworkObservation(class_found=True, instance_found=True, instance_is_class=True, fresh=model,
+    return Network(class_found=True, instance_found=True, instance_is_class=True, fresh=model,
                               trained=model, training=training, test_mode=test_mode,
                               accuracy_candidates=list(candidates), errors=[])
 
 
 def obs(baseline=None, batchnorm=None):
     networks = {k: v for k, v in (("baseline", baseline), ("batchnorm", batchnorm)) if v is not None}
-    return Observations(status="ok", networks=networks, probe_x=X.astype(np.float64))
+    return Observations(status="ok", answer=Answer(networks=networks), inputs={"x": X.astype(np.float64)})
 
 
 def test_right_baseline_passes_architecture_and_forward():
@@ -104,7 +105,7 @@ def test_softmax_in_forward_fails_forward_only():
 
 def test_forward_output_that_is_not_what_the_layers_compute_fails():
     model = observe(baseline_layers())
-    forged = ModelObservation(**{**model.__dict__, "out_eval": model.out_eval + 0.01})
+    forged = model.model_copy(update={"out_eval": model.out_eval + 0.01})
     verdict = check_baseline_forward(obs(net(forged)), CONFIG)
     assert verdict.status == "fail" and "differs" in verdict.message
 
@@ -112,7 +113,7 @@ def test_forward_output_that_is_not_what_the_layers_compute_fails():
 def test_unknown_operation_needs_review():
     model = observe(baseline_layers())
     ops = model.ops_eval[:2] + [Op(op="gelu", torch="gelu")] + model.ops_eval[3:]
-    changed = ModelObservation(**{**model.__dict__, "ops_eval": ops})
+    changed = model.model_copy(update={"ops_eval": ops})
     verdict = check_baseline_forward(obs(net(changed)), CONFIG)
     assert verdict.status == "needs_review" and "gelu" in verdict.message
 
@@ -202,7 +203,7 @@ def test_wrong_running_statistics_fail_behaviour():
     model = observe(bn_layers())
     after = dict(model.buffers_after_train)
     after["2.running_mean"] = after["2.running_mean"] + 1.0
-    o = obs(batchnorm=net(ModelObservation(**{**model.__dict__, "buffers_after_train": after}), test_mode=EVAL_TEST))
+    o = obs(batchnorm=net(model.model_copy(update={"buffers_after_train": after}), test_mode=EVAL_TEST))
     verdict = check_batchnorm_behaviour(o, CONFIG)
     assert verdict.status == "fail" and "running statistics" in verdict.message
 
@@ -214,9 +215,8 @@ def test_no_observations_skip_every_check_with_the_reason():
 
 
 def test_missing_class_fails_with_its_name():
-    o = Observations(status="ok", networks={"baseline": NetworkObservation(
-        class_found=False, instance_found=False, instance_is_class=False, fresh=None, trained=None,
-        training=None, test_mode=None, accuracy_candidates=[], errors=[])}, probe_x=X.astype(np.float64))
+    o = obs(Network(class_found=False, instance_found=False, instance_is_class=False, fresh=None, trained=None,
+                    training=None, test_mode=None, accuracy_candidates=[], errors=[]))
     results = {r.id: r for r in run_checks(o, CONFIG, RANGE)}
     assert "class FashionNetwork(nn.Module)" in results["baseline.architecture"].message
     assert "class FashionNetworkBatchNorm(nn.Module)" in results["batchnorm.behaviour"].message
@@ -245,13 +245,13 @@ def test_printed_accuracies(printed, expected):
 
 def test_printed_accuracies_are_the_last_resort():
     printed = "".join(f"Epoch {e}: test accuracy {a}%\n" for e, a in enumerate([51, 60, 65, 69, 71], start=1))
-    network = NetworkObservation(class_found=True, instance_found=True, instance_is_class=True, fresh=None,
+    network = Network(class_found=True, instance_found=True, instance_is_class=True, fresh=None,
                                  trained=None, training=None, test_mode=None, accuracy_candidates=[], errors=[],
-                                 instance_name="model", chosen_by="optimized", printed=printed)
+                                 instance_name="model", chosen_by="called", printed=printed)
     verdict = check_baseline_accuracies(obs(network), CONFIG, RANGE)
     assert verdict.status == "pass" and "printed" in verdict.message, verdict.message
     returned = candidate("acc", [0.52, 0.61, 0.66, 0.69, 0.71])
-    both = NetworkObservation(**{**network.__dict__, "accuracy_candidates": [returned]})
+    both = network.model_copy(update={"accuracy_candidates": [returned]})
     assert choose_accuracies(both, 5)[0] == "acc"
 
 
@@ -263,15 +263,13 @@ def test_an_instance_name_with_train_in_it_does_not_hide_its_accuracies():
 
 
 def test_no_trained_instance_says_what_was_looked_for():
-    from grader.run.probe import InstanceSearch
-
     model = observe(bn_layers())
-    search = InstanceSearch(canonical="fashion_network_batch_norm", canonical_holds="nothing", optimize_calls=0,
+    search = InstanceSearch(canonical="fashion_network_batch_norm", canonical_holds="nothing", calls=0,
                             found=["nets[0]", "nets[1]"])
-    network = NetworkObservation(class_found=True, instance_found=False, instance_is_class=False, fresh=model,
+    network = Network(class_found=True, instance_found=False, instance_is_class=False, fresh=model,
                                  trained=None, training=None, test_mode=EVAL_TEST, accuracy_candidates=[],
                                  errors=[], search=search, test_on="fresh")
-    o = obs(baseline=NetworkObservation(**{**network.__dict__, "fresh": observe(baseline_layers()),
+    o = obs(baseline=network.model_copy(update={"fresh": observe(baseline_layers()),
                                            "test_mode": None}), batchnorm=network)
     message = check_baseline_accuracies(o, CONFIG, RANGE).message
     for words in ("No trained FashionNetwork", "`fashion_network`", "is not defined", "FashionNetwork.optimize was never called", "`nets[0]`", "none of them trained"):

@@ -2,7 +2,8 @@
 
 Imports are read with `ast` from every module of grader/ (also those inside functions), not
 executed. A module may import a module of a lower layer, or one of its own package (grader.report.x
-from grader.report.y); nothing else.
+from grader.report.y); nothing else. Imports under `if TYPE_CHECKING:` are for annotations only (the
+interface of a sheet names the configuration's type, a layer above it) and do not count.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
      "grader.course_environment", "grader.slots", "grader.cache"),
     ("grader.parser_child", "grader.locks"),   # built on those
     ("grader.calibration_store",),     # where calibrations are kept (no kernels, no pipeline)
+    ("grader.observations",),          # what the probe saw: the typed model checks read
     ("grader.sheet",),                 # what a sheet is (the interface), and how one is loaded
     ("grader.config",),                # grading.toml, validated against the sheet
     ("grader.intake",),                # stages: who submitted what, unpacked safely
@@ -57,10 +59,23 @@ def grader_modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """The nodes inside `if TYPE_CHECKING:` blocks (imports for annotations, never run)."""
+    inside = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            inside |= {id(n) for statement in node.body for n in ast.walk(statement)}
+    return inside
+
+
 def imports_of(path: Path, known: set[str]) -> set[str]:
     """The grader modules `path` imports (`from grader.x import y` counts y when y is a module)."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    types_only = _type_checking_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in types_only:
+            continue
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] == "grader"}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
@@ -138,6 +153,13 @@ def test_the_layering_test_can_fail(tmp_path):
     module.write_text("def f():\n    from grader.batch import cache_dir\n", encoding="utf-8")
     found = imports_of(module, set(grader_modules()))
     assert "grader.batch" in found and layer_of("grader.batch") > layer_of("grader.run.sandbox")
+
+
+def test_only_imports_for_annotations_are_left_out(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from grader.config import Config\n"
+                      "else:\n    from grader.batch import cache_dir\n", encoding="utf-8")
+    assert imports_of(module, set(grader_modules())) == {"grader.batch"}
 
 
 def sheet_mentions() -> list[str]:

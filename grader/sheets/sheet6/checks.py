@@ -12,13 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from grader.checks.compare import (Unreproducible, close, describe, layers_from_ops, max_difference,
-                                   shaped_input, structure, without_output_function)
-from grader.checks.framework import AccuracyRange, Verdict
+                                   structure, without_output_function)
 from grader.config import Config
-from grader.run.probe import ModelObservation, NetworkObservation, Observations
-from grader.sheet import CheckRegistry
+from grader.observations import ModelObservation, Observations
+from grader.sheet import AccuracyRange, CheckRegistry, Verdict
 from grader.sheets.sheet6.accuracies import choose_accuracy_candidate, described
-from reference.numpy_ref import run_layers
+from grader.sheets.sheet6.answer import Answer, Network, network
+from reference.numpy_ref import OPS, run_layers
 
 CHECKS = CheckRegistry(exercise="6.6")
 
@@ -27,7 +27,12 @@ CLASS_NAMES = {"baseline": ("FashionNetwork", "fashion_network"),
                "batchnorm": ("FashionNetworkBatchNorm", "fashion_network_batch_norm")}
 
 
-def _missing(net: NetworkObservation | None, key: str, need_instance: bool = False) -> Verdict | None:
+def shaped_input(x: np.ndarray, input_kind: str) -> np.ndarray:
+    """The probe's images as the network's forward took them: as they are, or flattened."""
+    return x if input_kind == "image" else x.reshape(x.shape[0], -1)
+
+
+def _missing(net: Network | None, key: str, need_instance: bool = False) -> Verdict | None:
     class_name, instance_name = CLASS_NAMES[key]
     if net is None or not net.class_found:
         return Verdict("fail", f"`class {class_name}(nn.Module)` is not defined after the notebook ran.")
@@ -36,7 +41,7 @@ def _missing(net: NetworkObservation | None, key: str, need_instance: bool = Fal
     return None
 
 
-def no_trained_instance(net: NetworkObservation, key: str) -> str:
+def no_trained_instance(net: Network, key: str) -> str:
     """Which class had no trained instance, and everything that was looked at."""
     class_name, canonical = CLASS_NAMES[key]
     expected = (f"expected an instance trained by its optimize, e.g. `{canonical} = {class_name}()` and "
@@ -47,9 +52,9 @@ def no_trained_instance(net: NetworkObservation, key: str) -> str:
     holds = search.canonical_holds
     at_name = ("is not defined" if holds == "nothing" else f"holds a {holds}, not a {class_name}"
                if holds != class_name else f"holds a {class_name}")
-    if search.optimize_calls:
-        optimized = (f"{search.optimize_calls} call(s) of {class_name}.optimize were seen, "
-                     f"{search.optimize_completed} of them completed")
+    if search.calls:
+        optimized = (f"{search.calls} call(s) of {class_name}.optimize were seen, "
+                     f"{search.completed} of them completed")
     else:
         optimized = f"{class_name}.optimize was never called"
     if search.found:
@@ -64,7 +69,7 @@ def no_trained_instance(net: NetworkObservation, key: str) -> str:
             f"{class_name}(); {expected}.")
 
 
-def _trained_name(net: NetworkObservation, key: str) -> str:
+def _trained_name(net: Network, key: str) -> str:
     """How a message names the trained instance: where it is kept, or where it was trained."""
     if net.instance_name:
         return net.instance_name
@@ -74,7 +79,7 @@ def _trained_name(net: NetworkObservation, key: str) -> str:
     return f"the trained {class_name}"
 
 
-def _on_fresh(net: NetworkObservation, key: str) -> str:
+def _on_fresh(net: Network, key: str) -> str:
     """A note for a verdict reached on a new instance because no trained one was found."""
     if net.instance_found:
         return ""
@@ -82,7 +87,7 @@ def _on_fresh(net: NetworkObservation, key: str) -> str:
     return f" (checked on a new {class_name}(): no trained instance was found)"
 
 
-def _probe_error(net: NetworkObservation, what: str) -> Verdict:
+def _probe_error(net: Network, what: str) -> Verdict:
     errors = [e for e in net.errors if what in e.step] or net.errors
     if errors:
         e = errors[0]
@@ -91,15 +96,15 @@ def _probe_error(net: NetworkObservation, what: str) -> Verdict:
     return Verdict("error", f"{what} could not be observed.")
 
 
-def _model(net: NetworkObservation, prefer_trained: bool) -> ModelObservation | None:
+def _model(net: Network, prefer_trained: bool) -> ModelObservation | None:
     first, second = (net.trained, net.fresh) if prefer_trained else (net.fresh, net.trained)
     return first or second
 
 
-def _observed(obs: Observations, key: str, prefer_trained: bool) -> Verdict | tuple[NetworkObservation, ModelObservation]:
+def _observed(obs: Observations[Answer], key: str, prefer_trained: bool) -> Verdict | tuple[Network, ModelObservation]:
     """The network `key` and the model a check reads (trained or fresh, as preferred), or the verdict
     that says why there is none."""
-    net = obs.network(key)
+    net = network(obs, key)
     if (missing := _missing(net, key)):
         return missing
     model = _model(net, prefer_trained)
@@ -110,7 +115,7 @@ def _observed(obs: Observations, key: str, prefer_trained: bool) -> Verdict | tu
 
 @CHECKS.check("baseline.architecture", points=0.25,
               description="`FashionNetwork()`'s forward runs Linear(784,64), ReLU, Linear(64,32), ReLU, Linear(32,10)")
-def check_baseline_architecture(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+def check_baseline_architecture(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     seen = _observed(obs, "baseline", prefer_trained=False)
     if isinstance(seen, Verdict):
         return seen
@@ -124,12 +129,12 @@ def check_baseline_architecture(obs: Observations, config: Config, accuracy_rang
 
 @CHECKS.check("baseline.forward", points=0.25,
               description="its output on a probe batch equals the numpy reference run on its own weights, and is logits (no softmax)")
-def check_baseline_forward(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+def check_baseline_forward(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     seen = _observed(obs, "baseline", prefer_trained=True)
     if isinstance(seen, Verdict):
         return seen
     net, model = seen
-    verdict = _forward_verdict(model, obs.probe_x, config, "FashionNetwork")
+    verdict = _forward_verdict(model, obs.inputs["x"], config, "FashionNetwork")
     if net.trained is None and net.fresh is not None:
         return Verdict(verdict.status, verdict.message + _on_fresh(net, "baseline"))
     return verdict
@@ -138,7 +143,7 @@ def check_baseline_forward(obs: Observations, config: Config, accuracy_range: Ac
 def _forward_verdict(model: ModelObservation, probe_x: np.ndarray, config: Config, name: str) -> Verdict:
     x = shaped_input(probe_x, model.input_kind)
     try:
-        layers = layers_from_ops(model.ops_eval, model)
+        layers = layers_from_ops(model.ops_eval, model, reference_ops=OPS)
         expected, _ = run_layers(x, layers, train=False)
     except (Unreproducible, ValueError) as exc:
         return Verdict("needs_review", f"{name}'s forward pass could not be recomputed: {exc}.")
@@ -162,8 +167,8 @@ def _forward_verdict(model: ModelObservation, probe_x: np.ndarray, config: Confi
 
 @CHECKS.check("baseline.training_setup", points=0.25,
               description="`optimize` steps an SGD optimizer with lr 0.001 over the network's parameters, with cross-entropy loss")
-def check_baseline_training_setup(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
-    net = obs.network("baseline")
+def check_baseline_training_setup(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+    net = network(obs, "baseline")
     if (missing := _missing(net, "baseline")):
         return missing
     training = net.training
@@ -193,8 +198,8 @@ def check_baseline_training_setup(obs: Observations, config: Config, accuracy_ra
 
 @CHECKS.check("baseline.accuracies", points=0.25,
               description="5 per-epoch test accuracies were recorded, within the range the solution reaches on the same data")
-def check_baseline_accuracies(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
-    net = obs.network("baseline")
+def check_baseline_accuracies(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+    net = network(obs, "baseline")
     if (missing := _missing(net, "baseline", need_instance=True)):
         return missing
     epochs = config.tolerance.epochs
@@ -231,7 +236,7 @@ def check_baseline_accuracies(obs: Observations, config: Config, accuracy_range:
 
 @CHECKS.check("batchnorm.architecture", points=0.25,
               description="`FashionNetworkBatchNorm()` runs the same Linear layers with a BatchNorm1d of matching width on each hidden layer (before or after the ReLU)")
-def check_batchnorm_architecture(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+def check_batchnorm_architecture(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     seen = _observed(obs, "batchnorm", prefer_trained=False)
     if isinstance(seen, Verdict):
         return seen
@@ -271,7 +276,7 @@ def check_batchnorm_architecture(obs: Observations, config: Config, accuracy_ran
 
 @CHECKS.check("batchnorm.behaviour", points=0.25,
               description="train-mode output and running-statistics update equal the reference with batch statistics, eval-mode output equals it with running statistics, and `test` runs in eval mode")
-def check_batchnorm_behaviour(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+def check_batchnorm_behaviour(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     seen = _observed(obs, "batchnorm", prefer_trained=True)
     if isinstance(seen, Verdict):
         return seen
@@ -280,12 +285,12 @@ def check_batchnorm_behaviour(obs: Observations, config: Config, accuracy_range:
         return Verdict("fail", "FashionNetworkBatchNorm's forward runs no BatchNorm layer, so its train- and "
                                "eval-mode behaviour cannot be right.")
     tol = config.tolerance
-    x = shaped_input(obs.probe_x, model.input_kind)
+    x = shaped_input(obs.inputs["x"], model.input_kind)
     problems, good = [], []
     try:
-        train_layers = layers_from_ops(model.ops_train, model)
+        train_layers = layers_from_ops(model.ops_train, model, reference_ops=OPS)
         expected_train, new_stats = run_layers(x, train_layers, train=True)
-        eval_layers = layers_from_ops(model.ops_eval, model)
+        eval_layers = layers_from_ops(model.ops_eval, model, reference_ops=OPS)
         expected_eval, _ = run_layers(x, eval_layers, train=False)
     except (Unreproducible, ValueError) as exc:
         return Verdict("needs_review", f"FashionNetworkBatchNorm's forward pass could not be recomputed: {exc}.")
