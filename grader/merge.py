@@ -105,7 +105,7 @@ def merge_reports(inputs: list[Path], out_dir: Path) -> list[tuple[str, object]]
 
 
 def merge_command(args, console: Console) -> int:
-    config = load_config(args.config)
+    config = load_config(args.config, sheet=getattr(args, "sheet", None))
     inputs = [Path(p) for p in args.inputs]
     try:
         reports = merge_reports(inputs, Path(args.out))

@@ -154,7 +154,7 @@ class AccuracyCandidate(Observed):
     source: Literal["return", "attribute", "global", "printed"]
     name: str
     values: list[float]
-    where: str = ""          # e.g. "returned by model.optimize in In [5]"
+    where: str = ""          # e.g. "returned by model.fit in In [5]"
 
 
 class InstanceSearch(Observed):

@@ -44,15 +44,22 @@ from grader.observations import Observations, not_run
 from grader.run.probe import prepare_kernel, probe, setup_settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-REFERENCE_DIR = PACKAGE_DIR.parent / "reference"
+SHEETS_DIR = PACKAGE_DIR / "sheets"
 
 
-def grader_hash() -> str:
-    """A hash of the grader's own code and reference: a changed grader re-grades everything."""
+def grader_hash(sheet: Sheet) -> str:
+    """A hash of the grader's own code and of the sheet graded (its folder, also one loaded by
+    [sheet] path, and its reference folder): a changed grader or sheet re-grades everything. Other
+    sheets do not count."""
     digest = hashlib.sha256(__version__.encode())
-    for folder in (PACKAGE_DIR, REFERENCE_DIR):
-        for path in sorted(folder.rglob("*.py")) + sorted(folder.glob("calibration.json")):
-            digest.update(path.relative_to(folder.parent).as_posix().encode())
+    core = [p for p in sorted(PACKAGE_DIR.rglob("*.py")) if SHEETS_DIR not in p.parents]
+    folders = [("grader", PACKAGE_DIR, core)]
+    for label, folder in (("sheet", sheet.folder), ("reference", sheet.reference_dir)):
+        if folder is not None and folder.is_dir():
+            folders.append((label, folder, sorted(folder.rglob("*.py")) + sorted(folder.rglob("calibration.json"))))
+    for label, folder, paths in folders:
+        for path in paths:
+            digest.update(f"{label}/{path.relative_to(folder).as_posix()}".encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -79,7 +86,8 @@ class GradingContext:
     def setup_settings(self) -> dict:
         """What the kernel's set-up step does for this sheet (before every notebook)."""
         sheet = self.config.sheet_def
-        return setup_settings(sheet.probe, str(self.data.raw_dir), sheet.dataset.torchvision_class)
+        return setup_settings(sheet.probe, str(self.data.raw_dir or ""),
+                              sheet.dataset.torchvision_class if sheet.dataset is not None else "")
 
     @property
     def kernel_context(self) -> KernelContext:
@@ -111,7 +119,7 @@ class Graded:
 
 def make_grader_info(config: Config, kernel: KernelEnvironment | None = None) -> GraderInfo:
     """The grader, its configuration and the kernel's packages: a change of any one regrades."""
-    return GraderInfo(version=__version__, grader_hash=grader_hash(), config_hash=config.fingerprint[:16],
+    return GraderInfo(version=__version__, grader_hash=grader_hash(config.sheet_def), config_hash=config.fingerprint[:16],
                       kernel_env=kernel.fingerprint if kernel else "", kernel_packages=kernel.reported if kernel else {})
 
 
@@ -256,15 +264,17 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
         sheet = ctx.config.sheet_def
         checks = run_checks(observations, ctx.config, ctx.accuracy_range)
         # A module the kernel lacks or data the grader cannot serve: the team is not marked down for it.
-        faults = environment_faults(executed, sheet.dataset.path_words)
+        dataset = sheet.dataset
+        faults = environment_faults(executed, dataset.path_words if dataset else ())
         imports = notebook_imports(executed) if executed is not None else None
-        violations += (fault_violations(faults, sheet.dataset.served_hint)
+        violations += (fault_violations(faults, dataset.served_hint if dataset else "the grader serves no data for this sheet: "
+                                                "the notebook makes its own")
                        + outside_course_violations(executed, ctx.outside_course, faults, imports))
         checks = review_after_time_limit(review_checks(checks, faults), execution)
         if notes := fault_notes(faults) + pip_notes(executed, ctx.kernel, imports):
             execution = execution.model_copy(update={"notes": [*execution.notes, *notes]})
         evidence = sheet.evidence(pdf_text, executed)
-        accuracies = sheet.recorded_accuracies(observations, ctx.config.tolerance.epochs)
+        accuracies = sheet.recorded_accuracies(observations, ctx.config.sheet_settings)
         info = submission.info().model_copy(update={"team": team})
         if workspace.notebook is not None:
             info = info.model_copy(update={"notebook": workspace.notebook.relative_to(workspace.dir).as_posix()})

@@ -6,18 +6,25 @@ sheets shipped with the grader, or any folder named by `[sheet] path` in grading
 reads the sheet only through this interface and never names a sheet's exercises, classes or data.
 
 A check is declared once, where it is written, with its id, points and description
-(`@SHEET_CHECKS.check("baseline.forward", points=0.25, description=...)`): `grading.toml [checks]`
-may change its points and is validated against these ids.
+(`@CHECKS.check("<id>", points=0.25, description=...)`): `grading.toml [checks]` may change its
+points and is validated against these ids.
+
+There is no default sheet: grading.toml's `[sheet] name`, `--sheet`, or (in a students' wheel) the
+sheet the wheel was built for (`built_in_sheet`) names it.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import importlib.util
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from pydantic import BaseModel, ConfigDict
 
 from grader.errors import SheetError
 from grader.models import CheckStatus
@@ -26,7 +33,22 @@ from grader.observations import Observations, Observed
 if TYPE_CHECKING:   # types only: the configuration is a layer above (it is validated against the sheet)
     from grader.config import Config
 
-DEFAULT_SHEET = "sheet6"
+# Written into a students' wheel built for one sheet (setup.py): that sheet is the wheel's default.
+BUILT_FOR = Path(__file__).with_name("built_for.json")
+
+
+def built_in_sheet() -> str:
+    """The sheet this installation was built for (a students' wheel), or "" (a source checkout)."""
+    try:
+        name = json.loads(BUILT_FOR.read_text(encoding="utf-8")).get("sheet", "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return name if isinstance(name, str) else ""
+
+
+class NoSettings(BaseModel):
+    """A sheet without settings of its own: grading.toml's [sheet.settings] stays empty."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True)
@@ -157,7 +179,7 @@ class Sheet:
     manual_part_short: str              # the same, short, for the student's verdict ("plot and answer")
     checks: CheckRegistry
     networks: tuple[NetworkSpec, ...]
-    dataset: DatasetSpec
+    dataset: DatasetSpec | None         # None: the notebook makes its own data (nothing is staged)
     probe: ProbeSpec
     reference_dir: Path                 # solution.ipynb, template.ipynb, calibration.json, tutors' key
     warmup_imports: tuple[str, ...] = ()   # what every notebook imports: a fork server imports it once
@@ -170,7 +192,15 @@ class Sheet:
     tutors_key: Callable[[], str | None] = lambda: None   # that key as one line (None: not installed)
     # (observations, epochs) → per-epoch test accuracies by network key, as fractions
     small_data_note: str = ""           # said to a student checking on a small subset (what to expect)
-    recorded_accuracies: Callable[[Any, int], dict[str, list[float]]] = lambda observations, epochs: {}
+    # (observations, the sheet's settings) → test accuracies by network key (per epoch, or one), as fractions:
+    # what a report records, and what a calibration stores of the solution's runs
+    recorded_accuracies: Callable[[Any, Any], dict[str, list[float]]] = lambda observations, settings: {}
+    # The sheet's settings: a pydantic model (extra keys forbidden) of grading.toml's [sheet.settings].
+    settings: type[BaseModel] = NoSettings
+    # The networks whose recorded accuracies (of the solution's runs) define the accuracy range; a
+    # calibration is usable once it holds all of them. Default: every network of the sheet.
+    accuracy_networks: tuple[str, ...] = ()
+    folder: Path | None = None          # the sheet's package folder (load_sheet fills it in)
 
     @property
     def check_ids(self) -> tuple[str, ...]:
@@ -189,6 +219,10 @@ class Sheet:
         return next(n for n in self.networks if n.key == key)
 
     @property
+    def range_networks(self) -> tuple[str, ...]:
+        return self.accuracy_networks or tuple(n.key for n in self.networks)
+
+    @property
     def solution(self) -> Path:
         return self.reference_dir / "solution.ipynb"
 
@@ -196,9 +230,14 @@ class Sheet:
     def template(self) -> Path:
         return self.reference_dir / "template.ipynb"
 
+    @property
+    def shipped_calibration(self) -> Path:
+        """The calibration shipped with the sheet (read-only; `grader calibrate --shipped` writes it)."""
+        return self.reference_dir / "calibration.json"
+
 
 @functools.lru_cache(maxsize=None)
-def load_sheet(name: str = DEFAULT_SHEET, folder: str = "") -> Sheet:
+def load_sheet(name: str, folder: str = "") -> Sheet:
     """The sheet `name`: `grader.sheets.<name>`, or the package `<folder>/<name>/` when `folder` is given."""
     if not name.isidentifier():
         raise SheetError(f"sheet name {name!r} is not a valid package name")
@@ -229,4 +268,6 @@ def load_sheet(name: str = DEFAULT_SHEET, folder: str = "") -> Sheet:
     sheet = getattr(module, "SHEET", None)
     if not isinstance(sheet, Sheet):
         raise SheetError(f"sheet {name!r}: its package defines no SHEET (a grader.sheet.Sheet)")
+    if sheet.folder is None:
+        sheet = dataclasses.replace(sheet, folder=Path(module.__file__).resolve().parent)
     return sheet

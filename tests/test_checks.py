@@ -11,12 +11,12 @@ from grader.sheets.sheet6.accuracies import choose_accuracies
 from grader.sheets.sheet6.checks import (check_baseline_accuracies, check_baseline_architecture,
                                          check_baseline_forward, check_baseline_training_setup,
                                          check_batchnorm_architecture, check_batchnorm_behaviour)
-from grader.config import Config
+from conftest import sheet_config
 from grader.observations import (AccuracyCandidate, InstanceSearch, ModelObservation, Observations, Op, OptimizerStep,
                                  Training)
 from grader.sheets.sheet6.answer import Answer, Network, TestMode
 
-CONFIG = Config()
+CONFIG = sheet_config("sheet6")
 X = np.random.default_rng(0).random((16, 1, 28, 28)).astype(np.float32)
 
 
@@ -151,7 +151,8 @@ def candidate(name, values, source="return"):
     ([candidate("fashion_network.train_accuracies", [0.52, 0.61, 0.66, 0.69, 0.71], "attribute"),
       candidate("fashion_network.accuracies", [0.5, 0.6, 0.65, 0.7, 0.7], "attribute")], "pass",
      "fashion_network.accuracies"),
-    ([candidate("test_acc", [0.1, 0.1, 0.1, 0.1, 0.1])], "fail", "test_acc"),      # implausible
+    ([candidate("test_acc", [0.95, 0.95, 0.95, 0.95, 0.95])], "fail", "test_acc"),  # more than the solution reaches
+    ([candidate("test_acc", [0.1, 0.1, 0.1, 0.1, 0.1])], "pass", "test_acc"),      # less: no lower bound
     ([candidate("losses", [2.3, 2.2, 2.1, 2.0, 1.9])], "fail", None),              # not accuracies
     ([candidate("acc", [0.5, 0.6])], "fail", None),                                # not 5 epochs
     ([], "fail", None),

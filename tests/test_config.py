@@ -15,13 +15,28 @@ def test_shipped_configuration_is_valid_and_matches_the_sheet():
     assert sum(v for k, v in points.items() if k not in config.exercises.bonus) == pytest.approx(10.0)
     assert points["6.7"] == 1.5 and config.exercises.bonus == ("6.7",)
     assert sum(config.checks.points(c) for c in SHEET.check_ids) == pytest.approx(1.5)
-    assert config.tolerance.learning_rate == 0.001
+    assert config.sheet_settings.learning_rate == 0.001 and config.sheet_settings.epochs == 5
     assert len(config.fingerprint) == 64
 
 
-def test_relative_data_source_is_relative_to_the_file(tmp_path):
-    (tmp_path / "grading.toml").write_text('[data]\nsource = "data/fm"\n')
-    assert load_config(tmp_path / "grading.toml").data_source == (tmp_path / "data/fm").resolve()
+def test_there_is_no_default_sheet():
+    """No sheet named: nothing to grade, and a clear message; [checks] or [exercises] without a sheet are errors."""
+    config = config_from_dict({}, source="grading.toml")
+    with pytest.raises(ConfigError, match=r"no sheet is named: set \[sheet\] name in grading.toml .* or pass --sheet NAME"):
+        config.sheet_def
+    with pytest.raises(ConfigError, match=r"\[checks\] without a sheet"):
+        config_from_dict({"checks": {"dataset.len": 0.25}}, source="grading.toml")
+
+
+def test_the_sheet_option_names_the_sheet_instead_of_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "grading.toml"
+    path.write_text('[sheet]\nname = "sheet6"\n[limits]\nmemory_mb = 4000\n')
+    assert load_config(path, sheet="sheet5").sheet_def.name == "sheet5"
+    assert load_config(path, sheet="sheet5").fingerprint != load_config(path).fingerprint
+    monkeypatch.chdir(tmp_path / "..")    # no grading.toml here: the built-in defaults of the sheet named
+    assert not Path("grading.toml").exists() and load_config(sheet="sheet5").exercises.points["5.4"] == 3.0
+    with pytest.raises(ConfigError, match=r"unknown key 'sheet.settings.learning_rate' \(sheet5 has no settings\)"):
+        load_config(ROOT / "grading.toml", sheet="sheet5")    # Sheet 6's settings do not fit Sheet 5
 
 
 @pytest.mark.parametrize("raw, words", [
@@ -30,8 +45,8 @@ def test_relative_data_source_is_relative_to_the_file(tmp_path):
     ({"limits": {"memory_mb": -1}}, ["limits.memory_mb", "greater than 0", "-1"]),
     ({"limits": {"memory_mb": "lots"}}, ["limits.memory_mb", "'lots'"]),
     ({"run": {"sandbox": "docker"}}, ["run.sandbox", "'docker'"]),
-    ({"checks": {"baseline.forwrd": 0.25}}, ["unknown key", "checks.baseline.forwrd"]),
-    ({"exercises": {"6.8": 1}}, ["exercises", "6.8"]),
+    ({"sheet": {"name": "sheet6"}, "checks": {"baseline.forwrd": 0.25}}, ["unknown key", "checks.baseline.forwrd"]),
+    ({"sheet": {"name": "sheet6"}, "exercises": {"6.8": 1}}, ["exercises", "6.8"]),
     ({"naming": {"min_members": 4, "max_members": 3}}, ["naming", "min_members"]),
     ({"data": {"train_size": 70000}}, ["data.train_size", "60000"]),
     ({"tolerance": {"accuracy_margin": 2}}, ["tolerance.accuracy_margin"]),

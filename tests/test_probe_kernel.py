@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from grader.config import Config
+from conftest import sheet_config
 from grader.errors import SheetError
 from grader.run import probe_kernel as k
 from grader.run import setup_kernel as setup
@@ -279,7 +279,7 @@ def test_sheet6_plan_answer_passes_the_sheets_checks_except_the_accuracy_range(s
     from grader.checks.framework import run_checks
 
     probe, answer = sheet6_notebook
-    results = {r.id: r for r in run_checks(answered(probe, answer), Config(), None)}
+    results = {r.id: r for r in run_checks(answered(probe, answer), sheet_config("sheet6"), None)}
     assert {i: r.status for i, r in results.items()} == {
         "baseline.architecture": "pass", "baseline.forward": "pass", "baseline.training_setup": "pass",
         "baseline.accuracies": "fail", "batchnorm.architecture": "pass", "batchnorm.behaviour": "pass"}

@@ -25,7 +25,9 @@ from grader.models import (CellError, CheckResult, ExecutionInfo, ExerciseResult
                                   SubmissionInfo, TeamMember, Total, Violation)
 from grader.student import (EXIT_UNCHECKED, FINE, LOSES_POINTS, TUTORS_MAY_DEDUCT, CheckInput, check_path,
                             print_verdict, student_report, upload_advice, verdict)
+from conftest import SHEET6_HINTS
 from intake_corpus import make_pdf
+from grader.sheets.sheet6 import SHEET as SHEET6
 
 CORRECT = "Erika_Mustermann_7012345_Jürgen_Müller_7054321.zip"
 TEAM = (TeamMember(name="Erika Mustermann", student_id="7012345"),
@@ -54,7 +56,7 @@ def _report(*, statuses=("pass",) * 6, execution="ok", violations=(), team=TEAM,
 
 def _printed(report: Report, given: CheckInput | None = None) -> str:
     console = Console(record=True, width=250, force_terminal=False)
-    print_verdict(report, console, given)
+    print_verdict(report, console, given, SHEET6)
     return console.export_text()
 
 
@@ -107,7 +109,7 @@ def test_student_strings_are_not_rich_markup():
 
 
 def test_the_isolation_note_does_not_alarm_a_student():
-    text = _printed(student_report(_report()))
+    text = _printed(student_report(_report(), SHEET6))
     assert "ran on your own machine without a sandbox, which is fine for a self-check" in text
     assert "could read and write" not in text and "without isolation" not in text
 
@@ -204,11 +206,11 @@ def test_a_name_for_every_fixable_name(filename, expected):
 def test_a_bare_notebook_and_a_folder_are_told_to_zip():
     report = _report(file="Erika_Mustermann_7012345_Jürgen_Müller_7054321.ipynb", pdf=None)
     notebook = CheckInput(given=Path("x.ipynb"), kind="notebook", target=Path(report.submission.file), root=Path("."))
-    assert upload_advice(report, notebook) == (f"zip it with your PDF (6.1-6.5, 6.7) as "
+    assert upload_advice(report, notebook, SHEET6) == (f"zip it with your PDF (6.1-6.5, 6.7) as "
                                                f"[bold]{CORRECT}[/]")
     folder = CheckInput(given=Path(CORRECT[:-4]), kind="folder", target=Path(CORRECT), root=Path("."),
                         packed=("solution.ipynb", "sheet.pdf"))
-    advice = upload_advice(_report(), folder)
+    advice = upload_advice(_report(), folder, SHEET6)
     assert advice == f"zip these files of the folder (solution.ipynb, sheet.pdf) as [bold]{CORRECT}[/], and upload the zip"
     assert "rename" not in _printed(_report(), folder)
 
@@ -351,7 +353,7 @@ def _unpacked(tmp_path: Path, entries: dict[str, str]):
     from grader.intake import identify, unpack
 
     z = _zip_with(tmp_path, entries)
-    return unpack(identify(z, tmp_path, Naming()), tmp_path / "ws", Archive())
+    return unpack(identify(z, tmp_path, Naming()), tmp_path / "ws", Archive(), SHEET6_HINTS)
 
 
 def test_of_two_solutions_the_untitled_one_is_not_graded(tmp_path):

@@ -62,12 +62,11 @@ def cms_columns(exercise_ids: tuple[str, ...]) -> list[str]:
     return ["student_id", "name", "team", *exercise_ids, "total", "bonus", "complete"]
 
 
-def cms_rows(reports: list[tuple[str, Report]], exercise_ids: tuple[str, ...] | None = None
+def cms_rows(reports: list[tuple[str, Report]], exercise_ids: tuple[str, ...]
              ) -> tuple[list[list], list[TwoTeams | NoStudentId]]:
     """The rows (numbers as numbers, ids as Text), sorted by student id, and the students left out
     because they are in more than one team (the course system must never get two grades for one
     person) or have no student id to be matched by; everyone else is written."""
-    exercise_ids = exercise_ids or Config().sheet_def.exercise_ids
     teams_of: dict[str, list[tuple[str, str]]] = {}
     without_id: list[NoStudentId] = []
     rows = []

@@ -98,7 +98,7 @@ def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config
         page_warnings.append(student.message())
 
     try:
-        calibration = load_calibration()
+        calibration = load_calibration(sheet)
     except CalibrationError as exc:
         calibration = {}
         warnings.append(f"feedback pages without the reference curve: {exc}")

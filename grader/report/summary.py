@@ -41,9 +41,9 @@ def summary_rows(reports: list[tuple[str, Report]], check_ids: tuple[str, ...]) 
     return rows
 
 
-def write_summary(reports: list[tuple[str, Report]], out_dir: Path, config=None) -> Path:
-    """`summary.csv`, in the CSV format of `[cms]` (the defaults without a configuration)."""
-    check_ids = (config or Config()).sheet_def.check_ids
+def write_summary(reports: list[tuple[str, Report]], out_dir: Path, config: Config) -> Path:
+    """`summary.csv`, in the CSV format of `[cms]`, one column per check of the sheet."""
+    check_ids = config.sheet_def.check_ids
     columns = summary_columns(check_ids)
     rows = [[row[column] for column in columns] for row in summary_rows(reports, check_ids)]
     path = out_dir / SUMMARY_NAME

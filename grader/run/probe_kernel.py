@@ -452,8 +452,8 @@ def _cell_tree(probe: Probe, source):
 
 
 def assigned_names(probe: Probe, cell, label: str, method: str):
-    """The names the cell In [cell] assigns a `method` call's value to: `acc = m.optimize(...)`
-    → ["acc"]; `tr, te = m.optimize(...)` → ["tr", "te"] (None when the cell says nothing clear)."""
+    """The names the cell In [cell] assigns a `method` call's value to: `acc = m.fit(...)`
+    → ["acc"]; `tr, te = m.fit(...)` → ["tr", "te"] (None when the cell says nothing clear)."""
     history = probe.ns.get("In", [])
     if not isinstance(cell, int) or not isinstance(history, list) or not 0 < cell < len(history):
         return None

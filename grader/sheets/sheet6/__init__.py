@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
+
 from grader.run.dataset import probe_batch
 from grader.sheet import DatasetSpec, NetworkSpec, ProbeSpec, Sheet
 from grader.sheets.sheet6 import standin
@@ -39,6 +41,13 @@ FASHION_MNIST = DatasetSpec(
 
 NETWORKS = (NetworkSpec("baseline", "FashionNetwork", "fashion_network"),
             NetworkSpec("batchnorm", "FashionNetworkBatchNorm", "fashion_network_batch_norm"))
+
+
+class Settings(BaseModel):
+    """[sheet.settings] of Sheet 6: what the exercise asks for."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    learning_rate: PositiveFloat = 0.001     # SGD's, in optimize (baseline.training_setup)
+    epochs: PositiveInt = 5                  # per-epoch test accuracies optimize records (baseline.accuracies)
 
 
 def probe_inputs(data) -> dict:
@@ -74,6 +83,8 @@ SHEET = Sheet(
     key_exercise="6.3",
     tutors_key=key_6_3,
     recorded_accuracies=recorded_accuracies,
+    settings=Settings,
+    accuracy_networks=("baseline", "batchnorm"),   # the range: the best either of the solution's networks reached
     small_data_note=("on data this small the baseline learns little in 5 epochs (plain SGD, lr 0.001): a test "
                      "accuracy around 10 % (a few % to 20 %) is expected, and the accuracy check allows for it"),
 )

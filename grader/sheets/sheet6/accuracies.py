@@ -83,8 +83,10 @@ def choose_accuracy_candidate(net: Network, epochs: int) -> tuple[AccuracyCandid
 
 
 
-def recorded_accuracies(observations: Observations[Answer], epochs: int) -> dict[str, list[float]]:
-    """The accuracies of every network observed, as fractions (report.accuracies)."""
+def recorded_accuracies(observations: Observations[Answer], settings) -> dict[str, list[float]]:
+    """The accuracies of every network observed, as fractions (report.accuracies); `settings`: the
+    sheet's (how many epochs)."""
+    epochs = settings.epochs
     found = {}
     for key in ("baseline", "batchnorm"):
         net = network(observations, key) if observations.status == "ok" else None

@@ -174,7 +174,7 @@ def check_baseline_training_setup(obs: Observations[Answer], config: Config, acc
     training = net.training
     if training is None:
         return _probe_error(net, "optimize")
-    lr = config.tolerance.learning_rate
+    lr = config.sheet_settings.learning_rate
     problems = []
     if not training.steps:
         return Verdict("fail", "optimize(train_loader, test_loader) never called optimizer.step(): "
@@ -202,7 +202,7 @@ def check_baseline_accuracies(obs: Observations[Answer], config: Config, accurac
     net = network(obs, "baseline")
     if (missing := _missing(net, "baseline", need_instance=True)):
         return missing
-    epochs = config.tolerance.epochs
+    epochs = config.sheet_settings.epochs
     chosen = choose_accuracy_candidate(net, epochs)
     if chosen is None:
         others = [c for c in net.accuracy_candidates if "loss" not in c.name.lower()]
@@ -222,8 +222,12 @@ def check_baseline_accuracies(obs: Observations[Answer], config: Config, accurac
         return Verdict("needs_review", f"{name} holds {shown}, but no reference range exists for this data "
                                        f"(run `grader calibrate`).")
     margin = config.tolerance.accuracy_margin
-    outside = [(i + 1, v, lo, hi) for i, (v, lo, hi) in enumerate(zip(values, accuracy_range.low, accuracy_range.high))
-               if not (lo - margin <= v <= hi + margin)]
+    # No lower bound: a network with another mistake (softmax in forward, a missing ReLU) learns more
+    # slowly, that mistake already costs its own check, and how much more slowly depends on the data
+    # size. The upper bound catches numbers this recipe does not reach on this data (hard-coded
+    # results, accuracies measured on the training set, counts read as fractions).
+    outside = [(i + 1, v, 0.0, hi) for i, (v, hi) in enumerate(zip(values, accuracy_range.high))
+               if not (0.0 - margin <= v <= hi + margin)]
     if outside:
         detail = "; ".join(f"epoch {e}: {v:.3f} (plausible {max(0, lo - margin):.3f}–{min(1, hi + margin):.3f})"
                            for e, v, lo, hi in outside)
