@@ -39,6 +39,24 @@ def test_the_sheet_option_names_the_sheet_instead_of_the_file(tmp_path, monkeypa
         load_config(ROOT / "grading.toml", sheet="sheet5")    # Sheet 6's settings do not fit Sheet 5
 
 
+def test_the_sheets_settings_are_validated_and_old_tolerance_keys_still_read():
+    sheet6 = {"sheet": {"name": "sheet6"}}
+    assert config_from_dict({**sheet6, "tolerance": {"learning_rate": 0.01}}).sheet_settings.learning_rate == 0.01
+    with pytest.raises(ConfigError, match=r"unknown key 'sheet.settings.epoch' \(sheet6 has learning_rate, epochs\)"):
+        config_from_dict({"sheet": {"name": "sheet6", "settings": {"epoch": 5}}}, source="grading.toml")
+    with pytest.raises(ConfigError, match=r"'sheet.settings.epochs': Input should be greater than 0"):
+        config_from_dict({"sheet": {"name": "sheet6", "settings": {"epochs": 0}}}, source="grading.toml")
+    with pytest.raises(ConfigError, match=r"unknown key 'sheet.settings.epochs' \(sheet5 has no settings\)"):
+        config_from_dict({"sheet": {"name": "sheet5", "settings": {"epochs": 5}}}, source="grading.toml")
+    with pytest.raises(ConfigError, match="unknown key 'tolerance.learning_rate'"):   # Sheet 5 has no such setting
+        config_from_dict({"sheet": {"name": "sheet5"}, "tolerance": {"learning_rate": 1}}, source="grading.toml")
+
+
+def test_relative_data_source_is_relative_to_the_file(tmp_path):
+    (tmp_path / "grading.toml").write_text('[data]\nsource = "data/fm"\n')
+    assert load_config(tmp_path / "grading.toml").data_source == (tmp_path / "data/fm").resolve()
+
+
 @pytest.mark.parametrize("raw, words", [
     ({"limits": {"cell_timeout": 5}}, ["unknown key", "limits.cell_timeout"]),
     ({"limtis": {}}, ["unknown key", "limtis"]),

@@ -74,6 +74,27 @@ def test_lookup_order_and_no_write_into_the_shipped_file(tmp_path, monkeypatch):
     assert store.search_path(SHEET) == [tmp_path / "own.json"]
 
 
+def test_calibrations_are_kept_by_sheet_and_data(tmp_path, monkeypatch):
+    """Two sheets on the same data fingerprint have entries of their own; an entry made before
+    calibrations were kept by sheet (the fingerprint alone) is still read, and only where usable."""
+    from grader import calibration_store as store
+    from grader.calibrate import accuracy_range
+    from grader.sheets.sheet5 import SHEET as SHEET5
+    from grader.sheets.sheet6 import SHEET as SHEET6
+
+    path = tmp_path / "calibration.json"
+    monkeypatch.setenv("GRADER_CALIBRATION", str(path))
+    path.write_text(json.dumps({"f" * 16: {"baseline": [[0.1, 0.2]], "batchnorm": [[0.3, 0.25]]}}))
+    assert accuracy_range(SHEET6, "f" * 16).high == (0.3, 0.25)          # the old key: Sheet 6's networks are there
+    assert accuracy_range(SHEET5, "f" * 16) is None                     # no FFNN in it: not Sheet 5's
+    store.save("sheet5", "f" * 16, {"ffnn": [[0.96], [0.97]]})
+    store.save("sheet6", "f" * 16, {"baseline": [[0.5, 0.6]], "batchnorm": [[0.4, 0.7]]})
+    assert sorted(json.loads(path.read_text())) == ["f" * 16, "sheet5/" + "f" * 16, "sheet6/" + "f" * 16]
+    found = accuracy_range(SHEET5, "f" * 16)
+    assert (found.low, found.high) == ((0.96,), (0.97,))                # the lowest and the highest of the runs
+    assert accuracy_range(SHEET6, "f" * 16).high == (0.5, 0.7)          # the new entry wins
+
+
 def test_the_store_and_the_report_pages_import_no_kernels():
     code = ("import sys, grader.calibration_store, grader.report.outputs; "
             "print(sorted(m for m in sys.modules if m.startswith(('grader.run', 'grader.pipeline', "
