@@ -32,6 +32,7 @@ PROBE_DIMS = (2, 16, 3)          # FFNN(2, 16, 3): sizes the notebook does not u
 DATASET_POINTS = 97              # PointsDataset is made of this many points (not the notebook's 300)
 PROBE_LEARNING_RATE = 0.37       # train(config, ...) runs with this learning rate (no notebook writes it)
 _OUTPUT_FUNCTIONS = {"softmax", "log_softmax", "sigmoid"}
+MADE = f"{NETWORK}({', '.join(map(str, PROBE_DIMS))})"     # the network the checks of 5.4.2 look at
 
 
 def _first_error(obs: Observations[Answer], prefix: str, what: str) -> Verdict:
@@ -132,13 +133,14 @@ def check_dataset_len(obs: Observations[Answer], config: Config, accuracy_range:
 
 # ---- 5.4.2: the network -----------------------------------------------------------------------
 
-def _fresh(obs: Observations[Answer]) -> Verdict | tuple[Network, ModelObservation]:
+def _fresh(obs: Observations[Answer]) -> Verdict | ModelObservation:
+    """The new FFNN(2, 16, 3) as the probe saw it, or the verdict that says why there is none."""
     net = obs.answer.network
     if net is None or not net.class_found:
         return Verdict("fail", f"`class {NETWORK}(nn.Module)` is not defined after the notebook ran.")
     if net.fresh is None:
-        return _first_error(obs, "network", f"{NETWORK}{PROBE_DIMS}")
-    return net, net.fresh
+        return _first_error(obs, "network", MADE)
+    return net.fresh
 
 
 def _expected_layers(dims=PROBE_DIMS) -> list[tuple]:
@@ -150,63 +152,59 @@ def _expected_layers(dims=PROBE_DIMS) -> list[tuple]:
               description="`FFNN(input_dim, hidden_dim, output_dim)`'s forward runs Linear(input_dim, hidden_dim), "
                           "ReLU, Linear(hidden_dim, output_dim)")
 def check_ffnn_architecture(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
-    seen = _fresh(obs)
-    if isinstance(seen, Verdict):
-        return seen
-    _, model = seen
+    model = _fresh(obs)
+    if isinstance(model, Verdict):
+        return model
     found, _ = _body(structure(model.ops_eval))
-    made = f"{NETWORK}({', '.join(map(str, PROBE_DIMS))})"
     if found == _expected_layers():
-        return Verdict("pass", f"{made} runs {describe(found)}.")
+        return Verdict("pass", f"{MADE} runs {describe(found)}.")
     hint = ""
     if [item[0] for item in found] == ["linear", "relu", "linear"]:
         hint = " Use the constructor's arguments for the layers' sizes, not fixed numbers."
-    return Verdict("fail", f"{made} should run {describe(_expected_layers())}; its forward runs {describe(found)}.{hint}")
+    return Verdict("fail", f"{MADE} should run {describe(_expected_layers())}; its forward runs {describe(found)}.{hint}")
 
 
 @CHECKS.check("ffnn.forward", points=0.25,
               description="its output on the probe's points equals the numpy reference on its own weights, "
                           "and is the class probabilities: one softmax over the classes at the end")
 def check_ffnn_forward(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
-    seen = _fresh(obs)
-    if isinstance(seen, Verdict):
-        return seen
-    _, model = seen
-    made = f"{NETWORK}({', '.join(map(str, PROBE_DIMS))})"
+    model = _fresh(obs)
+    if isinstance(model, Verdict):
+        return model
     x = obs.inputs["x"]
     wrong_dim = [op for op in model.ops_eval if op.op in ("softmax", "log_softmax") and op.dim not in (None, 1, -1)]
     if wrong_dim:
-        return Verdict("fail", f"{made}'s forward applies {wrong_dim[0].op} over dim {wrong_dim[0].dim}: that "
+        return Verdict("fail", f"{MADE}'s forward applies {wrong_dim[0].op} over dim {wrong_dim[0].dim}: that "
                                f"normalises over the points of a batch, not over the classes; use dim=1.")
     if (why := _unreproducible(model.ops_eval)):
-        return Verdict("needs_review", f"{made}'s forward pass could not be recomputed: {why}.")
+        return Verdict("needs_review", f"{MADE}'s forward pass could not be recomputed: {why}.")
     try:
         expected, _ = forward(_ops(model.ops_eval), model.params, x)
     except (KeyError, ValueError) as exc:
-        return Verdict("needs_review", f"{made}'s forward pass could not be recomputed: {exc}.")
+        return Verdict("needs_review", f"{MADE}'s forward pass could not be recomputed: {exc}.")
     classes = PROBE_DIMS[2]
     if model.out_eval.shape != (len(x), classes):
-        return Verdict("fail", f"{made}'s forward should return one row of {classes} class probabilities per point, "
+        return Verdict("fail", f"{MADE}'s forward should return one row of {classes} class probabilities per point, "
                                f"shape ({len(x)}, {classes}); it returned shape {model.out_eval.shape}.")
     tol = config.tolerance
     if not close(model.out_eval, expected, tol.atol, tol.rtol):
-        return Verdict("fail", f"{made}'s forward output differs from what its own layers compute (largest "
+        return Verdict("fail", f"{MADE}'s forward output differs from what its own layers compute (largest "
                                f"difference {max_difference(model.out_eval, expected):.3g}): forward should return "
                                f"the softmax of the last Linear layer's output.")
     _, tail = _body(structure(model.ops_eval))
     if not tail:
-        return Verdict("fail", f"{made}'s forward returns the last Linear layer's output (logits); the network of "
+        return Verdict("fail", f"{MADE}'s forward returns the last Linear layer's output (logits); the network of "
                                f"the exercise ends with a softmax over the classes: return torch.softmax(x, dim=1) "
                                f"(or apply nn.Softmax(dim=1)).")
     if tail != ["softmax"]:
         if tail.count("softmax") > 1:
-            return Verdict("fail", f"{made}'s forward applies softmax {tail.count('softmax')} times; once, over the "
+            return Verdict("fail", f"{MADE}'s forward applies softmax {tail.count('softmax')} times; once, over the "
                                    f"classes, gives the class probabilities (a softmax of probabilities flattens them "
                                    f"towards 1/{classes}).")
         shown = {"log_softmax": "log-softmax", "sigmoid": "a sigmoid"}
-        return Verdict("fail", f"{made}'s forward ends with {', then '.join(shown.get(t, t) for t in tail)}; the "
+        return Verdict("fail", f"{MADE}'s forward ends with {', then '.join(shown.get(t, t) for t in tail)}; the "
                                f"network of the exercise ends with one softmax over the classes.")
-    return Verdict("pass", f"{made}'s forward returns class probabilities equal to the reference forward pass with "
+    return Verdict("pass", f"{MADE}'s forward returns class probabilities equal to the reference forward pass with "
                            f"its weights (largest difference {max_difference(model.out_eval, expected):.1e}).")
 
 
