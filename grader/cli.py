@@ -204,11 +204,22 @@ def cmd_prepare(args, console: Console) -> int:
     say(f"One shard needs: {res.cores} core(s), {res.memory_mb} MiB, {res.slurm_time} "
         f"({res.why}). A shard that runs out of time keeps its reports: submitting it again grades the rest.")
     say("Next (scripts/slurm/submit.sh does all of this):")
+    if args.sheet and args.sheet != _sheet_of_the_file(args.config):
+        say(f"Note: the shards' scripts name no sheet, they read grading.toml's [sheet] name: set it to "
+            f"\"{args.sheet}\" there first (or give each `grader grade --shard K/N` and `grader merge` --sheet {args.sheet}).")
     for line in done.commands(root, out):
         print("  " + line, flush=True)
     if args.options_file:
         Path(args.options_file).write_text(" ".join(res.sbatch_options) + "\n", encoding="utf-8")
     return 0   # modules the kernel lacks cost needs_review, not the run: the table above said so
+
+
+def _sheet_of_the_file(config_path: str | None) -> str:
+    """The sheet grading.toml itself names (without --sheet), "" when none or unreadable."""
+    try:
+        return load_config(config_path).sheet.name
+    except UserError:
+        return ""
 
 
 def cmd_calibrate(args, console: Console) -> int:
