@@ -201,17 +201,22 @@ def _examples() -> list[Example]:
 EXAMPLES = _examples()
 
 
-def zip_bytes(example: Example) -> bytes:
+def deterministic_zip(files: list[tuple[str, bytes]]) -> bytes:
+    """A zip of (name, bytes) entries with fixed timestamps and attributes: the same bytes every build."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in ((example.pdf_name, team_pdf(example.team)),
-                           (example.notebook_name, notebook_bytes(example.parts))):
-            info = zipfile.ZipInfo(example.folder + name, date_time=ZIP_DATE)
+        for name, data in files:
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.create_system = 3
             info.external_attr = 0o100644 << 16
             archive.writestr(info, data, compresslevel=9)
     return buffer.getvalue()
+
+
+def zip_bytes(example: Example) -> bytes:
+    return deterministic_zip([(example.folder + example.pdf_name, team_pdf(example.team)),
+                              (example.folder + example.notebook_name, notebook_bytes(example.parts))])
 
 
 def expected() -> dict:

@@ -24,11 +24,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_examples import ZIP_DATE, make_pdf, team  # noqa: E402
-from make_notebooks import ROOT, Member, src, write_or_check  # noqa: E402
+from make_examples import deterministic_zip, make_pdf, team  # noqa: E402
+from make_notebooks import ROOT, Member, notebook_of, src, write_or_check  # noqa: E402
 
 SHEET5 = ROOT / "grader" / "sheets" / "sheet5"
 REFERENCE = SHEET5 / "reference"
@@ -310,15 +309,7 @@ def build_notebook(parts: Parts) -> nbformat.NotebookNode:
         ("part4-run-2", "code", RUN_2),
         ("part4-answer-2", "markdown", parts.answer_2),
     ]
-    nb = new_notebook()
-    nb.metadata = {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
-                   "language_info": {"name": "python"}}
-    for cell_id, kind, source in cells:
-        cell = new_code_cell(source) if kind == "code" else new_markdown_cell(source)
-        cell["id"] = cell_id
-        nb.cells.append(cell)
-    nbformat.validate(nb)
-    return nb
+    return notebook_of(cells)
 
 
 def notebook_bytes(parts: Parts) -> bytes:
@@ -400,18 +391,7 @@ EXAMPLES = _examples()
 
 
 def zip_bytes(example: Example) -> bytes:
-    import io
-    import zipfile
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in (("sheet05.pdf", team_pdf(example.team)), ("sheet05.ipynb", notebook_bytes(example.parts))):
-            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.create_system = 3
-            info.external_attr = 0o100644 << 16
-            archive.writestr(info, data, compresslevel=9)
-    return buffer.getvalue()
+    return deterministic_zip([("sheet05.pdf", team_pdf(example.team)), ("sheet05.ipynb", notebook_bytes(example.parts))])
 
 
 def expected() -> dict:
