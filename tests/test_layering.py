@@ -195,6 +195,15 @@ def test_the_sheet_search_can_fail(tmp_path, monkeypatch, line):
     assert sheet_mentions() == [f"grader/run/x.py:1: {line}"]
 
 
+def test_checks_read_observations_not_the_run_stage():
+    """A check reads the typed observations (grader.observations), never the probe's code in run/."""
+    readers = [name for name in graph() if name.startswith("grader.checks") or name.startswith("grader.sheets.")
+               and name.rsplit(".", 1)[-1] in ("checks", "answer", "accuracies")]
+    assert "grader.sheets.sheet5.checks" in readers and "grader.checks.compare" in readers
+    assert {name: sorted(t for t in graph()[name] if t.startswith("grader.run")) for name in readers} == \
+        {name: [] for name in readers}
+
+
 @pytest.mark.parametrize("name", ["grader.run.sandbox", "grader.run.kernels", "grader.run.forkserver",
                                   "grader.report.store", "grader.intake.content"])
 def test_stages_do_not_import_the_batch_or_the_pipeline(name):
