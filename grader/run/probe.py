@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from grader.observations import ArrayMissing, Observations, ProbeError, not_run
 from grader.run.kernel_code import KERNEL_MODULES, json_literal, kernel_module, script
+from grader.run.setup_kernel import RECORDER_MODULE   # a constant: setup_kernel imports the standard library only
 from grader.sheet import ProbeSpec
 
 MIME = "application/x-sheet6-grader-probe+json"
@@ -41,7 +42,8 @@ def probe_code(token: str, inputs: dict[str, str], step_timeout_s: float, spec: 
     """The kernel-side probe (the sheet's plan with the library) with this run's token; the inputs
     are read from .npy files (`inputs`: name -> path) rather than sent inline, which keeps the code
     the kernel parses and echoes small."""
-    settings = {"step_timeout_s": step_timeout_s, "inputs": inputs, "sheet": spec.settings}
+    settings = {"step_timeout_s": step_timeout_s, "inputs": inputs, "sheet": spec.settings,
+                "recorder_module": RECORDER_MODULE}
     return script([kernel_module(_PLAN, spec.plan)],
                   f"loaded[{_LIBRARY!r}].main(loaded[{_PLAN!r}].observe, token={token!r}, mime={MIME!r}, "
                   f"settings={json_literal(settings)}, ip=get_ipython())")

@@ -42,8 +42,6 @@ import torch.nn as nn
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch.overrides import TorchFunctionMode
 
-from grader.run.setup_kernel import RECORDER_MODULE
-
 Tensor = torch.Tensor
 _plain = torch._C.DisableTorchFunction
 # Globals that are IPython's, never the notebook's objects.
@@ -74,8 +72,9 @@ def load_array(path: str) -> np.ndarray:
 
 def main(observe, *, token: str, mime: str, settings: dict, ip) -> None:
     """The probe in the kernel: `observe(probe)` (the sheet's plan) answers, and the answer is
-    published for the grader, tagged with this run's token."""
-    state = sys.modules.get(RECORDER_MODULE)
+    published for the grader, tagged with this run's token. The set-up step's Recorder is found in
+    sys.modules under settings["recorder_module"]."""
+    state = sys.modules.get(settings["recorder_module"])
     recorder = getattr(state, "recorder", None)
     if recorder is not None:
         recorder.paused = True   # the probe's own calls are not the notebook's
