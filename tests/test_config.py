@@ -114,3 +114,20 @@ def test_a_difference_from_the_defaults_is_named(tmp_path):
         "accuracy_margin = 0.15", "accuracy_margin = 0.2"), encoding="utf-8")
     assert differences_from_defaults(load_config(path)) == [
         "tolerance.accuracy_margin: the file says 0.2, the code's default is 0.15"]
+
+
+def test_a_wheel_built_for_a_sheet_defaults_to_it(tmp_path, monkeypatch):
+    """A students' wheel carries grader/built_for.json (setup.py): without grading.toml, and without
+    --sheet, that is the sheet; [sheet] name in a grading.toml still wins."""
+    import grader.sheet
+
+    built_for = tmp_path / "built_for.json"
+    built_for.write_text('{"sheet": "sheet5"}', encoding="utf-8")
+    monkeypatch.setattr(grader.sheet, "BUILT_FOR", built_for)
+    monkeypatch.chdir(tmp_path)
+    assert load_config().sheet_def.name == "sheet5"
+    assert load_config(sheet="sheet6").sheet_def.name == "sheet6"
+    (tmp_path / "grading.toml").write_text('[sheet]\nname = "sheet6"\n', encoding="utf-8")
+    assert load_config().sheet_def.name == "sheet6"
+    built_for.write_text("not json", encoding="utf-8")
+    assert grader.sheet.built_in_sheet() == ""
