@@ -243,7 +243,7 @@ def test_a_correctly_named_folder_is_zipped_not_renamed(tmp_path, monkeypatch):
     (folder / "sheet6" / "pyvenv.cfg").write_text("home = /usr/bin\n")
     nbformat.write(nb, str(folder / "sheet6" / "share" / "example.ipynb"))
     console = Console(record=True, width=250, force_terminal=False)
-    code = check_path(folder, config_path=None, as_json=False, full=False, console=console)
+    code = check_path(folder, config_path=None, as_json=False, full=False, console=console, sheet="sheet6")
     text = console.export_text()
     assert code == 1, text
     assert (f"upload: zip these files of the folder (Assignment_6.ipynb, sheet6.pdf) as {CORRECT}, and upload the zip"
@@ -262,7 +262,8 @@ def test_a_bare_notebook_is_told_to_zip_with_its_pdf(tmp_path, monkeypatch):
                 nbformat.v4.new_code_cell("x = 1")]
     nbformat.write(nb, str(tmp_path / "Assignment_6.ipynb"))
     console = Console(record=True, width=250, force_terminal=False)
-    check_path(tmp_path / "Assignment_6.ipynb", config_path=None, as_json=False, full=False, console=console)
+    check_path(tmp_path / "Assignment_6.ipynb", config_path=None, as_json=False, full=False, console=console,
+               sheet="sheet6")
     text = console.export_text()
     assert f"upload: zip it with your PDF (6.1-6.5, 6.7) as {CORRECT}" in text, text
     assert "rename" not in text
