@@ -152,3 +152,19 @@ def test_the_roster_is_relative_to_grading_toml_and_the_option_to_the_current_fo
     assert other.fingerprint == config.fingerprint   # a roster changes no verdict: nothing is regraded
     assert load_roster(load_config(None)) is None
 
+
+def test_a_bad_roster_stops_grade_and_merge_before_anything_is_written(tmp_path):
+    import subprocess
+    import sys
+
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    subs.mkdir()
+    (subs / "Anna_Alt_7000001_Bernd_Brot_7000002.ipynb").write_text("{}")
+    bad = write(tmp_path, b"mtknr;Name\r\n7000001;Anna Alt\r\n70000O2;Bernd Brot\r\n", "bad.csv")
+    (tmp_path / "grading.toml").write_text("")
+    for command in (["grade", str(subs), "--out", str(out)], ["merge", str(subs), "--out", str(out)]):
+        run = subprocess.run([sys.executable, "-m", "grader", "--config", str(tmp_path / "grading.toml"), *command,
+                              "--roster", str(bad)], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2, run.stdout + run.stderr
+        assert f"roster: {bad}: line 3: '70000O2' is not a matriculation number" in " ".join(run.stdout.split())
+        assert not out.exists() or not any(out.glob("*.json")), "graded or merged despite the roster"
