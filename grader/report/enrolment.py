@@ -20,6 +20,7 @@ without them (`for_team`).
 """
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -42,12 +43,17 @@ MAX_CANDIDATES = 3
 _GERMAN = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue"})
 
 
-def _name_key(name: str, german: bool) -> tuple[str, ...]:
-    text = unicodedata.normalize("NFC", name).casefold()   # casefold: ß → ss
-    if german:
-        text = text.translate(_GERMAN)
-    text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
-    return tuple(sorted(w for w in re.split(r"[\W_]+", text) if w))
+@functools.lru_cache(maxsize=1 << 16)   # a roster's names are compared with every name not enrolled
+def _name_keys(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The name's words, sorted, without case and accents: plain (ü → u), and German (ü → ue)."""
+    keys = []
+    for german in (False, True):
+        text = unicodedata.normalize("NFC", name).casefold()   # casefold: ß → ss
+        if german:
+            text = text.translate(_GERMAN)
+        text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+        keys.append(tuple(sorted(w for w in re.split(r"[\W_]+", text) if w)))
+    return keys[0], keys[1]
 
 
 def same_name(a: str, b: str) -> bool:
@@ -55,7 +61,8 @@ def same_name(a: str, b: str) -> bool:
     `Müller`), separators or order of the names (`Müller, Jürgen`)."""
     if not a.strip() or not b.strip():
         return False
-    return any(_name_key(a, german) == _name_key(b, german) for german in (False, True))
+    (plain_a, german_a), (plain_b, german_b) = _name_keys(a), _name_keys(b)
+    return plain_a == plain_b or german_a == german_b
 
 
 def id_relation(typed: str, enrolled: str) -> str | None:
