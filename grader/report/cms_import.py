@@ -82,7 +82,6 @@ class LeftOut:
 @dataclass
 class ImportPlan:
     lines: list[tuple[str, float]] = field(default_factory=list)
-    pending: int = 0
     left_out: list = field(default_factory=list)
     zeros: list[Student] = field(default_factory=list)
     missing: Missing | None = None      # with a roster, in a whole course
@@ -109,8 +108,6 @@ def plan_import(reports: list[tuple[str, Report]], config: Config, roster: Roste
         points, complete = import_value(grade.report, cms.import_points, sheet.automatic_exercise)
         if complete or cms.import_pending:
             plan.lines.append((grade.student_id, points))
-        else:
-            plan.pending += 1
     if roster is not None and whole_course:
         plan.missing = missing_students(reports, roster)
         if cms.import_missing_as_zero:
@@ -167,8 +164,6 @@ def _warnings(reports: list[tuple[str, Report]], plan: ImportPlan, config: Confi
 class ImportResult:
     warnings: list[str]
     missing: Missing | None
-    written: int
-    pending: int
 
 
 def write_import_files(reports: list[tuple[str, Report]], out_dir: Path, config: Config,
@@ -189,5 +184,4 @@ def write_import_files(reports: list[tuple[str, Report]], out_dir: Path, config:
     except BaseException:
         remove_import_files(out_dir)
         raise
-    return ImportResult(warnings=_warnings(reports, plan, config, roster, whole_course), missing=plan.missing,
-                        written=len(plan.lines), pending=plan.pending)
+    return ImportResult(warnings=_warnings(reports, plan, config, roster, whole_course), missing=plan.missing)
