@@ -41,6 +41,7 @@ from grader.merge import SHARD_FILE
 from grader.pipeline import Graded, GradingContext, grade_submission, grade_submission_async, make_grader_info
 from grader.preflight import Preflight, preflight
 from grader.report.outputs import write_batch_outputs
+from grader.report.cms_import import remove_import_files
 from grader.models import ExecutionInfo, Report, Violation
 from grader.atomic import write_atomic
 from grader.report.store import read_report, report_path, write_executed, write_report
@@ -428,6 +429,7 @@ def _run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None
                 ctx = dataclasses.replace(ctx, threads=max(1, (os.cpu_count() or 1) // (2 * workers)))
             make = functools.partial(spawn_executor, _init_worker, (ctx, kind, os.getpid()))
             slots = [Slot(make, recycle_after=None if kind == "fork" else 25) for _ in range(min(workers, len(jobs)))]
+            remove_import_files(out_dir)   # from here on it would describe other reports than those beside it
             _dispatch(slots, jobs, root, out_dir, ctx, result, reporter, progress)
             # The workers stop their kernels and fork servers while the summary is written; the
             # work folder goes only once they are done (see below).

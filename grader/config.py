@@ -172,10 +172,19 @@ class Data(_Section):
 
 class Cms(_Section):
     """The CSV files people open in spreadsheets (cms.csv, manual_points.csv). German spreadsheets
-    want delimiter ";" and decimal ","; the BOM makes Excel read UTF-8 (umlauts) correctly."""
+    want delimiter ";" and decimal ","; the BOM makes Excel read UTF-8 (umlauts) correctly.
+
+    The course system's import file (cms_import.csv) has a fixed format of its own; these keys say
+    which points go into it and for whom. `roster`: the course's list of students as staff export
+    it (relative to grading.toml's folder; "" = none)."""
     delimiter: Literal[",", ";", "\t"] = ","
     decimal: Literal[".", ","] = "."
     bom: bool = True
+    roster: str = ""
+    # "total" (without the bonus), "total+bonus", or one exercise id of the sheet.
+    import_points: str = "total"
+    import_pending: bool = False
+    import_missing_as_zero: bool = False
 
     @model_validator(mode="after")
     def _distinct(self) -> "Cms":
@@ -217,6 +226,15 @@ class Config(_Section):
         return _sheet_sections(raw, (info.context or {}).get("base_dir"))
 
     @model_validator(mode="after")
+    def _import_points_on_the_sheet(self) -> "Config":
+        choices = ("total", "total+bonus", *self.sheet_def.exercise_ids)
+        if self.cms.import_points not in choices:
+            raise ValueError(f"'cms.import_points': expected \"total\", \"total+bonus\" or an exercise of "
+                             f"{self.sheet_def.name} ({', '.join(self.sheet_def.exercise_ids)}); "
+                             f"got {self.cms.import_points!r}")
+        return self
+
+    @model_validator(mode="after")
     def _disk_holds_a_submission(self) -> "Config":
         if self.limits.disk_mb < self.archive.max_uncompressed_mb:
             raise ValueError(f"limits.disk_mb ({self.limits.disk_mb}) is smaller than archive.max_uncompressed_mb "
@@ -242,6 +260,26 @@ class Config(_Section):
             return None
         path = Path(os.path.expanduser(self.data.source))
         return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    def relative_to_file(self, text: str) -> Path | None:
+        """A path named in grading.toml: relative to the file's folder; None for ""."""
+        if not text:
+            return None
+        path = Path(os.path.expanduser(text))
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    @property
+    def roster_path(self) -> Path | None:
+        """The course's list of students (`[cms] roster`, or `--roster`), or None."""
+        return self.relative_to_file(self.cms.roster)
+
+    def with_roster(self, path: str | Path | None) -> "Config":
+        """The configuration with `--roster FILE` (relative to the current folder) in place of
+        `[cms] roster`; unchanged for None. The fingerprint stays: a roster changes no verdict."""
+        if path is None:
+            return self
+        cms = self.cms.model_copy(update={"roster": str(Path(path).expanduser().resolve())})
+        return self.model_copy(update={"cms": cms})
 
     @property
     def kernel_python(self) -> str:
@@ -276,8 +314,9 @@ def load_config(path: Path | str | None = None) -> Config:
 
 
 # Keys whose value belongs to a machine, not to the grading: the tutors' file names where their copy
-# of the data is; the students' checker has none and uses the generated stand-in.
-MACHINE_KEYS = ("data.source",)
+# of the data is (the students' checker has none and uses the generated stand-in), and where the
+# course's list of students is (the checker never sees it).
+MACHINE_KEYS = ("data.source", "cms.roster")
 
 
 def _flatten(values: dict, prefix: str = "") -> dict[str, object]:

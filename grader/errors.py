@@ -63,3 +63,9 @@ class CmsError(UserError, ValueError):
 
 class MergeError(UserError, ValueError):
     """Shards that cannot be merged (a missing or doubled part, overlapping reports)."""
+
+
+class RosterError(UserError, ValueError):
+    """The course's list of students cannot be read; the message names the file, the line and what is wrong."""
+    label = "roster"
+    hint = "\nFix the file (or \\[cms] roster / --roster) and run again."

@@ -12,6 +12,8 @@ from grader.errors import MergeError
 from grader.report.cms import CmsError
 from grader.errors import ManualPointsError
 from grader.report.outputs import merge_outputs
+from grader.report.cms_import import remove_import_files
+from grader.report.roster import load_roster
 from grader.report.store import read_report
 from grader.report.summary import write_summary
 from grader.textsafe import terminal
@@ -93,6 +95,8 @@ def merge_reports(inputs: list[Path], out_dir: Path) -> list[tuple[str, object]]
             seen[stem] = folder
             reports.append((stem, report))
     out_dir.mkdir(parents=True, exist_ok=True)
+    if any(folder.resolve() != out_dir.resolve() for folder in seen.values()):
+        remove_import_files(out_dir)   # it describes the reports about to be replaced
     for stem, folder in seen.items():
         if folder.resolve() != out_dir.resolve():
             shutil.copy2(folder / f"{stem}.json", out_dir / f"{stem}.json")
@@ -105,7 +109,8 @@ def merge_reports(inputs: list[Path], out_dir: Path) -> list[tuple[str, object]]
 
 
 def merge_command(args, console: Console) -> int:
-    config = load_config(args.config)
+    config = load_config(args.config).with_roster(getattr(args, "roster", None))
+    load_roster(config)   # a roster that cannot be read stops the merge before anything is copied
     inputs = [Path(p) for p in args.inputs]
     try:
         reports = merge_reports(inputs, Path(args.out))

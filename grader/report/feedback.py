@@ -10,6 +10,7 @@ from pathlib import Path
 from statistics import mean
 
 from grader.report.manual import pending_parts
+from grader.report.enrolment import for_team
 from grader.models import Report
 from grader.atomic import write_atomic
 from grader.sheet import Sheet, load_sheet
@@ -229,8 +230,9 @@ def feedback_html(report: Report, calibration_curve: dict | None = None, sheet: 
 
     out.append("<h2>Problems with the submission</h2>")
     if report.violations:
+        shown = [for_team(v) for v in report.violations]   # no other students' names and ids
         out.append("<ul>" + "".join(f"<li>{badge(v.severity)} <code>{esc(v.code)}</code>: {esc(v.message)}</li>"
-                                    for v in report.violations) + "</ul>")
+                                    for v in shown) + "</ul>")
     else:
         out.append('<p class="note">None: file name, archive and identity are in order.</p>')
 

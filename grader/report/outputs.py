@@ -1,5 +1,6 @@
-"""What a batch leaves for people, written after every report is in: the tutors' points merged into
-the reports, `manual_points.csv`, `cms.csv`, `feedback/<stem>.html` and `summary.html`.
+"""What a batch leaves for people, written after every report is in: the tutors' points (and the
+roster's checks) merged into the reports, `manual_points.csv`, `cms.csv`, `cms_import.csv` and
+`missing.csv`, `feedback/<stem>.html` and `summary.html`.
 
 `write_batch_outputs` is the one entry point (`grader grade` calls it at the end of a batch);
 `merge_outputs` is the same for `grader merge`, after it gathers the shards' manual sheets.
@@ -14,7 +15,9 @@ import nbformat.v4
 
 from grader.calibration_store import CalibrationError, load_all as load_calibration
 from grader.config import Config
-from grader.report.cms import CMS_NAME, CmsError, write_cms_csv
+from grader.report.cms import CMS_NAME, IMPORT_NAME, CmsError, write_cms_csv
+from grader.report.cms_import import roster_for_outputs, write_import_files
+from grader.report.enrolment import apply_roster
 from grader.report.feedback import write_feedback
 from grader.errors import ManualPointsError
 from grader.report.manual import apply_manual, pending_parts
@@ -68,11 +71,12 @@ def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config
                         data_description: str | None = None, template: Path | None = None,
                         solution: Path | None = None,
                         similarity_threshold: float = SIMILARITY_THRESHOLD) -> list[str]:
-    """Merge the manual sheet into the reports, then write manual_points.csv, cms.csv, the feedback
-    pages and summary.html. Returns warnings to print. Raises ManualPointsError when the sheet is
-    malformed (nothing is written then: fix the sheet and run `grader merge` again). Anything else
-    that goes wrong with one of the files costs that file (or that page), with a warning, never the
-    others."""
+    """Merge the manual sheet (and the roster's checks) into the reports, then write
+    manual_points.csv, cms.csv, cms_import.csv (and missing.csv), the feedback pages and summary.html.
+    Returns warnings to print. Raises ManualPointsError when the sheet is malformed, RosterError when
+    the roster is unreadable (nothing is written then: fix the file and run `grader merge` again; the
+    import files are removed). Anything else that goes wrong with one of the files costs that file
+    (or that page), with a warning, never the others."""
     out_dir = Path(out_dir)
     sheet = config.sheet_def
     template = template or sheet.template
@@ -80,6 +84,9 @@ def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config
     warnings: list[str] = []
     page_warnings: list[str] = []   # what summary.html itself should say
     reports = sorted(apply_sheet(reports, out_dir, config), key=lambda item: item[0])
+    # The course's list of students, checked against the teams' ids as the tutors' points are merged.
+    roster = roster_for_outputs(config, out_dir)
+    reports = apply_roster(reports, roster, out_dir)
 
     def attempt(what: str, action, *args, **kwargs):
         try:
@@ -96,6 +103,9 @@ def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config
     for student in left_out or []:
         warnings.append(student.message())
         page_warnings.append(student.message())
+    imported = attempt(IMPORT_NAME, write_import_files, reports, out_dir, config, roster)
+    warnings += imported.warnings if imported else []
+    page_warnings += imported.warnings if imported else []
 
     try:
         calibration = load_calibration()
@@ -131,7 +141,8 @@ def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config
             more = f" and {len(incomplete) - 5} more" if len(incomplete) > 5 else ""
             warnings.append(f"{len(incomplete)} team(s) not completely graded yet ({shown}{more})")
     attempt(OVERVIEW_NAME, write_overview, reports, out_dir, pairs=pairs, key=_tutors_key(config),
-            data_description=data_description, warnings=page_warnings, sheet=sheet)
+            data_description=data_description, warnings=page_warnings, sheet=sheet,
+            missing=imported.missing if imported else None)
     return warnings
 
 
