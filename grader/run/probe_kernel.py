@@ -565,7 +565,9 @@ def __grader_probe():
     def test_mode(model):
         """`test` run on a copy, called as the notebook calls it: `test(loader)` with the probe's small
         loader, or `test()` with the DataLoaders it reads (the globals its code names, the copy's own
-        attributes) pointing at that loader for the call, so that it costs one batch whatever the data."""
+        attributes, also those `optimize` kept on the original) pointing at that loader for the call, so
+        that it costs one batch whatever the data."""
+        kept = [name for name, value in list(vars(model).items()) if isinstance(value, torch.utils.data.DataLoader)]
         model = clone(model)
         model.train()
         seen = []
@@ -576,8 +578,8 @@ def __grader_probe():
         with_loader = takes_loader(model.test)
         scope, names = ({}, []) if with_loader else loader_globals(model.test)
         saved = {name: scope[name] for name in names}
-        attributes = [] if with_loader else [name for name, value in list(vars(model).items())
-                                             if isinstance(value, torch.utils.data.DataLoader)]
+        attributes = [] if with_loader else sorted(set(kept) | {name for name, value in list(vars(model).items())
+                                                                if isinstance(value, torch.utils.data.DataLoader)})
         try:
             for name in attributes:
                 vars(model)[name] = test_loader    # the copy's own: nothing to restore
