@@ -423,7 +423,7 @@ def check_batchnorm_architecture(obs: Observations, config: Config, accuracy_ran
 
 
 @CHECKS.check("batchnorm.behaviour", points=0.25,
-              description="train-mode output and running-statistics update equal the reference with batch statistics, eval-mode output equals it with running statistics, and `test` runs in eval mode")
+              description="train-mode output and running-statistics update equal the reference with batch statistics, eval-mode output equals it with running statistics, and `test` runs in eval mode (called as the notebook calls it)")
 @_unless_template
 def check_batchnorm_behaviour(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     seen = _observed(obs, "batchnorm", prefer_trained=True)
