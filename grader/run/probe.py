@@ -97,6 +97,17 @@ class TestMode(_Lenient):
     bn_calls: int
     bn_training_calls: int
     buffers_changed: list[str]
+    called_as: str = "test(test_loader)"   # or "test()": as the notebook's code calls it, by its signature
+    loaders_swapped: list[str] = []        # for test(): the DataLoaders it reads, pointed at the probe's for the call
+
+
+class TemplateFacts(_Lenient):
+    """What of a class is still the sheet's stub: read from its methods' source and a new instance."""
+    stubs: dict[str, str] = {}             # method → "NotImplemented" | "NotImplementedError" | "empty" (does nothing)
+    params: dict[str, int] = {}            # method → positional parameters after self (-1: *args)
+    init_calls_super: bool | None = None   # nn.Module.__init__ ran (None: cannot be told)
+    optimize_call: str = ""                # the notebook's first `.optimize(...)` call, as written
+    optimize_call_args: int | None = None  # its positional arguments
 
 
 class AccuracyCandidate(_Lenient):
@@ -130,6 +141,7 @@ class _NetworkPayload(_Lenient):
     training: Training | None = None
     test_mode: TestMode | None = None
     test_on: Literal["trained", "fresh", ""] = ""
+    template: TemplateFacts | None = None
 
 
 class ProbeError(_Lenient):
@@ -179,6 +191,7 @@ class NetworkObservation:
     search: InstanceSearch | None = None
     printed: str = ""                    # what its latest optimize call printed
     test_on: str = ""                    # test_mode observed on the "trained" or a "fresh" instance
+    template: TemplateFacts | None = None  # what of the class is still the template's stub
 
 
 @dataclass(frozen=True)
@@ -307,7 +320,7 @@ def parse_payloads(payloads: list[dict], token: str, probe_x: np.ndarray) -> Obs
             training=net.training, test_mode=net.test_mode,
             accuracy_candidates=net.accuracy_candidates, errors=errors,
             instance_name=net.instance_name, chosen_by=net.chosen_by, optimize_cell=net.optimize_cell,
-            search=net.search, printed=net.printed, test_on=net.test_on)
+            search=net.search, printed=net.printed, test_on=net.test_on, template=net.template)
     return Observations(status="ok", networks=networks, errors=payload.errors, probe_x=probe_x,
                         setup_ran=payload.setup_ran)
 
@@ -350,4 +363,4 @@ def not_run(message: str) -> Observations:
 
 __all__ = ["Observations", "NetworkObservation", "ModelObservation", "Op", "probe", "not_run",
            "parse_payloads", "probe_code", "probe_cell", "prepare_kernel", "setup_code", "MIME",
-           "ProbePayloadError", "InstanceSearch", "AccuracyCandidate"]
+           "ProbePayloadError", "InstanceSearch", "AccuracyCandidate", "TemplateFacts"]

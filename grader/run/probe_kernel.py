@@ -540,7 +540,34 @@ def __grader_probe():
                 "model_params": len(own)}
 
     # ---- whether `test` evaluates in eval mode -------------------------------------------------
+    def takes_loader(method):
+        """Whether `test` takes the loader (`test(self, test_loader)`) or nothing (`test(self)`, reading
+        a loader kept elsewhere): the course's stub leaves the choice to the team."""
+        try:
+            params = inspect.signature(method).parameters.values()
+        except (TypeError, ValueError):
+            return True
+        return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)
+
+    def loader_globals(method):
+        """(the globals of `method`, the names among them its code reads that hold DataLoaders)."""
+        function = inspect.unwrap(getattr(method, "__func__", method))
+        code, scope = getattr(function, "__code__", None), getattr(function, "__globals__", None)
+        if code is None or not isinstance(scope, dict):
+            return {}, []
+        names, todo = set(), [code]
+        while todo:   # the function's own names and those of functions and comprehensions inside it
+            current = todo.pop()
+            names.update(current.co_names)
+            todo.extend(c for c in current.co_consts if isinstance(c, type(code)))
+        return scope, sorted(n for n in names if isinstance(scope.get(n), torch.utils.data.DataLoader))
+
     def test_mode(model):
+        """`test` run on a copy, called as the notebook calls it: `test(loader)` with the probe's small
+        loader, or `test()` with the DataLoaders it reads (the globals its code names, the copy's own
+        attributes, also those `optimize` kept on the original) pointing at that loader for the call, so
+        that it costs one batch whatever the data."""
+        kept = [name for name, value in list(vars(model).items()) if isinstance(value, torch.utils.data.DataLoader)]
         model = clone(model)
         model.train()
         seen = []
@@ -548,13 +575,111 @@ def __grader_probe():
                  for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         before = {n: np.ndarray.tobytes(to_numpy(b)) for n, b in model.named_buffers() if b.is_floating_point()}
         _, test_loader = small_loaders()
+        with_loader = takes_loader(model.test)
+        scope, names = ({}, []) if with_loader else loader_globals(model.test)
+        saved = {name: scope[name] for name in names}
+        attributes = [] if with_loader else sorted(set(kept) | {name for name, value in list(vars(model).items())
+                                                                if isinstance(value, torch.utils.data.DataLoader)})
         try:
-            model.test(test_loader)
+            for name in attributes:
+                vars(model)[name] = test_loader    # the copy's own: nothing to restore
+            for name in names:
+                scope[name] = test_loader
+            if with_loader:
+                model.test(test_loader)
+            else:
+                model.test()
         finally:
+            for name, value in saved.items():
+                scope[name] = value
             for h in hooks:
                 h.remove()
         changed = [n for n, b in model.named_buffers() if n in before and np.ndarray.tobytes(to_numpy(b)) != before[n]]
-        return {"bn_calls": len(seen), "bn_training_calls": sum(seen), "buffers_changed": changed}
+        return {"bn_calls": len(seen), "bn_training_calls": sum(seen), "buffers_changed": changed,
+                "called_as": "test(test_loader)" if with_loader else "test()",
+                "loaders_swapped": names + [f"self.{name}" for name in attributes]}
+
+    # ---- what of a class is still the template's stub --------------------------------------------
+    STUB_METHODS = ("__init__", "forward", "optimize", "test")
+
+    def function_node(function):
+        """The ast of `function`'s own source (the cell's lines from linecache), or None."""
+        try:
+            code = inspect.unwrap(function).__code__
+            lines = linecache.getlines(code.co_filename)[code.co_firstlineno - 1:]
+            tree = ast.parse(textwrap.dedent("".join(inspect.getblock(lines))))
+        except Exception:
+            return None
+        node = tree.body[0] if tree.body else None
+        return node if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+
+    def stub_kind(node):
+        """How a method's body does nothing ("NotImplemented": it returns the template's NotImplemented;
+        "NotImplementedError"; "empty": pass, `...`, comments), or None when it does something.
+        `super().__init__()` alone builds nothing either."""
+        kind = "empty"
+        for stmt in node.body:
+            value = getattr(stmt, "value", None) if isinstance(stmt, (ast.Expr, ast.Return)) else None
+            if isinstance(stmt, ast.Pass) or (isinstance(stmt, ast.Expr) and isinstance(value, ast.Constant)):
+                continue
+            if isinstance(stmt, ast.Return) and (value is None or (isinstance(value, ast.Constant) and value.value is None)):
+                continue
+            if isinstance(value, ast.Name) and value.id == "NotImplemented":
+                kind = "NotImplemented"
+                continue
+            exc = stmt.exc if isinstance(stmt, ast.Raise) else None
+            if isinstance(exc, ast.Call):
+                exc = exc.func
+            if isinstance(exc, ast.Name) and exc.id == "NotImplementedError":
+                kind = "NotImplementedError"
+                continue
+            if (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "__init__"
+                    and node.name == "__init__"):
+                continue
+            return None
+        return kind
+
+    def notebook_call(method):
+        """The notebook's first call of `<something>.<method>(...)`, as written, and its positional arguments."""
+        history = ns.get("In", [])
+        for source in history if isinstance(history, list) else []:
+            if not isinstance(source, str) or f".{method}(" not in source:
+                continue
+            try:
+                tree = ast.parse(ip.transform_cell(source))
+            except Exception:
+                continue
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == method
+                        and not any(isinstance(a, ast.Starred) for a in node.args)):
+                    return ast.unparse(node)[:200], len(node.args)
+        return "", None
+
+    def template_facts(cls, instance):
+        """Which of the stub's methods `cls` defines with a body that does nothing, how many positional
+        parameters each takes, and whether a new instance ran nn.Module.__init__."""
+        facts = {"stubs": {}, "params": {}, "init_calls_super": None}
+        for name in STUB_METHODS:
+            member = vars(cls).get(name)
+            if not callable(member):
+                continue
+            function = inspect.unwrap(member)
+            try:
+                params = list(inspect.signature(function).parameters.values())[1:]
+                facts["params"][name] = (-1 if any(p.kind == p.VAR_POSITIONAL for p in params) else
+                                         sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params))
+            except (TypeError, ValueError):
+                pass
+            node = function_node(function)
+            if node is not None and (kind := stub_kind(node)):
+                facts["stubs"][name] = kind
+            if node is not None and name == "__init__":
+                facts["init_calls_super"] = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                                                 and n.func.attr == "__init__" for n in ast.walk(node))
+        if instance is not None:   # what ran, where there is an instance to ask
+            facts["init_calls_super"] = "_modules" in vars(instance)
+        facts["optimize_call"], facts["optimize_call_args"] = notebook_call("optimize")
+        return facts
 
     # ---- everything, per network ----------------------------------------------------------------
     # Accuracies first: the probe's own calls of `optimize` and `test` may append to the students' lists.
@@ -602,9 +727,13 @@ def __grader_probe():
         tested = instance if instance is not None else model
         if tested is not None and hasattr(tested, "test"):
             what = label if instance is not None else f"a new {class_name}()"
-            ok, info = guarded(f"{key}: {what}.test", test_mode, tested)
+            called = "test(test_loader)" if takes_loader(tested.test) else "test()"
+            ok, info = guarded(f"{key}: {what}.{called}", test_mode, tested)
             net["test_mode"] = info if ok else None
             net["test_on"] = "trained" if instance is not None else "fresh"
+        if net["class_found"]:
+            ok, facts = guarded(f"{key}: what of {class_name} is still the template's", template_facts, cls, model)
+            net["template"] = facts if ok else None
     # Training last: a student's optimize, stopped early, cannot change what the observations see.
     for key, class_name, instance_name in specs:
         net = out["networks"][key]
