@@ -6,6 +6,7 @@ silently ignored.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -299,7 +300,8 @@ def load_config(path: Path | str | None = None) -> Config:
     if path is None:
         candidate = Path("grading.toml")
         if not candidate.exists():
-            return Config(base_dir=Path.cwd(), fingerprint=hashlib.sha256(b"defaults").hexdigest())
+            config = Config(base_dir=Path.cwd())
+            return config.model_copy(update={"fingerprint": grading_fingerprint(config)})
         path = candidate
     path = Path(path)
     try:
@@ -310,7 +312,7 @@ def load_config(path: Path | str | None = None) -> Config:
         raw = tomllib.loads(raw_bytes.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return config_from_dict(raw, source=str(path), base_dir=path.resolve().parent, raw_bytes=raw_bytes)
+    return config_from_dict(raw, source=str(path), base_dir=path.resolve().parent)
 
 
 # Keys whose value belongs to a machine, not to the grading: the tutors' file names where their copy
@@ -347,8 +349,7 @@ def differences_from_defaults(config: Config) -> list[str]:
     return problems
 
 
-def config_from_dict(raw: dict, *, source: str = "<config>", base_dir: Path | None = None,
-                     raw_bytes: bytes | None = None) -> Config:
+def config_from_dict(raw: dict, *, source: str = "<config>", base_dir: Path | None = None) -> Config:
     try:
         config = Config.model_validate(raw, context={"base_dir": base_dir})
     except ValidationError as exc:
@@ -364,5 +365,17 @@ def config_from_dict(raw: dict, *, source: str = "<config>", base_dir: Path | No
                 shown = "" if isinstance(value, dict) else f" (got {value!r})"
                 problems.append(f"'{key}': {err['msg']}{shown}")
         raise ConfigError(f"{source}: " + "; ".join(problems)) from exc
-    digest = hashlib.sha256(raw_bytes if raw_bytes is not None else repr(sorted(raw.items())).encode()).hexdigest()
-    return config.model_copy(update={"base_dir": base_dir or Path.cwd(), "fingerprint": digest})
+    return config.model_copy(update={"base_dir": base_dir or Path.cwd(), "fingerprint": grading_fingerprint(config)})
+
+
+# What changes no verdict and no automatic point: the CSV format, the course's list of students and
+# the import settings (applied when the outputs are written, on every run), and how many workers run.
+# A tutor who sets them in week three must not regrade the course.
+NOT_GRADING = {"cms": True, "run": {"workers"}}
+
+
+def grading_fingerprint(config: Config) -> str:
+    """A hash of the settings that decide a report: the validated values (not the file's bytes, so a
+    comment or the order of keys changes nothing), without NOT_GRADING."""
+    values = config.model_dump(mode="json", by_alias=True, exclude=NOT_GRADING)
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode("utf-8")).hexdigest()

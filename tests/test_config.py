@@ -94,3 +94,17 @@ def test_a_difference_from_the_defaults_is_named(tmp_path):
         "accuracy_margin = 0.15", "accuracy_margin = 0.2"), encoding="utf-8")
     assert differences_from_defaults(load_config(path)) == [
         "tolerance.accuracy_margin: the file says 0.2, the code's default is 0.15"]
+
+
+def test_settings_that_decide_no_verdict_do_not_regrade(tmp_path):
+    """A tutor who adds the roster, changes the CSV format or the workers, or writes a comment, in
+    week three: the reports stay current (same fingerprint). A grading setting still regrades."""
+    base = tmp_path / "grading.toml"
+    base.write_text("[limits]\nmemory_mb = 4000\n")
+    later = tmp_path / "later.toml"
+    later.write_text("# week 3: the course's list of students\n[run]\nworkers = 3\n[limits]\nmemory_mb = 4000\n"
+                     "[cms]\nroster = 'students.csv'\ndelimiter = ';'\ndecimal = ','\nimport_pending = true\n")
+    assert load_config(later).fingerprint == load_config(base).fingerprint
+    graded_otherwise = tmp_path / "other.toml"
+    graded_otherwise.write_text("[limits]\nmemory_mb = 4000\n[run]\nsandbox = 'none'\n")
+    assert load_config(graded_otherwise).fingerprint != load_config(base).fingerprint
