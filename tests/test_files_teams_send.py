@@ -1,6 +1,7 @@
 """Files as teams send them, through the commands people run: a zip whose entries have absolute
 paths (a Windows tool's `C:\\Users\\…`), graded by `grader check` and read by the import pre-flight
-the same way."""
+the same way; a notebook of 480,000 tiny cells, refused by every reader of notebooks before it costs
+memory, and graded by `grader grade` within the memory `grader prepare` asks Slurm for."""
 from __future__ import annotations
 
 import json
@@ -14,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, needs_torch
-from grader.config import load_config
+from grader.config import config_from_dict, load_config
 from grader.intake import identify
+from grader.notebook_file import (MAX_CELLS, MAX_NOTEBOOK_BYTES, NotebookTooLarge, configure, json_values,
+                                  parse_notebook_json)
 from grader.preflight import preflight
 
 CORRECT = "Erika_Mustermann_7012345_Jürgen_Müller_7054321.zip"
@@ -64,3 +67,188 @@ def test_a_complete_solution_zipped_with_absolute_paths_gets_every_point_in_the_
     assert report["execution"]["status"] == "ok"
     assert {c["status"] for c in report["checks"]} == {"pass"}
     assert [m["student_id"] for m in report["submission"]["team"]] == ["7012345", "7054321"]
+
+
+# ----------------------------------------------------------------------------- what a notebook holds
+# A notebook is bounded by what it holds, not only by its size: 45 MB of 480,000 tiny cells (under
+# the 50 MB cap) took the worker 2.5 GB and 398 s, and its executed copy was 71.6 MB.
+
+TINY_CELL = b'{"cell_type": "code", "execution_count": null, "metadata": {}, "outputs": [], "source": "x = %d"}'
+
+
+def tiny_cells(n: int, cell: bytes = TINY_CELL, metadata: bytes = b"{}") -> bytes:
+    """A notebook of `n` tiny code cells `x = <number>`, made as bytes (the test stays cheap; the
+    numbers keep a zip of it from looking like a bomb)."""
+    return (b'{"cells": [' + b", ".join(cell % i for i in range(n)) + b'], "metadata": ' + metadata
+            + b', "nbformat": 4, "nbformat_minor": 5}')
+
+
+@pytest.fixture(scope="module")
+def tiny_cells_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny") / "Exercise_6_6.ipynb"
+    path.write_bytes(tiny_cells(480_000))
+    assert 40 << 20 < path.stat().st_size < MAX_NOTEBOOK_BYTES     # under the size cap
+    return path
+
+
+def _growth_mb(path: Path, read: str) -> tuple[str, float]:
+    """What `read(path)` ends with (its result's type, or the exception's text), and how much the
+    peak memory (RSS) of a fresh Python grew while it ran, in MB: measured in a process of its own."""
+    code = f"""
+import resource, sys
+from pathlib import Path
+from grader.notebook_file import parse_notebook_json
+from grader.intake.identity import notebook_text
+from grader.intake.content import notebook_merit
+path = Path(sys.argv[1])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    outcome = type({read}(path)).__name__
+except Exception as exc:
+    outcome = f"{{type(exc).__name__}}: {{exc}}"
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+print(outcome)
+"""
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    growth, outcome = done.stdout.strip().split("\n", 1)
+    return outcome, float(growth)
+
+
+def test_480000_tiny_cells_are_refused_before_they_are_parsed(tiny_cells_file):
+    size_mb = tiny_cells_file.stat().st_size / 2**20
+    outcome, growth = _growth_mb(tiny_cells_file, "parse_notebook_json")
+    assert outcome == ("NotebookTooLarge: it has 480,000 cells, more than the 2,000 cells a notebook may have "
+                       "([limits] notebook_cells; a course notebook has tens)"), outcome
+    # Parsed, they took 400 MB here and 1 GB in read_notebook; counted in the bytes, about two copies.
+    assert growth < 2.5 * size_mb, f"{growth:.0f} MB more for a {size_mb:.0f} MB file"
+
+
+def test_every_reader_of_the_notebook_refuses_it_in_bounded_memory(tiny_cells_file, tmp_path):
+    """The identity check, the choice among notebooks and the import pre-flight read the same file."""
+    size_mb = tiny_cells_file.stat().st_size / 2**20
+    for read in ("notebook_text", "notebook_merit"):
+        outcome, growth = _growth_mb(tiny_cells_file, read)
+        assert growth < 2.5 * size_mb, (read, growth)
+        assert outcome.startswith("NotebookTooLarge: it has 480,000 cells") or read == "notebook_merit", outcome
+    zipped = tmp_path / "Anna Schmidt_7000001_Bernd Weber_7000002.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(tiny_cells_file, "Exercise_6_6.ipynb")
+    config = load_config(None)
+    found = preflight([identify(zipped, tmp_path, config.naming)], config, tmp_path)
+    [(stem, why)] = found.unreadable
+    assert "480,000 cells" in why, why
+
+
+def test_the_cells_are_counted_however_the_keys_are_written(tmp_path):
+    """A key written with an escape (`\\u0063ell_type`) is a cell all the same: counted after parsing."""
+    path = tmp_path / "escaped.ipynb"
+    path.write_bytes(tiny_cells(2_001, TINY_CELL.replace(b'"cell_type"', b'"\\u0063ell_type"')))
+    with pytest.raises(NotebookTooLarge, match="it has 2,001 cells"):
+        parse_notebook_json(path)
+    path.write_bytes(tiny_cells(2_000, TINY_CELL.replace(b'"cell_type"', b'"\\u0063ell_type"')))
+    assert len(parse_notebook_json(path)["cells"]) == 2_000          # at the cap: read
+
+
+def test_the_cells_cap_is_the_configured_one(tmp_path):
+    config = config_from_dict({"limits": {"notebook_cells": 10}})
+    assert config.limits.notebook_cells == 10 and load_config(None).limits.notebook_cells == 2_000
+    path = tmp_path / "eleven.ipynb"
+    path.write_bytes(tiny_cells(11))
+    configure(cells=config.limits.notebook_cells)
+    try:
+        with pytest.raises(NotebookTooLarge, match="it has 11 cells, more than the 10 cells"):
+            parse_notebook_json(path)
+    finally:
+        configure(cells=MAX_CELLS)
+    assert len(parse_notebook_json(path)["cells"]) == 11
+
+
+def test_a_notebook_of_half_a_million_empty_lists_is_refused_before_it_is_parsed(tmp_path):
+    """Few cells, but metadata that would take 50 bytes of memory for each 3 of the file."""
+    path = tmp_path / "lists.ipynb"
+    path.write_bytes(tiny_cells(3, metadata=b'{"x": [' + b",".join([b"[]"] * 2_000_000) + b"]}"))
+    outcome, growth = _growth_mb(path, "parse_notebook_json")
+    assert outcome.startswith("NotebookTooLarge: it holds 4,000,0") and "Clear all outputs" in outcome, outcome
+    assert growth < 3 * path.stat().st_size / 2**20 + 5, growth     # parsed: 100 MB
+
+
+def test_what_real_notebooks_hold_is_read(tmp_path):
+    """Text full of commas and brackets, and a 30 MB image, are one value each: read as before."""
+    text = json.dumps("a, b, [c], {d}, \\\", \"" * 400_000).encode()
+    image = json.dumps("iVBORw0KGgo" * 3_000_000).encode()
+    cell = (b'{"cell_type": "code", "execution_count": 1, "metadata": {}, "source": "plot()", "outputs": ['
+            b'{"output_type": "display_data", "metadata": {}, "data": {"image/png": ' + image + b'}}]}')
+    markdown = b'{"cell_type": "markdown", "metadata": {}, "source": ' + text + b"}"
+    path = tmp_path / "real.ipynb"
+    path.write_bytes(b'{"cells": [' + markdown + b", " + cell + b'], "metadata": {}, "nbformat": 4, '
+                     b'"nbformat_minor": 5}')
+    assert json_values(path.read_bytes()) < 100
+    data = parse_notebook_json(path)
+    assert [c["cell_type"] for c in data["cells"]] == ["markdown", "code"]
+    assert data["cells"][0]["source"] == json.loads(text)
+
+
+
+def _tree_memory_mib(process) -> tuple[float, float]:
+    """(sum of PSS, sum of RSS) over a process and all its descendants, in MiB."""
+    import psutil
+
+    pss = rss = 0
+    for proc in [process, *process.children(recursive=True)]:
+        try:
+            info = proc.memory_full_info()
+        except (psutil.Error, OSError):
+            continue
+        pss, rss = pss + info.pss, rss + info.rss
+    return pss / 2**20, rss / 2**20
+
+
+@pytest.mark.kernel
+@needs_torch
+def test_a_batch_with_480000_tiny_cells_stays_within_the_memory_prepare_asks_for(tiny_cells_file, tmp_path):
+    """The issue's case in a batch beside a correct submission, one worker: before, the worker took
+    2.5 GB and 398 s, the grader 1.1 GB (the process tree 3.1 GiB, PSS) and the executed copy was
+    71.6 MB. Now the notebook is refused before it is parsed (content.notebook_too_large; a tutor
+    decides, no points taken), and the tree stays within `grader prepare`'s --mem for one worker."""
+    import time
+
+    import psutil
+
+    from grader.prepare import shard_resources
+    from grader.models import TimeLimits
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    shutil.copy(ROOT / "submissions" / CORRECT, subs / CORRECT)
+    big = "Anna Schmidt_7000001_Bernd Weber_7000002"
+    with zipfile.ZipFile(subs / f"{big}.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(tiny_cells_file, "Exercise_6_6.ipynb")
+        with zipfile.ZipFile(ROOT / "submissions" / CORRECT) as example:
+            zf.writestr("Sheet6.pdf", example.read("Sheet6.pdf"))
+    calibration = tmp_path / "calibration.json"
+    shutil.copy(ROOT / "reference" / "calibration.json", calibration)
+    env = {**os.environ, "GRADER_CACHE": str(tmp_path / "cache"), "GRADER_CALIBRATION": str(calibration)}
+    out = tmp_path / "out"
+    grade = subprocess.Popen([sys.executable, "-m", "grader", "grade", str(subs), "--out", str(out), "--workers", "1"],
+                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak_pss = peak_rss = 0.0
+    process = psutil.Process(grade.pid)
+    while grade.poll() is None:
+        pss, rss = _tree_memory_mib(process)
+        peak_pss, peak_rss = max(peak_pss, pss), max(peak_rss, rss)
+        time.sleep(0.2)
+    output = grade.stdout.read()
+    assert grade.returncode == 0, output[-3000:]
+    report = json.loads((out / f"{big}.json").read_text(encoding="utf-8"))
+    [violation] = [v for v in report["violations"] if v["code"] == "content.notebook_too_large"]
+    assert "it has 480,000 cells, more than the 2,000 cells" in violation["message"]
+    assert violation["severity"] == "error" and report["execution"]["status"] == "not_run"
+    assert {c["status"] for c in report["checks"]} == {"needs_review"}      # no points taken for the grader's limit
+    assert not (out / "executed" / f"{big}.ipynb").exists()
+    allowed = shard_resources(workers=1, largest_shard=2, solution_seconds=None,
+                              limits=TimeLimits(cell_timeout_s=60, notebook_timeout_s=120, source="test")).memory_mb
+    print(f"peak of the process tree: {peak_pss:.0f} MiB PSS, {peak_rss:.0f} MiB RSS; prepare asks for {allowed} MiB")
+    assert peak_pss < allowed, (peak_pss, peak_rss, allowed)
+    correct = json.loads((out / f"{Path(CORRECT).stem}.json").read_text(encoding="utf-8"))
+    assert correct["execution"]["cells_run"] == correct["execution"]["cells_total"] > 0    # the batch went on

@@ -153,6 +153,12 @@ def review_after_time_limit(checks: list[CheckResult], execution) -> list[CheckR
     return _to_review(checks, f"the grader's time limit stopped the notebook ({why})", ("pass", "needs_review"))
 
 
+def review_over_limits(checks: list[CheckResult], why: str) -> list[CheckResult]:
+    """Every check becomes needs_review (no points) when the notebook was not run for a limit of the
+    grader's on what a notebook may hold (`why`): a tutor decides, the grader takes no points for it."""
+    return _to_review(checks, f"the notebook was not run: {why}", ("pass", "needs_review"))
+
+
 def outside_course_violations(notebook: nbformat.NotebookNode | None, modules: frozenset[str],
                               faults: list[EnvironmentFault], imports: NotebookImports | None = None) -> list[Violation]:
     """Imports of modules the kernel has but the course's pinned environment lacks (`modules`, from the
