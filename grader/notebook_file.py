@@ -21,8 +21,9 @@ MAX_DEPTH = 100        # real notebooks nest a dozen levels (widget state, metad
 # JSON values (objects, lists, strings, numbers) a notebook may hold: a course notebook holds a few
 # hundred, one saved with its outputs a few thousand. Half a million parse into about 50 MB.
 MAX_JSON_VALUES = 500_000
-# The default of [limits] notebook_cells (grading.toml says the same).
+# The defaults of [limits] notebook_cells and notebook_outputs (grading.toml says the same).
 MAX_CELLS = 2_000
+MAX_OUTPUTS = 5_000
 CELL_TYPES = ("code", "markdown", "raw")
 
 _cells_cap = MAX_CELLS
@@ -224,3 +225,41 @@ def parse_notebook_json(path: os.PathLike | str) -> dict:
             _REFUSED.pop(next(iter(_REFUSED)))
         raise
 
+
+def _written_size(nb) -> int:
+    """Bytes of the notebook as nbformat writes it (indented, multi-line text split into lines)."""
+    import nbformat
+
+    return len(nbformat.v4.writes(nb).encode("utf-8", "surrogatepass"))
+
+
+def fit_outputs(nb, limit: int = MAX_NOTEBOOK_BYTES) -> list[int]:
+    """Leave outputs out of the executed notebook `nb`, from its last cell back, until it is written
+    in no more than `limit` bytes (the size the grader accepts as a notebook: its executed copy must
+    be one the grader can read again). Errors stay (they are what the verdict and tutors read); each
+    cell that loses outputs says so in their place. Returns the indices of those cells."""
+    import nbformat
+
+    rough = sum(len(cell.get("source", "")) + len(json.dumps(cell.get("outputs", []), default=str))
+                for cell in nb.cells)
+    if 3 * rough < limit:          # nbformat's layout at most doubles a text: nothing to measure
+        return []
+    size = _written_size(nb)
+    left_out: list[int] = []
+    note = nbformat.v4.new_output("stream", name="stderr", text=(
+        f"[grader: outputs of this cell left out: the executed notebook must stay within "
+        f"{limit // 1024 // 1024} MB, the size the grader accepts as a notebook]\n"))
+    for index in reversed(range(len(nb.cells))):
+        if size <= limit:
+            break
+        cell = nb.cells[index]
+        kept = [out for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+        if cell.get("cell_type") != "code" or len(kept) == len(cell.get("outputs", [])):
+            continue
+        before = len(json.dumps(cell.outputs, indent=1, default=str))
+        cell.outputs = [nbformat.from_dict(dict(note))] + kept
+        left_out.append(index)
+        size -= before - len(json.dumps(cell.outputs, indent=1, default=str))
+        if size <= limit:
+            size = _written_size(nb)      # the estimate says it fits: make sure
+    return sorted(left_out)

@@ -29,7 +29,7 @@ from grader.intake.identity import pdf_text as read_pdf_text
 from grader.intake.naming import complete_from_files
 from grader.fsclean import remove_tree
 from grader.intake.types import Submission, Workspace
-from grader.notebook_file import NotebookInvalid, NotebookTooLarge
+from grader.notebook_file import MAX_NOTEBOOK_BYTES, NotebookInvalid, NotebookTooLarge, fit_outputs
 from grader.notebook_file import configure as configure_notebooks
 from grader.parser_child import ParseLimits
 from grader.parser_child import configure as configure_parsing
@@ -272,6 +272,8 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
             info = info.model_copy(update={"notebook": workspace.notebook.relative_to(workspace.dir).as_posix()})
         if workspace.pdf is not None:
             info = info.model_copy(update={"pdf": workspace.pdf.relative_to(workspace.dir).as_posix()})
+        if executed is not None and (left_out := fit_outputs(executed)):
+            execution = execution.model_copy(update={"notes": [*execution.notes, _left_out_note(executed, left_out)]})
         phases.lap("checks")
         execution = execution.model_copy(update={"timings": phases.seconds})
         report = build_report(submission=info, violations=violations, execution=execution, checks=checks,
@@ -279,6 +281,18 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
         return Graded(report=report, executed=executed)
     finally:
         remove_tree(unpack_dir)
+
+
+def _left_out_note(nb: nbformat.NotebookNode, cells: list[int]) -> str:
+    numbers, number = {}, 0
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and cell.source.strip():
+            number += 1
+            numbers[index] = number
+    shown = ", ".join(f"In [{numbers[i]}]" if i in numbers else f"cell {i + 1}" for i in cells[:10])
+    more = f" and {len(cells) - 10} more" if len(cells) > 10 else ""
+    return (f"outputs of {len(cells)} cell(s) ({shown}{more}) were left out of the executed notebook, to keep it "
+            f"within the {MAX_NOTEBOOK_BYTES // 1024 // 1024} MB the grader accepts as a notebook (errors kept)")
 
 
 def _safe(text: str) -> str:

@@ -1,7 +1,8 @@
 """Files as teams send them, through the commands people run: a zip whose entries have absolute
 paths (a Windows tool's `C:\\Users\\…`), graded by `grader check` and read by the import pre-flight
 the same way; a notebook of 480,000 tiny cells, refused by every reader of notebooks before it costs
-memory, and graded by `grader grade` within the memory `grader prepare` asks Slurm for."""
+memory, and graded by `grader grade` within the memory `grader prepare` asks Slurm for; the executed
+notebook kept under the size the grader accepts."""
 from __future__ import annotations
 
 import json
@@ -12,13 +13,14 @@ import sys
 import zipfile
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from conftest import ROOT, needs_torch
 from grader.config import config_from_dict, load_config
 from grader.intake import identify
-from grader.notebook_file import (MAX_CELLS, MAX_NOTEBOOK_BYTES, NotebookTooLarge, configure, json_values,
-                                  parse_notebook_json)
+from grader.notebook_file import (MAX_CELLS, MAX_NOTEBOOK_BYTES, NotebookTooLarge, configure, fit_outputs,
+                                  json_values, parse_notebook_json)
 from grader.preflight import preflight
 
 CORRECT = "Erika_Mustermann_7012345_Jürgen_Müller_7054321.zip"
@@ -188,6 +190,134 @@ def test_what_real_notebooks_hold_is_read(tmp_path):
     assert [c["cell_type"] for c in data["cells"]] == ["markdown", "code"]
     assert data["cells"][0]["source"] == json.loads(text)
 
+
+
+# ----------------------------------------------------------------------------- what a run writes back
+
+def _executed(sizes: list[int], source: str = "print(1)") -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    for i, size in enumerate(sizes):
+        cell = nbformat.v4.new_code_cell(source)
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="x" * size),
+                        nbformat.v4.new_output("display_data", data={"image/png": "iVBOR" * (size // 5)})]
+        nb.cells.append(cell)
+    nb.cells[1].outputs.append(nbformat.v4.new_output("error", ename="ValueError", evalue="v", traceback=["tb"]))
+    return nb
+
+
+def test_outputs_are_left_out_from_the_last_cell_back_until_the_notebook_fits():
+    nb = _executed([100_000] * 10)
+    assert len(nbformat.writes(nb).encode()) > 1_000_000
+    left_out = fit_outputs(nb, limit=1_000_000)
+    assert len(nbformat.writes(nb).encode()) <= 1_000_000
+    assert left_out == list(range(10 - len(left_out), 10)) and 1 <= len(left_out) < 10
+    for index in left_out:
+        assert nb.cells[index].outputs[0].text.startswith("[grader: outputs of this cell left out")
+    assert [o.output_type for o in nb.cells[0].outputs] == ["stream", "display_data"]   # kept whole
+
+
+def test_errors_stay_when_outputs_are_left_out():
+    nb = _executed([300_000] * 2)
+    assert fit_outputs(nb, limit=100_000) == [0, 1]
+    assert [o.output_type for o in nb.cells[1].outputs] == ["stream", "error"]
+    assert nb.cells[1].outputs[1].evalue == "v"
+
+
+def test_a_notebook_under_the_size_is_left_as_it_ran():
+    nb = _executed([1000] * 5)
+    before = nbformat.writes(nb)
+    assert fit_outputs(nb) == [] and nbformat.writes(nb) == before
+
+
+def test_an_executed_notebook_is_never_written_larger_than_the_grader_reads(tmp_path):
+    """Sources alone over the size (cells that made the notebook larger than it was handed in): not
+    written, with a reason the batch puts into the report."""
+    from grader.report.store import write_executed
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("b" * (MAX_NOTEBOOK_BYTES // 2 + 1000)) for _ in range(2)]
+    with pytest.raises(NotebookTooLarge, match="more than the 50 MB the grader accepts as a notebook"):
+        write_executed(nb, tmp_path, "over")
+    assert not (tmp_path / "executed" / "over.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_an_executed_notebook_of_many_short_lines_is_written_compact(tmp_path):
+    """nbformat writes every line of a text on a line of its own, indented: 7 million short lines
+    (21 MB as handed in) would be 70 MB. Written compact instead, and read back the same."""
+    from grader.report.store import write_executed
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("a\n" * 7_000_000)]
+    path = write_executed(nb, tmp_path, "compact")
+    assert 10 << 20 < path.stat().st_size <= MAX_NOTEBOOK_BYTES
+    assert parse_notebook_json(path)["cells"][0]["source"] == nb.cells[0].source
+
+
+@pytest.mark.kernel
+def test_a_runs_outputs_are_capped_across_the_notebook_and_its_text_is_one_output(tmp_path):
+    """Consecutive text on a stream is one output (as Jupyter keeps it); past [limits]
+    notebook_outputs nothing more is kept but errors, and the notebook and the report say so."""
+    import asyncio
+
+    from grader.run.execute import KernelSession
+    from grader.run.sandbox import kernel_command
+
+    config = config_from_dict({"limits": {"notebook_outputs": 40, "cell_timeout_s": 60, "notebook_timeout_s": 300}})
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in (
+        "for i in range(300):\n    print(i, flush=True)",
+        "from IPython.display import display\nfor i in range(30):\n    display(i)",
+        "for i in range(30):\n    display(i)",
+        "print('after')",
+        "1 / 0")]
+
+    async def run():
+        async with KernelSession(kernel_command(config, tmp_path), tmp_path, config.limits) as session:
+            return await session.run_notebook(nb)
+    execution = asyncio.run(run())
+    cells = execution.notebook.cells
+    [printed] = cells[0].outputs                                   # 300 messages, one output
+    assert printed.text.split() == [str(i) for i in range(300)]
+    assert len(cells[1].outputs) == 30
+    kept = [o for o in cells[2].outputs if o.output_type == "display_data"]
+    assert len(kept) == 9 and "output from here on is not kept" in cells[2].outputs[-1].text   # 1 + 30 + 9 = 40
+    assert cells[3].outputs == []
+    assert [o.output_type for o in cells[4].outputs] == ["error"]   # errors are always kept
+    assert execution.info.status == "errors"
+    assert any(n.startswith("output from cell In [3] on was not kept: the notebook's output reached the grader's "
+                            "limit of 40 outputs") for n in execution.info.notes), execution.info.notes
+
+
+@pytest.mark.kernel
+@needs_torch
+def test_the_executed_notebook_is_written_within_the_size_the_grader_accepts(grading_context, tmp_path):
+    """A 10 MB notebook whose cells print 7 MB each (a course that allows 8 MB per cell): the run keeps
+    50 MB of output in all, and the executed copy leaves the last cells' outputs out to stay within
+    the 50 MB the grader reads; both are said in the notebook and the report. Before: 71.6 MB."""
+    import dataclasses
+
+    from grader.pipeline import grade_submission
+    from grader.report.store import write_executed
+
+    limits = grading_context.config.limits.model_copy(update={"output_kb": 8192})
+    ctx = dataclasses.replace(grading_context, config=grading_context.config.model_copy(update={"limits": limits}))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = ([nbformat.v4.new_markdown_cell("Erika Mustermann 7012345, Jürgen Müller 7054321\n\n" + "notes " * 1_700_000)]
+                + [nbformat.v4.new_code_cell(f"print('{i}' * 7_000_000)") for i in range(9)])
+    target = tmp_path / "Erika Mustermann_7012345_Jürgen Müller_7054321.ipynb"
+    nbformat.write(nb, str(target))
+    assert target.stat().st_size > 10_000_000
+    graded = grade_submission(target, tmp_path, ctx)
+    written = write_executed(graded.executed, tmp_path / "out", "team")
+    assert written.stat().st_size <= MAX_NOTEBOOK_BYTES
+    again = parse_notebook_json(written)                      # a notebook the grader accepts as input
+    outputs = ["".join(o.get("text", "")) for c in again["cells"][1:] for o in c["outputs"]]
+    assert sum(len(text) for text in outputs) > 30_000_000    # most of the output is kept
+    notes = graded.report.execution.notes
+    assert any(n.startswith("output from cell In [8] on was not kept") for n in notes), notes
+    assert any(n.startswith("outputs of ") and "were left out of the executed notebook" in n for n in notes), notes
+    assert any("[grader: outputs of this cell left out" in text for text in outputs)
 
 
 def _tree_memory_mib(process) -> tuple[float, float]:
