@@ -192,6 +192,22 @@ def test_what_real_notebooks_hold_is_read(tmp_path):
 
 
 
+def test_the_imports_of_a_notebook_with_megabytes_of_code_are_read_line_by_line_after_the_first_two(tmp_path):
+    """The import pre-flight parsed every cell as Python: 90 s for a notebook at the cells cap with
+    46 MB of code. Past 2 MB it reads imports line by line, and finds them all the same."""
+    from grader.intake.imports import MAX_PARSED_CHARS, notebook_imports
+
+    filler = "w = torch.nn.Linear(784, 64)  # a line of code, as a long notebook has\n" * 300
+    cells = ["import numpy as np"] + [filler] * (MAX_PARSED_CHARS // len(filler) + 2) + [
+        "import wandb\ndef f():\n    from sklearn.metrics import f1_score\n%pip install torchinfo"]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    found = notebook_imports(nb)
+    assert {use.top for use in found.third_party()} == {"numpy", "wandb", "sklearn"}
+    assert [use.cell for use in found.imports if use.top == "wandb"] == [len(cells)]
+    assert [p.packages for p in found.pip] == [("torchinfo",)]
+
+
 # ----------------------------------------------------------------------------- what a run writes back
 
 def _executed(sizes: list[int], source: str = "print(1)") -> nbformat.NotebookNode:
