@@ -208,6 +208,36 @@ def test_the_imports_of_a_notebook_with_megabytes_of_code_are_read_line_by_line_
     assert [p.packages for p in found.pip] == [("torchinfo",)]
 
 
+@pytest.mark.slow
+def test_similarity_compares_the_first_megabyte_of_a_notebooks_code_and_holds_no_outputs():
+    """Fingerprinting 46 MB of code took the grader 95 s and 900 MB at the end of a batch; a course
+    notebook has 10-50 KB of code. And while a batch's notebooks are compared, their outputs (images
+    and all) are not held."""
+    import random
+
+    from grader.report.similarity import MAX_CODE_CHARS, code_only, fingerprint, similar_pairs
+
+    def cells(seed: int, size: int) -> list[str]:
+        rnd, out = random.Random(seed), []
+        while sum(map(len, out)) < size:
+            op, act, red = rnd.choice("+-*/"), rnd.choice(["relu", "tanh", "sigmoid"]), rnd.choice(["sum", "mean"])
+            out.append(f"def f(a, b):\n    c = a {op} b\n    for k in range({rnd.randrange(9)}):\n"
+                       f"        c = torch.{act}(c {op} k) {rnd.choice('+-*/')} a\n    return c.{red}()\n")
+        return out
+
+    same = cells(1, MAX_CODE_CHARS + 1000)
+    a, b = nbformat.v4.new_notebook(), nbformat.v4.new_notebook()
+    a.cells = [nbformat.v4.new_code_cell(c) for c in same + cells(2, 200_000)]
+    b.cells = [nbformat.v4.new_code_cell(c) for c in same + cells(3, 200_000)]
+    a.cells[0].outputs = [nbformat.v4.new_output("display_data", data={"image/png": "iVBOR" * 200_000})]
+    kept = code_only(a)
+    assert len(kept.cells) == len(a.cells) and all(not c.get("outputs") for c in kept.cells)
+    assert sum(len(c.source) for c in kept.cells) <= MAX_CODE_CHARS
+    assert fingerprint(kept).prints == fingerprint(a).prints
+    [pair] = similar_pairs({"a": kept, "b": code_only(b)})
+    assert pair.score == 1.0          # what differs lies past the first megabyte of code
+
+
 # ----------------------------------------------------------------------------- what a run writes back
 
 def _executed(sizes: list[int], source: str = "print(1)") -> nbformat.NotebookNode:
