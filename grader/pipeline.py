@@ -228,7 +228,7 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
         pdf_text = _pdf_text(workspace)
         team = list(team_with_emails(submission, workspace))   # read now: the workspace goes with its kernel
         phases.lap("intake")
-        executed, over_limits = None, None
+        executed, over_limits = None, False
         if workspace.notebook is None:
             execution = _not_run("no notebook to run", ctx)
             observations = not_run("no notebook was found, so the automatic checks were skipped")
@@ -245,7 +245,7 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
                 # One violation for one cause: this one replaces the identity check's warning.
                 violations = [v for v in violations if v.code != "content.notebook_unreadable"]
                 too_large = isinstance(exc, NotebookTooLarge)
-                over_limits = str(exc) if too_large else None
+                over_limits = too_large
                 why = "is over the grader's limits" if too_large else "cannot be read"
                 violations.append(Violation(
                     code="content.notebook_too_large" if too_large else "content.notebook_invalid", severity="error",
@@ -262,7 +262,7 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
                        + outside_course_violations(executed, ctx.outside_course, faults, imports))
         checks = review_after_time_limit(review_checks(checks, faults), execution)
         if over_limits:   # a limit of the grader's, however generous: a tutor decides
-            checks = review_over_limits(checks, over_limits)
+            checks = review_over_limits(checks, "content.notebook_too_large")
         if notes := fault_notes(faults) + pip_notes(executed, ctx.kernel, imports):
             execution = execution.model_copy(update={"notes": [*execution.notes, *notes]})
         evidence = sheet.evidence(pdf_text, executed)
