@@ -220,7 +220,7 @@ def parse_notebook_json(path: os.PathLike | str) -> dict:
     try:
         return decode_notebook(raw)
     except NotebookTooLarge as exc:
-        _REFUSED[key] = exc
+        _REFUSED[key] = NotebookTooLarge(str(exc))   # not its traceback: its frames hold the file's bytes
         while len(_REFUSED) > 4:
             _REFUSED.pop(next(iter(_REFUSED)))
         raise
