@@ -16,6 +16,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, PositiveFloa
                       ValidationInfo, WithJsonSchema, model_validator)
 
 from grader.errors import ConfigError
+from grader.notebook_file import MAX_CELLS, MAX_OUTPUTS
 from grader.sheet import DEFAULT_SHEET, Sheet, SheetError, load_sheet
 
 if sys.version_info >= (3, 11):
@@ -134,6 +135,10 @@ class Limits(_Section):
     file_size_mb: PositiveInt = 256
     open_files: PositiveInt = 1024
     output_kb: PositiveInt = 64
+    # What a notebook may hold: more cells is a content.notebook_too_large error (the notebook is not
+    # run); outputs of a run past notebook_outputs (or past the size the grader accepts) are not kept.
+    notebook_cells: PositiveInt = MAX_CELLS
+    notebook_outputs: PositiveInt = MAX_OUTPUTS
     # What a kernel may write in total (its workspace is a file system of this size, under bubblewrap).
     disk_mb: PositiveInt = 1024
     # Reading a student's PDF text in the grader (in a child process that is killed at the limit).

@@ -19,7 +19,7 @@ import numpy as np
 
 from grader import __version__
 from grader.checks.environment import (environment_faults, fault_notes, fault_violations, outside_course_violations,
-                                       pip_notes, review_after_time_limit, review_checks)
+                                       pip_notes, review_after_time_limit, review_checks, review_over_limits)
 from grader.checks.framework import AccuracyRange, run_checks
 from grader.config import Config
 from grader.intake.imports import notebook_imports
@@ -29,7 +29,8 @@ from grader.intake.identity import pdf_text as read_pdf_text
 from grader.intake.naming import complete_from_files
 from grader.fsclean import remove_tree
 from grader.intake.types import Submission, Workspace
-from grader.notebook_file import NotebookInvalid
+from grader.notebook_file import MAX_NOTEBOOK_BYTES, NotebookInvalid, NotebookTooLarge, fit_outputs
+from grader.notebook_file import configure as configure_notebooks
 from grader.parser_child import ParseLimits
 from grader.parser_child import configure as configure_parsing
 from grader.models import ExecutionInfo, GraderInfo, Report, TimeLimits, Violation
@@ -214,6 +215,7 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
     phases = Phases()
     limits = ctx.config.limits
     configure_parsing(ParseLimits(timeout_s=limits.parse_timeout_s, memory_mb=limits.parse_memory_mb))
+    configure_notebooks(cells=limits.notebook_cells)
     submission = submission or identify(path, root, ctx.config.naming)
     unpack_dir = Path(tempfile.mkdtemp(prefix=_safe(submission.stem)[:40] + "-", dir=ctx.work_dir))
     try:
@@ -226,7 +228,7 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
         pdf_text = _pdf_text(workspace)
         team = list(team_with_emails(submission, workspace))   # read now: the workspace goes with its kernel
         phases.lap("intake")
-        executed = None
+        executed, over_limits = None, False
         if workspace.notebook is None:
             execution = _not_run("no notebook to run", ctx)
             observations = not_run("no notebook was found, so the automatic checks were skipped")
@@ -242,10 +244,15 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
                 where = workspace.notebook.relative_to(workspace.dir).as_posix()
                 # One violation for one cause: this one replaces the identity check's warning.
                 violations = [v for v in violations if v.code != "content.notebook_unreadable"]
-                violations.append(Violation(code="content.notebook_invalid", severity="error", message=(
-                    f"{submission.rel}: the notebook '{where}' cannot be read: {exc}")))
-                execution = _not_run(f"the notebook '{where}' is not a readable notebook: {exc}", ctx)
-                observations = not_run(f"the notebook could not be read ({exc}), so the automatic checks were skipped")
+                too_large = isinstance(exc, NotebookTooLarge)
+                over_limits = too_large
+                why = "is over the grader's limits" if too_large else "cannot be read"
+                violations.append(Violation(
+                    code="content.notebook_too_large" if too_large else "content.notebook_invalid", severity="error",
+                    message=f"{submission.rel}: the notebook '{where}' {why}: {exc}"))
+                execution = _not_run(f"the notebook '{where}' {why}: {exc}" if too_large else
+                                     f"the notebook '{where}' is not a readable notebook: {exc}", ctx)
+                observations = not_run(f"the notebook {why} ({exc}), so the automatic checks were skipped")
         sheet = ctx.config.sheet_def
         checks = run_checks(observations, ctx.config, ctx.accuracy_range)
         # A module the kernel lacks or data the grader cannot serve: the team is not marked down for it.
@@ -254,6 +261,8 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
         violations += (fault_violations(faults, sheet.dataset.served_hint)
                        + outside_course_violations(executed, ctx.outside_course, faults, imports))
         checks = review_after_time_limit(review_checks(checks, faults), execution)
+        if over_limits:   # a limit of the grader's, however generous: a tutor decides
+            checks = review_over_limits(checks, "content.notebook_too_large")
         if notes := fault_notes(faults) + pip_notes(executed, ctx.kernel, imports):
             execution = execution.model_copy(update={"notes": [*execution.notes, *notes]})
         evidence = sheet.evidence(pdf_text, executed)
@@ -263,6 +272,8 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
             info = info.model_copy(update={"notebook": workspace.notebook.relative_to(workspace.dir).as_posix()})
         if workspace.pdf is not None:
             info = info.model_copy(update={"pdf": workspace.pdf.relative_to(workspace.dir).as_posix()})
+        if executed is not None and (left_out := fit_outputs(executed)):
+            execution = execution.model_copy(update={"notes": [*execution.notes, _left_out_note(executed, left_out)]})
         phases.lap("checks")
         execution = execution.model_copy(update={"timings": phases.seconds})
         report = build_report(submission=info, violations=violations, execution=execution, checks=checks,
@@ -270,6 +281,18 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
         return Graded(report=report, executed=executed)
     finally:
         remove_tree(unpack_dir)
+
+
+def _left_out_note(nb: nbformat.NotebookNode, cells: list[int]) -> str:
+    numbers, number = {}, 0
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and cell.source.strip():
+            number += 1
+            numbers[index] = number
+    shown = ", ".join(f"In [{numbers[i]}]" if i in numbers else f"cell {i + 1}" for i in cells[:10])
+    more = f" and {len(cells) - 10} more" if len(cells) > 10 else ""
+    return (f"outputs of {len(cells)} cell(s) ({shown}{more}) were left out of the executed notebook, to keep it "
+            f"within the {MAX_NOTEBOOK_BYTES // 1024 // 1024} MB the grader accepts as a notebook (errors kept)")
 
 
 def _safe(text: str) -> str:

@@ -166,7 +166,10 @@ def verdict(report: Report, kind: str = "zip") -> str:
         return LOSES_POINTS
     if report.execution.status != "ok" and not _stopped_by_grader(report):
         return LOSES_POINTS
-    counted = [v for v in report.violations if kind == "zip" or not v.code.startswith("name.")]
+    from grader.intake.archive import NOTE_CODES
+
+    counted = [v for v in report.violations if (kind == "zip" or not v.code.startswith("name."))
+               and v.code not in NOTE_CODES]
     if counted or any(c.status == "needs_review" for c in report.checks):
         return TUTORS_MAY_DEDUCT
     return FINE

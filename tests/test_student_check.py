@@ -74,8 +74,9 @@ def _printed(report: Report, given: CheckInput | None = None) -> str:
      LOSES_POINTS),
     (_report(violations=[Violation(code="name.pattern", severity="warning", message="x")]), TUTORS_MAY_DEDUCT),
     (_report(violations=[Violation(code="content.no_pdf", severity="warning", message="x")]), TUTORS_MAY_DEDUCT),
+    (_report(violations=[Violation(code="archive.absolute_path", severity="warning", message="x")]), FINE),
 ], ids=["fine", "failed check", "cell error", "needs review", "module the course lacks", "grader's time limit",
-        "module the course lacks and a failed check", "name", "no pdf"])
+        "module the course lacks and a failed check", "name", "no pdf", "absolute paths taken off"])
 def test_the_verdict_separates_lost_points_from_what_tutors_may_deduct(report, level):
     assert verdict(report) == level
     text = _printed(report)

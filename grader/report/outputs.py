@@ -25,7 +25,7 @@ from grader.report.manual_sheet import SHEET_NAME, merge_sheets, read_manual_she
 from grader.models import Report
 from grader.report.overview import OVERVIEW_NAME, write_overview
 from grader.report.store import write_report
-from grader.report.similarity import SIMILARITY_THRESHOLD, similar_pairs
+from grader.report.similarity import SIMILARITY_THRESHOLD, code_only, similar_pairs
 
 __all__ = ["write_batch_outputs", "merge_outputs", "ManualPointsError", "CmsError"]
 
@@ -122,7 +122,7 @@ def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config
     for stem, _ in reports:
         path = out_dir / "executed" / f"{stem}.ipynb"
         if path.exists() and (nb := _read_notebook(path)) is not None:
-            notebooks[stem] = nb
+            notebooks[stem] = code_only(nb)   # not its outputs: every notebook of the batch is held
     template_nb = _read_notebook(template) if template is not None and Path(template).exists() else None
     # The reference solution is the course's code too (tutors' side only; students' packages lack it).
     solution_nb = _read_notebook(solution) if solution is not None and Path(solution).exists() else None

@@ -9,6 +9,7 @@ import nbformat
 
 from grader.atomic import write_atomic
 from grader.models import Report
+from grader.notebook_file import MAX_NOTEBOOK_BYTES, NotebookTooLarge
 from grader.textsafe import valid_json
 
 
@@ -35,14 +36,22 @@ def read_report(path: Path) -> Report | None:
 
 def write_executed(nb: nbformat.NotebookNode, out_dir: Path, stem: str) -> Path:
     """The notebook as it ran. Its outputs come from the kernel: text that is not valid UTF-8 is
-    replaced, and output nested too deep for nbformat's validation is written without it."""
+    replaced, and output nested too deep for nbformat's validation is written without it. It is
+    never larger than the grader accepts as a notebook (the pipeline leaves outputs out to fit,
+    `notebook_file.fit_outputs`): compact where nbformat's layout is too large, else not written."""
     nb = nbformat.from_dict(valid_json(nb))
     try:
         text = nbformat.writes(nb)
     except RecursionError:
         text = json.dumps(nb, ensure_ascii=False, indent=1, sort_keys=True)
+    data = text.encode("utf-8")
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        data = json.dumps(nb, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        raise NotebookTooLarge(f"it would be {len(data) / 1024 / 1024:.1f} MB, more than the "
+                               f"{MAX_NOTEBOOK_BYTES // 1024 // 1024} MB the grader accepts as a notebook")
     path = out_dir / "executed" / f"{stem}.ipynb"
-    write_atomic(path, text.encode("utf-8"))
+    write_atomic(path, data)
     return path
 
 
