@@ -68,7 +68,8 @@ class ClearingRefused(ManualPointsError):
         self.problems = problems
         listed = "\n".join(f"  - {p}" for p in problems)
         UserError.__init__(self, f"{path}: refused, it would take tutors' points out of the reports "
-                                 f"({len(problems)} team(s)); nothing was written:\n{listed}")
+                                 f"({len(problems)} team(s)); the sheet was not applied and no summary, CSV "
+                                 f"or page was written:\n{listed}")
 
 
 class CmsError(UserError, ValueError):
