@@ -153,7 +153,7 @@ def cmd_grade(args, console: Console) -> int:
     started = time.monotonic()
     try:
         result = run_batch(root, config, Path(args.out), workers=args.workers, shard=shard, force=args.force,
-                           reporter=reporter,
+                           reporter=reporter, allow_clearing=args.allow_clearing,
                            progress=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True),
                            show_preflight=lambda found: print_preflight(console, found))
     finally:
@@ -278,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only list the modules the notebooks import and whether the kernel has them")
     grade.add_argument("--roster", default=None, metavar="FILE",
                        help="the course's list of students (CSV export): overrides [cms] roster")
+    grade.add_argument("--allow-clearing", action="store_true",
+                       help="let the tutors' sheet take points out of reports (an emptied cell or row); refused otherwise")
     grade.set_defaults(func=cmd_grade)
 
     check = sub.add_parser("check", help="check one zip, notebook or folder before uploading it",
@@ -294,6 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--out", default="reports", help="output folder (default: reports/)")
     merge.add_argument("--roster", default=None, metavar="FILE",
                        help="the course's list of students (CSV export): overrides [cms] roster")
+    merge.add_argument("--allow-clearing", action="store_true",
+                       help="let the tutors' sheet take points out of reports (an emptied cell or row); refused otherwise")
+    merge.add_argument("--partial", action="store_true",
+                       help="merge the shards that are there even when some are missing or still grading; every "
+                            "output says so, and the course system's files are written as PARTIAL-*")
+    merge.add_argument("--restore", nargs="?", const="", default=None, metavar="VERSION",
+                       help="bring back an earlier version of manual_points.csv kept in OUT/manual/ (by its name "
+                            "or the start of it), then merge; without VERSION, list the versions")
     merge.set_defaults(func=cmd_merge)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a report")

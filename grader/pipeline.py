@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import os
 import shutil
+import stat
 import tempfile
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,7 +222,7 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
     submission = submission or identify(path, root, ctx.config.naming)
     unpack_dir = Path(tempfile.mkdtemp(prefix=_safe(submission.stem)[:40] + "-", dir=ctx.work_dir))
     try:
-        workspace = unpack(submission, unpack_dir, ctx.config.archive, SheetHints.of(ctx.config.sheet_def))
+        submission, workspace = _unpack_as_read(submission, unpack_dir, ctx)
         identity = check_identity(submission, workspace)   # the files against the file name's team
         # Where the file's name does not say (all of) who submitted it, the files do, and so can the
         # expected name (the naming messages then say that name).
@@ -293,6 +296,54 @@ def _left_out_note(nb: nbformat.NotebookNode, cells: list[int]) -> str:
     more = f" and {len(cells) - 10} more" if len(cells) > 10 else ""
     return (f"outputs of {len(cells)} cell(s) ({shown}{more}) were left out of the executed notebook, to keep it "
             f"within the {MAX_NOTEBOOK_BYTES // 1024 // 1024} MB the grader accepts as a notebook (errors kept)")
+
+
+def _unpack_as_read(submission: Submission, dest: Path, ctx: GradingContext) -> tuple[Submission, Workspace]:
+    """Unpack the submission, and make its `sha256` the hash of the bytes that were graded: a file
+    that changed after it was found (a zip copied over again while the batch runs) then does not
+    match its report, and the next run grades it again. A zip is read once into a private copy
+    (hashed while copied) and unpacked from there; a notebook or PDF is hashed as copied in."""
+    hints = SheetHints.of(ctx.config.sheet_def)
+    if submission.kind in ("ipynb", "py", "pdf") or not _regular_file(submission.path):
+        workspace = unpack(submission, dest, ctx.config.archive, hints)   # a folder, a pipe: unpack says what
+        copied = dest / unicodedata.normalize("NFC", submission.path.name)
+        return dataclasses.replace(submission, sha256=_sha256_of(copied, submission.sha256)), workspace
+    snapshot = dest.with_name(dest.name + ".read")
+    snapshot.mkdir()
+    try:
+        copy = snapshot / submission.path.name
+        digest = hashlib.sha256()
+        try:
+            with open(submission.path, "rb") as src, open(copy, "wb") as out:
+                while chunk := src.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except OSError:   # unpack says what is wrong with the file
+            workspace = unpack(submission, dest, ctx.config.archive, hints)
+            return submission, workspace
+        read = dataclasses.replace(submission, path=copy, sha256=digest.hexdigest())
+        workspace = unpack(read, dest, ctx.config.archive, hints)
+        return dataclasses.replace(read, path=submission.path), workspace
+    finally:
+        remove_tree(snapshot)
+
+
+def _regular_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _sha256_of(path: Path, otherwise: str) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:   # not copied in (over a limit): the hash taken when it was found
+        return otherwise
+    return digest.hexdigest()
 
 
 def _safe(text: str) -> str:

@@ -242,7 +242,11 @@ def test_round_trip_grade_fill_merge(tmp_path):
     write_batch_outputs(reports, tmp_path, CONFIG)
     entries = read_manual_sheet(sheet, reports, CONFIG)
     assert entries[ALICE[0]].points["6.1"] == 3.5 and entries[ALICE[0]].comment == "Gut gemacht <b>!</b>"
-    assert carl[0] in entries and (tmp_path / (SHEET_NAME + ".bak")).exists()
+    assert carl[0] in entries
+    # the sheet as the tutors filled it is kept, dated, before the grader wrote it again
+    kept = sorted((tmp_path / "manual").glob("*-manual_points.csv"))
+    assert any("3,5" in p.read_text(encoding="utf-8-sig") and ALICE[0] in p.read_text(encoding="utf-8-sig")
+               for p in kept), [p.name for p in kept]
 
 
 def test_german_cms_csv(tmp_path):

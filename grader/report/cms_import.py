@@ -167,11 +167,14 @@ class ImportResult:
 
 
 def write_import_files(reports: list[tuple[str, Report]], out_dir: Path, config: Config,
-                       roster: Roster | None) -> ImportResult:
+                       roster: Roster | None, *, whole_course: bool | None = None) -> ImportResult:
     """Write cms_import.csv (and, with a roster, missing.csv). Whatever goes wrong removes both
-    before the error goes on: no file may be left that describes other reports."""
+    before the error goes on: no file may be left that describes other reports. `whole_course`:
+    whether the reports are the whole course (missing students are listed only then; default: unless
+    out_dir is a shard's folder)."""
     out_dir = Path(out_dir)
-    whole_course = not (out_dir / _SHARD_MARKER).exists()
+    if whole_course is None:   # a shard sees part of the course
+        whole_course = not (out_dir / _SHARD_MARKER).exists()
     try:
         plan = plan_import(reports, config, roster, whole_course=whole_course)
         write_atomic(out_dir / IMPORT_NAME, render_import(plan.lines))
