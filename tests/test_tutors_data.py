@@ -319,3 +319,30 @@ def test_one_name_in_nfc_nfd_and_latin1_bytes_gets_three_stems_and_is_listed_as_
     # the same files give the same stems next time (reports are found again)
     again = plan(subs, CONFIG, tmp_path / "out", shard=None, force=False, grader_hash="g")
     assert [job.stem for job in again.jobs] == stems
+
+
+def test_a_partial_merge_lists_nobody_as_missing_and_its_import_file_says_partial(tmp_path):
+    """With a roster, a partial merge sees part of the course: the students of the shard still
+    grading are not 'missing', and its import file is PARTIAL-cms_import.csv (never the real name).
+    Once every shard is done, cms_import.csv and missing.csv describe the whole course."""
+    roster = tmp_path / "students.csv"
+    roster.write_text("mtknr;Vorname;Name\n7000001;Anna;Äpfel\n0700002;Bernd;Brot\n7000003;Carla;Chen\n"
+                      "7000004;Dieter;Dörr\n7000005;Eva;Ernst\n7999999;Nina;Niemand\n", encoding="utf-8")
+    one = shard(tmp_path / "shard-1", [ALICE], {"shard": "1/2", "state": "done", "stems": [ALICE[0]]})
+    two = shard(tmp_path / "shard-2", [], {"shard": "2/2", "state": "in progress", "command": "grader grade",
+                                           "pid": 4242, "host": "node7", "since": "2025-01-14 10:00:00"})
+    out = tmp_path / "merged"
+    args = ("merge", str(one), str(two), "--out", str(out), "--roster", str(roster))
+    code, output = grader(*args, "--partial", cwd=tmp_path)
+    assert code == 0, output
+    assert not (out / "cms_import.csv").exists() and (out / "PARTIAL-cms_import.csv").exists()
+    assert not (out / "missing.csv").exists()
+    assert not (out / "PARTIAL-missing.csv").exists() or "7000003" not in (out / "PARTIAL-missing.csv").read_text("utf-8-sig")
+
+    shard(two, [BOB], {"shard": "2/2", "state": "done", "stems": [BOB[0]]})
+    code, output = grader(*args, cwd=tmp_path)
+    assert code == 0, output
+    assert (out / "cms_import.csv").read_bytes().startswith(b"mtknr;points\r\n")
+    assert not (out / "PARTIAL-cms_import.csv").exists()
+    missing = (out / "missing.csv").read_text(encoding="utf-8-sig")
+    assert "7999999" in missing and "7000003" not in missing and "7000001" not in missing
