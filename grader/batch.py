@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import stat
 import sys
 import tempfile
@@ -41,10 +42,11 @@ from grader.merge import SHARD_FILE
 from grader.pipeline import Graded, GradingContext, grade_submission, grade_submission_async, make_grader_info
 from grader.preflight import Preflight, preflight
 from grader.report.outputs import write_batch_outputs
+from grader.report.cms_import import remove_import_files
 from grader.models import ExecutionInfo, Report, Violation
 from grader.atomic import write_atomic
-from grader.report.store import read_report, report_path, write_executed, write_report
-from grader.report.summary import write_summary
+from grader.report.manual_sheet import held_points
+from grader.report.store import bring_back, read_report, report_path, write_executed, write_report
 from grader.report.score import build_report
 from grader.run.dataset import StagedData, no_data, stage_dataset
 from grader.run.environment import KernelQueryError, kernel_environment
@@ -84,6 +86,8 @@ class Plan:
     submissions: list[Submission]              # everything found, whichever shard it belongs to
     jobs: list["Job"]                          # to grade now
     cached: list[tuple[str, Report]]           # earlier reports that still stand
+    held: dict[str, dict] = field(default_factory=dict)   # tutors' points the earlier reports hold, by stem
+    duplicates: list[str] = field(default_factory=list)   # one team submitted more than once, for the tutors
 
 
 @dataclass
@@ -211,42 +215,94 @@ def _file_name_safe(stem: str) -> str:
     return "_" + stem if stem.startswith("-") else stem
 
 
-def _output_stem(sub: Submission, unique: bool) -> str:
-    """The name of a submission's outputs: its stem (`_file_name_safe`); with a hash of its path
-    when another submission has the same stem, or when the stem is too long for a file name (cut
-    short)."""
+def raw_rel(path: Path, root: Path) -> bytes:
+    """A submission's path relative to the folder graded, as the file system holds it: bytes, before
+    any decoding or Unicode normalisation (`Submission.rel` is normalised for people to read, so a
+    Mac's, a Linux and a Windows upload of one name have the same `rel`, never the same bytes)."""
+    try:
+        rel = Path(path.name) if path == root or root.is_file() else path.relative_to(root)
+    except ValueError:
+        rel = Path(path.name)
+    return b"/".join(os.fsencode(part) for part in rel.parts)
+
+
+def _output_stem(sub: Submission, raw: bytes, unique: bool) -> str:
+    """The name of a submission's outputs: its stem (`_file_name_safe`); with a hash of its path's
+    raw bytes when another submission has the same stem (so two different files never share one),
+    or when the stem is too long for a file name (cut short)."""
     stem = _file_name_safe(sub.stem)
     if unique and len(stem.encode("utf-8", "surrogateescape")) <= MAX_STEM_BYTES:
         return stem
     while len(stem.encode("utf-8", "surrogateescape")) > MAX_STEM_BYTES - 9:
         stem = stem[:-1]
-    return f"{stem}~{hashlib.sha256(sub.rel.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+    return f"{stem}~{hashlib.sha256(raw).hexdigest()[:8]}"
+
+
+def _name_bytes(raw: bytes) -> str:
+    """How a file name was written, for tutors who see two names that look the same."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not UTF-8 (Latin-1/Windows-1252 bytes, as Windows zip tools write)"
+    if text.isascii():
+        return "ASCII"
+    if unicodedata.is_normalized("NFC", text):
+        return "UTF-8, composed (NFC)"
+    return "UTF-8, decomposed (NFD, as macOS writes)"
+
+
+def _duplicate_submissions(found: list[tuple[Submission, bytes, str]]) -> list[str]:
+    """One line per team name that more than one file carries (the same name from a Mac, a Linux and
+    a Windows upload, or the same zip in two folders): each is graded, and the tutors decide."""
+    groups: dict[str, list[tuple[Submission, bytes, str]]] = {}
+    for item in found:
+        groups.setdefault(_stem_key(_file_name_safe(item[0].stem)), []).append(item)
+    lines = []
+    for items in groups.values():
+        if len(items) < 2:
+            continue
+        files = "; ".join(f"{sub.rel} ({_name_bytes(raw)}) as {stem}" for sub, raw, stem in items)
+        lines.append(f"duplicate submission: {len(items)} files name the team {items[0][0].stem!r}: {files}. "
+                     f"Each is graded with its own report; decide which one counts and remove the others "
+                     f"(their students are left out of cms.csv until then)")
+    return lines
 
 
 def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, force: bool, grader_hash: str,
-         kernel_env: str | None = None, calibration: str | None = None) -> Plan:
-    """Which submissions to grade, and which earlier reports still stand (same file, configuration,
-    grader and, when `kernel_env` is given, the same packages in the kernel; when `calibration` is
-    given, a report whose notebook ran under another calibration's limits and range is graded again)."""
+         kernel_env: str | None = None, calibration: str | None = None, restore_removed: bool = False) -> Plan:
+    """Which submissions to grade, and which earlier reports still stand (same bytes graded,
+    configuration, grader and, when `kernel_env` is given, the same packages in the kernel; when
+    `calibration` is given, a report whose notebook ran under another calibration's limits and range
+    is graded again). With `restore_removed`, a submission that is back in the folder gets its
+    outputs back from `removed/` first (an unchanged file is then not graded again)."""
     discovery = discover(root, config.naming)
-    jobs, cached = [], []
+    jobs, cached, held = [], [], {}
     submissions = [_identify(path, root, config) for path in discovery.submissions]
+    raws = [raw_rel(path, root) for path in discovery.submissions]
     stems: dict[str, int] = {}
     for sub in submissions:
         stems[_stem_key(_file_name_safe(sub.stem))] = stems.get(_stem_key(_file_name_safe(sub.stem)), 0) + 1
-    for path, sub in zip(discovery.submissions, submissions):
+    named = []
+    for path, sub, raw in zip(discovery.submissions, submissions, raws):
+        stem = _output_stem(sub, raw, unique=stems[_stem_key(_file_name_safe(sub.stem))] == 1)
+        named.append((sub, raw, stem))
         if shard and not shard.owns(sub.rel):
             continue
-        stem = _output_stem(sub, unique=stems[_stem_key(_file_name_safe(sub.stem))] == 1)
-        earlier = None if force else read_report(report_path(out_dir, stem))
-        if (earlier is not None and earlier.submission.sha256 == sub.sha256 and not made_by_grader_failure(earlier)
+        if restore_removed:
+            bring_back(out_dir, stem)
+        earlier = read_report(report_path(out_dir, stem))
+        if earlier is not None:
+            held[stem] = held_points(earlier, config)
+        if (not force and earlier is not None and earlier.submission.sha256 == sub.sha256
+                and not made_by_grader_failure(earlier)
                 and earlier.grader.config_hash == config.fingerprint[:16] and earlier.grader.grader_hash == grader_hash
                 and (kernel_env is None or earlier.grader.kernel_env == kernel_env)
                 and (calibration is None or _calibration_of(earlier) in (None, calibration))):
             cached.append((stem, earlier))
         else:
             jobs.append(Job(path=path, submission=sub, stem=stem))
-    return Plan(discovery=discovery, submissions=submissions, jobs=jobs, cached=cached)
+    return Plan(discovery=discovery, submissions=submissions, jobs=jobs, cached=cached, held=held,
+                duplicates=_duplicate_submissions(named))
 
 
 def _calibration_of(report: Report) -> str | None:
@@ -382,21 +438,37 @@ def _run_job_in_worker(job: Job, root: Path, out_dir: Path) -> Outcome:
 
 def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None = None, shard: Shard | None = None,
               force: bool = False, reporter=None, progress: Callable[[str], None] = print,
-              show_preflight: Callable[[Preflight], None] | None = None) -> BatchResult:
+              show_preflight: Callable[[Preflight], None] | None = None, allow_clearing: bool = False) -> BatchResult:
     """Grade what `plan` finds. Before any notebook runs, the imports of those to grade are checked
-    against the kernel (`show_preflight` prints the table; without it, `progress` gets the warnings)."""
+    against the kernel (`show_preflight` prints the table; without it, `progress` gets the warnings).
+    `allow_clearing`: the tutors' sheet may take points out of reports (see report/outputs.py)."""
     # One grader at a time writes a folder: a second one on the same --out is refused before it
     # touches anything (it would take the first one's half-written files for leftovers).
     with hold_out_dir(out_dir, "grader grade"):
         return _run_batch(root, config, out_dir, workers=workers, shard=shard, force=force, reporter=reporter,
-                          progress=progress, show_preflight=show_preflight)
+                          progress=progress, show_preflight=show_preflight, allow_clearing=allow_clearing)
+
+
+def write_shard_marker(out_dir: Path, shard: Shard, config: Config, *, stems: list[str] | None = None) -> None:
+    """`.shard.json`: which part of the course the folder holds, for `grader merge`. Written "in
+    progress" when the shard starts (with who grades it), "done" with its stems at the end: merge
+    refuses a shard that is not done."""
+    info = {"shard": f"{shard.index}/{shard.count}", "config_hash": config.fingerprint[:16]}
+    if stems is None:
+        info.update(state="in progress", command="grader grade", pid=os.getpid(), host=socket.gethostname(),
+                    since=time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+    else:
+        info.update(state="done", stems=stems)
+    write_atomic(out_dir / SHARD_FILE, json.dumps(info, indent=2).encode("utf-8"))
 
 
 def _run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None, shard: Shard | None,
                force: bool, reporter, progress: Callable[[str], None],
-               show_preflight: Callable[[Preflight], None] | None) -> BatchResult:
+               show_preflight: Callable[[Preflight], None] | None, allow_clearing: bool = False) -> BatchResult:
     workers = workers or config.worker_count
     out_dir.mkdir(parents=True, exist_ok=True)
+    if shard is not None:   # from now until the end, `grader merge` sees that this part is not done
+        write_shard_marker(out_dir, shard, config)
     for leftover in out_dir.rglob(".*.tmp"):   # half-written files of a batch that was killed
         leftover.unlink(missing_ok=True)
     sweep_stale()   # what an earlier grader, killed, left in the temporary folder
@@ -409,7 +481,7 @@ def _run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None
         used = ctx.time_limits.calibration if ctx.time_limits else None
         planned = plan(root, config, out_dir, shard=shard, force=force,
                        grader_hash=ctx.grader.grader_hash, kernel_env=ctx.grader.kernel_env,
-                       calibration=used.sha256 if used else None)
+                       calibration=used.sha256 if used else None, restore_removed=True)
         discovery, jobs, cached = planned.discovery, planned.jobs, planned.cached
         result = BatchResult(discovery=discovery, data_description=ctx.data.info.description)
         if jobs:
@@ -430,6 +502,7 @@ def _run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None
                 ctx = dataclasses.replace(ctx, threads=max(1, (os.cpu_count() or 1) // (2 * workers)))
             make = functools.partial(spawn_executor, _init_worker, (ctx, kind, os.getpid()))
             slots = [Slot(make, recycle_after=None if kind == "fork" else 25) for _ in range(min(workers, len(jobs)))]
+            remove_import_files(out_dir)   # from here on it would describe other reports than those beside it
             _dispatch(slots, jobs, root, out_dir, ctx, result, reporter, progress)
             # The workers stop their kernels and fork servers while the summary is written; the
             # work folder goes only once they are done (see below).
@@ -441,18 +514,14 @@ def _run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None
             if report is not None:
                 result.reports.append((outcome.stem, report))
         result.reports.sort(key=lambda item: item[0])
-        if shard is not None:   # what `grader merge` checks: every part there, none twice
-            write_atomic(out_dir / SHARD_FILE, json.dumps({
-                "shard": f"{shard.index}/{shard.count}", "stems": [stem for stem, _ in result.reports],
-                "config_hash": config.fingerprint[:16]}, indent=2).encode("utf-8"))
+        if shard is not None:   # what `grader merge` checks: every part there, none twice, all graded
+            write_shard_marker(out_dir, shard, config, stems=[stem for stem, _ in result.reports])
         result.duplicates = duplicate_students(planned.submissions)
-        try:
-            write_summary(result.reports, out_dir, config)
-        except Exception as exc:  # noqa: BLE001 - the pages and the other CSVs are still written
-            result.warnings.append(f"summary.csv not written: {type(exc).__name__}: {exc}")
-        # Tutors' points (when the sheet is filled), cms.csv, feedback pages and summary.html.
+        # Every output from these reports: tutors' points, summary, cms.csv, pages; the outputs of
+        # submissions no longer in the folder move to removed/.
         result.warnings += write_batch_outputs(result.reports, out_dir, config,
-                                               data_description=result.data_description)
+                                               data_description=result.data_description, held=planned.held,
+                                               allow_clearing=allow_clearing, notes=planned.duplicates)
         return result
     finally:
         for slot in slots:
@@ -487,7 +556,9 @@ def _ensure_report(job: Job, out_dir: Path, ctx: GradingContext, outcome: Outcom
     except OSError:
         written = False
     report = read_report(path) if written else None
-    if report is not None and report.submission.sha256 == job.submission.sha256:
+    # The report's hash is that of the bytes graded, which differs from discovery's when the file
+    # changed in between: the report is this job's when it is of this file.
+    if report is not None and report.submission.file == job.submission.rel:
         return outcome
     problem = outcome.message or "the worker wrote no report"
     try:

@@ -19,6 +19,7 @@ from grader.config import load_config
 from grader.errors import UserError
 from grader.fsclean import owned_dir, release_dir, sweep_stale
 from grader.locks import hold_out_dir
+from grader.report.roster import load_roster
 from grader.run.sandbox import choose_sandbox
 from grader.textsafe import plain, terminal
 
@@ -131,7 +132,7 @@ def print_preflight(console: Console, found) -> None:
 def cmd_grade(args, console: Console) -> int:
     from grader.batch import Shard, preflight_only, run_batch
 
-    config = load_config(args.config, sheet=args.sheet)
+    config = load_config(args.config, sheet=args.sheet).with_roster(args.roster)
     root = Path(args.submissions)
     if not root.exists():
         console.print(f"[red]error:[/] {terminal(root)}: no such file or folder", highlight=False)
@@ -141,6 +142,7 @@ def cmd_grade(args, console: Console) -> int:
         found = preflight_only(root, config, shard=shard)
         print_preflight(console, found)
         return 1 if found.missing else 0
+    load_roster(config)   # a roster that cannot be read stops here, before hours of grading
     choice = choose_sandbox(config)
     if choice.fallback:   # student code is about to run with the tutor's rights: say so, loudly
         console.print(f"[bold red]WARNING: the students' notebooks run WITHOUT a sandbox[/] ({escape(choice.why_not)}): "
@@ -151,7 +153,7 @@ def cmd_grade(args, console: Console) -> int:
     started = time.monotonic()
     try:
         result = run_batch(root, config, Path(args.out), workers=args.workers, shard=shard, force=args.force,
-                           reporter=reporter,
+                           reporter=reporter, allow_clearing=args.allow_clearing,
                            progress=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True),
                            show_preflight=lambda found: print_preflight(console, found))
     finally:
@@ -290,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--force", action="store_true", help="regrade even unchanged submissions")
     grade.add_argument("--preflight", action="store_true",
                        help="only list the modules the notebooks import and whether the kernel has them")
+    grade.add_argument("--roster", default=None, metavar="FILE",
+                       help="the course's list of students (CSV export): overrides [cms] roster")
+    grade.add_argument("--allow-clearing", action="store_true",
+                       help="let the tutors' sheet take points out of reports (an emptied cell or row); refused otherwise")
     grade.set_defaults(func=cmd_grade)
 
     check = sub.add_parser("check", parents=[sheet], help="check one zip, notebook or folder before uploading it",
@@ -304,6 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     merge = sub.add_parser("merge", parents=[sheet], help="join shards' reports and tutors' manual points")
     merge.add_argument("inputs", nargs="+", help="report folders of the shards")
     merge.add_argument("--out", default="reports", help="output folder (default: reports/)")
+    merge.add_argument("--roster", default=None, metavar="FILE",
+                       help="the course's list of students (CSV export): overrides [cms] roster")
+    merge.add_argument("--allow-clearing", action="store_true",
+                       help="let the tutors' sheet take points out of reports (an emptied cell or row); refused otherwise")
+    merge.add_argument("--partial", action="store_true",
+                       help="merge the shards that are there even when some are missing or still grading; every "
+                            "output says so, and the course system's files are written as PARTIAL-*")
+    merge.add_argument("--restore", nargs="?", const="", default=None, metavar="VERSION",
+                       help="bring back an earlier version of manual_points.csv kept in OUT/manual/ (by its name "
+                            "or the start of it), then merge; without VERSION, list the versions")
     merge.set_defaults(func=cmd_merge)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a report")

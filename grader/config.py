@@ -6,6 +6,7 @@ silently ignored.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, PositiveFloa
                       ValidationInfo, WithJsonSchema, model_validator)
 
 from grader.errors import ConfigError
+from grader.notebook_file import MAX_CELLS, MAX_OUTPUTS
 from grader.sheet import Sheet, SheetError, built_in_sheet, load_sheet
 
 if sys.version_info >= (3, 11):
@@ -177,6 +179,10 @@ class Limits(_Section):
     file_size_mb: PositiveInt = 256
     open_files: PositiveInt = 1024
     output_kb: PositiveInt = 64
+    # What a notebook may hold: more cells is a content.notebook_too_large error (the notebook is not
+    # run); outputs of a run past notebook_outputs (or past the size the grader accepts) are not kept.
+    notebook_cells: PositiveInt = MAX_CELLS
+    notebook_outputs: PositiveInt = MAX_OUTPUTS
     # What a kernel may write in total (its workspace is a file system of this size, under bubblewrap).
     disk_mb: PositiveInt = 1024
     # Reading a student's PDF text in the grader (in a child process that is killed at the limit).
@@ -216,10 +222,19 @@ class Data(_Section):
 
 class Cms(_Section):
     """The CSV files people open in spreadsheets (cms.csv, manual_points.csv). German spreadsheets
-    want delimiter ";" and decimal ","; the BOM makes Excel read UTF-8 (umlauts) correctly."""
+    want delimiter ";" and decimal ","; the BOM makes Excel read UTF-8 (umlauts) correctly.
+
+    The course system's import file (cms_import.csv) has a fixed format of its own; these keys say
+    which points go into it and for whom. `roster`: the course's list of students as staff export
+    it (relative to grading.toml's folder; "" = none)."""
     delimiter: Literal[",", ";", "\t"] = ","
     decimal: Literal[".", ","] = "."
     bom: bool = True
+    roster: str = ""
+    # "total" (without the bonus), "total+bonus", or one exercise id of the sheet.
+    import_points: str = "total"
+    import_pending: bool = False
+    import_missing_as_zero: bool = False
 
     @model_validator(mode="after")
     def _distinct(self) -> "Cms":
@@ -261,6 +276,20 @@ class Config(_Section):
         return _sheet_sections(raw, (info.context or {}).get("base_dir"))
 
     @model_validator(mode="after")
+    def _import_points_on_the_sheet(self) -> "Config":
+        if self.cms.import_points in ("total", "total+bonus"):
+            return self
+        if not self.sheet.name:
+            raise ValueError(f"'cms.import_points': {self.cms.import_points!r} is an exercise of no sheet: name the "
+                             f"sheet in [sheet] name, or import \"total\" or \"total+bonus\"")
+        choices = ("total", "total+bonus", *self.sheet_def.exercise_ids)
+        if self.cms.import_points not in choices:
+            raise ValueError(f"'cms.import_points': expected \"total\", \"total+bonus\" or an exercise of "
+                             f"{self.sheet_def.name} ({', '.join(self.sheet_def.exercise_ids)}); "
+                             f"got {self.cms.import_points!r}")
+        return self
+
+    @model_validator(mode="after")
     def _disk_holds_a_submission(self) -> "Config":
         if self.limits.disk_mb < self.archive.max_uncompressed_mb:
             raise ValueError(f"limits.disk_mb ({self.limits.disk_mb}) is smaller than archive.max_uncompressed_mb "
@@ -295,6 +324,26 @@ class Config(_Section):
         path = Path(os.path.expanduser(self.data.source))
         return path if path.is_absolute() else (self.base_dir / path).resolve()
 
+    def relative_to_file(self, text: str) -> Path | None:
+        """A path named in grading.toml: relative to the file's folder; None for ""."""
+        if not text:
+            return None
+        path = Path(os.path.expanduser(text))
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    @property
+    def roster_path(self) -> Path | None:
+        """The course's list of students (`[cms] roster`, or `--roster`), or None."""
+        return self.relative_to_file(self.cms.roster)
+
+    def with_roster(self, path: str | Path | None) -> "Config":
+        """The configuration with `--roster FILE` (relative to the current folder) in place of
+        `[cms] roster`; unchanged for None. The fingerprint stays: a roster changes no verdict."""
+        if path is None:
+            return self
+        cms = self.cms.model_copy(update={"roster": str(Path(path).expanduser().resolve())})
+        return self.model_copy(update={"cms": cms})
+
     @property
     def kernel_python(self) -> str:
         return self.run.kernel_python or sys.executable
@@ -314,9 +363,8 @@ def load_config(path: Path | str | None = None, *, sheet: str | None = None) -> 
     if path is None:
         candidate = Path("grading.toml")
         if not candidate.exists():
-            raw = {"sheet": {"name": sheet}} if sheet else {}
-            return config_from_dict(raw, source="the built-in defaults", base_dir=Path.cwd(),
-                                    raw_bytes=b"defaults" + (f" sheet={sheet}".encode() if sheet else b""))
+            return config_from_dict({"sheet": {"name": sheet}} if sheet else {}, source="the built-in defaults",
+                                    base_dir=Path.cwd())
         path = candidate
     path = Path(path)
     try:
@@ -330,13 +378,13 @@ def load_config(path: Path | str | None = None, *, sheet: str | None = None) -> 
     if sheet:
         choice = raw.get("sheet") if isinstance(raw.get("sheet"), dict) else {}
         raw["sheet"] = {**choice, "name": sheet}
-        raw_bytes += f"\n# --sheet {sheet}\n".encode()
-    return config_from_dict(raw, source=str(path), base_dir=path.resolve().parent, raw_bytes=raw_bytes)
+    return config_from_dict(raw, source=str(path), base_dir=path.resolve().parent)
 
 
 # Keys whose value belongs to a machine, not to the grading: the tutors' file names where their copy
-# of the data is; the students' checker has none and uses the generated stand-in.
-MACHINE_KEYS = ("data.source",)
+# of the data is (the students' checker has none and uses the generated stand-in), and where the
+# course's list of students is (the checker never sees it).
+MACHINE_KEYS = ("data.source", "cms.roster")
 
 
 def _flatten(values: dict, prefix: str = "") -> dict[str, object]:
@@ -369,8 +417,7 @@ def differences_from_defaults(config: Config) -> list[str]:
     return problems
 
 
-def config_from_dict(raw: dict, *, source: str = "<config>", base_dir: Path | None = None,
-                     raw_bytes: bytes | None = None) -> Config:
+def config_from_dict(raw: dict, *, source: str = "<config>", base_dir: Path | None = None) -> Config:
     try:
         config = Config.model_validate(raw, context={"base_dir": base_dir})
     except ValidationError as exc:
@@ -386,5 +433,17 @@ def config_from_dict(raw: dict, *, source: str = "<config>", base_dir: Path | No
                 shown = "" if isinstance(value, dict) else f" (got {value!r})"
                 problems.append(f"'{key}': {err['msg']}{shown}")
         raise ConfigError(f"{source}: " + "; ".join(problems)) from exc
-    digest = hashlib.sha256(raw_bytes if raw_bytes is not None else repr(sorted(raw.items())).encode()).hexdigest()
-    return config.model_copy(update={"base_dir": base_dir or Path.cwd(), "fingerprint": digest})
+    return config.model_copy(update={"base_dir": base_dir or Path.cwd(), "fingerprint": grading_fingerprint(config)})
+
+
+# What changes no verdict and no automatic point: the CSV format, the course's list of students and
+# the import settings (applied when the outputs are written, on every run), and how many workers run.
+# A tutor who sets them in week three must not regrade the course.
+NOT_GRADING = {"cms": True, "run": {"workers"}}
+
+
+def grading_fingerprint(config: Config) -> str:
+    """A hash of the settings that decide a report: the validated values (not the file's bytes, so a
+    comment or the order of keys changes nothing), without NOT_GRADING."""
+    values = config.model_dump(mode="json", by_alias=True, exclude=NOT_GRADING)
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode("utf-8")).hexdigest()

@@ -57,9 +57,30 @@ class ManualPointsError(UserError, ValueError):
         super().__init__(f"{path}: {len(problems)} problem(s) in the manual points; fix them and run again:\n{listed}")
 
 
+class ClearingRefused(ManualPointsError):
+    """A sheet that would take points out of reports that hold them (an empty file, a deleted row, a
+    cleared cell): refused unless the tutor says so. `problems` names each team and part."""
+    hint = ("\nPut the points back, or bring back an earlier sheet (`grader merge OUT --out OUT --restore` lists "
+            "the versions kept in OUT/manual/); if the points are meant to go, run again with --allow-clearing.")
+
+    def __init__(self, path: Path | str, problems: list[str]):
+        self.path = str(path)
+        self.problems = problems
+        listed = "\n".join(f"  - {p}" for p in problems)
+        UserError.__init__(self, f"{path}: refused, it would take tutors' points out of the reports "
+                                 f"({len(problems)} team(s)); the sheet was not applied and no summary, CSV "
+                                 f"or page was written:\n{listed}")
+
+
 class CmsError(UserError, ValueError):
     """The course system's file cannot be written."""
 
 
 class MergeError(UserError, ValueError):
     """Shards that cannot be merged (a missing or doubled part, overlapping reports)."""
+
+
+class RosterError(UserError, ValueError):
+    """The course's list of students cannot be read; the message names the file, the line and what is wrong."""
+    label = "roster"
+    hint = "\nFix the file (or \\[cms] roster / --roster) and run again."

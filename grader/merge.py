@@ -1,19 +1,26 @@
-"""`grader merge`: join the report folders of several shards into one result."""
+"""`grader merge`: join the report folders of several shards into one result, with the tutors'
+points. Only finished shards: a shard marks itself "in progress" when it starts (`.shard.json`), and
+a folder that is in progress or held by another grader is refused unless `--partial` is asked for.
+`--restore` brings back an earlier version of the tutors' sheet."""
 from __future__ import annotations
 
 import json
 import shutil
+from contextlib import ExitStack
 from pathlib import Path
 
 from rich.console import Console
 
 from grader.config import load_config
-from grader.errors import MergeError
+from grader.errors import FolderBusy, ManualPointsError, MergeError
+from grader.locks import OUT_DIR_LOCK, describe_holder, hold
 from grader.report.cms import CmsError
-from grader.errors import ManualPointsError
+from grader.report.manual_history import restore_version, versions
+from grader.report.manual_sheet import HISTORY_DIR, SHEET_NAME, held_points
 from grader.report.outputs import merge_outputs
-from grader.report.store import read_report
-from grader.report.summary import write_summary
+from grader.report.cms_import import remove_import_files
+from grader.report.roster import load_roster
+from grader.report.store import bring_back, read_report
 from grader.textsafe import terminal
 
 
@@ -41,10 +48,25 @@ def _is_marker(path: Path) -> bool:
                                        and not (path.parent / SHARD_FILE).exists())
 
 
-def check_shards(inputs: list[Path]) -> None:
-    """Folders graded with --shard K/N must be all N parts, each once, of the same configuration."""
+def _not_done(folder: Path, info: dict, busy: dict[Path, str]) -> str | None:
+    """Why a shard's folder is not finished, or None when it is."""
+    if folder in busy:
+        return f"shard {info['shard']} ({folder}) is still being graded by {busy[folder]}"
+    if info.get("state", "done") == "done":   # markers of earlier versions were written at the end
+        return None
+    who = f"{info.get('command', 'grader grade')} (pid {info.get('pid', '?')} on {info.get('host', '?')}, " \
+          f"since {info.get('since', '?')})"
+    return (f"shard {info['shard']} ({folder}) did not finish: it was started by {who}, which holds it no "
+            f"longer (stopped, killed or out of time?); run that shard again")
+
+
+def check_shards(inputs: list[Path], *, partial: bool = False, busy: dict[Path, str] | None = None) -> list[str]:
+    """Folders graded with --shard K/N must be all N parts, each once, each done, of the same
+    configuration. `busy`: folders another grader holds, with who. With `partial`, missing and
+    unfinished parts are returned (what the merge lacks) instead of refused."""
     parts: dict[int, Path] = {}
     counts, hashes = set(), set()
+    lacking: list[str] = []
     for folder in inputs:
         info = shard_marker(folder)
         if info is None:
@@ -55,8 +77,10 @@ def check_shards(inputs: list[Path]) -> None:
         if k in parts:
             raise MergeError(f"shard {k}/{n} is given twice: {parts[k]} and {folder}")
         parts[k] = folder
+        if (why := _not_done(folder, info, busy or {})) is not None:
+            lacking.append(why)
     if not parts:
-        return
+        return lacking
     if len(counts) > 1:
         raise MergeError(f"the folders come from different shardings (N = {sorted(counts)})")
     if len(hashes) > 1:
@@ -64,23 +88,45 @@ def check_shards(inputs: list[Path]) -> None:
     n = counts.pop()
     missing = sorted(set(range(1, n + 1)) - set(parts))
     if missing:
-        raise MergeError("missing shard(s) " + ", ".join(f"{k}/{n}" for k in missing) +
-                         f": grade them with `grader grade --shard K/{n}` and merge all {n} folders")
+        lacking.append("missing shard(s) " + ", ".join(f"{k}/{n}" for k in missing) +
+                       f": grade them with `grader grade --shard K/{n}` and merge all {n} folders")
     if len(parts) != len(inputs):
         unsharded = [str(f) for f in inputs if shard_marker(f) is None]
         raise MergeError(f"{', '.join(unsharded)}: not graded as a shard, but the others were")
+    if lacking and not partial:
+        raise MergeError("; ".join(lacking) + ". Merge once every shard is done, or merge what is there with "
+                         "--partial (its outputs say that they are partial)")
+    return lacking
 
 
-def merge_reports(inputs: list[Path], out_dir: Path) -> list[tuple[str, object]]:
+def _report_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.json") if not p.name.startswith(".") and not _is_marker(p))
+
+
+def held_in(out_dir: Path, config) -> dict[str, dict]:
+    """The tutors' points the reports in out_dir hold now, before a merge replaces them with the
+    shards' copies: the sheet must not take them out unless the tutor says so."""
+    held = {}
+    for path in _report_files(Path(out_dir)) if Path(out_dir).is_dir() else []:
+        if (report := read_report(path)) is not None:
+            held[path.stem] = held_points(report, config)
+    return held
+
+
+def merge_reports(inputs: list[Path], out_dir: Path, *, partial: bool = False) -> list[tuple[str, object]]:
     """Copy every shard's reports (and executed notebooks) into out_dir. The same submission in two
-    shards is an error: shards must be disjoint, and all of them must be there."""
-    check_shards(inputs)
+    shards is an error: shards must be disjoint, and all of them must be there (with `partial`, a
+    folder without reports is left out)."""
+    if not partial:
+        check_shards(inputs)
     seen: dict[str, Path] = {}
     reports = []
     for folder in inputs:
         if not folder.is_dir():
             raise MergeError(f"{folder}: not a folder of reports")
-        files = sorted(p for p in folder.glob("*.json") if not _is_marker(p))
+        files = _report_files(folder)
+        if not files and partial:
+            continue
         if not files:
             raise MergeError(f"{folder}: holds no reports (*.json); was this shard graded?")
         for path in files:
@@ -93,8 +139,11 @@ def merge_reports(inputs: list[Path], out_dir: Path) -> list[tuple[str, object]]
             seen[stem] = folder
             reports.append((stem, report))
     out_dir.mkdir(parents=True, exist_ok=True)
+    if any(folder.resolve() != out_dir.resolve() for folder in seen.values()):
+        remove_import_files(out_dir)   # it describes the reports about to be replaced
     for stem, folder in seen.items():
         if folder.resolve() != out_dir.resolve():
+            bring_back(out_dir, stem)   # a team that was missing from an earlier (partial) merge is back
             shutil.copy2(folder / f"{stem}.json", out_dir / f"{stem}.json")
             executed = folder / "executed" / f"{stem}.ipynb"
             if executed.exists():
@@ -104,18 +153,77 @@ def merge_reports(inputs: list[Path], out_dir: Path) -> list[tuple[str, object]]
     return reports
 
 
+def _hold_inputs(stack: ExitStack, inputs: list[Path], out_dir: Path, partial: bool) -> dict[Path, str]:
+    """Hold every input folder's lock while merging: no shard starts grading into a folder being
+    merged. A folder another grader holds is refused (FolderBusy, naming the holder), or with
+    `partial` read as it is; returns those folders with their holders."""
+    busy = {}
+    for folder in inputs:
+        if folder.resolve() == out_dir.resolve() or not folder.is_dir():
+            continue
+        lock = folder / OUT_DIR_LOCK
+        try:
+            stack.enter_context(hold(lock, command="grader merge (reading)", what=f"the folder {folder}", wait=False))
+        except FolderBusy:
+            busy[folder] = describe_holder(lock)
+            if not partial and shard_marker(folder) is None:
+                raise FolderBusy(f"the folder {folder} is being written by {busy[folder]}: merge it once that "
+                                 "grader is done, or merge what is there with --partial") from None
+        except OSError:   # a folder this user cannot write (read-only shares): read it without its lock
+            pass
+    return busy
+
+
+def _list_versions(out_dir: Path, config, console: Console) -> int:
+    found = versions(out_dir, config)
+    if not found:
+        console.print(f"no versions of {SHEET_NAME} kept in {terminal(out_dir / HISTORY_DIR)} yet", highlight=False)
+        return 0
+    console.print(f"versions of {SHEET_NAME} kept in {terminal(out_dir / HISTORY_DIR)} (oldest first):",
+                  highlight=False)
+    for version in found:
+        what = version.problem or f"{version.rows} team(s), {version.points} cell(s) with points"
+        console.print(f"  {terminal(version.name)}  {terminal(what)}", highlight=False)
+    console.print("Bring one back with: grader merge " + terminal(out_dir) + " --out " + terminal(out_dir) +
+                  " --restore NAME (the sheet it replaces is kept too)", highlight=False)
+    return 0
+
+
 def merge_command(args, console: Console) -> int:
-    config = load_config(args.config, sheet=getattr(args, "sheet", None))
+    config = load_config(args.config, sheet=getattr(args, "sheet", None)).with_roster(getattr(args, "roster", None))
+    load_roster(config)   # a roster that cannot be read stops the merge before anything is copied
     inputs = [Path(p) for p in args.inputs]
+    out_dir = Path(args.out)
+    partial = getattr(args, "partial", False)
+    restore = getattr(args, "restore", None)
     try:
-        reports = merge_reports(inputs, Path(args.out))
-        write_summary(reports, Path(args.out), config)
-        warnings = merge_outputs(inputs, reports, Path(args.out), config)
-    except (MergeError, ManualPointsError, CmsError) as exc:
-        console.print(f"[red]merge refused:[/] {terminal(exc, lines=True)}", highlight=False)
+        if restore == "":
+            return _list_versions(out_dir, config, console)
+        with ExitStack() as stack:
+            busy = _hold_inputs(stack, inputs, out_dir, partial)
+            lacking = check_shards(inputs, partial=partial, busy=busy)
+            if restore:
+                chosen, replaced = restore_version(out_dir, restore)
+                console.print(f"restored {terminal(chosen.name)} as {SHEET_NAME}" + (
+                    f" (the sheet it replaces is kept as {terminal(replaced.name)})" if replaced else ""),
+                    highlight=False)
+            held = held_in(out_dir, config)
+            reports = merge_reports(inputs, out_dir, partial=partial)
+            note = "; ".join(lacking) if lacking else None
+            warnings = merge_outputs(inputs, reports, out_dir, config, held=held,
+                                     allow_clearing=getattr(args, "allow_clearing", False), partial=note)
+    except (MergeError, ManualPointsError, CmsError, FolderBusy) as exc:
+        label = exc.label if isinstance(exc, ManualPointsError) else "merge refused"
+        hint = exc.hint if isinstance(exc, ManualPointsError) else ""
+        console.print(f"[red]{label}:[/] {terminal(exc, lines=True)}{hint}", highlight=False)
         return 2
     for warning in warnings:
         console.print(f"[yellow]warning:[/] {terminal(warning, lines=True)}", highlight=False)
+    if lacking:
+        console.print(f"[bold yellow]PARTIAL merge[/] of {len(reports)} report(s): {terminal(note, lines=True)}",
+                      highlight=False)
+    elif partial:
+        console.print("--partial: every shard is there and done, so this merge is complete", highlight=False)
     console.print(f"merged {len(reports)} report(s) from {len(inputs)} folder(s) into {terminal(args.out)}",
                   highlight=False)
     return 0

@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import os
 import shutil
+import stat
 import tempfile
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +22,7 @@ import numpy as np
 
 from grader import __version__
 from grader.checks.environment import (environment_faults, fault_notes, fault_violations, outside_course_violations,
-                                       pip_notes, review_after_time_limit, review_checks)
+                                       pip_notes, review_after_time_limit, review_checks, review_over_limits)
 from grader.checks.framework import AccuracyRange, run_checks
 from grader.config import Config
 from grader.intake.imports import notebook_imports
@@ -29,7 +32,8 @@ from grader.intake.identity import pdf_text as read_pdf_text
 from grader.intake.naming import complete_from_files
 from grader.fsclean import remove_tree
 from grader.intake.types import Submission, Workspace
-from grader.notebook_file import NotebookInvalid
+from grader.notebook_file import MAX_NOTEBOOK_BYTES, NotebookInvalid, NotebookTooLarge, fit_outputs
+from grader.notebook_file import configure as configure_notebooks
 from grader.parser_child import ParseLimits
 from grader.parser_child import configure as configure_parsing
 from grader.models import ExecutionInfo, GraderInfo, Report, TimeLimits, Violation
@@ -229,10 +233,11 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
     phases = Phases()
     limits = ctx.config.limits
     configure_parsing(ParseLimits(timeout_s=limits.parse_timeout_s, memory_mb=limits.parse_memory_mb))
+    configure_notebooks(cells=limits.notebook_cells)
     submission = submission or identify(path, root, ctx.config.naming)
     unpack_dir = Path(tempfile.mkdtemp(prefix=_safe(submission.stem)[:40] + "-", dir=ctx.work_dir))
     try:
-        workspace = unpack(submission, unpack_dir, ctx.config.archive, SheetHints.of(ctx.config.sheet_def))
+        submission, workspace = _unpack_as_read(submission, unpack_dir, ctx)
         identity = check_identity(submission, workspace)   # the files against the file name's team
         # Where the file's name does not say (all of) who submitted it, the files do, and so can the
         # expected name (the naming messages then say that name).
@@ -241,7 +246,7 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
         pdf_text = _pdf_text(workspace)
         team = list(team_with_emails(submission, workspace))   # read now: the workspace goes with its kernel
         phases.lap("intake")
-        executed = None
+        executed, over_limits = None, False
         if workspace.notebook is None:
             execution = _not_run("no notebook to run", ctx)
             observations = not_run("no notebook was found, so the automatic checks were skipped")
@@ -257,10 +262,15 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
                 where = workspace.notebook.relative_to(workspace.dir).as_posix()
                 # One violation for one cause: this one replaces the identity check's warning.
                 violations = [v for v in violations if v.code != "content.notebook_unreadable"]
-                violations.append(Violation(code="content.notebook_invalid", severity="error", message=(
-                    f"{submission.rel}: the notebook '{where}' cannot be read: {exc}")))
-                execution = _not_run(f"the notebook '{where}' is not a readable notebook: {exc}", ctx)
-                observations = not_run(f"the notebook could not be read ({exc}), so the automatic checks were skipped")
+                too_large = isinstance(exc, NotebookTooLarge)
+                over_limits = too_large
+                why = "is over the grader's limits" if too_large else "cannot be read"
+                violations.append(Violation(
+                    code="content.notebook_too_large" if too_large else "content.notebook_invalid", severity="error",
+                    message=f"{submission.rel}: the notebook '{where}' {why}: {exc}"))
+                execution = _not_run(f"the notebook '{where}' {why}: {exc}" if too_large else
+                                     f"the notebook '{where}' is not a readable notebook: {exc}", ctx)
+                observations = not_run(f"the notebook {why} ({exc}), so the automatic checks were skipped")
         sheet = ctx.config.sheet_def
         checks = run_checks(observations, ctx.config, ctx.accuracy_range)
         # A module the kernel lacks or data the grader cannot serve: the team is not marked down for it.
@@ -271,6 +281,8 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
                                                 "the notebook makes its own")
                        + outside_course_violations(executed, ctx.outside_course, faults, imports))
         checks = review_after_time_limit(review_checks(checks, faults), execution)
+        if over_limits:   # a limit of the grader's, however generous: a tutor decides
+            checks = review_over_limits(checks, "content.notebook_too_large")
         if notes := fault_notes(faults) + pip_notes(executed, ctx.kernel, imports):
             execution = execution.model_copy(update={"notes": [*execution.notes, *notes]})
         evidence = sheet.evidence(pdf_text, executed)
@@ -280,6 +292,8 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
             info = info.model_copy(update={"notebook": workspace.notebook.relative_to(workspace.dir).as_posix()})
         if workspace.pdf is not None:
             info = info.model_copy(update={"pdf": workspace.pdf.relative_to(workspace.dir).as_posix()})
+        if executed is not None and (left_out := fit_outputs(executed)):
+            execution = execution.model_copy(update={"notes": [*execution.notes, _left_out_note(executed, left_out)]})
         phases.lap("checks")
         execution = execution.model_copy(update={"timings": phases.seconds})
         report = build_report(submission=info, violations=violations, execution=execution, checks=checks,
@@ -287,6 +301,66 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
         return Graded(report=report, executed=executed)
     finally:
         remove_tree(unpack_dir)
+
+
+def _left_out_note(nb: nbformat.NotebookNode, cells: list[int]) -> str:
+    numbers, number = {}, 0
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and cell.source.strip():
+            number += 1
+            numbers[index] = number
+    shown = ", ".join(f"In [{numbers[i]}]" if i in numbers else f"cell {i + 1}" for i in cells[:10])
+    more = f" and {len(cells) - 10} more" if len(cells) > 10 else ""
+    return (f"outputs of {len(cells)} cell(s) ({shown}{more}) were left out of the executed notebook, to keep it "
+            f"within the {MAX_NOTEBOOK_BYTES // 1024 // 1024} MB the grader accepts as a notebook (errors kept)")
+
+
+def _unpack_as_read(submission: Submission, dest: Path, ctx: GradingContext) -> tuple[Submission, Workspace]:
+    """Unpack the submission, and make its `sha256` the hash of the bytes that were graded: a file
+    that changed after it was found (a zip copied over again while the batch runs) then does not
+    match its report, and the next run grades it again. A zip is read once into a private copy
+    (hashed while copied) and unpacked from there; a notebook or PDF is hashed as copied in."""
+    hints = SheetHints.of(ctx.config.sheet_def)
+    if submission.kind in ("ipynb", "py", "pdf") or not _regular_file(submission.path):
+        workspace = unpack(submission, dest, ctx.config.archive, hints)   # a folder, a pipe: unpack says what
+        copied = dest / unicodedata.normalize("NFC", submission.path.name)
+        return dataclasses.replace(submission, sha256=_sha256_of(copied, submission.sha256)), workspace
+    snapshot = dest.with_name(dest.name + ".read")
+    snapshot.mkdir()
+    try:
+        copy = snapshot / submission.path.name
+        digest = hashlib.sha256()
+        try:
+            with open(submission.path, "rb") as src, open(copy, "wb") as out:
+                while chunk := src.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except OSError:   # unpack says what is wrong with the file
+            workspace = unpack(submission, dest, ctx.config.archive, hints)
+            return submission, workspace
+        read = dataclasses.replace(submission, path=copy, sha256=digest.hexdigest())
+        workspace = unpack(read, dest, ctx.config.archive, hints)
+        return dataclasses.replace(read, path=submission.path), workspace
+    finally:
+        remove_tree(snapshot)
+
+
+def _regular_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _sha256_of(path: Path, otherwise: str) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:   # not copied in (over a limit): the hash taken when it was found
+        return otherwise
+    return digest.hexdigest()
 
 
 def _safe(text: str) -> str:

@@ -20,6 +20,7 @@ import nbformat
 from grader.config import Config
 from grader.fsclean import remove_tree
 from grader.notebook_file import NotebookInvalid, parse_notebook_json
+from grader.notebook_file import configure as configure_notebooks
 from grader.intake import SheetHints, unpack
 from grader.intake.imports import PLATFORM_MODULES, NotebookImports, notebook_imports, shipped_modules
 from grader.intake.types import Submission
@@ -114,6 +115,7 @@ def preflight(submissions: list[Submission], config: Config, work_dir: Path,
     """Read every submission's imports and ask the kernel's Python which it has, and from which
     packages: one the course's pinned environment (`course`) lacks is "outside" it."""
     course = COURSE_DISTRIBUTIONS if course is None else course
+    configure_notebooks(cells=config.limits.notebook_cells)
     python = config.kernel_python
     result = Preflight(kernel_python=python)
     uses: dict[str, set[str]] = defaultdict(set)          # top-level module -> stems

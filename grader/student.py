@@ -36,6 +36,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from grader.config import Config, load_config
 from grader.fsclean import owned_dir, remove_tree
 from grader.models import Report
+from grader.report.feedback import shared_verdict
 from grader.sheet import Sheet
 from grader.textsafe import terminal
 
@@ -165,7 +166,10 @@ def verdict(report: Report, kind: str = "zip") -> str:
         return LOSES_POINTS
     if report.execution.status != "ok" and not _stopped_by_grader(report):
         return LOSES_POINTS
-    counted = [v for v in report.violations if kind == "zip" or not v.code.startswith("name.")]
+    from grader.intake.archive import NOTE_CODES
+
+    counted = [v for v in report.violations if (kind == "zip" or not v.code.startswith("name."))
+               and v.code not in NOTE_CODES]
     if counted or any(c.status == "needs_review" for c in report.checks):
         return TUTORS_MAY_DEDUCT
     return FINE
@@ -296,7 +300,10 @@ def print_verdict(report: Report, console: Console, given: CheckInput | None, sh
         out(f"  sandbox: {terminal(sandbox)}")
     if ex.data is not None:
         out(f"  data: {terminal(ex.data.description)}")
-    for check in report.checks:
+    if (shared := shared_verdict(report.checks)) is not None:   # one line, not the same line per check
+        out(f"  {_MARK[shared.status]} all {len(report.checks)} checks ({sum(c.points for c in report.checks):g}/"
+            f"{sum(c.max_points for c in report.checks):g}): {terminal(shared.message)}")
+    for check in ([] if shared is not None else report.checks):
         out(f"  {_MARK[check.status]} {terminal(check.id)} ({check.points:g}/{check.max_points:g}): {terminal(check.message)}")
     tutor = [e for e in report.exercises if e.points is None]
     if tutor:
@@ -310,6 +317,8 @@ def _verdict_text(report: Report, kind: str) -> str:
     level = verdict(report, kind)
     if level == LOSES_POINTS:
         lost = [f"{c.id} ({c.max_points - c.points:g})" for c in report.checks if c.status not in ("pass", "needs_review")]
+        if shared_verdict(report.checks) is not None and len(lost) > 1:
+            lost = [f"all {len(lost)} checks ({sum(c.max_points - c.points for c in report.checks):g})"]
         why = ([f"the notebook {'did not run' if report.execution.status == 'not_run' else 'did not run through'}"]
                if report.execution.status != "ok" else []) + lost
         return "[red]would lose points[/]: " + terminal("; ".join(why))

@@ -68,6 +68,9 @@ def test_relative_data_source_is_relative_to_the_file(tmp_path):
     ({"naming": {"min_members": 4, "max_members": 3}}, ["naming", "min_members"]),
     ({"data": {"train_size": 70000}}, ["data.train_size", "60000"]),
     ({"tolerance": {"accuracy_margin": 2}}, ["tolerance.accuracy_margin"]),
+    ({"sheet": {"name": "sheet6"}, "cms": {"import_points": "bonus"}}, ["cms.import_points", "'bonus'", "total+bonus", "6.6"]),
+    ({"cms": {"import_points": "5.4"}}, ["cms.import_points", "'5.4' is an exercise of no sheet"]),
+    ({"cms": {"roster": 3}}, ["cms.roster", "3"]),
 ])
 def test_wrong_values_are_errors_naming_the_key(raw, words):
     with pytest.raises(ConfigError) as err:
@@ -99,11 +102,22 @@ def test_different_files_have_different_fingerprints(tmp_path):
 
 def test_the_code_defaults_are_the_tutors_values():
     """The students' checker has no grading.toml and runs on the code's defaults: every key but the
-    machine's data folder must be what the tutors grade with (`make student-package` refuses too)."""
+    machine's data folder and the course's list of students must be what the tutors grade with
+    (`make student-package` refuses too)."""
     from grader.config import MACHINE_KEYS, differences_from_defaults
 
     assert differences_from_defaults(load_config(ROOT / "grading.toml")) == []
-    assert MACHINE_KEYS == ("data.source",)
+    assert MACHINE_KEYS == ("data.source", "cms.roster")
+
+
+def test_a_roster_is_no_difference_for_the_students_checker(tmp_path):
+    from grader.config import differences_from_defaults
+
+    path = tmp_path / "grading.toml"
+    path.write_text((ROOT / "grading.toml").read_text(encoding="utf-8").replace(
+        'roster = ""', 'roster = "students.csv"'), encoding="utf-8")
+    config = load_config(path)
+    assert config.cms.roster == "students.csv" and differences_from_defaults(config) == []
 
 
 def test_a_difference_from_the_defaults_is_named(tmp_path):
@@ -131,3 +145,17 @@ def test_a_wheel_built_for_a_sheet_defaults_to_it(tmp_path, monkeypatch):
     assert load_config().sheet_def.name == "sheet6"
     built_for.write_text("not json", encoding="utf-8")
     assert grader.sheet.built_in_sheet() == ""
+
+
+def test_settings_that_decide_no_verdict_do_not_regrade(tmp_path):
+    """A tutor who adds the roster, changes the CSV format or the workers, or writes a comment, in
+    week three: the reports stay current (same fingerprint). A grading setting still regrades."""
+    base = tmp_path / "grading.toml"
+    base.write_text("[limits]\nmemory_mb = 4000\n")
+    later = tmp_path / "later.toml"
+    later.write_text("# week 3: the course's list of students\n[run]\nworkers = 3\n[limits]\nmemory_mb = 4000\n"
+                     "[cms]\nroster = 'students.csv'\ndelimiter = ';'\ndecimal = ','\nimport_pending = true\n")
+    assert load_config(later).fingerprint == load_config(base).fingerprint
+    graded_otherwise = tmp_path / "other.toml"
+    graded_otherwise.write_text("[limits]\nmemory_mb = 4000\n[run]\nsandbox = 'none'\n")
+    assert load_config(graded_otherwise).fingerprint != load_config(base).fingerprint

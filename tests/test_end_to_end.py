@@ -81,7 +81,9 @@ def test_example_loses_exactly_the_points_of_its_mistake(graded_examples, name):
 def test_messages_say_what_was_expected_and_found(graded_examples):
     out, _ = graded_examples
     reports = _reports(out)
-    by_defect = {EXPECTED[name]["defect"]: {c.id: c for c in report.checks} for name, report in reports.items()}
+    # The examples with a defect (the correct ones' descriptions may name a ReLU or eval too).
+    by_defect = {EXPECTED[name]["defect"]: {c.id: c for c in report.checks} for name, report in reports.items()
+                 if EXPECTED[name]["loses"]}
     softmax = next(v for k, v in by_defect.items() if "softmax" in k)["baseline.forward"].message
     assert "softmax" in softmax and "logits" in softmax
     relu = next(v for k, v in by_defect.items() if "ReLU" in k)["baseline.architecture"].message
@@ -90,6 +92,23 @@ def test_messages_say_what_was_expected_and_found(graded_examples):
     assert "0.001" in lr and "0.0001" in lr
     eval_mode = next(v for k, v in by_defect.items() if "eval" in k)["batchnorm.behaviour"].message
     assert "self.eval()" in eval_mode
+
+
+@pytest.mark.parametrize("start, check, words", [
+    ("correct: one BatchNorm1d(32)", "batchnorm.architecture", "BatchNorm1d after Linear(64, 32)"),
+    ("correct: one BatchNorm1d(784)", "batchnorm.architecture", "BatchNorm1d before Linear(784, 64)"),
+    ("correct: test(self)", "batchnorm.behaviour",
+     "test() (it takes no loader: called as the notebook calls it, with `fashion_test_loader` pointed"),
+])
+def test_what_the_courses_notebook_allows_gets_full_points_and_says_how(graded_examples, start, check, words):
+    """The course asks for "a batch normalization layer" wherever the team puts it, and leaves test's
+    parameters to the team: these get 1.5/1.5, and the message says what was seen."""
+    out, _ = graded_examples
+    name = next(n for n, e in EXPECTED.items() if e["defect"].startswith(start))
+    report = _reports(out)[name]
+    assert sum(c.points for c in report.checks) == pytest.approx(1.5), {c.id: c.message for c in report.checks}
+    message = next(c.message for c in report.checks if c.id == check)
+    assert words in message, message
 
 
 def test_reports_validate_against_the_printed_schema(graded_examples):

@@ -104,9 +104,12 @@ CORPUS = {
                    {"content.pdf_unreadable"}),
     # --- hostile and broken archives ----------------------------------------------------------
     "traversal": (lambda f, t: make_zip(f / f"{OK}.zip", {
-        "solution.ipynb": _nb(), "s.pdf": _pdf(t), "../../escaped.txt": "x", "/abs/escaped.txt": "x",
-        "C:\\Windows\\escaped.txt": "x", "..\\..\\escaped2.txt": "x", "ok/../../escaped3.txt": "x"}),
-                  {"archive.unsafe_path"}),
+        "solution.ipynb": _nb(), "s.pdf": _pdf(t), "../../escaped.txt": "x", "..\\..\\escaped2.txt": "x",
+        "ok/../../escaped3.txt": "x"}), {"archive.unsafe_path"}),
+    # unpacked inside, their root taken off, as zip tools do
+    "absolute paths": (lambda f, t: make_zip(f / f"{OK}.zip", {
+        "solution.ipynb": _nb(), "s.pdf": _pdf(t), "/abs/escaped.txt": "x", "C:\\Windows\\escaped.txt": "x",
+        "/../../escaped4.txt": "x"}), {"archive.absolute_path"}),
     "symlink": (lambda f, t: _with(_good_zip(f, t), lambda z: add_symlink(z, "passwd", "/etc/passwd")),
                 {"archive.symlink"}),
     "symlink then write through it": (lambda f, t: _with(_good_zip(f, t), lambda z: (
@@ -392,3 +395,141 @@ def test_files_are_written_without_exec_bits(tmp_path: Path):
         zf.writestr(info, "#!/bin/sh\n")
     unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", LIMITS, SHEET6_HINTS)
     assert (tmp_path / "ws" / "run.sh").stat().st_mode & 0o7111 == 0
+
+
+# ----------------------------------------------------------------------------- rooted entry names
+# Zips as other systems make them: a Windows tool that stores `C:\Users\…\Abgabe\…` (backslashes, a
+# drive letter, MS-DOS as the system that made it), a Linux one that stores `/home/…/abgabe/…`, a UNC
+# share. zipfile, Info-ZIP and 7-Zip take the root off and unpack inside the target folder.
+
+def _rooted_zip(path: Path, entries: list[tuple[str, bytes | str]], system: int = 0) -> Path:
+    """A zip whose entry names are stored byte for byte as given (zipfile keeps a ZipInfo's name)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in entries:
+            info = zipfile.ZipInfo(name, date_time=(2024, 12, 1, 12, 0, 0))
+            info.create_system = system
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, content.encode() if isinstance(content, str) else content)
+    with zipfile.ZipFile(path) as zf:
+        assert [i.filename for i in zf.infolist()] == [n for n, _ in entries]   # stored as given
+    return path
+
+
+def _unpacked(tmp_path: Path, entries, system: int = 0):
+    (tmp_path / "_scratch").mkdir(exist_ok=True)
+    z = _rooted_zip(tmp_path / "subs" / f"{OK}.zip", entries, system)
+    dest = tmp_path / "ws"
+    dest.mkdir()
+    outside_before = all_paths(tmp_path)
+    sub, ws, ident, codes = grade_intake(z, tmp_path / "subs", dest)
+    assert all_paths(tmp_path) - outside_before <= {"ws/" + p for p in all_paths(dest)}   # nothing outside
+    return ws, codes
+
+
+def _notes(ws) -> list[str]:
+    return [v.message for v in ws.violations if v.code == "archive.absolute_path"]
+
+
+def test_a_windows_zip_with_drive_letters_is_unpacked_without_the_drive(tmp_path: Path):
+    ws, codes = _unpacked(tmp_path, [
+        ("C:\\Users\\Erika Mustermann\\Documents\\Abgabe\\Exercise_6_6.ipynb", _nb()),
+        ("C:\\Users\\Erika Mustermann\\Documents\\Abgabe\\Sheet6.pdf", _pdf(tmp_path))])
+    assert codes == {"archive.absolute_path"}, ws.violations
+    assert ws.notebook == tmp_path / "ws" / "Users/Erika Mustermann/Documents/Abgabe/Exercise_6_6.ipynb"
+    assert ws.pdf == tmp_path / "ws" / "Users/Erika Mustermann/Documents/Abgabe/Sheet6.pdf"
+    nbformat.read(ws.notebook, as_version=4)
+    (note,) = [v for v in ws.violations if v.code == "archive.absolute_path"]
+    assert note.severity == "warning"
+    # says what was done, to which entries, and that nothing was lost
+    assert note.message.startswith(f"{OK}.zip: 2 entries have absolute paths"), note.message
+    assert "'C:\\\\Users\\\\Erika Mustermann\\\\Documents\\\\Abgabe\\\\Exercise_6_6.ipynb'" in note.message
+    assert "'Users/Erika Mustermann/Documents/Abgabe/Exercise_6_6.ipynb'" in note.message
+    assert "'C:'" in note.message
+
+
+def test_a_linux_zip_with_absolute_paths_is_unpacked_inside(tmp_path: Path):
+    ws, codes = _unpacked(tmp_path, [("/home/erika/abgabe/Exercise_6_6.ipynb", _nb()),
+                                     ("/home/erika/abgabe/Sheet6.pdf", _pdf(tmp_path))], system=3)
+    assert codes == {"archive.absolute_path"}
+    assert set(ws.files) == {"home/erika/abgabe/Exercise_6_6.ipynb", "home/erika/abgabe/Sheet6.pdf"}
+    assert ws.notebook is not None and ws.pdf is not None
+    assert "'/'" in _notes(ws)[0]
+
+
+@pytest.mark.parametrize("name, where", [
+    ("\\\\server\\share\\Abgabe\\Exercise_6_6.ipynb", "Abgabe/Exercise_6_6.ipynb"),      # UNC share
+    ("//server/share/Abgabe/Exercise_6_6.ipynb", "Abgabe/Exercise_6_6.ipynb"),
+    ("\\\\?\\C:\\Abgabe\\Exercise_6_6.ipynb", "Abgabe/Exercise_6_6.ipynb"),              # extended path
+    ("c:Abgabe/Exercise_6_6.ipynb", "Abgabe/Exercise_6_6.ipynb"),                         # drive-relative
+    ("C:..\\..\\Exercise_6_6.ipynb", "Exercise_6_6.ipynb"),                               # drive and '..'
+    ("/../../etc/Exercise_6_6.ipynb", "etc/Exercise_6_6.ipynb"),                           # root and '..'
+    ("/home/erika/../../../Exercise_6_6.ipynb", "home/erika/Exercise_6_6.ipynb"),         # '..' taken out
+    ("\\.\\Abgabe\\.\\Exercise_6_6.ipynb", "Abgabe/Exercise_6_6.ipynb"),
+])
+def test_the_root_drive_and_dotdot_parts_are_taken_off_as_zipfile_does(tmp_path: Path, name: str, where: str):
+    ws, codes = _unpacked(tmp_path, [(name, _nb()), ("Sheet6.pdf", _pdf(tmp_path))])
+    assert codes == {"archive.absolute_path"}, ws.violations
+    assert ws.notebook == tmp_path / "ws" / where
+    assert f"{where!r}" in _notes(ws)[0]
+
+
+def test_a_rooted_entry_that_names_no_file_is_refused(tmp_path: Path):
+    ws, codes = _unpacked(tmp_path, [("C:", "x"), ("/..", "y"), ("\\\\server\\share", "z"), ("C:..\\.\\..", "w"),
+                                     ("Exercise_6_6.ipynb", _nb()), ("Sheet6.pdf", _pdf(tmp_path))])
+    unsafe = [v.message for v in ws.violations if v.code == "archive.unsafe_path"]
+    assert len(unsafe) == 4 and all("names no file once" in m for m in unsafe), unsafe
+    assert ws.files == ("Exercise_6_6.ipynb", "Sheet6.pdf")
+
+
+def test_a_rooted_entry_never_replaces_a_relative_one(tmp_path: Path):
+    """The relative entry is the one the team made; a rooted one that lands on the same path is
+    refused, wherever it stands in the archive."""
+    ws, codes = _unpacked(tmp_path, [("C:\\Exercise_6_6.ipynb", "{}"), ("/Exercise_6_6.ipynb", "{}"),
+                                     ("Exercise_6_6.ipynb", _nb()), ("Sheet6.pdf", _pdf(tmp_path))])
+    assert codes == {"archive.duplicate_name"}      # nothing was unpacked from a rooted name
+    assert ws.files == ("Exercise_6_6.ipynb", "Sheet6.pdf")
+    nbformat.read(ws.notebook, as_version=4)      # the team's notebook, not "{}"
+    dups = [v.message for v in ws.violations if v.code == "archive.duplicate_name"]
+    assert len(dups) == 2 and all("'Exercise_6_6.ipynb'" in m for m in dups)
+
+
+def test_two_rooted_entries_that_map_to_one_path_keep_the_first(tmp_path: Path):
+    ws, codes = _unpacked(tmp_path, [("C:\\Abgabe\\Exercise_6_6.ipynb", _nb()),
+                                     ("D:\\abgabe\\exercise_6_6.ipynb", "{}"), ("Sheet6.pdf", _pdf(tmp_path))])
+    assert codes == {"archive.absolute_path", "archive.duplicate_name"}
+    assert ws.files == ("Abgabe/Exercise_6_6.ipynb", "Sheet6.pdf")
+    nbformat.read(ws.notebook, as_version=4)
+    (dup,) = [v.message for v in ws.violations if v.code == "archive.duplicate_name"]
+    assert "D:\\\\abgabe\\\\exercise_6_6.ipynb" in dup and "'abgabe/exercise_6_6.ipynb'" in dup
+
+
+def test_relative_entries_that_climb_out_are_still_refused(tmp_path: Path):
+    ws, codes = _unpacked(tmp_path, [("../../escaped.txt", "x"), ("ok/../../escaped.txt", "x"),
+                                     ("..\\escaped.txt", "x"), ("Exercise_6_6.ipynb", _nb()),
+                                     ("Sheet6.pdf", _pdf(tmp_path))])
+    assert codes == {"archive.unsafe_path"}
+    assert ws.files == ("Exercise_6_6.ipynb", "Sheet6.pdf")
+
+
+def test_rooted_entries_in_an_inner_zip_stay_in_its_folder(tmp_path: Path):
+    inner = _rooted_zip(tmp_path / "_scratch" / "inner.zip", [("C:\\Abgabe\\Exercise_6_6.ipynb", _nb())])
+    ws, codes = _unpacked(tmp_path, [("inner.zip", inner.read_bytes()), ("Sheet6.pdf", _pdf(tmp_path))])
+    assert codes == {"archive.absolute_path"}
+    assert ws.notebook == tmp_path / "ws" / "inner/Abgabe/Exercise_6_6.ipynb"
+    assert "the inner archive 'inner.zip'" in _notes(ws)[0]
+
+
+def test_rooted_names_with_control_characters_or_too_long_parts_are_refused(tmp_path: Path):
+    ws, codes = _unpacked(tmp_path, [("C:\\a\x1b[31m.txt", "x"), ("/" + "x" * 300 + "/y.txt", "x"),
+                                     ("Exercise_6_6.ipynb", _nb()), ("Sheet6.pdf", _pdf(tmp_path))])
+    assert codes == {"archive.unsafe_path"}
+    assert ws.files == ("Exercise_6_6.ipynb", "Sheet6.pdf")
+
+
+def test_many_rooted_entries_give_one_note(tmp_path: Path):
+    ws, codes = _unpacked(tmp_path, [(f"C:\\x\\f{i}.txt", "x") for i in range(40)]
+                          + [("C:\\x\\Exercise_6_6.ipynb", _nb()), ("C:\\x\\Sheet6.pdf", _pdf(tmp_path))])
+    (note,) = _notes(ws)
+    assert note.startswith(f"{OK}.zip: 42 entries have absolute paths") and "39 more" in note, note
+    assert len(ws.files) == 42

@@ -134,3 +134,85 @@ def test_team_and_expected_name_from_the_files_when_the_name_says_nothing(tmp_pa
     team = team_from_files(sub, ws)
     assert [(m.name, m.student_id) for m in team] == [("Anna-Lena van der Berg", "7012345"), ("Jürgen Müller", "7054321")]
     assert name_for(team, sub.kind) == "Anna-Lena_van_der_Berg_7012345_Jürgen_Müller_7054321.ipynb"
+
+
+# ---- the course's identity cell: "Name 1: <br>", "Student id 1: <br>", "Email 1: <br>" for members 1-3 --
+
+EMPTY_CELL = "\n".join(f"{label} {n}: <br>" for n in (1, 2, 3) for label in ("Name", "Student id", "Email"))
+THREE = [("Erika Mustermann", "7012345", "s8ermust@stud.uni-saarland.de"),
+         ("Jürgen Müller", "7054321", "s8jumuel@stud.uni-saarland.de"),
+         ("Anna-Lena van der Berg", "7066666", "anna.berg@uni-saarland.de")]
+TEAM3 = "Erika Mustermann_7012345_Jürgen Müller_7054321_Anna-Lena van der Berg_7066666"
+
+
+def _filled_cells() -> dict[str, str]:
+    """The same three members in the identity cell as teams fill it in: the template's layout, lines
+    in another order, no `<br>`, markdown emphasis, HTML, several fields on a line."""
+    lines = [f"{label} {n}: {value} <br>" for n, member in enumerate(THREE, start=1)
+             for label, value in zip(("Name", "Student id", "Email"), member)]
+    return {
+        "template layout": "# Sheet 6\n\n" + "\n".join(lines),
+        "shuffled, no <br>": "\n".join(line.replace(" <br>", "") for line in reversed(lines)),
+        "markdown bold": "\n".join(f"**{line.split(':')[0]}:** {line.split(': ', 1)[1]}" for line in lines),
+        "html": "<p>" + "".join(f"<b>{line.split(':')[0]}:</b>&nbsp;{line.split(': ', 1)[1]}" for line in lines) + "</p>",
+        "one line per member": "\n\n".join(f"Name {n}: {a}, Student id {n}: {b}, Email {n}: {c}"
+                                           for n, (a, b, c) in enumerate(THREE, start=1)),
+    }
+
+
+@pytest.mark.parametrize("layout", sorted(_filled_cells()))
+def test_the_identity_cell_filled_in_names_all_three_members(tmp_path: Path, layout: str):
+    from grader.intake.identity import team_from_files
+
+    nb = notebook_json([("markdown", _filled_cells()[layout]), ("code", TEMPLATE_CODE)])
+    sub, ws = _workspace(tmp_path, f"{TEAM3}.zip", {"nb.ipynb": nb})
+    assert check_identity(sub, ws) == []
+    assert [(m.name, m.student_id, m.email) for m in team_with_emails(sub, ws)] == THREE
+    # Read from the files alone (a file name that names nobody), every member with name and id.
+    loose, ws2 = _workspace(tmp_path / "loose", "final.zip", {"nb.ipynb": nb})
+    assert [(m.name, m.student_id) for m in team_from_files(loose, ws2)] == [(a, b) for a, b, _ in THREE]
+
+
+def test_the_identity_cell_partly_filled_says_what_is_empty(tmp_path: Path):
+    from grader.intake.identity import team_from_files
+
+    cell = (EMPTY_CELL.replace("Name 1: <br>", "Name 1: Erika Mustermann <br>")
+            .replace("Student id 1: <br>", "Student id 1: 7012345 <br>")
+            .replace("Email 1: <br>", "Email 1: s8ermust@stud.uni-saarland.de <br>")
+            .replace("Name 2: <br>", "Name 2: Jürgen Müller <br>"))
+    nb = notebook_json([("markdown", cell), ("code", TEMPLATE_CODE)])
+    sub, ws = _workspace(tmp_path, "Erika Mustermann_7012345_Jürgen Müller_7054321.zip", {"nb.ipynb": nb})
+    (v,) = check_identity(sub, ws)
+    assert v.code == "identity.mismatch" and "7054321 (Jürgen Müller)" in v.message
+    assert "the notebook's identity cell leaves Student id 2, Email 2 empty" in v.message, v.message
+    assert [(m.name, m.student_id) for m in team_from_files(sub, ws)] == [("Erika Mustermann", "7012345")]
+    emails = [m.email for m in team_with_emails(sub, ws)]
+    assert emails == ["s8ermust@stud.uni-saarland.de", None]
+
+
+def test_the_identity_cell_left_as_the_template_has_it_is_not_filled_in(tmp_path: Path):
+    from grader.intake.identity import team_from_files
+
+    nb = notebook_json([("markdown", "# Exercise 6.6\n\n" + EMPTY_CELL), ("code", TEMPLATE_CODE)])
+    sub, ws = _workspace(tmp_path, f"{OK}.zip", {"nb.ipynb": nb})
+    (v,) = check_identity(sub, ws)
+    assert v.code == "identity.missing"
+    assert "the notebook's identity cell (Name 1:, Student id 1:, Email 1:, ...) is not filled in" in v.message
+    loose, ws2 = _workspace(tmp_path / "loose", "final.zip", {"nb.ipynb": nb})
+    assert team_from_files(loose, ws2) == ()
+    # Only an id filled in, on the template's line: never "br" or a label as a name.
+    only_id = notebook_json([("markdown", "Name 1: <br> Student id 1: 7012345 <br> Email 1: <br>")])
+    loose, ws3 = _workspace(tmp_path / "only-id", "final.zip", {"nb.ipynb": only_id})
+    assert team_from_files(loose, ws3) == ()
+    sub, ws4 = _workspace(tmp_path / "only-id-named", f"{OK}.zip", {"nb.ipynb": only_id})
+    (v,) = check_identity(sub, ws4)
+    assert "leaves Name 1, Email 1 empty" in v.message, v.message
+
+
+def test_a_student_line_with_html_breaks_gives_no_br_in_a_name(tmp_path: Path):
+    from grader.intake.identity import team_from_files
+
+    nb = notebook_json([("markdown", "Erika Mustermann<br>7012345<br>\n\nJürgen Müller <br/> 7054321")])
+    sub, ws = _workspace(tmp_path, "final.zip", {"nb.ipynb": nb})
+    assert [(m.name, m.student_id) for m in team_from_files(sub, ws)] == [("Erika Mustermann", "7012345"),
+                                                                         ("Jürgen Müller", "7054321")]

@@ -276,6 +276,43 @@ def test_batchnorm_network_matches_torch(batch, momentum, affine):
         _close(var, _np(bn.running_var))
 
 
+def _placed(dtype, places):
+    """The baseline with a BatchNorm1d of the features' width at each of `places` ("input": the flattened
+    image, "hidden1"/"hidden2": after that hidden Linear, "hidden1-relu": after its ReLU, "output":
+    after the last Linear): the course leaves the placement to the team."""
+    layers = [nn.Flatten()] + ([nn.BatchNorm1d(784)] if "input" in places else [])
+    for name, (n_in, n_out) in (("hidden1", (784, 64)), ("hidden2", (64, 32))):
+        layers += [nn.Linear(n_in, n_out)] + ([nn.BatchNorm1d(n_out)] if name in places else []) + [nn.ReLU()]
+        layers += [nn.BatchNorm1d(n_out)] if f"{name}-relu" in places else []
+    layers += [nn.Linear(32, 10)] + ([nn.BatchNorm1d(10)] if "output" in places else [])
+    return nn.Sequential(*layers).to(dtype)
+
+
+@pytest.mark.parametrize("places", [("input",), ("hidden2",), ("hidden1-relu",), ("output",),
+                                    ("input", "hidden1", "hidden2-relu", "output")], ids="+".join)
+@pytest.mark.parametrize("dtype, atol", [(torch.float64, ATOL), (torch.float32, 1e-4)], ids=["float64", "float32"])
+def test_batchnorm_anywhere_matches_torch(places, dtype, atol):
+    """Images as Fashion-MNIST's are: the border pixels are 0 in every image, so a BatchNorm on the input
+    meets features of variance 0 (and others of a tiny variance)."""
+    torch.manual_seed(6)
+    model = _placed(dtype, places)
+    _perturb_bn(model)
+    images = _rng(6).random((64, 1, 28, 28))
+    images[:, :, :3, :] = 0.0                         # constant features
+    images[:, 0, 3, :] = (_rng(7).random((64, 28)) < 0.05) / 255.0   # nearly constant ones
+    x = torch.from_numpy(images).to(dtype)
+    layers = _layers(model)
+    got_eval, _ = ref.run_layers(_np(x), layers, train=False)
+    _close(got_eval, _np(model.eval()(x)), atol=atol, rtol=atol)
+    got_train, stats = ref.run_layers(_np(x), layers, train=True)
+    _close(got_train, _np(model.train()(x)), atol=atol, rtol=atol)
+    bns = [m for m in model if isinstance(m, nn.BatchNorm1d)]
+    assert len(stats) == len(bns) == len({p.split("-")[0] for p in places})
+    for (mean, var), bn in zip(stats, bns):
+        _close(mean, _np(bn.running_mean), atol=atol, rtol=atol)
+        _close(var, _np(bn.running_var), atol=atol, rtol=atol)
+
+
 def test_float32_network_within_loose_tolerance():
     torch.manual_seed(32)
     model = _batchnorm(torch.float32)

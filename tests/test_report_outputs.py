@@ -243,7 +243,11 @@ def test_round_trip_grade_fill_merge(tmp_path):
     write_batch_outputs(reports, tmp_path, CONFIG)
     entries = read_manual_sheet(sheet, reports, CONFIG)
     assert entries[ALICE[0]].points["6.1"] == 3.5 and entries[ALICE[0]].comment == "Gut gemacht <b>!</b>"
-    assert carl[0] in entries and (tmp_path / (SHEET_NAME + ".bak")).exists()
+    assert carl[0] in entries
+    # the sheet as the tutors filled it is kept, dated, before the grader wrote it again
+    kept = sorted((tmp_path / "manual").glob("*-manual_points.csv"))
+    assert any("3,5" in p.read_text(encoding="utf-8-sig") and ALICE[0] in p.read_text(encoding="utf-8-sig")
+               for p in kept), [p.name for p in kept]
 
 
 def test_german_cms_csv(tmp_path):
@@ -467,3 +471,16 @@ def test_an_override_written_by_schema_1_0_is_read_as_data():
     check = CheckResult.model_validate({"id": "baseline.forward", "exercise": "6.6", "status": "fail", "points": 0,
                                         "max_points": 0.25, "message": "m", "override": "tutor: 0.25 → 0"})
     assert check.override == Override(automatic=0.25, tutor=0.0)
+
+
+def test_feedback_says_a_verdict_every_check_shares_once():
+    _, report = make_report([("Anna Äpfel", "7000001")], failing=SHEET.check_ids)
+    line = "The notebook is still the template: nothing to check."
+    same = report.model_copy(update={"checks": [c.model_copy(update={"message": line}) for c in report.checks]})
+    page = feedback_html(same, None, SHEET6)
+    assert page.count(line) == 1 and f"all {len(SHEET.check_ids)} checks" in page
+    assert "<code>baseline.architecture</code>" not in page
+    # A tutor's override is per check: then every check has its row again.
+    first = same.checks[0].model_copy(update={"override": Override(automatic=0.0, tutor=0.25)})
+    page = feedback_html(same.model_copy(update={"checks": [first, *same.checks[1:]]}), None, SHEET6)
+    assert "<code>baseline.architecture</code>" in page and page.count(line) == len(SHEET.check_ids)

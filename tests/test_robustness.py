@@ -171,7 +171,7 @@ def test_a_pdf_that_takes_forever_to_read_costs_its_team_a_warning_not_the_batch
     assert "took longer than 30 s" in unreadable[0].message and "answers.pdf" in unreadable[0].message
     assert "the PDF was not read" in unreadable[0].message
     assert reports[TEAMS[0]].execution.status == "ok"
-    for name in ("summary.csv", "summary.html", "cms.csv", "manual_points.csv"):
+    for name in ("summary.csv", "summary.html", "cms.csv", "cms_import.csv", "manual_points.csv"):
         assert (course.out / name).exists(), name
     assert gone(str(course.scratch)) == [] and course.leftovers() == []
 

@@ -76,8 +76,9 @@ def _printed(report: Report, given: CheckInput | None = None) -> str:
      LOSES_POINTS),
     (_report(violations=[Violation(code="name.pattern", severity="warning", message="x")]), TUTORS_MAY_DEDUCT),
     (_report(violations=[Violation(code="content.no_pdf", severity="warning", message="x")]), TUTORS_MAY_DEDUCT),
+    (_report(violations=[Violation(code="archive.absolute_path", severity="warning", message="x")]), FINE),
 ], ids=["fine", "failed check", "cell error", "needs review", "module the course lacks", "grader's time limit",
-        "module the course lacks and a failed check", "name", "no pdf"])
+        "module the course lacks and a failed check", "name", "no pdf", "absolute paths taken off"])
 def test_the_verdict_separates_lost_points_from_what_tutors_may_deduct(report, level):
     assert verdict(report) == level
     text = _printed(report)
@@ -90,6 +91,18 @@ def test_a_naming_warning_alone_does_not_lose_points():
                      expected_name=CORRECT, file="sheet6 final.zip")
     text = _printed(report)
     assert "would lose points" not in text and f"rename the file to {CORRECT}" in text
+
+
+def test_the_same_verdict_of_every_check_is_said_once():
+    report = _report(statuses=("fail",) * 6, execution="errors")
+    same = [c.model_copy(update={"message": "The notebook is still the template: nothing to check."}) for c in report.checks]
+    text = _printed(report.model_copy(update={"checks": same}))
+    assert text.count("The notebook is still the template") == 1, text
+    assert "✗ all 6 checks (0/1.5): The notebook is still the template" in text and "c0" not in text
+    assert "would lose points: the notebook did not run through; all 6 checks (1.5)" in text
+    # Different messages, or one a tutor overrode: check by check, as before.
+    text = _printed(_report(statuses=("fail",) * 6))
+    assert all(f"c{i} (0/0.25): message {i}" in text for i in range(6)), text
 
 
 def test_cell_numbers_are_what_jupyter_shows():
@@ -405,3 +418,51 @@ def test_a_kernel_that_does_not_start_still_says_how_it_was_isolated(tmp_path, g
     execution = grade_submission(target, tmp_path, ctx).report.execution
     assert execution.status == "not_run" and "No module named ipykernel" in " ".join(execution.notes)
     assert execution.isolated is True and execution.sandbox == "bubblewrap", execution
+
+
+# ----------------------------------------------------------------------------- the course's notebook
+
+# How teams hand in the course's notebook (tests/corpus/, graded by `grader grade` in test_corpus.py).
+# The examples of what it allows (one BatchNorm after the second hidden Linear, one on the input,
+# test(self) reading the global loader) are compared in test_end_to_end.py's
+# test_students_check_agrees_with_the_tutors_grading.
+COURSE_CASES = {
+    "template": ROOT / "tests" / "corpus" / "Fiona Brandt_7301601_Gustav Ritter_7301602.ipynb",
+    "part 2 left as the stub": ROOT / "tests" / "corpus" / "Hanna Vogt_7301701_Ivo Sommer_7301702.ipynb",
+    "test reads a kept loader": ROOT / "tests" / "corpus" / "Jana Wolf_7301801_Kai Berger_7301802.ipynb",
+    "html identity, test helper": ROOT / "tests" / "corpus" / "Lisa Sommer_7301901_Moritz Haas_7301902.ipynb",
+}
+
+
+@pytest.mark.kernel
+@needs_torch
+@pytest.mark.parametrize("case", sorted(COURSE_CASES))
+def test_check_and_grade_agree_on_the_course_notebooks_cases(tmp_path, monkeypatch, grading_context, case):
+    """`grader check` (the student's defaults, small stand-in data) and the tutors' grading give every
+    check the same status and points."""
+    import contextlib
+    import io
+
+    from grader.pipeline import grade_submission
+
+    _student_setting(tmp_path, monkeypatch)
+    target = tmp_path / COURSE_CASES[case].name
+    shutil.copy(COURSE_CASES[case], target)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = check_path(target, config_path=None, as_json=True, full=False, console=Console(record=True))
+    checked = Report.model_validate_json(printed.getvalue())
+    graded = grade_submission(target, tmp_path, grading_context).report
+    assert {c.id: (c.status, c.points) for c in checked.checks} == {c.id: (c.status, c.points) for c in graded.checks}, \
+        ({c.id: c.message for c in checked.checks}, {c.id: c.message for c in graded.checks})
+    points = sum(c.points for c in checked.checks)
+    assert points == {"template": 0.0, "part 2 left as the stub": 1.0}.get(case, 1.5), {c.id: c.message for c in checked.checks}
+    if case == "template":
+        assert code == 1
+        text = " ".join(_printed(checked).split())   # the console wraps long lines
+        assert text.count("The notebook is still the template") == 1, text
+        for words in ("✗ all 6 checks (0/1.5)", "`__init__` does not call `super().__init__()`",
+                      "`forward` still returns the template's `NotImplemented`",
+                      "`optimize` takes no loaders but the notebook calls it with two"):
+            assert words in text, text
+        assert "AttributeError" not in text.split("✗ all 6 checks")[1]

@@ -25,7 +25,9 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_notebooks import ROOT, Member, src, team_markdown, write_or_check  # noqa: E402
+from make_notebooks import (ROOT, TEMPLATE_ANSWER, TEMPLATE_BASELINE, TEMPLATE_BATCHNORM,  # noqa: E402
+                            TEMPLATE_PLOT, TEMPLATE_RUN_BASELINE, TEMPLATE_RUN_BATCHNORM, Member,
+                            identity_markdown, src, team_markdown, write_or_check)
 
 CORPUS = ROOT / "tests" / "corpus"
 CHECKS = ("baseline.architecture", "baseline.forward", "baseline.training_setup", "baseline.accuracies",
@@ -43,6 +45,7 @@ class Entry:
     violations: tuple[str, ...] = ()       # violation codes, in order
     mention: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # where -> words it must contain: a check id (its message), "violations", "notes", "outputs"
+    team_cell: str = ""                    # the first cell; default: the team, one member per line
 
     @property
     def file_name(self) -> str:
@@ -933,9 +936,179 @@ NOT_TRAINED_BY_OPTIMIZE = Entry(
              "batchnorm.behaviour": ("checked on a new FashionNetworkBatchNorm(): no trained instance was found",)},
 )
 
+# ---- 16. the course's template, untouched but for the identity cell --------------------------------
+
+TEMPLATE_PROBLEMS = ("The notebook is still the template", "`__init__` does not call `super().__init__()`",
+                     "`forward` still returns the template's `NotImplemented`",
+                     "`optimize` takes no loaders but the notebook calls it with two")
+UNTOUCHED_TEMPLATE = Entry(
+    style="the course's template as handed out, only the identity cell filled in",
+    team=team(("Fiona Brandt", "7301601", "s8fibran@stud.uni-saarland.de"),
+              ("Gustav Ritter", "7301602", "s8guritt@stud.uni-saarland.de")),
+    team_cell=identity_markdown((Member("Fiona Brandt", "7301601", "s8fibran@stud.uni-saarland.de"),
+                                 Member("Gustav Ritter", "7301602", "s8guritt@stud.uni-saarland.de"))),
+    cells=(
+        setup(IMPORTS, loaders()),
+        code(TEMPLATE_BASELINE),
+        code(TEMPLATE_RUN_BASELINE),
+        code(TEMPLATE_BATCHNORM),
+        code(TEMPLATE_RUN_BATCHNORM),
+        code(TEMPLATE_PLOT),
+        md(TEMPLATE_ANSWER),
+    ),
+    checks={check: "fail" for check in CHECKS},
+    execution="errors",
+    mention={check: TEMPLATE_PROBLEMS for check in CHECKS},
+)
+
+# ---- 17. Part 1 done, Part 2's class still the template's stub --------------------------------------
+
+PART_2_LEFT = Entry(
+    style="Part 1 done; FashionNetworkBatchNorm still the template's stub (its training cell fails)",
+    team=team(("Hanna Vogt", "7301701", "s8havogt@stud.uni-saarland.de"),
+              ("Ivo Sommer", "7301702", "s8ivsomm@stud.uni-saarland.de")),
+    cells=(
+        setup(IMPORTS, loaders()),
+        code(PLAIN_CLASS),
+        code("""
+            fashion_network = FashionNetwork()
+            accuracies = fashion_network.optimize(fashion_train_loader, fashion_test_loader)
+            """),
+        code(TEMPLATE_BATCHNORM),
+        code(TEMPLATE_RUN_BATCHNORM),
+        md("Your Answer: (Part 2 is missing.)"),
+    ),
+    checks={**ALL_PASS, "batchnorm.architecture": "fail", "batchnorm.behaviour": "fail"},
+    execution="errors",
+    mention={check: ("FashionNetworkBatchNorm: `__init__` does not call `super().__init__()`",
+                     "`forward` still returns the template's `NotImplemented`")
+             for check in ("batchnorm.architecture", "batchnorm.behaviour")},
+)
+
+# ---- 18. test(self) as the stub has it, reading the loader optimize kept; one BatchNorm after a ReLU --
+
+KEPT_LOADER_CLASS = src("""
+    class FashionNetwork(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(),
+                                        nn.Linear(32, 10))
+
+        def forward(self, x):
+            return self.layers(x)
+
+        def optimize(self, train_loader, test_loader):
+            self.test_loader = test_loader       # test() reads it
+            optimizer = torch.optim.SGD(self.parameters(), lr=0.001)
+            loss_fn = nn.CrossEntropyLoss()
+            self.accuracies = []
+            for epoch in range(5):
+                self.train()
+                for images, labels in train_loader:
+                    optimizer.zero_grad()
+                    loss_fn(self(images), labels).backward()
+                    optimizer.step()
+                self.accuracies.append(self.test())
+            return self.accuracies
+
+        def test(self):
+            self.eval()
+            correct = 0
+            with torch.no_grad():
+                for images, labels in self.test_loader:
+                    correct += (self(images).argmax(1) == labels).sum().item()
+            return correct / len(self.test_loader.dataset)
+    """)
+KEPT_LOADER = Entry(
+    style="test(self) as the stub has it, reading the loader optimize kept on the network; one BatchNorm1d(64) "
+          "after the first ReLU",
+    team=team(("Jana Wolf", "7301801", "s8jawolf@stud.uni-saarland.de"),
+              ("Kai Berger", "7301802", "s8kaberg@stud.uni-saarland.de")),
+    cells=(
+        setup(IMPORTS, loaders()),
+        code(KEPT_LOADER_CLASS),
+        code(TEMPLATE_RUN_BASELINE),
+        code(bn_of(KEPT_LOADER_CLASS, "nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32)",
+                   "nn.Linear(784, 64), nn.ReLU(), nn.BatchNorm1d(64), nn.Linear(64, 32)")),
+        code(TEMPLATE_RUN_BATCHNORM),
+        code(PLOT_TWO.format(a="fashion_network.accuracies", b="fashion_network_batch_norm.accuracies")),
+        ANSWER,
+    ),
+    mention={"batchnorm.behaviour": ("test() (it takes no loader", "`self.test_loader`"),
+             "batchnorm.architecture": ("BatchNorm1d after Linear(784, 64)",)},
+)
+
+# ---- 19. the identity cell in HTML; test() through a helper on the global loader; BatchNorm1d(10) last --
+
+HELPER_CLASS = src("""
+    def evaluate(model, loader):
+        model.eval()
+        hits = 0
+        with torch.no_grad():
+            for images, labels in loader:
+                hits += (model(images).argmax(dim=1) == labels).sum().item()
+        model.train()
+        return hits / len(loader.dataset)
+
+
+    class FashionNetwork(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+            self.optimizer = torch.optim.SGD(self.parameters(), lr=0.001)
+            self.criterion = nn.CrossEntropyLoss()
+
+        def forward(self, x):
+            return self.net(x.flatten(1))
+
+        def optimize(self, train_loader, test_loader):
+            history = []
+            for epoch in range(5):
+                for images, labels in train_loader:
+                    self.optimizer.zero_grad()
+                    self.criterion(self(images), labels).backward()
+                    self.optimizer.step()
+                history.append(self.test())
+                print(f"epoch {epoch + 1}: {history[-1]:.3f}")
+            return history
+
+        def test(self):
+            return evaluate(self, fashion_test_loader)
+    """)
+HTML_IDENTITY = (
+    "<h2>Exercise Sheet 6</h2>\n"
+    "<p><b>Name 1:</b> Lisa Sommer<br><b>Student id 1:</b> 7301901<br><b>Email 1:</b> s8lisomm@stud.uni-saarland.de<br>\n"
+    "<b>Name 2:</b> Moritz Haas<br><b>Student id 2:</b> 7301902<br><b>Email 2:</b> s8mohaas@stud.uni-saarland.de<br>\n"
+    "<b>Name 3:</b> <br><b>Student id 3:</b> <br><b>Email 3:</b> <br></p>")
+HELPER_TEST = Entry(
+    style="identity cell in HTML; test() calls a helper on the global fashion_test_loader; one BatchNorm1d(10) "
+          "after the last Linear",
+    team=team(("Lisa Sommer", "7301901", "s8lisomm@stud.uni-saarland.de"),
+              ("Moritz Haas", "7301902", "s8mohaas@stud.uni-saarland.de")),
+    team_cell=HTML_IDENTITY,
+    cells=(
+        setup(IMPORTS, loaders()),
+        code(HELPER_CLASS),
+        code("""
+            fashion_network = FashionNetwork()
+            plain = fashion_network.optimize(fashion_train_loader, fashion_test_loader)
+            """),
+        code(bn_of(HELPER_CLASS[HELPER_CLASS.index("class FashionNetwork"):],
+                   "nn.ReLU(), nn.Linear(32, 10))", "nn.ReLU(), nn.Linear(32, 10), nn.BatchNorm1d(10))")),
+        code("""
+            fashion_network_batch_norm = FashionNetworkBatchNorm()
+            with_bn = fashion_network_batch_norm.optimize(fashion_train_loader, fashion_test_loader)
+            """),
+        code(PLOT_TWO.format(a="plain", b="with_bn")),
+        ANSWER,
+    ),
+    mention={"batchnorm.behaviour": ("test() (it takes no loader", "`fashion_test_loader`"),
+             "batchnorm.architecture": ("BatchNorm1d after Linear(32, 10)",)},
+)
+
 CORPUS_ENTRIES = (TQDM, MODEL_NAMES, OTHER_ROOTS, COLAB, DICT_OF_NETWORKS, BUILT_IN_FUNCTION, PRINTED_ONLY,
                   SEEDED_PERCENT, PIP_INSTALL, MISSING_MODULE, KAGGLE_CSV, RAW_IDX, SUBCLASS, BN_TEST_MISTAKE,
-                  NOT_TRAINED_BY_OPTIMIZE)
+                  NOT_TRAINED_BY_OPTIMIZE, UNTOUCHED_TEMPLATE, PART_2_LEFT, KEPT_LOADER, HELPER_TEST)
 
 
 def notebook(entry: Entry) -> nbformat.NotebookNode:
@@ -944,7 +1117,7 @@ def notebook(entry: Entry) -> nbformat.NotebookNode:
         "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
     }
-    cells = [("markdown", team_markdown(entry.team))] + list(entry.cells)
+    cells = [("markdown", entry.team_cell or team_markdown(entry.team))] + list(entry.cells)
     for index, (kind, source) in enumerate(cells):
         cell = new_code_cell(source) if kind == "code" else new_markdown_cell(source)
         cell["id"] = f"cell-{index}"

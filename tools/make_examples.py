@@ -1,4 +1,4 @@
-"""Build the example submissions in `submissions/`: one correct, six with a single known defect.
+"""Build the example submissions in `submissions/`: four correct, six with a single known defect.
 
     python tools/make_examples.py           # (re)write submissions/*.zip and submissions/expected.json
     python tools/make_examples.py --check   # exit 1 when a file differs from what would be written
@@ -195,6 +195,42 @@ def _examples() -> list[Example]:
     parts = solution_parts(t).edit("batchnorm", "        self.eval()\n", "")
     examples.append(Example(t, "FashionNetworkBatchNorm.test does not switch to eval mode (no self.eval())",
                             ("batchnorm.behaviour",), parts, "sheet06_notebook.ipynb", "sheet06.pdf"))
+
+    # Correct in other ways the course's notebook allows: it asks for "a batch normalization layer"
+    # and leaves where to the team, and its stubs `optimize(self)` and `test(self)` leave test's
+    # parameters to the team.
+    # 8. one BatchNorm1d, after the second hidden Linear (before its ReLU)
+    t = team(("Lena Braun", "7156789"), ("Noah Zimmermann", "7167890"))
+    parts = (solution_parts(t)
+             .edit("batchnorm", "here one after\n        # each hidden Linear, before its ReLU.",
+                   "here one after\n        # the second hidden Linear, before its ReLU.")
+             .edit("batchnorm", "        self.bn1 = nn.BatchNorm1d(64)\n", "")
+             .edit("batchnorm", "x = self.relu(self.bn1(self.fc1(x)))", "x = self.relu(self.fc1(x))"))
+    examples.append(Example(t, "correct: one BatchNorm1d(32), after the second hidden Linear (before its ReLU)",
+                            (), parts, "Assignment6.ipynb", "Assignment6.pdf"))
+
+    # 9. one BatchNorm1d(784), on the flattened input
+    t = team(("Emma Krüger", "7178901"), ("Ben Hartmann", "7189012"), ("Mila Lange", "7190123"))
+    parts = (solution_parts(t)
+             .edit("batchnorm", "here one after\n        # each hidden Linear, before its ReLU.",
+                   "here one on\n        # the flattened input.")
+             .edit("batchnorm", "        self.fc1 = nn.Linear(784, 64)\n        self.bn1 = nn.BatchNorm1d(64)\n",
+                   "        self.bn_input = nn.BatchNorm1d(784)\n        self.fc1 = nn.Linear(784, 64)\n")
+             .edit("batchnorm", "        self.bn2 = nn.BatchNorm1d(32)\n", "")
+             .edit("batchnorm", "x = self.relu(self.bn1(self.fc1(x)))", "x = self.relu(self.fc1(self.bn_input(x)))")
+             .edit("batchnorm", "x = self.relu(self.bn2(self.fc2(x)))", "x = self.relu(self.fc2(x))"))
+    examples.append(Example(t, "correct: one BatchNorm1d(784), on the flattened input",
+                            (), parts, "NNTI_Exercise_6.ipynb", "NNTI_Exercise_6.pdf"))
+
+    # 10. test(self) without parameters, reading the global fashion_test_loader (both classes)
+    t = team(("Luis Schwarz", "7201234"), ("Clara Meyer", "7212345"))
+    parts = solution_parts(t)
+    for field in ("baseline", "batchnorm"):
+        parts = (parts.edit(field, "accuracy = self.test(test_loader)", "accuracy = self.test()")
+                 .edit(field, "    def test(self, test_loader):", "    def test(self):")
+                 .edit(field, "            for images, labels in test_loader:", "            for images, labels in fashion_test_loader:"))
+    examples.append(Example(t, "correct: test(self) takes no loader and reads the global fashion_test_loader, "
+                               "as the course's stub leaves it", (), parts, "sheet6.ipynb", "sheet6_answers.pdf"))
     return examples
 
 

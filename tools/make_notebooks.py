@@ -4,7 +4,8 @@
     python tools/make_notebooks.py --check   # exit 1 when a file differs from what would be written
 
 Writes
-  reference/template.ipynb        what the students get (bodies are TODO)
+  reference/template.ipynb        what the students get, shaped as the course's notebook (stubs that
+                                  return NotImplemented, optimize(self) and test(self) without parameters)
   reference/solution.ipynb        the full solution (also used by `grader calibrate`)
   tests/notebooks/correct_*.ipynb four correct solutions in other styles; each must get full points
 
@@ -73,7 +74,27 @@ SOLUTION_TEAM = (
 )
 
 
+HEADING = src("""
+    # Exercise Sheet 6 – Exercise 6.6: BatchNorm
+
+    Neural Networks: Theory and Implementation (NNTI), Winter Term 2024/2025
+    """)
+
+
+def identity_markdown(team: tuple[Member, ...] | None, members: int = 3) -> str:
+    """The first cell as the course hands it out: a line each for name, student id and e-mail of
+    members 1 to 3, ended by `<br>`; a team fills in its members after the colons."""
+    filled = list(team or ())
+    lines = []
+    for number in range(1, members + 1):
+        m = filled[number - 1] if number <= len(filled) else None
+        for label, value in (("Name", m and m.name), ("Student id", m and m.student_id), ("Email", m and m.email)):
+            lines.append(f"{label} {number}: {value} <br>" if value else f"{label} {number}: <br>")
+    return HEADING + "\n\n" + "\n".join(lines)
+
+
 def team_markdown(team: tuple[Member, ...] | None) -> str:
+    """A team cell in a student's own layout, one member per line ("Name: ..., Student ID: ..., Email: ...")."""
     head = src("""
         # Exercise Sheet 6 – Exercise 6.6: BatchNorm
 
@@ -121,15 +142,17 @@ PART1_TEXT = src("""
     Linear(784, 64) → ReLU → Linear(64, 32) → ReLU → Linear(32, 10).
 
     Train it with the cross-entropy loss and `torch.optim.SGD` with learning rate 0.001 for 5 epochs.
-    `optimize(train_loader, test_loader)` trains the network and measures the accuracy on the test set
-    after every epoch; `test(test_loader)` computes that accuracy.
+    `optimize` trains the network and measures the accuracy on the test set after every epoch (keep
+    those accuracies: Part 3 plots them); the cell that trains passes it the two loaders. `test`
+    computes the accuracy on the test set; which parameters it takes is up to you.
     """)
 
 PART2_TEXT = src("""
     ## Part 2 (0.5 points)
 
-    Implement `FashionNetworkBatchNorm`: the same network with batch normalisation (`nn.BatchNorm1d`)
-    for both hidden layers. Train it the same way.
+    Implement `FashionNetworkBatchNorm`: the same network with a batch normalisation layer
+    (`nn.BatchNorm1d`) added. Where it goes, and whether you add more than one, is your choice (the
+    lecture's slides show where it is commonly placed). Train it the same way.
     """)
 
 PART3_TEXT = src("""
@@ -146,23 +169,25 @@ TEMPLATE_ANSWER = "Your Answer:"
 # ------------------------------------------------------------------------------------------------
 
 def _template_class(name: str) -> str:
+    """A class as the course hands it out: every method a stub that returns NotImplemented, and
+    `optimize` and `test` without parameters (the team chooses them)."""
     return src(f"""
         class {name}(nn.Module):
             def __init__(self):
-                super().__init__()
-                # TODO: define the layers (and, if you like, the loss function and the optimizer)
+                # TODO: the layers (and, if you like, the loss function and the optimizer)
+                pass
 
             def forward(self, x):
                 # TODO: the forward pass; x is a batch of images of shape (N, 1, 28, 28)
-                pass
+                return NotImplemented
 
-            def optimize(self, train_loader, test_loader):
+            def optimize(self):
                 # TODO: train for 5 epochs and measure the test accuracy after every epoch
-                pass
+                return NotImplemented
 
-            def test(self, test_loader):
-                # TODO: compute the accuracy on the test set
-                pass
+            def test(self):
+                # TODO: the accuracy on the test set
+                return NotImplemented
         """)
 
 
@@ -203,6 +228,8 @@ _SOLUTION_METHODS = """
         return self.test_accuracies
 
     def test(self, test_loader):
+        # The course's stub is test(self): taking the loader as a parameter is this solution's choice;
+        # test(self) reading the global fashion_test_loader is as right.
         self.eval()
         correct, total = 0, 0
         with torch.no_grad():
@@ -240,6 +267,10 @@ SOLUTION_BATCHNORM = src("""
     class FashionNetworkBatchNorm(nn.Module):
         def __init__(self):
             super().__init__()
+            # The sheet asks for a batch normalisation layer and leaves where to the team: here one after
+            # each hidden Linear, before its ReLU. One layer alone (on the flattened input, after a hidden
+            # Linear, before or after its ReLU, or after the last Linear) is as right, as long as each
+            # BatchNorm1d is as wide as the features where it stands.
             self.fc1 = nn.Linear(784, 64)
             self.bn1 = nn.BatchNorm1d(64)
             self.fc2 = nn.Linear(64, 32)
@@ -702,7 +733,7 @@ def build_notebook(parts: Parts) -> nbformat.NotebookNode:
         anchor = "import matplotlib.pyplot as plt\n"
         setup = setup.replace(anchor, anchor + parts.extra_imports + "\n", 1)
     cells = [
-        ("team", "markdown", team_markdown(parts.team)),
+        ("team", "markdown", identity_markdown(parts.team)),
         ("setup", "code", setup),
         ("part1-text", "markdown", PART1_TEXT),
         ("part1-class", "code", parts.baseline),

@@ -81,13 +81,14 @@ def structure(ops: list[Op]) -> list[tuple]:
 
 def describe(shape: list[tuple]) -> str:
     names = {"relu": "ReLU", "softmax": "Softmax", "log_softmax": "LogSoftmax", "sigmoid": "Sigmoid",
-             "tanh": "Tanh", "dropout": "Dropout"}
+             "tanh": "Tanh", "dropout": "Dropout", "layer_norm": "LayerNorm", "group_norm": "GroupNorm",
+             "instance_norm": "InstanceNorm"}
     parts = []
     for item in shape:
         if item[0] == "linear":
             parts.append(f"Linear({item[1]}, {item[2]})")
-        elif item[0] == "batch_norm":
-            parts.append(f"BatchNorm1d({item[1]})")
+        elif item[0] == "batch_norm":   # ("batch_norm", width) or ("batch_norm", width, the module's type)
+            parts.append(f"{item[2] if len(item) > 2 else 'BatchNorm1d'}({item[1]})")
         else:
             parts.append(names.get(item[0], item[0]))
     return " → ".join(parts) if parts else "nothing"

@@ -152,6 +152,16 @@ def review_after_time_limit(checks: list[CheckResult], execution) -> list[CheckR
     return _to_review(checks, f"the grader's time limit stopped the notebook ({why})", ("pass", "needs_review"))
 
 
+def review_over_limits(checks: list[CheckResult], code: str) -> list[CheckResult]:
+    """Every check becomes needs_review (no points) when the notebook was not run for a limit of the
+    grader's on what a notebook may hold (the violation `code` says which): a tutor decides, the
+    grader takes no points for it."""
+    return [check if check.status in ("pass", "needs_review") else check.model_copy(update={
+        "status": "needs_review", "points": 0.0, "message": (
+            f"A tutor decides: the notebook was not run, as it is over a limit of the grader's on what a "
+            f"notebook may hold ({code} says which)")}) for check in checks]
+
+
 def outside_course_violations(notebook: nbformat.NotebookNode | None, modules: frozenset[str],
                               faults: list[EnvironmentFault], imports: NotebookImports | None = None) -> list[Violation]:
     """Imports of modules the kernel has but the course's pinned environment lacks (`modules`, from the

@@ -7,6 +7,7 @@ in bounded memory. The original file is only ever read.
 """
 from __future__ import annotations
 
+import ntpath
 import os
 import re
 import stat
@@ -26,6 +27,10 @@ CHUNK = 64 * 1024
 # Below this many bytes an entry is never called a bomb: small files full of zeros compress well.
 RATIO_FLOOR = 1 << 20
 MAX_SAME_CODE = 5          # violations of one code listed one by one; the rest are summed up
+ROOTED_SHOWN = 3           # entries with absolute paths named in the note; the rest are counted
+# Violations that only say what the grader did for the team (nothing was lost, nothing for a tutor to
+# deduct): `grader check` shows them without calling the zip one that tutors may mark down.
+NOTE_CODES = frozenset({"archive.absolute_path"})
 
 JUNK_DIRS = {"__MACOSX", ".ipynb_checkpoints", "__pycache__", ".git", ".svn", ".idea", ".vscode"}
 JUNK_FILES = {".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db"}
@@ -71,6 +76,7 @@ class _Budget:
     entries: int = 0
     files: list[str] = field(default_factory=list)
     seen: dict[str, str] = field(default_factory=dict)     # folded name -> name as kept
+    rooted: list[tuple[str, str]] = field(default_factory=list)   # (entry's name, where it was unpacked)
     data_folder: str = ""     # the sheet's data set folder (`<root>/<folder>/raw/`): served by the grader
 
     @property
@@ -90,8 +96,9 @@ def entry_name(info: zipfile.ZipInfo) -> str:
 
 
 def safe_parts(name: str) -> tuple[str, ...] | None:
-    """The path components an entry may be written to, or None when the name reaches outside."""
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+    """The path components a relative entry may be written to, or None when the name reaches
+    outside (or has a root: see `rooted_parts`)."""
+    if _has_control(name):
         return None
     posix = name.replace("\\", "/")
     if posix.startswith("/") or _DRIVE.match(posix):
@@ -102,6 +109,27 @@ def safe_parts(name: str) -> tuple[str, ...] | None:
     if any(len(p.encode("utf-8", "surrogateescape")) > 255 for p in parts):
         return None
     return parts
+
+
+def _has_control(name: str) -> bool:
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
+
+
+def entry_root(name: str) -> str:
+    """The root of an entry's name: a drive (`C:`, `\\\\?\\C:`), a UNC share (`\\\\server\\share`) and
+    the separators after it, or a leading `/`; '' for a relative name. Backslashes count as
+    separators (Windows tools store them)."""
+    posix = name.replace("\\", "/")
+    drive, rest = ntpath.splitdrive(posix)
+    return name[: len(drive) + len(rest) - len(rest.lstrip("/"))]
+
+
+def rooted_parts(name: str) -> tuple[str, ...]:
+    """Where an entry with a root (`C:\\Users\\…`, `/home/…`, `\\\\server\\share\\…`) is unpacked: the
+    root, `.` and `..` taken out, as Python's zipfile does on Windows (Info-ZIP and 7-Zip do the
+    same), so that what is left is a path inside the target folder. Empty when nothing is left."""
+    rest = name.replace("\\", "/")[len(entry_root(name)):]
+    return tuple(p for p in rest.split("/") if p not in ("", ".", ".."))
 
 
 PATH_MAX = 4096   # bytes of a path the system takes, its terminating NUL included (Linux)
@@ -140,9 +168,13 @@ def served_data(name: str, data_folder: str) -> bool:
                                      for k, part in enumerate(parts[:-2]))
 
 
-def _rank(info: zipfile.ZipInfo) -> int:
+def _rank(info: zipfile.ZipInfo) -> tuple[int, bool]:
+    """Notebooks, scripts and PDFs first, then inner zips, then the rest; within each, entries with
+    a root after the relative ones (which are what the team made: a rooted entry that lands on the
+    same path is the one refused, wherever it stands in the archive)."""
     name = info.filename.lower()
-    return 0 if name.endswith((".ipynb", ".py", ".pdf")) else 1 if name.endswith(".zip") else 2
+    kind = 0 if name.endswith((".ipynb", ".py", ".pdf")) else 1 if name.endswith(".zip") else 2
+    return kind, bool(entry_root(info.filename))
 
 
 def _is_symlink(info: zipfile.ZipInfo) -> bool:
@@ -246,6 +278,7 @@ def _unpack_zip(zpath: Path, label: str, dest: Path, prefix: tuple[str, ...], bu
                     "(notebooks and PDFs first)")
         room = limits.max_compressed_mb * 1024 * 1024
         over = size > room and sum(info.compress_size for info in infos) > room
+        rooted_before = len(budget.rooted)
         for info in infos:
             budget.entries += 1
             if budget.entries > limits.max_entries:
@@ -259,24 +292,49 @@ def _unpack_zip(zpath: Path, label: str, dest: Path, prefix: tuple[str, ...], bu
                     continue
                 room -= info.compress_size
             _unpack_entry(zf, info, label, dest, prefix, budget, depth, out, size, inner)
+        if rooted := budget.rooted[rooted_before:]:
+            out.add("archive.absolute_path", "warning", label, _rooted_note(rooted, what))
+
+
+def _rooted_note(rooted: list[tuple[str, str]], what: str) -> str:
+    """What was done with the entries of an archive whose names have a root."""
+    shown = ", ".join(f"{_shown(name)!r} as {rel!r}" for name, rel in rooted[:ROOTED_SHOWN])
+    more = f" and {len(rooted) - ROOTED_SHOWN} more" if len(rooted) > ROOTED_SHOWN else ""
+    roots = sorted({entry_root(name).rstrip("/\\") or "/" for name, _ in rooted})
+    many = len(rooted) > 1
+    return (f"{len(rooted)} {'entries have absolute paths' if many else 'entry has an absolute path'} in "
+            f"{what} (as some zip tools store them); unpacked inside the submission folder with "
+            f"{'the root' if len(roots) == 1 else 'the roots'} {', '.join(repr(r) for r in roots[:ROOTED_SHOWN])} "
+            f"and any '..' taken off, as zip tools do: {shown}{more}. Nothing is lost; to avoid this note, "
+            "zip the folder itself (Windows: right-click, Send to, Compressed folder)")
+
+
+def _shown(name: str) -> str:
+    return name if len(name) <= 200 else f"{name[:100]}…{name[-60:]}"   # a report, not a dump
 
 
 def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: Path,
                   prefix: tuple[str, ...], budget: _Budget, depth: int, out: _Violations,
                   archive_size: int, inner: str) -> None:
     name = entry_name(info)
-    shown = name if len(name) <= 200 else f"{name[:100]}…{name[-60:]}"   # a report, not a dump
-    entry = f"entry {shown!r}" + (f" of the inner archive '{inner}'" if inner else "")
+    entry = f"entry {_shown(name)!r}" + (f" of the inner archive '{inner}'" if inner else "")
     if name.endswith(("/", "\\")) and not _is_symlink(info):
         return                                      # folders are made when their files are written
-    parts = safe_parts(name)
+    root = entry_root(name)
+    parts = (None if _has_control(name) else rooted_parts(name)) if root else safe_parts(name)
+    if parts == ():
+        out.add("archive.unsafe_path", "error", label,
+                f"{entry} names no file once its root {root!r} and any '..' are taken off; skipped")
+        return
+    if parts is not None and any(len(p.encode("utf-8", "surrogateescape")) > 255 for p in parts):
+        parts = None
     if parts is None and (too_long := _too_long(name)):
         out.add("archive.unsafe_path", "error", label, f"{entry}: {too_long}; skipped")
         return
     if parts is None:
         out.add("archive.unsafe_path", "error", label,
-                f"{entry} points outside the submission folder (expected a relative path "
-                "without '..', drive letters or a leading '/'); skipped")
+                f"{entry} points outside the submission folder (expected a path without '..' that "
+                "leads out of it, and without control characters); skipped")
         return
     if is_junk(parts):
         return
@@ -295,8 +353,9 @@ def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: 
         return
     key = unicodedata.normalize("NFC", rel.casefold())
     if key in budget.seen:
+        where = f" ({rel!r} once its root is taken off)" if root else ""
         out.add("archive.duplicate_name", "warning", label,
-                f"{entry} has the same name as {budget.seen[key]!r} (names compared ignoring "
+                f"{entry}{where} has the same name as {budget.seen[key]!r} (names compared ignoring "
                 "case and Unicode normalisation); the first one is kept")
         return
     budget.seen[key] = name
@@ -323,6 +382,8 @@ def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: 
                 f"{entry} cannot be read ({_why(exc)}); expected intact zip data; skipped")
         return
     budget.files.append(rel)
+    if root:
+        budget.rooted.append((name, rel))
     if rel_parts[-1].lower().endswith(".zip") and depth < budget.limits.nested_depth:
         folder = _free_folder(parent, rel_parts[-1][:-4] or "archive")
         _unpack_zip(target, label, dest, rel_parts[:-1] + (folder,), budget, depth + 1, out, inner=rel)

@@ -1,6 +1,7 @@
 """Do the files name the team the file name announces? Ids, names and e-mails from notebook and PDF."""
 from __future__ import annotations
 
+import html
 import os
 import re
 import unicodedata
@@ -116,6 +117,55 @@ def read_evidence(submission: Submission, workspace: Workspace, digits: int = 7)
     return ev
 
 
+# ---- the course's identity cell --------------------------------------------------------------------
+# The notebook starts with "Name 1: <br>", "Student id 1: <br>", "Email 1: <br>" for members 1 to 3; a
+# team writes each value after its colon. Read in any order of the lines, with or without `<br>`, in
+# markdown or HTML, several fields on one line or one per line.
+_FIELD = re.compile(r"(?<![\w])(name|student[ \t_-]*id|matriculation(?:[ \t_-]*(?:number|no\.?))?|e-?mail)"
+                    r"[ \t]*([1-9])[ \t]*[*_]*[ \t]*[:=]", re.IGNORECASE)
+_HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")   # <br>, <b>, </p>; not <a@b.de>
+_FORM_FIELDS = (("name", "Name"), ("id", "Student id"), ("email", "Email"))
+
+
+def _plain(text: str) -> str:
+    """`text` without HTML tags (each becomes a space) and with entities (`&nbsp;`) decoded."""
+    return html.unescape(_HTML_TAG.sub(" ", text)).replace("\xa0", " ")
+
+
+def identity_form(text: str) -> dict[int, dict[str, str]]:
+    """The course's identity cell in `text`: {member number: {"name", "id", "email"}}, each value as
+    written ("" where the team left it empty, as the template has it). {} when there is no such cell."""
+    members: dict[int, dict[str, str]] = {}
+    for line in _plain(text).splitlines():
+        labels = list(_FIELD.finditer(line))
+        for i, label in enumerate(labels):
+            end = labels[i + 1].start() if i + 1 < len(labels) else len(line)
+            value = " ".join(line[label.end():end].strip(" \t*_`,;|").split())
+            kind = label.group(1).lower()
+            field = "name" if kind == "name" else "email" if "mail" in kind else "id"
+            entry = members.setdefault(int(label.group(2)), {"name": "", "id": "", "email": ""})
+            if re.search(r"\w", value) and not entry[field]:
+                entry[field] = value
+    return members
+
+
+def identity_form_note(ev: "Evidence") -> str:
+    """What the identity cell leaves empty, in words: "" when it is filled in, or not there."""
+    for where, text in ev.texts.items():
+        form = identity_form(text)
+        if not form:
+            continue
+        filled = {number: entry for number, entry in form.items() if any(entry.values())}
+        if not filled:
+            return (f"the {where}'s identity cell (Name 1:, Student id 1:, Email 1:, ...) is not filled in: "
+                    f"write each member's name, student id and e-mail after the colons")
+        gaps = [f"{label} {number}" for number, entry in sorted(filled.items())
+                for field, label in _FORM_FIELDS if not entry[field]]
+        if gaps:
+            return f"the {where}'s identity cell leaves {', '.join(gaps)} empty"
+    return ""
+
+
 def _rel(workspace: Workspace, path: Path) -> str:
     try:
         return path.relative_to(workspace.dir).as_posix()
@@ -135,12 +185,14 @@ def check_identity(submission: Submission, workspace: Workspace) -> list[Violati
     ev = read_evidence(submission, workspace, digits)
     violations = list(ev.problems)
     where = " and ".join(ev.looked_in) or "nothing (no notebook or PDF was found)"
+    note = identity_form_note(ev)
     if not ev.ids:
         expected = f"the ids {', '.join(team_ids)} of the file name" if team_ids else "the team's ids"
         violations.append(Violation(
             code="identity.missing", severity="warning",
             message=f"{submission.rel}: expected every member's name, {digits}-digit student id and e-mail "
-                    f"in the notebook or PDF; found no student id in {where} (expected {expected})"))
+                    f"in the notebook or PDF; found no student id in {where} (expected {expected})"
+                    + (f"; {note}" if note else "")))
         return violations
     if not team_ids:
         return violations              # the file name gave no ids to compare with (name.pattern says so)
@@ -158,7 +210,7 @@ def check_identity(submission: Submission, workspace: Workspace) -> list[Violati
         violations.append(Violation(
             code="identity.mismatch", severity="warning",
             message=f"{submission.rel}: expected the files to name the team of the file name "
-                    f"({', '.join(team_ids)}); {'; '.join(bits)}. Looked in {where}"))
+                    f"({', '.join(team_ids)}); {'; '.join(bits)}. Looked in {where}" + (f"; {note}" if note else "")))
     return violations
 
 
@@ -170,9 +222,17 @@ def team_with_emails(submission: Submission, workspace: Workspace) -> tuple[Team
     """
     ev = read_evidence(submission, workspace, _digits_of(submission.team))
     lines = [ln for text in ev.texts.values() for ln in text.splitlines()]
+    form_emails = {}   # student id -> the e-mail the identity cell gives the same member
+    for text in ev.texts.values():
+        for entry in identity_form(text).values():
+            found = _EMAIL.search(entry["email"])
+            for number in re.findall(r"[0-9]+", entry["id"]) if found else ():
+                form_emails.setdefault(number, found.group(0))
     out = []
     for member in submission.team:
         email = member.email
+        if email is None and member.student_id:
+            email = form_emails.get(member.student_id)
         if email is None and member.student_id:
             for ln in lines:
                 if member.student_id in ln:
@@ -215,7 +275,14 @@ def team_from_files(submission: Submission, workspace: Workspace, digits: int = 
     pattern = _id_pattern(digits)
     members: dict[str, TeamMember] = {}
     for text in ev.texts.values():
-        for line in text.splitlines():
+        for _, entry in sorted(identity_form(text).items()):
+            ids = pattern.findall(entry["id"])
+            name = " ".join(re.sub(r"[0-9_]", " ", entry["name"]).split())
+            if len(ids) == 1 and ids[0] not in members and 2 <= len(name) <= 60:
+                members[ids[0]] = TeamMember(name=unicodedata.normalize("NFC", name), student_id=ids[0])
+        for line in _plain(text).splitlines():
+            if _FIELD.search(line):
+                continue            # the identity cell's lines: read above, member by member
             ids = pattern.findall(line)
             if len(ids) != 1 or ids[0] in members:
                 continue

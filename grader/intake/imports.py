@@ -35,6 +35,9 @@ _PIP_OPTIONS_WITH_VALUE = {"-r", "--requirement", "-c", "--constraint", "-e", "-
                            "--retries", "--cache-dir", "--log", "--src", "--channel"}
 _DISTRIBUTION = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")
 MAX_CELL_CHARS = 200_000
+# Code read as Python (parsed, every node visited) in one notebook; the rest is read line by line. A
+# course notebook has 10-50 KB of code; one at the cells cap with 23 KB a cell (46 MB) took 90 s.
+MAX_PARSED_CHARS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ def _pip_packages(arguments: str) -> tuple[str, ...]:
     return tuple(p for p in packages if p)
 
 
-def _read_cell(source: str, cell: int, found: NotebookImports) -> None:
+def _read_cell(source: str, cell: int, found: NotebookImports, parse: bool = True) -> None:
     source = source[:MAX_CELL_CHARS]
     for line in source.splitlines():
         pip = _PIP_LINE.match(line)
@@ -148,6 +151,9 @@ def _read_cell(source: str, cell: int, found: NotebookImports) -> None:
         if magic not in _PYTHON_CELL_MAGICS:
             return
         source = body
+    if not parse:
+        found.imports.extend(ImportUse(module=m, cell=cell) for m in _imports_by_line(source))
+        return
     try:   # most cells are plain Python; IPython's transforms cost a millisecond a cell
         modules = _imports_of(ast.parse(source))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -161,6 +167,7 @@ def _read_cell(source: str, cell: int, found: NotebookImports) -> None:
 def notebook_imports(nb: nbformat.NotebookNode) -> NotebookImports:
     """The imports and pip lines of every code cell of `nb` (positions count all cells, from 1)."""
     found = NotebookImports()
+    parsed = 0
     for index, cell in enumerate(nb.get("cells", []), start=1):
         if cell.get("cell_type") != "code":
             continue
@@ -168,7 +175,8 @@ def notebook_imports(nb: nbformat.NotebookNode) -> NotebookImports:
         if isinstance(source, list):
             source = "".join(source)
         if isinstance(source, str) and source.strip():
-            _read_cell(source, index, found)
+            _read_cell(source, index, found, parse=parsed < MAX_PARSED_CHARS)
+            parsed += min(len(source), MAX_CELL_CHARS)
     return found
 
 

@@ -30,6 +30,7 @@ from grader.errors import CmsError
 from grader.atomic import write_atomic
 
 CMS_NAME = "cms.csv"
+IMPORT_NAME = "cms_import.csv"   # the course system's own import (report/cms_import.py)
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,8 @@ class TwoTeams:
     def message(self) -> str:
         teams = " and ".join(repr(stem) for stem in self.stems)
         return (f"student {self.name} ({self.student_id}) is in {len(self.stems)} teams, {teams}: left out of "
-                f"{CMS_NAME}. Decide which submission counts for them (remove or rename the other one, or "
-                f"correct the name it was submitted under) and run `grader grade` again")
+                f"{CMS_NAME} and {IMPORT_NAME}. Decide which submission counts for them (remove or rename the "
+                f"other one, or correct the name it was submitted under) and run `grader grade` again")
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,37 @@ class NoStudentId:
 
     def message(self) -> str:
         return (f"student {self.name} of {self.stem!r} has no student id (the file name names them without "
-                f"one): left out of {CMS_NAME}. Add their id to the file name (or grade them by hand) and "
-                "run `grader grade` again")
+                f"one): left out of {CMS_NAME} and {IMPORT_NAME}. Add their id to the file name (or grade them "
+                "by hand) and run `grader grade` again")
+
+
+@dataclass(frozen=True)
+class StudentGrade:
+    """One student of one team: what both files for the course system are made of."""
+    student_id: str
+    name: str
+    stem: str
+    report: Report
+
+
+def students_of(reports: list[tuple[str, Report]]) -> tuple[list[StudentGrade], list[TwoTeams | NoStudentId]]:
+    """Every student in exactly one team with a student id, sorted by id, and those left out: in
+    more than one team (the course system must never get two grades for one person), or without a
+    student id to be matched by."""
+    teams_of: dict[str, list[StudentGrade]] = {}
+    without_id: list[NoStudentId] = []
+    for stem, report in reports:
+        for member in report.submission.team:
+            student_id = member.student_id.strip()
+            name = unicodedata.normalize("NFC", member.name).strip()
+            if not student_id:
+                without_id.append(NoStudentId(name=name, stem=stem))
+                continue
+            teams_of.setdefault(student_id, []).append(StudentGrade(student_id, name, stem, report))
+    once = [found[0] for found in teams_of.values() if len(found) == 1]
+    twice = [TwoTeams(student_id=sid, name=found[0].name, stems=tuple(g.stem for g in found))
+             for sid, found in sorted(teams_of.items()) if len(found) > 1]
+    return sorted(once, key=lambda g: (g.student_id, g.stem)), [*twice, *without_id]
 
 
 def cms_columns(exercise_ids: tuple[str, ...]) -> list[str]:
@@ -65,28 +95,15 @@ def cms_columns(exercise_ids: tuple[str, ...]) -> list[str]:
 def cms_rows(reports: list[tuple[str, Report]], exercise_ids: tuple[str, ...]
              ) -> tuple[list[list], list[TwoTeams | NoStudentId]]:
     """The rows (numbers as numbers, ids as Text), sorted by student id, and the students left out
-    because they are in more than one team (the course system must never get two grades for one
-    person) or have no student id to be matched by; everyone else is written."""
-    teams_of: dict[str, list[tuple[str, str]]] = {}
-    without_id: list[NoStudentId] = []
+    (students_of); everyone else is written."""
+    grades, left_out = students_of(reports)
     rows = []
-    for stem, report in reports:
+    for grade in grades:
+        report = grade.report
         exercises = {e.id: e.points for e in report.exercises}
-        for member in report.submission.team:
-            student_id = member.student_id.strip()
-            name = unicodedata.normalize("NFC", member.name).strip()
-            if not student_id:
-                without_id.append(NoStudentId(name=name, stem=stem))
-                continue
-            teams_of.setdefault(student_id, []).append((name, stem))
-            rows.append([Text(student_id), name, stem, *(exercises.get(e) for e in exercise_ids),
-                         report.total.points, report.total.bonus_points,
-                         "yes" if report.total.complete else "no"])
-    twice = {sid: found for sid, found in teams_of.items() if len(found) > 1}
-    left_out = [TwoTeams(student_id=sid, name=found[0][0], stems=tuple(stem for _, stem in found))
-                for sid, found in sorted(twice.items())]
-    rows = sorted((row for row in rows if str(row[0]) not in twice), key=lambda row: (str(row[0]), row[2]))
-    return rows, [*left_out, *without_id]
+        rows.append([Text(grade.student_id), grade.name, grade.stem, *(exercises.get(e) for e in exercise_ids),
+                     report.total.points, report.total.bonus_points, "yes" if report.total.complete else "no"])
+    return rows, left_out
 
 
 def render_cms(reports: list[tuple[str, Report]], config: Config) -> tuple[bytes, list[TwoTeams | NoStudentId]]:

@@ -59,7 +59,7 @@ class CsvFormat:
             return ""
         if isinstance(value, bool):
             return str(value).lower()
-        return f"{round(float(value), 4):g}".replace(".", self.decimal)
+        return format_number(float(value)).replace(".", self.decimal)
 
 
 class Text(str):
@@ -94,7 +94,8 @@ def render_csv(header: Iterable[str], rows: Iterable[Iterable], fmt: CsvFormat) 
 # ---------------------------------------------------------------- reading back, numbers
 
 def format_number(value: float) -> str:
-    return f"{round(value, 4):g}"
+    """A number as people write it: at most 4 decimals, no trailing zeros, never `-0`."""
+    return f"{round(value, 4) + 0.0:g}"   # + 0.0 turns -0.0 (a tutor's `-0`, a rounded -0.00001) into 0
 
 
 def decode_text(data: bytes) -> str:
@@ -134,4 +135,4 @@ def parse_number(text: str) -> float:
     value = float(cleaned)
     if not math.isfinite(value):
         raise ValueError(text)
-    return value
+    return value + 0.0   # `-0` is 0

@@ -10,7 +10,8 @@ from pathlib import Path
 from statistics import mean
 
 from grader.report.manual import pending_parts
-from grader.models import Report
+from grader.report.enrolment import for_team
+from grader.models import CheckResult, Report
 from grader.atomic import write_atomic
 from grader.sheet import Sheet
 from grader.textsafe import plain
@@ -235,14 +236,19 @@ def feedback_html(report: Report, calibration_curve: dict | None, sheet: Sheet) 
 
     out.append("<h2>Problems with the submission</h2>")
     if report.violations:
+        shown = [for_team(v) for v in report.violations]   # no other students' names and ids
         out.append("<ul>" + "".join(f"<li>{badge(v.severity)} <code>{esc(v.code)}</code>: {esc(v.message)}</li>"
-                                    for v in report.violations) + "</ul>")
+                                    for v in shown) + "</ul>")
     else:
         out.append('<p class="note">None: file name, archive and identity are in order.</p>')
 
     out.append(f"<h2>Automatic checks of Exercise {esc(sheet.automatic_exercise)}</h2>")
     out.append('<table><tr><th>check</th><th>result</th><th class="num">points</th><th>what the grader found</th></tr>')
-    for c in report.checks:
+    if (shared := shared_verdict(report.checks)) is not None:
+        out.append(f'<tr><td>all {len(report.checks)} checks</td><td>{badge(shared.status)}</td>'
+                   f'<td class="num">{sum(c.points for c in report.checks):g} / '
+                   f'{sum(c.max_points for c in report.checks):g}</td><td>{esc(shared.message)}</td></tr>')
+    for c in ([] if shared is not None else report.checks):
         override = (f'<br><span class="note">overridden by a tutor (tutor: {fmt_points(c.override.automatic)} → '
                     f'{fmt_points(c.override.tutor)})</span>' if c.override else "")
         out.append(f'<tr><td><code>{esc(c.id)}</code></td><td>{badge(c.status)}</td>'
@@ -282,6 +288,14 @@ def feedback_html(report: Report, calibration_curve: dict | None, sheet: Sheet) 
                                     for k, v in report.accuracies.items()) + "</ul>")
     out.append(f'<p class="note">Graded by sheet6-grader {esc(report.grader.version)} on {esc(report.graded_at)}.</p>')
     return page(f"{sheet.title} feedback: {sub.stem}", "\n".join(out))
+
+
+def shared_verdict(checks: list[CheckResult]) -> CheckResult | None:
+    """The one verdict of every check, when all have the same status and message and no tutor changed
+    one (a notebook that is still the template, a notebook that did not run): said once, not per check."""
+    if len(checks) > 1 and len({(c.status, c.message) for c in checks}) == 1 and not any(c.override for c in checks):
+        return checks[0]
+    return None
 
 
 def feedback_path(out_dir: Path, stem: str) -> Path:

@@ -2,12 +2,13 @@
 maximum in the header), optional overrides of the automatic checks and a comment. Its columns (from
 the sheet's exercises and checks), reading it (every problem listed by line, team and column), and
 writing it (never with less than it holds: new teams and new columns are merged in, filled cells
-are kept as typed). Applying a row to a report is manual.py's.
+are kept as typed). The rows of submissions no longer graded are set aside in
+`manual/removed_rows.csv` (the sheet's inactive part) and come back with their submission. Applying a
+row to a report is manual.py's; the dated versions of the sheet are manual_history.py's.
 """
 from __future__ import annotations
 
 import re
-import shutil
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from grader.models import Report
 from grader.report.csvfile import CsvFormat, decode_text, format_number, parse_number, read_rows, render_csv
 
 SHEET_NAME = "manual_points.csv"
+HISTORY_DIR = "manual"                 # under the output folder: the sheet's versions, its inactive part
+REMOVED_ROWS = "removed_rows.csv"      # in HISTORY_DIR: rows of submissions no longer in the folder
 INFO_COLUMNS = ("stem", "team", "student_ids")
 COMMENT = "comment"
 OVERRIDE = "override "
@@ -98,13 +101,55 @@ def _nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text).strip()
 
 
+def decode_sheet(data: bytes, path: Path | str) -> str:
+    """The sheet's text. UTF-8 (with or without BOM), Windows-1252 (Excel's "CSV"), and UTF-16 or
+    UTF-32 with a byte-order mark (Excel's "Unicode Text") are read; anything else is one
+    ManualPointsError about the encoding, not a list of garbled columns."""
+    for bom, codec in ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+                       (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+        if data.startswith(bom):
+            try:
+                return data.decode(codec).lstrip("\ufeff")
+            except UnicodeDecodeError as exc:
+                raise ManualPointsError(path, [f"starts like {codec.upper()} text but is not ({exc.reason} at byte "
+                                               f"{exc.start}); save it as \"CSV UTF-8 (comma delimited)\""]) from None
+    what = None
+    if data.startswith(b"PK\x03\x04"):
+        what = "an Excel or LibreOffice workbook (a zip), not a CSV file"
+    elif data.startswith(b"\xd0\xcf\x11\xe0"):
+        what = "an old Excel workbook (.xls), not a CSV file"
+    elif b"\x00" in data[:4096]:
+        what = "not text: it holds zero bytes (UTF-16 without a byte-order mark, or a binary file)"
+    if what:
+        raise ManualPointsError(path, [f"the file is {what}; save it as \"CSV UTF-8 (comma delimited)\" "
+                                       f"(or \"Unicode Text\") under the same name"])
+    return decode_text(data)
+
+
+def sheet_encoding_note(data: bytes) -> str | None:
+    """A line for the tutors when the sheet is not UTF-8: the grader writes it back as UTF-8."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")):
+        return (f"{SHEET_NAME} was saved as UTF-16/UTF-32 (Excel's \"Unicode Text\"): read, and written back as "
+                f"UTF-8 with a BOM (the version as saved is kept in {HISTORY_DIR}/)")
+    return None
+
+
 def read_manual_sheet(path: Path, reports: list[tuple[str, Report]] | dict[str, Report],
-                      config: Config) -> dict[str, ManualEntry]:
+                      config: Config, *, inactive: set[str] | frozenset[str] = frozenset()) -> dict[str, ManualEntry]:
     """Validate the whole sheet and return its rows by stem. Every problem is collected; when there is
-    any, one ManualPointsError lists them all (line number, team, column, what is wrong)."""
+    any, one ManualPointsError lists them all (line number, team, column, what is wrong). Rows of
+    `inactive` stems (submissions no longer in the folder: their reports are being set aside) are
+    neither validated nor returned."""
     path = Path(path)
     known = {_nfc(stem): stem for stem, _ in (reports.items() if isinstance(reports, dict) else reports)}
-    text = decode_text(path.read_bytes())
+    text = decode_sheet(path.read_bytes(), path)
+    return _parse_sheet(text, path, known, config, skip={_nfc(stem) for stem in inactive})
+
+
+def _parse_sheet(text: str, path: Path, known: dict[str, str], config: Config, *,
+                 skip: set[str] | None = None) -> dict[str, ManualEntry]:
+    """The rows of `known` stems (NFC → stem); a row of another stem is an error, unless it is in
+    `skip` (None: every other row is skipped)."""
     _, rows = read_rows(text)
     if not rows:
         return {}
@@ -134,10 +179,17 @@ def read_manual_sheet(path: Path, reports: list[tuple[str, Report]] | dict[str, 
     stem_index = keys.index(("info", "stem"))
     for line, fields in rows[1:]:
         raw_stem = fields[stem_index].strip() if stem_index < len(fields) else ""
+        if raw_stem and _nfc(raw_stem) not in known and (skip is None or _nfc(raw_stem) in skip):
+            continue   # a submission no longer in the folder: its row is set aside, not read
         where = f"line {line} (team {raw_stem!r})" if raw_stem else f"line {line}"
         if len(fields) > len(header):  # even when the extra cells are empty: the values have shifted
             problems.append(f"{where}: {len(fields)} fields but the header has {len(header)}; is a decimal "
                             f"comma unquoted in a comma-separated sheet? Use `;` as the delimiter or write 7.5")
+            continue
+        if len(fields) < len(header):  # cells lost or moved: reading on would put values in other columns
+            problems.append(f"{where}: {len(fields)} fields but the header has {len(header)}; cells are missing "
+                            f"or have moved (an unquoted decimal comma such as 2,1 splits a cell in two). "
+                            f"Give the row every column of the header")
             continue
         if not raw_stem:
             problems.append(f"{where}: the 'stem' cell is empty")
@@ -181,30 +233,79 @@ def read_manual_sheet(path: Path, reports: list[tuple[str, Report]] | dict[str, 
     return entries
 
 
+def sheet_stems(path: Path) -> set[str]:
+    """The stems (NFC) the sheet has rows for; empty when it cannot be read."""
+    try:
+        _, rows = read_rows(decode_sheet(Path(path).read_bytes(), path))
+    except (OSError, ManualPointsError):
+        return set()
+    if not rows:
+        return set()
+    keys = [h.strip().lstrip("\ufeff").lower() for h in rows[0][1]]
+    if "stem" not in keys:
+        return set()
+    col = keys.index("stem")
+    return {_nfc(fields[col]) for _, fields in rows[1:] if col < len(fields) and fields[col].strip()}
+
+
+def removed_entries(out_dir: Path, reports: list[tuple[str, Report]], config: Config) -> dict[str, ManualEntry]:
+    """The set-aside rows (`manual/removed_rows.csv`) of these reports' stems: the tutors' points of a
+    submission that was removed from the folder and is back."""
+    path = Path(out_dir) / HISTORY_DIR / REMOVED_ROWS
+    if not reports or not path.exists():
+        return {}
+    known = {_nfc(stem): stem for stem, _ in reports}
+    return _parse_sheet(decode_sheet(path.read_bytes(), path), path, known, config, skip=None)
+
+
+# ---------------------------------------------------------------- what reports hold
+
+def held_points(report: Report, config: Config) -> dict[tuple[str, str], float]:
+    """The tutors' points an earlier merge put into a report, by the sheet's column key: the
+    manual parts and the overrides. A sheet that lacks one of them would take it out again."""
+    held: dict[tuple[str, str], float] = {}
+    sheet = config.sheet_def
+    auto = report.auto_points
+    for exercise in report.exercises:
+        if exercise.points is None:
+            continue
+        if exercise.id == sheet.automatic_exercise:
+            held[("part", sheet.manual_part_id)] = max(0.0, round(exercise.points - auto, 4))
+        else:
+            held[("part", exercise.id)] = exercise.points
+    for check in report.checks:
+        if check.override is not None:
+            held[("override", check.id)] = check.points
+    return held
+
+
+def clearings(held: dict[str, dict[tuple[str, str], float]], entries: dict[str, ManualEntry],
+              config: Config) -> list[str]:
+    """What the sheet's `entries` would take out of the reports: one line per team naming each part
+    (and the points it held) that has no value in the sheet any more."""
+    lost = []
+    for stem, points in sorted(held.items()):
+        entry = entries.get(stem)
+        gone = [(key, value) for key, value in points.items()
+                if entry is None or key[1] not in (entry.points if key[0] == "part" else entry.overrides)]
+        if not gone:
+            continue
+        where = "its row is missing" if entry is None else f"line {entry.line}"
+        parts = ", ".join(f"{key[1] if key[0] == 'part' else OVERRIDE + key[1]} ({format_number(value)})"
+                          for key, value in sorted(gone))
+        lost.append(f"team {stem!r} ({where}): {parts} would lose the points the report holds")
+    return lost
+
+
 # ---------------------------------------------------------------- writing
 
 def _cells_from_report(report: Report, config: Config, decimal: str) -> dict[tuple[str, str], str]:
     """What an earlier merge put into the report, as cells: a new sheet starts from it, so writing a
     sheet never loses points that are already in the reports."""
-    cells: dict[tuple[str, str], str] = {}
-
-    def fmt(value: float) -> str:
-        return format_number(value).replace(".", decimal)
-
-    auto = report.auto_points
-    sheet = config.sheet_def
+    cells = {key: format_number(value).replace(".", decimal) for key, value in held_points(report, config).items()}
     for exercise in report.exercises:
-        if exercise.points is None:
-            continue
-        if exercise.id == sheet.automatic_exercise:
-            cells[("part", sheet.manual_part_id)] = fmt(max(0.0, exercise.points - auto))
-        else:
-            cells[("part", exercise.id)] = fmt(exercise.points)
-        if (own := exercise.comment):
+        if exercise.points is not None and (own := exercise.comment):
             cells[("exercise_comment", exercise.id)] = own
-    for check in report.checks:
-        if check.override is not None:
-            cells[("override", check.id)] = fmt(check.points)
     if (comment := report.comment):
         cells[("comment", COMMENT)] = comment
     return cells
@@ -216,28 +317,47 @@ def _info(stem: str, report: Report) -> dict[tuple[str, str], str]:
             ("info", "student_ids"): "; ".join(m.student_id for m in report.submission.team)}
 
 
+def render_held(held: dict[str, dict[tuple[str, str], float]], reports: list[tuple[str, Report]],
+                config: Config) -> bytes:
+    """A sheet of the points the reports hold (`held_points` by stem): what the history keeps
+    before a merge takes points out (--allow-clearing), so that they can be restored."""
+    fmt = CsvFormat.of(config)
+    keys = [_column_key(h, config) for h in sheet_columns(config)]
+    by_stem = dict(reports)
+    rows = []
+    for stem, points in sorted(held.items()):
+        cells = {key: fmt.number(value) for key, value in points.items()}
+        cells.update(_info(stem, by_stem[stem]) if stem in by_stem else {("info", "stem"): stem})
+        rows.append([cells.get(k, "") for k in keys])
+    return render_csv(sheet_columns(config), rows, fmt)
+
+
 def cms_format(config: Config) -> tuple[str, str, bool]:
     """(delimiter, decimal separator, BOM) of the CSV files people open in spreadsheets."""
     return config.cms.delimiter, config.cms.decimal, config.cms.bom
 
 
-def write_manual_sheet(reports: list[tuple[str, Report]], out_dir: Path, config: Config) -> Path:
+def write_manual_sheet(reports: list[tuple[str, Report]], out_dir: Path, config: Config, *,
+                       set_aside: set[str] | frozenset[str] = frozenset()) -> Path:
     """Write `manual_points.csv`, or merge into the one tutors are filling: their rows, columns and
     filled cells stay as they are (in the sheet's own delimiter); teams and columns it lacks are
-    added, and the team/student_ids cells are refreshed. An unchanged sheet is not rewritten; a
-    changed one is first copied to `manual_points.csv.bak`."""
+    added (a team that comes back gets its set-aside row back), and the team/student_ids cells are
+    refreshed. Rows of `set_aside` stems (submissions no longer in the folder) leave the sheet for
+    `manual/removed_rows.csv`. An unchanged sheet is not rewritten. Earlier versions are kept by
+    manual_history.save_version, which the caller runs before a merge."""
     out_dir = Path(out_dir)
     path = out_dir / SHEET_NAME
     delimiter, decimal, bom = cms_format(config)
     by_stem = {_nfc(stem): (stem, report) for stem, report in reports}
+    aside = {_nfc(stem) for stem in set_aside} - set(by_stem)
     header = sheet_columns(config)
     rows: list[list[str]] = []
     original = None
     if path.exists():
         original = path.read_bytes()
-        text = decode_text(original)
+        text = decode_sheet(original, path)
         delimiter, parsed = read_rows(text)
-        bom = original.startswith(b"\xef\xbb\xbf")
+        bom = original.startswith(b"\xef\xbb\xbf") or sheet_encoding_note(original) is not None
         if parsed:
             old_header = [h.strip().lstrip("\ufeff") for h in parsed[0][1]]
             old_keys = [_column_key(h, config) for h in old_header]
@@ -249,32 +369,92 @@ def write_manual_sheet(reports: list[tuple[str, Report]], out_dir: Path, config:
             rows = [r[:insert_at] + [""] * len(missing) + r[insert_at:] for r in rows]
     keys = [_column_key(h, config) for h in header]
     stem_col = keys.index(("info", "stem"))
-    present = set()
+    present, leaving, kept = set(), {}, []
     for row in rows:
-        found = by_stem.get(_nfc(row[stem_col]))
+        nfc_stem = _nfc(row[stem_col])
+        if nfc_stem in aside:
+            leaving[nfc_stem] = {k: v for k, v in zip(keys, row) if k and v.strip()}
+            continue
+        kept.append(row)
+        found = by_stem.get(nfc_stem)
         if found is None:
-            continue  # a team no longer graded: the tutors' row stays; reading the sheet says so
-        present.add(_nfc(row[stem_col]))
+            continue  # a row the grader cannot place: reading the sheet says so
+        present.add(nfc_stem)
         for (key, value) in _info(*found).items():
             if key in keys and key != ("info", "stem"):
                 row[keys.index(key)] = value
+    rows = kept
+    labels, returning = _removed_rows(out_dir, config)
+    returning = {stem: cells for stem, cells in returning.items() if stem in by_stem and stem not in present}
+    extra = sorted({k for cells in returning.values() for k in cells} - set(keys))
+    if extra:   # a returning row fills a column the sheet has lost (a comment on one exercise)
+        at = keys.index(("comment", COMMENT)) if ("comment", COMMENT) in keys else len(keys)
+        header = header[:at] + [labels[k] for k in extra] + header[at:]
+        rows = [r[:at] + [""] * len(extra) + r[at:] for r in rows]
+        keys = [_column_key(h, config) for h in header]
     for nfc_stem, (stem, report) in sorted(by_stem.items()):
         if nfc_stem in present:
             continue
-        cells = {**_cells_from_report(report, config, decimal), **_info(stem, report)}
+        cells = {**(returning.get(nfc_stem) or _cells_from_report(report, config, decimal)), **_info(stem, report)}
         rows.append([cells.get(k, "") if k else "" for k in keys])
+    if leaving:   # first into the inactive part, then out of the sheet: a crash in between loses nothing
+        _write_removed_rows(out_dir, config, add=leaving)
     data = render_csv(header, rows, CsvFormat(delimiter=delimiter, decimal=decimal, bom=bom))
-    if original is not None:
-        if decode_text(original).replace("\r\n", "\n") == decode_text(data).replace("\r\n", "\n"):
-            return path
-        shutil.copy2(path, path.with_name(SHEET_NAME + ".bak"))
-    write_atomic(path, data)
+    if original is None or decode_sheet(original, path).replace("\r\n", "\n") != decode_text(data).replace("\r\n", "\n"):
+        write_atomic(path, data)
+    if returning:
+        _write_removed_rows(out_dir, config, drop=set(returning))
     return path
+
+
+def _keyed_rows(text: str, config: Config) -> tuple[dict[tuple[str, str], str], list[tuple[int, str, dict]]]:
+    """A sheet's column labels by key, and its rows as (line, stem in NFC, {key: value of filled cells})."""
+    _, parsed = read_rows(text)
+    if not parsed:
+        return {}, []
+    keys = [_column_key(h, config) for h in parsed[0][1]]
+    labels = {key: label.strip().lstrip("\ufeff") for key, label in zip(keys, parsed[0][1]) if key}
+    if ("info", "stem") not in keys:
+        return labels, []
+    stem_col = keys.index(("info", "stem"))
+    rows = []
+    for line, fields in parsed[1:]:
+        stem = _nfc(fields[stem_col]) if stem_col < len(fields) else ""
+        if stem:
+            rows.append((line, stem, {k: v for k, v in zip(keys, fields) if k and v.strip()}))
+    return labels, rows
+
+
+def _removed_rows(out_dir: Path, config: Config) -> tuple[dict[tuple[str, str], str], dict[str, dict]]:
+    path = Path(out_dir) / HISTORY_DIR / REMOVED_ROWS
+    if not path.exists():
+        return {}, {}
+    labels, rows = _keyed_rows(decode_sheet(path.read_bytes(), path), config)
+    return labels, {stem: cells for _, stem, cells in rows}
+
+
+def _write_removed_rows(out_dir: Path, config: Config, *, add: dict[str, dict] | None = None,
+                        drop: set[str] | None = None) -> None:
+    """`manual/removed_rows.csv`, the sheet's inactive part: rows added (a newer row for a stem
+    replaces the older one) or dropped (the team is back in the sheet)."""
+    labels, rows = _removed_rows(out_dir, config)
+    rows.update(add or {})
+    for stem in drop or ():
+        rows.pop(stem, None)
+    header = sheet_columns(config)
+    keys = [_column_key(h, config) for h in header]
+    extra = sorted({k for cells in rows.values() for k in cells} - set(keys))
+    header = header[:-1] + [labels.get(k) or (f"{COMMENT} {k[1]}" if k[0] == "exercise_comment" else k[1])
+                            for k in extra] + header[-1:]
+    keys = keys[:-1] + extra + keys[-1:]
+    table = [[cells.get(k, "") for k in keys] for _, cells in sorted(rows.items())]
+    write_atomic(Path(out_dir) / HISTORY_DIR / REMOVED_ROWS, render_csv(header, table, CsvFormat.of(config)))
 
 
 def merge_sheets(sources: list[Path], target: Path, config: Config) -> list[str]:
     """Join several shards' sheets into `target` (which may exist): rows by stem, cell by cell. Two
-    different filled values for one cell are an error naming both files. Returns notes."""
+    different filled values for one cell are an error naming both files. Returns notes. The caller
+    keeps the target's version first (manual_history.save_version)."""
     table: dict[str, dict[tuple[str, str], tuple[str, str]]] = {}   # stem → key → (value, file)
     labels: dict[tuple[str, str], str] = {}
     problems, notes = [], []
@@ -283,25 +463,15 @@ def merge_sheets(sources: list[Path], target: Path, config: Config) -> list[str]
     for source in [target, *sources]:
         if not source.exists():
             continue
-        _, parsed = read_rows(decode_text(source.read_bytes()))
-        if not parsed:
-            continue
-        keys = [_column_key(h, config) for h in parsed[0][1]]
-        for key, label in zip(keys, parsed[0][1]):
-            if key:
-                labels.setdefault(key, label.strip().lstrip("\ufeff"))
-        if ("info", "stem") not in keys:
+        found, rows = _keyed_rows(decode_sheet(source.read_bytes(), source), config)
+        if found and ("info", "stem") not in found:
             problems.append(f"{source}: no 'stem' column")
             continue
-        stem_col = keys.index(("info", "stem"))
-        for line, fields in parsed[1:]:
-            stem = _nfc(fields[stem_col]) if stem_col < len(fields) else ""
-            if not stem:
-                continue
+        for key, label in found.items():
+            labels.setdefault(key, label)
+        for line, stem, filled in rows:
             cells = table.setdefault(stem, {})
-            for key, value in zip(keys, fields):
-                if key is None or not value.strip():
-                    continue
+            for key, value in filled.items():
                 if key in cells and cells[key][0].strip() != value.strip() and key[0] != "info":
                     problems.append(f"team {stem!r}, column {labels[key]!r}: {cells[key][0]!r} in {cells[key][1]} "
                                     f"but {value!r} in {source} (line {line})")
@@ -318,7 +488,5 @@ def merge_sheets(sources: list[Path], target: Path, config: Config) -> list[str]
     header = header[:-1] + extra + header[-1:]
     keys = [_column_key(h, config) for h in header]
     rows = [[table[stem].get(k, ("", ""))[0] for k in keys] for stem in sorted(table)]
-    if target.exists():
-        shutil.copy2(target, target.with_name(target.name + ".bak"))
     write_atomic(target, render_csv(header, rows, CsvFormat.of(config)))
     return notes

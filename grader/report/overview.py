@@ -1,8 +1,8 @@
 """`summary.html`: the batch at a glance, for tutors (it holds the key of a written exercise: not for students).
 
 The distribution of points, the checks failed most, the submissions that need a tutor and why,
-the 6.3 key with each team's PDF hints, similar work, and a table of every team with a link to its
-feedback page. Self-contained like the feedback pages: inline CSS and SVG, no script.
+the 6.3 key with each team's PDF hints, similar work, the enrolled students without a submission
+(with a roster), and a table of every team with a link to its feedback page. Self-contained like the feedback pages: inline CSS and SVG, no script.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from grader.report.manual import pending_parts
 from grader.models import Report
 from grader.atomic import write_atomic
 from grader.report.similarity import Pair
+from grader.report.enrolment import Missing
 
 OVERVIEW_NAME = "summary.html"
 PROBLEM_STATUSES = ("fail", "error", "needs_review", "skipped")
@@ -79,9 +80,28 @@ def _link(stem: str) -> str:
     return f'<a href="{esc(FEEDBACK_DIR + "/" + quote(stem) + ".html")}">{esc(stem)}</a>'
 
 
+def _missing_section(missing: Missing) -> list[str]:
+    """Enrolled students no submission names (with a roster), for staff to write to or enter 0."""
+    out = ["<h2>Enrolled students without a submission</h2>"]
+    if missing.students:
+        out.append('<p class="sub">Also in missing.csv.</p>')
+        out.append("<table><tr><th>student id</th><th>name</th><th>e-mail</th></tr>")
+        for s in missing.students:
+            out.append(f"<tr><td>{esc(s.student_id)}</td><td>{esc(s.name)}</td><td>{esc(s.email)}</td></tr>")
+        out.append("</table>")
+    else:
+        out.append('<p class="note">None: every student on the course\'s list is named by a submission.</p>')
+    for student, typed, stem in missing.probably_mistyped:
+        how = (f"with the id {esc(typed)}, which is not enrolled: probably a typo in the file name" if typed
+               else "without an id")
+        out.append(f'<p class="note">Not listed: {esc(student.name)} ({esc(student.student_id)}). {_link(stem)} '
+                   f"names a student of that name {how}.</p>")
+    return out
+
+
 def overview_html(reports: list[tuple[str, Report]], *, sheet: Sheet, pairs: list[Pair] | None = None,
                   key: str | None = None, data_description: str | None = None,
-                  warnings: list[str] | None = None) -> str:
+                  warnings: list[str] | None = None, missing: Missing | None = None) -> str:
     n = len(reports)
     complete = sum(1 for _, r in reports if r.total.complete)
     out = [f"<h1>{esc(sheet.title)} — {n} submission{'s' if n != 1 else ''}</h1>",
@@ -152,6 +172,9 @@ def overview_html(reports: list[tuple[str, Report]], *, sheet: Sheet, pairs: lis
     else:
         out.append('<p class="note">No pair of notebooks is nearly the same beyond the template.</p>')
 
+    if missing is not None:
+        out += _missing_section(missing)
+
     out.append("<h2>All submissions</h2>")
     out.append('<table><tr><th>submission</th><th>team</th><th>notebook</th><th class="num">automatic</th>'
                '<th class="num">total</th><th class="num">bonus</th><th>pending</th></tr>')
@@ -168,10 +191,11 @@ def overview_html(reports: list[tuple[str, Report]], *, sheet: Sheet, pairs: lis
 
 def write_overview(reports: list[tuple[str, Report]], out_dir: Path, *, sheet: Sheet, pairs: list[Pair] | None = None,
                    key: str | None = None, data_description: str | None = None,
-                   warnings: list[str] | None = None) -> Path:
+                   warnings: list[str] | None = None, missing: Missing | None = None) -> Path:
     """Write `<out_dir>/summary.html`. `key` is the key of the sheet's written exercise
-    (Sheet.tutors_key()), `pairs` the similar work."""
+    (Sheet.tutors_key()), `pairs` the similar work, `missing` the enrolled students without a
+    submission (with a roster)."""
     path = Path(out_dir) / OVERVIEW_NAME
     write_atomic(path, overview_html(reports, pairs=pairs, key=key, data_description=data_description,
-                                     warnings=warnings, sheet=sheet).encode("utf-8"))
+                                     warnings=warnings, sheet=sheet, missing=missing).encode("utf-8"))
     return path

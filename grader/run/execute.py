@@ -27,7 +27,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from grader.config import Limits
 from grader.fsclean import remove_tree
-from grader.notebook_file import NotebookInvalid, parse_notebook_json
+from grader.notebook_file import MAX_NOTEBOOK_BYTES, MAX_OUTPUTS, NotebookInvalid, parse_notebook_json
 from grader.models import CellError, ExecutionInfo, TimeLimits
 from grader.run.sandbox import KernelCommand
 from grader.textsafe import valid_json, valid_text
@@ -131,13 +131,20 @@ class CodeResult:
 
 class _CappedClient(NotebookClient):
     """nbclient, keeping at most `output_limit` bytes of output per cell (a cell that prints
-    megabytes would otherwise end up whole in the report and the executed notebook)."""
+    megabytes would otherwise end up whole in the report and the executed notebook), and at most
+    `outputs_limit` outputs and `total_limit` bytes of them in the whole notebook (2,000 cells of 64 KB
+    each would be 128 MB in the worker and more than the grader accepts as a notebook). Consecutive
+    text on one stream is one output, as Jupyter keeps it. Errors are always kept: the verdict reads them."""
 
-    def __init__(self, nb, km=None, *, output_limit: int, **kw):
+    def __init__(self, nb, km=None, *, output_limit: int, outputs_limit: int = MAX_OUTPUTS,
+                 total_limit: int = MAX_NOTEBOOK_BYTES, **kw):
         super().__init__(nb, km=km, **kw)
         self.output_limit = output_limit
         self.output_bytes: dict[int, int] = {}
         self.truncated: set[int] = set()
+        self.outputs_limit, self.total_limit = outputs_limit, total_limit
+        self.outputs_kept = self.bytes_kept = 0
+        self.notebook_full: int | None = None   # the cell in which the notebook's outputs reached their limit
 
     def process_message(self, msg, cell, cell_index):
         # Where the kernel's output enters the grader: text that is not valid UTF-8 (a lone
@@ -157,7 +164,25 @@ class _CappedClient(NotebookClient):
                     text=f"\n[grader: output of this cell cut after {self.output_limit // 1024} KB]\n")
                 outs.append(note)
             return None
-        return super().output(outs, msg, display_id, cell_index)
+        if msg["msg_type"] != "error" and (self.outputs_kept >= self.outputs_limit
+                                           or self.bytes_kept + size > self.total_limit):
+            if self.notebook_full is None:
+                self.notebook_full = cell_index
+                outs.append(nbformat.v4.new_output("stream", name="stderr", text=(
+                    f"\n[grader: the notebook's output reached the grader's limit ({self.outputs_limit:,} outputs "
+                    f"or {self.total_limit // 1024 // 1024} MB in all); output from here on is not kept]\n")))
+            return None
+        self.bytes_kept += size
+        content = msg.get("content") or {}
+        if (msg["msg_type"] == "stream" and outs and outs[-1].get("output_type") == "stream"
+                and outs[-1].get("name") == content.get("name") and not self.clear_before_next_output
+                and not self.output_hook_stack[msg["parent_header"].get("msg_id")]):
+            outs[-1]["text"] += str(content.get("text", ""))
+            return outs[-1]
+        out = super().output(outs, msg, display_id, cell_index)
+        if out is not None:
+            self.outputs_kept += 1
+        return out
 
 
 def kernel_transport(runtime_dir: Path) -> tuple[str, str]:
@@ -195,6 +220,7 @@ class KernelSession:
             iopub_timeout=10, raise_on_iopub_timeout=False,
             resources={"metadata": {"path": str(workspace)}},
         )
+        self.client.outputs_limit = limits.notebook_outputs   # outputs kept in the whole notebook
 
     async def __aenter__(self) -> "KernelSession":
         self.command.prepare(self._runtime_dir)
@@ -388,6 +414,8 @@ class KernelSession:
             numbers = {index: number for number, index in enumerate(code_cells, start=1)}
             notes.append("output cut after " f"{self.limits.output_kb} KB in cell(s) " +
                          ", ".join(f"In [{numbers.get(i, i + 1)}]" for i in sorted(self.client.truncated)))
+        if self.client.notebook_full is not None:
+            notes.append(_notebook_output_note(self.client, code_cells))
         errors = _cell_errors(nb)
         if status == "ok" and errors:
             status = "errors"
@@ -476,6 +504,14 @@ def _timeout_note(nb: nbformat.NotebookNode, code_cells: list[int], cells: list[
                      f" reached the notebook's limit of {limits.notebook_timeout_s:g} s and "
                      + ("was" if len(cut) == 1 else "were") + " interrupted")
     return "; ".join(parts) + f" (the limits: {limits.source})"
+
+
+def _notebook_output_note(client: _CappedClient, code_cells: list[int]) -> str:
+    number = {index: n for n, index in enumerate(code_cells, start=1)}.get(client.notebook_full)
+    where = f"In [{number}]" if number else f"cell {client.notebook_full + 1}"
+    return (f"output from cell {where} on was not kept: the notebook's output reached the grader's limit of "
+            f"{client.outputs_limit:,} outputs or {client.total_limit // 1024 // 1024} MB in all "
+            f"([limits] notebook_outputs)")
 
 
 def _cell_errors(nb: nbformat.NotebookNode) -> list[CellError]:

@@ -557,6 +557,87 @@ def candidates(probe: Probe, label: str, instance, calls: list[dict], method: st
     return found
 
 
+# ---- what of a class is still a template's stub -------------------------------------------------
+
+def function_node(function):
+    """The ast of `function`'s own source (the cell's lines from linecache), or None."""
+    try:
+        code = inspect.unwrap(function).__code__
+        lines = linecache.getlines(code.co_filename)[code.co_firstlineno - 1:]
+        tree = ast.parse(textwrap.dedent("".join(inspect.getblock(lines))))
+    except Exception:
+        return None
+    node = tree.body[0] if tree.body else None
+    return node if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+
+
+def stub_kind(node):
+    """How a method's body does nothing ("NotImplemented": it returns a template's NotImplemented;
+    "NotImplementedError"; "empty": pass, `...`, comments), or None when it does something.
+    `super().__init__()` alone builds nothing either."""
+    kind = "empty"
+    for stmt in node.body:
+        value = getattr(stmt, "value", None) if isinstance(stmt, (ast.Expr, ast.Return)) else None
+        if isinstance(stmt, ast.Pass) or (isinstance(stmt, ast.Expr) and isinstance(value, ast.Constant)):
+            continue
+        if isinstance(stmt, ast.Return) and (value is None or (isinstance(value, ast.Constant) and value.value is None)):
+            continue
+        if isinstance(value, ast.Name) and value.id == "NotImplemented":
+            kind = "NotImplemented"
+            continue
+        exc = stmt.exc if isinstance(stmt, ast.Raise) else None
+        if isinstance(exc, ast.Call):
+            exc = exc.func
+        if isinstance(exc, ast.Name) and exc.id == "NotImplementedError":
+            kind = "NotImplementedError"
+            continue
+        if (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "__init__"
+                and node.name == "__init__"):
+            continue
+        return None
+    return kind
+
+
+def notebook_call(probe: Probe, method: str):
+    """The notebook's first call of `<something>.<method>(...)`, as written, and its positional arguments."""
+    history = probe.ns.get("In", [])
+    for source in history if isinstance(history, list) else []:
+        if not isinstance(source, str) or f".{method}(" not in source:
+            continue
+        tree = _cell_tree(probe, source)
+        if tree is None:
+            continue
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == method
+                    and not any(isinstance(a, ast.Starred) for a in node.args)):
+                return ast.unparse(node)[:200], len(node.args)
+    return "", None
+
+
+def positional_params(function) -> int | None:
+    """How many positional parameters `function` takes after self (-1: *args), or None."""
+    try:
+        params = list(inspect.signature(function).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+    return (-1 if any(p.kind == p.VAR_POSITIONAL for p in params) else
+            sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params))
+
+
+def global_loaders(method):
+    """(the globals of `method`, the names among them its code reads that hold DataLoaders)."""
+    function = inspect.unwrap(getattr(method, "__func__", method))
+    code, scope = getattr(function, "__code__", None), getattr(function, "__globals__", None)
+    if code is None or not isinstance(scope, dict):
+        return {}, []
+    names, todo = set(), [code]
+    while todo:   # the function's own names and those of functions and comprehensions inside it
+        current = todo.pop()
+        names.update(current.co_names)
+        todo.extend(c for c in current.co_consts if isinstance(c, type(code)))
+    return scope, sorted(n for n in names if isinstance(scope.get(n), torch.utils.data.DataLoader))
+
+
 # ---- training: the optimizer steps a call makes ----------------------------------------------
 
 class Enough(BaseException):

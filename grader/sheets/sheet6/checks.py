@@ -9,6 +9,9 @@ found. The checks are independent: one mistake costs the points of the check it 
 """
 from __future__ import annotations
 
+import functools
+import re
+
 import numpy as np
 
 from grader.checks.compare import (Unreproducible, close, describe, layers_from_ops, max_difference,
@@ -17,7 +20,7 @@ from grader.config import Config
 from grader.observations import ModelObservation, Observations
 from grader.sheet import AccuracyRange, CheckRegistry, Verdict
 from grader.sheets.sheet6.accuracies import choose_accuracy_candidate, described
-from grader.sheets.sheet6.answer import Answer, Network, network
+from grader.sheets.sheet6.answer import Answer, Network, TestMode, network
 from reference.numpy_ref import OPS, run_layers
 
 CHECKS = CheckRegistry(exercise="6.6")
@@ -103,18 +106,111 @@ def _model(net: Network, prefer_trained: bool) -> ModelObservation | None:
 
 def _observed(obs: Observations[Answer], key: str, prefer_trained: bool) -> Verdict | tuple[Network, ModelObservation]:
     """The network `key` and the model a check reads (trained or fresh, as preferred), or the verdict
-    that says why there is none."""
+    that says why there is none (in words a student can act on where the class is still the stub)."""
     net = network(obs, key)
     if (missing := _missing(net, key)):
         return missing
     model = _model(net, prefer_trained)
-    return _probe_error(net, "forward") if model is None else (net, model)
+    if model is None:
+        return (_stub_verdict(net, key, ("__init__", "forward")) or _normalisation_error(net, key)
+                or _probe_error(net, "forward"))
+    return net, model
+
+
+# torch's words when a normalisation layer does not fit the data where it stands, and what they mean
+_NORMALISATION_ERRORS = (
+    (re.compile(r"running_mean should contain (\d+) elements not (\d+)"),
+     "a BatchNorm1d({1}) stands where the features are {0} wide; each BatchNorm must be as wide as the features "
+     "where it stands (784 on the flattened input, 64 or 32 after a hidden Linear, 10 after the last)"),
+    (re.compile(r"expected 4D input \(got 2D input\)"),
+     "nn.BatchNorm2d expects images (N, C, H, W) but gets features (N, width); for features use nn.BatchNorm1d"),
+    (re.compile(r"expected 2D or 3D input \(got 4D input\)"),
+     "nn.BatchNorm1d gets the images (N, 1, 28, 28) before they are flattened; flatten first, then "
+     "BatchNorm1d(784)"),
+)
+
+
+def _normalisation_error(net: Network, key: str) -> Verdict | None:
+    """The forward failed because a normalisation layer does not fit the data where it stands."""
+    for error in net.errors:
+        if "forward" not in error.step:
+            continue
+        for pattern, meaning in _NORMALISATION_ERRORS:
+            if (found := pattern.search(error.error)):
+                return Verdict("fail", f"{CLASS_NAMES[key][0]}'s forward fails: {meaning.format(*found.groups())} "
+                                       f"(torch: {error.error[:200]}).")
+    return None
+
+
+# ---- the template's stubs ----------------------------------------------------------------------
+# The course's notebook hands out each class with `__init__` (not calling super().__init__()),
+# `forward(self, x)`, `optimize(self)` and `test(self)`, each doing nothing but return NotImplemented.
+
+STUB_METHODS = ("__init__", "forward", "optimize", "test")
+_STUB_WORDS = {"NotImplemented": "`{}` still returns the template's `NotImplemented`",
+               "NotImplementedError": "`{}` still raises NotImplementedError",
+               "empty": "`{}` is still empty"}
+_COUNT = {1: "one", 2: "two", 3: "three"}
+
+
+def _template_problems(net: Network | None, methods: tuple[str, ...]) -> list[str]:
+    """What of the class is still the template's stub, among `methods`, in words a student can act on."""
+    facts = net.template if net is not None else None
+    if facts is None:
+        return []
+    problems = []
+    for method in methods:
+        if method == "__init__" and facts.init_calls_super is False:
+            problems.append("`__init__` does not call `super().__init__()`")
+        elif method == "optimize" and facts.params.get("optimize") == 0:
+            called = facts.optimize_call_args
+            if called:
+                problems.append(f"`optimize` takes no loaders but the notebook calls it with {_COUNT.get(called, called)} "
+                                f"(`{facts.optimize_call[:200]}`)")
+            else:
+                problems.append("`optimize` takes no loaders but the sheet's training cell calls it with two "
+                                "(`optimize(fashion_train_loader, fashion_test_loader)`)")
+        elif method != "__init__" and (kind := facts.stubs.get(method)) in _STUB_WORDS:
+            problems.append(_STUB_WORDS[kind].format(method))
+    return problems
+
+
+def _stub_verdict(net: Network | None, key: str, methods: tuple[str, ...]) -> Verdict | None:
+    problems = _template_problems(net, methods)
+    return Verdict("fail", f"{CLASS_NAMES[key][0]}: " + "; ".join(problems) + ".") if problems else None
+
+
+def still_the_template(obs: Observations[Answer]) -> str | None:
+    """One line for a notebook whose classes are both still the template's stubs (each defines
+    every method of the stub, and none does anything); None for anything more (a partly filled
+    notebook is graded check by check)."""
+    problems: list[str] = []
+    for key in CLASS_NAMES:
+        net = network(obs, key)
+        facts = net.template if net is not None and net.class_found else None
+        if facts is None or set(facts.stubs) != set(STUB_METHODS):
+            return None
+        problems += [p for p in _template_problems(net, STUB_METHODS[:3]) if p not in problems]
+    names = " and ".join(f"`{name}`" for name, _ in CLASS_NAMES.values())
+    because = f" ({'; '.join(problems)})" if problems else ""
+    return (f"The notebook is still the template: {names} do nothing yet{because}. "
+            f"Nothing of Parts 1 and 2 could be checked.")
+
+
+def _unless_template(check):
+    """The check, or for a notebook that is still the template the one line that says so."""
+    @functools.wraps(check)
+    def run(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+        line = still_the_template(obs)
+        return Verdict("fail", line) if line else check(obs, config, accuracy_range)
+    return run
 
 
 # ---- baseline ----------------------------------------------------------------------------------
 
 @CHECKS.check("baseline.architecture", points=0.25,
               description="`FashionNetwork()`'s forward runs Linear(784,64), ReLU, Linear(64,32), ReLU, Linear(32,10)")
+@_unless_template
 def check_baseline_architecture(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     seen = _observed(obs, "baseline", prefer_trained=False)
     if isinstance(seen, Verdict):
@@ -129,6 +225,7 @@ def check_baseline_architecture(obs: Observations[Answer], config: Config, accur
 
 @CHECKS.check("baseline.forward", points=0.25,
               description="its output on a probe batch equals the numpy reference run on its own weights, and is logits (no softmax)")
+@_unless_template
 def check_baseline_forward(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     seen = _observed(obs, "baseline", prefer_trained=True)
     if isinstance(seen, Verdict):
@@ -167,18 +264,19 @@ def _forward_verdict(model: ModelObservation, probe_x: np.ndarray, config: Confi
 
 @CHECKS.check("baseline.training_setup", points=0.25,
               description="`optimize` steps an SGD optimizer with lr 0.001 over the network's parameters, with cross-entropy loss")
+@_unless_template
 def check_baseline_training_setup(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     net = network(obs, "baseline")
     if (missing := _missing(net, "baseline")):
         return missing
     training = net.training
     if training is None:
-        return _probe_error(net, "optimize")
+        return _stub_verdict(net, "baseline", ("__init__", "optimize")) or _probe_error(net, "optimize")
     lr = config.sheet_settings.learning_rate
     problems = []
     if not training.steps:
-        return Verdict("fail", "optimize(train_loader, test_loader) never called optimizer.step(): "
-                               "the network is not trained.")
+        return _stub_verdict(net, "baseline", ("optimize",)) or Verdict(
+            "fail", "optimize(train_loader, test_loader) never called optimizer.step(): the network is not trained.")
     step = training.steps[0]
     if step.optimizer != "SGD":
         problems.append(f"the optimizer should be torch.optim.SGD, found {step.optimizer}")
@@ -198,6 +296,7 @@ def check_baseline_training_setup(obs: Observations[Answer], config: Config, acc
 
 @CHECKS.check("baseline.accuracies", points=0.25,
               description="5 per-epoch test accuracies were recorded, within the range the solution reaches on the same data")
+@_unless_template
 def check_baseline_accuracies(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     net = network(obs, "baseline")
     if (missing := _missing(net, "baseline", need_instance=True)):
@@ -205,6 +304,9 @@ def check_baseline_accuracies(obs: Observations[Answer], config: Config, accurac
     epochs = config.sheet_settings.epochs
     chosen = choose_accuracy_candidate(net, epochs)
     if chosen is None:
+        if (stub := _template_problems(net, ("optimize",))):
+            return Verdict("fail", f"No {epochs} per-epoch test accuracies were found for "
+                                   f"{_trained_name(net, 'baseline')}: " + "; ".join(stub) + ".")
         others = [c for c in net.accuracy_candidates if "loss" not in c.name.lower()]
         hint = ""
         if others:
@@ -238,48 +340,100 @@ def check_baseline_accuracies(obs: Observations[Answer], config: Config, accurac
 
 # ---- batchnorm ---------------------------------------------------------------------------------
 
+# Where a BatchNorm1d may stand, and how wide the features are there: before the first Linear (the
+# flattened image), after each Linear (a hidden one: before or after its ReLU).
+BN_PLACES = ((784, "before Linear(784, 64)"), (64, "after Linear(784, 64)"), (32, "after Linear(64, 32)"),
+             (10, "after Linear(32, 10)"))
+BATCHNORM_ASKED = ("the baseline's Linear(784, 64), ReLU, Linear(64, 32), ReLU, Linear(32, 10) with one or more "
+                   "nn.BatchNorm1d added where the team chooses, each as wide as the features where it stands: "
+                   "BatchNorm1d(784) on the flattened input, BatchNorm1d(64) after Linear(784, 64) or BatchNorm1d(32) "
+                   "after Linear(64, 32) (before or after its ReLU), BatchNorm1d(10) after Linear(32, 10)")
+_BATCHNORM_KINDS = {"BatchNorm1d", "LazyBatchNorm1d"}
+_OTHER_NORMS = {"layer_norm": "nn.LayerNorm", "group_norm": "nn.GroupNorm", "instance_norm": "nn.InstanceNorm1d"}
+
+
+def _with_norm_kinds(shape: list[tuple], model: ModelObservation) -> list[tuple]:
+    """`shape` with each BatchNorm named by the module that ran it: ("batch_norm", width, "BatchNorm2d").
+    A batch_norm whose parameters and statistics belong to no submodule (F.batch_norm on the network's
+    own tensors) counts as BatchNorm1d."""
+    types = {m.name: m.type for m in model.modules}
+    kinds = []
+    for op in model.ops_eval:
+        if op.op == "batch_norm":
+            owners = [name.rsplit(".", 1)[0] for name in (op.weight, op.running_mean, op.bias, op.running_var)
+                      if name and "." in name]
+            kinds.append(next((types[o] for o in owners if o in types), "BatchNorm1d"))
+    kinds.reverse()
+    return [(*item, kinds.pop()) if item[0] == "batch_norm" and kinds else item for item in shape]
+
+
+def _placement_problems(segments: list[list[tuple]]) -> list[str]:
+    """What stands where the sheet has no place for it, per stretch between the Linear layers."""
+    problems = []
+    for (width, place), segment in zip(BN_PLACES, segments):
+        wanted = 1 if width in (64, 32) else 0
+        relus = sum(1 for item in segment if item[0] == "relu")
+        if relus != wanted:
+            problems.append(f"no ReLU {place}" if relus == 0 else
+                            f"{'a ReLU' if relus == 1 else f'{relus} ReLUs'} {place}, where the baseline has "
+                            f"{'one' if wanted else 'none'}")
+        for item in segment:
+            if item[0] == "batch_norm":
+                kind = item[2] if len(item) > 2 else "BatchNorm1d"
+                if kind not in _BATCHNORM_KINDS:
+                    problems.append(f"{kind}({item[1]}) {place}: the sheet asks for nn.BatchNorm1d, here "
+                                    f"BatchNorm1d({width}) on the (N, {width}) features")
+                elif item[1] != width:
+                    problems.append(f"BatchNorm1d({item[1]}) {place}, where the features are {width} wide "
+                                    f"(BatchNorm1d({width}))")
+            elif item[0] in _OTHER_NORMS:
+                problems.append(f"{describe([item])} {place}: {_OTHER_NORMS[item[0]]} is not batch normalisation "
+                                f"(it normalises each image over its features; nn.BatchNorm1d({width}) normalises "
+                                f"each feature over the batch)")
+            elif item[0] != "relu":
+                problems.append(f"{describe([item])} {place}, which the sheet does not ask for")
+    return problems
+
+
 @CHECKS.check("batchnorm.architecture", points=0.25,
-              description="`FashionNetworkBatchNorm()` runs the same Linear layers with a BatchNorm1d of matching width on each hidden layer (before or after the ReLU)")
+              description="`FashionNetworkBatchNorm()` runs the baseline's Linear layers and ReLUs with one or more BatchNorm1d added where the team chooses, each as wide as the features where it stands (784 on the input, 64 or 32 after a hidden Linear, before or after its ReLU, 10 after the last)")
+@_unless_template
 def check_batchnorm_architecture(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     seen = _observed(obs, "batchnorm", prefer_trained=False)
     if isinstance(seen, Verdict):
         return seen
     net, model = seen
-    found, _ = without_output_function(structure(model.ops_eval))
-    expected_text = ("Linear(784, 64), BatchNorm1d(64), ReLU, Linear(64, 32), BatchNorm1d(32), ReLU, "
-                     "Linear(32, 10) (BatchNorm before or after each ReLU)")
+    found = _with_norm_kinds(without_output_function(structure(model.ops_eval))[0], model)
+    runs = f"its forward runs {describe(found)}"
     linears = [item for item in found if item[0] == "linear"]
     if linears != [item for item in EXPECTED_BASELINE if item[0] == "linear"]:
-        return Verdict("fail", f"FashionNetworkBatchNorm() should run {expected_text}; its forward runs {describe(found)}.")
-    if not any(item[0] == "batch_norm" for item in found):
-        return Verdict("fail", f"FashionNetworkBatchNorm() runs no BatchNorm layer: {describe(found)}; "
-                               f"expected {expected_text}.")
-    # Split at the Linear layers: each hidden layer is followed by exactly one ReLU and one BatchNorm1d of its width.
+        return Verdict("fail", f"FashionNetworkBatchNorm(): {runs}, not the baseline's three Linear layers. "
+                               f"The sheet asks for {BATCHNORM_ASKED}.")
+    # The stretches before the first Linear, between the Linear layers, and after the last one.
     segments: list[list[tuple]] = [[]]
     for item in found:
         if item[0] == "linear":
             segments.append([])
         else:
             segments[-1].append(item)
-    problems = []
-    if segments[0]:
-        problems.append(f"{describe(segments[0])} before the first Linear layer")
-    for width, segment in zip((64, 32), segments[1:3]):
-        if sorted(segment) != sorted([("batch_norm", width), ("relu",)]):
-            problems.append(f"after Linear(.., {width}) it runs {describe(segment)} instead of BatchNorm1d({width}) and ReLU")
-    if segments[3]:
-        problems.append(f"{describe(segments[3])} after the last Linear layer")
+    problems = _placement_problems(segments)
+    if not any(item[0] == "batch_norm" for item in found):
+        return Verdict("fail", f"FashionNetworkBatchNorm() runs no BatchNorm layer: {runs}"
+                               + (f" ({'; '.join(problems)})" if problems else "")
+                               + f". The sheet asks for {BATCHNORM_ASKED}.")
     if problems:
-        return Verdict("fail", "FashionNetworkBatchNorm(): " + "; ".join(problems) + f". Expected {expected_text}.")
-    bn_types = {m.type for m in model.modules if "BatchNorm" in m.type}
-    if bn_types - {"BatchNorm1d"}:
-        return Verdict("fail", f"FashionNetworkBatchNorm() uses {', '.join(sorted(bn_types))}; "
-                               f"for (N, features) data use nn.BatchNorm1d.")
-    return Verdict("pass", f"FashionNetworkBatchNorm() runs {describe(found)}.")
+        return Verdict("fail", f"FashionNetworkBatchNorm(): {runs}; " + "; ".join(problems)
+                               + f". The sheet asks for {BATCHNORM_ASKED}.")
+    places = [place for (_, place), segment in zip(BN_PLACES, segments)
+              for item in segment if item[0] == "batch_norm"]
+    shown = places[0] if len(places) == 1 else ", ".join(places[:-1]) + " and " + places[-1]
+    return Verdict("pass", f"FashionNetworkBatchNorm() runs {describe(found)}: BatchNorm1d {shown}, "
+                           f"each as wide as the features there.")
 
 
 @CHECKS.check("batchnorm.behaviour", points=0.25,
-              description="train-mode output and running-statistics update equal the reference with batch statistics, eval-mode output equals it with running statistics, and `test` runs in eval mode")
+              description="train-mode output and running-statistics update equal the reference with batch statistics, eval-mode output equals it with running statistics, and `test` runs in eval mode (called as the notebook calls it)")
+@_unless_template
 def check_batchnorm_behaviour(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     seen = _observed(obs, "batchnorm", prefer_trained=True)
     if isinstance(seen, Verdict):
@@ -319,18 +473,32 @@ def check_batchnorm_behaviour(obs: Observations[Answer], config: Config, accurac
                         f"(largest difference {max_difference(model.out_eval, expected_eval):.3g})")
     test = net.test_mode
     if test is None:
-        verdict = _probe_error(net, ".test")
-        problems.append(f"test(test_loader) could not be run: {verdict.message}")
+        stub = _template_problems(net, ("test",))
+        if stub:
+            problems += stub
+        else:
+            verdict = _probe_error(net, ".test")
+            problems.append(f"test could not be run: {verdict.message}")
         if not net.instance_found:
             problems.append(no_trained_instance(net, "batchnorm"))
     elif test.bn_calls == 0:
-        problems.append("test(test_loader) did not run the network")
+        problems += _template_problems(net, ("test",)) or [f"{_test_call(test)} did not run the network"]
     elif test.bn_training_calls:
-        problems.append("test(test_loader) runs the network in training mode: BatchNorm then normalises with "
+        problems.append(f"{_test_call(test)} runs the network in training mode: BatchNorm then normalises with "
                         "the test batch's statistics and changes its running statistics; call self.eval() "
                         "before testing (and self.train() before training again)")
     else:
-        good.append("test() evaluates in eval mode")
+        good.append(f"{_test_call(test)} evaluates in eval mode")
     if problems:
         return Verdict("fail", "FashionNetworkBatchNorm: " + "; ".join(problems) + ".")
     return Verdict("pass", "FashionNetworkBatchNorm: " + ", ".join(good) + _on_fresh(net, "batchnorm") + ".")
+
+
+def _test_call(test: TestMode) -> str:
+    """How the probe called `test`: as the notebook's own code does, by its signature."""
+    if test.called_as != "test()":
+        return "test(test_loader)"
+    if test.loaders_swapped:
+        shown = ", ".join(f"`{name}`" for name in test.loaders_swapped[:4])
+        return f"test() (it takes no loader: called as the notebook calls it, with {shown} pointed at the grader's probe batch)"
+    return "test() (it takes no loader: called as the notebook calls it, on the data it reads itself)"

@@ -11,12 +11,17 @@ For each network of the settings (key, class, the template's instance name):
   recorded the calls), else the only instance to be found; and the accuracies it recorded;
 - the forward of a new instance and of the trained one, on the probe's images (N, 1, 28, 28) or,
   when the network wants them flat, (N, 784);
-- whether `test` runs in eval mode (BatchNorm's running statistics unchanged);
+- whether `test` runs in eval mode (BatchNorm's running statistics unchanged), called as the
+  notebook's code calls it (`test(loader)` or `test()`, by its signature);
+- what of each class is still the template's stub (methods that do nothing, their parameters);
 - last, how `optimize` trains: a new instance's `optimize` on one batch of 16, stopped after its
   first optimizer step that follows a loss (a student's `optimize`, stopped early, cannot change
   what was observed before).
 """
 from __future__ import annotations
+
+import ast
+import inspect
 
 import numpy as np
 import torch
@@ -54,8 +59,23 @@ def training_setup(probe: k.Probe, key: str, cls) -> dict:
     return info
 
 
+def takes_loader(method) -> bool:
+    """Whether `test` takes the loader (`test(self, test_loader)`) or nothing (`test(self)`, reading
+    a loader kept elsewhere): the course's stub leaves the choice to the team."""
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)
+
+
 def test_mode(probe: k.Probe, model) -> dict:
-    """Whether `test` runs the network in eval mode: BatchNorm's calls, and its buffers unchanged."""
+    """Whether `test` runs the network in eval mode (BatchNorm's calls, and its buffers unchanged), on
+    a copy, called as the notebook calls it: `test(loader)` with the probe's small loader, or `test()`
+    with the DataLoaders it reads (the globals its code names, the copy's own attributes, also those
+    `optimize` kept on the original) pointing at that loader for the call, so that it costs one batch
+    whatever the data."""
+    kept = [name for name, value in list(vars(model).items()) if isinstance(value, torch.utils.data.DataLoader)]
     model = k.clone(model)
     model.train()
     seen = []
@@ -63,13 +83,56 @@ def test_mode(probe: k.Probe, model) -> dict:
              for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     before = {n: np.ndarray.tobytes(k.to_numpy(b)) for n, b in model.named_buffers() if b.is_floating_point()}
     _, test_loader = small_loaders(probe)
+    with_loader = takes_loader(model.test)
+    scope, names = ({}, []) if with_loader else k.global_loaders(model.test)
+    saved = {name: scope[name] for name in names}
+    attributes = [] if with_loader else sorted(set(kept) | {name for name, value in list(vars(model).items())
+                                                            if isinstance(value, torch.utils.data.DataLoader)})
     try:
-        model.test(test_loader)
+        for name in attributes:
+            vars(model)[name] = test_loader    # the copy's own: nothing to restore
+        for name in names:
+            scope[name] = test_loader
+        if with_loader:
+            model.test(test_loader)
+        else:
+            model.test()
     finally:
+        for name, value in saved.items():
+            scope[name] = value
         for h in hooks:
             h.remove()
     changed = [n for n, b in model.named_buffers() if n in before and np.ndarray.tobytes(k.to_numpy(b)) != before[n]]
-    return {"bn_calls": len(seen), "bn_training_calls": sum(seen), "buffers_changed": changed}
+    return {"bn_calls": len(seen), "bn_training_calls": sum(seen), "buffers_changed": changed,
+            "called_as": "test(test_loader)" if with_loader else "test()",
+            "loaders_swapped": names + [f"self.{name}" for name in attributes]}
+
+
+# The course's notebook hands out each class with these methods, each doing nothing.
+STUB_METHODS = ("__init__", "forward", TRAIN, "test")
+
+
+def template_facts(probe: k.Probe, cls, instance) -> dict:
+    """Which of the stub's methods `cls` defines with a body that does nothing, how many positional
+    parameters each takes, and whether a new instance ran nn.Module.__init__."""
+    facts = {"stubs": {}, "params": {}, "init_calls_super": None}
+    for name in STUB_METHODS:
+        member = vars(cls).get(name)
+        if not callable(member):
+            continue
+        function = inspect.unwrap(member)
+        if (params := k.positional_params(function)) is not None:
+            facts["params"][name] = params
+        node = k.function_node(function)
+        if node is not None and (kind := k.stub_kind(node)):
+            facts["stubs"][name] = kind
+        if node is not None and name == "__init__":
+            facts["init_calls_super"] = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                                             and n.func.attr == "__init__" for n in ast.walk(node))
+    if instance is not None:   # what ran, where there is an instance to ask
+        facts["init_calls_super"] = "_modules" in vars(instance)
+    facts["optimize_call"], facts["optimize_call_args"] = k.notebook_call(probe, TRAIN)
+    return facts
 
 
 def observe(probe: k.Probe) -> dict:
@@ -125,9 +188,14 @@ def observe(probe: k.Probe) -> dict:
         tested = instance if instance is not None else model
         if tested is not None and hasattr(tested, "test"):
             what = label if instance is not None else f"a new {class_name}()"
-            ok, info = k.guarded(probe, f"{key}: {what}.test", test_mode, probe, tested)
+            called = "test(test_loader)" if takes_loader(tested.test) else "test()"
+            ok, info = k.guarded(probe, f"{key}: {what}.{called}", test_mode, probe, tested)
             net["test_mode"] = info if ok else None
             net["test_on"] = "trained" if instance is not None else "fresh"
+        if net["class_found"]:
+            ok, facts = k.guarded(probe, f"{key}: what of {class_name} is still the template's", template_facts,
+                                  probe, cls, model)
+            net["template"] = facts if ok else None
     for key, class_name, _ in specs:
         net = networks[key]
         cls = ns.get(class_name)
