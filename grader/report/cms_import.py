@@ -23,6 +23,7 @@ correctly: an import file must never describe other reports than those beside it
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -42,7 +43,11 @@ _SHARD_MARKER = ".shard.json"
 
 
 def import_number(value: float) -> str:
-    """Points as the course system reads them: `7.5`, `9`, `0.25`; rounded to 4 places like the reports."""
+    """Points as the course system reads them: `7.5`, `9`, `0.25`; rounded to 4 places like the reports.
+    ValueError for NaN and infinities (a report read back may hold them): the system would take them
+    as text or refuse the file."""
+    if not math.isfinite(value):
+        raise ValueError(f"{value!r} points: not a number the course system can take")
     number = Decimal(repr(round(float(value), 4)))
     if number == 0:
         return "0"
@@ -106,6 +111,10 @@ def plan_import(reports: list[tuple[str, Report]], config: Config, roster: Roste
                                          f"not a matriculation number of {config.naming.id_digits} digits"))
             continue
         points, complete = import_value(grade.report, cms.import_points, sheet.automatic_exercise)
+        if not math.isfinite(points):
+            plan.left_out.append(LeftOut(grade.student_id, grade.name, grade.stem,
+                                         f"its points ({points!r}) are not a number: grade the team by hand"))
+            continue
         if complete or cms.import_pending:
             plan.lines.append((grade.student_id, points))
     if roster is not None and whole_course:

@@ -1,0 +1,31 @@
+"""Attacks on what goes to the course system (cms_import.csv, missing.csv) and on the roster, as a
+broken upload, a hand-edited report or a spreadsheet's export would make them. No kernels."""
+from __future__ import annotations
+
+import pytest
+
+from grader.report.cms_import import IMPORT_NAME, import_number, plan_import, render_import, write_import_files
+from grader.report.store import write_report
+from test_cms_import import ALICE, CARL, CONFIG, parse_cms_import
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_point_value_that_is_not_a_number_is_never_written(value):
+    with pytest.raises(ValueError):
+        import_number(value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_report_with_points_that_are_not_a_number_leaves_its_students_out(tmp_path, value):
+    """A report read back from a shard (JSON allows NaN and Infinity) that says its total is not a
+    number: its students are left out and listed, everyone else is written."""
+    stem, report = CARL
+    broken = (stem, report.model_copy(update={"total": report.total.model_copy(update={"points": value})}))
+    reports = [ALICE, broken]
+    for s, r in reports:
+        write_report(r, tmp_path, s)
+    result = write_import_files(reports, tmp_path, CONFIG, None)
+    parsed = parse_cms_import((tmp_path / IMPORT_NAME).read_bytes())
+    assert set(parsed) == {"7000001", "0700002"}
+    said = "\n".join(result.warnings)
+    assert "7000006" in said and "7000007" in said and "not a number" in said, said
