@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from grader.report.cms_import import IMPORT_NAME, import_number, plan_import, render_import, write_import_files
+from grader.report.cms_import import IMPORT_NAME, import_number, plan_import, write_import_files
+from grader.report.enrolment import missing_students
+from grader.report.roster import read_roster
 from grader.report.store import write_report
-from test_cms_import import ALICE, CARL, CONFIG, parse_cms_import
+from test_cms_import import ALICE, CARL, CONFIG, ROSTER, config, parse_cms_import
+from test_report_outputs import make_report
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
@@ -29,3 +32,29 @@ def test_a_report_with_points_that_are_not_a_number_leaves_its_students_out(tmp_
     assert set(parsed) == {"7000001", "0700002"}
     said = "\n".join(result.warnings)
     assert "7000006" in said and "7000007" in said and "not a number" in said, said
+
+
+# ---------------------------------------------------------------- who is written as 0
+
+@pytest.fixture
+def roster(tmp_path):
+    path = tmp_path / "students.csv"
+    path.write_bytes(ROSTER)
+    return read_roster(path)
+
+
+@pytest.mark.parametrize("team", [[], [("Zoë Z.", "")]], ids=["no team", "a member without id nor known name"])
+def test_nobody_is_written_as_0_while_a_submission_names_nobody(tmp_path, roster, team):
+    """`submission.zip` names no team: whoever sent it is on the roster and looks as if they had
+    submitted nothing. Writing the missing as 0 would give its authors 0 for work they handed in."""
+    unnamed = make_report(team, stem="submission")
+    reports = [ALICE, unnamed]
+    cfg = config(import_missing_as_zero=True)
+    plan = plan_import(reports, cfg, roster)
+    assert not [sid for sid, points in plan.lines if points == 0], plan.lines
+    result = write_import_files(reports, tmp_path, cfg, roster)
+    assert b";0\r\n" not in (tmp_path / IMPORT_NAME).read_bytes()
+    said = "\n".join(result.warnings)
+    assert "'submission'" in said and "nobody is written as 0" in said, said
+    assert (tmp_path / "missing.csv").exists()   # still listed for the staff to write to
+

@@ -119,7 +119,7 @@ def plan_import(reports: list[tuple[str, Report]], config: Config, roster: Roste
             plan.lines.append((grade.student_id, points))
     if roster is not None and whole_course:
         plan.missing = missing_students(reports, roster)
-        if cms.import_missing_as_zero:
+        if cms.import_missing_as_zero and not plan.missing.unplaced:
             plan.zeros = list(plan.missing.students)
             plan.lines += [(s.student_id, 0.0) for s in plan.zeros]
     plan.lines.sort()
@@ -162,8 +162,16 @@ def _warnings(reports: list[tuple[str, Report]], plan: ImportPlan, config: Confi
     if plan.missing is not None and plan.missing.students:
         shown = ", ".join(f"{s.name} ({s.student_id})" for s in plan.missing.students[:5])
         more = f" and {len(plan.missing.students) - 5} more" if len(plan.missing.students) > 5 else ""
-        fate = (f"written with 0 points in {IMPORT_NAME}" if plan.zeros
-                else f"not in {IMPORT_NAME} ([cms] import_missing_as_zero = true writes them as 0)")
+        unplaced = plan.missing.unplaced
+        if plan.zeros:
+            fate = f"written with 0 points in {IMPORT_NAME}"
+        elif config.cms.import_missing_as_zero and unplaced:
+            stems = ", ".join(repr(stem) for stem in unplaced[:5]) + (" and more" if len(unplaced) > 5 else "")
+            fate = (f"not in {IMPORT_NAME}: {len(unplaced)} submission(s) do not say who sent them ({stems}), "
+                    f"and any of these students may have, so nobody is written as 0 until the file names "
+                    f"name every member with their id")
+        else:
+            fate = f"not in {IMPORT_NAME} ([cms] import_missing_as_zero = true writes them as 0)"
         said.append(f"{len(plan.missing.students)} enrolled student(s) submitted nothing: {shown}{more}; listed in "
                     f"{MISSING_NAME} and summary.html, {fate}")
     return said

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.models import Report, Violation
@@ -181,21 +181,32 @@ def for_team(violation: Violation) -> Violation:
 @dataclass(frozen=True)
 class Missing:
     """Enrolled students no submission names, and those left off the list because a member who is
-    not enrolled, or has no id, carries their name (they probably mistyped or left out their id)."""
+    not enrolled, or has no id, carries their name (they probably mistyped or left out their id).
+    `unplaced`: the submissions whose authors cannot be told (the file name names nobody, or a
+    member without an id whose name no enrolled student has): any of the missing may have sent them."""
     students: list[Student]
     probably_mistyped: list[tuple[Student, str, str]]   # (student, id typed or "", stem)
+    unplaced: list[str] = field(default_factory=list)   # stems
 
 
 def missing_students(reports: list[tuple[str, Report]], roster: Roster) -> Missing:
     named = {m.student_id.strip() for _, r in reports for m in r.submission.team}
     absent = {sid: s for sid, s in roster.students.items() if sid not in named}
     mistyped: list[tuple[Student, str, str]] = []
+    unplaced: list[str] = []
     for stem, report in reports:
+        if not report.submission.team:
+            unplaced.append(stem)
         for member in report.submission.team:
             sid = member.student_id.strip()
             if sid in roster:
                 continue
             # An id not enrolled, or none at all: a student of that name did submit, under no id of theirs.
-            for student in [s for s in absent.values() if same_name(member.name, s.name)]:
+            found = [s for s in absent.values() if same_name(member.name, s.name)]
+            for student in found:
                 mistyped.append((absent.pop(student.student_id), sid, stem))
-    return Missing(students=sorted(absent.values(), key=lambda s: s.student_id), probably_mistyped=mistyped)
+            if not sid and not found and not any(same_name(member.name, s.name) for s in roster.students.values()) \
+                    and stem not in unplaced:
+                unplaced.append(stem)
+    return Missing(students=sorted(absent.values(), key=lambda s: s.student_id), probably_mistyped=mistyped,
+                   unplaced=unplaced)
