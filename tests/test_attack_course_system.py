@@ -58,3 +58,12 @@ def test_nobody_is_written_as_0_while_a_submission_names_nobody(tmp_path, roster
     assert "'submission'" in said and "nobody is written as 0" in said, said
     assert (tmp_path / "missing.csv").exists()   # still listed for the staff to write to
 
+
+
+def test_a_typo_in_the_id_and_the_name_keeps_its_student_off_the_missing(roster):
+    """Dieter typed 7000044 (his id is 7000004) and spelled his name 'Dieter Dörrr': the id is one
+    digit away, so he probably submitted; he must not be written as 0."""
+    typo = make_report([("Carla Chen", "7000003"), ("Dieter Dörrr", "7000044")])
+    missing = missing_students([ALICE, typo, CARL], roster)
+    assert "7000004" not in [s.student_id for s in missing.students]
+    assert [(s.student_id, typed) for s, typed, _ in missing.probably_mistyped] == [("7000004", "7000044")]

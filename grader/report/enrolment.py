@@ -12,8 +12,9 @@ none) needs no regrading and the reports on disk say what the outputs say.
 - `identity.roster_name` (warning): an enrolled id whose name in the file name is not the roster's
   name for it, with both spellings.
 - Missing: enrolled students no submission names. One whose name a member carries who is not
-  enrolled or has no id is left off that list: they probably submitted under a mistyped id (the
-  violation names them) or none, and must not be written as 0.
+  enrolled or has no id, or whose id is one edit from such a member's, is left off that list: they
+  probably submitted under a mistyped id (the violation names them) or none, and must not be
+  written as 0.
 
 The candidates are other students' names and ids: the team's own feedback page shows the violation
 without them (`for_team`).
@@ -201,8 +202,10 @@ def missing_students(reports: list[tuple[str, Report]], roster: Roster) -> Missi
             sid = member.student_id.strip()
             if sid in roster:
                 continue
-            # An id not enrolled, or none at all: a student of that name did submit, under no id of theirs.
-            found = [s for s in absent.values() if same_name(member.name, s.name)]
+            # An id not enrolled, or none at all: a student of that name, or of an id one edit away,
+            # probably did submit, under no id of theirs.
+            found = [s for s in absent.values()
+                     if same_name(member.name, s.name) or (sid and id_relation(sid, s.student_id))]
             for student in found:
                 mistyped.append((absent.pop(student.student_id), sid, stem))
             if not sid and not found and not any(same_name(member.name, s.name) for s in roster.students.values()) \
