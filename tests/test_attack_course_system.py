@@ -67,3 +67,16 @@ def test_a_typo_in_the_id_and_the_name_keeps_its_student_off_the_missing(roster)
     missing = missing_students([ALICE, typo, CARL], roster)
     assert "7000004" not in [s.student_id for s in missing.students]
     assert [(s.student_id, typed) for s, typed, _ in missing.probably_mistyped] == [("7000004", "7000044")]
+
+
+# ---------------------------------------------------------------- the roster as files come
+
+def test_a_utf8_roster_with_a_few_windows_1252_lines_reads_both(tmp_path):
+    """A list saved as UTF-8, then a few rows pasted in by an editor that wrote Windows-1252: every
+    name as it is meant, neither garbled ('JÃ¼rgen') nor refused."""
+    data = ("\ufeffMatrikelnummer;Vorname;Nachname\r\n7000001;Jürgen;Müller\r\n".encode("utf-8")
+            + "7000002;Jörg;Weiß\r\n".encode("cp1252") + "7000003;Zoë;Łukasiewicz\r\n".encode("utf-8"))
+    path = tmp_path / "students.csv"
+    path.write_bytes(data)
+    names = {sid: s.name for sid, s in read_roster(path).students.items()}
+    assert names == {"7000001": "Jürgen Müller", "7000002": "Jörg Weiß", "7000003": "Zoë Łukasiewicz"}
