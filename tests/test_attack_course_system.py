@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from grader.errors import RosterError
 from grader.report.cms_import import IMPORT_NAME, import_number, plan_import, write_import_files
 from grader.report.enrolment import missing_students
 from grader.report.roster import read_roster
@@ -80,3 +81,18 @@ def test_a_utf8_roster_with_a_few_windows_1252_lines_reads_both(tmp_path):
     path.write_bytes(data)
     names = {sid: s.name for sid, s in read_roster(path).students.items()}
     assert names == {"7000001": "Jürgen Müller", "7000002": "Jörg Weiß", "7000003": "Zoë Łukasiewicz"}
+
+
+def test_two_columns_of_ids_that_disagree_stop_with_a_message(tmp_path):
+    """Two columns named `Matrikelnummer` (a join of two exports): which one holds the ids cannot be
+    told, and taking the first would check every team against the wrong numbers."""
+    path = tmp_path / "students.csv"
+    path.write_bytes(b"Matrikelnummer;Name;Matrikelnummer\r\n7000001;Anna A;7000001\r\n7000002;Bernd B;7000009\r\n")
+    with pytest.raises(RosterError) as err:
+        read_roster(path)
+    message = str(err.value)
+    assert str(path) in message and "line 3" in message and "columns 1 and 3" in message, message
+    assert "7000002" in message and "7000009" in message, message
+    # the same numbers twice are one column written twice: read
+    path.write_bytes(b"Matrikelnummer;Name;Matrikelnummer\r\n7000001;Anna A;7000001\r\n7000002;Bernd B;\r\n")
+    assert list(read_roster(path).students) == ["7000001", "7000002"]

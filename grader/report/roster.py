@@ -200,9 +200,18 @@ def read_roster(path: Path | str) -> Roster:
     email_col = _first(keys, EMAIL_COLUMNS)
     id_name = header.cells[header.id_col].strip()
 
+    # A column of ids named twice (two exports joined): the same numbers, or which is meant cannot be told.
+    twins = [i for i, key in enumerate(keys) if key == keys[header.id_col] and i != header.id_col]
+
     students: dict[str, Student] = {}
     for line, fields in rows[header.index + 1:]:
         raw = _cell(fields, header.id_col)
+        for twin in twins:
+            other = _cell(fields, twin)
+            if other and other != raw:
+                raise RosterError(f"{path}: line {line}: the columns {header.id_col + 1} and {twin + 1} are both named "
+                                  f"{id_name!r} and hold different numbers ({raw!r} and {other!r}); keep the one "
+                                  "with the matriculation numbers")
         if not raw:
             raise RosterError(f"{path}: line {line}: no matriculation number in the column {id_name!r}")
         if not (raw.isascii() and raw.isdigit()):
