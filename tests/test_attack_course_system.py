@@ -7,6 +7,7 @@ import pytest
 from grader.errors import RosterError
 from grader.report.cms_import import IMPORT_NAME, import_number, plan_import, write_import_files
 from grader.report.enrolment import missing_students
+from grader.report.outputs import write_batch_outputs
 from grader.report.roster import read_roster
 from grader.report.store import write_report
 from test_cms_import import ALICE, CARL, CONFIG, ROSTER, config, parse_cms_import
@@ -96,3 +97,20 @@ def test_two_columns_of_ids_that_disagree_stop_with_a_message(tmp_path):
     # the same numbers twice are one column written twice: read
     path.write_bytes(b"Matrikelnummer;Name;Matrikelnummer\r\n7000001;Anna A;7000001\r\n7000002;Bernd B;\r\n")
     assert list(read_roster(path).students) == ["7000001", "7000002"]
+
+
+# ---------------------------------------------------------------- what the team's own page shows
+
+def test_the_teams_page_does_not_show_the_name_the_roster_has_for_an_id(tmp_path):
+    """Gina typed 7000007: the roster's name for it is 'Regina Gans'. Had she mistyped her id into
+    another student's, her page would tell her that student's name; the tutors' summary has both."""
+    path = tmp_path / "students.csv"
+    path.write_bytes(ROSTER)
+    for stem, report in (ALICE, CARL):
+        write_report(report, tmp_path, stem)
+    warnings = write_batch_outputs([ALICE, CARL], tmp_path, config(roster=str(path)))
+    assert any("'Regina Gans'" in w for w in warnings)
+    page = (tmp_path / "feedback" / f"{CARL[0]}.html").read_text(encoding="utf-8")
+    assert "Regina" not in page
+    assert "7000007" in page and "another name" in page, page
+    assert "Regina Gans" in (tmp_path / "summary.html").read_text(encoding="utf-8")

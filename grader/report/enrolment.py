@@ -36,6 +36,7 @@ ROSTER_NAME = "identity.roster_name"
 ROSTER_CODES = (NOT_ENROLLED, ROSTER_NAME)
 IMPORT_FILE = "cms_import.csv"
 _CANDIDATES = " Closest enrolled: "
+_ROSTER_SAYS = " but "
 MAX_CANDIDATES = 3
 
 
@@ -145,7 +146,7 @@ def member_violations(report: Report, roster: Roster) -> list[Violation]:
         elif enrolled.name and not same_name(member.name, enrolled.name):
             found.append(Violation(
                 code=ROSTER_NAME, severity="warning",
-                message=f"student id {student_id} is '{member.name}' in the file name but '{enrolled.name}' on the "
+                message=f"student id {student_id} is '{member.name}' in the file name{_ROSTER_SAYS}'{enrolled.name}' on the "
                         f"course's list of students ({_roster_label(roster)}): check that the id is theirs"))
     return found
 
@@ -170,7 +171,13 @@ def apply_roster(reports: list[tuple[str, Report]], roster: Roster | None, out_d
 
 
 def for_team(violation: Violation) -> Violation:
-    """The violation as the team's feedback page shows it: without other students' names and ids."""
+    """The violation as the team's feedback page shows it: without other students' names and ids,
+    nor the roster's name for an id of the file name (a mistyped id may be another student's)."""
+    if violation.code == ROSTER_NAME and _ROSTER_SAYS in violation.message:
+        head = violation.message.split(_ROSTER_SAYS, 1)[0]
+        return violation.model_copy(update={"message": head + " but the course's list of students has another name "
+                                                              "for this id: check that the id is theirs (a tutor "
+                                                              "compares both)"})
     if violation.code != NOT_ENROLLED or _CANDIDATES not in violation.message:
         return violation
     head = violation.message.split(_CANDIDATES, 1)[0]
