@@ -10,7 +10,7 @@ from grader.report.enrolment import missing_students
 from grader.report.outputs import write_batch_outputs
 from grader.report.roster import read_roster
 from grader.report.store import write_report
-from test_cms_import import ALICE, CARL, CONFIG, ROSTER, config, parse_cms_import
+from test_cms_import import ALICE, CARL, CONFIG, PART3, ROSTER, config, graded, parse_cms_import
 from test_report_outputs import make_report
 
 
@@ -114,3 +114,15 @@ def test_the_teams_page_does_not_show_the_name_the_roster_has_for_an_id(tmp_path
     assert "Regina" not in page
     assert "7000007" in page and "another name" in page, page
     assert "Regina Gans" in (tmp_path / "summary.html").read_text(encoding="utf-8")
+
+
+def test_a_member_named_twice_in_one_file_name_is_one_student(tmp_path):
+    """`Anna_Äpfel_7000001_Anna_Äpfel_7000001.zip`: one student written twice, not a student in two teams."""
+    stem, report = graded(make_report([("Anna Äpfel", "7000001"), ("Anna Äpfel", "7000001")]),
+                          {"6.1": 3.5, "6.2": 1.25, "6.3": 0.5, "6.4": 1, "6.5": 1, PART3: 0.25, "6.7": 0.75})
+    write_report(report, tmp_path, stem)
+    warnings = write_batch_outputs([(stem, report)], tmp_path, CONFIG)
+    assert parse_cms_import((tmp_path / IMPORT_NAME).read_bytes()) == {"7000001": 9}
+    assert not any("teams" in w for w in warnings), warnings
+    rows = (tmp_path / "cms.csv").read_text(encoding="utf-8-sig").splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == ['"7000001"']
