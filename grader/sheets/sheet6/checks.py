@@ -487,8 +487,8 @@ def check_batchnorm_behaviour(obs: Observations, config: Config, accuracy_range:
 
 def _test_call(test: TestMode) -> str:
     """How the probe called `test`: as the notebook's own code does, by its signature."""
-    if test.called_as != "test()":
-        return "test(test_loader)"
+    if test.called_as != "test()":   # by position, or by name: `test(self, *, loader)`
+        return test.called_as if re.fullmatch(r"test\(\w{1,40}=test_loader\)", test.called_as) else "test(test_loader)"
     if test.loaders_swapped:
         shown = ", ".join(f"`{name}`" for name in test.loaders_swapped[:4])
         return f"test() (it takes no loader: called as the notebook calls it, with {shown} pointed at the grader's probe batch)"
