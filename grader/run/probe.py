@@ -59,6 +59,7 @@ class ModuleCall(_Lenient):
 class ModuleInfo(_Lenient):
     name: str
     type: str
+    kind: str = ""   # the torch.nn class it is or derives from ("Module": the team's own; "": not known)
 
 
 class _ModelPayload(_Lenient):

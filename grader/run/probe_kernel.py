@@ -204,6 +204,15 @@ def __grader_probe():
         twin.train(model.training)
         return twin
 
+    def torch_kind(module):
+        """The torch.nn class `module` is or derives from: `class MyNorm(nn.BatchNorm1d)` is a BatchNorm1d,
+        a team's own `class Norm(nn.Module)` a Module."""
+        for klass in type(module).__mro__:
+            where = getattr(klass, "__module__", None)
+            if isinstance(where, str) and where.startswith("torch.nn."):
+                return str(klass.__name__)
+        return ""
+
     def describe(prefix, model):
         """Parameters, buffers and the traced forward (eval and train mode) of a copy of `model`."""
         model = clone(model)
@@ -213,7 +222,8 @@ def __grader_probe():
         for name, b in model.named_buffers():
             if b.is_floating_point():
                 info["buffers"][name] = put(f"{prefix}/buffer/{name}", b)
-        info["modules"] = [{"name": n, "type": type(m).__name__} for n, m in model.named_modules() if n]
+        info["modules"] = [{"name": n, "type": type(m).__name__, "kind": torch_kind(m)}
+                           for n, m in model.named_modules() if n]
         kind = input_for(model)
         info["input"] = kind
         model.eval()

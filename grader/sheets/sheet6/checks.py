@@ -344,10 +344,11 @@ _OTHER_NORMS = {"layer_norm": "nn.LayerNorm", "group_norm": "nn.GroupNorm", "ins
 
 
 def _with_norm_kinds(shape: list[tuple], model: ModelObservation) -> list[tuple]:
-    """`shape` with each BatchNorm named by the module that ran it: ("batch_norm", width, "BatchNorm2d").
-    A batch_norm whose parameters and statistics belong to no submodule (F.batch_norm on the network's
-    own tensors) counts as BatchNorm1d."""
-    types = {m.name: m.type for m in model.modules}
+    """`shape` with each BatchNorm named by the torch class of the module that ran it: ("batch_norm",
+    width, "BatchNorm2d"); a subclass of nn.BatchNorm1d is one. A batch_norm whose parameters and
+    statistics belong to no submodule, or to the team's own module (F.batch_norm on their own tensors),
+    counts as BatchNorm1d."""
+    types = {m.name: "BatchNorm1d" if m.kind == "Module" else m.kind or m.type for m in model.modules}
     kinds = []
     for op in model.ops_eval:
         if op.op == "batch_norm":
