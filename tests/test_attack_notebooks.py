@@ -58,6 +58,17 @@ VARIANTS = {
          "x = nn.functional.batch_norm(self.fc1(x), self.mean, self.var, self.gamma, self.beta, "
          "training=self.training)\n        x = self.relu(x)\n        x = self.relu(self.fc2(x))")),
         "batchnorm.behaviour", "evaluates in eval mode"),
+    "a module of the team's own that runs F.batch_norm": (variant(
+        ("class FashionNetworkBatchNorm(nn.Module):",
+         "class Norm(nn.Module):\n    def __init__(self, width):\n        super().__init__()\n"
+         "        self.weight = nn.Parameter(torch.ones(width))\n        self.bias = nn.Parameter(torch.zeros(width))\n"
+         "        self.register_buffer('running_mean', torch.zeros(width))\n"
+         "        self.register_buffer('running_var', torch.ones(width))\n\n"
+         "    def forward(self, x):\n        return nn.functional.batch_norm(x, self.running_mean, self.running_var, "
+         "self.weight, self.bias, self.training)\n\n\nclass FashionNetworkBatchNorm(nn.Module):"),
+        ("self.bn1 = nn.BatchNorm1d(64)", "self.bn1 = Norm(64)"),
+        ("self.bn2 = nn.BatchNorm1d(32)", "self.bn2 = Norm(32)")), "batchnorm.architecture",
+        "BatchNorm1d after Linear(784, 64) and after Linear(64, 32)"),
     "test(self) evaluating the notebook's trained instance": (variant(
         ("    def test(self, test_loader):",
          "    def test(self, test_loader):\n        self = globals()['fashion_network_batch_norm' if type(self).__name__ "
