@@ -157,7 +157,8 @@ def _template_problems(net: NetworkObservation | None, methods: tuple[str, ...])
     for method in methods:
         if method == "__init__" and facts.init_calls_super is False:
             problems.append("`__init__` does not call `super().__init__()`")
-        elif method == "optimize" and facts.params.get("optimize") == 0:
+        elif method == "optimize" and facts.params.get("optimize") == 0 and facts.optimize_call_args != 0:
+            # (called without loaders, as `optimize(self)` takes it, the stub's body is what is left)
             called = facts.optimize_call_args
             if called:
                 problems.append(f"`optimize` takes no loaders but the notebook calls it with {_COUNT.get(called, called)} "
