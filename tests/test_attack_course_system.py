@@ -126,3 +126,71 @@ def test_a_member_named_twice_in_one_file_name_is_one_student(tmp_path):
     assert not any("teams" in w for w in warnings), warnings
     rows = (tmp_path / "cms.csv").read_text(encoding="utf-8-sig").splitlines()[1:]
     assert [row.split(",")[0] for row in rows] == ['"7000001"']
+
+
+# ---------------------------------------------------------------- a roster of a whole university
+
+def _big_roster(tmp_path, n: int):
+    path = tmp_path / "students.csv"
+    path.write_bytes(b"mtknr;Vorname;Nachname\r\n"
+                     + b"".join(b"%07d;Vor%d;Nach%d\r\n" % (7000000 + i, i, i) for i in range(n)))
+    return read_roster(path)
+
+
+def test_members_not_enrolled_are_not_compared_with_every_enrolled_student(tmp_path, monkeypatch):
+    """A roster of 5,000 (the wrong course's, or the university's) and 20 teams whose members are not
+    on it: the closest enrolled students are looked up, not searched for among all 5,000 for each
+    member, which made `grade` and `merge` take minutes with a list of 50,000."""
+    import grader.report.enrolment as enrolment
+
+    roster = _big_roster(tmp_path, 5000)
+    reports = [make_report([(f"Some One{i}", f"{8000000 + i}"), (f"Vor{i} Nach{i}", f"{7000000 + 2 * i}1")],
+                           stem=f"team{i}") for i in range(20)]
+    compared = {"n": 0}
+    for name in ("same_name", "id_relation"):
+        original = getattr(enrolment, name)
+
+        def counting(*args, original=original):
+            compared["n"] += 1
+            return original(*args)
+        monkeypatch.setattr(enrolment, name, counting)
+    checked = enrolment.apply_roster(reports, roster, tmp_path)
+    enrolment.missing_students(checked, roster)
+    assert compared["n"] < 40 * 100, compared   # 40 members, each compared with a few (was 40 × 5,000 × 2)
+    # ... and who they may mean is still found: the same name, an id one digit more
+    message = next(v.message for v in checked[3][1].violations if v.code == enrolment.NOT_ENROLLED
+                   and "70000061" in v.message)
+    assert "Vor3 Nach3 (7000003: same name)" in message and "Vor6 Nach6 (7000006: one digit more)" in message, \
+        message
+
+
+def test_the_closest_enrolled_are_those_a_search_of_the_whole_list_finds(tmp_path):
+    """The lookup finds what comparing with every enrolled student finds, in the same order."""
+    import random
+
+    from grader.report.enrolment import Candidate, candidates, id_relation, same_name
+
+    rng = random.Random(19)
+    path = tmp_path / "students.csv"
+    names = ["Jürgen Müller", "Juergen Mueller", "Anna Äpfel", "Müller, Jürgen", "Zoë O'Brien", "Li Na", "Na Li", ""]
+    rows = {}
+    while len(rows) < 400:
+        rows[f"{rng.randrange(10 ** 6, 10 ** 6 + 3000):07d}"] = rng.choice(names)
+    path.write_bytes(("mtknr;Name\r\n" + "".join(f"{sid};{name}\r\n" for sid, name in rows.items())).encode())
+    roster = read_roster(path)
+
+    def everyone(student_id, name):
+        found = []
+        for student in roster.students.values():
+            reasons = (["same name"] if same_name(name, student.name) else []) + \
+                [r for r in [id_relation(student_id, student.student_id)] if r]
+            if reasons:
+                found.append(Candidate(student, tuple(reasons)))
+        return sorted(found, key=lambda c: (-len(c.reasons), not c.same_name, c.student.student_id))
+
+    for _ in range(300):
+        sid = rng.choice(list(rows))
+        typed = rng.choice([sid, sid[:-1], sid + "1", sid[:3] + "9" + sid[4:], sid[1] + sid[0] + sid[2:],
+                            "x" + sid[1:], f"{rng.randrange(10 ** 7):07d}", ""])
+        name = rng.choice(names + ["Someone Else", "jurgen muller"])
+        assert candidates(typed, name, roster) == everyone(typed, name), (typed, name)

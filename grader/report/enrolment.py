@@ -100,11 +100,48 @@ class Candidate:
         return f"{self.student.name or '(no name)'} ({self.student.student_id}: {', '.join(self.reasons)})"
 
 
+def one_edit_away(student_id: str) -> set[str]:
+    """Every string of digits one edit from `student_id` (a digit changed, added or dropped, two
+    neighbouring ones swapped): the ids `id_relation` can relate it to, about 160 for 7 digits."""
+    digits = "0123456789"
+    found = {student_id[:i] + student_id[i + 1:] for i in range(len(student_id))}
+    found |= {student_id[:i] + d + student_id[i:] for i in range(len(student_id) + 1) for d in digits}
+    found |= {student_id[:i] + d + student_id[i + 1:] for i in range(len(student_id)) for d in digits}
+    found |= {student_id[:i] + student_id[i + 1] + student_id[i] + student_id[i + 2:]
+              for i in range(len(student_id) - 1)}
+    found.discard(student_id)
+    return found
+
+
+# The roster's students by name key, for one roster at a time (the one being applied): a member not
+# enrolled is looked up, not compared with every enrolled student (a list of 50,000 took minutes).
+_BY_NAME: list = [None, {}]
+
+
+def _by_name(roster: Roster) -> dict[tuple[str, ...], list[Student]]:
+    if _BY_NAME[0] is not roster:
+        index: dict[tuple[str, ...], list[Student]] = {}
+        for student in roster.students.values():
+            if student.name.strip():
+                for key in set(_name_keys(student.name)):
+                    index.setdefault(key, []).append(student)
+        _BY_NAME[:] = [roster, index]
+    return _BY_NAME[1]
+
+
 def candidates(student_id: str, name: str, roster: Roster) -> list[Candidate]:
     """The enrolled students `student_id`/`name` most likely means: the same name and a close id,
     then the same name, then a close id."""
+    near: dict[str, Student] = {}
+    if name.strip():
+        index = _by_name(roster)
+        for key in set(_name_keys(name)):
+            near.update((s.student_id, s) for s in index.get(key, ()))
+    for other in one_edit_away(student_id):
+        if other in roster.students:
+            near[other] = roster.students[other]
     found = []
-    for student in roster.students.values():
+    for student in near.values():
         reasons = []
         if same_name(name, student.name):
             reasons.append("same name")
@@ -211,12 +248,10 @@ def missing_students(reports: list[tuple[str, Report]], roster: Roster) -> Missi
                 continue
             # An id not enrolled, or none at all: a student of that name, or of an id one edit away,
             # probably did submit, under no id of theirs.
-            found = [s for s in absent.values()
-                     if same_name(member.name, s.name) or (sid and id_relation(sid, s.student_id))]
-            for student in found:
+            close = candidates(sid, member.name, roster)
+            for student in [c.student for c in close if c.student.student_id in absent]:
                 mistyped.append((absent.pop(student.student_id), sid, stem))
-            if not sid and not found and not any(same_name(member.name, s.name) for s in roster.students.values()) \
-                    and stem not in unplaced:
+            if not sid and not any(c.same_name for c in close) and stem not in unplaced:
                 unplaced.append(stem)
     return Missing(students=sorted(absent.values(), key=lambda s: s.student_id), probably_mistyped=mistyped,
                    unplaced=unplaced)
