@@ -9,7 +9,7 @@ from grader.report.cms_import import IMPORT_NAME, import_number, plan_import, wr
 from grader.report.enrolment import missing_students
 from grader.report.outputs import write_batch_outputs
 from grader.report.roster import read_roster
-from grader.report.store import write_report
+from grader.report.store import read_report, write_report
 from test_cms_import import ALICE, CARL, CONFIG, PART3, ROSTER, config, graded, parse_cms_import
 from test_report_outputs import make_report
 
@@ -194,3 +194,27 @@ def test_the_closest_enrolled_are_those_a_search_of_the_whole_list_finds(tmp_pat
                             "x" + sid[1:], f"{rng.randrange(10 ** 7):07d}", ""])
         name = rng.choice(names + ["Someone Else", "jurgen muller"])
         assert candidates(typed, name, roster) == everyone(typed, name), (typed, name)
+
+
+# ---------------------------------------------------------------- never a stale import
+
+def test_an_interrupted_output_run_leaves_no_import_of_before(tmp_path, monkeypatch):
+    """The roster now enrols Gina's id under her name: the reports are rewritten at once (their
+    roster violations), then the run is interrupted (Ctrl-C) before the import is written. The
+    import of before (written under the old roster) must not stay beside the rewritten reports."""
+    path = tmp_path / "students.csv"
+    path.write_bytes(ROSTER.replace(b"7000006;Fritz;Fink;fritz@example.org\r\n", b""))
+    for stem, report in (ALICE, CARL):
+        write_report(report, tmp_path, stem)
+    cfg = config(roster=str(path))
+    write_batch_outputs([ALICE, CARL], tmp_path, cfg)
+    assert b"7000006" not in (tmp_path / IMPORT_NAME).read_bytes()   # not enrolled then: left out
+    path.write_bytes(ROSTER)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("grader.report.outputs.write_manual_sheet", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_batch_outputs([ALICE, CARL], tmp_path, cfg)
+    assert not any(v.code == "identity.not_enrolled" for v in read_report(tmp_path / f"{CARL[0]}.json").violations)
+    assert not (tmp_path / IMPORT_NAME).exists()

@@ -16,7 +16,7 @@ import nbformat.v4
 from grader.calibration_store import CalibrationError, load_all as load_calibration
 from grader.config import Config
 from grader.report.cms import CMS_NAME, IMPORT_NAME, CmsError, write_cms_csv
-from grader.report.cms_import import roster_for_outputs, write_import_files
+from grader.report.cms_import import remove_import_files, roster_for_outputs, write_import_files
 from grader.report.enrolment import apply_roster
 from grader.report.feedback import write_feedback
 from grader.errors import ManualPointsError
@@ -75,7 +75,7 @@ def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config
     manual_points.csv, cms.csv, cms_import.csv (and missing.csv), the feedback pages and summary.html.
     Returns warnings to print. Raises ManualPointsError when the sheet is malformed, RosterError when
     the roster is unreadable (nothing is written then: fix the file and run `grader merge` again; the
-    import files are removed). Anything else that goes wrong with one of the files costs that file
+    import files are removed, as they are whenever this stops before writing them). Anything else that goes wrong with one of the files costs that file
     (or that page), with a warning, never the others."""
     out_dir = Path(out_dir)
     sheet = config.sheet_def
@@ -83,6 +83,9 @@ def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config
     solution = solution or sheet.solution
     warnings: list[str] = []
     page_warnings: list[str] = []   # what summary.html itself should say
+    # The reports may change from here on (tutors' points, the roster): until the import is written
+    # again, an old one would describe other reports, so it goes first.
+    remove_import_files(out_dir)
     reports = sorted(apply_sheet(reports, out_dir, config), key=lambda item: item[0])
     # The course's list of students, checked against the teams' ids as the tutors' points are merged.
     roster = roster_for_outputs(config, out_dir)
