@@ -218,3 +218,10 @@ def test_an_interrupted_output_run_leaves_no_import_of_before(tmp_path, monkeypa
         write_batch_outputs([ALICE, CARL], tmp_path, cfg)
     assert not any(v.code == "identity.not_enrolled" for v in read_report(tmp_path / f"{CARL[0]}.json").violations)
     assert not (tmp_path / IMPORT_NAME).exists()
+
+
+def test_ids_written_as_excel_text_formulas_are_read(tmp_path):
+    """Exports meant for Excel keep a leading zero by writing the id as a text formula, `="0701234"`."""
+    path = tmp_path / "students.csv"
+    path.write_bytes(b'Matrikelnummer;Name\r\n="0701234";Anna A\r\n"=""7000002""";Bernd B\r\n')
+    assert list(read_roster(path).students) == ["0701234", "7000002"]

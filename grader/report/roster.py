@@ -12,7 +12,7 @@ How it is read: UTF-8 with or without a BOM (LibreOffice, Excel's "CSV UTF-8"), 
 file are each read as written), or UTF-16 with a BOM (Excel's "Unicode
 text"); `,`, `;` or tab, whichever makes a header with an id column; quoted fields; CRLF or LF;
 blank rows anywhere (Excel writes `;;;` for the empty rows at the end) are skipped. Ids are text:
-`0701234` keeps its zero.
+`0701234` keeps its zero, also written as Excel's text formula `="0701234"`.
 
 A file that cannot be read raises RosterError with one message naming the file, the line and what is
 wrong: the grader must not check enrolments against half a list.
@@ -142,6 +142,12 @@ def _cell(fields: list[str], col: int | None) -> str:
     return unicodedata.normalize("NFC", fields[col]).strip()
 
 
+def _excel_text(raw: str) -> str:
+    """`="0701234"`, the text formula exports meant for Excel write to keep a leading zero: its text."""
+    found = re.fullmatch(r'="(\d+)"', raw)
+    return found.group(1) if found else raw
+
+
 def _id_problem(raw: str) -> str:
     hint = ""
     if re.fullmatch(r"\d+([.,]\d*)?([eE][-+]?\d+)?|\d+[.,]0+", raw):
@@ -205,9 +211,9 @@ def read_roster(path: Path | str) -> Roster:
 
     students: dict[str, Student] = {}
     for line, fields in rows[header.index + 1:]:
-        raw = _cell(fields, header.id_col)
+        raw = _excel_text(_cell(fields, header.id_col))
         for twin in twins:
-            other = _cell(fields, twin)
+            other = _excel_text(_cell(fields, twin))
             if other and other != raw:
                 raise RosterError(f"{path}: line {line}: the columns {header.id_col + 1} and {twin + 1} are both named "
                                   f"{id_name!r} and hold different numbers ({raw!r} and {other!r}); keep the one "
