@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from grader.intake import check_identity
+from grader.intake import check_identity, team_with_emails
 from grader.intake.identity import identity_form, team_from_files
 from intake_corpus import TEMPLATE_CODE, notebook_json
 from test_intake_identity import THREE, _workspace
@@ -40,3 +40,18 @@ def test_the_template_and_what_follows_it_is_not_a_value():
     assert identity_form(cell) == {1: {"name": "", "id": "", "email": ""}, 2: {"name": "", "id": "", "email": ""}}
     assert identity_form("Name 1: <br>\nErika Mustermann\nStudent id 1:\nsee the PDF") == {
         1: {"name": "", "id": "", "email": ""}}
+
+
+def test_two_ids_for_one_member_are_not_guessed_between(tmp_path):
+    """`Student id 1: 1234567 <br> Student id 1: 7654321`: the second was probably member 2's. Taking
+    the first would make a team of one from a file name that names nobody, and the other student
+    would look as if they had submitted nothing."""
+    cell = "Name 1: Anna Berg <br>\nStudent id 1: 1234567 <br> Student id 1: 7654321 <br>\nEmail 1: anna@example.org"
+    assert identity_form(cell)[1]["id"] == "1234567 7654321"
+    nb = notebook_json([("markdown", cell), ("code", TEMPLATE_CODE)])
+    loose, ws = _workspace(tmp_path, "final.zip", {"nb.ipynb": nb})
+    assert team_from_files(loose, ws) == ()
+    # with the team in the file name, both ids are found in the notebook: nothing to say
+    sub, ws2 = _workspace(tmp_path / "named", "Anna Berg_1234567_Ben Roth_7654321.zip", {"nb.ipynb": nb})
+    assert check_identity(sub, ws2) == []
+    assert [m.email for m in team_with_emails(sub, ws2)] == ["anna@example.org", None]

@@ -158,8 +158,12 @@ def identity_form(text: str) -> dict[int, dict[str, str]]:
 
     def put(number: int, field: str, value: str) -> None:
         entry = members.setdefault(number, {"name": "", "id": "", "email": ""})
-        if re.search(r"\w", value) and not entry[field]:
+        if not re.search(r"\w", value):
+            return
+        if not entry[field]:
             entry[field] = value
+        elif field == "id" and value not in entry[field].split():
+            entry[field] += " " + value   # `Student id 1:` twice: both kept, so that neither is guessed
 
     lines = _plain(_BR.sub(_BREAK, text)).splitlines()
     columns: dict[int, tuple[int, str]] = {}   # a table's header: column -> (member, field)
@@ -268,8 +272,9 @@ def team_with_emails(submission: Submission, workspace: Workspace) -> tuple[Team
     for text in ev.texts.values():
         for entry in identity_form(text).values():
             found = _EMAIL.search(entry["email"])
-            for number in re.findall(r"[0-9]+", entry["id"]) if found else ():
-                form_emails.setdefault(number, found.group(0))
+            numbers = re.findall(r"[0-9]+", entry["id"])
+            if found and len(numbers) == 1:   # two ids for one member: whose e-mail it is cannot be told
+                form_emails.setdefault(numbers[0], found.group(0))
     out = []
     for member in submission.team:
         email = member.email
