@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grader.run.probe import NetworkObservation, TemplateFacts, Training
+from grader.run.probe import ModelObservation, NetworkObservation, TemplateFacts, Training
 from grader.sheets.sheet6.checks import check_baseline_training_setup
 from test_checks import CONFIG, baseline_layers, net, obs, observe
 
@@ -21,3 +21,25 @@ def test_optimize_still_the_stub_but_called_without_loaders_says_the_stub():
     assert verdict.status == "fail"
     assert verdict.message == "FashionNetwork: `optimize` still returns the template's `NotImplemented`.", \
         verdict.message
+
+
+def test_one_batchnorm_applied_twice_is_reproduced():
+    """forward runs the same BatchNorm1d(64) twice: torch updates its running statistics twice, one
+    after the other, and the reference must too (the architecture allows more than one BatchNorm)."""
+    import torch.nn as nn
+
+    from grader.sheets.sheet6.checks import check_batchnorm_architecture, check_batchnorm_behaviour
+    from grader.run.probe import TestMode
+
+    bn = nn.BatchNorm1d(64)
+    model = observe([nn.Linear(784, 64), bn, bn, nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)])
+
+    def same_module(op):   # nn.Sequential names the one module "2" (its second place, "3", holds it too)
+        names = {k: getattr(op, k) for k in ("weight", "bias", "running_mean", "running_var")}
+        return op.model_copy(update={k: v.replace("3.", "2.", 1) for k, v in names.items() if v and v.startswith("3.")})
+    model = ModelObservation(**{**model.__dict__, "ops_eval": [same_module(op) for op in model.ops_eval],
+                                "ops_train": [same_module(op) for op in model.ops_train]})
+    observed = obs(batchnorm=net(model, test_mode=TestMode(bn_calls=2, bn_training_calls=0, buffers_changed=[])))
+    assert check_batchnorm_architecture(observed, CONFIG).status == "pass"
+    verdict = check_batchnorm_behaviour(observed, CONFIG)
+    assert verdict.status == "pass", verdict.message

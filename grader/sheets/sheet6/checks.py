@@ -451,7 +451,9 @@ def check_batchnorm_behaviour(obs: Observations, config: Config, accuracy_range:
         problems.append(f"in train mode the output differs from BatchNorm with batch statistics "
                         f"(largest difference {max_difference(model.out_train, expected_train):.3g})")
     bn_layers = [layer for layer in train_layers if layer["op"] == "batch_norm"]
-    for layer, (mean, var) in zip(bn_layers, new_stats):
+    # Per pair of statistics, what its last update left (one BatchNorm run twice updates them twice).
+    last = {layer["stats_names"]: (layer, stats) for layer, stats in zip(bn_layers, new_stats)}
+    for layer, (mean, var) in last.values():
         mean_name, var_name = layer["stats_names"]
         after_mean = model.buffers_after_train.get(mean_name) if mean_name else None
         after_var = model.buffers_after_train.get(var_name) if var_name else None
