@@ -69,6 +69,9 @@ VARIANTS = {
         ("self.bn1 = nn.BatchNorm1d(64)", "self.bn1 = Norm(64)"),
         ("self.bn2 = nn.BatchNorm1d(32)", "self.bn2 = Norm(32)")), "batchnorm.architecture",
         "BatchNorm1d after Linear(784, 64) and after Linear(64, 32)"),
+    "one BatchNorm1d run twice": (variant(
+        ("x = self.relu(self.bn1(self.fc1(x)))", "x = self.relu(self.bn1(self.bn1(self.fc1(x))))")),
+        "batchnorm.behaviour", "train mode normalises with batch statistics"),
     "test(self) evaluating the notebook's trained instance": (variant(
         ("    def test(self, test_loader):",
          "    def test(self, test_loader):\n        self = globals()['fashion_network_batch_norm' if type(self).__name__ "
