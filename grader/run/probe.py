@@ -59,6 +59,7 @@ class ModuleCall(_Lenient):
 class ModuleInfo(_Lenient):
     name: str
     type: str
+    kind: str = ""   # the torch.nn class it is or derives from ("Module": the team's own; "": not known)
 
 
 class _ModelPayload(_Lenient):
@@ -97,7 +98,7 @@ class TestMode(_Lenient):
     bn_calls: int
     bn_training_calls: int
     buffers_changed: list[str]
-    called_as: str = "test(test_loader)"   # or "test()": as the notebook's code calls it, by its signature
+    called_as: str = "test(test_loader)"   # or "test(loader=test_loader)", "test()": as the notebook calls it
     loaders_swapped: list[str] = []        # for test(): the DataLoaders it reads, pointed at the probe's for the call
 
 

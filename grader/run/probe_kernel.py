@@ -204,6 +204,15 @@ def __grader_probe():
         twin.train(model.training)
         return twin
 
+    def torch_kind(module):
+        """The torch.nn class `module` is or derives from: `class MyNorm(nn.BatchNorm1d)` is a BatchNorm1d,
+        a team's own `class Norm(nn.Module)` a Module."""
+        for klass in type(module).__mro__:
+            where = getattr(klass, "__module__", None)
+            if isinstance(where, str) and where.startswith("torch.nn."):
+                return str(klass.__name__)
+        return ""
+
     def describe(prefix, model):
         """Parameters, buffers and the traced forward (eval and train mode) of a copy of `model`."""
         model = clone(model)
@@ -213,7 +222,8 @@ def __grader_probe():
         for name, b in model.named_buffers():
             if b.is_floating_point():
                 info["buffers"][name] = put(f"{prefix}/buffer/{name}", b)
-        info["modules"] = [{"name": n, "type": type(m).__name__} for n, m in model.named_modules() if n]
+        info["modules"] = [{"name": n, "type": type(m).__name__, "kind": torch_kind(m)}
+                           for n, m in model.named_modules() if n]
         kind = input_for(model)
         info["input"] = kind
         model.eval()
@@ -521,9 +531,10 @@ def __grader_probe():
         handle = register_optimizer_step_pre_hook(on_step)
         handle_after = register_optimizer_step_post_hook(after_step)
         train_loader, test_loader = small_loaders()
+        args, kwargs = loader_arguments(model.optimize, (train_loader, test_loader))
         try:
             with tracer:
-                model.optimize(train_loader, test_loader)
+                model.optimize(*args, **kwargs)
         except BaseException:
             if not stopped:
                 raise
@@ -540,14 +551,30 @@ def __grader_probe():
                 "model_params": len(own)}
 
     # ---- whether `test` evaluates in eval mode -------------------------------------------------
-    def takes_loader(method):
-        """Whether `test` takes the loader (`test(self, test_loader)`) or nothing (`test(self)`, reading
-        a loader kept elsewhere): the course's stub leaves the choice to the team."""
+    def loader_arguments(method, loaders):
+        """(args, kwargs) to call `method` with `loaders` as the notebook's code does, by its signature:
+        as many positionally as it takes (`optimize(self, train_loader, test_loader)`, `test(self,
+        test_loader)`; all of them for *args), none for `optimize(self)` or `test(self)` (they read loaders
+        kept elsewhere: the course's stubs leave the choice to the team), and one by name for each
+        keyword-only parameter without a default (`test(self, *, loader)`)."""
         try:
-            params = inspect.signature(method).parameters.values()
+            params = list(inspect.signature(method).parameters.values())
         except (TypeError, ValueError):
-            return True
-        return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)
+            return tuple(loaders), {}
+        if any(p.kind == p.VAR_POSITIONAL for p in params):
+            return tuple(loaders), {}
+        positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+        args = tuple(loaders[:positional])
+        # The test loader to a name that says so, else the first (the probe's loaders hold the same batch).
+        kwargs = {p.name: loaders[-1] if any(w in p.name.lower() for w in ("test", "val", "eval")) else loaders[0]
+                  for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty}
+        return args, kwargs
+
+    def test_call(method, loader):
+        """(args, kwargs, in words) of calling `test` with `loader` as the notebook's code does."""
+        args, kwargs = loader_arguments(method, (loader,))
+        text = "test(test_loader)" if args else f"test({', '.join(f'{name}=test_loader' for name in kwargs)})"
+        return args, kwargs, text
 
     def loader_globals(method):
         """(the globals of `method`, the names among them its code reads that hold DataLoaders)."""
@@ -570,33 +597,48 @@ def __grader_probe():
         kept = [name for name, value in list(vars(model).items()) if isinstance(value, torch.utils.data.DataLoader)]
         model = clone(model)
         model.train()
-        seen = []
-        hooks = [m.register_forward_pre_hook(lambda m, i: seen.append(bool(m.training)))
-                 for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        # Every BatchNorm that runs during the call, in whatever instance: `test` may evaluate the
+        # notebook's own network (a global) rather than `self`. BatchNorm modules say their mode; a
+        # batch_norm of the team's own (F.batch_norm on their tensors) says it by its `training` argument.
+        seen_modules, seen_functional = [], []
+
+        def on_module(module, inputs):
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                seen_modules.append(bool(module.training))
+
+        class BatchNormCalls(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                if getattr(func, "__name__", "") == "batch_norm":
+                    seen_functional.append(bool(args[5] if len(args) > 5 else kwargs.get("training", False)))
+                return func(*args, **kwargs)
+
         before = {n: np.ndarray.tobytes(to_numpy(b)) for n, b in model.named_buffers() if b.is_floating_point()}
         _, test_loader = small_loaders()
-        with_loader = takes_loader(model.test)
+        args, kwargs, called_as = test_call(model.test, test_loader)
+        with_loader = bool(args or kwargs)
         scope, names = ({}, []) if with_loader else loader_globals(model.test)
         saved = {name: scope[name] for name in names}
         attributes = [] if with_loader else sorted(set(kept) | {name for name, value in list(vars(model).items())
                                                                 if isinstance(value, torch.utils.data.DataLoader)})
+        hooks = []
         try:
+            hooks.append(nn.modules.module.register_module_forward_pre_hook(on_module))
             for name in attributes:
                 vars(model)[name] = test_loader    # the copy's own: nothing to restore
             for name in names:
                 scope[name] = test_loader
-            if with_loader:
-                model.test(test_loader)
-            else:
-                model.test()
+            with BatchNormCalls():
+                model.test(*args, **kwargs)
         finally:
             for name, value in saved.items():
                 scope[name] = value
             for h in hooks:
                 h.remove()
         changed = [n for n, b in model.named_buffers() if n in before and np.ndarray.tobytes(to_numpy(b)) != before[n]]
+        seen = seen_modules or seen_functional
         return {"bn_calls": len(seen), "bn_training_calls": sum(seen), "buffers_changed": changed,
-                "called_as": "test(test_loader)" if with_loader else "test()",
+                "called_as": called_as,
                 "loaders_swapped": names + [f"self.{name}" for name in attributes]}
 
     # ---- what of a class is still the template's stub --------------------------------------------
@@ -725,9 +767,13 @@ def __grader_probe():
             net["trained"] = info if ok else None
         # How `test` runs: on the trained network, else on a new one (its mode does not depend on training).
         tested = instance if instance is not None else model
-        if tested is not None and hasattr(tested, "test"):
+        try:   # a `test` property or a __getattr__ may raise anything: the step records it, the probe goes on
+            has_test = tested is not None and hasattr(tested, "test")
+            called = test_call(tested.test, None)[2] if has_test else ""
+        except Exception:
+            has_test, called = tested is not None, "test"
+        if has_test:
             what = label if instance is not None else f"a new {class_name}()"
-            called = "test(test_loader)" if takes_loader(tested.test) else "test()"
             ok, info = guarded(f"{key}: {what}.{called}", test_mode, tested)
             net["test_mode"] = info if ok else None
             net["test_on"] = "trained" if instance is not None else "fresh"
