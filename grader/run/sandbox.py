@@ -164,6 +164,10 @@ def kernel_env(config: Config, workspace: Path, threads: int, mpl_cache: Path | 
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
         "OPENBLAS_NUM_THREADS": str(threads),
+        # Idle OpenMP threads (torch's, MKL's) sleep instead of spinning: spinning threads burn CPU time
+        # while they wait for a core, and on a busy machine a notebook's CPU time (which its time
+        # limits count) grew tenfold with 2 threads (benchmarks/cpu_time_limits.py).
+        "OMP_WAIT_POLICY": "PASSIVE",
         "TQDM_DISABLE": "0",
         "NO_PROXY": "*",
         # Grading installs nothing: `%pip install` / `!pip install` fail at once instead of waiting for
