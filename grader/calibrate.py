@@ -89,9 +89,13 @@ def accuracy_range(fingerprint: str, path: Path | None = None) -> AccuracyRange 
                          source=f"{len(entry['baseline'])} run(s) of the solution on {entry.get('data', fingerprint)}")
 
 
-def time_limits(limits: Limits, data: DataInfo, path: Path | None = None) -> TimeLimits:
+def time_limits(limits: Limits, data: DataInfo, path: Path | None = None, *, threads: int | None = None) -> TimeLimits:
     """The limits for notebooks on `data`: numbers from grading.toml stay; "auto" is derived from
-    the solution's timings on the same data, or falls back to generous numbers where there are none."""
+    the solution's timings on the same data, or falls back to generous numbers where there are none.
+
+    `threads`: torch's threads per kernel of the batch. The same work costs more CPU time on more
+    threads (each wakes for a small part of an operation): where the calibration ran on fewer, its
+    timings are scaled by the ratio (a student's laptop with 8 cores against a calibration on 2)."""
     entry, found_in = _entry(data.fingerprint, path, store.usable)
     ref = store.Found(data.fingerprint, entry, found_in).ref if entry else None
     if limits.cell_timeout_s != "auto" and limits.notebook_timeout_s != "auto":
@@ -108,17 +112,22 @@ def time_limits(limits: Limits, data: DataInfo, path: Path | None = None) -> Tim
     # seconds of a single-threaded kernel): used as they are, they give limits as generous or more.
     unit = " of CPU time" if entry.get("clock") == "cpu" else ", wall-clock seconds of an older calibration"
     explained = []
+    calibrated_threads = entry.get("threads") if entry.get("clock") == "cpu" else None
+    scale, scaled = 1.0, ""
+    if threads and isinstance(calibrated_threads, int) and 0 < calibrated_threads < threads:
+        scale = threads / calibrated_threads
+        scaled = f", × {scale:g} for {threads} threads per kernel against {calibrated_threads} when calibrated"
     if limits.cell_timeout_s == "auto":
-        cell = max(CELL_FLOOR_S, round(CELL_FACTOR * slowest))
+        cell = max(CELL_FLOOR_S, round(CELL_FACTOR * slowest * scale))
         explained.append(f"per cell {CELL_FACTOR} × the solution's slowest cell ({slowest:.1f} s{unit}, the median "
-                         f"of its runs), at least {CELL_FLOOR_S:g} s")
+                         f"of its runs{scaled}), at least {CELL_FLOOR_S:g} s")
     else:
         cell = float(limits.cell_timeout_s)
         explained.append("per cell from grading.toml")
     if limits.notebook_timeout_s == "auto":
-        notebook = max(NOTEBOOK_FLOOR_S, round(cell + NOTEBOOK_FACTOR * whole))
+        notebook = max(NOTEBOOK_FLOOR_S, round(cell + NOTEBOOK_FACTOR * whole * scale))
         explained.append(f"per notebook one cell at its limit plus {NOTEBOOK_FACTOR} × the solution's whole "
-                         f"run ({whole:.1f} s), at least {NOTEBOOK_FLOOR_S:g} s")
+                         f"run ({whole:.1f} s{scaled}), at least {NOTEBOOK_FLOOR_S:g} s")
     else:
         notebook = float(limits.notebook_timeout_s)
         explained.append("per notebook from grading.toml")

@@ -86,6 +86,19 @@ def test_auto_limits_from_a_calibration_in_cpu_time(tmp_path):
     assert "slowest cell (3.2 s of CPU time" in limits.source
 
 
+def test_cpu_limits_grow_with_the_threads_per_kernel_beyond_the_calibrations(tmp_path):
+    """The same work costs more CPU time on more threads: a calibration on 2 threads, a kernel with 8."""
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps({"c" * 16: {"baseline": [[0.1] * 5], "clock": "cpu", "threads": 2,
+                                           "cell_seconds": [[0.02, 3.2, 0.1]]}}))
+    same = time_limits(_auto(), _data(), path, threads=2)
+    more = time_limits(_auto(), _data(), path, threads=8)
+    fewer = time_limits(_auto(), _data(), path, threads=1)
+    assert (same.cell_timeout_s, more.cell_timeout_s, fewer.cell_timeout_s) == (32, 128, 32)
+    assert more.notebook_timeout_s > same.notebook_timeout_s
+    assert "× 4 for 8 threads per kernel against 2 when calibrated" in more.source
+
+
 def test_a_calibration_on_a_busy_machine_is_recognised():
     quiet_cpu, quiet_wall = [0.02, 3.1, 3.3, 0.1], [0.03, 3.4, 3.6, 0.1]
     assert busy_reason(quiet_cpu, quiet_wall, "cpu") is None
@@ -142,13 +155,16 @@ if child == 0:                      # a child that burns and ends: waited for, s
     burn(0.6)
     os._exit(0)
 os.waitpid(child, 0)
+done_r, done_w = os.pipe()
 grandchild = os.fork()
 if grandchild == 0:                 # one that is still running when read: counted as it is
     burn(0.4)
-    print("ready", flush=True)
+    os.write(done_w, b"x")
     sys.stdin.readline()            # until the test closes the pipe
     os._exit(0)
 burn(0.3)
+os.read(done_r, 1)                  # the grandchild has burnt its share too
+print("ready", flush=True)
 sys.stdin.readline()                # until the test has read the clock
 """
 
@@ -159,8 +175,9 @@ def test_the_clock_counts_the_whole_tree_and_children_that_ended():
         assert process.stdout.readline().strip() == "ready"
         clock = cputime.ProcessTreeClock(lambda: process.pid)
         seconds = clock.read()
-        # 0.6 (ended child) + 0.4 (running grandchild) + 0.3 (itself) + Python's start-up.
-        assert 1.3 <= seconds < 1.3 + 1.5, seconds
+        # 0.6 (ended child) + 0.4 (running grandchild) + 0.3 (itself) + Python's start-up, in clock
+        # ticks (a hundredth of a second each, sampled: a little under the exact figure at times).
+        assert 1.2 <= seconds < 1.3 + 1.5, seconds
         assert clock.read() >= seconds   # never backwards
     finally:
         process.kill()
