@@ -110,7 +110,8 @@ def time_limits(limits: Limits, data: DataInfo, path: Path | None = None, *, thr
     slowest, whole = median([max(run) for run in runs]), median([sum(run) for run in runs])
     # Entries made before the limits counted CPU time hold wall-clock seconds (at least the CPU
     # seconds of a single-threaded kernel): used as they are, they give limits as generous or more.
-    unit = " of CPU time" if entry.get("clock") == "cpu" else ", wall-clock seconds of an older calibration"
+    unit = {"cpu": " of CPU time", "wall": ", wall-clock seconds (the CPU time could not be read)"}.get(
+        entry.get("clock"), ", wall-clock seconds of a calibration from before CPU timings")
     explained = []
     calibrated_threads = entry.get("threads") if entry.get("clock") == "cpu" else None
     scale, scaled = 1.0, ""
@@ -197,8 +198,7 @@ def calibrate(ctx, runs: int = 3, path: Path | None = None, solution: Path | Non
         said = (f"calibration run {run + 1}/{runs}: " + ", ".join(f"{key} {values[-1]}" for key, values in results.items())
                 + f", cells {cpu} s {'of CPU time' if execution.clock == 'cpu' else '(wall-clock)'}")
         if busy:
-            busy_runs.append({"why": busy, "cell_seconds": cpu, "cell_wall_seconds": wall, "clock": execution.clock,
-                              "load": load})
+            busy_runs.append({"why": busy, "load": load})
             said += f"; the machine was busy ({busy}): the timings of this run are not kept"
         else:
             cell_seconds.append(cpu)
@@ -216,7 +216,7 @@ def calibrate(ctx, runs: int = 3, path: Path | None = None, solution: Path | Non
                       "clock": "cpu" if clocks == {"cpu"} else "wall", "threads": ctx.threads})
     if busy_runs:
         # Runs on a busy machine: their accuracies count, their timings never set a limit.
-        entry["busy_runs"] = [{"why": b["why"], "load": b["load"]} for b in busy_runs]
+        entry["busy_runs"] = busy_runs
         if not cell_seconds:
             progress(f"The machine was busy during every calibration run: no timings were kept, so \"auto\" time "
                      f"limits use the fallback ({configured_time_limits(ctx.config.limits).cell_timeout_s:g} s of CPU "
