@@ -342,11 +342,11 @@ _CLOCK_WORDS = {"cell_cpu": "{cpu} of CPU time, the grader's limit per cell",
 
 def unfinished_text(report: Report) -> str:
     """Which cell did not finish within the grader's time limit, and which limit: in a student's
-    words, saying that tutors see it. (The cell's first line is the student's text: escape it where shown.)"""
+    words, saying that tutors see it."""
     ex = report.execution
     tutors = "; tutors will see this in the report"
     if not ex.timed_out:   # the notebook's limit was reached between cells
-        return "the notebook reached the grader's time limit before its last cells ran" + tutors
+        return "the notebook did not finish within the grader's time limit" + tutors
     first = ex.timed_out[0]
     spent = _CLOCK_WORDS[first.limit].format(
         cpu=f"{first.cpu_s:g} s" if first.cpu_s is not None else "its limit", wall=f"{first.wall_s:g} s")
@@ -434,7 +434,6 @@ def check_path(path: Path, *, config_path: str | None, as_json: bool, full: bool
     from grader.pipeline import grade_submission
     from grader.preflight import preflight
     from grader.run.sandbox import choose_sandbox
-
     from grader.cache import cache_dir
 
     config = check_config(load_config(config_path), full=full)
