@@ -161,7 +161,7 @@ def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: C
         except CalibrationError as exc:
             progress(f"Calibration failed: {exc}. The accuracy check will ask for a tutor's review.")
     return GradingContext(**{**ctx.__dict__, "accuracy_range": found,
-                             "time_limits": time_limits(config.limits, data.info)})
+                             "time_limits": time_limits(config.limits, data.info, threads=ctx.threads)})
 
 
 GRADER_ERROR = "grader.error"

@@ -114,7 +114,7 @@ def prepare(root: Path, config: Config, *, shards: int, workers: int, runs: int 
             raise calibration_store.CalibrationError(
                 f"no calibration for {ctx.data.info.description} could be made: the solution notebook "
                 f"(reference/solution.ipynb) is needed, and the shards would stop without one")
-        limits = time_limits(config.limits, ctx.data.info)
+        limits = time_limits(config.limits, ctx.data.info, threads=ctx.threads)
         found = calibration_store.lookup(ctx.data.info.fingerprint, need=calibration_store.usable)
         planned = plan(root, config, work, shard=None, force=True, grader_hash="")
         owners = [Shard(k, shards) for k in range(1, shards + 1)]
