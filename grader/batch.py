@@ -148,7 +148,7 @@ def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: C
         kernel = None
     ctx = GradingContext(config=config, data=data, accuracy_range=None, work_dir=work_dir,
                          grader=make_grader_info(config, kernel),
-                         threads=config.run.threads or sheet.threads or max(1, cores // max(1, workers)),
+                         threads=config.run.threads or max(1, cores // max(1, workers)),
                          mpl_cache=mpl_cache, kernel=kernel)
     found = accuracy_range(sheet, data.info.fingerprint)
     if found is None and require_calibration:
@@ -163,7 +163,7 @@ def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: C
         except CalibrationError as exc:
             progress(f"Calibration failed: {exc}. The accuracy check will ask for a tutor's review.")
     return GradingContext(**{**ctx.__dict__, "accuracy_range": found,
-                             "time_limits": time_limits(config.limits, data.info, sheet)})
+                             "time_limits": time_limits(config.limits, data.info, sheet, threads=ctx.threads)})
 
 
 GRADER_ERROR = "grader.error"

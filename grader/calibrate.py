@@ -3,7 +3,10 @@ reaches, and the time a notebook may take.
 
 A calibration entry holds, per sheet and staged data set (by its fingerprint), the test accuracies
 the sheet records (`Sheet.recorded_accuracies`: per epoch, or one) of several runs of its solution
-notebook, by network key, and the seconds each of its code cells took. Entries are kept by
+notebook, by network key, and the CPU seconds each of its code cells took (the kernel's processes,
+as the time limits count them; "clock": "cpu"; entries made before hold wall-clock seconds and no
+"clock"). A run on a busy machine (its cells took more than BUSY_RATIO times their CPU time in
+wall-clock time) keeps its accuracies, but not its timings. Entries are kept by
 grader/calibration_store.py (the cache's `calibration.json`, with the calibration the sheet ships in
 its reference folder as a read-only default). `grader prepare` and `grader calibrate` (re)compute
 the entry for the configured data; `grader grade` computes it on first use when the solution is
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -26,7 +30,7 @@ from grader.config import Limits
 from grader.intake.types import Workspace
 from grader.pipeline import observe
 from grader.models import DataInfo, TimeLimits
-from grader.run.execute import configured_time_limits
+from grader.run.execute import configured_time_limits, cpu_time_limits
 from grader.run.kernels import FreshKernels
 from grader.sheet import Sheet
 
@@ -41,6 +45,12 @@ __all__ = ["CalibrationError", "CalibrationMissing", "accuracy_range", "time_lim
 # kernel has imported torch before the notebook starts, so no cell pays for that.
 CELL_FACTOR, CELL_FLOOR_S = 10, 20.0
 NOTEBOOK_FACTOR, NOTEBOOK_FLOOR_S = 10, 120.0
+# A calibration run whose cells took more than BUSY_RATIO times their CPU time in wall-clock time had
+# less than half a core for its kernel: the machine was busy with other work. Its CPU seconds would
+# still be about right, but a busy machine inflates them too (shared caches, a sibling hyperthread),
+# so its timings are not kept: the limits of every later batch would follow from them. Where the CPU
+# time cannot be read (wall-clock timings), a load average above BUSY_LOAD per core says the same.
+BUSY_RATIO, BUSY_LOAD = 2.0, 1.5
 
 
 def calibration_file() -> Path:
@@ -82,37 +92,68 @@ def accuracy_range(sheet: Sheet, fingerprint: str, path: Path | None = None) -> 
                          source=f"{len(entry[keys[0]])} run(s) of the solution on {entry.get('data', fingerprint)}")
 
 
-def time_limits(limits: Limits, data: DataInfo, sheet: Sheet, path: Path | None = None) -> TimeLimits:
+def time_limits(limits: Limits, data: DataInfo, sheet: Sheet, path: Path | None = None, *,
+                threads: int | None = None) -> TimeLimits:
     """The limits for notebooks on `data`: numbers from grading.toml stay; "auto" is derived from
-    the solution's timings on the same data, or falls back to generous numbers where there are none."""
+    the solution's timings on the same data, or falls back to generous numbers where there are none.
+
+    `threads`: torch's threads per kernel of the batch. The same work costs more CPU time on more
+    threads (each wakes for a small part of an operation): where the calibration ran on fewer, its
+    timings are scaled by the ratio (a student's laptop with 8 cores against a calibration on 2)."""
     entry, found_in = _entry(sheet, data.fingerprint, path)
     ref = store.Found(data.fingerprint, entry, found_in).ref if entry else None
     if limits.cell_timeout_s != "auto" and limits.notebook_timeout_s != "auto":
         return configured_time_limits(limits).model_copy(update={"calibration": ref})
     runs = [run for run in (entry or {}).get("cell_seconds", []) if run]
     if not runs:
-        return configured_time_limits(limits, f"no timings of the solution on this data in {store.places(sheet) if path is None else path}; "
-                                              "`grader prepare` or `grader calibrate` records them").model_copy(update={"calibration": ref})
+        busy = " (made on a busy machine: its timings were not kept)" if (entry or {}).get("busy_runs") else ""
+        return configured_time_limits(limits, f"no timings of the solution on this data in {store.places(sheet) if path is None else path}"
+                                              f"{busy}; `grader prepare` or `grader calibrate` records them"
+                                      ).model_copy(update={"calibration": ref})
     # Medians over the runs: one run slowed down by a busy machine does not set the limits.
     slowest, whole = median([max(run) for run in runs]), median([sum(run) for run in runs])
+    # Entries made before the limits counted CPU time hold wall-clock seconds (at least the CPU
+    # seconds of a single-threaded kernel): used as they are, they give limits as generous or more.
+    unit = {"cpu": " of CPU time", "wall": ", wall-clock seconds (the CPU time could not be read)"}.get(
+        entry.get("clock"), ", wall-clock seconds of a calibration from before CPU timings")
     explained = []
+    calibrated_threads = entry.get("threads") if entry.get("clock") == "cpu" else None
+    scale, scaled = 1.0, ""
+    if threads and isinstance(calibrated_threads, int) and 0 < calibrated_threads < threads:
+        scale = threads / calibrated_threads
+        scaled = f", × {scale:g} for {threads} threads per kernel against {calibrated_threads} when calibrated"
     if limits.cell_timeout_s == "auto":
-        cell = max(CELL_FLOOR_S, round(CELL_FACTOR * slowest))
-        explained.append(f"per cell {CELL_FACTOR} × the solution's slowest cell ({slowest:.1f} s, the median "
-                         f"of its runs), at least {CELL_FLOOR_S:g} s")
+        cell = max(CELL_FLOOR_S, round(CELL_FACTOR * slowest * scale))
+        explained.append(f"per cell {CELL_FACTOR} × the solution's slowest cell ({slowest:.1f} s{unit}, the median "
+                         f"of its runs{scaled}), at least {CELL_FLOOR_S:g} s")
     else:
         cell = float(limits.cell_timeout_s)
         explained.append("per cell from grading.toml")
     if limits.notebook_timeout_s == "auto":
-        notebook = max(NOTEBOOK_FLOOR_S, round(cell + NOTEBOOK_FACTOR * whole))
+        notebook = max(NOTEBOOK_FLOOR_S, round(cell + NOTEBOOK_FACTOR * whole * scale))
         explained.append(f"per notebook one cell at its limit plus {NOTEBOOK_FACTOR} × the solution's whole "
-                         f"run ({whole:.1f} s), at least {NOTEBOOK_FLOOR_S:g} s")
+                         f"run ({whole:.1f} s{scaled}), at least {NOTEBOOK_FLOOR_S:g} s")
     else:
         notebook = float(limits.notebook_timeout_s)
         explained.append("per notebook from grading.toml")
-    return TimeLimits(cell_timeout_s=cell, notebook_timeout_s=notebook,
-                      source=f"{'; '.join(explained)} ({len(runs)} run(s) of the solution on the same data, "
-                             f"{found_in})", calibration=ref)
+    return cpu_time_limits(float(cell), float(notebook),
+                           f"{'; '.join(explained)} ({len(runs)} run(s) of the solution on the same data, {found_in})",
+                           calibration=ref)
+
+
+def busy_reason(cpu: list[float], wall: list[float], clock: str, load: float | None = None,
+                cores: int | None = None) -> str | None:
+    """Why a calibration run's timings say more about a busy machine than about the solution, or
+    None when they can be kept. `cpu`, `wall`: seconds per code cell; `clock`: what `cpu` counts
+    ("wall" where the CPU time could not be read); `load`: the load average during the run."""
+    cores = cores or os.cpu_count() or 1
+    spent_cpu, spent_wall = sum(cpu), sum(wall)
+    if clock == "cpu" and spent_wall > 1.0 and spent_wall > BUSY_RATIO * max(spent_cpu, 0.01):
+        return (f"its cells took {spent_wall / max(spent_cpu, 0.01):.1f} × their CPU time in wall-clock time "
+                f"({spent_wall:.1f} s for {spent_cpu:.1f} s of CPU)")
+    if clock != "cpu" and load is not None and load > BUSY_LOAD * cores:
+        return f"the load average was {load:.1f} on {cores} core(s)"
+    return None
 
 
 async def _observe(workspace, ctx):
@@ -132,6 +173,9 @@ def calibrate(ctx, runs: int = 3, path: Path | None = None, solution: Path | Non
                                f"(it is not part of the students' package)")
     results: dict[str, list[list[float]]] = {network.key: [] for network in sheet.networks}
     cell_seconds: list[list[float]] = []
+    cell_wall_seconds: list[list[float]] = []
+    busy_runs: list[dict] = []
+    clocks: set[str] = set()
     # The solution runs under the configured limits, or the fallback where they say "auto" (never
     # under limits derived from an earlier calibration, which a slower solution might exceed).
     ctx = dataclasses.replace(ctx, time_limits=None)
@@ -152,19 +196,44 @@ def calibrate(ctx, runs: int = 3, path: Path | None = None, solution: Path | Non
             if key not in recorded:
                 raise CalibrationError(f"the solution recorded no accuracies for {key}")
             results[key].append([round(v, 6) for v in recorded[key]])
-        cell_seconds.append([round(v, 2) for v in execution.cell_seconds])
-        progress(f"calibration run {run + 1}/{runs}: "
-                 + ", ".join(f"{key} {values[-1]}" for key, values in results.items())
-                 + f", cells {cell_seconds[-1]} s")
+        cpu, wall = [round(v, 2) for v in execution.cell_seconds], [round(v, 2) for v in execution.cell_wall_seconds]
+        load = _load()
+        busy = busy_reason(cpu, wall, execution.clock, load)
+        said = (f"calibration run {run + 1}/{runs}: " + ", ".join(f"{key} {values[-1]}" for key, values in results.items())
+                + f", cells {cpu} s {'of CPU time' if execution.clock == 'cpu' else '(wall-clock)'}")
+        if busy:
+            busy_runs.append({"why": busy, "load": load})
+            said += f"; the machine was busy ({busy}): the timings of this run are not kept"
+        else:
+            cell_seconds.append(cpu)
+            cell_wall_seconds.append(wall)
+            clocks.add(execution.clock)
+        progress(said)
     path = path or calibration_file()
-    store.save(sheet.name, ctx.data.info.fingerprint, {
-        "data": ctx.data.info.description, **results,
-        # Seconds per code cell of each run (in a kernel that had imported torch, torchvision and
-        # matplotlib before, as every kernel does).
-        "cell_seconds": cell_seconds,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }, path, locked=locked)
+    entry = {"data": ctx.data.info.description, **results,
+             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if cell_seconds:
+        # Per code cell of each run kept (in a kernel that had imported torch, torchvision and
+        # matplotlib before, as every kernel does): CPU seconds of the kernel's processes, and
+        # wall-clock seconds for the record. "auto" time limits follow from the CPU seconds.
+        entry.update({"cell_seconds": cell_seconds, "cell_wall_seconds": cell_wall_seconds,
+                      "clock": "cpu" if clocks == {"cpu"} else "wall", "threads": ctx.threads})
+    if busy_runs:
+        # Runs on a busy machine: their accuracies count, their timings never set a limit.
+        entry["busy_runs"] = busy_runs
+        if not cell_seconds:
+            progress(f"The machine was busy during every calibration run: no timings were kept, so \"auto\" time "
+                     f"limits use the fallback ({configured_time_limits(ctx.config.limits).cell_timeout_s:g} s of CPU "
+                     f"time per cell) until `grader calibrate` runs on a quieter machine.")
+    store.save(sheet.name, ctx.data.info.fingerprint, entry, path, locked=locked)
     return accuracy_range(sheet, ctx.data.info.fingerprint, path)
+
+
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):   # Windows
+        return None
 
 
 def ensure_calibration(ctx, *, runs: int = 3, progress=print) -> AccuracyRange | None:

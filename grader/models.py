@@ -11,7 +11,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # 1.1: checks[].override is an object (what the check gave, what the tutor gave), no longer a string.
-SCHEMA_VERSION = "1.1"
+# 1.2: time limits counted in CPU time with wall-clock backstops (execution.time_limits.clock,
+#      cell_wall_s, notebook_wall_s), execution.cpu_s and execution.timed_out (added; 1.1 reports load).
+SCHEMA_VERSION = "1.2"
 
 Severity = Literal["error", "warning"]
 ExecutionStatus = Literal["ok", "errors", "timeout", "kernel_died", "not_run"]
@@ -81,6 +83,25 @@ class TimeLimits(_Model):
                         "same data (the calibration), or the fallback when there are none")
     calibration: CalibrationRef | None = Field(
         None, description="The calibration of the batch (accuracy range and \"auto\" limits), when there is one")
+    clock: Literal["cpu", "wall"] = Field(
+        "wall", description="What cell_timeout_s and notebook_timeout_s count: \"cpu\", the CPU time of the kernel's "
+        "processes (the same on a busy machine as on a quiet one), with the wall-clock backstops cell_wall_s and "
+        "notebook_wall_s for cells that sleep or wait; \"wall\", wall-clock time (reports before schema 1.2, and "
+        "where the CPU time of the kernel could not be read)")
+    cell_wall_s: float | None = Field(None, description="Wall-clock backstop per cell (clock \"cpu\")")
+    notebook_wall_s: float | None = Field(None, description="Wall-clock backstop per notebook (clock \"cpu\")")
+
+
+class TimedOutCell(_Model):
+    """A cell the grader's time limit stopped, and which limit it was."""
+    cell: int = Field(description="Index of the cell in the notebook, counting from 1 (markdown cells too)")
+    execution_count: int = Field(description="The cell's number as Jupyter shows it after Run All, In [n]")
+    limit: Literal["cell_cpu", "cell_wall", "notebook_cpu", "notebook_wall"] = Field(
+        description="The limit that fired: the cell's own (CPU time, or its wall-clock backstop) or what was "
+        "left of the notebook's")
+    cpu_s: float | None = Field(None, description="CPU seconds the cell had used when it was interrupted")
+    wall_s: float = Field(description="Wall-clock seconds the cell had run when it was interrupted")
+    ignored_interrupt: bool = Field(False, description="The cell did not stop when interrupted: the kernel was stopped")
 
 
 class ExecutionInfo(_Model):
@@ -95,6 +116,9 @@ class ExecutionInfo(_Model):
     notes: list[str] = Field(default_factory=list)
     data: DataInfo | None = None
     time_limits: TimeLimits | None = None
+    cpu_s: float | None = Field(None, description="CPU seconds the kernel's processes used for the notebook's cells")
+    timed_out: list[TimedOutCell] = Field(default_factory=list,
+                                          description="Cells the grader's time limit stopped, in order")
     timings: dict[str, float] = Field(
         default_factory=dict, description="Seconds the grader spent per phase: intake, kernel_start (waiting for a "
         "kernel), cells (the notebook itself), probe, kernel_stop, checks")

@@ -98,6 +98,7 @@ class ModuleCall(Observed):
 class ModuleInfo(Observed):
     name: str
     type: str
+    kind: str = ""   # the torch.nn class it is or derives from ("Module": the team's own; "": not known)
 
 
 class ModelObservation(Observed):

@@ -115,7 +115,7 @@ def prepare(root: Path, config: Config, *, shards: int, workers: int, runs: int 
             raise calibration_store.CalibrationError(
                 f"no calibration for {ctx.data.info.description} could be made: the solution notebook "
                 f"({sheet.solution}) is needed, and the shards would stop without one")
-        limits = time_limits(config.limits, ctx.data.info, sheet)
+        limits = time_limits(config.limits, ctx.data.info, sheet, threads=ctx.threads)
         found = calibration_store.lookup(sheet, ctx.data.info.fingerprint,
                                          need=calibration_store.usable(sheet.range_networks))
         planned = plan(root, config, work, shard=None, force=True, grader_hash="")

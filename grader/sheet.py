@@ -200,10 +200,6 @@ class Sheet:
     # The networks whose recorded accuracies (of the solution's runs) define the accuracy range; a
     # calibration is usable once it holds all of them. Default: every network of the sheet.
     accuracy_networks: tuple[str, ...] = ()
-    # Torch threads per kernel the sheet's notebooks run best with; 0: the cores shared out among the
-    # workers. [run] threads wins. (Tiny networks trained for many epochs run many times slower on
-    # two threads than on one: each small operation waits for the other thread.)
-    threads: int = 0
     folder: Path | None = None          # the sheet's package folder (load_sheet fills it in)
 
     @property

@@ -8,11 +8,12 @@ written but temporary files, removed at the end.
 
 The verdict has three levels, and the exit status follows them:
 
-- 0, fine: every automatic check passes and the notebook runs without errors;
+- 0, fine: every automatic check passes and the notebook runs to its end without errors;
 - 1, loses points: a check does not pass, or an error in the notebook stops it;
 - 3, tutors may deduct: the checks pass, but something tutors look at is off (the file name, no
   PDF, the team not named in the files, two notebooks) or a check needs a tutor's review, or the
-  notebook stopped for the grading environment's reasons (a module it lacks, the time limit);
+  notebook stopped for the grading environment's reasons (a module it lacks), or a cell did not
+  finish within the grader's time limit (never "ready to upload": tutors see it in the report);
 - 2: nothing could be checked (no such file, a file that is not a zip, notebook or folder);
 - 130: interrupted (Ctrl-C).
 """
@@ -172,6 +173,8 @@ def verdict(report: Report, kind: str = "zip") -> str:
                and v.code not in NOTE_CODES]
     if counted or any(c.status == "needs_review" for c in report.checks):
         return TUTORS_MAY_DEDUCT
+    if report.execution.status != "ok":   # stopped by the time limit, even after every checked cell had run
+        return TUTORS_MAY_DEDUCT
     return FINE
 
 
@@ -325,14 +328,39 @@ def _verdict_text(report: Report, kind: str) -> str:
     if level == TUTORS_MAY_DEDUCT:
         codes = sorted({v.code for v in report.violations if kind == "zip" or not v.code.startswith("name.")})
         review = [c.id for c in report.checks if c.status == "needs_review"]
-        stopped = (["the notebook stopped at the grader's time limit" if report.execution.status == "timeout"
-                    else "the notebook did not run through"] if report.execution.status != "ok" else [])
+        stopped = ["the notebook did not run through"] if report.execution.status not in ("ok", "timeout") else []
         why = stopped + codes + ([f"a tutor reviews {', '.join(review)}"] if review else [])
+        if report.execution.status == "timeout":   # not ready to upload: say which cell did not finish
+            return ("[yellow]tutors may deduct points[/]: " + terminal(unfinished_text(report))
+                    + (f"; see also {terminal(', '.join(why))} above" if why else ""))
         return ("[yellow]tutors may deduct points[/]: the automatic checks pass, but see " + terminal(", ".join(why))
                 + " above")
     if kind == "zip":
         return "[green]ready to upload[/]: nothing above loses points"
     return "[green]ready[/]: nothing above loses points; zip it as said above and upload the zip"
+
+
+_CLOCK_WORDS = {"cell_cpu": "{cpu} of CPU time, the grader's limit per cell",
+                "cell_wall": "{wall} while using little CPU time (it slept or waited), the grader's wall-clock limit per cell",
+                "notebook_cpu": "{cpu} of CPU time, when the notebook reached the grader's limit for the whole notebook",
+                "notebook_wall": "{wall}, when the notebook reached the grader's wall-clock limit for the whole notebook"}
+
+
+def unfinished_text(report: Report) -> str:
+    """Which cell did not finish within the grader's time limit, and which limit: in a student's
+    words, saying that tutors see it."""
+    ex = report.execution
+    tutors = "; tutors will see this in the report"
+    if not ex.timed_out:   # the notebook's limit was reached between cells
+        return "the notebook did not finish within the grader's time limit" + tutors
+    first = ex.timed_out[0]
+    spent = _CLOCK_WORDS[first.limit].format(
+        cpu=f"{first.cpu_s:g} s" if first.cpu_s is not None else "its limit", wall=f"{first.wall_s:g} s")
+    if ex.time_limits is not None and ex.time_limits.clock != "cpu":
+        spent = f"{first.wall_s:g} s, the grader's time limit"
+    more = f" (and {len(ex.timed_out) - 1} more cell(s))" if len(ex.timed_out) > 1 else ""
+    how = "; it did not stop when interrupted" if first.ignored_interrupt else ""
+    return f"cell In [{first.execution_count}] did not finish: it was stopped after {spent}{how}{more}" + tutors
 
 
 # ----------------------------------------------------------------------------- progress
@@ -413,8 +441,10 @@ def check_path(path: Path, *, config_path: str | None, as_json: bool, full: bool
     from grader.pipeline import grade_submission
     from grader.preflight import preflight
     from grader.run.sandbox import choose_sandbox
+    from grader.cache import cache_dir
 
     config = check_config(load_config(config_path, sheet=sheet), full=full)
+    cache_dir()   # where the cache goes, said now (one line) if it cannot go to the default folder
     work = owned_dir("grader-check-")   # swept by a later run if this one is killed
     try:
         try:

@@ -175,11 +175,13 @@ def run_layers(x: Any, layers: Iterable[Mapping[str, Any]], train: bool
     last axis (dim=1 for (N, C) data).
 
     Returns ``(output, stats)``: ``stats`` has one ``(running_mean, running_var)`` per batch_norm layer,
-    in order -- the updated statistics in training mode, the unchanged ones in eval mode.
+    in order -- the updated statistics in training mode, the unchanged ones in eval mode. Layers with
+    the same ``"stats_names"`` (one module run twice) update the statistics one after the other.
     Raises ValueError for an unknown op, and for dropout in training mode (random, not reproducible).
     """
     out = _f64(x)
     stats: list[tuple[np.ndarray | None, np.ndarray | None]] = []
+    updated: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}   # by "stats_names": one module run twice
     for i, layer in enumerate(layers):
         op = layer.get("op") if isinstance(layer, Mapping) else None
         if op == "linear":
@@ -191,9 +193,14 @@ def run_layers(x: Any, layers: Iterable[Mapping[str, Any]], train: bool
             eps = 1e-5 if eps is None else eps
             gamma, beta = layer.get("weight"), layer.get("bias")
             mean, var = _opt(layer.get("running_mean")), _opt(layer.get("running_var"))
+            names = layer.get("stats_names")
+            names = tuple(names) if names and all(names) else None
             if train:
+                mean, var = updated.get(names, (mean, var))   # the statistics a first run updated
                 momentum = layer.get("momentum", 0.1)
                 out, mean, var = batchnorm_train(out, gamma, beta, mean, var, eps=eps, momentum=momentum)
+                if names is not None and mean is not None:
+                    updated[names] = (mean, var)
             else:
                 out = batchnorm_eval(out, gamma, beta, mean, var, eps=eps)
             stats.append((mean, var))

@@ -168,3 +168,32 @@ def grading_context():
     ctx = type(ctx)(**{**ctx.__dict__, "accuracy_range": found})
     yield ctx
     shutil.rmtree(work, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- a busy machine
+
+# A process that burns one core until it is killed, and dies with the test session (PR_SET_PDEATHSIG).
+_BURN = "import ctypes\ntry:\n    ctypes.CDLL(None).prctl(1, 9)\nexcept Exception:\n    pass\nwhile True:\n    pass\n"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--busy-processes", type=int, default=2,
+                     help="CPU-bound processes the `busy_machine` fixture runs beside the tests that use it "
+                          "(default 2: verdicts must not depend on how busy the machine is; 0: a quiet machine)")
+
+
+@pytest.fixture(scope="module")
+def busy_machine(request):
+    """Two processes (--busy-processes) that each burn a core while the module's tests run: a
+    second job beside the test suite, as on a shared server or a slow laptop. Yields their pids."""
+    import subprocess
+    import sys
+
+    burners = [subprocess.Popen([sys.executable, "-c", _BURN], stdin=subprocess.DEVNULL)
+               for _ in range(request.config.getoption("--busy-processes"))]
+    try:
+        yield [p.pid for p in burners]
+    finally:
+        for process in burners:
+            process.kill()
+            process.wait()

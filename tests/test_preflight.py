@@ -244,3 +244,21 @@ def test_a_module_the_course_does_not_pin_is_flagged_where_the_notebook_still_ru
     [violation] = outside_course_violations(nb, found.outside_course, [])
     assert violation.code == "environment.outside_course"
     assert violation.message.startswith("In [3] imports 'tqdm'") and "when tutors grade" in violation.message
+
+
+def test_the_review_after_a_time_limit_names_the_cell_and_limit_not_another_note():
+    """An unsandboxed kernel's notes say it ran 'with resource limits': the reason a check is left
+    to tutors must name the cell the time limit stopped, not that note."""
+    from grader.checks.environment import review_after_time_limit
+    from grader.models import TimedOutCell
+
+    execution = ExecutionInfo(status="timeout", notes=[
+        "not isolated: the kernel ran with resource limits only (no bubblewrap)",
+        "cell In [7] ('for epoch in range(5):') ran over the limit and was interrupted"],
+        timed_out=[TimedOutCell(cell=9, execution_count=7, limit="cell_cpu", cpu_s=20.1, wall_s=21.0)])
+    checks = [CheckResult(id="a.b", exercise="6.6", status="fail", points=0.0, max_points=0.25, message="x"),
+              CheckResult(id="a.c", exercise="6.6", status="pass", points=0.25, max_points=0.25, message="y")]
+    failed, passed = review_after_time_limit(checks, execution)
+    assert failed.status == "needs_review" and passed.status == "pass"
+    assert "In [7] reached the limit of CPU time per cell" in failed.message
+    assert "resource limits" not in failed.message

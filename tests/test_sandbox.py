@@ -277,11 +277,14 @@ def test_cell_ignoring_the_interrupt_stops_the_run(workspace):
 @pytest.mark.kernel
 @pytest.mark.bwrap
 def test_notebook_over_its_total_limit_is_stopped(workspace):
-    cells = ["import time; time.sleep(1.5)"] * 6
+    # The limits count CPU time: cells that compute for 1.5 s of CPU each (a sleeping cell uses none).
+    cells = ["import time\nt = time.process_time()\nwhile time.process_time() - t < 1.5: pass"] * 6
     _, execution, _ = run(make_config("auto", notebook_timeout_s=4, cell_timeout_s=3), workspace, notebook(*cells))
     assert execution.info.status == "timeout"
-    assert any("over its limit" in n and "did not run" in n for n in execution.info.notes), execution.info.notes
-    assert execution.info.cells_run < 6
+    assert any("over its limit of 4 s of CPU time" in n and "did not run" in n for n in execution.info.notes), \
+        execution.info.notes
+    assert [c.limit for c in execution.info.timed_out] == ["notebook_cpu"], execution.info.timed_out
+    assert execution.info.cells_run == 3
 
 
 @needs_bwrap

@@ -148,8 +148,22 @@ def review_after_time_limit(checks: list[CheckResult], execution) -> list[CheckR
     ExecutionInfo."""
     if execution.status != "timeout":
         return checks
-    why = next((note for note in execution.notes if "limit" in note), "a cell ran over the grader's time limit")
-    return _to_review(checks, f"the grader's time limit stopped the notebook ({why})", ("pass", "needs_review"))
+    return _to_review(checks, f"the grader's time limit stopped the notebook ({_what_timed_out(execution)})",
+                      ("pass", "needs_review"))
+
+
+_LIMIT_WORDS = {"cell_cpu": "the limit of CPU time per cell", "cell_wall": "the wall-clock limit per cell",
+                "notebook_cpu": "the notebook's limit of CPU time", "notebook_wall": "the notebook's wall-clock limit"}
+
+
+def _what_timed_out(execution) -> str:
+    """Which cells a time limit stopped, and which limit, from the execution's record of them (not
+    from its notes, which say other things about limits too)."""
+    cells = list(getattr(execution, "timed_out", None) or [])
+    if not cells:
+        return "it ran over the grader's time limit for the notebook before its last cells ran"
+    shown = "; ".join(f"In [{c.execution_count}] reached {_LIMIT_WORDS.get(c.limit, c.limit)}" for c in cells[:3])
+    return shown + (f"; and {len(cells) - 3} more" if len(cells) > 3 else "")
 
 
 def review_over_limits(checks: list[CheckResult], code: str) -> list[CheckResult]:

@@ -132,20 +132,66 @@ def _plain(text: str) -> str:
     return html.unescape(_HTML_TAG.sub(" ", text)).replace("\xa0", " ")
 
 
+_BREAK = "\ue000"   # where a `<br>` stood: a value never continues past it
+_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_TABLE_RULE = re.compile(r"\s*:?-{3,}:?\s*")
+# What a value alone on the line below its label may be (markdown shows the two lines as one).
+_BELOW = {"name": re.compile(r"[^\W\d_][^\d@|:<>]{1,59}"), "id": re.compile(r"[0-9][0-9 ]{3,14}"),
+          "email": _EMAIL}
+
+
+def _field_of(label: re.Match) -> str:
+    kind = label.group(1).lower()
+    return "name" if kind == "name" else "email" if "mail" in kind else "id"
+
+
+def _clean(value: str) -> str:
+    return " ".join(value.replace(_BREAK, " ").strip(" \t*_`,;|").split())
+
+
 def identity_form(text: str) -> dict[int, dict[str, str]]:
     """The course's identity cell in `text`: {member number: {"name", "id", "email"}}, each value as
-    written ("" where the team left it empty, as the template has it). {} when there is no such cell."""
+    written ("" where the team left it empty, as the template has it). {} when there is no such cell.
+    Read too: a markdown table whose header row holds the labels and the row below the values, and a
+    label's value alone on the next line (no `<br>` between: markdown shows them as one line)."""
     members: dict[int, dict[str, str]] = {}
-    for line in _plain(text).splitlines():
+
+    def put(number: int, field: str, value: str) -> None:
+        entry = members.setdefault(number, {"name": "", "id": "", "email": ""})
+        if not re.search(r"\w", value):
+            return
+        if not entry[field]:
+            entry[field] = value
+        elif field == "id" and value not in entry[field].split():
+            entry[field] += " " + value   # `Student id 1:` twice: both kept, so that neither is guessed
+
+    lines = _plain(_BR.sub(_BREAK, text)).splitlines()
+    columns: dict[int, tuple[int, str]] = {}   # a table's header: column -> (member, field)
+    for index, line in enumerate(lines):
+        cells = line.strip().strip("|").split("|") if line.strip().startswith("|") else None
+        if cells is None:
+            columns = {}
+        elif columns and all(_TABLE_RULE.fullmatch(c) for c in cells):
+            continue
+        elif columns:
+            for column, cell in enumerate(cells):
+                if column in columns and not _FIELD.search(cell):
+                    put(*columns[column], _clean(cell))
+            continue
         labels = list(_FIELD.finditer(line))
         for i, label in enumerate(labels):
             end = labels[i + 1].start() if i + 1 < len(labels) else len(line)
-            value = " ".join(line[label.end():end].strip(" \t*_`,;|").split())
-            kind = label.group(1).lower()
-            field = "name" if kind == "name" else "email" if "mail" in kind else "id"
-            entry = members.setdefault(int(label.group(2)), {"name": "", "id": "", "email": ""})
-            if re.search(r"\w", value) and not entry[field]:
-                entry[field] = value
+            raw = line[label.end():end]
+            value = _clean(raw)
+            field = _field_of(label)
+            if not value and cells is None and i + 1 == len(labels) and _BREAK not in raw and index + 1 < len(lines):
+                below = _clean(lines[index + 1])
+                if not _FIELD.search(lines[index + 1]) and _BELOW[field].fullmatch(below):
+                    value = below
+            put(int(label.group(2)), field, value)
+        if cells is not None and labels and not any(_clean(c) and not _FIELD.fullmatch(_clean(c)) for c in cells):
+            columns = {column: (int(m.group(2)), _field_of(m)) for column, cell in enumerate(cells)
+                       if (m := _FIELD.search(cell))}
     return members
 
 
@@ -226,8 +272,9 @@ def team_with_emails(submission: Submission, workspace: Workspace) -> tuple[Team
     for text in ev.texts.values():
         for entry in identity_form(text).values():
             found = _EMAIL.search(entry["email"])
-            for number in re.findall(r"[0-9]+", entry["id"]) if found else ():
-                form_emails.setdefault(number, found.group(0))
+            numbers = re.findall(r"[0-9]+", entry["id"])
+            if found and len(numbers) == 1:   # two ids for one member: whose e-mail it is cannot be told
+                form_emails.setdefault(numbers[0], found.group(0))
     out = []
     for member in submission.team:
         email = member.email

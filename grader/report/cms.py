@@ -81,7 +81,9 @@ def students_of(reports: list[tuple[str, Report]]) -> tuple[list[StudentGrade], 
             if not student_id:
                 without_id.append(NoStudentId(name=name, stem=stem))
                 continue
-            teams_of.setdefault(student_id, []).append(StudentGrade(student_id, name, stem, report))
+            found = teams_of.setdefault(student_id, [])
+            if not any(g.stem == stem for g in found):   # named twice in one file name: one student
+                found.append(StudentGrade(student_id, name, stem, report))
     once = [found[0] for found in teams_of.values() if len(found) == 1]
     twice = [TwoTeams(student_id=sid, name=found[0].name, stems=tuple(g.stem for g in found))
              for sid, found in sorted(teams_of.items()) if len(found) > 1]

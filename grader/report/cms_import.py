@@ -23,6 +23,7 @@ correctly: an import file must never describe other reports than those beside it
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -42,7 +43,11 @@ _SHARD_MARKER = ".shard.json"
 
 
 def import_number(value: float) -> str:
-    """Points as the course system reads them: `7.5`, `9`, `0.25`; rounded to 4 places like the reports."""
+    """Points as the course system reads them: `7.5`, `9`, `0.25`; rounded to 4 places like the reports.
+    ValueError for NaN and infinities (a report read back may hold them): the system would take them
+    as text or refuse the file."""
+    if not math.isfinite(value):
+        raise ValueError(f"{value!r} points: not a number the course system can take")
     number = Decimal(repr(round(float(value), 4)))
     if number == 0:
         return "0"
@@ -106,11 +111,15 @@ def plan_import(reports: list[tuple[str, Report]], config: Config, roster: Roste
                                          f"not a matriculation number of {config.naming.id_digits} digits"))
             continue
         points, complete = import_value(grade.report, cms.import_points, sheet.automatic_exercise)
+        if not math.isfinite(points):
+            plan.left_out.append(LeftOut(grade.student_id, grade.name, grade.stem,
+                                         f"its points ({points!r}) are not a number: grade the team by hand"))
+            continue
         if complete or cms.import_pending:
             plan.lines.append((grade.student_id, points))
     if roster is not None and whole_course:
         plan.missing = missing_students(reports, roster)
-        if cms.import_missing_as_zero:
+        if cms.import_missing_as_zero and not plan.missing.unplaced:
             plan.zeros = list(plan.missing.students)
             plan.lines += [(s.student_id, 0.0) for s in plan.zeros]
     plan.lines.sort()
@@ -153,8 +162,16 @@ def _warnings(reports: list[tuple[str, Report]], plan: ImportPlan, config: Confi
     if plan.missing is not None and plan.missing.students:
         shown = ", ".join(f"{s.name} ({s.student_id})" for s in plan.missing.students[:5])
         more = f" and {len(plan.missing.students) - 5} more" if len(plan.missing.students) > 5 else ""
-        fate = (f"written with 0 points in {IMPORT_NAME}" if plan.zeros
-                else f"not in {IMPORT_NAME} ([cms] import_missing_as_zero = true writes them as 0)")
+        unplaced = plan.missing.unplaced
+        if plan.zeros:
+            fate = f"written with 0 points in {IMPORT_NAME}"
+        elif config.cms.import_missing_as_zero and unplaced:
+            stems = ", ".join(repr(stem) for stem in unplaced[:5]) + (" and more" if len(unplaced) > 5 else "")
+            fate = (f"not in {IMPORT_NAME}: {len(unplaced)} submission(s) do not say who sent them ({stems}), "
+                    f"and any of these students may have, so nobody is written as 0 until the file names "
+                    f"name every member with their id")
+        else:
+            fate = f"not in {IMPORT_NAME} ([cms] import_missing_as_zero = true writes them as 0)"
         said.append(f"{len(plan.missing.students)} enrolled student(s) submitted nothing: {shown}{more}; listed in "
                     f"{MISSING_NAME} and summary.html, {fate}")
     return said

@@ -12,8 +12,9 @@ none) needs no regrading and the reports on disk say what the outputs say.
 - `identity.roster_name` (warning): an enrolled id whose name in the file name is not the roster's
   name for it, with both spellings.
 - Missing: enrolled students no submission names. One whose name a member carries who is not
-  enrolled or has no id is left off that list: they probably submitted under a mistyped id (the
-  violation names them) or none, and must not be written as 0.
+  enrolled or has no id, or whose id is one edit from such a member's, is left off that list: they
+  probably submitted under a mistyped id (the violation names them) or none, and must not be
+  written as 0.
 
 The candidates are other students' names and ids: the team's own feedback page shows the violation
 without them (`for_team`).
@@ -23,7 +24,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.models import Report, Violation
@@ -35,6 +36,7 @@ ROSTER_NAME = "identity.roster_name"
 ROSTER_CODES = (NOT_ENROLLED, ROSTER_NAME)
 IMPORT_FILE = "cms_import.csv"
 _CANDIDATES = " Closest enrolled: "
+_ROSTER_SAYS = " but "
 MAX_CANDIDATES = 3
 
 
@@ -98,11 +100,48 @@ class Candidate:
         return f"{self.student.name or '(no name)'} ({self.student.student_id}: {', '.join(self.reasons)})"
 
 
+def one_edit_away(student_id: str) -> set[str]:
+    """Every string of digits one edit from `student_id` (a digit changed, added or dropped, two
+    neighbouring ones swapped): the ids `id_relation` can relate it to, about 160 for 7 digits."""
+    digits = "0123456789"
+    found = {student_id[:i] + student_id[i + 1:] for i in range(len(student_id))}
+    found |= {student_id[:i] + d + student_id[i:] for i in range(len(student_id) + 1) for d in digits}
+    found |= {student_id[:i] + d + student_id[i + 1:] for i in range(len(student_id)) for d in digits}
+    found |= {student_id[:i] + student_id[i + 1] + student_id[i] + student_id[i + 2:]
+              for i in range(len(student_id) - 1)}
+    found.discard(student_id)
+    return found
+
+
+# The roster's students by name key, for one roster at a time (the one being applied): a member not
+# enrolled is looked up, not compared with every enrolled student (a list of 50,000 took minutes).
+_BY_NAME: list = [None, {}]
+
+
+def _by_name(roster: Roster) -> dict[tuple[str, ...], list[Student]]:
+    if _BY_NAME[0] is not roster:
+        index: dict[tuple[str, ...], list[Student]] = {}
+        for student in roster.students.values():
+            if student.name.strip():
+                for key in set(_name_keys(student.name)):
+                    index.setdefault(key, []).append(student)
+        _BY_NAME[:] = [roster, index]
+    return _BY_NAME[1]
+
+
 def candidates(student_id: str, name: str, roster: Roster) -> list[Candidate]:
     """The enrolled students `student_id`/`name` most likely means: the same name and a close id,
     then the same name, then a close id."""
+    near: dict[str, Student] = {}
+    if name.strip():
+        index = _by_name(roster)
+        for key in set(_name_keys(name)):
+            near.update((s.student_id, s) for s in index.get(key, ()))
+    for other in one_edit_away(student_id):
+        if other in roster.students:
+            near[other] = roster.students[other]
     found = []
-    for student in roster.students.values():
+    for student in near.values():
         reasons = []
         if same_name(name, student.name):
             reasons.append("same name")
@@ -144,7 +183,7 @@ def member_violations(report: Report, roster: Roster) -> list[Violation]:
         elif enrolled.name and not same_name(member.name, enrolled.name):
             found.append(Violation(
                 code=ROSTER_NAME, severity="warning",
-                message=f"student id {student_id} is '{member.name}' in the file name but '{enrolled.name}' on the "
+                message=f"student id {student_id} is '{member.name}' in the file name{_ROSTER_SAYS}'{enrolled.name}' on the "
                         f"course's list of students ({_roster_label(roster)}): check that the id is theirs"))
     return found
 
@@ -169,7 +208,13 @@ def apply_roster(reports: list[tuple[str, Report]], roster: Roster | None, out_d
 
 
 def for_team(violation: Violation) -> Violation:
-    """The violation as the team's feedback page shows it: without other students' names and ids."""
+    """The violation as the team's feedback page shows it: without other students' names and ids,
+    nor the roster's name for an id of the file name (a mistyped id may be another student's)."""
+    if violation.code == ROSTER_NAME and _ROSTER_SAYS in violation.message:
+        head = violation.message.split(_ROSTER_SAYS, 1)[0]
+        return violation.model_copy(update={"message": head + " but the course's list of students has another name "
+                                                              "for this id: check that the id is theirs (a tutor "
+                                                              "compares both)"})
     if violation.code != NOT_ENROLLED or _CANDIDATES not in violation.message:
         return violation
     head = violation.message.split(_CANDIDATES, 1)[0]
@@ -181,21 +226,32 @@ def for_team(violation: Violation) -> Violation:
 @dataclass(frozen=True)
 class Missing:
     """Enrolled students no submission names, and those left off the list because a member who is
-    not enrolled, or has no id, carries their name (they probably mistyped or left out their id)."""
+    not enrolled, or has no id, carries their name (they probably mistyped or left out their id).
+    `unplaced`: the submissions whose authors cannot be told (the file name names nobody, or a
+    member without an id whose name no enrolled student has): any of the missing may have sent them."""
     students: list[Student]
     probably_mistyped: list[tuple[Student, str, str]]   # (student, id typed or "", stem)
+    unplaced: list[str] = field(default_factory=list)   # stems
 
 
 def missing_students(reports: list[tuple[str, Report]], roster: Roster) -> Missing:
     named = {m.student_id.strip() for _, r in reports for m in r.submission.team}
     absent = {sid: s for sid, s in roster.students.items() if sid not in named}
     mistyped: list[tuple[Student, str, str]] = []
+    unplaced: list[str] = []
     for stem, report in reports:
+        if not report.submission.team:
+            unplaced.append(stem)
         for member in report.submission.team:
             sid = member.student_id.strip()
             if sid in roster:
                 continue
-            # An id not enrolled, or none at all: a student of that name did submit, under no id of theirs.
-            for student in [s for s in absent.values() if same_name(member.name, s.name)]:
+            # An id not enrolled, or none at all: a student of that name, or of an id one edit away,
+            # probably did submit, under no id of theirs.
+            close = candidates(sid, member.name, roster)
+            for student in [c.student for c in close if c.student.student_id in absent]:
                 mistyped.append((absent.pop(student.student_id), sid, stem))
-    return Missing(students=sorted(absent.values(), key=lambda s: s.student_id), probably_mistyped=mistyped)
+            if not sid and not any(c.same_name for c in close) and stem not in unplaced:
+                unplaced.append(stem)
+    return Missing(students=sorted(absent.values(), key=lambda s: s.student_id), probably_mistyped=mistyped,
+                   unplaced=unplaced)

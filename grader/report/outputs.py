@@ -34,7 +34,7 @@ from grader.errors import ClearingRefused, ManualPointsError
 from grader.fsclean import remove_tree
 from grader.models import Report
 from grader.report.cms import CMS_NAME, IMPORT_NAME, CmsError, write_cms_csv
-from grader.report.cms_import import MISSING_NAME, roster_for_outputs, write_import_files
+from grader.report.cms_import import MISSING_NAME, remove_import_files, roster_for_outputs, write_import_files
 from grader.report.enrolment import apply_roster
 from grader.report.feedback import FEEDBACK_DIR, write_feedback
 from grader.report.manual import apply_manual, pending_parts
@@ -104,6 +104,9 @@ def _tutors_points(reports: list[tuple[str, Report]], out_dir: Path, config: Con
     lost = clearings(held, entries, config)
     if lost and not allow_clearing:
         raise ClearingRefused(sheet, lost)
+    # The reports change from here on (tutors' points, then the roster): until the import is written
+    # again, an old one would describe other reports, so it goes first. (Refused above: nothing changed.)
+    remove_import_files(out_dir)
     save_version(out_dir, data)   # the sheet as the tutors left it, before anything is written
     if lost:
         kept = save_version(out_dir, render_held(held, reports, config), label="held-by-reports")

@@ -8,10 +8,11 @@ column or from first- and last-name columns (German exports say `Vorname` and `N
 then the last name); the e-mail when there is a column for it. Other columns are ignored.
 
 How it is read: UTF-8 with or without a BOM (LibreOffice, Excel's "CSV UTF-8"), else Windows-1252
-(Excel's "CSV (Trennzeichen-getrennt)" in a German locale), or UTF-16 with a BOM (Excel's "Unicode
+(Excel's "CSV (Trennzeichen-getrennt)" in a German locale; line by line, so that rows of both in one
+file are each read as written), or UTF-16 with a BOM (Excel's "Unicode
 text"); `,`, `;` or tab, whichever makes a header with an id column; quoted fields; CRLF or LF;
 blank rows anywhere (Excel writes `;;;` for the empty rows at the end) are skipped. Ids are text:
-`0701234` keeps its zero.
+`0701234` keeps its zero, also written as Excel's text formula `="0701234"`.
 
 A file that cannot be read raises RosterError with one message naming the file, the line and what is
 wrong: the grader must not check enrolments against half a list.
@@ -80,12 +81,24 @@ def _decode(data: bytes, path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError as exc:
-        byte = data[exc.start]
-        raise RosterError(f"{path}: line {_line_of(data, exc.start)}: byte 0x{byte:02x} is neither UTF-8 nor "
-                          "Windows-1252; save the list as \"CSV UTF-8\"") from None
+    # Windows-1252, line by line: a UTF-8 list with a few rows pasted in from Windows-1252 keeps its
+    # UTF-8 rows (decoded whole as Windows-1252 they would read 'JÃ¼rgen'). A Windows-1252 name is
+    # valid UTF-8 only by a combination no name has ('Ã¼').
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    text, offset = [], 0
+    for line in data.splitlines(keepends=True):
+        try:
+            text.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            try:
+                text.append(line.decode("cp1252"))
+            except UnicodeDecodeError as exc:
+                byte = line[exc.start]
+                raise RosterError(f"{path}: line {_line_of(data, offset + exc.start)}: byte 0x{byte:02x} is neither "
+                                  "UTF-8 nor Windows-1252; save the list as \"CSV UTF-8\"") from None
+        offset += len(line)
+    return "".join(text)
 
 
 def _rows(text: str, delimiter: str, path: Path, *, strict: bool = True) -> list[tuple[int, list[str]]]:
@@ -127,6 +140,12 @@ def _cell(fields: list[str], col: int | None) -> str:
     if col is None or col >= len(fields):
         return ""
     return unicodedata.normalize("NFC", fields[col]).strip()
+
+
+def _excel_text(raw: str) -> str:
+    """`="0701234"`, the text formula exports meant for Excel write to keep a leading zero: its text."""
+    found = re.fullmatch(r'="(\d+)"', raw)
+    return found.group(1) if found else raw
 
 
 def _id_problem(raw: str) -> str:
@@ -187,9 +206,18 @@ def read_roster(path: Path | str) -> Roster:
     email_col = _first(keys, EMAIL_COLUMNS)
     id_name = header.cells[header.id_col].strip()
 
+    # A column of ids named twice (two exports joined): the same numbers, or which is meant cannot be told.
+    twins = [i for i, key in enumerate(keys) if key == keys[header.id_col] and i != header.id_col]
+
     students: dict[str, Student] = {}
     for line, fields in rows[header.index + 1:]:
-        raw = _cell(fields, header.id_col)
+        raw = _excel_text(_cell(fields, header.id_col))
+        for twin in twins:
+            other = _excel_text(_cell(fields, twin))
+            if other and other != raw:
+                raise RosterError(f"{path}: line {line}: the columns {header.id_col + 1} and {twin + 1} are both named "
+                                  f"{id_name!r} and hold different numbers ({raw!r} and {other!r}); keep the one "
+                                  "with the matriculation numbers")
         if not raw:
             raise RosterError(f"{path}: line {line}: no matriculation number in the column {id_name!r}")
         if not (raw.isascii() and raw.isdigit()):

@@ -28,7 +28,8 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from grader.config import Limits
 from grader.fsclean import remove_tree
 from grader.notebook_file import MAX_NOTEBOOK_BYTES, MAX_OUTPUTS, NotebookInvalid, parse_notebook_json
-from grader.models import CellError, ExecutionInfo, TimeLimits
+from grader.models import CellError, ExecutionInfo, TimedOutCell, TimeLimits
+from grader.run.cputime import ProcessTreeClock
 from grader.run.sandbox import KernelCommand
 from grader.textsafe import valid_json, valid_text
 
@@ -60,9 +61,32 @@ finally:
 """
 
 # The limits when grading.toml says "auto" and nothing better is known (no calibration with timings
-# of the data): generous, since the notebook's needs are unknown.
+# of the data): generous, since the notebook's needs are unknown. CPU seconds, as every limit.
 FALLBACK_CELL_TIMEOUT_S = 600.0
 FALLBACK_NOTEBOOK_TIMEOUT_S = 1800.0
+
+# Time limits count the CPU time of the kernel's processes: a cell that computes needs about the same
+# CPU seconds on a busy machine as on a quiet one (its wall-clock time may be many times longer), and
+# a `while True: pass` burns them at full rate anywhere. A cell that sleeps or waits uses none: the
+# wall-clock backstop stops it, WALL_FACTOR times its CPU limit, at least WALL_FLOOR_S more (room for
+# a machine where the kernel gets a fifth of a core).
+WALL_FACTOR, WALL_FLOOR_S = 5, 120.0
+# A cell interrupted at its limit that goes on for GRACE_CPU_S more CPU seconds or GRACE_WALL_S more
+# seconds (it catches KeyboardInterrupt, ignores SIGINT) is not stopping: its kernel is stopped.
+GRACE_CPU_S, GRACE_WALL_S = 10.0, 30.0
+
+
+def wall_backstop(cpu_seconds: float) -> float:
+    """The wall-clock limit that goes with a limit of `cpu_seconds` of CPU time."""
+    return float(max(WALL_FACTOR * cpu_seconds, cpu_seconds + WALL_FLOOR_S))
+
+
+def cpu_time_limits(cell_s: float, notebook_s: float, source: str, **extra) -> TimeLimits:
+    """Limits in CPU seconds, with their wall-clock backstops."""
+    return TimeLimits(cell_timeout_s=cell_s, notebook_timeout_s=notebook_s, clock="cpu",
+                      cell_wall_s=wall_backstop(cell_s), notebook_wall_s=wall_backstop(notebook_s),
+                      source=f"{source}; counted in CPU time of the kernel's processes, with a wall-clock "
+                             f"backstop of {WALL_FACTOR} × the limit, at least {WALL_FLOOR_S:g} s more", **extra)
 
 
 def configured_time_limits(limits: Limits, why: str = "no calibration with timings was given") -> TimeLimits:
@@ -73,9 +97,8 @@ def configured_time_limits(limits: Limits, why: str = "no calibration with timin
         parts.append(f"the fallback for \"auto\" ({why})")
     if cell != "auto" or notebook != "auto":
         parts.append("[limits] in grading.toml")
-    return TimeLimits(cell_timeout_s=FALLBACK_CELL_TIMEOUT_S if cell == "auto" else float(cell),
-                      notebook_timeout_s=FALLBACK_NOTEBOOK_TIMEOUT_S if notebook == "auto" else float(notebook),
-                      source="; ".join(parts))
+    return cpu_time_limits(FALLBACK_CELL_TIMEOUT_S if cell == "auto" else float(cell),
+                           FALLBACK_NOTEBOOK_TIMEOUT_S if notebook == "auto" else float(notebook), "; ".join(parts))
 
 
 # What jupyter_client raises when the kernel's messages are not valid protocol messages (a student who
@@ -118,7 +141,11 @@ class Execution:
     info: ExecutionInfo
     notebook: nbformat.NotebookNode
     alive: bool = True   # whether the kernel can still be probed
-    cell_seconds: list[float] = field(default_factory=list)   # per code cell that ran, in order (calibration)
+    # Per code cell that ran, in order (calibration): CPU seconds of the kernel's processes (wall-clock
+    # seconds where they could not be read: `clock`), and wall-clock seconds.
+    cell_seconds: list[float] = field(default_factory=list)
+    cell_wall_seconds: list[float] = field(default_factory=list)
+    clock: str = "cpu"
 
 
 @dataclass
@@ -299,7 +326,9 @@ class KernelSession:
         for cell in nb.cells[:before_cell - 1]:
             if cell.cell_type == "code" and cell.source.strip():
                 number += 1
-                result = await self.run_code(cell.source, timeout=self.time_limits.cell_timeout_s, store_history=True)
+                # Wall-clock time only here: the cells ran within their limits already; the backstop bounds a rerun.
+                result = await self.run_code(cell.source, store_history=True,
+                                             timeout=self.time_limits.cell_wall_s or self.time_limits.cell_timeout_s)
                 if result.status == "kernel_died":
                     return number, failed + [number]
                 if result.status != "ok":
@@ -342,20 +371,49 @@ class KernelSession:
         """Run set-up code (the heavy imports) before the notebook is known; not in the history."""
         return await self.run_code(code, timeout=timeout)
 
+    def _cpu_root(self) -> int | None:
+        """The process whose tree is this kernel: what the command says (a forked kernel), else the
+        process jupyter_client started (the launcher, become bubblewrap or the kernel)."""
+        if self.command.cpu_root is not None:
+            return self.command.cpu_root()
+        provisioner = self.km.provisioner
+        return getattr(provisioner, "pid", None) if provisioner is not None and provisioner.has_process else None
+
     async def run_notebook(self, nb: nbformat.NotebookNode, progress: ProgressCallback | None = None) -> Execution:
         """Run every code cell in order. A raising cell is recorded and the run goes on; a cell over
         its limit is interrupted and the run goes on; past the notebook's limit the run stops.
+
+        The limits count the CPU time of the kernel's processes (`limits.clock == "cpu"`), each with a
+        wall-clock backstop; where that CPU time cannot be read, wall-clock time (and the report's
+        limits say so). A watcher beside each cell reads the CPU time and interrupts the kernel at the
+        limit, as Jupyter's interrupt button does; nbclient's own (wall-clock) timeout stays as a last
+        resort behind it.
 
         Messages name a cell as Jupyter shows it after Run All, `In [n]` (the n-th non-empty code
         cell; markdown cells are not counted). `progress` is told as each cell starts and ends."""
         self.client.nb = nb
         limits = self.time_limits
+        clock = ProcessTreeClock(self._cpu_root)
+        notes: list[str] = []
+        if limits.clock == "cpu" and not await _readable(clock):
+            # Never the CPU limits as wall-clock ones (that would make the verdict depend on the
+            # machine's load again): the backstops become the limits.
+            notes.append("the CPU time of the kernel's processes could not be read on this system: the time limits "
+                         "were its wall-clock backstops")
+            limits = limits.model_copy(update={
+                "clock": "wall", "cell_timeout_s": limits.cell_wall_s or wall_backstop(limits.cell_timeout_s),
+                "notebook_timeout_s": limits.notebook_wall_s or wall_backstop(limits.notebook_timeout_s),
+                "cell_wall_s": None, "notebook_wall_s": None})
+        use_cpu = limits.clock == "cpu"
+        cell_wall = (limits.cell_wall_s or wall_backstop(limits.cell_timeout_s)) if use_cpu else limits.cell_timeout_s
+        notebook_wall = ((limits.notebook_wall_s or wall_backstop(limits.notebook_timeout_s)) if use_cpu
+                         else limits.notebook_timeout_s)
         started = time.monotonic()
-        deadline = started + limits.notebook_timeout_s
-        status, notes, last_cell, cells_run = "ok", [], None, 0
-        timed_out_cells: list[int] = []   # indices in the notebook
-        cut_by_notebook: set[int] = set()   # cells interrupted at the notebook's limit, not their own
+        status, last_cell, cells_run = "ok", None, 0
+        timed_out: list[TimedOutCell] = []
         cell_seconds: list[float] = []
+        cell_wall_seconds: list[float] = []
+        cpu_used = 0.0   # by the notebook's cells so far
         code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
         alive = True
 
@@ -366,65 +424,94 @@ class KernelSession:
                                       first_line=first_line(nb.cells[index].source)))
 
         for number, index in enumerate(code_cells, start=1):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            wall_left = notebook_wall - (time.monotonic() - started)
+            cpu_left = limits.notebook_timeout_s - cpu_used if use_cpu else wall_left
+            if cpu_left <= 0 or wall_left <= 0:
                 status = "timeout"
-                notes.append(f"the notebook ran over its limit of {limits.notebook_timeout_s:g} s; "
-                             f"cells from In [{number}] on did not run (the limits: {limits.source})")
+                if use_cpu and cpu_left <= 0:
+                    over = f"its limit of {limits.notebook_timeout_s:g} s of CPU time"
+                elif use_cpu:
+                    over = f"its wall-clock backstop of {notebook_wall:g} s"
+                else:
+                    over = f"its limit of {limits.notebook_timeout_s:g} s"
+                notes.append(f"the notebook ran over {over}; cells from In [{number}] on did not run "
+                             f"(the limits: {limits.source})")
                 break
-            self.client.timeout = max(1, int(min(limits.cell_timeout_s, remaining)))
+            watch = _CellWatch(
+                clock=clock if use_cpu else None,
+                cpu_limit=min(limits.cell_timeout_s, cpu_left), wall_limit=min(cell_wall, wall_left),
+                cpu_by_notebook=use_cpu and cpu_left < limits.cell_timeout_s,
+                wall_by_notebook=wall_left < cell_wall)
+            # nbclient's own timeout: a last resort, should the watcher not get to interrupt in time.
+            self.client.timeout = max(1, int(watch.wall_limit + GRACE_WALL_S + 30))
             self.client.error_on_timeout = {
                 **_TIMEOUT_REPLY, "evalue": f"the cell ran over its time limit of {self.client.timeout} s"}
             last_cell = index + 1
             cell = nb.cells[index]
-            t0 = time.monotonic()
             tell(number, index, finished=False)
             interrupted = False
+            died = None
+            watcher = asyncio.ensure_future(watch.run(self))
             try:
                 await self.client.async_execute_cell(cell, index, store_history=True)
             except DeadKernelError:
-                status, alive = "kernel_died", False
-                notes.append(f"the kernel died while cell In [{number}] ran{self._log_tail(300)}")
-                break
+                died = f"the kernel died while cell In [{number}] ran{self._log_tail(300)}"
             except _GARBLED as exc:
-                status, alive = "kernel_died", False
-                notes.append(f"the kernel's messages could not be read after cell In [{number}] "
-                             f"({type(exc).__name__}: {exc}); the run was stopped")
-                break
+                died = (f"the kernel's messages could not be read after cell In [{number}] "
+                        f"({type(exc).__name__}: {exc}); the run was stopped")
             except CellTimeoutError:
                 interrupted = True
+            finally:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+            wall = time.monotonic() - watch.t0
+            cpu = watch.cpu_now() if use_cpu else None
+            if died is not None and not watch.killed:
+                status, alive = "kernel_died", False
+                notes.append(died)
+                break
             cells_run += 1
             tell(number, index, finished=True)
-            cell_seconds.append(round(time.monotonic() - t0, 3))
-            if interrupted or any(o.get("ename") == _TIMEOUT_REPLY["ename"] for o in cell.get("outputs", [])) \
-                    or time.monotonic() - t0 >= self.client.timeout:
-                if index not in timed_out_cells:
-                    timed_out_cells.append(index)
-                if self.client.timeout < limits.cell_timeout_s:
-                    cut_by_notebook.add(index)
-                if not await self._responds():
-                    status, alive = "timeout", False
-                    notes.append(f"cell In [{number}] ({first_line(cell.source)!r}) ignored the interrupt after its "
-                                 "time limit; the run was stopped")
-                    break
-        if timed_out_cells:
+            used = cpu if cpu is not None else (watch.cpu_at_fire if watch.cpu_at_fire is not None else wall)
+            cpu_used += used if use_cpu else 0.0
+            cell_seconds.append(round(used if use_cpu else wall, 3))
+            cell_wall_seconds.append(round(wall, 3))
+            if watch.fired is None and (interrupted or wall >= self.client.timeout):
+                watch.fired, watch.wall_at_fire = ("notebook_wall" if watch.wall_by_notebook else "cell_wall"), wall
+            if watch.fired is None:
+                continue
+            timed_out.append(TimedOutCell(
+                cell=index + 1, execution_count=number, limit=watch.fired, ignored_interrupt=watch.killed,
+                cpu_s=round(watch.cpu_at_fire, 2) if watch.cpu_at_fire is not None else None,
+                wall_s=round(watch.wall_at_fire if watch.wall_at_fire is not None else wall, 2)))
+            _note_in_cell(cell, watch.said(limits))
+            if watch.killed or not await self._responds():
+                status, alive = "timeout", False
+                notes.append(f"cell In [{number}] ({first_line(cell.source)!r}) ignored the interrupt after its "
+                             "time limit; the run was stopped")
+                break
+        if timed_out:
             status = "timeout" if status in ("ok", "errors") else status
-            notes.append(_timeout_note(nb, code_cells, timed_out_cells, cut_by_notebook, limits))
+            notes.append(_timeout_note(nb, code_cells, timed_out, limits, cell_wall, notebook_wall))
         if self.client.truncated:
             numbers = {index: number for number, index in enumerate(code_cells, start=1)}
             notes.append("output cut after " f"{self.limits.output_kb} KB in cell(s) " +
                          ", ".join(f"In [{numbers.get(i, i + 1)}]" for i in sorted(self.client.truncated)))
         if self.client.notebook_full is not None:
             notes.append(_notebook_output_note(self.client, code_cells))
-        errors = _cell_errors(nb)
+        # The KeyboardInterrupt of a cell the grader interrupted is the grader's doing, not an error of the team's.
+        stopped = {t.cell for t in timed_out}
+        errors = [e for e in _cell_errors(nb) if not (e.cell in stopped and e.ename == "KeyboardInterrupt")]
         if status == "ok" and errors:
             status = "errors"
         info = ExecutionInfo(
             status=status, duration_s=round(time.monotonic() - started, 3), cells_run=cells_run,
             cells_total=len(code_cells), last_cell=last_cell, errors=errors,
             isolated=self.command.isolated, sandbox=self.command.sandbox,
-            notes=list(self.command.notes) + notes, time_limits=limits)
-        return Execution(info=info, notebook=nb, alive=alive, cell_seconds=cell_seconds)
+            notes=list(self.command.notes) + notes, time_limits=limits,
+            cpu_s=round(cpu_used, 2) if use_cpu else None, timed_out=timed_out)
+        return Execution(info=info, notebook=nb, alive=alive, cell_seconds=cell_seconds,
+                         cell_wall_seconds=cell_wall_seconds, clock=limits.clock)
 
     async def _responds(self, timeout: float = 10) -> bool:
         result = await self.run_code("pass", timeout=timeout)
@@ -484,25 +571,33 @@ class KernelSession:
         return result
 
 
-def _timeout_note(nb: nbformat.NotebookNode, code_cells: list[int], cells: list[int], cut_by_notebook: set[int],
-                  limits: TimeLimits) -> str:
-    """Which cells were interrupted, named as Jupyter shows them (In [n] and the cell's first line)."""
-    numbers = {index: number for number, index in enumerate(code_cells, start=1)}
+_LIMIT_WORDS = {"cell_cpu": "the limit of {cpu:g} s per cell, in CPU time,",
+                "cell_wall": "the wall-clock backstop of {wall:g} s per cell (it used little CPU time: it slept or waited)",
+                "notebook_cpu": "the notebook's limit of {notebook:g} s of CPU time",
+                "notebook_wall": "the notebook's wall-clock backstop of {notebook_wall:g} s"}
+_WALL_WORDS = {"cell_cpu": "the limit of {cpu:g} s per cell", "cell_wall": "the limit of {cpu:g} s per cell",
+               "notebook_cpu": "the notebook's limit of {notebook:g} s",
+               "notebook_wall": "the notebook's limit of {notebook:g} s"}
 
-    def name(index: int) -> str:
-        return f"In [{numbers.get(index, index + 1)}] ({first_line(nb.cells[index].source)!r})"
 
-    own = [name(i) for i in cells if i not in cut_by_notebook]
+def _limit_words(limit: str, limits: TimeLimits, cell_wall: float, notebook_wall: float) -> str:
+    words = _LIMIT_WORDS if limits.clock == "cpu" else _WALL_WORDS
+    return words[limit].format(cpu=limits.cell_timeout_s, wall=cell_wall, notebook=limits.notebook_timeout_s,
+                               notebook_wall=notebook_wall)
+
+
+def _timeout_note(nb: nbformat.NotebookNode, code_cells: list[int], cells: list[TimedOutCell],
+                  limits: TimeLimits, cell_wall: float, notebook_wall: float) -> str:
+    """Which cells were interrupted and by which limit, named as Jupyter shows them (In [n] and the
+    cell's first line)."""
     parts = []
-    if own:
-        parts.append(("cell " if len(own) == 1 else "cells ") + ", ".join(own) +
-                     f" ran over the limit of {limits.cell_timeout_s:g} s per cell and "
-                     + ("was" if len(own) == 1 else "were") + " interrupted")
-    cut = [name(i) for i in cells if i in cut_by_notebook]
-    if cut:
-        parts.append(("cell " if len(cut) == 1 else "cells ") + ", ".join(cut) +
-                     f" reached the notebook's limit of {limits.notebook_timeout_s:g} s and "
-                     + ("was" if len(cut) == 1 else "were") + " interrupted")
+    for limit in ("cell_cpu", "cell_wall", "notebook_cpu", "notebook_wall"):
+        names = [f"In [{c.execution_count}] ({first_line(nb.cells[c.cell - 1].source)!r})" for c in cells if c.limit == limit]
+        if names:
+            verb = "ran over" if limit.startswith("cell") else "reached"
+            parts.append(("cell " if len(names) == 1 else "cells ") + ", ".join(names) +
+                         f" {verb} {_limit_words(limit, limits, cell_wall, notebook_wall)} and "
+                         + ("was" if len(names) == 1 else "were") + " interrupted")
     return "; ".join(parts) + f" (the limits: {limits.source})"
 
 
@@ -512,6 +607,83 @@ def _notebook_output_note(client: _CappedClient, code_cells: list[int]) -> str:
     return (f"output from cell {where} on was not kept: the notebook's output reached the grader's limit of "
             f"{client.outputs_limit:,} outputs or {client.total_limit // 1024 // 1024} MB in all "
             f"([limits] notebook_outputs)")
+
+
+async def _readable(clock: ProcessTreeClock, tries: int = 20) -> bool:
+    """Whether the kernel's CPU time can be read (a forked kernel's process is known a moment after
+    the fork server has said it started it)."""
+    for _ in range(tries):
+        if clock.read() is not None:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def _note_in_cell(cell: nbformat.NotebookNode, text: str) -> None:
+    """Say in the executed notebook's cell that the grader stopped it (after its own outputs)."""
+    cell.setdefault("outputs", []).append(nbformat.v4.new_output("stream", name="stderr", text=f"\n[grader: {text}]\n"))
+
+
+class _CellWatch:
+    """Beside one running cell: interrupts the kernel once the cell has used `cpu_limit` seconds of
+    CPU time (with `clock`) or run `wall_limit` seconds, and stops the kernel if the cell goes on
+    after that (GRACE_CPU_S, GRACE_WALL_S). `*_by_notebook`: that limit is what is left of the
+    notebook's, not the cell's own."""
+
+    def __init__(self, *, clock: ProcessTreeClock | None, cpu_limit: float, wall_limit: float,
+                 cpu_by_notebook: bool, wall_by_notebook: bool):
+        self.clock = clock
+        self.cpu_limit, self.wall_limit = cpu_limit, wall_limit
+        self.cpu_by_notebook, self.wall_by_notebook = cpu_by_notebook, wall_by_notebook
+        self.t0 = time.monotonic()
+        self.cpu0 = clock.read() if clock is not None else None
+        self.fired: str | None = None        # "cell_cpu", "cell_wall", "notebook_cpu", "notebook_wall"
+        self.cpu_at_fire: float | None = None
+        self.wall_at_fire: float | None = None
+        self.killed = False
+
+    def cpu_now(self) -> float | None:
+        if self.clock is None or self.cpu0 is None:
+            return None
+        now = self.clock.read()
+        return max(0.0, now - self.cpu0) if now is not None else None
+
+    async def run(self, session: "KernelSession") -> None:
+        # Often enough that a short limit is met closely; each reading costs a pass over /proc.
+        interval = min(0.5, max(0.05, min(self.cpu_limit, self.wall_limit) / 40))
+        while True:
+            await asyncio.sleep(interval)
+            wall, cpu = time.monotonic() - self.t0, self.cpu_now()
+            if self.fired is None:
+                if cpu is not None and cpu >= self.cpu_limit:
+                    self.fired = "notebook_cpu" if self.cpu_by_notebook else "cell_cpu"
+                elif wall >= self.wall_limit:
+                    self.fired = "notebook_wall" if self.wall_by_notebook else "cell_wall"
+                else:
+                    continue
+                self.cpu_at_fire, self.wall_at_fire = cpu, wall
+                try:
+                    await session.km.interrupt_kernel()
+                except Exception:   # noqa: BLE001 - a kernel gone meanwhile: nbclient sees that
+                    pass
+                interval = 0.25
+            elif wall - self.wall_at_fire >= GRACE_WALL_S or (
+                    cpu is not None and self.cpu_at_fire is not None and cpu - self.cpu_at_fire >= GRACE_CPU_S):
+                self.killed = True   # nbclient sees the kernel die and ends the cell
+                await session.kill_now()
+                return
+
+    def said(self, limits: TimeLimits) -> str:
+        spent = (f"{self.cpu_at_fire:.1f} s of CPU time in {self.wall_at_fire:.1f} s" if self.cpu_at_fire is not None
+                 else f"{self.wall_at_fire or 0:.1f} s")
+        what = {"cell_cpu": "the grader's limit of CPU time per cell",
+                "cell_wall": "the grader's wall-clock limit per cell (the cell used little CPU time: it slept or waited)",
+                "notebook_cpu": "the grader's limit for the whole notebook",
+                "notebook_wall": "the grader's wall-clock limit for the whole notebook"}[self.fired or "cell_wall"]
+        if limits.clock != "cpu":
+            spent = f"{self.wall_at_fire or 0:.1f} s"
+        return f"this cell was interrupted after {spent}: {what}" + (
+            "; it did not stop, so the kernel was stopped" if self.killed else "")
 
 
 def _cell_errors(nb: nbformat.NotebookNode) -> list[CellError]:

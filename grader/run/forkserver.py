@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from grader.fsclean import remove_tree
+from grader.run import cputime
 from grader.run.context import KernelContext
 from grader.run.execute import KernelStartError
 from grader.run.sandbox import SUBMISSION_MOUNT, TMPFS_BYTES, KernelCommand, forkserver_command
@@ -67,6 +68,8 @@ class ForkServer:
         self._lock = asyncio.Lock()
         self._gone: dict[str, asyncio.Event] = {}     # set while no process of the tag's kernel runs
         self._seen: set[str] = set()                     # tags the server has forked a kernel for
+        self._pids: dict[str, int] = {}                  # tag -> its kernel's process, as the server numbers it
+        self._host_pids: dict[str, int] = {}             # tag -> the same process as the grader numbers it
         self._reader: asyncio.Task | None = None
         self._tags = 0
         self.generation = 0   # counts the servers started: a kernel belongs to the one that forked it
@@ -133,12 +136,16 @@ class ForkServer:
             line = await process.stdout.readline()
             if not line:
                 break
-            word, _, tag = line.decode("ascii", "replace").strip().partition(" ")
+            word, _, rest = line.decode("ascii", "replace").strip().partition(" ")
+            tag, _, pid = rest.partition(" ")
             if word == "gone":
                 self._gone.setdefault(tag, asyncio.Event()).set()
             elif word == "started":   # also a restarted kernel under the same tag
                 self._seen.add(tag)
                 self._gone.setdefault(tag, asyncio.Event()).clear()
+                if pid.isdigit():
+                    self._pids[tag] = int(pid)
+                    self._host_pids.pop(tag, None)
         # The server is gone, and every kernel with it. Proxies still waiting for a kernel learn it
         # at once (their connection is refused or reset) instead of at the start-up timeout.
         for event in self._gone.values():
@@ -170,6 +177,30 @@ class ForkServer:
                 await self.close()
         self._gone.pop(tag, None)
         self._seen.discard(tag)
+        self._pids.pop(tag, None)
+        self._host_pids.pop(tag, None)
+
+    def kernel_pid(self, tag: str) -> int | None:
+        """The process of `tag`'s kernel (the server's child that holds the kernel's namespaces; the
+        kernel and all it starts are below it) as the grader numbers it, for its CPU time; None
+        while the server has not said. The server names it in its own PID namespace: that is the
+        child of the server whose last NSpid is the server's number, at the server's depth."""
+        inner = self._pids.get(tag)
+        if inner is None or self.process is None:
+            return None
+        known = self._host_pids.get(tag)
+        if known is not None and cputime.namespace_pids(known)[-1:] == [inner]:
+            return known
+        # The server is the process started (without bubblewrap) or bubblewrap's child (with it).
+        top = self.process.pid
+        for server in (top, *cputime.child_pids(top)):
+            depth = len(cputime.namespace_pids(server))
+            for child in cputime.child_pids(server):
+                numbers = cputime.namespace_pids(child)
+                if len(numbers) == depth and numbers[-1] == inner:
+                    self._host_pids[tag] = child
+                    return child
+        return None
 
     def kernel_command(self, workspace: Path, runtime: Path, tag: str) -> KernelCommand:
         """What jupyter_client runs for one kernel in `workspace` (made in `self.jobs`) with its
@@ -188,6 +219,7 @@ class ForkServer:
                      "(processes, mounts, a fresh /tmp) with no capabilities",) + notes[1:]
         return KernelCommand(argv=argv, env=env, isolated=server.isolated, sandbox=server.sandbox,
                              interrupt_mode="message", notes=notes, forked=True,
+                             cpu_root=lambda: self.kernel_pid(tag),
                              submission_mount=SUBMISSION_MOUNT if server.isolated else None)
 
     async def _stop(self) -> None:

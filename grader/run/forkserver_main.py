@@ -22,8 +22,9 @@ argv: LISTEN_FD THREADS ISOLATE(0|1) KEEP_PATHS_JSON WARMUP_JSON
 - WARMUP_JSON: the modules the sheet's notebooks import anyway (the sheet's `warmup_imports`):
   imported once here, every kernel forked from here has them already.
 
-Writes "ready" to stdout once the imports are done, then "started TAG" (TAG from the request)
-for every kernel forked, and "gone TAG" once no process of any kernel of that TAG is left.
+Writes "ready" to stdout once the imports are done, then "started TAG PID" (TAG from the request,
+PID the forked process that holds the kernel's namespaces, as this server numbers it) for every
+kernel forked, and "gone TAG" once no process of any kernel of that TAG is left.
 """
 import ctypes
 import json
@@ -357,7 +358,7 @@ def serve():
                 tag = str(request.get("tag"))
                 owners[pid] = (conn, tag)
                 live[tag] = live.get(tag, 0) + 1
-                _say(f"started {tag}")
+                _say(f"started {tag} {pid}")   # pid in the server's namespace: the grader reads its CPU time
                 _reply(conn, b"started %d\n" % pid)
 
 

@@ -258,6 +258,16 @@ def clone(model):
     return twin
 
 
+def torch_kind(module) -> str:
+    """The torch.nn class `module` is or derives from: `class MyNorm(nn.BatchNorm1d)` is a BatchNorm1d,
+    a team's own `class Norm(nn.Module)` a Module."""
+    for klass in type(module).__mro__:
+        where = getattr(klass, "__module__", None)
+        if isinstance(where, str) and where.startswith("torch.nn."):
+            return str(klass.__name__)
+    return ""
+
+
 def input_kind(model, inputs):
     """The first of `inputs` ([(kind, tensor)], in order of preference) that the model's forward
     takes, tried on two rows of a copy; the last one's error is raised when none does."""
@@ -284,7 +294,8 @@ def describe(probe: Probe, prefix: str, model, inputs):
     for name, b in model.named_buffers():
         if b.is_floating_point():
             info["buffers"][name] = put(probe, f"{prefix}/buffer/{name}", b)
-    info["modules"] = [{"name": n, "type": type(m).__name__} for n, m in model.named_modules() if n]
+    info["modules"] = [{"name": n, "type": type(m).__name__, "kind": torch_kind(m)}
+                       for n, m in model.named_modules() if n]
     kind = input_kind(model, inputs)
     x = dict(inputs)[kind]
     info["input"] = kind
@@ -622,6 +633,24 @@ def positional_params(function) -> int | None:
         return None
     return (-1 if any(p.kind == p.VAR_POSITIONAL for p in params) else
             sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params))
+
+
+def loader_arguments(method, loaders):
+    """(args, kwargs) to call `method` with `loaders` as a notebook's code does, by its signature: as
+    many positionally as it takes (all of them for *args), none for a method that takes none (it reads
+    loaders kept elsewhere), and one by name for each keyword-only parameter without a default (the
+    last loader to a name that speaks of testing, validation or evaluation, else the first)."""
+    try:
+        params = list(inspect.signature(method).parameters.values())
+    except (TypeError, ValueError):
+        return tuple(loaders), {}
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return tuple(loaders), {}
+    positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    args = tuple(loaders[:positional])
+    kwargs = {p.name: loaders[-1] if any(w in p.name.lower() for w in ("test", "val", "eval")) else loaders[0]
+              for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty}
+    return args, kwargs
 
 
 def global_loaders(method):

@@ -35,6 +35,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from grader.config import Config
 from grader.errors import SandboxError
@@ -103,6 +104,9 @@ class KernelCommand:
     # Where the kernel sees the grader's folder of its workspace when the workspace itself is a
     # file system of its own (KernelSession.copy_in copies from there); None: the folder is the workspace.
     submission_mount: str | None = None
+    # The process whose tree is the kernel, for its CPU time (run.cputime); None: the process
+    # jupyter_client started (a proxy asking a fork server says where its kernel is instead).
+    cpu_root: Callable[[], int | None] | None = None
 
     def prepare(self, runtime_dir: Path) -> None:
         """Called with the folder holding the kernel's connection file and sockets before start.
@@ -160,6 +164,10 @@ def kernel_env(config: Config, workspace: Path, threads: int, mpl_cache: Path | 
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
         "OPENBLAS_NUM_THREADS": str(threads),
+        # Idle OpenMP threads (torch's, MKL's) sleep instead of spinning: spinning threads burn CPU time
+        # while they wait for a core, and on a busy machine a notebook's CPU time (which its time
+        # limits count) grew tenfold with 2 threads (benchmarks/cpu_time_limits.py).
+        "OMP_WAIT_POLICY": "PASSIVE",
         "TQDM_DISABLE": "0",
         "NO_PROXY": "*",
         # Grading installs nothing: `%pip install` / `!pip install` fail at once instead of waiting for

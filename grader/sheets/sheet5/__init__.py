@@ -113,7 +113,4 @@ SHEET = Sheet(
     recorded_accuracies=recorded_accuracies,
     settings=Settings,
     accuracy_networks=("ffnn",),
-    # 1,000 epochs of a 2-100-3 network on 300 points: 0.3 s per 300 epochs on one thread, 3.6 s on two
-    # (measured on this 2-core machine; 11 s with one other busy process), CPU time alike.
-    threads=1,
 )

@@ -11,7 +11,7 @@ class TestMode(Observed):
     bn_calls: int                        # BatchNorm layers called
     bn_training_calls: int               # of which in training mode
     buffers_changed: list[str]           # buffers (running statistics) that changed
-    called_as: str = "test(test_loader)"   # or "test()": as the notebook's code calls it, by its signature
+    called_as: str = "test(test_loader)"   # or "test(loader=test_loader)", "test()": as the notebook calls it
     loaders_swapped: list[str] = []        # for test(): the DataLoaders it reads, pointed at the probe's for the call
 
 

@@ -26,6 +26,7 @@ import inspect
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.overrides import TorchFunctionMode
 
 from grader.run import probe_kernel as k
 
@@ -54,58 +55,77 @@ def training_setup(probe: k.Probe, key: str, cls) -> dict:
     torch.manual_seed(0)
     model = cls()
     train_loader, test_loader = small_loaders(probe)
-    info, _ = k.observe_training(probe, f"{key}/training", lambda: getattr(model, TRAIN)(train_loader, test_loader),
+    args, kwargs = k.loader_arguments(getattr(model, TRAIN), (train_loader, test_loader))
+    info, _ = k.observe_training(probe, f"{key}/training", lambda: getattr(model, TRAIN)(*args, **kwargs),
                                  model=model, watch=LOSSES)
     return info
 
 
-def takes_loader(method) -> bool:
-    """Whether `test` takes the loader (`test(self, test_loader)`) or nothing (`test(self)`, reading
-    a loader kept elsewhere): the course's stub leaves the choice to the team."""
-    try:
-        params = inspect.signature(method).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)
+def test_call(method, loader):
+    """(args, kwargs, in words) of calling `test` with `loader` as the notebook's code does."""
+    args, kwargs = k.loader_arguments(method, (loader,))
+    text = "test(test_loader)" if args else f"test({', '.join(f'{name}=test_loader' for name in kwargs)})"
+    return args, kwargs, text
+
+
+class BatchNormCalls(TorchFunctionMode):
+    """The `training` argument of every batch_norm called (a team's own F.batch_norm on its tensors too)."""
+
+    def __init__(self):
+        super().__init__()
+        self.training: list[bool] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") == "batch_norm":
+            self.training.append(bool(args[5] if len(args) > 5 else kwargs.get("training", False)))
+        return func(*args, **kwargs)
 
 
 def test_mode(probe: k.Probe, model) -> dict:
     """Whether `test` runs the network in eval mode (BatchNorm's calls, and its buffers unchanged), on
-    a copy, called as the notebook calls it: `test(loader)` with the probe's small loader, or `test()`
-    with the DataLoaders it reads (the globals its code names, the copy's own attributes, also those
-    `optimize` kept on the original) pointing at that loader for the call, so that it costs one batch
-    whatever the data."""
+    a copy, called as the notebook's code calls it: with the probe's small loader as its signature
+    takes it (`test(loader)`, `test(loader=...)`), or `test()` with the DataLoaders it reads (the
+    globals its code names, the copy's own attributes, also those `optimize` kept on the original)
+    pointing at that loader for the call, so that it costs one batch whatever the data. Every
+    BatchNorm that runs during the call counts, in whatever instance: `test` may evaluate the
+    notebook's own network (a global) rather than `self`."""
     kept = [name for name, value in list(vars(model).items()) if isinstance(value, torch.utils.data.DataLoader)]
     model = k.clone(model)
     model.train()
-    seen = []
-    hooks = [m.register_forward_pre_hook(lambda m, i: seen.append(bool(m.training)))
-             for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    seen_modules = []
+
+    def on_module(module, inputs):
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            seen_modules.append(bool(module.training))
+
+    functional = BatchNormCalls()
     before = {n: np.ndarray.tobytes(k.to_numpy(b)) for n, b in model.named_buffers() if b.is_floating_point()}
     _, test_loader = small_loaders(probe)
-    with_loader = takes_loader(model.test)
+    args, kwargs, called_as = test_call(model.test, test_loader)
+    with_loader = bool(args or kwargs)
     scope, names = ({}, []) if with_loader else k.global_loaders(model.test)
     saved = {name: scope[name] for name in names}
     attributes = [] if with_loader else sorted(set(kept) | {name for name, value in list(vars(model).items())
                                                             if isinstance(value, torch.utils.data.DataLoader)})
+    hooks = []
     try:
+        hooks.append(nn.modules.module.register_module_forward_pre_hook(on_module))
         for name in attributes:
             vars(model)[name] = test_loader    # the copy's own: nothing to restore
         for name in names:
             scope[name] = test_loader
-        if with_loader:
-            model.test(test_loader)
-        else:
-            model.test()
+        with functional:
+            model.test(*args, **kwargs)
     finally:
         for name, value in saved.items():
             scope[name] = value
         for h in hooks:
             h.remove()
     changed = [n for n, b in model.named_buffers() if n in before and np.ndarray.tobytes(k.to_numpy(b)) != before[n]]
+    seen = seen_modules or functional.training
     return {"bn_calls": len(seen), "bn_training_calls": sum(seen), "buffers_changed": changed,
-            "called_as": "test(test_loader)" if with_loader else "test()",
-            "loaders_swapped": names + [f"self.{name}" for name in attributes]}
+            "called_as": called_as, "loaders_swapped": names + [f"self.{name}" for name in attributes]}
 
 
 # The course's notebook hands out each class with these methods, each doing nothing.
@@ -186,9 +206,13 @@ def observe(probe: k.Probe) -> dict:
             net["trained"] = info if ok else None
         # How `test` runs: on the trained network, else on a new one (its mode does not depend on training).
         tested = instance if instance is not None else model
-        if tested is not None and hasattr(tested, "test"):
+        try:   # a `test` property or a __getattr__ may raise anything: the step records it, the probe goes on
+            has_test = tested is not None and hasattr(tested, "test")
+            called = test_call(tested.test, None)[2] if has_test else ""
+        except Exception:
+            has_test, called = tested is not None, "test"
+        if has_test:
             what = label if instance is not None else f"a new {class_name}()"
-            called = "test(test_loader)" if takes_loader(tested.test) else "test()"
             ok, info = k.guarded(probe, f"{key}: {what}.{called}", test_mode, probe, tested)
             net["test_mode"] = info if ok else None
             net["test_on"] = "trained" if instance is not None else "fresh"
