@@ -276,12 +276,17 @@ def outputs() -> dict[Path, bytes]:
     return files
 
 
-def main(argv: list[str] | None = None) -> int:
-    check, stale = write_or_check(outputs(), argv, __doc__.splitlines()[0])
+def examples_main(files: dict[Path, bytes], examples, argv: list[str] | None, description: str) -> int:
+    """The command line of an examples generator: write (or --check) `files`, then say what each example loses."""
+    check, stale = write_or_check(files, argv, description)
     if not check:
-        for ex in EXAMPLES:
+        for ex in examples:
             print(f"  {ex.zip_name}: loses {', '.join(ex.loses) or 'nothing'}")
     return 1 if (check and stale) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return examples_main(outputs(), EXAMPLES, argv, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

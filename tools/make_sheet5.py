@@ -26,8 +26,8 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_examples import deterministic_zip, make_pdf, team  # noqa: E402
-from make_notebooks import ROOT, Member, notebook_of, src, write_or_check  # noqa: E402
+from make_examples import deterministic_zip, examples_main, make_pdf, team  # noqa: E402
+from make_notebooks import ROOT, Member, notebook_of, src  # noqa: E402
 
 SHEET5 = ROOT / "grader" / "sheets" / "sheet5"
 REFERENCE = SHEET5 / "reference"
@@ -416,11 +416,7 @@ def outputs() -> dict[Path, bytes]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    check, stale = write_or_check(outputs(), argv, __doc__.splitlines()[0])
-    if not check:
-        for ex in EXAMPLES:
-            print(f"  {ex.zip_name}: loses {', '.join(ex.loses) or 'nothing'}")
-    return 1 if (check and stale) else 0
+    return examples_main(outputs(), EXAMPLES, argv, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
