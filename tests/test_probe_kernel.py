@@ -147,6 +147,19 @@ def test_candidates_name_what_a_call_returned_by_the_cell_that_assigned_it():
     assert found[0]["where"] == "returned by net.optimize in In [3]"
 
 
+def test_without_recorded_calls_the_cells_that_call_the_method_name_its_values():
+    """The class was made before the set-up step could see it: the notebook's cells say what the
+    calls' values were assigned to (or their Out[n]), and how the method was called."""
+    net = Flat()
+    history = ["", "net = Flat()", "acc = net.optimize(train, test)", "net.optimize(train, test)"]
+    probe = k.Probe({"net": net, "acc": [0.4, 0.5], "In": history, "Out": {3: [0.6, 0.7]}})
+    found = k.candidates(probe, "net", net, [], "optimize")
+    assert [(c["name"], c["values"], c["where"]) for c in found] == [
+        ("acc", [0.4, 0.5], "assigned in In [2]"), ("Out[3]", [0.6, 0.7], "the value of In [3]")]
+    assert k.notebook_call(probe, "optimize") == ("net.optimize(train, test)", 2)
+    assert k.notebook_call(probe, "test") == ("", None)
+
+
 def test_training_is_stopped_after_the_steps_asked_for_with_what_each_did():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3))

@@ -461,6 +461,14 @@ def _cell_tree(probe: Probe, source):
         return None
 
 
+def cells_mentioning(probe: Probe, text: str):
+    """(n, the parsed cell) for each cell In [n] of the notebook's history whose source holds `text`."""
+    history = probe.ns.get("In", [])
+    for number, source in enumerate(history if isinstance(history, list) else []):
+        if isinstance(source, str) and text in source and (tree := _cell_tree(probe, source)) is not None:
+            yield number, tree
+
+
 def assigned_names(probe: Probe, cell, label: str, method: str):
     """The names the cell In [cell] assigns a `method` call's value to: `acc = m.fit(...)`
     → ["acc"]; `tr, te = m.fit(...)` → ["tr", "te"] (None when the cell says nothing clear)."""
@@ -524,14 +532,8 @@ def candidates(probe: Probe, label: str, instance, calls: list[dict], method: st
     if not calls and label.isidentifier():
         # Recorded calls are missing (the class was made before the set-up step could see it):
         # the cells that call `label.method(...)` name what they assign its value to.
-        history = probe.ns.get("In", [])
         outputs = probe.ns.get("Out", {})
-        for number, source in enumerate(history if isinstance(history, list) else []):
-            if not isinstance(source, str) or f"{label}.{method}" not in source:
-                continue
-            tree = _cell_tree(probe, source)
-            if tree is None:
-                continue
+        for number, tree in cells_mentioning(probe, f"{label}.{method}"):
             for node in ast.walk(tree):
                 value = getattr(node, "value", None)
                 call = value if isinstance(value, ast.Call) else None
@@ -611,13 +613,7 @@ def stub_kind(node):
 
 def notebook_call(probe: Probe, method: str):
     """The notebook's first call of `<something>.<method>(...)`, as written, and its positional arguments."""
-    history = probe.ns.get("In", [])
-    for source in history if isinstance(history, list) else []:
-        if not isinstance(source, str) or f".{method}(" not in source:
-            continue
-        tree = _cell_tree(probe, source)
-        if tree is None:
-            continue
+    for _, tree in cells_mentioning(probe, f".{method}("):
         for node in ast.walk(tree):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == method
                     and not any(isinstance(a, ast.Starred) for a in node.args)):
