@@ -55,7 +55,7 @@ def normalise_report(report: dict) -> dict:
     report.pop("graded_at", None)
     report.pop("schema_version", None)   # the report format's version (1.1: overrides as objects)
     execution = report.get("execution", {})
-    for key in ("duration_s", "timings"):
+    for key in ("duration_s", "cpu_s", "timings"):
         execution.pop(key, None)
     report["accuracies"] = {name: values if isinstance(values, int) else len(values)   # how many, not which
                             for name, values in report.get("accuracies", {}).items()}
