@@ -231,11 +231,17 @@ def test_a_bare_notebook_and_a_folder_are_told_to_zip():
 # ----------------------------------------------------------------------------- real runs
 
 def _student_setting(tmp_path: Path, monkeypatch) -> None:
-    """As on a student's laptop: no grading.toml in the folder (the code's defaults), the shipped
-    calibration (a copy: nothing is written into the repository)."""
+    """As on a student's laptop: the wheel built for Sheet 6 (its built_for.json names the sheet), no
+    grading.toml in the folder (the code's defaults), the shipped calibration (a copy: nothing is
+    written into the repository)."""
+    import grader.sheet
+
     calibration = tmp_path / "calibration.json"
     shutil.copy(ROOT / "reference" / "calibration.json", calibration)
     monkeypatch.setenv("GRADER_CALIBRATION", str(calibration))
+    built_for = tmp_path / "built_for.json"
+    built_for.write_text('{"sheet": "sheet6"}', encoding="utf-8")
+    monkeypatch.setattr(grader.sheet, "BUILT_FOR", built_for)
     monkeypatch.chdir(tmp_path)
 
 
@@ -256,7 +262,7 @@ def test_a_correctly_named_folder_is_zipped_not_renamed(tmp_path, monkeypatch):
     (folder / "sheet6" / "pyvenv.cfg").write_text("home = /usr/bin\n")
     nbformat.write(nb, str(folder / "sheet6" / "share" / "example.ipynb"))
     console = Console(record=True, width=250, force_terminal=False)
-    code = check_path(folder, config_path=None, as_json=False, full=False, console=console, sheet="sheet6")
+    code = check_path(folder, config_path=None, as_json=False, full=False, console=console)
     text = console.export_text()
     assert code == 1, text
     assert (f"upload: zip these files of the folder (Assignment_6.ipynb, sheet6.pdf) as {CORRECT}, and upload the zip"
@@ -275,8 +281,7 @@ def test_a_bare_notebook_is_told_to_zip_with_its_pdf(tmp_path, monkeypatch):
                 nbformat.v4.new_code_cell("x = 1")]
     nbformat.write(nb, str(tmp_path / "Assignment_6.ipynb"))
     console = Console(record=True, width=250, force_terminal=False)
-    check_path(tmp_path / "Assignment_6.ipynb", config_path=None, as_json=False, full=False, console=console,
-               sheet="sheet6")
+    check_path(tmp_path / "Assignment_6.ipynb", config_path=None, as_json=False, full=False, console=console)
     text = console.export_text()
     assert f"upload: zip it with your PDF (6.1-6.5, 6.7) as {CORRECT}" in text, text
     assert "rename" not in text
