@@ -53,11 +53,25 @@ def _not_done(folder: Path, info: dict, busy: dict[Path, str]) -> str | None:
     if folder in busy:
         return f"shard {info['shard']} ({folder}) is still being graded by {busy[folder]}"
     if info.get("state", "done") == "done":   # markers of earlier versions were written at the end
-        return None
+        return _lacking_reports(folder, info)
     who = f"{info.get('command', 'grader grade')} (pid {info.get('pid', '?')} on {info.get('host', '?')}, " \
           f"since {info.get('since', '?')})"
     return (f"shard {info['shard']} ({folder}) did not finish: it was started by {who}, which holds it no "
             f"longer (stopped, killed or out of time?); run that shard again")
+
+
+def _lacking_reports(folder: Path, info: dict) -> str | None:
+    """Why a done shard's folder is not whole: reports of stems its marker lists are not there (the
+    folder was copied in part, or a report was deleted), or None."""
+    stems = info.get("stems")
+    if not isinstance(stems, list):
+        return None
+    gone = sorted(s for s in stems if isinstance(s, str) and not (folder / f"{s}.json").is_file())
+    if not gone:
+        return None
+    shown = ", ".join(gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
+    return (f"shard {info['shard']} ({folder}) lacks {len(gone)} of the {len(stems)} report(s) it graded ({shown}): "
+            f"was it copied in part? Copy it again, or run that shard again")
 
 
 def check_shards(inputs: list[Path], *, partial: bool = False, busy: dict[Path, str] | None = None) -> list[str]:

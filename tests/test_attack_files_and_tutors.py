@@ -51,3 +51,22 @@ def test_an_entry_whose_local_header_names_it_otherwise_is_unpacked_by_its_direc
     nbformat.read(ws.notebook, as_version=4)
     assert (tmp_path / "ws" / "ok.txt").read_bytes() == b"the local name climbs out"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["subs", "ws"]      # nothing written outside
+
+
+# ---------------------------------------------------------------- merge of shards
+
+def test_a_done_shard_that_lacks_reports_it_lists_is_refused(tmp_path):
+    """A shard's marker lists the stems it graded; a folder copied in part (an interrupted scp, a
+    report deleted by hand) was merged without a word, and the team was missing from cms.csv."""
+    from test_tutors_data import ALICE, BOB, CARL, cms, grader, shard
+
+    one = shard(tmp_path / "shard-1", [ALICE], {"shard": "1/2", "state": "done", "stems": [ALICE[0]]})
+    two = shard(tmp_path / "shard-2", [BOB], {"shard": "2/2", "state": "done", "stems": [BOB[0], CARL[0]]})
+    out = tmp_path / "merged"
+    code, output = grader("merge", str(one), str(two), "--out", str(out), cwd=tmp_path)
+    assert code == 2, output
+    assert "shard 2/2" in output and CARL[0] in output and "report" in output, output
+    assert not (out / "cms.csv").exists()
+    code, output = grader("merge", str(one), str(two), "--out", str(out), "--partial", cwd=tmp_path)
+    assert code == 0 and "PARTIAL" in output and CARL[0] in output, output
+    assert "7000003" in cms(out, "PARTIAL-cms.csv") and not (out / "cms.csv").exists()
