@@ -70,3 +70,78 @@ def test_a_done_shard_that_lacks_reports_it_lists_is_refused(tmp_path):
     code, output = grader("merge", str(one), str(two), "--out", str(out), "--partial", cwd=tmp_path)
     assert code == 0 and "PARTIAL" in output and CARL[0] in output, output
     assert "7000003" in cms(out, "PARTIAL-cms.csv") and not (out / "cms.csv").exists()
+
+
+# ---------------------------------------------------------------- one team, two spellings, over weeks
+
+def _graded_as(job, report_item, out: Path):
+    """The report a grade of `job` would write (built by hand: no kernel), for the file it grades."""
+    from grader.report.store import write_report
+
+    from test_report_outputs import CONFIG
+
+    _, report = report_item
+    report = report.model_copy(update={"submission": report.submission.model_copy(
+        update={"file": job.submission.rel, "sha256": job.submission.sha256, "stem": job.stem}),
+        "grader": report.grader.model_copy(update={"grader_hash": "g", "config_hash": CONFIG.fingerprint[:16]})})
+    write_report(report, out, job.stem)
+    return job.stem, report
+
+
+def test_a_second_spelling_of_a_team_leaves_the_first_ones_report_and_points_where_they_are(tmp_path):
+    """Week 1: the team's zip (NFC name) is graded and the tutors give points. Week 2 the same team
+    uploads again from a Mac (NFD name). The first file used to lose its stem to `S~hash`: its
+    report and points went to removed/ "no longer in the folder" (it still was), it was graded
+    again, and cms.csv lost its points. Week 3 the tutors keep the Mac upload, grade it and remove
+    the first: the points they gave the Mac upload are the ones in cms.csv."""
+    import unicodedata
+
+    from grader.batch import plan
+    from grader.report.outputs import write_batch_outputs
+    from grader.report.store import read_report
+    from test_report_outputs import ALICE, CONFIG, fill
+    from test_tutors_data import cms
+
+    name = "Anna Äpfel_7000001_Bernd Brot_0700002"
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    subs.mkdir()
+    first = subs / (unicodedata.normalize("NFC", name) + ".ipynb")
+    first.write_text(solution_notebook(), encoding="utf-8")
+
+    def run():
+        planned = plan(subs, CONFIG, out, shard=None, force=False, grader_hash="g")
+        reports = [*planned.cached, *(_graded_as(job, ALICE, out) for job in planned.jobs)]
+        warnings = write_batch_outputs(reports, out, CONFIG, notes=planned.duplicates)
+        return planned, warnings
+
+    planned, _ = run()
+    (stem,) = [job.stem for job in planned.jobs]
+    fill(out / "manual_points.csv", {stem: {"6.1": "3", "6.2": "1"}})
+    run()
+    assert cms(out)["7000001"]["6.1"] == "3"
+
+    second = subs / (unicodedata.normalize("NFD", name) + ".ipynb")
+    second.write_text(solution_notebook() + " ", encoding="utf-8")
+    planned, warnings = run()
+    assert [s for s, _ in planned.cached] == [stem], "the first upload, unchanged, was graded again"
+    (new,) = [job.stem for job in planned.jobs]
+    assert new != stem and planned.duplicates
+    assert not any("no longer in the folder" in w for w in warnings), warnings
+    assert read_report(out / f"{stem}.json").exercises[0].points == 3
+    sheet = {r["stem"]: r for r in csv_rows(out / "manual_points.csv")}
+    assert sheet[stem]["6.1 (max 3.75)"] == "3" and sheet[new]["6.1 (max 3.75)"] == "", sheet
+
+    fill(out / "manual_points.csv", {new: {"6.1": "2.5"}})
+    first.unlink()
+    planned, warnings = run()
+    assert [s for s, _ in planned.cached] == [new] and not planned.jobs
+    assert any("no longer in the folder" in w and stem in w for w in warnings), warnings
+    assert cms(out)["7000001"]["6.1"] == "2.5" and cms(out)["7000001"]["team"] == new
+    assert (out / "removed" / f"{stem}.json").exists()
+
+
+def csv_rows(path: Path):
+    import csv
+    import io
+
+    return csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig")))
