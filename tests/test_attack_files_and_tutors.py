@@ -145,3 +145,30 @@ def csv_rows(path: Path):
     import io
 
     return csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig")))
+
+
+# ---------------------------------------------------------------- the outputs' manifest, edited
+
+def test_an_edited_manifest_removes_no_file_that_is_not_a_derived_one_in_any_letter_case(tmp_path):
+    """`.grader.outputs` names what the last run wrote; a file it names that this run did not write
+    is removed. Edited to name the tutors' sheet or a report in other letter case (one and the same
+    file on a Mac's or Windows' disk), a tutor's notes or a path outside, none of them may go."""
+    import json
+
+    from grader.report.outputs import MANIFEST, write_batch_outputs
+    from grader.report.store import write_report
+    from test_report_outputs import ALICE, CONFIG
+
+    out = tmp_path / "out"
+    write_report(ALICE[1], out, ALICE[0])
+    write_batch_outputs([ALICE], out, CONFIG)
+    (tmp_path / "outside.html").write_text("keep")
+    names = ["MANUAL_POINTS.CSV", "Manual_points.csv", f"{ALICE[0]}.JSON", "notes.txt", "Notes.md",
+             "../outside.html", "feedback/../../outside.html", "/etc/hostname"]
+    for name in names[:5]:
+        (out / name).write_text("a tutor's file")
+    manifest = json.loads((out / MANIFEST).read_text())
+    (out / MANIFEST).write_text(json.dumps({**manifest, "files": manifest["files"] + names}))
+    write_batch_outputs([ALICE], out, CONFIG)
+    assert all((out / name).exists() for name in names[:5]), sorted(p.name for p in out.iterdir())
+    assert (tmp_path / "outside.html").read_text() == "keep"

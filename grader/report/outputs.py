@@ -261,13 +261,15 @@ def _files_under(folder: Path) -> list[str]:
 
 
 def _derived_name(rel: str) -> bool:
-    """A name a run may have written: a file of the folder or a feedback page, not hidden, not a
-    report, not the tutors' sheet."""
+    """A name a run may have written: a CSV or page of the folder or a feedback page, not hidden, not
+    a report, not the tutors' sheet, in any letter case (on a Mac's or Windows' disk `Manual_Points.CSV`
+    is the sheet): an edited manifest removes nothing else."""
     parts = rel.split("/") if isinstance(rel, str) else []
     if not parts or len(parts) > 2 or (len(parts) == 2 and parts[0] != FEEDBACK_DIR):
         return False
     name = parts[-1]
-    return bool(name) and name not in ("..", SHEET_NAME) and not name.startswith(".") and not name.endswith(".json")
+    return (name.endswith(".html") or (len(parts) == 1 and name.endswith(".csv"))) and not name.startswith(".") \
+        and name.casefold() != SHEET_NAME.casefold()
 
 
 def _commit(stage: Path, out_dir: Path, *, stems: list[str], partial: str | None) -> list[str]:
