@@ -172,3 +172,53 @@ def test_an_edited_manifest_removes_no_file_that_is_not_a_derived_one_in_any_let
     write_batch_outputs([ALICE], out, CONFIG)
     assert all((out / name).exists() for name in names[:5]), sorted(p.name for p in out.iterdir())
     assert (tmp_path / "outside.html").read_text() == "keep"
+
+
+# ---------------------------------------------------------------- the sheet in Excel over weeks
+
+def _excel_opens(data: bytes) -> str:
+    """What Excel (German Windows) reads in a CSV file: UTF-8 when it starts with a BOM, else
+    Windows-1252."""
+    return data[3:].decode("utf-8") if data.startswith(b"\xef\xbb\xbf") else data.decode("cp1252")
+
+
+def _excel_saves(text: str) -> bytes:
+    """Excel's "CSV (Trennzeichen-getrennt)": Windows-1252, no BOM."""
+    return text.encode("cp1252")
+
+
+def _excel_edit(sheet: Path, values: dict) -> None:
+    """A tutor opens the sheet in Excel, fills cells, and saves it as "CSV"."""
+    from test_report_outputs import fill
+
+    sheet.write_text(_excel_opens(sheet.read_bytes()), encoding="utf-8")
+    fill(sheet, values)
+    sheet.write_bytes(_excel_saves(sheet.read_text(encoding="utf-8")))
+
+
+def test_a_sheet_excel_saved_as_windows_1252_stays_readable_in_excel_when_the_grader_rewrites_it(tmp_path):
+    """A tutor saves the sheet from Excel as "CSV" (Windows-1252). A late team arrives and the grader
+    writes the sheet again, as UTF-8 without a BOM, which Excel shows as 'Ã„pfel'; the tutor adds a
+    comment ("schön") and saves: 'Ã„' becomes the bytes of UTF-8 'Ä', 'ö' a Windows-1252 byte, the
+    file is read as Windows-1252 and every team with an umlaut was an unknown team."""
+    from grader.report.outputs import write_batch_outputs
+    from grader.report.store import write_report
+    from test_report_outputs import ALICE, BOB, CONFIG
+    from test_tutors_data import CARL, cms, graded
+
+    out = tmp_path / "out"
+    for stem, report in (ALICE, BOB):
+        write_report(report, out, stem)
+    write_batch_outputs([ALICE, BOB], out, CONFIG)
+    sheet = out / "manual_points.csv"
+    _excel_edit(sheet, {ALICE[0]: {"6.1": "3,5"}, BOB[0]: {"6.2": "1"}})
+    assert not sheet.read_bytes().startswith(b"\xef\xbb\xbf")
+    write_batch_outputs(graded(out, [ALICE, BOB]), out, CONFIG)
+    assert cms(out)["7000001"]["6.1"] == "3.5"
+
+    write_report(CARL[1], out, CARL[0])     # a late team: the grader adds its row
+    write_batch_outputs([*graded(out, [ALICE, BOB]), CARL], out, CONFIG)
+    assert "Äpfel" in _excel_opens(sheet.read_bytes()), "Excel shows the names garbled"
+    _excel_edit(sheet, {CARL[0]: {"comment": "schön"}})
+    write_batch_outputs(graded(out), out, CONFIG)
+    assert cms(out)["7000001"]["6.1"] == "3.5" and cms(out)["7000003"]["6.2"] == "1"

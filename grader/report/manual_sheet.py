@@ -357,7 +357,10 @@ def write_manual_sheet(reports: list[tuple[str, Report]], out_dir: Path, config:
         original = path.read_bytes()
         text = decode_sheet(original, path)
         delimiter, parsed = read_rows(text)
-        bom = original.startswith(b"\xef\xbb\xbf") or sheet_encoding_note(original) is not None
+        # Written back as UTF-8: with a BOM where the tutors' file had one, or was not UTF-8 at all
+        # (Excel's "CSV" is Windows-1252: without a BOM, Excel would show 'Ã„pfel' and save that).
+        bom = original.startswith(b"\xef\xbb\xbf") or sheet_encoding_note(original) is not None \
+            or not _is_utf8(original)
         if parsed:
             old_header = [h.strip().lstrip("\ufeff") for h in parsed[0][1]]
             old_keys = [_column_key(h, config) for h in old_header]
@@ -405,6 +408,14 @@ def write_manual_sheet(reports: list[tuple[str, Report]], out_dir: Path, config:
     if returning:
         _write_removed_rows(out_dir, config, drop=set(returning))
     return path
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def _keyed_rows(text: str, config: Config) -> tuple[dict[tuple[str, str], str], list[tuple[int, str, dict]]]:
