@@ -222,3 +222,35 @@ def test_a_sheet_excel_saved_as_windows_1252_stays_readable_in_excel_when_the_gr
     _excel_edit(sheet, {CARL[0]: {"comment": "schön"}})
     write_batch_outputs(graded(out), out, CONFIG)
     assert cms(out)["7000001"]["6.1"] == "3.5" and cms(out)["7000003"]["6.2"] == "1"
+
+
+def test_names_that_windows_1252_lacks_are_found_again_after_excel_wrote_question_marks(tmp_path):
+    """Excel's "CSV" (Windows-1252) has no 'ễ', 'ă', 'Ł' or 'Ż': it saves them as '?'. The team's row
+    was an unknown team ("fix the name or delete the row"), and every team of the course with such a
+    name stopped the merge. The row is the team's where the name matches but for those letters; the
+    sheet is written back with the names as they are."""
+    from grader.report.outputs import write_batch_outputs
+    from grader.report.store import write_report
+    from test_report_outputs import ALICE, CONFIG, make_report
+    from test_tutors_data import cms, graded
+
+    nguyen = make_report([("Nguyễn Văn An", "7000008"), ("Łukasz Żak", "7000009")])
+    out = tmp_path / "out"
+    for stem, report in (ALICE, nguyen):
+        write_report(report, out, stem)
+    write_batch_outputs([ALICE, nguyen], out, CONFIG)
+    sheet = out / "manual_points.csv"
+    text = _excel_opens(sheet.read_bytes())
+    sheet.write_bytes(text.encode("cp1252", errors="replace"))
+    assert b"Nguy?n V?n An_7000008_?ukasz ?ak_7000009" in sheet.read_bytes()
+    sheet.write_text(sheet.read_bytes().decode("cp1252"), encoding="utf-8")
+    from test_report_outputs import fill
+    fill(sheet, {"Nguy?n V?n An_7000008_?ukasz ?ak_7000009": {"6.1": "2"}, ALICE[0]: {"6.2": "1"}})
+    sheet.write_bytes(sheet.read_text(encoding="utf-8").encode("cp1252"))
+
+    write_batch_outputs(graded(out, [ALICE, nguyen]), out, CONFIG)
+    assert cms(out)["7000008"]["6.1"] == "2" and cms(out)["7000001"]["6.2"] == "1"
+    assert nguyen[0] in _excel_opens(sheet.read_bytes())            # the names as they are, again
+    assert "?ukasz" not in _excel_opens(sheet.read_bytes())
+    write_batch_outputs(graded(out, [ALICE, nguyen]), out, CONFIG)   # and read back as such
+    assert cms(out)["7000009"]["6.1"] == "2"

@@ -101,6 +101,35 @@ def _nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text).strip()
 
 
+def known_stem(cell: str, known: dict[str, str]) -> str | None:
+    """The stem (a value of `known`, by NFC key) that a sheet's stem cell names: as written, or as
+    Excel's "CSV" (Windows-1252) leaves it: a letter it lacks (ễ, ă, Ł, Ż) saved as '?' or without
+    its accent. Such a cell names a stem only when it names no other."""
+    cell = _nfc(cell)
+    if cell in known or not cell.isprintable():
+        return known.get(cell)
+    found = [stem for key, stem in known.items() if _lossy_copy(cell, key)]
+    return found[0] if len(found) == 1 else None
+
+
+def _lossy_copy(cell: str, name: str) -> bool:
+    if len(cell) != len(name) or cell == name:
+        return False
+    return all(a == b or (not _in_cp1252(b) and a in ("?", _base_letter(b))) for a, b in zip(cell, name))
+
+
+def _in_cp1252(ch: str) -> bool:
+    try:
+        ch.encode("cp1252")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _base_letter(ch: str) -> str:
+    return unicodedata.normalize("NFKD", ch)[0]
+
+
 def decode_sheet(data: bytes, path: Path | str) -> str:
     """The sheet's text. UTF-8 (with or without BOM), Windows-1252 (Excel's "CSV"), and UTF-16 or
     UTF-32 with a byte-order mark (Excel's "Unicode Text") are read; anything else is one
@@ -179,7 +208,8 @@ def _parse_sheet(text: str, path: Path, known: dict[str, str], config: Config, *
     stem_index = keys.index(("info", "stem"))
     for line, fields in rows[1:]:
         raw_stem = fields[stem_index].strip() if stem_index < len(fields) else ""
-        if raw_stem and _nfc(raw_stem) not in known and (skip is None or _nfc(raw_stem) in skip):
+        stem = known_stem(raw_stem, known) if raw_stem else None
+        if raw_stem and stem is None and (skip is None or known_stem(raw_stem, {s: s for s in skip})):
             continue   # a submission no longer in the folder: its row is set aside, not read
         where = f"line {line} (team {raw_stem!r})" if raw_stem else f"line {line}"
         if len(fields) > len(header):  # even when the extra cells are empty: the values have shifted
@@ -194,7 +224,6 @@ def _parse_sheet(text: str, path: Path, known: dict[str, str], config: Config, *
         if not raw_stem:
             problems.append(f"{where}: the 'stem' cell is empty")
             continue
-        stem = known.get(_nfc(raw_stem))
         if stem is None:
             problems.append(f"{where}, column 'stem': unknown team: no report of that name among the "
                             f"{len(known)} graded submission(s); fix the name or delete the row")
@@ -375,6 +404,10 @@ def write_manual_sheet(reports: list[tuple[str, Report]], out_dir: Path, config:
     present, leaving, kept = set(), {}, []
     for row in rows:
         nfc_stem = _nfc(row[stem_col])
+        named = known_stem(nfc_stem, {key: key for key in (*by_stem, *aside)})
+        if named is not None and named != nfc_stem:   # a name Excel saved with '?': written as it is
+            row[stem_col] = by_stem[named][0] if named in by_stem else named
+            nfc_stem = named
         if nfc_stem in aside:
             leaving[nfc_stem] = {k: v for k, v in zip(keys, row) if k and v.strip()}
             continue
