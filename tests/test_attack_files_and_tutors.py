@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from grader.config import Archive, Naming
 from grader.intake import identify, unpack
@@ -254,3 +255,40 @@ def test_names_that_windows_1252_lacks_are_found_again_after_excel_wrote_questio
     assert "?ukasz" not in _excel_opens(sheet.read_bytes())
     write_batch_outputs(graded(out, [ALICE, nguyen]), out, CONFIG)   # and read back as such
     assert cms(out)["7000009"]["6.1"] == "2"
+
+
+# ---------------------------------------------------------------- a notebook's errors, huge
+
+@pytest.mark.kernel
+def test_errors_with_huge_messages_are_kept_but_bounded(tmp_path):
+    """Errors are always kept (the verdict reads them), but they were kept whole: 20 cells raising a
+    5 MB message made a 200 MB notebook in the worker (707 MB resident; 200 such cells, well within
+    the cell cap, would take it past any --mem) and an executed copy too large to write. Each error
+    now keeps its type, the start of its message and the end of its traceback within the cell's
+    output limit; what is cut says so."""
+    import asyncio
+    import json
+
+    from grader.config import config_from_dict
+    from grader.run.execute import KernelSession
+    from grader.run.sandbox import kernel_command
+
+    config = config_from_dict({"limits": {"cell_timeout_s": 60, "notebook_timeout_s": 300}})
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"raise ValueError('start{i} ' + 'x' * 5_000_000)") for i in range(20)]
+    nb.cells.append(nbformat.v4.new_code_cell("import no_such_module_here"))
+
+    async def run():
+        async with KernelSession(kernel_command(config, tmp_path), tmp_path, config.limits) as session:
+            return await session.run_notebook(nb)
+    execution = asyncio.run(run())
+    assert execution.info.status == "errors"
+    assert len(execution.info.errors) == 21
+    for i, cell in enumerate(execution.notebook.cells[:20]):
+        (error,) = [o for o in cell.outputs if o.output_type == "error"]
+        assert error.ename == "ValueError" and error.evalue.startswith(f"start{i} xxx")
+        assert len(json.dumps(error)) <= config.limits.output_kb * 1024 + 1024
+        assert "cut" in error.evalue and any("ValueError" in line for line in error.traceback)
+    last = [o for o in execution.notebook.cells[20].outputs if o.output_type == "error"][0]
+    assert last.ename == "ModuleNotFoundError" and last.evalue == "No module named 'no_such_module_here'"
+    assert len(json.dumps(execution.notebook)) < 3 * 2**20

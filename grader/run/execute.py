@@ -129,6 +129,37 @@ class CodeResult:
     error: str | None = None
 
 
+ERROR_FLOOR = 2048   # bytes an error keeps once the notebook's outputs are at their limit
+
+
+def bounded_error(content: dict, limit: int) -> dict:
+    """An error output within about `limit` bytes: its type, the start of its message and the end of
+    its traceback (where it was raised), each cut part saying so. A cell that raises a 5 MB message
+    is kept as an error (the verdict reads it), not as 10 MB (message and traceback) per cell."""
+    if len(json.dumps(content, default=str)) <= limit:
+        return content
+    ename = str(content.get("ename", ""))[:200]
+    evalue_all = str(content.get("evalue", ""))
+    lines_all = [str(line) for line in content.get("traceback") or []]
+    keep = max(200, limit // 4)
+    while True:
+        evalue = evalue_all if len(evalue_all) <= keep else (
+            evalue_all[:keep] + f" … [grader: message cut after {keep:,} of {len(evalue_all):,} characters]")
+        room, lines = max(keep, limit - keep - len(ename) - 200), []
+        for line in reversed(lines_all):
+            if len(line) > keep:
+                line = line[:keep] + f" … [grader: line cut after {keep:,} of {len(line):,} characters]"
+            if lines and len(line) > room:
+                lines.insert(0, f"[grader: {len(lines_all) - len(lines)} earlier line(s) of the traceback left out]")
+                break
+            lines.insert(0, line)
+            room -= len(line)
+        bounded = {**content, "ename": ename, "evalue": evalue, "traceback": lines}
+        if len(json.dumps(bounded, default=str)) <= limit or keep <= 100:
+            return bounded
+        keep //= 2
+
+
 class _CappedClient(NotebookClient):
     """nbclient, keeping at most `output_limit` bytes of output per cell (a cell that prints
     megabytes would otherwise end up whole in the report and the executed notebook), and at most
@@ -153,6 +184,9 @@ class _CappedClient(NotebookClient):
         return super().process_message(msg, cell, cell_index)
 
     def output(self, outs, msg, display_id, cell_index):
+        if msg["msg_type"] == "error":   # kept whatever the limits, so bounded itself
+            room = self.output_limit if self.bytes_kept < self.total_limit else ERROR_FLOOR
+            msg = {**msg, "content": bounded_error(msg.get("content") or {}, room)}
         size = len(json.dumps(msg.get("content", {}), default=str))
         used = self.output_bytes.get(cell_index, 0) + size
         self.output_bytes[cell_index] = used
