@@ -167,19 +167,29 @@ def merge_reports(inputs: list[Path], out_dir: Path, *, partial: bool = False) -
     return reports
 
 
-def _hold_inputs(stack: ExitStack, inputs: list[Path], out_dir: Path, partial: bool) -> dict[Path, str]:
+_READING = "grader merge (reading)"
+
+
+def _hold_inputs(stack: ExitStack, inputs: list[Path], out_dir: Path, partial: bool,
+                 say=None) -> dict[Path, str]:
     """Hold every input folder's lock while merging: no shard starts grading into a folder being
     merged. A folder another grader holds is refused (FolderBusy, naming the holder), or with
-    `partial` read as it is; returns those folders with their holders."""
+    `partial` read as it is; returns those folders with their holders. One that another merge is
+    reading is waited for (`say` is told): reading it twice does no harm."""
     busy = {}
     for folder in inputs:
         if folder.resolve() == out_dir.resolve() or not folder.is_dir():
             continue
         lock = folder / OUT_DIR_LOCK
         try:
-            stack.enter_context(hold(lock, command="grader merge (reading)", what=f"the folder {folder}", wait=False))
+            stack.enter_context(hold(lock, command=_READING, what=f"the folder {folder}", wait=False))
         except FolderBusy:
-            busy[folder] = describe_holder(lock)
+            holder = describe_holder(lock)
+            if holder.startswith(_READING + " "):
+                stack.enter_context(hold(lock, command=_READING, what=f"the folder {folder}", wait=True,
+                                         on_wait=say))
+                continue
+            busy[folder] = holder
             if not partial and shard_marker(folder) is None:
                 raise FolderBusy(f"the folder {folder} is being written by {busy[folder]}: merge it once that "
                                  "grader is done, or merge what is there with --partial") from None
@@ -214,7 +224,8 @@ def merge_command(args, console: Console) -> int:
         if restore == "":
             return _list_versions(out_dir, config, console)
         with ExitStack() as stack:
-            busy = _hold_inputs(stack, inputs, out_dir, partial)
+            busy = _hold_inputs(stack, inputs, out_dir, partial,
+                                say=lambda line: console.print(terminal(line), highlight=False))
             lacking = check_shards(inputs, partial=partial, busy=busy)
             if restore:
                 chosen, replaced = restore_version(out_dir, restore)

@@ -292,3 +292,29 @@ def test_errors_with_huge_messages_are_kept_but_bounded(tmp_path):
     last = [o for o in execution.notebook.cells[20].outputs if o.output_type == "error"][0]
     assert last.ename == "ModuleNotFoundError" and last.evalue == "No module named 'no_such_module_here'"
     assert len(json.dumps(execution.notebook)) < 3 * 2**20
+
+
+def test_a_shard_another_merge_is_reading_is_waited_for(tmp_path):
+    """Two tutors merge the same shards into two folders at once: the second was refused, told the
+    shard "is still being graded by grader merge (reading)" and to wait until every shard is done.
+    Reading a shard twice does no harm: it waits for the other merge, and says so."""
+    import subprocess
+    import sys
+
+    from test_tutors_data import ALICE, BOB, ROOT, cms, grader, shard
+
+    one = shard(tmp_path / "shard-1", [ALICE], {"shard": "1/2", "state": "done", "stems": [ALICE[0]]})
+    two = shard(tmp_path / "shard-2", [BOB], {"shard": "2/2", "state": "done", "stems": [BOB[0]]})
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from pathlib import Path; from grader.locks import hold\n"
+        f"with hold(Path({str(one / '.grader.lock')!r}), command='grader merge (reading)', what='x', wait=False):\n"
+        "    print('held', flush=True); time.sleep(3)")], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, output = grader("merge", str(one), str(two), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 0, output
+    assert "being graded" not in output and f"in use by grader merge (reading) (pid {holder.pid}" in output, output
+    assert "waiting" in output and {"7000001", "7000003"} <= set(cms(tmp_path / "out"))
