@@ -318,3 +318,34 @@ def test_a_shard_another_merge_is_reading_is_waited_for(tmp_path):
     assert code == 0, output
     assert "being graded" not in output and f"in use by grader merge (reading) (pid {holder.pid}" in output, output
     assert "waiting" in output and {"7000001", "7000003"} <= set(cms(tmp_path / "out"))
+
+
+@pytest.mark.kernel
+def test_a_second_spelling_through_grader_grade_keeps_the_first_uploads_points(tmp_path):
+    """The same as above with `grader grade` runs (real kernels, one-cell notebooks): the first upload
+    is not graded again, keeps its points, and nothing is said to have left the folder."""
+    import os
+    import unicodedata
+
+    from test_robustness import Course
+    from test_tutors_week import fill, rows, team_zip
+
+    course = Course(tmp_path)
+    name = "Jürgen Müller_7000001_Anna Schmidt_7000002"
+    team_zip(course.subs / (unicodedata.normalize("NFC", name) + ".zip"), "answer = 42")
+    grade = ("grade", str(course.subs), "--out", str(course.out))
+    code, output = course.run(*grade)
+    assert code == 0, output
+    fill(course.out / "manual_points.csv", {unicodedata.normalize("NFC", name): {"6.1": "3", "6.7": "1"}})
+    code, output = course.run(*grade)
+    assert code == 0, output
+
+    nfd = unicodedata.normalize("NFD", name).encode() + b".zip"
+    team_zip(course.subs / os.fsdecode(nfd), "answer = 43")
+    code, output = course.run(*grade)
+    assert code == 0, output
+    assert "1 submission(s) to grade, 1 unchanged" in output and "duplicate submission" in output, output
+    assert "no longer in the folder" not in output, output
+    sheet = {row[0]: row for row in rows(course.out / "manual_points.csv")[1:]}
+    assert sheet[unicodedata.normalize("NFC", name)][3] == "3", sheet
+    assert len(sheet) == 2
