@@ -36,7 +36,8 @@ from grader.config import Config
 from grader.fsclean import owned_dir, release_dir, sweep_stale
 from grader.locks import hold_out_dir
 from grader.intake import discover, duplicate_students, identify, parse_name
-from grader.intake.naming import kind_of
+from grader.intake.discover import graded_files
+from grader.intake.naming import files_sha256, kind_of
 from grader.intake.types import Discovery, Submission
 from grader.merge import SHARD_FILE
 from grader.pipeline import Graded, GradingContext, grade_submission, grade_submission_async, make_grader_info
@@ -187,7 +188,9 @@ def _identify(path: Path, root: Path, config: Config) -> Submission:
         if not stat.S_ISREG(os.stat(path).st_mode):
             problem = "it is a named pipe or a device, not a regular file"
         else:
-            return identify(path, root, config.naming)
+            found = identify(path, root, config.naming)
+            files = graded_files(path, found.rel)   # a notebook's PDF is graded too: part of its hash
+            return found if len(files) == 1 else dataclasses.replace(found, sha256=files_sha256(files))
     except OSError as exc:
         problem = exc.strerror or str(exc)
     rel = path.name if path == root else path.relative_to(root).as_posix()

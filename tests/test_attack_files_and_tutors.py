@@ -75,15 +75,16 @@ def test_a_done_shard_that_lacks_reports_it_lists_is_refused(tmp_path):
 
 # ---------------------------------------------------------------- one team, two spellings, over weeks
 
-def _graded_as(job, report_item, out: Path):
-    """The report a grade of `job` would write (built by hand: no kernel), for the file it grades."""
+def _graded_as(job, report_item, out: Path, sha256: str | None = None):
+    """The report a grade of `job` would write (built by hand: no kernel), for the file it grades
+    (`sha256`: of the bytes it read; by default the hash the job was found with)."""
     from grader.report.store import write_report
 
     from test_report_outputs import CONFIG
 
     _, report = report_item
     report = report.model_copy(update={"submission": report.submission.model_copy(
-        update={"file": job.submission.rel, "sha256": job.submission.sha256, "stem": job.stem}),
+        update={"file": job.submission.rel, "sha256": sha256 or job.submission.sha256, "stem": job.stem}),
         "grader": report.grader.model_copy(update={"grader_hash": "g", "config_hash": CONFIG.fingerprint[:16]})})
     write_report(report, out, job.stem)
     return job.stem, report
@@ -349,3 +350,39 @@ def test_a_second_spelling_through_grader_grade_keeps_the_first_uploads_points(t
     sheet = {row[0]: row for row in rows(course.out / "manual_points.csv")[1:]}
     assert sheet[unicodedata.normalize("NFC", name)][3] == "3", sheet
     assert len(sheet) == 2
+
+
+# ---------------------------------------------------------------- the bytes graded: a notebook and its PDF
+
+def test_a_pdf_replaced_beside_its_notebook_is_graded_again(tmp_path):
+    """A notebook and a PDF are one submission (same name, or a team's folder). The report's hash
+    was the notebook's alone: a team that uploaded a corrected PDF kept the report of the old one
+    (its identity checks and 6.3 hints) as "unchanged". Unchanged files still stay unchanged."""
+    import types
+
+    from grader.batch import plan
+    from grader.pipeline import _unpack_as_read
+    from test_intake_archive import _pdf
+    from test_report_outputs import ALICE, CONFIG
+
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    folder = subs / "Abgabe 7"
+    folder.mkdir(parents=True)
+    (tmp_path / "_scratch").mkdir()
+    (folder / "notebook.ipynb").write_text(solution_notebook(), encoding="utf-8")
+    (folder / "answers.pdf").write_bytes(_pdf(tmp_path))
+    (subs / f"{TEAM}.ipynb").write_text(solution_notebook(), encoding="utf-8")
+    (subs / f"{TEAM}.pdf").write_bytes(_pdf(tmp_path))
+
+    def run():
+        planned = plan(subs, CONFIG, out, shard=None, force=False, grader_hash="g")
+        for job in planned.jobs:   # what grading records: the hash of the bytes it read
+            read, _ = _unpack_as_read(job.submission, tmp_path / "ws" / job.stem, types.SimpleNamespace(config=CONFIG))
+            _graded_as(job, ALICE, out, sha256=read.sha256)
+        return planned
+
+    assert len(run().jobs) == 2
+    assert not run().jobs, "unchanged files were graded again"
+    (folder / "answers.pdf").write_bytes(_pdf(tmp_path, [("Ida Roth", "7000009"), ("Jan Vogt", "7000010")]))
+    (subs / f"{TEAM}.pdf").write_bytes(_pdf(tmp_path, [("Ida Roth", "7000009")]))
+    assert len(run().jobs) == 2, "a replaced PDF left the report of the old one standing"
