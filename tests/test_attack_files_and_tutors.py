@@ -386,3 +386,25 @@ def test_a_pdf_replaced_beside_its_notebook_is_graded_again(tmp_path):
     (folder / "answers.pdf").write_bytes(_pdf(tmp_path, [("Ida Roth", "7000009"), ("Jan Vogt", "7000010")]))
     (subs / f"{TEAM}.pdf").write_bytes(_pdf(tmp_path, [("Ida Roth", "7000009")]))
     assert len(run().jobs) == 2, "a replaced PDF left the report of the old one standing"
+
+
+# ---------------------------------------------------------------- notebooks at the caps
+
+def test_a_notebook_one_byte_over_the_size_cap_says_by_how_much(tmp_path):
+    """It said "it is 50 MB, more than the 50 MB a notebook may have": sizes rounded to whole MB."""
+    import json
+
+    from grader.notebook_file import MAX_NOTEBOOK_BYTES, NotebookTooLarge, decode_notebook, parse_notebook_json
+
+    cell = {"cell_type": "code", "source": "", "metadata": {}, "outputs": [], "execution_count": None}
+    raw = json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {"pad": ""}, "cells": [cell]}).encode()
+    raw = raw.replace(b'"pad": ""', b'"pad": "' + b"a" * (MAX_NOTEBOOK_BYTES - len(raw)) + b'"')
+    assert len(raw) == MAX_NOTEBOOK_BYTES
+    decode_notebook(raw)                                     # at the cap: read
+    over = raw[:-1] + b" }"
+    path = tmp_path / "over.ipynb"
+    path.write_bytes(over)
+    for read in (lambda: decode_notebook(over), lambda: parse_notebook_json(path)):
+        with pytest.raises(NotebookTooLarge) as info:
+            read()
+        assert "52,428,801 bytes" in str(info.value) and "52,428,800" in str(info.value), str(info.value)
