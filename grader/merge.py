@@ -17,7 +17,7 @@ from grader.locks import OUT_DIR_LOCK, describe_holder, hold
 from grader.report.cms import CmsError
 from grader.report.manual_history import restore_version, versions
 from grader.report.manual_sheet import HISTORY_DIR, SHEET_NAME, held_points
-from grader.report.outputs import merge_outputs
+from grader.report.outputs import merge_outputs, partial_before
 from grader.report.cms_import import remove_import_files
 from grader.report.roster import load_roster
 from grader.report.store import bring_back, read_report
@@ -168,6 +168,8 @@ def merge_reports(inputs: list[Path], out_dir: Path, *, partial: bool = False) -
 
 
 _READING = "grader merge (reading)"
+_STILL_PARTIAL = ("; the reports here are those of that partial merge: merge every shard's folder (all done) "
+                  "to complete it")
 
 
 def _hold_inputs(stack: ExitStack, inputs: list[Path], out_dir: Path, partial: bool,
@@ -227,6 +229,9 @@ def merge_command(args, console: Console) -> int:
             busy = _hold_inputs(stack, inputs, out_dir, partial,
                                 say=lambda line: console.print(terminal(line), highlight=False))
             lacking = check_shards(inputs, partial=partial, busy=busy)
+            if not lacking and all(f.resolve() == out_dir.resolve() for f in inputs) and (
+                    before := partial_before(out_dir)):   # the tutors' sheet into a partial merge: still partial
+                lacking = [before if _STILL_PARTIAL in before else before + _STILL_PARTIAL]
             if restore:
                 chosen, replaced = restore_version(out_dir, restore)
                 console.print(f"restored {terminal(chosen.name)} as {SHEET_NAME}" + (

@@ -408,3 +408,32 @@ def test_a_notebook_one_byte_over_the_size_cap_says_by_how_much(tmp_path):
         with pytest.raises(NotebookTooLarge) as info:
             read()
         assert "52,428,801 bytes" in str(info.value) and "52,428,800" in str(info.value), str(info.value)
+
+
+def test_the_sheet_merged_into_a_partial_merge_keeps_it_partial(tmp_path):
+    """After `merge --partial` (a shard still grading), the tutors fill in points and merge the sheet
+    as the README says, `grader merge OUT --out OUT`: that wrote a whole cms.csv and cms_import.csv
+    for part of the course, as if it were complete (with import_missing_as_zero, the students of the
+    unfinished shard would have been imported with 0)."""
+    from test_tutors_data import ALICE, BOB, cms, fill, grader, shard
+
+    one = shard(tmp_path / "shard-1", [ALICE], {"shard": "1/2", "state": "done", "stems": [ALICE[0]]})
+    two = shard(tmp_path / "shard-2", [], {"shard": "2/2", "state": "in progress", "command": "grader grade",
+                                           "pid": 4242, "host": "node7", "since": "2025-01-14 10:00:00"})
+    out = tmp_path / "merged"
+    code, output = grader("merge", str(one), str(two), "--out", str(out), "--partial", cwd=tmp_path)
+    assert code == 0 and (out / "PARTIAL-cms.csv").exists(), output
+    fill(out / "manual_points.csv", {ALICE[0]: {"6.1": "3"}})
+    code, output = grader("merge", str(out), "--out", str(out), cwd=tmp_path)
+    assert code == 0, output
+    assert "PARTIAL" in output and "shard 2/2" in output, output
+    assert not (out / "cms.csv").exists() and not (out / "cms_import.csv").exists()
+    assert cms(out, "PARTIAL-cms.csv")["7000001"]["6.1"] == "3"
+    assert "PARTIAL" in (out / "summary.html").read_text(encoding="utf-8")
+
+    shard(two, [BOB], {"shard": "2/2", "state": "done", "stems": [BOB[0]]})   # the whole course once done
+    code, output = grader("merge", str(one), str(two), "--out", str(out), cwd=tmp_path)
+    assert code == 0 and "PARTIAL" not in output, output
+    assert cms(out)["7000001"]["6.1"] == "3" and "7000003" in cms(out)
+    code, output = grader("merge", str(out), "--out", str(out), cwd=tmp_path)
+    assert code == 0 and "PARTIAL" not in output and (out / "cms.csv").exists(), output

@@ -305,6 +305,16 @@ def _commit(stage: Path, out_dir: Path, *, stems: list[str], partial: str | None
     return warnings
 
 
+def partial_before(out_dir: Path) -> str | None:
+    """Why the outputs in out_dir describe part of the course (a `grader merge --partial` wrote them),
+    or None: a merge of the folder's own reports stays partial until every shard is merged."""
+    try:
+        note = json.loads((Path(out_dir) / MANIFEST).read_text(encoding="utf-8")).get("partial")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return note if isinstance(note, str) and note else None
+
+
 def merge_outputs(inputs: list[Path], reports: list[tuple[str, Report]], out_dir: Path, config: Config,
                   **kwargs) -> list[str]:
     """For `grader merge`, after the reports are copied into out_dir: join the shards' manual sheets
