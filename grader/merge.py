@@ -36,7 +36,7 @@ def shard_marker(folder: Path) -> dict | None:
     for name in (SHARD_FILE, OLD_SHARD_FILE):
         try:
             info = json.loads((folder / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
         if isinstance(info, dict) and isinstance(info.get("shard"), str) and "submission" not in info:
             return info

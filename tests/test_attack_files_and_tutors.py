@@ -437,3 +437,23 @@ def test_the_sheet_merged_into_a_partial_merge_keeps_it_partial(tmp_path):
     assert cms(out)["7000001"]["6.1"] == "3" and "7000003" in cms(out)
     code, output = grader("merge", str(out), "--out", str(out), cwd=tmp_path)
     assert code == 0 and "PARTIAL" not in output and (out / "cms.csv").exists(), output
+
+
+def test_hidden_files_nested_too_deep_are_read_as_unreadable_not_a_traceback(tmp_path):
+    """`.grader.outputs` or `.shard.json` edited (or corrupted) into JSON nested deeper than Python's
+    recursion limit: every later run of the folder ended in a RecursionError traceback."""
+    from test_tutors_data import ALICE, grader, write_batch_outputs, write_report
+    from test_report_outputs import CONFIG
+
+    out = tmp_path / "out"
+    write_report(ALICE[1], out, ALICE[0])
+    write_batch_outputs([ALICE], out, CONFIG)
+    deep = "[" * 100_000 + "]" * 100_000
+    (out / ".grader.outputs").write_text(deep)
+    code, output = grader("merge", str(out), "--out", str(out), cwd=tmp_path)
+    assert code == 0 and "Traceback" not in output, output
+    (tmp_path / "shard").mkdir()
+    write_report(ALICE[1], tmp_path / "shard", ALICE[0])
+    (tmp_path / "shard" / ".shard.json").write_text('{"shard": ' + deep + "}")
+    code, output = grader("merge", str(tmp_path / "shard"), "--out", str(tmp_path / "merged"), cwd=tmp_path)
+    assert "Traceback" not in output and "RecursionError" not in output, output

@@ -280,7 +280,7 @@ def _commit(stage: Path, out_dir: Path, *, stems: list[str], partial: str | None
     earlier = set(_KNOWN_DERIVED) | {PARTIAL_PREFIX + name for name in _KNOWN_DERIVED}
     try:
         earlier |= set(json.loads((out_dir / MANIFEST).read_text(encoding="utf-8")).get("files", []))
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError):   # edited, corrupted: the known names
         pass
     if (out_dir / FEEDBACK_DIR).is_dir():
         earlier |= {f"{FEEDBACK_DIR}/{p.name}" for p in (out_dir / FEEDBACK_DIR).glob("*.html")}
@@ -310,7 +310,7 @@ def partial_before(out_dir: Path) -> str | None:
     or None: a merge of the folder's own reports stays partial until every shard is merged."""
     try:
         note = json.loads((Path(out_dir) / MANIFEST).read_text(encoding="utf-8")).get("partial")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return None
     return note if isinstance(note, str) and note else None
 
