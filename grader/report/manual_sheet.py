@@ -402,9 +402,10 @@ def write_manual_sheet(reports: list[tuple[str, Report]], out_dir: Path, config:
     keys = [_column_key(h, config) for h in header]
     stem_col = keys.index(("info", "stem"))
     present, leaving, kept = set(), {}, []
+    placeable = {key: key for key in (*by_stem, *aside)}
     for row in rows:
         nfc_stem = _nfc(row[stem_col])
-        named = known_stem(nfc_stem, {key: key for key in (*by_stem, *aside)})
+        named = known_stem(nfc_stem, placeable)
         if named is not None and named != nfc_stem:   # a name Excel saved with '?': written as it is
             row[stem_col] = by_stem[named][0] if named in by_stem else named
             nfc_stem = named
