@@ -185,8 +185,8 @@ def _excel_opens(data: bytes) -> str:
 
 
 def _excel_saves(text: str) -> bytes:
-    """Excel's "CSV (Trennzeichen-getrennt)": Windows-1252, no BOM."""
-    return text.encode("cp1252")
+    """Excel's "CSV (Trennzeichen-getrennt)": Windows-1252, no BOM; '?' for a letter it lacks."""
+    return text.encode("cp1252", errors="replace")
 
 
 def _excel_edit(sheet: Path, values: dict) -> None:
@@ -457,3 +457,28 @@ def test_hidden_files_nested_too_deep_are_read_as_unreadable_not_a_traceback(tmp
     (tmp_path / "shard" / ".shard.json").write_text('{"shard": ' + deep + "}")
     code, output = grader("merge", str(tmp_path / "shard"), "--out", str(tmp_path / "merged"), cwd=tmp_path)
     assert "Traceback" not in output and "RecursionError" not in output, output
+
+
+def test_a_sheet_excel_saved_with_question_marks_merges_with_the_shards_sheets(tmp_path):
+    """The same Excel save in a cluster run: merging the shards again joined the tutors' row
+    ('Nguy?n…') and the shard's row ('Nguyễn…') as two rows of one team, and the merge stopped."""
+    from test_report_outputs import make_report
+    from test_tutors_data import ALICE, cms, grader, shard
+
+    nguyen = make_report([("Nguyễn Văn An", "7000008"), ("Łukasz Żak", "7000009")])
+    one = shard(tmp_path / "shard-1", [ALICE, nguyen], {"shard": "1/1", "state": "done", "stems": [ALICE[0], nguyen[0]]})
+    out = tmp_path / "merged"
+    code, output = grader("merge", str(one), "--out", str(out), cwd=tmp_path)
+    assert code == 0, output
+    sheet = out / "manual_points.csv"
+    _excel_edit(sheet, {})
+    text = sheet.read_bytes().decode("cp1252")
+    lossy = "Nguy?n V?n An_7000008_?ukasz ?ak_7000009"
+    assert lossy in text
+    sheet.write_text(text, encoding="utf-8")
+    from test_report_outputs import fill
+    fill(sheet, {lossy: {"6.1": "2"}})
+    sheet.write_bytes(sheet.read_text(encoding="utf-8").encode("cp1252"))
+    code, output = grader("merge", str(one), "--out", str(out), cwd=tmp_path)
+    assert code == 0, output
+    assert cms(out)["7000008"]["6.1"] == "2"

@@ -505,16 +505,20 @@ def merge_sheets(sources: list[Path], target: Path, config: Config) -> list[str]
     problems, notes = [], []
     if not sources:
         return notes
-    for source in [target, *sources]:
-        if not source.exists():
-            continue
-        found, rows = _keyed_rows(decode_sheet(source.read_bytes(), source), config)
+    read = {source: _keyed_rows(decode_sheet(source.read_bytes(), source), config)
+            for source in [target, *sources] if source.exists()}
+    # The shards' sheets are the grader's, with the names as they are; a row of the tutors' sheet that
+    # Excel saved with '?' for letters it lacks is the same team's.
+    exact = {stem: stem for source, (_, rows) in read.items() if source != target for _, stem, _ in rows}
+    for source, (found, rows) in read.items():
         if found and ("info", "stem") not in found:
             problems.append(f"{source}: no 'stem' column")
             continue
         for key, label in found.items():
             labels.setdefault(key, label)
         for line, stem, filled in rows:
+            if (named := known_stem(stem, exact)) not in (None, stem):
+                stem, filled = named, {**filled, ("info", "stem"): named}
             cells = table.setdefault(stem, {})
             for key, value in filled.items():
                 if key in cells and cells[key][0].strip() != value.strip() and key[0] != "info":
