@@ -482,3 +482,38 @@ def test_a_sheet_excel_saved_with_question_marks_merges_with_the_shards_sheets(t
     code, output = grader("merge", str(one), "--out", str(out), cwd=tmp_path)
     assert code == 0, output
     assert cms(out)["7000008"]["6.1"] == "2"
+
+
+@pytest.mark.kernel
+def test_updates_of_a_display_are_held_to_the_output_limits(tmp_path):
+    """`update_display` (a display handle's `.update`) replaces an earlier output in place, past
+    nbclient's output hook and so past every cap: 20 cells updating a display to 5 MB made a 100 MB
+    notebook in the worker, without a note. An update over the cell's limit is left out and says so;
+    small updates (a live progress line) go on as before."""
+    import asyncio
+    import json
+
+    from grader.config import config_from_dict
+    from grader.run.execute import KernelSession
+    from grader.run.sandbox import kernel_command
+
+    config = config_from_dict({"limits": {"cell_timeout_s": 60, "notebook_timeout_s": 300}})
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from IPython.display import display, update_display\n"
+        f"display('start', display_id='d{i}')\nupdate_display('y' * 5_000_000, display_id='d{i}')") for i in range(20)]
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "h = display('epoch 0', display_id=True)\nfor epoch in range(1, 2000):\n    h.update(f'epoch {epoch}')"))
+
+    async def run():
+        async with KernelSession(kernel_command(config, tmp_path), tmp_path, config.limits) as session:
+            return await session.run_notebook(nb)
+    execution = asyncio.run(run())
+    assert execution.info.status == "ok"
+    assert len(json.dumps(execution.notebook)) < 2**20
+    for cell in execution.notebook.cells[:20]:
+        (shown,) = cell.outputs
+        assert "left out" in shown.data["text/plain"] and "y" * 100 not in shown.data["text/plain"]
+    (progress,) = execution.notebook.cells[20].outputs
+    assert progress.data["text/plain"] == "'epoch 1999'"
+    assert any("output cut" in note and "In [1]" in note for note in execution.info.notes), execution.info.notes

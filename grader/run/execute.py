@@ -176,6 +176,7 @@ class _CappedClient(NotebookClient):
         self.outputs_limit, self.total_limit = outputs_limit, total_limit
         self.outputs_kept = self.bytes_kept = 0
         self.notebook_full: int | None = None   # the cell in which the notebook's outputs reached their limit
+        self._display_sizes: dict[str, int] = {}   # bytes of each display's data (display_id), as kept
 
     def process_message(self, msg, cell, cell_index):
         # Where the kernel's output enters the grader: text that is not valid UTF-8 (a lone
@@ -216,7 +217,31 @@ class _CappedClient(NotebookClient):
         out = super().output(outs, msg, display_id, cell_index)
         if out is not None:
             self.outputs_kept += 1
+            if display_id:
+                self._display_sizes[display_id] = len(json.dumps(content.get("data", {}), default=str))
         return out
+
+    def _update_display_id(self, display_id, msg):
+        """An update of a display (`update_display`, a display handle's `.update`) replaces earlier
+        outputs in place, past `output`: held to the same limits. One over the cell's output limit,
+        or past the notebook's, is left out with a note in its place; one that fits replaces what
+        the display held (a progress line updated 2,000 times stays one line)."""
+        places = self._display_id_map.get(display_id)
+        if not places:
+            return super()._update_display_id(display_id, msg)
+        content = msg.get("content") or {}
+        size = len(json.dumps(content.get("data", {}), default=str))
+        copies = sum(len(indices) for indices in places.values())
+        before = self._display_sizes.get(display_id, 0)
+        if size > self.output_limit or self.bytes_kept + (size - before) * copies > self.total_limit:
+            self.truncated.update(places)
+            note = {"text/plain": f"[grader: an update of this display ({size / 1024:,.0f} KB) was left out: more "
+                                  f"than the cell's {self.output_limit // 1024} KB of output or the notebook's limit]"}
+            msg = {**msg, "content": {**content, "data": note, "metadata": {}}}
+            size = len(json.dumps(note))
+        self.bytes_kept += (size - before) * copies
+        self._display_sizes[display_id] = size
+        return super()._update_display_id(display_id, msg)
 
 
 def kernel_transport(runtime_dir: Path) -> tuple[str, str]:
