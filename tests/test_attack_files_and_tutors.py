@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import needs_torch
 from grader.config import Archive, Naming
 from grader.intake import identify, unpack
 from intake_corpus import solution_notebook
@@ -517,3 +518,40 @@ def test_updates_of_a_display_are_held_to_the_output_limits(tmp_path):
     (progress,) = execution.notebook.cells[20].outputs
     assert progress.data["text/plain"] == "'epoch 1999'"
     assert any("output cut" in note and "In [1]" in note for note in execution.info.notes), execution.info.notes
+
+
+@pytest.mark.kernel
+@needs_torch
+def test_a_plot_after_a_verbose_training_loop_is_kept(tmp_path):
+    """A cell that prints every batch's loss (100 KB) and then plots the accuracies: the plot came
+    after the cell's 64 KB of output and was dropped, so the executed notebook had no plot and the
+    tutors' hint for 6.6 part 3 (graded by hand) said "no plot in the executed notebook". The
+    grader's limit on what a cell prints must not cost a team its plot."""
+    import asyncio
+
+    from grader.config import config_from_dict
+    from grader.run.execute import KernelSession
+    from grader.run.sandbox import kernel_command
+    from grader.sheets.sheet6.evidence import notebook_evidence
+
+    config = config_from_dict({"limits": {"cell_timeout_s": 120, "notebook_timeout_s": 300}})
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import matplotlib.pyplot as plt\n"
+        "for epoch in range(5):\n"
+        "    for batch in range(700):\n"
+        "        print(f'epoch {epoch} batch {batch:4d} loss {1 / (batch + 1):.6f}')\n"
+        "plt.plot([0.7, 0.78, 0.81, 0.83, 0.84], label='baseline')\n"
+        "plt.plot([0.8, 0.83, 0.85, 0.86, 0.87], label='batch norm')\n"
+        "plt.legend()\nplt.show()")]
+
+    async def run():
+        async with KernelSession(kernel_command(config, tmp_path), tmp_path, config.limits) as session:
+            return await session.run_notebook(nb)
+    execution = asyncio.run(run())
+    assert execution.info.status == "ok"
+    outputs = execution.notebook.cells[0].outputs
+    assert any("image/png" in out.get("data", {}) for out in outputs), [o.output_type for o in outputs]
+    assert "part 3: 1 plot(s) in the executed notebook" in notebook_evidence(execution.notebook)
+    printed = "".join(out.get("text", "") for out in outputs if out.output_type == "stream")
+    assert len(printed) <= config.limits.output_kb * 1024 + 200 and "cut after" in printed

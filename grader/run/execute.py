@@ -130,6 +130,7 @@ class CodeResult:
 
 
 ERROR_FLOOR = 2048   # bytes an error keeps once the notebook's outputs are at their limit
+IMAGE_LIMIT = 2 * 1024 * 1024   # bytes of images (plots) a cell keeps, beside its [limits] output_kb of the rest
 
 
 def bounded_error(content: dict, limit: int) -> dict:
@@ -172,6 +173,7 @@ class _CappedClient(NotebookClient):
         super().__init__(nb, km=km, **kw)
         self.output_limit = output_limit
         self.output_bytes: dict[int, int] = {}
+        self.image_bytes: dict[int, int] = {}       # plots, by cell: their own allowance (IMAGE_LIMIT)
         self.truncated: set[int] = set()
         self.outputs_limit, self.total_limit = outputs_limit, total_limit
         self.outputs_kept = self.bytes_kept = 0
@@ -189,14 +191,21 @@ class _CappedClient(NotebookClient):
             room = self.output_limit if self.bytes_kept < self.total_limit else ERROR_FLOOR
             msg = {**msg, "content": bounded_error(msg.get("content") or {}, room)}
         size = len(json.dumps(msg.get("content", {}), default=str))
-        used = self.output_bytes.get(cell_index, 0) + size
-        self.output_bytes[cell_index] = used
-        if used > self.output_limit and msg["msg_type"] != "error":
+        # A plot has its own allowance per cell: what a cell printed before it must not cost the
+        # plot (the tutors grade the plot by hand, from the executed notebook).
+        data = (msg.get("content") or {}).get("data")
+        image = msg["msg_type"] in ("display_data", "execute_result") and isinstance(data, dict) and any(
+            str(kind).startswith("image/") for kind in data)
+        spent, limit = (self.image_bytes, IMAGE_LIMIT) if image else (self.output_bytes, self.output_limit)
+        used = spent.get(cell_index, 0) + size
+        spent[cell_index] = used
+        if used > limit and msg["msg_type"] != "error":
             if cell_index not in self.truncated:
                 self.truncated.add(cell_index)
                 note = nbformat.v4.new_output(
                     "stream", name="stderr",
-                    text=f"\n[grader: output of this cell cut after {self.output_limit // 1024} KB]\n")
+                    text=f"\n[grader: output of this cell cut after {limit // 1024} KB"
+                         f"{' of images' if image else ''}]\n")
                 outs.append(note)
             return None
         if msg["msg_type"] != "error" and (self.outputs_kept >= self.outputs_limit
