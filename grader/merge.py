@@ -177,9 +177,10 @@ def _hold_inputs(stack: ExitStack, inputs: list[Path], out_dir: Path, partial: b
     """Hold every input folder's lock while merging: no shard starts grading into a folder being
     merged. A folder another grader holds is refused (FolderBusy, naming the holder), or with
     `partial` read as it is; returns those folders with their holders. One that another merge is
-    reading is waited for (`say` is told): reading it twice does no harm."""
+    reading is waited for (`say` is told): reading it twice does no harm. The locks are taken in one
+    order (by path), so two merges of the same folders named in other orders never wait for each other."""
     busy = {}
-    for folder in inputs:
+    for folder in sorted(inputs, key=lambda f: str(f.resolve())):
         if folder.resolve() == out_dir.resolve() or not folder.is_dir():
             continue
         lock = folder / OUT_DIR_LOCK

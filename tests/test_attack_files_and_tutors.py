@@ -555,3 +555,43 @@ def test_a_plot_after_a_verbose_training_loop_is_kept(tmp_path):
     assert "part 3: 1 plot(s) in the executed notebook" in notebook_evidence(execution.notebook)
     printed = "".join(out.get("text", "") for out in outputs if out.output_type == "stream")
     assert len(printed) <= config.limits.output_kb * 1024 + 200 and "cut after" in printed
+
+
+def test_two_merges_of_the_same_shards_named_in_other_orders_do_not_wait_for_each_other(tmp_path):
+    """Merges wait for one another's reading of a shard (above): one that held shard 2 while waiting
+    for shard 1, beside one that held shard 1 while waiting for shard 2, would wait forever. The
+    locks are taken in one order: a merge waiting for shard 1 holds no other shard yet."""
+    import subprocess
+    import sys
+    import time
+
+    from filelock import FileLock, Timeout
+
+    from test_tutors_data import ALICE, BOB, ROOT, shard
+
+    one = shard(tmp_path / "shard-1", [ALICE], {"shard": "1/2", "state": "done", "stems": [ALICE[0]]})
+    two = shard(tmp_path / "shard-2", [BOB], {"shard": "2/2", "state": "done", "stems": [BOB[0]]})
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from pathlib import Path; from grader.locks import hold\n"
+        f"with hold(Path({str(one / '.grader.lock')!r}), command='grader merge (reading)', what='x', wait=False):\n"
+        "    print('held', flush=True); time.sleep(8)")], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    merge = None
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        merge = subprocess.Popen([sys.executable, "-m", "grader", "--config", str(ROOT / "grading.toml"), "merge",
+                                  str(two), str(one), "--out", str(tmp_path / "out")], cwd=tmp_path,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(4)   # the merge has started and waits for shard 1
+        probe = FileLock(str(two / ".grader.lock"))
+        try:
+            probe.acquire(timeout=0)
+            probe.release()
+        except Timeout:
+            pytest.fail("the merge waiting for shard 1 holds shard 2")
+        output = merge.communicate(timeout=120)[0]
+        assert merge.returncode == 0, output
+    finally:
+        holder.kill()
+        holder.wait()
+        if merge is not None and merge.poll() is None:
+            merge.kill()
