@@ -595,3 +595,34 @@ def test_two_merges_of_the_same_shards_named_in_other_orders_do_not_wait_for_eac
         holder.wait()
         if merge is not None and merge.poll() is None:
             merge.kill()
+
+
+# ---------------------------------------------------------------- names in the CSV files
+
+def test_file_names_with_terminal_escapes_and_bidi_overrides_are_shown_not_sent_in_the_csvs(tmp_path):
+    """summary.csv carried a file's name as it is: `cat summary.csv` sent its ESC sequences to the
+    tutor's terminal (colours, titles, hyperlinks), and U+202E made a spreadsheet show
+    'x\\u202egpj.ipynb' as 'xbnypi.jpg'. The pages and the terminal show them escaped; so do the CSVs."""
+    from grader.batch import plan
+    from grader.report.outputs import write_batch_outputs
+    from test_report_outputs import ALICE, CONFIG
+
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    subs.mkdir()
+    name = "Eve\u202egpj.\x1b]0;owned\x07\x1b[31m_7000001_Bob_7000002"
+    (subs / f"{name}.ipynb").write_text(solution_notebook(), encoding="utf-8")
+    planned = plan(subs, CONFIG, out, shard=None, force=False, grader_hash="g")
+    write_batch_outputs([_graded_as(job, ALICE, out) for job in planned.jobs], out, CONFIG)
+    for csv_name in ("summary.csv", "manual_points.csv", "cms.csv"):
+        text = (out / csv_name).read_text(encoding="utf-8-sig")
+        assert not any(ch in text for ch in "\x1b\x07\u202e"), (csv_name, text)
+    summary = next(csv_rows(out / "summary.csv"))
+    assert summary["file"] == "Eve\\u202egpj.\\x1b]0;owned\\x07\\x1b[31m_7000001_Bob_7000002.ipynb", summary
+    from test_report_outputs import fill
+    from test_tutors_data import graded
+
+    stem = planned.jobs[0].stem
+    fill(out / "manual_points.csv", {stem: {"comment": "Gut gemacht,\r\nnur 6.2\tfehlt"}})
+    write_batch_outputs(graded(out, [(stem, None)]), out, CONFIG)
+    row = next(csv_rows(out / "manual_points.csv"))
+    assert row["comment"].replace("\r\n", "\n") == "Gut gemacht,\nnur 6.2\tfehlt", row["comment"]
