@@ -36,7 +36,8 @@ from grader.config import Config
 from grader.fsclean import owned_dir, release_dir, sweep_stale
 from grader.locks import hold_out_dir
 from grader.intake import discover, duplicate_students, identify, parse_name
-from grader.intake.naming import kind_of
+from grader.intake.discover import graded_files
+from grader.intake.naming import files_sha256, kind_of
 from grader.intake.types import Discovery, Submission
 from grader.merge import SHARD_FILE
 from grader.pipeline import Graded, GradingContext, grade_submission, grade_submission_async, make_grader_info
@@ -46,7 +47,7 @@ from grader.report.cms_import import remove_import_files
 from grader.models import ExecutionInfo, Report, Violation
 from grader.atomic import write_atomic
 from grader.report.manual_sheet import held_points
-from grader.report.store import bring_back, read_report, report_path, write_executed, write_report
+from grader.report.store import REMOVED_DIR, bring_back, read_report, report_path, write_executed, write_report
 from grader.report.score import build_report
 from grader.run.dataset import StagedData, no_data, stage_dataset
 from grader.run.environment import KernelQueryError, kernel_environment
@@ -189,7 +190,9 @@ def _identify(path: Path, root: Path, config: Config) -> Submission:
         if not stat.S_ISREG(os.stat(path).st_mode):
             problem = "it is a named pipe or a device, not a regular file"
         else:
-            return identify(path, root, config.naming)
+            found = identify(path, root, config.naming)
+            files = graded_files(path, found.rel)   # a notebook's PDF is graded too: part of its hash
+            return found if len(files) == 1 else dataclasses.replace(found, sha256=files_sha256(files))
     except OSError as exc:
         problem = exc.strerror or str(exc)
     rel = path.name if path == root else path.relative_to(root).as_posix()
@@ -238,6 +241,44 @@ def _output_stem(sub: Submission, raw: bytes, unique: bool) -> str:
     return f"{stem}~{hashlib.sha256(raw).hexdigest()[:8]}"
 
 
+def _stems(submissions: list[Submission], raws: list[bytes], out_dir: Path) -> list[str]:
+    """The output stem of each submission (`_output_stem`), kept from run to run where the folder
+    changes around it: a file whose outputs are under its hashed stem keeps it when it is alone with
+    its name again, and when a second file with the same name arrives (the team's upload from a Mac
+    beside the one from Linux), the file whose report is under the plain stem keeps it. A stem that
+    changed would move a submission that is still there to removed/, with the tutors' points."""
+    groups: dict[str, list[int]] = {}
+    for index, sub in enumerate(submissions):
+        groups.setdefault(_stem_key(_file_name_safe(sub.stem)), []).append(index)
+    stems = [""] * len(submissions)
+    for members in groups.values():
+        for index in members:
+            stems[index] = _output_stem(submissions[index], raws[index], unique=False)
+        if len(members) == 1:
+            (index,) = members
+            if not _report_on_disk(out_dir, stems[index]):
+                stems[index] = _output_stem(submissions[index], raws[index], unique=True)
+            continue
+        for index in members:
+            plain = _output_stem(submissions[index], raws[index], unique=True)
+            if not _report_on_disk(out_dir, stems[index]) and _report_of(out_dir, plain, submissions[index]):
+                stems[index] = plain   # one keeper at most: a report is of one file
+                break
+    return stems
+
+
+def _report_on_disk(out_dir: Path, stem: str) -> bool:
+    return report_path(out_dir, stem).is_file() or report_path(out_dir / REMOVED_DIR, stem).is_file()
+
+
+def _report_of(out_dir: Path, stem: str, sub: Submission) -> bool:
+    """Is the report under `stem` (or the one set aside in removed/) of this very file?"""
+    for folder in (out_dir, out_dir / REMOVED_DIR):
+        if (report := read_report(report_path(folder, stem))) is not None:
+            return report.submission.file == sub.rel and report.submission.sha256 == sub.sha256
+    return False
+
+
 def _name_bytes(raw: bytes) -> str:
     """How a file name was written, for tutors who see two names that look the same."""
     try:
@@ -279,12 +320,8 @@ def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, forc
     jobs, cached, held = [], [], {}
     submissions = [_identify(path, root, config) for path in discovery.submissions]
     raws = [raw_rel(path, root) for path in discovery.submissions]
-    stems: dict[str, int] = {}
-    for sub in submissions:
-        stems[_stem_key(_file_name_safe(sub.stem))] = stems.get(_stem_key(_file_name_safe(sub.stem)), 0) + 1
     named = []
-    for path, sub, raw in zip(discovery.submissions, submissions, raws):
-        stem = _output_stem(sub, raw, unique=stems[_stem_key(_file_name_safe(sub.stem))] == 1)
+    for path, sub, raw, stem in zip(discovery.submissions, submissions, raws, _stems(submissions, raws, out_dir)):
         named.append((sub, raw, stem))
         if shard and not shard.owns(sub.rel):
             continue

@@ -17,7 +17,7 @@ from grader.locks import OUT_DIR_LOCK, describe_holder, hold
 from grader.report.cms import CmsError
 from grader.report.manual_history import restore_version, versions
 from grader.report.manual_sheet import HISTORY_DIR, SHEET_NAME, held_points
-from grader.report.outputs import merge_outputs
+from grader.report.outputs import merge_outputs, partial_before
 from grader.report.cms_import import remove_import_files
 from grader.report.roster import load_roster
 from grader.report.store import bring_back, read_report
@@ -36,7 +36,7 @@ def shard_marker(folder: Path) -> dict | None:
     for name in (SHARD_FILE, OLD_SHARD_FILE):
         try:
             info = json.loads((folder / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
         if isinstance(info, dict) and isinstance(info.get("shard"), str) and "submission" not in info:
             return info
@@ -53,11 +53,25 @@ def _not_done(folder: Path, info: dict, busy: dict[Path, str]) -> str | None:
     if folder in busy:
         return f"shard {info['shard']} ({folder}) is still being graded by {busy[folder]}"
     if info.get("state", "done") == "done":   # markers of earlier versions were written at the end
-        return None
+        return _lacking_reports(folder, info)
     who = f"{info.get('command', 'grader grade')} (pid {info.get('pid', '?')} on {info.get('host', '?')}, " \
           f"since {info.get('since', '?')})"
     return (f"shard {info['shard']} ({folder}) did not finish: it was started by {who}, which holds it no "
             f"longer (stopped, killed or out of time?); run that shard again")
+
+
+def _lacking_reports(folder: Path, info: dict) -> str | None:
+    """Why a done shard's folder is not whole: reports of stems its marker lists are not there (the
+    folder was copied in part, or a report was deleted), or None."""
+    stems = info.get("stems")
+    if not isinstance(stems, list):
+        return None
+    gone = sorted(s for s in stems if isinstance(s, str) and not (folder / f"{s}.json").is_file())
+    if not gone:
+        return None
+    shown = ", ".join(gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
+    return (f"shard {info['shard']} ({folder}) lacks {len(gone)} of the {len(stems)} report(s) it graded ({shown}): "
+            f"was it copied in part? Copy it again, or run that shard again")
 
 
 def check_shards(inputs: list[Path], *, partial: bool = False, busy: dict[Path, str] | None = None) -> list[str]:
@@ -153,19 +167,32 @@ def merge_reports(inputs: list[Path], out_dir: Path, *, partial: bool = False) -
     return reports
 
 
-def _hold_inputs(stack: ExitStack, inputs: list[Path], out_dir: Path, partial: bool) -> dict[Path, str]:
+_READING = "grader merge (reading)"
+_STILL_PARTIAL = ("; the reports here are those of that partial merge: merge every shard's folder (all done) "
+                  "to complete it")
+
+
+def _hold_inputs(stack: ExitStack, inputs: list[Path], out_dir: Path, partial: bool,
+                 say=None) -> dict[Path, str]:
     """Hold every input folder's lock while merging: no shard starts grading into a folder being
     merged. A folder another grader holds is refused (FolderBusy, naming the holder), or with
-    `partial` read as it is; returns those folders with their holders."""
+    `partial` read as it is; returns those folders with their holders. One that another merge is
+    reading is waited for (`say` is told): reading it twice does no harm. The locks are taken in one
+    order (by path), so two merges of the same folders named in other orders never wait for each other."""
     busy = {}
-    for folder in inputs:
+    for folder in sorted(inputs, key=lambda f: str(f.resolve())):
         if folder.resolve() == out_dir.resolve() or not folder.is_dir():
             continue
         lock = folder / OUT_DIR_LOCK
         try:
-            stack.enter_context(hold(lock, command="grader merge (reading)", what=f"the folder {folder}", wait=False))
+            stack.enter_context(hold(lock, command=_READING, what=f"the folder {folder}", wait=False))
         except FolderBusy:
-            busy[folder] = describe_holder(lock)
+            holder = describe_holder(lock)
+            if holder.startswith(_READING + " "):
+                stack.enter_context(hold(lock, command=_READING, what=f"the folder {folder}", wait=True,
+                                         on_wait=say))
+                continue
+            busy[folder] = holder
             if not partial and shard_marker(folder) is None:
                 raise FolderBusy(f"the folder {folder} is being written by {busy[folder]}: merge it once that "
                                  "grader is done, or merge what is there with --partial") from None
@@ -200,8 +227,12 @@ def merge_command(args, console: Console) -> int:
         if restore == "":
             return _list_versions(out_dir, config, console)
         with ExitStack() as stack:
-            busy = _hold_inputs(stack, inputs, out_dir, partial)
+            busy = _hold_inputs(stack, inputs, out_dir, partial,
+                                say=lambda line: console.print(terminal(line), highlight=False))
             lacking = check_shards(inputs, partial=partial, busy=busy)
+            if not lacking and all(f.resolve() == out_dir.resolve() for f in inputs) and (
+                    before := partial_before(out_dir)):   # the tutors' sheet into a partial merge: still partial
+                lacking = [before if _STILL_PARTIAL in before else before + _STILL_PARTIAL]
             if restore:
                 chosen, replaced = restore_version(out_dir, restore)
                 console.print(f"restored {terminal(chosen.name)} as {SHEET_NAME}" + (

@@ -69,8 +69,7 @@ def json_values(raw: bytes) -> int:
 def _over_the_caps(raw: bytes) -> None:
     """Raise NotebookTooLarge for a notebook over the caps, before any of it is parsed."""
     if len(raw) > MAX_NOTEBOOK_BYTES:
-        raise NotebookTooLarge(f"it is {len(raw) / 1024 / 1024:.0f} MB, more than the "
-                               f"{MAX_NOTEBOOK_BYTES // 1024 // 1024} MB a notebook may have")
+        raise NotebookTooLarge(_too_big(len(raw)))
     values = json_values(raw)
     if values > MAX_JSON_VALUES:
         cells = raw.count(b'"cell_type"')      # as written by Jupyter; the exact count needs parsing
@@ -81,6 +80,15 @@ def _over_the_caps(raw: bytes) -> None:
             f"{MAX_JSON_VALUES:,} a notebook may hold; a course notebook holds a few hundred: was it saved "
             f"with very many outputs? Clear all outputs (Edit, Clear Outputs of All Cells), save it, and "
             f"hand it in again")
+
+
+def _too_big(size: int) -> str:
+    """Why a notebook of `size` bytes is refused; in bytes where MB would read "50 MB, more than 50 MB"."""
+    shown = f"{size / 1024 / 1024:.1f} MB"
+    if shown == f"{MAX_NOTEBOOK_BYTES / 1024 / 1024:.1f} MB":
+        return (f"it is {size:,} bytes, more than the {MAX_NOTEBOOK_BYTES:,} bytes "
+                f"({MAX_NOTEBOOK_BYTES // 1024 // 1024} MB) a notebook may have")
+    return f"it is {shown}, more than the {MAX_NOTEBOOK_BYTES // 1024 // 1024} MB a notebook may have"
 
 
 def _too_many_cells(cells: int) -> str:
@@ -214,8 +222,7 @@ def parse_notebook_json(path: os.PathLike | str) -> dict:
         if key in _REFUSED:
             raise _REFUSED[key]
         if st.st_size > MAX_NOTEBOOK_BYTES:
-            raise NotebookTooLarge(f"it is {st.st_size / 1024 / 1024:.0f} MB, more than the "
-                                   f"{MAX_NOTEBOOK_BYTES // 1024 // 1024} MB a notebook may have")
+            raise NotebookTooLarge(_too_big(st.st_size))
         raw = handle.read(min(st.st_size, MAX_NOTEBOOK_BYTES) + 1)   # not a 50 MB buffer for every file
     try:
         return decode_notebook(raw)

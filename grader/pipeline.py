@@ -29,7 +29,8 @@ from grader.intake.imports import notebook_imports
 from grader.intake import SheetHints, check_identity, identify, team_with_emails, unpack
 from grader.intake.identity import team_from_files
 from grader.intake.identity import pdf_text as read_pdf_text
-from grader.intake.naming import complete_from_files
+from grader.intake.discover import graded_files
+from grader.intake.naming import complete_from_files, files_sha256
 from grader.fsclean import remove_tree
 from grader.intake.types import Submission, Workspace
 from grader.notebook_file import MAX_NOTEBOOK_BYTES, NotebookInvalid, NotebookTooLarge, fit_outputs
@@ -323,7 +324,8 @@ def _unpack_as_read(submission: Submission, dest: Path, ctx: GradingContext) -> 
     hints = SheetHints.of(ctx.config.sheet_def)
     if submission.kind in ("ipynb", "py", "pdf") or not _regular_file(submission.path):
         workspace = unpack(submission, dest, ctx.config.archive, hints)   # a folder, a pipe: unpack says what
-        copied = dest / unicodedata.normalize("NFC", submission.path.name)
+        copied = [dest / unicodedata.normalize("NFC", path.name)
+                  for path in graded_files(submission.path, submission.rel)]   # with its PDFs, as identify hashes
         return dataclasses.replace(submission, sha256=_sha256_of(copied, submission.sha256)), workspace
     snapshot = dest.with_name(dest.name + ".read")
     snapshot.mkdir()
@@ -352,15 +354,11 @@ def _regular_file(path: Path) -> bool:
         return False
 
 
-def _sha256_of(path: Path, otherwise: str) -> str:
-    digest = hashlib.sha256()
+def _sha256_of(paths: list[Path], otherwise: str) -> str:
     try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        return files_sha256(paths)
     except OSError:   # not copied in (over a limit): the hash taken when it was found
         return otherwise
-    return digest.hexdigest()
 
 
 def _safe(text: str) -> str:

@@ -7,10 +7,12 @@ in bounded memory. The original file is only ever read.
 """
 from __future__ import annotations
 
+import copy
 import ntpath
 import os
 import re
 import stat
+import struct
 import unicodedata
 import zipfile
 import zlib
@@ -364,7 +366,7 @@ def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: 
         target = parent / rel_parts[-1]
         if not _inside(dest, parent):
             raise NotADirectoryError("the folder leads outside the workspace")
-        with zf.open(info) as src:
+        with _open_member(zf, info) as src:
             _stream(src, target, budget, max(1, min(info.compress_size, archive_size)))
     except _Stop:
         raise
@@ -387,6 +389,39 @@ def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: 
     if rel_parts[-1].lower().endswith(".zip") and depth < budget.limits.nested_depth:
         folder = _free_folder(parent, rel_parts[-1][:-4] or "archive")
         _unpack_zip(target, label, dest, rel_parts[:-1] + (folder,), budget, depth + 1, out, inner=rel)
+
+
+def _open_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo):
+    """zf.open(info), also for an entry whose local header names it otherwise than the central
+    directory (some Windows tools write `Abgabe\\x.ipynb` in one and `Abgabe/x.ipynb` in the other):
+    zipfile refuses it, Info-ZIP and 7-Zip go on with the directory's name. So does the grader: the
+    name is the directory's (checked above, and the only one written to); the data is where the
+    directory says."""
+    try:
+        return zf.open(info)
+    except zipfile.BadZipFile:
+        local = _local_name(zf, info)
+        if local is None or local == info.orig_filename:
+            raise
+    alias = copy.copy(info)
+    alias.orig_filename = local
+    return zf.open(alias)
+
+
+def _local_name(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> str | None:
+    """The entry's name in its local header, decoded as zipfile decodes it; None when unreadable."""
+    try:
+        zf.fp.seek(info.header_offset)
+        header = zf.fp.read(zipfile.sizeFileHeader)
+        if len(header) != zipfile.sizeFileHeader or header[:4] != zipfile.stringFileHeader:
+            return None
+        fields = struct.unpack(zipfile.structFileHeader, header)
+        name = zf.fp.read(fields[zipfile._FH_FILENAME_LENGTH])
+        if fields[zipfile._FH_GENERAL_PURPOSE_FLAG_BITS] & 0x800:
+            return name.decode("utf-8")
+        return name.decode(getattr(zf, "metadata_encoding", None) or "cp437")
+    except (OSError, ValueError, AttributeError, struct.error):
+        return None
 
 
 # What a file that is not a zip starts with, for a message that says what it is instead.

@@ -6,7 +6,7 @@ import unicodedata
 from pathlib import Path
 
 from grader.config import Naming
-from grader.intake.naming import UNSUPPORTED_ARCHIVES, parse_name, split_extension
+from grader.intake.naming import UNSUPPORTED_ARCHIVES, kind_of, parse_name, split_extension
 from grader.intake.types import Discovery, Skipped
 
 SUBMISSION_EXTENSIONS = (".zip", ".ipynb", ".py", ".pdf")
@@ -82,6 +82,15 @@ def paired_pdfs(path: Path, naming: Naming | None = None, subfolder: bool = Fals
         if len(notebooks) == 1:
             return pdfs
     return []
+
+
+def graded_files(path: Path, rel: str) -> list[Path]:
+    """The files a submission's grade reads: a notebook or script with its paired PDFs (as unpacking
+    copies them in), else the file itself. Their hash (`naming.files_sha256`) is the one a report
+    records: a PDF replaced beside its notebook is a changed submission."""
+    if kind_of(path.name) not in ("ipynb", "py"):
+        return [path]
+    return [path, *paired_pdfs(path, subfolder="/" in rel)]
 
 
 def _stem_key(name: str) -> str:

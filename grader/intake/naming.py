@@ -268,6 +268,18 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def files_sha256(paths: list[Path]) -> str:
+    """The hash a report records for the bytes it graded: the file's own for one file (a zip, a
+    notebook alone), else a hash of each file's hash in order (a notebook and its PDF): a PDF
+    replaced beside its notebook is a changed submission."""
+    if len(paths) == 1:
+        return sha256_of(paths[0])
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(sha256_of(path).encode())
+    return digest.hexdigest()
+
+
 def readable_name(name: str) -> str:
     """A file name as its author wrote it. Bytes that are not UTF-8 (Python holds them as lone
     surrogates, which no report, page or CSV can write) come from Windows zip tools and old uploads:

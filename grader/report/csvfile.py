@@ -3,6 +3,11 @@ back (manual_points.csv, with a tutor's numbers `7.5` or `7,5`): tutors open
 them in Excel or LibreOffice, so every file has the course's delimiter, decimal separator and BOM
 (`[cms]` in grading.toml), and no cell can be taken for a formula.
 
+Control characters and bidirectional overrides in a cell (a file's name) are shown escaped, as on
+the pages and the terminal (as `textsafe.plain` does): `cat summary.csv` must not send a name's ESC
+sequences to a tutor's terminal, nor a spreadsheet show 'x\u202egpj.ipynb' reordered. Line breaks
+and tabs (a tutor's comment) are kept.
+
 Formulas: a cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return is a formula to a
 spreadsheet (`=HYPERLINK(...)` in a file name would become a link, `@SUM(A:A)` a computation), so it
 gets a leading `'` (OWASP's rule for CSV injection). Numbers are left as they are: matriculation
@@ -20,6 +25,15 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from grader.textsafe import valid_text
+
+# What `textsafe.plain` shows escaped, but for line breaks and tabs (a tutor's comment keeps them).
+_SHOWN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(match: re.Match) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?")
@@ -72,7 +86,7 @@ def _field(value, fmt: CsvFormat) -> str:
         return fmt.number(value)
     if value is None:
         return ""
-    text = protect(valid_text(str(value)))
+    text = protect(_SHOWN.sub(_escaped, valid_text(str(value))))   # controls and bidi overrides shown, not sent
     if isinstance(value, Text):
         return '"' + text.replace('"', '""') + '"'
     if any(ch in text for ch in (fmt.delimiter, '"', "\n", "\r")) or text != text.strip():

@@ -101,6 +101,35 @@ def _nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text).strip()
 
 
+def known_stem(cell: str, known: dict[str, str]) -> str | None:
+    """The stem (a value of `known`, by NFC key) that a sheet's stem cell names: as written, or as
+    Excel's "CSV" (Windows-1252) leaves it: a letter it lacks (ễ, ă, Ł, Ż) saved as '?' or without
+    its accent. Such a cell names a stem only when it names no other."""
+    cell = _nfc(cell)
+    if cell in known or not cell.isprintable():
+        return known.get(cell)
+    found = [stem for key, stem in known.items() if _lossy_copy(cell, key)]
+    return found[0] if len(found) == 1 else None
+
+
+def _lossy_copy(cell: str, name: str) -> bool:
+    if len(cell) != len(name) or cell == name:
+        return False
+    return all(a == b or (not _in_cp1252(b) and a in ("?", _base_letter(b))) for a, b in zip(cell, name))
+
+
+def _in_cp1252(ch: str) -> bool:
+    try:
+        ch.encode("cp1252")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _base_letter(ch: str) -> str:
+    return unicodedata.normalize("NFKD", ch)[0]
+
+
 def decode_sheet(data: bytes, path: Path | str) -> str:
     """The sheet's text. UTF-8 (with or without BOM), Windows-1252 (Excel's "CSV"), and UTF-16 or
     UTF-32 with a byte-order mark (Excel's "Unicode Text") are read; anything else is one
@@ -179,7 +208,8 @@ def _parse_sheet(text: str, path: Path, known: dict[str, str], config: Config, *
     stem_index = keys.index(("info", "stem"))
     for line, fields in rows[1:]:
         raw_stem = fields[stem_index].strip() if stem_index < len(fields) else ""
-        if raw_stem and _nfc(raw_stem) not in known and (skip is None or _nfc(raw_stem) in skip):
+        stem = known_stem(raw_stem, known) if raw_stem else None
+        if raw_stem and stem is None and (skip is None or known_stem(raw_stem, {s: s for s in skip})):
             continue   # a submission no longer in the folder: its row is set aside, not read
         where = f"line {line} (team {raw_stem!r})" if raw_stem else f"line {line}"
         if len(fields) > len(header):  # even when the extra cells are empty: the values have shifted
@@ -194,7 +224,6 @@ def _parse_sheet(text: str, path: Path, known: dict[str, str], config: Config, *
         if not raw_stem:
             problems.append(f"{where}: the 'stem' cell is empty")
             continue
-        stem = known.get(_nfc(raw_stem))
         if stem is None:
             problems.append(f"{where}, column 'stem': unknown team: no report of that name among the "
                             f"{len(known)} graded submission(s); fix the name or delete the row")
@@ -357,7 +386,10 @@ def write_manual_sheet(reports: list[tuple[str, Report]], out_dir: Path, config:
         original = path.read_bytes()
         text = decode_sheet(original, path)
         delimiter, parsed = read_rows(text)
-        bom = original.startswith(b"\xef\xbb\xbf") or sheet_encoding_note(original) is not None
+        # Written back as UTF-8: with a BOM where the tutors' file had one, or was not UTF-8 at all
+        # (Excel's "CSV" is Windows-1252: without a BOM, Excel would show 'Ã„pfel' and save that).
+        bom = original.startswith(b"\xef\xbb\xbf") or sheet_encoding_note(original) is not None \
+            or not _is_utf8(original)
         if parsed:
             old_header = [h.strip().lstrip("\ufeff") for h in parsed[0][1]]
             old_keys = [_column_key(h, config) for h in old_header]
@@ -370,8 +402,13 @@ def write_manual_sheet(reports: list[tuple[str, Report]], out_dir: Path, config:
     keys = [_column_key(h, config) for h in header]
     stem_col = keys.index(("info", "stem"))
     present, leaving, kept = set(), {}, []
+    placeable = {key: key for key in (*by_stem, *aside)}
     for row in rows:
         nfc_stem = _nfc(row[stem_col])
+        named = known_stem(nfc_stem, placeable)
+        if named is not None and named != nfc_stem:   # a name Excel saved with '?': written as it is
+            row[stem_col] = by_stem[named][0] if named in by_stem else named
+            nfc_stem = named
         if nfc_stem in aside:
             leaving[nfc_stem] = {k: v for k, v in zip(keys, row) if k and v.strip()}
             continue
@@ -405,6 +442,14 @@ def write_manual_sheet(reports: list[tuple[str, Report]], out_dir: Path, config:
     if returning:
         _write_removed_rows(out_dir, config, drop=set(returning))
     return path
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def _keyed_rows(text: str, config: Config) -> tuple[dict[tuple[str, str], str], list[tuple[int, str, dict]]]:
@@ -460,16 +505,20 @@ def merge_sheets(sources: list[Path], target: Path, config: Config) -> list[str]
     problems, notes = [], []
     if not sources:
         return notes
-    for source in [target, *sources]:
-        if not source.exists():
-            continue
-        found, rows = _keyed_rows(decode_sheet(source.read_bytes(), source), config)
+    read = {source: _keyed_rows(decode_sheet(source.read_bytes(), source), config)
+            for source in [target, *sources] if source.exists()}
+    # The shards' sheets are the grader's, with the names as they are; a row of the tutors' sheet that
+    # Excel saved with '?' for letters it lacks is the same team's.
+    exact = {stem: stem for source, (_, rows) in read.items() if source != target for _, stem, _ in rows}
+    for source, (found, rows) in read.items():
         if found and ("info", "stem") not in found:
             problems.append(f"{source}: no 'stem' column")
             continue
         for key, label in found.items():
             labels.setdefault(key, label)
         for line, stem, filled in rows:
+            if (named := known_stem(stem, exact)) not in (None, stem):
+                stem, filled = named, {**filled, ("info", "stem"): named}
             cells = table.setdefault(stem, {})
             for key, value in filled.items():
                 if key in cells and cells[key][0].strip() != value.strip() and key[0] != "info":

@@ -261,13 +261,15 @@ def _files_under(folder: Path) -> list[str]:
 
 
 def _derived_name(rel: str) -> bool:
-    """A name a run may have written: a file of the folder or a feedback page, not hidden, not a
-    report, not the tutors' sheet."""
+    """A name a run may have written: a CSV or page of the folder or a feedback page, not hidden, not
+    a report, not the tutors' sheet, in any letter case (on a Mac's or Windows' disk `Manual_Points.CSV`
+    is the sheet): an edited manifest removes nothing else."""
     parts = rel.split("/") if isinstance(rel, str) else []
     if not parts or len(parts) > 2 or (len(parts) == 2 and parts[0] != FEEDBACK_DIR):
         return False
     name = parts[-1]
-    return bool(name) and name not in ("..", SHEET_NAME) and not name.startswith(".") and not name.endswith(".json")
+    return (name.endswith(".html") or (len(parts) == 1 and name.endswith(".csv"))) and not name.startswith(".") \
+        and name.casefold() != SHEET_NAME.casefold()
 
 
 def _commit(stage: Path, out_dir: Path, *, stems: list[str], partial: str | None) -> list[str]:
@@ -278,7 +280,7 @@ def _commit(stage: Path, out_dir: Path, *, stems: list[str], partial: str | None
     earlier = set(_KNOWN_DERIVED) | {PARTIAL_PREFIX + name for name in _KNOWN_DERIVED}
     try:
         earlier |= set(json.loads((out_dir / MANIFEST).read_text(encoding="utf-8")).get("files", []))
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError):   # edited, corrupted: the known names
         pass
     if (out_dir / FEEDBACK_DIR).is_dir():
         earlier |= {f"{FEEDBACK_DIR}/{p.name}" for p in (out_dir / FEEDBACK_DIR).glob("*.html")}
@@ -301,6 +303,16 @@ def _commit(stage: Path, out_dir: Path, *, stems: list[str], partial: str | None
                                                 indent=1).encode("utf-8"))
     remove_tree(stage)
     return warnings
+
+
+def partial_before(out_dir: Path) -> str | None:
+    """Why the outputs in out_dir describe part of the course (a `grader merge --partial` wrote them),
+    or None: a merge of the folder's own reports stays partial until every shard is merged."""
+    try:
+        note = json.loads((Path(out_dir) / MANIFEST).read_text(encoding="utf-8")).get("partial")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    return note if isinstance(note, str) and note else None
 
 
 def merge_outputs(inputs: list[Path], reports: list[tuple[str, Report]], out_dir: Path, config: Config,

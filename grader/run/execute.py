@@ -156,6 +156,38 @@ class CodeResult:
     error: str | None = None
 
 
+ERROR_FLOOR = 2048   # bytes an error keeps once the notebook's outputs are at their limit
+IMAGE_LIMIT = 2 * 1024 * 1024   # bytes of images (plots) a cell keeps, beside its [limits] output_kb of the rest
+
+
+def bounded_error(content: dict, limit: int) -> dict:
+    """An error output within about `limit` bytes: its type, the start of its message and the end of
+    its traceback (where it was raised), each cut part saying so. A cell that raises a 5 MB message
+    is kept as an error (the verdict reads it), not as 10 MB (message and traceback) per cell."""
+    if len(json.dumps(content, default=str)) <= limit:
+        return content
+    ename = str(content.get("ename", ""))[:200]
+    evalue_all = str(content.get("evalue", ""))
+    lines_all = [str(line) for line in content.get("traceback") or []]
+    keep = max(200, limit // 4)
+    while True:
+        evalue = evalue_all if len(evalue_all) <= keep else (
+            evalue_all[:keep] + f" … [grader: message cut after {keep:,} of {len(evalue_all):,} characters]")
+        room, lines = max(keep, limit - keep - len(ename) - 200), []
+        for line in reversed(lines_all):
+            if len(line) > keep:
+                line = line[:keep] + f" … [grader: line cut after {keep:,} of {len(line):,} characters]"
+            if lines and len(line) > room:
+                lines.insert(0, f"[grader: {len(lines_all) - len(lines)} earlier line(s) of the traceback left out]")
+                break
+            lines.insert(0, line)
+            room -= len(line)
+        bounded = {**content, "ename": ename, "evalue": evalue, "traceback": lines}
+        if len(json.dumps(bounded, default=str)) <= limit or keep <= 100:
+            return bounded
+        keep //= 2
+
+
 class _CappedClient(NotebookClient):
     """nbclient, keeping at most `output_limit` bytes of output per cell (a cell that prints
     megabytes would otherwise end up whole in the report and the executed notebook), and at most
@@ -168,10 +200,12 @@ class _CappedClient(NotebookClient):
         super().__init__(nb, km=km, **kw)
         self.output_limit = output_limit
         self.output_bytes: dict[int, int] = {}
+        self.image_bytes: dict[int, int] = {}       # plots, by cell: their own allowance (IMAGE_LIMIT)
         self.truncated: set[int] = set()
         self.outputs_limit, self.total_limit = outputs_limit, total_limit
         self.outputs_kept = self.bytes_kept = 0
         self.notebook_full: int | None = None   # the cell in which the notebook's outputs reached their limit
+        self._display_sizes: dict[str, int] = {}   # bytes of each display's data (display_id), as kept
 
     def process_message(self, msg, cell, cell_index):
         # Where the kernel's output enters the grader: text that is not valid UTF-8 (a lone
@@ -180,15 +214,25 @@ class _CappedClient(NotebookClient):
         return super().process_message(msg, cell, cell_index)
 
     def output(self, outs, msg, display_id, cell_index):
+        if msg["msg_type"] == "error":   # kept whatever the limits, so bounded itself
+            room = self.output_limit if self.bytes_kept < self.total_limit else ERROR_FLOOR
+            msg = {**msg, "content": bounded_error(msg.get("content") or {}, room)}
         size = len(json.dumps(msg.get("content", {}), default=str))
-        used = self.output_bytes.get(cell_index, 0) + size
-        self.output_bytes[cell_index] = used
-        if used > self.output_limit and msg["msg_type"] != "error":
+        # A plot has its own allowance per cell: what a cell printed before it must not cost the
+        # plot (the tutors grade the plot by hand, from the executed notebook).
+        data = (msg.get("content") or {}).get("data")
+        image = msg["msg_type"] in ("display_data", "execute_result") and isinstance(data, dict) and any(
+            str(kind).startswith("image/") for kind in data)
+        spent, limit = (self.image_bytes, IMAGE_LIMIT) if image else (self.output_bytes, self.output_limit)
+        used = spent.get(cell_index, 0) + size
+        spent[cell_index] = used
+        if used > limit and msg["msg_type"] != "error":
             if cell_index not in self.truncated:
                 self.truncated.add(cell_index)
                 note = nbformat.v4.new_output(
                     "stream", name="stderr",
-                    text=f"\n[grader: output of this cell cut after {self.output_limit // 1024} KB]\n")
+                    text=f"\n[grader: output of this cell cut after {limit // 1024} KB"
+                         f"{' of images' if image else ''}]\n")
                 outs.append(note)
             return None
         if msg["msg_type"] != "error" and (self.outputs_kept >= self.outputs_limit
@@ -209,7 +253,31 @@ class _CappedClient(NotebookClient):
         out = super().output(outs, msg, display_id, cell_index)
         if out is not None:
             self.outputs_kept += 1
+            if display_id:
+                self._display_sizes[display_id] = len(json.dumps(content.get("data", {}), default=str))
         return out
+
+    def _update_display_id(self, display_id, msg):
+        """An update of a display (`update_display`, a display handle's `.update`) replaces earlier
+        outputs in place, past `output`: held to the same limits. One over the cell's output limit,
+        or past the notebook's, is left out with a note in its place; one that fits replaces what
+        the display held (a progress line updated 2,000 times stays one line)."""
+        places = self._display_id_map.get(display_id)
+        if not places:
+            return super()._update_display_id(display_id, msg)
+        content = msg.get("content") or {}
+        size = len(json.dumps(content.get("data", {}), default=str))
+        copies = sum(len(indices) for indices in places.values())
+        before = self._display_sizes.get(display_id, 0)
+        if size > self.output_limit or self.bytes_kept + (size - before) * copies > self.total_limit:
+            self.truncated.update(places)
+            note = {"text/plain": f"[grader: an update of this display ({size / 1024:,.0f} KB) was left out: more "
+                                  f"than the cell's {self.output_limit // 1024} KB of output or the notebook's limit]"}
+            msg = {**msg, "content": {**content, "data": note, "metadata": {}}}
+            size = len(json.dumps(note))
+        self.bytes_kept += (size - before) * copies
+        self._display_sizes[display_id] = size
+        return super()._update_display_id(display_id, msg)
 
 
 def kernel_transport(runtime_dir: Path) -> tuple[str, str]:
