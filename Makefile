@@ -57,13 +57,15 @@ benchmark: install
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) reports build dist *.egg-info
 
-# The students' checker: a wheel without the solution notebook and the 6.3 key (see README, "For
-# students"). It runs on the code's defaults, not on grading.toml: refused when the two differ.
+# The students' checker: a wheel for the sheet grading.toml names (it checks that sheet without a
+# grading.toml), without the solution notebooks and the tutors' keys (see README, "For students").
+# It runs on the code's defaults for that sheet, not on grading.toml: refused when the two differ.
 student-package: install
 	@$(BIN)/python -c 'import sys; from grader.config import differences_from_defaults, load_config; \
 	problems = differences_from_defaults(load_config("grading.toml")); \
 	problems and print("grading.toml differs from the defaults in grader/config.py (make them equal):", \
 	*problems, sep="\n  ", file=sys.stderr); sys.exit(1 if problems else 0)'
 	rm -rf build dist
+	GRADER_SHEET=$$($(BIN)/python -c 'from grader.config import load_config; print(load_config("grading.toml").sheet.name)') \
 	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -w dist .
 	@ls dist/*.whl

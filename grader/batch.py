@@ -49,7 +49,7 @@ from grader.atomic import write_atomic
 from grader.report.manual_sheet import held_points
 from grader.report.store import REMOVED_DIR, bring_back, read_report, report_path, write_executed, write_report
 from grader.report.score import build_report
-from grader.run.dataset import StagedData, stage_dataset
+from grader.run.dataset import StagedData, no_data, stage_dataset
 from grader.run.environment import KernelQueryError, kernel_environment
 from grader.run.kernels import ForkKernels, FreshKernels, WarmKernels
 from grader.run.sandbox import require_sandbox
@@ -136,7 +136,9 @@ def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: C
     CalibrationMissing that says to run `grader prepare` first. Otherwise, with `auto_calibrate`,
     a missing calibration is made (once, under the calibration file's lock)."""
     require_sandbox(config)   # a required sandbox that is missing stops the batch before it starts
-    data: StagedData = stage_dataset(config.data, config.data_source, cache_dir() / "data", config.sheet_def.dataset)
+    sheet = config.sheet_def
+    data: StagedData = (stage_dataset(config.data, config.data_source, cache_dir() / "data", sheet.dataset)
+                        if sheet.dataset is not None else no_data(sheet.name, sheet.probe.inputs(None)))
     mpl_cache = cache_dir() / "matplotlib"
     mpl_cache.mkdir(exist_ok=True)
     cores = os.cpu_count() or 1
@@ -149,11 +151,11 @@ def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: C
                          grader=make_grader_info(config, kernel),
                          threads=config.run.threads or max(1, cores // max(1, workers)),
                          mpl_cache=mpl_cache, kernel=kernel)
-    found = accuracy_range(data.info.fingerprint)
+    found = accuracy_range(sheet, data.info.fingerprint)
     if found is None and require_calibration:
         raise CalibrationMissing(
-            f"no calibration for the data of this batch ({data.info.description}; data fingerprint "
-            f"{data.info.fingerprint}) in {calibration_store.places()}. Shards never calibrate (each would "
+            f"no calibration of {sheet.name} for the data of this batch ({data.info.description}; data fingerprint "
+            f"{data.info.fingerprint}) in {calibration_store.places(sheet)}. Shards never calibrate (each would "
             f"get its own accuracy range): run `grader prepare` once with the same grading.toml (and "
             f"GRADER_CACHE) before the shards")
     if found is None and auto_calibrate:
@@ -162,7 +164,7 @@ def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: C
         except CalibrationError as exc:
             progress(f"Calibration failed: {exc}. The accuracy check will ask for a tutor's review.")
     return GradingContext(**{**ctx.__dict__, "accuracy_range": found,
-                             "time_limits": time_limits(config.limits, data.info, threads=ctx.threads)})
+                             "time_limits": time_limits(config.limits, data.info, sheet, threads=ctx.threads)})
 
 
 GRADER_ERROR = "grader.error"

@@ -1,15 +1,16 @@
-"""What the solution notebook does on the same data: the plausible range of test accuracies, and
-the time a notebook may take.
+"""What the sheet's solution notebook does on the same data: the range of test accuracies it
+reaches, and the time a notebook may take.
 
-A calibration entry holds, per staged data set (by its fingerprint), the per-epoch test accuracies
-of several runs of `reference/solution.ipynb` and the CPU seconds each of its code cells took (the
-kernel's processes, as the time limits count them; "clock": "cpu"; entries made before hold
-wall-clock seconds and no "clock"). A run on a busy machine (its cells took more than BUSY_RATIO
-times their CPU time in wall-clock time) keeps its accuracies, but not its timings. Entries
-are kept by grader/calibration_store.py (the cache's `calibration.json`, with the shipped
-`reference/calibration.json` as a read-only default). `grader prepare` and `grader calibrate`
-(re)compute the entry for the configured data; `grader grade` computes it on first use when the
-solution is there, under the calibration file's lock; a shard (`--shard K/N`) never does.
+A calibration entry holds, per sheet and staged data set (by its fingerprint), the test accuracies
+the sheet records (`Sheet.recorded_accuracies`: per epoch, or one) of several runs of its solution
+notebook, by network key, and the CPU seconds each of its code cells took (the kernel's processes,
+as the time limits count them; "clock": "cpu"; entries made before hold wall-clock seconds and no
+"clock"). A run on a busy machine (its cells took more than BUSY_RATIO times their CPU time in
+wall-clock time) keeps its accuracies, but not its timings. Entries are kept by
+grader/calibration_store.py (the cache's `calibration.json`, with the calibration the sheet ships in
+its reference folder as a read-only default). `grader prepare` and `grader calibrate` (re)compute
+the entry for the configured data; `grader grade` computes it on first use when the solution is
+there, under the calibration file's lock; a shard (`--shard K/N`) never does.
 """
 from __future__ import annotations
 
@@ -31,8 +32,7 @@ from grader.pipeline import observe
 from grader.models import DataInfo, TimeLimits
 from grader.run.execute import configured_time_limits, cpu_time_limits
 from grader.run.kernels import FreshKernels
-
-SHIPPED_FILE = CALIBRATION_FILE = store.SHIPPED_FILE   # the shipped default (read-only)
+from grader.sheet import Sheet
 
 __all__ = ["CalibrationError", "CalibrationMissing", "accuracy_range", "time_limits", "calibrate",
            "ensure_calibration", "load_calibration", "calibration_file"]
@@ -58,52 +58,56 @@ def calibration_file() -> Path:
     return store.writable_file()
 
 
-def load_calibration(path: Path | None = None) -> dict:
-    """Every entry by fingerprint: of one file, or (no path) as lookup finds them along the search path."""
-    return store.load_file(path) if path is not None else store.load_all()
+def load_calibration(sheet: Sheet, path: Path | None = None) -> dict:
+    """Every entry of `sheet` by data fingerprint: of one file, or (no path) as lookup finds them
+    along the search path."""
+    if path is None:
+        return store.load_all(sheet)
+    data = store.load_file(path)
+    prefix = store.entry_key(sheet.name, "")
+    return {**{k: v for k, v in data.items() if "/" not in k},
+            **{k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}}
 
 
-def _entry(fingerprint: str, path: Path | None, need=None) -> tuple[dict | None, Path | None]:
-    if path is not None:
-        entry = store.load_file(path).get(fingerprint)
-        return (entry, path) if entry and (need is None or need(entry)) else (None, None)
-    found = store.lookup(fingerprint, need=need)
+def _entry(sheet: Sheet, fingerprint: str, path: Path | None) -> tuple[dict | None, Path | None]:
+    found = store.lookup(sheet, fingerprint, need=store.usable(sheet.range_networks), path=path)
     return (found.entry, found.path) if found else (None, None)
 
 
-def accuracy_range(fingerprint: str, path: Path | None = None) -> AccuracyRange | None:
-    """Per epoch: from 0 up to the best the solution's networks (with or without BatchNorm) reached.
-
-    No lower bound beyond 0: a network with another mistake (softmax in forward, a missing ReLU)
-    learns more slowly, and that mistake already costs its own check; how much more slowly depends
-    on the data size, so a lower bound would make the verdict depend on the subset graded on. The
-    upper bound catches numbers this recipe does not reach on this data (hard-coded results,
-    accuracies measured on the training set of a memorising network, counts read as fractions)."""
-    entry, _ = _entry(fingerprint, path, store.usable)
+def accuracy_range(sheet: Sheet, fingerprint: str, path: Path | None = None) -> AccuracyRange | None:
+    """Per epoch (or measurement), the lowest and the highest the solution's runs of the sheet's
+    accuracy networks reached. How a check uses them is the sheet's: one may take no lower bound
+    (a network with another mistake learns more slowly, which costs its own check already), another
+    the lowest less a margin."""
+    entry, _ = _entry(sheet, fingerprint, path)
     if not entry:
         return None
-    runs = entry["baseline"] + entry.get("batchnorm", [])
-    epochs = len(entry["baseline"][0])
-    high = tuple(max(run[i] for run in runs if len(run) == epochs) for i in range(epochs))
-    return AccuracyRange(low=(0.0,) * epochs, high=high,
-                         source=f"{len(entry['baseline'])} run(s) of the solution on {entry.get('data', fingerprint)}")
+    keys = sheet.range_networks
+    runs = [run for key in keys for run in entry[key]]
+    epochs = len(entry[keys[0]][0])
+    same = [run for run in runs if len(run) == epochs]
+    low = tuple(min(run[i] for run in same) for i in range(epochs))
+    high = tuple(max(run[i] for run in same) for i in range(epochs))
+    return AccuracyRange(low=low, high=high,
+                         source=f"{len(entry[keys[0]])} run(s) of the solution on {entry.get('data', fingerprint)}")
 
 
-def time_limits(limits: Limits, data: DataInfo, path: Path | None = None, *, threads: int | None = None) -> TimeLimits:
+def time_limits(limits: Limits, data: DataInfo, sheet: Sheet, path: Path | None = None, *,
+                threads: int | None = None) -> TimeLimits:
     """The limits for notebooks on `data`: numbers from grading.toml stay; "auto" is derived from
     the solution's timings on the same data, or falls back to generous numbers where there are none.
 
     `threads`: torch's threads per kernel of the batch. The same work costs more CPU time on more
     threads (each wakes for a small part of an operation): where the calibration ran on fewer, its
     timings are scaled by the ratio (a student's laptop with 8 cores against a calibration on 2)."""
-    entry, found_in = _entry(data.fingerprint, path, store.usable)
+    entry, found_in = _entry(sheet, data.fingerprint, path)
     ref = store.Found(data.fingerprint, entry, found_in).ref if entry else None
     if limits.cell_timeout_s != "auto" and limits.notebook_timeout_s != "auto":
         return configured_time_limits(limits).model_copy(update={"calibration": ref})
     runs = [run for run in (entry or {}).get("cell_seconds", []) if run]
     if not runs:
         busy = " (made on a busy machine: its timings were not kept)" if (entry or {}).get("busy_runs") else ""
-        return configured_time_limits(limits, f"no timings of the solution on this data in {store.places() if path is None else path}"
+        return configured_time_limits(limits, f"no timings of the solution on this data in {store.places(sheet) if path is None else path}"
                                               f"{busy}; `grader prepare` or `grader calibrate` records them"
                                       ).model_copy(update={"calibration": ref})
     # Medians over the runs: one run slowed down by a busy machine does not set the limits.
@@ -187,7 +191,7 @@ def calibrate(ctx, runs: int = 3, path: Path | None = None, solution: Path | Non
         if execution.info.status != "ok" or observations.status != "ok":
             raise CalibrationError(f"the solution did not run cleanly on {ctx.data.info.description}: "
                                    f"{execution.info.status}, {execution.info.errors or observations.message}")
-        recorded = sheet.recorded_accuracies(observations, ctx.config.tolerance.epochs)
+        recorded = sheet.recorded_accuracies(observations, ctx.config.sheet_settings)
         for key in results:
             if key not in recorded:
                 raise CalibrationError(f"the solution recorded no accuracies for {key}")
@@ -221,8 +225,8 @@ def calibrate(ctx, runs: int = 3, path: Path | None = None, solution: Path | Non
             progress(f"The machine was busy during every calibration run: no timings were kept, so \"auto\" time "
                      f"limits use the fallback ({configured_time_limits(ctx.config.limits).cell_timeout_s:g} s of CPU "
                      f"time per cell) until `grader calibrate` runs on a quieter machine.")
-    store.save(ctx.data.info.fingerprint, entry, path, locked=locked)
-    return accuracy_range(ctx.data.info.fingerprint, path)
+    store.save(sheet.name, ctx.data.info.fingerprint, entry, path, locked=locked)
+    return accuracy_range(sheet, ctx.data.info.fingerprint, path)
 
 
 def _load() -> float | None:
@@ -237,14 +241,15 @@ def ensure_calibration(ctx, *, runs: int = 3, progress=print) -> AccuracyRange |
     calibration file's lock, looking again once it is held (another grader may have calibrated the
     same data meanwhile), so that concurrent batches calibrate once, not once each."""
     fingerprint = ctx.data.info.fingerprint
-    found = accuracy_range(fingerprint)
-    if found is not None or not ctx.config.sheet_def.solution.exists():
+    sheet = ctx.config.sheet_def
+    found = accuracy_range(sheet, fingerprint)
+    if found is not None or not sheet.solution.exists():
         return found
     target = calibration_file()
     with store.holding_lock(target, on_wait=progress):
-        found = accuracy_range(fingerprint)
+        found = accuracy_range(sheet, fingerprint)
         if found is not None:
-            progress(f"Calibrated meanwhile by another grader: {store.lookup(fingerprint).path}")
+            progress(f"Calibrated meanwhile by another grader: {store.lookup(sheet, fingerprint).path}")
             return found
         progress(f"No reference accuracies for {ctx.data.info.description} yet: running the solution notebook "
                  f"{runs} times to calibrate (once; stored in {target}).")

@@ -1,13 +1,16 @@
 """Where calibrations are kept, found and written: no kernels, no pipeline (reading one costs a JSON file).
 
-A calibration entry is what the solution notebook did on one staged data set (by its fingerprint):
-per-epoch test accuracies of several runs of both networks and the seconds each code cell took,
-with when it was made. Entries are looked up, first match wins, in
+A calibration entry is what a sheet's solution notebook did on one staged data set: the test
+accuracies of several runs of its networks (by network key) and the seconds each code cell took,
+with when it was made. Entries are kept by sheet and data (`<sheet>/<data fingerprint>`; an entry
+written before calibrations were kept by sheet, under the fingerprint alone, is still read) and
+looked up, first match wins, in
 
 1. `GRADER_CALIBRATION`, when set: that file alone (the tests and benchmarks keep their own);
 2. the grader's cache, `<cache>/calibration.json` (see grader/cache.py): what `grader prepare`,
    `grader calibrate` and a first `grader grade` on new data write;
-3. `reference/calibration.json`, shipped with the grader: a read-only default, never written.
+3. the calibration the sheet ships in its reference folder (`<reference>/calibration.json`): a
+   read-only default, never written (but by `grader calibrate --shipped`).
 
 Every write holds the file's lock (`<file>.lock`), reads the file again, changes one entry and
 replaces the file atomically (a temporary file, then `os.replace`): concurrent writers of other
@@ -21,7 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from contextlib import AbstractContextManager
-from typing import Callable
+from typing import Callable, Protocol
 
 from grader.atomic import write_atomic
 from grader.cache import cache_dir
@@ -29,8 +32,20 @@ from grader.errors import CalibrationError
 from grader.locks import hold
 from grader.models import CalibrationRef
 
-SHIPPED_FILE = Path(__file__).resolve().parent.parent / "reference" / "calibration.json"
 CACHE_NAME = "calibration.json"
+
+
+class SheetFiles(Protocol):
+    """What the store needs of a sheet (a grader.sheet.Sheet): its name, and the calibration it ships."""
+    name: str
+
+    @property
+    def shipped_calibration(self) -> Path: ...
+
+
+def entry_key(sheet: str, fingerprint: str) -> str:
+    """An entry's key in a calibration file: the sheet's name and the data's fingerprint."""
+    return f"{sheet}/{fingerprint}"
 
 
 class CalibrationMissing(CalibrationError):
@@ -43,10 +58,10 @@ def writable_file() -> Path:
     return Path(override) if override else cache_dir() / CACHE_NAME
 
 
-def search_path() -> list[Path]:
-    """The files an entry is looked up in, first match wins."""
+def search_path(sheet: SheetFiles) -> list[Path]:
+    """The files an entry of `sheet` is looked up in, first match wins."""
     override = os.environ.get("GRADER_CALIBRATION")
-    return [Path(override)] if override else [cache_dir() / CACHE_NAME, SHIPPED_FILE]
+    return [Path(override)] if override else [cache_dir() / CACHE_NAME, sheet.shipped_calibration]
 
 
 def load_file(path: Path) -> dict:
@@ -63,11 +78,20 @@ def load_file(path: Path) -> dict:
     return data
 
 
-def load_all() -> dict:
-    """Every entry that lookup would find, by fingerprint (the first file's entry wins)."""
+def _entry_in(data: dict, sheet: str, fingerprint: str):
+    """The entry of `sheet` for `fingerprint` in a file's content (or one kept by the fingerprint alone)."""
+    entry = data.get(entry_key(sheet, fingerprint))
+    return entry if entry is not None else data.get(fingerprint)
+
+
+def load_all(sheet: SheetFiles) -> dict:
+    """Every entry of `sheet` that lookup would find, by data fingerprint (the first file's entry wins)."""
     merged: dict = {}
-    for path in reversed(search_path()):
-        merged.update(load_file(path))
+    for path in reversed(search_path(sheet)):
+        data = load_file(path)
+        merged.update({key: entry for key, entry in data.items() if "/" not in key})     # kept by fingerprint alone
+        prefix = entry_key(sheet.name, "")
+        merged.update({key[len(prefix):]: entry for key, entry in data.items() if key.startswith(prefix)})
     return merged
 
 
@@ -88,23 +112,26 @@ class Found:
                               sha256=entry_hash(self.entry), file=str(self.path))
 
 
-def lookup(fingerprint: str, *, need: Callable[[dict], bool] | None = None) -> Found | None:
-    """The first entry for `fingerprint` along the search path (with `need`: the first that has what is needed)."""
-    for path in search_path():
-        entry = load_file(path).get(fingerprint)
+def lookup(sheet: SheetFiles, fingerprint: str, *, need: Callable[[dict], bool] | None = None,
+           path: Path | None = None) -> Found | None:
+    """The first entry of `sheet` for `fingerprint` along the search path, or in `path` alone (with
+    `need`: the first that has what is needed)."""
+    for where in [path] if path is not None else search_path(sheet):
+        entry = _entry_in(load_file(where), sheet.name, fingerprint)
         if isinstance(entry, dict) and entry and (need is None or need(entry)):
-            return Found(fingerprint, entry, path)
+            return Found(fingerprint, entry, where)
     return None
 
 
-def usable(entry: dict) -> bool:
-    """An entry the grader can grade with: accuracies of the baseline (the range) are there."""
-    return bool(entry.get("baseline"))
+def usable(networks: tuple[str, ...]) -> Callable[[dict], bool]:
+    """Whether an entry can be graded with: the accuracies of every one of `networks` (the sheet's
+    networks that define the accuracy range) are there."""
+    return lambda entry: bool(networks) and all(entry.get(key) for key in networks)
 
 
-def places() -> str:
+def places(sheet: SheetFiles) -> str:
     """Where lookup looks, for messages."""
-    return ", ".join(str(p) for p in search_path())
+    return ", ".join(str(p) for p in search_path(sheet))
 
 
 def lock_path(path: Path | None = None) -> Path:
@@ -120,14 +147,14 @@ def holding_lock(path: Path | None = None,
                 on_wait=on_wait)
 
 
-def save(fingerprint: str, entry: dict, path: Path | None = None, *, locked: bool = False) -> Found:
-    """Store `entry` for `fingerprint` (the rest of the file stays) and return it as found there.
-    `locked`: the caller holds the file's lock already."""
+def save(sheet: str, fingerprint: str, entry: dict, path: Path | None = None, *, locked: bool = False) -> Found:
+    """Store `entry` of the sheet named `sheet` for `fingerprint` (the rest of the file stays) and
+    return it as found there. `locked`: the caller holds the file's lock already."""
     path = path or writable_file()
     if not locked:
         with holding_lock(path):
-            return save(fingerprint, entry, path, locked=True)
+            return save(sheet, fingerprint, entry, path, locked=True)
     data = load_file(path)
-    data[fingerprint] = entry
+    data[entry_key(sheet, fingerprint)] = entry
     write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     return Found(fingerprint, entry, path)

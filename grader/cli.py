@@ -132,7 +132,7 @@ def print_preflight(console: Console, found) -> None:
 def cmd_grade(args, console: Console) -> int:
     from grader.batch import Shard, preflight_only, run_batch
 
-    config = load_config(args.config).with_roster(args.roster)
+    config = load_config(args.config, sheet=args.sheet).with_roster(args.roster)
     root = Path(args.submissions)
     if not root.exists():
         console.print(f"[red]error:[/] {terminal(root)}: no such file or folder", highlight=False)
@@ -167,7 +167,8 @@ def cmd_grade(args, console: Console) -> int:
 def cmd_check(args, console: Console) -> int:
     from grader.student import check_path
 
-    return check_path(Path(args.path), config_path=args.config, as_json=args.json, full=args.full, console=console)
+    return check_path(Path(args.path), config_path=args.config, as_json=args.json, full=args.full, console=console,
+                      sheet=args.sheet)
 
 
 def cmd_schema(args, console: Console) -> int:
@@ -180,7 +181,7 @@ def cmd_schema(args, console: Console) -> int:
 def cmd_prepare(args, console: Console) -> int:
     from grader.prepare import prepare
 
-    config = load_config(args.config)
+    config = load_config(args.config, sheet=args.sheet)
     root, out = Path(args.submissions), Path(args.out)
     if not root.exists():
         console.print(f"[red]error:[/] {terminal(root)}: no such file or folder", highlight=False)
@@ -205,6 +206,9 @@ def cmd_prepare(args, console: Console) -> int:
     say(f"One shard needs: {res.cores} core(s), {res.memory_mb} MiB, {res.slurm_time} "
         f"({res.why}). A shard that runs out of time keeps its reports: submitting it again grades the rest.")
     say("Next (scripts/slurm/submit.sh does all of this):")
+    if args.sheet and args.sheet != _sheet_of_the_file(args.config):
+        say(f"Note: the shards' scripts name no sheet, they read grading.toml's [sheet] name: set it to "
+            f"\"{args.sheet}\" there first (or give each `grader grade --shard K/N` and `grader merge` --sheet {args.sheet}).")
     for line in done.commands(root, out):
         print("  " + line, flush=True)
     if args.options_file:
@@ -212,11 +216,19 @@ def cmd_prepare(args, console: Console) -> int:
     return 0   # modules the kernel lacks cost needs_review, not the run: the table above said so
 
 
+def _sheet_of_the_file(config_path: str | None) -> str:
+    """The sheet grading.toml itself names (without --sheet), "" when none or unreadable."""
+    try:
+        return load_config(config_path).sheet.name
+    except UserError:
+        return ""
+
+
 def cmd_calibrate(args, console: Console) -> int:
     from grader.batch import prepare_context
-    from grader.calibrate import SHIPPED_FILE, calibrate, calibration_file
+    from grader.calibrate import calibrate, calibration_file
 
-    config = load_config(args.config)
+    config = load_config(args.config, sheet=args.sheet)
     sweep_stale()
     work = owned_dir("grader-work-")
     try:
@@ -224,7 +236,7 @@ def cmd_calibrate(args, console: Console) -> int:
         ctx = prepare_context(config, work, config.worker_count, auto_calibrate=False)
         console.print(f"Calibrating on {ctx.data.info.description} ({args.runs} runs of the solution)…",
                       highlight=False, markup=False)
-        target = SHIPPED_FILE if args.shipped else calibration_file()
+        target = config.sheet_def.shipped_calibration if args.shipped else calibration_file()
         found = calibrate(ctx, runs=args.runs, path=target,
                           progress=lambda text: console.print(text, highlight=False, markup=False))
     finally:
@@ -264,11 +276,15 @@ def _calibrations_used(folders: list[Path]) -> dict[str, list[str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="grader", description="Autograder for NNTI exercise sheet 6.")
+    parser = argparse.ArgumentParser(prog="grader", description="Autograder for the NNTI exercise sheets' notebooks.")
     parser.add_argument("--config", default=None, help="configuration file (default: ./grading.toml)")
     sub = parser.add_subparsers(dest="command", required=True)
+    # Every command that grades or reads reports may name the sheet instead of grading.toml's [sheet] name.
+    sheet = argparse.ArgumentParser(add_help=False)
+    sheet.add_argument("--sheet", default=None, metavar="NAME",
+                       help="the sheet (a package of grader/sheets/, e.g. sheet5) instead of grading.toml's [sheet] name")
 
-    grade = sub.add_parser("grade", help="grade every submission under a folder")
+    grade = sub.add_parser("grade", parents=[sheet], help="grade every submission under a folder")
     grade.add_argument("submissions", nargs="?", default="submissions", help="folder or file (default: submissions/)")
     grade.add_argument("--out", default="reports", help="output folder (default: reports/)")
     grade.add_argument("--workers", type=int, default=None, help="parallel kernels (default: from grading.toml)")
@@ -282,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="let the tutors' sheet take points out of reports (an emptied cell or row); refused otherwise")
     grade.set_defaults(func=cmd_grade)
 
-    check = sub.add_parser("check", help="check one zip, notebook or folder before uploading it",
+    check = sub.add_parser("check", parents=[sheet], help="check one zip, notebook or folder before uploading it",
                            description="Check one zip, notebook or folder before uploading it. Exit status: "
                                        "0 fine, 1 would lose points, 3 tutors may deduct points (name, PDF, "
                                        "team), 2 nothing could be checked, 130 interrupted.")
@@ -291,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--full", action="store_true", help="run on the graded data size instead of a small subset")
     check.set_defaults(func=cmd_check)
 
-    merge = sub.add_parser("merge", help="join shards' reports and tutors' manual points")
+    merge = sub.add_parser("merge", parents=[sheet], help="join shards' reports and tutors' manual points")
     merge.add_argument("inputs", nargs="+", help="report folders of the shards")
     merge.add_argument("--out", default="reports", help="output folder (default: reports/)")
     merge.add_argument("--roster", default=None, metavar="FILE",
@@ -309,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of a report")
     schema.set_defaults(func=cmd_schema)
 
-    prep = sub.add_parser("prepare", help="once before the shards of a course: stage the data, calibrate, "
+    prep = sub.add_parser("prepare", parents=[sheet], help="once before the shards of a course: stage the data, calibrate, "
                           "and print what one shard needs from Slurm")
     prep.add_argument("submissions", nargs="?", default="submissions", help="folder or file (default: submissions/)")
     prep.add_argument("--out", default="reports", help="the output folder the shards are merged into (default: reports/)")
@@ -321,10 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also write the sbatch options of one shard (--cpus-per-task, --mem, --time) to FILE")
     prep.set_defaults(func=cmd_prepare)
 
-    cal = sub.add_parser("calibrate", help="run the solution to find the plausible accuracy range for the data")
+    cal = sub.add_parser("calibrate", parents=[sheet], help="run the solution to find the plausible accuracy range for the data")
     cal.add_argument("--runs", type=int, default=5)
     cal.add_argument("--shipped", action="store_true",
-                     help="write the entry into the shipped reference/calibration.json (maintainers; commit it) "
+                     help="write the entry into the calibration the sheet ships (<its reference folder>/calibration.json; maintainers: commit it) "
                           "instead of the cache")
     cal.set_defaults(func=cmd_calibrate)
     return parser

@@ -10,14 +10,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, PositiveFloat, PositiveInt, ValidationError,
                       ValidationInfo, WithJsonSchema, model_validator)
 
 from grader.errors import ConfigError
 from grader.notebook_file import MAX_CELLS, MAX_OUTPUTS
-from grader.sheet import DEFAULT_SHEET, Sheet, SheetError, load_sheet
+from grader.sheet import Sheet, SheetError, built_in_sheet, load_sheet
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,9 +30,12 @@ class _Section(BaseModel):
 
 
 class SheetChoice(_Section):
-    """Which sheet is graded: a package of grader/sheets/, or of the folder `path` (relative to this file)."""
-    name: str = DEFAULT_SHEET
+    """Which sheet is graded: a package of grader/sheets/, or of the folder `path` (relative to this
+    file); no default (a students' wheel knows the sheet it was built for). `settings`: the sheet's
+    own settings ([sheet.settings]), validated against its model and filled with its defaults."""
+    name: str = ""
     path: str = ""
+    settings: dict[str, Any] = Field(default_factory=dict)
 
 
 def _points_value(what: str, value) -> float:
@@ -59,15 +62,58 @@ class Checks(_Section):
         return float((self.model_extra or {})[check_id])
 
 
+# Settings that were [tolerance]'s before they became a sheet's own ([sheet.settings]): read from
+# [tolerance] still, where the sheet has them, so that an older grading.toml keeps working.
+_MOVED_TO_SHEET_SETTINGS = ("learning_rate", "epochs")
+
+
+def _sheet_settings(raw: dict, sheet: Sheet, choice: dict) -> dict:
+    """[sheet.settings] validated against the sheet's model, with its defaults filled in."""
+    settings = choice.get("settings", {})
+    if not isinstance(settings, dict):
+        raise ValueError("'sheet.settings': expected a table of the sheet's settings")
+    settings = dict(settings)
+    tolerance = raw.get("tolerance")
+    if isinstance(tolerance, dict):
+        tolerance = dict(tolerance)
+        for key in _MOVED_TO_SHEET_SETTINGS:
+            if key in tolerance and key in sheet.settings.model_fields:
+                value = tolerance.pop(key)
+                if key in settings and settings[key] != value:
+                    raise ValueError(f"'tolerance.{key}' ({value!r}) and 'sheet.settings.{key}' ({settings[key]!r}) "
+                                     f"differ: {key} is a setting of the sheet now, keep it in [sheet.settings]")
+                settings[key] = value
+        raw["tolerance"] = tolerance
+    try:
+        return sheet.settings.model_validate(settings).model_dump()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(part) for part in err["loc"])
+            problems.append(f"unknown key 'sheet.settings.{key}' ({sheet.name} has "
+                            f"{', '.join(sheet.settings.model_fields) or 'no settings'})"
+                            if err["type"] == "extra_forbidden" else f"'sheet.settings.{key}': {err['msg']}")
+        raise ValueError("; ".join(problems)) from None
+
+
 def _sheet_sections(raw: dict, base_dir: Path | None) -> dict:
-    """`raw` with [exercises] and [checks] checked against the sheet named by [sheet], and filled in
-    with the sheet's own points where grading.toml leaves them out."""
+    """`raw` with [exercises], [checks] and [sheet.settings] checked against the sheet named by
+    [sheet] (or the sheet this installation was built for), and filled in with the sheet's own
+    points and settings where grading.toml leaves them out. Without a sheet they must be absent."""
     choice = raw.get("sheet") or {}
     if not isinstance(choice, dict):
         return raw
-    name, folder = choice.get("name", DEFAULT_SHEET), choice.get("path", "")
+    name, folder = choice.get("name") or built_in_sheet(), choice.get("path", "")
     if not isinstance(name, str) or not isinstance(folder, str):
         return raw   # the section's own validation names the key
+    raw = dict(raw)
+    if not name:
+        given = [section for section in ("exercises", "checks") if raw.get(section)]
+        given += ["sheet.settings"] if choice.get("settings") else []
+        if given:
+            raise ValueError(f"[{'], ['.join(given)}] without a sheet: name the sheet they belong to in [sheet] name")
+        return raw
+    raw["sheet"] = {**choice, "name": name}
     if folder:
         path = Path(os.path.expanduser(folder))
         folder = str(path if path.is_absolute() else (base_dir or Path.cwd()) / path)
@@ -75,7 +121,7 @@ def _sheet_sections(raw: dict, base_dir: Path | None) -> dict:
         sheet = load_sheet(name, folder)
     except SheetError as exc:
         raise ValueError(f"[sheet]: {exc}") from exc
-    raw = dict(raw)
+    raw["sheet"]["settings"] = _sheet_settings(raw, sheet, choice)
     exercises = raw.get("exercises")
     if exercises is None:
         raw["exercises"] = {**sheet.exercises, "bonus": sheet.bonus}
@@ -107,9 +153,7 @@ def _sheet_sections(raw: dict, base_dir: Path | None) -> dict:
 class Tolerance(_Section):
     atol: PositiveFloat = 1e-4
     rtol: PositiveFloat = 1e-4
-    learning_rate: PositiveFloat = 0.001
     accuracy_margin: float = Field(0.15, ge=0, le=1)
-    epochs: PositiveInt = 5
 
 
 def _seconds_or_auto(value):
@@ -233,6 +277,11 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _import_points_on_the_sheet(self) -> "Config":
+        if self.cms.import_points in ("total", "total+bonus"):
+            return self
+        if not self.sheet.name:
+            raise ValueError(f"'cms.import_points': {self.cms.import_points!r} is an exercise of no sheet: name the "
+                             f"sheet in [sheet] name, or import \"total\" or \"total+bonus\"")
         choices = ("total", "total+bonus", *self.sheet_def.exercise_ids)
         if self.cms.import_points not in choices:
             raise ValueError(f"'cms.import_points': expected \"total\", \"total+bonus\" or an exercise of "
@@ -258,7 +307,15 @@ class Config(_Section):
     @property
     def sheet_def(self) -> Sheet:
         """The sheet graded (its exercises, checks, networks and data), loaded once per process."""
+        if not self.sheet.name:
+            raise ConfigError("no sheet is named: set [sheet] name in grading.toml (the sheets of the grader are "
+                              "in grader/sheets/), or pass --sheet NAME")
         return load_sheet(self.sheet.name, str(self.sheet_folder or ""))
+
+    @property
+    def sheet_settings(self) -> Any:
+        """The sheet's settings ([sheet.settings], with the sheet's defaults), as its model."""
+        return self.sheet_def.settings.model_validate(self.sheet.settings)
 
     @property
     def data_source(self) -> Path | None:
@@ -300,13 +357,14 @@ def _key(loc: tuple) -> str:
     return ".".join(str(part) for part in loc if part != "__root__")
 
 
-def load_config(path: Path | str | None = None) -> Config:
-    """Read `path` (default: ./grading.toml; built-in defaults when there is none)."""
+def load_config(path: Path | str | None = None, *, sheet: str | None = None) -> Config:
+    """Read `path` (default: ./grading.toml; built-in defaults when there is none). `sheet` (the
+    command's --sheet) names the sheet instead of [sheet] name."""
     if path is None:
         candidate = Path("grading.toml")
         if not candidate.exists():
-            config = Config(base_dir=Path.cwd())
-            return config.model_copy(update={"fingerprint": grading_fingerprint(config)})
+            return config_from_dict({"sheet": {"name": sheet}} if sheet else {}, source="the built-in defaults",
+                                    base_dir=Path.cwd())
         path = candidate
     path = Path(path)
     try:
@@ -317,6 +375,9 @@ def load_config(path: Path | str | None = None) -> Config:
         raw = tomllib.loads(raw_bytes.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    if sheet:
+        choice = raw.get("sheet") if isinstance(raw.get("sheet"), dict) else {}
+        raw["sheet"] = {**choice, "name": sheet}
     return config_from_dict(raw, source=str(path), base_dir=path.resolve().parent)
 
 
@@ -338,13 +399,15 @@ def _flatten(values: dict, prefix: str = "") -> dict[str, object]:
 
 
 def differences_from_defaults(config: Config) -> list[str]:
-    """Every key whose value in `config` differs from the built-in default, as "key: file X, code Y".
+    """Every key whose value in `config` differs from the built-in default for its sheet, as "key:
+    file X, code Y".
 
-    The students' checker runs without the tutors' grading.toml, on the built-in defaults: the two
-    must agree (apart from MACHINE_KEYS) for a check to give the same statuses and points as the
-    grading. `make student-package` refuses to build otherwise."""
+    The students' checker runs without the tutors' grading.toml, on the built-in defaults of the
+    sheet its wheel was built for: the two must agree (apart from MACHINE_KEYS) for a check to give
+    the same statuses and points as the grading. `make student-package` refuses to build otherwise."""
     ours = _flatten(config.model_dump(by_alias=True))
-    defaults = _flatten(Config().model_dump(by_alias=True))
+    defaults = _flatten(config_from_dict({"sheet": {"name": config.sheet.name, "path": config.sheet.path}},
+                                         base_dir=config.base_dir).model_dump(by_alias=True))
     problems = []
     for key in sorted(set(ours) | set(defaults)):
         if key in MACHINE_KEYS:

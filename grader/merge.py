@@ -217,7 +217,7 @@ def _list_versions(out_dir: Path, config, console: Console) -> int:
 
 
 def merge_command(args, console: Console) -> int:
-    config = load_config(args.config).with_roster(getattr(args, "roster", None))
+    config = load_config(args.config, sheet=getattr(args, "sheet", None)).with_roster(getattr(args, "roster", None))
     load_roster(config)   # a roster that cannot be read stops the merge before anything is copied
     inputs = [Path(p) for p in args.inputs]
     out_dir = Path(args.out)

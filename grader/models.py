@@ -48,7 +48,7 @@ class SubmissionInfo(_Model):
 
 
 class DataInfo(_Model):
-    kind: Literal["real", "real-subset", "generated"]
+    kind: Literal["real", "real-subset", "generated", "none"]   # none: the sheet stages no data set
     description: str
     train_size: int
     test_size: int
@@ -66,7 +66,7 @@ class CellError(_Model):
 
 class CalibrationRef(_Model):
     """The calibration a batch graded with: the solution's runs on the same data set (the accuracy range of
-    `baseline.accuracies` and "auto" time limits). Every shard of one course shows the same one."""
+    the sheet's accuracy checks and "auto" time limits). Every shard of one course shows the same one."""
     model_config = ConfigDict(extra="forbid", frozen=True)
     fingerprint: str = Field(description="The data set's fingerprint (execution.data.fingerprint) the entry is for")
     created: str = Field(description="When the entry was made (UTC, ISO 8601)")

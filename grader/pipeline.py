@@ -40,22 +40,31 @@ from grader.parser_child import configure as configure_parsing
 from grader.models import ExecutionInfo, GraderInfo, Report, TimeLimits, Violation
 from grader.report.score import build_report
 from grader.run.context import KernelContext
-from grader.run.dataset import StagedData, link_into, probe_batch
+from grader.run.dataset import StagedData, link_into
 from grader.run.environment import KernelEnvironment
 from grader.run.execute import Execution, KernelStartError, ProgressCallback, read_notebook
 from grader.run.kernels import FreshKernels
-from grader.run.probe import Observations, not_run, prepare_kernel, probe
+from grader.sheet import Sheet
+from grader.observations import Observations, not_run
+from grader.run.probe import prepare_kernel, probe, setup_settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-REFERENCE_DIR = PACKAGE_DIR.parent / "reference"
+SHEETS_DIR = PACKAGE_DIR / "sheets"
 
 
-def grader_hash() -> str:
-    """A hash of the grader's own code and reference: a changed grader re-grades everything."""
+def grader_hash(sheet: Sheet) -> str:
+    """A hash of the grader's own code and of the sheet graded (its folder, also one loaded by
+    [sheet] path, and its reference folder): a changed grader or sheet re-grades everything. Other
+    sheets do not count."""
     digest = hashlib.sha256(__version__.encode())
-    for folder in (PACKAGE_DIR, REFERENCE_DIR):
-        for path in sorted(folder.rglob("*.py")) + sorted(folder.glob("calibration.json")):
-            digest.update(path.relative_to(folder.parent).as_posix().encode())
+    core = [p for p in sorted(PACKAGE_DIR.rglob("*.py")) if SHEETS_DIR not in p.parents]
+    folders = [("grader", PACKAGE_DIR, core)]
+    for label, folder in (("sheet", sheet.folder), ("reference", sheet.reference_dir)):
+        if folder is not None and folder.is_dir():
+            folders.append((label, folder, sorted(folder.rglob("*.py")) + sorted(folder.rglob("calibration.json"))))
+    for label, folder, paths in folders:
+        for path in paths:
+            digest.update(f"{label}/{path.relative_to(folder).as_posix()}".encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -75,8 +84,15 @@ class GradingContext:
     time_limits: TimeLimits | None = None   # resolved from [limits] and the calibration (None: [limits] alone)
 
     @property
-    def probe_inputs(self) -> tuple[np.ndarray, np.ndarray]:
-        return _probe_inputs(self.data)
+    def probe_inputs(self) -> dict[str, np.ndarray]:
+        return _probe_inputs(self.config.sheet_def, self.data)
+
+    @property
+    def setup_settings(self) -> dict:
+        """What the kernel's set-up step does for this sheet (before every notebook)."""
+        sheet = self.config.sheet_def
+        return setup_settings(sheet.probe, str(self.data.raw_dir or ""),
+                              sheet.dataset.torchvision_class if sheet.dataset is not None else "")
 
     @property
     def kernel_context(self) -> KernelContext:
@@ -86,17 +102,17 @@ class GradingContext:
                              warmup_imports=self.config.sheet_def.warmup_imports)
 
 
-_PROBE_INPUTS: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+_PROBE_INPUTS: dict[tuple[str, str, str], dict[str, np.ndarray]] = {}
 
 
-def _probe_inputs(data: StagedData) -> tuple[np.ndarray, np.ndarray]:
-    """The probe batch, read once per staged data set (the full test set is 7.8 MB to parse)."""
-    key = (str(data.raw_dir), data.info.fingerprint)
+def _probe_inputs(sheet: Sheet, data: StagedData) -> dict[str, np.ndarray]:
+    """The sheet's probe inputs, made once per staged data set (the full test set is 7.8 MB to parse)."""
+    key = (sheet.name, str(data.raw_dir), data.info.fingerprint)
     if key not in _PROBE_INPUTS:
-        x, y = probe_batch(data, n=64, seed=0)
-        x.setflags(write=False)
-        y.setflags(write=False)
-        _PROBE_INPUTS[key] = (x, y)
+        inputs = sheet.probe.inputs(data)
+        for array in inputs.values():
+            array.setflags(write=False)
+        _PROBE_INPUTS[key] = inputs
     return _PROBE_INPUTS[key]
 
 
@@ -108,7 +124,7 @@ class Graded:
 
 def make_grader_info(config: Config, kernel: KernelEnvironment | None = None) -> GraderInfo:
     """The grader, its configuration and the kernel's packages: a change of any one regrades."""
-    return GraderInfo(version=__version__, grader_hash=grader_hash(), config_hash=config.fingerprint[:16],
+    return GraderInfo(version=__version__, grader_hash=grader_hash(config.sheet_def), config_hash=config.fingerprint[:16],
                       kernel_env=kernel.fingerprint if kernel else "", kernel_packages=kernel.reported if kernel else {})
 
 
@@ -147,7 +163,7 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
         workspace = _relocate(workspace, kernel.workspace)
         link_into(ctx.data, workspace.dir)
         await kernel.session.copy_in()
-        setup_failed = prepare_kernel(kernel.session, ctx.data.raw_dir, ctx.config.sheet_def.dataset.torchvision_class)
+        setup_failed = prepare_kernel(kernel.session, ctx.setup_settings)
         phases.lap("kernel_start")
         execution = await kernel.session.run_notebook(notebook, progress=progress)
         phases.lap("cells")
@@ -156,9 +172,8 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
         if not execution.alive and limits.restart_for_probe and execution.info.last_cell:
             execution = await _restart_for_probe(kernel.session, execution, ctx)
         if execution.alive:
-            probe_x, probe_y = ctx.probe_inputs
-            observations = await probe(kernel.session, probe_x, probe_y, timeout_s=limits.probe_timeout_s,
-                                       networks=ctx.config.sheet_def.networks)
+            observations = await probe(kernel.session, ctx.probe_inputs, timeout_s=limits.probe_timeout_s,
+                                       spec=ctx.config.sheet_def.probe)
             if observations.status == "ok" and not observations.setup_ran:
                 execution = _with_note(execution, "the grader's set-up step did not run before the notebook: "
                                                   "networks kept under other names, and data under another root, "
@@ -181,7 +196,7 @@ async def _restart_for_probe(session, execution: Execution, ctx: GradingContext)
     fatal = execution.info.last_cell
     if not await session.restart():
         return _with_note(execution, "the kernel could not be restarted for the probe")
-    prepare_kernel(session, ctx.data.raw_dir, ctx.config.sheet_def.dataset.torchvision_class)
+    prepare_kernel(session, ctx.setup_settings)
     ran, failed = await session.replay(execution.notebook, fatal)
     note = (f"the kernel was restarted for the probe and ran cells In [1]–In [{ran}] again"
             + (f" (cell(s) {', '.join(f'In [{n}]' for n in failed)} failed this time)" if failed else ""))
@@ -260,9 +275,11 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
         sheet = ctx.config.sheet_def
         checks = run_checks(observations, ctx.config, ctx.accuracy_range)
         # A module the kernel lacks or data the grader cannot serve: the team is not marked down for it.
-        faults = environment_faults(executed, sheet.dataset.path_words)
+        dataset = sheet.dataset
+        faults = environment_faults(executed, dataset.path_words if dataset else ())
         imports = notebook_imports(executed) if executed is not None else None
-        violations += (fault_violations(faults, sheet.dataset.served_hint)
+        violations += (fault_violations(faults, dataset.served_hint if dataset else "the grader serves no data for this sheet: "
+                                                "the notebook makes its own")
                        + outside_course_violations(executed, ctx.outside_course, faults, imports))
         checks = review_after_time_limit(review_checks(checks, faults), execution)
         if over_limits:   # a limit of the grader's, however generous: a tutor decides
@@ -270,7 +287,7 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
         if notes := fault_notes(faults) + pip_notes(executed, ctx.kernel, imports):
             execution = execution.model_copy(update={"notes": [*execution.notes, *notes]})
         evidence = sheet.evidence(pdf_text, executed)
-        accuracies = sheet.recorded_accuracies(observations, ctx.config.tolerance.epochs)
+        accuracies = sheet.recorded_accuracies(observations, ctx.config.sheet_settings)
         info = submission.info().model_copy(update={"team": team})
         if workspace.notebook is not None:
             info = info.model_copy(update={"notebook": workspace.notebook.relative_to(workspace.dir).as_posix()})

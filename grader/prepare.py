@@ -110,12 +110,14 @@ def prepare(root: Path, config: Config, *, shards: int, workers: int, runs: int 
     work = owned_dir("grader-work-")
     try:
         ctx = prepare_context(config, work, workers, progress=progress, auto_calibrate=False)
+        sheet = config.sheet_def
         if ensure_calibration(ctx, runs=runs, progress=progress) is None:
             raise calibration_store.CalibrationError(
                 f"no calibration for {ctx.data.info.description} could be made: the solution notebook "
-                f"(reference/solution.ipynb) is needed, and the shards would stop without one")
-        limits = time_limits(config.limits, ctx.data.info, threads=ctx.threads)
-        found = calibration_store.lookup(ctx.data.info.fingerprint, need=calibration_store.usable)
+                f"({sheet.solution}) is needed, and the shards would stop without one")
+        limits = time_limits(config.limits, ctx.data.info, sheet, threads=ctx.threads)
+        found = calibration_store.lookup(sheet, ctx.data.info.fingerprint,
+                                         need=calibration_store.usable(sheet.range_networks))
         planned = plan(root, config, work, shard=None, force=True, grader_hash="")
         owners = [Shard(k, shards) for k in range(1, shards + 1)]
         per_shard = [sum(1 for s in planned.submissions if shard.owns(s.rel)) for shard in owners]

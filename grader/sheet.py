@@ -6,35 +6,82 @@ sheets shipped with the grader, or any folder named by `[sheet] path` in grading
 reads the sheet only through this interface and never names a sheet's exercises, classes or data.
 
 A check is declared once, where it is written, with its id, points and description
-(`@SHEET_CHECKS.check("baseline.forward", points=0.25, description=...)`): `grading.toml [checks]`
-may change its points and is validated against these ids.
+(`@CHECKS.check("<id>", points=0.25, description=...)`): `grading.toml [checks]` may change its
+points and is validated against these ids.
+
+There is no default sheet: grading.toml's `[sheet] name`, `--sheet`, or (in a students' wheel) the
+sheet the wheel was built for (`built_in_sheet`) names it.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import importlib.util
+import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from pydantic import BaseModel, ConfigDict
 
 from grader.errors import SheetError
+from grader.models import CheckStatus
+from grader.observations import Observations, Observed
 
-DEFAULT_SHEET = "sheet6"
+if TYPE_CHECKING:   # types only: the configuration is a layer above (it is validated against the sheet)
+    from grader.config import Config
+
+# Written into a students' wheel built for one sheet (setup.py): that sheet is the wheel's default.
+BUILT_FOR = Path(__file__).with_name("built_for.json")
+
+
+def built_in_sheet() -> str:
+    """The sheet this installation was built for (a students' wheel), or "" (a source checkout)."""
+    try:
+        name = json.loads(BUILT_FOR.read_text(encoding="utf-8")).get("sheet", "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return name if isinstance(name, str) else ""
+
+
+class NoSettings(BaseModel):
+    """A sheet without settings of its own: grading.toml's [sheet.settings] stays empty."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a check decided, and the message that says what was expected and what was found."""
+    status: CheckStatus
+    message: str
+
+
+@dataclass(frozen=True)
+class AccuracyRange:
+    """Per epoch (or per measurement), the lowest and highest test accuracies (fractions) the
+    solution reached on the same data, over the calibration's runs of the sheet's accuracy networks."""
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    source: str
+
+
+class CheckFunction(Protocol):
+    """What decides a check: the probe's observations (with the sheet's answer model), the graded
+    configuration (tolerances, the sheet's settings) and the calibrated accuracy range, if any."""
+    def __call__(self, obs: Observations[Any], config: "Config", accuracy_range: AccuracyRange | None, /) -> Verdict: ...
 
 
 @dataclass(frozen=True)
 class Check:
     """One automatic check: its id (what reports and grading.toml call it), default points, the
-    exercise it belongs to, a sentence saying when it passes, and the function that decides.
-
-    `function(observations, config, accuracy_range)` returns a `grader.checks.framework.Verdict`."""
+    exercise it belongs to, a sentence saying when it passes, and the function that decides."""
     id: str
     points: float
     exercise: str
     description: str
-    function: Callable[..., Any]
+    function: CheckFunction
 
 
 class CheckRegistry:
@@ -44,9 +91,9 @@ class CheckRegistry:
         self.exercise = exercise
         self._checks: dict[str, Check] = {}
 
-    def check(self, check_id: str, *, points: float, description: str) -> Callable:
+    def check(self, check_id: str, *, points: float, description: str) -> Callable[[CheckFunction], CheckFunction]:
         """Decorator: register the function as the check `check_id`."""
-        def register(function: Callable) -> Callable:
+        def register(function: CheckFunction) -> CheckFunction:
             if check_id in self._checks:
                 raise SheetError(f"check {check_id!r} is declared twice")
             self._checks[check_id] = Check(id=check_id, points=points, exercise=self.exercise,
@@ -101,6 +148,26 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
+class ProbeSpec:
+    """How the probe asks a kernel about the sheet's objects (see grader/run/probe.py).
+
+    `plan`: the sheet's kernel-side module (its text runs in the kernel; see run/kernel_code.py);
+    its `observe(probe)` answers, using the library run/probe_kernel.py, with JSON that `answer`
+    (a model built from grader.observations' parts) validates. `inputs(data)`: the arrays the plan
+    feeds the students' code (name -> array, from the batch's staged data, None for a sheet
+    without a data set); checks find them as `Observations.inputs`. `settings`: JSON-able, the
+    plan's `probe.settings`. The set-up step records, while the notebook runs, the calls of the
+    methods `record_methods` of the notebook's nn.Module classes and of the global functions
+    `record_functions` (what trains the sheet's objects), so that the plan finds what they trained."""
+    plan: Path
+    answer: type[Observed]
+    inputs: Callable[[Any], dict[str, Any]]
+    settings: dict = field(default_factory=dict)
+    record_methods: tuple[str, ...] = ()
+    record_functions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Sheet:
     name: str
     title: str
@@ -112,7 +179,8 @@ class Sheet:
     manual_part_short: str              # the same, short, for the student's verdict ("plot and answer")
     checks: CheckRegistry
     networks: tuple[NetworkSpec, ...]
-    dataset: DatasetSpec
+    dataset: DatasetSpec | None         # None: the notebook makes its own data (nothing is staged)
+    probe: ProbeSpec
     reference_dir: Path                 # solution.ipynb, template.ipynb, calibration.json, tutors' key
     warmup_imports: tuple[str, ...] = ()   # what every notebook imports: a fork server imports it once
     content_markers: tuple[str, ...] = ()  # names the template asks for: the notebook using most is graded
@@ -124,7 +192,15 @@ class Sheet:
     tutors_key: Callable[[], str | None] = lambda: None   # that key as one line (None: not installed)
     # (observations, epochs) → per-epoch test accuracies by network key, as fractions
     small_data_note: str = ""           # said to a student checking on a small subset (what to expect)
-    recorded_accuracies: Callable[[Any, int], dict[str, list[float]]] = lambda observations, epochs: {}
+    # (observations, the sheet's settings) → test accuracies by network key (per epoch, or one), as fractions:
+    # what a report records, and what a calibration stores of the solution's runs
+    recorded_accuracies: Callable[[Any, Any], dict[str, list[float]]] = lambda observations, settings: {}
+    # The sheet's settings: a pydantic model (extra keys forbidden) of grading.toml's [sheet.settings].
+    settings: type[BaseModel] = NoSettings
+    # The networks whose recorded accuracies (of the solution's runs) define the accuracy range; a
+    # calibration is usable once it holds all of them. Default: every network of the sheet.
+    accuracy_networks: tuple[str, ...] = ()
+    folder: Path | None = None          # the sheet's package folder (load_sheet fills it in)
 
     @property
     def check_ids(self) -> tuple[str, ...]:
@@ -143,6 +219,10 @@ class Sheet:
         return next(n for n in self.networks if n.key == key)
 
     @property
+    def range_networks(self) -> tuple[str, ...]:
+        return self.accuracy_networks or tuple(n.key for n in self.networks)
+
+    @property
     def solution(self) -> Path:
         return self.reference_dir / "solution.ipynb"
 
@@ -150,9 +230,14 @@ class Sheet:
     def template(self) -> Path:
         return self.reference_dir / "template.ipynb"
 
+    @property
+    def shipped_calibration(self) -> Path:
+        """The calibration shipped with the sheet (read-only; `grader calibrate --shipped` writes it)."""
+        return self.reference_dir / "calibration.json"
+
 
 @functools.lru_cache(maxsize=None)
-def load_sheet(name: str = DEFAULT_SHEET, folder: str = "") -> Sheet:
+def load_sheet(name: str, folder: str = "") -> Sheet:
     """The sheet `name`: `grader.sheets.<name>`, or the package `<folder>/<name>/` when `folder` is given."""
     if not name.isidentifier():
         raise SheetError(f"sheet name {name!r} is not a valid package name")
@@ -183,4 +268,6 @@ def load_sheet(name: str = DEFAULT_SHEET, folder: str = "") -> Sheet:
     sheet = getattr(module, "SHEET", None)
     if not isinstance(sheet, Sheet):
         raise SheetError(f"sheet {name!r}: its package defines no SHEET (a grader.sheet.Sheet)")
+    if sheet.folder is None:
+        sheet = dataclasses.replace(sheet, folder=Path(module.__file__).resolve().parent)
     return sheet

@@ -38,7 +38,7 @@ from grader.config import Config, load_config
 from grader.fsclean import owned_dir, remove_tree
 from grader.models import Report
 from grader.report.feedback import shared_verdict
-from grader.sheet import Sheet, load_sheet
+from grader.sheet import Sheet
 from grader.textsafe import terminal
 
 # The small subset of a default check: enough for every check, a fraction of the training time.
@@ -205,7 +205,7 @@ def _name_violations(report: Report) -> list:
     return [v for v in report.violations if v.code.startswith("name.")]
 
 
-def upload_advice(report: Report, given: CheckInput, sheet: Sheet | None = None) -> str | None:
+def upload_advice(report: Report, given: CheckInput, sheet: Sheet) -> str | None:
     """What to upload, as one instruction; None when the zip is right as it is."""
     if given.kind == "zip":
         if report.submission.expected_name:
@@ -218,7 +218,7 @@ def upload_advice(report: Report, given: CheckInput, sheet: Sheet | None = None)
     if given.kind == "notebook":
         return (f"zip it with your PDF as {shown} (upload the zip, not the notebook alone)"
                 if report.submission.pdf else
-                f"zip it with your PDF ({terminal((sheet or load_sheet()).written_exercises)}) as {shown}")
+                f"zip it with your PDF ({terminal(sheet.written_exercises)}) as {shown}")
     files = ", ".join(terminal(f) for f in given.packed)
     return f"zip these files of the folder ({files}) as {shown}, and upload the zip"
 
@@ -229,7 +229,7 @@ def _cell(error) -> str:
 
 def _data_line(report: Report, sheet: Sheet) -> str | None:
     data = report.execution.data
-    if data is None:
+    if data is None or sheet.dataset is None:
         return None
     title = sheet.dataset.title
     if data.kind == "generated":
@@ -251,13 +251,12 @@ def _isolation_line(report: Report) -> str | None:
     return "ran on your own machine without a sandbox, which is fine for a self-check"
 
 
-def student_report(report: Report, sheet: Sheet | None = None) -> Report:
+def student_report(report: Report, sheet: Sheet) -> Report:
     """The report `grader check` shows: no tutors' material (students.for_students), and the data and
     the sandbox said in a student's words."""
     from grader.report.students import for_students
     from grader.run.sandbox import is_isolation_note
 
-    sheet = sheet or load_sheet()
     report = for_students(report, sheet.student_evidence)
     ex = report.execution
     notes = [n for n in ex.notes if not is_isolation_note(n)]
@@ -269,12 +268,10 @@ def student_report(report: Report, sheet: Sheet | None = None) -> Report:
     return report.model_copy(update={"execution": ex.model_copy(update=update)})
 
 
-def print_verdict(report: Report, console: Console, given: CheckInput | None = None,
-                  sheet: Sheet | None = None) -> None:
+def print_verdict(report: Report, console: Console, given: CheckInput | None, sheet: Sheet) -> None:
     """The report as a student reads it on a terminal. Every string from the submission is escaped."""
     from grader.run.sandbox import is_isolation_note
 
-    sheet = sheet or load_sheet()
     given = given or CheckInput(given=Path(report.submission.file), kind="zip",
                                 target=Path(report.submission.file), root=Path("."))
     sub = report.submission
@@ -437,7 +434,8 @@ def check_config(config: Config, *, full: bool) -> Config:
     return config.model_copy(update={"data": data})
 
 
-def check_path(path: Path, *, config_path: str | None, as_json: bool, full: bool, console: Console) -> int:
+def check_path(path: Path, *, config_path: str | None, as_json: bool, full: bool, console: Console,
+               sheet: str | None = None) -> int:
     from grader.batch import prepare_context
     from grader.intake import identify
     from grader.pipeline import grade_submission
@@ -445,7 +443,7 @@ def check_path(path: Path, *, config_path: str | None, as_json: bool, full: bool
     from grader.run.sandbox import choose_sandbox
     from grader.cache import cache_dir
 
-    config = check_config(load_config(config_path), full=full)
+    config = check_config(load_config(config_path, sheet=sheet), full=full)
     cache_dir()   # where the cache goes, said now (one line) if it cannot go to the default folder
     work = owned_dir("grader-check-")   # swept by a later run if this one is killed
     try:

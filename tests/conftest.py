@@ -107,10 +107,28 @@ print("RESULT " + json.dumps({{"forked": len(children), "error": error}}))
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
 
 
+def _sheet6_hints():
+    from grader.intake import SheetHints
+    from grader.sheets.sheet6 import SHEET
+
+    return SheetHints.of(SHEET)
+
+
+SHEET6_HINTS = _sheet6_hints()   # what Sheet 6 tells the intake (tests of the intake use Sheet 6's notebooks)
+
+
+def sheet_config(name: str = "sheet6", **sections):
+    """The built-in defaults of the sheet `name` (there is no default sheet), with `sections` of grading.toml."""
+    from grader.config import config_from_dict
+
+    return config_from_dict({"sheet": {"name": name}, **sections}, source="<tests>", base_dir=ROOT)
+
+
 def tiny_config(**overrides):
     from grader.config import config_from_dict
 
     raw = {
+        "sheet": {"name": "sheet6"},
         "data": {"source": str(SHARED_DATA) if SHARED_DATA.exists() else "", "train_size": 640,
                  "test_size": 256, "seed": 6},
         "limits": {"cell_timeout_s": 60, "notebook_timeout_s": 300, "probe_timeout_s": 60},

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from grader.run.probe import ModelObservation, NetworkObservation, TemplateFacts, Training
+from grader.observations import Training
+from grader.sheets.sheet6.answer import TemplateFacts, TestMode
 from grader.sheets.sheet6.checks import check_baseline_training_setup
 from test_checks import CONFIG, baseline_layers, net, obs, observe
 
@@ -15,8 +16,8 @@ def test_optimize_still_the_stub_but_called_without_loaders_says_the_stub():
     notebook does: it returns at once and steps nothing.)"""
     facts = TemplateFacts(stubs={"optimize": "NotImplemented"}, params={"optimize": 0}, init_calls_super=True,
                           optimize_call="fashion_network.optimize()", optimize_call_args=0)
-    network = NetworkObservation(**{**net(observe(baseline_layers()), training=Training(
-        steps=[], losses=[], loss_modules=[], model_params=6)).__dict__, "template": facts})
+    network = net(observe(baseline_layers()), training=Training(
+        steps=[], losses=[], loss_modules=[], model_params=6)).model_copy(update={"template": facts})
     verdict = check_baseline_training_setup(obs(network), CONFIG)
     assert verdict.status == "fail"
     assert verdict.message == "FashionNetwork: `optimize` still returns the template's `NotImplemented`.", \
@@ -29,7 +30,6 @@ def test_one_batchnorm_applied_twice_is_reproduced():
     import torch.nn as nn
 
     from grader.sheets.sheet6.checks import check_batchnorm_architecture, check_batchnorm_behaviour
-    from grader.run.probe import TestMode
 
     bn = nn.BatchNorm1d(64)
     model = observe([nn.Linear(784, 64), bn, bn, nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)])
@@ -37,8 +37,8 @@ def test_one_batchnorm_applied_twice_is_reproduced():
     def same_module(op):   # nn.Sequential names the one module "2" (its second place, "3", holds it too)
         names = {k: getattr(op, k) for k in ("weight", "bias", "running_mean", "running_var")}
         return op.model_copy(update={k: v.replace("3.", "2.", 1) for k, v in names.items() if v and v.startswith("3.")})
-    model = ModelObservation(**{**model.__dict__, "ops_eval": [same_module(op) for op in model.ops_eval],
-                                "ops_train": [same_module(op) for op in model.ops_train]})
+    model = model.model_copy(update={"ops_eval": [same_module(op) for op in model.ops_eval],
+                                     "ops_train": [same_module(op) for op in model.ops_train]})
     observed = obs(batchnorm=net(model, test_mode=TestMode(bn_calls=2, bn_training_calls=0, buffers_changed=[])))
     assert check_batchnorm_architecture(observed, CONFIG).status == "pass"
     verdict = check_batchnorm_behaviour(observed, CONFIG)

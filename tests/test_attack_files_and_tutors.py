@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import needs_torch
+from conftest import SHEET6_HINTS, needs_torch
 from grader.config import Archive, Naming
 from grader.intake import identify, unpack
 from intake_corpus import solution_notebook
@@ -47,7 +47,7 @@ def test_an_entry_whose_local_header_names_it_otherwise_is_unpacked_by_its_direc
         ("Abgabe\\Exercise_6_6.ipynb", "Abgabe/Exercise_6_6.ipynb", notebook),
         ("ok.txt", "../x.t", b"the local name climbs out"),
     ])
-    ws = unpack(identify(z, subs, Naming()), tmp_path / "ws", Archive())
+    ws = unpack(identify(z, subs, Naming()), tmp_path / "ws", Archive(), SHEET6_HINTS)
     assert not [v for v in ws.violations if v.code == "archive.corrupt"], ws.violations
     assert ws.notebook == tmp_path / "ws" / "Abgabe" / "Exercise_6_6.ipynb"
     nbformat.read(ws.notebook, as_version=4)

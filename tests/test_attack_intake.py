@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_config
+from conftest import SHEET6_HINTS
 from intake_corpus import make_zip, solution_notebook
 
 DEEP = 1500
@@ -77,7 +78,7 @@ def _unpacked(path: Path, tmp_path: Path):
     from grader.intake import identify, unpack
 
     submission = identify(path, path.parent, Naming())
-    return unpack(submission, tmp_path / "ws", Archive())
+    return unpack(submission, tmp_path / "ws", Archive(), SHEET6_HINTS)
 
 
 @pytest.mark.parametrize("magic, what", [
@@ -169,7 +170,7 @@ def test_a_team_folder_with_one_notebook_and_one_pdf_is_one_submission(tmp_path)
     rels = [p.relative_to(root).as_posix() for p in discover(root).submissions]
     assert [r for r in rels if r.startswith("Abgabe 7/")] == ["Abgabe 7/notebook.ipynb"], rels
     submission = identify(root / "Abgabe 7" / "notebook.ipynb", root, tiny_config().naming)
-    workspace = unpack(submission, tmp_path / "ws", Archive())
+    workspace = unpack(submission, tmp_path / "ws", Archive(), SHEET6_HINTS)
     assert workspace.pdf is not None and workspace.pdf.name == "answers.pdf"
     assert "content.no_pdf" not in [v.code for v in workspace.violations]
 
@@ -242,7 +243,7 @@ def test_a_password_protected_pdf_is_an_error_that_says_so(tmp_path):
     writer.write(locked)
     path = make_zip(tmp_path / "subs" / f"{TEAM}.zip", {"solution.ipynb": solution_notebook(), "sheet.pdf": locked.getvalue()})
     submission = identify(path, path.parent, Naming())
-    found = [v for v in check_identity(submission, unpack(submission, tmp_path / "ws", Archive()))
+    found = [v for v in check_identity(submission, unpack(submission, tmp_path / "ws", Archive(), SHEET6_HINTS))
              if v.code == "content.pdf_unreadable"]
     assert len(found) == 1 and found[0].severity == "error", found
     assert "password" in found[0].message and "sheet.pdf" in found[0].message and "Error:" not in found[0].message
@@ -287,7 +288,7 @@ def test_a_zip_with_the_teams_data_folder_is_graded(tmp_path):
         archive.writestr("data/FashionMNIST/processed/training.pt", raw)
         archive.writestr("NNTI_sheet6.ipynb", solution_notebook())
     assert path.stat().st_size > 10 << 20
-    found = unpack(identify(path, tmp_path, Naming()), tmp_path / "ws", Archive(max_compressed_mb=5))
+    found = unpack(identify(path, tmp_path, Naming()), tmp_path / "ws", Archive(max_compressed_mb=5), SHEET6_HINTS)
     assert found.notebook is not None and found.files == ("NNTI_sheet6.ipynb",), found.files
     assert [v.code for v in found.violations] == ["content.no_pdf"], found.violations
 
@@ -302,7 +303,7 @@ def test_the_notebook_is_unpacked_before_a_limit_is_reached(tmp_path):
     entries += [(f"junk/{i}.txt", "") for i in range(30)]
     path = make_zip(tmp_path / f"{TEAM}.zip", entries + [("solution.ipynb", solution_notebook())])
     found = unpack(identify(path, tmp_path, Naming()), tmp_path / "ws",
-                   Archive(max_compressed_mb=2, max_uncompressed_mb=3, max_entries=20))
+                   Archive(max_compressed_mb=2, max_uncompressed_mb=3, max_entries=20), SHEET6_HINTS)
     assert found.notebook is not None and found.notebook.name == "solution.ipynb"
     assert {v.code for v in found.violations} == {"archive.too_large", "content.no_pdf"}, found.violations
 
@@ -319,7 +320,7 @@ def test_a_bulk_download_left_zipped_says_to_unpack_it(tmp_path):
     inner = {f"{team}.zip": make_zip(tmp_path / f"{team}.zip", {"solution.ipynb": solution_notebook()}).read_bytes()
              for team in teams}
     path = make_zip(tmp_path / "subs" / "NNTI-WS2425-Sheet6-submissions.zip", inner)
-    found = unpack(identify(path, path.parent, Naming()), tmp_path / "ws", Archive())
+    found = unpack(identify(path, path.parent, Naming()), tmp_path / "ws", Archive(), SHEET6_HINTS)
     bulk = [v for v in found.violations if v.code == "archive.bulk_download"]
     assert len(bulk) == 1 and bulk[0].severity == "error", found.violations
     assert "3 teams' submissions" in bulk[0].message and "unpack" in bulk[0].message

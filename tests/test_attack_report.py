@@ -7,6 +7,7 @@ from grader.report.feedback import feedback_html
 from grader.models import Violation
 from grader.report.overview import overview_html
 from test_report_outputs import make_report
+from grader.sheets.sheet6 import SHEET as SHEET6
 
 BIDI = "\u202e"   # RIGHT-TO-LEFT OVERRIDE: "evil\u202efdp.ipynb" is shown as "evilbnypi.pdf"
 
@@ -18,7 +19,7 @@ def test_pages_show_bidirectional_overrides_and_control_characters_instead_of_ob
     stem, report = make_report([(f"Eva{control}Ernst", "7000005"), ("Carl Fuchs", "7000006")],
                                violations=[Violation(code="identity.mismatch", severity="warning",
                                                      message=f"grading 'a.ipynb', not 'evil{control}fdp.ipynb'")])
-    pages = [feedback_html(report), overview_html([(stem, report)])]
+    pages = [feedback_html(report, None, SHEET6), overview_html([(stem, report)], sheet=SHEET6)]
     for page in pages:
         assert control not in page
         assert f"evil\\u{ord(control):04x}fdp.ipynb" in page or f"evil\\x{ord(control):02x}fdp.ipynb" in page
@@ -32,7 +33,7 @@ def test_members_without_a_student_id_are_not_one_student_in_two_teams():
 
     one = make_report([("Rita Roth", "7000091"), ("Extra", "")])
     two = make_report([("Otto Ott", "7000093"), ("Other Extra", "")])
-    rows, left_out = cms_rows([one, two])
+    rows, left_out = cms_rows([one, two], SHEET6.exercise_ids)
     assert sorted(str(row[0]) for row in rows) == ["7000091", "7000093"]
     assert len(left_out) == 2
     messages = [entry.message() for entry in left_out]

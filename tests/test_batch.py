@@ -44,12 +44,12 @@ def batch_setup(tmp_path):
     for index, team in enumerate(TEAMS):
         nbformat.write(_notebook(0.5 + 0.2 * index), subs / f"{team}.ipynb")
     config_path = tmp_path / "grading.toml"
-    config_path.write_text('[data]\nsource = ""\ntrain_size = 256\ntest_size = 128\n[run]\nworkers = 2\n')
+    config_path.write_text('[sheet]\nname = "sheet6"\n[data]\nsource = ""\ntrain_size = 256\ntest_size = 128\n[run]\nworkers = 2\n')
     config = load_config(config_path)
     staged = stage_dataset(config.data, None, cache_dir() / "data", SHEET.dataset)
     calibration = calibration_file()
     entries = json.loads(calibration.read_text()) if calibration.exists() else {}
-    entries[staged.info.fingerprint] = {"baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5]}
+    entries[f"sheet6/{staged.info.fingerprint}"] = {"baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5]}
     calibration.write_text(json.dumps(entries))
     return subs, config_path
 

@@ -20,6 +20,7 @@ from grader.report.feedback import network_colors, write_feedback
 from grader.sheet import load_sheet
 from grader.report.overview import write_overview
 from test_report_outputs import ALICE, BOB, CALIBRATION, HOSTILE, make_report
+from grader.sheets.sheet6 import SHEET as SHEET6
 
 CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
                  if shutil.which(name)), None)
@@ -123,7 +124,7 @@ def assert_not_blank(shot: Path) -> list[tuple[int, ...]]:
 def test_feedback_page_renders_with_its_chart(tmp_path):
     stem, report = make_report([(HOSTILE, "7000009"), ("Jürgen Müller", "7000010")], status="errors",
                                stem="hostile")
-    page = write_feedback(report, tmp_path, CALIBRATION, stem=stem)
+    page = write_feedback(report, tmp_path, CALIBRATION, stem=stem, sheet=SHEET6)
     shot = tmp_path / "feedback.png"
     assert_clean(render(page, shot))
     seen = assert_not_blank(shot)
@@ -135,7 +136,7 @@ def test_feedback_page_renders_with_its_chart(tmp_path):
 
 def test_summary_page_renders_with_its_histogram(tmp_path):
     broken = make_report([("Ida Igel", "7000011"), ("Jan Jung", "7000012")], status="errors")
-    page = write_overview([ALICE, BOB, broken], tmp_path, key="key: h = (9, 0)", pairs=[])
+    page = write_overview([ALICE, BOB, broken], tmp_path, key="key: h = (9, 0)", pairs=[], sheet=SHEET6)
     shot = tmp_path / "summary.png"
     assert_clean(render(page, shot))
     seen = assert_not_blank(shot)

@@ -49,7 +49,7 @@ REPORTS = [ALICE, BOB, CARL]
 
 
 def config(**cms):
-    return config_from_dict({"cms": cms}, source="<test>", base_dir=ROOT)
+    return config_from_dict({"sheet": {"name": "sheet6"}, "cms": cms}, source="<test>", base_dir=ROOT)
 
 
 def import_bytes(reports, cfg=CONFIG, roster=None) -> bytes:

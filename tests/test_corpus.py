@@ -17,6 +17,7 @@ from rich.console import Console
 from conftest import ROOT, needs_torch, tiny_config
 from grader.models import Report
 from grader.sheets.sheet6 import SHEET
+from grader.sheets.sheet6 import SHEET as SHEET6
 
 pytestmark = [pytest.mark.kernel, needs_torch]
 
@@ -32,7 +33,7 @@ def corpus_run(grading_context, tmp_path_factory):
     config = tiny_config()
     toml = folder / "grading.toml"
     toml.write_text(
-        f"[data]\nsource = {json.dumps(config.data.source)}\ntrain_size = {config.data.train_size}\n"
+        f"[sheet]\nname = \"sheet6\"\n[data]\nsource = {json.dumps(config.data.source)}\ntrain_size = {config.data.train_size}\n"
         f"test_size = {config.data.test_size}\nseed = {config.data.seed}\n\n"
         f"[limits]\ncell_timeout_s = 60\nnotebook_timeout_s = 300\nprobe_timeout_s = 60\n", encoding="utf-8")
     out = folder / "reports"
@@ -117,7 +118,7 @@ def test_grader_check_tells_the_student_about_the_missing_module(corpus_run):
     _, reports, _ = corpus_run
     report = reports[MISSING_MODULE_TEAM]
     console = Console(record=True, width=200)
-    print_verdict(report, console)
+    print_verdict(report, console, None, SHEET6)
     text = console.export_text()
     assert "environment.missing_module" in text and "'wandb' is not in the course's grading environment" in text
     # Stopped by the environment, not by the team (main 1d5cd9a): no check lost, so a tutor decides (exit 3).

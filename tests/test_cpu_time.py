@@ -37,6 +37,7 @@ from grader.run import cputime
 from grader.run.context import KernelContext
 from grader.run.execute import (WALL_FACTOR, WALL_FLOOR_S, KernelSession, configured_time_limits, wall_backstop)
 from grader.run.sandbox import kernel_command
+from grader.sheets.sheet6 import SHEET
 from grader.student import FINE, TUTORS_MAY_DEDUCT, verdict
 
 HAVE_BWRAP = shutil.which("bwrap") is not None
@@ -77,10 +78,10 @@ def _auto():
 
 def test_auto_limits_from_a_calibration_in_cpu_time(tmp_path):
     path = tmp_path / "calibration.json"
-    path.write_text(json.dumps({"c" * 16: {"baseline": [[0.1] * 5], "clock": "cpu",
+    path.write_text(json.dumps({"c" * 16: {"baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5], "clock": "cpu",
                                            "cell_seconds": [[0.02, 3.1, 0.1], [0.02, 3.4, 0.1], [0.03, 3.2, 0.1]],
                                            "cell_wall_seconds": [[0.03, 3.3, 0.1]] * 3}}))
-    limits = time_limits(_auto(), _data(), path)
+    limits = time_limits(_auto(), _data(), SHEET, path)
     assert limits.clock == "cpu" and limits.cell_timeout_s == 32       # 10 × the median slowest cell
     assert limits.cell_wall_s == wall_backstop(32) and limits.notebook_wall_s == wall_backstop(limits.notebook_timeout_s)
     assert "slowest cell (3.2 s of CPU time" in limits.source
@@ -89,11 +90,11 @@ def test_auto_limits_from_a_calibration_in_cpu_time(tmp_path):
 def test_cpu_limits_grow_with_the_threads_per_kernel_beyond_the_calibrations(tmp_path):
     """The same work costs more CPU time on more threads: a calibration on 2 threads, a kernel with 8."""
     path = tmp_path / "calibration.json"
-    path.write_text(json.dumps({"c" * 16: {"baseline": [[0.1] * 5], "clock": "cpu", "threads": 2,
+    path.write_text(json.dumps({"c" * 16: {"baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5], "clock": "cpu", "threads": 2,
                                            "cell_seconds": [[0.02, 3.2, 0.1]]}}))
-    same = time_limits(_auto(), _data(), path, threads=2)
-    more = time_limits(_auto(), _data(), path, threads=8)
-    fewer = time_limits(_auto(), _data(), path, threads=1)
+    same = time_limits(_auto(), _data(), SHEET, path, threads=2)
+    more = time_limits(_auto(), _data(), SHEET, path, threads=8)
+    fewer = time_limits(_auto(), _data(), SHEET, path, threads=1)
     assert (same.cell_timeout_s, more.cell_timeout_s, fewer.cell_timeout_s) == (32, 128, 32)
     assert more.notebook_timeout_s > same.notebook_timeout_s
     assert "× 4 for 8 threads per kernel against 2 when calibrated" in more.source
@@ -113,8 +114,8 @@ def test_a_calibration_on_a_busy_machine_is_recognised():
 
 def test_an_entry_whose_runs_were_all_busy_gives_the_fallback_and_says_why(tmp_path):
     path = tmp_path / "calibration.json"
-    path.write_text(json.dumps({"c" * 16: {"baseline": [[0.1] * 5], "busy_runs": [{"why": "x", "load": 7.0}]}}))
-    limits = time_limits(_auto(), _data(), path)
+    path.write_text(json.dumps({"c" * 16: {"baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5], "busy_runs": [{"why": "x", "load": 7.0}]}}))
+    limits = time_limits(_auto(), _data(), SHEET, path)
     assert limits.cell_timeout_s == 600 and "busy machine" in limits.source and "fallback" in limits.source
 
 
@@ -134,11 +135,11 @@ def test_a_calibration_whose_cells_wait_more_than_they_compute_keeps_no_timings(
     target = tmp_path / "calibration.json"
     said = []
     calibrate(grading_context, runs=1, path=target, solution=path, progress=said.append)
-    entry = load_calibration(target)[grading_context.data.info.fingerprint]
+    entry = load_calibration(SHEET, target)[grading_context.data.info.fingerprint]
     assert len(entry["baseline"]) == 1 and "cell_seconds" not in entry, entry
     assert "× their CPU time in wall-clock time" in entry["busy_runs"][0]["why"], entry
     assert any("the machine was busy" in line and "not kept" in line for line in said), said
-    limits = time_limits(_auto(), grading_context.data.info, target)
+    limits = time_limits(_auto(), grading_context.data.info, SHEET, target)
     assert limits.cell_timeout_s == 600 and "busy machine" in limits.source, limits
 
 
@@ -485,7 +486,7 @@ def test_grader_check_with_a_read_only_home_says_so_in_one_line(tmp_path):
     os.chmod(bad, 0o644)
     import site
     path = os.pathsep.join([str(ROOT), *site.getsitepackages()])
-    done = subprocess.run([_python_for_nobody(), "-m", "grader", "check", bad.name], user="nobody", group="nogroup",
+    done = subprocess.run([_python_for_nobody(), "-m", "grader", "check", "--sheet", "sheet6", bad.name], user="nobody", group="nogroup",
                           extra_groups=[], capture_output=True, text=True, timeout=600, cwd=tmp_path,
                           env={"HOME": str(home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": path})
     assert "Traceback" not in done.stderr + done.stdout, done.stderr

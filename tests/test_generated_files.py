@@ -8,7 +8,7 @@ import pytest
 from conftest import ROOT
 
 
-@pytest.mark.parametrize("tool", ["make_notebooks.py", "make_examples.py", "make_corpus.py",
+@pytest.mark.parametrize("tool", ["make_notebooks.py", "make_examples.py", "make_corpus.py", "make_sheet5.py",
                                   "make_course_environment.py"])
 def test_committed_files_are_up_to_date(tool):
     run = subprocess.run([sys.executable, str(ROOT / "tools" / tool), "--check"], capture_output=True, text=True)

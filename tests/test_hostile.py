@@ -194,6 +194,7 @@ PROBING = True
 def context():
     work = Path(tempfile.mkdtemp(prefix="g6-hostile-"))
     config = config_from_dict({
+        "sheet": {"name": "sheet6"},
         "data": {"source": str(SHARED_DATA) if SHARED_DATA.exists() else "", "train_size": 600,
                  "test_size": 200, "seed": 6},
         "limits": {"cell_timeout_s": 20, "notebook_timeout_s": 240, "probe_timeout_s": 40,

@@ -15,6 +15,7 @@ from grader.config import Archive, Naming
 from grader.intake import check_identity, identify, unpack
 from grader.intake.archive import entry_name, safe_parts
 from grader.intake.content import script_to_notebook
+from conftest import SHEET6_HINTS
 from intake_corpus import (TEMPLATE_CODE, add_cp437_utf8_name, add_symlink, all_paths, corrupt_crc,
                            make_lying_bomb, make_pdf, make_zero_bomb, make_zip, mark_encrypted, notebook_json,
                            solution_notebook, template_notebook, tree_hashes)
@@ -176,7 +177,7 @@ def _cp437(folder: Path, tmp: Path) -> Path:
 
 def grade_intake(path: Path, root: Path, dest: Path, limits: Archive = LIMITS):
     sub = identify(path, root, NAMING)
-    ws = unpack(sub, dest, limits)
+    ws = unpack(sub, dest, limits, SHEET6_HINTS)
     ident = check_identity(sub, ws)
     codes = {v.code for v in sub.violations + ws.violations} | {v.code for v in ident}
     return sub, ws, ident, codes
@@ -223,7 +224,7 @@ def test_corpus_exact_codes(case: str, tmp_path: Path):
 def test_unsafe_entries_are_skipped_and_the_rest_unpacked(tmp_path: Path):
     z = make_zip(tmp_path / f"{OK}.zip", {"../evil.txt": "x", "good/file.txt": "y", "sub\\win.txt": "z",
                                          "solution.ipynb": _nb()})
-    ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", LIMITS)
+    ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", LIMITS, SHEET6_HINTS)
     assert set(ws.files) == {"good/file.txt", "sub/win.txt", "solution.ipynb"}
     assert not (tmp_path / "evil.txt").exists()
     (unsafe,) = [v for v in ws.violations if v.code == "archive.unsafe_path"]
@@ -233,7 +234,7 @@ def test_unsafe_entries_are_skipped_and_the_rest_unpacked(tmp_path: Path):
 def test_cp437_names_are_repaired(tmp_path: Path):
     (tmp_path / "_scratch").mkdir()
     z = _cp437(tmp_path, tmp_path)
-    ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", LIMITS)
+    ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", LIMITS, SHEET6_HINTS)
     assert "Lösung_Übung6.ipynb" in ws.files
     assert ws.notebook.name == "Lösung_Übung6.ipynb"
 
@@ -241,7 +242,7 @@ def test_cp437_names_are_repaired(tmp_path: Path):
 def test_multiple_notebooks_pick_the_solution(tmp_path: Path):
     z = make_zip(tmp_path / f"{OK}.zip", {"a_template.ipynb": template_notebook(),
                                          "deep/er/solution.ipynb": _nb(), "b.ipynb": notebook_json([])})
-    ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", LIMITS)
+    ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", LIMITS, SHEET6_HINTS)
     assert ws.notebook == tmp_path / "ws" / "deep/er/solution.ipynb"
     (v,) = [v for v in ws.violations if v.code == "content.multiple_notebooks"]
     assert "'deep/er/solution.ipynb'" in v.message and v.severity == "warning"
@@ -249,13 +250,13 @@ def test_multiple_notebooks_pick_the_solution(tmp_path: Path):
 
 def test_tied_notebooks_prefer_the_shortest_path(tmp_path: Path):
     z = make_zip(tmp_path / f"{OK}.zip", {"x/copy.ipynb": _nb(), "b.ipynb": _nb(), "a/a.ipynb": _nb()})
-    ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", LIMITS)
+    ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", LIMITS, SHEET6_HINTS)
     assert ws.notebook.name == "b.ipynb"
 
 
 def test_duplicate_keeps_the_first(tmp_path: Path):
     z = make_zip(tmp_path / f"{OK}.zip", [("Mu\u0308ller.txt", "first"), ("MÜLLER.TXT", "second")])
-    ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", LIMITS)
+    ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", LIMITS, SHEET6_HINTS)
     assert ws.files == ("Müller.txt",)
     assert (tmp_path / "ws" / "Müller.txt").read_text() == "first"
 
@@ -268,7 +269,7 @@ def test_existing_symlink_in_dest_is_never_followed(tmp_path: Path):
     os.symlink(outside, dest / "sub")
     os.symlink(outside / "f.txt", dest / "f.txt")
     z = make_zip(tmp_path / f"{OK}.zip", {"sub/x.txt": "x", "f.txt": "y", "solution.ipynb": _nb()})
-    ws = unpack(identify(z, tmp_path, NAMING), dest, LIMITS)
+    ws = unpack(identify(z, tmp_path, NAMING), dest, LIMITS, SHEET6_HINTS)
     assert list(outside.iterdir()) == []
     assert "solution.ipynb" in ws.files and "sub/x.txt" not in ws.files
 
@@ -282,7 +283,7 @@ def test_script_is_converted_in_cells(tmp_path: Path):
     assert [c.cell_type for c in script_to_notebook("print(1)\nprint(2)\n").cells] == ["code"]
     f = tmp_path / f"{OK}.py"
     f.write_text(src)
-    ws = unpack(identify(f, tmp_path, NAMING), tmp_path / "ws", LIMITS)
+    ws = unpack(identify(f, tmp_path, NAMING), tmp_path / "ws", LIMITS, SHEET6_HINTS)
     assert ws.notebook == tmp_path / "ws" / f"{OK}.ipynb"
     assert nbformat.read(ws.notebook, as_version=4).cells[0].cell_type == "markdown"
     assert f.read_text() == src
@@ -318,7 +319,7 @@ def test_gigabyte_bomb_stops_quickly_in_bounded_memory(gigabyte_bomb: Path, tmp_
     rss_before = _rss_kb()
     tracemalloc.start()
     start = time.monotonic()
-    ws = unpack(identify(gigabyte_bomb, gigabyte_bomb.parent, NAMING), tmp_path / "ws", LIMITS)
+    ws = unpack(identify(gigabyte_bomb, gigabyte_bomb.parent, NAMING), tmp_path / "ws", LIMITS, SHEET6_HINTS)
     elapsed = time.monotonic() - start
     _current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -332,7 +333,7 @@ def test_gigabyte_bomb_stops_quickly_in_bounded_memory(gigabyte_bomb: Path, tmp_
 def test_bomb_stops_at_the_size_limit_when_the_ratio_allows_it(gigabyte_bomb: Path, tmp_path: Path):
     limits = Archive(max_ratio=100000, max_uncompressed_mb=20)
     start = time.monotonic()
-    ws = unpack(identify(gigabyte_bomb, gigabyte_bomb.parent, NAMING), tmp_path / "ws", limits)
+    ws = unpack(identify(gigabyte_bomb, gigabyte_bomb.parent, NAMING), tmp_path / "ws", limits, SHEET6_HINTS)
     assert time.monotonic() - start < 5
     (v,) = [v for v in ws.violations if v.code == "archive.too_large"]
     assert "20 MB" in v.message
@@ -345,7 +346,7 @@ def test_header_lying_about_size_is_not_trusted(tmp_path: Path):
     with zipfile.ZipFile(z) as zf:
         assert zf.infolist()[0].file_size == 100
     start = time.monotonic()
-    ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", Archive(max_ratio=100000))
+    ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", Archive(max_ratio=100000), SHEET6_HINTS)
     assert time.monotonic() - start < 5
     assert "archive.corrupt" in {v.code for v in ws.violations}
     assert ws.files == ()
@@ -355,7 +356,7 @@ def test_header_lying_small_is_stopped_by_written_bytes(tmp_path: Path):
     # header claims 100 bytes; the stream is 64 MB: even with a huge ratio the size limit holds
     z = make_lying_bomb(tmp_path / f"{OK}.zip", 64 << 20, claimed=100)
     _patch_sizes(z, claimed=(1 << 32) - 1)
-    ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", Archive(max_ratio=100000, max_uncompressed_mb=8))
+    ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", Archive(max_ratio=100000, max_uncompressed_mb=8), SHEET6_HINTS)
     assert "archive.too_large" in {v.code for v in ws.violations}
     assert not any(p.is_file() for p in (tmp_path / "ws").rglob("*"))
 
@@ -372,7 +373,7 @@ def _patch_sizes(path: Path, claimed: int) -> None:
 def test_compressed_size_limit(tmp_path: Path):
     z = make_zip(tmp_path / f"{OK}.zip", {"random.bin": os.urandom(2 << 20), "solution.ipynb": _nb()},
                  compression=zipfile.ZIP_STORED)
-    ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", Archive(max_compressed_mb=1))
+    ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", Archive(max_compressed_mb=1), SHEET6_HINTS)
     # What does not fit is left out, and said so; the notebook is unpacked first.
     assert {v.code for v in ws.violations} == {"archive.too_large", "content.no_pdf"}
     assert ws.notebook is not None and ws.files == ("solution.ipynb",)
@@ -381,7 +382,7 @@ def test_compressed_size_limit(tmp_path: Path):
 
 def test_too_many_violations_are_summed_up(tmp_path: Path):
     z = make_zip(tmp_path / f"{OK}.zip", [(f"../x{i}", "x") for i in range(50)] + [("solution.ipynb", _nb())])
-    ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", LIMITS)
+    ws = unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", LIMITS, SHEET6_HINTS)
     unsafe = [v for v in ws.violations if v.code == "archive.unsafe_path"]
     assert len(unsafe) == 6 and "45 more" in unsafe[-1].message
 
@@ -392,7 +393,7 @@ def test_files_are_written_without_exec_bits(tmp_path: Path):
         info = zipfile.ZipInfo("run.sh")
         info.external_attr = (stat.S_IFREG | 0o4777) << 16
         zf.writestr(info, "#!/bin/sh\n")
-    unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", LIMITS)
+    unpack(identify(z, tmp_path, NAMING), tmp_path / "ws", LIMITS, SHEET6_HINTS)
     assert (tmp_path / "ws" / "run.sh").stat().st_mode & 0o7111 == 0
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from grader.config import Naming
 from grader.intake import discover, duplicate_students, identify
+from conftest import SHEET6_HINTS
 from intake_corpus import make_pdf, make_zip, solution_notebook, tree_hashes
 
 NAMING = Naming()
@@ -153,7 +154,7 @@ def test_team_folder_with_loose_files(tmp_path: Path):
     assert {v.code for v in sub.violations} == {"name.pattern"}
     assert sub.expected_name is None or sub.expected_name.endswith(".ipynb")
     assert "team is read from its folder" in sub.violations[0].message
-    ws = unpack(sub, tmp_path / "ws", Archive())
+    ws = unpack(sub, tmp_path / "ws", Archive(), SHEET6_HINTS)
     assert ws.pdf is not None and ws.pdf.name == "sheet6.pdf"
     assert {v.code for v in ws.violations} == set()
     assert check_identity(sub, ws) == []

@@ -10,6 +10,7 @@ from pypdf import PdfReader
 from grader.config import Archive, Naming
 from grader.intake import check_identity, identify, team_with_emails, unpack
 from grader.intake.types import Workspace
+from conftest import SHEET6_HINTS
 from intake_corpus import TEMPLATE_CODE, make_pdf, make_zip, notebook_json, solution_notebook
 
 NAMING = Naming()
@@ -27,7 +28,7 @@ def test_make_pdf_text_is_extracted(tmp_path: Path):
 def _workspace(tmp_path: Path, name: str, entries: dict) -> tuple:
     z = make_zip(tmp_path / name, entries)
     sub = identify(z, tmp_path, NAMING)
-    ws = unpack(sub, tmp_path / "ws", Archive())
+    ws = unpack(sub, tmp_path / "ws", Archive(), SHEET6_HINTS)
     return sub, ws
 
 
@@ -129,7 +130,7 @@ def test_team_and_expected_name_from_the_files_when_the_name_says_nothing(tmp_pa
     nbformat.write(nb, root / "final version.ipynb")
     sub = identify(root / "final version.ipynb", root, Naming())
     assert not sub.team
-    ws = unpack(sub, tmp_path / "ws", Archive())
+    ws = unpack(sub, tmp_path / "ws", Archive(), SHEET6_HINTS)
     team = team_from_files(sub, ws)
     assert [(m.name, m.student_id) for m in team] == [("Anna-Lena van der Berg", "7012345"), ("Jürgen Müller", "7054321")]
     assert name_for(team, sub.kind) == "Anna-Lena_van_der_Berg_7012345_Jürgen_Müller_7054321.ipynb"

@@ -20,12 +20,14 @@ import nbformat
 import pytest
 
 from conftest import ROOT, needs_torch, recorded
-from grader.calibrate import CALIBRATION_FILE, CELL_FACTOR, CELL_FLOOR_S, NOTEBOOK_FLOOR_S, time_limits
+from grader.calibrate import CELL_FACTOR, CELL_FLOOR_S, NOTEBOOK_FLOOR_S, time_limits
 from grader.config import ConfigError, config_from_dict, load_config
 from grader.models import DataInfo
 from grader.run.execute import FALLBACK_CELL_TIMEOUT_S, FALLBACK_NOTEBOOK_TIMEOUT_S, KernelSession
 from grader.run.sandbox import SUBMISSION_MOUNT, kernel_command
 from grader.sheets.sheet6 import SHEET
+
+CALIBRATION_FILE = SHEET.shipped_calibration
 from grader.run.context import KernelContext
 
 HAVE_BWRAP = shutil.which("bwrap") is not None
@@ -40,7 +42,7 @@ def data_info(fingerprint="f" * 16) -> DataInfo:
 
 def calibration(tmp_path, cell_seconds) -> Path:
     path = tmp_path / "calibration.json"
-    path.write_text(json.dumps({"f" * 16: {"data": "some data", "baseline": [[0.1] * 5],
+    path.write_text(json.dumps({"sheet6/" + "f" * 16: {"data": "some data", "baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5],
                                            **({"cell_seconds": cell_seconds} if cell_seconds is not None else {})}}))
     return path
 
@@ -87,7 +89,7 @@ def test_limits_are_a_multiple_of_the_solutions_timings(tmp_path):
     # machine busy with other work.
     path = calibration(tmp_path, [[0.02, 0.01, 3.27, 0.02, 3.22, 0.17], [0.02, 0.01, 3.0, 0.01, 3.4, 0.15],
                                   [0.03, 0.01, 8.71, 0.02, 23.36, 0.28]])
-    found = time_limits(auto_limits(), data_info(), path)
+    found = time_limits(auto_limits(), data_info(), SHEET, path)
     assert found.cell_timeout_s == round(CELL_FACTOR * 3.4)   # the median run's slowest cell
     assert 30 <= found.cell_timeout_s <= 90            # a never-ending cell costs about a minute
     assert found.notebook_timeout_s >= found.cell_timeout_s + 6.7
@@ -96,17 +98,17 @@ def test_limits_are_a_multiple_of_the_solutions_timings(tmp_path):
 
 def test_tiny_timings_get_the_floor(tmp_path):
     path = calibration(tmp_path, [[0.01, 0.01, 0.7, 0.01, 0.71, 0.1]] * 3)
-    found = time_limits(auto_limits(), data_info(), path)
+    found = time_limits(auto_limits(), data_info(), SHEET, path)
     assert (found.cell_timeout_s, found.notebook_timeout_s) == (CELL_FLOOR_S, NOTEBOOK_FLOOR_S)
     assert "at least" in found.source
 
 
 def test_a_number_in_grading_toml_wins(tmp_path):
     path = calibration(tmp_path, [[0.01, 3.0, 3.0]])
-    found = time_limits(auto_limits(cell_timeout_s=300), data_info(), path)
+    found = time_limits(auto_limits(cell_timeout_s=300), data_info(), SHEET, path)
     assert found.cell_timeout_s == 300 and found.notebook_timeout_s >= 300
     assert "per cell from grading.toml" in found.source
-    both = time_limits(auto_limits(cell_timeout_s=300, notebook_timeout_s=900), data_info(), path)
+    both = time_limits(auto_limits(cell_timeout_s=300, notebook_timeout_s=900), data_info(), SHEET, path)
     assert (both.cell_timeout_s, both.notebook_timeout_s) == (300, 900) and "grading.toml" in both.source
 
 
@@ -114,7 +116,7 @@ def test_a_number_in_grading_toml_wins(tmp_path):
 def test_without_timings_the_fallback_applies_and_says_why(tmp_path, cell_seconds):
     path = calibration(tmp_path, cell_seconds)
     for fingerprint in ("f" * 16, "0" * 16):   # the entry has no timings / there is no entry
-        found = time_limits(auto_limits(), data_info(fingerprint), path)
+        found = time_limits(auto_limits(), data_info(fingerprint), SHEET, path)
         assert (found.cell_timeout_s, found.notebook_timeout_s) == (FALLBACK_CELL_TIMEOUT_S, FALLBACK_NOTEBOOK_TIMEOUT_S)
         assert "fallback" in found.source and "grader calibrate" in found.source
 
@@ -141,9 +143,9 @@ def test_shipped_calibration_times_the_graded_data_and_the_self_check(real):
     found = {}
     for name, config in (("graded", shipped), ("self-check", check_config(shipped, full=False))):
         data = _staged(config).info
-        entry = json.loads(CALIBRATION_FILE.read_text())[data.fingerprint]
+        entry = json.loads(CALIBRATION_FILE.read_text())[f"sheet6/{data.fingerprint}"]
         assert len(entry["cell_seconds"]) >= 3 and len(entry["baseline"]) == len(entry["cell_seconds"]), name
-        found[name] = time_limits(config.limits, data, CALIBRATION_FILE)
+        found[name] = time_limits(config.limits, data, SHEET, CALIBRATION_FILE)
         assert "slowest cell" in found[name].source, (name, found[name])
     assert 30 <= found["graded"].cell_timeout_s <= 90, found
     assert found["self-check"].cell_timeout_s < 60, found
@@ -158,7 +160,7 @@ def test_calibration_records_the_seconds_of_each_cell(grading_context):
     busy during the run (test_cpu_time), says so and keeps no timings."""
     from grader.calibrate import load_calibration
 
-    entry = load_calibration()[grading_context.data.info.fingerprint]
+    entry = load_calibration(SHEET)[grading_context.data.info.fingerprint]
     solution = nbformat.read(ROOT / "reference" / "solution.ipynb", as_version=4)
     code_cells = [c for c in solution.cells if c.cell_type == "code" and c.source.strip()]
     assert len(entry["baseline"]) == 1
@@ -168,7 +170,7 @@ def test_calibration_records_the_seconds_of_each_cell(grading_context):
     assert len(entry["cell_seconds"]) == len(entry["cell_wall_seconds"]) == 1 and entry["clock"] == "cpu"
     assert len(entry["cell_seconds"][0]) == len(code_cells)
     assert all(seconds >= 0 for seconds in entry["cell_seconds"][0]) and max(entry["cell_seconds"][0]) > 0
-    limits = time_limits(auto_limits(), grading_context.data.info)
+    limits = time_limits(auto_limits(), grading_context.data.info, SHEET)
     assert "1 run(s) of the solution" in limits.source and "of CPU time" in limits.source
 
 

@@ -85,7 +85,7 @@ def test_preflight_prints_the_table_and_grades_nothing(tmp_path):
                             "%pip install surely-not-installed-pkg tqdm"),
                    subs / "Clara Fischer_7000003_Dieter Wolf_7000004.ipynb")
     (subs / "Eva Koch_7000005_Frank Bauer_7000006.ipynb").write_text("{ not a notebook", encoding="utf-8")
-    run = subprocess.run([sys.executable, "-m", "grader", "grade", str(subs), "--preflight"],
+    run = subprocess.run([sys.executable, "-m", "grader", "grade", "--sheet", "sheet6", str(subs), "--preflight"],
                          capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"})
     out = run.stdout
     assert run.returncode == 1, out + run.stderr          # a module is missing

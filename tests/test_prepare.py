@@ -23,9 +23,9 @@ import pytest
 
 from conftest import ROOT, needs_torch
 
-SHIPPED = ROOT / "reference" / "calibration.json"
+SHIPPED = ROOT / "reference" / "calibration.json"   # Sheet 6's (its reference folder)
 TEAM = "Erika_Mustermann_7012345_Juergen_Mueller_7054321"
-TINY = '[data]\nsource = ""\ntrain_size = 256\ntest_size = 128\nseed = 3\n[run]\nworkers = 1\n'
+TINY = '[sheet]\nname = "sheet6"\n[data]\nsource = ""\ntrain_size = 256\ntest_size = 128\nseed = 3\n[run]\nworkers = 1\n'
 
 
 def grader(*args: str, env: dict, cwd: Path, **popen) -> subprocess.Popen:
@@ -47,7 +47,7 @@ def _calibrate_by_hand(folder: Path, env: dict) -> str:
     code = ("from grader.config import load_config; from grader.cache import cache_dir; "
             "from grader.run.dataset import stage_dataset; from grader import calibration_store as s; "
             "c = load_config('grading.toml'); d = stage_dataset(c.data, None, cache_dir() / 'data', c.sheet_def.dataset); "
-            "s.save(d.info.fingerprint, {'baseline': [[0.5] * 5], 'batchnorm': [[0.5] * 5], "
+            "s.save('sheet6', d.info.fingerprint, {'baseline': [[0.5] * 5], 'batchnorm': [[0.5] * 5], "
             "'cell_seconds': [[0.1, 0.2]], 'created': '2026-01-01T00:00:00+00:00'}); print(d.info.fingerprint)")
     return subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True,
                           check=True).stdout.strip()
@@ -57,19 +57,42 @@ def _calibrate_by_hand(folder: Path, env: dict) -> str:
 
 def test_lookup_order_and_no_write_into_the_shipped_file(tmp_path, monkeypatch):
     from grader import calibration_store as store
+    from grader.sheets.sheet6 import SHEET
 
+    assert SHEET.shipped_calibration == SHIPPED                        # found through the sheet
     shipped = json.loads(SHIPPED.read_text(encoding="utf-8"))
-    some = next(iter(shipped))
+    some = next(iter(shipped)).removeprefix("sheet6/")
     monkeypatch.delenv("GRADER_CALIBRATION", raising=False)
     monkeypatch.setenv("GRADER_CACHE", str(tmp_path / "cache"))
     before = SHIPPED.read_bytes()
-    assert store.lookup(some).path == SHIPPED                          # the shipped default is read
-    store.save(some, {"baseline": [[0.2] * 5], "created": "x"})
-    assert store.lookup(some).path == tmp_path / "cache" / "calibration.json"   # the cache's entry wins
+    assert store.lookup(SHEET, some).path == SHIPPED                   # the shipped default is read
+    store.save("sheet6", some, {"baseline": [[0.2] * 5], "created": "x"})
+    assert store.lookup(SHEET, some).path == tmp_path / "cache" / "calibration.json"   # the cache's entry wins
     assert SHIPPED.read_bytes() == before                               # and is where it was written
     monkeypatch.setenv("GRADER_CALIBRATION", str(tmp_path / "own.json"))
-    assert store.lookup(some) is None                                   # GRADER_CALIBRATION alone
-    assert store.search_path() == [tmp_path / "own.json"]
+    assert store.lookup(SHEET, some) is None                            # GRADER_CALIBRATION alone
+    assert store.search_path(SHEET) == [tmp_path / "own.json"]
+
+
+def test_calibrations_are_kept_by_sheet_and_data(tmp_path, monkeypatch):
+    """Two sheets on the same data fingerprint have entries of their own; an entry made before
+    calibrations were kept by sheet (the fingerprint alone) is still read, and only where usable."""
+    from grader import calibration_store as store
+    from grader.calibrate import accuracy_range
+    from grader.sheets.sheet5 import SHEET as SHEET5
+    from grader.sheets.sheet6 import SHEET as SHEET6
+
+    path = tmp_path / "calibration.json"
+    monkeypatch.setenv("GRADER_CALIBRATION", str(path))
+    path.write_text(json.dumps({"f" * 16: {"baseline": [[0.1, 0.2]], "batchnorm": [[0.3, 0.25]]}}))
+    assert accuracy_range(SHEET6, "f" * 16).high == (0.3, 0.25)          # the old key: Sheet 6's networks are there
+    assert accuracy_range(SHEET5, "f" * 16) is None                     # no FFNN in it: not Sheet 5's
+    store.save("sheet5", "f" * 16, {"ffnn": [[0.96], [0.97]]})
+    store.save("sheet6", "f" * 16, {"baseline": [[0.5, 0.6]], "batchnorm": [[0.4, 0.7]]})
+    assert sorted(json.loads(path.read_text())) == ["f" * 16, "sheet5/" + "f" * 16, "sheet6/" + "f" * 16]
+    found = accuracy_range(SHEET5, "f" * 16)
+    assert (found.low, found.high) == ((0.96,), (0.97,))                # the lowest and the highest of the runs
+    assert accuracy_range(SHEET6, "f" * 16).high == (0.5, 0.7)          # the new entry wins
 
 
 def test_the_store_and_the_report_pages_import_no_kernels():
@@ -84,7 +107,7 @@ def _save_many(path: str, worker: int) -> None:
     from grader import calibration_store as store
 
     for n in range(20):
-        store.save(f"{worker}-{n}", {"baseline": [[n / 20] * 5]}, Path(path))
+        store.save("sheet6", f"{worker}-{n}", {"baseline": [[n / 20] * 5]}, Path(path))
 
 
 def test_concurrent_writers_of_the_calibration_lose_no_entry(tmp_path):
@@ -96,7 +119,7 @@ def test_concurrent_writers_of_the_calibration_lose_no_entry(tmp_path):
     for w in workers:
         w.join(60)
         assert w.exitcode == 0
-    assert sorted(json.loads(path.read_text())) == sorted(f"{w}-{n}" for w in range(4) for n in range(20))
+    assert sorted(json.loads(path.read_text())) == sorted(f"sheet6/{w}-{n}" for w in range(4) for n in range(20))
     assert not list(tmp_path.glob("*.tmp"))
 
 
@@ -236,7 +259,7 @@ def test_merge_warns_when_shards_were_graded_with_different_calibrations(tmp_pat
         write_report(report.model_copy(update={"execution": report.execution.model_copy(
             update={"time_limits": limits})}), folder, stem)
         (folder / ".shard.json").write_text(json.dumps({"shard": f"{index}/2", "stems": [stem], "config_hash": "c"}))
-    run = grader("merge", "shard-1", "shard-2", "--out", "merged", env={**os.environ}, cwd=tmp_path)
+    run = grader("merge", "--sheet", "sheet6", "shard-1", "shard-2", "--out", "merged", env={**os.environ}, cwd=tmp_path)
     output = run.communicate(timeout=120)[0]
     assert run.returncode == 0, output
     assert "graded with different calibrations" in output and "aaaaaaaaaaaaaaaa in shard-1" in output, output

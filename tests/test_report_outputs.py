@@ -24,6 +24,7 @@ from grader.report.store import read_report, write_report
 from grader.report.score import build_report
 from grader.report.similarity import similar_pairs
 from grader.sheets.sheet6 import SHEET
+from grader.sheets.sheet6 import SHEET as SHEET6
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = load_config(ROOT / "grading.toml")
@@ -272,7 +273,7 @@ def test_a_student_in_two_teams_is_left_out_of_cms_csv_and_listed(tmp_path):
     """Changed with issue 14: one such student used to stop cms.csv for the whole course (CmsError).
     Now everyone in exactly one team is written, and the student is listed with both teams."""
     twice = make_report([("Bernd Brot", "0700002"), ("Hans Huhn", "7000008")])
-    rows, left_out = cms_rows([*REPORTS, twice])
+    rows, left_out = cms_rows([*REPORTS, twice], SHEET6.exercise_ids)
     assert [str(row[0]) for row in rows] == ["7000001", "7000003", "7000004", "7000005", "7000008"]
     message = left_out[0].message()
     assert "Bernd Brot (0700002)" in message and ALICE[0] in message and twice[0] in message
@@ -335,7 +336,7 @@ def test_feedback_escapes_a_hostile_team_and_draws_the_curves(tmp_path):
                                                                       message=f"bad name {HOSTILE}")])
     report = report.model_copy(update={"execution": report.execution.model_copy(update={
         "errors": [CellError(cell=4, ename="ValueError", evalue=HOSTILE)]})})
-    path = write_feedback(report, tmp_path, CALIBRATION, stem=stem)
+    path = write_feedback(report, tmp_path, CALIBRATION, stem=stem, sheet=SHEET6)
     text = path.read_text(encoding="utf-8")
     assert HOSTILE not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert 'onload="x' not in text
@@ -349,16 +350,16 @@ def test_feedback_escapes_a_hostile_team_and_draws_the_curves(tmp_path):
 
 
 def test_chart_without_accuracies_still_renders():
-    svg = accuracy_chart({}, None)
+    svg = accuracy_chart({}, None, sheet=SHEET6)
     assert svg.startswith("<svg") and "no accuracies were recorded" in svg
-    svg = accuracy_chart({"baseline": [float("nan"), 0.5, 0.6]}, None)
+    svg = accuracy_chart({"baseline": [float("nan"), 0.5, 0.6]}, None, sheet=SHEET6)
     assert "<polyline" in svg and "nan" not in svg
 
 
 def test_overview_lists_problems_key_and_pairs():
     broken = make_report([("Ida Igel", "7000011"), ("Jan Jung", "7000012")], status="errors",
                          violations=[Violation(code="identity.mismatch", severity="warning", message="not in PDF")])
-    text = overview_html([*REPORTS, broken], key="key: h = (9, 0)", pairs=[])
+    text = overview_html([*REPORTS, broken], key="key: h = (9, 0)", pairs=[], sheet=SHEET6)
     parser = Collector()
     parser.feed(text)
     assert parser.scripts == 0 and "svg" in parser.tags and "rect" in parser.tags
@@ -476,10 +477,10 @@ def test_feedback_says_a_verdict_every_check_shares_once():
     _, report = make_report([("Anna Äpfel", "7000001")], failing=SHEET.check_ids)
     line = "The notebook is still the template: nothing to check."
     same = report.model_copy(update={"checks": [c.model_copy(update={"message": line}) for c in report.checks]})
-    page = feedback_html(same)
+    page = feedback_html(same, None, SHEET6)
     assert page.count(line) == 1 and f"all {len(SHEET.check_ids)} checks" in page
     assert "<code>baseline.architecture</code>" not in page
     # A tutor's override is per check: then every check has its row again.
     first = same.checks[0].model_copy(update={"override": Override(automatic=0.0, tutor=0.25)})
-    page = feedback_html(same.model_copy(update={"checks": [first, *same.checks[1:]]}))
+    page = feedback_html(same.model_copy(update={"checks": [first, *same.checks[1:]]}), None, SHEET6)
     assert "<code>baseline.architecture</code>" in page and page.count(line) == len(SHEET.check_ids)

@@ -62,14 +62,14 @@ class Course:
         self.scratch = root / "t"   # TMPDIR of the grader: what it leaves there is left behind
         self.scratch.mkdir()
         self.config = root / "grading.toml"
-        self.config.write_text('[data]\nsource = ""\ntrain_size = 256\ntest_size = 128\n'
+        self.config.write_text('[sheet]\nname = "sheet6"\n[data]\nsource = ""\ntrain_size = 256\ntest_size = 128\n'
                                f'[run]\nworkers = {workers}\n[limits]\n{limits}\n')
         config = load_config(self.config)
         calibration = calibration_file()
         entries = json.loads(calibration.read_text()) if calibration.exists() else {}
         for data in (config.data, check_config(config, full=False).data):   # grade's and check's
             staged = stage_dataset(data, None, cache_dir() / "data", SHEET.dataset)
-            entries[staged.info.fingerprint] = {"baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5]}
+            entries[f"sheet6/{staged.info.fingerprint}"] = {"baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5]}
         calibration.write_text(json.dumps(entries))
 
     def env(self, **extra: str) -> dict:

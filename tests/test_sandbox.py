@@ -141,7 +141,7 @@ def test_bwrap_is_tried_once_per_process(tmp_path, bwrap_that_cannot_start):
 def test_grading_without_a_sandbox_is_said_loudly(tmp_path, bwrap_that_cannot_start):
     (tmp_path / "subs").mkdir()
     config = tmp_path / "grading.toml"
-    config.write_text('[data]\ntrain_size = 1000\ntest_size = 500\n')   # calibrated in the shipped file
+    config.write_text('[sheet]\nname = "sheet6"\n[data]\ntrain_size = 1000\ntest_size = 500\n')   # calibrated in the shipped file
     calibration = tmp_path / "calibration.json"
     shutil.copy(REPO_ROOT / "reference" / "calibration.json", calibration)
     done = subprocess.run([sys.executable, "-m", "grader", "--config", str(config), "grade", str(tmp_path / "subs"),

@@ -191,7 +191,7 @@ def course_folder(folder: Path) -> Path:
     shutil.copytree(ROOT / "submissions", folder / "submissions")
     source = str(SHARED_DATA) if SHARED_DATA.exists() else ""
     (folder / "grading.toml").write_text(
-        f'[data]\nsource = "{source}"\ntrain_size = 640\ntest_size = 256\nseed = 6\n'
+        f'[sheet]\nname = "sheet6"\n[data]\nsource = "{source}"\ntrain_size = 640\ntest_size = 256\nseed = 6\n'
         f'[run]\nworkers = {min(2, os.cpu_count() or 1)}\n',
         encoding="utf-8")
     return folder

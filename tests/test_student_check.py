@@ -25,7 +25,9 @@ from grader.models import (CellError, CheckResult, ExecutionInfo, ExerciseResult
                                   SubmissionInfo, TeamMember, Total, Violation)
 from grader.student import (EXIT_UNCHECKED, FINE, LOSES_POINTS, TUTORS_MAY_DEDUCT, CheckInput, check_path,
                             print_verdict, student_report, upload_advice, verdict)
+from conftest import SHEET6_HINTS
 from intake_corpus import make_pdf
+from grader.sheets.sheet6 import SHEET as SHEET6
 
 CORRECT = "Erika_Mustermann_7012345_Jürgen_Müller_7054321.zip"
 TEAM = (TeamMember(name="Erika Mustermann", student_id="7012345"),
@@ -54,7 +56,7 @@ def _report(*, statuses=("pass",) * 6, execution="ok", violations=(), team=TEAM,
 
 def _printed(report: Report, given: CheckInput | None = None) -> str:
     console = Console(record=True, width=250, force_terminal=False)
-    print_verdict(report, console, given)
+    print_verdict(report, console, given, SHEET6)
     return console.export_text()
 
 
@@ -120,7 +122,7 @@ def test_student_strings_are_not_rich_markup():
 
 
 def test_the_isolation_note_does_not_alarm_a_student():
-    text = _printed(student_report(_report()))
+    text = _printed(student_report(_report(), SHEET6))
     assert "ran on your own machine without a sandbox, which is fine for a self-check" in text
     assert "could read and write" not in text and "without isolation" not in text
 
@@ -217,11 +219,11 @@ def test_a_name_for_every_fixable_name(filename, expected):
 def test_a_bare_notebook_and_a_folder_are_told_to_zip():
     report = _report(file="Erika_Mustermann_7012345_Jürgen_Müller_7054321.ipynb", pdf=None)
     notebook = CheckInput(given=Path("x.ipynb"), kind="notebook", target=Path(report.submission.file), root=Path("."))
-    assert upload_advice(report, notebook) == (f"zip it with your PDF (6.1-6.5, 6.7) as "
+    assert upload_advice(report, notebook, SHEET6) == (f"zip it with your PDF (6.1-6.5, 6.7) as "
                                                f"[bold]{CORRECT}[/]")
     folder = CheckInput(given=Path(CORRECT[:-4]), kind="folder", target=Path(CORRECT), root=Path("."),
                         packed=("solution.ipynb", "sheet.pdf"))
-    advice = upload_advice(_report(), folder)
+    advice = upload_advice(_report(), folder, SHEET6)
     assert advice == f"zip these files of the folder (solution.ipynb, sheet.pdf) as [bold]{CORRECT}[/], and upload the zip"
     assert "rename" not in _printed(_report(), folder)
 
@@ -229,11 +231,17 @@ def test_a_bare_notebook_and_a_folder_are_told_to_zip():
 # ----------------------------------------------------------------------------- real runs
 
 def _student_setting(tmp_path: Path, monkeypatch) -> None:
-    """As on a student's laptop: no grading.toml in the folder (the code's defaults), the shipped
-    calibration (a copy: nothing is written into the repository)."""
+    """As on a student's laptop: the wheel built for Sheet 6 (its built_for.json names the sheet), no
+    grading.toml in the folder (the code's defaults), the shipped calibration (a copy: nothing is
+    written into the repository)."""
+    import grader.sheet
+
     calibration = tmp_path / "calibration.json"
     shutil.copy(ROOT / "reference" / "calibration.json", calibration)
     monkeypatch.setenv("GRADER_CALIBRATION", str(calibration))
+    built_for = tmp_path / "built_for.json"
+    built_for.write_text('{"sheet": "sheet6"}', encoding="utf-8")
+    monkeypatch.setattr(grader.sheet, "BUILT_FOR", built_for)
     monkeypatch.chdir(tmp_path)
 
 
@@ -302,7 +310,7 @@ def test_check_runs_without_linux_only_modules(tmp_path):
     probe = subprocess.run([sys.executable, "-c", "import resource"], env=env, capture_output=True, text=True)
     assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr   # the sitecustomize is in force
     shutil.copy(ROOT / "submissions" / CORRECT, tmp_path / CORRECT)
-    done = subprocess.run([sys.executable, "-m", "grader", "check", "--json", CORRECT], env=env, cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-m", "grader", "check", "--sheet", "sheet6", "--json", CORRECT], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(done.stdout)
@@ -364,7 +372,7 @@ def _unpacked(tmp_path: Path, entries: dict[str, str]):
     from grader.intake import identify, unpack
 
     z = _zip_with(tmp_path, entries)
-    return unpack(identify(z, tmp_path, Naming()), tmp_path / "ws", Archive())
+    return unpack(identify(z, tmp_path, Naming()), tmp_path / "ws", Archive(), SHEET6_HINTS)
 
 
 def test_of_two_solutions_the_untitled_one_is_not_graded(tmp_path):

@@ -89,3 +89,23 @@ def test_the_toy_sheet_is_graded_end_to_end(toy_run):
     assert all("Toy sheet" in page for page in pages)
     for text in [*pages, stdout, *(p.read_text(encoding="utf-8") for p in out.glob("*.json"))]:
         assert "Fashion" not in text and "6.6" not in text and "Sheet 6" not in text
+
+
+def test_a_sheet_loaded_by_path_is_part_of_what_makes_a_report_current(tmp_path):
+    """grader_hash covers the graded sheet's own folder, also one kept outside the grader: a changed
+    check there grades again."""
+    import dataclasses
+    import shutil
+
+    from grader.pipeline import grader_hash
+    from grader.sheet import load_sheet
+
+    sheet = load_sheet("toy", str(SHEETS))
+    assert sheet.folder == TOY
+    copy = tmp_path / "toy"
+    shutil.copytree(TOY, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    moved = dataclasses.replace(sheet, folder=copy, reference_dir=copy / "reference")
+    before = grader_hash(moved)
+    assert grader_hash(moved) == before and grader_hash(sheet) == before   # the same files, the same hash
+    (copy / "__init__.py").write_text((copy / "__init__.py").read_text() + "# a check changed\n")
+    assert grader_hash(moved) != before

@@ -237,17 +237,22 @@ def _examples() -> list[Example]:
 EXAMPLES = _examples()
 
 
-def zip_bytes(example: Example) -> bytes:
+def deterministic_zip(files: list[tuple[str, bytes]]) -> bytes:
+    """A zip of (name, bytes) entries with fixed timestamps and attributes: the same bytes every build."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in ((example.pdf_name, team_pdf(example.team)),
-                           (example.notebook_name, notebook_bytes(example.parts))):
-            info = zipfile.ZipInfo(example.folder + name, date_time=ZIP_DATE)
+        for name, data in files:
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.create_system = 3
             info.external_attr = 0o100644 << 16
             archive.writestr(info, data, compresslevel=9)
     return buffer.getvalue()
+
+
+def zip_bytes(example: Example) -> bytes:
+    return deterministic_zip([(example.folder + example.pdf_name, team_pdf(example.team)),
+                              (example.folder + example.notebook_name, notebook_bytes(example.parts))])
 
 
 def expected() -> dict:
@@ -271,12 +276,17 @@ def outputs() -> dict[Path, bytes]:
     return files
 
 
-def main(argv: list[str] | None = None) -> int:
-    check, stale = write_or_check(outputs(), argv, __doc__.splitlines()[0])
+def examples_main(files: dict[Path, bytes], examples, argv: list[str] | None, description: str) -> int:
+    """The command line of an examples generator: write (or --check) `files`, then say what each example loses."""
+    check, stale = write_or_check(files, argv, description)
     if not check:
-        for ex in EXAMPLES:
+        for ex in examples:
             print(f"  {ex.zip_name}: loses {', '.join(ex.loses) or 'nothing'}")
     return 1 if (check and stale) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return examples_main(outputs(), EXAMPLES, argv, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -745,6 +745,11 @@ def build_notebook(parts: Parts) -> nbformat.NotebookNode:
         ("part3-plot", "code", parts.plot),
         ("part3-answer", "markdown", parts.answer),
     ]
+    return notebook_of(cells)
+
+
+def notebook_of(cells: list[tuple[str, str, str]]) -> nbformat.NotebookNode:
+    """A notebook of (cell id, "code" or "markdown", source) cells, without outputs: the same bytes every build."""
     nb = new_notebook()
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},

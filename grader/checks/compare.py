@@ -4,9 +4,11 @@ Helpers here return plain values or raise `Unreproducible` with a message a stud
 """
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
-from grader.run.probe import ModelObservation, Op
+from grader.observations import ModelObservation, Op
 
 # Operations that do not change values (casts, copies) and are left out of layer lists.
 _NEUTRAL = {"identity"}
@@ -17,14 +19,13 @@ class Unreproducible(Exception):
     """The forward pass uses something the reference cannot recompute; the message says what."""
 
 
-def shaped_input(x: np.ndarray, input_kind: str) -> np.ndarray:
-    return x if input_kind == "image" else x.reshape(x.shape[0], -1)
-
-
-def layers_from_ops(ops: list[Op], model: ModelObservation, *, buffers: dict[str, np.ndarray] | None = None) -> list[dict]:
+def layers_from_ops(ops: list[Op], model: ModelObservation, *, reference_ops: Collection[str],
+                    buffers: dict[str, np.ndarray] | None = None, params: dict[str, np.ndarray] | None = None) -> list[dict]:
     """The reference's layer descriptions for the operations a forward call ran, with the model's
-    own parameters and buffers (as they were before the call)."""
-    params = model.params
+    own parameters and buffers (as they were before the call; `params` and `buffers` replace them).
+    `reference_ops`: the operations the sheet's reference runs (its `OPS`); any other is
+    Unreproducible."""
+    params = model.params if params is None else params
     buffers = model.buffers if buffers is None else buffers
     layers: list[dict] = []
     for op in ops:
@@ -32,7 +33,8 @@ def layers_from_ops(ops: list[Op], model: ModelObservation, *, buffers: dict[str
             continue
         if op.op == "reshape":
             if len(op.out_shape) != 2:
-                raise Unreproducible(f"forward reshapes the data to {tuple(op.out_shape)}; only flattening to (N, 784) is expected")
+                raise Unreproducible(f"forward reshapes the data to {tuple(op.out_shape)}; only flattening to "
+                                     f"(N, features) is reproduced")
             layers.append({"op": "flatten"})
         elif op.op == "linear":
             if op.weight not in params or (op.bias is not None and op.bias not in params):
@@ -52,7 +54,7 @@ def layers_from_ops(ops: list[Op], model: ModelObservation, *, buffers: dict[str
             if layer["running_mean"] is None and not op.training:
                 raise Unreproducible("a BatchNorm layer runs without running statistics")
             layers.append(layer)
-        elif op.op in ("relu", "softmax", "log_softmax", "sigmoid", "tanh", "dropout"):
+        elif op.op in reference_ops and op.op not in ("flatten", "linear", "batch_norm"):
             if op.op in ("softmax", "log_softmax") and op.dim not in (None, 1, -1):
                 raise Unreproducible(f"{op.op} over dim {op.dim} is not reproduced")
             layers.append({"op": op.op})

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import nbformat
 
 from grader.intake.imports import PLATFORM_MODULES, NotebookImports, notebook_imports
 from grader.models import CheckResult, Violation
-from grader.run.environment import KernelEnvironment
 
 _NO_MODULE = re.compile(r"No module named '([A-Za-z_][\w.]*)'")
 _MISSING_FILE = re.compile(r"No such file or directory: '([^'\n]{1,400})'")
@@ -198,7 +197,12 @@ def outside_course_violations(notebook: nbformat.NotebookNode | None, modules: f
     return violations
 
 
-def pip_notes(notebook: nbformat.NotebookNode | None, kernel: KernelEnvironment | None,
+class Installed(Protocol):
+    """What the kernel's Python has installed (run.environment.KernelEnvironment)."""
+    def has_distribution(self, name: str) -> bool: ...
+
+
+def pip_notes(notebook: nbformat.NotebookNode | None, kernel: Installed | None,
               imports: NotebookImports | None = None) -> list[str]:
     """One note per `%pip install` / `!pip install` line: grading installs nothing."""
     if notebook is None:

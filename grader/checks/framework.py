@@ -3,24 +3,12 @@ Verdict; here verdicts become CheckResults with the points of grading.toml. A ch
 costs its own points only ("error"), never the batch."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from grader.config import Config
 from grader.models import CheckResult, CheckStatus
+from grader.observations import Observations
+from grader.sheet import AccuracyRange, Verdict
 
-
-@dataclass(frozen=True)
-class Verdict:
-    status: CheckStatus
-    message: str
-
-
-@dataclass(frozen=True)
-class AccuracyRange:
-    """Per-epoch plausible test accuracies (fractions), from running the solution on the same data."""
-    low: tuple[float, ...]
-    high: tuple[float, ...]
-    source: str
+__all__ = ["AccuracyRange", "Verdict", "run_checks", "placeholder_checks", "result"]
 
 
 def result(check_id: str, verdict: Verdict, config: Config) -> CheckResult:
@@ -31,7 +19,7 @@ def result(check_id: str, verdict: Verdict, config: Config) -> CheckResult:
                        points=points, max_points=max_points, message=verdict.message)
 
 
-def run_checks(obs, config: Config, accuracy_range: AccuracyRange | None) -> list[CheckResult]:
+def run_checks(obs: Observations, config: Config, accuracy_range: AccuracyRange | None) -> list[CheckResult]:
     """Every check of the configured sheet, in its order. Without observations every check is
     skipped (nothing ran) or an error (the probe failed)."""
     results = []

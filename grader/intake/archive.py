@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.config import Archive
-from grader.intake.content import SheetHints, default_hints, find_content
+from grader.intake.content import SheetHints, find_content
 from grader.intake.discover import paired_pdfs
 from grader.intake.types import Submission, Workspace
 from grader.models import Violation
@@ -478,14 +478,14 @@ def _copy_single(source: Path, dest: Path, budget: _Budget, out: _Violations, la
     budget.files.append(name)
 
 
-def unpack(submission: Submission, dest: Path, limits: Archive, hints: SheetHints | None = None) -> Workspace:
+def unpack(submission: Submission, dest: Path, limits: Archive, hints: SheetHints) -> Workspace:
     """Unpack (or copy) the submission into dest, a fresh empty folder, and find what to grade
     (`hints`: what the sheet's notebook looks like; the configured sheet's by default)."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     label = submission.rel
     out = _Violations()
-    budget = _Budget(limits=limits, data_folder=(hints or default_hints()).data_folder)
+    budget = _Budget(limits=limits, data_folder=hints.data_folder)
     source = Path(submission.path)
     try:
         if not source.is_dir() and not stat.S_ISREG(os.stat(source).st_mode):

@@ -13,7 +13,7 @@ import nbformat
 
 from grader.models import Violation
 from grader.notebook_file import MAX_JSON_VALUES, json_values
-from grader.sheet import Sheet, load_sheet
+from grader.sheet import Sheet
 
 MAX_SCAN_BYTES = 20 * 1024 * 1024
 # "# %%", "# %% [markdown]", "#%%" (VS Code, Spyder, jupytext) and "# In[3]:" (Jupyter's .py export)
@@ -38,7 +38,7 @@ class SheetHints:
     def of(cls, sheet: Sheet) -> "SheetHints":
         return cls(classes=tuple(n.class_name for n in sheet.networks), markers=sheet.content_markers,
                    template=sheet.template, written_exercises=sheet.written_exercises,
-                   data_folder=sheet.dataset.folder)
+                   data_folder=sheet.dataset.folder if sheet.dataset is not None else "")
 
     @functools.cached_property
     def marker_patterns(self) -> list[re.Pattern]:
@@ -47,10 +47,6 @@ class SheetHints:
     @functools.cached_property
     def class_patterns(self) -> dict[str, re.Pattern]:
         return {name: re.compile(rf"\bclass\s+{re.escape(name)}\b") for name in self.classes}
-
-
-def default_hints() -> SheetHints:
-    return SheetHints.of(load_sheet())
 
 
 @functools.lru_cache(maxsize=8)
@@ -91,8 +87,7 @@ class NotebookMerit:
         return (-len(self.classes), self.own_lines == 0, self.untitled, -self.score[0], -self.score[1])
 
 
-def notebook_merit(path: Path, hints: SheetHints | None = None) -> NotebookMerit:
-    hints = hints or default_hints()
+def notebook_merit(path: Path, hints: SheetHints) -> NotebookMerit:
     text = _read_text(path)
     try:
         # Parsed only when what it holds is bounded (notebook_file): 20 MB of tiny cells or empty
@@ -112,7 +107,7 @@ def notebook_merit(path: Path, hints: SheetHints | None = None) -> NotebookMerit
 
 
 def why_chosen(chosen: str, chosen_merit: NotebookMerit, other: str, other_merit: NotebookMerit,
-               hints: SheetHints | None = None) -> str:
+               hints: SheetHints) -> str:
     """Why `chosen` was graded rather than `other` (the runner-up), in words."""
     if len(chosen_merit.classes) != len(other_merit.classes):
         return (f"it defines {' and '.join(chosen_merit.classes)}"
@@ -122,14 +117,13 @@ def why_chosen(chosen: str, chosen_merit: NotebookMerit, other: str, other_merit
     if chosen_merit.untitled != other_merit.untitled:
         return f"'{other}' has Jupyter's default name (Untitled), so it looks like a scratch notebook"
     if chosen_merit.score != other_merit.score:
-        markers = ", ".join((hints or default_hints()).markers)
+        markers = ", ".join(hints.markers)
         return f"it uses the sheet's names ({markers}) more than '{other}'"
     return f"it and '{other}' look alike; the one with the shorter path (then the first by name) is graded"
 
 
-def template_score(text: str, hints: SheetHints | None = None) -> tuple[int, int]:
+def template_score(text: str, hints: SheetHints) -> tuple[int, int]:
     """(how many template names occur, how often): a solved notebook uses them more than a template."""
-    hints = hints or default_hints()
     # `in` first: a regex that starts with \b reads 20 MB of text in seconds, `in` in milliseconds.
     counts = [len(r.findall(text)) if m in text else 0 for m, r in zip(hints.markers, hints.marker_patterns)]
     return sum(1 for c in counts if c), sum(counts)
@@ -147,7 +141,7 @@ def _path_key(rel: str) -> tuple[int, int, str]:
     return (len(PurePosixPath(rel).parts), len(rel), rel)
 
 
-def rank_notebooks(dest: Path, candidates: list[str], hints: SheetHints | None = None
+def rank_notebooks(dest: Path, candidates: list[str], hints: SheetHints
                    ) -> list[tuple[str, NotebookMerit]]:
     """Best first: the one that defines the sheet's classes, holds code of its own beyond the
     template, is not an `Untitled*` notebook and uses the sheet's names most; ties go to the
@@ -156,7 +150,7 @@ def rank_notebooks(dest: Path, candidates: list[str], hints: SheetHints | None =
     return sorted(merits.items(), key=lambda item: item[1].key() + _path_key(item[0]))
 
 
-def choose_notebook(dest: Path, candidates: list[str], hints: SheetHints | None = None) -> str:
+def choose_notebook(dest: Path, candidates: list[str], hints: SheetHints) -> str:
     return rank_notebooks(dest, candidates, hints)[0][0]
 
 
@@ -218,10 +212,9 @@ def _by_suffix(files: list[str], suffix: str) -> list[str]:
     return sorted(f for f in files if f.lower().endswith(suffix))
 
 
-def find_content(dest: Path, files: list[str], label: str, preferred_stem: str | None = None,
-                 hints: SheetHints | None = None) -> tuple[Path | None, Path | None, list[Violation]]:
+def find_content(dest: Path, files: list[str], label: str, *, hints: SheetHints, preferred_stem: str | None = None,
+                 ) -> tuple[Path | None, Path | None, list[Violation]]:
     """(notebook, pdf, violations) among the unpacked files (posix paths relative to dest)."""
-    hints = hints or default_hints()
     violations: list[Violation] = []
     notebooks = _by_suffix(files, ".ipynb")
     scripts = _by_suffix(files, ".py")

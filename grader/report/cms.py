@@ -94,11 +94,10 @@ def cms_columns(exercise_ids: tuple[str, ...]) -> list[str]:
     return ["student_id", "name", "team", *exercise_ids, "total", "bonus", "complete"]
 
 
-def cms_rows(reports: list[tuple[str, Report]], exercise_ids: tuple[str, ...] | None = None
+def cms_rows(reports: list[tuple[str, Report]], exercise_ids: tuple[str, ...]
              ) -> tuple[list[list], list[TwoTeams | NoStudentId]]:
     """The rows (numbers as numbers, ids as Text), sorted by student id, and the students left out
     (students_of); everyone else is written."""
-    exercise_ids = exercise_ids or Config().sheet_def.exercise_ids
     grades, left_out = students_of(reports)
     rows = []
     for grade in grades:

@@ -13,7 +13,7 @@ from grader.report.manual import pending_parts
 from grader.report.enrolment import for_team
 from grader.models import CheckResult, Report
 from grader.atomic import write_atomic
-from grader.sheet import Sheet, load_sheet
+from grader.sheet import Sheet
 from grader.textsafe import plain
 
 FEEDBACK_DIR = "feedback"
@@ -87,12 +87,12 @@ def _finite(values) -> list[float]:
     return out
 
 
-def reference_curves(calibration_curve: dict | None, keys: tuple[str, ...] | None = None
+def reference_curves(calibration_curve: dict | None, keys: tuple[str, ...]
                      ) -> dict[str, tuple[list[float], list[float], list[float]]]:
     """(mean, low, high) per network (`keys`: the sheet's network keys) from a calibration entry
     {"<network key>": [[..], ..], ...}."""
     curves = {}
-    for key in keys if keys is not None else tuple(n.key for n in load_sheet().networks):
+    for key in keys:
         runs = [_finite(run) for run in (calibration_curve or {}).get(key) or [] if run]
         if not runs:
             continue
@@ -104,16 +104,23 @@ def reference_curves(calibration_curve: dict | None, keys: tuple[str, ...] | Non
     return curves
 
 
+def _per_epoch(team: dict[str, list[float]], calibration_curve: dict | None, sheet: Sheet) -> bool:
+    """Whether there is a curve to draw: accuracies over several epochs (the team's or the solution's)."""
+    keys = tuple(n.key for n in sheet.networks)
+    lengths = [len(v) for k, v in (team or {}).items() if k in keys]
+    lengths += [len(mean) for mean, _, _ in reference_curves(calibration_curve, keys).values()]
+    return not lengths or max(lengths) > 1
+
+
 def network_colors(sheet: Sheet) -> dict[str, str]:
     """The colour of each of the sheet's networks (by key) in the charts."""
     return {n.key: PALETTE[i % len(PALETTE)] for i, n in enumerate(sheet.networks)}
 
 
-def accuracy_chart(team: dict[str, list[float]], calibration_curve: dict | None, *, width: int = 720,
-                   height: int = 330, sheet: Sheet | None = None) -> str:
+def accuracy_chart(team: dict[str, list[float]], calibration_curve: dict | None, *, sheet: Sheet, width: int = 720,
+                   height: int = 330) -> str:
     """An inline SVG line chart: the team's per-epoch test accuracies (solid, with dots) beside the
     reference solution's (dashed, with its run-to-run range shaded)."""
-    sheet = sheet or load_sheet()
     colors = network_colors(sheet)
     net_labels = {n.key: n.class_name for n in sheet.networks}
     reference = reference_curves(calibration_curve, tuple(colors))
@@ -200,8 +207,7 @@ def _feedback_evidence(exercise_id: str, evidence: list[str], sheet: Sheet) -> l
     return list(evidence) if exercise_id in sheet.student_evidence else []
 
 
-def feedback_html(report: Report, calibration_curve: dict | None = None, sheet: Sheet | None = None) -> str:
-    sheet = sheet or load_sheet()
+def feedback_html(report: Report, calibration_curve: dict | None, sheet: Sheet) -> str:
     labels = {n.key: n.class_name for n in sheet.networks}
     sub = report.submission
     total = report.total
@@ -259,15 +265,24 @@ def feedback_html(report: Report, calibration_curve: dict | None = None, sheet: 
             f"<code>{esc(e.ename)}</code>: {esc(e.evalue)}</li>" for e in ex.errors) + "</ul>")
     if ex.notes:
         out.append('<p class="note">Notes:</p><ul class="note">' + "".join(f"<li>{esc(n)}</li>" for n in ex.notes) + "</ul>")
-    if ex.data:
+    if ex.data and ex.data.kind == "none":
+        out.append(f'<p class="note">Data: {esc(ex.data.description)}.</p>')
+    elif ex.data:
         out.append(f'<p class="note">Data: {esc(ex.data.description)} ({ex.data.train_size} training and '
                    f'{ex.data.test_size} test images, {esc(ex.data.kind)}).</p>')
 
-    out.append("<h2>Test accuracy per epoch</h2>")
-    out.append(f"<figure>{accuracy_chart(report.accuracies, calibration_curve, sheet=sheet)}"
-               "<figcaption>Solid: the accuracies your networks recorded. Dashed: the reference solution on "
-               "the same data (shaded: its range over several runs). Runs are not seeded, so small "
-               "differences are expected.</figcaption></figure>")
+    if _per_epoch(report.accuracies, calibration_curve, sheet):
+        out.append("<h2>Test accuracy per epoch</h2>")
+        out.append(f"<figure>{accuracy_chart(report.accuracies, calibration_curve, sheet=sheet)}"
+                   "<figcaption>Solid: the accuracies your networks recorded. Dashed: the reference solution on "
+                   "the same data (shaded: its range over several runs). Runs are not seeded, so small "
+                   "differences are expected.</figcaption></figure>")
+    else:
+        out.append("<h2>Accuracy</h2>")
+        reference = reference_curves(calibration_curve, tuple(n.key for n in sheet.networks))
+        if reference:
+            out.append("<p>The reference solution on the same data: " + esc(", ".join(
+                f"{labels.get(k, k)} {_percent(mean)}" for k, (mean, _, _) in reference.items())) + ".</p>")
     if report.accuracies:
         out.append("<ul>" + "".join(f"<li>{esc(labels.get(k, k))}: {esc(_percent(v))}</li>"
                                     for k, v in report.accuracies.items()) + "</ul>")
@@ -287,10 +302,10 @@ def feedback_path(out_dir: Path, stem: str) -> Path:
     return Path(out_dir) / FEEDBACK_DIR / f"{stem}.html"
 
 
-def write_feedback(report: Report, out_dir: Path, calibration_curve: dict | None = None,
-                   stem: str | None = None, sheet: Sheet | None = None) -> Path:
+def write_feedback(report: Report, out_dir: Path, calibration_curve: dict | None, *, sheet: Sheet,
+                   stem: str | None = None) -> Path:
     """Write `<out_dir>/feedback/<stem>.html`; `calibration_curve` is the calibration entry of the
-    report's data ({"baseline": [[..5..], ..], "batchnorm": [...]}) or None."""
+    report's data (per network key, the accuracies of the solution's runs) or None."""
     path = feedback_path(out_dir, stem or report.submission.stem)
     write_atomic(path, feedback_html(report, calibration_curve, sheet).encode("utf-8"))
     return path

@@ -218,7 +218,7 @@ def _write_derived(reports: list[tuple[str, Report]], out_dir: Path, config: Con
     page_warnings += import_warnings
 
     try:
-        calibration = load_calibration()
+        calibration = load_calibration(sheet)
     except CalibrationError as exc:
         calibration = {}
         warnings.append(f"feedback pages without the reference curve: {exc}")

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
 
-from grader.sheet import Sheet, load_sheet
+from grader.sheet import Sheet
 from grader.report.feedback import FEEDBACK_DIR, badge, esc, fmt_points, page
 from grader.report.manual import pending_parts
 from grader.models import Report
@@ -99,11 +99,9 @@ def _missing_section(missing: Missing) -> list[str]:
     return out
 
 
-def overview_html(reports: list[tuple[str, Report]], *, pairs: list[Pair] | None = None,
+def overview_html(reports: list[tuple[str, Report]], *, sheet: Sheet, pairs: list[Pair] | None = None,
                   key: str | None = None, data_description: str | None = None,
-                  warnings: list[str] | None = None, sheet: Sheet | None = None,
-                  missing: Missing | None = None) -> str:
-    sheet = sheet or load_sheet()
+                  warnings: list[str] | None = None, missing: Missing | None = None) -> str:
     n = len(reports)
     complete = sum(1 for _, r in reports if r.total.complete)
     out = [f"<h1>{esc(sheet.title)} — {n} submission{'s' if n != 1 else ''}</h1>",
@@ -191,10 +189,9 @@ def overview_html(reports: list[tuple[str, Report]], *, pairs: list[Pair] | None
     return page(f"{sheet.title} summary ({n} submissions)", "\n".join(out))
 
 
-def write_overview(reports: list[tuple[str, Report]], out_dir: Path, *, pairs: list[Pair] | None = None,
+def write_overview(reports: list[tuple[str, Report]], out_dir: Path, *, sheet: Sheet, pairs: list[Pair] | None = None,
                    key: str | None = None, data_description: str | None = None,
-                   warnings: list[str] | None = None, sheet: Sheet | None = None,
-                   missing: Missing | None = None) -> Path:
+                   warnings: list[str] | None = None, missing: Missing | None = None) -> Path:
     """Write `<out_dir>/summary.html`. `key` is the key of the sheet's written exercise
     (Sheet.tutors_key()), `pairs` the similar work, `missing` the enrolled students without a
     submission (with a roster)."""

@@ -26,8 +26,10 @@ def build_report(*, submission: SubmissionInfo, violations: list[Violation], exe
         graded_by = "tutor"
         if exercise == sheet.automatic_exercise:
             graded_by = "auto+tutor"
+            manual = points[exercise] - auto_max
             notes.insert(0, f"automatic checks: {auto:g} of {auto_max:g} points; {sheet.manual_part} "
-                            f"({sheet.manual_part_description}, {points[exercise] - auto_max:g} points) is graded by tutors")
+                            f"({sheet.manual_part_description}, {manual:g} point{'' if manual == 1 else 's'}) "
+                            f"is graded by tutors")
         exercises.append(ExerciseResult(id=exercise, points=None, max_points=points[exercise],
                                         bonus=exercise in config.exercises.bonus, graded_by=graded_by,
                                         evidence=notes))

@@ -41,10 +41,10 @@ def summary_rows(reports: list[tuple[str, Report]], check_ids: tuple[str, ...]) 
     return rows
 
 
-def write_summary(reports: list[tuple[str, Report]], out_dir: Path, config=None, *, partial: str | None = None) -> Path:
-    """`summary.csv`, in the CSV format of `[cms]` (the defaults without a configuration). `partial`:
+def write_summary(reports: list[tuple[str, Report]], out_dir: Path, config: Config, *, partial: str | None = None) -> Path:
+    """`summary.csv`, in the CSV format of `[cms]`, one column per check of the sheet. `partial`:
     why these are not all of the course's submissions (a partial merge), in a last column of every row."""
-    check_ids = (config or Config()).sheet_def.check_ids
+    check_ids = config.sheet_def.check_ids
     columns = summary_columns(check_ids)
     rows = [[row[column] for column in columns] for row in summary_rows(reports, check_ids)]
     if partial:

@@ -59,7 +59,7 @@ from grader.run.idx import DataError, digest, idx_header, read_idx, write_idx
 from grader.sheet import DatasetSpec
 
 __all__ = [
-    "DataError", "StagedData", "stage_dataset", "link_into", "probe_batch", "read_idx", "write_idx",
+    "DataError", "StagedData", "stage_dataset", "no_data", "link_into", "probe_batch", "read_idx", "write_idx",
     "RAW_NAMES", "GZ_NAMES", "STAGED_NAMES",
 ]
 
@@ -78,13 +78,26 @@ MANIFEST = "manifest.json"
 
 @dataclass(frozen=True)
 class StagedData:
-    root: Path          # holds <folder>/raw/<the four uncompressed IDX files>; shared, read-only
+    root: Path | None   # holds <folder>/raw/<the four uncompressed IDX files>; shared, read-only (None: nothing staged)
     info: DataInfo
     folder: str         # the data set's folder (DatasetSpec.folder)
 
     @property
-    def raw_dir(self) -> Path:
-        return self.root / self.folder / "raw"
+    def raw_dir(self) -> Path | None:
+        return None if self.root is None else self.root / self.folder / "raw"
+
+
+def no_data(sheet_name: str, inputs: dict[str, np.ndarray]) -> StagedData:
+    """For a sheet without a data set (its notebooks make their own data): nothing is staged. Its
+    fingerprint (what calibrations are kept by) is that of the probe's inputs, which stand for the data."""
+    digest_ = hashlib.sha256(json.dumps({"kind": "none", "sheet": sheet_name}).encode())
+    for name in sorted(inputs):
+        array = np.ascontiguousarray(inputs[name])
+        digest_.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest_.update(array.tobytes())
+    info = DataInfo(kind="none", description="none staged: the notebook makes its own data", train_size=0,
+                    test_size=0, fingerprint=digest_.hexdigest()[:16])
+    return StagedData(root=None, info=info, folder="")
 
 
 # ----------------------------------------------------------------------------------- real source
@@ -288,6 +301,8 @@ def link_into(staged: StagedData, workspace: Path, roots: tuple[str, ...] = ("da
     copies. Whatever was there under these names is replaced, and a `processed/` folder beside
     `raw/` is removed (torchvision would load its `training.pt`/`test.pt` instead of the raw files).
     """
+    if staged.root is None:
+        return
     src_raw = staged.raw_dir.resolve()
     for name in STAGED_NAMES:
         src = src_raw / name

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grader.sheet import DatasetSpec, NetworkSpec, Sheet
+from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
+
+from grader.run.dataset import probe_batch
+from grader.sheet import DatasetSpec, NetworkSpec, ProbeSpec, Sheet
 from grader.sheets.sheet6 import standin
 from grader.sheets.sheet6.accuracies import recorded_accuracies
+from grader.sheets.sheet6.answer import Answer
 from grader.sheets.sheet6.checks import CHECKS
 from grader.sheets.sheet6.evidence import STUDENT_EVIDENCE, key_6_3, sheet_evidence
 
@@ -35,6 +39,23 @@ FASHION_MNIST = DatasetSpec(
     path_words=("fashion",),
 )
 
+NETWORKS = (NetworkSpec("baseline", "FashionNetwork", "fashion_network"),
+            NetworkSpec("batchnorm", "FashionNetworkBatchNorm", "fashion_network_batch_norm"))
+
+
+class Settings(BaseModel):
+    """[sheet.settings] of Sheet 6: what the exercise asks for."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    learning_rate: PositiveFloat = 0.001     # SGD's, in optimize (baseline.training_setup)
+    epochs: PositiveInt = 5                  # per-epoch test accuracies optimize records (baseline.accuracies)
+
+
+def probe_inputs(data) -> dict:
+    """64 test images of the staged data, class-balanced (x: float32 (64, 1, 28, 28), y: int64)."""
+    x, y = probe_batch(data, n=64, seed=0)
+    return {"x": x, "y": y}
+
+
 SHEET = Sheet(
     name="sheet6",
     title="Sheet 6",
@@ -45,9 +66,13 @@ SHEET = Sheet(
     manual_part_description="plot and discussion",
     manual_part_short="plot and answer",
     checks=CHECKS,
-    networks=(NetworkSpec("baseline", "FashionNetwork", "fashion_network"),
-              NetworkSpec("batchnorm", "FashionNetworkBatchNorm", "fashion_network_batch_norm")),
+    networks=NETWORKS,
     dataset=FASHION_MNIST,
+    # The probe (kernel_plan.py): each network found by class, its forward traced, `test`'s mode, and
+    # `optimize`'s first step on a new instance; the set-up step records every `optimize` call.
+    probe=ProbeSpec(plan=Path(__file__).with_name("kernel_plan.py"), answer=Answer, inputs=probe_inputs,
+                    settings={"networks": [[n.key, n.class_name, n.instance_name] for n in NETWORKS]},
+                    record_methods=("optimize",)),
     reference_dir=REFERENCE_DIR,
     # What the sheet's notebooks import anyway: a fork server imports it once for all its kernels.
     warmup_imports=("numpy", "torch", "torchvision", "matplotlib", "matplotlib.pyplot"),
@@ -58,6 +83,8 @@ SHEET = Sheet(
     key_exercise="6.3",
     tutors_key=key_6_3,
     recorded_accuracies=recorded_accuracies,
+    settings=Settings,
+    accuracy_networks=("baseline", "batchnorm"),   # the range: the best either of the solution's networks reached
     small_data_note=("on data this small the baseline learns little in 5 epochs (plain SGD, lr 0.001): a test "
                      "accuracy around 10 % (a few % to 20 %) is expected, and the accuracy check allows for it"),
 )

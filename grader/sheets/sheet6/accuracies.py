@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from grader.run.probe import AccuracyCandidate, NetworkObservation, Observations
+from grader.observations import AccuracyCandidate, Observations
+from grader.sheets.sheet6.answer import Answer, Network, network
 
 _ACCURACY_WORD = re.compile(r"(?i)(?<![a-z])acc(?:uracy|uracies)?\w*")
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?P<percent>\s*%)?")
@@ -44,7 +45,7 @@ def printed_accuracies(text: str, epochs: int) -> list[float] | None:
     return None
 
 
-def choose_accuracies(net: NetworkObservation, epochs: int) -> tuple[str, list[float]] | None:
+def choose_accuracies(net: Network, epochs: int) -> tuple[str, list[float]] | None:
     """(name, accuracies as fractions) of `choose_accuracy_candidate`."""
     chosen = choose_accuracy_candidate(net, epochs)
     return (chosen[0].name, chosen[1]) if chosen else None
@@ -54,7 +55,7 @@ def described(candidate: AccuracyCandidate) -> str:
     return f"`{candidate.name}`" + (f" ({candidate.where})" if candidate.where else "")
 
 
-def choose_accuracy_candidate(net: NetworkObservation, epochs: int) -> tuple[AccuracyCandidate, list[float]] | None:
+def choose_accuracy_candidate(net: Network, epochs: int) -> tuple[AccuracyCandidate, list[float]] | None:
     """The test accuracies the notebook recorded: a return value before an attribute before a
     global before numbers printed during training; names that speak of training or loss are not
     test accuracies."""
@@ -82,11 +83,13 @@ def choose_accuracy_candidate(net: NetworkObservation, epochs: int) -> tuple[Acc
 
 
 
-def recorded_accuracies(observations: Observations, epochs: int) -> dict[str, list[float]]:
-    """The accuracies of every network observed, as fractions (report.accuracies)."""
+def recorded_accuracies(observations: Observations[Answer], settings) -> dict[str, list[float]]:
+    """The accuracies of every network observed, as fractions (report.accuracies); `settings`: the
+    sheet's (how many epochs)."""
+    epochs = settings.epochs
     found = {}
     for key in ("baseline", "batchnorm"):
-        net = observations.network(key)
+        net = network(observations, key) if observations.status == "ok" else None
         if net is not None and (chosen := choose_accuracies(net, epochs)):
             found[key] = chosen[1]
     return found

@@ -15,13 +15,13 @@ import re
 import numpy as np
 
 from grader.checks.compare import (Unreproducible, close, describe, layers_from_ops, max_difference,
-                                   shaped_input, structure, without_output_function)
-from grader.checks.framework import AccuracyRange, Verdict
+                                   structure, without_output_function)
 from grader.config import Config
-from grader.run.probe import ModelObservation, NetworkObservation, Observations, TestMode
-from grader.sheet import CheckRegistry
+from grader.observations import ModelObservation, Observations
+from grader.sheet import AccuracyRange, CheckRegistry, Verdict
 from grader.sheets.sheet6.accuracies import choose_accuracy_candidate, described
-from reference.numpy_ref import run_layers
+from grader.sheets.sheet6.answer import Answer, Network, TestMode, network
+from reference.numpy_ref import OPS, run_layers
 
 CHECKS = CheckRegistry(exercise="6.6")
 
@@ -30,7 +30,12 @@ CLASS_NAMES = {"baseline": ("FashionNetwork", "fashion_network"),
                "batchnorm": ("FashionNetworkBatchNorm", "fashion_network_batch_norm")}
 
 
-def _missing(net: NetworkObservation | None, key: str, need_instance: bool = False) -> Verdict | None:
+def shaped_input(x: np.ndarray, input_kind: str) -> np.ndarray:
+    """The probe's images as the network's forward took them: as they are, or flattened."""
+    return x if input_kind == "image" else x.reshape(x.shape[0], -1)
+
+
+def _missing(net: Network | None, key: str, need_instance: bool = False) -> Verdict | None:
     class_name, instance_name = CLASS_NAMES[key]
     if net is None or not net.class_found:
         return Verdict("fail", f"`class {class_name}(nn.Module)` is not defined after the notebook ran.")
@@ -39,7 +44,7 @@ def _missing(net: NetworkObservation | None, key: str, need_instance: bool = Fal
     return None
 
 
-def no_trained_instance(net: NetworkObservation, key: str) -> str:
+def no_trained_instance(net: Network, key: str) -> str:
     """Which class had no trained instance, and everything that was looked at."""
     class_name, canonical = CLASS_NAMES[key]
     expected = (f"expected an instance trained by its optimize, e.g. `{canonical} = {class_name}()` and "
@@ -50,9 +55,9 @@ def no_trained_instance(net: NetworkObservation, key: str) -> str:
     holds = search.canonical_holds
     at_name = ("is not defined" if holds == "nothing" else f"holds a {holds}, not a {class_name}"
                if holds != class_name else f"holds a {class_name}")
-    if search.optimize_calls:
-        optimized = (f"{search.optimize_calls} call(s) of {class_name}.optimize were seen, "
-                     f"{search.optimize_completed} of them completed")
+    if search.calls:
+        optimized = (f"{search.calls} call(s) of {class_name}.optimize were seen, "
+                     f"{search.completed} of them completed")
     else:
         optimized = f"{class_name}.optimize was never called"
     if search.found:
@@ -67,7 +72,7 @@ def no_trained_instance(net: NetworkObservation, key: str) -> str:
             f"{class_name}(); {expected}.")
 
 
-def _trained_name(net: NetworkObservation, key: str) -> str:
+def _trained_name(net: Network, key: str) -> str:
     """How a message names the trained instance: where it is kept, or where it was trained."""
     if net.instance_name:
         return net.instance_name
@@ -77,7 +82,7 @@ def _trained_name(net: NetworkObservation, key: str) -> str:
     return f"the trained {class_name}"
 
 
-def _on_fresh(net: NetworkObservation, key: str) -> str:
+def _on_fresh(net: Network, key: str) -> str:
     """A note for a verdict reached on a new instance because no trained one was found."""
     if net.instance_found:
         return ""
@@ -85,7 +90,7 @@ def _on_fresh(net: NetworkObservation, key: str) -> str:
     return f" (checked on a new {class_name}(): no trained instance was found)"
 
 
-def _probe_error(net: NetworkObservation, what: str) -> Verdict:
+def _probe_error(net: Network, what: str) -> Verdict:
     errors = [e for e in net.errors if what in e.step] or net.errors
     if errors:
         e = errors[0]
@@ -94,15 +99,15 @@ def _probe_error(net: NetworkObservation, what: str) -> Verdict:
     return Verdict("error", f"{what} could not be observed.")
 
 
-def _model(net: NetworkObservation, prefer_trained: bool) -> ModelObservation | None:
+def _model(net: Network, prefer_trained: bool) -> ModelObservation | None:
     first, second = (net.trained, net.fresh) if prefer_trained else (net.fresh, net.trained)
     return first or second
 
 
-def _observed(obs: Observations, key: str, prefer_trained: bool) -> Verdict | tuple[NetworkObservation, ModelObservation]:
+def _observed(obs: Observations[Answer], key: str, prefer_trained: bool) -> Verdict | tuple[Network, ModelObservation]:
     """The network `key` and the model a check reads (trained or fresh, as preferred), or the verdict
     that says why there is none (in words a student can act on where the class is still the stub)."""
-    net = obs.network(key)
+    net = network(obs, key)
     if (missing := _missing(net, key)):
         return missing
     model = _model(net, prefer_trained)
@@ -125,7 +130,7 @@ _NORMALISATION_ERRORS = (
 )
 
 
-def _normalisation_error(net: NetworkObservation, key: str) -> Verdict | None:
+def _normalisation_error(net: Network, key: str) -> Verdict | None:
     """The forward failed because a normalisation layer does not fit the data where it stands."""
     for error in net.errors:
         if "forward" not in error.step:
@@ -148,7 +153,7 @@ _STUB_WORDS = {"NotImplemented": "`{}` still returns the template's `NotImplemen
 _COUNT = {1: "one", 2: "two", 3: "three"}
 
 
-def _template_problems(net: NetworkObservation | None, methods: tuple[str, ...]) -> list[str]:
+def _template_problems(net: Network | None, methods: tuple[str, ...]) -> list[str]:
     """What of the class is still the template's stub, among `methods`, in words a student can act on."""
     facts = net.template if net is not None else None
     if facts is None:
@@ -171,18 +176,18 @@ def _template_problems(net: NetworkObservation | None, methods: tuple[str, ...])
     return problems
 
 
-def _stub_verdict(net: NetworkObservation | None, key: str, methods: tuple[str, ...]) -> Verdict | None:
+def _stub_verdict(net: Network | None, key: str, methods: tuple[str, ...]) -> Verdict | None:
     problems = _template_problems(net, methods)
     return Verdict("fail", f"{CLASS_NAMES[key][0]}: " + "; ".join(problems) + ".") if problems else None
 
 
-def still_the_template(obs: Observations) -> str | None:
+def still_the_template(obs: Observations[Answer]) -> str | None:
     """One line for a notebook whose classes are both still the template's stubs (each defines
     every method of the stub, and none does anything); None for anything more (a partly filled
     notebook is graded check by check)."""
     problems: list[str] = []
     for key in CLASS_NAMES:
-        net = obs.network(key)
+        net = network(obs, key)
         facts = net.template if net is not None and net.class_found else None
         if facts is None or set(facts.stubs) != set(STUB_METHODS):
             return None
@@ -196,7 +201,7 @@ def still_the_template(obs: Observations) -> str | None:
 def _unless_template(check):
     """The check, or for a notebook that is still the template the one line that says so."""
     @functools.wraps(check)
-    def run(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+    def run(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
         line = still_the_template(obs)
         return Verdict("fail", line) if line else check(obs, config, accuracy_range)
     return run
@@ -207,7 +212,7 @@ def _unless_template(check):
 @CHECKS.check("baseline.architecture", points=0.25,
               description="`FashionNetwork()`'s forward runs Linear(784,64), ReLU, Linear(64,32), ReLU, Linear(32,10)")
 @_unless_template
-def check_baseline_architecture(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+def check_baseline_architecture(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     seen = _observed(obs, "baseline", prefer_trained=False)
     if isinstance(seen, Verdict):
         return seen
@@ -222,12 +227,12 @@ def check_baseline_architecture(obs: Observations, config: Config, accuracy_rang
 @CHECKS.check("baseline.forward", points=0.25,
               description="its output on a probe batch equals the numpy reference run on its own weights, and is logits (no softmax)")
 @_unless_template
-def check_baseline_forward(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+def check_baseline_forward(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     seen = _observed(obs, "baseline", prefer_trained=True)
     if isinstance(seen, Verdict):
         return seen
     net, model = seen
-    verdict = _forward_verdict(model, obs.probe_x, config, "FashionNetwork")
+    verdict = _forward_verdict(model, obs.inputs["x"], config, "FashionNetwork")
     if net.trained is None and net.fresh is not None:
         return Verdict(verdict.status, verdict.message + _on_fresh(net, "baseline"))
     return verdict
@@ -236,7 +241,7 @@ def check_baseline_forward(obs: Observations, config: Config, accuracy_range: Ac
 def _forward_verdict(model: ModelObservation, probe_x: np.ndarray, config: Config, name: str) -> Verdict:
     x = shaped_input(probe_x, model.input_kind)
     try:
-        layers = layers_from_ops(model.ops_eval, model)
+        layers = layers_from_ops(model.ops_eval, model, reference_ops=OPS)
         expected, _ = run_layers(x, layers, train=False)
     except (Unreproducible, ValueError) as exc:
         return Verdict("needs_review", f"{name}'s forward pass could not be recomputed: {exc}.")
@@ -261,14 +266,14 @@ def _forward_verdict(model: ModelObservation, probe_x: np.ndarray, config: Confi
 @CHECKS.check("baseline.training_setup", points=0.25,
               description="`optimize` steps an SGD optimizer with lr 0.001 over the network's parameters, with cross-entropy loss")
 @_unless_template
-def check_baseline_training_setup(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
-    net = obs.network("baseline")
+def check_baseline_training_setup(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+    net = network(obs, "baseline")
     if (missing := _missing(net, "baseline")):
         return missing
     training = net.training
     if training is None:
         return _stub_verdict(net, "baseline", ("__init__", "optimize")) or _probe_error(net, "optimize")
-    lr = config.tolerance.learning_rate
+    lr = config.sheet_settings.learning_rate
     problems = []
     if not training.steps:
         return _stub_verdict(net, "baseline", ("optimize",)) or Verdict(
@@ -293,11 +298,11 @@ def check_baseline_training_setup(obs: Observations, config: Config, accuracy_ra
 @CHECKS.check("baseline.accuracies", points=0.25,
               description="5 per-epoch test accuracies were recorded, within the range the solution reaches on the same data")
 @_unless_template
-def check_baseline_accuracies(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
-    net = obs.network("baseline")
+def check_baseline_accuracies(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+    net = network(obs, "baseline")
     if (missing := _missing(net, "baseline", need_instance=True)):
         return missing
-    epochs = config.tolerance.epochs
+    epochs = config.sheet_settings.epochs
     chosen = choose_accuracy_candidate(net, epochs)
     if chosen is None:
         if (stub := _template_problems(net, ("optimize",))):
@@ -320,8 +325,12 @@ def check_baseline_accuracies(obs: Observations, config: Config, accuracy_range:
         return Verdict("needs_review", f"{name} holds {shown}, but no reference range exists for this data "
                                        f"(run `grader calibrate`).")
     margin = config.tolerance.accuracy_margin
-    outside = [(i + 1, v, lo, hi) for i, (v, lo, hi) in enumerate(zip(values, accuracy_range.low, accuracy_range.high))
-               if not (lo - margin <= v <= hi + margin)]
+    # No lower bound: a network with another mistake (softmax in forward, a missing ReLU) learns more
+    # slowly, that mistake already costs its own check, and how much more slowly depends on the data
+    # size. The upper bound catches numbers this recipe does not reach on this data (hard-coded
+    # results, accuracies measured on the training set, counts read as fractions).
+    outside = [(i + 1, v, 0.0, hi) for i, (v, hi) in enumerate(zip(values, accuracy_range.high))
+               if not (0.0 - margin <= v <= hi + margin)]
     if outside:
         detail = "; ".join(f"epoch {e}: {v:.3f} (plausible {max(0, lo - margin):.3f}–{min(1, hi + margin):.3f})"
                            for e, v, lo, hi in outside)
@@ -391,7 +400,7 @@ def _placement_problems(segments: list[list[tuple]]) -> list[str]:
 @CHECKS.check("batchnorm.architecture", points=0.25,
               description="`FashionNetworkBatchNorm()` runs the baseline's Linear layers and ReLUs with one or more BatchNorm1d added where the team chooses, each as wide as the features where it stands (784 on the input, 64 or 32 after a hidden Linear, before or after its ReLU, 10 after the last)")
 @_unless_template
-def check_batchnorm_architecture(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+def check_batchnorm_architecture(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     seen = _observed(obs, "batchnorm", prefer_trained=False)
     if isinstance(seen, Verdict):
         return seen
@@ -427,7 +436,7 @@ def check_batchnorm_architecture(obs: Observations, config: Config, accuracy_ran
 @CHECKS.check("batchnorm.behaviour", points=0.25,
               description="train-mode output and running-statistics update equal the reference with batch statistics, eval-mode output equals it with running statistics, and `test` runs in eval mode (called as the notebook calls it)")
 @_unless_template
-def check_batchnorm_behaviour(obs: Observations, config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+def check_batchnorm_behaviour(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     seen = _observed(obs, "batchnorm", prefer_trained=True)
     if isinstance(seen, Verdict):
         return seen
@@ -436,12 +445,12 @@ def check_batchnorm_behaviour(obs: Observations, config: Config, accuracy_range:
         return Verdict("fail", "FashionNetworkBatchNorm's forward runs no BatchNorm layer, so its train- and "
                                "eval-mode behaviour cannot be right.")
     tol = config.tolerance
-    x = shaped_input(obs.probe_x, model.input_kind)
+    x = shaped_input(obs.inputs["x"], model.input_kind)
     problems, good = [], []
     try:
-        train_layers = layers_from_ops(model.ops_train, model)
+        train_layers = layers_from_ops(model.ops_train, model, reference_ops=OPS)
         expected_train, new_stats = run_layers(x, train_layers, train=True)
-        eval_layers = layers_from_ops(model.ops_eval, model)
+        eval_layers = layers_from_ops(model.ops_eval, model, reference_ops=OPS)
         expected_eval, _ = run_layers(x, eval_layers, train=False)
     except (Unreproducible, ValueError) as exc:
         return Verdict("needs_review", f"FashionNetworkBatchNorm's forward pass could not be recomputed: {exc}.")

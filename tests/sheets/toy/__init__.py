@@ -12,18 +12,23 @@ from pathlib import Path
 
 import numpy as np
 
-from grader.checks.compare import (Unreproducible, close, describe, layers_from_ops, max_difference, shaped_input,
-                                   structure)
-from grader.checks.framework import Verdict
-from grader.sheet import CheckRegistry, DatasetSpec, NetworkSpec, Sheet
-from reference.numpy_ref import run_layers
+from grader.checks.compare import Unreproducible, close, describe, layers_from_ops, max_difference, structure
+from grader.observations import NetworkObservation, Observed
+from grader.run.dataset import probe_batch
+from grader.sheet import CheckRegistry, DatasetSpec, NetworkSpec, ProbeSpec, Sheet, Verdict
+from reference.numpy_ref import OPS, run_layers
 
 EXPECTED = [("linear", 16, 8), ("relu",), ("linear", 8, 3)]
 CHECKS = CheckRegistry(exercise="1.2")
 
 
+class Answer(Observed):
+    """What kernel_plan.py answers: TinyNet, a new instance and the only trained one found."""
+    networks: dict[str, NetworkObservation] = {}
+
+
 def _model(obs):
-    net = obs.network("tiny")
+    net = obs.answer.networks.get("tiny")
     if net is None or not net.class_found:
         return None, Verdict("fail", "`class TinyNet(nn.Module)` is not defined after the notebook ran.")
     model = net.trained or net.fresh
@@ -49,9 +54,9 @@ def check_forward(obs, config, accuracy_range=None) -> Verdict:
     model, problem = _model(obs)
     if problem:
         return problem
-    x = shaped_input(obs.probe_x, model.input_kind)
+    x = obs.inputs["x"] if model.input_kind == "image" else obs.inputs["x"].reshape(len(obs.inputs["x"]), -1)
     try:
-        expected, _ = run_layers(x, layers_from_ops(model.ops_eval, model), train=False)
+        expected, _ = run_layers(x, layers_from_ops(model.ops_eval, model, reference_ops=OPS), train=False)
     except (Unreproducible, ValueError) as exc:
         return Verdict("needs_review", f"TinyNet's forward could not be recomputed: {exc}.")
     tol = config.tolerance
@@ -91,6 +96,8 @@ SHEET = Sheet(
     checks=CHECKS,
     networks=(NetworkSpec("tiny", "TinyNet", "tiny_net"),),
     dataset=TOY_DIGITS,
+    probe=ProbeSpec(plan=Path(__file__).with_name("kernel_plan.py"), answer=Answer,
+                    inputs=lambda data: dict(zip(("x", "y"), probe_batch(data, n=32)))),
     reference_dir=Path(__file__).resolve().parent / "reference",   # none: no solution, no template
     warmup_imports=("numpy", "torch"),
     content_markers=("TinyNet", "tiny_net"),
