@@ -180,9 +180,11 @@ def _hold_inputs(stack: ExitStack, inputs: list[Path], out_dir: Path, partial: b
     reading is waited for (`say` is told): reading it twice does no harm. The locks are taken in one
     order (by path), so two merges of the same folders named in other orders never wait for each other."""
     busy = {}
+    held: set[Path] = set()   # a folder named twice is locked once (the merge then says it is given twice)
     for folder in sorted(inputs, key=lambda f: str(f.resolve())):
-        if folder.resolve() == out_dir.resolve() or not folder.is_dir():
+        if folder.resolve() == out_dir.resolve() or not folder.is_dir() or folder.resolve() in held:
             continue
+        held.add(folder.resolve())
         lock = folder / OUT_DIR_LOCK
         try:
             stack.enter_context(hold(lock, command=_READING, what=f"the folder {folder}", wait=False))
