@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from grader.report.feedback import network_colors, write_feedback
-from grader.sheet import load_sheet
 from grader.report.overview import write_overview
 from test_report_outputs import ALICE, BOB, CALIBRATION, HOSTILE, make_report
 from grader.sheets.sheet6 import SHEET as SHEET6
@@ -130,7 +129,7 @@ def test_feedback_page_renders_with_its_chart(tmp_path):
     seen = assert_not_blank(shot)
     # the chart's lines are drawn in the networks' colours
     for key in ("baseline", "batchnorm"):
-        color = hex_rgb(network_colors(load_sheet())[key])
+        color = hex_rgb(network_colors(SHEET6)[key])
         assert sum(1 for p in seen if near(p, color)) > 200, f"no {key} curve in the screenshot"
 
 
@@ -140,4 +139,4 @@ def test_summary_page_renders_with_its_histogram(tmp_path):
     shot = tmp_path / "summary.png"
     assert_clean(render(page, shot))
     seen = assert_not_blank(shot)
-    assert sum(1 for p in seen if near(p, hex_rgb(network_colors(load_sheet())["baseline"]))) > 500, "no histogram bars"
+    assert sum(1 for p in seen if near(p, hex_rgb(network_colors(SHEET6)["baseline"]))) > 500, "no histogram bars"

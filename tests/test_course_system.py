@@ -55,6 +55,7 @@ TEAMS = [COMPLETE, TYPO, NOT_ENROLLED, UNGRADED]
 def course(tmp_path):
     from grader.batch import cache_dir
     from grader.calibrate import calibration_file
+    from grader.calibration_store import entry_key
     from grader.config import load_config
     from grader.run.dataset import stage_dataset
 
@@ -66,12 +67,12 @@ def course(tmp_path):
         nbformat.write(nb, subs / f"{team}.ipynb")
     (tmp_path / "students.csv").write_bytes(ROSTER)
     config = tmp_path / "grading.toml"
-    config.write_text('[data]\nsource = ""\ntrain_size = 256\ntest_size = 128\n[run]\nworkers = 2\n'
+    config.write_text('[sheet]\nname = "sheet6"\n[data]\nsource = ""\ntrain_size = 256\ntest_size = 128\n[run]\nworkers = 2\n'
                       '[cms]\nroster = "students.csv"\nimport_missing_as_zero = true\n')
     staged = stage_dataset(load_config(config).data, None, cache_dir() / "data", SHEET.dataset)
     calibration = calibration_file()
     entries = json.loads(calibration.read_text()) if calibration.exists() else {}
-    entries[staged.info.fingerprint] = {"baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5]}
+    entries[entry_key(SHEET.name, staged.info.fingerprint)] = {"baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5]}
     calibration.write_text(json.dumps(entries))
     return tmp_path, subs, config
 
