@@ -345,7 +345,7 @@ class KernelSession:
         except Exception:
             if self.km.has_kernel:
                 try:
-                    await self.km.kill_kernel()
+                    await self.km.shutdown_kernel(now=True)   # kills the process
                 except Exception:
                     pass
         self._log.close()
