@@ -490,7 +490,7 @@ def write_shard_marker(out_dir: Path, shard: Shard, config: Config, *, stems: li
     """`.shard.json`: which part of the course the folder holds, for `grader merge`. Written "in
     progress" when the shard starts (with who grades it), "done" with its stems at the end: merge
     refuses a shard that is not done."""
-    info = {"shard": f"{shard.index}/{shard.count}", "config_hash": config.fingerprint[:16]}
+    info: dict[str, object] = {"shard": f"{shard.index}/{shard.count}", "config_hash": config.fingerprint[:16]}
     if stems is None:
         info.update(state="in progress", command="grader grade", pid=os.getpid(), host=socket.gethostname(),
                     since=time.strftime("%Y-%m-%d %H:%M:%S %Z"))

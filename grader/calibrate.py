@@ -101,7 +101,7 @@ def time_limits(limits: Limits, data: DataInfo, sheet: Sheet, path: Path | None 
     threads (each wakes for a small part of an operation): where the calibration ran on fewer, its
     timings are scaled by the ratio (a student's laptop with 8 cores against a calibration on 2)."""
     entry, found_in = _entry(sheet, data.fingerprint, path)
-    ref = store.Found(data.fingerprint, entry, found_in).ref if entry else None
+    ref = store.Found(data.fingerprint, entry, found_in).ref if entry and found_in is not None else None
     if limits.cell_timeout_s != "auto" and limits.notebook_timeout_s != "auto":
         return configured_time_limits(limits).model_copy(update={"calibration": ref})
     runs = [run for run in (entry or {}).get("cell_seconds", []) if run]
@@ -110,12 +110,13 @@ def time_limits(limits: Limits, data: DataInfo, sheet: Sheet, path: Path | None 
         return configured_time_limits(limits, f"no timings of the solution on this data in {store.places(sheet) if path is None else path}"
                                               f"{busy}; `grader prepare` or `grader calibrate` records them"
                                       ).model_copy(update={"calibration": ref})
+    assert entry is not None   # it holds the runs
     # Medians over the runs: one run slowed down by a busy machine does not set the limits.
     slowest, whole = median([max(run) for run in runs]), median([sum(run) for run in runs])
     # Entries made before the limits counted CPU time hold wall-clock seconds (at least the CPU
     # seconds of a single-threaded kernel): used as they are, they give limits as generous or more.
     unit = {"cpu": " of CPU time", "wall": ", wall-clock seconds (the CPU time could not be read)"}.get(
-        entry.get("clock"), ", wall-clock seconds of a calibration from before CPU timings")
+        str(entry.get("clock")), ", wall-clock seconds of a calibration from before CPU timings")
     explained = []
     calibrated_threads = entry.get("threads") if entry.get("clock") == "cpu" else None
     scale, scaled = 1.0, ""
@@ -226,7 +227,10 @@ def calibrate(ctx, runs: int = 3, path: Path | None = None, solution: Path | Non
                      f"limits use the fallback ({configured_time_limits(ctx.config.limits).cell_timeout_s:g} s of CPU "
                      f"time per cell) until `grader calibrate` runs on a quieter machine.")
     store.save(sheet.name, ctx.data.info.fingerprint, entry, path, locked=locked)
-    return accuracy_range(sheet, ctx.data.info.fingerprint, path)
+    found = accuracy_range(sheet, ctx.data.info.fingerprint, path)
+    if found is None:
+        raise CalibrationError(f"{path or calibration_file()}: the calibration just written cannot be read back")
+    return found
 
 
 def _load() -> float | None:
@@ -249,7 +253,8 @@ def ensure_calibration(ctx, *, runs: int = 3, progress=print) -> AccuracyRange |
     with store.holding_lock(target, on_wait=progress):
         found = accuracy_range(sheet, fingerprint)
         if found is not None:
-            progress(f"Calibrated meanwhile by another grader: {store.lookup(sheet, fingerprint).path}")
+            where = store.lookup(sheet, fingerprint)
+            progress(f"Calibrated meanwhile by another grader: {where.path if where else target}")
             return found
         progress(f"No reference accuracies for {ctx.data.info.description} yet: running the solution notebook "
                  f"{runs} times to calibrate (once; stored in {target}).")

@@ -37,7 +37,8 @@ CACHE_NAME = "calibration.json"
 
 class SheetFiles(Protocol):
     """What the store needs of a sheet (a grader.sheet.Sheet): its name, and the calibration it ships."""
-    name: str
+    @property
+    def name(self) -> str: ...
 
     @property
     def shipped_calibration(self) -> Path: ...

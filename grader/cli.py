@@ -12,7 +12,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 from rich.table import Table
 
 from grader.config import load_config
@@ -29,8 +30,8 @@ class ProgressReporter:
 
     def __init__(self, console: Console):
         self.console = console
-        self.progress = None
-        self.task = None
+        self.progress: Progress | None = None
+        self.task = TaskID(0)
         self.done = 0
         self.total = 0
         self.running: list[str] = []
@@ -40,11 +41,11 @@ class ProgressReporter:
         self.console.print(f"{total} submission(s) to grade, {cached} unchanged since their last report, "
                            f"{skipped} file(s) skipped as not submissions.", soft_wrap=True)
         if self.console.is_terminal and total:
-            self.progress = Progress(TextColumn("[bold]grading"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                                     TextColumn("{task.description}"), console=self.console)
-            self.progress.start()
-            self.task = self.progress.add_task("", total=total)
+            progress = Progress(TextColumn("[bold]grading"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                TextColumn("{task.description}"), console=self.console)
+            progress.start()
+            self.progress, self.task = progress, progress.add_task("", total=total)
 
     def _description(self) -> str:
         # The task's description is rendered as rich markup: students' file names are escaped.

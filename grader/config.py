@@ -108,10 +108,10 @@ def _sheet_sections(raw: dict, base_dir: Path | None) -> dict:
         return raw   # the section's own validation names the key
     raw = dict(raw)
     if not name:
-        given = [section for section in ("exercises", "checks") if raw.get(section)]
-        given += ["sheet.settings"] if choice.get("settings") else []
-        if given:
-            raise ValueError(f"[{'], ['.join(given)}] without a sheet: name the sheet they belong to in [sheet] name")
+        named = [section for section in ("exercises", "checks") if raw.get(section)]
+        named += ["sheet.settings"] if choice.get("settings") else []
+        if named:
+            raise ValueError(f"[{'], ['.join(named)}] without a sheet: name the sheet they belong to in [sheet] name")
         return raw
     raw["sheet"] = {**choice, "name": name}
     if folder:
@@ -439,7 +439,7 @@ def config_from_dict(raw: dict, *, source: str = "<config>", base_dir: Path | No
 # What changes no verdict and no automatic point: the CSV format, the course's list of students and
 # the import settings (applied when the outputs are written, on every run), and how many workers run.
 # A tutor who sets them in week three must not regrade the course.
-NOT_GRADING = {"cms": True, "run": {"workers"}}
+NOT_GRADING: dict[str, Any] = {"cms": True, "run": {"workers"}}
 
 
 def grading_fingerprint(config: Config) -> str:

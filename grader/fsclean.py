@@ -49,7 +49,11 @@ def remove_tree(path: os.PathLike | str) -> list[str]:
         import shutil   # Windows: no descriptor-relative calls; its paths are far shallower anyway
         problems: list[str] = []
         try:
-            shutil.rmtree(path, onerror=lambda _f, p, e: (_make_writable(p), problems.append(f"{p}: {e[1]}")))
+            def on_error(_function, failed, info) -> None:
+                _make_writable(failed)
+                problems.append(f"{failed}: {info[1]}")
+
+            shutil.rmtree(path, onerror=on_error)
         except BaseException as exc:   # noqa: BLE001 - clean-up never raises
             problems.append(f"{path}: {exc!r}")
         return problems if os.path.lexists(path) else []

@@ -14,6 +14,7 @@ from rich.console import Console
 from grader.config import load_config
 from grader.errors import FolderBusy, ManualPointsError, MergeError
 from grader.locks import OUT_DIR_LOCK, describe_holder, hold
+from grader.models import Report
 from grader.report.cms import CmsError
 from grader.report.manual_history import restore_version, versions
 from grader.report.manual_sheet import HISTORY_DIR, SHEET_NAME, held_points
@@ -127,7 +128,7 @@ def held_in(out_dir: Path, config) -> dict[str, dict]:
     return held
 
 
-def merge_reports(inputs: list[Path], out_dir: Path, *, partial: bool = False) -> list[tuple[str, object]]:
+def merge_reports(inputs: list[Path], out_dir: Path, *, partial: bool = False) -> list[tuple[str, Report]]:
     """Copy every shard's reports (and executed notebooks) into out_dir. The same submission in two
     shards is an error: shards must be disjoint, and all of them must be there (with `partial`, a
     folder without reports is left out)."""

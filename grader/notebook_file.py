@@ -103,7 +103,8 @@ def _kind(value) -> str:
         return "a number"
     if value is None:
         return "null"
-    return {dict: "an object", list: "a list", str: "text"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "an object", list: "a list", str: "text"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _depth_over(value, limit: int) -> bool:

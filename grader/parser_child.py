@@ -16,6 +16,8 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
 from grader.textsafe import valid_text
 
@@ -125,19 +127,21 @@ class ParserChild:
     """One child process serving parse requests, one at a time."""
 
     def __init__(self) -> None:
-        self._process = None
-        self._conn = None
-        self._memory_mb = None
+        self._process: BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._memory_mb: int | None = None
         self._lock = threading.Lock()
 
     def call(self, kind: str, path: str, limits: ParseLimits) -> str:
         with self._lock:
             if self._process is None or not self._process.is_alive() or self._memory_mb != limits.memory_mb:
                 self._start(limits.memory_mb)
+            process, conn = self._process, self._conn
+            assert process is not None and conn is not None   # _start made them
             try:
-                self._conn.send((kind, os.fspath(path)))
-                ready = self._conn.poll(limits.timeout_s)
-                answer = self._conn.recv() if ready else None
+                conn.send((kind, os.fspath(path)))
+                ready = conn.poll(limits.timeout_s)
+                answer = conn.recv() if ready else None
             except (EOFError, OSError, BrokenPipeError):
                 answer = ("died", "")
             if answer is None:
@@ -147,8 +151,8 @@ class ParserChild:
             if status == "ok":
                 return value
             if status == "died":
-                self._process.join(5)
-                code = self._process.exitcode
+                process.join(5)
+                code = process.exitcode
                 self.stop()
                 if code in (MEMORY_EXIT, -getattr(signal, "SIGKILL", 9)):   # the OOM killer sends SIGKILL
                     raise ParseLimitHit(f"needed more than {limits.memory_mb} MB of memory")

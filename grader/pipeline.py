@@ -157,6 +157,7 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
     """Run the workspace's notebook in a kernel from `kernels`, then probe the live kernel.
     `progress` is told as each cell starts and ends."""
     phases = phases or Phases()
+    assert workspace.notebook is not None, "observe runs a workspace's notebook"
     notebook = read_notebook(workspace.notebook)
     limits = ctx.config.limits
     async with kernels.kernel() as kernel:
@@ -252,6 +253,7 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
             execution = _not_run("no notebook to run", ctx)
             observations = not_run("no notebook was found, so the automatic checks were skipped")
         else:
+            notebook_path = workspace.notebook
             try:
                 result, observations, workspace = await observe(workspace, ctx, kernels, phases, progress)
                 execution, executed = result.info, result.notebook
@@ -260,7 +262,7 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
                 execution = _not_run(str(exc), ctx, isolated=exc.isolated, sandbox=exc.sandbox)
                 observations = not_run(f"the notebook could not be run: {exc}")
             except NotebookInvalid as exc:
-                where = workspace.notebook.relative_to(workspace.dir).as_posix()
+                where = notebook_path.relative_to(workspace.dir).as_posix()
                 # One violation for one cause: this one replaces the identity check's warning.
                 violations = [v for v in violations if v.code != "content.notebook_unreadable"]
                 too_large = isinstance(exc, NotebookTooLarge)

@@ -148,13 +148,14 @@ def preflight(submissions: list[Submission], config: Config, work_dir: Path,
         located = {}
     for module, stems in uses.items():
         detail = ""
+        where = located.get(module)
         if module not in located:
             status: Status = "unknown"
-        elif located[module] is None:
+        elif where is None:
             status = "missing"
-        elif outside_course(located[module], course):
+        elif outside_course(where, course):
             status = "outside"
-            detail = f"installed from {', '.join(located[module])}, which the course environment does not pin"
+            detail = f"installed from {', '.join(where)}, which the course environment does not pin"
         else:
             status = "available"
         result.rows.append(ModuleRow(module=module, teams=tuple(sorted(stems)), status=status, detail=detail))

@@ -249,6 +249,8 @@ def load_sheet(name: str, folder: str = "") -> Sheet:
         if module_name not in sys.modules:
             spec = importlib.util.spec_from_file_location(module_name, init,
                                                           submodule_search_locations=[str(init.parent)])
+            if spec is None or spec.loader is None:
+                raise SheetError(f"sheet {name!r}: {init} cannot be imported")
             module = importlib.util.module_from_spec(spec)
             sys.modules[module_name] = module
             try:
@@ -269,5 +271,5 @@ def load_sheet(name: str, folder: str = "") -> Sheet:
     if not isinstance(sheet, Sheet):
         raise SheetError(f"sheet {name!r}: its package defines no SHEET (a grader.sheet.Sheet)")
     if sheet.folder is None:
-        sheet = dataclasses.replace(sheet, folder=Path(module.__file__).resolve().parent)
+        sheet = dataclasses.replace(sheet, folder=Path(str(module.__file__)).resolve().parent)
     return sheet

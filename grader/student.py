@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from grader.config import Config, load_config
 from grader.fsclean import owned_dir, remove_tree
@@ -374,7 +374,7 @@ class CheckProgress:
         self.enabled = enabled
         self.live = enabled and console.is_terminal
         self.progress: Progress | None = None
-        self.task = None
+        self.task = TaskID(0)
         self.started = time.monotonic()
 
     def __enter__(self) -> "CheckProgress":

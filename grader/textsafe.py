@@ -13,6 +13,7 @@ Two places need it here; HTML (`html.escape` in the pages) and CSV (`report/csvf
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from rich.markup import escape
 
@@ -45,9 +46,10 @@ def valid_json(value):
     if not isinstance(value, (dict, list, tuple)):
         return value
     root: list = [None]
-    stack = [(root, 0, value)]
+    stack: list[tuple[Any, Any, Any]] = [(root, 0, value)]
     while stack:
         parent, key, item = stack.pop()
+        copy: Any
         if isinstance(item, dict):
             copy = type(item)() if type(item) is not dict else {}
             for k, v in item.items():

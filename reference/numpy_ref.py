@@ -181,7 +181,7 @@ def run_layers(x: Any, layers: Iterable[Mapping[str, Any]], train: bool
     """
     out = _f64(x)
     stats: list[tuple[np.ndarray | None, np.ndarray | None]] = []
-    updated: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}   # by "stats_names": one module run twice
+    updated: dict[tuple | None, tuple[np.ndarray | None, np.ndarray | None]] = {}   # by "stats_names": one module run twice
     for i, layer in enumerate(layers):
         op = layer.get("op") if isinstance(layer, Mapping) else None
         if op == "linear":

@@ -300,23 +300,38 @@ def test_a_shard_another_merge_is_reading_is_waited_for(tmp_path):
     """Two tutors merge the same shards into two folders at once: the second was refused, told the
     shard "is still being graded by grader merge (reading)" and to wait until every shard is done.
     Reading a shard twice does no harm: it waits for the other merge, and says so."""
+    import os
     import subprocess
     import sys
 
-    from test_tutors_data import ALICE, BOB, ROOT, cms, grader, shard
+    from test_tutors_data import ALICE, BOB, ROOT, cms, shard
 
     one = shard(tmp_path / "shard-1", [ALICE], {"shard": "1/2", "state": "done", "stems": [ALICE[0]]})
     two = shard(tmp_path / "shard-2", [BOB], {"shard": "2/2", "state": "done", "stems": [BOB[0]]})
+    # The other merge holds the lock until this one says it waits (at most 2 minutes), not for a fixed
+    # time: on a loaded machine the merge can take seconds to start.
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from pathlib import Path; from grader.locks import hold\n"
+        "import select, sys; from pathlib import Path; from grader.locks import hold\n"
         f"with hold(Path({str(one / '.grader.lock')!r}), command='grader merge (reading)', what='x', wait=False):\n"
-        "    print('held', flush=True); time.sleep(3)")], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        "    print('held', flush=True); select.select([sys.stdin], [], [], 120)")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    lines = []
     try:
         assert holder.stdout.readline().strip() == "held"
-        code, output = grader("merge", str(one), str(two), "--out", str(tmp_path / "out"), cwd=tmp_path)
+        merge = subprocess.Popen([sys.executable, "-m", "grader", "--config", str(ROOT / "grading.toml"), "merge",
+                                  str(one), str(two), "--out", str(tmp_path / "out")], cwd=tmp_path,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env={**os.environ, "COLUMNS": "250", "PYTHONUNBUFFERED": "1"})
+        for line in merge.stdout:
+            lines.append(line)
+            if "waiting" in line:
+                holder.stdin.write("release\n")
+                holder.stdin.flush()
+        code = merge.wait(timeout=120)
     finally:
         holder.kill()
         holder.wait()
+    output = "".join(lines)
     assert code == 0, output
     assert "being graded" not in output and f"in use by grader merge (reading) (pid {holder.pid}" in output, output
     assert "waiting" in output and {"7000001", "7000003"} <= set(cms(tmp_path / "out"))

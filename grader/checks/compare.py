@@ -66,7 +66,7 @@ def layers_from_ops(ops: list[Op], model: ModelObservation, *, reference_ops: Co
 def structure(ops: list[Op]) -> list[tuple]:
     """The shape of a forward pass: ('linear', in, out), ('relu',), ('batch_norm', width), ...;
     casts and reshapes left out."""
-    shape = []
+    shape: list[tuple] = []
     for op in ops:
         if op.op in _NEUTRAL or op.op == "reshape":
             continue

@@ -18,6 +18,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from grader.config import Archive
 from grader.intake.content import SheetHints, find_content
@@ -410,14 +411,19 @@ def _open_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo):
 
 def _local_name(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> str | None:
     """The entry's name in its local header, decoded as zipfile decodes it; None when unreadable."""
+    z: Any = zipfile   # its layout of a local header: undocumented names (there since Python 2), not in typeshed
+    size, signature, layout = z.sizeFileHeader, z.stringFileHeader, z.structFileHeader
+    name_length, flag_bits = z._FH_FILENAME_LENGTH, z._FH_GENERAL_PURPOSE_FLAG_BITS
+    if zf.fp is None:
+        return None
     try:
         zf.fp.seek(info.header_offset)
-        header = zf.fp.read(zipfile.sizeFileHeader)
-        if len(header) != zipfile.sizeFileHeader or header[:4] != zipfile.stringFileHeader:
+        header = zf.fp.read(size)
+        if len(header) != size or header[:4] != signature:
             return None
-        fields = struct.unpack(zipfile.structFileHeader, header)
-        name = zf.fp.read(fields[zipfile._FH_FILENAME_LENGTH])
-        if fields[zipfile._FH_GENERAL_PURPOSE_FLAG_BITS] & 0x800:
+        fields = struct.unpack(layout, header)
+        name = zf.fp.read(fields[name_length])
+        if fields[flag_bits] & 0x800:
             return name.decode("utf-8")
         return name.decode(getattr(zf, "metadata_encoding", None) or "cp437")
     except (OSError, ValueError, AttributeError, struct.error):
@@ -497,8 +503,8 @@ def unpack(submission: Submission, dest: Path, limits: Archive, hints: SheetHint
         elif submission.kind in ("ipynb", "py", "pdf"):
             _copy_single(source, dest, budget, out, label)
             if submission.kind in ("ipynb", "py"):
-                for pdf in paired_pdfs(source, subfolder="/" in submission.rel):
-                    _copy_single(pdf, dest, budget, out, label)
+                for paired in paired_pdfs(source, subfolder="/" in submission.rel):
+                    _copy_single(paired, dest, budget, out, label)
     except _Stop as stop:
         out.add("archive.too_large", "error", label, str(stop))
     except OSError as exc:

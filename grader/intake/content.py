@@ -163,7 +163,8 @@ def script_to_notebook(source: str) -> nbformat.NotebookNode:
     if lines and re.match(r"^#.*coding[:=]", lines[0] or ""):
         lines = lines[1:]
     cells: list[tuple[str, list[str]]] = []
-    kind, current = "code", []
+    kind = "code"
+    current: list[str] = []
     for line in lines:
         mark = _CELL_MARK.match(line.rstrip())
         if mark:

@@ -268,7 +268,7 @@ def team_with_emails(submission: Submission, workspace: Workspace) -> tuple[Team
     """
     ev = read_evidence(submission, workspace, _digits_of(submission.team))
     lines = [ln for text in ev.texts.values() for ln in text.splitlines()]
-    form_emails = {}   # student id -> the e-mail the identity cell gives the same member
+    form_emails: dict[str, str] = {}   # student id -> the e-mail the identity cell gives the same member
     for text in ev.texts.values():
         for entry in identity_form(text).values():
             found = _EMAIL.search(entry["email"])
@@ -283,9 +283,9 @@ def team_with_emails(submission: Submission, workspace: Workspace) -> tuple[Team
         if email is None and member.student_id:
             for ln in lines:
                 if member.student_id in ln:
-                    found = _EMAIL.findall(ln)
-                    if found:
-                        email = found[0]
+                    emails = _EMAIL.findall(ln)
+                    if emails:
+                        email = emails[0]
                         break
         if email is None:
             keys = _name_keys(member.name)

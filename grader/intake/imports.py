@@ -87,7 +87,7 @@ def _transform(source: str) -> str:
 
 
 def _imports_of(tree: ast.AST) -> list[str]:
-    modules = []
+    modules: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             modules.extend(alias.name for alias in node.names)

@@ -31,7 +31,7 @@ from pathlib import Path
 from grader.atomic import write_atomic
 from grader.config import Config
 from grader.models import Report
-from grader.report.cms import IMPORT_NAME, StudentGrade, students_of
+from grader.report.cms import IMPORT_NAME, NoStudentId, StudentGrade, TwoTeams, students_of
 from grader.report.csvfile import CsvFormat, Text, render_csv
 from grader.report.enrolment import ROSTER_NAME, Missing, closest, missing_students
 from grader.report.roster import Roster, Student, load_roster
@@ -87,7 +87,7 @@ class LeftOut:
 @dataclass
 class ImportPlan:
     lines: list[tuple[str, float]] = field(default_factory=list)
-    left_out: list = field(default_factory=list)
+    left_out: list[TwoTeams | NoStudentId | LeftOut] = field(default_factory=list)
     zeros: list[Student] = field(default_factory=list)
     missing: Missing | None = None      # with a roster, in a whole course
 
@@ -98,7 +98,8 @@ def plan_import(reports: list[tuple[str, Report]], config: Config, roster: Roste
     cms = config.cms
     sheet = config.sheet_def
     plan = ImportPlan()
-    grades, plan.left_out = students_of(reports)
+    grades, unmatched = students_of(reports)
+    plan.left_out = list(unmatched)
     for grade in grades:
         if roster is not None and grade.student_id not in roster:
             plan.left_out.append(LeftOut(grade.student_id, grade.name, grade.stem,

@@ -231,7 +231,10 @@ def _parse_sheet(text: str, path: Path, known: dict[str, str], config: Config, *
         if stem in entries:
             problems.append(f"{where}: the team already has a row (line {entries[stem].line})")
             continue
-        points, overrides, exercise_comments, comment = {}, {}, {}, None
+        points: dict[str, float] = {}
+        overrides: dict[str, float] = {}
+        exercise_comments: dict[str, str] = {}
+        comment: str | None = None
         for key, column, value in zip(keys, header, fields):
             if key is None or not value.strip():
                 continue
@@ -357,7 +360,7 @@ def render_held(held: dict[str, dict[tuple[str, str], float]], reports: list[tup
     for stem, points in sorted(held.items()):
         cells = {key: fmt.number(value) for key, value in points.items()}
         cells.update(_info(stem, by_stem[stem]) if stem in by_stem else {("info", "stem"): stem})
-        rows.append([cells.get(k, "") for k in keys])
+        rows.append([cells.get(k, "") if k else "" for k in keys])
     return render_csv(sheet_columns(config), rows, fmt)
 
 
@@ -502,7 +505,8 @@ def merge_sheets(sources: list[Path], target: Path, config: Config) -> list[str]
     keeps the target's version first (manual_history.save_version)."""
     table: dict[str, dict[tuple[str, str], tuple[str, str]]] = {}   # stem → key → (value, file)
     labels: dict[tuple[str, str], str] = {}
-    problems, notes = [], []
+    problems: list[str] = []
+    notes: list[str] = []
     if not sources:
         return notes
     read = {source: _keyed_rows(decode_sheet(source.read_bytes(), source), config)
@@ -536,6 +540,6 @@ def merge_sheets(sources: list[Path], target: Path, config: Config) -> list[str]
     extra = [labels[k] for k in labels if k not in [_column_key(h, config) for h in header]]
     header = header[:-1] + extra + header[-1:]
     keys = [_column_key(h, config) for h in header]
-    rows = [[table[stem].get(k, ("", ""))[0] for k in keys] for stem in sorted(table)]
-    write_atomic(target, render_csv(header, rows, CsvFormat.of(config)))
+    lines = [[table[stem].get(k, ("", ""))[0] if k else "" for k in keys] for stem in sorted(table)]
+    write_atomic(target, render_csv(header, lines, CsvFormat.of(config)))
     return notes

@@ -110,6 +110,7 @@ def _tutors_points(reports: list[tuple[str, Report]], out_dir: Path, config: Con
     save_version(out_dir, data)   # the sheet as the tutors left it, before anything is written
     if lost:
         kept = save_version(out_dir, render_held(held, reports, config), label="held-by-reports")
+        assert kept is not None   # a labelled version is always written
         notes.append(f"--allow-clearing: tutors' points taken out of {len(lost)} team(s) ({'; '.join(lost)}); "
                      f"what the reports held is kept in {HISTORY_DIR}/{kept.name}")
     if note := sheet_encoding_note(data):

@@ -48,6 +48,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -85,6 +86,12 @@ class StagedData:
     @property
     def raw_dir(self) -> Path | None:
         return None if self.root is None else self.root / self.folder / "raw"
+
+    def staged_raw_dir(self) -> Path:
+        """raw_dir, for what needs staged files: an error where nothing is staged."""
+        if self.root is None:
+            raise DataError(f"no data is staged for {self.info.description}")
+        return self.root / self.folder / "raw"
 
 
 def no_data(sheet_name: str, inputs: dict[str, np.ndarray]) -> StagedData:
@@ -230,14 +237,14 @@ def stage_dataset(data: Data, source: Path | None, cache_dir: Path, spec: Datase
         why = missing_note or "no data source configured"
         description = (f"generated stand-in for {spec.title} ({why}), "
                        f"{n_train} train / {n_test} test images, seed {seed}")
-        loader = None
+        loader: Callable[[], dict[str, tuple[np.ndarray, np.ndarray]]] | None = None
     else:
         source = Path(source)
         files = _find_source_files(source, spec)
         md5s = {name: digest(path, "md5") for name, path in files.items()}
         loaded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-        def load() -> dict[str, np.ndarray]:
+        def load() -> dict[str, tuple[np.ndarray, np.ndarray]]:
             if not loaded:
                 loaded["train"] = _load_split(files[TRAIN_IMAGES], files[TRAIN_LABELS], spec)
                 loaded["test"] = _load_split(files[TEST_IMAGES], files[TEST_LABELS], spec)
@@ -303,7 +310,7 @@ def link_into(staged: StagedData, workspace: Path, roots: tuple[str, ...] = ("da
     """
     if staged.root is None:
         return
-    src_raw = staged.raw_dir.resolve()
+    src_raw = staged.staged_raw_dir().resolve()
     for name in STAGED_NAMES:
         src = src_raw / name
         try:
@@ -351,10 +358,11 @@ def probe_batch(staged: StagedData, n: int = 64, seed: int = 0) -> tuple[np.ndar
     Class-balanced as far as the test set allows (round robin over the classes, each class's images
     in a seeded random order), then shuffled with the same seed. Same staged data and seed, same batch.
     """
-    images = read_idx(staged.raw_dir / TEST_IMAGES)
-    labels = read_idx(staged.raw_dir / TEST_LABELS)
+    raw = staged.staged_raw_dir()
+    images = read_idx(raw / TEST_IMAGES)
+    labels = read_idx(raw / TEST_LABELS)
     if n > len(labels):
-        raise DataError(f"{staged.raw_dir / TEST_IMAGES}: {len(labels)} test images, probe asks for {n}")
+        raise DataError(f"{raw / TEST_IMAGES}: {len(labels)} test images, probe asks for {n}")
     rng = np.random.default_rng([seed, 0x9B0BE])
     classes = int(labels.max()) + 1 if len(labels) else 0
     per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in range(classes)]

@@ -20,6 +20,7 @@ from queue import Empty
 from typing import Callable
 
 import nbformat
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
@@ -173,7 +174,8 @@ def bounded_error(content: dict, limit: int) -> dict:
     while True:
         evalue = evalue_all if len(evalue_all) <= keep else (
             evalue_all[:keep] + f" … [grader: message cut after {keep:,} of {len(evalue_all):,} characters]")
-        room, lines = max(keep, limit - keep - len(ename) - 200), []
+        room = max(keep, limit - keep - len(ename) - 200)
+        lines: list[str] = []
         for line in reversed(lines_all):
             if len(line) > keep:
                 line = line[:keep] + f" … [grader: line cut after {keep:,} of {len(line):,} characters]"
@@ -345,7 +347,7 @@ class KernelSession:
         except Exception:
             if self.km.has_kernel:
                 try:
-                    await self.km.kill_kernel()
+                    await self.km.shutdown_kernel(now=True)   # kills the process
                 except Exception:
                     pass
         self._log.close()
@@ -367,7 +369,9 @@ class KernelSession:
         files the dead one wrote are gone with it; the submission is copied in again)."""
         try:
             await self.km.restart_kernel(now=True)
-            await self.client.kc.wait_for_ready(timeout=60)
+            client = self.client.kc
+            assert isinstance(client, AsyncKernelClient)   # nbclient's client of an AsyncKernelManager
+            await client.wait_for_ready(timeout=60)
             await self.copy_in()
             return True
         except Exception:
@@ -389,7 +393,7 @@ class KernelSession:
         """Run the code cells before cell `before_cell` (1-based index in the notebook) again,
         outputs discarded. Returns how many ran, and the cells that raised or timed out this time,
         both numbered as Jupyter numbers code cells (In [n])."""
-        failed = []
+        failed: list[int] = []
         number = 0
         for cell in nb.cells[:before_cell - 1]:
             if cell.cell_type == "code" and cell.source.strip():
@@ -670,8 +674,9 @@ def _timeout_note(nb: nbformat.NotebookNode, code_cells: list[int], cells: list[
 
 
 def _notebook_output_note(client: _CappedClient, code_cells: list[int]) -> str:
-    number = {index: n for n, index in enumerate(code_cells, start=1)}.get(client.notebook_full)
-    where = f"In [{number}]" if number else f"cell {client.notebook_full + 1}"
+    full = client.notebook_full or 0   # set: the note is written for a notebook whose outputs were cut
+    number = {index: n for n, index in enumerate(code_cells, start=1)}.get(full)
+    where = f"In [{number}]" if number else f"cell {full + 1}"
     return (f"output from cell {where} on was not kept: the notebook's output reached the grader's limit of "
             f"{client.outputs_limit:,} outputs or {client.total_limit // 1024 // 1024} MB in all "
             f"([limits] notebook_outputs)")
@@ -735,7 +740,7 @@ class _CellWatch:
                 except Exception:   # noqa: BLE001 - a kernel gone meanwhile: nbclient sees that
                     pass
                 interval = 0.25
-            elif wall - self.wall_at_fire >= GRACE_WALL_S or (
+            elif wall - (self.wall_at_fire or 0.0) >= GRACE_WALL_S or (
                     cpu is not None and self.cpu_at_fire is not None and cpu - self.cpu_at_fire >= GRACE_CPU_S):
                 self.killed = True   # nbclient sees the kernel die and ends the cell
                 await session.kill_now()

@@ -18,6 +18,7 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from grader.fsclean import remove_tree
 from grader.run import cputime
@@ -64,7 +65,7 @@ class ForkServer:
         self._dirs: list[Path] = []
         self._listener: socket.socket | None = None
         self._server_command: KernelCommand | None = None
-        self._log = None   # the server's own stderr (what it says when it cannot start)
+        self._log: BinaryIO | None = None   # the server's own stderr (what it says when it cannot start)
         self._lock = asyncio.Lock()
         self._gone: dict[str, asyncio.Event] = {}     # set while no process of the tag's kernel runs
         self._seen: set[str] = set()                     # tags the server has forked a kernel for
@@ -120,6 +121,7 @@ class ForkServer:
             *command.argv, env=command.env, cwd=str(self.jobs), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=self._log, pass_fds=(self._listener.fileno(),))
         try:
+            assert self.process.stdout is not None   # a pipe, as asked
             line = await asyncio.wait_for(self.process.stdout.readline(), START_TIMEOUT_S)
         except asyncio.TimeoutError:
             line = b""
@@ -207,6 +209,8 @@ class ForkServer:
         connection file in `runtime` (made in `self.sockets`); `tag` (from `new_tag`) names it in
         `wait_gone`."""
         server = self._server_command
+        if server is None:
+            raise RuntimeError("the fork server is not running: start it before asking for kernels")
         hidden = json.dumps([str(self.jobs), str(self.sockets)])
         argv = [sys.executable, "-I", "-S", "-c", PROXY, str(self._control), "{connection_file}",
                 str(workspace), str(runtime), hidden, str(TMPFS_BYTES),

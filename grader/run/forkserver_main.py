@@ -33,6 +33,7 @@ import selectors
 import signal
 import socket
 import sys
+from typing import Any
 
 LISTEN_FD, THREADS, ISOLATE = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
 KEEP = json.loads(sys.argv[4])
@@ -283,10 +284,11 @@ def serve():
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, "accept")
     selector.register(wake_r, selectors.EVENT_READ, "reap")
-    buffers = {}     # connection -> bytes read so far (until the request's line is complete)
-    children = {}    # connection -> child pid
-    owners = {}      # child pid -> (connection, tag)
-    live = {}        # tag -> children alive (a restarted kernel's new child may overlap the old one)
+    buffers: dict[Any, bytes] = {}     # connection -> bytes read so far (until the request's line is complete)
+    children: dict[Any, int] = {}      # connection -> child pid
+    owners: dict[int, tuple[Any, str | None]] = {}   # child pid -> (connection, tag)
+    live: dict[str, int] = {}          # tag -> children alive (a restarted kernel's new child may overlap the old one)
+    conn: Any                          # a connection (a socket), or None for a child whose proxy is gone
     _say("ready")
     while True:
         for key, _ in selector.select():
@@ -329,11 +331,11 @@ def serve():
                 if not data:   # the proxy is gone: so goes its kernel
                     selector.unregister(conn)
                     buffers.pop(conn, None)
-                    pid = children.pop(conn, None)
-                    if pid is not None:
-                        owners[pid] = (None, owners[pid][1])
+                    orphan = children.pop(conn, None)
+                    if orphan is not None:
+                        owners[orphan] = (None, owners[orphan][1])
                         try:
-                            os.kill(pid, signal.SIGTERM)
+                            os.kill(orphan, signal.SIGTERM)
                         except ProcessLookupError:
                             pass
                     conn.close()

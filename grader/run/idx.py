@@ -14,7 +14,7 @@ import numpy as np
 
 from grader.errors import DataError
 
-_IDX_TYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
+_IDX_TYPES: dict[int, np.dtype] = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 _IDX_CODES = {np.dtype(v).newbyteorder("=").str[1:]: k for k, v in _IDX_TYPES.items()}
 
@@ -84,8 +84,10 @@ def idx_header(path: Path, ndim: int) -> tuple[int, ...]:
         with open(path, "rb") as f:
             head = f.read(2)
             f.seek(0)
-            stream = gzip.GzipFile(fileobj=f) if head == b"\x1f\x8b" else f
-            data = stream.read(4 + 4 * ndim)
+            if head == b"\x1f\x8b":
+                data = gzip.GzipFile(fileobj=f).read(4 + 4 * ndim)
+            else:
+                data = f.read(4 + 4 * ndim)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot read the IDX header ({exc})") from exc
     magic = bytes([0, 0, 0x08, ndim])

@@ -48,7 +48,7 @@ class KernelModule:
 
 
 def _is_grader(module: str | None) -> bool:
-    return bool(module) and (module == "grader" or module.startswith("grader."))
+    return module is not None and (module == "grader" or module.startswith("grader."))
 
 
 @functools.lru_cache(maxsize=32)
@@ -79,7 +79,7 @@ def kernel_module(name: str, path: Path) -> KernelModule:
             else:
                 raise SheetError(f"{path}, line {node.lineno}: imports {full}, which is not sent to the kernel "
                                  f"(kernel-side modules: {', '.join(KERNEL_MODULES)})")
-        for number in range(node.lineno - 1, node.end_lineno):
+        for number in range(node.lineno - 1, node.end_lineno or node.lineno):
             lines[number] = "\n"      # line numbers stay as in the file
     return KernelModule(name=name, source="".join(lines), binds=binds)
 

@@ -126,13 +126,13 @@ class WarmKernels(FreshKernels):
         super().__init__(ctx, prefix)
         self._next: asyncio.Task | None = None
 
-    def _prestart(self) -> None:
+    def _prestart(self) -> asyncio.Task:
         self._next = asyncio.ensure_future(self._start(warm_up=True))
+        return self._next
 
     async def _acquire(self) -> Kernel:
-        if self._next is None:
-            self._prestart()
-        task, self._next = self._next, None
+        task = self._next if self._next is not None else self._prestart()
+        self._next = None
         try:
             kernel = await task
         except Exception:

@@ -59,9 +59,9 @@ while i < len(options):
         os.environ[options[i + 1]] = options[i + 2]
         i += 3
         continue
-    name, value = options[i].split("=")
+    name, text = options[i].split("=")
     limit = getattr(resource, name)
-    value = int(value)
+    value = int(text)
     soft, hard = resource.getrlimit(limit)
     if hard != resource.RLIM_INFINITY:
         value = min(value, hard)

@@ -288,7 +288,7 @@ def describe(probe: Probe, prefix: str, model, inputs):
     """Parameters, buffers and the traced forward (eval and train mode) of a copy of `model`, on
     the first of `inputs` ([(kind, tensor)]) its forward takes."""
     model = clone(model)
-    info = {"class": type(model).__name__, "params": {}, "buffers": {}}
+    info: dict = {"class": type(model).__name__, "params": {}, "buffers": {}}
     for name, p in model.named_parameters():
         info["params"][name] = put(probe, f"{prefix}/param/{name}", p)
     for name, b in model.named_buffers():
@@ -330,7 +330,8 @@ def recorded_calls(probe: Probe) -> list[dict]:
 def scan(probe: Probe, match, limit: int = 20) -> list[tuple[str, object]]:
     """nn.Module instances that `match`, in the notebook's globals and one or two levels into lists,
     tuples, dicts and the notebook's own objects: [(path, instance)]."""
-    found, seen = [], set()
+    found: list = []
+    seen: set = set()
 
     def visit(path, value, depth):
         if len(found) >= limit:
@@ -451,6 +452,7 @@ def returned_names(instance, method: str):
     if not returns:
         return None
     last = max(returns, key=lambda n: (n.lineno, n.col_offset))
+    assert isinstance(last.value, (ast.Tuple, ast.List))
     return [part_name(e) for e in last.value.elts]
 
 
@@ -708,8 +710,8 @@ def observe_training(probe: Probe, prefix: str, run, *, model=None, model_class=
     calls since the step before (their targets and whether they got the model's output)."""
     grad_mode, default_dtype = torch.is_grad_enabled(), torch.get_default_dtype()
     seen = {"model": model, "input": None, "output": None}
-    recorded = []
-    stopped = []
+    recorded: list = []
+    stopped: list = []
     watch_calls = FunctionWatch(watch, keep=snapshots)
 
     def named(optimizer):

@@ -438,8 +438,8 @@ def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, hidden
     for data in data_dirs or []:
         args += ["--ro-bind", data, data]
     for folder in writable:
-        folder = os.path.realpath(folder)
-        args += ["--bind", folder, folder]
+        real = os.path.realpath(folder)
+        args += ["--bind", real, real]
     if fork_server:   # the server binds each kernel's workspace itself (forkserver_main._isolate)
         args += ["--bind", str(workspace), str(workspace), "--dir", SUBMISSION_MOUNT]
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import struct
+from typing import Any
 
 # System calls that do nothing inside the sandbox, per host architecture. When the grader runs as
 # root, the sandbox's user is root of the machine without capabilities, and so the owner of the
@@ -12,7 +13,7 @@ import struct
 # change modes as a matter of course, and no notebook of the sheet depends on them); a change of
 # extended attributes (ACLs) is refused with EPERM. aarch64 has no chmod (only the *at calls).
 # setxattrat/removexattrat (Linux 6.13) have the same number on every architecture, as has fchmodat2.
-_NATIVE_SYSCALLS = {
+_NATIVE_SYSCALLS: dict[str, dict[str, Any]] = {
     "x86_64": {
         "audit_arch": 0xC000003E,   # AUDIT_ARCH_X86_64
         "ignored": {"chmod": 90, "fchmod": 91, "fchmodat": 268, "fchmodat2": 452},
@@ -53,7 +54,7 @@ def seccomp_program(machine: str | None = None) -> bytes | None:
              [(n, refuse) for n in sorted(table["refused"].values())]
     x32 = table["audit_arch"] == _NATIVE_SYSCALLS["x86_64"]["audit_arch"]
     # Layout: the header, one test per call, then the returns: allow, ignore, refuse, kill.
-    header = [(ld_abs, 0, 0, 4),                 # A = seccomp_data.arch
+    header: list[tuple[int, int | None, int | None, int]] = [(ld_abs, 0, 0, 4),                 # A = seccomp_data.arch
               (jeq, 0, None, table["audit_arch"]),   # not the host's architecture: kill
               (ld_abs, 0, 0, 0)]                 # A = seccomp_data.nr
     if x32:

@@ -33,6 +33,7 @@ import os
 import re
 import sys
 import types
+from typing import Callable
 
 # Where the probe finds the Recorder: a module of its own in sys.modules, never a global of the notebook.
 RECORDER_MODULE = "__grader_recorder__"
@@ -227,6 +228,7 @@ class AfterImport(importlib.abc.MetaPathFinder):
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         loader = spec.loader
+        run_hook: Callable[[types.ModuleType], object] = hook
 
         class Patching(importlib.abc.Loader):
             def create_module(self, spec):
@@ -238,7 +240,7 @@ class AfterImport(importlib.abc.MetaPathFinder):
                     module.__spec__.loader = loader
                 loader.exec_module(module)
                 try:
-                    hook(module)
+                    run_hook(module)
                 except Exception:
                     pass
 
@@ -288,7 +290,7 @@ def install(settings: dict, ip) -> Recorder:
     recorder = Recorder(keep=int(settings["keep_calls"]), text_limit=int(settings["text_limit"]),
                         cell_number=cell_number)
     state = types.ModuleType(RECORDER_MODULE)
-    state.recorder = recorder
+    setattr(state, "recorder", recorder)
     sys.modules[RECORDER_MODULE] = state
     methods = tuple(settings.get("record_methods", ()))
     functions = tuple(settings.get("record_functions", ()))

@@ -110,6 +110,7 @@ def _observed(obs: Observations[Answer], key: str, prefer_trained: bool) -> Verd
     net = network(obs, key)
     if (missing := _missing(net, key)):
         return missing
+    assert net is not None   # _missing said so
     model = _model(net, prefer_trained)
     if model is None:
         return (_stub_verdict(net, key, ("__init__", "forward")) or _normalisation_error(net, key)
@@ -270,6 +271,7 @@ def check_baseline_training_setup(obs: Observations[Answer], config: Config, acc
     net = network(obs, "baseline")
     if (missing := _missing(net, "baseline")):
         return missing
+    assert net is not None   # _missing said so
     training = net.training
     if training is None:
         return _stub_verdict(net, "baseline", ("__init__", "optimize")) or _probe_error(net, "optimize")
@@ -302,6 +304,7 @@ def check_baseline_accuracies(obs: Observations[Answer], config: Config, accurac
     net = network(obs, "baseline")
     if (missing := _missing(net, "baseline", need_instance=True)):
         return missing
+    assert net is not None   # _missing said so
     epochs = config.sheet_settings.epochs
     chosen = choose_accuracy_candidate(net, epochs)
     if chosen is None:
@@ -466,7 +469,7 @@ def check_batchnorm_behaviour(obs: Observations[Answer], config: Config, accurac
         mean_name, var_name = layer["stats_names"]
         after_mean = model.buffers_after_train.get(mean_name) if mean_name else None
         after_var = model.buffers_after_train.get(var_name) if var_name else None
-        if after_mean is None or after_var is None:
+        if after_mean is None or after_var is None or mean is None or var is None:
             problems.append("a BatchNorm layer keeps no running statistics (track_running_stats=False)")
         elif not (close(after_mean, mean, tol.atol, tol.rtol) and close(after_var, var, tol.atol, tol.rtol)):
             problems.append(f"the running statistics `{mean_name}`/`{var_name}` are not updated as BatchNorm does")

@@ -63,7 +63,7 @@ def pdf_hints(pdf_text: str | None) -> dict[str, list[str]]:
     key = tutors_key()
     if key is None:
         return {}
-    hints: dict[str, list[str]] = {"6.3": [key_6_3()]}
+    hints: dict[str, list[str]] = {"6.3": [key_6_3() or ""]}
     if pdf_text is None:
         hints["6.3"].append("no PDF text to compare with")
         return hints

@@ -135,7 +135,7 @@ STUB_METHODS = ("__init__", "forward", TRAIN, "test")
 def template_facts(probe: k.Probe, cls, instance) -> dict:
     """Which of the stub's methods `cls` defines with a body that does nothing, how many positional
     parameters each takes, and whether a new instance ran nn.Module.__init__."""
-    facts = {"stubs": {}, "params": {}, "init_calls_super": None}
+    facts: dict = {"stubs": {}, "params": {}, "init_calls_super": None}
     for name in STUB_METHODS:
         member = vars(cls).get(name)
         if not callable(member):
@@ -161,7 +161,8 @@ def observe(probe: k.Probe) -> dict:
     ns = probe.ns
     calls = [c for c in k.recorded_calls(probe) if isinstance(c.get("instance"), nn.Module)]
     specs = [tuple(spec) for spec in probe.settings["networks"]]   # (key, class name, the template's instance name)
-    networks, chosen = {}, {}
+    networks: dict = {}
+    chosen: dict = {}
     for key, class_name, canonical in specs:
         cls = ns.get(class_name)
         class_found = isinstance(cls, type) and issubclass(cls, nn.Module)
@@ -175,7 +176,8 @@ def observe(probe: k.Probe) -> dict:
                                probe, cls, class_name, canonical, calls)
         instance, label, how, search, cell = picked if ok else (None, "", "", None, None)
         chosen[key] = instance
-        net.update(instance_found=instance is not None, instance_is_class=isinstance(instance, cls),
+        net.update(instance_found=instance is not None,
+                   instance_is_class=isinstance(cls, type) and isinstance(instance, cls),
                    instance_name=label, chosen_by=how, search=search, optimize_cell=cell)
         if instance is not None:
             ok, found = k.guarded(probe, f"{key}: the accuracies of {label or class_name}", k.candidates,
@@ -208,7 +210,7 @@ def observe(probe: k.Probe) -> dict:
         tested = instance if instance is not None else model
         try:   # a `test` property or a __getattr__ may raise anything: the step records it, the probe goes on
             has_test = tested is not None and hasattr(tested, "test")
-            called = test_call(tested.test, None)[2] if has_test else ""
+            called = test_call(tested.test, None)[2] if tested is not None and has_test else ""
         except Exception:
             has_test, called = tested is not None, "test"
         if has_test:
