@@ -52,7 +52,8 @@ test-fast: install docs
 	$(BIN)/python -m pytest -q -m "not kernel and not browser and not slow"
 
 # The documentation (docs/, mkdocs.yml) built into site/; --strict: a broken link or anchor, or a
-# page missing from the nav, fails the build (docs/tests.md).
+# page missing from the nav, fails the build (docs/tests.md). Not --quiet: it hides the warnings
+# that --strict counts, and a broken link would pass.
 docs: install
 	$(BIN)/mkdocs build --strict --site-dir site
 
