@@ -3,11 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Every package of the grader's and the kernel's environment, pinned (README, "The kernel's environment").
+# Every package of the grader's and the kernel's environment, pinned (docs/environment.md).
 CONSTRAINTS := requirements/constraints.txt
 LOCK_VENV   := .lock-venv
 
-.PHONY: grade test test-fast install lock system-deps student-package benchmark clean
+.PHONY: grade test test-fast docs install lock system-deps student-package benchmark clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,21 +44,27 @@ system-deps:
 	bash scripts/install-system-deps.sh
 
 # The whole test suite, including real notebooks in real kernels, bubblewrap and a headless browser.
-test: install system-deps
+test: install system-deps docs
 	$(BIN)/python -m pytest -q
 
 # The fast lane for daily work (under a minute): everything but real kernels, the browser and training.
-test-fast: install
+test-fast: install docs
 	$(BIN)/python -m pytest -q -m "not kernel and not browser and not slow"
+
+# The documentation (docs/, mkdocs.yml) built into site/; --strict: a broken link or anchor, or a
+# page missing from the nav, fails the build (docs/tests.md). Not --quiet: it hides the warnings
+# that --strict counts, and a broken link would pass.
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
 
 benchmark: install
 	$(BIN)/python benchmarks/batch_speed.py
 
 clean:
-	rm -rf $(VENV) $(LOCK_VENV) reports build dist *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) reports build dist site *.egg-info
 
 # The students' checker: a wheel for the sheet grading.toml names (it checks that sheet without a
-# grading.toml), without the solution notebooks and the tutors' keys (see README, "For students").
+# grading.toml), without the solution notebooks and the tutors' keys (see docs/students.md).
 # It runs on the code's defaults for that sheet, not on grading.toml: refused when the two differ.
 student-package: install
 	@$(BIN)/python -c 'import sys; from grader.config import differences_from_defaults, load_config; \

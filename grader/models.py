@@ -1,7 +1,7 @@
-"""The report: what the grader says about one submission (SPEC.md, "The report").
+"""The report: what the grader says about one submission (docs/spec.md, "The report").
 
 These models are the contract with the course staff's tools. Fields may be added; the names of
-SPEC.md stay as they are. Bump SCHEMA_VERSION when a field changes meaning or is removed.
+docs/spec.md stay as they are. Bump SCHEMA_VERSION when a field changes meaning or is removed.
 """
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ def _folder_files(folder: Path, suffixes: tuple[str, ...]) -> list[str]:
     virtual environments left out), relative to it, in '/' form."""
     found = []
     for here, dirs, files in os.walk(folder):
-        # Not into hidden or junk folders, links, or a virtual environment (the one the README
+        # Not into hidden or junk folders, links, or a virtual environment (the one docs/students.md
         # makes, `sheet6/`, may well be in the folder checked)
         dirs[:] = sorted(d for d in dirs if not _is_junk(d) and not os.path.islink(os.path.join(here, d))
                          and not os.path.exists(os.path.join(here, d, "pyvenv.cfg")))

@@ -428,7 +428,7 @@ def test_a_notebook_one_byte_over_the_size_cap_says_by_how_much(tmp_path):
 
 def test_the_sheet_merged_into_a_partial_merge_keeps_it_partial(tmp_path):
     """After `merge --partial` (a shard still grading), the tutors fill in points and merge the sheet
-    as the README says, `grader merge OUT --out OUT`: that wrote a whole cms.csv and cms_import.csv
+    as docs/tutors.md says, `grader merge OUT --out OUT`: that wrote a whole cms.csv and cms_import.csv
     for part of the course, as if it were complete (with import_missing_as_zero, the students of the
     unfinished shard would have been imported with 0)."""
     from test_tutors_data import ALICE, BOB, cms, fill, grader, shard

@@ -15,14 +15,22 @@ def test_committed_files_are_up_to_date(tool):
     assert run.returncode == 0, f"run `python tools/{tool}`:\n{run.stdout}{run.stderr}"
 
 
-def test_the_readmes_check_table_is_the_sheets_registry():
-    """README's table of the automatic checks says what each check's declaration says (id, points,
-    description): a check changed in grader/sheets/sheet6/checks.py and not in the README fails here."""
+@pytest.mark.parametrize("sheet", ["sheet6", "sheet5"])
+def test_the_documented_check_tables_are_the_sheets_registry(sheet):
+    """docs/checks.md's table of a sheet's automatic checks says what each check's declaration says (id,
+    points, description), and docs/spec.md lists the same ids with the same points: a check changed in
+    grader/sheets/<sheet>/checks.py and not in the docs fails here."""
+    import importlib
     import re
 
-    from grader.sheets.sheet6 import SHEET
-
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    checks = importlib.import_module(f"grader.sheets.{sheet}").SHEET.checks
+    page = (ROOT / "docs" / "checks.md").read_text(encoding="utf-8")
     rows = dict((m.group(1), (float(m.group(2)), m.group(3)))
-                for m in re.finditer(r"^\| `([a-z_.]+)` \| ([0-9.]+) \| (.*) \|$", readme, re.M))
-    assert {c.id: (c.points, c.description) for c in SHEET.checks} == {c.id: rows.get(c.id) for c in SHEET.checks}
+                for m in re.finditer(r"^\| `([a-z_.]+)` \| ([0-9.]+) \| (.*) \|$", page, re.M))
+    assert {c.id: (c.points, c.description) for c in checks} == {c.id: rows.get(c.id) for c in checks}
+
+    spec = (ROOT / "docs" / "spec.md").read_text(encoding="utf-8")
+    number = sheet.removeprefix("sheet")
+    listed = {m.group(1): float(m.group(2))
+              for m in re.finditer(rf"^\| {number} \| `([a-z_.]+)` \| ([0-9.]+) \|$", spec, re.M)}
+    assert listed == {c.id: c.points for c in checks}

@@ -1,4 +1,4 @@
-"""File names -> team and naming violations (SPEC.md, "Submissions and naming")."""
+"""File names -> team and naming violations (docs/spec.md, "Submissions and naming")."""
 from __future__ import annotations
 
 import hashlib

@@ -1,9 +1,9 @@
-"""Grading on a real Slurm: the README's cluster commands, word for word, on a single-node cluster.
+"""Grading on a real Slurm: the cluster commands of docs/cluster.md, word for word, on a single-node cluster.
 
 The test starts munged, slurmctld and slurmd itself (Debian's packages `slurmctld slurmd
 slurm-client munge`; scripts/install-system-deps.sh installs them as root), each with its own
 configuration, key, sockets, state and logs in a temporary folder, on free ports: nothing of the
-machine's own Slurm or munge is used or touched. It then runs the block of README.md marked
+machine's own Slurm or munge is used or touched. It then runs the block of docs/cluster.md marked
 `cluster-commands` (prepare, the array of 3 shards, the merge as a job that depends on them) over the
 example submissions on the tests' tiny data, waits for the merge job, and compares the merged
 reports with a one-machine `grader grade` of the same batch: the same status and points per check
@@ -35,7 +35,7 @@ def _why_not() -> str | None:
     if os.name != "posix" or os.geteuid() != 0:
         return "starting slurmctld, slurmd and munged for a test cluster needs root"
     if not (ROOT / ".venv" / "bin" / "grader").exists():
-        return "the README's commands use the repository's .venv (make install makes it)"
+        return "the documented commands use the repository's .venv (make install makes it)"
     missing = [p for p in PROGRAMS if shutil.which(p) is None and not Path("/usr/sbin", p).exists()]
     if missing:
         return (f"{', '.join(missing)} not installed (apt-get install slurmctld slurmd slurm-client munge; "
@@ -53,12 +53,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def readme_cluster_commands() -> str:
-    """The fenced block after the `cluster-commands` marker in README.md: what the test runs."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def documented_cluster_commands() -> str:
+    """The fenced block after the `cluster-commands` marker in docs/cluster.md: what the test runs."""
+    text = (ROOT / "docs" / "cluster.md").read_text(encoding="utf-8")
     at = text.index(MARKER)
     block = re.search(r"```bash\n(.*?)```", text[at:], re.S)
-    assert block, "README.md: no ```bash block after the cluster-commands marker"
+    assert block, "docs/cluster.md: no ```bash block after the cluster-commands marker"
     return block.group(1)
 
 
@@ -183,7 +183,7 @@ def cluster(tmp_path_factory):
 
 
 def course_folder(folder: Path) -> Path:
-    """What a tutor has where the README's commands run: the grader's venv and scripts, grading.toml
+    """What a tutor has where the documented cluster commands run: the grader's venv and scripts, grading.toml
     (the tests' tiny data), and the submissions."""
     folder.mkdir()
     for name in (".venv", "scripts"):
@@ -204,12 +204,12 @@ def _reports(folder: Path) -> dict:
             if not p.name.startswith(".")}
 
 
-def test_the_readme_cluster_commands_grade_like_one_machine(cluster, tmp_path):
+def test_the_documented_cluster_commands_grade_like_one_machine(cluster, tmp_path):
     course = course_folder(tmp_path / "course")
     env = {k: v for k, v in cluster.env.items() if k != "GRADER_CALIBRATION"}   # the cache's calibration, as tutors
     env.update(GRADER_CACHE=str(tmp_path / "cache"), COLUMNS="200")
     started = time.monotonic()
-    submitted = subprocess.run(["bash", "-euo", "pipefail", "-c", readme_cluster_commands()], cwd=course, env=env,
+    submitted = subprocess.run(["bash", "-euo", "pipefail", "-c", documented_cluster_commands()], cwd=course, env=env,
                                capture_output=True, text=True, timeout=900)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr + cluster.logs()
     prepared_seconds = time.monotonic() - started
@@ -249,7 +249,7 @@ def test_the_readme_cluster_commands_grade_like_one_machine(cluster, tmp_path):
     assert (course / "reports" / "cms.csv").read_bytes() == (course / "alone" / "cms.csv").read_bytes()
     shard_seconds = [float(m) for p in sorted(course.glob("sheet6-grade-*.out"))
                      for m in re.findall(r"Graded \d+ submission\(s\) in ([\d.]+) s", p.read_text(errors="replace"))]
-    print(f"cluster started in {cluster.started_in:.1f} s; README commands to merged reports "
+    print(f"cluster started in {cluster.started_in:.1f} s; documented commands to merged reports "
           f"{cluster_seconds:.0f} s (prepare and submit {prepared_seconds:.0f} s; shards "
           f"{', '.join(f'{x:.0f}' for x in shard_seconds)} s, one after another on this node's cores); "
           f"one machine {alone_seconds:.0f} s")

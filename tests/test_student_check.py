@@ -258,7 +258,7 @@ def test_a_correctly_named_folder_is_zipped_not_renamed(tmp_path, monkeypatch):
     make_pdf(folder / "sheet6.pdf", ["Erika Mustermann 7012345", "Jürgen Müller 7054321"])
     (folder / ".ipynb_checkpoints").mkdir()
     nbformat.write(nb, str(folder / ".ipynb_checkpoints" / "Assignment_6-checkpoint.ipynb"))
-    (folder / "sheet6" / "share").mkdir(parents=True)   # the README's venv, made in the same folder
+    (folder / "sheet6" / "share").mkdir(parents=True)   # the students' page's venv, made in the same folder
     (folder / "sheet6" / "pyvenv.cfg").write_text("home = /usr/bin\n")
     nbformat.write(nb, str(folder / "sheet6" / "share" / "example.ipynb"))
     console = Console(record=True, width=250, force_terminal=False)

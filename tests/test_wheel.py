@@ -43,3 +43,17 @@ def test_every_sheet_ships_its_template_and_the_code_its_probe_sends(wheel):
 def test_no_solution_no_key_no_example_submissions_by_rule(wheel):
     names = wheel.namelist()
     assert [n for n in names if "solution" in n.lower() or "tutors_" in n or "submissions/" in n or n.endswith(".zip")] == []
+
+
+def test_the_wheels_description_is_the_students_page_and_nothing_for_tutors(wheel):
+    """What pip and a student see of the package (METADATA's description) is docs/students.md: how to
+    install and run `grader check` and what its verdict means; not the tutors', operators' or
+    maintainers' pages."""
+    (metadata,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+    headers, _, description = wheel.read(metadata).decode("utf-8").partition("\n\n")
+    assert "Description-Content-Type: text/markdown" in headers
+    assert description.strip() == (ROOT / "docs" / "students.md").read_text(encoding="utf-8").strip()
+    assert "grader check" in description and "ready to upload" in description
+    for tutors_only in ("manual_points.csv", "cms_import.csv", "grader merge", "--allow-clearing", "sbatch",
+                        "seccomp", "make student-package", "tutors_key"):
+        assert tutors_only not in description, tutors_only

@@ -9,7 +9,7 @@ Writes
   reference/solution.ipynb        the full solution (also used by `grader calibrate`)
   tests/notebooks/correct_*.ipynb four correct solutions in other styles; each must get full points
 
-The cell order, names and signatures follow the real Exercise 6.6 notebook (SPEC.md): team cell,
+The cell order, names and signatures follow the real Exercise 6.6 notebook (docs/spec.md): team cell,
 setup cell, Part 1 text / class `FashionNetwork` / run cell, Part 2 text / class
 `FashionNetworkBatchNorm` / run cell, Part 3 text / plot cell / "Your Answer:" cell.
 

@@ -284,7 +284,7 @@ class _CappedClient(NotebookClient):
 
 def kernel_transport(runtime_dir: Path) -> tuple[str, str]:
     """(transport, ip) for a kernel whose runtime folder is `runtime_dir`: IPC sockets there (unique
-    per kernel, so no port collisions, see KERNELS.md) where there are Unix sockets; TCP on
+    per kernel, so no port collisions, see docs/kernels.md) where there are Unix sockets; TCP on
     localhost elsewhere (Windows)."""
     if os.name == "posix" and hasattr(socket, "AF_UNIX"):
         return "ipc", str(runtime_dir / "k")

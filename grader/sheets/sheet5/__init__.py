@@ -5,7 +5,7 @@ its parts 5.4.1 (a Dataset), 5.4.2 (the network, with a softmax output) and 5.4.
 step) are checked automatically (checks.py), its part 4 (experiments with two other configs, and
 the answers) and the written exercises 5.1–5.3 are graded by tutors.
 
-How sheet 5 was added to the grader, as an example for the next sheet: README, "Adding a sheet".
+How sheet 5 was added to the grader, as an example for the next sheet: docs/architecture.md, "How sheet 5 was added".
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The automatic checks of Exercise 6.6 (SPEC.md's table), computed in the grader process.
+"""The automatic checks of Exercise 6.6 (docs/spec.md's table), computed in the grader process.
 
 Each check is declared once, here: its id, points and description in the decorator (the registry
 `CHECKS`, which grading.toml's [checks] is validated against), the verdict in the function.
