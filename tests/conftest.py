@@ -141,9 +141,13 @@ def tiny_config(**overrides):
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_calibration_and_cache(tmp_path_factory):
-    """Calibrations made by tests go to a temporary file, never into reference/calibration.json."""
+    """Calibrations made by tests go to a temporary file, never into reference/calibration.json, and
+    what the grader caches (staged data, calibrations, matplotlib's fonts) to a cache of the test
+    session's own, never into the user's. A test that needs another cache sets GRADER_CACHE itself."""
     folder = tmp_path_factory.mktemp("calibration")
     os.environ["GRADER_CALIBRATION"] = str(folder / "calibration.json")
+    if not os.environ.get("GRADER_TEST_KEEP_CACHE"):   # set by hand to reuse the user's cache between runs
+        os.environ["GRADER_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     yield
 
 
