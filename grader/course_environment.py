@@ -6,6 +6,7 @@ PYTHON = '3.11.7'
 # distribution (normalised name) -> version
 DISTRIBUTIONS = {
     'annotated-types': '0.8.0',
+    'ast-serialize': '0.13.1',
     'asttokens': '3.0.2',
     'attrs': '26.1.0',
     'click': '8.5.1',
@@ -37,6 +38,7 @@ DISTRIBUTIONS = {
     'jupyter-core': '5.9.1',
     'jupyterlab-widgets': '3.0.17',
     'kiwisolver': '1.5.1',
+    'librt': '0.17.0',
     'markdown': '3.11.4',
     'markdown-it-py': '4.3.0',
     'markupsafe': '3.0.4',
@@ -47,6 +49,8 @@ DISTRIBUTIONS = {
     'mkdocs': '1.6.1',
     'mkdocs-get-deps': '0.2.2',
     'mpmath': '1.3.0',
+    'mypy': '2.4.1',
+    'mypy-extensions': '1.2.0',
     'narwhals': '2.29.0',
     'nbclient': '0.11.0',
     'nbformat': '5.11.1',
@@ -93,6 +97,7 @@ DISTRIBUTIONS = {
     'referencing': '0.37.0',
     'rich': '15.0.0',
     'rpds-py': '2026.9.1',
+    'ruff': '0.17.6',
     'scikit-learn': '1.9.1',
     'scipy': '1.17.1',
     'seaborn': '0.13.2',
