@@ -1,7 +1,7 @@
 """Snapshot the reports of the example submissions and the test corpus, and compare two snapshots.
 
-A refactor must not change what the grader says. This grades `submissions/` and `tests/corpus/` with
-`grader grade` on the tests' tiny data (640 / 256 images, seed 6, the same time limits as the tests),
+A refactor must not change what the grader says. This grades `submissions/` and `tests/corpus/` (Sheet 6)
+and Sheet 5's examples (grader/sheets/sheet5/submissions/) with `grader grade`, Sheet 6 on the tests' tiny data (640 / 256 images, seed 6, the same time limits as the tests),
 then writes each report normalised (the CSVs as they are): what varies from run to run or from version to version
 is taken out (the grader's version and hashes, the schema's version, timings, the accuracies themselves and decimal numbers
 in messages, which come from unseeded training and random weights).
@@ -28,15 +28,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = (ROOT / ".." / "shared" / "data" / "fashion-mnist").resolve()
-SETS = {"examples": ROOT / "submissions", "corpus": ROOT / "tests" / "corpus"}
+# name -> (sheet, folder): Sheet 6's examples and corpus, Sheet 5's examples.
+SETS = {"examples": ("sheet6", ROOT / "submissions"), "corpus": ("sheet6", ROOT / "tests" / "corpus"),
+        "sheet5": ("sheet5", ROOT / "grader" / "sheets" / "sheet5" / "submissions")}
 CSVS = ("summary.csv", "manual_points.csv", "cms.csv")
 DECIMAL = re.compile(r"-?\d+\.\d+(?:e[-+]?\d+)?%?")
 
 
-def _toml(folder: Path) -> Path:
-    toml = folder / "grading.toml"
-    source = str(DATA) if DATA.exists() else ""
-    toml.write_text(f"[sheet]\nname = \"sheet6\"\n\n[data]\nsource = {json.dumps(source)}\ntrain_size = 640\ntest_size = 256\nseed = 6\n\n"
+def _toml(folder: Path, sheet: str = "sheet6") -> Path:
+    toml = folder / f"grading-{sheet}.toml"
+    source = str(DATA) if DATA.exists() and sheet == "sheet6" else ""
+    toml.write_text(f"[sheet]\nname = \"{sheet}\"\n\n[data]\nsource = {json.dumps(source)}\ntrain_size = 640\ntest_size = 256\nseed = 6\n\n"
                     "[limits]\ncell_timeout_s = 60\nnotebook_timeout_s = 300\nprobe_timeout_s = 60\n",
                     encoding="utf-8")
     return toml
@@ -75,12 +77,14 @@ def normalise_csv(text: str) -> str:
 def snapshot(dest: Path, calibration: Path) -> None:
     env = dict(os.environ, GRADER_CALIBRATION=str(calibration.resolve()))
     with tempfile.TemporaryDirectory(prefix="compare-reports-") as tmp:
-        toml = _toml(Path(tmp))
-        if not calibration.exists():
-            _grader(toml, "calibrate", "--runs", "1", env=env)
+        calibrated = json.loads(calibration.read_text(encoding="utf-8")) if calibration.exists() else {}
+        for sheet in sorted({sheet for sheet, _ in SETS.values()}):
+            if not any(key.startswith(f"{sheet}/") for key in calibrated):
+                _grader(_toml(Path(tmp), sheet), "calibrate", "--runs", "1", env=env)
         if dest.exists():
             shutil.rmtree(dest)
-        for name, folder in SETS.items():
+        for name, (sheet, folder) in SETS.items():
+            toml = _toml(Path(tmp), sheet)
             out = Path(tmp) / name
             _grader(toml, "grade", str(folder), "--out", str(out), "--workers", "2", "--force", env=env)
             target = dest / name
