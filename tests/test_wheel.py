@@ -43,3 +43,12 @@ def test_every_sheet_ships_its_template_and_the_code_its_probe_sends(wheel):
 def test_no_solution_no_key_no_example_submissions_by_rule(wheel):
     names = wheel.namelist()
     assert [n for n in names if "solution" in n.lower() or "tutors_" in n or "submissions/" in n or n.endswith(".zip")] == []
+
+
+def test_the_pages_templates_are_in_the_wheel(wheel):
+    """The pages are rendered from files beside the code (report/pages.py): a wheel without them
+    grades, then fails writing the first page."""
+    from grader.report.pages import TEMPLATES
+
+    shipped = {f"{TEMPLATES.relative_to(ROOT).as_posix()}/{p.name}" for p in TEMPLATES.iterdir() if p.is_file()}
+    assert len(shipped) >= 2 and shipped <= set(wheel.namelist())
