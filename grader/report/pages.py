@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import jinja2
 from markupsafe import Markup
 
 from grader.textsafe import plain
+
+if TYPE_CHECKING:
+    import jinja2
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -41,22 +43,23 @@ def _shown(value: object) -> object:
     return Markup(text) if isinstance(value, Markup) else text
 
 
-def _strict(format_: Callable[[Any], str]) -> Callable[[Any], str]:
-    """A filter that fails on a value the page was not given, as `{{ value }}` does (a format of
-    its own would raise a TypeError, or print "Undefined")."""
-    def apply(value: Any) -> str:
-        if isinstance(value, jinja2.Undefined):
-            value._fail_with_undefined_error()
-        return format_(value)
-    return apply
-
-
 @functools.cache
 def environment() -> jinja2.Environment:
+    import jinja2   # here: `grader check` imports the pages' modules for a function, renders no page (0.2 s)
+
+    def strict(format_: Callable[[Any], str]) -> Callable[[Any], str]:
+        """A filter that fails on a value the page was not given, as `{{ value }}` does (a format
+        of its own would raise a TypeError, or print "Undefined")."""
+        def apply(value: Any) -> str:
+            if isinstance(value, jinja2.Undefined):
+                value._fail_with_undefined_error()
+            return format_(value)
+        return apply
+
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, finalize=_shown,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update({name: _strict(format_) for name, format_ in {
+    env.filters.update({name: strict(format_) for name, format_ in {
         "g": lambda value: f"{value:g}",                 # 7.5, 10: points as people write them
         "f1": lambda value: f"{value:.1f}",              # a coordinate in a chart, a duration
         "points": fmt_points,                            # "pending" for None
