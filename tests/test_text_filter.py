@@ -35,6 +35,7 @@ def executed_with_error(ename: str, evalue: str, source: str = "cell()") -> nbfo
 
 
 @pytest.mark.parametrize("control", SAMPLE)
+@pytest.mark.filterwarnings("ignore:`make_tokens_by_line`:UserWarning")   # IPython on a cell split by NEL or U+2028
 def test_messages_about_the_environment_strip_bidirectional_overrides_too(control):
     """checks/environment.py had its own copy of the filter, without the bidirectional overrides and
     isolates: a path "mnist\\u202ecsv.gz" reached the report's message, the console and the CSVs as
