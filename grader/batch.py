@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import stat
@@ -54,7 +53,7 @@ from grader.run.environment import KernelQueryError, kernel_environment
 from grader.run.kernels import ForkKernels, FreshKernels, WarmKernels
 from grader.run.sandbox import require_sandbox
 from grader.slots import BrokenProcessPool, Slot, die_with_parent, spawn_executor
-from grader.textsafe import plain
+from grader.textsafe import plain, replace_controls
 
 
 __all__ = ["cache_dir", "Shard", "prepare_context", "plan", "run_batch", "preflight_only"]
@@ -208,13 +207,10 @@ def _identify(path: Path, root: Path, config: Config) -> Submission:
 MAX_STEM_BYTES = 200
 
 
-_UNSAFE_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
 def _file_name_safe(stem: str) -> str:
     """A stem as an output's name: no control characters or bidirectional overrides (`ls` would send
     them to the terminal, or show the name reordered), no leading '-' (an option to `rm *`)."""
-    stem = _UNSAFE_IN_NAMES.sub("_", stem)
+    stem = replace_controls(stem, "_")
     return "_" + stem if stem.startswith("-") else stem
 
 

@@ -53,11 +53,12 @@ SHEETS_DIR = PACKAGE_DIR / "sheets"
 
 
 def grader_hash(sheet: Sheet) -> str:
-    """A hash of the grader's own code and of the sheet graded (its folder, also one loaded by
-    [sheet] path, and its reference folder): a changed grader or sheet re-grades everything. Other
-    sheets do not count."""
+    """A hash of the grader's own code (its modules and the pages' templates) and of the sheet graded
+    (its folder, also one loaded by [sheet] path, and its reference folder): a changed grader or
+    sheet re-grades everything. Other sheets do not count."""
     digest = hashlib.sha256(__version__.encode())
-    core = [p for p in sorted(PACKAGE_DIR.rglob("*.py")) if SHEETS_DIR not in p.parents]
+    core = [p for p in sorted([*PACKAGE_DIR.rglob("*.py"), *PACKAGE_DIR.rglob("templates/*")])
+            if SHEETS_DIR not in p.parents and p.is_file()]
     folders = [("grader", PACKAGE_DIR, core)]
     for label, folder in (("sheet", sheet.folder), ("reference", sheet.reference_dir)):
         if folder is not None and folder.is_dir():

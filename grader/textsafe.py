@@ -1,7 +1,11 @@
 """Text from students (file names, cell output, error messages, PDF text) made safe for where it goes.
 
-Two places need it here; HTML (`html.escape` in the pages) and CSV (`report/csvfile.py`) have their own:
+The one filter of control characters is here (`CONTROL`): every place that shows or stores a student's
+string uses it, so none misses a character the others catch.
 
+- any text: `escape_controls(text, keep=...)` shows control characters and bidirectional overrides
+  as `\\x1b` / `\\u202e` (the pages, the CSVs), `replace_controls(text, by)` replaces them (an
+  output's file name, the messages about the grading environment);
 - the terminal: `terminal(text)` for a string printed through rich (markup escaped, control
   characters shown as `\\x1b` instead of being sent), `plain(text)` for one printed as is. An ANSI
   escape in a file name would otherwise recolour, hide or retitle the tutor's terminal, or emit a
@@ -12,6 +16,7 @@ Two places need it here; HTML (`html.escape` in the pages) and CSV (`report/csvf
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -19,11 +24,18 @@ from rich.markup import escape
 
 REPLACEMENT = "\ufffd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# C0 and C1 control characters and DEL; bidirectional overrides and isolates, which reorder what a
-# terminal shows ("exe.txt" shown for "txt.exe"). Newlines and tabs are kept only where asked.
-# U+061C (Arabic letter mark) is one of them too; U+2028/2029 break lines in some terminals and pages.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 control characters and DEL; bidirectional marks, embeddings, overrides and isolates, which
+# reorder what a terminal or a page shows ("exe.txt" shown for "txt.exe"). U+061C (Arabic letter
+# mark) is one of them too; U+2028/2029 break lines in some terminals and pages. Line breaks and tabs
+# are among them: a caller keeps them only where it asks (`keep`).
+CONTROL = "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
 _LINE_BREAK = re.compile("[\n\r\t]")
+
+
+@functools.cache
+def _controls(keep: str) -> re.Pattern[str]:
+    """The characters of `CONTROL` but those in `keep`, as one character class."""
+    return re.compile(f"[{CONTROL}](?<![{re.escape(keep)}])" if keep else f"[{CONTROL}]")
 
 
 def valid_text(text: str) -> str:
@@ -73,13 +85,25 @@ def _shown(match: re.Match) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def escape_controls(text: str, *, keep: str = "") -> str:
+    """`text` with every character of `CONTROL` but those in `keep` shown as its escape (`\\x1b`,
+    `\\u202e`): seen, not obeyed."""
+    return _controls(keep).sub(_shown, text)
+
+
+def replace_controls(text: str, by: str, *, keep: str = "") -> str:
+    """`text` with every character of `CONTROL` but those in `keep` replaced by `by`."""
+    return _controls(keep).sub(lambda _: by, text)
+
+
 def plain(text: object, *, lines: bool = False) -> str:
-    """Student text for a terminal, printed as is (not through rich markup): control characters are
-    shown escaped; line breaks and tabs become spaces unless `lines`."""
+    """Student text for a terminal, printed as is (not through rich markup), or for a page: control
+    characters are shown escaped; line breaks and tabs become spaces unless `lines` (then a carriage
+    return is shown escaped: a terminal would go back to the line's start and overwrite it)."""
     text = valid_text(str(text))
     if not lines:
         text = _LINE_BREAK.sub(" ", text)
-    return _CONTROL.sub(_shown, text)
+    return escape_controls(text, keep="\t\n")
 
 
 def terminal(text: object, *, lines: bool = False) -> str:

@@ -57,3 +57,12 @@ def test_the_wheels_description_is_the_students_page_and_nothing_for_tutors(whee
     for tutors_only in ("manual_points.csv", "cms_import.csv", "grader merge", "--allow-clearing", "sbatch",
                         "seccomp", "make student-package", "tutors_key"):
         assert tutors_only not in description, tutors_only
+
+
+def test_the_pages_templates_are_in_the_wheel(wheel):
+    """The pages are rendered from files beside the code (report/pages.py): a wheel without them
+    grades, then fails writing the first page."""
+    from grader.report.pages import TEMPLATES
+
+    shipped = {f"{TEMPLATES.relative_to(ROOT).as_posix()}/{p.name}" for p in TEMPLATES.iterdir() if p.is_file()}
+    assert len(shipped) >= 2 and shipped <= set(wheel.namelist())

@@ -17,6 +17,7 @@ import nbformat
 
 from grader.intake.imports import PLATFORM_MODULES, NotebookImports, notebook_imports
 from grader.models import CheckResult, Violation
+from grader.textsafe import replace_controls
 
 _NO_MODULE = re.compile(r"No module named '([A-Za-z_][\w.]*)'")
 _MISSING_FILE = re.compile(r"No such file or directory: '([^'\n]{1,400})'")
@@ -43,12 +44,10 @@ class EnvironmentFault:
         return f"{self.label} failed reading '{self.what}', which the grader cannot serve"
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
 def _plain(text: str, limit: int = 300) -> str:
-    """A student's text for a message: no control characters (terminal escapes), bounded."""
-    return _CONTROL.sub("", text)[:limit]
+    """A student's text for a message: no control characters (terminal escapes) nor bidirectional
+    overrides, bounded."""
+    return replace_controls(text, "", keep="\t\n")[:limit]
 
 
 def _platform(module: str) -> str:

@@ -24,15 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from grader.textsafe import valid_text
-
-# What `textsafe.plain` shows escaped, but for line breaks and tabs (a tutor's comment keeps them).
-_SHOWN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def _escaped(match: re.Match) -> str:
-    code = ord(match.group(0))
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+from grader.textsafe import escape_controls, valid_text
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -86,7 +78,7 @@ def _field(value, fmt: CsvFormat) -> str:
         return fmt.number(value)
     if value is None:
         return ""
-    text = protect(_SHOWN.sub(_escaped, valid_text(str(value))))   # controls and bidi overrides shown, not sent
+    text = protect(escape_controls(valid_text(str(value)), keep="\t\n\r"))   # shown, not sent
     if isinstance(value, Text):
         return '"' + text.replace('"', '""') + '"'
     if any(ch in text for ch in (fmt.delimiter, '"', "\n", "\r")) or text != text.strip():
