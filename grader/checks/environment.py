@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Literal, Protocol
 
 import nbformat
@@ -28,9 +29,12 @@ _DATA_HINTS = re.compile(r"(?i)(mnist|kaggle|/content/|drive|dataset|ubyte|idx[1
                          r"\.(csv|gz|npy|npz|pt|pth|pkl|pickle|h5|hdf5|zip|tar|parquet|json)$)")
 
 
+FaultKind = Literal["module", "platform", "data"]
+
+
 @dataclass(frozen=True)
 class EnvironmentFault:
-    kind: Literal["module", "platform", "data"]
+    kind: FaultKind
     what: str          # the module (`wandb`, `google.colab`) or the path tried
     cell: int          # position of the cell in the notebook, from 1
     label: str         # how Jupyter numbers it: "In [3]" ("cell 3" when it has no number)
@@ -54,7 +58,7 @@ def _platform(module: str) -> str:
     return next((p for m, p in PLATFORM_MODULES.items() if module == m or module.startswith(m + ".")), "a notebook platform")
 
 
-def _label(cell: nbformat.NotebookNode, position: int) -> str:
+def _label(cell: Mapping, position: int) -> str:
     count = cell.get("execution_count")
     return f"In [{count}]" if isinstance(count, int) else f"cell {position}"
 
@@ -81,7 +85,7 @@ def environment_faults(notebook: nbformat.NotebookNode | None,
     return faults
 
 
-def _fault(ename: str, evalue: str, data_words: tuple[str, ...]) -> tuple[str, str] | None:
+def _fault(ename: str, evalue: str, data_words: tuple[str, ...]) -> tuple[FaultKind, str] | None:
     if ename in ("ModuleNotFoundError", "ImportError"):
         match = _NO_MODULE.search(evalue)
         if not match:

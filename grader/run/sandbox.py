@@ -437,8 +437,8 @@ def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, hidden
         args += ["--ro-bind", f"{RUNTIME}/empty", hook]
     for data in data_dirs or []:
         args += ["--ro-bind", data, data]
-    for folder in writable:
-        real = os.path.realpath(folder)
+    for place in writable:
+        real = os.path.realpath(place)
         args += ["--bind", real, real]
     if fork_server:   # the server binds each kernel's workspace itself (forkserver_main._isolate)
         args += ["--bind", str(workspace), str(workspace), "--dir", SUBMISSION_MOUNT]
