@@ -201,3 +201,69 @@ def busy_machine(request):
         for process in burners:
             process.kill()
             process.wait()
+
+
+# ----------------------------------------------------------------------------- markers that hold
+
+_MARKS_THAT_ALLOW = {"kernel": ("ipykernel_launcher", "forkserver_main"), "browser": ("chrom",)}
+
+
+# A test whose own children only look like kernels (it checks this hook) is exempt.
+_EXEMPT_MODULES = {"test_markers"}
+
+
+def _watch_for_kernels_and_browsers(item):
+    """The fast lane (-m "not kernel and not browser and not slow") must start no kernel and no
+    browser: a test that does (itself, through a fixture it sets up, or through a `grader` it runs)
+    without its marker fails. A thread looks at the test's child processes, all the way down, while
+    the test (or its set-up) runs."""
+    import threading
+
+    import psutil
+
+    if (any(item.get_closest_marker(mark) for mark in (*_MARKS_THAT_ALLOW, "slow"))
+            or getattr(item.module, "__name__", "") in _EXEMPT_MODULES):
+        yield
+        return
+    watched = tuple(word for words in _MARKS_THAT_ALLOW.values() for word in words)
+    seen: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        me = psutil.Process()
+        while not done.wait(0.05) and not seen:
+            try:
+                children = me.children(recursive=True)
+            except psutil.Error:
+                continue
+            for child in children:
+                try:
+                    line = " ".join(child.cmdline())
+                except psutil.Error:
+                    continue
+                if any(word in line for word in watched):
+                    seen.append(line[:300])
+                    break
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        outcome = yield
+    finally:
+        done.set()
+        thread.join()
+    if seen and outcome.excinfo is None:
+        mark = "browser" if "chrom" in seen[0] else "kernel"
+        outcome.force_exception(pytest.fail.Exception(
+            f"this test started a {mark} ({seen[0]}) but is not marked {mark}: mark it, so that the fast "
+            "lane stays fast"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    yield from _watch_for_kernels_and_browsers(item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    yield from _watch_for_kernels_and_browsers(item)

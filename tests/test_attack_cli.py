@@ -86,6 +86,7 @@ def test_a_folder_with_a_name_too_long_for_a_zip_is_still_packed(tmp_path):
     assert given.target.exists() and len(given.target.name.encode()) <= 255
 
 
+@pytest.mark.kernel
 def test_grader_check_stopped_by_sigterm_says_so_in_a_students_words(tmp_path):
     """SIGTERM (a closed terminal, a laptop's session ending) printed the batch's message: "workers
     stopped … run the same command again to grade the rest"."""

@@ -402,6 +402,7 @@ def test_the_notebook_that_defines_the_classes_is_graded(tmp_path):
     assert "because it defines FashionNetwork and FashionNetworkBatchNorm, 'a_scratch.ipynb' does not" in v.message
 
 
+@pytest.mark.kernel
 @pytest.mark.bwrap
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
 def test_a_kernel_that_does_not_start_still_says_how_it_was_isolated(tmp_path, grading_context):
