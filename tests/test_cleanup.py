@@ -1,4 +1,4 @@
-"""Clean-up that never raises and never leaves student files behind (`grader/fsclean.py`): trees
+"""Clean-up that never raises and never leaves student files behind (`grader/util/fsclean.py`): trees
 deeper than Python's recursion limit and longer than PATH_MAX, read-only files and folders, links
 that point elsewhere, and temporary folders whose grader was killed."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.fsclean import LOCK_NAME, owned_dir, release_dir, remove_tree, sweep_stale
+from grader.util.fsclean import LOCK_NAME, owned_dir, release_dir, remove_tree, sweep_stale
 
 
 def deep_tree(top: Path, depth: int, name: str = "d" * 40) -> None:
@@ -103,7 +103,7 @@ def test_removing_what_is_not_there_or_cannot_go_never_raises(tmp_path):
 
 def test_folders_of_a_grader_that_is_gone_are_swept_and_no_others(tmp_path):
     # A folder whose owner process has ended (killed: it never removed it).
-    code = ("import sys, time; from grader.fsclean import owned_dir; "
+    code = ("import sys, time; from grader.util.fsclean import owned_dir; "
             "p = owned_dir('grader-work-', sys.argv[1]); (p / 'student.txt').write_text('x'); print(p, flush=True); "
             "time.sleep(float(sys.argv[2]))")
     dead = subprocess.run([sys.executable, "-c", code, str(tmp_path), "0"], capture_output=True, text=True,

@@ -20,7 +20,7 @@ from grader.report.cms_import import (IMPORT_NAME, MISSING_NAME, import_number, 
 from grader.report.enrolment import (NOT_ENROLLED, ROSTER_NAME, apply_roster, id_relation, missing_students,
                                      same_name)
 from grader.report.manual import apply_manual
-from grader.report.manual_sheet import SHEET_NAME, ManualEntry
+from grader.report.manual_points import SHEET_NAME, ManualEntry
 from grader.report.outputs import write_batch_outputs
 from grader.report.roster import read_roster
 from grader.report.store import read_report, write_report

@@ -113,7 +113,7 @@ def test_missing_module_team_needs_a_tutor_in_the_summary(corpus_run):
 
 def test_grader_check_tells_the_student_about_the_missing_module(corpus_run):
     """What `grader check` prints for that notebook (its report, printed as the check prints it)."""
-    from grader.student import print_verdict, would_lose_points
+    from grader.commands.check import print_verdict, would_lose_points
 
     _, reports, _ = corpus_run
     report = reports[MISSING_MODULE_TEAM]

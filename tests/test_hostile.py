@@ -23,8 +23,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from grader.batch import prepare_context   # noqa: E402
 from grader.config import config_from_dict   # noqa: E402
+from grader.engine.batch import prepare_context   # noqa: E402
 from grader.pipeline import grade_submission, grade_submission_async   # noqa: E402
 from grader.run.kernels import ForkKernels   # noqa: E402
 from conftest import ATTEMPT_HELPERS, fork_loop   # noqa: E402

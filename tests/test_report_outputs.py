@@ -11,18 +11,18 @@ import nbformat
 import pytest
 
 from grader.config import config_from_dict, load_config
+from grader.errors import ManualPointsError
 from grader.report.cms import cms_rows, write_cms_csv
 from grader.report.feedback import accuracy_chart, feedback_html, write_feedback
-from grader.errors import ManualPointsError
 from grader.report.manual import apply_manual
-from grader.report.manual_sheet import SHEET_NAME, merge_sheets, read_manual_sheet, sheet_columns, write_manual_sheet
+from grader.report.manual_points import SHEET_NAME, merge_sheets, read_manual_sheet, sheet_columns, write_manual_sheet
 from grader.models import (CellError, CheckResult, Override, DataInfo, ExecutionInfo, GraderInfo, Report,
                                   SubmissionInfo, TeamMember, Violation)
 from grader.report.outputs import merge_outputs, write_batch_outputs
 from grader.report.overview import overview_html
-from grader.report.store import read_report, write_report
 from grader.report.score import build_report
 from grader.report.similarity import similar_pairs
+from grader.report.store import read_report, write_report
 from grader.sheets.sheet6 import SHEET
 from grader.sheets.sheet6 import SHEET as SHEET6
 

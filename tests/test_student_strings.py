@@ -15,8 +15,8 @@ import nbformat
 import pytest
 from rich.console import Console
 
-from grader.report.manual_sheet import SHEET_NAME, read_manual_sheet, write_manual_sheet
 from grader.models import CellError, Violation
+from grader.report.manual_points import SHEET_NAME, read_manual_sheet, write_manual_sheet
 from grader.report.outputs import write_batch_outputs
 from grader.report.store import read_report, write_report
 from grader.report.summary import write_summary
@@ -123,7 +123,7 @@ def test_one_csv_writer_numbers_and_ids():
 # ---------------------------------------------------------------- the terminal
 
 def test_student_text_for_the_terminal_shows_escapes_and_markup_as_text():
-    from grader.textsafe import plain, terminal
+    from grader.util.textsafe import plain, terminal
 
     name = "[/] [conceal]x[link=https://evil.example]y\x1b]8;;https://evil.example\x07z\x1b[2J\u202etxt.exe\n"
     shown = terminal(name)
@@ -136,8 +136,8 @@ def test_student_text_for_the_terminal_shows_escapes_and_markup_as_text():
 
 
 def test_the_progress_bar_takes_any_file_name():
-    from grader.batch import Outcome
     from grader.cli import ProgressReporter
+    from grader.engine.batch import Outcome
 
     console = Console(file=io.StringIO(), force_terminal=True, width=200)
     reporter = ProgressReporter(console)
@@ -169,7 +169,7 @@ def test_a_report_with_lone_surrogates_is_written(tmp_path):
 
 
 def test_valid_json_walks_values_deeper_than_the_recursion_limit():
-    from grader.textsafe import valid_json
+    from grader.util.textsafe import valid_json
 
     deep: list = ["\ud800"]
     for _ in range(5000):
@@ -208,7 +208,7 @@ def nb_bytes(**fields) -> bytes:
     (nb_bytes(nbformat=5), "expected nbformat 4, found nbformat 5"),
 ])
 def test_malformed_notebooks_say_what_is_wrong(raw, expected):
-    from grader.notebook_file import NotebookInvalid, decode_notebook
+    from grader.util.notebook_file import NotebookInvalid, decode_notebook
 
     with pytest.raises(NotebookInvalid) as info:
         decode_notebook(raw)

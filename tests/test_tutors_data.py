@@ -21,7 +21,7 @@ from urllib.parse import quote
 import pytest
 
 from grader.errors import ClearingRefused, ManualPointsError
-from grader.report.manual_sheet import SHEET_NAME, read_manual_sheet, sheet_columns
+from grader.report.manual_points import SHEET_NAME, read_manual_sheet, sheet_columns
 from grader.report.outputs import write_batch_outputs
 from grader.report.store import read_report, write_report
 from test_report_outputs import ALICE, BOB, CONFIG, FULL, fill, make_report, row, write_sheet
@@ -280,7 +280,7 @@ def test_merge_refuses_a_shard_in_progress_naming_it_and_its_holder_and_partial_
 def test_merge_refuses_a_folder_another_grader_holds(tmp_path):
     one = shard(tmp_path / "shard-1", [ALICE], {"shard": "1/1", "state": "done", "stems": [ALICE[0]]})
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from grader.locks import hold_out_dir\n"
+        "import sys, time; from pathlib import Path; from grader.util.locks import hold_out_dir\n"
         f"with hold_out_dir(Path({str(one)!r}), 'grader grade'):\n"
         "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
@@ -297,7 +297,7 @@ def test_merge_refuses_a_folder_another_grader_holds(tmp_path):
 # ---------------------------------------------------------------- stems by the raw bytes of the path
 
 def test_one_name_in_nfc_nfd_and_latin1_bytes_gets_three_stems_and_is_listed_as_a_duplicate(tmp_path):
-    from grader.batch import plan
+    from grader.engine.batch import plan
 
     if sys.platform == "darwin":
         pytest.skip("macOS file systems normalise names")

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from grader.textsafe import valid_text
+from grader.util.textsafe import valid_text
 
 # What `textsafe.plain` shows escaped, but for line breaks and tabs (a tutor's comment keeps them).
 _SHOWN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")

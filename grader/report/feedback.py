@@ -12,9 +12,9 @@ from statistics import mean
 from grader.report.manual import pending_parts
 from grader.report.enrolment import for_team
 from grader.models import CheckResult, Report
-from grader.atomic import write_atomic
+from grader.util.atomic import write_atomic
 from grader.sheet import Sheet
-from grader.textsafe import plain
+from grader.util.textsafe import plain
 
 FEEDBACK_DIR = "feedback"
 # One colour per network of the sheet, in the sheet's order.

@@ -27,23 +27,23 @@ from pathlib import Path
 import nbformat
 import nbformat.v4
 
-from grader.atomic import write_atomic
-from grader.calibration_store import CalibrationError, load_all as load_calibration
+from grader.calibration.store import CalibrationError, load_all as load_calibration
 from grader.config import Config
 from grader.errors import ClearingRefused, ManualPointsError
-from grader.fsclean import remove_tree
 from grader.models import Report
 from grader.report.cms import CMS_NAME, IMPORT_NAME, CmsError, write_cms_csv
 from grader.report.cms_import import MISSING_NAME, remove_import_files, roster_for_outputs, write_import_files
 from grader.report.enrolment import apply_roster
 from grader.report.feedback import FEEDBACK_DIR, write_feedback
 from grader.report.manual import apply_manual, pending_parts
-from grader.report.manual_history import save_version
-from grader.report.manual_sheet import (HISTORY_DIR, SHEET_NAME, clearings, held_points, merge_sheets, read_manual_sheet,
+from grader.report.manual_points_history import save_version
+from grader.util.atomic import write_atomic
+from grader.util.fsclean import remove_tree
+from grader.report.manual_points import (HISTORY_DIR, SHEET_NAME, clearings, held_points, merge_sheets, read_manual_sheet,
                                         removed_entries, render_held, sheet_encoding_note, write_manual_sheet)
 from grader.report.overview import OVERVIEW_NAME, write_overview
 from grader.report.similarity import SIMILARITY_THRESHOLD, code_only, similar_pairs
-from grader.report.store import REMOVED_DIR, removed_stems, retire, stems_on_disk, write_report
+from grader.report.store import REMOVED_DIR, SHARD_FILE, removed_stems, retire, stems_on_disk, write_report
 from grader.report.summary import SUMMARY_NAME, write_summary
 
 __all__ = ["write_batch_outputs", "merge_outputs", "ManualPointsError", "CmsError", "MANIFEST", "PARTIAL_PREFIX"]
@@ -52,7 +52,6 @@ MANIFEST = ".grader.outputs"        # what the last run wrote (JSON); hidden and
 _STAGE = ".grader.stage"            # where a run renders its files before they go into place
 # Derived files of grader versions that kept no manifest: removed when a run does not write them.
 _KNOWN_DERIVED = (SUMMARY_NAME, OVERVIEW_NAME, CMS_NAME, IMPORT_NAME, MISSING_NAME)
-_SHARD_MARKER = ".shard.json"        # a shard's folder (grader.merge.SHARD_FILE; merge imports this module)
 # A partial merge (`grader merge --partial`) writes the course system's files under this prefix, so
 # that no import takes them for the course.
 PARTIAL_PREFIX = "PARTIAL-"
@@ -157,7 +156,7 @@ def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config
                         f"{REMOVED_DIR}/ and their rows out of {SHEET_NAME} (kept in {HISTORY_DIR}/; both come "
                         f"back with the submission): {', '.join(moved)}")
     # A shard, or a partial merge, sees part of the course: nobody is listed as missing from it.
-    whole_course = not partial and not (out_dir / _SHARD_MARKER).exists()
+    whole_course = not partial and not (out_dir / SHARD_FILE).exists()
     return warnings + _write_derived(reports, out_dir, config, data_description=data_description,
                                      template=template, solution=solution,
                                      similarity_threshold=similarity_threshold, partial=partial,

@@ -15,7 +15,7 @@ from grader.sheet import Sheet
 from grader.report.feedback import FEEDBACK_DIR, badge, esc, fmt_points, page
 from grader.report.manual import pending_parts
 from grader.models import Report
-from grader.atomic import write_atomic
+from grader.util.atomic import write_atomic
 from grader.report.similarity import Pair
 from grader.report.enrolment import Missing
 

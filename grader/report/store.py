@@ -9,10 +9,10 @@ from pathlib import Path
 
 import nbformat
 
-from grader.atomic import write_atomic
 from grader.models import Report
-from grader.notebook_file import MAX_NOTEBOOK_BYTES, NotebookTooLarge
-from grader.textsafe import valid_json
+from grader.util.atomic import write_atomic
+from grader.util.notebook_file import MAX_NOTEBOOK_BYTES, NotebookTooLarge
+from grader.util.textsafe import valid_json
 
 
 def report_path(out_dir: Path, stem: str) -> Path:
@@ -56,6 +56,10 @@ def write_executed(nb: nbformat.NotebookNode, out_dir: Path, stem: str) -> Path:
     write_atomic(path, data)
     return path
 
+
+# What `grader grade --shard` leaves in its folder: it holds part of a course, for `grader merge`.
+# Hidden, so that no submission's report can have its name (discovery skips hidden files).
+SHARD_FILE = ".shard.json"
 
 # A submission removed from the folder: its report, page and executed notebook go here (same names),
 # never deleted; they come back when the submission does.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
 
-from grader.run.dataset import probe_batch
+from grader.data.staging import probe_batch
 from grader.sheet import DatasetSpec, NetworkSpec, ProbeSpec, Sheet
 from grader.sheets.sheet6 import standin
 from grader.sheets.sheet6.accuracies import recorded_accuracies

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from grader.atomic import write_atomic
 from grader.config import Config
 from grader.errors import ManualPointsError
-from grader.report.manual_sheet import HISTORY_DIR, SHEET_NAME, _keyed_rows, decode_sheet
+from grader.report.manual_points import HISTORY_DIR, SHEET_NAME, _keyed_rows, decode_sheet
+from grader.util.atomic import write_atomic
 
 VERSION_SUFFIX = "-" + SHEET_NAME
 _VERSION = re.compile(r"^\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d(_\d+)?(-[a-z-]+)?-" + re.escape(SHEET_NAME) + "$")

@@ -28,33 +28,32 @@ from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Callable
 
-from grader import calibration_store
-from grader.cache import cache_dir
-from grader.calibrate import CalibrationError, CalibrationMissing, accuracy_range, ensure_calibration, time_limits
+from grader.calibration import store as calibration_store
 from grader.checks.framework import placeholder_checks
 from grader.config import Config
-from grader.fsclean import owned_dir, release_dir, sweep_stale
-from grader.locks import hold_out_dir
+from grader.data.staging import StagedData, no_data, stage_dataset
+from grader.engine.calibrate import CalibrationError, CalibrationMissing, accuracy_range, ensure_calibration, time_limits
+from grader.engine.preflight import Preflight, preflight
+from grader.engine.slots import BrokenProcessPool, Slot, die_with_parent, spawn_executor
 from grader.intake import discover, duplicate_students, identify, parse_name
 from grader.intake.discover import graded_files
 from grader.intake.naming import files_sha256, kind_of
 from grader.intake.types import Discovery, Submission
-from grader.merge import SHARD_FILE
-from grader.pipeline import Graded, GradingContext, grade_submission, grade_submission_async, make_grader_info
-from grader.preflight import Preflight, preflight
-from grader.report.outputs import write_batch_outputs
-from grader.report.cms_import import remove_import_files
 from grader.models import ExecutionInfo, Report, Violation
-from grader.atomic import write_atomic
-from grader.report.manual_sheet import held_points
-from grader.report.store import REMOVED_DIR, bring_back, read_report, report_path, write_executed, write_report
+from grader.pipeline import Graded, GradingContext, grade_submission, grade_submission_async, make_grader_info
+from grader.report.cms_import import remove_import_files
+from grader.report.manual_points import held_points
+from grader.report.outputs import write_batch_outputs
 from grader.report.score import build_report
-from grader.run.dataset import StagedData, no_data, stage_dataset
-from grader.run.environment import KernelQueryError, kernel_environment
+from grader.report.store import REMOVED_DIR, SHARD_FILE, bring_back, read_report, report_path, write_executed, write_report
+from grader.run.kernel_packages import KernelQueryError, kernel_environment
 from grader.run.kernels import ForkKernels, FreshKernels, WarmKernels
 from grader.run.sandbox import require_sandbox
-from grader.slots import BrokenProcessPool, Slot, die_with_parent, spawn_executor
-from grader.textsafe import plain
+from grader.util.atomic import write_atomic
+from grader.util.cache import cache_dir
+from grader.util.fsclean import owned_dir, release_dir, sweep_stale
+from grader.util.locks import hold_out_dir
+from grader.util.textsafe import plain
 
 
 __all__ = ["cache_dir", "Shard", "prepare_context", "plan", "run_batch", "preflight_only"]

@@ -4,7 +4,7 @@ the sheet's exercises and checks), reading it (every problem listed by line, tea
 writing it (never with less than it holds: new teams and new columns are merged in, filled cells
 are kept as typed). The rows of submissions no longer graded are set aside in
 `manual/removed_rows.csv` (the sheet's inactive part) and come back with their submission. Applying a
-row to a report is manual.py's; the dated versions of the sheet are manual_history.py's.
+row to a report is manual.py's; the dated versions of the sheet are manual_points_history.py's.
 """
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.atomic import write_atomic
 from grader.config import Config
 from grader.errors import ManualPointsError
 from grader.models import Report
 from grader.report.csvfile import CsvFormat, decode_text, format_number, parse_number, read_rows, render_csv
+from grader.util.atomic import write_atomic
 
 SHEET_NAME = "manual_points.csv"
 HISTORY_DIR = "manual"                 # under the output folder: the sheet's versions, its inactive part
@@ -373,7 +373,7 @@ def write_manual_sheet(reports: list[tuple[str, Report]], out_dir: Path, config:
     added (a team that comes back gets its set-aside row back), and the team/student_ids cells are
     refreshed. Rows of `set_aside` stems (submissions no longer in the folder) leave the sheet for
     `manual/removed_rows.csv`. An unchanged sheet is not rewritten. Earlier versions are kept by
-    manual_history.save_version, which the caller runs before a merge."""
+    manual_points_history.save_version, which the caller runs before a merge."""
     out_dir = Path(out_dir)
     path = out_dir / SHEET_NAME
     delimiter, decimal, bom = cms_format(config)
@@ -499,7 +499,7 @@ def _write_removed_rows(out_dir: Path, config: Config, *, add: dict[str, dict] |
 def merge_sheets(sources: list[Path], target: Path, config: Config) -> list[str]:
     """Join several shards' sheets into `target` (which may exist): rows by stem, cell by cell. Two
     different filled values for one cell are an error naming both files. Returns notes. The caller
-    keeps the target's version first (manual_history.save_version)."""
+    keeps the target's version first (manual_points_history.save_version)."""
     table: dict[str, dict[tuple[str, str], tuple[str, str]]] = {}   # stem → key → (value, file)
     labels: dict[tuple[str, str], str] = {}
     problems, notes = [], []

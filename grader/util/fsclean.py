@@ -250,7 +250,7 @@ def describe(problems: list[str], limit: int = 3) -> str:
     return shown + (f" and {len(problems) - limit} more" if len(problems) > limit else "")
 
 
-if __name__ == "__main__":   # python -m grader.fsclean PATH: remove a tree as the grader would
+if __name__ == "__main__":   # python -m grader.util.fsclean PATH: remove a tree as the grader would
     for argument in sys.argv[1:]:
         for problem in remove_tree(argument):
             print(problem, file=sys.stderr)

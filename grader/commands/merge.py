@@ -13,20 +13,18 @@ from rich.console import Console
 
 from grader.config import load_config
 from grader.errors import FolderBusy, ManualPointsError, MergeError
-from grader.locks import OUT_DIR_LOCK, describe_holder, hold
 from grader.report.cms import CmsError
-from grader.report.manual_history import restore_version, versions
-from grader.report.manual_sheet import HISTORY_DIR, SHEET_NAME, held_points
-from grader.report.outputs import merge_outputs, partial_before
 from grader.report.cms_import import remove_import_files
+from grader.report.manual_points import HISTORY_DIR, SHEET_NAME, held_points
+from grader.report.manual_points_history import restore_version, versions
+from grader.report.outputs import merge_outputs, partial_before
 from grader.report.roster import load_roster
-from grader.report.store import bring_back, read_report
-from grader.textsafe import terminal
+from grader.report.store import SHARD_FILE, bring_back, read_report
+from grader.util.locks import OUT_DIR_LOCK, describe_holder, hold
+from grader.util.textsafe import terminal
 
 
-# What `grader grade --shard` leaves in its folder. Hidden, so that no submission's report can have
-# its name (discovery skips hidden files); `shard.json` is what grader versions before wrote.
-SHARD_FILE = ".shard.json"
+# What grader versions before wrote into a shard's folder (now report/store.py's SHARD_FILE).
 OLD_SHARD_FILE = "shard.json"
 
 
