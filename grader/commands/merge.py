@@ -15,7 +15,7 @@ from grader.config import load_config
 from grader.errors import FolderBusy, ManualPointsError, MergeError
 from grader.report.cms import CmsError
 from grader.report.cms_import import remove_import_files
-from grader.report.manual_points import HISTORY_DIR, SHEET_NAME, held_points
+from grader.report.manual_points import HISTORY_DIR, MANUAL_POINTS_NAME, held_points
 from grader.report.manual_points_history import restore_version, versions
 from grader.report.outputs import merge_outputs, partial_before
 from grader.report.roster import load_roster
@@ -204,9 +204,9 @@ def _hold_inputs(stack: ExitStack, inputs: list[Path], out_dir: Path, partial: b
 def _list_versions(out_dir: Path, config, console: Console) -> int:
     found = versions(out_dir, config)
     if not found:
-        console.print(f"no versions of {SHEET_NAME} kept in {terminal(out_dir / HISTORY_DIR)} yet", highlight=False)
+        console.print(f"no versions of {MANUAL_POINTS_NAME} kept in {terminal(out_dir / HISTORY_DIR)} yet", highlight=False)
         return 0
-    console.print(f"versions of {SHEET_NAME} kept in {terminal(out_dir / HISTORY_DIR)} (oldest first):",
+    console.print(f"versions of {MANUAL_POINTS_NAME} kept in {terminal(out_dir / HISTORY_DIR)} (oldest first):",
                   highlight=False)
     for version in found:
         what = version.problem or f"{version.rows} team(s), {version.points} cell(s) with points"
@@ -235,7 +235,7 @@ def merge_command(args, console: Console) -> int:
                 lacking = [before if _STILL_PARTIAL in before else before + _STILL_PARTIAL]
             if restore:
                 chosen, replaced = restore_version(out_dir, restore)
-                console.print(f"restored {terminal(chosen.name)} as {SHEET_NAME}" + (
+                console.print(f"restored {terminal(chosen.name)} as {MANUAL_POINTS_NAME}" + (
                     f" (the sheet it replaces is kept as {terminal(replaced.name)})" if replaced else ""),
                     highlight=False)
             held = held_in(out_dir, config)

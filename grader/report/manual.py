@@ -1,4 +1,4 @@
-"""The tutors' points applied to a report. The sheet (manual_points.py) is the one source of the
+"""The tutors' points applied to a report. The manual points file (manual_points.py) is the one source of the
 tutors' points: `apply_manual` first undoes whatever an earlier merge put into a report, then applies
 the sheet's row, so merging twice gives the same report and a cell emptied by a tutor makes its part
 pending again.
