@@ -19,7 +19,7 @@ from grader.config import load_config
 from grader.errors import UserError
 from grader.report.roster import load_roster
 from grader.run.sandbox import choose_sandbox
-from grader.util.fsclean import owned_dir, release_dir, sweep_stale
+from grader.util.fsclean import WORK_PREFIX, owned_dir, release_dir, sweep_stale
 from grader.util.locks import hold_out_dir
 from grader.util.textsafe import plain, terminal
 
@@ -230,7 +230,7 @@ def cmd_calibrate(args, console: Console) -> int:
 
     config = load_config(args.config, sheet=args.sheet)
     sweep_stale()
-    work = owned_dir("grader-work-")
+    work = owned_dir(WORK_PREFIX)
     try:
         # Threads per kernel as in a batch: the solution's timings set the batch's time limits.
         ctx = prepare_context(config, work, config.worker_count, auto_calibrate=False)

@@ -38,7 +38,7 @@ from grader.config import Config, load_config
 from grader.models import Report
 from grader.report.feedback import shared_verdict
 from grader.sheet import Sheet
-from grader.util.fsclean import owned_dir, remove_tree
+from grader.util.fsclean import CHECK_PREFIX, owned_dir, remove_tree, sweep_stale
 from grader.util.textsafe import terminal
 
 # The small subset of a default check: enough for every check, a fraction of the training time.
@@ -445,7 +445,8 @@ def check_path(path: Path, *, config_path: str | None, as_json: bool, full: bool
 
     config = check_config(load_config(config_path, sheet=sheet), full=full)
     cache_dir()   # where the cache goes, said now (one line) if it cannot go to the default folder
-    work = owned_dir("grader-check-")   # swept by a later run if this one is killed
+    sweep_stale()   # what an earlier check (or grader), killed, left in the temporary folder
+    work = owned_dir(CHECK_PREFIX)   # swept by a later run if this one is killed
     try:
         try:
             given = resolve_input(path, work)

@@ -19,7 +19,7 @@ from grader.calibration import store as calibration_store
 from grader.config import Config
 from grader.engine.preflight import Preflight, preflight
 from grader.models import CalibrationRef, TimeLimits
-from grader.util.fsclean import owned_dir, release_dir, sweep_stale
+from grader.util.fsclean import WORK_PREFIX, owned_dir, release_dir, sweep_stale
 
 # Memory (MiB). Measured: a batch of the example submissions on the default subset (6,000 / 1,000)
 # with 2 workers peaked at 1,786 MiB in all (the sum of PSS over the grader's processes: the grader,
@@ -107,7 +107,7 @@ def prepare(root: Path, config: Config, *, shards: int, workers: int, runs: int 
     if shards < 1:
         raise ValueError(f"--shards must be at least 1, got {shards}")
     sweep_stale()
-    work = owned_dir("grader-work-")
+    work = owned_dir(WORK_PREFIX)
     try:
         ctx = prepare_context(config, work, workers, progress=progress, auto_calibrate=False)
         sheet = config.sheet_def

@@ -51,7 +51,7 @@ from grader.run.kernels import ForkKernels, FreshKernels, WarmKernels
 from grader.run.sandbox import require_sandbox
 from grader.util.atomic import write_atomic
 from grader.util.cache import cache_dir
-from grader.util.fsclean import owned_dir, release_dir, sweep_stale
+from grader.util.fsclean import WORK_PREFIX, WORKER_PREFIX, owned_dir, release_dir, sweep_stale
 from grader.util.locks import hold_out_dir
 from grader.util.textsafe import plain
 
@@ -393,7 +393,7 @@ def _init_worker(ctx: GradingContext, kind: str, parent_pid: int) -> None:
     # Everything this worker puts in the temporary folder (its fork server's folders, kernels'
     # runtime folders) goes into a folder it owns: when the worker is killed, the grader (or its
     # next run) sees the owner gone and removes the folder.
-    own = owned_dir("g6w-")
+    own = owned_dir(WORKER_PREFIX)
     tempfile.tempdir = str(own)
     try:
         (ctx.work_dir / f".worker-{os.getpid()}").write_text(str(own), encoding="utf-8")
@@ -508,7 +508,7 @@ def _run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None
     for leftover in out_dir.rglob(".*.tmp"):   # half-written files of a batch that was killed
         leftover.unlink(missing_ok=True)
     sweep_stale()   # what an earlier grader, killed, left in the temporary folder
-    work_dir = owned_dir("grader-work-")
+    work_dir = owned_dir(WORK_PREFIX)
     slots: list[Slot] = []
     dispatched = False
     try:
