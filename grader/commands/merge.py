@@ -19,7 +19,7 @@ from grader.report.manual_points import HISTORY_DIR, MANUAL_POINTS_NAME, held_po
 from grader.report.manual_points_history import restore_version, versions
 from grader.report.outputs import merge_outputs, partial_before
 from grader.report.roster import load_roster
-from grader.report.store import SHARD_FILE, bring_back, read_report
+from grader.report.store import SHARD_FILE, bring_back, executed_path, read_report
 from grader.util.locks import OUT_DIR_LOCK, describe_holder, hold
 from grader.util.textsafe import terminal
 
@@ -157,10 +157,10 @@ def merge_reports(inputs: list[Path], out_dir: Path, *, partial: bool = False) -
         if folder.resolve() != out_dir.resolve():
             bring_back(out_dir, stem)   # a team that was missing from an earlier (partial) merge is back
             shutil.copy2(folder / f"{stem}.json", out_dir / f"{stem}.json")
-            executed = folder / "executed" / f"{stem}.ipynb"
+            executed = executed_path(folder, stem)
             if executed.exists():
-                (out_dir / "executed").mkdir(exist_ok=True)
-                shutil.copy2(executed, out_dir / "executed" / f"{stem}.ipynb")
+                executed_path(out_dir, stem).parent.mkdir(exist_ok=True)
+                shutil.copy2(executed, executed_path(out_dir, stem))
     reports.sort(key=lambda item: item[0])
     return reports
 

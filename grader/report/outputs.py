@@ -43,7 +43,7 @@ from grader.report.manual_points import (HISTORY_DIR, MANUAL_POINTS_NAME, cleari
                                         removed_entries, render_held, manual_points_encoding_note, write_manual_points)
 from grader.report.overview import OVERVIEW_NAME, write_overview
 from grader.report.similarity import SIMILARITY_THRESHOLD, code_only, similar_pairs
-from grader.report.store import REMOVED_DIR, SHARD_FILE, removed_stems, retire, stems_on_disk, write_report
+from grader.report.store import REMOVED_DIR, SHARD_FILE, executed_path, removed_stems, retire, stems_on_disk, write_report
 from grader.report.summary import SUMMARY_NAME, write_summary
 
 __all__ = ["write_batch_outputs", "merge_outputs", "ManualPointsError", "CmsError", "MANIFEST", "PARTIAL_PREFIX"]
@@ -229,7 +229,7 @@ def _write_derived(reports: list[tuple[str, Report]], out_dir: Path, config: Con
 
     notebooks = {}
     for stem, _ in reports:
-        path = out_dir / "executed" / f"{stem}.ipynb"
+        path = executed_path(out_dir, stem)
         if path.exists() and (nb := _read_notebook(path)) is not None:
             notebooks[stem] = code_only(nb)   # not its outputs: every notebook of the batch is held
     template_nb = _read_notebook(template) if template is not None and Path(template).exists() else None

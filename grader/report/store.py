@@ -36,6 +36,15 @@ def read_report(path: Path) -> Report | None:
         return None
 
 
+# The notebook as it ran, with its outputs: <out>/executed/<stem>.ipynb.
+EXECUTED_DIR = "executed"
+
+
+def executed_path(out_dir: Path, stem: str) -> Path:
+    """Where the executed notebook of submission `stem` is kept in the output folder `out_dir`."""
+    return Path(out_dir) / EXECUTED_DIR / f"{stem}.ipynb"
+
+
 def write_executed(nb: nbformat.NotebookNode, out_dir: Path, stem: str) -> Path:
     """The notebook as it ran. Its outputs come from the kernel: text that is not valid UTF-8 is
     replaced, and output nested too deep for nbformat's validation is written without it. It is
@@ -52,7 +61,7 @@ def write_executed(nb: nbformat.NotebookNode, out_dir: Path, stem: str) -> Path:
     if len(data) > MAX_NOTEBOOK_BYTES:
         raise NotebookTooLarge(f"it would be {len(data) / 1024 / 1024:.1f} MB, more than the "
                                f"{MAX_NOTEBOOK_BYTES // 1024 // 1024} MB the grader accepts as a notebook")
-    path = out_dir / "executed" / f"{stem}.ipynb"
+    path = executed_path(out_dir, stem)
     write_atomic(path, data)
     return path
 
@@ -65,7 +74,7 @@ SHARD_FILE = ".shard.json"
 # never deleted; they come back when the submission does.
 REMOVED_DIR = "removed"
 # What a submission's outputs are, relative to the output folder (the page's folder is feedback.py's).
-_PER_STEM = (("", ".json"), ("feedback", ".html"), ("executed", ".ipynb"))
+_PER_STEM = (("", ".json"), ("feedback", ".html"), (EXECUTED_DIR, ".ipynb"))
 
 
 def _is_report_file(path: Path) -> bool:
