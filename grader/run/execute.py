@@ -27,7 +27,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from grader import child
 from grader.config import Limits
-from grader.models import CellError, ExecutionInfo, TimedOutCell, TimeLimits
+from grader.models import CellError, ExecutionInfo, TimedOutCell, TimeLimits, cell_label
 from grader.run.cputime import ProcessTreeClock
 from grader.run.sandbox import KernelCommand
 from grader.util.fsclean import remove_tree
@@ -654,7 +654,7 @@ def _timeout_note(nb: nbformat.NotebookNode, code_cells: list[int], cells: list[
 
 def _notebook_output_note(client: _CappedClient, code_cells: list[int]) -> str:
     number = {index: n for n, index in enumerate(code_cells, start=1)}.get(client.notebook_full)
-    where = f"In [{number}]" if number else f"cell {client.notebook_full + 1}"
+    where = cell_label(number, client.notebook_full + 1)
     return (f"output from cell {where} on was not kept: the notebook's output reached the grader's limit of "
             f"{client.outputs_limit:,} outputs or {client.total_limit // 1024 // 1024} MB in all "
             f"([limits] notebook_outputs)")
