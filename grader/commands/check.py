@@ -186,10 +186,6 @@ def _stopped_by_grader(report: Report) -> bool:
         v.code.startswith("environment.") for v in report.violations)
 
 
-def would_lose_points(report: Report) -> bool:
-    return verdict(report) == LOSES_POINTS
-
-
 def _zip_name(report: Report, given: CheckInput) -> str | None:
     """The name to upload under, when it can be worked out: the suggested name, or the file's own
     name when that is right, as a .zip."""

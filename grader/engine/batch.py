@@ -48,7 +48,7 @@ from grader.report.score import build_report
 from grader.report.store import REMOVED_DIR, SHARD_FILE, bring_back, read_report, report_path, write_executed, write_report
 from grader.run.kernel_packages import KernelQueryError, kernel_environment
 from grader.run.kernels import ForkKernels, FreshKernels, WarmKernels
-from grader.run.sandbox import require_sandbox
+from grader.run.sandbox import choose_sandbox
 from grader.util.atomic import write_atomic
 from grader.util.cache import cache_dir
 from grader.util.fsclean import WORK_PREFIX, WORKER_PREFIX, owned_dir, release_dir, sweep_stale
@@ -134,7 +134,7 @@ def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: C
     `require_calibration` (a shard): never calibrate; no calibration for the data is a
     CalibrationMissing that says to run `grader prepare` first. Otherwise, with `auto_calibrate`,
     a missing calibration is made (once, under the calibration file's lock)."""
-    require_sandbox(config)   # a required sandbox that is missing stops the batch before it starts
+    choose_sandbox(config)   # a required sandbox that is missing stops the batch before it starts
     sheet = config.sheet_def
     data: StagedData = (stage_dataset(config.data, config.data_source, cache_dir() / "data", sheet.dataset)
                         if sheet.dataset is not None else no_data(sheet.name, sheet.probe.inputs(None)))

@@ -343,9 +343,3 @@ def team_from_files(submission: Submission, workspace: Workspace, digits: int = 
             if 2 <= len(name) <= 60:
                 members[ids[0]] = TeamMember(name=unicodedata.normalize("NFC", name), student_id=ids[0])
     return tuple(members.values())
-
-
-def name_for(team: tuple[TeamMember, ...], kind: str) -> str:
-    """The file name the naming rules ask for, for this team: Name_Parts_id_Name_Parts_id.zip."""
-    ext = {"zip": ".zip", "ipynb": ".ipynb", "py": ".py", "pdf": ".pdf"}.get(kind, ".zip")
-    return "_".join(f"{'_'.join(m.name.split())}_{m.student_id}" for m in team) + ext

@@ -262,21 +262,6 @@ def _parse_manual_points(text: str, path: Path, known: dict[str, str], config: C
     return entries
 
 
-def manual_points_stems(path: Path) -> set[str]:
-    """The stems (NFC) the sheet has rows for; empty when it cannot be read."""
-    try:
-        _, rows = read_rows(decode_manual_points(Path(path).read_bytes(), path))
-    except (OSError, ManualPointsError):
-        return set()
-    if not rows:
-        return set()
-    keys = [h.strip().lstrip("\ufeff").lower() for h in rows[0][1]]
-    if "stem" not in keys:
-        return set()
-    col = keys.index("stem")
-    return {_nfc(fields[col]) for _, fields in rows[1:] if col < len(fields) and fields[col].strip()}
-
-
 def removed_entries(out_dir: Path, reports: list[tuple[str, Report]], config: Config) -> dict[str, ManualEntry]:
     """The set-aside rows (`manual/removed_rows.csv`) of these reports' stems: the tutors' points of a
     submission that was removed from the folder and is back."""

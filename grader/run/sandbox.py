@@ -521,13 +521,6 @@ def _sandboxed(config: Config, workspace: Path, program: list[str], *, runtime_o
                          submission_mount=None if fork_server else SUBMISSION_MOUNT)
 
 
-def require_sandbox(config: Config) -> SandboxChoice:
-    """Raise SandboxError at start when the configured sandbox cannot be had (call it once per batch,
-    before any submission is graded, so that the error is not one report per submission). The
-    choice says whether `"auto"` goes without a sandbox, and why: tell the user once."""
-    return choose_sandbox(config)
-
-
 def is_isolation_note(note: str) -> bool:
     """Whether an execution note is the one saying how the kernel was isolated."""
     return note.startswith((ISOLATED_NOTE, UNISOLATED_NOTE))
