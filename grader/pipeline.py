@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 
-from grader import __version__
+from grader import PACKAGE_DIR, __version__
 from grader.checks.environment_faults import (environment_faults, fault_notes, fault_violations, outside_course_violations,
                                        pip_notes, review_after_time_limit, review_checks, review_over_limits)
 from grader.checks.framework import AccuracyRange, run_checks
@@ -48,7 +48,6 @@ from grader.util.fsclean import remove_tree
 from grader.util.notebook_file import MAX_NOTEBOOK_BYTES, NotebookInvalid, NotebookTooLarge, fit_outputs
 from grader.util.notebook_file import configure as configure_notebooks
 
-PACKAGE_DIR = Path(__file__).resolve().parent
 SHEETS_DIR = PACKAGE_DIR / "sheets"
 
 

@@ -37,14 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from grader import child
+from grader import PACKAGE_DIR, REFERENCE_DIR, child
 from grader.config import Config
 from grader.errors import SandboxError
 from grader.run import seccomp
 
-# The grader's own packages, wherever they are installed (a source checkout, site-packages).
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-REFERENCE_DIR = PACKAGE_DIR.parent / "reference"
 
 
 def source_checkout(folder: Path = PACKAGE_DIR.parent) -> Path | None:
