@@ -111,6 +111,11 @@ class Outcome:
     seconds: float
     message: str = ""
 
+    @classmethod
+    def failed(cls, stem: str, message: str) -> "Outcome":
+        """A submission the grader failed on (`message` says how): no points, no time, status grader_error."""
+        return cls(stem=stem, status="grader_error", points=0, max_points=0, seconds=0, message=message)
+
 
 @dataclass
 class BatchResult:
@@ -468,8 +473,7 @@ def _run_job_in_worker(job: Job, root: Path, out_dir: Path) -> Outcome:
     try:
         return run_job(job, root, out_dir, _WORKER["ctx"])
     except BaseException as exc:  # even the error report could not be written: the grader writes one
-        return Outcome(stem=job.stem, status="grader_error", points=0, max_points=0, seconds=0,
-                       message=f"{type(exc).__name__}: {exc}")
+        return Outcome.failed(job.stem, f"{type(exc).__name__}: {exc}")
 
 
 def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None = None, shard: Shard | None = None,
@@ -625,8 +629,7 @@ def _dispatch(slots: list[Slot], jobs: list[Job], root: Path, out_dir: Path, ctx
             write_report(unreadable_report(job, ctx), out_dir, job.stem)
             outcome = Outcome(stem=job.stem, status="not_run", points=0, max_points=0, seconds=0)
         except Exception as exc:  # noqa: BLE001 - _ensure_report tries once more
-            outcome = Outcome(stem=job.stem, status="grader_error", points=0, max_points=0, seconds=0,
-                              message=f"{type(exc).__name__}: {exc}")
+            outcome = Outcome.failed(job.stem, f"{type(exc).__name__}: {exc}")
         _record(outcome, job, out_dir, ctx, before, result, reporter)
     queue = deque(item for item in queue if not item[0].unreadable)
     while queue or running:
@@ -641,8 +644,7 @@ def _dispatch(slots: list[Slot], jobs: list[Job], root: Path, out_dir: Path, ctx
                 future = slot.submit(_run_job_in_worker, job, root, out_dir)
             except Exception as exc:  # noqa: BLE001 - no worker could be started for it
                 free.append(slot)
-                _record(Outcome(stem=job.stem, status="grader_error", points=0, max_points=0, seconds=0,
-                                message=f"no worker process could be started ({type(exc).__name__}: {exc})"),
+                _record(Outcome.failed(job.stem, f"no worker process could be started ({type(exc).__name__}: {exc})"),
                         job, out_dir, ctx, before, result, reporter)
                 continue
             running[future] = (slot, job, attempt)
@@ -660,13 +662,11 @@ def _dispatch(slots: list[Slot], jobs: list[Job], root: Path, out_dir: Path, ctx
                              f"grading it once more in a new worker.")
                     queue.appendleft((job, 2))
                     continue
-                outcome = Outcome(stem=job.stem, status="grader_error", points=0, max_points=0, seconds=0,
-                                  message=f"the worker process grading {job.submission.rel} died twice "
-                                          f"(the second time {death}); the machine may have run out of "
-                                          f"memory")
+                outcome = Outcome.failed(job.stem, f"the worker process grading {job.submission.rel} died twice "
+                                                   f"(the second time {death}); the machine may have run out of "
+                                                   f"memory")
             except Exception as exc:  # noqa: BLE001 - e.g. the job could not be sent to the worker
-                outcome = Outcome(stem=job.stem, status="grader_error", points=0, max_points=0, seconds=0,
-                                  message=f"grader failure ({type(exc).__name__}: {exc})")
+                outcome = Outcome.failed(job.stem, f"grader failure ({type(exc).__name__}: {exc})")
             _record(outcome, job, out_dir, ctx, before, result, reporter)
 
 
