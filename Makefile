@@ -34,7 +34,7 @@ lock:
 	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
 	$(LOCK_VENV)/bin/python tools/make_course_environment.py
 	rm -rf $(LOCK_VENV)
-	@echo "wrote $(CONSTRAINTS) and grader/course_environment.py; commit both, then 'make install' installs these versions"
+	@echo "wrote $(CONSTRAINTS) and grader/run/course_packages.py; commit both, then 'make install' installs these versions"
 
 # Grade the example submissions in submissions/ into reports/.
 grade: install

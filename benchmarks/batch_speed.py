@@ -230,7 +230,7 @@ def write_config(path: Path, *, source: str, train: int, test: int, workers: int
 
 def prepare_nbconvert(zips: list[Path], staged, folder: Path) -> list[Path]:
     """Per submission a folder with its notebook and data/FashionMNIST/raw/ linked to the staged data."""
-    from grader.run.dataset import link_into
+    from grader.data.staging import link_into
 
     notebooks = []
     for i, z in enumerate(zips):
@@ -403,9 +403,9 @@ PROFILED = [  # (module, attribute, label); wrapped where the pipeline looks the
     ("grader.pipeline", "notebook_evidence", "notebook evidence"),
     ("grader.pipeline", "pdf_hints", "PDF hints"),
     ("grader.pipeline", "build_report", "build report"),
-    ("grader.batch", "write_executed", "write executed notebook"),
-    ("grader.batch", "write_report", "write report"),
-    ("grader.batch", "run_job", "whole job"),
+    ("grader.engine.batch", "write_executed", "write executed notebook"),
+    ("grader.engine.batch", "write_report", "write report"),
+    ("grader.engine.batch", "run_job", "whole job"),
 ]
 
 
@@ -417,8 +417,8 @@ def profile_run(toml: Path, subs: Path, out: Path, threads_of_workers: int) -> d
     import importlib
     import inspect
 
-    from grader import batch
     from grader.config import load_config
+    from grader.engine import batch
 
     times: dict[str, list[float]] = {}
 
@@ -539,9 +539,9 @@ def main(argv: list[str] | None = None) -> int:
         # Same staging as `grader grade` (batch.prepare_context): the same cache, so nbconvert and the
         # grader read the very same files.
         os.environ["GRADER_CALIBRATION"] = env["GRADER_CALIBRATION"]
-        from grader.batch import cache_dir
         from grader.config import load_config
-        from grader.run.dataset import stage_dataset
+        from grader.data.staging import stage_dataset
+        from grader.engine.batch import cache_dir
 
         config = load_config(tomls[workers])
         staged = stage_dataset(config.data, config.data_source, cache_dir() / "data", config.sheet_def.dataset)

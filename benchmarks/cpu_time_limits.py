@@ -43,11 +43,11 @@ def worker(small: bool, threads: int) -> None:
     import shutil
 
     sys.path.insert(0, str(REPO))
-    from grader.batch import prepare_context
-    from grader.calibrate import _observe, busy_reason
+    from grader.commands.check import check_config
     from grader.config import load_config
+    from grader.engine.batch import prepare_context
+    from grader.engine.calibrate import _observe, busy_reason
     from grader.intake.types import Workspace
-    from grader.student import check_config
 
     config = load_config(REPO / "grading.toml")
     if small:

@@ -1,7 +1,14 @@
 """Autograder for NNTI exercise sheet 6."""
 import os
+from pathlib import Path
 
 __version__ = "0.1.0"
+
+# Where the grader's two packages are, wherever they are installed (a source checkout, site-packages):
+# this one, and `reference` beside it (the reference material of the sheet graded first: its notebooks,
+# calibration and tutors' key; other sheets keep theirs in their own package).
+PACKAGE_DIR = Path(__file__).resolve().parent
+REFERENCE_DIR = PACKAGE_DIR.parent / "reference"
 
 # The grader's own numpy work is small (a reference forward pass, a few checks) and runs beside the
 # kernels, which get the cores: BLAS threads that spin while waiting would only slow the students'

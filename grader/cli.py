@@ -18,11 +18,11 @@ from rich.table import Table
 
 from grader.config import load_config
 from grader.errors import UserError
-from grader.fsclean import owned_dir, release_dir, sweep_stale
-from grader.locks import hold_out_dir
 from grader.report.roster import load_roster
 from grader.run.sandbox import choose_sandbox
-from grader.textsafe import plain, terminal
+from grader.util.fsclean import WORK_PREFIX, owned_dir, release_dir, sweep_stale
+from grader.util.locks import hold_out_dir
+from grader.util.textsafe import plain, terminal
 
 
 class ProgressReporter:
@@ -131,7 +131,7 @@ def print_preflight(console: Console, found) -> None:
 
 
 def cmd_grade(args, console: Console) -> int:
-    from grader.batch import Shard, preflight_only, run_batch
+    from grader.engine.batch import Shard, preflight_only, run_batch
 
     config = load_config(args.config, sheet=args.sheet).with_roster(args.roster)
     root = Path(args.submissions)
@@ -166,7 +166,7 @@ def cmd_grade(args, console: Console) -> int:
 
 
 def cmd_check(args, console: Console) -> int:
-    from grader.student import check_path
+    from grader.commands.check import check_path
 
     return check_path(Path(args.path), config_path=args.config, as_json=args.json, full=args.full, console=console,
                       sheet=args.sheet)
@@ -180,7 +180,7 @@ def cmd_schema(args, console: Console) -> int:
 
 
 def cmd_prepare(args, console: Console) -> int:
-    from grader.prepare import prepare
+    from grader.commands.prepare import prepare
 
     config = load_config(args.config, sheet=args.sheet)
     root, out = Path(args.submissions), Path(args.out)
@@ -226,12 +226,12 @@ def _sheet_of_the_file(config_path: str | None) -> str:
 
 
 def cmd_calibrate(args, console: Console) -> int:
-    from grader.batch import prepare_context
-    from grader.calibrate import calibrate, calibration_file
+    from grader.engine.batch import prepare_context
+    from grader.engine.calibrate import calibrate, calibration_file
 
     config = load_config(args.config, sheet=args.sheet)
     sweep_stale()
-    work = owned_dir("grader-work-")
+    work = owned_dir(WORK_PREFIX)
     try:
         # Threads per kernel as in a batch: the solution's timings set the batch's time limits.
         ctx = prepare_context(config, work, config.worker_count, auto_calibrate=False)
@@ -248,7 +248,7 @@ def cmd_calibrate(args, console: Console) -> int:
 
 
 def cmd_merge(args, console: Console) -> int:
-    from grader.merge import merge_command
+    from grader.commands.merge import merge_command
 
     with hold_out_dir(Path(args.out), "grader merge"):
         code = merge_command(args, console)

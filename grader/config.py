@@ -16,8 +16,8 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, PositiveFloa
                       ValidationInfo, WithJsonSchema, model_validator)
 
 from grader.errors import ConfigError
-from grader.notebook_file import MAX_CELLS, MAX_OUTPUTS
 from grader.sheet import Sheet, SheetError, built_in_sheet, load_sheet
+from grader.util.notebook_file import MAX_CELLS, MAX_OUTPUTS
 
 if sys.version_info >= (3, 11):
     import tomllib

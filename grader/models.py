@@ -55,6 +55,14 @@ class DataInfo(_Model):
     fingerprint: str
 
 
+def cell_label(execution_count: object, position: int) -> str:
+    """How every message names a cell: as Jupyter shows it after Run All, `In [n]`, or `cell <position>`
+    (its place in the notebook, from 1) when it has no number (a notebook's JSON may hold anything there)."""
+    if isinstance(execution_count, int) and not isinstance(execution_count, bool) and execution_count > 0:
+        return f"In [{execution_count}]"
+    return f"cell {position}"
+
+
 class CellError(_Model):
     cell: int = Field(description="Index of the cell in the notebook, counting from 1 (markdown cells too)")
     execution_count: int | None = Field(
@@ -62,6 +70,11 @@ class CellError(_Model):
         "notebook's non-empty code cells (what messages call it)")
     ename: str
     evalue: str
+
+    @property
+    def label(self) -> str:
+        """`In [n]`, or `cell <n>` without a number (cell_label)."""
+        return cell_label(self.execution_count, self.cell)
 
 
 class CalibrationRef(_Model):

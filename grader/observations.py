@@ -1,7 +1,7 @@
 """What the probe saw in a student's kernel: the typed model every check reads.
 
 After the notebook ran, the probe asks the live kernel about the objects the sheet's exercise asks
-for (`grader.run.probe`, with the sheet's plan and the kernel-side library `run/probe_kernel.py`).
+for (`grader.run.probe`, with the sheet's plan and the kernel-side library `child/probe_kernel.py`).
 The kernel answers with plain JSON; arrays travel beside it as `.npy` and are named in the JSON. The
 grader checks that answer (this run's token, arrays of numbers of bounded size, read with
 `allow_pickle=False`) and validates it into these models, so a check reads typed values, never raw

@@ -1,6 +1,6 @@
 """The one way a submission travels: identify → unpack → execute → probe → check → score.
 
-Only this module knows the order. Batch concerns (workers, cache, shards, progress) live in batch.py
+Only this module knows the order. Batch concerns (workers, cache, shards, progress) live in engine/batch.py
 and wrap `grade_submission`.
 """
 from __future__ import annotations
@@ -20,35 +20,34 @@ from pathlib import Path
 import nbformat
 import numpy as np
 
-from grader import __version__
-from grader.checks.environment import (environment_faults, fault_notes, fault_violations, outside_course_violations,
+from grader import PACKAGE_DIR, __version__
+from grader.checks.environment_faults import (environment_faults, fault_notes, fault_violations, outside_course_violations,
                                        pip_notes, review_after_time_limit, review_checks, review_over_limits)
 from grader.checks.framework import AccuracyRange, run_checks
+from grader.child.parser import ParseLimits
+from grader.child.parser import configure as configure_parsing
 from grader.config import Config
-from grader.intake.imports import notebook_imports
+from grader.data.staging import StagedData, link_into
 from grader.intake import SheetHints, check_identity, identify, team_with_emails, unpack
+from grader.intake.discover import graded_files
 from grader.intake.identity import team_from_files
 from grader.intake.identity import pdf_text as read_pdf_text
-from grader.intake.discover import graded_files
+from grader.intake.imports import notebook_imports
 from grader.intake.naming import complete_from_files, files_sha256
-from grader.fsclean import remove_tree
 from grader.intake.types import Submission, Workspace
-from grader.notebook_file import MAX_NOTEBOOK_BYTES, NotebookInvalid, NotebookTooLarge, fit_outputs
-from grader.notebook_file import configure as configure_notebooks
-from grader.parser_child import ParseLimits
-from grader.parser_child import configure as configure_parsing
 from grader.models import ExecutionInfo, GraderInfo, Report, TimeLimits, Violation
+from grader.observations import Observations, not_run
 from grader.report.score import build_report
 from grader.run.context import KernelContext
-from grader.run.dataset import StagedData, link_into
-from grader.run.environment import KernelEnvironment
 from grader.run.execute import Execution, KernelStartError, ProgressCallback, read_notebook
+from grader.run.kernel_packages import KernelEnvironment
 from grader.run.kernels import FreshKernels
-from grader.sheet import Sheet
-from grader.observations import Observations, not_run
 from grader.run.probe import prepare_kernel, probe, setup_settings
+from grader.sheet import Sheet
+from grader.util.fsclean import remove_tree
+from grader.util.notebook_file import MAX_NOTEBOOK_BYTES, NotebookInvalid, NotebookTooLarge, fit_outputs
+from grader.util.notebook_file import configure as configure_notebooks
 
-PACKAGE_DIR = Path(__file__).resolve().parent
 SHEETS_DIR = PACKAGE_DIR / "sheets"
 
 

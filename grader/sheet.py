@@ -152,7 +152,7 @@ class ProbeSpec:
     """How the probe asks a kernel about the sheet's objects (see grader/run/probe.py).
 
     `plan`: the sheet's kernel-side module (its text runs in the kernel; see run/kernel_code.py);
-    its `observe(probe)` answers, using the library run/probe_kernel.py, with JSON that `answer`
+    its `observe(probe)` answers, using the library child/probe_kernel.py, with JSON that `answer`
     (a model built from grader.observations' parts) validates. `inputs(data)`: the arrays the plan
     feeds the students' code (name -> array, from the batch's staged data, None for a sheet
     without a data set); checks find them as `Observations.inputs`. `settings`: JSON-able, the

@@ -41,7 +41,7 @@ def _holds_a_deep_tree(top: Path) -> bool:
 @pytest.fixture(scope="session", autouse=True)
 def _no_deep_trees_left_behind(tmp_path_factory):
     yield
-    from grader.fsclean import remove_tree
+    from grader.util.fsclean import remove_tree
 
     base = tmp_path_factory.getbasetemp()
     for folder in base.iterdir() if base.is_dir() else ():
@@ -154,8 +154,8 @@ def _private_calibration_and_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def grading_context():
     """A context on tiny data, calibrated once with the solution notebook (one run)."""
-    from grader.batch import prepare_context
-    from grader.calibrate import calibrate
+    from grader.engine.batch import prepare_context
+    from grader.engine.calibrate import calibrate
 
     work = Path(tempfile.mkdtemp(prefix="grader-test-work-"))
     config = tiny_config()

@@ -74,7 +74,7 @@ def test_grader_check_refuses_what_it_cannot_read_with_a_message_not_a_traceback
 def test_a_folder_with_a_name_too_long_for_a_zip_is_still_packed(tmp_path):
     """`grader check FOLDER` packs the folder into `<folder name>.zip`: a folder name of 252 bytes
     made that name too long (OSError traceback)."""
-    from grader.student import resolve_input
+    from grader.commands.check import resolve_input
 
     folder = tmp_path / ("F" * 252)
     folder.mkdir()

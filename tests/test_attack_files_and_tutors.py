@@ -99,7 +99,7 @@ def test_a_second_spelling_of_a_team_leaves_the_first_ones_report_and_points_whe
     the first: the points they gave the Mac upload are the ones in cms.csv."""
     import unicodedata
 
-    from grader.batch import plan
+    from grader.engine.batch import plan
     from grader.report.outputs import write_batch_outputs
     from grader.report.store import read_report
     from test_report_outputs import ALICE, CONFIG, fill
@@ -311,7 +311,7 @@ def test_a_shard_another_merge_is_reading_is_waited_for(tmp_path):
     # The other merge holds the lock until this one says it waits (at most 2 minutes), not for a fixed
     # time: on a loaded machine the merge can take seconds to start.
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import select, sys; from pathlib import Path; from grader.locks import hold\n"
+        "import select, sys; from pathlib import Path; from grader.util.locks import hold\n"
         f"with hold(Path({str(one / '.grader.lock')!r}), command='grader merge (reading)', what='x', wait=False):\n"
         "    print('held', flush=True); select.select([sys.stdin], [], [], 120)")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
@@ -376,7 +376,7 @@ def test_a_pdf_replaced_beside_its_notebook_is_graded_again(tmp_path):
     (its identity checks and 6.3 hints) as "unchanged". Unchanged files still stay unchanged."""
     import types
 
-    from grader.batch import plan
+    from grader.engine.batch import plan
     from grader.pipeline import _unpack_as_read
     from test_intake_archive import _pdf
     from test_report_outputs import ALICE, CONFIG
@@ -410,7 +410,7 @@ def test_a_notebook_one_byte_over_the_size_cap_says_by_how_much(tmp_path):
     """It said "it is 50 MB, more than the 50 MB a notebook may have": sizes rounded to whole MB."""
     import json
 
-    from grader.notebook_file import MAX_NOTEBOOK_BYTES, NotebookTooLarge, decode_notebook, parse_notebook_json
+    from grader.util.notebook_file import MAX_NOTEBOOK_BYTES, NotebookTooLarge, decode_notebook, parse_notebook_json
 
     cell = {"cell_type": "code", "source": "", "metadata": {}, "outputs": [], "execution_count": None}
     raw = json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {"pad": ""}, "cells": [cell]}).encode()
@@ -587,7 +587,7 @@ def test_two_merges_of_the_same_shards_named_in_other_orders_do_not_wait_for_eac
     one = shard(tmp_path / "shard-1", [ALICE], {"shard": "1/2", "state": "done", "stems": [ALICE[0]]})
     two = shard(tmp_path / "shard-2", [BOB], {"shard": "2/2", "state": "done", "stems": [BOB[0]]})
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from pathlib import Path; from grader.locks import hold\n"
+        "import time; from pathlib import Path; from grader.util.locks import hold\n"
         f"with hold(Path({str(one / '.grader.lock')!r}), command='grader merge (reading)', what='x', wait=False):\n"
         "    print('held', flush=True); time.sleep(8)")], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     merge = None
@@ -618,7 +618,7 @@ def test_file_names_with_terminal_escapes_and_bidi_overrides_are_shown_not_sent_
     """summary.csv carried a file's name as it is: `cat summary.csv` sent its ESC sequences to the
     tutor's terminal (colours, titles, hyperlinks), and U+202E made a spreadsheet show
     'x\\u202egpj.ipynb' as 'xbnypi.jpg'. The pages and the terminal show them escaped; so do the CSVs."""
-    from grader.batch import plan
+    from grader.engine.batch import plan
     from grader.report.outputs import write_batch_outputs
     from test_report_outputs import ALICE, CONFIG
 

@@ -27,7 +27,7 @@ def _deep_zip(path: Path, deep_folder: str = "a/") -> Path:
 def tmp_path(tmp_path):
     """pytest's own clean-up of old temporary folders recurses (RecursionError on deep trees): what
     a test here leaves behind, even when it fails, goes with the grader's remover."""
-    from grader.fsclean import remove_tree
+    from grader.util.fsclean import remove_tree
 
     yield tmp_path
     remove_tree(tmp_path)
@@ -40,8 +40,8 @@ def _tree(root: Path) -> list[str]:
 def test_the_import_preflight_takes_a_zip_with_a_folder_1500_levels_deep(tmp_path):
     """The pre-flight unpacks every submission before the batch: its clean-up used shutil.rmtree,
     which raised RecursionError, and the whole batch (and `grader check`) ended with a traceback."""
+    from grader.engine.preflight import preflight
     from grader.intake import identify
-    from grader.preflight import preflight
 
     config = tiny_config()
     subs, work = tmp_path / "subs", tmp_path / "work"
@@ -55,7 +55,7 @@ def test_the_import_preflight_takes_a_zip_with_a_folder_1500_levels_deep(tmp_pat
 def test_staging_the_data_replaces_a_shipped_processed_folder_however_deep(tmp_path):
     """A team that zips its `data/FashionMNIST/processed` folder (here 1,500 levels deep) must not
     cost the grader: staging removed it with shutil.rmtree (RecursionError, a grader failure)."""
-    from grader.run.dataset import STAGED_NAMES, link_into, stage_dataset
+    from grader.data.staging import STAGED_NAMES, link_into, stage_dataset
 
     config = tiny_config()
     staged = stage_dataset(config.data, config.data_source, tmp_path / "cache", config.sheet_def.dataset)
@@ -189,7 +189,7 @@ def _latin1_named(folder: Path) -> Path:
 def test_a_file_name_in_windows_1252_is_read_as_such_and_can_be_written_anywhere(tmp_path):
     """Undecodable bytes became lone surrogates: the team was 'M\\udcfcller', the report's JSON could
     not be printed (`grader check --json` crashed) and `--shard` crashed the whole shard."""
-    from grader.batch import Shard, plan
+    from grader.engine.batch import Shard, plan
     from grader.intake import identify
 
     config = tiny_config()
@@ -252,7 +252,7 @@ def test_a_password_protected_pdf_is_an_error_that_says_so(tmp_path):
 def test_output_names_carry_no_terminal_escapes_or_bidirectional_overrides(tmp_path):
     """Outputs were named by the stem as it is: `ls reports/` sent a file name's escapes to the
     tutor's terminal, and `-rf.json` is an option to `rm *`."""
-    from grader.batch import plan
+    from grader.engine.batch import plan
 
     subs = tmp_path / "subs"
     names = ["Karl_7000071_\x1b]8;;https:evil\x07Lena\x1b]8;;\x07_7000072", "Rita_7000091_Otto_7000092_\u202efdp",
@@ -331,8 +331,8 @@ def test_the_import_preflight_says_what_is_wrong_with_a_malformed_notebook(tmp_p
     be read (RecursionError: maximum recursion depth exceeded in __instancecheck__)"."""
     import json
 
+    from grader.engine.preflight import preflight
     from grader.intake import identify
-    from grader.preflight import preflight
 
     config = tiny_config()
     path = tmp_path / f"{TEAM}.ipynb"

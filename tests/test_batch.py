@@ -34,10 +34,10 @@ def _notebook(seconds: float) -> nbformat.NotebookNode:
 @pytest.fixture
 def batch_setup(tmp_path):
     """Six small submissions, a configuration on tiny generated data, and a calibration for it."""
-    from grader.batch import cache_dir
-    from grader.calibrate import calibration_file
     from grader.config import load_config
-    from grader.run.dataset import stage_dataset
+    from grader.data.staging import stage_dataset
+    from grader.engine.batch import cache_dir
+    from grader.engine.calibrate import calibration_file
 
     subs = tmp_path / "subs"
     subs.mkdir()

@@ -1,4 +1,4 @@
-"""Clean-up that never raises and never leaves student files behind (`grader/fsclean.py`): trees
+"""Clean-up that never raises and never leaves student files behind (`grader/util/fsclean.py`): trees
 deeper than Python's recursion limit and longer than PATH_MAX, read-only files and folders, links
 that point elsewhere, and temporary folders whose grader was killed."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.fsclean import LOCK_NAME, owned_dir, release_dir, remove_tree, sweep_stale
+from grader.util.fsclean import LOCK_NAME, owned_dir, release_dir, remove_tree, sweep_stale
 
 
 def deep_tree(top: Path, depth: int, name: str = "d" * 40) -> None:
@@ -103,7 +103,7 @@ def test_removing_what_is_not_there_or_cannot_go_never_raises(tmp_path):
 
 def test_folders_of_a_grader_that_is_gone_are_swept_and_no_others(tmp_path):
     # A folder whose owner process has ended (killed: it never removed it).
-    code = ("import sys, time; from grader.fsclean import owned_dir; "
+    code = ("import sys, time; from grader.util.fsclean import owned_dir; "
             "p = owned_dir('grader-work-', sys.argv[1]); (p / 'student.txt').write_text('x'); print(p, flush=True); "
             "time.sleep(float(sys.argv[2]))")
     dead = subprocess.run([sys.executable, "-c", code, str(tmp_path), "0"], capture_output=True, text=True,
@@ -128,3 +128,33 @@ def test_folders_of_a_grader_that_is_gone_are_swept_and_no_others(tmp_path):
     assert Path(running) in sweep_stale(tmp_path, min_age_s=0)
     assert release_dir(mine) == [] and not mine.exists()
     assert foreign.exists()
+
+
+def test_a_killed_checks_folder_is_swept_by_the_next_check(tmp_path):
+    """`grader check` made its folder and was killed before removing it (the process ends at once,
+    as under kill -9). The next `grader check` removes it, whatever the check was given."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    killed = ("import os, sys; from pathlib import Path; from rich.console import Console; "
+              "import grader.commands.check as check\n"
+              "def die(path, work):\n"
+              "    (Path(work) / 'student.ipynb').write_text('{}'); print(work, flush=True); os._exit(9)\n"
+              "check.resolve_input = die\n"
+              "check.check_path(Path('x.ipynb'), config_path=None, as_json=True, full=False, console=Console(), sheet='sheet6')\n")
+    died = subprocess.run([sys.executable, "-c", killed], env=env, capture_output=True, text=True, timeout=120)
+    assert died.returncode == 9, died.stderr[-2000:]
+    left = Path(died.stdout.strip())
+    assert left.parent == tmp_path and (left / "student.ipynb").exists()
+    os.utime(left, (time.time() - 60, time.time() - 60))   # older than a folder being made right now
+    script = tmp_path / "notebook.py"
+    script.write_text("print(1)\n")
+    later = subprocess.run([sys.executable, "-m", "grader", "check", str(script), "--sheet", "sheet6"], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert later.returncode == 2, later.stdout + later.stderr   # a script is refused, not run
+    assert not left.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notebook.py"]
+
+
+def test_a_folder_the_sweep_would_not_know_is_never_made(tmp_path):
+    with pytest.raises(ValueError, match="never swept"):
+        owned_dir("grader-other-", tmp_path)
+    assert list(tmp_path.iterdir()) == []

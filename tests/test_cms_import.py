@@ -20,7 +20,7 @@ from grader.report.cms_import import (IMPORT_NAME, MISSING_NAME, import_number, 
 from grader.report.enrolment import (NOT_ENROLLED, ROSTER_NAME, apply_roster, id_relation, missing_students,
                                      same_name)
 from grader.report.manual import apply_manual
-from grader.report.manual_sheet import SHEET_NAME, ManualEntry
+from grader.report.manual_points import MANUAL_POINTS_NAME, ManualEntry
 from grader.report.outputs import write_batch_outputs
 from grader.report.roster import read_roster
 from grader.report.store import read_report, write_report
@@ -363,7 +363,7 @@ def test_the_sheet_and_the_roster_together(tmp_path, roster_file):
     cfg = config(roster=str(roster_file))
     write_batch_outputs(items, tmp_path, cfg)
     assert (tmp_path / IMPORT_NAME).read_bytes() == b"mtknr;points\r\n"
-    sheet = tmp_path / SHEET_NAME
+    sheet = tmp_path / MANUAL_POINTS_NAME
     rows = list(csv.reader(io.StringIO(sheet.read_text(encoding="utf-8-sig"))))
     header = rows[0]
     values = {"6.1": "3,5", "6.2": "1.25", "6.3": "0.5", "6.4": "1", "6.5": "1", f"{PART3} ": "0.25", "6.7": "0"}

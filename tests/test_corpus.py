@@ -113,7 +113,7 @@ def test_missing_module_team_needs_a_tutor_in_the_summary(corpus_run):
 
 def test_grader_check_tells_the_student_about_the_missing_module(corpus_run):
     """What `grader check` prints for that notebook (its report, printed as the check prints it)."""
-    from grader.student import print_verdict, would_lose_points
+    from grader.commands.check import LOSES_POINTS, print_verdict, verdict
 
     _, reports, _ = corpus_run
     report = reports[MISSING_MODULE_TEAM]
@@ -122,7 +122,7 @@ def test_grader_check_tells_the_student_about_the_missing_module(corpus_run):
     text = console.export_text()
     assert "environment.missing_module" in text and "'wandb' is not in the course's grading environment" in text
     # Stopped by the environment, not by the team (main 1d5cd9a): no check lost, so a tutor decides (exit 3).
-    assert not would_lose_points(report) and "tutors may deduct points" in text
+    assert verdict(report) != LOSES_POINTS and "tutors may deduct points" in text
 
 
 def test_reports_record_the_kernels_packages(corpus_run):

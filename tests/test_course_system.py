@@ -53,11 +53,11 @@ TEAMS = [COMPLETE, TYPO, NOT_ENROLLED, UNGRADED]
 
 @pytest.fixture
 def course(tmp_path):
-    from grader.batch import cache_dir
-    from grader.calibrate import calibration_file
-    from grader.calibration_store import entry_key
+    from grader.calibration.store import entry_key
     from grader.config import load_config
-    from grader.run.dataset import stage_dataset
+    from grader.data.staging import stage_dataset
+    from grader.engine.batch import cache_dir
+    from grader.engine.calibrate import calibration_file
 
     subs = tmp_path / "Abgaben"
     subs.mkdir()

@@ -29,16 +29,16 @@ import pytest
 from rich.console import Console
 
 from conftest import ROOT, needs_torch, notebook
-from grader import cache
-from grader.calibrate import BUSY_RATIO, busy_reason, time_limits
 from grader.config import config_from_dict
+from grader.engine.calibrate import BUSY_RATIO, busy_reason, time_limits
 from grader.models import DataInfo, ExecutionInfo, TimedOutCell, TimeLimits
 from grader.run import cputime
 from grader.run.context import KernelContext
+from grader.util import cache
 from grader.run.execute import (WALL_FACTOR, WALL_FLOOR_S, KernelSession, configured_time_limits, wall_backstop)
+from grader.commands.check import FINE, TUTORS_MAY_DEDUCT, verdict
 from grader.run.sandbox import kernel_command
 from grader.sheets.sheet6 import SHEET
-from grader.student import FINE, TUTORS_MAY_DEDUCT, verdict
 
 HAVE_BWRAP = shutil.which("bwrap") is not None
 needs_bwrap = pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap (bwrap) is not installed")
@@ -126,7 +126,7 @@ def test_a_calibration_whose_cells_wait_more_than_they_compute_keeps_no_timings(
     derived from them stayed in the cache. A run whose cells spend most of their wall-clock time
     waiting (here: sleeping, as a kernel waits for a core on a busy machine) is recognised: its
     accuracies are kept, its timings are not, it says so, and the limits are not derived from them."""
-    from grader.calibrate import calibrate, load_calibration
+    from grader.engine.calibrate import calibrate, load_calibration
 
     solution = nbformat.read(ROOT / "reference" / "solution.ipynb", as_version=4)
     solution.cells.append(nbformat.v4.new_code_cell("import time\ntime.sleep(20)"))
@@ -403,8 +403,8 @@ def _endless_zip(folder: Path) -> Path:
 @pytest.mark.kernel
 def test_grader_check_of_a_notebook_whose_last_cell_never_ends(tmp_path, monkeypatch):
     """Every check passes (all the work ran), yet the notebook does not finish: exit 3, the cell named."""
+    from grader.commands.check import check_path
     from grader.models import Report
-    from grader.student import check_path
 
     calibration = tmp_path / "calibration.json"
     shutil.copy(ROOT / "reference" / "calibration.json", calibration)

@@ -1,4 +1,4 @@
-"""Data staging (grader/run/dataset.py): IDX files, subsets, the generated stand-in, cache, workspaces."""
+"""Data staging (grader/data/staging.py): IDX files, subsets, the generated stand-in, cache, workspaces."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from grader.config import Data
-from grader.run import dataset as ds
-from grader.run.dataset import (RAW_NAMES, STAGED_NAMES, DataError, link_into, probe_batch, read_idx, stage_dataset,
+from grader.data import staging as ds
+from grader.data.staging import (RAW_NAMES, STAGED_NAMES, DataError, link_into, probe_batch, read_idx, stage_dataset,
                                 write_idx)
 from grader.sheets.sheet6 import SHEET
 from grader.sheets.sheet6.standin import generate_standin

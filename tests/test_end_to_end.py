@@ -24,7 +24,7 @@ VARIANTS = sorted((ROOT / "tests" / "notebooks").glob("*.ipynb"))
 @pytest.fixture(scope="module")
 def graded_examples(grading_context, tmp_path_factory):
     """Grade submissions/ once with 2 workers; every test below reads the result."""
-    from grader.batch import run_batch
+    from grader.engine.batch import run_batch
 
     out = tmp_path_factory.mktemp("reports")
     result = run_batch(ROOT / "submissions", tiny_config(), out, workers=2, progress=lambda text: None)
@@ -121,7 +121,7 @@ def test_reports_validate_against_the_printed_schema(graded_examples):
 
 
 def test_unchanged_submissions_are_not_graded_again(graded_examples):
-    from grader.batch import run_batch
+    from grader.engine.batch import run_batch
 
     out, _ = graded_examples
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
@@ -147,10 +147,10 @@ def test_students_check_agrees_with_the_tutors_grading(graded_examples, grading_
     """`grader check` runs on a smaller subset than the tutors grade on; per check, the points agree."""
     import dataclasses
 
-    from grader.batch import cache_dir, run_batch
-    from grader.calibrate import calibrate
-    from grader.run.dataset import stage_dataset
-    from grader.student import check_config
+    from grader.commands.check import check_config
+    from grader.data.staging import stage_dataset
+    from grader.engine.batch import cache_dir, run_batch
+    from grader.engine.calibrate import calibrate
 
     config = check_config(tiny_config(), full=False)
     assert config.data.train_size != grading_context.config.data.train_size

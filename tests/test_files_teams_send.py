@@ -19,9 +19,9 @@ import pytest
 from conftest import ROOT, needs_torch
 from grader.config import config_from_dict, load_config
 from grader.intake import identify
-from grader.notebook_file import (MAX_CELLS, MAX_NOTEBOOK_BYTES, NotebookTooLarge, configure, fit_outputs,
+from grader.util.notebook_file import (MAX_CELLS, MAX_NOTEBOOK_BYTES, NotebookTooLarge, configure, fit_outputs,
                                   json_values, parse_notebook_json)
-from grader.preflight import preflight
+from grader.engine.preflight import preflight
 
 CORRECT = "Erika_Mustermann_7012345_Jürgen_Müller_7054321.zip"
 WINDOWS_FOLDER = "C:\\Users\\Erika Mustermann\\Documents\\Abgabe\\"
@@ -99,9 +99,9 @@ def _growth_mb(path: Path, read: str) -> tuple[str, float]:
     code = f"""
 import resource, sys
 from pathlib import Path
-from grader.notebook_file import parse_notebook_json
-from grader.intake.identity import notebook_text
 from grader.intake.content import notebook_merit
+from grader.intake.identity import notebook_text
+from grader.util.notebook_file import parse_notebook_json
 path = Path(sys.argv[1])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
@@ -391,7 +391,7 @@ def test_a_batch_with_480000_tiny_cells_stays_within_the_memory_prepare_asks_for
 
     import psutil
 
-    from grader.prepare import shard_resources
+    from grader.commands.prepare import shard_resources
     from grader.models import TimeLimits
 
     subs = tmp_path / "subs"

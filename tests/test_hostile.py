@@ -23,8 +23,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from grader.batch import prepare_context   # noqa: E402
 from grader.config import config_from_dict   # noqa: E402
+from grader.engine.batch import prepare_context   # noqa: E402
 from grader.pipeline import grade_submission, grade_submission_async   # noqa: E402
 from grader.run.kernels import ForkKernels   # noqa: E402
 from conftest import ATTEMPT_HELPERS, fork_loop   # noqa: E402
@@ -376,3 +376,13 @@ def test_dead_kernel_is_restarted_for_the_probe_only_when_configured(context, ke
     passing = {c.id for c in report.checks if c.status == "pass"}
     assert {"baseline.architecture", "baseline.forward", "baseline.training_setup",
             "batchnorm.architecture"} <= passing, {c.id: c.message for c in report.checks}
+
+
+@pytest.mark.parametrize("count, label", [(5, "In [5]"), (None, "cell 7"), (0, "cell 7"), (-2, "cell 7"),
+                                          (True, "cell 7"), ("5]; rm", "cell 7"), (2.0, "cell 7")])
+def test_a_cell_is_named_in_n_only_for_a_real_number(count, label):
+    """A notebook's JSON may hold anything as a cell's execution_count: only a positive int is `In [n]`."""
+    from grader.models import CellError, cell_label
+    assert cell_label(count, 7) == label
+    if count is None or isinstance(count, int) and not isinstance(count, bool):
+        assert CellError(cell=7, execution_count=count, ename="E", evalue="").label == label

@@ -119,7 +119,8 @@ def test_team_with_emails(tmp_path: Path):
 def test_team_and_expected_name_from_the_files_when_the_name_says_nothing(tmp_path):
     from grader.config import Archive, Naming
     from grader.intake import identify, unpack
-    from grader.intake.identity import name_for, team_from_files
+    from grader.intake.identity import team_from_files
+    from grader.intake.naming import complete_from_files
 
     root = tmp_path / "in"
     root.mkdir()
@@ -133,7 +134,7 @@ def test_team_and_expected_name_from_the_files_when_the_name_says_nothing(tmp_pa
     ws = unpack(sub, tmp_path / "ws", Archive(), SHEET6_HINTS)
     team = team_from_files(sub, ws)
     assert [(m.name, m.student_id) for m in team] == [("Anna-Lena van der Berg", "7012345"), ("Jürgen Müller", "7054321")]
-    assert name_for(team, sub.kind) == "Anna-Lena_van_der_Berg_7012345_Jürgen_Müller_7054321.ipynb"
+    assert complete_from_files(sub, team, Naming()).expected_name == "Anna-Lena_van_der_Berg_7012345_Jürgen_Müller_7054321.ipynb"
 
 
 # ---- the course's identity cell: "Name 1: <br>", "Student id 1: <br>", "Email 1: <br>" for members 1-3 --

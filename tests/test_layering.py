@@ -16,30 +16,30 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "grader"
 
-# Bottom to top. A module's layer is that of the longest prefix listed.
+# Bottom to top: the folders of grader/ (and the modules at its top level, which are folders' peers).
+# A module's layer is its package's: grader.run.sandbox is in grader.run's.
 LAYERS: list[tuple[str, ...]] = [
-    # foundations: shared models, text and file helpers, the errors a user can fix
-    ("grader", "grader.models", "grader.errors", "grader.textsafe", "grader.fsclean", "grader.notebook_file", "grader.atomic",
-     "grader.course_environment", "grader.slots", "grader.cache"),
-    ("grader.parser_child", "grader.locks"),   # built on those
-    ("grader.calibration_store",),     # where calibrations are kept (no kernels, no pipeline)
-    ("grader.observations",),          # what the probe saw: the typed model checks read
-    ("grader.sheet",),                 # what a sheet is (the interface), and how one is loaded
-    ("grader.config",),                # grading.toml, validated against the sheet
+    ("grader", "grader.models", "grader.errors"),   # contracts: the shared models, the errors a user can fix
+    ("grader.util",),                  # helpers with no grading logic: files, locks, folders, students' text
+    ("grader.child",),                 # programs that run in another process (kernel, PDF parser, launcher)
+    ("grader.calibration",),           # where calibrations are kept (no kernels, no pipeline)
+    ("grader.observations",),          # contract: what the probe saw, the typed model checks read
+    ("grader.sheet",),                 # contract: what a sheet is (the interface), and how one is loaded
+    ("grader.config",),                # contract: grading.toml, validated against the sheet
     ("grader.intake",),                # stages: who submitted what, unpacked safely
+    ("grader.data",),                  #         the sheet's data set, staged for the kernels
     ("grader.run",),                   #         running the notebook, probing the kernel
     ("grader.checks",),                #         the checks framework (verdicts from observations)
     ("grader.report",),                #         reports, CSVs and pages
     ("grader.sheets",),                # the sheets themselves: they fill in the interface with the stages
     ("grader.pipeline",),              # the one way through, for one submission
-    ("grader.calibrate", "grader.preflight", "grader.merge"),
-    ("grader.batch",),                 # workers, cache, shards around the pipeline
-    ("grader.student", "grader.prepare"),   # `grader check`, `grader prepare`
-    ("grader.cli",),
+    ("grader.engine",),                # the pipeline over many notebooks: batch, workers, pre-flight, calibration run
+    ("grader.commands",),              # `grader check`, `grader prepare`, `grader merge`
+    ("grader.cli",),                   # the command line
     ("grader.__main__",),
 ]
 
-# Upward imports allowed for now, listed rather than hidden (none: the calibration store took the last one).
+# Upward imports allowed for now, listed rather than hidden (none).
 KNOWN_UPWARD: set[tuple[str, str]] = set()
 
 # What names a sheet (issues 15, 22): only the sheet's package may. Of each sheet, its networks and
@@ -90,14 +90,16 @@ def imports_of(path: Path, known: set[str]) -> set[str]:
     return found
 
 
+def unit_of(name: str) -> str:
+    """The folder (or top-level module) of grader/ that module `name` is in: grader.run.sandbox -> grader.run."""
+    return ".".join(name.split(".")[:2])
+
+
 def layer_of(name: str) -> int:
-    best, rank = -1, None
-    for index, prefixes in enumerate(LAYERS):
-        for prefix in prefixes:
-            if (name == prefix or name.startswith(prefix + ".")) and len(prefix) > best:
-                best, rank = len(prefix), index
-    assert rank is not None, f"{name} is in no layer: add it to LAYERS in {Path(__file__).name}"
-    return rank
+    unit = unit_of(name)
+    ranks = [index for index, units in enumerate(LAYERS) if unit in units]
+    assert ranks, f"{unit} (of {name}) is in no layer: add it to LAYERS in {Path(__file__).name}"
+    return ranks[0]
 
 
 def package_of(name: str) -> str:
@@ -115,6 +117,15 @@ def graph() -> dict[str, set[str]]:
     modules = grader_modules()
     known = set(modules)
     return {name: {i for i in imports_of(path, known) if i in known and i != name} for name, path in modules.items()}
+
+
+def test_the_layers_are_the_folders():
+    """LAYERS names each folder and each top-level module of grader/ once, and nothing inside a folder."""
+    listed = [unit for units in LAYERS for unit in units]
+    present = {unit_of(name) for name in grader_modules()}
+    assert sorted(listed) == sorted(set(listed)), "a folder is listed twice"
+    assert set(listed) == present, (f"not in LAYERS: {sorted(present - set(listed))}; "
+                                    f"in LAYERS but not a folder or top-level module: {sorted(set(listed) - present)}")
 
 
 def test_every_import_points_down():
@@ -155,16 +166,16 @@ def test_there_is_no_import_cycle():
 def test_the_layering_test_can_fail(tmp_path):
     """An upward import is seen: run/ importing the batch runner."""
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from grader.batch import cache_dir\n", encoding="utf-8")
+    module.write_text("def f():\n    from grader.engine.batch import cache_dir\n", encoding="utf-8")
     found = imports_of(module, set(grader_modules()))
-    assert "grader.batch" in found and layer_of("grader.batch") > layer_of("grader.run.sandbox")
+    assert "grader.engine.batch" in found and layer_of("grader.engine.batch") > layer_of("grader.run.sandbox")
 
 
 def test_only_imports_for_annotations_are_left_out(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from grader.config import Config\n"
-                      "else:\n    from grader.batch import cache_dir\n", encoding="utf-8")
-    assert imports_of(module, set(grader_modules())) == {"grader.batch"}
+                      "else:\n    from grader.engine.batch import cache_dir\n", encoding="utf-8")
+    assert imports_of(module, set(grader_modules())) == {"grader.engine.batch"}
 
 
 def sheet_mentions() -> list[str]:
@@ -207,4 +218,4 @@ def test_checks_read_observations_not_the_run_stage():
 @pytest.mark.parametrize("name", ["grader.run.sandbox", "grader.run.kernels", "grader.run.forkserver",
                                   "grader.report.store", "grader.intake.content"])
 def test_stages_do_not_import_the_batch_or_the_pipeline(name):
-    assert not {t for t in graph()[name] if t in ("grader.batch", "grader.pipeline", "grader.cli")}
+    assert not {t for t in graph()[name] if t in ("grader.engine.batch", "grader.pipeline", "grader.cli")}

@@ -20,8 +20,8 @@ import nbformat
 import pytest
 
 from conftest import ROOT, needs_torch, recorded
-from grader.calibrate import CELL_FACTOR, CELL_FLOOR_S, NOTEBOOK_FLOOR_S, time_limits
 from grader.config import ConfigError, config_from_dict, load_config
+from grader.engine.calibrate import CELL_FACTOR, CELL_FLOOR_S, NOTEBOOK_FLOOR_S, time_limits
 from grader.models import DataInfo
 from grader.run.execute import FALLBACK_CELL_TIMEOUT_S, FALLBACK_NOTEBOOK_TIMEOUT_S, KernelSession
 from grader.run.sandbox import SUBMISSION_MOUNT, kernel_command
@@ -122,8 +122,8 @@ def test_without_timings_the_fallback_applies_and_says_why(tmp_path, cell_second
 
 
 def _staged(config):
-    from grader.batch import cache_dir
-    from grader.run.dataset import stage_dataset
+    from grader.data.staging import stage_dataset
+    from grader.engine.batch import cache_dir
 
     return stage_dataset(config.data, config.data_source, cache_dir() / "data", SHEET.dataset)
 
@@ -135,7 +135,7 @@ def test_shipped_calibration_times_the_graded_data_and_the_self_check(real):
     """The shipped reference/calibration.json has the solution's timings for the data graded by
     default and for the self-check's small subset: both get derived limits, the self-check's in
     seconds."""
-    from grader.student import check_config
+    from grader.commands.check import check_config
 
     shipped = load_config(ROOT / "grading.toml")
     if not real:
@@ -158,7 +158,7 @@ def test_calibration_records_the_seconds_of_each_cell(grading_context):
     """The session's calibration (conftest: one run of the solution on tiny data) keeps the CPU time
     of every code cell of the solution, which the limits are derived from; or, when the machine was
     busy during the run (test_cpu_time), says so and keeps no timings."""
-    from grader.calibrate import load_calibration
+    from grader.engine.calibrate import load_calibration
 
     entry = load_calibration(SHEET)[grading_context.data.info.fingerprint]
     solution = nbformat.read(ROOT / "reference" / "solution.ipynb", as_version=4)
@@ -175,7 +175,7 @@ def test_calibration_records_the_seconds_of_each_cell(grading_context):
 
 
 def test_a_batch_on_data_without_calibration_gets_the_fallback(tmp_path, monkeypatch):
-    from grader.batch import prepare_context
+    from grader.engine.batch import prepare_context
     from conftest import tiny_config
 
     monkeypatch.setenv("GRADER_CALIBRATION", str(tmp_path / "empty.json"))
@@ -214,7 +214,7 @@ def assert_interrupted_at(report, cell_limit: float):
 def test_a_never_ending_cell_on_the_default_subset_costs_about_a_minute(tmp_path, monkeypatch):
     """The shipped configuration and calibration, as a tutor grades: the endless cell is interrupted
     at the derived limit, not after ten minutes, and the cells after it run."""
-    from grader.batch import prepare_context
+    from grader.engine.batch import prepare_context
     from grader.pipeline import grade_submission
 
     shipped_copy = tmp_path / "calibration.json"   # read only, but never let a run write the shipped file
@@ -237,7 +237,7 @@ def test_a_never_ending_cell_on_the_default_subset_costs_about_a_minute(tmp_path
 @pytest.mark.kernel
 def test_the_self_check_has_a_limit_in_seconds(tmp_path, monkeypatch, capsys):
     """`grader check` on the small subset: its own derived limit, through the same mechanism."""
-    from grader.student import check_path
+    from grader.commands.check import check_path
     from rich.console import Console
 
     shipped_copy = tmp_path / "calibration.json"

@@ -15,11 +15,11 @@ import nbformat
 import pytest
 
 from conftest import ROOT
-from grader.checks.environment import environment_faults, fault_notes, fault_violations, pip_notes, review_checks
+from grader.checks.environment_faults import environment_faults, fault_notes, fault_violations, pip_notes, review_checks
 from grader.config import Config
 from grader.intake.imports import notebook_imports, shipped_modules
 from grader.models import CheckResult, ExecutionInfo, GraderInfo
-from grader.run.environment import KernelEnvironment, find_modules, kernel_environment
+from grader.run.kernel_packages import KernelEnvironment, find_modules, kernel_environment
 from grader.sheets.sheet6 import SHEET
 
 CELLS = [
@@ -175,13 +175,13 @@ def test_the_kernel_cannot_install_or_wait_for_a_network(tmp_path):
 # ---- the kernel's packages decide whether an earlier report stands ---------------------------------
 
 def test_another_kernel_environment_regrades(tmp_path):
-    from grader.batch import plan
     from grader.config import load_config
+    from grader.engine.batch import plan
     from grader.intake import identify
-    from grader.pipeline import make_grader_info
     from grader.models import SubmissionInfo
-    from grader.report.store import write_report
+    from grader.pipeline import make_grader_info
     from grader.report.score import build_report
+    from grader.report.store import write_report
 
     subs, out = tmp_path / "subs", tmp_path / "out"
     subs.mkdir()
@@ -224,11 +224,11 @@ def test_the_pinned_environment_holds_the_kernels_packages():
 def test_a_module_the_course_does_not_pin_is_flagged_where_the_notebook_still_runs(tmp_path):
     """A student's laptop has more than the course: what the kernel has but the pinned environment
     lacks is listed as such, and the report warns that it fails when tutors grade."""
-    from grader.checks.environment import outside_course_violations
+    from grader.checks.environment_faults import outside_course_violations
     from grader.config import load_config
-    from grader.course_environment import DISTRIBUTIONS
+    from grader.engine.preflight import preflight
     from grader.intake import identify
-    from grader.preflight import preflight
+    from grader.run.course_packages import DISTRIBUTIONS
 
     path = tmp_path / "Anna Schmidt_7000001_Bernd Weber_7000002.ipynb"
     nbformat.write(notebook("import torch", "try:\n    import tqdm\nexcept ImportError:\n    pass"), path)
@@ -249,7 +249,7 @@ def test_a_module_the_course_does_not_pin_is_flagged_where_the_notebook_still_ru
 def test_the_review_after_a_time_limit_names_the_cell_and_limit_not_another_note():
     """An unsandboxed kernel's notes say it ran 'with resource limits': the reason a check is left
     to tutors must name the cell the time limit stopped, not that note."""
-    from grader.checks.environment import review_after_time_limit
+    from grader.checks.environment_faults import review_after_time_limit
     from grader.models import TimedOutCell
 
     execution = ExecutionInfo(status="timeout", notes=[

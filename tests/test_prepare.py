@@ -44,8 +44,8 @@ def course(tmp_path):
 
 def _calibrate_by_hand(folder: Path, env: dict) -> str:
     """An entry for the course's data (what prepare would make), without running the solution."""
-    code = ("from grader.config import load_config; from grader.cache import cache_dir; "
-            "from grader.run.dataset import stage_dataset; from grader import calibration_store as s; "
+    code = ("from grader.config import load_config; from grader.util.cache import cache_dir; "
+            "from grader.data.staging import stage_dataset; from grader.calibration import store as s; "
             "c = load_config('grading.toml'); d = stage_dataset(c.data, None, cache_dir() / 'data', c.sheet_def.dataset); "
             "s.save('sheet6', d.info.fingerprint, {'baseline': [[0.5] * 5], 'batchnorm': [[0.5] * 5], "
             "'cell_seconds': [[0.1, 0.2]], 'created': '2026-01-01T00:00:00+00:00'}); print(d.info.fingerprint)")
@@ -56,7 +56,7 @@ def _calibrate_by_hand(folder: Path, env: dict) -> str:
 # --------------------------------------------------------------------------------- the store
 
 def test_lookup_order_and_no_write_into_the_shipped_file(tmp_path, monkeypatch):
-    from grader import calibration_store as store
+    from grader.calibration import store
     from grader.sheets.sheet6 import SHEET
 
     assert SHEET.shipped_calibration == SHIPPED                        # found through the sheet
@@ -77,8 +77,8 @@ def test_lookup_order_and_no_write_into_the_shipped_file(tmp_path, monkeypatch):
 def test_calibrations_are_kept_by_sheet_and_data(tmp_path, monkeypatch):
     """Two sheets on the same data fingerprint have entries of their own; an entry made before
     calibrations were kept by sheet (the fingerprint alone) is still read, and only where usable."""
-    from grader import calibration_store as store
-    from grader.calibrate import accuracy_range
+    from grader.calibration import store
+    from grader.engine.calibrate import accuracy_range
     from grader.sheets.sheet5 import SHEET as SHEET5
     from grader.sheets.sheet6 import SHEET as SHEET6
 
@@ -96,15 +96,15 @@ def test_calibrations_are_kept_by_sheet_and_data(tmp_path, monkeypatch):
 
 
 def test_the_store_and_the_report_pages_import_no_kernels():
-    code = ("import sys, grader.calibration_store, grader.report.outputs; "
+    code = ("import sys, grader.calibration.store, grader.report.outputs; "
             "print(sorted(m for m in sys.modules if m.startswith(('grader.run', 'grader.pipeline', "
-            "'grader.calibrate', 'grader.batch', 'nbclient', 'jupyter_client', 'torch'))))")
+            "'grader.engine.calibrate', 'grader.engine.batch', 'nbclient', 'jupyter_client', 'torch'))))")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert found.stdout.strip() == "[]", found.stdout
 
 
 def _save_many(path: str, worker: int) -> None:
-    from grader import calibration_store as store
+    from grader.calibration import store
 
     for n in range(20):
         store.save("sheet6", f"{worker}-{n}", {"baseline": [[n / 20] * 5]}, Path(path))
@@ -125,7 +125,7 @@ def test_concurrent_writers_of_the_calibration_lose_no_entry(tmp_path):
 
 def _stage(cache: str, queue) -> None:
     from grader.config import Data
-    from grader.run.dataset import stage_dataset
+    from grader.data.staging import stage_dataset
     from grader.sheets.sheet6 import SHEET
 
     queue.put(str(stage_dataset(Data(source="", train_size=2000, test_size=500, seed=9), None, Path(cache),

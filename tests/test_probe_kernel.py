@@ -1,5 +1,5 @@
-"""The probe's kernel-side code, in-process, without a kernel: the library (grader/run/probe_kernel.py),
-the set-up step's recording (grader/run/setup_kernel.py) and Sheet 6's plan, on namespaces built
+"""The probe's kernel-side code, in-process, without a kernel: the library (grader/child/probe_kernel.py),
+the set-up step's recording (grader/child/setup_kernel.py) and Sheet 6's plan, on namespaces built
 here (dicts holding classes these tests define), as the kernel would hold a notebook's globals.
 The plan's answer goes through the same validation as a kernel's and the same checks as a report."""
 from __future__ import annotations
@@ -16,9 +16,9 @@ import torch
 import torch.nn as nn
 
 from conftest import sheet_config
+from grader.child import probe_kernel as k
+from grader.child import setup_kernel as setup
 from grader.errors import SheetError
-from grader.run import probe_kernel as k
-from grader.run import setup_kernel as setup
 from grader.run.kernel_code import kernel_module, script
 from grader.run.probe import parse_payloads
 from grader.sheets.sheet6 import SHEET as SHEET6
@@ -311,7 +311,7 @@ def test_sheet6_plan_on_a_notebook_without_its_classes_says_so():
 
 def test_a_plan_is_sent_with_the_library_bound_in_place_of_its_import():
     module = kernel_module("__plan__", SHEET6.probe.plan)
-    assert module.binds == {"k": ("grader.run.probe_kernel", None)}
+    assert module.binds == {"k": ("grader.child.probe_kernel", None)}
     assert "from grader" not in module.source
     assert module.source.count("\n") == SHEET6.probe.plan.read_text().count("\n")   # line numbers kept
 
@@ -319,15 +319,15 @@ def test_a_plan_is_sent_with_the_library_bound_in_place_of_its_import():
 def test_the_script_loads_its_modules_without_making_them_importable():
     before = set(sys.modules)
     ns: dict = {}
-    exec(script([kernel_module("__plan__", SHEET6.probe.plan)], "result = loaded['__plan__'].k is loaded['grader.run.probe_kernel']"), ns)
+    exec(script([kernel_module("__plan__", SHEET6.probe.plan)], "result = loaded['__plan__'].k is loaded['grader.child.probe_kernel']"), ns)
     assert ns["result"] is True
     assert not {m for m in set(sys.modules) - before if "grader" in m or "plan" in m}
 
 
 @pytest.mark.parametrize("line, words", [
     ("from grader.checks.compare import structure", "grader.checks.compare.structure, which is not sent"),
-    ("import grader.run.probe_kernel", "`import grader...`"),
-    ("def f():\n    from grader.run import probe_kernel", "only at the top"),
+    ("import grader.child.probe_kernel", "`import grader...`"),
+    ("def f():\n    from grader.child import probe_kernel", "only at the top"),
 ])
 def test_kernel_side_code_may_import_only_kernel_side_modules(tmp_path, line, words):
     plan = tmp_path / "plan.py"

@@ -11,18 +11,18 @@ import nbformat
 import pytest
 
 from grader.config import config_from_dict, load_config
+from grader.errors import ManualPointsError
 from grader.report.cms import cms_rows, write_cms_csv
 from grader.report.feedback import accuracy_chart, feedback_html, write_feedback
-from grader.errors import ManualPointsError
 from grader.report.manual import apply_manual
-from grader.report.manual_sheet import SHEET_NAME, merge_sheets, read_manual_sheet, sheet_columns, write_manual_sheet
+from grader.report.manual_points import MANUAL_POINTS_NAME, merge_manual_points, read_manual_points, manual_points_columns, write_manual_points
 from grader.models import (CellError, CheckResult, Override, DataInfo, ExecutionInfo, GraderInfo, Report,
                                   SubmissionInfo, TeamMember, Violation)
 from grader.report.outputs import merge_outputs, write_batch_outputs
 from grader.report.overview import overview_html
-from grader.report.store import read_report, write_report
 from grader.report.score import build_report
 from grader.report.similarity import similar_pairs
+from grader.report.store import read_report, write_report
 from grader.sheets.sheet6 import SHEET
 from grader.sheets.sheet6 import SHEET as SHEET6
 
@@ -108,13 +108,13 @@ FULL = {"6.1": "3,5", "6.2": "1.25", "6.3 (": "0.5", "6.4": "1", "6.5": "1", "6.
 # ---------------------------------------------------------------- the sheet's errors
 
 def write_sheet(tmp_path: Path, rows: list[list[str]], header: list[str] | None = None, delimiter=",") -> Path:
-    path = tmp_path / SHEET_NAME
-    path.write_text(sheet_text(header or sheet_columns(CONFIG), rows, delimiter), encoding="utf-8")
+    path = tmp_path / MANUAL_POINTS_NAME
+    path.write_text(sheet_text(header or manual_points_columns(CONFIG), rows, delimiter), encoding="utf-8")
     return path
 
 
 def row(stem: str, **cells: str) -> list[str]:
-    header = sheet_columns(CONFIG)
+    header = manual_points_columns(CONFIG)
     out = [""] * len(header)
     out[0] = stem
     for prefix, value in cells.items():
@@ -135,18 +135,18 @@ def row(stem: str, **cells: str) -> list[str]:
 def test_a_bad_value_names_line_team_and_column(tmp_path, cells, words):
     path = write_sheet(tmp_path, [row(ALICE[0], **cells), row(BOB[0])])
     with pytest.raises(ManualPointsError) as info:
-        read_manual_sheet(path, REPORTS, CONFIG)
+        read_manual_points(path, REPORTS, CONFIG)
     assert len(info.value.problems) == 1
     for word in words:
         assert word in str(info.value)
 
 
 def test_unknown_team_and_unknown_columns_are_named(tmp_path):
-    header = sheet_columns(CONFIG) + ["6.8 (max 1)", "bonus points"]
+    header = manual_points_columns(CONFIG) + ["6.8 (max 1)", "bonus points"]
     rows = [row(ALICE[0]) + ["", ""], row("Nobody_7999999_Else_7999998") + ["", ""]]
     path = write_sheet(tmp_path, rows, header)
     with pytest.raises(ManualPointsError) as info:
-        read_manual_sheet(path, REPORTS, CONFIG)
+        read_manual_points(path, REPORTS, CONFIG)
     message = str(info.value)
     assert "unknown column" in message and "'6.8 (max 1)'" in message and "'bonus points'" in message
     assert "line 3 (team 'Nobody_7999999_Else_7999998')" in message and "unknown team" in message
@@ -156,7 +156,7 @@ def test_all_errors_are_collected_in_one_exception(tmp_path):
     path = write_sheet(tmp_path, [row(ALICE[0], **{"6.1": "9", "6.2": "x"}), row(BOB[0], **{"6.3 (": "-1"}),
                                   row(ALICE[0])])
     with pytest.raises(ManualPointsError) as info:
-        read_manual_sheet(path, REPORTS, CONFIG)
+        read_manual_points(path, REPORTS, CONFIG)
     problems = info.value.problems
     assert len(problems) == 4, problems
     assert any("line 3" in p and BOB[0] in p for p in problems)
@@ -165,23 +165,23 @@ def test_all_errors_are_collected_in_one_exception(tmp_path):
 
 def test_decimal_comma_and_empty_cells_and_a_semicolon_sheet(tmp_path):
     path = write_sheet(tmp_path, [row(ALICE[0], **{"6.1": "3,75", "6.2": " 1.0 "}), row(BOB[0])], delimiter=";")
-    entries = read_manual_sheet(path, REPORTS, CONFIG)
+    entries = read_manual_points(path, REPORTS, CONFIG)
     assert entries[ALICE[0]].points == {"6.1": 3.75, "6.2": 1.0}
     assert entries[BOB[0]].points == {}
 
 
 def test_unquoted_decimal_comma_in_a_comma_sheet_is_explained(tmp_path):
-    path = tmp_path / SHEET_NAME
-    header = ",".join(sheet_columns(CONFIG))
-    path.write_text(header + "\n" + ALICE[0] + ",,,3,5" + "," * (len(sheet_columns(CONFIG)) - 4) + "\n")
+    path = tmp_path / MANUAL_POINTS_NAME
+    header = ",".join(manual_points_columns(CONFIG))
+    path.write_text(header + "\n" + ALICE[0] + ",,,3,5" + "," * (len(manual_points_columns(CONFIG)) - 4) + "\n")
     with pytest.raises(ManualPointsError, match="decimal comma"):
-        read_manual_sheet(path, REPORTS, CONFIG)
+        read_manual_points(path, REPORTS, CONFIG)
 
 
 def test_a_decomposed_umlaut_stem_matches(tmp_path):
     import unicodedata
     path = write_sheet(tmp_path, [row(unicodedata.normalize("NFD", ALICE[0]), **{"6.1": "1"})])
-    assert read_manual_sheet(path, REPORTS, CONFIG)[ALICE[0]].points == {"6.1": 1.0}
+    assert read_manual_points(path, REPORTS, CONFIG)[ALICE[0]].points == {"6.1": 1.0}
 
 
 # ---------------------------------------------------------------- applying
@@ -190,7 +190,7 @@ def test_apply_sets_points_overrides_and_completeness(tmp_path):
     path = write_sheet(tmp_path, [row(BOB[0], **{"6.1": "3", "6.2": "1", "6.3 (": "0.75", "6.4": "1.5",
                                                  "6.5": "1", "6.6part3": "0.25", "6.7": "1.5",
                                                  "override.baseline.forward": "0.25"})])
-    entry = read_manual_sheet(path, REPORTS, CONFIG)[BOB[0]]
+    entry = read_manual_points(path, REPORTS, CONFIG)[BOB[0]]
     report = apply_manual(BOB[1], entry, CONFIG)
     checks = {c.id: c for c in report.checks}
     assert checks["baseline.forward"].override == Override(automatic=0.0, tutor=0.25)
@@ -201,12 +201,12 @@ def test_apply_sets_points_overrides_and_completeness(tmp_path):
     assert report.total.points == pytest.approx(3 + 1 + 0.75 + 1.5 + 1 + 1.25)
 
     fill(path, {BOB[0]: {"override baseline.accuracies": "0,25"}})
-    report = apply_manual(BOB[1], read_manual_sheet(path, REPORTS, CONFIG)[BOB[0]], CONFIG)
+    report = apply_manual(BOB[1], read_manual_points(path, REPORTS, CONFIG)[BOB[0]], CONFIG)
     six = next(e for e in report.exercises if e.id == "6.6")
     assert six.points == pytest.approx(1.5 + 0.25)
     assert report.total.complete and report.total.points == pytest.approx(9.0) and report.total.bonus_points == 1.5
     # applying twice is the same as once, and no row takes the tutor's work out again
-    again = apply_manual(report, read_manual_sheet(path, REPORTS, CONFIG)[BOB[0]], CONFIG)
+    again = apply_manual(report, read_manual_points(path, REPORTS, CONFIG)[BOB[0]], CONFIG)
     assert again.model_dump() == report.model_dump()
     undone = apply_manual(report, None, CONFIG)
     assert undone.model_dump(exclude={"graded_at"}) == BOB[1].model_dump(exclude={"graded_at"})
@@ -216,7 +216,7 @@ def test_round_trip_grade_fill_merge(tmp_path):
     for stem, report in REPORTS:
         write_report(report, tmp_path, stem)
     assert write_batch_outputs(REPORTS, tmp_path, CONFIG) == []
-    sheet = tmp_path / SHEET_NAME
+    sheet = tmp_path / MANUAL_POINTS_NAME
     assert sheet.read_bytes().startswith(b"\xef\xbb\xbf")
     cms = list(csv.reader(io.StringIO((tmp_path / "cms.csv").read_text(encoding="utf-8-sig"))))
     assert cms[0][:3] == ["student_id", "name", "team"] and len(cms) == 6
@@ -241,7 +241,7 @@ def test_round_trip_grade_fill_merge(tmp_path):
     write_report(carl[1], tmp_path, carl[0])
     reports = [(s, read_report(tmp_path / f"{s}.json")) for s, _ in [*REPORTS, carl]]
     write_batch_outputs(reports, tmp_path, CONFIG)
-    entries = read_manual_sheet(sheet, reports, CONFIG)
+    entries = read_manual_points(sheet, reports, CONFIG)
     assert entries[ALICE[0]].points["6.1"] == 3.5 and entries[ALICE[0]].comment == "Gut gemacht <b>!</b>"
     assert carl[0] in entries
     # the sheet as the tutors filled it is kept, dated, before the grader wrote it again
@@ -252,11 +252,11 @@ def test_round_trip_grade_fill_merge(tmp_path):
 
 def test_german_cms_csv(tmp_path):
     config = german()
-    write_manual_sheet(REPORTS, tmp_path, config)
-    text = (tmp_path / SHEET_NAME).read_text(encoding="utf-8-sig")
+    write_manual_points(REPORTS, tmp_path, config)
+    text = (tmp_path / MANUAL_POINTS_NAME).read_text(encoding="utf-8-sig")
     assert text.splitlines()[0].startswith("stem;team;student_ids;6.1 (max 3.75)")
-    fill(tmp_path / SHEET_NAME, {ALICE[0]: FULL})
-    entry = read_manual_sheet(tmp_path / SHEET_NAME, REPORTS, config)[ALICE[0]]
+    fill(tmp_path / MANUAL_POINTS_NAME, {ALICE[0]: FULL})
+    entry = read_manual_points(tmp_path / MANUAL_POINTS_NAME, REPORTS, config)[ALICE[0]]
     reports = [(ALICE[0], apply_manual(ALICE[1], entry, config)), BOB]
     write_cms_csv(reports, tmp_path, config)
     raw = (tmp_path / "cms.csv").read_bytes()
@@ -292,17 +292,17 @@ def test_merge_joins_the_shards_sheets(tmp_path):
     for folder, item in ((shard1, ALICE), (shard2, BOB)):
         write_report(item[1], folder, item[0])
         write_batch_outputs([item], folder, CONFIG)
-    fill(shard1 / SHEET_NAME, {ALICE[0]: {"6.1": "3"}})
-    fill(shard2 / SHEET_NAME, {BOB[0]: {"6.2": "1"}})
+    fill(shard1 / MANUAL_POINTS_NAME, {ALICE[0]: {"6.1": "3"}})
+    fill(shard2 / MANUAL_POINTS_NAME, {BOB[0]: {"6.2": "1"}})
     for stem, report in REPORTS:
         write_report(report, out, stem)
     merge_outputs([shard1, shard2], REPORTS, out, CONFIG)
     assert read_report(out / f"{ALICE[0]}.json").exercises[0].points == 3
     assert read_report(out / f"{BOB[0]}.json").exercises[1].points == 1
     # a conflicting value for the same cell is refused, naming both files
-    fill(out / SHEET_NAME, {ALICE[0]: {"6.1": "2"}})
+    fill(out / MANUAL_POINTS_NAME, {ALICE[0]: {"6.1": "2"}})
     with pytest.raises(ManualPointsError, match="6.1"):
-        merge_sheets([shard1 / SHEET_NAME], out / SHEET_NAME, CONFIG)
+        merge_manual_points([shard1 / MANUAL_POINTS_NAME], out / MANUAL_POINTS_NAME, CONFIG)
 
 
 # ---------------------------------------------------------------- the pages

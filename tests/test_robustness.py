@@ -49,11 +49,11 @@ class Course:
     private temporary folder for the grader."""
 
     def __init__(self, root: Path, limits: str = "", workers: int = 1):
-        from grader.batch import cache_dir
-        from grader.calibrate import calibration_file
+        from grader.commands.check import check_config
         from grader.config import load_config
-        from grader.run.dataset import stage_dataset
-        from grader.student import check_config
+        from grader.data.staging import stage_dataset
+        from grader.engine.batch import cache_dir
+        from grader.engine.calibrate import calibration_file
 
         self.root = root
         self.subs = root / "subs"
@@ -177,7 +177,7 @@ def test_a_pdf_that_takes_forever_to_read_costs_its_team_a_warning_not_the_batch
 
 
 def test_a_pdf_that_needs_too_much_memory_is_not_read():
-    from grader.parser_child import ParseLimitHit, ParseLimits, parse
+    from grader.child.parser import ParseLimitHit, ParseLimits, parse
 
     # A page whose content is 60 MB of text operators, from 117 KB of PDF.
     content = zlib.compress(b"BT /F1 12 Tf " + b"[(x) 1 (y)] TJ " * 4_000_000 + b"ET", 9)
@@ -479,7 +479,7 @@ def test_a_submission_named_shard_keeps_its_report_and_merge_takes_the_course(tm
 
 
 def test_merge_takes_folders_with_the_old_shard_marker(tmp_path):
-    from grader.merge import check_shards, merge_reports
+    from grader.commands.merge import check_shards, merge_reports
     from test_report_outputs import ALICE, BOB
 
     from grader.report.store import write_report

@@ -101,8 +101,8 @@ def test_bubblewrap_required_but_missing_is_a_clear_error(tmp_path, monkeypatch)
     with pytest.raises(SandboxError, match="bubblewrap"):
         kernel_command(make_config("bubblewrap"), tmp_path)
     with pytest.raises(SandboxError, match="bubblewrap"):
-        sandbox.require_sandbox(make_config("bubblewrap"))
-    sandbox.require_sandbox(make_config("auto"))   # no error: falls back
+        sandbox.choose_sandbox(make_config("bubblewrap"))
+    sandbox.choose_sandbox(make_config("auto"))   # no error: falls back
 
 
 @pytest.fixture
@@ -125,9 +125,9 @@ def test_bwrap_that_cannot_start_means_no_sandbox_for_auto(tmp_path, bwrap_that_
     (note,) = command.notes
     assert "bubblewrap is installed but cannot start a sandbox here: bwrap: setting up uid map: Permission denied" \
         in note
-    assert sandbox.require_sandbox(make_config("auto")).fallback
+    assert sandbox.choose_sandbox(make_config("auto")).fallback
     with pytest.raises(SandboxError, match="cannot start a sandbox on this machine .bwrap: setting up uid map"):
-        sandbox.require_sandbox(make_config("bubblewrap"))
+        sandbox.choose_sandbox(make_config("bubblewrap"))
 
 
 def test_bwrap_is_tried_once_per_process(tmp_path, bwrap_that_cannot_start):

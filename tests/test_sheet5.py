@@ -17,8 +17,8 @@ import torch.nn as nn
 
 from conftest import ROOT, sheet_config
 from grader.checks.framework import run_checks
-from grader.run import probe_kernel as k
-from grader.run import setup_kernel as setup
+from grader.child import probe_kernel as k
+from grader.child import setup_kernel as setup
 from grader.run.probe import parse_payloads
 from grader.sheet import AccuracyRange
 from grader.sheets.sheet5 import SHEET, kernel_plan, spiral

@@ -23,7 +23,7 @@ from grader.report.students import for_students
 from grader.sheets.sheet6.evidence import STUDENT_EVIDENCE, key_6_3, pdf_hints
 from grader.models import (CellError, CheckResult, ExecutionInfo, ExerciseResult, GraderInfo, Report,
                                   SubmissionInfo, TeamMember, Total, Violation)
-from grader.student import (EXIT_UNCHECKED, FINE, LOSES_POINTS, TUTORS_MAY_DEDUCT, CheckInput, check_path,
+from grader.commands.check import (EXIT_UNCHECKED, FINE, LOSES_POINTS, TUTORS_MAY_DEDUCT, CheckInput, check_path,
                             print_verdict, student_report, upload_advice, verdict)
 from conftest import SHEET6_HINTS
 from intake_corpus import make_pdf

@@ -325,7 +325,7 @@ def test_python_3_13_installs_the_wheel(student_wheel, tmp_path):
                           text=True, cwd=tmp_path)
     assert done.returncode == 0 and "tutors may deduct" in done.stdout, done.stderr
     imported = subprocess.run([str(tmp_path / "py313" / "bin" / "python"), "-c",
-                               "import grader.student, grader.pipeline, grader.batch, grader.config"],
+                               "import grader.commands.check, grader.pipeline, grader.engine.batch, grader.config"],
                               capture_output=True, text=True, cwd=tmp_path)
     assert imported.returncode == 0, imported.stderr
 

@@ -15,8 +15,8 @@ import nbformat
 import pytest
 from rich.console import Console
 
-from grader.report.manual_sheet import SHEET_NAME, read_manual_sheet, write_manual_sheet
 from grader.models import CellError, Violation
+from grader.report.manual_points import MANUAL_POINTS_NAME, read_manual_points, write_manual_points
 from grader.report.outputs import write_batch_outputs
 from grader.report.store import read_report, write_report
 from grader.report.summary import write_summary
@@ -66,7 +66,7 @@ def test_no_csv_cell_starts_a_formula(tmp_path, config):
     write_summary(reports, tmp_path, config)
     write_batch_outputs(reports, tmp_path, config)
     delimiter = config.cms.delimiter
-    for name in ("summary.csv", "cms.csv", SHEET_NAME):
+    for name in ("summary.csv", "cms.csv", MANUAL_POINTS_NAME):
         raw = (tmp_path / name).read_bytes()
         assert raw.startswith(b"\xef\xbb\xbf"), name   # one writer: the course's BOM everywhere
         for row in cells(tmp_path / name, delimiter):
@@ -84,8 +84,8 @@ def test_no_csv_cell_starts_a_formula(tmp_path, config):
 def test_the_manual_sheet_with_formula_names_reads_back_and_keeps_the_tutors_points(tmp_path):
     evil = formula_team()
     reports = [ALICE, evil]
-    write_manual_sheet(reports, tmp_path, CONFIG)
-    rows = cells(tmp_path / SHEET_NAME)
+    write_manual_points(reports, tmp_path, CONFIG)
+    rows = cells(tmp_path / MANUAL_POINTS_NAME)
     header = rows[0]
     assert [r[0] for r in rows[1:]] == sorted([ALICE[0], "'" + evil[0]], key=lambda s: s.lstrip("'"))
     # A tutor fills the team's row; a comment that starts with "-" is theirs and stays as typed.
@@ -95,21 +95,21 @@ def test_the_manual_sheet_with_formula_names_reads_back_and_keeps_the_tutors_poi
             r[header.index("comment")] = "-0.5 for the missing plot"
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\r\n").writerows(rows)
-    (tmp_path / SHEET_NAME).write_text(buffer.getvalue(), encoding="utf-8")
-    entries = read_manual_sheet(tmp_path / SHEET_NAME, reports, CONFIG)
+    (tmp_path / MANUAL_POINTS_NAME).write_text(buffer.getvalue(), encoding="utf-8")
+    entries = read_manual_points(tmp_path / MANUAL_POINTS_NAME, reports, CONFIG)
     assert entries[evil[0]].points["6.1"] == 2.5 and entries[evil[0]].comment == "-0.5 for the missing plot"
     # Writing the sheet again (the next batch): the tutor's comment is protected too, and reads back
     # as typed; writing once more changes nothing (no second quote on anything).
-    write_manual_sheet(reports, tmp_path, CONFIG)
-    again = cells(tmp_path / SHEET_NAME)
+    write_manual_points(reports, tmp_path, CONFIG)
+    again = cells(tmp_path / MANUAL_POINTS_NAME)
     assert [c for r in again for c in r if c.endswith("missing plot")] == ["'-0.5 for the missing plot"]
-    assert read_manual_sheet(tmp_path / SHEET_NAME, reports, CONFIG)[evil[0]].comment == "-0.5 for the missing plot"
-    write_manual_sheet(reports, tmp_path, CONFIG)
-    assert cells(tmp_path / SHEET_NAME) == again
+    assert read_manual_points(tmp_path / MANUAL_POINTS_NAME, reports, CONFIG)[evil[0]].comment == "-0.5 for the missing plot"
+    write_manual_points(reports, tmp_path, CONFIG)
+    assert cells(tmp_path / MANUAL_POINTS_NAME) == again
     # A spreadsheet that saved the cell without the quote: the team is still found.
-    text = (tmp_path / SHEET_NAME).read_text(encoding="utf-8").replace("'=HYPERLINK", "=HYPERLINK")
-    (tmp_path / SHEET_NAME).write_text(text, encoding="utf-8")
-    assert evil[0] in read_manual_sheet(tmp_path / SHEET_NAME, reports, CONFIG)
+    text = (tmp_path / MANUAL_POINTS_NAME).read_text(encoding="utf-8").replace("'=HYPERLINK", "=HYPERLINK")
+    (tmp_path / MANUAL_POINTS_NAME).write_text(text, encoding="utf-8")
+    assert evil[0] in read_manual_points(tmp_path / MANUAL_POINTS_NAME, reports, CONFIG)
 
 
 def test_one_csv_writer_numbers_and_ids():
@@ -123,7 +123,7 @@ def test_one_csv_writer_numbers_and_ids():
 # ---------------------------------------------------------------- the terminal
 
 def test_student_text_for_the_terminal_shows_escapes_and_markup_as_text():
-    from grader.textsafe import plain, terminal
+    from grader.util.textsafe import plain, terminal
 
     name = "[/] [conceal]x[link=https://evil.example]y\x1b]8;;https://evil.example\x07z\x1b[2J\u202etxt.exe\n"
     shown = terminal(name)
@@ -136,8 +136,8 @@ def test_student_text_for_the_terminal_shows_escapes_and_markup_as_text():
 
 
 def test_the_progress_bar_takes_any_file_name():
-    from grader.batch import Outcome
     from grader.cli import ProgressReporter
+    from grader.engine.batch import Outcome
 
     console = Console(file=io.StringIO(), force_terminal=True, width=200)
     reporter = ProgressReporter(console)
@@ -169,7 +169,7 @@ def test_a_report_with_lone_surrogates_is_written(tmp_path):
 
 
 def test_valid_json_walks_values_deeper_than_the_recursion_limit():
-    from grader.textsafe import valid_json
+    from grader.util.textsafe import valid_json
 
     deep: list = ["\ud800"]
     for _ in range(5000):
@@ -208,7 +208,7 @@ def nb_bytes(**fields) -> bytes:
     (nb_bytes(nbformat=5), "expected nbformat 4, found nbformat 5"),
 ])
 def test_malformed_notebooks_say_what_is_wrong(raw, expected):
-    from grader.notebook_file import NotebookInvalid, decode_notebook
+    from grader.util.notebook_file import NotebookInvalid, decode_notebook
 
     with pytest.raises(NotebookInvalid) as info:
         decode_notebook(raw)

@@ -9,10 +9,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.checks.environment import environment_faults, fault_violations, pip_notes
+from grader.checks.environment_faults import environment_faults, fault_violations, pip_notes
 from grader.report.csvfile import CsvFormat, render_csv
 from grader.sheets.sheet6 import SHEET
-from grader.textsafe import CONTROL, plain, terminal
+from grader.util.textsafe import CONTROL, plain, terminal
 
 ROOT = Path(__file__).resolve().parents[1]
 # One of each kind: C0 (ESC, BEL, NUL), DEL, C1 (NEL, CSI), the Arabic letter mark, the right-to-left
@@ -37,7 +37,7 @@ def executed_with_error(ename: str, evalue: str, source: str = "cell()") -> nbfo
 @pytest.mark.parametrize("control", SAMPLE)
 @pytest.mark.filterwarnings("ignore:`make_tokens_by_line`:UserWarning")   # IPython on a cell split by NEL or U+2028
 def test_messages_about_the_environment_strip_bidirectional_overrides_too(control):
-    """checks/environment.py had its own copy of the filter, without the bidirectional overrides and
+    """checks/environment.py (now environment_faults.py) had its own copy of the filter, without the bidirectional overrides and
     isolates: a path "mnist\\u202ecsv.gz" reached the report's message, the console and the CSVs as
     it was, shown reordered."""
     path = f"/kaggle/input/mnist{control}vsc.niart/train.csv"
@@ -55,7 +55,7 @@ def test_messages_about_the_environment_strip_bidirectional_overrides_too(contro
 
 @pytest.mark.parametrize("control", SAMPLE)
 def test_every_place_a_students_string_goes_shows_the_same_characters_escaped(control, tmp_path):
-    from grader.batch import _file_name_safe
+    from grader.engine.batch import _file_name_safe
 
     name = f"Eva{control}Ernst"
     shown = f"Eva\\x{ord(control):02x}Ernst" if ord(control) < 0x100 else f"Eva\\u{ord(control):04x}Ernst"
@@ -66,7 +66,7 @@ def test_every_place_a_students_string_goes_shows_the_same_characters_escaped(co
 
 
 def test_line_breaks_and_tabs_are_kept_only_where_asked():
-    from grader.batch import _file_name_safe
+    from grader.engine.batch import _file_name_safe
 
     text = "a\tb\nc\rd"
     assert plain(text) == "a b c d"                      # one line on a terminal

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import pytest
 
 from grader.errors import ClearingRefused, ManualPointsError
-from grader.report.manual_sheet import SHEET_NAME, read_manual_sheet, sheet_columns
+from grader.report.manual_points import MANUAL_POINTS_NAME, read_manual_points, manual_points_columns
 from grader.report.outputs import write_batch_outputs
 from grader.report.store import read_report, write_report
 from test_report_outputs import ALICE, BOB, CONFIG, FULL, fill, make_report, row, write_sheet
@@ -53,7 +53,7 @@ def merged(tmp_path):
     for stem, report in ALL:
         write_report(report, out, stem)
     write_batch_outputs(ALL, out, CONFIG)
-    fill(out / SHEET_NAME, {ALICE[0]: FULL, BOB[0]: {"6.1": "2", "override baseline.forward": "0,25"},
+    fill(out / MANUAL_POINTS_NAME, {ALICE[0]: FULL, BOB[0]: {"6.1": "2", "override baseline.forward": "0,25"},
                             CARL[0]: {"6.2": "1", "6.7": "1.5"}})
     write_batch_outputs(graded(out), out, CONFIG)
     assert cms(out)["7000001"]["6.1"] == "3.5" and cms(out)["7000006"]["6.7"] == "1.5"
@@ -61,7 +61,7 @@ def merged(tmp_path):
 
 
 def sheet_bytes(kind: str) -> bytes:
-    header = ",".join(sheet_columns(CONFIG))
+    header = ",".join(manual_points_columns(CONFIG))
     return {"empty": b"", "header only": ("\ufeff" + header + "\r\n").encode(), "BOM only": b"\xef\xbb\xbf"}[kind]
 
 
@@ -70,7 +70,7 @@ def sheet_bytes(kind: str) -> bytes:
 @pytest.mark.parametrize("kind", ["empty", "header only", "BOM only"])
 def test_an_emptied_sheet_is_refused_naming_every_team_and_part_and_nothing_changes(merged, kind):
     before = {p.name: p.read_bytes() for p in merged.glob("*.*")}
-    (merged / SHEET_NAME).write_bytes(sheet_bytes(kind))
+    (merged / MANUAL_POINTS_NAME).write_bytes(sheet_bytes(kind))
     with pytest.raises(ClearingRefused) as info:
         write_batch_outputs(graded(merged), merged, CONFIG)
     message = str(info.value) + info.value.hint
@@ -78,15 +78,15 @@ def test_an_emptied_sheet_is_refused_naming_every_team_and_part_and_nothing_chan
                         "override baseline.forward (0.25)"]), (CARL[0], ["6.2 (1)", "6.7 (1.5)"])):
         assert stem in message and all(part in message for part in parts), message
     assert "--allow-clearing" in message and "--restore" in message
-    after = {p.name: p.read_bytes() for p in merged.glob("*.*") if p.name != SHEET_NAME}
-    assert after == {name: data for name, data in before.items() if name != SHEET_NAME}, "something was written"
+    after = {p.name: p.read_bytes() for p in merged.glob("*.*") if p.name != MANUAL_POINTS_NAME}
+    assert after == {name: data for name, data in before.items() if name != MANUAL_POINTS_NAME}, "something was written"
 
 
 def test_a_deleted_row_and_a_cleared_cell_are_refused_naming_team_and_part(merged):
-    text = (merged / SHEET_NAME).read_text(encoding="utf-8-sig")
+    text = (merged / MANUAL_POINTS_NAME).read_text(encoding="utf-8-sig")
     lines = [line for line in text.splitlines() if not line.startswith(CARL[0])]
-    (merged / SHEET_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    fill(merged / SHEET_NAME, {ALICE[0]: {"6.2": ""}})
+    (merged / MANUAL_POINTS_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fill(merged / MANUAL_POINTS_NAME, {ALICE[0]: {"6.2": ""}})
     with pytest.raises(ClearingRefused) as info:
         write_batch_outputs(graded(merged), merged, CONFIG)
     problems = info.value.problems
@@ -102,20 +102,20 @@ def test_a_deleted_row_and_a_cleared_cell_are_refused_naming_team_and_part(merge
 
 
 def test_a_changed_value_is_not_a_clearing(merged):
-    fill(merged / SHEET_NAME, {ALICE[0]: {"6.1": "1"}})
+    fill(merged / MANUAL_POINTS_NAME, {ALICE[0]: {"6.1": "1"}})
     write_batch_outputs(graded(merged), merged, CONFIG)
     assert cms(merged)["7000001"]["6.1"] == "1"
 
 
 def test_every_version_is_kept_and_grader_merge_restore_brings_one_back(merged):
-    good = (merged / SHEET_NAME).read_bytes()
-    (merged / SHEET_NAME).write_bytes(b"")
+    good = (merged / MANUAL_POINTS_NAME).read_bytes()
+    (merged / MANUAL_POINTS_NAME).write_bytes(b"")
     code, output = grader("merge", str(merged), "--out", str(merged), cwd=merged)
     assert code == 2 and "refused" in output and ALICE[0] in output, output
     code, output = grader("merge", str(merged), "--out", str(merged), "--allow-clearing", cwd=merged)
     assert code == 0, output
     assert all(row["6.1"] == "" for row in cms(merged).values())
-    assert not (merged / (SHEET_NAME + ".bak")).exists()
+    assert not (merged / (MANUAL_POINTS_NAME + ".bak")).exists()
     versions = sorted((merged / "manual").glob("*-manual_points.csv"))
     kept = [v for v in versions if v.read_bytes() == good]
     assert kept, "the filled sheet is not in the history"
@@ -136,22 +136,22 @@ def test_every_version_is_kept_and_grader_merge_restore_brings_one_back(merged):
 # ---------------------------------------------------------------- reading the sheet
 
 def test_a_row_shorter_than_the_header_is_an_error_naming_its_line(tmp_path):
-    path = tmp_path / SHEET_NAME
-    header = sheet_columns(CONFIG)
+    path = tmp_path / MANUAL_POINTS_NAME
+    header = manual_points_columns(CONFIG)
     # 6.1 = "2,1" unquoted in a comma-separated sheet, and the trailing empty cells left out
     path.write_text(",".join(header) + "\n" + ",".join(row(ALICE[0])) + "\n" + f"{BOB[0]},,,2,1\n", encoding="utf-8")
     with pytest.raises(ManualPointsError) as info:
-        read_manual_sheet(path, [ALICE, BOB], CONFIG)
+        read_manual_points(path, [ALICE, BOB], CONFIG)
     assert len(info.value.problems) == 1
     assert f"line 3 (team '{BOB[0]}')" in info.value.problems[0] and "5 fields" in info.value.problems[0]
 
 
 def test_a_utf16_sheet_is_read_and_an_unreadable_one_is_one_line(tmp_path):
-    header = "\t".join(sheet_columns(CONFIG))
+    header = "\t".join(manual_points_columns(CONFIG))
     cells = row(ALICE[0], **{"6.1": "3,5"})
-    path = tmp_path / SHEET_NAME
+    path = tmp_path / MANUAL_POINTS_NAME
     path.write_bytes((header + "\r\n" + "\t".join(cells) + "\r\n").encode("utf-16"))   # Excel's "Unicode Text"
-    assert read_manual_sheet(path, [ALICE, BOB], CONFIG)[ALICE[0]].points == {"6.1": 3.5}
+    assert read_manual_points(path, [ALICE, BOB], CONFIG)[ALICE[0]].points == {"6.1": 3.5}
     write_report(ALICE[1], tmp_path, ALICE[0])
     write_report(BOB[1], tmp_path, BOB[0])
     warnings = write_batch_outputs([ALICE, BOB], tmp_path, CONFIG)
@@ -162,7 +162,7 @@ def test_a_utf16_sheet_is_read_and_an_unreadable_one_is_one_line(tmp_path):
     for data in ((header + "\n").encode("utf-16-le"), b"PK\x03\x04" + b"\0" * 40):   # no BOM; an .xlsx
         path.write_bytes(data)
         with pytest.raises(ManualPointsError) as info:
-            read_manual_sheet(path, [ALICE, BOB], CONFIG)
+            read_manual_points(path, [ALICE, BOB], CONFIG)
         assert len(info.value.problems) == 1 and "CSV UTF-8" in info.value.problems[0], info.value.problems
 
 
@@ -170,11 +170,11 @@ def test_minus_zero_is_never_written(tmp_path):
     for stem, report in (ALICE, BOB):
         write_report(report, tmp_path, stem)
     write_batch_outputs([ALICE, BOB], tmp_path, CONFIG)
-    fill(tmp_path / SHEET_NAME, {ALICE[0]: {"6.1": "-0", "6.2": "-0,0"}})
+    fill(tmp_path / MANUAL_POINTS_NAME, {ALICE[0]: {"6.1": "-0", "6.2": "-0,0"}})
     write_batch_outputs(graded(tmp_path, [ALICE, BOB]), tmp_path, CONFIG)
-    (tmp_path / SHEET_NAME).unlink()   # a new sheet is written from what the reports hold
+    (tmp_path / MANUAL_POINTS_NAME).unlink()   # a new sheet is written from what the reports hold
     write_batch_outputs(graded(tmp_path, [ALICE, BOB]), tmp_path, CONFIG)
-    for name in ("cms.csv", "summary.csv", SHEET_NAME):
+    for name in ("cms.csv", "summary.csv", MANUAL_POINTS_NAME):
         text = (tmp_path / name).read_text(encoding="utf-8-sig")
         assert "-0" not in text.replace("_0", ""), (name, text)
     assert cms(tmp_path)["7000001"]["6.1"] == "0"
@@ -194,7 +194,7 @@ def test_a_removed_submission_leaves_every_output_and_its_points_come_back_with_
     assert CARL[0] not in (merged / "summary.csv").read_text(encoding="utf-8-sig")
     page = (merged / "summary.html").read_text(encoding="utf-8")   # it says what moved, and lists no such team
     assert f"feedback/{quote(CARL[0])}.html" not in page and f"feedback/{quote(ALICE[0])}.html" in page
-    assert CARL[0] not in (merged / SHEET_NAME).read_text(encoding="utf-8-sig")
+    assert CARL[0] not in (merged / MANUAL_POINTS_NAME).read_text(encoding="utf-8-sig")
     assert CARL[0] in (merged / "manual" / "removed_rows.csv").read_text(encoding="utf-8-sig")
     # a second run is quiet about it
     assert not any("no longer" in w for w in write_batch_outputs(remaining, merged, CONFIG))
@@ -204,7 +204,7 @@ def test_a_removed_submission_leaves_every_output_and_its_points_come_back_with_
     write_batch_outputs([*graded(merged, [ALICE, BOB]), CARL], merged, CONFIG)
     assert cms(merged)["7000006"]["6.7"] == "1.5" and cms(merged)["7000006"]["6.2"] == "1"
     assert CARL[0] not in (merged / "manual" / "removed_rows.csv").read_text(encoding="utf-8-sig")
-    assert read_manual_sheet(merged / SHEET_NAME, graded(merged), CONFIG)[CARL[0]].points == {"6.2": 1, "6.7": 1.5}
+    assert read_manual_points(merged / MANUAL_POINTS_NAME, graded(merged), CONFIG)[CARL[0]].points == {"6.2": 1, "6.7": 1.5}
 
 
 def test_an_output_that_cannot_be_written_is_not_left_stale(merged, monkeypatch):
@@ -233,9 +233,9 @@ def test_an_output_that_cannot_be_written_is_not_left_stale(merged, monkeypatch)
 
 
 def test_a_tutors_typo_in_a_stem_is_still_an_unknown_team(merged):
-    fill(merged / SHEET_NAME, {})
-    text = (merged / SHEET_NAME).read_text(encoding="utf-8-sig").replace(CARL[0], CARL[0] + "x")
-    (merged / SHEET_NAME).write_text(text, encoding="utf-8")
+    fill(merged / MANUAL_POINTS_NAME, {})
+    text = (merged / MANUAL_POINTS_NAME).read_text(encoding="utf-8-sig").replace(CARL[0], CARL[0] + "x")
+    (merged / MANUAL_POINTS_NAME).write_text(text, encoding="utf-8")
     with pytest.raises(ManualPointsError, match="unknown team"):
         write_batch_outputs(graded(merged), merged, CONFIG)
 
@@ -280,7 +280,7 @@ def test_merge_refuses_a_shard_in_progress_naming_it_and_its_holder_and_partial_
 def test_merge_refuses_a_folder_another_grader_holds(tmp_path):
     one = shard(tmp_path / "shard-1", [ALICE], {"shard": "1/1", "state": "done", "stems": [ALICE[0]]})
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from grader.locks import hold_out_dir\n"
+        "import sys, time; from pathlib import Path; from grader.util.locks import hold_out_dir\n"
         f"with hold_out_dir(Path({str(one)!r}), 'grader grade'):\n"
         "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
@@ -297,7 +297,7 @@ def test_merge_refuses_a_folder_another_grader_holds(tmp_path):
 # ---------------------------------------------------------------- stems by the raw bytes of the path
 
 def test_one_name_in_nfc_nfd_and_latin1_bytes_gets_three_stems_and_is_listed_as_a_duplicate(tmp_path):
-    from grader.batch import plan
+    from grader.engine.batch import plan
 
     if sys.platform == "darwin":
         pytest.skip("macOS file systems normalise names")

@@ -36,8 +36,16 @@ def test_every_sheet_ships_its_template_and_the_code_its_probe_sends(wheel):
     names = set(wheel.namelist())
     for needed in ("reference/template.ipynb", "reference/calibration.json", "grader/sheets/sheet5/reference/template.ipynb",
                    "grader/sheets/sheet5/kernel_plan.py", "grader/sheets/sheet6/kernel_plan.py",
-                   "grader/run/probe_kernel.py", "grader/run/setup_kernel.py"):
+                   "grader/child/probe_kernel.py", "grader/child/setup_kernel.py"):
         assert needed in names, needed
+
+
+def test_every_module_and_every_program_of_the_tree_is_in_the_wheel(wheel):
+    """A folder of grader/ that packaging misses (no __init__.py, a pattern left out) would leave
+    `grader check` without a module or without a program it runs in another process."""
+    tree = {p.relative_to(ROOT).as_posix() for p in (ROOT / "grader").rglob("*.py") if "__pycache__" not in p.parts}
+    assert {"grader/child/launcher.py", "grader/child/forkserver_proxy.py", "grader/util/fsclean.py"} <= tree
+    assert sorted(tree - set(wheel.namelist())) == []
 
 
 def test_no_solution_no_key_no_example_submissions_by_rule(wheel):

@@ -1,4 +1,4 @@
-"""Write grader/course_environment.py from requirements/constraints.txt: the course's pinned kernel
+"""Write grader/run/course_packages.py from requirements/constraints.txt: the course's pinned kernel
 environment as the grader reads it, also where the repository is not (the students' package, whose
 `grader check` compares a notebook's imports with it).
 
@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_notebooks import ROOT, write_or_check  # noqa: E402
 
 CONSTRAINTS = ROOT / "requirements" / "constraints.txt"
-MODULE = ROOT / "grader" / "course_environment.py"
+MODULE = ROOT / "grader" / "run" / "course_packages.py"
 
 
 def module_text() -> str:

@@ -12,8 +12,8 @@ from pathlib import Path, PurePosixPath
 import nbformat
 
 from grader.models import Violation
-from grader.notebook_file import MAX_JSON_VALUES, json_values
 from grader.sheet import Sheet
+from grader.util.notebook_file import MAX_JSON_VALUES, json_values
 
 MAX_SCAN_BYTES = 20 * 1024 * 1024
 # "# %%", "# %% [markdown]", "#%%" (VS Code, Spyder, jupytext) and "# In[3]:" (Jupyter's .py export)

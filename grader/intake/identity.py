@@ -8,10 +8,10 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.child.parser import PASSWORD_PROTECTED, ParseFailed, ParseLimitHit, parse
 from grader.intake.types import Submission, Workspace
-from grader.notebook_file import NotebookInvalid, parse_notebook_json
-from grader.parser_child import PASSWORD_PROTECTED, ParseFailed, ParseLimitHit, parse
 from grader.models import TeamMember, Violation
+from grader.util.notebook_file import NotebookInvalid, parse_notebook_json
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
 
@@ -49,7 +49,7 @@ _PDF_TEXTS: dict[tuple[str, int, int], str | Exception] = {}
 
 def pdf_text(path: Path) -> str:
     """The PDF's text (its first MAX_PDF_PAGES pages), read in a child process with a time and a
-    memory limit (`parser_child`). Read once per file version: the identity checks, the e-mails
+    memory limit (`grader.child.parser`). Read once per file version: the identity checks, the e-mails
     and the tutors' evidence all ask for it. Raises ParseLimitHit or ParseFailed."""
     st = os.stat(path)
     key = (os.fspath(path), st.st_mtime_ns, st.st_size)
@@ -343,9 +343,3 @@ def team_from_files(submission: Submission, workspace: Workspace, digits: int = 
             if 2 <= len(name) <= 60:
                 members[ids[0]] = TeamMember(name=unicodedata.normalize("NFC", name), student_id=ids[0])
     return tuple(members.values())
-
-
-def name_for(team: tuple[TeamMember, ...], kind: str) -> str:
-    """The file name the naming rules ask for, for this team: Name_Parts_id_Name_Parts_id.zip."""
-    ext = {"zip": ".zip", "ipynb": ".ipynb", "py": ".py", "pdf": ".pdf"}.get(kind, ".zip")
-    return "_".join(f"{'_'.join(m.name.split())}_{m.student_id}" for m in team) + ext

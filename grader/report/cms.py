@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader.config import Config
-from grader.report.csvfile import CsvFormat, Text, render_csv
-from grader.models import Report
 from grader.errors import CmsError
-from grader.atomic import write_atomic
+from grader.models import Report
+from grader.report.csvfile import CsvFormat, Text, render_csv
+from grader.util.atomic import write_atomic
 
 CMS_NAME = "cms.csv"
 IMPORT_NAME = "cms_import.csv"   # the course system's own import (report/cms_import.py)

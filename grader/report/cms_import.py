@@ -28,18 +28,17 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from grader.atomic import write_atomic
 from grader.config import Config
 from grader.models import Report
 from grader.report.cms import IMPORT_NAME, NoStudentId, StudentGrade, TwoTeams, students_of
 from grader.report.csvfile import CsvFormat, Text, render_csv
 from grader.report.enrolment import ROSTER_NAME, Missing, closest, missing_students
 from grader.report.roster import Roster, Student, load_roster
+from grader.report.store import SHARD_FILE
+from grader.util.atomic import write_atomic
 
 MISSING_NAME = "missing.csv"
 HEADER = "mtknr;points"
-# `grader grade --shard` marks its folder so (grader/merge.py's SHARD_FILE): it holds part of a course.
-_SHARD_MARKER = ".shard.json"
 
 
 def import_number(value: float) -> str:
@@ -192,7 +191,7 @@ def write_import_files(reports: list[tuple[str, Report]], out_dir: Path, config:
     out_dir is a shard's folder)."""
     out_dir = Path(out_dir)
     if whole_course is None:   # a shard sees part of the course
-        whole_course = not (out_dir / _SHARD_MARKER).exists()
+        whole_course = not (out_dir / SHARD_FILE).exists()   # a shard holds part of a course
     try:
         plan = plan_import(reports, config, roster, whole_course=whole_course)
         write_atomic(out_dir / IMPORT_NAME, render_import(plan.lines))

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from grader.textsafe import escape_controls, valid_text
+from grader.util.textsafe import escape_controls, valid_text
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -118,17 +118,34 @@ def _sniff_delimiter(text: str) -> str:
     return best if counts[best] else ","
 
 
+class CsvSyntaxError(csv.Error):
+    """Text that is not CSV; `line` is where the reader stopped."""
+
+    def __init__(self, line: int, reason: str):
+        super().__init__(reason)
+        self.line = line
+
+
+def non_blank_rows(text: str, delimiter: str, *, strict: bool = False) -> list[tuple[int, list[str]]]:
+    """(first line number, fields) of every row of `text` that is not blank, as they are written.
+    Raises CsvSyntaxError (`strict`: also for a quote in the middle of a field)."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=strict)
+    rows, line = [], 1
+    try:
+        for fields in reader:
+            if any(f.strip() for f in fields):
+                rows.append((line, fields))
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        raise CsvSyntaxError(reader.line_num or line, str(exc)) from None
+    return rows
+
+
 def read_rows(text: str) -> tuple[str, list[tuple[int, list[str]]]]:
     """The delimiter, and (first line number, fields) of every non-blank row, the header first.
     Fields are as the grader meant them: the `'` that protects a cell against formulas is taken off."""
     delimiter = _sniff_delimiter(text)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    rows, line = [], 1
-    for fields in reader:
-        if any(f.strip() for f in fields):
-            rows.append((line, [unprotect(f) for f in fields]))
-        line = reader.line_num + 1
-    return delimiter, rows
+    return delimiter, [(line, [unprotect(f) for f in fields]) for line, fields in non_blank_rows(text, delimiter)]
 
 
 def parse_number(text: str) -> float:

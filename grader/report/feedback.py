@@ -15,7 +15,7 @@ from grader.report.manual import pending_parts
 from grader.report.enrolment import for_team
 from grader.report.pages import render
 from grader.models import CheckResult, Report
-from grader.atomic import write_atomic
+from grader.util.atomic import write_atomic
 from grader.sheet import Sheet
 
 FEEDBACK_DIR = "feedback"

@@ -1,4 +1,4 @@
-"""The tutors' points applied to a report. The sheet (manual_sheet.py) is the one source of the
+"""The tutors' points applied to a report. The manual points file (manual_points.py) is the one source of the
 tutors' points: `apply_manual` first undoes whatever an earlier merge put into a report, then applies
 the sheet's row, so merging twice gives the same report and a cell emptied by a tutor makes its part
 pending again.
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from grader.config import Config
 from grader.models import CheckResult, ExerciseResult, Override, Report, auto_points
-from grader.report.manual_sheet import ManualEntry
+from grader.report.manual_points import ManualEntry
 from grader.report.score import with_totals
 
 

@@ -27,23 +27,23 @@ from pathlib import Path
 import nbformat
 import nbformat.v4
 
-from grader.atomic import write_atomic
-from grader.calibration_store import CalibrationError, load_all as load_calibration
+from grader.calibration.store import CalibrationError, load_all as load_calibration
 from grader.config import Config
 from grader.errors import ClearingRefused, ManualPointsError
-from grader.fsclean import remove_tree
 from grader.models import Report
 from grader.report.cms import CMS_NAME, IMPORT_NAME, CmsError, write_cms_csv
 from grader.report.cms_import import MISSING_NAME, remove_import_files, roster_for_outputs, write_import_files
 from grader.report.enrolment import apply_roster
 from grader.report.feedback import FEEDBACK_DIR, write_feedback
 from grader.report.manual import apply_manual, pending_parts
-from grader.report.manual_history import save_version
-from grader.report.manual_sheet import (HISTORY_DIR, SHEET_NAME, clearings, held_points, merge_sheets, read_manual_sheet,
-                                        removed_entries, render_held, sheet_encoding_note, write_manual_sheet)
+from grader.report.manual_points_history import save_version
+from grader.util.atomic import write_atomic
+from grader.util.fsclean import remove_tree
+from grader.report.manual_points import (HISTORY_DIR, MANUAL_POINTS_NAME, clearings, held_points, merge_manual_points, read_manual_points,
+                                        removed_entries, render_held, manual_points_encoding_note, write_manual_points)
 from grader.report.overview import OVERVIEW_NAME, write_overview
 from grader.report.similarity import SIMILARITY_THRESHOLD, code_only, similar_pairs
-from grader.report.store import REMOVED_DIR, removed_stems, retire, stems_on_disk, write_report
+from grader.report.store import REMOVED_DIR, SHARD_FILE, executed_path, removed_stems, retire, stems_on_disk, write_report
 from grader.report.summary import SUMMARY_NAME, write_summary
 
 __all__ = ["write_batch_outputs", "merge_outputs", "ManualPointsError", "CmsError", "MANIFEST", "PARTIAL_PREFIX"]
@@ -52,7 +52,6 @@ MANIFEST = ".grader.outputs"        # what the last run wrote (JSON); hidden and
 _STAGE = ".grader.stage"            # where a run renders its files before they go into place
 # Derived files of grader versions that kept no manifest: removed when a run does not write them.
 _KNOWN_DERIVED = (SUMMARY_NAME, OVERVIEW_NAME, CMS_NAME, IMPORT_NAME, MISSING_NAME)
-_SHARD_MARKER = ".shard.json"        # a shard's folder (grader.merge.SHARD_FILE; merge imports this module)
 # A partial merge (`grader merge --partial`) writes the course system's files under this prefix, so
 # that no import takes them for the course.
 PARTIAL_PREFIX = "PARTIAL-"
@@ -86,16 +85,16 @@ def _tutors_points(reports: list[tuple[str, Report]], out_dir: Path, config: Con
     which the sheet must not take out unless `allow_clearing`. `leaving`: stems whose outputs are
     being moved to removed/: their rows are set aside, not errors. Raises ManualPointsError (or
     ClearingRefused) before anything is written."""
-    sheet = Path(out_dir) / SHEET_NAME
+    sheet = Path(out_dir) / MANUAL_POINTS_NAME
     notes: list[str] = []
     inactive = frozenset(leaving | removed_stems(out_dir))
     if not sheet.exists():
         try:   # a first sheet, from what the reports hold (and set-aside rows of teams that are back)
-            write_manual_sheet(reports, out_dir, config, set_aside=inactive)
+            write_manual_points(reports, out_dir, config, set_aside=inactive)
         except Exception as exc:  # noqa: BLE001 - the reports keep their points; the other files are written
-            return list(reports), [f"{SHEET_NAME} not written: {type(exc).__name__}: {exc}"]
+            return list(reports), [f"{MANUAL_POINTS_NAME} not written: {type(exc).__name__}: {exc}"]
     data = sheet.read_bytes()
-    entries = read_manual_sheet(sheet, reports, config, inactive=inactive)
+    entries = read_manual_points(sheet, reports, config, inactive=inactive)
     entries.update(removed_entries(out_dir, [item for item in reports if item[0] not in entries], config))
     if held is None:
         held = {stem: held_points(report, config) for stem, report in reports}
@@ -113,7 +112,7 @@ def _tutors_points(reports: list[tuple[str, Report]], out_dir: Path, config: Con
         assert kept is not None   # a labelled version is always written
         notes.append(f"--allow-clearing: tutors' points taken out of {len(lost)} team(s) ({'; '.join(lost)}); "
                      f"what the reports held is kept in {HISTORY_DIR}/{kept.name}")
-    if note := sheet_encoding_note(data):
+    if note := manual_points_encoding_note(data):
         notes.append(note)
     updated = []
     for stem, report in reports:
@@ -122,9 +121,9 @@ def _tutors_points(reports: list[tuple[str, Report]], out_dir: Path, config: Con
             write_report(new, Path(out_dir), stem)
         updated.append((stem, new))
     try:
-        write_manual_sheet(updated, out_dir, config, set_aside=inactive)
+        write_manual_points(updated, out_dir, config, set_aside=inactive)
     except Exception as exc:  # noqa: BLE001 - the reports carry the points; the sheet stays as the tutors left it
-        notes.append(f"{SHEET_NAME} not written: {type(exc).__name__}: {exc}")
+        notes.append(f"{MANUAL_POINTS_NAME} not written: {type(exc).__name__}: {exc}")
     return updated, notes
 
 
@@ -147,18 +146,18 @@ def write_batch_outputs(reports: list[tuple[str, Report]], out_dir: Path, config
     out_dir.mkdir(parents=True, exist_ok=True)
     reports = sorted(reports, key=lambda item: item[0])
     leaving = stems_on_disk(out_dir) - {stem for stem, _ in reports}
-    reports, sheet_notes = _tutors_points(reports, out_dir, config, held=held, allow_clearing=allow_clearing,
+    reports, manual_points_notes = _tutors_points(reports, out_dir, config, held=held, allow_clearing=allow_clearing,
                                           leaving=leaving)
     # The course's list of students, checked against the teams' ids as the tutors' points are merged.
     roster = roster_for_outputs(config, out_dir)
     reports = apply_roster(reports, roster, out_dir)
-    warnings = [*notes, *sheet_notes]
+    warnings = [*notes, *manual_points_notes]
     if moved := retire(out_dir, leaving):
         warnings.append(f"{len(moved)} submission(s) no longer in the folder: their report and pages moved to "
-                        f"{REMOVED_DIR}/ and their rows out of {SHEET_NAME} (kept in {HISTORY_DIR}/; both come "
+                        f"{REMOVED_DIR}/ and their rows out of {MANUAL_POINTS_NAME} (kept in {HISTORY_DIR}/; both come "
                         f"back with the submission): {', '.join(moved)}")
     # A shard, or a partial merge, sees part of the course: nobody is listed as missing from it.
-    whole_course = not partial and not (out_dir / _SHARD_MARKER).exists()
+    whole_course = not partial and not (out_dir / SHARD_FILE).exists()
     return warnings + _write_derived(reports, out_dir, config, data_description=data_description,
                                      template=template, solution=solution,
                                      similarity_threshold=similarity_threshold, partial=partial,
@@ -231,7 +230,7 @@ def _write_derived(reports: list[tuple[str, Report]], out_dir: Path, config: Con
 
     notebooks = {}
     for stem, _ in reports:
-        path = out_dir / "executed" / f"{stem}.ipynb"
+        path = executed_path(out_dir, stem)
         if path.exists() and (nb := _read_notebook(path)) is not None:
             notebooks[stem] = code_only(nb)   # not its outputs: every notebook of the batch is held
     template_nb = _read_notebook(template) if template is not None and Path(template).exists() else None
@@ -244,7 +243,7 @@ def _write_derived(reports: list[tuple[str, Report]], out_dir: Path, config: Con
         warnings.append(f"{len(pairs)} pair(s) of notebooks are nearly the same: see summary.html")
 
     incomplete = [(stem, pending_parts(r)) for stem, r in reports if not r.total.complete]
-    if incomplete and (out_dir / SHEET_NAME).exists():
+    if incomplete and (out_dir / MANUAL_POINTS_NAME).exists():
         graded_some = len(incomplete) < len(reports) or any(
             e.points is not None for _, r in reports for e in r.exercises)
         if graded_some:
@@ -270,7 +269,7 @@ def _derived_name(rel: str) -> bool:
         return False
     name = parts[-1]
     return (name.endswith(".html") or (len(parts) == 1 and name.endswith(".csv"))) and not name.startswith(".") \
-        and name.casefold() != SHEET_NAME.casefold()
+        and name.casefold() != MANUAL_POINTS_NAME.casefold()
 
 
 def _commit(stage: Path, out_dir: Path, *, stems: list[str], partial: str | None) -> list[str]:
@@ -323,10 +322,10 @@ def merge_outputs(inputs: list[Path], reports: list[tuple[str, Report]], out_dir
     shards' sheets giving different values for one cell is a ManualPointsError naming both. The
     sheet in out_dir is kept in the history first."""
     out_dir = Path(out_dir)
-    sources = [Path(folder) / SHEET_NAME for folder in inputs
+    sources = [Path(folder) / MANUAL_POINTS_NAME for folder in inputs
                if Path(folder).resolve() != out_dir.resolve()]
     sources = [s for s in sources if s.exists()]
     if sources:
         save_version(out_dir)
-    notes = merge_sheets(sources, out_dir / SHEET_NAME, config)
+    notes = merge_manual_points(sources, out_dir / MANUAL_POINTS_NAME, config)
     return notes + write_batch_outputs(reports, out_dir, config, **kwargs)

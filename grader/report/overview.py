@@ -18,7 +18,7 @@ from grader.report.feedback import FEEDBACK_DIR
 from grader.report.pages import render
 from grader.report.manual import pending_parts
 from grader.models import Report
-from grader.atomic import write_atomic
+from grader.util.atomic import write_atomic
 from grader.report.similarity import Pair
 from grader.report.enrolment import Missing
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from markupsafe import Markup
 
-from grader.textsafe import plain
+from grader.util.textsafe import plain
 
 if TYPE_CHECKING:
     import jinja2

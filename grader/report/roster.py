@@ -19,14 +19,13 @@ wrong: the grader must not check enrolments against half a list.
 """
 from __future__ import annotations
 
-import csv
-import io
 import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from grader.errors import RosterError
+from grader.report.csvfile import CsvSyntaxError, non_blank_rows
 
 __all__ = ["Student", "Roster", "RosterError", "read_roster", "load_roster"]
 
@@ -103,16 +102,10 @@ def _decode(data: bytes, path: Path) -> str:
 
 def _rows(text: str, delimiter: str, path: Path, *, strict: bool = True) -> list[tuple[int, list[str]]]:
     """(line where the row starts, fields) of every non-blank row."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=strict)
-    rows, line = [], 1
     try:
-        for fields in reader:
-            if any(f.strip() for f in fields):
-                rows.append((line, fields))
-            line = reader.line_num + 1
-    except csv.Error as exc:
-        raise RosterError(f"{path}: line {reader.line_num or line}: not readable as CSV ({exc})") from None
-    return rows
+        return non_blank_rows(text, delimiter, strict=strict)
+    except CsvSyntaxError as exc:
+        raise RosterError(f"{path}: line {exc.line}: not readable as CSV ({exc})") from None
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import nbformat
 
-from grader.atomic import write_atomic
 from grader.models import Report
-from grader.notebook_file import MAX_NOTEBOOK_BYTES, NotebookTooLarge
-from grader.textsafe import valid_json
+from grader.util.atomic import write_atomic
+from grader.util.notebook_file import MAX_NOTEBOOK_BYTES, NotebookTooLarge
+from grader.util.textsafe import valid_json
 
 
 def report_path(out_dir: Path, stem: str) -> Path:
@@ -36,6 +36,15 @@ def read_report(path: Path) -> Report | None:
         return None
 
 
+# The notebook as it ran, with its outputs: <out>/executed/<stem>.ipynb.
+EXECUTED_DIR = "executed"
+
+
+def executed_path(out_dir: Path, stem: str) -> Path:
+    """Where the executed notebook of submission `stem` is kept in the output folder `out_dir`."""
+    return Path(out_dir) / EXECUTED_DIR / f"{stem}.ipynb"
+
+
 def write_executed(nb: nbformat.NotebookNode, out_dir: Path, stem: str) -> Path:
     """The notebook as it ran. Its outputs come from the kernel: text that is not valid UTF-8 is
     replaced, and output nested too deep for nbformat's validation is written without it. It is
@@ -52,16 +61,20 @@ def write_executed(nb: nbformat.NotebookNode, out_dir: Path, stem: str) -> Path:
     if len(data) > MAX_NOTEBOOK_BYTES:
         raise NotebookTooLarge(f"it would be {len(data) / 1024 / 1024:.1f} MB, more than the "
                                f"{MAX_NOTEBOOK_BYTES // 1024 // 1024} MB the grader accepts as a notebook")
-    path = out_dir / "executed" / f"{stem}.ipynb"
+    path = executed_path(out_dir, stem)
     write_atomic(path, data)
     return path
 
+
+# What `grader grade --shard` leaves in its folder: it holds part of a course, for `grader merge`.
+# Hidden, so that no submission's report can have its name (discovery skips hidden files).
+SHARD_FILE = ".shard.json"
 
 # A submission removed from the folder: its report, page and executed notebook go here (same names),
 # never deleted; they come back when the submission does.
 REMOVED_DIR = "removed"
 # What a submission's outputs are, relative to the output folder (the page's folder is feedback.py's).
-_PER_STEM = (("", ".json"), ("feedback", ".html"), ("executed", ".ipynb"))
+_PER_STEM = (("", ".json"), ("feedback", ".html"), (EXECUTED_DIR, ".ipynb"))
 
 
 def _is_report_file(path: Path) -> bool:

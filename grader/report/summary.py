@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grader.atomic import write_atomic
 from grader.config import Config
 from grader.models import Report
 from grader.report.csvfile import CsvFormat, render_csv
+from grader.util.atomic import write_atomic
 
 SUMMARY_NAME = "summary.csv"
 

@@ -26,40 +26,23 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+from grader import child
 from grader.config import Limits
-from grader.fsclean import remove_tree
-from grader.notebook_file import MAX_NOTEBOOK_BYTES, MAX_OUTPUTS, NotebookInvalid, parse_notebook_json
-from grader.models import CellError, ExecutionInfo, TimedOutCell, TimeLimits
+from grader.models import CellError, ExecutionInfo, TimedOutCell, TimeLimits, cell_label
 from grader.run.cputime import ProcessTreeClock
 from grader.run.sandbox import KernelCommand
-from grader.textsafe import valid_json, valid_text
+from grader.util.fsclean import remove_tree
+from grader.util.notebook_file import MAX_NOTEBOOK_BYTES, MAX_OUTPUTS, NotebookInvalid, parse_notebook_json
+from grader.util.textsafe import valid_json, valid_text
 
 # The reply nbclient substitutes for a cell that ran over its time limit (after interrupting it).
 _TIMEOUT_REPLY = {"ename": "CellTimeoutError", "evalue": "the cell ran over its time limit", "traceback": []}
 
-# Copies the grader's folder of the workspace (read-only in the sandbox) into the kernel's own
-# workspace, links as links (the data). Run before any of the notebook's code, so it is the grader's
-# code that runs; it leaves no names behind in the notebook's namespace.
-_COPY_IN = """\
-def _grader_copy_in(source, target):
-    import os, shutil
-    folders = [(source, target)]   # not shutil.copytree: it recurses, and a zip's folders may be 1,500 deep
-    while folders:
-        here, there = folders.pop()
-        for entry in os.scandir(here):
-            dest = os.path.join(there, entry.name)
-            if entry.is_symlink():
-                os.symlink(os.readlink(entry.path), dest)
-            elif entry.is_dir(follow_symlinks=False):
-                os.mkdir(dest)
-                folders.append((entry.path, dest))
-            else:
-                shutil.copyfile(entry.path, dest)
-try:
-    _grader_copy_in(%r, %r)
-finally:
-    del _grader_copy_in
-"""
+# Copies the grader's folder of the workspace into the kernel's own (child/copy_in.py), then
+# deletes its function: run before any of the notebook's code, it leaves no names behind.
+def _copy_in_code(source: str, target: str) -> str:
+    return (child.source("copy_in.py")
+            + f"try:\n    _grader_copy_in({source!r}, {target!r})\nfinally:\n    del _grader_copy_in\n")
 
 # The limits when grading.toml says "auto" and nothing better is known (no calibration with timings
 # of the data): generous, since the notebook's needs are unknown. CPU seconds, as every limit.
@@ -383,7 +366,7 @@ class KernelSession:
         data links). Elsewhere the folder is the workspace, and there is nothing to do."""
         if self.command.submission_mount is None:
             return
-        result = await self.run_code(_COPY_IN % (self.command.submission_mount, str(self.workspace)),
+        result = await self.run_code(_copy_in_code(self.command.submission_mount, str(self.workspace)),
                                      timeout=timeout)
         if result.status != "ok":
             raise KernelStartError(f"the submission could not be copied into the kernel's workspace "
@@ -676,7 +659,7 @@ def _timeout_note(nb: nbformat.NotebookNode, code_cells: list[int], cells: list[
 def _notebook_output_note(client: _CappedClient, code_cells: list[int]) -> str:
     full = client.notebook_full or 0   # set: the note is written for a notebook whose outputs were cut
     number = {index: n for n, index in enumerate(code_cells, start=1)}.get(full)
-    where = f"In [{number}]" if number else f"cell {full + 1}"
+    where = cell_label(number, full + 1)
     return (f"output from cell {where} on was not kept: the notebook's output reached the grader's limit of "
             f"{client.outputs_limit:,} outputs or {client.total_limit // 1024 // 1024} MB in all "
             f"([limits] notebook_outputs)")

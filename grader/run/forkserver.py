@@ -20,37 +20,18 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from grader.fsclean import remove_tree
+from grader import child
 from grader.run import cputime
 from grader.run.context import KernelContext
 from grader.run.execute import KernelStartError
 from grader.run.sandbox import SUBMISSION_MOUNT, TMPFS_BYTES, KernelCommand, forkserver_command
+from grader.util.fsclean import remove_tree
 
-SERVER_SOURCE = (Path(__file__).with_name("forkserver_main.py")).read_text(encoding="utf-8")
+SERVER_SOURCE = child.source("forkserver_main.py")
 START_TIMEOUT_S = 180
 
 # Started by jupyter_client in place of the kernel (outside the sandbox; it runs no student code).
-PROXY = r"""
-import json, os, socket, sys
-control, connection_file, workspace, runtime, hide, tmpfs, disk, submission, tag = sys.argv[1:10]
-env = dict(os.environ)
-env["JPY_PARENT_PID"] = "1"   # no parent polling: the proxy's death is what ends the kernel
-server = socket.socket(socket.AF_UNIX)
-server.connect(control)
-server.sendall(json.dumps({"connection_file": os.path.abspath(connection_file), "workspace": workspace,
-    "runtime": runtime, "hide": json.loads(hide), "log": os.path.join(runtime, "kernel.log"), "env": env,
-    "tmpfs_bytes": int(tmpfs), "disk_bytes": int(disk), "submission": submission, "tag": tag}).encode() + b"\n")
-pending = b""
-while True:
-    data = server.recv(4096)
-    if not data:
-        os._exit(1)           # the fork server is gone, and the kernel with it
-    pending += data
-    while b"\n" in pending:
-        line, pending = pending.split(b"\n", 1)
-        if line.startswith(b"exit "):
-            os._exit(int(line[5:]))
-"""
+PROXY = child.source("forkserver_proxy.py")
 
 
 class ForkServer:

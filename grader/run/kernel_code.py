@@ -7,7 +7,7 @@ reach the reference), so they travel as text: `script` bundles a module with the
 modules it imports into one script, which runs each in a module object of its own (not in
 sys.modules, not in the notebook's namespace) and then makes one call. A kernel-side module may
 import the standard library, numpy, torch, and other kernel-side modules of the grader (its
-`from grader.run import probe_kernel as k` is taken out of the text and `k` bound to the module
+`from grader.child import probe_kernel as k` is taken out of the text and `k` bound to the module
 object); any other import of the grader is an error, found when the script is made.
 """
 from __future__ import annotations
@@ -18,26 +18,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from grader import child
 from grader.errors import SheetError
 
-_HERE = Path(__file__).resolve().parent
 # The core's kernel-side modules, by the name a plan imports them under.
-KERNEL_MODULES = {"grader.run.probe_kernel": _HERE / "probe_kernel.py",
-                  "grader.run.setup_kernel": _HERE / "setup_kernel.py"}
+KERNEL_MODULES = {"grader.child.probe_kernel": child.path("probe_kernel.py"),
+                  "grader.child.setup_kernel": child.path("setup_kernel.py")}
 
-_LOADER = '''\
-def __grader_load(modules):
-    import builtins, types
-    loaded = {}
-    for name, source, binds in modules:
-        module = types.ModuleType(name)
-        for local, (target, attribute) in binds.items():
-            value = loaded[target]
-            module.__dict__[local] = value if attribute is None else getattr(value, attribute)
-        builtins.exec(builtins.compile(source, "<grader " + name + ">", "exec", dont_inherit=True), module.__dict__)
-        loaded[name] = module
-    return loaded
-'''
+_LOADER = child.source("kernel_loader.py")   # the head of every script: loads the modules
 
 
 @dataclass(frozen=True)
@@ -65,7 +53,7 @@ def kernel_module(name: str, path: Path) -> KernelModule:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import) and any(_is_grader(a.name) for a in node.names):
             raise SheetError(f"{path}, line {node.lineno}: `import grader...` in kernel-side code; write "
-                             f"`from grader.run import probe_kernel as k` (only {', '.join(KERNEL_MODULES)} reach the kernel)")
+                             f"`from grader.child import probe_kernel as k` (only {', '.join(KERNEL_MODULES)} reach the kernel)")
         if not (isinstance(node, ast.ImportFrom) and node.level == 0 and _is_grader(node.module)):
             continue
         if id(node) not in top:

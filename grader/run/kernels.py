@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
-from grader.fsclean import remove_tree
 from grader.run.context import KernelContext
 from grader.run.execute import KernelSession, KernelStartError
 from grader.run.forkserver import ForkServer
 from grader.run.sandbox import kernel_command
+from grader.util.fsclean import remove_tree
 
 
 @dataclass

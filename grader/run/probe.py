@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
+from grader.child.setup_kernel import RECORDER_MODULE   # a constant: setup_kernel imports the standard library only
 from grader.observations import ArrayMissing, Observations, ProbeError, not_run
 from grader.run.kernel_code import KERNEL_MODULES, json_literal, kernel_module, script
-from grader.run.setup_kernel import RECORDER_MODULE   # a constant: setup_kernel imports the standard library only
 from grader.sheet import ProbeSpec
 
 MIME = "application/x-sheet6-grader-probe+json"
@@ -30,8 +30,8 @@ KEEP_CALLS = 4
 PRINTED_LIMIT = 20_000
 MAX_ARRAY_ELEMENTS = 2_000_000
 _PLAN = "__grader_plan__"
-_LIBRARY = "grader.run.probe_kernel"
-_SETUP = "grader.run.setup_kernel"
+_LIBRARY = "grader.child.probe_kernel"
+_SETUP = "grader.child.setup_kernel"
 
 
 class ProbePayloadError(ValueError):

@@ -37,13 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from grader import PACKAGE_DIR, REFERENCE_DIR, child
 from grader.config import Config
 from grader.errors import SandboxError
 from grader.run import seccomp
 
-# The grader's own packages, wherever they are installed (a source checkout, site-packages).
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-REFERENCE_DIR = PACKAGE_DIR.parent / "reference"
 
 
 def source_checkout(folder: Path = PACKAGE_DIR.parent) -> Path | None:
@@ -65,8 +63,7 @@ def grader_code() -> tuple[Path, ...]:
 
 # What stands in for a hidden package's __init__.py: `import grader` fails inside the sandbox as it
 # would where the package is not installed (an empty folder alone would import as a namespace package).
-_HIDDEN_PACKAGE = ('raise ModuleNotFoundError("No module named " + repr(__name__) + '
-                   '" (the grader\'s code is not visible to a notebook)", name=__name__)\n')
+_HIDDEN_PACKAGE = child.source("hidden_package.py")
 # The kernel is started through the launcher (rlimits) only where the `resource` module exists.
 HAVE_RLIMITS = os.name == "posix" and importlib.util.find_spec("resource") is not None
 # The opening words of the notes that say how the kernel was isolated (or not): `grader check` puts
@@ -83,8 +80,8 @@ TMPFS_BYTES = 512 * 1024 * 1024
 SUBMISSION_MOUNT = "/submission"
 
 # Sets rlimits, then replaces itself with the kernel (or with bubblewrap running the kernel): the
-# program launcher.py, run as `python -I -c <its text>` (it imports nothing of the grader).
-_LAUNCHER = (Path(__file__).with_name("launcher.py")).read_text(encoding="utf-8")
+# program child/launcher.py, run as `python -I -c <its text>` (it imports nothing of the grader).
+_LAUNCHER = child.source("launcher.py")
 
 
 
@@ -294,10 +291,7 @@ class PythonLayout:
     site_dirs: tuple[str, ...]      # site-packages folders (where .pth files are read)
 
 
-_LAYOUT_CODE = (
-    "import json, os, site, sys; print(json.dumps([sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, "
-    "sys.base_exec_prefix}), os.path.realpath(sys.executable), site.getsitepackages()]))"
-)
+_LAYOUT_CODE = child.source("python_layout.py")
 
 
 @functools.lru_cache(maxsize=8)
@@ -522,13 +516,6 @@ def _sandboxed(config: Config, workspace: Path, program: list[str], *, runtime_o
     return KernelCommand(argv=argv, env=env, isolated=True, sandbox="bubblewrap", interrupt_mode="message",
                          notes=notes, mpl_cache=mpl_cache, python=python, bound=tuple(shown) + tuple(data_dirs),
                          submission_mount=None if fork_server else SUBMISSION_MOUNT)
-
-
-def require_sandbox(config: Config) -> SandboxChoice:
-    """Raise SandboxError at start when the configured sandbox cannot be had (call it once per batch,
-    before any submission is graded, so that the error is not one report per submission). The
-    choice says whether `"auto"` goes without a sandbox, and why: tell the user once."""
-    return choose_sandbox(config)
 
 
 def is_isolation_note(note: str) -> bool:

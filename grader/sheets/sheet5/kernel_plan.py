@@ -1,6 +1,6 @@
 """Sheet 5's probe plan, in the student's kernel: what the probe observes of Exercise 5.4.
 
-Kernel-side code (see grader/run/probe_kernel.py): the grader reads this file's text and runs it in
+Kernel-side code (see grader/child/probe_kernel.py): the grader reads this file's text and runs it in
 the kernel after the notebook, with the probe's library; tests import it and run `observe` on a
 namespace of their own. It names the sheet's classes and function (from the settings) and computes
 no verdict. The inputs are the grader's points and labels (`x`: float64 (N, 2), `y`: uint8 (N,)),
@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from grader.run import probe_kernel as k
+from grader.child import probe_kernel as k
 
 LOSSES = ("cross_entropy", "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy",
           "binary_cross_entropy_with_logits", "smooth_l1_loss", "kl_div", "multi_margin_loss")

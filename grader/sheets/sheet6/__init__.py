@@ -12,7 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
 
-from grader.run.dataset import probe_batch
+from grader import REFERENCE_DIR
+from grader.data.staging import probe_batch
 from grader.sheet import DatasetSpec, NetworkSpec, ProbeSpec, Sheet
 from grader.sheets.sheet6 import standin
 from grader.sheets.sheet6.accuracies import recorded_accuracies
@@ -20,8 +21,8 @@ from grader.sheets.sheet6.answer import Answer
 from grader.sheets.sheet6.checks import CHECKS
 from grader.sheets.sheet6.evidence import STUDENT_EVIDENCE, key_6_3, sheet_evidence
 
-# The reference material: the solution and template notebooks, the calibration, the tutors' key.
-REFERENCE_DIR = Path(__file__).resolve().parents[3] / "reference"
+# The reference material: the solution and template notebooks, the calibration, the tutors' key (the
+# package `reference`, grader.REFERENCE_DIR).
 
 FASHION_MNIST = DatasetSpec(
     title="Fashion-MNIST",

@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 import json
 import re
-from importlib import resources
 
 import nbformat
+
+from grader import REFERENCE_DIR
 
 _ANSWER = re.compile(r"your\s+answer\s*:?", re.IGNORECASE)
 TUTORS_KEY = "tutors_key.json"
@@ -24,8 +25,8 @@ STUDENT_EVIDENCE = ("6.6",)
 def tutors_key() -> dict | None:
     """The 6.3 key (reference/tutors_key.json), or None where it is not installed (students)."""
     try:
-        text = (resources.files("reference") / TUTORS_KEY).read_text(encoding="utf-8")
-    except (FileNotFoundError, ModuleNotFoundError, OSError):
+        text = (REFERENCE_DIR / TUTORS_KEY).read_text(encoding="utf-8")
+    except OSError:
         return None
     return json.loads(text)
 

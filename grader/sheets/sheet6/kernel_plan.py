@@ -1,6 +1,6 @@
 """Sheet 6's probe plan, in the student's kernel: what the probe observes of Exercise 6.6.
 
-Kernel-side code (see grader/run/probe_kernel.py): the grader reads this file's text and runs it in
+Kernel-side code (see grader/child/probe_kernel.py): the grader reads this file's text and runs it in
 the kernel after the notebook, with the probe's library; tests import it and run `observe` on a
 namespace of their own. It names the sheet's methods (`optimize`, `test`), never its verdicts.
 
@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
-from grader.run import probe_kernel as k
+from grader.child import probe_kernel as k
 
 TRAIN = "optimize"     # the method that trains a network (and measures its test accuracy per epoch)
 # Loss functions the training set-up may call (torch.nn.functional's names).

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from grader.checks.compare import Unreproducible, close, describe, layers_from_ops, max_difference, structure
+from grader.data.staging import probe_batch
 from grader.observations import NetworkObservation, Observed
-from grader.run.dataset import probe_batch
 from grader.sheet import CheckRegistry, DatasetSpec, NetworkSpec, ProbeSpec, Sheet, Verdict
 from reference.numpy_ref import OPS, run_layers
 

@@ -1,11 +1,11 @@
-"""The toy sheet's probe plan (kernel-side, see grader/run/probe_kernel.py): TinyNet's class, a new
+"""The toy sheet's probe plan (kernel-side, see grader/child/probe_kernel.py): TinyNet's class, a new
 instance and the only trained one to be found, each traced on the probe's 4x4 images."""
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
-from grader.run import probe_kernel as k
+from grader.child import probe_kernel as k
 
 
 def observe(probe: k.Probe) -> dict:

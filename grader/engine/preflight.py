@@ -18,14 +18,14 @@ from typing import Literal
 import nbformat
 
 from grader.config import Config
-from grader.fsclean import remove_tree
-from grader.notebook_file import NotebookInvalid, parse_notebook_json
-from grader.notebook_file import configure as configure_notebooks
 from grader.intake import SheetHints, unpack
 from grader.intake.imports import PLATFORM_MODULES, NotebookImports, notebook_imports, shipped_modules
 from grader.intake.types import Submission
-from grader.course_environment import DISTRIBUTIONS as COURSE_DISTRIBUTIONS
-from grader.run.environment import (KernelEnvironment, KernelQueryError, kernel_environment, module_distributions,
+from grader.run.course_packages import DISTRIBUTIONS as COURSE_DISTRIBUTIONS
+from grader.util.fsclean import remove_tree
+from grader.util.notebook_file import NotebookInvalid, parse_notebook_json
+from grader.util.notebook_file import configure as configure_notebooks
+from grader.run.kernel_packages import (KernelEnvironment, KernelQueryError, kernel_environment, module_distributions,
                                     normalise, outside_course)
 
 HOW_TO_ADD = ("To add a module to the course environment: put its package into the `kernel` extra of "

@@ -22,8 +22,10 @@ from pathlib import Path
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _FD_BASED = os.name == "posix" and os.unlink in os.supports_dir_fd and os.scandir in os.supports_fd
 LOCK_NAME = ".owner.lock"
-# Prefixes of the folders that carry an owner lock; `sweep_stale` looks at these only.
-OWNED_PREFIXES = ("grader-work-", "g6w-")
+# The folders that carry an owner lock, by prefix: a run's (`grader grade`, `prepare`, `calibrate`), a
+# worker's, `grader check`'s. `owned_dir` makes no other, and `sweep_stale` looks at these only.
+WORK_PREFIX, WORKER_PREFIX, CHECK_PREFIX = "grader-work-", "g6w-", "grader-check-"
+OWNED_PREFIXES = (WORK_PREFIX, WORKER_PREFIX, CHECK_PREFIX)
 _held: dict[str, int] = {}   # folder → descriptor of its lock, for as long as this process owns it
 
 
@@ -181,7 +183,10 @@ def _where(top: str, levels: list, name: str) -> str:
 
 def owned_dir(prefix: str, parent: str | os.PathLike | None = None) -> Path:
     """A new temporary folder, locked by this process until `release_dir` (or the process's end).
-    The lock's descriptor is not inherited by child processes."""
+    The lock's descriptor is not inherited by child processes. `prefix` is one of OWNED_PREFIXES:
+    a folder left by a killed process is then removed by `sweep_stale`."""
+    if prefix not in OWNED_PREFIXES:
+        raise ValueError(f"owned_dir({prefix!r}): not one of OWNED_PREFIXES {OWNED_PREFIXES}, so never swept")
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
         import fcntl
@@ -249,12 +254,7 @@ def sweep_stale(parent: str | os.PathLike | None = None, min_age_s: float = 5.0,
     return removed
 
 
-def describe(problems: list[str], limit: int = 3) -> str:
-    shown = "; ".join(problems[:limit])
-    return shown + (f" and {len(problems) - limit} more" if len(problems) > limit else "")
-
-
-if __name__ == "__main__":   # python -m grader.fsclean PATH: remove a tree as the grader would
+if __name__ == "__main__":   # python -m grader.util.fsclean PATH: remove a tree as the grader would
     for argument in sys.argv[1:]:
         for problem in remove_tree(argument):
             print(problem, file=sys.stderr)

@@ -13,21 +13,19 @@ from rich.console import Console
 
 from grader.config import load_config
 from grader.errors import FolderBusy, ManualPointsError, MergeError
-from grader.locks import OUT_DIR_LOCK, describe_holder, hold
 from grader.models import Report
 from grader.report.cms import CmsError
-from grader.report.manual_history import restore_version, versions
-from grader.report.manual_sheet import HISTORY_DIR, SHEET_NAME, held_points
-from grader.report.outputs import merge_outputs, partial_before
 from grader.report.cms_import import remove_import_files
+from grader.report.manual_points import HISTORY_DIR, MANUAL_POINTS_NAME, held_points
+from grader.report.manual_points_history import restore_version, versions
+from grader.report.outputs import merge_outputs, partial_before
 from grader.report.roster import load_roster
-from grader.report.store import bring_back, read_report
-from grader.textsafe import terminal
+from grader.report.store import SHARD_FILE, bring_back, executed_path, read_report
+from grader.util.locks import OUT_DIR_LOCK, describe_holder, hold
+from grader.util.textsafe import terminal
 
 
-# What `grader grade --shard` leaves in its folder. Hidden, so that no submission's report can have
-# its name (discovery skips hidden files); `shard.json` is what grader versions before wrote.
-SHARD_FILE = ".shard.json"
+# What grader versions before wrote into a shard's folder (now report/store.py's SHARD_FILE).
 OLD_SHARD_FILE = "shard.json"
 
 
@@ -160,10 +158,10 @@ def merge_reports(inputs: list[Path], out_dir: Path, *, partial: bool = False) -
         if folder.resolve() != out_dir.resolve():
             bring_back(out_dir, stem)   # a team that was missing from an earlier (partial) merge is back
             shutil.copy2(folder / f"{stem}.json", out_dir / f"{stem}.json")
-            executed = folder / "executed" / f"{stem}.ipynb"
+            executed = executed_path(folder, stem)
             if executed.exists():
-                (out_dir / "executed").mkdir(exist_ok=True)
-                shutil.copy2(executed, out_dir / "executed" / f"{stem}.ipynb")
+                executed_path(out_dir, stem).parent.mkdir(exist_ok=True)
+                shutil.copy2(executed, executed_path(out_dir, stem))
     reports.sort(key=lambda item: item[0])
     return reports
 
@@ -207,9 +205,9 @@ def _hold_inputs(stack: ExitStack, inputs: list[Path], out_dir: Path, partial: b
 def _list_versions(out_dir: Path, config, console: Console) -> int:
     found = versions(out_dir, config)
     if not found:
-        console.print(f"no versions of {SHEET_NAME} kept in {terminal(out_dir / HISTORY_DIR)} yet", highlight=False)
+        console.print(f"no versions of {MANUAL_POINTS_NAME} kept in {terminal(out_dir / HISTORY_DIR)} yet", highlight=False)
         return 0
-    console.print(f"versions of {SHEET_NAME} kept in {terminal(out_dir / HISTORY_DIR)} (oldest first):",
+    console.print(f"versions of {MANUAL_POINTS_NAME} kept in {terminal(out_dir / HISTORY_DIR)} (oldest first):",
                   highlight=False)
     for version in found:
         what = version.problem or f"{version.rows} team(s), {version.points} cell(s) with points"
@@ -238,7 +236,7 @@ def merge_command(args, console: Console) -> int:
                 lacking = [before if _STILL_PARTIAL in before else before + _STILL_PARTIAL]
             if restore:
                 chosen, replaced = restore_version(out_dir, restore)
-                console.print(f"restored {terminal(chosen.name)} as {SHEET_NAME}" + (
+                console.print(f"restored {terminal(chosen.name)} as {MANUAL_POINTS_NAME}" + (
                     f" (the sheet it replaces is kept as {terminal(replaced.name)})" if replaced else ""),
                     highlight=False)
             held = held_in(out_dir, config)

@@ -18,7 +18,7 @@ import nbformat
 
 from grader.intake.imports import PLATFORM_MODULES, NotebookImports, notebook_imports
 from grader.models import CheckResult, Violation
-from grader.textsafe import replace_controls
+from grader.util.textsafe import replace_controls
 
 _NO_MODULE = re.compile(r"No module named '([A-Za-z_][\w.]*)'")
 _MISSING_FILE = re.compile(r"No such file or directory: '([^'\n]{1,400})'")

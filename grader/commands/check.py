@@ -35,11 +35,11 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from grader.config import Config, load_config
-from grader.fsclean import owned_dir, remove_tree
 from grader.models import Report
 from grader.report.feedback import shared_verdict
 from grader.sheet import Sheet
-from grader.textsafe import terminal
+from grader.util.fsclean import CHECK_PREFIX, owned_dir, remove_tree, sweep_stale
+from grader.util.textsafe import terminal
 
 # The small subset of a default check: enough for every check, a fraction of the training time.
 FAST_TRAIN, FAST_TEST = 1000, 500
@@ -184,10 +184,6 @@ def _stopped_by_grader(report: Report) -> bool:
     automatic points are taken for it (the checks it hides are needs_review), so a tutor decides."""
     return report.execution.status == "timeout" or any(
         v.code.startswith("environment.") for v in report.violations)
-
-
-def would_lose_points(report: Report) -> bool:
-    return verdict(report) == LOSES_POINTS
 
 
 def _zip_name(report: Report, given: CheckInput) -> str | None:
@@ -436,16 +432,17 @@ def check_config(config: Config, *, full: bool) -> Config:
 
 def check_path(path: Path, *, config_path: str | None, as_json: bool, full: bool, console: Console,
                sheet: str | None = None) -> int:
-    from grader.batch import prepare_context
+    from grader.engine.batch import prepare_context
+    from grader.engine.preflight import preflight
     from grader.intake import identify
     from grader.pipeline import grade_submission
-    from grader.preflight import preflight
     from grader.run.sandbox import choose_sandbox
-    from grader.cache import cache_dir
+    from grader.util.cache import cache_dir
 
     config = check_config(load_config(config_path, sheet=sheet), full=full)
     cache_dir()   # where the cache goes, said now (one line) if it cannot go to the default folder
-    work = owned_dir("grader-check-")   # swept by a later run if this one is killed
+    sweep_stale()   # what an earlier check (or grader), killed, left in the temporary folder
+    work = owned_dir(CHECK_PREFIX)   # swept by a later run if this one is killed
     try:
         try:
             given = resolve_input(path, work)

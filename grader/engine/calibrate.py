@@ -7,7 +7,7 @@ notebook, by network key, and the CPU seconds each of its code cells took (the k
 as the time limits count them; "clock": "cpu"; entries made before hold wall-clock seconds and no
 "clock"). A run on a busy machine (its cells took more than BUSY_RATIO times their CPU time in
 wall-clock time) keeps its accuracies, but not its timings. Entries are kept by
-grader/calibration_store.py (the cache's `calibration.json`, with the calibration the sheet ships in
+grader/calibration/store.py (the cache's `calibration.json`, with the calibration the sheet ships in
 its reference folder as a read-only default). `grader prepare` and `grader calibrate` (re)compute
 the entry for the configured data; `grader grade` computes it on first use when the solution is
 there, under the calibration file's lock; a shard (`--shard K/N`) never does.
@@ -23,13 +23,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median
 
-from grader import calibration_store as store
-from grader.calibration_store import CalibrationError, CalibrationMissing
+from grader.calibration import store
+from grader.calibration.store import CalibrationError, CalibrationMissing
 from grader.checks.framework import AccuracyRange
 from grader.config import Limits
 from grader.intake.types import Workspace
-from grader.pipeline import observe
 from grader.models import DataInfo, TimeLimits
+from grader.pipeline import observe
 from grader.run.execute import configured_time_limits, cpu_time_limits
 from grader.run.kernels import FreshKernels
 from grader.sheet import Sheet

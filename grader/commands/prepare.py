@@ -15,11 +15,11 @@ from pathlib import Path
 from statistics import median
 from typing import Callable
 
-from grader import calibration_store
+from grader.calibration import store as calibration_store
 from grader.config import Config
-from grader.fsclean import owned_dir, release_dir, sweep_stale
-from grader.preflight import Preflight, preflight
+from grader.engine.preflight import Preflight, preflight
 from grader.models import CalibrationRef, TimeLimits
+from grader.util.fsclean import WORK_PREFIX, owned_dir, release_dir, sweep_stale
 
 # Memory (MiB). Measured: a batch of the example submissions on the default subset (6,000 / 1,000)
 # with 2 workers peaked at 1,786 MiB in all (the sum of PSS over the grader's processes: the grader,
@@ -101,13 +101,13 @@ def prepare(root: Path, config: Config, *, shards: int, workers: int, runs: int 
             progress: Callable[[str], None] = print,
             show_preflight: Callable[[Preflight], None] | None = None) -> Prepared:
     """Stage, calibrate (when the data has no calibration yet), pre-flight, and size one shard."""
-    from grader.batch import Shard, plan, prepare_context
-    from grader.calibrate import ensure_calibration, time_limits
+    from grader.engine.batch import Shard, plan, prepare_context
+    from grader.engine.calibrate import ensure_calibration, time_limits
 
     if shards < 1:
         raise ValueError(f"--shards must be at least 1, got {shards}")
     sweep_stale()
-    work = owned_dir("grader-work-")
+    work = owned_dir(WORK_PREFIX)
     try:
         ctx = prepare_context(config, work, workers, progress=progress, auto_calibrate=False)
         sheet = config.sheet_def

@@ -9,7 +9,7 @@ the grader's own):
   which locates a module without running it, and from which distributions.
 
 A module the kernel has from a distribution that is not in the course's pinned environment
-(`grader/course_environment.py`, from requirements/constraints.txt) will not be there when tutors
+(`grader/run/course_packages.py`, from requirements/constraints.txt) will not be there when tutors
 grade: a student's own laptop, or a package a tutor installed by hand.
 """
 from __future__ import annotations
@@ -22,37 +22,14 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 
+from grader import child
+
 # The packages a report names by version (the rest are in the hash).
 REPORTED_PACKAGES = ("torch", "torchvision", "numpy")
 
-_ENVIRONMENT_CODE = r"""
-import importlib.metadata as md, json, sys
-dists = {}
-for dist in md.distributions():
-    try:
-        name, version = dist.metadata["Name"], dist.version
-    except Exception:
-        continue
-    if name and version:
-        dists[name] = version
-print(json.dumps({"python": sys.version.split()[0], "distributions": dists}))
-"""
-
-_FIND_CODE = r"""
-import importlib.metadata, importlib.util, json, sys
-try:
-    providers = importlib.metadata.packages_distributions()
-except Exception:
-    providers = {}
-found = {}
-for name in json.loads(sys.stdin.read()):
-    try:
-        spec = importlib.util.find_spec(name)
-    except Exception:
-        spec = None
-    found[name] = None if spec is None else sorted(set(providers.get(name, [])))
-print(json.dumps(found))
-"""
+# Each a program the kernel's Python runs as `python -I -c <text>` (grader/child/).
+_ENVIRONMENT_CODE = child.source("installed_distributions.py")
+_FIND_CODE = child.source("find_modules.py")
 
 
 class KernelQueryError(RuntimeError):
@@ -124,7 +101,7 @@ def find_modules(python: str, names: list[str] | set[str]) -> dict[str, bool]:
 
 def outside_course(distributions: tuple[str, ...], course: dict[str, str]) -> bool:
     """A module the kernel has from distributions none of which is in the course's pinned environment
-    (`grader.course_environment`): installed here, but not there when tutors grade."""
+    (`grader.run.course_packages`): installed here, but not there when tutors grade."""
     return bool(distributions) and not any(d in course or d in _BOOTSTRAP for d in distributions)
 
 

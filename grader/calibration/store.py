@@ -7,7 +7,7 @@ written before calibrations were kept by sheet, under the fingerprint alone, is 
 looked up, first match wins, in
 
 1. `GRADER_CALIBRATION`, when set: that file alone (the tests and benchmarks keep their own);
-2. the grader's cache, `<cache>/calibration.json` (see grader/cache.py): what `grader prepare`,
+2. the grader's cache, `<cache>/calibration.json` (see grader/util/cache.py): what `grader prepare`,
    `grader calibrate` and a first `grader grade` on new data write;
 3. the calibration the sheet ships in its reference folder (`<reference>/calibration.json`): a
    read-only default, never written (but by `grader calibrate --shipped`).
@@ -26,11 +26,11 @@ from pathlib import Path
 from contextlib import AbstractContextManager
 from typing import Callable, Protocol
 
-from grader.atomic import write_atomic
-from grader.cache import cache_dir
 from grader.errors import CalibrationError
-from grader.locks import hold
 from grader.models import CalibrationRef
+from grader.util.atomic import write_atomic
+from grader.util.cache import cache_dir
+from grader.util.locks import hold
 
 CACHE_NAME = "calibration.json"
 

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from grader.atomic import write_atomic
 from grader.config import Config
 from grader.errors import ManualPointsError
-from grader.report.manual_sheet import HISTORY_DIR, SHEET_NAME, _keyed_rows, decode_sheet
+from grader.report.manual_points import HISTORY_DIR, MANUAL_POINTS_NAME, _keyed_rows, decode_manual_points
+from grader.util.atomic import write_atomic
 
-VERSION_SUFFIX = "-" + SHEET_NAME
-_VERSION = re.compile(r"^\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d(_\d+)?(-[a-z-]+)?-" + re.escape(SHEET_NAME) + "$")
+VERSION_SUFFIX = "-" + MANUAL_POINTS_NAME
+_VERSION = re.compile(r"^\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d(_\d+)?(-[a-z-]+)?-" + re.escape(MANUAL_POINTS_NAME) + "$")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def save_version(out_dir: Path, data: bytes | None = None, *, label: str = "") -
     the newest one kept. `label` marks versions the grader made (`held-by-reports`)."""
     out_dir = Path(out_dir)
     if data is None:
-        sheet = out_dir / SHEET_NAME
+        sheet = out_dir / MANUAL_POINTS_NAME
         if not sheet.exists():
             return None
         data = sheet.read_bytes()
@@ -67,7 +67,7 @@ def versions(out_dir: Path, config: Config) -> list[Version]:
     found = []
     for path in _paths(out_dir):
         try:
-            _, rows = _keyed_rows(decode_sheet(path.read_bytes(), path), config)
+            _, rows = _keyed_rows(decode_manual_points(path.read_bytes(), path), config)
         except (OSError, ManualPointsError) as exc:
             found.append(Version(path=path, rows=0, points=0, problem=str(exc).splitlines()[-1].strip(" -")))
             continue
@@ -96,5 +96,5 @@ def restore_version(out_dir: Path, name: str) -> tuple[Path, Path | None]:
     chosen = find_version(out_dir, name)
     data = chosen.read_bytes()
     replaced = save_version(out_dir)
-    write_atomic(out_dir / SHEET_NAME, data)
+    write_atomic(out_dir / MANUAL_POINTS_NAME, data)
     return chosen, replaced

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from grader.textsafe import valid_text
+from grader.util.textsafe import valid_text
 
 MAX_PDF_PAGES = 30
 MAX_TEXT_CHARS = 2_000_000      # more text than any sheet's PDF has; a bomb's text is cut here

@@ -53,11 +53,11 @@ from typing import Callable
 import numpy as np
 
 from grader.config import Data
-from grader.fsclean import remove_tree
-from grader.locks import hold
+from grader.data.idx import DataError, digest, idx_header, read_idx, write_idx
 from grader.models import DataInfo
-from grader.run.idx import DataError, digest, idx_header, read_idx, write_idx
 from grader.sheet import DatasetSpec
+from grader.util.fsclean import remove_tree
+from grader.util.locks import hold
 
 __all__ = [
     "DataError", "StagedData", "stage_dataset", "no_data", "link_into", "probe_batch", "read_idx", "write_idx",

@@ -27,33 +27,32 @@ from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Callable
 
-from grader import calibration_store
-from grader.cache import cache_dir
-from grader.calibrate import CalibrationError, CalibrationMissing, accuracy_range, ensure_calibration, time_limits
+from grader.calibration import store as calibration_store
 from grader.checks.framework import placeholder_checks
 from grader.config import Config
-from grader.fsclean import owned_dir, release_dir, sweep_stale
-from grader.locks import hold_out_dir
+from grader.data.staging import StagedData, no_data, stage_dataset
+from grader.engine.calibrate import CalibrationError, CalibrationMissing, accuracy_range, ensure_calibration, time_limits
+from grader.engine.preflight import Preflight, preflight
+from grader.engine.slots import BrokenProcessPool, Slot, die_with_parent, spawn_executor
 from grader.intake import discover, duplicate_students, identify, parse_name
 from grader.intake.discover import graded_files
 from grader.intake.naming import files_sha256, kind_of
 from grader.intake.types import Discovery, Submission
-from grader.merge import SHARD_FILE
-from grader.pipeline import Graded, GradingContext, grade_submission, grade_submission_async, make_grader_info
-from grader.preflight import Preflight, preflight
-from grader.report.outputs import write_batch_outputs
-from grader.report.cms_import import remove_import_files
 from grader.models import ExecutionInfo, Report, Violation
-from grader.atomic import write_atomic
-from grader.report.manual_sheet import held_points
-from grader.report.store import REMOVED_DIR, bring_back, read_report, report_path, write_executed, write_report
+from grader.pipeline import Graded, GradingContext, grade_submission, grade_submission_async, make_grader_info
+from grader.report.cms_import import remove_import_files
+from grader.report.manual_points import held_points
+from grader.report.outputs import write_batch_outputs
 from grader.report.score import build_report
-from grader.run.dataset import StagedData, no_data, stage_dataset
-from grader.run.environment import KernelQueryError, kernel_environment
+from grader.report.store import REMOVED_DIR, SHARD_FILE, bring_back, read_report, report_path, write_executed, write_report
+from grader.run.kernel_packages import KernelQueryError, kernel_environment
 from grader.run.kernels import ForkKernels, FreshKernels, WarmKernels
-from grader.run.sandbox import require_sandbox
-from grader.slots import BrokenProcessPool, Slot, die_with_parent, spawn_executor
-from grader.textsafe import plain, replace_controls
+from grader.run.sandbox import choose_sandbox
+from grader.util.atomic import write_atomic
+from grader.util.cache import cache_dir
+from grader.util.fsclean import WORK_PREFIX, WORKER_PREFIX, owned_dir, release_dir, sweep_stale
+from grader.util.locks import hold_out_dir
+from grader.util.textsafe import plain, replace_controls
 
 
 __all__ = ["cache_dir", "Shard", "prepare_context", "plan", "run_batch", "preflight_only"]
@@ -111,6 +110,11 @@ class Outcome:
     seconds: float
     message: str = ""
 
+    @classmethod
+    def failed(cls, stem: str, message: str) -> "Outcome":
+        """A submission the grader failed on (`message` says how): no points, no time, status grader_error."""
+        return cls(stem=stem, status="grader_error", points=0, max_points=0, seconds=0, message=message)
+
 
 @dataclass
 class BatchResult:
@@ -134,7 +138,7 @@ def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: C
     `require_calibration` (a shard): never calibrate; no calibration for the data is a
     CalibrationMissing that says to run `grader prepare` first. Otherwise, with `auto_calibrate`,
     a missing calibration is made (once, under the calibration file's lock)."""
-    require_sandbox(config)   # a required sandbox that is missing stops the batch before it starts
+    choose_sandbox(config)   # a required sandbox that is missing stops the batch before it starts
     sheet = config.sheet_def
     data: StagedData = (stage_dataset(config.data, config.data_source, cache_dir() / "data", sheet.dataset)
                         if sheet.dataset is not None else no_data(sheet.name, sheet.probe.inputs(None)))
@@ -390,7 +394,7 @@ def _init_worker(ctx: GradingContext, kind: str, parent_pid: int) -> None:
     # Everything this worker puts in the temporary folder (its fork server's folders, kernels'
     # runtime folders) goes into a folder it owns: when the worker is killed, the grader (or its
     # next run) sees the owner gone and removes the folder.
-    own = owned_dir("g6w-")
+    own = owned_dir(WORKER_PREFIX)
     tempfile.tempdir = str(own)
     try:
         (ctx.work_dir / f".worker-{os.getpid()}").write_text(str(own), encoding="utf-8")
@@ -465,8 +469,7 @@ def _run_job_in_worker(job: Job, root: Path, out_dir: Path) -> Outcome:
     try:
         return run_job(job, root, out_dir, _WORKER["ctx"])
     except BaseException as exc:  # even the error report could not be written: the grader writes one
-        return Outcome(stem=job.stem, status="grader_error", points=0, max_points=0, seconds=0,
-                       message=f"{type(exc).__name__}: {exc}")
+        return Outcome.failed(job.stem, f"{type(exc).__name__}: {exc}")
 
 
 def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None = None, shard: Shard | None = None,
@@ -505,7 +508,7 @@ def _run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None
     for leftover in out_dir.rglob(".*.tmp"):   # half-written files of a batch that was killed
         leftover.unlink(missing_ok=True)
     sweep_stale()   # what an earlier grader, killed, left in the temporary folder
-    work_dir = owned_dir("grader-work-")
+    work_dir = owned_dir(WORK_PREFIX)
     slots: list[Slot] = []
     dispatched = False
     try:
@@ -622,8 +625,7 @@ def _dispatch(slots: list[Slot], jobs: list[Job], root: Path, out_dir: Path, ctx
             write_report(unreadable_report(job, ctx), out_dir, job.stem)
             outcome = Outcome(stem=job.stem, status="not_run", points=0, max_points=0, seconds=0)
         except Exception as exc:  # noqa: BLE001 - _ensure_report tries once more
-            outcome = Outcome(stem=job.stem, status="grader_error", points=0, max_points=0, seconds=0,
-                              message=f"{type(exc).__name__}: {exc}")
+            outcome = Outcome.failed(job.stem, f"{type(exc).__name__}: {exc}")
         _record(outcome, job, out_dir, ctx, before, result, reporter)
     queue = deque(item for item in queue if not item[0].unreadable)
     while queue or running:
@@ -638,8 +640,7 @@ def _dispatch(slots: list[Slot], jobs: list[Job], root: Path, out_dir: Path, ctx
                 future = slot.submit(_run_job_in_worker, job, root, out_dir)
             except Exception as exc:  # noqa: BLE001 - no worker could be started for it
                 free.append(slot)
-                _record(Outcome(stem=job.stem, status="grader_error", points=0, max_points=0, seconds=0,
-                                message=f"no worker process could be started ({type(exc).__name__}: {exc})"),
+                _record(Outcome.failed(job.stem, f"no worker process could be started ({type(exc).__name__}: {exc})"),
                         job, out_dir, ctx, before, result, reporter)
                 continue
             running[future] = (slot, job, attempt)
@@ -657,13 +658,11 @@ def _dispatch(slots: list[Slot], jobs: list[Job], root: Path, out_dir: Path, ctx
                              f"grading it once more in a new worker.")
                     queue.appendleft((job, 2))
                     continue
-                outcome = Outcome(stem=job.stem, status="grader_error", points=0, max_points=0, seconds=0,
-                                  message=f"the worker process grading {job.submission.rel} died twice "
-                                          f"(the second time {death}); the machine may have run out of "
-                                          f"memory")
+                outcome = Outcome.failed(job.stem, f"the worker process grading {job.submission.rel} died twice "
+                                                   f"(the second time {death}); the machine may have run out of "
+                                                   f"memory")
             except Exception as exc:  # noqa: BLE001 - e.g. the job could not be sent to the worker
-                outcome = Outcome(stem=job.stem, status="grader_error", points=0, max_points=0, seconds=0,
-                                  message=f"grader failure ({type(exc).__name__}: {exc})")
+                outcome = Outcome.failed(job.stem, f"grader failure ({type(exc).__name__}: {exc})")
             _record(outcome, job, out_dir, ctx, before, result, reporter)
 
 

@@ -4,7 +4,7 @@ the sheet's exercises and checks), reading it (every problem listed by line, tea
 writing it (never with less than it holds: new teams and new columns are merged in, filled cells
 are kept as typed). The rows of submissions no longer graded are set aside in
 `manual/removed_rows.csv` (the sheet's inactive part) and come back with their submission. Applying a
-row to a report is manual.py's; the dated versions of the sheet are manual_history.py's.
+row to a report is manual.py's; the dated versions of the sheet are manual_points_history.py's.
 """
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.atomic import write_atomic
 from grader.config import Config
 from grader.errors import ManualPointsError
 from grader.models import Report
 from grader.report.csvfile import CsvFormat, decode_text, format_number, parse_number, read_rows, render_csv
+from grader.util.atomic import write_atomic
 
-SHEET_NAME = "manual_points.csv"
+MANUAL_POINTS_NAME = "manual_points.csv"
 HISTORY_DIR = "manual"                 # under the output folder: the sheet's versions, its inactive part
 REMOVED_ROWS = "removed_rows.csv"      # in HISTORY_DIR: rows of submissions no longer in the folder
 INFO_COLUMNS = ("stem", "team", "student_ids")
@@ -67,7 +67,7 @@ def override_label(check_id: str, config: Config) -> str:
     return f"{OVERRIDE}{check_id} (max {format_number(config.checks.points(check_id))})"
 
 
-def sheet_columns(config: Config) -> list[str]:
+def manual_points_columns(config: Config) -> list[str]:
     return [*INFO_COLUMNS, *(part_label(p, config) for p in manual_parts(config)),
             *(override_label(c, config) for c in config.sheet_def.check_ids), COMMENT]
 
@@ -130,7 +130,7 @@ def _base_letter(ch: str) -> str:
     return unicodedata.normalize("NFKD", ch)[0]
 
 
-def decode_sheet(data: bytes, path: Path | str) -> str:
+def decode_manual_points(data: bytes, path: Path | str) -> str:
     """The sheet's text. UTF-8 (with or without BOM), Windows-1252 (Excel's "CSV"), and UTF-16 or
     UTF-32 with a byte-order mark (Excel's "Unicode Text") are read; anything else is one
     ManualPointsError about the encoding, not a list of garbled columns."""
@@ -155,15 +155,15 @@ def decode_sheet(data: bytes, path: Path | str) -> str:
     return decode_text(data)
 
 
-def sheet_encoding_note(data: bytes) -> str | None:
+def manual_points_encoding_note(data: bytes) -> str | None:
     """A line for the tutors when the sheet is not UTF-8: the grader writes it back as UTF-8."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")):
-        return (f"{SHEET_NAME} was saved as UTF-16/UTF-32 (Excel's \"Unicode Text\"): read, and written back as "
+        return (f"{MANUAL_POINTS_NAME} was saved as UTF-16/UTF-32 (Excel's \"Unicode Text\"): read, and written back as "
                 f"UTF-8 with a BOM (the version as saved is kept in {HISTORY_DIR}/)")
     return None
 
 
-def read_manual_sheet(path: Path, reports: list[tuple[str, Report]] | dict[str, Report],
+def read_manual_points(path: Path, reports: list[tuple[str, Report]] | dict[str, Report],
                       config: Config, *, inactive: set[str] | frozenset[str] = frozenset()) -> dict[str, ManualEntry]:
     """Validate the whole sheet and return its rows by stem. Every problem is collected; when there is
     any, one ManualPointsError lists them all (line number, team, column, what is wrong). Rows of
@@ -171,11 +171,11 @@ def read_manual_sheet(path: Path, reports: list[tuple[str, Report]] | dict[str, 
     neither validated nor returned."""
     path = Path(path)
     known = {_nfc(stem): stem for stem, _ in (reports.items() if isinstance(reports, dict) else reports)}
-    text = decode_sheet(path.read_bytes(), path)
-    return _parse_sheet(text, path, known, config, skip={_nfc(stem) for stem in inactive})
+    text = decode_manual_points(path.read_bytes(), path)
+    return _parse_manual_points(text, path, known, config, skip={_nfc(stem) for stem in inactive})
 
 
-def _parse_sheet(text: str, path: Path, known: dict[str, str], config: Config, *,
+def _parse_manual_points(text: str, path: Path, known: dict[str, str], config: Config, *,
                  skip: set[str] | None = None) -> dict[str, ManualEntry]:
     """The rows of `known` stems (NFC → stem); a row of another stem is an error, unless it is in
     `skip` (None: every other row is skipped)."""
@@ -191,7 +191,7 @@ def _parse_sheet(text: str, path: Path, known: dict[str, str], config: Config, *
         if key is None:
             if name.strip():
                 problems.append(f"line {header_line}, column {index + 1} {name.strip()!r}: unknown column "
-                                f"(expected one of: {', '.join(sheet_columns(config))}, or 'comment <exercise>')")
+                                f"(expected one of: {', '.join(manual_points_columns(config))}, or 'comment <exercise>')")
         elif key in seen:
             problems.append(f"line {header_line}, column {index + 1} {name.strip()!r}: the same part as column "
                             f"{seen[key]!r}")
@@ -265,21 +265,6 @@ def _parse_sheet(text: str, path: Path, known: dict[str, str], config: Config, *
     return entries
 
 
-def sheet_stems(path: Path) -> set[str]:
-    """The stems (NFC) the sheet has rows for; empty when it cannot be read."""
-    try:
-        _, rows = read_rows(decode_sheet(Path(path).read_bytes(), path))
-    except (OSError, ManualPointsError):
-        return set()
-    if not rows:
-        return set()
-    keys = [h.strip().lstrip("\ufeff").lower() for h in rows[0][1]]
-    if "stem" not in keys:
-        return set()
-    col = keys.index("stem")
-    return {_nfc(fields[col]) for _, fields in rows[1:] if col < len(fields) and fields[col].strip()}
-
-
 def removed_entries(out_dir: Path, reports: list[tuple[str, Report]], config: Config) -> dict[str, ManualEntry]:
     """The set-aside rows (`manual/removed_rows.csv`) of these reports' stems: the tutors' points of a
     submission that was removed from the folder and is back."""
@@ -287,7 +272,7 @@ def removed_entries(out_dir: Path, reports: list[tuple[str, Report]], config: Co
     if not reports or not path.exists():
         return {}
     known = {_nfc(stem): stem for stem, _ in reports}
-    return _parse_sheet(decode_sheet(path.read_bytes(), path), path, known, config, skip=None)
+    return _parse_manual_points(decode_manual_points(path.read_bytes(), path), path, known, config, skip=None)
 
 
 # ---------------------------------------------------------------- what reports hold
@@ -354,14 +339,14 @@ def render_held(held: dict[str, dict[tuple[str, str], float]], reports: list[tup
     """A sheet of the points the reports hold (`held_points` by stem): what the history keeps
     before a merge takes points out (--allow-clearing), so that they can be restored."""
     fmt = CsvFormat.of(config)
-    keys = [_column_key(h, config) for h in sheet_columns(config)]
+    keys = [_column_key(h, config) for h in manual_points_columns(config)]
     by_stem = dict(reports)
     rows = []
     for stem, points in sorted(held.items()):
         cells = {key: fmt.number(value) for key, value in points.items()}
         cells.update(_info(stem, by_stem[stem]) if stem in by_stem else {("info", "stem"): stem})
         rows.append([cells.get(k, "") if k else "" for k in keys])
-    return render_csv(sheet_columns(config), rows, fmt)
+    return render_csv(manual_points_columns(config), rows, fmt)
 
 
 def cms_format(config: Config) -> tuple[str, str, bool]:
@@ -369,29 +354,29 @@ def cms_format(config: Config) -> tuple[str, str, bool]:
     return config.cms.delimiter, config.cms.decimal, config.cms.bom
 
 
-def write_manual_sheet(reports: list[tuple[str, Report]], out_dir: Path, config: Config, *,
+def write_manual_points(reports: list[tuple[str, Report]], out_dir: Path, config: Config, *,
                        set_aside: set[str] | frozenset[str] = frozenset()) -> Path:
     """Write `manual_points.csv`, or merge into the one tutors are filling: their rows, columns and
     filled cells stay as they are (in the sheet's own delimiter); teams and columns it lacks are
     added (a team that comes back gets its set-aside row back), and the team/student_ids cells are
     refreshed. Rows of `set_aside` stems (submissions no longer in the folder) leave the sheet for
     `manual/removed_rows.csv`. An unchanged sheet is not rewritten. Earlier versions are kept by
-    manual_history.save_version, which the caller runs before a merge."""
+    manual_points_history.save_version, which the caller runs before a merge."""
     out_dir = Path(out_dir)
-    path = out_dir / SHEET_NAME
+    path = out_dir / MANUAL_POINTS_NAME
     delimiter, decimal, bom = cms_format(config)
     by_stem = {_nfc(stem): (stem, report) for stem, report in reports}
     aside = {_nfc(stem) for stem in set_aside} - set(by_stem)
-    header = sheet_columns(config)
+    header = manual_points_columns(config)
     rows: list[list[str]] = []
     original = None
     if path.exists():
         original = path.read_bytes()
-        text = decode_sheet(original, path)
+        text = decode_manual_points(original, path)
         delimiter, parsed = read_rows(text)
         # Written back as UTF-8: with a BOM where the tutors' file had one, or was not UTF-8 at all
         # (Excel's "CSV" is Windows-1252: without a BOM, Excel would show 'Ã„pfel' and save that).
-        bom = original.startswith(b"\xef\xbb\xbf") or sheet_encoding_note(original) is not None \
+        bom = original.startswith(b"\xef\xbb\xbf") or manual_points_encoding_note(original) is not None \
             or not _is_utf8(original)
         if parsed:
             old_header = [h.strip().lstrip("\ufeff") for h in parsed[0][1]]
@@ -440,7 +425,7 @@ def write_manual_sheet(reports: list[tuple[str, Report]], out_dir: Path, config:
     if leaving:   # first into the inactive part, then out of the sheet: a crash in between loses nothing
         _write_removed_rows(out_dir, config, add=leaving)
     data = render_csv(header, rows, CsvFormat(delimiter=delimiter, decimal=decimal, bom=bom))
-    if original is None or decode_sheet(original, path).replace("\r\n", "\n") != decode_text(data).replace("\r\n", "\n"):
+    if original is None or decode_manual_points(original, path).replace("\r\n", "\n") != decode_text(data).replace("\r\n", "\n"):
         write_atomic(path, data)
     if returning:
         _write_removed_rows(out_dir, config, drop=set(returning))
@@ -477,7 +462,7 @@ def _removed_rows(out_dir: Path, config: Config) -> tuple[dict[tuple[str, str], 
     path = Path(out_dir) / HISTORY_DIR / REMOVED_ROWS
     if not path.exists():
         return {}, {}
-    labels, rows = _keyed_rows(decode_sheet(path.read_bytes(), path), config)
+    labels, rows = _keyed_rows(decode_manual_points(path.read_bytes(), path), config)
     return labels, {stem: cells for _, stem, cells in rows}
 
 
@@ -489,7 +474,7 @@ def _write_removed_rows(out_dir: Path, config: Config, *, add: dict[str, dict] |
     rows.update(add or {})
     for stem in drop or ():
         rows.pop(stem, None)
-    header = sheet_columns(config)
+    header = manual_points_columns(config)
     keys = [_column_key(h, config) for h in header]
     extra = sorted({k for cells in rows.values() for k in cells} - set(keys))
     header = header[:-1] + [labels.get(k) or (f"{COMMENT} {k[1]}" if k[0] == "exercise_comment" else k[1])
@@ -499,17 +484,17 @@ def _write_removed_rows(out_dir: Path, config: Config, *, add: dict[str, dict] |
     write_atomic(Path(out_dir) / HISTORY_DIR / REMOVED_ROWS, render_csv(header, table, CsvFormat.of(config)))
 
 
-def merge_sheets(sources: list[Path], target: Path, config: Config) -> list[str]:
+def merge_manual_points(sources: list[Path], target: Path, config: Config) -> list[str]:
     """Join several shards' sheets into `target` (which may exist): rows by stem, cell by cell. Two
     different filled values for one cell are an error naming both files. Returns notes. The caller
-    keeps the target's version first (manual_history.save_version)."""
+    keeps the target's version first (manual_points_history.save_version)."""
     table: dict[str, dict[tuple[str, str], tuple[str, str]]] = {}   # stem → key → (value, file)
     labels: dict[tuple[str, str], str] = {}
     problems: list[str] = []
     notes: list[str] = []
     if not sources:
         return notes
-    read = {source: _keyed_rows(decode_sheet(source.read_bytes(), source), config)
+    read = {source: _keyed_rows(decode_manual_points(source.read_bytes(), source), config)
             for source in [target, *sources] if source.exists()}
     # The shards' sheets are the grader's, with the names as they are; a row of the tutors' sheet that
     # Excel saved with '?' for letters it lacks is the same team's.
@@ -536,7 +521,7 @@ def merge_sheets(sources: list[Path], target: Path, config: Config) -> list[str]
         raise ManualPointsError(target, problems)
     if not table:
         return notes
-    header = sheet_columns(config)
+    header = manual_points_columns(config)
     extra = [labels[k] for k in labels if k not in [_column_key(h, config) for h in header]]
     header = header[:-1] + extra + header[-1:]
     keys = [_column_key(h, config) for h in header]
