@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from grader.observations import Array, NetworkObservation, Observed, Op, Training
+from grader.observations import Array, InstanceSearch, NetworkObservation, Observed, Op, Training
 
 
 class DatasetItem(Observed):
@@ -24,8 +24,13 @@ class DatasetObservation(Observed):
     items: list[DatasetItem] = []
 
 
+class Search(InstanceSearch):
+    unrecorded: list[int] = []           # In [n] of cells calling train where no call was recorded (it is defined there)
+
+
 class Network(NetworkObservation):
     trained_cell: int | None = None      # In [n] of the call of train that made (or returned) the trained FFNN
+    search: Search | None = None
 
 
 class TrainingRun(Training):

@@ -343,6 +343,13 @@ def check_training_accuracy(obs: Observations[Answer], config: Config, accuracy_
     net = obs.answer.network
     if net is None or not net.class_found:
         return Verdict("fail", f"`class {NETWORK}(nn.Module)` is not defined after the notebook ran.")
+    if not net.instance_found and net.search is not None and net.search.unrecorded:
+        cell = net.search.unrecorded[0]
+        return Verdict("needs_review", f"{FUNCTION}(...) is called in In [{cell}], in the cell that defines it: the "
+                                       f"grader sees the calls of {FUNCTION} from the cell after its definition on, so "
+                                       f"it cannot find the {NETWORK} that call trained. A tutor decides. To be graded "
+                                       f"automatically, define {FUNCTION} and call it in separate cells, as the "
+                                       f"template does.")
     if not net.instance_found:
         return Verdict("fail", _no_trained(net))
     if net.trained is None:

@@ -1,0 +1,92 @@
+"""Sheet 5 (Exercise 5.4) attacked the way students and broken uploads send it.
+
+Two lanes. Without a kernel: the notebook of tools/make_sheet5.py with a few lines changed, its
+cells exec'd into a namespace as the kernel would hold them (with the set-up step's recording of
+`train`, Jupyter's cell numbers and `In`), then the sheet's probe plan and checks (as in
+test_sheet5.py). In real kernels: one `grader grade --sheet sheet5` of a folder of hostile and
+messy submissions (one batch, to save kernel starts), each asserted on what its report says.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import nbformat
+import numpy as np
+import pytest
+
+from conftest import ROOT, needs_torch
+from grader.checks.environment import environment_faults, fault_violations
+from grader.run import setup_kernel as setup
+from grader.sheet import AccuracyRange
+from test_sheet5 import make_sheet5, observe, verdicts
+
+SOLUTION_NETWORK_FORWARD = "return self.softmax(self.output(x))"
+CALIBRATED = AccuracyRange(low=(0.963,), high=(0.963,), source="test")
+
+
+def cells(parts=None, *changes: tuple[str, str]) -> list[str]:
+    """The code cells of the notebook (the solution by default) with each (old, new) replaced;
+    every old text must be found."""
+    sources = [c.source for c in make_sheet5.build_notebook(parts or make_sheet5.solution_parts()).cells
+               if c.cell_type == "code"]
+    for old, new in changes:
+        assert any(old in s for s in sources), f"not in the notebook: {old!r}"
+        sources = [s.replace(old, new) for s in sources]
+    return sources
+
+
+def run(sources: list[str], epochs: int = 20) -> tuple[dict, setup.Recorder]:
+    """The cells run into a namespace as a kernel runs them: In [n] numbered from 1, a cell that
+    raises does not stop the next, `train` is wrapped after the cell that defines it, and FFNNs made
+    during a recorded call are kept. Fewer epochs than the notebook's 1,000."""
+    number = [0]
+    recorder = setup.Recorder(cell_number=lambda: number[0])
+    ns: dict = {"__name__": "__main__", "In": [""]}
+    for source in sources:
+        number[0] += 1
+        ns["In"].append(source)
+        try:
+            exec(source.replace('"num_epochs": 1000', f'"num_epochs": {epochs}').replace("plt.show()", "plt.close()"), ns)
+        except Exception:
+            pass
+        if isinstance(ns.get("FFNN"), type):
+            setup.record_made(recorder, ns["FFNN"])
+        setup.record_function(recorder, ns, "train")
+    return ns, recorder
+
+
+def graded(sources: list[str], accuracy_range: AccuracyRange | None = CALIBRATED, epochs: int = 20):
+    ns, recorder = run(sources, epochs)
+    obs = observe(ns, recorder)
+    return ns, obs, verdicts(obs, accuracy_range)
+
+
+# ---- which network is the trained one ---------------------------------------------------------
+
+def test_a_config_rebound_for_an_experiment_does_not_pick_the_experiments_network():
+    """Part 4 written as `config = dict(config, learning_rate=100)`: the name `config` now holds the
+    experiment's, and the network the exercise asks about is still the one of the first call."""
+    ns, obs, found = graded(cells(None, ("config_2 = dict(config, learning_rate=100)\ntrain(config_2",
+                                         "config = dict(config, learning_rate=100)\ntrain(config")))
+    trained = obs.answer.network.trained.params["hidden.weight"]
+    assert np.allclose(trained, ns["model"].hidden.weight.detach().numpy(), atol=1e-6)
+    assert obs.answer.network.trained_cell == 7     # model = train(config, data, labels)
+    assert found["training.step"][0] == "pass"
+
+
+def test_train_defined_and_called_in_one_cell_is_left_to_a_tutor_not_taken_from_an_experiment():
+    """The course's train returns nothing; in a cell that also defines it, the call is not recorded
+    (train is wrapped after its cell). The experiments' calls are recorded: their networks (5 hidden
+    units, a learning rate of 100) are not the one 5.4.3 asks about."""
+    sources = cells(replace(make_sheet5.solution_parts(), returns=""))
+    at = next(i for i, s in enumerate(sources) if s.startswith("def plot_decision_boundary"))
+    sources[at:at + 2] = [sources[at] + "\n\n\n" + sources[at + 1]]
+    ns, obs, found = graded(sources)
+    status, message = found["training.accuracy"]
+    assert status == "needs_review", message
+    assert "In [6]" in message and "in the cell that defines it" in message and "separate cells" in message
+    assert obs.answer.network.trained is None or obs.answer.network.trained.params["hidden.weight"].shape != (5, 2)
