@@ -90,3 +90,31 @@ def test_train_defined_and_called_in_one_cell_is_left_to_a_tutor_not_taken_from_
     assert status == "needs_review", message
     assert "In [6]" in message and "in the cell that defines it" in message and "separate cells" in message
     assert obs.answer.network.trained is None or obs.answer.network.trained.params["hidden.weight"].shape != (5, 2)
+
+
+# ---- a notebook written for a GPU ---------------------------------------------------------------
+
+@pytest.mark.parametrize("ename, evalue", [
+    ("RuntimeError", "Found no NVIDIA driver on your system. Please check that you have an NVIDIA GPU and "
+                     "installed a driver from http://www.nvidia.com/Download/index.aspx"),
+    ("AssertionError", "Torch not compiled with CUDA enabled"),
+    ("RuntimeError", "No CUDA GPUs are available"),
+    ("RuntimeError", "Attempting to deserialize object on a CUDA device but torch.cuda.is_available() is False. "
+                     "If you are running on a CPU-only machine, please use torch.load with map_location"),
+    ("RuntimeError", "PyTorch is not linked with support for mps devices"),
+])
+def test_a_notebook_that_asks_for_a_gpu_is_left_to_a_tutor(ename, evalue):
+    """`"device": "cuda"` written into config (Colab's GPU) fails on the grader's machines, which
+    have none: a limit of the grading environment, like a module it lacks, not the team's mistake."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import torch"), nbformat.v4.new_code_cell("model = FFNN(2, 100, 3).cuda()")]
+    for count, cell in enumerate(nb.cells, start=1):
+        cell.execution_count = count
+    nb.cells[1].outputs.append(nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[]))
+    faults = environment_faults(nb)
+    assert [(f.kind, f.label) for f in faults] == [("gpu", "In [2]")]
+    violations = fault_violations(faults, "the grader serves no data for this sheet")
+    assert [v.code for v in violations] == ["environment.no_gpu"]
+    message = violations[0].message
+    assert "In [2]" in message and "no GPU" in message and "needs_review" in message
+    assert "'cuda' if torch.cuda.is_available() else 'cpu'" in message
