@@ -118,3 +118,28 @@ def test_a_notebook_that_asks_for_a_gpu_is_left_to_a_tutor(ename, evalue):
     message = violations[0].message
     assert "In [2]" in message and "no GPU" in message and "needs_review" in message
     assert "'cuda' if torch.cuda.is_available() else 'cpu'" in message
+
+
+# ---- networks written otherwise ------------------------------------------------------------------
+
+ANY_ACCURACY = AccuracyRange(low=(0.0,), high=(0.0,), source="test")   # passes whatever a recomputed accuracy is
+
+
+@pytest.mark.parametrize("forward", [
+    "z = torch.exp(self.output(x))\n        return z / z.sum(dim=1, keepdim=True)",
+    "z = self.output(x)\n        z = torch.exp(z - z.max(dim=1, keepdim=True).values)\n        return z / torch.sum(z, 1, keepdim=True)",
+])
+def test_a_softmax_written_out_by_hand_gets_every_point(forward):
+    """The lecture's formula, exp(z) / Σ exp(z), is the softmax: the grader recognises it by what it
+    computes (the softmax of the last Linear layer's output, on the network's own weights), not by
+    torch's name for it."""
+    _, _, found = graded(cells(None, (SOLUTION_NETWORK_FORWARD, forward)), ANY_ACCURACY)
+    assert {c: s for c, (s, _) in found.items()} == {c: "pass" for c in found}, found
+
+
+def test_an_ending_that_is_no_softmax_is_named_and_left_to_a_tutor():
+    _, _, found = graded(cells(None, (SOLUTION_NETWORK_FORWARD, "return torch.exp(self.output(x))")), ANY_ACCURACY)
+    assert found["ffnn.architecture"][0] == "pass", found
+    assert found["ffnn.forward"] == ("needs_review", "FFNN(2, 16, 3)'s forward pass could not be recomputed: after "
+                                     "the last Linear layer it calls torch's `exp`, and its output is neither the "
+                                     "softmax nor the log-softmax of that layer's output.")

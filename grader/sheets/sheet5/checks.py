@@ -22,7 +22,7 @@ from grader.observations import ModelObservation, Observations, Op
 from grader.sheet import AccuracyRange, CheckRegistry, Verdict
 from grader.sheets.sheet5.numpy_ref import LOSSES as REFERENCE_LOSSES
 from grader.sheets.sheet5.numpy_ref import OPS as REFERENCE_OPS
-from grader.sheets.sheet5.numpy_ref import accuracy, forward, sgd_step
+from grader.sheets.sheet5.numpy_ref import accuracy, forward, log_softmax, sgd_step
 from grader.sheets.sheet5.answer import Answer, Network
 
 CHECKS = CheckRegistry(exercise="5.4")
@@ -55,6 +55,45 @@ def _unreproducible(ops: list[Op]) -> str | None:
     if any(op.op in ("softmax", "log_softmax") and op.dim not in (None, 1, -1) for op in ops):
         return None   # said by the check itself: a softmax over the wrong dimension is the team's mistake
     return None
+
+
+def _ending(ops: list[Op]) -> tuple[list[Op], list[Op]]:
+    """The operations up to the last Linear layer, and those after it."""
+    last = max((i for i, op in enumerate(ops) if op.op == "linear"), default=len(ops) - 1)
+    return ops[:last + 1], ops[last + 1:]
+
+
+def resolved_ops(model: ModelObservation, x: np.ndarray, atol: float = 1e-4, rtol: float = 1e-4
+                 ) -> tuple[list[Op] | None, str]:
+    """The operations of the model's forward as the reference runs them: an ending after the last
+    Linear layer that the reference does not run (a softmax written out, exp(z) / exp(z).sum(1)) is
+    replaced by what its output equals, computed by the reference on the model's own weights: the
+    softmax or log-softmax of that layer's output, or the output itself. (ops, "") or (None, why)."""
+    body, tail = _ending(model.ops_eval)
+    other = [op.torch or op.op for op in tail if op.op not in REFERENCE_OPS]
+    if not other or _unreproducible(body):
+        return model.ops_eval, ""
+    why = (f"after the last Linear layer it calls torch's `{other[0]}`, and its output is neither the softmax nor "
+           f"the log-softmax of that layer's output")
+    try:
+        logits, _ = forward(_ops(body), model.params, x)
+    except (KeyError, ValueError):
+        return None, why
+    for name, values in (("softmax", np.exp(log_softmax(logits))), ("log_softmax", log_softmax(logits)),
+                         ("identity", logits)):
+        if close(model.out_eval, values, atol, rtol):
+            return body + [Op(op=name, torch=" → ".join(op.torch or op.op for op in tail), dim=1)], ""
+    return None, why
+
+
+def _as_resolved(ops: list[Op], model: ModelObservation, x: np.ndarray) -> list[Op]:
+    """`ops` (a forward of the model's class, in training) with the ending `resolved_ops` found for
+    the model's own forward, when it is the same ending."""
+    body, tail = _ending(ops)
+    resolved, _ = resolved_ops(model, x)
+    if resolved is None or [op.op for op in tail] != [op.op for op in _ending(model.ops_eval)[1]]:
+        return ops
+    return body + _ending(resolved)[1]
 
 
 def _body(shape: list[tuple]) -> tuple[list[tuple], list[str]]:
@@ -155,7 +194,8 @@ def check_ffnn_architecture(obs: Observations[Answer], config: Config, accuracy_
     model = _fresh(obs)
     if isinstance(model, Verdict):
         return model
-    found, _ = _body(structure(model.ops_eval))
+    ops, _ = resolved_ops(model, obs.inputs["x"], config.tolerance.atol, config.tolerance.rtol)
+    found, _ = _body(structure(ops if ops is not None else _ending(model.ops_eval)[0]))
     if found == _expected_layers():
         return Verdict("pass", f"{MADE} runs {describe(found)}.")
     hint = ""
@@ -176,22 +216,23 @@ def check_ffnn_forward(obs: Observations[Answer], config: Config, accuracy_range
     if wrong_dim:
         return Verdict("fail", f"{MADE}'s forward applies {wrong_dim[0].op} over dim {wrong_dim[0].dim}: that "
                                f"normalises over the points of a batch, not over the classes; use dim=1.")
-    if (why := _unreproducible(model.ops_eval)):
+    tol = config.tolerance
+    ops, why = resolved_ops(model, x, tol.atol, tol.rtol)
+    if ops is None or (why := _unreproducible(ops)):
         return Verdict("needs_review", f"{MADE}'s forward pass could not be recomputed: {why}.")
     try:
-        expected, _ = forward(_ops(model.ops_eval), model.params, x)
+        expected, _ = forward(_ops(ops), model.params, x)
     except (KeyError, ValueError) as exc:
         return Verdict("needs_review", f"{MADE}'s forward pass could not be recomputed: {exc}.")
     classes = PROBE_DIMS[2]
     if model.out_eval.shape != (len(x), classes):
         return Verdict("fail", f"{MADE}'s forward should return one row of {classes} class probabilities per point, "
                                f"shape ({len(x)}, {classes}); it returned shape {model.out_eval.shape}.")
-    tol = config.tolerance
     if not close(model.out_eval, expected, tol.atol, tol.rtol):
         return Verdict("fail", f"{MADE}'s forward output differs from what its own layers compute (largest "
                                f"difference {max_difference(model.out_eval, expected):.3g}): forward should return "
                                f"the softmax of the last Linear layer's output.")
-    _, tail = _body(structure(model.ops_eval))
+    _, tail = _body(structure(ops))
     if not tail:
         return Verdict("fail", f"{MADE}'s forward returns the last Linear layer's output (logits); the network of "
                                f"the exercise ends with a softmax over the classes: return torch.softmax(x, dim=1) "
@@ -266,7 +307,9 @@ def check_training_step(obs: Observations[Answer], config: Config, accuracy_rang
         return Verdict("fail", f"{called}: " + "; ".join(problems) + ".")
     if run.ops is None:
         return _first_error(obs, "training", "the forward of the network train made")
-    if (why := _unreproducible(run.ops)):
+    fresh = answer.network.fresh if answer.network is not None else None
+    ops = run.ops if fresh is None else _as_resolved(run.ops, fresh, obs.inputs["x"])
+    if (why := _unreproducible(ops)):
         return Verdict("needs_review", f"The training step could not be recomputed: the network's forward {why}.")
     tol = config.tolerance
     previous = None
@@ -289,7 +332,7 @@ def check_training_step(obs: Observations[Answer], config: Config, accuracy_rang
             return Verdict("needs_review", f"Step {number} of {called} could not be recomputed: the loss has "
                                            f"options the reference does not reproduce ({shown}).")
         try:
-            grads, after = sgd_step(_ops(run.ops), step.before, step.input, loss.target, loss.name, step.lr)
+            grads, after = sgd_step(_ops(ops), step.before, step.input, loss.target, loss.name, step.lr)
         except (KeyError, ValueError) as exc:
             return Verdict("needs_review", f"Step {number} of {called} could not be recomputed: {exc}.")
         if (problem := _grads_problem(step, grads, previous, tol)):
@@ -313,10 +356,11 @@ def trained_accuracy(obs: Observations[Answer]) -> tuple[float | None, str]:
     if net is None or net.trained is None:
         return None, "no trained network"
     model = net.trained
-    if (why := _unreproducible(model.ops_eval)):
+    ops, why = resolved_ops(model, obs.inputs["x"])
+    if ops is None or (why := _unreproducible(ops)):
         return None, f"its forward {why}"
     try:
-        return accuracy(_ops(model.ops_eval), model.params, obs.inputs["x"], obs.inputs["y"]), ""
+        return accuracy(_ops(ops), model.params, obs.inputs["x"], obs.inputs["y"]), ""
     except (KeyError, ValueError) as exc:
         return None, str(exc)
 
