@@ -143,3 +143,32 @@ def test_an_ending_that_is_no_softmax_is_named_and_left_to_a_tutor():
     assert found["ffnn.forward"] == ("needs_review", "FFNN(2, 16, 3)'s forward pass could not be recomputed: after "
                                      "the last Linear layer it calls torch's `exp`, and its output is neither the "
                                      "softmax nor the log-softmax of that layer's output.")
+
+
+# ---- the template, and names other than the template's --------------------------------------------
+
+def test_the_untouched_template_says_what_is_still_to_write():
+    _, _, found = graded(cells(make_sheet5.template_parts()))
+    assert {s for s, _ in found.values()} <= {"fail", "error"}, found
+    getitem, length = found["dataset.getitem"][1], found["dataset.len"][1]
+    assert getitem.startswith("PointsDataset(data, labels)[0] raised NotImplementedError"), getitem
+    assert "__getitem__ is still the template's" in getitem and "len(" not in getitem
+    assert "__len__ is still the template's" in length
+    assert "forward is still the template's" in found["ffnn.forward"][1]
+    assert ". expected" not in found["training.accuracy"][1]
+
+
+@pytest.mark.parametrize("renames, named", [
+    ((("class FFNN(nn.Module)", "class Net(nn.Module)"), ("model = FFNN(", "model = Net(")), "`Net`"),
+    ((("class PointsDataset(Dataset)", "class SpiralDataset(Dataset)"), ("dataset = PointsDataset(", "dataset = SpiralDataset(")),
+     "`SpiralDataset`"),
+])
+def test_a_class_renamed_is_named_with_the_name_the_grader_looks_for(renames, named):
+    """Teams rename the template's classes (or upload another sheet's notebook): the message names
+    what the notebook does define, so that the student sees what to change."""
+    _, _, found = graded(cells(None, *renames), ANY_ACCURACY)
+    lost = {c: m for c, (s, m) in found.items() if s != "pass"}
+    assert lost and all(s == "fail" for c, (s, _) in found.items() if c in lost), found
+    for message in lost.values():
+        assert "is not defined after the notebook ran" in message and named in message, message
+        assert "keep the template's names" in message

@@ -39,7 +39,15 @@ class TrainingRun(Training):
     ops: list[Op] | None = None          # what the network made by train ran, in train mode
 
 
+class Defined(Observed):
+    """The classes and functions the notebook's cells define (by name; at most 10 of each)."""
+    modules: list[str] = []              # nn.Module subclasses
+    datasets: list[str] = []             # Dataset subclasses
+    functions: list[str] = []
+
+
 class Answer(Observed):
+    defined: Defined = Defined()
     dataset: DatasetObservation | None = None
     network: Network | None = None
     function_found: bool = False

@@ -14,6 +14,8 @@ printout: the training part is lost as a whole then.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from grader.checks.compare import close, describe, max_difference, structure
@@ -35,13 +37,34 @@ _OUTPUT_FUNCTIONS = {"softmax", "log_softmax", "sigmoid"}
 MADE = f"{NETWORK}({', '.join(map(str, PROBE_DIMS))})"     # the network the checks of 5.4.2 look at
 
 
-def _first_error(obs: Observations[Answer], prefix: str, what: str) -> Verdict:
-    errors = obs.errors_of(prefix)
+def _first_error(obs: Observations[Answer], prefix: str, what: str, *, only=lambda step: True,
+                 method: str = "") -> Verdict:
+    """The first error of the probe's steps about `prefix` (of those whose step `only` keeps), and
+    for a method that still raises the template's NotImplementedError, which one to write (from
+    where it was raised, else `method`)."""
+    errors = [e for e in obs.errors_of(prefix) if only(e.step)]
     if errors:
         e = errors[0]
         where = f" ({e.where})" if e.where else ""
-        return Verdict("error", f"{e.step.split(': ', 1)[-1]} raised {e.error}{where}.")
+        error = e.error.rstrip(": ")
+        message = f"{e.step.split(': ', 1)[-1]} raised {error}{where}."
+        stub = re.search(r" of (\w+)$", e.where or "")
+        if error.startswith("NotImplementedError") and (stub or method):
+            message += f" {stub.group(1) if stub else method} is still the template's: write it."
+        return Verdict("error", message)
     return Verdict("error", f"{what} could not be observed.")
+
+
+def _not_defined(obs: Observations[Answer], written: str, kind: str) -> Verdict:
+    """`written` (`class FFNN(nn.Module)`) is not defined: and what the notebook defines of that
+    `kind` (modules, datasets, functions) instead, a class renamed or another sheet's notebook."""
+    others = getattr(obs.answer.defined, kind) if obs.answer is not None else []
+    instead = ""
+    if others:
+        instead = (f" It defines {', '.join(f'`{name}`' for name in others[:5])}: the grader looks for the names the "
+                   f"template gives ({DATASET}, {NETWORK}, {FUNCTION}), so keep the template's names (or is this "
+                   f"another sheet's notebook?).")
+    return Verdict("fail", f"`{written}` is not defined after the notebook ran.{instead}")
 
 
 def _ops(ops: list[Op]) -> list[dict]:
@@ -114,7 +137,7 @@ def _points(values) -> str:
 def _dataset(obs: Observations[Answer]) -> Verdict | None:
     ds = obs.answer.dataset
     if ds is None or not ds.class_found:
-        return Verdict("fail", f"`class {DATASET}(Dataset)` is not defined after the notebook ran.")
+        return _not_defined(obs, f"class {DATASET}(Dataset)", "datasets")
     return None
 
 
@@ -125,7 +148,8 @@ def check_dataset_getitem(obs: Observations[Answer], config: Config, accuracy_ra
         return missing
     ds = obs.answer.dataset
     if not ds.items:
-        return _first_error(obs, "dataset", f"{DATASET}(data, labels)[0]")
+        return _first_error(obs, "dataset", f"{DATASET}(data, labels)[0]", only=lambda step: "len(" not in step,
+                            method="__getitem__")
     x, y = obs.inputs["x"], obs.inputs["y"]
     tol = config.tolerance
     problems = []
@@ -162,7 +186,8 @@ def check_dataset_len(obs: Observations[Answer], config: Config, accuracy_range:
         return missing
     ds = obs.answer.dataset
     if ds.length is None:
-        return _first_error(obs, "dataset", f"len({DATASET}(data, labels))")
+        return _first_error(obs, "dataset", f"len({DATASET}(data, labels))", only=lambda step: not step.endswith("]"),
+                            method="__len__")
     if ds.length != ds.points:
         return Verdict("fail", f"len({DATASET}(data, labels)) is {ds.length} for {ds.points} points: __len__ should "
                                f"return the number of points (len(self.data)); the DataLoader draws its indices "
@@ -176,9 +201,9 @@ def _fresh(obs: Observations[Answer]) -> Verdict | ModelObservation:
     """The new FFNN(2, 16, 3) as the probe saw it, or the verdict that says why there is none."""
     net = obs.answer.network
     if net is None or not net.class_found:
-        return Verdict("fail", f"`class {NETWORK}(nn.Module)` is not defined after the notebook ran.")
+        return _not_defined(obs, f"class {NETWORK}(nn.Module)", "modules")
     if net.fresh is None:
-        return _first_error(obs, "network", MADE)
+        return _first_error(obs, "network", MADE, method="forward")
     return net.fresh
 
 
@@ -279,7 +304,9 @@ def _grads_problem(step, reference: dict[str, np.ndarray], previous, tol) -> str
 def check_training_step(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     answer = obs.answer
     if not answer.function_found:
-        return Verdict("fail", f"`def {FUNCTION}(config, data, labels)` is not defined after the notebook ran.")
+        return _not_defined(obs, f"def {FUNCTION}(config, data, labels)", "functions")
+    if answer.network is None or not answer.network.class_found:
+        return _not_defined(obs, f"class {NETWORK}(nn.Module)", "modules")
     run = answer.training
     if run is None:
         return _first_error(obs, "training", f"{FUNCTION}(config, data, labels)")
@@ -371,13 +398,13 @@ def _no_trained(net: Network) -> str:
                 f"left inside it)")
     if search is None:
         return f"No trained {NETWORK} was found after the notebook ran ({expected})."
-    calls = (f"{search.calls} call(s) of {FUNCTION} were seen, {search.completed} of them completed, none made an "
-             f"{NETWORK}" if search.calls else f"{FUNCTION} was never called")
+    calls = (f"{search.calls} call(s) of {FUNCTION} were seen, {search.completed} of them completed, none with the "
+             f"exercise's config made an {NETWORK}" if search.calls else f"{FUNCTION} was never called")
     holds = ("is not defined" if search.canonical_holds == "nothing" else f"holds a {search.canonical_holds}")
     found = (f"{len(search.found)} {NETWORK} instances ({', '.join(f'`{p}`' for p in search.found[:5])}), so which "
              f"one counts cannot be told" if search.found else f"no {NETWORK} instance in the notebook's globals")
     return (f"No trained {NETWORK} was found after the notebook ran. Looked for: the {NETWORK} made by "
-            f"{FUNCTION}(config, ...) ({calls}); the name `{TRAINED_NAME}` (it {holds}); {found}. {expected}.")
+            f"{FUNCTION}(config, ...) ({calls}); the name `{TRAINED_NAME}` (it {holds}); {found}. {expected[0].upper()}{expected[1:]}.")
 
 
 @CHECKS.check("training.accuracy", points=0.5,
@@ -386,7 +413,7 @@ def _no_trained(net: Network) -> str:
 def check_training_accuracy(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     net = obs.answer.network
     if net is None or not net.class_found:
-        return Verdict("fail", f"`class {NETWORK}(nn.Module)` is not defined after the notebook ran.")
+        return _not_defined(obs, f"class {NETWORK}(nn.Module)", "modules")
     if not net.instance_found and net.search is not None and net.search.unrecorded:
         cell = net.search.unrecorded[0]
         return Verdict("needs_review", f"{FUNCTION}(...) is called in In [{cell}], in the cell that defines it: the "

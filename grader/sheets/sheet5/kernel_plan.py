@@ -172,9 +172,26 @@ def _train_ops(model, x):
     return ops
 
 
+def defined(probe: k.Probe) -> dict:
+    """The classes (nn.Module and Dataset subclasses) and functions the notebook's cells define, by
+    their names in its globals: what there is when a name the sheet asks for is not."""
+    found: dict = {"modules": [], "datasets": [], "functions": []}
+    for name, value in list(probe.ns.items()):
+        if name.startswith("_") or name in k.SKIP_GLOBALS or getattr(value, "__module__", None) != "__main__":
+            continue
+        if isinstance(value, type) and issubclass(value, nn.Module):
+            found["modules"].append(name[:60])
+        elif isinstance(value, type) and issubclass(value, torch.utils.data.Dataset):
+            found["datasets"].append(name[:60])
+        elif callable(value) and not isinstance(value, type):
+            found["functions"].append(name[:60])
+    return {kind: names[:10] for kind, names in found.items()}
+
+
 def observe(probe: k.Probe) -> dict:
     ns, settings = probe.ns, probe.settings
-    answer: dict = {}
+    ok, names = k.guarded(probe, "defined: the notebook's classes and functions", defined, probe)
+    answer: dict = {"defined": names if ok else {}}
     dataset_class = ns.get(settings["dataset_class"])
     answer["dataset"] = {"class_found": isinstance(dataset_class, type)}
     if answer["dataset"]["class_found"]:
