@@ -172,3 +172,12 @@ def test_a_class_renamed_is_named_with_the_name_the_grader_looks_for(renames, na
     for message in lost.values():
         assert "is not defined after the notebook ran" in message and named in message, message
         assert "keep the template's names" in message
+
+
+# ---- what the trained network's accuracy says ------------------------------------------------------
+
+def test_a_low_accuracy_names_the_config_values_that_differ_from_the_exercises():
+    _, _, found = graded(cells(None, ('"learning_rate": 1,', '"learning_rate": 0.05,')))
+    status, message = found["training.accuracy"]
+    assert status == "fail"
+    assert "learning_rate 0.05 (the exercise's: 1)" in message and "num_epochs 20 (the exercise's: 1000)" in message

@@ -26,6 +26,7 @@ class DatasetObservation(Observed):
 
 class Search(InstanceSearch):
     unrecorded: list[int] = []           # In [n] of cells calling train where no call was recorded (it is defined there)
+    config: dict[str, Any] = {}          # the plain values of the config the trained FFNN's call was given
 
 
 class Network(NetworkObservation):

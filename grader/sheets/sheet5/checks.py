@@ -33,6 +33,9 @@ DATASET, NETWORK, FUNCTION, TRAINED_NAME = "PointsDataset", "FFNN", "train", "mo
 PROBE_DIMS = (2, 16, 3)          # FFNN(2, 16, 3): sizes the notebook does not use (its config has 100 hidden units)
 DATASET_POINTS = 97              # PointsDataset is made of this many points (not the notebook's 300)
 PROBE_LEARNING_RATE = 0.37       # train(config, ...) runs with this learning rate (no notebook writes it)
+# The notebook's config (its device: the grader's machines have no GPU).
+CONFIG = {"input_dim": 2, "hidden_dim": 100, "output_dim": 3, "device": "cpu", "num_epochs": 1000,
+          "batch_size": 300, "learning_rate": 1.0}
 _OUTPUT_FUNCTIONS = {"softmax", "log_softmax", "sigmoid"}
 MADE = f"{NETWORK}({', '.join(map(str, PROBE_DIMS))})"     # the network the checks of 5.4.2 look at
 
@@ -392,6 +395,10 @@ def trained_accuracy(obs: Observations[Answer]) -> tuple[float | None, str]:
         return None, str(exc)
 
 
+def _number(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _no_trained(net: Network) -> str:
     search = net.search
     expected = (f"expected the {NETWORK} that `{FUNCTION}(config, data, labels)` makes and trains (returned, or "
@@ -439,6 +446,14 @@ def check_training_accuracy(obs: Observations[Answer], config: Config, accuracy_
     if accuracy >= floor:
         return Verdict("pass", f"{where} classifies {accuracy:.3f} of the {n} points correctly (the solution "
                                f"{solution:.3f}; {floor:.3f} or more passes).")
+    differ = [f"{key} {_number(value)} (the exercise's: {_number(CONFIG[key])})"
+              for key, value in (net.search.config if net.search is not None else {}).items()
+              if key in ("hidden_dim", "num_epochs", "learning_rate", "batch_size")
+              and type(value) in (int, float) and value != CONFIG[key]]
+    if differ:
+        return Verdict("fail", f"{where} classifies only {accuracy:.3f} of the {n} points correctly; the solution "
+                               f"reaches {solution:.3f} ({floor:.3f} or more passes) with the exercise's config, and "
+                               f"the notebook trained it with {', '.join(differ)}.")
     return Verdict("fail", f"{where} classifies only {accuracy:.3f} of the {n} points correctly; trained as "
                            f"{FUNCTION}(config, data, labels) asks (config's epochs and learning rate) the solution "
                            f"reaches {solution:.3f} ({floor:.3f} or more passes). Check the training step "

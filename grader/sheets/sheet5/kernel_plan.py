@@ -99,6 +99,14 @@ def _same_config(given, other) -> bool:
     return all(type(a) in (int, float) and type(b) in (int, float) and a == b for a, b in values)
 
 
+def _plain_config(config) -> dict:
+    """A config's plain values (numbers, text), for the messages."""
+    if not isinstance(config, dict):
+        return {}
+    return {str(key)[:40]: value for key, value in list(dict.items(config))[:20]
+            if type(value) in (int, float, bool) or (type(value) is str and len(value) <= 40)}
+
+
 def unrecorded_calls(probe: k.Probe, function: str, calls: list[dict]) -> list[int]:
     """The cells In [n] that call `function(...)` where no call of it was recorded (a cell that
     defines the function and calls it: it is wrapped after the cell that defines it)."""
@@ -134,7 +142,9 @@ def trained_ffnn(probe: k.Probe, cls, class_name: str, canonical: str, function:
               "canonical_holds": ("nothing" if canonical not in probe.ns
                                   else class_name if match(at_name) else type(at_name).__name__),
               "unrecorded": unrecorded_calls(probe, function, calls)}
+    search["config"] = _plain_config(config)
     for call in with_config:
+        search["config"] = _plain_config(_config_of(call))
         if match(call.get("result")):
             instance = call["result"]
             return instance, labels.get(id(instance), ""), "returned", search, call["cell"]
