@@ -176,6 +176,17 @@ def test_a_class_renamed_is_named_with_the_name_the_grader_looks_for(renames, na
 
 # ---- what the trained network's accuracy says ------------------------------------------------------
 
+def test_a_network_of_other_layers_loses_its_architecture_not_its_training_too():
+    """Sigmoid for ReLU costs ffnn.architecture; such a network also trains to a lower accuracy in
+    1,000 epochs, which then says nothing about the training code (training.step passes): a tutor
+    decides instead of a second loss for one mistake."""
+    _, _, found = graded(cells(None, ("self.relu = nn.ReLU()", "self.relu = nn.Sigmoid()")))
+    assert found["ffnn.architecture"][0] == "fail" and found["training.step"][0] == "pass"
+    status, message = found["training.accuracy"]
+    assert status == "needs_review", message
+    assert "Linear(2, 100) → Sigmoid → Linear(100, 3)" in message and "ffnn.architecture" in message
+
+
 def test_a_low_accuracy_names_the_config_values_that_differ_from_the_exercises():
     _, _, found = graded(cells(None, ('"learning_rate": 1,', '"learning_rate": 0.05,')))
     status, message = found["training.accuracy"]

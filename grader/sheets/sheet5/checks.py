@@ -399,6 +399,13 @@ def _number(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _trained_layers(obs: Observations[Answer]) -> list[tuple] | None:
+    """The layers the trained FFNN runs (its output function left out), or None when not known."""
+    model = obs.answer.network.trained
+    ops, _ = resolved_ops(model, obs.inputs["x"]) if model is not None else (None, "")
+    return None if ops is None else _body(structure(ops))[0]
+
+
 def _no_trained(net: Network) -> str:
     search = net.search
     expected = (f"expected the {NETWORK} that `{FUNCTION}(config, data, labels)` makes and trains (returned, or "
@@ -446,6 +453,13 @@ def check_training_accuracy(obs: Observations[Answer], config: Config, accuracy_
     if accuracy >= floor:
         return Verdict("pass", f"{where} classifies {accuracy:.3f} of the {n} points correctly (the solution "
                                f"{solution:.3f}; {floor:.3f} or more passes).")
+    layers = _trained_layers(obs)
+    if layers is not None and [item[0] for item in layers] != [item[0] for item in _expected_layers()]:
+        return Verdict("needs_review", f"{where} classifies {accuracy:.3f} of the {n} points correctly, less than the "
+                                       f"solution's {solution:.3f} ({floor:.3f} or more passes); but it runs "
+                                       f"{describe(layers)}, not the exercise's layers (that costs ffnn.architecture), "
+                                       f"and such a network trains to another accuracy: whether its training is right "
+                                       f"is for a tutor to decide.")
     differ = [f"{key} {_number(value)} (the exercise's: {_number(CONFIG[key])})"
               for key, value in (net.search.config if net.search is not None else {}).items()
               if key in ("hidden_dim", "num_epochs", "learning_rate", "batch_size")
