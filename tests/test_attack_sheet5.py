@@ -92,6 +92,13 @@ def test_train_defined_and_called_in_one_cell_is_left_to_a_tutor_not_taken_from_
     assert obs.answer.network.trained is None or obs.answer.network.trained.params["hidden.weight"].shape != (5, 2)
 
 
+def test_a_train_that_never_got_defined_is_not_said_to_be_called_where_it_is_defined():
+    """A syntax error in train's cell: the later cells' calls of train are not unrecorded calls."""
+    _, _, found = graded(cells(None, ("criterion = nn.CrossEntropyLoss()", "criterion = nn.CrossEntropyLoss(")))
+    assert found["training.step"][0] == "fail" and "is not defined after the notebook ran" in found["training.step"][1]
+    assert "in the cell that defines it" not in found["training.accuracy"][1], found["training.accuracy"]
+
+
 # ---- a notebook written for a GPU ---------------------------------------------------------------
 
 @pytest.mark.parametrize("ename, evalue", [

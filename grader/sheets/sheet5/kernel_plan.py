@@ -108,13 +108,15 @@ def _plain_config(config) -> dict:
 
 
 def unrecorded_calls(probe: k.Probe, function: str, calls: list[dict]) -> list[int]:
-    """The cells In [n] that call `function(...)` where no call of it was recorded (a cell that
-    defines the function and calls it: it is wrapped after the cell that defines it)."""
+    """The cells In [n] that define `function` and call it, where no call of it was recorded: it is
+    wrapped after the cell that defines it."""
     recorded = {c.get("cell") for c in calls}
     found = []
     for number, tree in k.cells_mentioning(probe, f"{function}("):
-        if number not in recorded and any(isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                                          and node.func.id == function for node in ast.walk(tree)):
+        nodes = list(ast.walk(tree))
+        if number not in recorded and any(isinstance(node, ast.FunctionDef) and node.name == function for node in nodes) \
+                and any(isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == function
+                        for node in nodes):
             found.append(number)
     return found[:5]
 
