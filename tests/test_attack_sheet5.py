@@ -199,3 +199,172 @@ def test_a_low_accuracy_names_the_config_values_that_differ_from_the_exercises()
     status, message = found["training.accuracy"]
     assert status == "fail"
     assert "learning_rate 0.05 (the exercise's: 1)" in message and "num_epochs 20 (the exercise's: 1000)" in message
+
+
+# ---- in real kernels: one batch of what teams send ------------------------------------------------
+
+def _zip(members, nb: nbformat.NotebookNode) -> bytes:
+    from make_examples import deterministic_zip  # noqa: E402  (tools/, on the path through test_sheet5)
+    return deterministic_zip([("sheet05.pdf", make_sheet5.team_pdf(members)),
+                              ("sheet05.ipynb", (nbformat.writes(nb) + "\n").encode("utf-8"))])
+
+
+def _notebook(parts, *changes: tuple[str, str], insert: tuple[tuple[int, str], ...] = ()) -> nbformat.NotebookNode:
+    nb = make_sheet5.build_notebook(parts)
+    for old, new in changes:
+        assert any(old in c.source for c in nb.cells), f"not in the notebook: {old!r}"
+        for cell in nb.cells:
+            cell.source = cell.source.replace(old, new)
+    for at, source in insert:
+        nb.cells.insert(at, nbformat.v4.new_code_cell(source))
+    return nb
+
+
+def _merged(parts) -> nbformat.NotebookNode:
+    nb = make_sheet5.build_notebook(replace(parts, returns=""))
+    at = next(i for i, c in enumerate(nb.cells) if c.source.startswith("def plot_decision_boundary"))
+    nb.cells[at].source += "\n\n\n" + nb.cells[at + 1].source
+    del nb.cells[at + 1]
+    return nb
+
+
+# name -> (a notebook of the solution's team `members`, built from its Parts)
+ATTACKS = {
+    "rebound": lambda p: _notebook(p, ("config_2 = dict(config, learning_rate=100)\ntrain(config_2",
+                                       "config = dict(config, learning_rate=100)\ntrain(config")),
+    "cuda": lambda p: _notebook(p, ('"device": "cuda" if torch.cuda.is_available() else "cpu",', '"device": "cuda",')),
+    "colab": lambda p: _notebook(p, insert=((1, "!pip install torch tqdm"),
+                                            (2, "from google.colab import drive\ndrive.mount('/content/drive')"))),
+    "drive_data": lambda p: _notebook(p, ("np.random.seed(352)",
+                                          "np.random.seed(352)\ndata = np.load('/content/drive/MyDrive/nnti/spiral.npy')")),
+    "manual_softmax": lambda p: _notebook(p, (SOLUTION_NETWORK_FORWARD,
+                                              "z = torch.exp(self.output(x))\n        return z / z.sum(dim=1, keepdim=True)")),
+    "template": lambda p: make_sheet5.build_notebook(replace(make_sheet5.template_parts(), team=p.team)),
+    "renamed": lambda p: _notebook(p, ("class FFNN(nn.Module)", "class Net(nn.Module)"), ("model = FFNN(", "model = Net(")),
+    "snoop": lambda p: _notebook(p, insert=((2, "import os, glob, shutil\n"
+                                                "print('SEEN', sorted(os.listdir('..')), glob.glob('/work/*/grader'))\n"
+                                                "for name in os.listdir('.'):\n"
+                                                "    if name.endswith('.pdf'):\n"
+                                                "        os.remove(name)\n"
+                                                "shutil.rmtree('/tmp', ignore_errors=True)"),)),
+    "flood": lambda p: _notebook(p, ("loss_sum += loss.item() * len(targets)",
+                                     "loss_sum += loss.item() * len(targets)\n            print('step', loss.item(), 'x' * 200)"),
+                                 insert=((3, "print('A' * 5_000_000)"),)),
+    "empty_cells": lambda p: _notebook(p, insert=((2, ""), (5, "# nothing here yet"), (9, "   \n\n"))),
+    "merged": _merged,
+    "sigmoid": lambda p: _notebook(p, ("self.relu = nn.ReLU()", "self.relu = nn.Sigmoid()")),
+    "sheet6": lambda p: nbformat.read(ROOT / "reference" / "solution.ipynb", as_version=4),
+}
+WRONG_NAME = "sheet5_submission.zip"   # the solution, uploaded under a name without the team
+
+
+def _members(number: int):
+    from make_examples import team  # noqa: E402
+    first = 7410000 + 10 * number
+    return team(("Anna Probe", str(first)), ("Bernd Test", str(first + 1)))
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory):
+    """Every attack in one `grader grade --sheet sheet5` (2 workers), with the calibration the sheet
+    ships: {attack: its report}, and the grader's output."""
+    from grader.models import Report
+
+    folder = tmp_path_factory.mktemp("attacks")
+    submissions = folder / "submissions"
+    submissions.mkdir()
+    names = {}
+    for number, (attack, build) in enumerate(ATTACKS.items()):
+        members = _members(number)
+        name = "_".join(f"{m.name.replace(' ', '_')}_{m.student_id}" for m in members) + ".zip"
+        (submissions / name).write_bytes(_zip(members, build(make_sheet5.solution_parts(members))))
+        names[name] = attack
+    members = _members(len(ATTACKS))
+    (submissions / WRONG_NAME).write_bytes(_zip(members, make_sheet5.build_notebook(make_sheet5.solution_parts(members))))
+    names[WRONG_NAME] = "wrong_name"
+    env = {**os.environ, "GRADER_CACHE": str(folder / "cache")}
+    env.pop("GRADER_CALIBRATION", None)
+    done = subprocess.run([sys.executable, "-m", "grader", "grade", "--sheet", "sheet5", str(submissions), "--out",
+                           "reports", "--workers", "2"], cwd=folder, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    reports = {}
+    for path in (folder / "reports").glob("*.json"):
+        if not path.name.startswith("."):
+            report = Report.model_validate_json(path.read_bytes())
+            reports[names[report.submission.file]] = report
+    assert set(reports) == set(names.values())
+    return reports, folder / "reports", done.stdout
+
+
+def statuses(report) -> dict[str, str]:
+    return {c.id: c.status for c in report.checks}
+
+
+def messages(report) -> dict[str, str]:
+    return {c.id: c.message for c in report.checks}
+
+
+ALL_PASS = {c: "pass" for c in ("dataset.getitem", "dataset.len", "ffnn.architecture", "ffnn.forward",
+                                 "training.step", "training.accuracy")}
+
+
+@pytest.mark.kernel
+@needs_torch
+@pytest.mark.parametrize("attack", ["rebound", "colab", "manual_softmax", "snoop", "flood", "empty_cells", "wrong_name"])
+def test_correct_work_sent_messily_gets_every_automatic_point(attacked, attack):
+    report = attacked[0][attack]
+    assert statuses(report) == ALL_PASS, messages(report)
+    assert report.total.points == 2.0
+
+
+@pytest.mark.kernel
+@needs_torch
+def test_what_the_messy_uploads_are_told(attacked):
+    reports, out, stdout = attacked
+    assert "platform only (exists only on Google Colab)" in stdout   # the import pre-flight, before any notebook ran
+    notes = " ".join(reports["colab"].execution.notes)
+    assert "google.colab" in notes and "Google Colab" in notes and "grading installs nothing" in notes
+    assert any("output cut" in n for n in reports["flood"].execution.notes)
+    assert [v.code for v in reports["wrong_name"].violations] == ["name.pattern"]
+    executed = nbformat.read(out / "executed" / (reports["snoop"].submission.file[:-4] + ".ipynb"), as_version=4)
+    seen = next(o.text for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                if o.get("name") == "stdout" and "SEEN" in o.get("text", ""))
+    assert "Anna_Probe" not in seen and "/grader" not in seen, seen      # no other team's folder, no grader code
+
+
+@pytest.mark.kernel
+@needs_torch
+def test_what_the_grader_cannot_judge_is_left_to_a_tutor(attacked):
+    reports = attacked[0]
+    cuda = reports["cuda"]
+    assert [v.code for v in cuda.violations] == ["environment.no_gpu"]
+    assert "no GPU" in cuda.violations[0].message and "In [" in cuda.violations[0].message
+    drive = reports["drive_data"]
+    assert [v.code for v in drive.violations] == ["environment.data_path"]
+    for report in (cuda, drive):
+        assert set(statuses(report).values()) <= {"pass", "needs_review"}, messages(report)
+        assert statuses(report)["training.accuracy"] == "needs_review"
+    merged = reports["merged"]
+    assert statuses(merged) == {**ALL_PASS, "training.accuracy": "needs_review"}, messages(merged)
+    assert "in the cell that defines it" in messages(merged)["training.accuracy"]
+    sigmoid = reports["sigmoid"]
+    assert statuses(sigmoid) == {**ALL_PASS, "ffnn.architecture": "fail", "training.accuracy": "needs_review"}, \
+        messages(sigmoid)
+
+
+@pytest.mark.kernel
+@needs_torch
+def test_work_not_done_or_not_this_sheets_gets_a_message_to_act_on(attacked):
+    reports = attacked[0]
+    template = reports["template"]
+    assert template.total.points == 0
+    said = messages(template)
+    assert "__getitem__ is still the template's: write it" in said["dataset.getitem"], said
+    assert "__len__ is still the template's: write it" in said["dataset.len"], said
+    assert "forward is still the template's: write it" in said["ffnn.forward"], said
+    renamed = reports["renamed"]
+    assert statuses(renamed) == {**ALL_PASS, "ffnn.architecture": "fail", "ffnn.forward": "fail",
+                                 "training.step": "fail", "training.accuracy": "fail"}
+    assert all("It defines `Net`" in m for c, m in messages(renamed).items() if not c.startswith("dataset")), messages(renamed)
+    other_sheet = messages(reports["sheet6"])
+    assert "`FashionNetwork`" in other_sheet["ffnn.architecture"] and "another sheet's notebook" in other_sheet["ffnn.architecture"]
