@@ -201,6 +201,14 @@ def test_a_low_accuracy_names_the_config_values_that_differ_from_the_exercises()
     assert "learning_rate 0.05 (the exercise's: 1)" in message and "num_epochs 20 (the exercise's: 1000)" in message
 
 
+def test_a_training_that_diverged_says_so():
+    """NaN losses: the trained weights are not numbers any more, whatever the accuracy says."""
+    ns, obs, found = graded(cells(None, ('"learning_rate": 1,', '"learning_rate": 1e30,')))
+    assert not np.all(np.isfinite(obs.answer.network.trained.params["hidden.weight"]))
+    status, message = found["training.accuracy"]
+    assert status == "fail" and "weights are NaN or infinite: the training diverged" in message, message
+
+
 # ---- in real kernels: one batch of what teams send ------------------------------------------------
 
 def _zip(members, nb: nbformat.NotebookNode) -> bytes:

@@ -464,11 +464,13 @@ def check_training_accuracy(obs: Observations[Answer], config: Config, accuracy_
               for key, value in (net.search.config if net.search is not None else {}).items()
               if key in ("hidden_dim", "num_epochs", "learning_rate", "batch_size")
               and type(value) in (int, float) and value != CONFIG[key]]
+    diverged = ("" if all(np.all(np.isfinite(v)) for v in net.trained.params.values()) else
+                " Its weights are NaN or infinite: the training diverged (the notebook's printout shows a loss of nan).")
     if differ:
         return Verdict("fail", f"{where} classifies only {accuracy:.3f} of the {n} points correctly; the solution "
                                f"reaches {solution:.3f} ({floor:.3f} or more passes) with the exercise's config, and "
-                               f"the notebook trained it with {', '.join(differ)}.")
+                               f"the notebook trained it with {', '.join(differ)}.{diverged}")
     return Verdict("fail", f"{where} classifies only {accuracy:.3f} of the {n} points correctly; trained as "
                            f"{FUNCTION}(config, data, labels) asks (config's epochs and learning rate) the solution "
-                           f"reaches {solution:.3f} ({floor:.3f} or more passes). Check the training step "
+                           f"reaches {solution:.3f} ({floor:.3f} or more passes).{diverged} Check the training step "
                            f"(zero_grad, backward, step) and that train uses config.")
