@@ -1,5 +1,5 @@
 """Faults of the grading environment, not of the team: a notebook that failed on a module the kernel
-lacks, or on a data file the grader cannot serve.
+lacks, on a data file the grader cannot serve, or on a GPU the grader's machines do not have.
 
 They are read from the executed notebook's error outputs. Each becomes a message in the report (which
 module or path, in which cell as Jupyter numbers it), and every check that did not pass becomes
@@ -25,17 +25,21 @@ _MISSING_FILE = re.compile(r"No such file or directory: '([^'\n]{1,400})'")
 # What makes a missing file the data rather than any file: where data lives on the notebook
 # platforms, how the MNIST family is named, the formats it comes in (and the words of the sheet's
 # data set, `data_words`).
+# What torch says when code asks for a GPU (CUDA, or Apple's MPS) on a machine without one.
+_NO_GPU = re.compile(r"(?i)(no nvidia driver|not compiled with cuda|no cuda gpus are available|"
+                     r"cuda driver initialization failed|no cuda-capable device|deserialize object on a cuda device|"
+                     r"not linked with support for mps|mps backend is supported|torch\.cuda\.is_available\(\) is false)")
 _DATA_HINTS = re.compile(r"(?i)(mnist|kaggle|/content/|drive|dataset|ubyte|idx[13]|"
                          r"\.(csv|gz|npy|npz|pt|pth|pkl|pickle|h5|hdf5|zip|tar|parquet|json)$)")
 
 
-FaultKind = Literal["module", "platform", "data"]
+FaultKind = Literal["module", "platform", "data", "gpu"]
 
 
 @dataclass(frozen=True)
 class EnvironmentFault:
     kind: FaultKind
-    what: str          # the module (`wandb`, `google.colab`) or the path tried
+    what: str          # the module (`wandb`, `google.colab`), the path tried, or "GPU"
     cell: int          # position of the cell in the notebook, from 1
     label: str         # how Jupyter numbers it: "In [3]" ("cell 3" when it has no number)
     error: str         # "ModuleNotFoundError: No module named 'wandb'"
@@ -45,6 +49,8 @@ class EnvironmentFault:
             return f"{self.label} failed because the module '{self.what}' is not in the course environment"
         if self.kind == "platform":
             return f"{self.label} failed on '{self.what}', which exists only on {_platform(self.what)}"
+        if self.kind == "gpu":
+            return f"{self.label} failed because it asks for a GPU, and the grader's machines have none"
         return f"{self.label} failed reading '{self.what}', which the grader cannot serve"
 
 
@@ -97,6 +103,8 @@ def _fault(ename: str, evalue: str, data_words: tuple[str, ...]) -> tuple[FaultK
         if "." in module:
             return None             # the package is there without that submodule: not the environment's lack
         return ("module", module)
+    if _NO_GPU.search(evalue):
+        return ("gpu", "GPU")
     if ename == "FileNotFoundError":
         match = _MISSING_FILE.search(evalue)
         path = match.group(1) if match else ""
@@ -117,6 +125,12 @@ def fault_violations(faults: list[EnvironmentFault], served_hint: str) -> list[V
                 f"grade ({fault.error}). Checks that did not pass are left to a tutor (needs_review). Use only "
                 f"the course's packages (README, \"The kernel's environment\"), or, if '{fault.what}' is your "
                 f"own module, put its .py file into the zip.")))
+        elif fault.kind == "gpu":
+            violations.append(Violation(code="environment.no_gpu", severity="warning", message=(
+                f"{fault.label} failed: it asks for a GPU, and grading runs on machines with no GPU ({fault.error}). "
+                f"Checks that did not pass are left to a tutor (needs_review). Choose the device so that the "
+                f"notebook also runs without one: device = 'cuda' if torch.cuda.is_available() else 'cpu', "
+                f"and .to(device) instead of .cuda().")))
         elif fault.kind == "data":
             violations.append(Violation(code="environment.data_path", severity="warning", message=(
                 f"{fault.label} failed reading '{fault.what}': there is no such file while grading "

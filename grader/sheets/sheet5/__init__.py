@@ -19,15 +19,13 @@ from pydantic import BaseModel, ConfigDict
 from grader.observations import Observations
 from grader.sheet import NetworkSpec, ProbeSpec, Sheet
 from grader.sheets.sheet5.answer import Answer
-from grader.sheets.sheet5.checks import (CHECKS, DATASET, DATASET_POINTS, FUNCTION, NETWORK, PROBE_DIMS,
+from grader.sheets.sheet5.checks import (CHECKS, CONFIG, DATASET, DATASET_POINTS, FUNCTION, NETWORK, PROBE_DIMS,
                                          PROBE_LEARNING_RATE, TRAINED_NAME, trained_accuracy)
 
 FOLDER = Path(__file__).resolve().parent
 _ANSWER = re.compile(r"your\s+answer\s*:?", re.IGNORECASE)
 # What the course's notebook uses: three classes of 100 points, seeded with 352.
 SPIRAL_SEED, POINTS_PER_CLASS, CLASSES = 352, 100, 3
-CONFIG = {"input_dim": 2, "hidden_dim": 100, "output_dim": 3, "device": "cpu", "num_epochs": 1000,
-          "batch_size": 300, "learning_rate": 1.0}
 
 
 def spiral(seed: int = SPIRAL_SEED, per_class: int = POINTS_PER_CLASS, classes: int = CLASSES

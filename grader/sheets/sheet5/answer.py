@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from grader.observations import Array, NetworkObservation, Observed, Op, Training
+from grader.observations import Array, InstanceSearch, NetworkObservation, Observed, Op, Training
 
 
 class DatasetItem(Observed):
@@ -24,8 +24,14 @@ class DatasetObservation(Observed):
     items: list[DatasetItem] = []
 
 
+class Search(InstanceSearch):
+    unrecorded: list[int] = []           # In [n] of cells calling train where no call was recorded (it is defined there)
+    config: dict[str, Any] = {}          # the plain values of the config the trained FFNN's call was given
+
+
 class Network(NetworkObservation):
     trained_cell: int | None = None      # In [n] of the call of train that made (or returned) the trained FFNN
+    search: Search | None = None
 
 
 class TrainingRun(Training):
@@ -34,7 +40,15 @@ class TrainingRun(Training):
     ops: list[Op] | None = None          # what the network made by train ran, in train mode
 
 
+class Defined(Observed):
+    """The classes and functions the notebook's cells define (by name; at most 10 of each)."""
+    modules: list[str] = []              # nn.Module subclasses
+    datasets: list[str] = []             # Dataset subclasses
+    functions: list[str] = []
+
+
 class Answer(Observed):
+    defined: Defined = Defined()
     dataset: DatasetObservation | None = None
     network: Network | None = None
     function_found: bool = False

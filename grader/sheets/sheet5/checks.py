@@ -14,6 +14,8 @@ printout: the training part is lost as a whole then.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from grader.checks.compare import close, describe, max_difference, structure
@@ -22,7 +24,7 @@ from grader.observations import ModelObservation, Observations, Op
 from grader.sheet import AccuracyRange, CheckRegistry, Verdict
 from grader.sheets.sheet5.numpy_ref import LOSSES as REFERENCE_LOSSES
 from grader.sheets.sheet5.numpy_ref import OPS as REFERENCE_OPS
-from grader.sheets.sheet5.numpy_ref import accuracy, forward, sgd_step
+from grader.sheets.sheet5.numpy_ref import accuracy, forward, log_softmax, sgd_step
 from grader.sheets.sheet5.answer import Answer, Network
 
 CHECKS = CheckRegistry(exercise="5.4")
@@ -31,17 +33,41 @@ DATASET, NETWORK, FUNCTION, TRAINED_NAME = "PointsDataset", "FFNN", "train", "mo
 PROBE_DIMS = (2, 16, 3)          # FFNN(2, 16, 3): sizes the notebook does not use (its config has 100 hidden units)
 DATASET_POINTS = 97              # PointsDataset is made of this many points (not the notebook's 300)
 PROBE_LEARNING_RATE = 0.37       # train(config, ...) runs with this learning rate (no notebook writes it)
+# The notebook's config (its device: the grader's machines have no GPU).
+CONFIG = {"input_dim": 2, "hidden_dim": 100, "output_dim": 3, "device": "cpu", "num_epochs": 1000,
+          "batch_size": 300, "learning_rate": 1.0}
 _OUTPUT_FUNCTIONS = {"softmax", "log_softmax", "sigmoid"}
 MADE = f"{NETWORK}({', '.join(map(str, PROBE_DIMS))})"     # the network the checks of 5.4.2 look at
 
 
-def _first_error(obs: Observations[Answer], prefix: str, what: str) -> Verdict:
-    errors = obs.errors_of(prefix)
+def _first_error(obs: Observations[Answer], prefix: str, what: str, *, only=lambda step: True,
+                 method: str = "") -> Verdict:
+    """The first error of the probe's steps about `prefix` (of those whose step `only` keeps), and
+    for a method that still raises the template's NotImplementedError, which one to write (from
+    where it was raised, else `method`)."""
+    errors = [e for e in obs.errors_of(prefix) if only(e.step)]
     if errors:
         e = errors[0]
         where = f" ({e.where})" if e.where else ""
-        return Verdict("error", f"{e.step.split(': ', 1)[-1]} raised {e.error}{where}.")
+        error = e.error.rstrip(": ")
+        message = f"{e.step.split(': ', 1)[-1]} raised {error}{where}."
+        stub = re.search(r" of (\w+)$", e.where or "")
+        if error.startswith("NotImplementedError") and (stub or method):
+            message += f" {stub.group(1) if stub else method} is still the template's: write it."
+        return Verdict("error", message)
     return Verdict("error", f"{what} could not be observed.")
+
+
+def _not_defined(obs: Observations[Answer], written: str, kind: str) -> Verdict:
+    """`written` (`class FFNN(nn.Module)`) is not defined: and what the notebook defines of that
+    `kind` (modules, datasets, functions) instead, a class renamed or another sheet's notebook."""
+    others = getattr(obs.answer.defined, kind) if obs.answer is not None else []
+    instead = ""
+    if others:
+        instead = (f" It defines {', '.join(f'`{name}`' for name in others[:5])}: the grader looks for the names the "
+                   f"template gives ({DATASET}, {NETWORK}, {FUNCTION}), so keep the template's names (or is this "
+                   f"another sheet's notebook?).")
+    return Verdict("fail", f"`{written}` is not defined after the notebook ran.{instead}")
 
 
 def _ops(ops: list[Op]) -> list[dict]:
@@ -55,6 +81,45 @@ def _unreproducible(ops: list[Op]) -> str | None:
     if any(op.op in ("softmax", "log_softmax") and op.dim not in (None, 1, -1) for op in ops):
         return None   # said by the check itself: a softmax over the wrong dimension is the team's mistake
     return None
+
+
+def _ending(ops: list[Op]) -> tuple[list[Op], list[Op]]:
+    """The operations up to the last Linear layer, and those after it."""
+    last = max((i for i, op in enumerate(ops) if op.op == "linear"), default=len(ops) - 1)
+    return ops[:last + 1], ops[last + 1:]
+
+
+def resolved_ops(model: ModelObservation, x: np.ndarray, atol: float = 1e-4, rtol: float = 1e-4
+                 ) -> tuple[list[Op] | None, str]:
+    """The operations of the model's forward as the reference runs them: an ending after the last
+    Linear layer that the reference does not run (a softmax written out, exp(z) / exp(z).sum(1)) is
+    replaced by what its output equals, computed by the reference on the model's own weights: the
+    softmax or log-softmax of that layer's output, or the output itself. (ops, "") or (None, why)."""
+    body, tail = _ending(model.ops_eval)
+    other = [op.torch or op.op for op in tail if op.op not in REFERENCE_OPS]
+    if not other or _unreproducible(body):
+        return model.ops_eval, ""
+    why = (f"after the last Linear layer it calls torch's `{other[0]}`, and its output is neither the softmax nor "
+           f"the log-softmax of that layer's output")
+    try:
+        logits, _ = forward(_ops(body), model.params, x)
+    except (KeyError, ValueError):
+        return None, why
+    for name, values in (("softmax", np.exp(log_softmax(logits))), ("log_softmax", log_softmax(logits)),
+                         ("identity", logits)):
+        if close(model.out_eval, values, atol, rtol):
+            return body + [Op(op=name, torch=" → ".join(op.torch or op.op for op in tail), dim=1)], ""
+    return None, why
+
+
+def _as_resolved(ops: list[Op], model: ModelObservation, x: np.ndarray) -> list[Op]:
+    """`ops` (a forward of the model's class, in training) with the ending `resolved_ops` found for
+    the model's own forward, when it is the same ending."""
+    body, tail = _ending(ops)
+    resolved, _ = resolved_ops(model, x)
+    if resolved is None or [op.op for op in tail] != [op.op for op in _ending(model.ops_eval)[1]]:
+        return ops
+    return body + _ending(resolved)[1]
 
 
 def _body(shape: list[tuple]) -> tuple[list[tuple], list[str]]:
@@ -75,7 +140,7 @@ def _points(values) -> str:
 def _dataset(obs: Observations[Answer]) -> Verdict | None:
     ds = obs.answer.dataset
     if ds is None or not ds.class_found:
-        return Verdict("fail", f"`class {DATASET}(Dataset)` is not defined after the notebook ran.")
+        return _not_defined(obs, f"class {DATASET}(Dataset)", "datasets")
     return None
 
 
@@ -86,7 +151,8 @@ def check_dataset_getitem(obs: Observations[Answer], config: Config, accuracy_ra
         return missing
     ds = obs.answer.dataset
     if not ds.items:
-        return _first_error(obs, "dataset", f"{DATASET}(data, labels)[0]")
+        return _first_error(obs, "dataset", f"{DATASET}(data, labels)[0]", only=lambda step: "len(" not in step,
+                            method="__getitem__")
     x, y = obs.inputs["x"], obs.inputs["y"]
     tol = config.tolerance
     problems = []
@@ -123,7 +189,8 @@ def check_dataset_len(obs: Observations[Answer], config: Config, accuracy_range:
         return missing
     ds = obs.answer.dataset
     if ds.length is None:
-        return _first_error(obs, "dataset", f"len({DATASET}(data, labels))")
+        return _first_error(obs, "dataset", f"len({DATASET}(data, labels))", only=lambda step: not step.endswith("]"),
+                            method="__len__")
     if ds.length != ds.points:
         return Verdict("fail", f"len({DATASET}(data, labels)) is {ds.length} for {ds.points} points: __len__ should "
                                f"return the number of points (len(self.data)); the DataLoader draws its indices "
@@ -137,9 +204,9 @@ def _fresh(obs: Observations[Answer]) -> Verdict | ModelObservation:
     """The new FFNN(2, 16, 3) as the probe saw it, or the verdict that says why there is none."""
     net = obs.answer.network
     if net is None or not net.class_found:
-        return Verdict("fail", f"`class {NETWORK}(nn.Module)` is not defined after the notebook ran.")
+        return _not_defined(obs, f"class {NETWORK}(nn.Module)", "modules")
     if net.fresh is None:
-        return _first_error(obs, "network", MADE)
+        return _first_error(obs, "network", MADE, method="forward")
     return net.fresh
 
 
@@ -155,7 +222,8 @@ def check_ffnn_architecture(obs: Observations[Answer], config: Config, accuracy_
     model = _fresh(obs)
     if isinstance(model, Verdict):
         return model
-    found, _ = _body(structure(model.ops_eval))
+    ops, _ = resolved_ops(model, obs.inputs["x"], config.tolerance.atol, config.tolerance.rtol)
+    found, _ = _body(structure(ops if ops is not None else _ending(model.ops_eval)[0]))
     if found == _expected_layers():
         return Verdict("pass", f"{MADE} runs {describe(found)}.")
     hint = ""
@@ -176,22 +244,23 @@ def check_ffnn_forward(obs: Observations[Answer], config: Config, accuracy_range
     if wrong_dim:
         return Verdict("fail", f"{MADE}'s forward applies {wrong_dim[0].op} over dim {wrong_dim[0].dim}: that "
                                f"normalises over the points of a batch, not over the classes; use dim=1.")
-    if (why := _unreproducible(model.ops_eval)):
+    tol = config.tolerance
+    ops, why = resolved_ops(model, x, tol.atol, tol.rtol)
+    if ops is None or (why := _unreproducible(ops)):
         return Verdict("needs_review", f"{MADE}'s forward pass could not be recomputed: {why}.")
     try:
-        expected, _ = forward(_ops(model.ops_eval), model.params, x)
+        expected, _ = forward(_ops(ops), model.params, x)
     except (KeyError, ValueError) as exc:
         return Verdict("needs_review", f"{MADE}'s forward pass could not be recomputed: {exc}.")
     classes = PROBE_DIMS[2]
     if model.out_eval.shape != (len(x), classes):
         return Verdict("fail", f"{MADE}'s forward should return one row of {classes} class probabilities per point, "
                                f"shape ({len(x)}, {classes}); it returned shape {model.out_eval.shape}.")
-    tol = config.tolerance
     if not close(model.out_eval, expected, tol.atol, tol.rtol):
         return Verdict("fail", f"{MADE}'s forward output differs from what its own layers compute (largest "
                                f"difference {max_difference(model.out_eval, expected):.3g}): forward should return "
                                f"the softmax of the last Linear layer's output.")
-    _, tail = _body(structure(model.ops_eval))
+    _, tail = _body(structure(ops))
     if not tail:
         return Verdict("fail", f"{MADE}'s forward returns the last Linear layer's output (logits); the network of "
                                f"the exercise ends with a softmax over the classes: return torch.softmax(x, dim=1) "
@@ -238,7 +307,9 @@ def _grads_problem(step, reference: dict[str, np.ndarray], previous, tol) -> str
 def check_training_step(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     answer = obs.answer
     if not answer.function_found:
-        return Verdict("fail", f"`def {FUNCTION}(config, data, labels)` is not defined after the notebook ran.")
+        return _not_defined(obs, f"def {FUNCTION}(config, data, labels)", "functions")
+    if answer.network is None or not answer.network.class_found:
+        return _not_defined(obs, f"class {NETWORK}(nn.Module)", "modules")
     run = answer.training
     if run is None:
         return _first_error(obs, "training", f"{FUNCTION}(config, data, labels)")
@@ -266,7 +337,9 @@ def check_training_step(obs: Observations[Answer], config: Config, accuracy_rang
         return Verdict("fail", f"{called}: " + "; ".join(problems) + ".")
     if run.ops is None:
         return _first_error(obs, "training", "the forward of the network train made")
-    if (why := _unreproducible(run.ops)):
+    fresh = answer.network.fresh if answer.network is not None else None
+    ops = run.ops if fresh is None else _as_resolved(run.ops, fresh, obs.inputs["x"])
+    if (why := _unreproducible(ops)):
         return Verdict("needs_review", f"The training step could not be recomputed: the network's forward {why}.")
     tol = config.tolerance
     previous = None
@@ -289,7 +362,7 @@ def check_training_step(obs: Observations[Answer], config: Config, accuracy_rang
             return Verdict("needs_review", f"Step {number} of {called} could not be recomputed: the loss has "
                                            f"options the reference does not reproduce ({shown}).")
         try:
-            grads, after = sgd_step(_ops(run.ops), step.before, step.input, loss.target, loss.name, step.lr)
+            grads, after = sgd_step(_ops(ops), step.before, step.input, loss.target, loss.name, step.lr)
         except (KeyError, ValueError) as exc:
             return Verdict("needs_review", f"Step {number} of {called} could not be recomputed: {exc}.")
         if (problem := _grads_problem(step, grads, previous, tol)):
@@ -313,12 +386,24 @@ def trained_accuracy(obs: Observations[Answer]) -> tuple[float | None, str]:
     if net is None or net.trained is None:
         return None, "no trained network"
     model = net.trained
-    if (why := _unreproducible(model.ops_eval)):
+    ops, why = resolved_ops(model, obs.inputs["x"])
+    if ops is None or (why := _unreproducible(ops)):
         return None, f"its forward {why}"
     try:
-        return accuracy(_ops(model.ops_eval), model.params, obs.inputs["x"], obs.inputs["y"]), ""
+        return accuracy(_ops(ops), model.params, obs.inputs["x"], obs.inputs["y"]), ""
     except (KeyError, ValueError) as exc:
         return None, str(exc)
+
+
+def _number(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _trained_layers(obs: Observations[Answer]) -> list[tuple] | None:
+    """The layers the trained FFNN runs (its output function left out), or None when not known."""
+    model = obs.answer.network.trained
+    ops, _ = resolved_ops(model, obs.inputs["x"]) if model is not None else (None, "")
+    return None if ops is None else _body(structure(ops))[0]
 
 
 def _no_trained(net: Network) -> str:
@@ -327,13 +412,13 @@ def _no_trained(net: Network) -> str:
                 f"left inside it)")
     if search is None:
         return f"No trained {NETWORK} was found after the notebook ran ({expected})."
-    calls = (f"{search.calls} call(s) of {FUNCTION} were seen, {search.completed} of them completed, none made an "
-             f"{NETWORK}" if search.calls else f"{FUNCTION} was never called")
+    calls = (f"{search.calls} call(s) of {FUNCTION} were seen, {search.completed} of them completed, none with the "
+             f"exercise's config made an {NETWORK}" if search.calls else f"{FUNCTION} was never called")
     holds = ("is not defined" if search.canonical_holds == "nothing" else f"holds a {search.canonical_holds}")
     found = (f"{len(search.found)} {NETWORK} instances ({', '.join(f'`{p}`' for p in search.found[:5])}), so which "
              f"one counts cannot be told" if search.found else f"no {NETWORK} instance in the notebook's globals")
     return (f"No trained {NETWORK} was found after the notebook ran. Looked for: the {NETWORK} made by "
-            f"{FUNCTION}(config, ...) ({calls}); the name `{TRAINED_NAME}` (it {holds}); {found}. {expected}.")
+            f"{FUNCTION}(config, ...) ({calls}); the name `{TRAINED_NAME}` (it {holds}); {found}. {expected[0].upper()}{expected[1:]}.")
 
 
 @CHECKS.check("training.accuracy", points=0.5,
@@ -342,7 +427,14 @@ def _no_trained(net: Network) -> str:
 def check_training_accuracy(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
     net = obs.answer.network
     if net is None or not net.class_found:
-        return Verdict("fail", f"`class {NETWORK}(nn.Module)` is not defined after the notebook ran.")
+        return _not_defined(obs, f"class {NETWORK}(nn.Module)", "modules")
+    if not net.instance_found and net.search is not None and net.search.unrecorded:
+        cell = net.search.unrecorded[0]
+        return Verdict("needs_review", f"{FUNCTION}(...) is called in In [{cell}], in the cell that defines it: the "
+                                       f"grader sees the calls of {FUNCTION} from the cell after its definition on, so "
+                                       f"it cannot find the {NETWORK} that call trained. A tutor decides. To be graded "
+                                       f"automatically, define {FUNCTION} and call it in separate cells, as the "
+                                       f"template does.")
     if not net.instance_found:
         return Verdict("fail", _no_trained(net))
     if net.trained is None:
@@ -361,7 +453,24 @@ def check_training_accuracy(obs: Observations[Answer], config: Config, accuracy_
     if accuracy >= floor:
         return Verdict("pass", f"{where} classifies {accuracy:.3f} of the {n} points correctly (the solution "
                                f"{solution:.3f}; {floor:.3f} or more passes).")
+    layers = _trained_layers(obs)
+    if layers is not None and [item[0] for item in layers] != [item[0] for item in _expected_layers()]:
+        return Verdict("needs_review", f"{where} classifies {accuracy:.3f} of the {n} points correctly, less than the "
+                                       f"solution's {solution:.3f} ({floor:.3f} or more passes); but it runs "
+                                       f"{describe(layers)}, not the exercise's layers (that costs ffnn.architecture), "
+                                       f"and such a network trains to another accuracy: whether its training is right "
+                                       f"is for a tutor to decide.")
+    differ = [f"{key} {_number(value)} (the exercise's: {_number(CONFIG[key])})"
+              for key, value in (net.search.config if net.search is not None else {}).items()
+              if key in ("hidden_dim", "num_epochs", "learning_rate", "batch_size")
+              and type(value) in (int, float) and value != CONFIG[key]]
+    diverged = ("" if all(np.all(np.isfinite(v)) for v in net.trained.params.values()) else
+                " Its weights are NaN or infinite: the training diverged (the notebook's printout shows a loss of nan).")
+    if differ:
+        return Verdict("fail", f"{where} classifies only {accuracy:.3f} of the {n} points correctly; the solution "
+                               f"reaches {solution:.3f} ({floor:.3f} or more passes) with the exercise's config, and "
+                               f"the notebook trained it with {', '.join(differ)}.{diverged}")
     return Verdict("fail", f"{where} classifies only {accuracy:.3f} of the {n} points correctly; trained as "
                            f"{FUNCTION}(config, data, labels) asks (config's epochs and learning rate) the solution "
-                           f"reaches {solution:.3f} ({floor:.3f} or more passes). Check the training step "
+                           f"reaches {solution:.3f} ({floor:.3f} or more passes).{diverged} Check the training step "
                            f"(zero_grad, backward, step) and that train uses config.")

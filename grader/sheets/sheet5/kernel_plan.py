@@ -20,6 +20,8 @@ of the same types as the notebook's own `data` and `labels`.
 """
 from __future__ import annotations
 
+import ast
+
 import torch
 import torch.nn as nn
 
@@ -78,22 +80,73 @@ def dataset(probe: k.Probe, cls) -> dict:
     return info
 
 
+# What tells the exercise's run of `train` from the experiments' of part 4 (5 hidden units, a
+# learning rate of 100); other values (fewer epochs, say) are the team's to choose.
+_CONFIG_KEYS = ("hidden_dim", "learning_rate")
+
+
+def _config_of(call):
+    """The config a recorded call of `train` was given (its first argument, or `config=`)."""
+    args = call.get("args") or ()
+    return args[0] if args else (call.get("kwargs") or {}).get("config")
+
+
+def _same_config(given, other) -> bool:
+    """Whether two configs hold the same plain numbers for the keys that tell the runs apart."""
+    if not isinstance(given, dict) or not isinstance(other, dict):
+        return False
+    values = [(dict.get(given, key), dict.get(other, key)) for key in _CONFIG_KEYS]
+    return all(type(a) in (int, float) and type(b) in (int, float) and a == b for a, b in values)
+
+
+def _plain_config(config) -> dict:
+    """A config's plain values (numbers, text), for the messages."""
+    if not isinstance(config, dict):
+        return {}
+    return {str(key)[:40]: value for key, value in list(dict.items(config))[:20]
+            if type(value) in (int, float, bool) or (type(value) is str and len(value) <= 40)}
+
+
+def unrecorded_calls(probe: k.Probe, function: str, calls: list[dict]) -> list[int]:
+    """The cells In [n] that define `function` and call it, where no call of it was recorded: it is
+    wrapped after the cell that defines it."""
+    recorded = {c.get("cell") for c in calls}
+    found = []
+    for number, tree in k.cells_mentioning(probe, f"{function}("):
+        nodes = list(ast.walk(tree))
+        if number not in recorded and any(isinstance(node, ast.FunctionDef) and node.name == function for node in nodes) \
+                and any(isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == function
+                        for node in nodes):
+            found.append(number)
+    return found[:5]
+
+
 def trained_ffnn(probe: k.Probe, cls, class_name: str, canonical: str, function: str):
-    """The FFNN the notebook trained with its `config`: returned by (or made in) its first call of
-    `function` with that config (the first call at all when none was given it), else the one at
-    `canonical`, else the only one to be found. (instance, where it is kept, how, what was looked at, cell)."""
+    """The FFNN the notebook trained as 5.4.3 asks: returned by (or made in) its first call of
+    `function` with the exercise's hidden units and learning rate (`settings["config"]`), else with the notebook's
+    `config` (the same dict, or one of the same values), else, when the notebook has no `config`,
+    its first call; else the one at `canonical`, else the only one to be found. Calls with other
+    configs (the experiments of part 4) are not taken: when the name `config` was rebound to an
+    experiment's, the exercise's run is still found by its values.
+    (instance, where it is kept, how, what was looked at, cell)."""
     match = k.of_class(cls, class_name)
     calls = [c for c in k.recorded_calls(probe) if c.get("name") == function]
     config = probe.ns.get("config")
-    with_config = [c for c in calls if c.get("args") and c["args"][0] is config] or calls[:1]
+    with_config = ([c for c in calls if _same_config(_config_of(c), probe.settings["config"])]
+                   or [c for c in calls if _config_of(c) is config]
+                   or [c for c in calls if _same_config(_config_of(c), config)]
+                   or ([] if isinstance(config, dict) else calls[:1]))
     found = k.scan(probe, match)
     labels = {id(obj): path for path, obj in found}
     at_name = probe.ns.get(canonical)
     search = {"canonical": canonical, "calls": len(calls), "completed": sum(1 for c in calls if c["done"]),
               "found": [path for path, _ in found][:10],
               "canonical_holds": ("nothing" if canonical not in probe.ns
-                                  else class_name if match(at_name) else type(at_name).__name__)}
+                                  else class_name if match(at_name) else type(at_name).__name__),
+              "unrecorded": unrecorded_calls(probe, function, calls)}
+    search["config"] = _plain_config(config)
     for call in with_config:
+        search["config"] = _plain_config(_config_of(call))
         if match(call.get("result")):
             instance = call["result"]
             return instance, labels.get(id(instance), ""), "returned", search, call["cell"]
@@ -131,9 +184,26 @@ def _train_ops(model, x):
     return ops
 
 
+def defined(probe: k.Probe) -> dict:
+    """The classes (nn.Module and Dataset subclasses) and functions the notebook's cells define, by
+    their names in its globals: what there is when a name the sheet asks for is not."""
+    found: dict = {"modules": [], "datasets": [], "functions": []}
+    for name, value in list(probe.ns.items()):
+        if name.startswith("_") or name in k.SKIP_GLOBALS or getattr(value, "__module__", None) != "__main__":
+            continue
+        if isinstance(value, type) and issubclass(value, nn.Module):
+            found["modules"].append(name[:60])
+        elif isinstance(value, type) and issubclass(value, torch.utils.data.Dataset):
+            found["datasets"].append(name[:60])
+        elif callable(value) and not isinstance(value, type):
+            found["functions"].append(name[:60])
+    return {kind: names[:10] for kind, names in found.items()}
+
+
 def observe(probe: k.Probe) -> dict:
     ns, settings = probe.ns, probe.settings
-    answer: dict = {}
+    ok, names = k.guarded(probe, "defined: the notebook's classes and functions", defined, probe)
+    answer: dict = {"defined": names if ok else {}}
     dataset_class = ns.get(settings["dataset_class"])
     answer["dataset"] = {"class_found": isinstance(dataset_class, type)}
     if answer["dataset"]["class_found"]:
