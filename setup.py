@@ -4,6 +4,7 @@
 `grader check` then checks that sheet without a grading.toml (grader/sheet.py, `built_in_sheet`).
 Without GRADER_SHEET (an editable install, any other build) nothing is added.
 """
+
 import json
 import os
 

@@ -18,6 +18,7 @@ forked from a worker's fork server; descendants of the timed command) are sample
 ratios with their targets, and writes everything to benchmarks/results/latest.json. It never
 asserts a timing: the machine is shared and noisy; compare only figures taken in the same run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,19 +44,72 @@ REAL_DATA = (REPO / ".." / "shared" / "data" / "fashion-mnist").resolve()
 TARGETS = {
     "batch_over_nbconvert": ("<=", 0.5, "grader batch time / sequential nbconvert time"),
     "throughput_w_over_1": (">=", 1.7, "throughput with W workers / throughput with 1 worker"),
-    "overhead_s_per_submission": ("<", 0.5, "grader time outside the students' cells, per submission (s), "
-                                  "one-time costs of the batch included"),
-    "steady_overhead_s_per_submission": ("<", 0.5, "the same for each submission once the workers run "
-                                         "(each worker's first job left out)"),
+    "overhead_s_per_submission": (
+        "<",
+        0.5,
+        "grader time outside the students' cells, per submission (s), one-time costs of the batch included",
+    ),
+    "steady_overhead_s_per_submission": (
+        "<",
+        0.5,
+        "the same for each submission once the workers run (each worker's first job left out)",
+    ),
     "peak_kernel_rss_gib": ("<=", 2.0, "peak RSS of one kernel (GiB)"),
 }
 
-FIRST = ["Ada", "Bruno", "Clara", "David", "Emma", "Finn", "Greta", "Hugo", "Ida", "Jakob", "Klara", "Leon",
-         "Mila", "Noah", "Olga", "Peter", "Quirin", "Rosa", "Stefan", "Thea", "Ulrich", "Vera", "Walter", "Xenia",
-         "Yusuf", "Zoe"]
-LAST = ["Albrecht", "Brandt", "Conrad", "Dietrich", "Engel", "Franke", "Graf", "Hartmann", "Imhof", "Jung",
-        "Keller", "Lorenz", "Maier", "Nagel", "Otto", "Pohl", "Roth", "Sauer", "Thiel", "Urban", "Vogel",
-        "Winter", "Zimmer"]
+FIRST = [
+    "Ada",
+    "Bruno",
+    "Clara",
+    "David",
+    "Emma",
+    "Finn",
+    "Greta",
+    "Hugo",
+    "Ida",
+    "Jakob",
+    "Klara",
+    "Leon",
+    "Mila",
+    "Noah",
+    "Olga",
+    "Peter",
+    "Quirin",
+    "Rosa",
+    "Stefan",
+    "Thea",
+    "Ulrich",
+    "Vera",
+    "Walter",
+    "Xenia",
+    "Yusuf",
+    "Zoe",
+]
+LAST = [
+    "Albrecht",
+    "Brandt",
+    "Conrad",
+    "Dietrich",
+    "Engel",
+    "Franke",
+    "Graf",
+    "Hartmann",
+    "Imhof",
+    "Jung",
+    "Keller",
+    "Lorenz",
+    "Maier",
+    "Nagel",
+    "Otto",
+    "Pohl",
+    "Roth",
+    "Sauer",
+    "Thiel",
+    "Urban",
+    "Vogel",
+    "Winter",
+    "Zimmer",
+]
 
 
 def say(text: str) -> None:
@@ -80,13 +134,14 @@ def tool(name: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- kernel memory sampler
 
+
 def _stat(pid: str) -> tuple[int, str] | None:
     """(ppid, starttime) of a process from /proc/<pid>/stat, or None when it is gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = raw[raw.rfind(")") + 2:].split()
+    fields = raw[raw.rfind(")") + 2 :].split()
     return int(fields[1]), fields[19]
 
 
@@ -130,7 +185,7 @@ class KernelSampler(threading.Thread):
                 comm = ""
             # A kernel started as a program, or forked from a worker's fork server (which names it).
             is_kernel = argv[1:3] == [b"-m", b"ipykernel_launcher"] or comm == "sheet6-kernel"
-            if comm == "sheet6-init":   # perhaps a kernel just forked, not yet named: ask again
+            if comm == "sheet6-init":  # perhaps a kernel just forked, not yet named: ask again
                 return is_kernel
             self._is_kernel[key] = is_kernel
         return self._is_kernel[key]
@@ -165,18 +220,31 @@ class KernelSampler(threading.Thread):
         self.halt.set()
         self.join()
         peaks = sorted(self.peak_kb.values())
-        return {"kernels_seen": len(peaks), "peak_rss_mib": round(peaks[-1] / 1024, 1) if peaks else None,
-                "median_peak_rss_mib": round(peaks[len(peaks) // 2] / 1024, 1) if peaks else None,
-                "max_kernels_alive": self.max_alive, "max_sum_rss_mib": round(self.max_sum_rss_kb / 1024, 1),
-                "samples": self.samples}
+        return {
+            "kernels_seen": len(peaks),
+            "peak_rss_mib": round(peaks[-1] / 1024, 1) if peaks else None,
+            "median_peak_rss_mib": round(peaks[len(peaks) // 2] / 1024, 1) if peaks else None,
+            "max_kernels_alive": self.max_alive,
+            "max_sum_rss_mib": round(self.max_sum_rss_kb / 1024, 1),
+            "samples": self.samples,
+        }
 
 
 def timed(argv: list[str], env: dict, log: Path, on_line=None) -> tuple[float, int, dict]:
     """Run argv, timestamping its output lines; returns (seconds, exit code, kernel memory)."""
     started = time.monotonic()
     with open(log, "w", encoding="utf-8") as out:
-        proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, encoding="utf-8", errors="replace", bufsize=1)
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+        )
         sampler = KernelSampler(proc.pid)
         sampler.start()
         for line in proc.stdout:
@@ -190,6 +258,7 @@ def timed(argv: list[str], env: dict, log: Path, on_line=None) -> tuple[float, i
 
 
 # ----------------------------------------------------------------------------------------- set-up
+
 
 def build_submissions(n: int, folder: Path) -> list[Path]:
     """N copies of submissions/*.zip, round robin, as First_7xxxxxx_First_7yyyyyy.zip (distinct)."""
@@ -209,8 +278,10 @@ def build_submissions(n: int, folder: Path) -> list[Path]:
 
 def write_config(path: Path, *, source: str, train: int, test: int, workers: int, threads: int = 0) -> None:
     """grading.toml with [data] source/train_size/test_size and [run] workers, threads replaced."""
-    wanted = {"data": {"source": json.dumps(source), "train_size": str(train), "test_size": str(test)},
-              "run": {"workers": str(workers), "threads": str(threads)}}
+    wanted = {
+        "data": {"source": json.dumps(source), "train_size": str(train), "test_size": str(test)},
+        "run": {"workers": str(workers), "threads": str(threads)},
+    }
     section, lines, seen = "", [], set()
     for line in (REPO / "grading.toml").read_text(encoding="utf-8").splitlines():
         m = re.match(r"\s*\[([^\]]+)\]\s*$", line)
@@ -271,8 +342,18 @@ def grade_run(label: str, toml: Path, subs: Path, out: Path, env: dict, logs: Pa
 
     load_before = loadavg()
     say(f"{label}: grader grade, {workers} worker(s), {n} submissions (load {load_before})")
-    argv = [*tool("grader"), "--config", str(toml), "grade", str(subs), "--out", str(out), "--force",
-            "--workers", str(workers)]
+    argv = [
+        *tool("grader"),
+        "--config",
+        str(toml),
+        "grade",
+        str(subs),
+        "--out",
+        str(out),
+        "--force",
+        "--workers",
+        str(workers),
+    ]
     seconds, code, memory = timed(argv, env, logs / f"{label}.log", on_line)
     if code != 0:
         say(f"  {label}: grader exited with {code}; see {logs / (label + '.log')}")
@@ -289,11 +370,19 @@ def grade_run(label: str, toml: Path, subs: Path, out: Path, env: dict, logs: Pa
     for e in reports.values():
         statuses[e.get("status", "?")] = statuses.get(e.get("status", "?"), 0) + 1
     per_job = [d[3] for d in events["done"]]
-    in_worker_overhead = [d[3] - (reports.get(d[1]) or {}).get("duration_s", 0.0) for d in events["done"]
-                          if d[1] in reports]
+    in_worker_overhead = [
+        d[3] - (reports.get(d[1]) or {}).get("duration_s", 0.0) for d in events["done"] if d[1] in reports
+    ]
     last_done = max((d[0] for d in events["done"]), default=seconds)
-    jobs = [{"stem": d[1], "finished_at_s": round(d[0], 2), "job_s": d[3],
-             "duration_s": (reports.get(d[1]) or {}).get("duration_s")} for d in events["done"]]
+    jobs = [
+        {
+            "stem": d[1],
+            "finished_at_s": round(d[0], 2),
+            "job_s": d[3],
+            "duration_s": (reports.get(d[1]) or {}).get("duration_s"),
+        }
+        for d in events["done"]
+    ]
     # The grader's own phases per submission, as each report records them (execution.timings).
     phases: dict[str, float] = {}
     for e in reports.values():
@@ -306,8 +395,12 @@ def grade_run(label: str, toml: Path, subs: Path, out: Path, env: dict, logs: Pa
     one_time = sum(waits[:workers]) / len(reports) if reports else None
     # The grader's time outside the cells for each submission once the workers run (each worker's
     # first job, which waited for its fork server, left out), and what the batch costs once.
-    firsts = set(sorted(reports, key=lambda stem: -(reports[stem].get("timings") or {}).get("kernel_start", 0.0))[:workers])
-    steady = [d[3] - reports[d[1]].get("duration_s", 0.0) for d in events["done"] if d[1] in reports and d[1] not in firsts]
+    firsts = set(
+        sorted(reports, key=lambda stem: -(reports[stem].get("timings") or {}).get("kernel_start", 0.0))[:workers]
+    )
+    steady = [
+        d[3] - reports[d[1]].get("duration_s", 0.0) for d in events["done"] if d[1] in reports and d[1] not in firsts
+    ]
     steady_mean = sum(steady) / len(steady) if steady else None
     core_seconds_outside = seconds * workers - sum(durations)
     fixed = core_seconds_outside - steady_mean * len(reports) if steady_mean is not None else None
@@ -316,12 +409,17 @@ def grade_run(label: str, toml: Path, subs: Path, out: Path, env: dict, logs: Pa
         "first_kernel_wait_per_submission_s": round(one_time, 3) if one_time is not None else None,
         "phases_mean_s": phases,
         "outside_cells_mean_s": round(sum(v for k, v in phases.items() if k != "cells"), 3) if phases else None,
-        "workers": workers, "wall_s": round(seconds, 2), "exit_code": code, "reports": len(reports),
-        "statuses": statuses, "sum_duration_s": round(sum(durations), 2),
+        "workers": workers,
+        "wall_s": round(seconds, 2),
+        "exit_code": code,
+        "reports": len(reports),
+        "statuses": statuses,
+        "sum_duration_s": round(sum(durations), 2),
         "mean_duration_s": round(sum(durations) / len(durations), 2) if durations else None,
         "mean_job_s": round(sum(per_job) / len(per_job), 2) if per_job else None,
         "mean_job_minus_cells_s": round(sum(in_worker_overhead) / len(in_worker_overhead), 3)
-        if in_worker_overhead else None,
+        if in_worker_overhead
+        else None,
         "startup_s": round(events["to_grade"], 2) if events["to_grade"] is not None else None,
         "grading_span_s": round(last_done - (events["to_grade"] or 0.0), 2),
         "finish_s": round(seconds - last_done, 2),
@@ -331,11 +429,17 @@ def grade_run(label: str, toml: Path, subs: Path, out: Path, env: dict, logs: Pa
         "fixed_core_s": round(fixed, 1) if fixed is not None else None,
         "median_job_s": round(sorted(per_job)[len(per_job) // 2], 2) if per_job else None,
         "median_job_minus_cells_s": round(sorted(in_worker_overhead)[len(in_worker_overhead) // 2], 3)
-        if in_worker_overhead else None,
-        "kernels": memory, "load_before": load_before, "load_after": loadavg(), "jobs": jobs,
+        if in_worker_overhead
+        else None,
+        "kernels": memory,
+        "load_before": load_before,
+        "load_after": loadavg(),
+        "jobs": jobs,
     }
-    say(f"{label}: {seconds:.1f} s, {len(reports)} reports {statuses}, Σ cell time {sum(durations):.1f} s "
-        f"(load {result['load_after']})")
+    say(
+        f"{label}: {seconds:.1f} s, {len(reports)} reports {statuses}, Σ cell time {sum(durations):.1f} s "
+        f"(load {result['load_after']})"
+    )
     return result
 
 
@@ -351,17 +455,30 @@ def nbconvert_run(notebooks: list[Path], env: dict, logs: Path) -> dict:
     load_before = loadavg()
     runner = nbconvert_runner()
     if runner != "nbconvert":
-        say("nbconvert: `jupyter nbconvert` is not installed here; using `jupyter execute` (nbclient's CLI: a new "
-            "process and a fresh kernel per notebook, like nbconvert --execute, without nbconvert's imports)")
+        say(
+            "nbconvert: `jupyter nbconvert` is not installed here; using `jupyter execute` (nbclient's CLI: a new "
+            "process and a fresh kernel per notebook, like nbconvert --execute, without nbconvert's imports)"
+        )
     say(f"nbconvert: {len(notebooks)} notebooks one after another with `jupyter {runner}` (load {load_before})")
     per, failures, peaks, alive, sum_rss = [], 0, [], 0, 0
     started = time.monotonic()
     for i, nb in enumerate(notebooks, 1):
         if runner == "nbconvert":
-            argv = [*tool("jupyter"), "nbconvert", "--to", "notebook", "--execute", "--allow-errors",
-                    "--ExecutePreprocessor.timeout=600", "--output", "executed.ipynb", "--output-dir",
-                    str(nb.parent), str(nb)]
-        else:   # nbclient's own command line: the same NotebookClient that nbconvert's --execute uses
+            argv = [
+                *tool("jupyter"),
+                "nbconvert",
+                "--to",
+                "notebook",
+                "--execute",
+                "--allow-errors",
+                "--ExecutePreprocessor.timeout=600",
+                "--output",
+                "executed.ipynb",
+                "--output-dir",
+                str(nb.parent),
+                str(nb),
+            ]
+        else:  # nbclient's own command line: the same NotebookClient that nbconvert's --execute uses
             argv = [*tool("jupyter"), "execute", "--allow-errors", "--timeout=600", "--inplace", str(nb)]
         seconds, code, memory = timed(argv, env, logs / f"nbconvert-{i:03d}.log")
         per.append(seconds)
@@ -373,12 +490,23 @@ def nbconvert_run(notebooks: list[Path], env: dict, logs: Path) -> dict:
         if i == 1 or i % 5 == 0 or i == len(notebooks):
             say(f"  nbconvert: {i}/{len(notebooks)} ({time.monotonic() - started:.0f} s)")
     total = time.monotonic() - started
-    result = {"command": f"jupyter {runner}", "wall_s": round(total, 2), "notebooks": len(notebooks),
-              "failures": failures,
-              "mean_s": round(total / len(notebooks), 2), "min_s": round(min(per), 2), "max_s": round(max(per), 2),
-              "kernels": {"kernels_seen": len(peaks), "peak_rss_mib": max(peaks) if peaks else None,
-                          "max_kernels_alive": alive, "max_sum_rss_mib": sum_rss},
-              "load_before": load_before, "load_after": loadavg()}
+    result = {
+        "command": f"jupyter {runner}",
+        "wall_s": round(total, 2),
+        "notebooks": len(notebooks),
+        "failures": failures,
+        "mean_s": round(total / len(notebooks), 2),
+        "min_s": round(min(per), 2),
+        "max_s": round(max(per), 2),
+        "kernels": {
+            "kernels_seen": len(peaks),
+            "peak_rss_mib": max(peaks) if peaks else None,
+            "max_kernels_alive": alive,
+            "max_sum_rss_mib": sum_rss,
+        },
+        "load_before": load_before,
+        "load_after": loadavg(),
+    }
     say(f"nbconvert: {total:.1f} s, {failures} failed (load {result['load_after']})")
     return result
 
@@ -412,7 +540,6 @@ PROFILED = [  # (module, attribute, label); wrapped where the pipeline looks the
 def profile_run(toml: Path, subs: Path, out: Path, threads_of_workers: int) -> dict:
     """In this process, one worker's path (its kernels, run_job one after another) with timers
     around each phase. Not a timed run of the batch: it shows where a job's time goes."""
-    import asyncio
     import functools
     import importlib
     import inspect
@@ -425,6 +552,7 @@ def profile_run(toml: Path, subs: Path, out: Path, threads_of_workers: int) -> d
     def wrap(owner, attr: str, label: str) -> None:
         fn = getattr(owner, attr)
         if inspect.iscoroutinefunction(fn):
+
             @functools.wraps(fn)
             async def timed_async(*a, **kw):
                 t0 = time.monotonic()
@@ -432,8 +560,10 @@ def profile_run(toml: Path, subs: Path, out: Path, threads_of_workers: int) -> d
                     return await fn(*a, **kw)
                 finally:
                     times.setdefault(label, []).append(time.monotonic() - t0)
+
             setattr(owner, attr, timed_async)
         else:
+
             @functools.wraps(fn)
             def timed_sync(*a, **kw):
                 t0 = time.monotonic()
@@ -441,6 +571,7 @@ def profile_run(toml: Path, subs: Path, out: Path, threads_of_workers: int) -> d
                     return fn(*a, **kw)
                 finally:
                     times.setdefault(label, []).append(time.monotonic() - t0)
+
             setattr(owner, attr, timed_sync)
 
     for module, path, label in PROFILED:
@@ -457,7 +588,7 @@ def profile_run(toml: Path, subs: Path, out: Path, threads_of_workers: int) -> d
     try:
         ctx = batch.prepare_context(config, work, threads_of_workers, progress=say)
         planned = batch.plan(subs, config, out, shard=None, force=True, grader_hash=ctx.grader.grader_hash)
-        jobs = planned.jobs if hasattr(planned, "jobs") else planned[1]   # a Plan, or the older tuple
+        jobs = planned.jobs if hasattr(planned, "jobs") else planned[1]  # a Plan, or the older tuple
         batch._init_worker(ctx, batch.kernel_kind(config, len(jobs), threads_of_workers))
         loop, kernels = batch._WORKER["loop"], batch._WORKER["kernels"]
         for i, job in enumerate(jobs, 1):
@@ -469,8 +600,10 @@ def profile_run(toml: Path, subs: Path, out: Path, threads_of_workers: int) -> d
         batch._WORKER.clear()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    table = {label: {"calls": len(v), "mean_s": round(sum(v) / len(v), 3), "total_s": round(sum(v), 2)}
-             for label, v in times.items()}
+    table = {
+        label: {"calls": len(v), "mean_s": round(sum(v) / len(v), 3), "total_s": round(sum(v), 2)}
+        for label, v in times.items()
+    }
     print()
     print(f"{'phase (one worker, in process)':<44}{'calls':>6}{'mean s':>9}{'total s':>9}")
     for label, row in table.items():
@@ -479,6 +612,7 @@ def profile_run(toml: Path, subs: Path, out: Path, threads_of_workers: int) -> d
 
 
 # ------------------------------------------------------------------------------------------ main
+
 
 def span(run: dict) -> str:
     return f"{run['load_before'].split()[0]}→{run['load_after'].split()[0]}"
@@ -497,17 +631,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--submissions", type=int, default=40, help="how many submissions (default 40)")
     ap.add_argument("--workers", type=int, default=2, help="workers of the parallel run (default 2)")
     ap.add_argument("--skip-nbconvert", action="store_true", help="do not time the sequential nbconvert runs")
-    ap.add_argument("--skip-one-worker", action="store_true",
-                    help="do not time the 1-worker run (for the overhead of a large batch alone)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads per kernel in both grader runs (default 1: the two runs differ only in "
-                         "workers; 0 = the grader's default, cores // workers)")
+    ap.add_argument(
+        "--skip-one-worker",
+        action="store_true",
+        help="do not time the 1-worker run (for the overhead of a large batch alone)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per kernel in both grader runs (default 1: the two runs differ only in "
+        "workers; 0 = the grader's default, cores // workers)",
+    )
     ap.add_argument("--train-size", type=int, default=1000)
     ap.add_argument("--test-size", type=int, default=500)
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, reports, notebooks)")
-    ap.add_argument("--profile", type=int, default=0, metavar="K",
-                    help="only profile: grade K submissions in this process (one worker's path, forked kernels, "
-                         "threads as with --workers) with timers around each phase; no ratios")
+    ap.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="K",
+        help="only profile: grade K submissions in this process (one worker's path, forked kernels, "
+        "threads as with --workers) with timers around each phase; no ratios",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS.relative_to(REPO)})")
     args = ap.parse_args(argv)
     n, workers = args.submissions, args.workers
@@ -515,9 +661,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--submissions and --workers must be at least 1")
 
     load_start = loadavg()
-    say(f"batch_speed: {n} submissions, {workers} workers, {args.threads or 'default'} thread(s) per kernel, "
+    say(
+        f"batch_speed: {n} submissions, {workers} workers, {args.threads or 'default'} thread(s) per kernel, "
         f"data {args.train_size}/{args.test_size}, "
-        f"{os.cpu_count()} cores, load {load_start}")
+        f"{os.cpu_count()} cores, load {load_start}"
+    )
     tmp = Path(tempfile.mkdtemp(prefix="batch-speed-"))
     logs = tmp / "logs"
     logs.mkdir()
@@ -528,14 +676,18 @@ def main(argv: list[str] | None = None) -> int:
         tomls = {}
         for w in sorted({workers, 1}):
             tomls[w] = tmp / f"grading-w{w}.toml"
-            write_config(tomls[w], source=source, train=args.train_size, test=args.test_size, workers=w,
-                         threads=args.threads)
+            write_config(
+                tomls[w], source=source, train=args.train_size, test=args.test_size, workers=w, threads=args.threads
+            )
         zips = build_submissions(args.profile or n, tmp / "submissions")
-        say(f"made {len(zips)} submissions from {len(list((REPO / 'submissions').glob('*.zip')))} examples "
-            f"in {tmp}")
+        say(f"made {len(zips)} submissions from {len(list((REPO / 'submissions').glob('*.zip')))} examples in {tmp}")
 
-        env = {**os.environ, "GRADER_CALIBRATION": str(tmp / "calibration.json"), "COLUMNS": "200",
-               "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "GRADER_CALIBRATION": str(tmp / "calibration.json"),
+            "COLUMNS": "200",
+            "PYTHONUNBUFFERED": "1",
+        }
         # Same staging as `grader grade` (batch.prepare_context): the same cache, so nbconvert and the
         # grader read the very same files.
         os.environ["GRADER_CALIBRATION"] = env["GRADER_CALIBRATION"]
@@ -548,8 +700,9 @@ def main(argv: list[str] | None = None) -> int:
         say(f"data: {staged.info.description} (fingerprint {staged.info.fingerprint})")
 
         say("calibrating (1 run of the solution, not timed)")
-        seconds, code, _ = timed([*tool("grader"), "--config", str(tomls[workers]), "calibrate", "--runs", "1"],
-                                 env, logs / "calibrate.log")
+        seconds, code, _ = timed(
+            [*tool("grader"), "--config", str(tomls[workers]), "calibrate", "--runs", "1"], env, logs / "calibrate.log"
+        )
         if code != 0:
             say(f"calibration failed (exit {code}); see {logs / 'calibrate.log'}; the timed runs go on")
         else:
@@ -557,20 +710,30 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.profile:
             table = profile_run(tomls[workers], tmp / "submissions", tmp / "out-profile", workers)
-            path = tmp / "profile.json" if args.out == RESULTS else args.out   # never over latest.json
+            path = tmp / "profile.json" if args.out == RESULTS else args.out  # never over latest.json
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                        "submissions": len(zips), "threads_as_workers": workers,
-                                        "load": [load_start, loadavg()], "phases": table}, indent=2) + "\n")
+            path.write_text(
+                json.dumps(
+                    {
+                        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "submissions": len(zips),
+                        "threads_as_workers": workers,
+                        "load": [load_start, loadavg()],
+                        "phases": table,
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
             say(f"profile written to {path}")
             return 0
 
         runs: dict[str, dict] = {}
-        runs[f"grader_w{workers}"] = grade_run(f"grader-w{workers}", tomls[workers], tmp / "submissions",
-                                               tmp / f"out-w{workers}", env, logs, n, workers)
+        runs[f"grader_w{workers}"] = grade_run(
+            f"grader-w{workers}", tomls[workers], tmp / "submissions", tmp / f"out-w{workers}", env, logs, n, workers
+        )
         if workers != 1 and not args.skip_one_worker:
-            runs["grader_w1"] = grade_run("grader-w1", tomls[1], tmp / "submissions", tmp / "out-w1", env, logs,
-                                          n, 1)
+            runs["grader_w1"] = grade_run("grader-w1", tomls[1], tmp / "submissions", tmp / "out-w1", env, logs, n, 1)
         if not args.skip_nbconvert:
             notebooks = prepare_nbconvert(zips, staged, tmp / "nbconvert")
             runs["nbconvert"] = nbconvert_run(notebooks, env, logs)
@@ -587,23 +750,31 @@ def main(argv: list[str] | None = None) -> int:
             "peak_kernel_rss_gib": round(max(peaks) / 1024, 3) if peaks else None,
         }
         print()
-        print(f"{'run':<14}{'wall s':>9}{'per sub s':>11}{'Σ cells s':>11}{'cells/sub':>11}{'job s':>8}"
-              f"{'job−cells':>11}{'start s':>9}{'overhead':>10}{'peak MiB':>10}{'load 1-min':>14}")
+        print(
+            f"{'run':<14}{'wall s':>9}{'per sub s':>11}{'Σ cells s':>11}{'cells/sub':>11}{'job s':>8}"
+            f"{'job−cells':>11}{'start s':>9}{'overhead':>10}{'peak MiB':>10}{'load 1-min':>14}"
+        )
         for name, r in runs.items():
             if name == "nbconvert":
-                print(f"{name:<14}{r['wall_s']:>9.1f}{r['mean_s']:>11.2f}{'':>11}{'':>11}{'':>8}{'':>11}{'':>9}"
-                      f"{'':>10}{r['kernels']['peak_rss_mib'] or 0:>10.0f}{span(r):>14}")
+                print(
+                    f"{name:<14}{r['wall_s']:>9.1f}{r['mean_s']:>11.2f}{'':>11}{'':>11}{'':>8}{'':>11}{'':>9}"
+                    f"{'':>10}{r['kernels']['peak_rss_mib'] or 0:>10.0f}{span(r):>14}"
+                )
             else:
-                print(f"{name:<14}{r['wall_s']:>9.1f}{r['wall_s'] / n:>11.2f}{r['sum_duration_s']:>11.1f}"
-                      f"{r['mean_duration_s'] or 0:>11.2f}{r['mean_job_s'] or 0:>8.2f}"
-                      f"{r['mean_job_minus_cells_s'] or 0:>11.2f}{r['startup_s'] or 0:>9.1f}"
-                      f"{r['overhead_s_per_submission']:>10.2f}{r['kernels']['peak_rss_mib'] or 0:>10.0f}"
-                      f"{span(r):>14}")
+                print(
+                    f"{name:<14}{r['wall_s']:>9.1f}{r['wall_s'] / n:>11.2f}{r['sum_duration_s']:>11.1f}"
+                    f"{r['mean_duration_s'] or 0:>11.2f}{r['mean_job_s'] or 0:>8.2f}"
+                    f"{r['mean_job_minus_cells_s'] or 0:>11.2f}{r['startup_s'] or 0:>9.1f}"
+                    f"{r['overhead_s_per_submission']:>10.2f}{r['kernels']['peak_rss_mib'] or 0:>10.0f}"
+                    f"{span(r):>14}"
+                )
         print()
-        print("Columns: per sub = wall / N; Σ cells = sum of the reports' execution.duration_s (wall time of all "
-              "cells);\njob s = a worker's time per submission (from the progress lines); job−cells = that minus "
-              "its duration_s;\nstart s = launch until the batch starts grading (imports, staging, plan); "
-              "overhead = (wall × workers − Σ cells) / N.")
+        print(
+            "Columns: per sub = wall / N; Σ cells = sum of the reports' execution.duration_s (wall time of all "
+            "cells);\njob s = a worker's time per submission (from the progress lines); job−cells = that minus "
+            "its duration_s;\nstart s = launch until the batch starts grading (imports, staging, plan); "
+            "overhead = (wall × workers − Σ cells) / N."
+        )
         print()
         print(f"{'ratio':<34}{'value':>9}  {'target':<9}{'':<8}what")
         for key, value in ratios.items():
@@ -612,47 +783,68 @@ def main(argv: list[str] | None = None) -> int:
             what = what.replace("W workers", f"{workers} workers")
             print(f"{key:<34}{shown:>9}  {op + ' ' + str(target):<9}{verdict(key, value):<8}{what}")
         print()
-        print(f"overhead_s_per_submission = ({main_run['wall_s']:.1f} s wall × {workers} workers − "
-              f"{main_run['sum_duration_s']:.1f} s Σ execution.duration_s) / {n}: everything that is not the "
-              f"students' cells\n  (process start, staging, kernel start and warm-up not hidden behind other work, "
-              f"unpacking, probe, checks, report writing, idle workers at the end)."
-              + (f" With 1 worker: {one['overhead_s_per_submission']:.2f} s." if one else ""))
+        print(
+            f"overhead_s_per_submission = ({main_run['wall_s']:.1f} s wall × {workers} workers − "
+            f"{main_run['sum_duration_s']:.1f} s Σ execution.duration_s) / {n}: everything that is not the "
+            f"students' cells\n  (process start, staging, kernel start and warm-up not hidden behind other work, "
+            f"unpacking, probe, checks, report writing, idle workers at the end)."
+            + (f" With 1 worker: {one['overhead_s_per_submission']:.2f} s." if one else "")
+        )
         if main_run.get("first_kernel_wait_per_submission_s") is not None:
-            print(f"  Of it, each worker's first wait for a kernel (its fork server importing torch, once per "
-                  f"worker: {main_run['first_kernel_per_worker_s']} s) comes to "
-                  f"{main_run['first_kernel_wait_per_submission_s']:.3f} s per submission at N = {n}.")
+            print(
+                f"  Of it, each worker's first wait for a kernel (its fork server importing torch, once per "
+                f"worker: {main_run['first_kernel_per_worker_s']} s) comes to "
+                f"{main_run['first_kernel_wait_per_submission_s']:.3f} s per submission at N = {n}."
+            )
         if main_run.get("fixed_core_s") is not None:
             fixed = main_run["fixed_core_s"]
             steady = main_run["steady_overhead_s_per_submission"]
-            parts = (f"start {workers} × {main_run['startup_s'] or 0:.1f} s, the servers' imports "
-                     f"{sum(main_run['first_kernel_per_worker_s']):.1f} s, the pages at the end {workers} × "
-                     f"{main_run['finish_s']:.1f} s, the rest (a worker idle after its last job, the first jobs' "
-                     f"other steps) {fixed - workers * ((main_run['startup_s'] or 0) + main_run['finish_s']) - sum(main_run['first_kernel_per_worker_s']):.1f} s")
-            print(f"  Split: {steady:.3f} s per submission once the workers run (mean job − cells, each worker's first "
-                  f"job left out), plus {fixed:.1f} worker-seconds once per batch ({parts}).\n"
-                  f"  So about {steady:.2f} + {fixed:.0f}/N s: {steady + fixed / 40:.2f} s at N = 40, "
-                  f"{steady + fixed / 200:.2f} s at N = 200, {steady + fixed / 400:.2f} s at N = 400.")
+            parts = (
+                f"start {workers} × {main_run['startup_s'] or 0:.1f} s, the servers' imports "
+                f"{sum(main_run['first_kernel_per_worker_s']):.1f} s, the pages at the end {workers} × "
+                f"{main_run['finish_s']:.1f} s, the rest (a worker idle after its last job, the first jobs' "
+                f"other steps) {fixed - workers * ((main_run['startup_s'] or 0) + main_run['finish_s']) - sum(main_run['first_kernel_per_worker_s']):.1f} s"
+            )
+            print(
+                f"  Split: {steady:.3f} s per submission once the workers run (mean job − cells, each worker's first "
+                f"job left out), plus {fixed:.1f} worker-seconds once per batch ({parts}).\n"
+                f"  So about {steady:.2f} + {fixed:.0f}/N s: {steady + fixed / 40:.2f} s at N = 40, "
+                f"{steady + fixed / 200:.2f} s at N = 200, {steady + fixed / 400:.2f} s at N = 400."
+            )
         for label, run in (("grader_w%d" % workers, main_run), ("grader_w1", one)):
             if run and run.get("phases_mean_s"):
                 shown = ", ".join(f"{k} {v:.3f}" for k, v in run["phases_mean_s"].items())
-                print(f"{label}: mean seconds per submission by phase (execution.timings): {shown}; "
-                      f"outside the cells: {run['outside_cells_mean_s']:.3f} s (kernel_start = waiting for a "
-                      f"kernel, i.e. warm-up not hidden)")
-        print(f"peak_kernel_rss = the largest VmHWM of any kernel process of the grader runs "
-              f"(sampled every 0.25 s); nbconvert's kernels: "
-              f"{(nbc or {}).get('kernels', {}).get('peak_rss_mib', 'n/a')} MiB.")
+                print(
+                    f"{label}: mean seconds per submission by phase (execution.timings): {shown}; "
+                    f"outside the cells: {run['outside_cells_mean_s']:.3f} s (kernel_start = waiting for a "
+                    f"kernel, i.e. warm-up not hidden)"
+                )
+        print(
+            f"peak_kernel_rss = the largest VmHWM of any kernel process of the grader runs "
+            f"(sampled every 0.25 s); nbconvert's kernels: "
+            f"{(nbc or {}).get('kernels', {}).get('peak_rss_mib', 'n/a')} MiB."
+        )
         print(f"load average: {load_start} at start, {load_end} at end ({os.cpu_count()} cores)")
 
         result = {
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "host": {"cores": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()},
-            "settings": {"submissions": n, "workers": workers, "train_size": args.train_size,
-                         "test_size": args.test_size, "data": staged.info.description,
-                         "nbconvert": not args.skip_nbconvert, "threads_per_kernel": args.threads},
-            "load_start": load_start, "load_end": load_end,
+            "settings": {
+                "submissions": n,
+                "workers": workers,
+                "train_size": args.train_size,
+                "test_size": args.test_size,
+                "data": staged.info.description,
+                "nbconvert": not args.skip_nbconvert,
+                "threads_per_kernel": args.threads,
+            },
+            "load_start": load_start,
+            "load_end": load_end,
             "ratios": ratios,
-            "targets": {k: {"op": op, "value": t, "what": w, "verdict": verdict(k, ratios[k])}
-                        for k, (op, t, w) in TARGETS.items()},
+            "targets": {
+                k: {"op": op, "value": t, "what": w, "verdict": verdict(k, ratios[k])}
+                for k, (op, t, w) in TARGETS.items()
+            },
             "runs": runs,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ derived before), and whether the calibration would call the machine busy (its ti
 of the cache). Nothing is asserted; figures mean something only side by side, from one run. Writes
 benchmarks/results/cpu_time_limits.json (--out elsewhere).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,10 +64,19 @@ def worker(small: bool, threads: int) -> None:
         shutil.copy(solution, folder / solution.name)
         execution, _ = asyncio.run(_observe(Workspace(dir=folder, notebook=folder / solution.name), ctx))
         cpu, wall = execution.cell_seconds, execution.cell_wall_seconds
-        print(json.dumps({"data": ctx.data.info.description, "clock": execution.clock, "status": execution.info.status,
-                          "threads": ctx.threads,
-                          "cpu": [round(v, 2) for v in cpu], "wall": [round(v, 2) for v in wall],
-                          "busy": busy_reason(cpu, wall, execution.clock, os.getloadavg()[0])}))
+        print(
+            json.dumps(
+                {
+                    "data": ctx.data.info.description,
+                    "clock": execution.clock,
+                    "status": execution.info.status,
+                    "threads": ctx.threads,
+                    "cpu": [round(v, 2) for v in cpu],
+                    "wall": [round(v, 2) for v in wall],
+                    "busy": busy_reason(cpu, wall, execution.clock, os.getloadavg()[0]),
+                }
+            )
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -103,9 +113,15 @@ def one_run(small: bool, cgroup: Path | None, threads: int) -> dict:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["load_before"], result["load_after"] = load, os.getloadavg()[0]
     slowest_cpu, slowest_wall = max(result["cpu"]), max(result["wall"])
-    result.update({"sum_cpu": round(sum(result["cpu"]), 2), "sum_wall": round(sum(result["wall"]), 2),
-                   "wall_over_cpu": round(sum(result["wall"]) / max(sum(result["cpu"]), 0.01), 2),
-                   "cell_limit_cpu": max(20, round(10 * slowest_cpu)), "cell_limit_if_wall": max(20, round(10 * slowest_wall))})
+    result.update(
+        {
+            "sum_cpu": round(sum(result["cpu"]), 2),
+            "sum_wall": round(sum(result["wall"]), 2),
+            "wall_over_cpu": round(sum(result["wall"]) / max(sum(result["cpu"]), 0.01), 2),
+            "cell_limit_cpu": max(20, round(10 * slowest_cpu)),
+            "cell_limit_if_wall": max(20, round(10 * slowest_wall)),
+        }
+    )
     return result
 
 
@@ -128,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     burners = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(args.busy)]
     try:
         time.sleep(2)
-        conditions[f"busy ({args.busy} processes burning a core each)"] = [one_run(args.small, None, args.threads)
-                                                                         for _ in range(args.runs)]
+        conditions[f"busy ({args.busy} processes burning a core each)"] = [
+            one_run(args.small, None, args.threads) for _ in range(args.runs)
+        ]
     finally:
         for burner in burners:
             burner.kill()
@@ -139,20 +156,35 @@ def main(argv: list[str] | None = None) -> int:
         print("throttled runs skipped: needs root and the cgroup cpu controller", flush=True)
     else:
         try:
-            conditions[f"throttled (1/{args.throttle} of a core)"] = [one_run(args.small, group, args.threads) for _ in range(args.runs)]
+            conditions[f"throttled (1/{args.throttle} of a core)"] = [
+                one_run(args.small, group, args.threads) for _ in range(args.runs)
+            ]
         finally:
             for pid in (group / "cgroup.procs").read_text().split():
                 (group.parent / "cgroup.procs").write_text(pid)
             group.rmdir()
     for name, runs in conditions.items():
         for run in runs:
-            print(f"{name:45s} CPU {run['sum_cpu']:6.2f} s  wall {run['sum_wall']:6.2f} s  wall/CPU {run['wall_over_cpu']:5.2f}  "
-                  f"cell limit {run['cell_limit_cpu']} s CPU (by wall: {run['cell_limit_if_wall']} s)  "
-                  f"busy: {run['busy'] or 'no'}", flush=True)
+            print(
+                f"{name:45s} CPU {run['sum_cpu']:6.2f} s  wall {run['sum_wall']:6.2f} s  wall/CPU {run['wall_over_cpu']:5.2f}  "
+                f"cell limit {run['cell_limit_cpu']} s CPU (by wall: {run['cell_limit_if_wall']} s)  "
+                f"busy: {run['busy'] or 'no'}",
+                flush=True,
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                    "cores": os.cpu_count(), "small": args.small, "threads": args.threads, "conditions": conditions},
-                                   indent=2) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "cores": os.cpu_count(),
+                "small": args.small,
+                "threads": args.threads,
+                "conditions": conditions,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {args.out}")
     return 0
 

@@ -16,6 +16,7 @@ Target: wall time with the endless notebook / wall time without it <= 1.5. Never
 machine is shared; compare only figures taken in the same run. Writes benchmarks/results/
 never_ending_cell.json (--out elsewhere).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from batch_speed import REAL_DATA, REPO, build_submissions, grade_run, loadavg, say, timed, tool, write_config  # noqa: E402
+from batch_speed import REAL_DATA, REPO, build_submissions, grade_run, loadavg, say, timed, tool, write_config
 
 RESULTS = REPO / "benchmarks" / "results" / "never_ending_cell.json"
 TARGET = 1.5
@@ -61,17 +62,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--train-size", type=int, default=6000, help="default: the graded default subset")
     ap.add_argument("--test-size", type=int, default=1000)
-    ap.add_argument("--position", choices=("first", "middle", "last"), default="middle",
-                    help="where in the grading order the endless notebook is (default: middle)")
-    ap.add_argument("--shipped-calibration", action="store_true",
-                    help="use (a copy of) reference/calibration.json instead of calibrating on this machine")
+    ap.add_argument(
+        "--position",
+        choices=("first", "middle", "last"),
+        default="middle",
+        help="where in the grading order the endless notebook is (default: middle)",
+    )
+    ap.add_argument(
+        "--shipped-calibration",
+        action="store_true",
+        help="use (a copy of) reference/calibration.json instead of calibrating on this machine",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, reports)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     n, workers = args.submissions, args.workers
     load_start = loadavg()
-    say(f"never_ending_cell: {n} submissions, {workers} workers, data {args.train_size}/{args.test_size}, "
-        f"endless notebook {args.position}, {os.cpu_count()} cores, load {load_start}")
+    say(
+        f"never_ending_cell: {n} submissions, {workers} workers, data {args.train_size}/{args.test_size}, "
+        f"endless notebook {args.position}, {os.cpu_count()} cores, load {load_start}"
+    )
     tmp = Path(tempfile.mkdtemp(prefix="never-ending-"))
     logs = tmp / "logs"
     logs.mkdir()
@@ -88,15 +98,20 @@ def main(argv: list[str] | None = None) -> int:
         make_endless(tmp / "endless" / endless_name)
         say(f"endless notebook: {endless_name} (#{index + 1} of {n} in name order)")
 
-        env = {**os.environ, "GRADER_CALIBRATION": str(tmp / "calibration.json"), "COLUMNS": "200",
-               "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "GRADER_CALIBRATION": str(tmp / "calibration.json"),
+            "COLUMNS": "200",
+            "PYTHONUNBUFFERED": "1",
+        }
         if args.shipped_calibration:
             shutil.copy(REPO / "reference" / "calibration.json", tmp / "calibration.json")
             say("using a copy of reference/calibration.json (its timings set the limits)")
         else:
             say("calibrating (3 runs of the solution, not timed): the solution's cell timings set the limits")
-            seconds, code, _ = timed([*tool("grader"), "--config", str(toml), "calibrate", "--runs", "3"],
-                                     env, logs / "calibrate.log")
+            seconds, code, _ = timed(
+                [*tool("grader"), "--config", str(toml), "calibrate", "--runs", "3"], env, logs / "calibrate.log"
+            )
             if code != 0:
                 raise SystemExit(f"calibration failed (exit {code}); see {logs / 'calibrate.log'}")
             say(f"calibrated in {seconds:.1f} s")
@@ -114,27 +129,42 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'run':<10}{'wall s':>9}{'Σ cells s':>11}{'statuses':>40}{'load 1-min':>14}")
         for label, r in runs.items():
             statuses = ", ".join(f"{k} {v}" for k, v in sorted(r["statuses"].items()))
-            print(f"{label:<10}{r['wall_s']:>9.1f}{r['sum_duration_s']:>11.1f}{statuses:>40}"
-                  f"{r['load_before'].split()[0] + '→' + r['load_after'].split()[0]:>14}")
+            print(
+                f"{label:<10}{r['wall_s']:>9.1f}{r['sum_duration_s']:>11.1f}{statuses:>40}"
+                f"{r['load_before'].split()[0] + '→' + r['load_after'].split()[0]:>14}"
+            )
         limits = execution.get("time_limits") or {}
         print()
-        print(f"limits applied: {limits.get('cell_timeout_s')} s per cell, {limits.get('notebook_timeout_s')} s "
-              f"per notebook ({limits.get('source')})")
-        print(f"the endless notebook: status {execution['status']}, its cells {execution['duration_s']:.1f} s, "
-              f"its job {endless_job and endless_job['job_s']} s")
-        print(f"wall with it / wall without it = {ratio:.3f} (target <= {TARGET}: "
-              f"{'meets' if ratio <= TARGET else 'MISSES'})")
+        print(
+            f"limits applied: {limits.get('cell_timeout_s')} s per cell, {limits.get('notebook_timeout_s')} s "
+            f"per notebook ({limits.get('source')})"
+        )
+        print(
+            f"the endless notebook: status {execution['status']}, its cells {execution['duration_s']:.1f} s, "
+            f"its job {endless_job and endless_job['job_s']} s"
+        )
+        print(
+            f"wall with it / wall without it = {ratio:.3f} (target <= {TARGET}: "
+            f"{'meets' if ratio <= TARGET else 'MISSES'})"
+        )
 
         result = {
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "submissions": n, "workers": workers, "data": [args.train_size, args.test_size],
-            "data_source": source or "generated stand-in", "position": args.position,
+            "submissions": n,
+            "workers": workers,
+            "data": [args.train_size, args.test_size],
+            "data_source": source or "generated stand-in",
+            "position": args.position,
             "calibration": "shipped" if args.shipped_calibration else "made on this machine (3 runs)",
-            "endless_submission": endless_name, "load": [load_start, load_end],
-            "time_limits": limits, "endless_execution": {k: execution.get(k) for k in
-                                                         ("status", "duration_s", "notes", "cells_run", "cells_total")},
+            "endless_submission": endless_name,
+            "load": [load_start, load_end],
+            "time_limits": limits,
+            "endless_execution": {
+                k: execution.get(k) for k in ("status", "duration_s", "notes", "cells_run", "cells_total")
+            },
             "endless_job_s": endless_job and endless_job["job_s"],
-            "ratio_endless_over_clean": ratio, "target": TARGET,
+            "ratio_endless_over_clean": ratio,
+            "target": TARGET,
             "runs": runs,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)

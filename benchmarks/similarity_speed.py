@@ -8,6 +8,7 @@ by `similar_pairs` as `grader grade` does at the end of a batch (template and so
 Prints the seconds per size and the ratio of the largest to the smallest: about 10 means linear.
 Run by hand; never part of the test suite (the machine is shared: only ratios from one run count).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,12 @@ def make(n: int, seed: int):
     nb = nbformat.v4.new_notebook()
     for i in range(n):
         op, act, red = rnd.choice("+-*/"), rnd.choice(["relu", "tanh", "sigmoid"]), rnd.choice(["sum", "mean", "max"])
-        nb.cells.append(nbformat.v4.new_code_cell(
-            f"def f{i}(a, b):\n    c = a {op} b\n    for k in range({i % 17}):\n"
-            f"        c = torch.{act}(c {op} k)\n    return c.{red}()\nprint(f{i}({i}, 2))"))
+        nb.cells.append(
+            nbformat.v4.new_code_cell(
+                f"def f{i}(a, b):\n    c = a {op} b\n    for k in range({i % 17}):\n"
+                f"        c = torch.{act}(c {op} k)\n    return c.{red}()\nprint(f{i}({i}, 2))"
+            )
+        )
     return nb
 
 
@@ -68,12 +72,20 @@ def main() -> int:
             if revision:
                 subprocess.run(f"git -C {ROOT} archive {revision} | tar -x -C {tmp}", shell=True, check=True)
                 env["PYTHONPATH"] = tmp
-            out = subprocess.run([sys.executable, __file__, "--child", "--sizes", args.sizes], env=env,
-                                 capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", "--sizes", args.sizes],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
         seconds = {int(k): v for k, v in json.loads(out).items()}
         results[label] = {"seconds": seconds, "ratio_largest_to_smallest": seconds[max(sizes)] / seconds[min(sizes)]}
-        print(f"{label}: " + ", ".join(f"{n} cells {s:.2f} s" for n, s in seconds.items())
-              + f"; ratio {results[label]['ratio_largest_to_smallest']:.1f} for {max(sizes) // min(sizes)}x the cells")
+        print(
+            f"{label}: "
+            + ", ".join(f"{n} cells {s:.2f} s" for n, s in seconds.items())
+            + f"; ratio {results[label]['ratio_largest_to_smallest']:.1f} for {max(sizes) // min(sizes)}x the cells"
+        )
     results["load_end"] = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else None
     (ROOT / "benchmarks" / "results" / "similarity_speed.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0

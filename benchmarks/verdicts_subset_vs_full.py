@@ -7,6 +7,7 @@ Needs the real Fashion-MNIST (../shared/data/fashion-mnist). Each data set is ca
 `--runs` runs of the solution (into a temporary calibration file; reference/calibration.json is not
 touched). Takes long on the full data: every notebook trains on 60,000 images.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,25 @@ SOURCE = (ROOT / ".." / "shared" / "data" / "fashion-mnist").resolve()
 
 
 def grade(config: Path, submissions: Path, out: Path, workers: int, env: dict) -> dict[str, dict[str, float]]:
-    subprocess.run([sys.executable, "-m", "grader", "--config", str(config), "grade", str(submissions),
-                    "--out", str(out), "--workers", str(workers), "--force"], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "--config",
+            str(config),
+            "grade",
+            str(submissions),
+            "--out",
+            str(out),
+            "--workers",
+            str(workers),
+            "--force",
+        ],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     points = {}
     for path in sorted(out.glob("*.json")):
         report = json.loads(path.read_text(encoding="utf-8"))
@@ -46,8 +63,9 @@ def main() -> int:
     env = {**os.environ, "GRADER_CALIBRATION": str(work / "calibration.json")}
     submissions = work / "submissions"
     shutil.copytree(ROOT / "submissions", submissions)
-    shutil.copy(ROOT / "reference" / "solution.ipynb",
-                submissions / "Reference_Solution_7000000_Model_Answer_7000001.ipynb")
+    shutil.copy(
+        ROOT / "reference" / "solution.ipynb", submissions / "Reference_Solution_7000000_Model_Answer_7000001.ipynb"
+    )
     base = (ROOT / "grading.toml").read_text(encoding="utf-8")
     results = {}
     for label, sizes in (("subset", None), ("full", (0, 0))):
@@ -57,8 +75,11 @@ def main() -> int:
         config = work / f"{label}.toml"
         config.write_text(text, encoding="utf-8")
         started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "grader", "--config", str(config), "calibrate", "--runs",
-                        str(args.runs)], check=True, env=env)
+        subprocess.run(
+            [sys.executable, "-m", "grader", "--config", str(config), "calibrate", "--runs", str(args.runs)],
+            check=True,
+            env=env,
+        )
         results[label] = grade(config, submissions, work / label, args.workers, env)
         print(f"{label}: graded {len(results[label])} submissions in {time.monotonic() - started:.0f} s", flush=True)
     differences = 0
@@ -73,7 +94,8 @@ def main() -> int:
     print(f"\n{differences} difference(s) in points per check between the default subset and the full data")
     (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
     (ROOT / "benchmarks" / "results" / "verdicts_subset_vs_full.json").write_text(
-        json.dumps({"differences": differences, **results}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        json.dumps({"differences": differences, **results}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     shutil.rmtree(work, ignore_errors=True)
     return 0 if differences == 0 else 1
 

@@ -1,4 +1,5 @@
 """Autograder for NNTI exercise sheet 6."""
+
 import os
 from pathlib import Path
 

@@ -3,6 +3,7 @@
 Every section forbids unknown keys, so a typo is an error naming the key instead of a setting
 silently ignored.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +13,18 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, PositiveFloat, PositiveInt, ValidationError,
-                      ValidationInfo, WithJsonSchema, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
 
 from grader.errors import ConfigError
 from grader.sheet import Sheet, SheetError, built_in_sheet, load_sheet
@@ -21,7 +32,7 @@ from grader.util.notebook_file import MAX_CELLS, MAX_OUTPUTS
 
 if sys.version_info >= (3, 11):
     import tomllib
-else:   # Python 3.10 (Ubuntu 22.04's): the same parser, as a package
+else:  # Python 3.10 (Ubuntu 22.04's): the same parser, as a package
     import tomli as tomllib
 
 
@@ -33,6 +44,7 @@ class SheetChoice(_Section):
     """Which sheet is graded: a package of grader/sheets/, or of the folder `path` (relative to this
     file); no default (a students' wheel knows the sheet it was built for). `settings`: the sheet's
     own settings ([sheet.settings]), validated against its model and filled with its defaults."""
+
     name: str = ""
     path: str = ""
     settings: dict[str, Any] = Field(default_factory=dict)
@@ -46,6 +58,7 @@ def _points_value(what: str, value) -> float:
 
 class Exercises(_Section):
     """Points per exercise of the sheet (its ids, checked against the sheet) and which are bonus."""
+
     model_config = ConfigDict(extra="allow", frozen=True)
     bonus: tuple[str, ...] = ()
 
@@ -56,6 +69,7 @@ class Exercises(_Section):
 
 class Checks(_Section):
     """Points per automatic check of the sheet (its registry's ids; missing ones get the registry's points)."""
+
     model_config = ConfigDict(extra="allow", frozen=True)
 
     def points(self, check_id: str) -> float:
@@ -80,8 +94,10 @@ def _sheet_settings(raw: dict, sheet: Sheet, choice: dict) -> dict:
             if key in tolerance and key in sheet.settings.model_fields:
                 value = tolerance.pop(key)
                 if key in settings and settings[key] != value:
-                    raise ValueError(f"'tolerance.{key}' ({value!r}) and 'sheet.settings.{key}' ({settings[key]!r}) "
-                                     f"differ: {key} is a setting of the sheet now, keep it in [sheet.settings]")
+                    raise ValueError(
+                        f"'tolerance.{key}' ({value!r}) and 'sheet.settings.{key}' ({settings[key]!r}) "
+                        f"differ: {key} is a setting of the sheet now, keep it in [sheet.settings]"
+                    )
                 settings[key] = value
         raw["tolerance"] = tolerance
     try:
@@ -90,9 +106,12 @@ def _sheet_settings(raw: dict, sheet: Sheet, choice: dict) -> dict:
         problems = []
         for err in exc.errors():
             key = ".".join(str(part) for part in err["loc"])
-            problems.append(f"unknown key 'sheet.settings.{key}' ({sheet.name} has "
-                            f"{', '.join(sheet.settings.model_fields) or 'no settings'})"
-                            if err["type"] == "extra_forbidden" else f"'sheet.settings.{key}': {err['msg']}")
+            problems.append(
+                f"unknown key 'sheet.settings.{key}' ({sheet.name} has "
+                f"{', '.join(sheet.settings.model_fields) or 'no settings'})"
+                if err["type"] == "extra_forbidden"
+                else f"'sheet.settings.{key}': {err['msg']}"
+            )
         raise ValueError("; ".join(problems)) from None
 
 
@@ -105,7 +124,7 @@ def _sheet_sections(raw: dict, base_dir: Path | None) -> dict:
         return raw
     name, folder = choice.get("name") or built_in_sheet(), choice.get("path", "")
     if not isinstance(name, str) or not isinstance(folder, str):
-        return raw   # the section's own validation names the key
+        return raw  # the section's own validation names the key
     raw = dict(raw)
     if not name:
         named = [section for section in ("exercises", "checks") if raw.get(section)]
@@ -143,8 +162,10 @@ def _sheet_sections(raw: dict, base_dir: Path | None) -> dict:
     if isinstance(checks, dict):
         for key, value in checks.items():
             if key not in sheet.check_ids:
-                raise ValueError(f"unknown key 'checks.{key}': {sheet.name} has no check {key!r} "
-                                 f"(its checks: {', '.join(sheet.check_ids)})")
+                raise ValueError(
+                    f"unknown key 'checks.{key}': {sheet.name} has no check {key!r} "
+                    f"(its checks: {', '.join(sheet.check_ids)})"
+                )
             _points_value(f"checks.{key}", value)
         raw["checks"] = {c: float(checks.get(c, points)) for c, points in sheet.checks.default_points.items()}
     return raw
@@ -165,8 +186,11 @@ def _seconds_or_auto(value):
 
 
 # A time limit: seconds, or "auto" (a multiple of what the solution needs on the graded data).
-SecondsOrAuto = Annotated[float | Literal["auto"], PlainValidator(_seconds_or_auto),
-                          WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"const": "auto"}]})]
+SecondsOrAuto = Annotated[
+    float | Literal["auto"],
+    PlainValidator(_seconds_or_auto),
+    WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"const": "auto"}]}),
+]
 
 
 class Limits(_Section):
@@ -199,7 +223,7 @@ class Naming(_Section):
     id_digits: PositiveInt = 7
 
     @model_validator(mode="after")
-    def _order(self) -> "Naming":
+    def _order(self) -> Naming:
         if self.min_members > self.max_members:
             raise ValueError("min_members is larger than max_members")
         return self
@@ -227,6 +251,7 @@ class Cms(_Section):
     The course system's import file (cms_import.csv) has a fixed format of its own; these keys say
     which points go into it and for whom. `roster`: the course's list of students as staff export
     it (relative to grading.toml's folder; "" = none)."""
+
     delimiter: Literal[",", ";", "\t"] = ","
     decimal: Literal[".", ","] = "."
     bom: bool = True
@@ -237,7 +262,7 @@ class Cms(_Section):
     import_missing_as_zero: bool = False
 
     @model_validator(mode="after")
-    def _distinct(self) -> "Cms":
+    def _distinct(self) -> Cms:
         if self.delimiter == self.decimal:
             raise ValueError(f"delimiter and decimal are both {self.delimiter!r}")
         return self
@@ -276,25 +301,31 @@ class Config(_Section):
         return _sheet_sections(raw, (info.context or {}).get("base_dir"))
 
     @model_validator(mode="after")
-    def _import_points_on_the_sheet(self) -> "Config":
+    def _import_points_on_the_sheet(self) -> Config:
         if self.cms.import_points in ("total", "total+bonus"):
             return self
         if not self.sheet.name:
-            raise ValueError(f"'cms.import_points': {self.cms.import_points!r} is an exercise of no sheet: name the "
-                             f"sheet in [sheet] name, or import \"total\" or \"total+bonus\"")
+            raise ValueError(
+                f"'cms.import_points': {self.cms.import_points!r} is an exercise of no sheet: name the "
+                f'sheet in [sheet] name, or import "total" or "total+bonus"'
+            )
         choices = ("total", "total+bonus", *self.sheet_def.exercise_ids)
         if self.cms.import_points not in choices:
-            raise ValueError(f"'cms.import_points': expected \"total\", \"total+bonus\" or an exercise of "
-                             f"{self.sheet_def.name} ({', '.join(self.sheet_def.exercise_ids)}); "
-                             f"got {self.cms.import_points!r}")
+            raise ValueError(
+                f'\'cms.import_points\': expected "total", "total+bonus" or an exercise of '
+                f"{self.sheet_def.name} ({', '.join(self.sheet_def.exercise_ids)}); "
+                f"got {self.cms.import_points!r}"
+            )
         return self
 
     @model_validator(mode="after")
-    def _disk_holds_a_submission(self) -> "Config":
+    def _disk_holds_a_submission(self) -> Config:
         if self.limits.disk_mb < self.archive.max_uncompressed_mb:
-            raise ValueError(f"limits.disk_mb ({self.limits.disk_mb}) is smaller than archive.max_uncompressed_mb "
-                             f"({self.archive.max_uncompressed_mb:g}): a kernel's workspace must hold the "
-                             "unpacked submission")
+            raise ValueError(
+                f"limits.disk_mb ({self.limits.disk_mb}) is smaller than archive.max_uncompressed_mb "
+                f"({self.archive.max_uncompressed_mb:g}): a kernel's workspace must hold the "
+                "unpacked submission"
+            )
         return self
 
     @property
@@ -308,8 +339,10 @@ class Config(_Section):
     def sheet_def(self) -> Sheet:
         """The sheet graded (its exercises, checks, networks and data), loaded once per process."""
         if not self.sheet.name:
-            raise ConfigError("no sheet is named: set [sheet] name in grading.toml (the sheets of the grader are "
-                              "in grader/sheets/), or pass --sheet NAME")
+            raise ConfigError(
+                "no sheet is named: set [sheet] name in grading.toml (the sheets of the grader are "
+                "in grader/sheets/), or pass --sheet NAME"
+            )
         return load_sheet(self.sheet.name, str(self.sheet_folder or ""))
 
     @property
@@ -336,7 +369,7 @@ class Config(_Section):
         """The course's list of students (`[cms] roster`, or `--roster`), or None."""
         return self.relative_to_file(self.cms.roster)
 
-    def with_roster(self, path: str | Path | None) -> "Config":
+    def with_roster(self, path: str | Path | None) -> Config:
         """The configuration with `--roster FILE` (relative to the current folder) in place of
         `[cms] roster`; unchanged for None. The fingerprint stays: a roster changes no verdict."""
         if path is None:
@@ -363,8 +396,9 @@ def load_config(path: Path | str | None = None, *, sheet: str | None = None) -> 
     if path is None:
         candidate = Path("grading.toml")
         if not candidate.exists():
-            return config_from_dict({"sheet": {"name": sheet}} if sheet else {}, source="the built-in defaults",
-                                    base_dir=Path.cwd())
+            return config_from_dict(
+                {"sheet": {"name": sheet}} if sheet else {}, source="the built-in defaults", base_dir=Path.cwd()
+            )
         path = candidate
     path = Path(path)
     try:
@@ -406,8 +440,11 @@ def differences_from_defaults(config: Config) -> list[str]:
     sheet its wheel was built for: the two must agree (apart from MACHINE_KEYS) for a check to give
     the same statuses and points as the grading. `make student-package` refuses to build otherwise."""
     ours = _flatten(config.model_dump(by_alias=True))
-    defaults = _flatten(config_from_dict({"sheet": {"name": config.sheet.name, "path": config.sheet.path}},
-                                         base_dir=config.base_dir).model_dump(by_alias=True))
+    defaults = _flatten(
+        config_from_dict(
+            {"sheet": {"name": config.sheet.name, "path": config.sheet.path}}, base_dir=config.base_dir
+        ).model_dump(by_alias=True)
+    )
     problems = []
     for key in sorted(set(ours) | set(defaults)):
         if key in MACHINE_KEYS:
@@ -424,7 +461,7 @@ def config_from_dict(raw: dict, *, source: str = "<config>", base_dir: Path | No
         problems = []
         for err in exc.errors():
             key = _key(err["loc"])
-            if not key:   # the sheet's checks and exercises (their messages name the key)
+            if not key:  # the sheet's checks and exercises (their messages name the key)
                 problems.append(str(err["msg"]).removeprefix("Value error, "))
             elif err["type"] == "extra_forbidden":
                 problems.append(f"unknown key '{key}'")

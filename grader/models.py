@@ -3,6 +3,7 @@
 These models are the contract with the course staff's tools. Fields may be added; the names of
 docs/spec.md stay as they are. Bump SCHEMA_VERSION when a field changes meaning or is removed.
 """
+
 from __future__ import annotations
 
 import re
@@ -48,7 +49,7 @@ class SubmissionInfo(_Model):
 
 
 class DataInfo(_Model):
-    kind: Literal["real", "real-subset", "generated", "none"]   # none: the sheet stages no data set
+    kind: Literal["real", "real-subset", "generated", "none"]  # none: the sheet stages no data set
     description: str
     train_size: int
     test_size: int
@@ -66,8 +67,10 @@ def cell_label(execution_count: object, position: int) -> str:
 class CellError(_Model):
     cell: int = Field(description="Index of the cell in the notebook, counting from 1 (markdown cells too)")
     execution_count: int | None = Field(
-        None, description="The cell's number as Jupyter shows it after Run All, In [n]: its place among the "
-        "notebook's non-empty code cells (what messages call it)")
+        None,
+        description="The cell's number as Jupyter shows it after Run All, In [n]: its place among the "
+        "notebook's non-empty code cells (what messages call it)",
+    )
     ename: str
     evalue: str
 
@@ -80,6 +83,7 @@ class CellError(_Model):
 class CalibrationRef(_Model):
     """The calibration a batch graded with: the solution's runs on the same data set (the accuracy range of
     the sheet's accuracy checks and "auto" time limits). Every shard of one course shows the same one."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     fingerprint: str = Field(description="The data set's fingerprint (execution.data.fingerprint) the entry is for")
     created: str = Field(description="When the entry was made (UTC, ISO 8601)")
@@ -89,29 +93,37 @@ class CalibrationRef(_Model):
 
 class TimeLimits(_Model):
     """The time limits a notebook ran under, and where they came from."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     cell_timeout_s: float
     notebook_timeout_s: float
-    source: str = Field(description="Where the limits came from: grading.toml, the solution's timings on the "
-                        "same data (the calibration), or the fallback when there are none")
+    source: str = Field(
+        description="Where the limits came from: grading.toml, the solution's timings on the "
+        "same data (the calibration), or the fallback when there are none"
+    )
     calibration: CalibrationRef | None = Field(
-        None, description="The calibration of the batch (accuracy range and \"auto\" limits), when there is one")
+        None, description='The calibration of the batch (accuracy range and "auto" limits), when there is one'
+    )
     clock: Literal["cpu", "wall"] = Field(
-        "wall", description="What cell_timeout_s and notebook_timeout_s count: \"cpu\", the CPU time of the kernel's "
+        "wall",
+        description='What cell_timeout_s and notebook_timeout_s count: "cpu", the CPU time of the kernel\'s '
         "processes (the same on a busy machine as on a quiet one), with the wall-clock backstops cell_wall_s and "
-        "notebook_wall_s for cells that sleep or wait; \"wall\", wall-clock time (reports before schema 1.2, and "
-        "where the CPU time of the kernel could not be read)")
-    cell_wall_s: float | None = Field(None, description="Wall-clock backstop per cell (clock \"cpu\")")
-    notebook_wall_s: float | None = Field(None, description="Wall-clock backstop per notebook (clock \"cpu\")")
+        'notebook_wall_s for cells that sleep or wait; "wall", wall-clock time (reports before schema 1.2, and '
+        "where the CPU time of the kernel could not be read)",
+    )
+    cell_wall_s: float | None = Field(None, description='Wall-clock backstop per cell (clock "cpu")')
+    notebook_wall_s: float | None = Field(None, description='Wall-clock backstop per notebook (clock "cpu")')
 
 
 class TimedOutCell(_Model):
     """A cell the grader's time limit stopped, and which limit it was."""
+
     cell: int = Field(description="Index of the cell in the notebook, counting from 1 (markdown cells too)")
     execution_count: int = Field(description="The cell's number as Jupyter shows it after Run All, In [n]")
     limit: Literal["cell_cpu", "cell_wall", "notebook_cpu", "notebook_wall"] = Field(
         description="The limit that fired: the cell's own (CPU time, or its wall-clock backstop) or what was "
-        "left of the notebook's")
+        "left of the notebook's"
+    )
     cpu_s: float | None = Field(None, description="CPU seconds the cell had used when it was interrupted")
     wall_s: float = Field(description="Wall-clock seconds the cell had run when it was interrupted")
     ignored_interrupt: bool = Field(False, description="The cell did not stop when interrupted: the kernel was stopped")
@@ -130,16 +142,20 @@ class ExecutionInfo(_Model):
     data: DataInfo | None = None
     time_limits: TimeLimits | None = None
     cpu_s: float | None = Field(None, description="CPU seconds the kernel's processes used for the notebook's cells")
-    timed_out: list[TimedOutCell] = Field(default_factory=list,
-                                          description="Cells the grader's time limit stopped, in order")
+    timed_out: list[TimedOutCell] = Field(
+        default_factory=list, description="Cells the grader's time limit stopped, in order"
+    )
     timings: dict[str, float] = Field(
-        default_factory=dict, description="Seconds the grader spent per phase: intake, kernel_start (waiting for a "
-        "kernel), cells (the notebook itself), probe, kernel_stop, checks")
+        default_factory=dict,
+        description="Seconds the grader spent per phase: intake, kernel_start (waiting for a "
+        "kernel), cells (the notebook itself), probe, kernel_stop, checks",
+    )
 
 
 class Override(_Model):
     """A tutor's override of a check: the points the check gave, and the points the tutor gives
     (the check's `points`)."""
+
     automatic: float
     tutor: float
 
@@ -195,10 +211,14 @@ class GraderInfo(_Model):
     version: str
     grader_hash: str
     config_hash: str
-    kernel_env: str = Field("", description="Hash of the kernel's installed distributions (name==version) and "
-                            "Python version: another environment regrades")
-    kernel_packages: dict[str, str] = Field(default_factory=dict,
-                                            description="Versions of torch, torchvision and numpy in the kernel")
+    kernel_env: str = Field(
+        "",
+        description="Hash of the kernel's installed distributions (name==version) and "
+        "Python version: another environment regrades",
+    )
+    kernel_packages: dict[str, str] = Field(
+        default_factory=dict, description="Versions of torch, torchvision and numpy in the kernel"
+    )
 
 
 class Report(_Model):
@@ -210,7 +230,8 @@ class Report(_Model):
     exercises: list[ExerciseResult] = Field(default_factory=list)
     total: Total
     accuracies: dict[str, list[float]] = Field(
-        default_factory=dict, description="Per-epoch test accuracies found (fractions), by network")
+        default_factory=dict, description="Per-epoch test accuracies found (fractions), by network"
+    )
     comment: str | None = Field(None, description="The tutors' comment on the whole submission")
     grader: GraderInfo
     graded_at: str

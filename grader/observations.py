@@ -34,6 +34,7 @@ The parts a sheet's answer is built from:
 
 Arrays are float64 numpy arrays; fields typed `Array` hold them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -67,27 +68,29 @@ Array = Annotated[np.ndarray, PlainValidator(_array)]
 class Observed(BaseModel):
     """A part of the probe's answer: unknown fields are ignored (the kernel may say more), values
     are frozen once read."""
+
     model_config = ConfigDict(extra="ignore", frozen=True, arbitrary_types_allowed=True, protected_namespaces=())
 
 
 class Op(Observed):
     """One torch operation on the data path of a forward call, by the reference's name (`op`: linear,
     relu, batch_norm, softmax, reshape, identity, ...; anything else by torch's own name)."""
+
     op: str
-    torch: str = ""                      # torch's name of the function (relu_, view, ...)
+    torch: str = ""  # torch's name of the function (relu_, view, ...)
     out_shape: list[int] = []
-    weight: str | None = None            # linear and batch_norm: the parameters used, by name
+    weight: str | None = None  # linear and batch_norm: the parameters used, by name
     bias: str | None = None
-    in_features: int | None = None       # linear
+    in_features: int | None = None  # linear
     out_features: int | None = None
-    running_mean: str | None = None      # batch_norm: buffers by name, and its arguments
+    running_mean: str | None = None  # batch_norm: buffers by name, and its arguments
     running_var: str | None = None
     training: bool | None = None
     momentum: float | None = None
     eps: float | None = None
     num_features: int | None = None
-    dim: int | None = None               # softmax and log_softmax
-    params: list[str] = []               # any other operation: the parameters it used
+    dim: int | None = None  # softmax and log_softmax
+    params: list[str] = []  # any other operation: the parameters it used
 
 
 class ModuleCall(Observed):
@@ -98,13 +101,14 @@ class ModuleCall(Observed):
 class ModuleInfo(Observed):
     name: str
     type: str
-    kind: str = ""   # the torch.nn class it is or derives from ("Module": the team's own; "": not known)
+    kind: str = ""  # the torch.nn class it is or derives from ("Module": the team's own; "": not known)
 
 
 class ModelObservation(Observed):
     """One instance of an nn.Module as the probe saw it, on a copy (nothing the student trained changes)."""
+
     class_name: str = Field("", alias="class")
-    input_kind: str = Field("", alias="input")   # which of the plan's inputs its forward took
+    input_kind: str = Field("", alias="input")  # which of the plan's inputs its forward took
     modules: list[ModuleInfo] = []
     ops_eval: list[Op] = []
     ops_train: list[Op] = []
@@ -112,19 +116,21 @@ class ModelObservation(Observed):
     calls_train: list[ModuleCall] = []
     params: dict[str, Array] = {}
     buffers: dict[str, Array] = {}
-    buffers_after_train: dict[str, Array] = {}   # after one forward in train mode
+    buffers_after_train: dict[str, Array] = {}  # after one forward in train mode
     out_eval: Array
     out_train: Array
-    model_config = ConfigDict(extra="ignore", frozen=True, arbitrary_types_allowed=True, populate_by_name=True,
-                              protected_namespaces=())
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, arbitrary_types_allowed=True, populate_by_name=True, protected_namespaces=()
+    )
 
 
 class LossCall(Observed):
     """A watched (loss) function called before an optimizer step."""
+
     name: str
-    on_output: bool = False              # its first argument was the model's output itself
+    on_output: bool = False  # its first argument was the model's output itself
     target: Array | None = None
-    options: dict[str, Any] = {}         # its plain keyword arguments (reduction, ...)
+    options: dict[str, Any] = {}  # its plain keyword arguments (reduction, ...)
 
 
 class OptimizerStep(Observed):
@@ -132,8 +138,8 @@ class OptimizerStep(Observed):
     lr: float
     momentum: float = 0.0
     weight_decay: float = 0.0
-    own_params: int = 0                  # parameter tensors of the model among the optimizer's
-    params: int = 0                      # parameter tensors the optimizer updates
+    own_params: int = 0  # parameter tensors of the model among the optimizer's
+    params: int = 0  # parameter tensors the optimizer updates
     # With snapshots: the model's parameters before and after the step, their gradients, the input
     # of the model's last forward before the step, and the losses computed since the step before.
     before: dict[str, Array] = {}
@@ -145,45 +151,48 @@ class OptimizerStep(Observed):
 
 class Training(Observed):
     """What a call that trains did until the probe stopped it."""
+
     steps: list[OptimizerStep]
-    losses: list[str]                    # the watched (loss) functions called, in order
-    loss_modules: list[str] = []         # loss modules kept on the model
-    model_params: int = 0                # the model's parameter tensors
+    losses: list[str]  # the watched (loss) functions called, in order
+    loss_modules: list[str] = []  # loss modules kept on the model
+    model_params: int = 0  # the model's parameter tensors
 
 
 class AccuracyCandidate(Observed):
     source: Literal["return", "attribute", "global", "printed"]
     name: str
     values: list[float]
-    where: str = ""          # e.g. "returned by model.fit in In [5]"
+    where: str = ""  # e.g. "returned by model.fit in In [5]"
 
 
 class InstanceSearch(Observed):
     """Where the probe looked for the trained instance of a class, for the message when none is found."""
-    canonical: str                      # the name the sheet's template gives the instance
-    canonical_holds: str = "nothing"    # what that name holds: the class's name, another type, "nothing"
-    calls: int = 0                      # recorded calls of what trains the class
-    completed: int = 0                  # of which returned
-    found: list[str] = []               # instances in globals and containers (paths such as `models[0]`)
+
+    canonical: str  # the name the sheet's template gives the instance
+    canonical_holds: str = "nothing"  # what that name holds: the class's name, another type, "nothing"
+    calls: int = 0  # recorded calls of what trains the class
+    completed: int = 0  # of which returned
+    found: list[str] = []  # instances in globals and containers (paths such as `models[0]`)
 
 
 class ProbeError(Observed):
-    step: str                            # "<about what>: <the step>"
+    step: str  # "<about what>: <the step>"
     error: str
-    where: str = ""                      # where in the notebook it was raised ("line 3 of <cell>")
+    where: str = ""  # where in the notebook it was raised ("line 3 of <cell>")
 
 
 class NetworkObservation(Observed):
     """A class the sheet asks for, and its instances."""
+
     class_found: bool
-    instance_found: bool = False         # a trained instance was found (see `chosen_by`)
+    instance_found: bool = False  # a trained instance was found (see `chosen_by`)
     instance_is_class: bool = False
-    instance_name: str = ""              # where it is kept (`model`, `models[0]`), "" when in no global
-    chosen_by: str = ""                  # "name" | "called" (trained last) | "scan" (the only one) | ...
+    instance_name: str = ""  # where it is kept (`model`, `models[0]`), "" when in no global
+    chosen_by: str = ""  # "name" | "called" (trained last) | "scan" (the only one) | ...
     search: InstanceSearch | None = None
     fresh: ModelObservation | None = None
     trained: ModelObservation | None = None
-    errors: list[ProbeError] = []        # the probe's errors about it (Observations.errors_of)
+    errors: list[ProbeError] = []  # the probe's errors about it (Observations.errors_of)
 
 
 A = TypeVar("A", bound=Observed)
@@ -192,6 +201,7 @@ A = TypeVar("A", bound=Observed)
 @dataclass(frozen=True)
 class Observations(Generic[A]):
     """What one probe run gives the checks (see the module's docstring)."""
+
     status: ProbeStatus
     message: str = ""
     answer: A | None = None

@@ -3,6 +3,7 @@
 Only this module knows the order. Batch concerns (workers, cache, shards, progress) live in engine/batch.py
 and wrap `grade_submission`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +22,16 @@ import nbformat
 import numpy as np
 
 from grader import PACKAGE_DIR, __version__
-from grader.checks.environment_faults import (environment_faults, fault_notes, fault_violations, outside_course_violations,
-                                       pip_notes, review_after_time_limit, review_checks, review_over_limits)
+from grader.checks.environment_faults import (
+    environment_faults,
+    fault_notes,
+    fault_violations,
+    outside_course_violations,
+    pip_notes,
+    review_after_time_limit,
+    review_checks,
+    review_over_limits,
+)
 from grader.checks.framework import AccuracyRange, run_checks
 from grader.child.parser import ParseLimits
 from grader.child.parser import configure as configure_parsing
@@ -30,8 +39,8 @@ from grader.config import Config
 from grader.data.staging import StagedData, link_into
 from grader.intake import SheetHints, check_identity, identify, team_with_emails, unpack
 from grader.intake.discover import graded_files
-from grader.intake.identity import team_from_files
 from grader.intake.identity import pdf_text as read_pdf_text
+from grader.intake.identity import team_from_files
 from grader.intake.imports import notebook_imports
 from grader.intake.naming import complete_from_files, files_sha256
 from grader.intake.types import Submission, Workspace
@@ -56,8 +65,11 @@ def grader_hash(sheet: Sheet) -> str:
     (its folder, also one loaded by [sheet] path, and its reference folder): a changed grader or
     sheet re-grades everything. Other sheets do not count."""
     digest = hashlib.sha256(__version__.encode())
-    core = [p for p in sorted([*PACKAGE_DIR.rglob("*.py"), *PACKAGE_DIR.rglob("templates/*")])
-            if SHEETS_DIR not in p.parents and p.is_file()]
+    core = [
+        p
+        for p in sorted([*PACKAGE_DIR.rglob("*.py"), *PACKAGE_DIR.rglob("templates/*")])
+        if SHEETS_DIR not in p.parents and p.is_file()
+    ]
     folders = [("grader", PACKAGE_DIR, core)]
     for label, folder in (("sheet", sheet.folder), ("reference", sheet.reference_dir)):
         if folder is not None and folder.is_dir():
@@ -72,16 +84,17 @@ def grader_hash(sheet: Sheet) -> str:
 @dataclass(frozen=True)
 class GradingContext:
     """What every submission of a batch shares."""
+
     config: Config
     data: StagedData
     accuracy_range: AccuracyRange | None
-    work_dir: Path                       # workspaces are made here and removed after grading
+    work_dir: Path  # workspaces are made here and removed after grading
     grader: GraderInfo
     threads: int = 1
     mpl_cache: Path | None = None
-    kernel: KernelEnvironment | None = None   # what the kernel's Python has installed
-    outside_course: frozenset[str] = frozenset()   # modules it has that the course's pinned environment lacks
-    time_limits: TimeLimits | None = None   # resolved from [limits] and the calibration (None: [limits] alone)
+    kernel: KernelEnvironment | None = None  # what the kernel's Python has installed
+    outside_course: frozenset[str] = frozenset()  # modules it has that the course's pinned environment lacks
+    time_limits: TimeLimits | None = None  # resolved from [limits] and the calibration (None: [limits] alone)
 
     @property
     def probe_inputs(self) -> dict[str, np.ndarray]:
@@ -91,15 +104,24 @@ class GradingContext:
     def setup_settings(self) -> dict:
         """What the kernel's set-up step does for this sheet (before every notebook)."""
         sheet = self.config.sheet_def
-        return setup_settings(sheet.probe, str(self.data.raw_dir or ""),
-                              sheet.dataset.torchvision_class if sheet.dataset is not None else "")
+        return setup_settings(
+            sheet.probe,
+            str(self.data.raw_dir or ""),
+            sheet.dataset.torchvision_class if sheet.dataset is not None else "",
+        )
 
     @property
     def kernel_context(self) -> KernelContext:
         """What the run stage needs to start this batch's kernels."""
-        return KernelContext(config=self.config, work_dir=self.work_dir, data_root=self.data.root,
-                             threads=self.threads, mpl_cache=self.mpl_cache, time_limits=self.time_limits,
-                             warmup_imports=self.config.sheet_def.warmup_imports)
+        return KernelContext(
+            config=self.config,
+            work_dir=self.work_dir,
+            data_root=self.data.root,
+            threads=self.threads,
+            mpl_cache=self.mpl_cache,
+            time_limits=self.time_limits,
+            warmup_imports=self.config.sheet_def.warmup_imports,
+        )
 
 
 _PROBE_INPUTS: dict[tuple[str, str, str], dict[str, np.ndarray]] = {}
@@ -124,8 +146,13 @@ class Graded:
 
 def make_grader_info(config: Config, kernel: KernelEnvironment | None = None) -> GraderInfo:
     """The grader, its configuration and the kernel's packages: a change of any one regrades."""
-    return GraderInfo(version=__version__, grader_hash=grader_hash(config.sheet_def), config_hash=config.fingerprint[:16],
-                      kernel_env=kernel.fingerprint if kernel else "", kernel_packages=kernel.reported if kernel else {})
+    return GraderInfo(
+        version=__version__,
+        grader_hash=grader_hash(config.sheet_def),
+        config_hash=config.fingerprint[:16],
+        kernel_env=kernel.fingerprint if kernel else "",
+        kernel_packages=kernel.reported if kernel else {},
+    )
 
 
 def _relocate(workspace: Workspace, target: Path) -> Workspace:
@@ -135,6 +162,7 @@ def _relocate(workspace: Workspace, target: Path) -> Workspace:
 
     def rebase(path: Path | None) -> Path | None:
         return None if path is None else target / path.relative_to(workspace.dir)
+
     return dataclasses.replace(workspace, dir=target, notebook=rebase(workspace.notebook), pdf=rebase(workspace.pdf))
 
 
@@ -151,9 +179,13 @@ class Phases:
         self._mark = now
 
 
-async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKernels,
-                  phases: Phases | None = None,
-                  progress: ProgressCallback | None = None) -> tuple[Execution, Observations, Workspace]:
+async def observe(
+    workspace: Workspace,
+    ctx: GradingContext,
+    kernels: FreshKernels,
+    phases: Phases | None = None,
+    progress: ProgressCallback | None = None,
+) -> tuple[Execution, Observations, Workspace]:
     """Run the workspace's notebook in a kernel from `kernels`, then probe the live kernel.
     `progress` is told as each cell starts and ends."""
     phases = phases or Phases()
@@ -173,12 +205,16 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
         if not execution.alive and limits.restart_for_probe and execution.info.last_cell:
             execution = await _restart_for_probe(kernel.session, execution, ctx)
         if execution.alive:
-            observations = await probe(kernel.session, ctx.probe_inputs, timeout_s=limits.probe_timeout_s,
-                                       spec=ctx.config.sheet_def.probe)
+            observations = await probe(
+                kernel.session, ctx.probe_inputs, timeout_s=limits.probe_timeout_s, spec=ctx.config.sheet_def.probe
+            )
             if observations.status == "ok" and not observations.setup_ran:
-                execution = _with_note(execution, "the grader's set-up step did not run before the notebook: "
-                                                  "networks kept under other names, and data under another root, "
-                                                  "may not have been found")
+                execution = _with_note(
+                    execution,
+                    "the grader's set-up step did not run before the notebook: "
+                    "networks kept under other names, and data under another root, "
+                    "may not have been found",
+                )
         else:
             observations = not_run(f"the networks could not be observed: {execution.info.notes[-1]}")
         phases.lap("probe")
@@ -187,8 +223,9 @@ async def observe(workspace: Workspace, ctx: GradingContext, kernels: FreshKerne
 
 
 def _with_note(execution: Execution, note: str) -> Execution:
-    return dataclasses.replace(execution, info=execution.info.model_copy(
-        update={"notes": [*execution.info.notes, note]}))
+    return dataclasses.replace(
+        execution, info=execution.info.model_copy(update={"notes": [*execution.info.notes, note]})
+    )
 
 
 async def _restart_for_probe(session, execution: Execution, ctx: GradingContext) -> Execution:
@@ -199,10 +236,14 @@ async def _restart_for_probe(session, execution: Execution, ctx: GradingContext)
         return _with_note(execution, "the kernel could not be restarted for the probe")
     prepare_kernel(session, ctx.setup_settings)
     ran, failed = await session.replay(execution.notebook, fatal)
-    note = (f"the kernel was restarted for the probe and ran cells In [1]–In [{ran}] again"
-            + (f" (cell(s) {', '.join(f'In [{n}]' for n in failed)} failed this time)" if failed else ""))
-    return dataclasses.replace(execution, alive=await session.alive(), info=execution.info.model_copy(
-        update={"notes": [*execution.info.notes, note]}))
+    note = f"the kernel was restarted for the probe and ran cells In [1]–In [{ran}] again" + (
+        f" (cell(s) {', '.join(f'In [{n}]' for n in failed)} failed this time)" if failed else ""
+    )
+    return dataclasses.replace(
+        execution,
+        alive=await session.alive(),
+        info=execution.info.model_copy(update={"notes": [*execution.info.notes, note]}),
+    )
 
 
 def _not_run(reason: str, ctx: GradingContext, *, isolated: bool = False, sandbox: str = "none") -> ExecutionInfo:
@@ -213,23 +254,35 @@ def _pdf_text(workspace: Workspace) -> str | None:
     if workspace.pdf is None:
         return None
     try:
-        return read_pdf_text(workspace.pdf)   # read once: the identity checks asked for it already
-    except Exception:  # noqa: BLE001 - content.pdf_unreadable says why already
+        return read_pdf_text(workspace.pdf)  # read once: the identity checks asked for it already
+    except Exception:  # content.pdf_unreadable says why already
         return None
 
 
-def grade_submission(path: Path, root: Path, ctx: GradingContext, submission: Submission | None = None,
-                     progress: ProgressCallback | None = None) -> Graded:
+def grade_submission(
+    path: Path,
+    root: Path,
+    ctx: GradingContext,
+    submission: Submission | None = None,
+    progress: ProgressCallback | None = None,
+) -> Graded:
     """Grade one submission file in a kernel of its own. Never raises for anything the submission does."""
+
     async def run() -> Graded:
         async with FreshKernels(ctx.kernel_context) as kernels:
             return await grade_submission_async(path, root, ctx, kernels, submission, progress)
+
     return asyncio.run(run())
 
 
-async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, kernels: FreshKernels,
-                                 submission: Submission | None = None,
-                                 progress: ProgressCallback | None = None) -> Graded:
+async def grade_submission_async(
+    path: Path,
+    root: Path,
+    ctx: GradingContext,
+    kernels: FreshKernels,
+    submission: Submission | None = None,
+    progress: ProgressCallback | None = None,
+) -> Graded:
     """`submission`: the file already identified (the batch has), else it is identified here.
     `progress`: told as each of the notebook's cells starts and ends."""
     phases = Phases()
@@ -240,13 +293,13 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
     unpack_dir = Path(tempfile.mkdtemp(prefix=_safe(submission.stem)[:40] + "-", dir=ctx.work_dir))
     try:
         submission, workspace = _unpack_as_read(submission, unpack_dir, ctx)
-        identity = check_identity(submission, workspace)   # the files against the file name's team
+        identity = check_identity(submission, workspace)  # the files against the file name's team
         # Where the file's name does not say (all of) who submitted it, the files do, and so can the
         # expected name (the naming messages then say that name).
         submission = complete_from_files(submission, team_from_files(submission, workspace), ctx.config.naming)
         violations: list[Violation] = [*submission.violations, *workspace.violations, *identity]
         pdf_text = _pdf_text(workspace)
-        team = list(team_with_emails(submission, workspace))   # read now: the workspace goes with its kernel
+        team = list(team_with_emails(submission, workspace))  # read now: the workspace goes with its kernel
         phases.lap("intake")
         executed, over_limits = None, False
         if workspace.notebook is None:
@@ -268,11 +321,19 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
                 too_large = isinstance(exc, NotebookTooLarge)
                 over_limits = too_large
                 why = "is over the grader's limits" if too_large else "cannot be read"
-                violations.append(Violation(
-                    code="content.notebook_too_large" if too_large else "content.notebook_invalid", severity="error",
-                    message=f"{submission.rel}: the notebook '{where}' {why}: {exc}"))
-                execution = _not_run(f"the notebook '{where}' {why}: {exc}" if too_large else
-                                     f"the notebook '{where}' is not a readable notebook: {exc}", ctx)
+                violations.append(
+                    Violation(
+                        code="content.notebook_too_large" if too_large else "content.notebook_invalid",
+                        severity="error",
+                        message=f"{submission.rel}: the notebook '{where}' {why}: {exc}",
+                    )
+                )
+                execution = _not_run(
+                    f"the notebook '{where}' {why}: {exc}"
+                    if too_large
+                    else f"the notebook '{where}' is not a readable notebook: {exc}",
+                    ctx,
+                )
                 observations = not_run(f"the notebook {why} ({exc}), so the automatic checks were skipped")
         sheet = ctx.config.sheet_def
         checks = run_checks(observations, ctx.config, ctx.accuracy_range)
@@ -280,11 +341,12 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
         dataset = sheet.dataset
         faults = environment_faults(executed, dataset.path_words if dataset else ())
         imports = notebook_imports(executed) if executed is not None else None
-        violations += (fault_violations(faults, dataset.served_hint if dataset else "the grader serves no data for this sheet: "
-                                                "the notebook makes its own")
-                       + outside_course_violations(executed, ctx.outside_course, faults, imports))
+        violations += fault_violations(
+            faults,
+            dataset.served_hint if dataset else "the grader serves no data for this sheet: the notebook makes its own",
+        ) + outside_course_violations(executed, ctx.outside_course, faults, imports)
         checks = review_after_time_limit(review_checks(checks, faults), execution)
-        if over_limits:   # a limit of the grader's, however generous: a tutor decides
+        if over_limits:  # a limit of the grader's, however generous: a tutor decides
             checks = review_over_limits(checks, "content.notebook_too_large")
         if notes := fault_notes(faults) + pip_notes(executed, ctx.kernel, imports):
             execution = execution.model_copy(update={"notes": [*execution.notes, *notes]})
@@ -299,8 +361,16 @@ async def grade_submission_async(path: Path, root: Path, ctx: GradingContext, ke
             execution = execution.model_copy(update={"notes": [*execution.notes, _left_out_note(executed, left_out)]})
         phases.lap("checks")
         execution = execution.model_copy(update={"timings": phases.seconds})
-        report = build_report(submission=info, violations=violations, execution=execution, checks=checks,
-                              config=ctx.config, grader=ctx.grader, evidence=evidence, accuracies=accuracies)
+        report = build_report(
+            submission=info,
+            violations=violations,
+            execution=execution,
+            checks=checks,
+            config=ctx.config,
+            grader=ctx.grader,
+            evidence=evidence,
+            accuracies=accuracies,
+        )
         return Graded(report=report, executed=executed)
     finally:
         remove_tree(unpack_dir)
@@ -314,8 +384,10 @@ def _left_out_note(nb: nbformat.NotebookNode, cells: list[int]) -> str:
             numbers[index] = number
     shown = ", ".join(f"In [{numbers[i]}]" if i in numbers else f"cell {i + 1}" for i in cells[:10])
     more = f" and {len(cells) - 10} more" if len(cells) > 10 else ""
-    return (f"outputs of {len(cells)} cell(s) ({shown}{more}) were left out of the executed notebook, to keep it "
-            f"within the {MAX_NOTEBOOK_BYTES // 1024 // 1024} MB the grader accepts as a notebook (errors kept)")
+    return (
+        f"outputs of {len(cells)} cell(s) ({shown}{more}) were left out of the executed notebook, to keep it "
+        f"within the {MAX_NOTEBOOK_BYTES // 1024 // 1024} MB the grader accepts as a notebook (errors kept)"
+    )
 
 
 def _unpack_as_read(submission: Submission, dest: Path, ctx: GradingContext) -> tuple[Submission, Workspace]:
@@ -325,9 +397,10 @@ def _unpack_as_read(submission: Submission, dest: Path, ctx: GradingContext) -> 
     (hashed while copied) and unpacked from there; a notebook or PDF is hashed as copied in."""
     hints = SheetHints.of(ctx.config.sheet_def)
     if submission.kind in ("ipynb", "py", "pdf") or not _regular_file(submission.path):
-        workspace = unpack(submission, dest, ctx.config.archive, hints)   # a folder, a pipe: unpack says what
-        copied = [dest / unicodedata.normalize("NFC", path.name)
-                  for path in graded_files(submission.path, submission.rel)]   # with its PDFs, as identify hashes
+        workspace = unpack(submission, dest, ctx.config.archive, hints)  # a folder, a pipe: unpack says what
+        copied = [
+            dest / unicodedata.normalize("NFC", path.name) for path in graded_files(submission.path, submission.rel)
+        ]  # with its PDFs, as identify hashes
         return dataclasses.replace(submission, sha256=_sha256_of(copied, submission.sha256)), workspace
     snapshot = dest.with_name(dest.name + ".read")
     snapshot.mkdir()
@@ -339,7 +412,7 @@ def _unpack_as_read(submission: Submission, dest: Path, ctx: GradingContext) -> 
                 while chunk := src.read(1 << 20):
                     digest.update(chunk)
                     out.write(chunk)
-        except OSError:   # unpack says what is wrong with the file
+        except OSError:  # unpack says what is wrong with the file
             workspace = unpack(submission, dest, ctx.config.archive, hints)
             return submission, workspace
         read = dataclasses.replace(submission, path=copy, sha256=digest.hexdigest())
@@ -359,7 +432,7 @@ def _regular_file(path: Path) -> bool:
 def _sha256_of(paths: list[Path], otherwise: str) -> str:
     try:
         return files_sha256(paths)
-    except OSError:   # not copied in (over a limit): the hash taken when it was found
+    except OSError:  # not copied in (over a limit): the hash taken when it was found
         return otherwise
 
 

@@ -12,6 +12,7 @@ points and is validated against these ids.
 There is no default sheet: grading.toml's `[sheet] name`, `--sheet`, or (in a students' wheel) the
 sheet the wheel was built for (`built_in_sheet`) names it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,9 +21,10 @@ import importlib
 import importlib.util
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -30,7 +32,7 @@ from grader.errors import SheetError
 from grader.models import CheckStatus
 from grader.observations import Observations, Observed
 
-if TYPE_CHECKING:   # types only: the configuration is a layer above (it is validated against the sheet)
+if TYPE_CHECKING:  # types only: the configuration is a layer above (it is validated against the sheet)
     from grader.config import Config
 
 # Written into a students' wheel built for one sheet (setup.py): that sheet is the wheel's default.
@@ -48,12 +50,14 @@ def built_in_sheet() -> str:
 
 class NoSettings(BaseModel):
     """A sheet without settings of its own: grading.toml's [sheet.settings] stays empty."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True)
 class Verdict:
     """What a check decided, and the message that says what was expected and what was found."""
+
     status: CheckStatus
     message: str
 
@@ -62,6 +66,7 @@ class Verdict:
 class AccuracyRange:
     """Per epoch (or per measurement), the lowest and highest test accuracies (fractions) the
     solution reached on the same data, over the calibration's runs of the sheet's accuracy networks."""
+
     low: tuple[float, ...]
     high: tuple[float, ...]
     source: str
@@ -70,13 +75,15 @@ class AccuracyRange:
 class CheckFunction(Protocol):
     """What decides a check: the probe's observations (with the sheet's answer model), the graded
     configuration (tolerances, the sheet's settings) and the calibrated accuracy range, if any."""
-    def __call__(self, obs: Observations[Any], config: "Config", accuracy_range: AccuracyRange | None, /) -> Verdict: ...
+
+    def __call__(self, obs: Observations[Any], config: Config, accuracy_range: AccuracyRange | None, /) -> Verdict: ...
 
 
 @dataclass(frozen=True)
 class Check:
     """One automatic check: its id (what reports and grading.toml call it), default points, the
     exercise it belongs to, a sentence saying when it passes, and the function that decides."""
+
     id: str
     points: float
     exercise: str
@@ -93,12 +100,15 @@ class CheckRegistry:
 
     def check(self, check_id: str, *, points: float, description: str) -> Callable[[CheckFunction], CheckFunction]:
         """Decorator: register the function as the check `check_id`."""
+
         def register(function: CheckFunction) -> CheckFunction:
             if check_id in self._checks:
                 raise SheetError(f"check {check_id!r} is declared twice")
-            self._checks[check_id] = Check(id=check_id, points=points, exercise=self.exercise,
-                                           description=description, function=function)
+            self._checks[check_id] = Check(
+                id=check_id, points=points, exercise=self.exercise, description=description, function=function
+            )
             return function
+
         return register
 
     def __iter__(self):
@@ -123,6 +133,7 @@ class CheckRegistry:
 class NetworkSpec:
     """A network the sheet asks for: the key reports use (`accuracies[key]`), the class a notebook
     defines, and the name the sheet's template gives the trained instance."""
+
     key: str
     class_name: str
     instance_name: str
@@ -135,16 +146,17 @@ class DatasetSpec:
     leaves a download; in the kernel, `torchvision.datasets.<torchvision_class>` (if given) is pointed
     at the staged files. `generate(n_train, n_test, seed)` makes a stand-in of the same format:
     (train images uint8 (N, *image_shape), train labels uint8 (N,), test images, test labels)."""
-    title: str                          # for messages and reports (the data set's name)
-    folder: str                         # <root>/<folder>/raw/
+
+    title: str  # for messages and reports (the data set's name)
+    folder: str  # <root>/<folder>/raw/
     image_shape: tuple[int, int]
     classes: int
-    full_sizes: tuple[int, int]         # images in the whole training and test sets (size 0 = all)
+    full_sizes: tuple[int, int]  # images in the whole training and test sets (size 0 = all)
     generate: Callable[[int, int, int], tuple]
-    generator_fingerprint: Any          # JSON-able: a changed generator gets a new fingerprint (re-staged)
+    generator_fingerprint: Any  # JSON-able: a changed generator gets a new fingerprint (re-staged)
     torchvision_class: str = ""
-    served_hint: str = ""               # how a notebook must load the data (said when it reads elsewhere)
-    path_words: tuple[str, ...] = ()    # words that mark a missing file's path as this data set
+    served_hint: str = ""  # how a notebook must load the data (said when it reads elsewhere)
+    path_words: tuple[str, ...] = ()  # words that mark a missing file's path as this data set
 
 
 @dataclass(frozen=True)
@@ -159,6 +171,7 @@ class ProbeSpec:
     plan's `probe.settings`. The set-up step records, while the notebook runs, the calls of the
     methods `record_methods` of the notebook's nn.Module classes and of the global functions
     `record_functions` (what trains the sheet's objects), so that the plan finds what they trained."""
+
     plan: Path
     answer: type[Observed]
     inputs: Callable[[Any], dict[str, Any]]
@@ -171,27 +184,27 @@ class ProbeSpec:
 class Sheet:
     name: str
     title: str
-    exercises: dict[str, float]         # id → default points, in the sheet's order
+    exercises: dict[str, float]  # id → default points, in the sheet's order
     bonus: tuple[str, ...]
-    automatic_exercise: str             # the exercise whose checks run automatically
-    manual_part: str                    # its part graded by tutors ("part 3")
-    manual_part_description: str        # what that part is ("plot and discussion")
-    manual_part_short: str              # the same, short, for the student's verdict ("plot and answer")
+    automatic_exercise: str  # the exercise whose checks run automatically
+    manual_part: str  # its part graded by tutors ("part 3")
+    manual_part_description: str  # what that part is ("plot and discussion")
+    manual_part_short: str  # the same, short, for the student's verdict ("plot and answer")
     checks: CheckRegistry
     networks: tuple[NetworkSpec, ...]
-    dataset: DatasetSpec | None         # None: the notebook makes its own data (nothing is staged)
+    dataset: DatasetSpec | None  # None: the notebook makes its own data (nothing is staged)
     probe: ProbeSpec
-    reference_dir: Path                 # solution.ipynb, template.ipynb, calibration.json, tutors' key
-    warmup_imports: tuple[str, ...] = ()   # what every notebook imports: a fork server imports it once
+    reference_dir: Path  # solution.ipynb, template.ipynb, calibration.json, tutors' key
+    warmup_imports: tuple[str, ...] = ()  # what every notebook imports: a fork server imports it once
     content_markers: tuple[str, ...] = ()  # names the template asks for: the notebook using most is graded
-    written_exercises: str = ""         # what the PDF holds (exercise numbers), for the message when it is missing
+    written_exercises: str = ""  # what the PDF holds (exercise numbers), for the message when it is missing
     # (pdf text or None, executed notebook or None) → evidence lines per exercise, for tutors
     evidence: Callable[[str | None, Any], dict[str, list[str]]] = lambda pdf_text, notebook: {}
     student_evidence: tuple[str, ...] = ()  # exercises whose evidence a student may read
-    key_exercise: str | None = None     # the written exercise whose key tutors see in summary.html
-    tutors_key: Callable[[], str | None] = lambda: None   # that key as one line (None: not installed)
+    key_exercise: str | None = None  # the written exercise whose key tutors see in summary.html
+    tutors_key: Callable[[], str | None] = lambda: None  # that key as one line (None: not installed)
     # (observations, epochs) → per-epoch test accuracies by network key, as fractions
-    small_data_note: str = ""           # said to a student checking on a small subset (what to expect)
+    small_data_note: str = ""  # said to a student checking on a small subset (what to expect)
     # (observations, the sheet's settings) → test accuracies by network key (per epoch, or one), as fractions:
     # what a report records, and what a calibration stores of the solution's runs
     recorded_accuracies: Callable[[Any, Any], dict[str, list[float]]] = lambda observations, settings: {}
@@ -200,7 +213,7 @@ class Sheet:
     # The networks whose recorded accuracies (of the solution's runs) define the accuracy range; a
     # calibration is usable once it holds all of them. Default: every network of the sheet.
     accuracy_networks: tuple[str, ...] = ()
-    folder: Path | None = None          # the sheet's package folder (load_sheet fills it in)
+    folder: Path | None = None  # the sheet's package folder (load_sheet fills it in)
 
     @property
     def check_ids(self) -> tuple[str, ...]:
@@ -236,7 +249,7 @@ class Sheet:
         return self.reference_dir / "calibration.json"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_sheet(name: str, folder: str = "") -> Sheet:
     """The sheet `name`: `grader.sheets.<name>`, or the package `<folder>/<name>/` when `folder` is given."""
     if not name.isidentifier():
@@ -247,8 +260,9 @@ def load_sheet(name: str, folder: str = "") -> Sheet:
             raise SheetError(f"sheet {name!r}: {init} does not exist")
         module_name = f"grader_sheet_{name}"
         if module_name not in sys.modules:
-            spec = importlib.util.spec_from_file_location(module_name, init,
-                                                          submodule_search_locations=[str(init.parent)])
+            spec = importlib.util.spec_from_file_location(
+                module_name, init, submodule_search_locations=[str(init.parent)]
+            )
             if spec is None or spec.loader is None:
                 raise SheetError(f"sheet {name!r}: {init} cannot be imported")
             module = importlib.util.module_from_spec(spec)
@@ -265,8 +279,9 @@ def load_sheet(name: str, folder: str = "") -> Sheet:
         except ModuleNotFoundError as exc:
             if exc.name != f"grader.sheets.{name}":
                 raise
-            raise SheetError(f"unknown sheet {name!r} (no package grader/sheets/{name}/; "
-                             f"a sheet elsewhere needs [sheet] path)") from exc
+            raise SheetError(
+                f"unknown sheet {name!r} (no package grader/sheets/{name}/; a sheet elsewhere needs [sheet] path)"
+            ) from exc
     sheet = getattr(module, "SHEET", None)
     if not isinstance(sheet, Sheet):
         raise SheetError(f"sheet {name!r}: its package defines no SHEET (a grader.sheet.Sheet)")

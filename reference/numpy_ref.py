@@ -10,15 +10,26 @@ Conventions follow PyTorch:
   running statistics as ``new = (1 - momentum) * old + momentum * batch_stat`` with the *unbiased*
   batch variance (n / (n - 1)) for ``running_var`` -- exactly what ``nn.BatchNorm1d`` does.
 """
+
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "linear", "relu", "flatten", "softmax", "log_softmax", "sigmoid", "tanh",
-    "batchnorm_train", "batchnorm_eval", "run_layers", "OPS",
+    "OPS",
+    "batchnorm_eval",
+    "batchnorm_train",
+    "flatten",
+    "linear",
+    "log_softmax",
+    "relu",
+    "run_layers",
+    "sigmoid",
+    "softmax",
+    "tanh",
 ]
 
 
@@ -34,14 +45,17 @@ def _opt(a: Any) -> np.ndarray | None:
 # Elementary operations
 # ---------------------------------------------------------------------------------------------
 
+
 def linear(x: Any, weight: Any, bias: Any = None) -> np.ndarray:
     """``nn.Linear``: weight has torch layout (out_features, in_features)."""
     x, weight = _f64(x), _f64(weight)
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out, in), got shape {weight.shape}")
     if x.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear: input has {x.shape[-1]} features, weight expects {weight.shape[1]} "
-                         f"(weight shape {weight.shape}, torch layout (out, in))")
+        raise ValueError(
+            f"linear: input has {x.shape[-1]} features, weight expects {weight.shape[1]} "
+            f"(weight shape {weight.shape}, torch layout (out, in))"
+        )
     y = x @ weight.T
     if bias is not None:
         y = y + _f64(bias)
@@ -93,6 +107,7 @@ def tanh(x: Any) -> np.ndarray:
 # BatchNorm1d
 # ---------------------------------------------------------------------------------------------
 
+
 def _bn_axes(x: np.ndarray) -> tuple[int, ...]:
     """Axes reduced over: (N,) for (N, C) input, (N, L) for (N, C, L) input as BatchNorm1d does."""
     if x.ndim == 2:
@@ -114,9 +129,9 @@ def _bn_affine(x: np.ndarray, y: np.ndarray, gamma: Any, beta: Any) -> np.ndarra
     return y
 
 
-def batchnorm_train(x: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any,
-                    eps: float = 1e-5, momentum: float = 0.1
-                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+def batchnorm_train(
+    x: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any, eps: float = 1e-5, momentum: float = 0.1
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """``nn.BatchNorm1d`` in training mode.
 
     Returns ``(y, new_running_mean, new_running_var)``. ``gamma``/``beta`` may be None
@@ -143,8 +158,7 @@ def batchnorm_train(x: Any, gamma: Any, beta: Any, running_mean: Any, running_va
     return y, new_mean, new_var
 
 
-def batchnorm_eval(x: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any,
-                   eps: float = 1e-5) -> np.ndarray:
+def batchnorm_eval(x: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any, eps: float = 1e-5) -> np.ndarray:
     """``nn.BatchNorm1d`` in eval mode: normalises with the running statistics."""
     x = _f64(x)
     _bn_axes(x)
@@ -160,12 +174,19 @@ def batchnorm_eval(x: Any, gamma: Any, beta: Any, running_mean: Any, running_var
 
 OPS = ("linear", "relu", "flatten", "batch_norm", "softmax", "log_softmax", "sigmoid", "tanh", "dropout")
 
-_ELEMENTWISE = {"relu": relu, "flatten": flatten, "softmax": softmax, "log_softmax": log_softmax,
-                "sigmoid": sigmoid, "tanh": tanh}
+_ELEMENTWISE = {
+    "relu": relu,
+    "flatten": flatten,
+    "softmax": softmax,
+    "log_softmax": log_softmax,
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+}
 
 
-def run_layers(x: Any, layers: Iterable[Mapping[str, Any]], train: bool
-               ) -> tuple[np.ndarray, list[tuple[np.ndarray | None, np.ndarray | None]]]:
+def run_layers(
+    x: Any, layers: Iterable[Mapping[str, Any]], train: bool
+) -> tuple[np.ndarray, list[tuple[np.ndarray | None, np.ndarray | None]]]:
     """Run a sequence of layer descriptions (plain dicts, see `OPS`) on ``x``.
 
     Layer dicts: ``{"op": "linear", "weight": W, "bias": b}``, ``{"op": "relu"}``, ``{"op": "flatten"}``,
@@ -181,7 +202,9 @@ def run_layers(x: Any, layers: Iterable[Mapping[str, Any]], train: bool
     """
     out = _f64(x)
     stats: list[tuple[np.ndarray | None, np.ndarray | None]] = []
-    updated: dict[tuple | None, tuple[np.ndarray | None, np.ndarray | None]] = {}   # by "stats_names": one module run twice
+    updated: dict[
+        tuple | None, tuple[np.ndarray | None, np.ndarray | None]
+    ] = {}  # by "stats_names": one module run twice
     for i, layer in enumerate(layers):
         op = layer.get("op") if isinstance(layer, Mapping) else None
         if op == "linear":
@@ -196,7 +219,7 @@ def run_layers(x: Any, layers: Iterable[Mapping[str, Any]], train: bool
             names = layer.get("stats_names")
             names = tuple(names) if names and all(names) else None
             if train:
-                mean, var = updated.get(names, (mean, var))   # the statistics a first run updated
+                mean, var = updated.get(names, (mean, var))  # the statistics a first run updated
                 momentum = layer.get("momentum", 0.1)
                 out, mean, var = batchnorm_train(out, gamma, beta, mean, var, eps=eps, momentum=momentum)
                 if names is not None and mean is not None:

@@ -4,6 +4,7 @@ End-to-end tests run real notebooks in real kernels (nothing mocked). They use a
 data so that a notebook's own training takes a second or two; kernel start-up and `import torch`
 are most of their cost.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -54,7 +55,7 @@ SHARED_DATA = (ROOT / ".." / "shared" / "data" / "fashion-mnist").resolve()
 
 # Code for a notebook cell that tries something a student should not be able to do and records the
 # outcome as text (used by the sandbox and hostile-notebook tests).
-ATTEMPT_HELPERS = '''def attempt(fn):
+ATTEMPT_HELPERS = """def attempt(fn):
     try:
         return "ok: " + str(fn())[:300]
     except BaseException as exc:
@@ -65,7 +66,7 @@ def connect(host, port):
         s.connect((host, port)); return "connected"
     finally:
         s.close()
-'''
+"""
 
 
 def notebook(*sources: str) -> nbformat.NotebookNode:
@@ -80,14 +81,14 @@ def recorded(cell) -> dict:
     for out in cell.get("outputs", []):
         for line in out.get("text", "").splitlines() if out.get("output_type") == "stream" else []:
             if line.startswith("RESULT "):
-                return json.loads(line[len("RESULT "):])
+                return json.loads(line[len("RESULT ") :])
     raise AssertionError(f"no RESULT in {cell.get('outputs')!r}"[:3000])
 
 
 def fork_loop(attempts: int, child_seconds: float) -> str:
     """A cell that forks until it is refused (at most `attempts` children, each sleeping
     `child_seconds`), then prints RESULT {"forked": n, "error": the refusal or null}."""
-    return f'''
+    return f"""
 import json, os, time
 children, error = [], None
 for i in range({attempts}):
@@ -101,7 +102,7 @@ for i in range({attempts}):
 for pid in children:
     os.waitpid(pid, 0)
 print("RESULT " + json.dumps({{"forked": len(children), "error": error}}))
-'''
+"""
 
 
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
@@ -114,7 +115,7 @@ def _sheet6_hints():
     return SheetHints.of(SHEET)
 
 
-SHEET6_HINTS = _sheet6_hints()   # what Sheet 6 tells the intake (tests of the intake use Sheet 6's notebooks)
+SHEET6_HINTS = _sheet6_hints()  # what Sheet 6 tells the intake (tests of the intake use Sheet 6's notebooks)
 
 
 def sheet_config(name: str = "sheet6", **sections):
@@ -129,8 +130,12 @@ def tiny_config(**overrides):
 
     raw = {
         "sheet": {"name": "sheet6"},
-        "data": {"source": str(SHARED_DATA) if SHARED_DATA.exists() else "", "train_size": 640,
-                 "test_size": 256, "seed": 6},
+        "data": {
+            "source": str(SHARED_DATA) if SHARED_DATA.exists() else "",
+            "train_size": 640,
+            "test_size": 256,
+            "seed": 6,
+        },
         "limits": {"cell_timeout_s": 60, "notebook_timeout_s": 300, "probe_timeout_s": 60},
         "run": {"workers": 2},
     }
@@ -146,7 +151,7 @@ def _private_calibration_and_cache(tmp_path_factory):
     session's own, never into the user's. A test that needs another cache sets GRADER_CACHE itself."""
     folder = tmp_path_factory.mktemp("calibration")
     os.environ["GRADER_CALIBRATION"] = str(folder / "calibration.json")
-    if not os.environ.get("GRADER_TEST_KEEP_CACHE"):   # set by hand to reuse the user's cache between runs
+    if not os.environ.get("GRADER_TEST_KEEP_CACHE"):  # set by hand to reuse the user's cache between runs
         os.environ["GRADER_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     yield
 
@@ -181,9 +186,13 @@ _BURN = "import ctypes\ntry:\n    ctypes.CDLL(None).prctl(1, 9)\nexcept Exceptio
 
 
 def pytest_addoption(parser):
-    parser.addoption("--busy-processes", type=int, default=2,
-                     help="CPU-bound processes the `busy_machine` fixture runs beside the tests that use it "
-                          "(default 2: verdicts must not depend on how busy the machine is; 0: a quiet machine)")
+    parser.addoption(
+        "--busy-processes",
+        type=int,
+        default=2,
+        help="CPU-bound processes the `busy_machine` fixture runs beside the tests that use it "
+        "(default 2: verdicts must not depend on how busy the machine is; 0: a quiet machine)",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +202,10 @@ def busy_machine(request):
     import subprocess
     import sys
 
-    burners = [subprocess.Popen([sys.executable, "-c", _BURN], stdin=subprocess.DEVNULL)
-               for _ in range(request.config.getoption("--busy-processes"))]
+    burners = [
+        subprocess.Popen([sys.executable, "-c", _BURN], stdin=subprocess.DEVNULL)
+        for _ in range(request.config.getoption("--busy-processes"))
+    ]
     try:
         yield [p.pid for p in burners]
     finally:
@@ -221,8 +232,10 @@ def _watch_for_kernels_and_browsers(item):
 
     import psutil
 
-    if (any(item.get_closest_marker(mark) for mark in (*_MARKS_THAT_ALLOW, "slow"))
-            or getattr(item.module, "__name__", "") in _EXEMPT_MODULES):
+    if (
+        any(item.get_closest_marker(mark) for mark in (*_MARKS_THAT_ALLOW, "slow"))
+        or getattr(item.module, "__name__", "") in _EXEMPT_MODULES
+    ):
         yield
         return
     watched = tuple(word for words in _MARKS_THAT_ALLOW.values() for word in words)
@@ -254,9 +267,12 @@ def _watch_for_kernels_and_browsers(item):
         thread.join()
     if seen and outcome.excinfo is None:
         mark = "browser" if "chrom" in seen[0] else "kernel"
-        outcome.force_exception(pytest.fail.Exception(
-            f"this test started a {mark} ({seen[0]}) but is not marked {mark}: mark it, so that the fast "
-            "lane stays fast"))
+        outcome.force_exception(
+            pytest.fail.Exception(
+                f"this test started a {mark} ({seen[0]}) but is not marked {mark}: mark it, so that the fast "
+                "lane stays fast"
+            )
+        )
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -3,6 +3,7 @@
 `make_pdf(path, lines)` writes a valid one-page PDF whose text pypdf extracts; other test modules may
 use it too.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -92,7 +93,8 @@ def notebook_json(cells: list[tuple[str, str]]) -> str:
 
 def team_markdown(members: list[tuple[str, str]]) -> str:
     return "# Sheet 6\n" + "\n".join(
-        f"- {name}, {sid}, {name.split()[0].lower()}@stud.uni-saarland.de" for name, sid in members)
+        f"- {name}, {sid}, {name.split()[0].lower()}@stud.uni-saarland.de" for name, sid in members
+    )
 
 
 def solution_notebook(members: list[tuple[str, str]] | None = None, extra_code: str = "") -> str:
@@ -113,16 +115,22 @@ def pdf_bytes(lines: list[str], tmp: Path) -> bytes:
     return make_pdf(tmp / f"_pdf_{hashlib.sha1(repr(lines).encode()).hexdigest()[:8]}.pdf", lines).read_bytes()
 
 
-def make_zip(path: Path | str, entries: dict[str, bytes | str] | list[tuple[str, bytes | str]],
-             compression: int = zipfile.ZIP_DEFLATED) -> Path:
+def make_zip(
+    path: Path | str,
+    entries: dict[str, bytes | str] | list[tuple[str, bytes | str]],
+    compression: int = zipfile.ZIP_DEFLATED,
+) -> Path:
     """A zip with the given (name, content) entries, names stored as given (UTF-8 flag when needed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     items = entries.items() if isinstance(entries, dict) else entries
     with zipfile.ZipFile(path, "w", compression) as zf:
         for name, content in items:
-            zf.writestr(zipfile.ZipInfo(name, date_time=(2024, 12, 1, 12, 0, 0)),
-                        content.encode() if isinstance(content, str) else content, compress_type=compression)
+            zf.writestr(
+                zipfile.ZipInfo(name, date_time=(2024, 12, 1, 12, 0, 0)),
+                content.encode() if isinstance(content, str) else content,
+                compress_type=compression,
+            )
     return path
 
 
@@ -137,8 +145,9 @@ def add_symlink(path: Path, name: str, target: str) -> None:
 
 def add_cp437_utf8_name(path: Path, name: str, content: bytes) -> None:
     """An entry whose UTF-8 name is stored without the UTF-8 flag (as old Windows/Mac tools do)."""
+
     class _RawName(zipfile.ZipInfo):
-        def _encodeFilenameFlags(self):  # noqa: N802 - zipfile's name
+        def _encodeFilenameFlags(self):  # zipfile's name
             return name.encode("utf-8"), self.flag_bits & ~0x800
 
     with zipfile.ZipFile(path, "a") as zf:
@@ -153,10 +162,10 @@ def mark_encrypted(path: Path, name: str) -> None:
     for sig, flag_off, name_len_off, name_off in ((b"PK\x03\x04", 6, 26, 30), (b"PK\x01\x02", 8, 28, 46)):
         pos = 0
         while (pos := data.find(sig, pos)) >= 0:
-            n = int.from_bytes(data[pos + name_len_off: pos + name_len_off + 2], "little")
-            if bytes(data[pos + name_off: pos + name_off + n]) == encoded:
-                flags = int.from_bytes(data[pos + flag_off: pos + flag_off + 2], "little") | 0x1
-                data[pos + flag_off: pos + flag_off + 2] = flags.to_bytes(2, "little")
+            n = int.from_bytes(data[pos + name_len_off : pos + name_len_off + 2], "little")
+            if bytes(data[pos + name_off : pos + name_off + n]) == encoded:
+                flags = int.from_bytes(data[pos + flag_off : pos + flag_off + 2], "little") | 0x1
+                data[pos + flag_off : pos + flag_off + 2] = flags.to_bytes(2, "little")
             pos += 4
     path.write_bytes(bytes(data))
 
@@ -168,8 +177,8 @@ def corrupt_crc(path: Path, name: str) -> None:
     for sig, crc_off, name_len_off, name_off in ((b"PK\x03\x04", 14, 26, 30), (b"PK\x01\x02", 16, 28, 46)):
         pos = 0
         while (pos := data.find(sig, pos)) >= 0:
-            n = int.from_bytes(data[pos + name_len_off: pos + name_len_off + 2], "little")
-            if bytes(data[pos + name_off: pos + name_off + n]) == encoded:
+            n = int.from_bytes(data[pos + name_len_off : pos + name_len_off + 2], "little")
+            if bytes(data[pos + name_off : pos + name_off + n]) == encoded:
                 data[pos + crc_off] ^= 0xFF
             pos += 4
     path.write_bytes(bytes(data))
@@ -206,15 +215,36 @@ def make_lying_bomb(path: Path, inflated_bytes: int, claimed: int = 100, name: s
         left -= len(part)
     body += comp.flush()
     encoded = name.encode()
-    common = (b"\x14\x00" + b"\x00\x00" + b"\x08\x00" + b"\x00\x00\x21\x00"
-              + crc.to_bytes(4, "little") + len(body).to_bytes(4, "little") + claimed.to_bytes(4, "little")
-              + len(encoded).to_bytes(2, "little") + b"\x00\x00")
+    common = (
+        b"\x14\x00"
+        + b"\x00\x00"
+        + b"\x08\x00"
+        + b"\x00\x00\x21\x00"
+        + crc.to_bytes(4, "little")
+        + len(body).to_bytes(4, "little")
+        + claimed.to_bytes(4, "little")
+        + len(encoded).to_bytes(2, "little")
+        + b"\x00\x00"
+    )
     local = b"PK\x03\x04" + common + encoded
-    central = (b"PK\x01\x02" + b"\x14\x03" + common + b"\x00\x00\x00\x00\x00\x00" + b"\x00\x00\xa4\x81"
-               + (0).to_bytes(4, "little") + encoded)
+    central = (
+        b"PK\x01\x02"
+        + b"\x14\x03"
+        + common
+        + b"\x00\x00\x00\x00\x00\x00"
+        + b"\x00\x00\xa4\x81"
+        + (0).to_bytes(4, "little")
+        + encoded
+    )
     cd_offset = len(local) + len(body)
-    end = (b"PK\x05\x06" + b"\x00\x00\x00\x00" + b"\x01\x00\x01\x00" + len(central).to_bytes(4, "little")
-           + cd_offset.to_bytes(4, "little") + b"\x00\x00")
+    end = (
+        b"PK\x05\x06"
+        + b"\x00\x00\x00\x00"
+        + b"\x01\x00\x01\x00"
+        + len(central).to_bytes(4, "little")
+        + cd_offset.to_bytes(4, "little")
+        + b"\x00\x00"
+    )
     path.write_bytes(local + bytes(body) + central + end)
     return path
 
@@ -233,5 +263,4 @@ def tree_hashes(root: Path) -> dict[str, str]:
 
 
 def all_paths(root: Path) -> set[str]:
-    return {(Path(f) / n).relative_to(root).as_posix()
-            for f, ds, fs in os.walk(root) for n in ds + fs}
+    return {(Path(f) / n).relative_to(root).as_posix() for f, ds, fs in os.walk(root) for n in ds + fs}

@@ -1,12 +1,12 @@
 """Attacks on what the grader prints and writes for tutors and students (terminal, file names,
 outputs), made as a student or a broken upload would: each test failed on the code before its fix."""
+
 from __future__ import annotations
 
 import json
 
 import nbformat
 import pytest
-
 from test_robustness import Course
 
 ESCAPES = ("\x1b]8;;https:evil", "\x1b[8mGraf", "\x1b[31mRed")
@@ -21,8 +21,7 @@ def test_the_import_preflight_table_shows_student_names_and_pip_lines_as_text(tm
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import notamodule_xyz\n!pip install evilpkg")])
     nbformat.write(nb, course.subs / f"{HOSTILE}.ipynb")
     (course.subs / "Bad\x1b[31mRed_7000013_Other_7000014.ipynb").write_bytes(b"{not json")
-    code, output = course.run("grade", str(course.subs), "--preflight",
-                              env=course.env(FORCE_COLOR="1", COLUMNS="200"))
+    code, output = course.run("grade", str(course.subs), "--preflight", env=course.env(FORCE_COLOR="1", COLUMNS="200"))
     assert "notamodule_xyz" in output and "not read" in output, output
     assert not any(escape in output for escape in ESCAPES), "a student's escape reached the terminal"
     assert "\\x1b]8;;https:evil.example\\x07" in output and "Bad\\x1b[31mRed" in output, output
@@ -103,5 +102,5 @@ def test_grader_check_stopped_by_sigterm_says_so_in_a_students_words(tmp_path):
     output = process.communicate(timeout=60)[0].decode("utf-8", errors="replace")
     assert process.returncode == 128 + signal.SIGTERM, output
     assert "grade the rest" not in output and "workers" not in output, output
-    words = " ".join(output.split())   # rich wraps at the terminal's width, which depends on the temp path
+    words = " ".join(output.split())  # rich wraps at the terminal's width, which depends on the temp path
     assert "check" in words and "nothing was written" in words, output

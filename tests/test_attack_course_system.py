@@ -1,8 +1,11 @@
 """Attacks on what goes to the course system (cms_import.csv, missing.csv) and on the roster, as a
 broken upload, a hand-edited report or a spreadsheet's export would make them. No kernels."""
+
 from __future__ import annotations
 
 import pytest
+from test_cms_import import ALICE, CARL, CONFIG, PART3, ROSTER, config, graded, parse_cms_import
+from test_report_outputs import make_report
 
 from grader.errors import RosterError
 from grader.report.cms_import import IMPORT_NAME, import_number, plan_import, write_import_files
@@ -10,8 +13,6 @@ from grader.report.enrolment import missing_students
 from grader.report.outputs import write_batch_outputs
 from grader.report.roster import read_roster
 from grader.report.store import read_report, write_report
-from test_cms_import import ALICE, CARL, CONFIG, PART3, ROSTER, config, graded, parse_cms_import
-from test_report_outputs import make_report
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
@@ -38,6 +39,7 @@ def test_a_report_with_points_that_are_not_a_number_leaves_its_students_out(tmp_
 
 # ---------------------------------------------------------------- who is written as 0
 
+
 @pytest.fixture
 def roster(tmp_path):
     path = tmp_path / "students.csv"
@@ -58,8 +60,7 @@ def test_nobody_is_written_as_0_while_a_submission_names_nobody(tmp_path, roster
     assert b";0\r\n" not in (tmp_path / IMPORT_NAME).read_bytes()
     said = "\n".join(result.warnings)
     assert "'submission'" in said and "nobody is written as 0" in said, said
-    assert (tmp_path / "missing.csv").exists()   # still listed for the staff to write to
-
+    assert (tmp_path / "missing.csv").exists()  # still listed for the staff to write to
 
 
 def test_a_typo_in_the_id_and_the_name_keeps_its_student_off_the_missing(roster):
@@ -73,11 +74,15 @@ def test_a_typo_in_the_id_and_the_name_keeps_its_student_off_the_missing(roster)
 
 # ---------------------------------------------------------------- the roster as files come
 
+
 def test_a_utf8_roster_with_a_few_windows_1252_lines_reads_both(tmp_path):
     """A list saved as UTF-8, then a few rows pasted in by an editor that wrote Windows-1252: every
     name as it is meant, neither garbled ('JÃ¼rgen') nor refused."""
-    data = ("\ufeffMatrikelnummer;Vorname;Nachname\r\n7000001;Jürgen;Müller\r\n".encode("utf-8")
-            + "7000002;Jörg;Weiß\r\n".encode("cp1252") + "7000003;Zoë;Łukasiewicz\r\n".encode("utf-8"))
+    data = (
+        "\ufeffMatrikelnummer;Vorname;Nachname\r\n7000001;Jürgen;Müller\r\n".encode("utf-8")
+        + "7000002;Jörg;Weiß\r\n".encode("cp1252")
+        + "7000003;Zoë;Łukasiewicz\r\n".encode()
+    )
     path = tmp_path / "students.csv"
     path.write_bytes(data)
     names = {sid: s.name for sid, s in read_roster(path).students.items()}
@@ -101,6 +106,7 @@ def test_two_columns_of_ids_that_disagree_stop_with_a_message(tmp_path):
 
 # ---------------------------------------------------------------- what the team's own page shows
 
+
 def test_the_teams_page_does_not_show_the_name_the_roster_has_for_an_id(tmp_path):
     """Gina typed 7000007: the roster's name for it is 'Regina Gans'. Had she mistyped her id into
     another student's, her page would tell her that student's name; the tutors' summary has both."""
@@ -118,8 +124,10 @@ def test_the_teams_page_does_not_show_the_name_the_roster_has_for_an_id(tmp_path
 
 def test_a_member_named_twice_in_one_file_name_is_one_student(tmp_path):
     """`Anna_Äpfel_7000001_Anna_Äpfel_7000001.zip`: one student written twice, not a student in two teams."""
-    stem, report = graded(make_report([("Anna Äpfel", "7000001"), ("Anna Äpfel", "7000001")]),
-                          {"6.1": 3.5, "6.2": 1.25, "6.3": 0.5, "6.4": 1, "6.5": 1, PART3: 0.25, "6.7": 0.75})
+    stem, report = graded(
+        make_report([("Anna Äpfel", "7000001"), ("Anna Äpfel", "7000001")]),
+        {"6.1": 3.5, "6.2": 1.25, "6.3": 0.5, "6.4": 1, "6.5": 1, PART3: 0.25, "6.7": 0.75},
+    )
     write_report(report, tmp_path, stem)
     warnings = write_batch_outputs([(stem, report)], tmp_path, CONFIG)
     assert parse_cms_import((tmp_path / IMPORT_NAME).read_bytes()) == {"7000001": 9}
@@ -130,10 +138,12 @@ def test_a_member_named_twice_in_one_file_name_is_one_student(tmp_path):
 
 # ---------------------------------------------------------------- a roster of a whole university
 
+
 def _big_roster(tmp_path, n: int):
     path = tmp_path / "students.csv"
-    path.write_bytes(b"mtknr;Vorname;Nachname\r\n"
-                     + b"".join(b"%07d;Vor%d;Nach%d\r\n" % (7000000 + i, i, i) for i in range(n)))
+    path.write_bytes(
+        b"mtknr;Vorname;Nachname\r\n" + b"".join(b"%07d;Vor%d;Nach%d\r\n" % (7000000 + i, i, i) for i in range(n))
+    )
     return read_roster(path)
 
 
@@ -144,8 +154,10 @@ def test_members_not_enrolled_are_not_compared_with_every_enrolled_student(tmp_p
     import grader.report.enrolment as enrolment
 
     roster = _big_roster(tmp_path, 5000)
-    reports = [make_report([(f"Some One{i}", f"{8000000 + i}"), (f"Vor{i} Nach{i}", f"{7000000 + 2 * i}1")],
-                           stem=f"team{i}") for i in range(20)]
+    reports = [
+        make_report([(f"Some One{i}", f"{8000000 + i}"), (f"Vor{i} Nach{i}", f"{7000000 + 2 * i}1")], stem=f"team{i}")
+        for i in range(20)
+    ]
     compared = {"n": 0}
     for name in ("same_name", "id_relation"):
         original = getattr(enrolment, name)
@@ -153,15 +165,16 @@ def test_members_not_enrolled_are_not_compared_with_every_enrolled_student(tmp_p
         def counting(*args, original=original):
             compared["n"] += 1
             return original(*args)
+
         monkeypatch.setattr(enrolment, name, counting)
     checked = enrolment.apply_roster(reports, roster, tmp_path)
     enrolment.missing_students(checked, roster)
-    assert compared["n"] < 40 * 100, compared   # 40 members, each compared with a few (was 40 × 5,000 × 2)
+    assert compared["n"] < 40 * 100, compared  # 40 members, each compared with a few (was 40 × 5,000 × 2)
     # ... and who they may mean is still found: the same name, an id one digit more
-    message = next(v.message for v in checked[3][1].violations if v.code == enrolment.NOT_ENROLLED
-                   and "70000061" in v.message)
-    assert "Vor3 Nach3 (7000003: same name)" in message and "Vor6 Nach6 (7000006: one digit more)" in message, \
-        message
+    message = next(
+        v.message for v in checked[3][1].violations if v.code == enrolment.NOT_ENROLLED and "70000061" in v.message
+    )
+    assert "Vor3 Nach3 (7000003: same name)" in message and "Vor6 Nach6 (7000006: one digit more)" in message, message
 
 
 def test_the_closest_enrolled_are_those_a_search_of_the_whole_list_finds(tmp_path):
@@ -175,28 +188,40 @@ def test_the_closest_enrolled_are_those_a_search_of_the_whole_list_finds(tmp_pat
     names = ["Jürgen Müller", "Juergen Mueller", "Anna Äpfel", "Müller, Jürgen", "Zoë O'Brien", "Li Na", "Na Li", ""]
     rows = {}
     while len(rows) < 400:
-        rows[f"{rng.randrange(10 ** 6, 10 ** 6 + 3000):07d}"] = rng.choice(names)
+        rows[f"{rng.randrange(10**6, 10**6 + 3000):07d}"] = rng.choice(names)
     path.write_bytes(("mtknr;Name\r\n" + "".join(f"{sid};{name}\r\n" for sid, name in rows.items())).encode())
     roster = read_roster(path)
 
     def everyone(student_id, name):
         found = []
         for student in roster.students.values():
-            reasons = (["same name"] if same_name(name, student.name) else []) + \
-                [r for r in [id_relation(student_id, student.student_id)] if r]
+            reasons = (["same name"] if same_name(name, student.name) else []) + [
+                r for r in [id_relation(student_id, student.student_id)] if r
+            ]
             if reasons:
                 found.append(Candidate(student, tuple(reasons)))
         return sorted(found, key=lambda c: (-len(c.reasons), not c.same_name, c.student.student_id))
 
     for _ in range(300):
         sid = rng.choice(list(rows))
-        typed = rng.choice([sid, sid[:-1], sid + "1", sid[:3] + "9" + sid[4:], sid[1] + sid[0] + sid[2:],
-                            "x" + sid[1:], f"{rng.randrange(10 ** 7):07d}", ""])
+        typed = rng.choice(
+            [
+                sid,
+                sid[:-1],
+                sid + "1",
+                sid[:3] + "9" + sid[4:],
+                sid[1] + sid[0] + sid[2:],
+                "x" + sid[1:],
+                f"{rng.randrange(10**7):07d}",
+                "",
+            ]
+        )
         name = rng.choice(names + ["Someone Else", "jurgen muller"])
         assert candidates(typed, name, roster) == everyone(typed, name), (typed, name)
 
 
 # ---------------------------------------------------------------- never a stale import
+
 
 def test_an_interrupted_output_run_leaves_no_import_of_before(tmp_path, monkeypatch):
     """The roster now enrols Gina's id under her name: the reports are rewritten at once (their
@@ -208,11 +233,12 @@ def test_an_interrupted_output_run_leaves_no_import_of_before(tmp_path, monkeypa
         write_report(report, tmp_path, stem)
     cfg = config(roster=str(path))
     write_batch_outputs([ALICE, CARL], tmp_path, cfg)
-    assert b"7000006" not in (tmp_path / IMPORT_NAME).read_bytes()   # not enrolled then: left out
+    assert b"7000006" not in (tmp_path / IMPORT_NAME).read_bytes()  # not enrolled then: left out
     path.write_bytes(ROSTER)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
+
     monkeypatch.setattr("grader.report.outputs.write_cms_csv", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_batch_outputs([ALICE, CARL], tmp_path, cfg)

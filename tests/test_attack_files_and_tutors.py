@@ -1,5 +1,6 @@
 """Attacks on issue 21's landing (files from other systems, notebooks at the caps, tutors' data over
 a semester): each test failed on the code before its fix. Fast: no kernel runs here."""
+
 from __future__ import annotations
 
 import zipfile
@@ -7,16 +8,17 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import SHEET6_HINTS, needs_torch
+from intake_corpus import solution_notebook
+
 from grader.config import Archive, Naming
 from grader.intake import identify, unpack
-from intake_corpus import solution_notebook
 
 TEAM = "Ida Roth_7000009_Jan Vogt_7000010"
 
 
 # ---------------------------------------------------------------- zips as other tools write them
+
 
 def _zip_with_other_local_names(path: Path, entries: list[tuple[str, str, bytes]]) -> Path:
     """A zip whose central directory names each entry `central` while its local header says `local`
@@ -29,7 +31,7 @@ def _zip_with_other_local_names(path: Path, entries: list[tuple[str, str, bytes]
     for central, local, _ in entries:
         assert len(central.encode()) == len(local.encode())
         at = raw.find(local.encode(), directory)
-        raw[at:at + len(local.encode())] = central.encode()
+        raw[at : at + len(local.encode())] = central.encode()
     path.write_bytes(bytes(raw))
     with zipfile.ZipFile(path) as zf:
         assert [info.orig_filename for info in zf.infolist()] == [central for central, _, _ in entries]
@@ -43,19 +45,23 @@ def test_an_entry_whose_local_header_names_it_otherwise_is_unpacked_by_its_direc
     subs = tmp_path / "subs"
     subs.mkdir()
     notebook = solution_notebook().encode()
-    z = _zip_with_other_local_names(subs / f"{TEAM}.zip", [
-        ("Abgabe\\Exercise_6_6.ipynb", "Abgabe/Exercise_6_6.ipynb", notebook),
-        ("ok.txt", "../x.t", b"the local name climbs out"),
-    ])
+    z = _zip_with_other_local_names(
+        subs / f"{TEAM}.zip",
+        [
+            ("Abgabe\\Exercise_6_6.ipynb", "Abgabe/Exercise_6_6.ipynb", notebook),
+            ("ok.txt", "../x.t", b"the local name climbs out"),
+        ],
+    )
     ws = unpack(identify(z, subs, Naming()), tmp_path / "ws", Archive(), SHEET6_HINTS)
     assert not [v for v in ws.violations if v.code == "archive.corrupt"], ws.violations
     assert ws.notebook == tmp_path / "ws" / "Abgabe" / "Exercise_6_6.ipynb"
     nbformat.read(ws.notebook, as_version=4)
     assert (tmp_path / "ws" / "ok.txt").read_bytes() == b"the local name climbs out"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["subs", "ws"]      # nothing written outside
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["subs", "ws"]  # nothing written outside
 
 
 # ---------------------------------------------------------------- merge of shards
+
 
 def test_a_done_shard_that_lacks_reports_it_lists_is_refused(tmp_path):
     """A shard's marker lists the stems it graded; a folder copied in part (an interrupted scp, a
@@ -76,17 +82,23 @@ def test_a_done_shard_that_lacks_reports_it_lists_is_refused(tmp_path):
 
 # ---------------------------------------------------------------- one team, two spellings, over weeks
 
+
 def _graded_as(job, report_item, out: Path, sha256: str | None = None):
     """The report a grade of `job` would write (built by hand: no kernel), for the file it grades
     (`sha256`: of the bytes it read; by default the hash the job was found with)."""
-    from grader.report.store import write_report
-
     from test_report_outputs import CONFIG
 
+    from grader.report.store import write_report
+
     _, report = report_item
-    report = report.model_copy(update={"submission": report.submission.model_copy(
-        update={"file": job.submission.rel, "sha256": sha256 or job.submission.sha256, "stem": job.stem}),
-        "grader": report.grader.model_copy(update={"grader_hash": "g", "config_hash": CONFIG.fingerprint[:16]})})
+    report = report.model_copy(
+        update={
+            "submission": report.submission.model_copy(
+                update={"file": job.submission.rel, "sha256": sha256 or job.submission.sha256, "stem": job.stem}
+            ),
+            "grader": report.grader.model_copy(update={"grader_hash": "g", "config_hash": CONFIG.fingerprint[:16]}),
+        }
+    )
     write_report(report, out, job.stem)
     return job.stem, report
 
@@ -99,11 +111,12 @@ def test_a_second_spelling_of_a_team_leaves_the_first_ones_report_and_points_whe
     the first: the points they gave the Mac upload are the ones in cms.csv."""
     import unicodedata
 
+    from test_report_outputs import ALICE, CONFIG, fill
+    from test_tutors_data import cms
+
     from grader.engine.batch import plan
     from grader.report.outputs import write_batch_outputs
     from grader.report.store import read_report
-    from test_report_outputs import ALICE, CONFIG, fill
-    from test_tutors_data import cms
 
     name = "Anna Äpfel_7000001_Bernd Brot_0700002"
     subs, out = tmp_path / "subs", tmp_path / "out"
@@ -152,22 +165,32 @@ def csv_rows(path: Path):
 
 # ---------------------------------------------------------------- the outputs' manifest, edited
 
+
 def test_an_edited_manifest_removes_no_file_that_is_not_a_derived_one_in_any_letter_case(tmp_path):
     """`.grader.outputs` names what the last run wrote; a file it names that this run did not write
     is removed. Edited to name the tutors' sheet or a report in other letter case (one and the same
     file on a Mac's or Windows' disk), a tutor's notes or a path outside, none of them may go."""
     import json
 
+    from test_report_outputs import ALICE, CONFIG
+
     from grader.report.outputs import MANIFEST, write_batch_outputs
     from grader.report.store import write_report
-    from test_report_outputs import ALICE, CONFIG
 
     out = tmp_path / "out"
     write_report(ALICE[1], out, ALICE[0])
     write_batch_outputs([ALICE], out, CONFIG)
     (tmp_path / "outside.html").write_text("keep")
-    names = ["MANUAL_POINTS.CSV", "Manual_points.csv", f"{ALICE[0]}.JSON", "notes.txt", "Notes.md",
-             "../outside.html", "feedback/../../outside.html", "/etc/hostname"]
+    names = [
+        "MANUAL_POINTS.CSV",
+        "Manual_points.csv",
+        f"{ALICE[0]}.JSON",
+        "notes.txt",
+        "Notes.md",
+        "../outside.html",
+        "feedback/../../outside.html",
+        "/etc/hostname",
+    ]
     for name in names[:5]:
         (out / name).write_text("a tutor's file")
     manifest = json.loads((out / MANIFEST).read_text())
@@ -178,6 +201,7 @@ def test_an_edited_manifest_removes_no_file_that_is_not_a_derived_one_in_any_let
 
 
 # ---------------------------------------------------------------- the sheet in Excel over weeks
+
 
 def _excel_opens(data: bytes) -> str:
     """What Excel (German Windows) reads in a CSV file: UTF-8 when it starts with a BOM, else
@@ -204,10 +228,11 @@ def test_a_sheet_excel_saved_as_windows_1252_stays_readable_in_excel_when_the_gr
     writes the sheet again, as UTF-8 without a BOM, which Excel shows as 'Ã„pfel'; the tutor adds a
     comment ("schön") and saves: 'Ã„' becomes the bytes of UTF-8 'Ä', 'ö' a Windows-1252 byte, the
     file is read as Windows-1252 and every team with an umlaut was an unknown team."""
-    from grader.report.outputs import write_batch_outputs
-    from grader.report.store import write_report
     from test_report_outputs import ALICE, BOB, CONFIG
     from test_tutors_data import CARL, cms, graded
+
+    from grader.report.outputs import write_batch_outputs
+    from grader.report.store import write_report
 
     out = tmp_path / "out"
     for stem, report in (ALICE, BOB):
@@ -219,7 +244,7 @@ def test_a_sheet_excel_saved_as_windows_1252_stays_readable_in_excel_when_the_gr
     write_batch_outputs(graded(out, [ALICE, BOB]), out, CONFIG)
     assert cms(out)["7000001"]["6.1"] == "3.5"
 
-    write_report(CARL[1], out, CARL[0])     # a late team: the grader adds its row
+    write_report(CARL[1], out, CARL[0])  # a late team: the grader adds its row
     write_batch_outputs([*graded(out, [ALICE, BOB]), CARL], out, CONFIG)
     assert "Äpfel" in _excel_opens(sheet.read_bytes()), "Excel shows the names garbled"
     _excel_edit(sheet, {CARL[0]: {"comment": "schön"}})
@@ -232,10 +257,11 @@ def test_names_that_windows_1252_lacks_are_found_again_after_excel_wrote_questio
     was an unknown team ("fix the name or delete the row"), and every team of the course with such a
     name stopped the merge. The row is the team's where the name matches but for those letters; the
     sheet is written back with the names as they are."""
-    from grader.report.outputs import write_batch_outputs
-    from grader.report.store import write_report
     from test_report_outputs import ALICE, CONFIG, make_report
     from test_tutors_data import cms, graded
+
+    from grader.report.outputs import write_batch_outputs
+    from grader.report.store import write_report
 
     nguyen = make_report([("Nguyễn Văn An", "7000008"), ("Łukasz Żak", "7000009")])
     out = tmp_path / "out"
@@ -248,18 +274,20 @@ def test_names_that_windows_1252_lacks_are_found_again_after_excel_wrote_questio
     assert b"Nguy?n V?n An_7000008_?ukasz ?ak_7000009" in sheet.read_bytes()
     sheet.write_text(sheet.read_bytes().decode("cp1252"), encoding="utf-8")
     from test_report_outputs import fill
+
     fill(sheet, {"Nguy?n V?n An_7000008_?ukasz ?ak_7000009": {"6.1": "2"}, ALICE[0]: {"6.2": "1"}})
     sheet.write_bytes(sheet.read_text(encoding="utf-8").encode("cp1252"))
 
     write_batch_outputs(graded(out, [ALICE, nguyen]), out, CONFIG)
     assert cms(out)["7000008"]["6.1"] == "2" and cms(out)["7000001"]["6.2"] == "1"
-    assert nguyen[0] in _excel_opens(sheet.read_bytes())            # the names as they are, again
+    assert nguyen[0] in _excel_opens(sheet.read_bytes())  # the names as they are, again
     assert "?ukasz" not in _excel_opens(sheet.read_bytes())
-    write_batch_outputs(graded(out, [ALICE, nguyen]), out, CONFIG)   # and read back as such
+    write_batch_outputs(graded(out, [ALICE, nguyen]), out, CONFIG)  # and read back as such
     assert cms(out)["7000009"]["6.1"] == "2"
 
 
 # ---------------------------------------------------------------- a notebook's errors, huge
+
 
 @pytest.mark.kernel
 def test_errors_with_huge_messages_are_kept_but_bounded(tmp_path):
@@ -283,6 +311,7 @@ def test_errors_with_huge_messages_are_kept_but_bounded(tmp_path):
     async def run():
         async with KernelSession(kernel_command(config, tmp_path), tmp_path, config.limits) as session:
             return await session.run_notebook(nb)
+
     execution = asyncio.run(run())
     assert execution.info.status == "errors"
     assert len(execution.info.errors) == 21
@@ -291,7 +320,7 @@ def test_errors_with_huge_messages_are_kept_but_bounded(tmp_path):
         assert error.ename == "ValueError" and error.evalue.startswith(f"start{i} xxx")
         assert len(json.dumps(error)) <= config.limits.output_kb * 1024 + 1024
         assert "cut" in error.evalue and any("ValueError" in line for line in error.traceback)
-    last = [o for o in execution.notebook.cells[20].outputs if o.output_type == "error"][0]
+    last = next(o for o in execution.notebook.cells[20].outputs if o.output_type == "error")
     assert last.ename == "ModuleNotFoundError" and last.evalue == "No module named 'no_such_module_here'"
     assert len(json.dumps(execution.notebook)) < 3 * 2**20
 
@@ -310,18 +339,43 @@ def test_a_shard_another_merge_is_reading_is_waited_for(tmp_path):
     two = shard(tmp_path / "shard-2", [BOB], {"shard": "2/2", "state": "done", "stems": [BOB[0]]})
     # The other merge holds the lock until this one says it waits (at most 2 minutes), not for a fixed
     # time: on a loaded machine the merge can take seconds to start.
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import select, sys; from pathlib import Path; from grader.util.locks import hold\n"
-        f"with hold(Path({str(one / '.grader.lock')!r}), command='grader merge (reading)', what='x', wait=False):\n"
-        "    print('held', flush=True); select.select([sys.stdin], [], [], 120)")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import select, sys; from pathlib import Path; from grader.util.locks import hold\n"
+                f"with hold(Path({str(one / '.grader.lock')!r}), command='grader merge (reading)', what='x', wait=False):\n"
+                "    print('held', flush=True); select.select([sys.stdin], [], [], 120)"
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     lines = []
     try:
         assert holder.stdout.readline().strip() == "held"
-        merge = subprocess.Popen([sys.executable, "-m", "grader", "--config", str(ROOT / "grading.toml"), "merge",
-                                  str(one), str(two), "--out", str(tmp_path / "out")], cwd=tmp_path,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                 env={**os.environ, "COLUMNS": "250", "PYTHONUNBUFFERED": "1"})
+        merge = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "grader",
+                "--config",
+                str(ROOT / "grading.toml"),
+                "merge",
+                str(one),
+                str(two),
+                "--out",
+                str(tmp_path / "out"),
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "COLUMNS": "250", "PYTHONUNBUFFERED": "1"},
+        )
         for line in merge.stdout:
             lines.append(line)
             if "waiting" in line:
@@ -370,16 +424,18 @@ def test_a_second_spelling_through_grader_grade_keeps_the_first_uploads_points(t
 
 # ---------------------------------------------------------------- the bytes graded: a notebook and its PDF
 
+
 def test_a_pdf_replaced_beside_its_notebook_is_graded_again(tmp_path):
     """A notebook and a PDF are one submission (same name, or a team's folder). The report's hash
     was the notebook's alone: a team that uploaded a corrected PDF kept the report of the old one
     (its identity checks and 6.3 hints) as "unchanged". Unchanged files still stay unchanged."""
     import types
 
-    from grader.engine.batch import plan
-    from grader.pipeline import _unpack_as_read
     from test_intake_archive import _pdf
     from test_report_outputs import ALICE, CONFIG
+
+    from grader.engine.batch import plan
+    from grader.pipeline import _unpack_as_read
 
     subs, out = tmp_path / "subs", tmp_path / "out"
     folder = subs / "Abgabe 7"
@@ -392,7 +448,7 @@ def test_a_pdf_replaced_beside_its_notebook_is_graded_again(tmp_path):
 
     def run():
         planned = plan(subs, CONFIG, out, shard=None, force=False, grader_hash="g")
-        for job in planned.jobs:   # what grading records: the hash of the bytes it read
+        for job in planned.jobs:  # what grading records: the hash of the bytes it read
             read, _ = _unpack_as_read(job.submission, tmp_path / "ws" / job.stem, types.SimpleNamespace(config=CONFIG))
             _graded_as(job, ALICE, out, sha256=read.sha256)
         return planned
@@ -406,6 +462,7 @@ def test_a_pdf_replaced_beside_its_notebook_is_graded_again(tmp_path):
 
 # ---------------------------------------------------------------- notebooks at the caps
 
+
 def test_a_notebook_one_byte_over_the_size_cap_says_by_how_much(tmp_path):
     """It said "it is 50 MB, more than the 50 MB a notebook may have": sizes rounded to whole MB."""
     import json
@@ -416,7 +473,7 @@ def test_a_notebook_one_byte_over_the_size_cap_says_by_how_much(tmp_path):
     raw = json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {"pad": ""}, "cells": [cell]}).encode()
     raw = raw.replace(b'"pad": ""', b'"pad": "' + b"a" * (MAX_NOTEBOOK_BYTES - len(raw)) + b'"')
     assert len(raw) == MAX_NOTEBOOK_BYTES
-    decode_notebook(raw)                                     # at the cap: read
+    decode_notebook(raw)  # at the cap: read
     over = raw[:-1] + b" }"
     path = tmp_path / "over.ipynb"
     path.write_bytes(over)
@@ -434,8 +491,18 @@ def test_the_sheet_merged_into_a_partial_merge_keeps_it_partial(tmp_path):
     from test_tutors_data import ALICE, BOB, cms, fill, grader, shard
 
     one = shard(tmp_path / "shard-1", [ALICE], {"shard": "1/2", "state": "done", "stems": [ALICE[0]]})
-    two = shard(tmp_path / "shard-2", [], {"shard": "2/2", "state": "in progress", "command": "grader grade",
-                                           "pid": 4242, "host": "node7", "since": "2025-01-14 10:00:00"})
+    two = shard(
+        tmp_path / "shard-2",
+        [],
+        {
+            "shard": "2/2",
+            "state": "in progress",
+            "command": "grader grade",
+            "pid": 4242,
+            "host": "node7",
+            "since": "2025-01-14 10:00:00",
+        },
+    )
     out = tmp_path / "merged"
     code, output = grader("merge", str(one), str(two), "--out", str(out), "--partial", cwd=tmp_path)
     assert code == 0 and (out / "PARTIAL-cms.csv").exists(), output
@@ -447,7 +514,7 @@ def test_the_sheet_merged_into_a_partial_merge_keeps_it_partial(tmp_path):
     assert cms(out, "PARTIAL-cms.csv")["7000001"]["6.1"] == "3"
     assert "PARTIAL" in (out / "summary.html").read_text(encoding="utf-8")
 
-    shard(two, [BOB], {"shard": "2/2", "state": "done", "stems": [BOB[0]]})   # the whole course once done
+    shard(two, [BOB], {"shard": "2/2", "state": "done", "stems": [BOB[0]]})  # the whole course once done
     code, output = grader("merge", str(one), str(two), "--out", str(out), cwd=tmp_path)
     assert code == 0 and "PARTIAL" not in output, output
     assert cms(out)["7000001"]["6.1"] == "3" and "7000003" in cms(out)
@@ -458,8 +525,8 @@ def test_the_sheet_merged_into_a_partial_merge_keeps_it_partial(tmp_path):
 def test_hidden_files_nested_too_deep_are_read_as_unreadable_not_a_traceback(tmp_path):
     """`.grader.outputs` or `.shard.json` edited (or corrupted) into JSON nested deeper than Python's
     recursion limit: every later run of the folder ended in a RecursionError traceback."""
-    from test_tutors_data import ALICE, grader, write_batch_outputs, write_report
     from test_report_outputs import CONFIG
+    from test_tutors_data import ALICE, grader, write_batch_outputs, write_report
 
     out = tmp_path / "out"
     write_report(ALICE[1], out, ALICE[0])
@@ -482,7 +549,9 @@ def test_a_sheet_excel_saved_with_question_marks_merges_with_the_shards_sheets(t
     from test_tutors_data import ALICE, cms, grader, shard
 
     nguyen = make_report([("Nguyễn Văn An", "7000008"), ("Łukasz Żak", "7000009")])
-    one = shard(tmp_path / "shard-1", [ALICE, nguyen], {"shard": "1/1", "state": "done", "stems": [ALICE[0], nguyen[0]]})
+    one = shard(
+        tmp_path / "shard-1", [ALICE, nguyen], {"shard": "1/1", "state": "done", "stems": [ALICE[0], nguyen[0]]}
+    )
     out = tmp_path / "merged"
     code, output = grader("merge", str(one), "--out", str(out), cwd=tmp_path)
     assert code == 0, output
@@ -493,6 +562,7 @@ def test_a_sheet_excel_saved_with_question_marks_merges_with_the_shards_sheets(t
     assert lossy in text
     sheet.write_text(text, encoding="utf-8")
     from test_report_outputs import fill
+
     fill(sheet, {lossy: {"6.1": "2"}})
     sheet.write_bytes(sheet.read_text(encoding="utf-8").encode("cp1252"))
     code, output = grader("merge", str(one), "--out", str(out), cwd=tmp_path)
@@ -515,15 +585,23 @@ def test_updates_of_a_display_are_held_to_the_output_limits(tmp_path):
 
     config = config_from_dict({"limits": {"cell_timeout_s": 60, "notebook_timeout_s": 300}})
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(
-        "from IPython.display import display, update_display\n"
-        f"display('start', display_id='d{i}')\nupdate_display('y' * 5_000_000, display_id='d{i}')") for i in range(20)]
-    nb.cells.append(nbformat.v4.new_code_cell(
-        "h = display('epoch 0', display_id=True)\nfor epoch in range(1, 2000):\n    h.update(f'epoch {epoch}')"))
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "from IPython.display import display, update_display\n"
+            f"display('start', display_id='d{i}')\nupdate_display('y' * 5_000_000, display_id='d{i}')"
+        )
+        for i in range(20)
+    ]
+    nb.cells.append(
+        nbformat.v4.new_code_cell(
+            "h = display('epoch 0', display_id=True)\nfor epoch in range(1, 2000):\n    h.update(f'epoch {epoch}')"
+        )
+    )
 
     async def run():
         async with KernelSession(kernel_command(config, tmp_path), tmp_path, config.limits) as session:
             return await session.run_notebook(nb)
+
     execution = asyncio.run(run())
     assert execution.info.status == "ok"
     assert len(json.dumps(execution.notebook)) < 2**20
@@ -551,18 +629,22 @@ def test_a_plot_after_a_verbose_training_loop_is_kept(tmp_path):
 
     config = config_from_dict({"limits": {"cell_timeout_s": 120, "notebook_timeout_s": 300}})
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(
-        "import matplotlib.pyplot as plt\n"
-        "for epoch in range(5):\n"
-        "    for batch in range(700):\n"
-        "        print(f'epoch {epoch} batch {batch:4d} loss {1 / (batch + 1):.6f}')\n"
-        "plt.plot([0.7, 0.78, 0.81, 0.83, 0.84], label='baseline')\n"
-        "plt.plot([0.8, 0.83, 0.85, 0.86, 0.87], label='batch norm')\n"
-        "plt.legend()\nplt.show()")]
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import matplotlib.pyplot as plt\n"
+            "for epoch in range(5):\n"
+            "    for batch in range(700):\n"
+            "        print(f'epoch {epoch} batch {batch:4d} loss {1 / (batch + 1):.6f}')\n"
+            "plt.plot([0.7, 0.78, 0.81, 0.83, 0.84], label='baseline')\n"
+            "plt.plot([0.8, 0.83, 0.85, 0.86, 0.87], label='batch norm')\n"
+            "plt.legend()\nplt.show()"
+        )
+    ]
 
     async def run():
         async with KernelSession(kernel_command(config, tmp_path), tmp_path, config.limits) as session:
             return await session.run_notebook(nb)
+
     execution = asyncio.run(run())
     assert execution.info.status == "ok"
     outputs = execution.notebook.cells[0].outputs
@@ -581,22 +663,46 @@ def test_two_merges_of_the_same_shards_named_in_other_orders_do_not_wait_for_eac
     import time
 
     from filelock import FileLock, Timeout
-
     from test_tutors_data import ALICE, BOB, ROOT, shard
 
     one = shard(tmp_path / "shard-1", [ALICE], {"shard": "1/2", "state": "done", "stems": [ALICE[0]]})
     two = shard(tmp_path / "shard-2", [BOB], {"shard": "2/2", "state": "done", "stems": [BOB[0]]})
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from pathlib import Path; from grader.util.locks import hold\n"
-        f"with hold(Path({str(one / '.grader.lock')!r}), command='grader merge (reading)', what='x', wait=False):\n"
-        "    print('held', flush=True); time.sleep(8)")], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import time; from pathlib import Path; from grader.util.locks import hold\n"
+                f"with hold(Path({str(one / '.grader.lock')!r}), command='grader merge (reading)', what='x', wait=False):\n"
+                "    print('held', flush=True); time.sleep(8)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     merge = None
     try:
         assert holder.stdout.readline().strip() == "held"
-        merge = subprocess.Popen([sys.executable, "-m", "grader", "--config", str(ROOT / "grading.toml"), "merge",
-                                  str(two), str(one), "--out", str(tmp_path / "out")], cwd=tmp_path,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        time.sleep(4)   # the merge has started and waits for shard 1
+        merge = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "grader",
+                "--config",
+                str(ROOT / "grading.toml"),
+                "merge",
+                str(two),
+                str(one),
+                "--out",
+                str(tmp_path / "out"),
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        time.sleep(4)  # the merge has started and waits for shard 1
         probe = FileLock(str(two / ".grader.lock"))
         try:
             probe.acquire(timeout=0)
@@ -614,13 +720,15 @@ def test_two_merges_of_the_same_shards_named_in_other_orders_do_not_wait_for_eac
 
 # ---------------------------------------------------------------- names in the CSV files
 
+
 def test_file_names_with_terminal_escapes_and_bidi_overrides_are_shown_not_sent_in_the_csvs(tmp_path):
     """summary.csv carried a file's name as it is: `cat summary.csv` sent its ESC sequences to the
     tutor's terminal (colours, titles, hyperlinks), and U+202E made a spreadsheet show
     'x\\u202egpj.ipynb' as 'xbnypi.jpg'. The pages and the terminal show them escaped; so do the CSVs."""
+    from test_report_outputs import ALICE, CONFIG
+
     from grader.engine.batch import plan
     from grader.report.outputs import write_batch_outputs
-    from test_report_outputs import ALICE, CONFIG
 
     subs, out = tmp_path / "subs", tmp_path / "out"
     subs.mkdir()

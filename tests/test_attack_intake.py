@@ -1,5 +1,6 @@
 """Attacks on the intake as a student (or a broken upload) would make them: each test failed on the
 code before its fix. Fast: no kernel runs here."""
+
 from __future__ import annotations
 
 import os
@@ -7,9 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from conftest import tiny_config
-from conftest import SHEET6_HINTS
+from conftest import SHEET6_HINTS, tiny_config
 from intake_corpus import make_zip, solution_notebook
 
 DEEP = 1500
@@ -63,7 +62,7 @@ def test_staging_the_data_replaces_a_shipped_processed_folder_however_deep(tmp_p
     processed = workspace / "data" / "FashionMNIST" / "processed"
     processed.mkdir(parents=True)
     folder = str(processed)
-    for _ in range(DEEP):   # os.makedirs recurses too
+    for _ in range(DEEP):  # os.makedirs recurses too
         folder += "/a"
         os.mkdir(folder)
     (processed / "training.pt").write_bytes(b"not the staged data")
@@ -81,15 +80,18 @@ def _unpacked(path: Path, tmp_path: Path):
     return unpack(submission, tmp_path / "ws", Archive(), SHEET6_HINTS)
 
 
-@pytest.mark.parametrize("magic, what", [
-    (b"Rar!\x1a\x07\x00", "a RAR archive"),
-    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
-    (b"\x1f\x8b\x08\x00", "a gzip archive"),
-    (b"%PDF-1.7\n", "a PDF"),
-    (b'{\n "cells": [],', "JSON"),
-    (b"<!DOCTYPE html><html>", "a web page"),
-    (b"", "an empty file"),
-])
+@pytest.mark.parametrize(
+    "magic, what",
+    [
+        (b"Rar!\x1a\x07\x00", "a RAR archive"),
+        (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+        (b"\x1f\x8b\x08\x00", "a gzip archive"),
+        (b"%PDF-1.7\n", "a PDF"),
+        (b'{\n "cells": [],', "JSON"),
+        (b"<!DOCTYPE html><html>", "a web page"),
+        (b"", "an empty file"),
+    ],
+)
 def test_a_zip_that_is_something_else_says_what_it_is(tmp_path, magic, what):
     """A .rar renamed to .zip (or a PDF, a notebook, a saved error page) said only "File is not a zip
     file": the team could not tell what to do."""
@@ -103,8 +105,10 @@ def test_a_zip_that_is_something_else_says_what_it_is(tmp_path, magic, what):
 def test_entry_names_too_long_for_the_file_system_are_not_called_unsafe_paths(tmp_path):
     """A name part over 255 bytes was reported as "points outside the submission folder", a path
     over PATH_MAX as "cannot be read; expected intact zip data": neither says what is wrong."""
-    path = make_zip(tmp_path / f"{TEAM}.zip", {"solution.ipynb": solution_notebook(),
-                                               "y" * 300 + ".txt": "x", "abcdefgh/" * 600 + "x.txt": "x"})
+    path = make_zip(
+        tmp_path / f"{TEAM}.zip",
+        {"solution.ipynb": solution_notebook(), "y" * 300 + ".txt": "x", "abcdefgh/" * 600 + "x.txt": "x"},
+    )
     found = _unpacked(path, tmp_path)
     assert found.notebook is not None
     messages = [v.message for v in found.violations if v.code.startswith("archive.")]
@@ -123,6 +127,7 @@ def test_a_clash_of_names_does_not_show_the_graders_folders(tmp_path):
 
 # ---------------------------------------------------------------- bulk downloads, as tutors get them
 
+
 def _bulk(tmp_path: Path) -> Path:
     """A course system's download as a tutor has it after a double-click on one zip (macOS's Archive
     Utility unpacks `X.zip` into `X/` beside it) and with a team folder that names no one."""
@@ -131,8 +136,10 @@ def _bulk(tmp_path: Path) -> Path:
     root = tmp_path / "download"
     root.mkdir()
     team = "Ida_Roth_7000009_Jan_Vogt_7000010"
-    files = {"solution.ipynb": solution_notebook([("Ida Roth", "7000009"), ("Jan Vogt", "7000010")]),
-             "sheet6.pdf": pdf_bytes(["Ida Roth 7000009", "Jan Vogt 7000010"], tmp_path)}
+    files = {
+        "solution.ipynb": solution_notebook([("Ida Roth", "7000009"), ("Jan Vogt", "7000010")]),
+        "sheet6.pdf": pdf_bytes(["Ida Roth 7000009", "Jan Vogt 7000010"], tmp_path),
+    }
     make_zip(root / f"{team}.zip", files)
     (root / team).mkdir()
     for name, content in files.items():
@@ -177,6 +184,7 @@ def test_a_team_folder_with_one_notebook_and_one_pdf_is_one_submission(tmp_path)
 
 # ---------------------------------------------------------------- file names that are not UTF-8
 
+
 def _latin1_named(folder: Path) -> Path:
     """A zip whose name is Windows-1252 bytes (a Windows zip tool, an old FTP upload)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -197,13 +205,19 @@ def test_a_file_name_in_windows_1252_is_read_as_such_and_can_be_written_anywhere
     submission = identify(path, tmp_path / "subs", config.naming)
     assert [m.name for m in submission.team] == ["Müller", "Schön"]
     assert submission.rel == "Müller_1234567_Schön_7654321.zip" and submission.stem == "Müller_1234567_Schön_7654321"
-    submission.info().model_dump_json()   # raised PydanticSerializationError
-    jobs = [job for k in (1, 2) for job in plan(tmp_path / "subs", config, tmp_path / "out", shard=Shard(k, 2),
-                                                 force=True, grader_hash="x").jobs]
+    submission.info().model_dump_json()  # raised PydanticSerializationError
+    jobs = [
+        job
+        for k in (1, 2)
+        for job in plan(
+            tmp_path / "subs", config, tmp_path / "out", shard=Shard(k, 2), force=True, grader_hash="x"
+        ).jobs
+    ]
     assert [job.path for job in jobs] == [path]
 
 
 # ---------------------------------------------------------------- notebooks that Jupyter opens
+
 
 def test_notebooks_without_optional_keys_are_run_not_refused(tmp_path):
     """Notebooks written by converters and scripts often leave out `metadata` (of the notebook or
@@ -213,15 +227,25 @@ def test_notebooks_without_optional_keys_are_run_not_refused(tmp_path):
 
     from grader.run.execute import read_notebook
 
-    raw = {"nbformat": 4, "nbformat_minor": 4, "cells": [
-        {"cell_type": "markdown", "source": "# Ida Roth 7000009"},
-        {"cell_type": "markdown", "source": "![x](attachment:x.png)", "metadata": {}, "attachments": "x.png"},
-        {"cell_type": "code", "source": "x = 1"},
-        {"cell_type": "code", "source": ["y = ", "2"], "metadata": {}, "execution_count": 3}]}
+    raw = {
+        "nbformat": 4,
+        "nbformat_minor": 4,
+        "cells": [
+            {"cell_type": "markdown", "source": "# Ida Roth 7000009"},
+            {"cell_type": "markdown", "source": "![x](attachment:x.png)", "metadata": {}, "attachments": "x.png"},
+            {"cell_type": "code", "source": "x = 1"},
+            {"cell_type": "code", "source": ["y = ", "2"], "metadata": {}, "execution_count": 3},
+        ],
+    }
     path = tmp_path / "converted.ipynb"
     path.write_text(json.dumps(raw))
     notebook = read_notebook(path)
-    assert [cell.source for cell in notebook.cells] == ["# Ida Roth 7000009", "![x](attachment:x.png)", "x = 1", "y = 2"]
+    assert [cell.source for cell in notebook.cells] == [
+        "# Ida Roth 7000009",
+        "![x](attachment:x.png)",
+        "x = 1",
+        "y = 2",
+    ]
     assert all(cell.outputs == [] for cell in notebook.cells if cell.cell_type == "code")
 
 
@@ -230,21 +254,26 @@ def test_a_password_protected_pdf_is_an_error_that_says_so(tmp_path):
     saying "FileNotDecryptedError: File has not been decrypted"."""
     import io
 
+    from intake_corpus import make_pdf
     from pypdf import PdfWriter
 
     from grader.config import Archive, Naming
     from grader.intake import check_identity, identify, unpack
-    from intake_corpus import make_pdf
 
     plain_pdf = make_pdf(tmp_path / "plain.pdf", ["Ida Roth 7000009", "Jan Vogt 7000010"])
     writer = PdfWriter(clone_from=str(plain_pdf))
     writer.encrypt("secret")
     locked = io.BytesIO()
     writer.write(locked)
-    path = make_zip(tmp_path / "subs" / f"{TEAM}.zip", {"solution.ipynb": solution_notebook(), "sheet.pdf": locked.getvalue()})
+    path = make_zip(
+        tmp_path / "subs" / f"{TEAM}.zip", {"solution.ipynb": solution_notebook(), "sheet.pdf": locked.getvalue()}
+    )
     submission = identify(path, path.parent, Naming())
-    found = [v for v in check_identity(submission, unpack(submission, tmp_path / "ws", Archive(), SHEET6_HINTS))
-             if v.code == "content.pdf_unreadable"]
+    found = [
+        v
+        for v in check_identity(submission, unpack(submission, tmp_path / "ws", Archive(), SHEET6_HINTS))
+        if v.code == "content.pdf_unreadable"
+    ]
     assert len(found) == 1 and found[0].severity == "error", found
     assert "password" in found[0].message and "sheet.pdf" in found[0].message and "Error:" not in found[0].message
 
@@ -255,8 +284,12 @@ def test_output_names_carry_no_terminal_escapes_or_bidirectional_overrides(tmp_p
     from grader.engine.batch import plan
 
     subs = tmp_path / "subs"
-    names = ["Karl_7000071_\x1b]8;;https:evil\x07Lena\x1b]8;;\x07_7000072", "Rita_7000091_Otto_7000092_\u202efdp",
-             "Rita_7000091_Otto_7000092_\u202dfdp", "-rf Ida_7000093_Jan_7000094"]
+    names = [
+        "Karl_7000071_\x1b]8;;https:evil\x07Lena\x1b]8;;\x07_7000072",
+        "Rita_7000091_Otto_7000092_\u202efdp",
+        "Rita_7000091_Otto_7000092_\u202dfdp",
+        "-rf Ida_7000093_Jan_7000094",
+    ]
     for name in names:
         make_zip(subs / f"{name}.zip", {"solution.ipynb": solution_notebook()})
     jobs = plan(subs, tiny_config(), tmp_path / "out", shard=None, force=True, grader_hash="x").jobs
@@ -265,10 +298,11 @@ def test_output_names_carry_no_terminal_escapes_or_bidirectional_overrides(tmp_p
     for stem in stems:
         assert stem.isprintable() and not any(ch in stem for ch in "\u202d\u202e"), stem
         assert not stem.startswith("-"), stem
-    assert sorted(job.submission.stem for job in jobs) == sorted(names)   # the report keeps the real name
+    assert sorted(job.submission.stem for job in jobs) == sorted(names)  # the report keeps the real name
 
 
 # ---------------------------------------------------------------- limits that cost the notebook
+
 
 def test_a_zip_with_the_teams_data_folder_is_graded(tmp_path):
     """Teams zip their whole folder, with the `data/FashionMNIST/raw` that torchvision downloaded
@@ -281,7 +315,7 @@ def test_a_zip_with_the_teams_data_folder_is_graded(tmp_path):
 
     path = tmp_path / f"{TEAM}.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        raw = os.urandom(3 << 20)   # as incompressible as the real images' gzip files
+        raw = os.urandom(3 << 20)  # as incompressible as the real images' gzip files
         for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
             archive.writestr(f"data/FashionMNIST/raw/{name}.gz", gzip.compress(raw, 1))
             archive.writestr(f"data/FashionMNIST/raw/{name}", raw)
@@ -302,8 +336,12 @@ def test_the_notebook_is_unpacked_before_a_limit_is_reached(tmp_path):
     entries = [(f"results/run{i}.npy", os.urandom(300 << 10)) for i in range(12)]
     entries += [(f"junk/{i}.txt", "") for i in range(30)]
     path = make_zip(tmp_path / f"{TEAM}.zip", entries + [("solution.ipynb", solution_notebook())])
-    found = unpack(identify(path, tmp_path, Naming()), tmp_path / "ws",
-                   Archive(max_compressed_mb=2, max_uncompressed_mb=3, max_entries=20), SHEET6_HINTS)
+    found = unpack(
+        identify(path, tmp_path, Naming()),
+        tmp_path / "ws",
+        Archive(max_compressed_mb=2, max_uncompressed_mb=3, max_entries=20),
+        SHEET6_HINTS,
+    )
     assert found.notebook is not None and found.notebook.name == "solution.ipynb"
     assert {v.code for v in found.violations} == {"archive.too_large", "content.no_pdf"}, found.violations
 
@@ -315,10 +353,15 @@ def test_a_bulk_download_left_zipped_says_to_unpack_it(tmp_path):
     from grader.config import Archive, Naming
     from grader.intake import identify, unpack
 
-    teams = ["Ida_Roth_7000009_Jan_Vogt_7000010", "Eva_Ernst_7000011_Carl_Fuchs_7000012",
-             "Rita_Otto_7000013_Max_Mai_7000014"]
-    inner = {f"{team}.zip": make_zip(tmp_path / f"{team}.zip", {"solution.ipynb": solution_notebook()}).read_bytes()
-             for team in teams}
+    teams = [
+        "Ida_Roth_7000009_Jan_Vogt_7000010",
+        "Eva_Ernst_7000011_Carl_Fuchs_7000012",
+        "Rita_Otto_7000013_Max_Mai_7000014",
+    ]
+    inner = {
+        f"{team}.zip": make_zip(tmp_path / f"{team}.zip", {"solution.ipynb": solution_notebook()}).read_bytes()
+        for team in teams
+    }
     path = make_zip(tmp_path / "subs" / "NNTI-WS2425-Sheet6-submissions.zip", inner)
     found = unpack(identify(path, path.parent, Naming()), tmp_path / "ws", Archive(), SHEET6_HINTS)
     bulk = [v for v in found.violations if v.code == "archive.bulk_download"]
@@ -336,8 +379,11 @@ def test_the_import_preflight_says_what_is_wrong_with_a_malformed_notebook(tmp_p
 
     config = tiny_config()
     path = tmp_path / f"{TEAM}.ipynb"
-    path.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "cells": [],
-                                "metadata": json.loads('{"a":' * 600 + "1" + "}" * 600)}))
+    path.write_text(
+        json.dumps(
+            {"nbformat": 4, "nbformat_minor": 5, "cells": [], "metadata": json.loads('{"a":' * 600 + "1" + "}" * 600)}
+        )
+    )
     found = preflight([identify(path, tmp_path, config.naming)], config, tmp_path)
     assert len(found.unreadable) == 1, found.unreadable
     why = found.unreadable[0][1]

@@ -6,9 +6,9 @@ cells exec'd into a namespace as the kernel would hold them (with the set-up ste
 test_sheet5.py). In real kernels: one `grader grade --sheet sheet5` of a folder of hostile and
 messy submissions (one batch, to save kernel starts), each asserted on what its report says.
 """
+
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,12 +17,12 @@ from dataclasses import replace
 import nbformat
 import numpy as np
 import pytest
-
 from conftest import ROOT, needs_torch
+from test_sheet5 import make_sheet5, observe, verdicts
+
 from grader.checks.environment_faults import environment_faults, fault_violations
 from grader.child import setup_kernel as setup
 from grader.sheet import AccuracyRange
-from test_sheet5 import make_sheet5, observe, verdicts
 
 SOLUTION_NETWORK_FORWARD = "return self.softmax(self.output(x))"
 CALIBRATED = AccuracyRange(low=(0.963,), high=(0.963,), source="test")
@@ -31,8 +31,11 @@ CALIBRATED = AccuracyRange(low=(0.963,), high=(0.963,), source="test")
 def cells(parts=None, *changes: tuple[str, str]) -> list[str]:
     """The code cells of the notebook (the solution by default) with each (old, new) replaced;
     every old text must be found."""
-    sources = [c.source for c in make_sheet5.build_notebook(parts or make_sheet5.solution_parts()).cells
-               if c.cell_type == "code"]
+    sources = [
+        c.source
+        for c in make_sheet5.build_notebook(parts or make_sheet5.solution_parts()).cells
+        if c.cell_type == "code"
+    ]
     for old, new in changes:
         assert any(old in s for s in sources), f"not in the notebook: {old!r}"
         sources = [s.replace(old, new) for s in sources]
@@ -50,7 +53,9 @@ def run(sources: list[str], epochs: int = 20) -> tuple[dict, setup.Recorder]:
         number[0] += 1
         ns["In"].append(source)
         try:
-            exec(source.replace('"num_epochs": 1000', f'"num_epochs": {epochs}').replace("plt.show()", "plt.close()"), ns)
+            exec(
+                source.replace('"num_epochs": 1000', f'"num_epochs": {epochs}').replace("plt.show()", "plt.close()"), ns
+            )
         except Exception:
             pass
         if isinstance(ns.get("FFNN"), type):
@@ -67,14 +72,22 @@ def graded(sources: list[str], accuracy_range: AccuracyRange | None = CALIBRATED
 
 # ---- which network is the trained one ---------------------------------------------------------
 
+
 def test_a_config_rebound_for_an_experiment_does_not_pick_the_experiments_network():
     """Part 4 written as `config = dict(config, learning_rate=100)`: the name `config` now holds the
     experiment's, and the network the exercise asks about is still the one of the first call."""
-    ns, obs, found = graded(cells(None, ("config_2 = dict(config, learning_rate=100)\ntrain(config_2",
-                                         "config = dict(config, learning_rate=100)\ntrain(config")))
+    ns, obs, found = graded(
+        cells(
+            None,
+            (
+                "config_2 = dict(config, learning_rate=100)\ntrain(config_2",
+                "config = dict(config, learning_rate=100)\ntrain(config",
+            ),
+        )
+    )
     trained = obs.answer.network.trained.params["hidden.weight"]
     assert np.allclose(trained, ns["model"].hidden.weight.detach().numpy(), atol=1e-6)
-    assert obs.answer.network.trained_cell == 7     # model = train(config, data, labels)
+    assert obs.answer.network.trained_cell == 7  # model = train(config, data, labels)
     assert found["training.step"][0] == "pass"
 
 
@@ -84,8 +97,8 @@ def test_train_defined_and_called_in_one_cell_is_left_to_a_tutor_not_taken_from_
     units, a learning rate of 100) are not the one 5.4.3 asks about."""
     sources = cells(replace(make_sheet5.solution_parts(), returns=""))
     at = next(i for i, s in enumerate(sources) if s.startswith("def plot_decision_boundary"))
-    sources[at:at + 2] = [sources[at] + "\n\n\n" + sources[at + 1]]
-    ns, obs, found = graded(sources)
+    sources[at : at + 2] = [sources[at] + "\n\n\n" + sources[at + 1]]
+    _ns, obs, found = graded(sources)
     status, message = found["training.accuracy"]
     assert status == "needs_review", message
     assert "In [6]" in message and "in the cell that defines it" in message and "separate cells" in message
@@ -101,15 +114,25 @@ def test_a_train_that_never_got_defined_is_not_said_to_be_called_where_it_is_def
 
 # ---- a notebook written for a GPU ---------------------------------------------------------------
 
-@pytest.mark.parametrize("ename, evalue", [
-    ("RuntimeError", "Found no NVIDIA driver on your system. Please check that you have an NVIDIA GPU and "
-                     "installed a driver from http://www.nvidia.com/Download/index.aspx"),
-    ("AssertionError", "Torch not compiled with CUDA enabled"),
-    ("RuntimeError", "No CUDA GPUs are available"),
-    ("RuntimeError", "Attempting to deserialize object on a CUDA device but torch.cuda.is_available() is False. "
-                     "If you are running on a CPU-only machine, please use torch.load with map_location"),
-    ("RuntimeError", "PyTorch is not linked with support for mps devices"),
-])
+
+@pytest.mark.parametrize(
+    "ename, evalue",
+    [
+        (
+            "RuntimeError",
+            "Found no NVIDIA driver on your system. Please check that you have an NVIDIA GPU and "
+            "installed a driver from http://www.nvidia.com/Download/index.aspx",
+        ),
+        ("AssertionError", "Torch not compiled with CUDA enabled"),
+        ("RuntimeError", "No CUDA GPUs are available"),
+        (
+            "RuntimeError",
+            "Attempting to deserialize object on a CUDA device but torch.cuda.is_available() is False. "
+            "If you are running on a CPU-only machine, please use torch.load with map_location",
+        ),
+        ("RuntimeError", "PyTorch is not linked with support for mps devices"),
+    ],
+)
 def test_a_notebook_that_asks_for_a_gpu_is_left_to_a_tutor(ename, evalue):
     """`"device": "cuda"` written into config (Colab's GPU) fails on the grader's machines, which
     have none: a limit of the grading environment, like a module it lacks, not the team's mistake."""
@@ -129,13 +152,16 @@ def test_a_notebook_that_asks_for_a_gpu_is_left_to_a_tutor(ename, evalue):
 
 # ---- networks written otherwise ------------------------------------------------------------------
 
-ANY_ACCURACY = AccuracyRange(low=(0.0,), high=(0.0,), source="test")   # passes whatever a recomputed accuracy is
+ANY_ACCURACY = AccuracyRange(low=(0.0,), high=(0.0,), source="test")  # passes whatever a recomputed accuracy is
 
 
-@pytest.mark.parametrize("forward", [
-    "z = torch.exp(self.output(x))\n        return z / z.sum(dim=1, keepdim=True)",
-    "z = self.output(x)\n        z = torch.exp(z - z.max(dim=1, keepdim=True).values)\n        return z / torch.sum(z, 1, keepdim=True)",
-])
+@pytest.mark.parametrize(
+    "forward",
+    [
+        "z = torch.exp(self.output(x))\n        return z / z.sum(dim=1, keepdim=True)",
+        "z = self.output(x)\n        z = torch.exp(z - z.max(dim=1, keepdim=True).values)\n        return z / torch.sum(z, 1, keepdim=True)",
+    ],
+)
 def test_a_softmax_written_out_by_hand_gets_every_point(forward):
     """The lecture's formula, exp(z) / Σ exp(z), is the softmax: the grader recognises it by what it
     computes (the softmax of the last Linear layer's output, on the network's own weights), not by
@@ -147,12 +173,16 @@ def test_a_softmax_written_out_by_hand_gets_every_point(forward):
 def test_an_ending_that_is_no_softmax_is_named_and_left_to_a_tutor():
     _, _, found = graded(cells(None, (SOLUTION_NETWORK_FORWARD, "return torch.exp(self.output(x))")), ANY_ACCURACY)
     assert found["ffnn.architecture"][0] == "pass", found
-    assert found["ffnn.forward"] == ("needs_review", "FFNN(2, 16, 3)'s forward pass could not be recomputed: after "
-                                     "the last Linear layer it calls torch's `exp`, and its output is neither the "
-                                     "softmax nor the log-softmax of that layer's output.")
+    assert found["ffnn.forward"] == (
+        "needs_review",
+        "FFNN(2, 16, 3)'s forward pass could not be recomputed: after "
+        "the last Linear layer it calls torch's `exp`, and its output is neither the "
+        "softmax nor the log-softmax of that layer's output.",
+    )
 
 
 # ---- the template, and names other than the template's --------------------------------------------
+
 
 def test_the_untouched_template_says_what_is_still_to_write():
     _, _, found = graded(cells(make_sheet5.template_parts()))
@@ -165,11 +195,19 @@ def test_the_untouched_template_says_what_is_still_to_write():
     assert ". expected" not in found["training.accuracy"][1]
 
 
-@pytest.mark.parametrize("renames, named", [
-    ((("class FFNN(nn.Module)", "class Net(nn.Module)"), ("model = FFNN(", "model = Net(")), "`Net`"),
-    ((("class PointsDataset(Dataset)", "class SpiralDataset(Dataset)"), ("dataset = PointsDataset(", "dataset = SpiralDataset(")),
-     "`SpiralDataset`"),
-])
+@pytest.mark.parametrize(
+    "renames, named",
+    [
+        ((("class FFNN(nn.Module)", "class Net(nn.Module)"), ("model = FFNN(", "model = Net(")), "`Net`"),
+        (
+            (
+                ("class PointsDataset(Dataset)", "class SpiralDataset(Dataset)"),
+                ("dataset = PointsDataset(", "dataset = SpiralDataset("),
+            ),
+            "`SpiralDataset`",
+        ),
+    ],
+)
 def test_a_class_renamed_is_named_with_the_name_the_grader_looks_for(renames, named):
     """Teams rename the template's classes (or upload another sheet's notebook): the message names
     what the notebook does define, so that the student sees what to change."""
@@ -182,6 +220,7 @@ def test_a_class_renamed_is_named_with_the_name_the_grader_looks_for(renames, na
 
 
 # ---- what the trained network's accuracy says ------------------------------------------------------
+
 
 def test_a_network_of_other_layers_loses_its_architecture_not_its_training_too():
     """Sigmoid for ReLU costs ffnn.architecture; such a network also trains to a lower accuracy in
@@ -203,7 +242,7 @@ def test_a_low_accuracy_names_the_config_values_that_differ_from_the_exercises()
 
 def test_a_training_that_diverged_says_so():
     """NaN losses: the trained weights are not numbers any more, whatever the accuracy says."""
-    ns, obs, found = graded(cells(None, ('"learning_rate": 1,', '"learning_rate": 1e30,')))
+    _ns, obs, found = graded(cells(None, ('"learning_rate": 1,', '"learning_rate": 1e30,')))
     assert not np.all(np.isfinite(obs.answer.network.trained.params["hidden.weight"]))
     status, message = found["training.accuracy"]
     assert status == "fail" and "weights are NaN or infinite: the training diverged" in message, message
@@ -211,10 +250,16 @@ def test_a_training_that_diverged_says_so():
 
 # ---- in real kernels: one batch of what teams send ------------------------------------------------
 
+
 def _zip(members, nb: nbformat.NotebookNode) -> bytes:
-    from make_examples import deterministic_zip  # noqa: E402  (tools/, on the path through test_sheet5)
-    return deterministic_zip([("sheet05.pdf", make_sheet5.team_pdf(members)),
-                              ("sheet05.ipynb", (nbformat.writes(nb) + "\n").encode("utf-8"))])
+    from make_examples import deterministic_zip  # tools/, on the path through test_sheet5
+
+    return deterministic_zip(
+        [
+            ("sheet05.pdf", make_sheet5.team_pdf(members)),
+            ("sheet05.ipynb", (nbformat.writes(nb) + "\n").encode("utf-8")),
+        ]
+    )
 
 
 def _notebook(parts, *changes: tuple[str, str], insert: tuple[tuple[int, str], ...] = ()) -> nbformat.NotebookNode:
@@ -238,36 +283,60 @@ def _merged(parts) -> nbformat.NotebookNode:
 
 # name -> (a notebook of the solution's team `members`, built from its Parts)
 ATTACKS = {
-    "rebound": lambda p: _notebook(p, ("config_2 = dict(config, learning_rate=100)\ntrain(config_2",
-                                       "config = dict(config, learning_rate=100)\ntrain(config")),
+    "rebound": lambda p: _notebook(
+        p,
+        (
+            "config_2 = dict(config, learning_rate=100)\ntrain(config_2",
+            "config = dict(config, learning_rate=100)\ntrain(config",
+        ),
+    ),
     "cuda": lambda p: _notebook(p, ('"device": "cuda" if torch.cuda.is_available() else "cpu",', '"device": "cuda",')),
-    "colab": lambda p: _notebook(p, insert=((1, "!pip install torch tqdm"),
-                                            (2, "from google.colab import drive\ndrive.mount('/content/drive')"))),
-    "drive_data": lambda p: _notebook(p, ("np.random.seed(352)",
-                                          "np.random.seed(352)\ndata = np.load('/content/drive/MyDrive/nnti/spiral.npy')")),
-    "manual_softmax": lambda p: _notebook(p, (SOLUTION_NETWORK_FORWARD,
-                                              "z = torch.exp(self.output(x))\n        return z / z.sum(dim=1, keepdim=True)")),
+    "colab": lambda p: _notebook(
+        p, insert=((1, "!pip install torch tqdm"), (2, "from google.colab import drive\ndrive.mount('/content/drive')"))
+    ),
+    "drive_data": lambda p: _notebook(
+        p, ("np.random.seed(352)", "np.random.seed(352)\ndata = np.load('/content/drive/MyDrive/nnti/spiral.npy')")
+    ),
+    "manual_softmax": lambda p: _notebook(
+        p, (SOLUTION_NETWORK_FORWARD, "z = torch.exp(self.output(x))\n        return z / z.sum(dim=1, keepdim=True)")
+    ),
     "template": lambda p: make_sheet5.build_notebook(replace(make_sheet5.template_parts(), team=p.team)),
-    "renamed": lambda p: _notebook(p, ("class FFNN(nn.Module)", "class Net(nn.Module)"), ("model = FFNN(", "model = Net(")),
-    "snoop": lambda p: _notebook(p, insert=((2, "import os, glob, shutil\n"
-                                                "print('SEEN', sorted(os.listdir('..')), glob.glob('/work/*/grader'))\n"
-                                                "for name in os.listdir('.'):\n"
-                                                "    if name.endswith('.pdf'):\n"
-                                                "        os.remove(name)\n"
-                                                "shutil.rmtree('/tmp', ignore_errors=True)"),)),
-    "flood": lambda p: _notebook(p, ("loss_sum += loss.item() * len(targets)",
-                                     "loss_sum += loss.item() * len(targets)\n            print('step', loss.item(), 'x' * 200)"),
-                                 insert=((3, "print('A' * 5_000_000)"),)),
+    "renamed": lambda p: _notebook(
+        p, ("class FFNN(nn.Module)", "class Net(nn.Module)"), ("model = FFNN(", "model = Net(")
+    ),
+    "snoop": lambda p: _notebook(
+        p,
+        insert=(
+            (
+                2,
+                "import os, glob, shutil\n"
+                "print('SEEN', sorted(os.listdir('..')), glob.glob('/work/*/grader'))\n"
+                "for name in os.listdir('.'):\n"
+                "    if name.endswith('.pdf'):\n"
+                "        os.remove(name)\n"
+                "shutil.rmtree('/tmp', ignore_errors=True)",
+            ),
+        ),
+    ),
+    "flood": lambda p: _notebook(
+        p,
+        (
+            "loss_sum += loss.item() * len(targets)",
+            "loss_sum += loss.item() * len(targets)\n            print('step', loss.item(), 'x' * 200)",
+        ),
+        insert=((3, "print('A' * 5_000_000)"),),
+    ),
     "empty_cells": lambda p: _notebook(p, insert=((2, ""), (5, "# nothing here yet"), (9, "   \n\n"))),
     "merged": _merged,
     "sigmoid": lambda p: _notebook(p, ("self.relu = nn.ReLU()", "self.relu = nn.Sigmoid()")),
     "sheet6": lambda p: nbformat.read(ROOT / "reference" / "solution.ipynb", as_version=4),
 }
-WRONG_NAME = "sheet5_submission.zip"   # the solution, uploaded under a name without the team
+WRONG_NAME = "sheet5_submission.zip"  # the solution, uploaded under a name without the team
 
 
 def _members(number: int):
-    from make_examples import team  # noqa: E402
+    from make_examples import team
+
     first = 7410000 + 10 * number
     return team(("Anna Probe", str(first)), ("Bernd Test", str(first + 1)))
 
@@ -288,12 +357,32 @@ def attacked(tmp_path_factory):
         (submissions / name).write_bytes(_zip(members, build(make_sheet5.solution_parts(members))))
         names[name] = attack
     members = _members(len(ATTACKS))
-    (submissions / WRONG_NAME).write_bytes(_zip(members, make_sheet5.build_notebook(make_sheet5.solution_parts(members))))
+    (submissions / WRONG_NAME).write_bytes(
+        _zip(members, make_sheet5.build_notebook(make_sheet5.solution_parts(members)))
+    )
     names[WRONG_NAME] = "wrong_name"
     env = {**os.environ, "GRADER_CACHE": str(folder / "cache")}
     env.pop("GRADER_CALIBRATION", None)
-    done = subprocess.run([sys.executable, "-m", "grader", "grade", "--sheet", "sheet5", str(submissions), "--out",
-                           "reports", "--workers", "2"], cwd=folder, env=env, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "grade",
+            "--sheet",
+            "sheet5",
+            str(submissions),
+            "--out",
+            "reports",
+            "--workers",
+            "2",
+        ],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     reports = {}
     for path in (folder / "reports").glob("*.json"):
@@ -312,13 +401,24 @@ def messages(report) -> dict[str, str]:
     return {c.id: c.message for c in report.checks}
 
 
-ALL_PASS = {c: "pass" for c in ("dataset.getitem", "dataset.len", "ffnn.architecture", "ffnn.forward",
-                                 "training.step", "training.accuracy")}
+ALL_PASS = {
+    c: "pass"
+    for c in (
+        "dataset.getitem",
+        "dataset.len",
+        "ffnn.architecture",
+        "ffnn.forward",
+        "training.step",
+        "training.accuracy",
+    )
+}
 
 
 @pytest.mark.kernel
 @needs_torch
-@pytest.mark.parametrize("attack", ["rebound", "colab", "manual_softmax", "snoop", "flood", "empty_cells", "wrong_name"])
+@pytest.mark.parametrize(
+    "attack", ["rebound", "colab", "manual_softmax", "snoop", "flood", "empty_cells", "wrong_name"]
+)
 def test_correct_work_sent_messily_gets_every_automatic_point(attacked, attack):
     report = attacked[0][attack]
     assert statuses(report) == ALL_PASS, messages(report)
@@ -329,15 +429,20 @@ def test_correct_work_sent_messily_gets_every_automatic_point(attacked, attack):
 @needs_torch
 def test_what_the_messy_uploads_are_told(attacked):
     reports, out, stdout = attacked
-    assert "platform only (exists only on Google Colab)" in stdout   # the import pre-flight, before any notebook ran
+    assert "platform only (exists only on Google Colab)" in stdout  # the import pre-flight, before any notebook ran
     notes = " ".join(reports["colab"].execution.notes)
     assert "google.colab" in notes and "Google Colab" in notes and "grading installs nothing" in notes
     assert any("output cut" in n for n in reports["flood"].execution.notes)
     assert [v.code for v in reports["wrong_name"].violations] == ["name.pattern"]
     executed = nbformat.read(out / "executed" / (reports["snoop"].submission.file[:-4] + ".ipynb"), as_version=4)
-    seen = next(o.text for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                if o.get("name") == "stdout" and "SEEN" in o.get("text", ""))
-    assert "Anna_Probe" not in seen and "/grader" not in seen, seen      # no other team's folder, no grader code
+    seen = next(
+        o.text
+        for c in executed.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("name") == "stdout" and "SEEN" in o.get("text", "")
+    )
+    assert "Anna_Probe" not in seen and "/grader" not in seen, seen  # no other team's folder, no grader code
 
 
 @pytest.mark.kernel
@@ -356,8 +461,9 @@ def test_what_the_grader_cannot_judge_is_left_to_a_tutor(attacked):
     assert statuses(merged) == {**ALL_PASS, "training.accuracy": "needs_review"}, messages(merged)
     assert "in the cell that defines it" in messages(merged)["training.accuracy"]
     sigmoid = reports["sigmoid"]
-    assert statuses(sigmoid) == {**ALL_PASS, "ffnn.architecture": "fail", "training.accuracy": "needs_review"}, \
+    assert statuses(sigmoid) == {**ALL_PASS, "ffnn.architecture": "fail", "training.accuracy": "needs_review"}, (
         messages(sigmoid)
+    )
 
 
 @pytest.mark.kernel
@@ -371,8 +477,18 @@ def test_work_not_done_or_not_this_sheets_gets_a_message_to_act_on(attacked):
     assert "__len__ is still the template's: write it" in said["dataset.len"], said
     assert "forward is still the template's: write it" in said["ffnn.forward"], said
     renamed = reports["renamed"]
-    assert statuses(renamed) == {**ALL_PASS, "ffnn.architecture": "fail", "ffnn.forward": "fail",
-                                 "training.step": "fail", "training.accuracy": "fail"}
-    assert all("It defines `Net`" in m for c, m in messages(renamed).items() if not c.startswith("dataset")), messages(renamed)
+    assert statuses(renamed) == {
+        **ALL_PASS,
+        "ffnn.architecture": "fail",
+        "ffnn.forward": "fail",
+        "training.step": "fail",
+        "training.accuracy": "fail",
+    }
+    assert all("It defines `Net`" in m for c, m in messages(renamed).items() if not c.startswith("dataset")), messages(
+        renamed
+    )
     other_sheet = messages(reports["sheet6"])
-    assert "`FashionNetwork`" in other_sheet["ffnn.architecture"] and "another sheet's notebook" in other_sheet["ffnn.architecture"]
+    assert (
+        "`FashionNetwork`" in other_sheet["ffnn.architecture"]
+        and "another sheet's notebook" in other_sheet["ffnn.architecture"]
+    )

@@ -1,5 +1,6 @@
 """The batch around the pipeline: killed and resumed, sharded and merged, nothing lost or doubled.
 Real kernels run small notebooks (no training) on a tiny generated data set."""
+
 from __future__ import annotations
 
 import json
@@ -13,16 +14,21 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import needs_torch
+
 from grader.models import Report
 from grader.sheets.sheet6 import SHEET
 
 pytestmark = [pytest.mark.kernel, needs_torch]
 
-TEAMS = ["Anna Schmidt_7000001_Bernd Weber_7000002", "Clara Fischer_7000003_Dieter Wolf_7000004",
-         "Eva Koch_7000005_Frank Bauer_7000006", "Gerd Lang_7000007_Hanna Ott_7000008",
-         "Ida Roth_7000009_Jan Vogt_7000010", "Karl Ernst_7000011_Lena Graf_7000012"]
+TEAMS = [
+    "Anna Schmidt_7000001_Bernd Weber_7000002",
+    "Clara Fischer_7000003_Dieter Wolf_7000004",
+    "Eva Koch_7000005_Frank Bauer_7000006",
+    "Gerd Lang_7000007_Hanna Ott_7000008",
+    "Ida Roth_7000009_Jan Vogt_7000010",
+    "Karl Ernst_7000011_Lena Graf_7000012",
+]
 
 
 def _notebook(seconds: float) -> nbformat.NotebookNode:
@@ -44,7 +50,9 @@ def batch_setup(tmp_path):
     for index, team in enumerate(TEAMS):
         nbformat.write(_notebook(0.5 + 0.2 * index), subs / f"{team}.ipynb")
     config_path = tmp_path / "grading.toml"
-    config_path.write_text('[sheet]\nname = "sheet6"\n[data]\nsource = ""\ntrain_size = 256\ntest_size = 128\n[run]\nworkers = 2\n')
+    config_path.write_text(
+        '[sheet]\nname = "sheet6"\n[data]\nsource = ""\ntrain_size = 256\ntest_size = 128\n[run]\nworkers = 2\n'
+    )
     config = load_config(config_path)
     staged = stage_dataset(config.data, None, cache_dir() / "data", SHEET.dataset)
     calibration = calibration_file()
@@ -55,9 +63,13 @@ def batch_setup(tmp_path):
 
 
 def _grade(subs: Path, config: Path, out: Path, *extra: str, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "grader", "--config", str(config), "grade", str(subs),
-                             "--out", str(out), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "grader", "--config", str(config), "grade", str(subs), "--out", str(out), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        **popen,
+    )
 
 
 def _processes_mentioning(text: str) -> list[str]:
@@ -75,13 +87,15 @@ def _processes_mentioning(text: str) -> list[str]:
 
 def _reports(out: Path) -> dict[str, Report]:
     # The shard marker is `.shard.json` (hidden, so that no submission's report can have its name).
-    return {p.stem: Report.model_validate_json(p.read_bytes()) for p in out.glob("*.json") if not p.name.startswith(".")}
+    return {
+        p.stem: Report.model_validate_json(p.read_bytes()) for p in out.glob("*.json") if not p.name.startswith(".")
+    }
 
 
 def test_killed_batch_resumes_with_every_report_whole(batch_setup, tmp_path):
     subs, config = batch_setup
     out = tmp_path / "out"
-    scratch = tmp_path / "t"   # the batches' work folders and kernels' sockets: how we find their kernels
+    scratch = tmp_path / "t"  # the batches' work folders and kernels' sockets: how we find their kernels
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch)}
     # Killed before any report is written, just after the first one, and halfway; the last run has
@@ -95,7 +109,7 @@ def test_killed_batch_resumes_with_every_report_whole(batch_setup, tmp_path):
             time.sleep(0.02)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-        _reports(out)   # whatever is there is whole: a half-written report would not parse
+        _reports(out)  # whatever is there is whole: a half-written report would not parse
     assert len(_reports(out)) < len(TEAMS), "everything was graded before the last kill"
     finished = _grade(subs, config, out, env=env)
     output = finished.communicate(timeout=300)[0].decode()
@@ -125,8 +139,21 @@ def test_shards_are_disjoint_and_merge_refuses_missing_or_doubled_parts(batch_se
     assert parts[0].isdisjoint(parts[1]) and parts[0] | parts[1] == set(TEAMS)
 
     def merge(*folders: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "grader", "--config", str(config), "merge", *folders,
-                               "--out", str(tmp_path / "merged")], capture_output=True, text=True)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "grader",
+                "--config",
+                str(config),
+                "merge",
+                *folders,
+                "--out",
+                str(tmp_path / "merged"),
+            ],
+            capture_output=True,
+            text=True,
+        )
 
     missing = merge(str(tmp_path / "shard1"))
     assert missing.returncode == 2 and "missing shard(s) 2/2" in missing.stdout
@@ -143,10 +170,13 @@ def test_shards_are_disjoint_and_merge_refuses_missing_or_doubled_parts(batch_se
 def test_grader_processes_use_one_blas_thread_unless_told(given, expected):
     """The grader's own numpy work runs beside the kernels: spinning BLAS threads would take their
     cores. A value the user set is kept."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    }
     if given is not None:
         env["OPENBLAS_NUM_THREADS"] = given
-    code = ("import grader, os; "
-            "print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'])")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    code = "import grader, os; print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == [expected, "1"]

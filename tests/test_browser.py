@@ -4,6 +4,7 @@ console error, and the screenshots show a page with a chart (not a blank or brok
 Needs Debian's `chromium` (and `fonts-dejavu-core` for text); skipped when it is not installed.
 Run alone with `pytest -m browser`.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,17 +16,20 @@ import zlib
 from pathlib import Path
 
 import pytest
+from test_report_outputs import ALICE, BOB, CALIBRATION, HOSTILE, make_report
 
 from grader.report.feedback import network_colors, write_feedback
 from grader.report.overview import write_overview
-from test_report_outputs import ALICE, BOB, CALIBRATION, HOSTILE, make_report
 from grader.sheets.sheet6 import SHEET as SHEET6
 
-CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
-                 if shutil.which(name)), None)
+CHROMIUM = next(
+    (shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None
+)
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)"),
+]
 
 WIDTH, HEIGHT = 1200, 2400
 
@@ -35,8 +39,8 @@ def read_png(data: bytes) -> tuple[int, int, int, bytes]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, idat, header = 8, [], None
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
@@ -52,7 +56,7 @@ def read_png(data: bytes) -> tuple[int, int, int, bytes]:
     for y in range(height):
         start = y * (stride + 1)
         kind = raw[start]
-        line = bytearray(raw[start + 1:start + 1 + stride])
+        line = bytearray(raw[start + 1 : start + 1 + stride])
         if kind == 1:
             for i in range(bpp, stride):
                 line[i] = (line[i] + line[i - bpp]) & 0xFF
@@ -70,14 +74,14 @@ def read_png(data: bytes) -> tuple[int, int, int, bytes]:
                 p = a + b - c
                 pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
                 line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
-        out[y * stride:(y + 1) * stride] = line
+        out[y * stride : (y + 1) * stride] = line
         prev = line
     return width, height, bpp, bytes(out)
 
 
 def pixels(png: tuple[int, int, int, bytes]) -> list[tuple[int, ...]]:
-    width, height, bpp, raw = png
-    return [tuple(raw[i:i + 3]) for i in range(0, len(raw), bpp)]
+    _width, _height, bpp, raw = png
+    return [tuple(raw[i : i + 3]) for i in range(0, len(raw), bpp)]
 
 
 def render(page: Path, shot: Path) -> str:
@@ -85,11 +89,28 @@ def render(page: Path, shot: Path) -> str:
     profile = tempfile.mkdtemp(prefix="chromium-")
     try:
         run = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-             "--enable-logging=stderr", "--v=0", f"--user-data-dir={profile}", f"--screenshot={shot}",
-             f"--window-size={WIDTH},{HEIGHT}", page.resolve().as_uri()],
-            capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": profile})
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--enable-logging=stderr",
+                "--v=0",
+                f"--user-data-dir={profile}",
+                f"--screenshot={shot}",
+                f"--window-size={WIDTH},{HEIGHT}",
+                page.resolve().as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "HOME": profile},
+        )
     finally:
         shutil.rmtree(profile, ignore_errors=True)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -98,7 +119,7 @@ def render(page: Path, shot: Path) -> str:
 
 
 def hex_rgb(color: str) -> tuple[int, int, int]:
-    return tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return tuple(int(color[i : i + 2], 16) for i in (1, 3, 5))
 
 
 def near(p: tuple[int, ...], q: tuple[int, int, int], tolerance: int = 40) -> bool:
@@ -106,8 +127,11 @@ def near(p: tuple[int, ...], q: tuple[int, int, int], tolerance: int = 40) -> bo
 
 
 def assert_clean(log: str) -> None:
-    bad = [line for line in log.splitlines() if "Uncaught" in line or "ERROR:CONSOLE" in line
-           or ":CONSOLE(" in line and "error" in line.lower()]
+    bad = [
+        line
+        for line in log.splitlines()
+        if "Uncaught" in line or "ERROR:CONSOLE" in line or (":CONSOLE(" in line and "error" in line.lower())
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -121,8 +145,7 @@ def assert_not_blank(shot: Path) -> list[tuple[int, ...]]:
 
 
 def test_feedback_page_renders_with_its_chart(tmp_path):
-    stem, report = make_report([(HOSTILE, "7000009"), ("Jürgen Müller", "7000010")], status="errors",
-                               stem="hostile")
+    stem, report = make_report([(HOSTILE, "7000009"), ("Jürgen Müller", "7000010")], status="errors", stem="hostile")
     page = write_feedback(report, tmp_path, CALIBRATION, stem=stem, sheet=SHEET6)
     shot = tmp_path / "feedback.png"
     assert_clean(render(page, shot))

@@ -3,6 +3,7 @@ tools/make_corpus.py), graded end to end as a tutor does: `grader grade` on the 
 batch with two workers (kernels forked from fork servers), in real kernels, on tiny data. Each
 notebook must get exactly the verdicts of tests/corpus/expected.json; the batch must print the
 import pre-flight before its first notebook runs."""
+
 from __future__ import annotations
 
 import json
@@ -12,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, needs_torch, tiny_config
 from rich.console import Console
 
-from conftest import ROOT, needs_torch, tiny_config
 from grader.models import Report
 from grader.sheets.sheet6 import SHEET
 from grader.sheets.sheet6 import SHEET as SHEET6
@@ -33,13 +34,31 @@ def corpus_run(grading_context, tmp_path_factory):
     config = tiny_config()
     toml = folder / "grading.toml"
     toml.write_text(
-        f"[sheet]\nname = \"sheet6\"\n[data]\nsource = {json.dumps(config.data.source)}\ntrain_size = {config.data.train_size}\n"
+        f'[sheet]\nname = "sheet6"\n[data]\nsource = {json.dumps(config.data.source)}\ntrain_size = {config.data.train_size}\n'
         f"test_size = {config.data.test_size}\nseed = {config.data.seed}\n\n"
-        f"[limits]\ncell_timeout_s = 60\nnotebook_timeout_s = 300\nprobe_timeout_s = 60\n", encoding="utf-8")
+        f"[limits]\ncell_timeout_s = 60\nnotebook_timeout_s = 300\nprobe_timeout_s = 60\n",
+        encoding="utf-8",
+    )
     out = folder / "reports"
-    run = subprocess.run([sys.executable, "-m", "grader", "--config", str(toml), "grade", str(CORPUS),
-                          "--out", str(out), "--workers", "2"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "--config",
+            str(toml),
+            "grade",
+            str(CORPUS),
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=1800,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     reports = {}
     for path in out.glob("*.json"):
@@ -65,14 +84,16 @@ def test_corpus_notebook_gets_its_verdicts(corpus_run, name):
     codes = [v.code for v in report.violations if v.code.startswith("environment.")]
     assert codes == expected["violations"], [v.message for v in report.violations]
     assert {v.code for v in report.violations} <= {"content.no_pdf", *expected["violations"]}
-    for check in report.checks:   # no points taken for the environment's faults, none given either
+    for check in report.checks:  # no points taken for the environment's faults, none given either
         assert check.points == (check.max_points if check.status == "pass" else 0.0)
-    texts = dict(messages, violations=" | ".join(v.message for v in report.violations),
-                 notes=" | ".join(report.execution.notes))
+    texts = dict(
+        messages, violations=" | ".join(v.message for v in report.violations), notes=" | ".join(report.execution.notes)
+    )
     if "outputs" in expected["mention"]:
         executed = json.loads((corpus_run[2] / "executed" / f"{Path(name).stem}.ipynb").read_text(encoding="utf-8"))
-        texts["outputs"] = " | ".join("".join(out.get("text", "")) for cell in executed["cells"]
-                                      for out in cell.get("outputs", []))
+        texts["outputs"] = " | ".join(
+            "".join(out.get("text", "")) for cell in executed["cells"] for out in cell.get("outputs", [])
+        )
     for where, words in expected["mention"].items():
         for word in words:
             assert word in texts[where], (where, word, texts[where])
@@ -93,7 +114,7 @@ def test_preflight_table_comes_before_the_first_notebook(corpus_run):
     table = stdout.index(f"Imports of {len(EXPECTED)} notebook(s)")
     first = re.search(rf"^\[1/{len(EXPECTED)}\]", stdout, re.M)
     assert first and table < first.start(), stdout[:3000]
-    preflight = stdout[table:first.start()]
+    preflight = stdout[table : first.start()]
     assert re.search(r"wandb\s*│\s*1\s*│\s*MISSING", preflight), preflight
     assert re.search(r"google\.colab\s*│\s*1\s*│\s*platform only", preflight), preflight
     assert re.search(r"tqdm\s*│\s*\d+\s*│\s*available", preflight), preflight
@@ -102,9 +123,9 @@ def test_preflight_table_comes_before_the_first_notebook(corpus_run):
 
 
 def test_missing_module_team_needs_a_tutor_in_the_summary(corpus_run):
-    _, reports, out = corpus_run
+    _, _reports, out = corpus_run
     html = (out / "summary.html").read_text(encoding="utf-8")
-    section = html[html.index("Submissions that need a tutor"):html.index("Exercise 6.3")]
+    section = html[html.index("Submissions that need a tutor") : html.index("Exercise 6.3")]
     for name, expected in EXPECTED.items():
         if "needs_review" in expected["checks"].values():
             assert Path(name).stem in section, name

@@ -6,6 +6,7 @@ The course: 12 students on the roster; 4 teams submitted, one with a typo in an 
 7045678 typed 7045687), one with a member who is not enrolled (Mia Neumann); 3 students submitted
 nothing. Tutors then grade two teams completely and one in part, and `grader merge` writes the
 complete grades only."""
+
 from __future__ import annotations
 
 import csv
@@ -18,8 +19,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import needs_torch
+
 from grader.models import Report
 from grader.sheets.sheet6 import SHEET
 
@@ -44,7 +45,7 @@ ROSTER = (
     ";;;;\r\n;;;;\r\n"
 ).encode("cp1252")
 
-COMPLETE = "Juergen_Mueller_7023456_Erika_Mustermann_7012345"   # the roster spells him Jürgen Müller
+COMPLETE = "Juergen_Mueller_7023456_Erika_Mustermann_7012345"  # the roster spells him Jürgen Müller
 TYPO = "Anna_Schmidt_7034567_Lukas_Weber_7045687"
 NOT_ENROLLED = "Sophie_Becker_7056789_Jonas_Fischer_7067890_Mia_Neumann_7391582"
 UNGRADED = "Lea_Hoffmann_7078901_Paul_Koch_7089012_Marie_Richter_7090123"
@@ -67,8 +68,10 @@ def course(tmp_path):
         nbformat.write(nb, subs / f"{team}.ipynb")
     (tmp_path / "students.csv").write_bytes(ROSTER)
     config = tmp_path / "grading.toml"
-    config.write_text('[sheet]\nname = "sheet6"\n[data]\nsource = ""\ntrain_size = 256\ntest_size = 128\n[run]\nworkers = 2\n'
-                      '[cms]\nroster = "students.csv"\nimport_missing_as_zero = true\n')
+    config.write_text(
+        '[sheet]\nname = "sheet6"\n[data]\nsource = ""\ntrain_size = 256\ntest_size = 128\n[run]\nworkers = 2\n'
+        '[cms]\nroster = "students.csv"\nimport_missing_as_zero = true\n'
+    )
     staged = stage_dataset(load_config(config).data, None, cache_dir() / "data", SHEET.dataset)
     calibration = calibration_file()
     entries = json.loads(calibration.read_text()) if calibration.exists() else {}
@@ -78,8 +81,13 @@ def course(tmp_path):
 
 
 def grader(config: Path, *args: str) -> tuple[int, str]:
-    run = subprocess.run([sys.executable, "-m", "grader", "--config", str(config), *args],
-                         capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    run = subprocess.run(
+        [sys.executable, "-m", "grader", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     return run.returncode, run.stdout + run.stderr
 
 
@@ -102,8 +110,9 @@ def test_from_the_roster_to_the_course_systems_import(course):
     assert code == 0, output
     reports = {p.stem: Report.model_validate_json(p.read_bytes()) for p in out.glob("*.json")}
     assert sorted(reports) == sorted(TEAMS)
-    assert all(r.auto_points == 0 and not any(c.status == "needs_review" for c in r.checks)
-               for r in reports.values()), "the notebooks were meant to earn no automatic points"
+    assert all(
+        r.auto_points == 0 and not any(c.status == "needs_review" for c in r.checks) for r in reports.values()
+    ), "the notebooks were meant to earn no automatic points"
 
     # Nobody is completely graded yet: only the 3 students who submitted nothing, as 0.
     assert (out / "cms_import.csv").read_bytes() == b"mtknr;points\r\n0712340;0\r\n7101234;0\r\n7112345;0\r\n"
@@ -126,8 +135,10 @@ def test_from_the_roster_to_the_course_systems_import(course):
     mia = [v for v in reports[NOT_ENROLLED].violations if v.code == "identity.not_enrolled"]
     assert len(mia) == 1 and "7391582 (Mia Neumann)" in mia[0].message and "Closest enrolled: nobody" in mia[0].message
     # the 3 who did not submit: listed, and Lukas (who did, under a typo) is not among them
-    assert "3 enrolled student(s) submitted nothing: Tim Schröder (0712340), Felix Klein (7101234), " \
-           "Laura Wolf (7112345)" in console
+    assert (
+        "3 enrolled student(s) submitted nothing: Tim Schröder (0712340), Felix Klein (7101234), "
+        "Laura Wolf (7112345)" in console
+    )
     section = page.split("Enrolled students without a submission", 1)[1].split("<h2>", 1)[0]
     for name in ("Tim Schröder", "Felix Klein", "Laura Wolf", "felix@uni-saarland.de"):
         assert name in section
@@ -137,16 +148,22 @@ def test_from_the_roster_to_the_course_systems_import(course):
 
     # Tutors grade two teams completely and one in part; `grader merge` writes the complete grades only.
     full = {"6.1": "3,5", "6.2": "1", "6.3": "0.5", "6.4": "1.5", "6.5": "1", "6.6 part 3": "0.25", "6.7": "1"}
-    fill(out / "manual_points.csv", {
-        COMPLETE: full,
-        TYPO: {"6.1": "2", "6.2": "0.5", "6.3": "0.25", "6.4": "1", "6.5": "0", "6.6 part 3": "0", "6.7": "0"},
-        NOT_ENROLLED: {"6.1": "3"}})
+    fill(
+        out / "manual_points.csv",
+        {
+            COMPLETE: full,
+            TYPO: {"6.1": "2", "6.2": "0.5", "6.3": "0.25", "6.4": "1", "6.5": "0", "6.6 part 3": "0", "6.7": "0"},
+            NOT_ENROLLED: {"6.1": "3"},
+        },
+    )
     code, output = grader(config, "merge", str(out), "--out", str(out))
     assert code == 0, output
     # 3.5 + 1 + 0.5 + 1.5 + 1 + 0.25 = 7.75 (the bonus is not imported); 2 + 0.5 + 0.25 + 1 = 3.75 for
     # Anna, while Lukas under his mistyped id is left out; the partly graded team is not written.
     assert (out / "cms_import.csv").read_bytes() == (
-        b"mtknr;points\r\n0712340;0\r\n7012345;7.75\r\n7023456;7.75\r\n7034567;3.75\r\n7101234;0\r\n7112345;0\r\n")
+        b"mtknr;points\r\n0712340;0\r\n7012345;7.75\r\n7023456;7.75\r\n7034567;3.75\r\n7101234;0\r\n7112345;0\r\n"
+    )
     merged = Report.model_validate_json((out / f"{TYPO}.json").read_bytes())
     assert merged.total.complete and [v.code for v in merged.violations if v.code.startswith("identity.not")] == [
-        "identity.not_enrolled"]
+        "identity.not_enrolled"
+    ]

@@ -9,6 +9,7 @@ kernel tests run real notebooks in real kernels beside two CPU-bound processes (
 fresh sandboxed kernel, in a forked one and, where this machine allows it, in a kernel throttled to a
 third of a core (a laptop three times slower).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,19 +27,19 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import ROOT, needs_torch, notebook
 from rich.console import Console
 
-from conftest import ROOT, needs_torch, notebook
+from grader.commands.check import FINE, TUTORS_MAY_DEDUCT, verdict
 from grader.config import config_from_dict
 from grader.engine.calibrate import BUSY_RATIO, busy_reason, time_limits
 from grader.models import DataInfo, ExecutionInfo, TimedOutCell, TimeLimits
 from grader.run import cputime
 from grader.run.context import KernelContext
-from grader.util import cache
-from grader.run.execute import (WALL_FACTOR, WALL_FLOOR_S, KernelSession, configured_time_limits, wall_backstop)
-from grader.commands.check import FINE, TUTORS_MAY_DEDUCT, verdict
+from grader.run.execute import WALL_FACTOR, WALL_FLOOR_S, KernelSession, configured_time_limits, wall_backstop
 from grader.run.sandbox import kernel_command
 from grader.sheets.sheet6 import SHEET
+from grader.util import cache
 
 HAVE_BWRAP = shutil.which("bwrap") is not None
 needs_bwrap = pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap (bwrap) is not installed")
@@ -46,9 +47,10 @@ needs_bwrap = pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap (bwrap) is n
 
 # ----------------------------------------------------------------------------- limits
 
+
 def test_the_wall_clock_backstop_is_a_multiple_of_the_cpu_limit_with_a_floor():
-    assert wall_backstop(20) == 20 + WALL_FLOOR_S                 # small limits: the floor
-    assert wall_backstop(600) == WALL_FACTOR * 600                # large ones: the multiple
+    assert wall_backstop(20) == 20 + WALL_FLOOR_S  # small limits: the floor
+    assert wall_backstop(600) == WALL_FACTOR * 600  # large ones: the multiple
     assert all(wall_backstop(s) >= max(WALL_FACTOR * s, s + WALL_FLOOR_S) for s in (0.5, 2, 30, 100, 5000))
 
 
@@ -68,8 +70,9 @@ def test_a_report_of_schema_1_1_still_loads_with_its_wall_clock_limits():
 
 
 def _data(fingerprint="c" * 16) -> DataInfo:
-    return DataInfo(kind="real-subset", description="some data", train_size=6000, test_size=1000,
-                    fingerprint=fingerprint)
+    return DataInfo(
+        kind="real-subset", description="some data", train_size=6000, test_size=1000, fingerprint=fingerprint
+    )
 
 
 def _auto():
@@ -78,20 +81,43 @@ def _auto():
 
 def test_auto_limits_from_a_calibration_in_cpu_time(tmp_path):
     path = tmp_path / "calibration.json"
-    path.write_text(json.dumps({"c" * 16: {"baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5], "clock": "cpu",
-                                           "cell_seconds": [[0.02, 3.1, 0.1], [0.02, 3.4, 0.1], [0.03, 3.2, 0.1]],
-                                           "cell_wall_seconds": [[0.03, 3.3, 0.1]] * 3}}))
+    path.write_text(
+        json.dumps(
+            {
+                "c" * 16: {
+                    "baseline": [[0.1] * 5],
+                    "batchnorm": [[0.1] * 5],
+                    "clock": "cpu",
+                    "cell_seconds": [[0.02, 3.1, 0.1], [0.02, 3.4, 0.1], [0.03, 3.2, 0.1]],
+                    "cell_wall_seconds": [[0.03, 3.3, 0.1]] * 3,
+                }
+            }
+        )
+    )
     limits = time_limits(_auto(), _data(), SHEET, path)
-    assert limits.clock == "cpu" and limits.cell_timeout_s == 32       # 10 × the median slowest cell
-    assert limits.cell_wall_s == wall_backstop(32) and limits.notebook_wall_s == wall_backstop(limits.notebook_timeout_s)
+    assert limits.clock == "cpu" and limits.cell_timeout_s == 32  # 10 × the median slowest cell
+    assert limits.cell_wall_s == wall_backstop(32) and limits.notebook_wall_s == wall_backstop(
+        limits.notebook_timeout_s
+    )
     assert "slowest cell (3.2 s of CPU time" in limits.source
 
 
 def test_cpu_limits_grow_with_the_threads_per_kernel_beyond_the_calibrations(tmp_path):
     """The same work costs more CPU time on more threads: a calibration on 2 threads, a kernel with 8."""
     path = tmp_path / "calibration.json"
-    path.write_text(json.dumps({"c" * 16: {"baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5], "clock": "cpu", "threads": 2,
-                                           "cell_seconds": [[0.02, 3.2, 0.1]]}}))
+    path.write_text(
+        json.dumps(
+            {
+                "c" * 16: {
+                    "baseline": [[0.1] * 5],
+                    "batchnorm": [[0.1] * 5],
+                    "clock": "cpu",
+                    "threads": 2,
+                    "cell_seconds": [[0.02, 3.2, 0.1]],
+                }
+            }
+        )
+    )
     same = time_limits(_auto(), _data(), SHEET, path, threads=2)
     more = time_limits(_auto(), _data(), SHEET, path, threads=8)
     fewer = time_limits(_auto(), _data(), SHEET, path, threads=1)
@@ -114,7 +140,11 @@ def test_a_calibration_on_a_busy_machine_is_recognised():
 
 def test_an_entry_whose_runs_were_all_busy_gives_the_fallback_and_says_why(tmp_path):
     path = tmp_path / "calibration.json"
-    path.write_text(json.dumps({"c" * 16: {"baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5], "busy_runs": [{"why": "x", "load": 7.0}]}}))
+    path.write_text(
+        json.dumps(
+            {"c" * 16: {"baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5], "busy_runs": [{"why": "x", "load": 7.0}]}}
+        )
+    )
     limits = time_limits(_auto(), _data(), SHEET, path)
     assert limits.cell_timeout_s == 600 and "busy machine" in limits.source and "fallback" in limits.source
 
@@ -179,12 +209,12 @@ def test_the_clock_counts_the_whole_tree_and_children_that_ended():
         # 0.6 (ended child) + 0.4 (running grandchild) + 0.3 (itself) + Python's start-up, in clock
         # ticks (a hundredth of a second each, sampled: a little under the exact figure at times).
         assert 1.2 <= seconds < 1.3 + 1.5, seconds
-        assert clock.read() >= seconds   # never backwards
+        assert clock.read() >= seconds  # never backwards
     finally:
         process.kill()
         process.wait()
-        process.stdin.close()       # the grandchild ends too
-    assert cputime.ProcessTreeClock(lambda: process.pid).read() is None   # gone: no reading
+        process.stdin.close()  # the grandchild ends too
+    assert cputime.ProcessTreeClock(lambda: process.pid).read() is None  # gone: no reading
 
 
 def test_a_pid_in_no_namespace_of_its_own_is_its_own_number():
@@ -197,8 +227,14 @@ ENDLESS_AND_SLEEPING = ["x = 6 * 7", "while True:\n    pass", "import time\ntime
 
 
 def _limits(cpu: float, wall: float) -> TimeLimits:
-    return TimeLimits(cell_timeout_s=cpu, notebook_timeout_s=300, clock="cpu", cell_wall_s=wall,
-                      notebook_wall_s=1200, source="a test's limits")
+    return TimeLimits(
+        cell_timeout_s=cpu,
+        notebook_timeout_s=300,
+        clock="cpu",
+        cell_wall_s=wall,
+        notebook_wall_s=1200,
+        source="a test's limits",
+    )
 
 
 def _assert_cpu_then_wall(execution, cpu: float, wall: float):
@@ -206,14 +242,16 @@ def _assert_cpu_then_wall(execution, cpu: float, wall: float):
     assert info.status == "timeout", info
     endless, sleeping = info.timed_out
     assert (endless.execution_count, endless.limit) == (2, "cell_cpu"), info.timed_out
-    assert cpu <= endless.cpu_s < cpu + 2, endless             # stopped at its CPU time, however slow the machine
+    assert cpu <= endless.cpu_s < cpu + 2, endless  # stopped at its CPU time, however slow the machine
     assert (sleeping.execution_count, sleeping.limit) == (3, "cell_wall"), info.timed_out
     assert sleeping.wall_s >= wall and sleeping.cpu_s < 1, sleeping
-    assert any(f"cell In [2] ('while True:') ran over the limit of {cpu:g} s per cell, in CPU time" in n
-               and f"cell In [3] ('import time') ran over the wall-clock backstop of {wall:g} s per cell" in n
-               for n in info.notes), info.notes
+    assert any(
+        f"cell In [2] ('while True:') ran over the limit of {cpu:g} s per cell, in CPU time" in n
+        and f"cell In [3] ('import time') ran over the wall-clock backstop of {wall:g} s per cell" in n
+        for n in info.notes
+    ), info.notes
     assert "after 42" in "".join(o.get("text", "") for o in execution.notebook.cells[3].outputs)
-    assert not [e for e in info.errors if e.ename == "KeyboardInterrupt"], info.errors   # the grader's interrupt
+    assert not [e for e in info.errors if e.ename == "KeyboardInterrupt"], info.errors  # the grader's interrupt
     assert info.cpu_s is not None and info.cpu_s >= cpu
     assert execution.alive and len(execution.cell_seconds) == 4
 
@@ -228,6 +266,7 @@ def test_an_endless_loop_is_stopped_by_cpu_time_and_a_sleeping_cell_by_the_backs
         command = kernel_command(config, tmp_path, threads=1)
         async with KernelSession(command, tmp_path, config.limits, time_limits=_limits(2, 25)) as session:
             return await session.run_notebook(notebook(*ENDLESS_AND_SLEEPING))
+
     _assert_cpu_then_wall(asyncio.run(go()), 2, 25)
 
 
@@ -241,6 +280,7 @@ def test_where_cpu_time_cannot_be_read_the_backstops_are_the_limits(tmp_path):
         command = dataclasses.replace(kernel_command(config, tmp_path, threads=1), cpu_root=lambda: None)
         async with KernelSession(command, tmp_path, config.limits, time_limits=_limits(1, 4)) as session:
             return await session.run_notebook(notebook("while True:\n    pass", "print('next')"))
+
     info = asyncio.run(go()).info
     assert (info.time_limits.clock, info.time_limits.cell_timeout_s) == ("wall", 4), info.time_limits
     assert [(c.limit, c.cpu_s) for c in info.timed_out] == [("cell_wall", None)] and info.timed_out[0].wall_s >= 4
@@ -265,12 +305,13 @@ def test_a_forked_kernel_is_timed_by_its_own_processes():
         kernels = ForkKernels(ctx)
         try:
             runs = []
-            for _ in range(2):   # the second kernel is timed afresh
+            for _ in range(2):  # the second kernel is timed afresh
                 async with kernels.kernel() as kernel:
                     runs.append(await kernel.session.run_notebook(notebook(*ENDLESS_AND_SLEEPING)))
             return runs
         finally:
             await kernels.close()
+
     try:
         for execution in asyncio.run(go()):
             _assert_cpu_then_wall(execution, 2, 25)
@@ -280,8 +321,10 @@ def test_a_forked_kernel_is_timed_by_its_own_processes():
 
 # A cell of honest work: CPU_WORK seconds of CPU time, measured by the kernel itself.
 CPU_WORK = 4.0
-HONEST = ("import time\nstart = time.process_time()\nwhile time.process_time() - start < %s:\n    pass\n"
-          "print('done')" % CPU_WORK)
+HONEST = (
+    "import time\nstart = time.process_time()\nwhile time.process_time() - start < %s:\n    pass\n"
+    "print('done')" % CPU_WORK
+)
 
 
 def _cpu_cgroups() -> Path | None:
@@ -316,7 +359,7 @@ def _a_third_of_a_core():
         yield group
     finally:
         for pid in cputime_read(group / "cgroup.procs").split():
-            try:   # back where they came from, or the group cannot be removed
+            try:  # back where they came from, or the group cannot be removed
                 (base / "cgroup.procs").write_text(pid)
             except OSError:
                 pass
@@ -341,12 +384,13 @@ def test_a_kernel_three_times_slower_gets_the_same_verdict(tmp_path):
                     (group / "cgroup.procs").write_text(str(pid))
                 execution = await session.run_notebook(notebook(HONEST, "print('next')"))
         return execution
+
     execution = asyncio.run(go())
     info = execution.info
     assert info.status == "ok", (info.notes, info.timed_out)
     assert execution.cell_seconds[0] >= CPU_WORK
     assert execution.cell_wall_seconds[0] >= 2 * execution.cell_seconds[0], execution.cell_wall_seconds  # throttled
-    assert execution.cell_wall_seconds[0] > 5   # over the limit, had it been counted in wall-clock time
+    assert execution.cell_wall_seconds[0] > 5  # over the limit, had it been counted in wall-clock time
 
 
 def _under(pid: int, root: int, table: dict) -> bool:
@@ -361,13 +405,18 @@ def _under(pid: int, root: int, table: dict) -> bool:
 
 # ----------------------------------------------------------------------------- grader check
 
+
 def _timed_out_report(**kw):
     from test_student_check import _report
 
     report = _report()
-    execution = report.execution.model_copy(update={
-        "status": "timeout", "time_limits": _limits(20, 140),
-        "timed_out": [TimedOutCell(cell=9, execution_count=7, limit="cell_cpu", cpu_s=20.0, wall_s=31.5, **kw)]})
+    execution = report.execution.model_copy(
+        update={
+            "status": "timeout",
+            "time_limits": _limits(20, 140),
+            "timed_out": [TimedOutCell(cell=9, execution_count=7, limit="cell_cpu", cpu_s=20.0, wall_s=31.5, **kw)],
+        }
+    )
     return report.model_copy(update={"execution": execution})
 
 
@@ -404,7 +453,6 @@ def _endless_zip(folder: Path) -> Path:
 def test_grader_check_of_a_notebook_whose_last_cell_never_ends(tmp_path, monkeypatch):
     """Every check passes (all the work ran), yet the notebook does not finish: exit 3, the cell named."""
     from grader.commands.check import check_path
-    from grader.models import Report
 
     calibration = tmp_path / "calibration.json"
     shutil.copy(ROOT / "reference" / "calibration.json", calibration)
@@ -415,16 +463,21 @@ def test_grader_check_of_a_notebook_whose_last_cell_never_ends(tmp_path, monkeyp
     text = console.export_text()
     assert code == 3, text
     assert "ready to upload" not in text
-    nb = nbformat.reads(zipfile.ZipFile(target).read(
-        next(n for n in zipfile.ZipFile(target).namelist() if n.endswith(".ipynb"))).decode(), as_version=4)
+    nb = nbformat.reads(
+        zipfile.ZipFile(target)
+        .read(next(n for n in zipfile.ZipFile(target).namelist() if n.endswith(".ipynb")))
+        .decode(),
+        as_version=4,
+    )
     last = sum(1 for c in nb.cells if c.cell_type == "code" and c.source.strip())
     assert f"cell In [{last}] did not finish: it was stopped after" in text and "of CPU time" in text, text
     assert "tutors will see this in the report" in text
     marks = re.findall(r"^\s+(\S) (\S+) \(([\d.]+)/[\d.]+\)", text, re.MULTILINE)
-    assert len(marks) == 6 and all(mark == "✓" for mark, _, _ in marks), text   # no check lost: all the work ran
+    assert len(marks) == 6 and all(mark == "✓" for mark, _, _ in marks), text  # no check lost: all the work ran
 
 
 # ----------------------------------------------------------------------------- the cache
+
 
 def test_a_cache_that_cannot_be_made_falls_back_to_a_private_temporary_folder(tmp_path, monkeypatch):
     blocker = tmp_path / "not-a-folder"
@@ -438,7 +491,7 @@ def test_a_cache_that_cannot_be_made_falls_back_to_a_private_temporary_folder(tm
     monkeypatch.setattr(cache, "say", said.append)
     first = cache.cache_dir()
     assert first.parent == tmp_path / "tmp" and first.is_dir() and (first.stat().st_mode & 0o077) == 0
-    assert cache.cache_dir() == first and len(said) == 1          # said once, in one line
+    assert cache.cache_dir() == first and len(said) == 1  # said once, in one line
     assert str(blocker / "cache" / "sheet6-grader") in said[0] and str(first) in said[0] and "\n" not in said[0]
 
 
@@ -446,7 +499,7 @@ def test_a_planted_fallback_folder_of_someone_else_is_not_used(tmp_path, monkeyp
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     planted = tmp_path / f"sheet6-grader-{os.getuid()}"
     planted.mkdir(mode=0o777)
-    os.chmod(planted, 0o777)   # open to everyone: not a private folder
+    os.chmod(planted, 0o777)  # open to everyone: not a private folder
     found = cache._own_temporary_cache()
     assert found != planted and found.parent == tmp_path
 
@@ -458,14 +511,16 @@ def _python_for_nobody() -> str | None:
         return None
     try:
         import pwd
+
         pwd.getpwnam("nobody")
     except (ImportError, KeyError):
         return None
     minor = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     for candidate in (f"/usr/bin/{minor}", f"/usr/local/bin/{minor}"):
         try:
-            done = subprocess.run([candidate, "-c", "pass"], user="nobody", group="nogroup", extra_groups=[],
-                                  capture_output=True, env={})
+            done = subprocess.run(
+                [candidate, "-c", "pass"], user="nobody", group="nogroup", extra_groups=[], capture_output=True, env={}
+            )
         except OSError:
             continue
         if done.returncode == 0:
@@ -479,16 +534,25 @@ def test_grader_check_with_a_read_only_home_says_so_in_one_line(tmp_path):
     about the cache, and the check runs to its verdict (here, of a zip that is not a zip)."""
     home = tmp_path / "home"
     home.mkdir()
-    os.chmod(home, 0o555)                     # read-only, and not nobody's own
+    os.chmod(home, 0o555)  # read-only, and not nobody's own
     os.chmod(tmp_path, 0o755)
     bad = tmp_path / "Erika_Mustermann_7012345_Max_Meier_7654321.zip"
     bad.write_bytes(b"not a zip at all")
     os.chmod(bad, 0o644)
     import site
+
     path = os.pathsep.join([str(ROOT), *site.getsitepackages()])
-    done = subprocess.run([_python_for_nobody(), "-m", "grader", "check", "--sheet", "sheet6", bad.name], user="nobody", group="nogroup",
-                          extra_groups=[], capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                          env={"HOME": str(home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": path})
+    done = subprocess.run(
+        [_python_for_nobody(), "-m", "grader", "check", "--sheet", "sheet6", bad.name],
+        user="nobody",
+        group="nogroup",
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={"HOME": str(home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": path},
+    )
     assert "Traceback" not in done.stderr + done.stdout, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and str(home / ".cache" / "sheet6-grader") in lines[0], done.stderr

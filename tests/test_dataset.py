@@ -1,4 +1,5 @@
 """Data staging (grader/data/staging.py): IDX files, subsets, the generated stand-in, cache, workspaces."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,14 +15,23 @@ import pytest
 
 from grader.config import Data
 from grader.data import staging as ds
-from grader.data.staging import (RAW_NAMES, STAGED_NAMES, DataError, link_into, probe_batch, read_idx, stage_dataset,
-                                write_idx)
+from grader.data.staging import (
+    RAW_NAMES,
+    STAGED_NAMES,
+    DataError,
+    link_into,
+    probe_batch,
+    read_idx,
+    stage_dataset,
+    write_idx,
+)
 from grader.sheets.sheet6 import SHEET
 from grader.sheets.sheet6.standin import generate_standin
 
 REAL = (Path(__file__).parents[1] / "../shared/data/fashion-mnist").resolve()
-needs_real = pytest.mark.skipif(not (REAL / "t10k-images-idx3-ubyte.gz").is_file(),
-                                reason=f"no real Fashion-MNIST at {REAL}")
+needs_real = pytest.mark.skipif(
+    not (REAL / "t10k-images-idx3-ubyte.gz").is_file(), reason=f"no real Fashion-MNIST at {REAL}"
+)
 
 
 def small_source(folder: Path, n_train=200, n_test=50, gz=True, seed=0) -> Path:
@@ -46,6 +56,7 @@ def load_torchvision(ws: Path, train: bool):
 
 
 # ------------------------------------------------------------------------------------------- IDX
+
 
 @pytest.mark.parametrize("name", ["a-idx3-ubyte", "a-idx3-ubyte.gz"])
 def test_idx_round_trip(tmp_path, name):
@@ -75,6 +86,7 @@ def test_idx_rejects_bad_magic_and_size(tmp_path):
 
 # ---------------------------------------------------------------------------------- real sources
 
+
 def test_subset_deterministic_sized_and_stratified(tmp_path):
     src = small_source(tmp_path / "src", n_train=1000, n_test=200)
     full = read_idx(src / "train-labels-idx1-ubyte.gz")
@@ -92,7 +104,9 @@ def test_subset_deterministic_sized_and_stratified(tmp_path):
     np.testing.assert_array_equal(images[:, 0, 0], labels)  # images keep their labels
     want = np.bincount(full, minlength=10) * 300 / len(full)
     assert np.all(np.abs(np.bincount(labels, minlength=10) - want) <= 1)
-    other = stage_dataset(Data(source=str(src), train_size=300, test_size=60, seed=4), src, tmp_path / "c1", SHEET.dataset)
+    other = stage_dataset(
+        Data(source=str(src), train_size=300, test_size=60, seed=4), src, tmp_path / "c1", SHEET.dataset
+    )
     assert other.info.fingerprint != a.info.fingerprint
     assert (other.raw_dir / RAW_NAMES[0]).read_bytes() != (a.raw_dir / RAW_NAMES[0]).read_bytes()
 
@@ -107,7 +121,9 @@ def test_full_source_uncompressed_is_kind_real(tmp_path):
 
 @needs_real
 def test_real_source_loads_in_torchvision_offline(tmp_path):
-    staged = stage_dataset(Data(source=str(REAL), train_size=600, test_size=100, seed=6), REAL, tmp_path / "cache", SHEET.dataset)
+    staged = stage_dataset(
+        Data(source=str(REAL), train_size=600, test_size=100, seed=6), REAL, tmp_path / "cache", SHEET.dataset
+    )
     assert staged.info.kind == "real-subset"
     assert f"600 of 60000 training and 100 of 10000 test images, seed 6, from {REAL}" in staged.info.description
     ws = tmp_path / "ws"
@@ -132,11 +148,11 @@ def test_missing_file_is_an_error(tmp_path):
 def test_corrupt_file_is_an_error_naming_it(tmp_path):
     src = small_source(tmp_path / "src", gz=False)
     bad = src / "train-images-idx3-ubyte"
-    bad.write_bytes(b"\x00\x00\x08\x01" + bad.read_bytes()[4:])   # says "labels"
+    bad.write_bytes(b"\x00\x00\x08\x01" + bad.read_bytes()[4:])  # says "labels"
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte.*magic"):
         stage_dataset(Data(source=str(src), train_size=100, test_size=10), src, tmp_path / "cache", SHEET.dataset)
     small_source(src, gz=False)
-    bad.write_bytes(bad.read_bytes()[:-100])                      # truncated
+    bad.write_bytes(bad.read_bytes()[:-100])  # truncated
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte.*size"):
         stage_dataset(Data(source=str(src), train_size=100, test_size=10), src, tmp_path / "cache", SHEET.dataset)
     # nothing half-staged (the staging lock's file stays: removing a lock file is not safe)
@@ -151,9 +167,12 @@ def test_source_smaller_than_requested_is_an_error(tmp_path):
 
 # ---------------------------------------------------------------------------------- generated
 
+
 def test_missing_source_folder_uses_generated(tmp_path):
     gone = tmp_path / "nowhere"
-    staged = stage_dataset(Data(source=str(gone), train_size=500, test_size=100, seed=2), gone, tmp_path / "c", SHEET.dataset)
+    staged = stage_dataset(
+        Data(source=str(gone), train_size=500, test_size=100, seed=2), gone, tmp_path / "c", SHEET.dataset
+    )
     assert staged.info.kind == "generated"
     assert f"source folder {gone} not found" in staged.info.description
     assert "500 train / 100 test images, seed 2" in staged.info.description
@@ -185,19 +204,30 @@ def test_generated_is_deterministic_and_plausible():
     assert a[0].dtype == np.uint8 and a[0].shape == (400, 28, 28) and a[1].dtype == np.uint8
     assert 0.15 < x.mean() < 0.4 and 0.3 < (x > 0).mean() < 0.8  # Fashion-MNIST: 0.29, 0.50
     means = np.stack([x[a[1] == k].mean(0) for k in range(10)])
-    assert np.linalg.matrix_rank(means.reshape(10, -1)) == 10     # ten distinct class shapes
+    assert np.linalg.matrix_rank(means.reshape(10, -1)) == 10  # ten distinct class shapes
 
 
 def test_size_zero_means_full_for_generated(tmp_path, monkeypatch):
     calls = []
-    spec = dataclasses.replace(SHEET.dataset, generate=lambda n, m, s: calls.append((n, m, s)) or (
-        np.zeros((1, 28, 28), np.uint8), np.zeros(1, np.uint8), np.zeros((1, 28, 28), np.uint8), np.zeros(1, np.uint8)))
+    spec = dataclasses.replace(
+        SHEET.dataset,
+        generate=lambda n, m, s: (
+            calls.append((n, m, s))
+            or (
+                np.zeros((1, 28, 28), np.uint8),
+                np.zeros(1, np.uint8),
+                np.zeros((1, 28, 28), np.uint8),
+                np.zeros(1, np.uint8),
+            )
+        ),
+    )
     staged = stage_dataset(Data(train_size=0, test_size=0, seed=1), None, tmp_path, spec)
     assert calls == [(60000, 10000, 1)]
     assert (staged.info.train_size, staged.info.test_size) == (60000, 10000)
 
 
 # --------------------------------------------------------------------------------------- caching
+
 
 def test_cache_is_reused_and_repaired(tmp_path, monkeypatch):
     data = Data(train_size=100, test_size=20, seed=1)
@@ -229,11 +259,14 @@ def test_concurrent_staging_leaves_one_whole_cache_dir(tmp_path):
     for t in threads:
         t.join()
     assert len(set(roots + results)) == 1
-    assert [p.name for p in tmp_path.iterdir() if p.suffix != ".lock"] == [Path(roots[0]).name]  # no temporary folders left
+    assert [p.name for p in tmp_path.iterdir() if p.suffix != ".lock"] == [
+        Path(roots[0]).name
+    ]  # no temporary folders left
     assert ds._valid_cache(Path(roots[0]), SHEET.dataset.folder) is not None
 
 
 # ------------------------------------------------------------------------------------ workspaces
+
 
 def test_link_into_makes_read_only_links_and_replaces_old_data(tmp_path):
     staged = stage_dataset(Data(train_size=100, test_size=20), None, tmp_path / "cache", SHEET.dataset)
@@ -264,6 +297,7 @@ def test_link_into_falls_back_to_copies(tmp_path, monkeypatch):
 
     def refuse(*a, **k):
         raise OSError("not supported")
+
     monkeypatch.setattr(os, "symlink", refuse)
     monkeypatch.setattr(os, "link", refuse)
     link_into(staged, tmp_path / "ws")
@@ -274,6 +308,7 @@ def test_link_into_falls_back_to_copies(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------- probes
+
 
 def test_probe_batch_deterministic_balanced_and_like_to_tensor(tmp_path):
     staged = stage_dataset(Data(train_size=100, test_size=200, seed=5), None, tmp_path / "cache", SHEET.dataset)
@@ -289,6 +324,7 @@ def test_probe_batch_deterministic_balanced_and_like_to_tensor(tmp_path):
     # Each probe image is a staged test image, turned into a tensor as torchvision's ToTensor does.
     transforms = pytest.importorskip("torchvision.transforms")
     from PIL import Image
+
     images = read_idx(staged.raw_dir / "t10k-images-idx3-ubyte")
     labels = read_idx(staged.raw_dir / "t10k-labels-idx1-ubyte")
     flat = images.reshape(len(images), -1)
@@ -301,6 +337,7 @@ def test_probe_batch_deterministic_balanced_and_like_to_tensor(tmp_path):
 
 
 # ---------------------------------------------------------------------------- learnability (slow)
+
 
 @pytest.mark.slow
 def test_generated_stand_in_shows_the_batchnorm_effect():
@@ -325,7 +362,7 @@ def test_generated_stand_in_shows_the_batchnorm_effect():
             model.train()
             perm = torch.randperm(len(X))
             for i in range(0, len(X), 64):
-                idx = perm[i:i + 64]
+                idx = perm[i : i + 64]
                 opt.zero_grad()
                 loss_fn(model(X[idx]), Y[idx]).backward()
                 opt.step()
@@ -338,5 +375,5 @@ def test_generated_stand_in_shows_the_batchnorm_effect():
     bn = np.mean([train(True, s) for s in range(3)], axis=0)
     assert bn[-1] >= base[-1] + 0.10, (base, bn)
     # Real Fashion-MNIST, 6000/1000, 5 seeds: baseline 0.10 -> 0.18, BatchNorm 0.41 -> 0.65.
-    assert base[-1] > 0.12 and base[-1] > base[0] + 0.02, base   # learns, slowly, as on the real data
+    assert base[-1] > 0.12 and base[-1] > base[0] + 0.02, base  # learns, slowly, as on the real data
     assert 0.5 < bn[-1] < 0.95, bn

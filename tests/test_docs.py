@@ -1,12 +1,12 @@
 """The two documents outside docs/ that `make docs` does not build: the README stays the front door
 (under 200 lines), and every relative link in it and in CONTRIBUTING.md leads to a file and, where
 it names one, a heading that exists. The pages in docs/ are checked by `mkdocs build --strict`."""
+
 from __future__ import annotations
 
 import re
 
 import pytest
-
 from conftest import ROOT
 
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
@@ -31,7 +31,7 @@ def test_relative_links_lead_somewhere(document):
     text = (ROOT / document).read_text(encoding="utf-8")
     broken = []
     for target in LINK.findall(text):
-        if re.match(r"[a-z]+:", target):   # https:, mailto:
+        if re.match(r"[a-z]+:", target):  # https:, mailto:
             continue
         path, _, anchor = target.partition("#")
         file = (ROOT / path) if path else ROOT / document

@@ -1,5 +1,6 @@
 """End to end: the example submissions and correct notebooks in varied styles, graded as a tutor
 would, in real kernels on a tiny data subset. Nothing is mocked."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, needs_torch, tiny_config
+
 from grader.models import Report
 from grader.sheets.sheet6 import SHEET
 
@@ -67,8 +68,9 @@ def test_example_loses_exactly_the_points_of_its_mistake(graded_examples, name):
     auto = sum(c.points for c in report.checks)
     assert auto == pytest.approx(1.5 - 0.25 * len(expected["loses"]))
     assert report.total.points == pytest.approx(auto) and not report.total.complete
-    assert [(m.name, m.student_id, m.email) for m in report.submission.team] == \
-        [(m["name"], m["student_id"], m["email"]) for m in expected["team"]]
+    assert [(m.name, m.student_id, m.email) for m in report.submission.team] == [
+        (m["name"], m["student_id"], m["email"]) for m in expected["team"]
+    ]
     assert report.execution.data is not None and report.execution.data.train_size == 640
     pending = [e.id for e in report.exercises if e.points is None]
     assert pending == ["6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7"]
@@ -82,8 +84,11 @@ def test_messages_say_what_was_expected_and_found(graded_examples):
     out, _ = graded_examples
     reports = _reports(out)
     # The examples with a defect (the correct ones' descriptions may name a ReLU or eval too).
-    by_defect = {EXPECTED[name]["defect"]: {c.id: c for c in report.checks} for name, report in reports.items()
-                 if EXPECTED[name]["loses"]}
+    by_defect = {
+        EXPECTED[name]["defect"]: {c.id: c for c in report.checks}
+        for name, report in reports.items()
+        if EXPECTED[name]["loses"]
+    }
     softmax = next(v for k, v in by_defect.items() if "softmax" in k)["baseline.forward"].message
     assert "softmax" in softmax and "logits" in softmax
     relu = next(v for k, v in by_defect.items() if "ReLU" in k)["baseline.architecture"].message
@@ -94,12 +99,18 @@ def test_messages_say_what_was_expected_and_found(graded_examples):
     assert "self.eval()" in eval_mode
 
 
-@pytest.mark.parametrize("start, check, words", [
-    ("correct: one BatchNorm1d(32)", "batchnorm.architecture", "BatchNorm1d after Linear(64, 32)"),
-    ("correct: one BatchNorm1d(784)", "batchnorm.architecture", "BatchNorm1d before Linear(784, 64)"),
-    ("correct: test(self)", "batchnorm.behaviour",
-     "test() (it takes no loader: called as the notebook calls it, with `fashion_test_loader` pointed"),
-])
+@pytest.mark.parametrize(
+    "start, check, words",
+    [
+        ("correct: one BatchNorm1d(32)", "batchnorm.architecture", "BatchNorm1d after Linear(64, 32)"),
+        ("correct: one BatchNorm1d(784)", "batchnorm.architecture", "BatchNorm1d before Linear(784, 64)"),
+        (
+            "correct: test(self)",
+            "batchnorm.behaviour",
+            "test() (it takes no loader: called as the notebook calls it, with `fashion_test_loader` pointed",
+        ),
+    ],
+)
 def test_what_the_courses_notebook_allows_gets_full_points_and_says_how(graded_examples, start, check, words):
     """The course asks for "a batch normalization layer" wherever the team puts it, and leaves test's
     parameters to the team: these get 1.5/1.5, and the message says what was seen."""
@@ -114,8 +125,9 @@ def test_what_the_courses_notebook_allows_gets_full_points_and_says_how(graded_e
 def test_reports_validate_against_the_printed_schema(graded_examples):
     jsonschema = pytest.importorskip("jsonschema")
     out, _ = graded_examples
-    schema = json.loads(subprocess.run([sys.executable, "-m", "grader", "schema"], capture_output=True,
-                                       text=True, check=True).stdout)
+    schema = json.loads(
+        subprocess.run([sys.executable, "-m", "grader", "schema"], capture_output=True, text=True, check=True).stdout
+    )
     for path in out.glob("*.json"):
         jsonschema.validate(json.loads(path.read_text(encoding="utf-8")), schema)
 
@@ -138,8 +150,9 @@ def test_correct_notebooks_in_other_styles_get_full_points(grading_context, tmp_
     shutil.copy(notebook, target)
     report = grade_submission(target, tmp_path, grading_context).report
     assert report.execution.status == "ok", report.execution
-    assert {c.id: c.status for c in report.checks} == {c: "pass" for c in SHEET.check_ids}, \
-        {c.id: c.message for c in report.checks}
+    assert {c.id: c.status for c in report.checks} == {c: "pass" for c in SHEET.check_ids}, {
+        c.id: c.message for c in report.checks
+    }
     assert report.accuracies["baseline"] and all(0 <= v <= 1 for v in report.accuracies["baseline"])
 
 

@@ -3,6 +3,7 @@ paths (a Windows tool's `C:\\Users\\…`), graded by `grader check` and read by 
 the same way; a notebook of 480,000 tiny cells, refused by every reader of notebooks before it costs
 memory, and graded by `grader grade` within the memory `grader prepare` asks Slurm for; the executed
 notebook kept under the size the grader accepts."""
+
 from __future__ import annotations
 
 import json
@@ -15,13 +16,20 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import ROOT, needs_torch
+
 from grader.config import config_from_dict, load_config
-from grader.intake import identify
-from grader.util.notebook_file import (MAX_CELLS, MAX_NOTEBOOK_BYTES, NotebookTooLarge, configure, fit_outputs,
-                                  json_values, parse_notebook_json)
 from grader.engine.preflight import preflight
+from grader.intake import identify
+from grader.util.notebook_file import (
+    MAX_CELLS,
+    MAX_NOTEBOOK_BYTES,
+    NotebookTooLarge,
+    configure,
+    fit_outputs,
+    json_values,
+    parse_notebook_json,
+)
 
 CORRECT = "Erika_Mustermann_7012345_Jürgen_Müller_7054321.zip"
 WINDOWS_FOLDER = "C:\\Users\\Erika Mustermann\\Documents\\Abgabe\\"
@@ -59,8 +67,14 @@ def test_a_complete_solution_zipped_with_absolute_paths_gets_every_point_in_the_
     calibration = tmp_path / "calibration.json"
     shutil.copy(ROOT / "reference" / "calibration.json", calibration)
     env = {**os.environ, "GRADER_CACHE": str(tmp_path / "cache"), "GRADER_CALIBRATION": str(calibration)}
-    done = subprocess.run([sys.executable, "-m", "grader", "check", "--sheet", "sheet6", "--json", zipped.name], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-m", "grader", "check", "--sheet", "sheet6", "--json", zipped.name],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert [v["code"] for v in report["violations"]] == ["archive.absolute_path"]
@@ -81,15 +95,20 @@ TINY_CELL = b'{"cell_type": "code", "execution_count": null, "metadata": {}, "ou
 def tiny_cells(n: int, cell: bytes = TINY_CELL, metadata: bytes = b"{}") -> bytes:
     """A notebook of `n` tiny code cells `x = <number>`, made as bytes (the test stays cheap; the
     numbers keep a zip of it from looking like a bomb)."""
-    return (b'{"cells": [' + b", ".join(cell % i for i in range(n)) + b'], "metadata": ' + metadata
-            + b', "nbformat": 4, "nbformat_minor": 5}')
+    return (
+        b'{"cells": ['
+        + b", ".join(cell % i for i in range(n))
+        + b'], "metadata": '
+        + metadata
+        + b', "nbformat": 4, "nbformat_minor": 5}'
+    )
 
 
 @pytest.fixture(scope="module")
 def tiny_cells_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny") / "Exercise_6_6.ipynb"
     path.write_bytes(tiny_cells(480_000))
-    assert 40 << 20 < path.stat().st_size < MAX_NOTEBOOK_BYTES     # under the size cap
+    assert 40 << 20 < path.stat().st_size < MAX_NOTEBOOK_BYTES  # under the size cap
     return path
 
 
@@ -120,8 +139,10 @@ print(outcome)
 def test_480000_tiny_cells_are_refused_before_they_are_parsed(tiny_cells_file):
     size_mb = tiny_cells_file.stat().st_size / 2**20
     outcome, growth = _growth_mb(tiny_cells_file, "parse_notebook_json")
-    assert outcome == ("NotebookTooLarge: it has 480,000 cells, more than the 2,000 cells a notebook may have "
-                       "([limits] notebook_cells; a course notebook has tens)"), outcome
+    assert outcome == (
+        "NotebookTooLarge: it has 480,000 cells, more than the 2,000 cells a notebook may have "
+        "([limits] notebook_cells; a course notebook has tens)"
+    ), outcome
     # Parsed, they took 400 MB here and 1 GB in read_notebook; counted in the bytes, about two copies.
     assert growth < 2.5 * size_mb, f"{growth:.0f} MB more for a {size_mb:.0f} MB file"
 
@@ -138,7 +159,7 @@ def test_every_reader_of_the_notebook_refuses_it_in_bounded_memory(tiny_cells_fi
         zf.write(tiny_cells_file, "Exercise_6_6.ipynb")
     config = load_config(None)
     found = preflight([identify(zipped, tmp_path, config.naming)], config, tmp_path)
-    [(stem, why)] = found.unreadable
+    [(_stem, why)] = found.unreadable
     assert "480,000 cells" in why, why
 
 
@@ -149,7 +170,7 @@ def test_the_cells_are_counted_however_the_keys_are_written(tmp_path):
     with pytest.raises(NotebookTooLarge, match="it has 2,001 cells"):
         parse_notebook_json(path)
     path.write_bytes(tiny_cells(2_000, TINY_CELL.replace(b'"cell_type"', b'"\\u0063ell_type"')))
-    assert len(parse_notebook_json(path)["cells"]) == 2_000          # at the cap: read
+    assert len(parse_notebook_json(path)["cells"]) == 2_000  # at the cap: read
 
 
 def test_the_cells_cap_is_the_configured_one(tmp_path):
@@ -172,24 +193,26 @@ def test_a_notebook_of_half_a_million_empty_lists_is_refused_before_it_is_parsed
     path.write_bytes(tiny_cells(3, metadata=b'{"x": [' + b",".join([b"[]"] * 2_000_000) + b"]}"))
     outcome, growth = _growth_mb(path, "parse_notebook_json")
     assert outcome.startswith("NotebookTooLarge: it holds 4,000,0") and "Clear all outputs" in outcome, outcome
-    assert growth < 3 * path.stat().st_size / 2**20 + 5, growth     # parsed: 100 MB
+    assert growth < 3 * path.stat().st_size / 2**20 + 5, growth  # parsed: 100 MB
 
 
 def test_what_real_notebooks_hold_is_read(tmp_path):
     """Text full of commas and brackets, and a 30 MB image, are one value each: read as before."""
-    text = json.dumps("a, b, [c], {d}, \\\", \"" * 400_000).encode()
+    text = json.dumps('a, b, [c], {d}, \\", "' * 400_000).encode()
     image = json.dumps("iVBORw0KGgo" * 3_000_000).encode()
-    cell = (b'{"cell_type": "code", "execution_count": 1, "metadata": {}, "source": "plot()", "outputs": ['
-            b'{"output_type": "display_data", "metadata": {}, "data": {"image/png": ' + image + b'}}]}')
+    cell = (
+        b'{"cell_type": "code", "execution_count": 1, "metadata": {}, "source": "plot()", "outputs": ['
+        b'{"output_type": "display_data", "metadata": {}, "data": {"image/png": ' + image + b"}}]}"
+    )
     markdown = b'{"cell_type": "markdown", "metadata": {}, "source": ' + text + b"}"
     path = tmp_path / "real.ipynb"
-    path.write_bytes(b'{"cells": [' + markdown + b", " + cell + b'], "metadata": {}, "nbformat": 4, '
-                     b'"nbformat_minor": 5}')
+    path.write_bytes(
+        b'{"cells": [' + markdown + b", " + cell + b'], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+    )
     assert json_values(path.read_bytes()) < 100
     data = parse_notebook_json(path)
     assert [c["cell_type"] for c in data["cells"]] == ["markdown", "code"]
     assert data["cells"][0]["source"] == json.loads(text)
-
 
 
 def test_the_imports_of_a_notebook_with_megabytes_of_code_are_read_line_by_line_after_the_first_two(tmp_path):
@@ -198,8 +221,11 @@ def test_the_imports_of_a_notebook_with_megabytes_of_code_are_read_line_by_line_
     from grader.intake.imports import MAX_PARSED_CHARS, notebook_imports
 
     filler = "w = torch.nn.Linear(784, 64)  # a line of code, as a long notebook has\n" * 300
-    cells = ["import numpy as np"] + [filler] * (MAX_PARSED_CHARS // len(filler) + 2) + [
-        "import wandb\ndef f():\n    from sklearn.metrics import f1_score\n%pip install torchinfo"]
+    cells = (
+        ["import numpy as np"]
+        + [filler] * (MAX_PARSED_CHARS // len(filler) + 2)
+        + ["import wandb\ndef f():\n    from sklearn.metrics import f1_score\n%pip install torchinfo"]
+    )
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
     found = notebook_imports(nb)
@@ -221,8 +247,10 @@ def test_similarity_compares_the_first_megabyte_of_a_notebooks_code_and_holds_no
         rnd, out = random.Random(seed), []
         while sum(map(len, out)) < size:
             op, act, red = rnd.choice("+-*/"), rnd.choice(["relu", "tanh", "sigmoid"]), rnd.choice(["sum", "mean"])
-            out.append(f"def f(a, b):\n    c = a {op} b\n    for k in range({rnd.randrange(9)}):\n"
-                       f"        c = torch.{act}(c {op} k) {rnd.choice('+-*/')} a\n    return c.{red}()\n")
+            out.append(
+                f"def f(a, b):\n    c = a {op} b\n    for k in range({rnd.randrange(9)}):\n"
+                f"        c = torch.{act}(c {op} k) {rnd.choice('+-*/')} a\n    return c.{red}()\n"
+            )
         return out
 
     same = cells(1, MAX_CODE_CHARS + 1000)
@@ -235,17 +263,20 @@ def test_similarity_compares_the_first_megabyte_of_a_notebooks_code_and_holds_no
     assert sum(len(c.source) for c in kept.cells) <= MAX_CODE_CHARS
     assert fingerprint(kept).prints == fingerprint(a).prints
     [pair] = similar_pairs({"a": kept, "b": code_only(b)})
-    assert pair.score == 1.0          # what differs lies past the first megabyte of code
+    assert pair.score == 1.0  # what differs lies past the first megabyte of code
 
 
 # ----------------------------------------------------------------------------- what a run writes back
 
+
 def _executed(sizes: list[int], source: str = "print(1)") -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
-    for i, size in enumerate(sizes):
+    for _i, size in enumerate(sizes):
         cell = nbformat.v4.new_code_cell(source)
-        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="x" * size),
-                        nbformat.v4.new_output("display_data", data={"image/png": "iVBOR" * (size // 5)})]
+        cell.outputs = [
+            nbformat.v4.new_output("stream", name="stdout", text="x" * size),
+            nbformat.v4.new_output("display_data", data={"image/png": "iVBOR" * (size // 5)}),
+        ]
         nb.cells.append(cell)
     nb.cells[1].outputs.append(nbformat.v4.new_output("error", ename="ValueError", evalue="v", traceback=["tb"]))
     return nb
@@ -259,7 +290,7 @@ def test_outputs_are_left_out_from_the_last_cell_back_until_the_notebook_fits():
     assert left_out == list(range(10 - len(left_out), 10)) and 1 <= len(left_out) < 10
     for index in left_out:
         assert nb.cells[index].outputs[0].text.startswith("[grader: outputs of this cell left out")
-    assert [o.output_type for o in nb.cells[0].outputs] == ["stream", "display_data"]   # kept whole
+    assert [o.output_type for o in nb.cells[0].outputs] == ["stream", "display_data"]  # kept whole
 
 
 def test_errors_stay_when_outputs_are_left_out():
@@ -311,28 +342,37 @@ def test_a_runs_outputs_are_capped_across_the_notebook_and_its_text_is_one_outpu
 
     config = config_from_dict({"limits": {"notebook_outputs": 40, "cell_timeout_s": 60, "notebook_timeout_s": 300}})
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in (
-        "for i in range(300):\n    print(i, flush=True)",
-        "from IPython.display import display\nfor i in range(30):\n    display(i)",
-        "for i in range(30):\n    display(i)",
-        "print('after')",
-        "1 / 0")]
+    nb.cells = [
+        nbformat.v4.new_code_cell(source)
+        for source in (
+            "for i in range(300):\n    print(i, flush=True)",
+            "from IPython.display import display\nfor i in range(30):\n    display(i)",
+            "for i in range(30):\n    display(i)",
+            "print('after')",
+            "1 / 0",
+        )
+    ]
 
     async def run():
         async with KernelSession(kernel_command(config, tmp_path), tmp_path, config.limits) as session:
             return await session.run_notebook(nb)
+
     execution = asyncio.run(run())
     cells = execution.notebook.cells
-    [printed] = cells[0].outputs                                   # 300 messages, one output
+    [printed] = cells[0].outputs  # 300 messages, one output
     assert printed.text.split() == [str(i) for i in range(300)]
     assert len(cells[1].outputs) == 30
     kept = [o for o in cells[2].outputs if o.output_type == "display_data"]
-    assert len(kept) == 9 and "output from here on is not kept" in cells[2].outputs[-1].text   # 1 + 30 + 9 = 40
+    assert len(kept) == 9 and "output from here on is not kept" in cells[2].outputs[-1].text  # 1 + 30 + 9 = 40
     assert cells[3].outputs == []
-    assert [o.output_type for o in cells[4].outputs] == ["error"]   # errors are always kept
+    assert [o.output_type for o in cells[4].outputs] == ["error"]  # errors are always kept
     assert execution.info.status == "errors"
-    assert any(n.startswith("output from cell In [3] on was not kept: the notebook's output reached the grader's "
-                            "limit of 40 outputs") for n in execution.info.notes), execution.info.notes
+    assert any(
+        n.startswith(
+            "output from cell In [3] on was not kept: the notebook's output reached the grader's limit of 40 outputs"
+        )
+        for n in execution.info.notes
+    ), execution.info.notes
 
 
 @pytest.mark.kernel
@@ -349,17 +389,18 @@ def test_the_executed_notebook_is_written_within_the_size_the_grader_accepts(gra
     limits = grading_context.config.limits.model_copy(update={"output_kb": 8192})
     ctx = dataclasses.replace(grading_context, config=grading_context.config.model_copy(update={"limits": limits}))
     nb = nbformat.v4.new_notebook()
-    nb.cells = ([nbformat.v4.new_markdown_cell("Erika Mustermann 7012345, Jürgen Müller 7054321\n\n" + "notes " * 1_700_000)]
-                + [nbformat.v4.new_code_cell(f"print('{i}' * 7_000_000)") for i in range(9)])
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("Erika Mustermann 7012345, Jürgen Müller 7054321\n\n" + "notes " * 1_700_000)
+    ] + [nbformat.v4.new_code_cell(f"print('{i}' * 7_000_000)") for i in range(9)]
     target = tmp_path / "Erika Mustermann_7012345_Jürgen Müller_7054321.ipynb"
     nbformat.write(nb, str(target))
     assert target.stat().st_size > 10_000_000
     graded = grade_submission(target, tmp_path, ctx)
     written = write_executed(graded.executed, tmp_path / "out", "team")
     assert written.stat().st_size <= MAX_NOTEBOOK_BYTES
-    again = parse_notebook_json(written)                      # a notebook the grader accepts as input
+    again = parse_notebook_json(written)  # a notebook the grader accepts as input
     outputs = ["".join(o.get("text", "")) for c in again["cells"][1:] for o in c["outputs"]]
-    assert sum(len(text) for text in outputs) > 30_000_000    # most of the output is kept
+    assert sum(len(text) for text in outputs) > 30_000_000  # most of the output is kept
     notes = graded.report.execution.notes
     assert any(n.startswith("output from cell In [8] on was not kept") for n in notes), notes
     assert any(n.startswith("outputs of ") and "were left out of the executed notebook" in n for n in notes), notes
@@ -406,8 +447,14 @@ def test_a_batch_with_480000_tiny_cells_stays_within_the_memory_prepare_asks_for
     shutil.copy(ROOT / "reference" / "calibration.json", calibration)
     env = {**os.environ, "GRADER_CACHE": str(tmp_path / "cache"), "GRADER_CALIBRATION": str(calibration)}
     out = tmp_path / "out"
-    grade = subprocess.Popen([sys.executable, "-m", "grader", "grade", str(subs), "--out", str(out), "--workers", "1"],
-                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    grade = subprocess.Popen(
+        [sys.executable, "-m", "grader", "grade", str(subs), "--out", str(out), "--workers", "1"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     peak_pss = peak_rss = 0.0
     process = psutil.Process(grade.pid)
     while grade.poll() is None:
@@ -420,11 +467,15 @@ def test_a_batch_with_480000_tiny_cells_stays_within_the_memory_prepare_asks_for
     [violation] = [v for v in report["violations"] if v["code"] == "content.notebook_too_large"]
     assert "it has 480,000 cells, more than the 2,000 cells" in violation["message"]
     assert violation["severity"] == "error" and report["execution"]["status"] == "not_run"
-    assert {c["status"] for c in report["checks"]} == {"needs_review"}      # no points taken for the grader's limit
+    assert {c["status"] for c in report["checks"]} == {"needs_review"}  # no points taken for the grader's limit
     assert not (out / "executed" / f"{big}.ipynb").exists()
-    allowed = shard_resources(workers=1, largest_shard=2, solution_seconds=None,
-                              limits=TimeLimits(cell_timeout_s=60, notebook_timeout_s=120, source="test")).memory_mb
+    allowed = shard_resources(
+        workers=1,
+        largest_shard=2,
+        solution_seconds=None,
+        limits=TimeLimits(cell_timeout_s=60, notebook_timeout_s=120, source="test"),
+    ).memory_mb
     print(f"peak of the process tree: {peak_pss:.0f} MiB PSS, {peak_rss:.0f} MiB RSS; prepare asks for {allowed} MiB")
     assert peak_pss < allowed, (peak_pss, peak_rss, allowed)
     correct = json.loads((out / f"{Path(CORRECT).stem}.json").read_text(encoding="utf-8"))
-    assert correct["execution"]["cells_run"] == correct["execution"]["cells_total"] > 0    # the batch went on
+    assert correct["execution"]["cells_run"] == correct["execution"]["cells_total"] > 0  # the batch went on

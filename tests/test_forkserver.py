@@ -3,6 +3,7 @@
 The server imports torch once (a few seconds), so each test runs one server and several kernels from
 it, the way a batch worker does, and looks from inside the kernels at what they can see and do.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -13,18 +14,21 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from conftest import ATTEMPT_HELPERS, fork_loop, needs_torch, notebook, recorded
-from conftest import ROOT as REPO_ROOT   # the source checkout the tests run from
+from conftest import ROOT as REPO_ROOT  # the source checkout the tests run from
+
 from grader.config import config_from_dict
+from grader.run.context import KernelContext
 from grader.run.kernels import ForkKernels
 from grader.run.sandbox import SANDBOX_UID
-from grader.run.context import KernelContext
 from grader.sheets.sheet6 import SHEET
 
-pytestmark = [needs_torch, pytest.mark.kernel,
-              pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed"),
-              pytest.mark.bwrap]
+pytestmark = [
+    needs_torch,
+    pytest.mark.kernel,
+    pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed"),
+    pytest.mark.bwrap,
+]
 
 
 def context(work: Path, **limits):
@@ -63,11 +67,14 @@ def host_processes(text: str) -> list[str]:
     return found
 
 
-LOOK_AROUND = r'''
+LOOK_AROUND = (
+    r"""
 import ctypes, glob, json, os, random, socket, subprocess, sys
 import numpy as np
 import torch
-''' + ATTEMPT_HELPERS + r'''
+"""
+    + ATTEMPT_HELPERS
+    + r"""
 libc = ctypes.CDLL(None, use_errno=True)
 status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
 ws = os.getcwd()
@@ -110,7 +117,8 @@ if os.fork() == 0:
         os.execvp("sleep", ["sleep", "4242"])
     os._exit(0)
 print("RESULT " + json.dumps(r))
-'''
+"""
+)
 
 
 def test_forked_kernels_are_isolated_from_the_server_and_from_each_other(work):
@@ -121,9 +129,12 @@ def test_forked_kernels_are_isolated_from_the_server_and_from_each_other(work):
         try:
             async with kernels.kernel() as kernel:
                 (kernel.workspace / "mine.txt").write_text("this team's file")
-                first = await kernel.session.run_notebook(notebook(
-                    f"REPO = {str(REPO_ROOT)!r}\n" + LOOK_AROUND,
-                    "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])"))
+                first = await kernel.session.run_notebook(
+                    notebook(
+                        f"REPO = {str(REPO_ROOT)!r}\n" + LOOK_AROUND,
+                        "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])",
+                    )
+                )
                 assert host_processes("sleep\x004242"), "the daemon should be running while its kernel runs"
             async with kernels.kernel() as kernel:
                 # Handed over only once every process of the kernel before has ended.
@@ -137,11 +148,11 @@ def test_forked_kernels_are_isolated_from_the_server_and_from_each_other(work):
     assert first.info.status == "ok", first.info
     assert first.info.isolated and any("fork server" in n for n in first.info.notes)
     r = recorded(first.notebook.cells[0])
-    assert r["uid"] == SANDBOX_UID and r["pid"] == 2   # PID 2 under the kernel's own init
+    assert r["uid"] == SANDBOX_UID and r["pid"] == 2  # PID 2 under the kernel's own init
     assert r["caps"] == ["0000000000000000"] * 4, r["caps"]
-    assert r["userns"] == -1 and r["mount"] == -1       # no user namespaces, no mounts
+    assert r["userns"] == -1 and r["mount"] == -1  # no user namespaces, no mounts
     assert not r["net"].startswith("ok"), r["net"]
-    assert r["siblings"] == [Path(r["cwd"]).name], r["siblings"]   # not the runtime or other workspaces
+    assert r["siblings"] == [Path(r["cwd"]).name], r["siblings"]  # not the runtime or other workspaces
     assert not r["other_team"].startswith("ok"), r
     # Above its workspace is the kernel's own /tmp (in memory): what it writes there reaches no one.
     assert not list(work.rglob("evil.txt"))
@@ -163,7 +174,9 @@ def test_forked_kernels_are_isolated_from_the_server_and_from_each_other(work):
     s = recorded(second.notebook.cells[0])
     assert "planted" not in s["tmp"] and s["shm"] == [], "files of the previous kernel are visible"
     assert s["cwd"] != r["cwd"]
-    assert all(a != b for a, b in zip(s["random"], r["random"])), f"forks share their seeds: {s['random']} {r['random']}"
+    assert all(a != b for a, b in zip(s["random"], r["random"])), (
+        f"forks share their seeds: {s['random']} {r['random']}"
+    )
     # torch too: with one torch seed per server, every notebook started from the same initial weights
     assert host_processes("sleep\x004242") == []
 
@@ -211,14 +224,23 @@ def test_without_bubblewrap_kernels_are_still_forked_with_limits_only(work):
             runs = []
             for _ in range(2):
                 async with kernels.kernel() as kernel:
-                    runs.append(await kernel.session.run_notebook(notebook(
-                        "import os, sys, torch\nprint(os.getcwd(), 'torch' in sys.modules, os.getpid() > 2)")))
+                    runs.append(
+                        await kernel.session.run_notebook(
+                            notebook(
+                                "import os, sys, torch\nprint(os.getcwd(), 'torch' in sys.modules, os.getpid() > 2)"
+                            )
+                        )
+                    )
             generation = kernels.server.generation
             # Without namespaces nothing but the process tree ties a kernel to its server: a server
             # that dies must still take its kernels along.
             async with kernels.kernel() as kernel:
-                pid = (await kernel.session.run_notebook(notebook("import os\nprint(os.getpid())"))
-                       ).notebook.cells[0].outputs[0]["text"].strip()
+                pid = (
+                    (await kernel.session.run_notebook(notebook("import os\nprint(os.getpid())")))
+                    .notebook.cells[0]
+                    .outputs[0]["text"]
+                    .strip()
+                )
                 kernels.server.process.send_signal(signal.SIGKILL)
                 await kernels.server.process.wait()
                 for _ in range(100):
@@ -232,7 +254,7 @@ def test_without_bubblewrap_kernels_are_still_forked_with_limits_only(work):
 
     runs, generation, orphaned = asyncio.run(scenario())
     assert not orphaned, "a kernel outlived its fork server"
-    assert generation == 1   # both kernels from the same server
+    assert generation == 1  # both kernels from the same server
     for run in runs:
         assert run.info.status == "ok" and not run.info.isolated, run.info
         assert any("without isolation" in n for n in run.info.notes), run.info.notes

@@ -9,11 +9,11 @@ Four notebooks (plus the honest one they are compared with) keep this to about t
    output is a tensor subclass that claims to equal anything.
  - `dies`: an endless cell (interrupted, the run goes on), then os._exit(1).
 """
+
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,23 +23,26 @@ import pytest
 
 pytest.importorskip("torch")
 
-from grader.config import config_from_dict   # noqa: E402
-from grader.engine.batch import prepare_context   # noqa: E402
-from grader.pipeline import grade_submission, grade_submission_async   # noqa: E402
-from grader.run.kernels import ForkKernels   # noqa: E402
-from conftest import ATTEMPT_HELPERS, fork_loop   # noqa: E402
+from conftest import ATTEMPT_HELPERS, fork_loop
+
+from grader.config import config_from_dict
+from grader.engine.batch import prepare_context
+from grader.pipeline import grade_submission, grade_submission_async
+from grader.run.kernels import ForkKernels
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT / ".." / "shared" / "data" / "fashion-mnist").resolve()
 HAVE_BWRAP = shutil.which("bwrap") is not None
 MIME = "application/x-sheet6-grader-probe+json"
 
-pytestmark = [pytest.mark.kernel,
-              pytest.mark.bwrap,
-              pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap (bwrap) is not installed"),
-              # Two CPU-bound processes beside these tests (conftest, --busy-processes): the verdicts are
-              # those of a quiet machine (time limits count CPU time, not wall-clock time).
-              pytest.mark.usefixtures("busy_machine")]
+pytestmark = [
+    pytest.mark.kernel,
+    pytest.mark.bwrap,
+    pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap (bwrap) is not installed"),
+    # Two CPU-bound processes beside these tests (conftest, --busy-processes): the verdicts are
+    # those of a quiet machine (time limits count CPU time, not wall-clock time).
+    pytest.mark.usefixtures("busy_machine"),
+]
 
 SETUP = """\
 import torch, torchvision
@@ -111,10 +114,13 @@ def solution(hook_forward: str = "pass", hook_bn_forward: str = "pass") -> list[
 
 # ---- hostile cells ----------------------------------------------------------------------------
 
-ENVIRONMENT = r'''
+ENVIRONMENT = (
+    r"""
 import json, os, socket, sys
 found = {}
-''' + ATTEMPT_HELPERS + r'''ws = os.getcwd()
+"""
+    + ATTEMPT_HELPERS
+    + r"""ws = os.getcwd()
 found["net_local"] = attempt(lambda: connect("127.0.0.1", 22))
 found["net_outside"] = attempt(lambda: connect("192.0.2.1", 80))
 found["passwd"] = attempt(lambda: open("/etc/passwd").read())
@@ -127,16 +133,17 @@ found["import_grader"] = attempt(lambda: __import__("grader").__file__)
 found["import_reference"] = attempt(lambda: __import__("reference").__file__)
 found["reference_dir"] = attempt(lambda: os.listdir(REFERENCE))
 print("RESULT " + json.dumps(found))
-'''
+"""
+)
 
-ALLOCATE = r'''
+ALLOCATE = r"""
 import numpy as np
 try:
     big = np.ones(50 * 2**30, dtype=np.uint8)
     print("RESULT " + json.dumps("allocated"))
 except MemoryError:
     print("RESULT " + json.dumps("MemoryError"))
-'''
+"""
 
 FORK = fork_loop(2000, 2)
 
@@ -146,7 +153,7 @@ EXIT = "import sys\nsys.exit()"
 # A __future__ import changes how IPython compiles every later cell, the probe's too (which uses !=).
 FUTURE = "from __future__ import barry_as_FLUFL"
 
-PATCHES = r'''
+PATCHES = r"""
 import json, base64, io
 import numpy as np
 import torch
@@ -158,49 +165,63 @@ torch.equal = lambda *a, **k: True
 np.save = lambda *a, **k: None
 base64.b64encode = lambda *a, **k: b""
 InteractiveShell.showtraceback = lambda *a, **k: None
-'''
+"""
 
 # Replacing json.dumps also breaks the kernel's own messages (jupyter_client packs them with it).
-JSON_DUMPS = r'''
+JSON_DUMPS = r"""
 import json
 _fake = json.dumps({"token": "0" * 32, "networks": {}, "errors": [], "arrays": {}})
 json.dumps = lambda *a, **k: _fake
-'''
+"""
 
-FORGED = r'''
+FORGED = r"""
 from IPython.display import publish_display_data
 publish_display_data({MIME: '{"token": "x", "networks": {}, "errors": [], "arrays": {}}'},
                      metadata={MIME: {"token": "x"}})
 print('{"token": "x", "networks": {"baseline": {"class_found": true}}}')
-'''
+"""
 
 # forward loops forever once the notebook has run (the probe's calls), never during training
 HANG = "if globals().get('PROBING'):\n            while True: pass"
 # after training, the batch-norm network answers with zeros dressed up to equal anything
 LIE = """if globals().get('PROBING'):
             return Liar(torch.zeros(x.shape[0], 10))"""
-LIAR = '''
+LIAR = """
 class Liar(torch.Tensor):
     def __eq__(self, other): return True
     def __ne__(self, other): return False
     def numpy(self, *a, **k): return __import__('numpy').zeros((self.shape[0], 10))
 PROBING = True
-'''
+"""
 
 
 # ---- running ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def context():
     work = Path(tempfile.mkdtemp(prefix="g6-hostile-"))
-    config = config_from_dict({
-        "sheet": {"name": "sheet6"},
-        "data": {"source": str(SHARED_DATA) if SHARED_DATA.exists() else "", "train_size": 600,
-                 "test_size": 200, "seed": 6},
-        "limits": {"cell_timeout_s": 20, "notebook_timeout_s": 240, "probe_timeout_s": 40,
-                   "processes": 256, "output_kb": 64},
-        "run": {"workers": 1, "sandbox": "bubblewrap"},
-    }, source="<tests>", base_dir=ROOT)
+    config = config_from_dict(
+        {
+            "sheet": {"name": "sheet6"},
+            "data": {
+                "source": str(SHARED_DATA) if SHARED_DATA.exists() else "",
+                "train_size": 600,
+                "test_size": 200,
+                "seed": 6,
+            },
+            "limits": {
+                "cell_timeout_s": 20,
+                "notebook_timeout_s": 240,
+                "probe_timeout_s": 40,
+                "processes": 256,
+                "output_kb": 64,
+            },
+            "run": {"workers": 1, "sandbox": "bubblewrap"},
+        },
+        source="<tests>",
+        base_dir=ROOT,
+    )
     ctx = prepare_context(config, work / "batch", workers=1, auto_calibrate=False)
     (work / "batch").mkdir(exist_ok=True)
     sibling = work / "batch" / "ws-other-team"
@@ -218,17 +239,20 @@ def grade(context, name: str, cells: list[str], kernels: str = "fresh", **names)
     submissions.mkdir()
     nb = nbformat.v4.new_notebook()
     prelude = "".join(f"{k} = {v!r}\n" for k, v in names.items())
-    nb.cells = [nbformat.v4.new_markdown_cell(f"# {name}")] + \
-        [nbformat.v4.new_code_cell(prelude + c if i == 0 and prelude else c) for i, c in enumerate(cells)]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {name}")] + [
+        nbformat.v4.new_code_cell(prelude + c if i == 0 and prelude else c) for i, c in enumerate(cells)
+    ]
     path = submissions / "Erika_Mustermann_1234567_Max_Meier_7654321.ipynb"
     nbformat.write(nb, path)
     if kernels == "forked":
+
         async def forked():
             source = ForkKernels(ctx.kernel_context)
             try:
                 return await grade_submission_async(path, submissions, ctx, source)
             finally:
                 await source.close()
+
         graded = asyncio.run(forked())
     else:
         graded = grade_submission(path, submissions, ctx)
@@ -249,7 +273,7 @@ def recorded(executed, marker_cell_text: str):
             for out in cell.get("outputs", []):
                 for line in out.get("text", "").splitlines() if out.get("output_type") == "stream" else []:
                     if line.startswith("RESULT "):
-                        return json.loads(line[len("RESULT "):])
+                        return json.loads(line[len("RESULT ") :])
             raise AssertionError(f"no RESULT in {cell.outputs!r}"[:3000])
     raise AssertionError(f"cell {marker_cell_text!r} not found")
 
@@ -261,19 +285,27 @@ def honest(context):
     assert report.execution.status == "ok", report.execution
     assert report.execution.isolated and report.execution.sandbox == "bubblewrap"
     passing = {k for k, (status, _) in checks(report).items() if status == "pass"}
-    assert {"baseline.architecture", "baseline.forward", "baseline.training_setup",
-            "batchnorm.architecture", "batchnorm.behaviour"} <= passing, checks(report)
+    assert {
+        "baseline.architecture",
+        "baseline.forward",
+        "baseline.training_setup",
+        "batchnorm.architecture",
+        "batchnorm.behaviour",
+    } <= passing, checks(report)
     return report
 
 
 @pytest.mark.parametrize("kernels", ["fresh", "forked"])
 def test_everything_hostile_in_one_notebook(context, honest, kernels):
-    ctx, work = context
-    repo_names = dict(SIBLING=str(work / "batch" / "ws-other-team" / "secret.txt"),
-                      SUBMISSIONS=str(work / f"submissions-everything-{kernels}"), REFERENCE=str(ROOT / "reference"),
-                      MIME=MIME)
+    _ctx, work = context
+    repo_names = dict(
+        SIBLING=str(work / "batch" / "ws-other-team" / "secret.txt"),
+        SUBMISSIONS=str(work / f"submissions-everything-{kernels}"),
+        REFERENCE=str(ROOT / "reference"),
+        MIME=MIME,
+    )
     cells = solution() + [ENVIRONMENT, ALLOCATE, FORK, FLOOD, EXIT, PATCHES, FORGED, FUTURE, "print('the end')"]
-    graded, submissions = grade(context, f"everything-{kernels}", cells, kernels=kernels, **repo_names)
+    graded, _submissions = grade(context, f"everything-{kernels}", cells, kernels=kernels, **repo_names)
     report, executed = graded.report, graded.executed
 
     # The run went through to the end, with errors (sys.exit), isolated.
@@ -283,7 +315,7 @@ def test_everything_hostile_in_one_notebook(context, honest, kernels):
 
     env = recorded(executed, "found = {}")
     assert not env["net_local"].startswith("ok") and not env["net_outside"].startswith("ok"), env
-    assert "student" in env["passwd"], env["passwd"]      # a made-up passwd, not the host's
+    assert "student" in env["passwd"], env["passwd"]  # a made-up passwd, not the host's
     assert "ws-other-team" not in env["siblings"] and not env["sibling_secret"].startswith("ok"), env
     assert not env["submissions"].startswith("ok"), env
     assert not env["write_system"].startswith("ok"), env
@@ -318,8 +350,12 @@ def test_forward_that_hangs_or_lies_earns_no_forward_points(context, honest):
 
 
 def test_endless_cell_then_exit_kills_the_kernel(context):
-    cells = solution() + ["while True: pass", "print('after the endless cell')", "import os\nos._exit(1)",
-                          "print('never')"]
+    cells = solution() + [
+        "while True: pass",
+        "print('after the endless cell')",
+        "import os\nos._exit(1)",
+        "print('never')",
+    ]
     graded, _ = grade(context, "dies", cells)
     report, executed = graded.report, graded.executed
     assert report.execution.status == "kernel_died", report.execution
@@ -368,21 +404,37 @@ def test_dead_kernel_is_restarted_for_the_probe_only_when_configured(context, ke
     ctx, work = context
     limits = ctx.config.limits.model_copy(update={"restart_for_probe": True})
     restarting = dataclasses.replace(ctx, config=ctx.config.model_copy(update={"limits": limits}))
-    graded, _ = grade((restarting, work), f"restart-{kernels}", solution() + ["import os\nos._exit(1)"],
-                      kernels=kernels)
+    graded, _ = grade(
+        (restarting, work), f"restart-{kernels}", solution() + ["import os\nos._exit(1)"], kernels=kernels
+    )
     report = graded.report
     assert report.execution.status == "kernel_died", report.execution
     assert any("restarted for the probe" in note for note in report.execution.notes), report.execution.notes
     passing = {c.id for c in report.checks if c.status == "pass"}
-    assert {"baseline.architecture", "baseline.forward", "baseline.training_setup",
-            "batchnorm.architecture"} <= passing, {c.id: c.message for c in report.checks}
+    assert {
+        "baseline.architecture",
+        "baseline.forward",
+        "baseline.training_setup",
+        "batchnorm.architecture",
+    } <= passing, {c.id: c.message for c in report.checks}
 
 
-@pytest.mark.parametrize("count, label", [(5, "In [5]"), (None, "cell 7"), (0, "cell 7"), (-2, "cell 7"),
-                                          (True, "cell 7"), ("5]; rm", "cell 7"), (2.0, "cell 7")])
+@pytest.mark.parametrize(
+    "count, label",
+    [
+        (5, "In [5]"),
+        (None, "cell 7"),
+        (0, "cell 7"),
+        (-2, "cell 7"),
+        (True, "cell 7"),
+        ("5]; rm", "cell 7"),
+        (2.0, "cell 7"),
+    ],
+)
 def test_a_cell_is_named_in_n_only_for_a_real_number(count, label):
     """A notebook's JSON may hold anything as a cell's execution_count: only a positive int is `In [n]`."""
     from grader.models import CellError, cell_label
+
     assert cell_label(count, 7) == label
-    if count is None or isinstance(count, int) and not isinstance(count, bool):
+    if count is None or (isinstance(count, int) and not isinstance(count, bool)):
         assert CellError(cell=7, execution_count=count, ename="E", evalue="").label == label

@@ -1,13 +1,15 @@
 """Finding submissions in a bulk download: any layout, junk skipped, pairs joined."""
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from grader.config import Naming
-from grader.intake import discover, duplicate_students, identify
 from conftest import SHEET6_HINTS
 from intake_corpus import make_pdf, make_zip, solution_notebook, tree_hashes
+
+from grader.config import Naming
+from grader.intake import discover, duplicate_students, identify
 
 NAMING = Naming()
 
@@ -30,7 +32,7 @@ def _bulk_tree(root: Path) -> None:
     _touch(root / "Paul_4444444_Roth_5555555.py", "print(1)")
     make_pdf(root / "Zoe_6666666_Yildiz_7777777.pdf", ["Zoe 6666666"])
     _touch(root / "Kurz_8888888_Lang_9999999.rar", b"Rar!")
-    _touch(root / "Kurz_8888888_Lang_9999999.docx", b"PK")           # named like a team: reported
+    _touch(root / "Kurz_8888888_Lang_9999999.docx", b"PK")  # named like a team: reported
     # junk
     _touch(root / ".DS_Store")
     _touch(root / "Gruppe 01" / "Thumbs.db")
@@ -68,11 +70,21 @@ def test_bulk_download_tree(tmp_path: Path):
     assert rels == EXPECTED_SUBMISSIONS
     skipped = {s.path.relative_to(root).as_posix(): s.reason for s in found.skipped}
     assert set(skipped) == {
-        ".DS_Store", ".hidden", "__MACOSX", "Gruppe 01/Thumbs.db",
-        "Gruppe 01/._Müller_1234567_Schmidt_7654321.zip", "Gruppe 02/.~lock.ipynb#",
-        "Gruppe 02/.ipynb_checkpoints", "Gruppe 02/Meier_1111111_Weiß_2222222.pdf",
-        "checksums.md5", "Gruppe 01/Müller_1234567_Schmidt_7654321.zip.sha256",
-        "tutor notes.txt", "README.md", "grades.csv", "index.html", "photo.png",
+        ".DS_Store",
+        ".hidden",
+        "__MACOSX",
+        "Gruppe 01/Thumbs.db",
+        "Gruppe 01/._Müller_1234567_Schmidt_7654321.zip",
+        "Gruppe 02/.~lock.ipynb#",
+        "Gruppe 02/.ipynb_checkpoints",
+        "Gruppe 02/Meier_1111111_Weiß_2222222.pdf",
+        "checksums.md5",
+        "Gruppe 01/Müller_1234567_Schmidt_7654321.zip.sha256",
+        "tutor notes.txt",
+        "README.md",
+        "grades.csv",
+        "index.html",
+        "photo.png",
     }
     assert "Meier_1111111_Weiß_2222222.ipynb" in skipped["Gruppe 02/Meier_1111111_Weiß_2222222.pdf"]
     assert "checksum" in skipped["checksums.md5"]
@@ -80,10 +92,12 @@ def test_bulk_download_tree(tmp_path: Path):
     assert all(reason for reason in skipped.values())
 
     subs = [identify(p, root, NAMING) for p in found.submissions]
-    both = ["Kurz_8888888_Lang_9999999.docx", "Kurz_8888888_Lang_9999999.rar"]   # one team, two uploads
+    both = ["Kurz_8888888_Lang_9999999.docx", "Kurz_8888888_Lang_9999999.rar"]  # one team, two uploads
     assert duplicate_students(subs) == {
         "1234567": ["Gruppe 01/Müller_1234567_Schmidt_7654321.zip", "tutor B/late/Müller_1234567_Ott_3333333.zip"],
-        "8888888": both, "9999999": both}
+        "8888888": both,
+        "9999999": both,
+    }
     codes = {s.rel: {v.code for v in s.violations} for s in subs}
     assert codes["Kurz_8888888_Lang_9999999.rar"] == {"name.extension"}
     assert codes["Kurz_8888888_Lang_9999999.docx"] == {"name.extension"}
@@ -146,7 +160,9 @@ def test_team_folder_with_loose_files(tmp_path: Path):
     _touch(lone / "solution.py", "print(1)")
     found = discover(root)
     assert [p.relative_to(root).as_posix() for p in found.submissions] == [
-        "Meier_1111111/solution.py", "Mu\u0308ller_1234567_Schmidt_7654321/notebook.ipynb"]
+        "Meier_1111111/solution.py",
+        "Mu\u0308ller_1234567_Schmidt_7654321/notebook.ipynb",
+    ]
     assert [s.path.name for s in found.skipped] == ["sheet6.pdf"]
 
     sub = identify(found.submissions[1], root, NAMING)

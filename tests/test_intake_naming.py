@@ -1,4 +1,5 @@
 """File names -> team and naming violations (docs/spec.md, "Submissions and naming")."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,51 +20,113 @@ CASES = [
     ("Müller_1234567_Schmidt_7654321.zip", set(), [("Müller", "1234567"), ("Schmidt", "7654321")], None),
     ("Mu\u0308ller_1234567_Schmidt_7654321.zip", set(), [("Müller", "1234567"), ("Schmidt", "7654321")], None),
     ("Anna-Lena_1234567_Weiß_7654321.zip", set(), [("Anna-Lena", "1234567"), ("Weiß", "7654321")], None),
-    ("van der Berg_1234567_O'Neil_7654321_José_1111111.zip", set(),
-     [("van der Berg", "1234567"), ("O'Neil", "7654321"), ("José", "1111111")], None),
+    (
+        "van der Berg_1234567_O'Neil_7654321_José_1111111.zip",
+        set(),
+        [("van der Berg", "1234567"), ("O'Neil", "7654321"), ("José", "1111111")],
+        None,
+    ),
     ("Jose\u0301_1234567_Zoë_7654321.ipynb", set(), [("José", "1234567"), ("Zoë", "7654321")], None),
-    ("Anna Maria Müller_1234567_Schmidt_7654321.pdf", set(),
-     [("Anna Maria Müller", "1234567"), ("Schmidt", "7654321")], None),
+    (
+        "Anna Maria Müller_1234567_Schmidt_7654321.pdf",
+        set(),
+        [("Anna Maria Müller", "1234567"), ("Schmidt", "7654321")],
+        None,
+    ),
     ("Müller_1234567_Schmidt_7654321.py", set(), [("Müller", "1234567"), ("Schmidt", "7654321")], None),
     ("Müller_1234567_Schmidt_7654321.ZIP", set(), [("Müller", "1234567"), ("Schmidt", "7654321")], None),
     # browser copies and sloppy separators: parsed, reported, expected name given
-    ("Müller_1234567_Schmidt_7654321 (1).zip", {"name.pattern"},
-     [("Müller", "1234567"), ("Schmidt", "7654321")], f"{OK}.zip"),
-    ("Müller_1234567-Schmidt_7654321.zip", {"name.pattern"},
-     [("Müller", "1234567"), ("Schmidt", "7654321")], f"{OK}.zip"),
-    ("Müller 1234567 Schmidt 7654321.zip", {"name.pattern"},
-     [("Müller", "1234567"), ("Schmidt", "7654321")], f"{OK}.zip"),
-    ("Müller1234567Schmidt7654321.zip", {"name.pattern"},
-     [("Müller", "1234567"), ("Schmidt", "7654321")], f"{OK}.zip"),
-    ("Müller_1234567_Schmidt_7654321_final.zip", {"name.pattern"},
-     [("Müller", "1234567"), ("Schmidt", "7654321")], f"{OK}.zip"),
-    ("Sheet6_Müller_1234567_Schmidt_7654321.zip", {"name.pattern"},
-     [("Müller", "1234567"), ("Schmidt", "7654321")], f"{OK}.zip"),
-    ("Müller_1234567_Schmidt_7654321_Exercise-sheet-6.zip", {"name.pattern"},
-     [("Müller", "1234567"), ("Schmidt", "7654321")], f"{OK}.zip"),
-    ("Müller_1234567__Schmidt_7654321.zip", {"name.pattern"},
-     [("Müller", "1234567"), ("Schmidt", "7654321")], f"{OK}.zip"),
+    (
+        "Müller_1234567_Schmidt_7654321 (1).zip",
+        {"name.pattern"},
+        [("Müller", "1234567"), ("Schmidt", "7654321")],
+        f"{OK}.zip",
+    ),
+    (
+        "Müller_1234567-Schmidt_7654321.zip",
+        {"name.pattern"},
+        [("Müller", "1234567"), ("Schmidt", "7654321")],
+        f"{OK}.zip",
+    ),
+    (
+        "Müller 1234567 Schmidt 7654321.zip",
+        {"name.pattern"},
+        [("Müller", "1234567"), ("Schmidt", "7654321")],
+        f"{OK}.zip",
+    ),
+    ("Müller1234567Schmidt7654321.zip", {"name.pattern"}, [("Müller", "1234567"), ("Schmidt", "7654321")], f"{OK}.zip"),
+    (
+        "Müller_1234567_Schmidt_7654321_final.zip",
+        {"name.pattern"},
+        [("Müller", "1234567"), ("Schmidt", "7654321")],
+        f"{OK}.zip",
+    ),
+    (
+        "Sheet6_Müller_1234567_Schmidt_7654321.zip",
+        {"name.pattern"},
+        [("Müller", "1234567"), ("Schmidt", "7654321")],
+        f"{OK}.zip",
+    ),
+    (
+        "Müller_1234567_Schmidt_7654321_Exercise-sheet-6.zip",
+        {"name.pattern"},
+        [("Müller", "1234567"), ("Schmidt", "7654321")],
+        f"{OK}.zip",
+    ),
+    (
+        "Müller_1234567__Schmidt_7654321.zip",
+        {"name.pattern"},
+        [("Müller", "1234567"), ("Schmidt", "7654321")],
+        f"{OK}.zip",
+    ),
     # ids
     ("Müller_123456_Schmidt_7654321.zip", {"name.student_id"}, [("Müller", "123456"), ("Schmidt", "7654321")], None),
-    ("Müller_12345678_Schmidt_7654321.zip", {"name.student_id"},
-     [("Müller", "12345678"), ("Schmidt", "7654321")], None),
-    ("Müller_\u0661\u0662\u0663\u0664\u0665\u0666\u0667_Schmidt_7654321.zip", {"name.student_id"},
-     [("Müller", "1234567"), ("Schmidt", "7654321")], f"{OK}.zip"),
-    ("Müller_1234567_Schmidt.zip", {"name.pattern", "name.student_id"},
-     [("Müller", "1234567"), ("Schmidt", "")], None),
+    (
+        "Müller_12345678_Schmidt_7654321.zip",
+        {"name.student_id"},
+        [("Müller", "12345678"), ("Schmidt", "7654321")],
+        None,
+    ),
+    (
+        "Müller_\u0661\u0662\u0663\u0664\u0665\u0666\u0667_Schmidt_7654321.zip",
+        {"name.student_id"},
+        [("Müller", "1234567"), ("Schmidt", "7654321")],
+        f"{OK}.zip",
+    ),
+    ("Müller_1234567_Schmidt.zip", {"name.pattern", "name.student_id"}, [("Müller", "1234567"), ("Schmidt", "")], None),
     # group size
     ("Müller_1234567.zip", {"name.group_size"}, [("Müller", "1234567")], None),
-    ("A_1234567_B_2345678_C_3456789_D_4567890.zip", {"name.group_size"},
-     [("A", "1234567"), ("B", "2345678"), ("C", "3456789"), ("D", "4567890")], None),
+    (
+        "A_1234567_B_2345678_C_3456789_D_4567890.zip",
+        {"name.group_size"},
+        [("A", "1234567"), ("B", "2345678"), ("C", "3456789"), ("D", "4567890")],
+        None,
+    ),
     # extensions
-    ("Müller_1234567_Schmidt_7654321.rar", {"name.extension"},
-     [("Müller", "1234567"), ("Schmidt", "7654321")], f"{OK}.zip"),
-    ("Müller_1234567_Schmidt_7654321.7z", {"name.extension"},
-     [("Müller", "1234567"), ("Schmidt", "7654321")], f"{OK}.zip"),
-    ("Müller_1234567_Schmidt_7654321.tar.gz", {"name.extension"},
-     [("Müller", "1234567"), ("Schmidt", "7654321")], f"{OK}.zip"),
-    ("Müller_1234567_Schmidt_7654321.docx", {"name.extension"},
-     [("Müller", "1234567"), ("Schmidt", "7654321")], f"{OK}.zip"),
+    (
+        "Müller_1234567_Schmidt_7654321.rar",
+        {"name.extension"},
+        [("Müller", "1234567"), ("Schmidt", "7654321")],
+        f"{OK}.zip",
+    ),
+    (
+        "Müller_1234567_Schmidt_7654321.7z",
+        {"name.extension"},
+        [("Müller", "1234567"), ("Schmidt", "7654321")],
+        f"{OK}.zip",
+    ),
+    (
+        "Müller_1234567_Schmidt_7654321.tar.gz",
+        {"name.extension"},
+        [("Müller", "1234567"), ("Schmidt", "7654321")],
+        f"{OK}.zip",
+    ),
+    (
+        "Müller_1234567_Schmidt_7654321.docx",
+        {"name.extension"},
+        [("Müller", "1234567"), ("Schmidt", "7654321")],
+        f"{OK}.zip",
+    ),
     # nothing parseable
     ("notebook.ipynb", {"name.pattern"}, [], None),
     ("Sheet6 solution.zip", {"name.pattern"}, [], None),
@@ -84,7 +147,7 @@ def test_parse_name_exact_codes(filename, codes, team, expected):
 
 def test_unparseable_name_is_an_error_and_parsed_ones_are_warnings():
     assert {v.severity for v in parse_name("notebook.ipynb", NAMING).violations} == {"error"}
-    for filename, codes, _team, _exp in CASES:
+    for filename, _codes, _team, _exp in CASES:
         if parse_name(filename, NAMING).team:
             assert {v.severity for v in parse_name(filename, NAMING).violations} <= {"warning"}, filename
 
@@ -137,8 +200,12 @@ def test_identify_never_writes(tmp_path: Path):
 
 
 def test_duplicate_students(tmp_path: Path):
-    names = ["Müller_1234567_Schmidt_7654321.zip", "Meier_1111111_Müller_1234567.zip",
-             "Meier_1111111_Weiß_2222222.ipynb", "Ott_3333333_Paul_4444444.zip"]
+    names = [
+        "Müller_1234567_Schmidt_7654321.zip",
+        "Meier_1111111_Müller_1234567.zip",
+        "Meier_1111111_Weiß_2222222.ipynb",
+        "Ott_3333333_Paul_4444444.zip",
+    ]
     subs = []
     for n in names:
         (tmp_path / n).write_bytes(n.encode())

@@ -5,6 +5,7 @@ The unit tests compute limits from calibration entries; the kernel tests run rea
 sandboxed kernels: a never-ending cell on the default subset and in a student's self-check, and
 cells that write files until they are refused.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,17 +19,17 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import ROOT, needs_torch, recorded
+
 from grader.config import ConfigError, config_from_dict, load_config
 from grader.engine.calibrate import CELL_FACTOR, CELL_FLOOR_S, NOTEBOOK_FLOOR_S, time_limits
 from grader.models import DataInfo
+from grader.run.context import KernelContext
 from grader.run.execute import FALLBACK_CELL_TIMEOUT_S, FALLBACK_NOTEBOOK_TIMEOUT_S, KernelSession
 from grader.run.sandbox import SUBMISSION_MOUNT, kernel_command
 from grader.sheets.sheet6 import SHEET
 
 CALIBRATION_FILE = SHEET.shipped_calibration
-from grader.run.context import KernelContext
 
 HAVE_BWRAP = shutil.which("bwrap") is not None
 needs_bwrap = pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap (bwrap) is not installed")
@@ -36,14 +37,25 @@ SHARED_DATA = (ROOT / ".." / "shared" / "data" / "fashion-mnist").resolve()
 
 
 def data_info(fingerprint="f" * 16) -> DataInfo:
-    return DataInfo(kind="real-subset", description="some data", train_size=6000, test_size=1000,
-                    fingerprint=fingerprint)
+    return DataInfo(
+        kind="real-subset", description="some data", train_size=6000, test_size=1000, fingerprint=fingerprint
+    )
 
 
 def calibration(tmp_path, cell_seconds) -> Path:
     path = tmp_path / "calibration.json"
-    path.write_text(json.dumps({"sheet6/" + "f" * 16: {"data": "some data", "baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5],
-                                           **({"cell_seconds": cell_seconds} if cell_seconds is not None else {})}}))
+    path.write_text(
+        json.dumps(
+            {
+                "sheet6/" + "f" * 16: {
+                    "data": "some data",
+                    "baseline": [[0.1] * 5],
+                    "batchnorm": [[0.1] * 5],
+                    **({"cell_seconds": cell_seconds} if cell_seconds is not None else {}),
+                }
+            }
+        )
+    )
     return path
 
 
@@ -53,6 +65,7 @@ def auto_limits(**explicit):
 
 # ------------------------------------------------------------------------------ configuration
 
+
 def test_time_limits_are_auto_by_default_and_a_number_wins():
     limits = auto_limits()
     assert limits.cell_timeout_s == "auto" and limits.notebook_timeout_s == "auto"
@@ -61,14 +74,17 @@ def test_time_limits_are_auto_by_default_and_a_number_wins():
     assert auto_limits(notebook_timeout_s=0.5).notebook_timeout_s == 0.5
 
 
-@pytest.mark.parametrize("raw, words", [
-    ({"limits": {"cell_timeout_s": "fast"}}, ["limits.cell_timeout_s", '"auto"', "'fast'"]),
-    ({"limits": {"notebook_timeout_s": -5}}, ["limits.notebook_timeout_s", "greater than 0", "-5"]),
-    ({"limits": {"cell_timeout_s": True}}, ["limits.cell_timeout_s"]),
-    ({"limits": {"disk_mb": 0}}, ["limits.disk_mb", "greater than 0"]),
-    ({"limits": {"disk_mb": "1G"}}, ["limits.disk_mb", "'1G'"]),
-    ({"limits": {"disk_mb": 100}}, ["limits.disk_mb (100)", "archive.max_uncompressed_mb (200)"]),
-])
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        ({"limits": {"cell_timeout_s": "fast"}}, ["limits.cell_timeout_s", '"auto"', "'fast'"]),
+        ({"limits": {"notebook_timeout_s": -5}}, ["limits.notebook_timeout_s", "greater than 0", "-5"]),
+        ({"limits": {"cell_timeout_s": True}}, ["limits.cell_timeout_s"]),
+        ({"limits": {"disk_mb": 0}}, ["limits.disk_mb", "greater than 0"]),
+        ({"limits": {"disk_mb": "1G"}}, ["limits.disk_mb", "'1G'"]),
+        ({"limits": {"disk_mb": 100}}, ["limits.disk_mb (100)", "archive.max_uncompressed_mb (200)"]),
+    ],
+)
 def test_wrong_limits_are_errors_naming_the_key(raw, words):
     with pytest.raises(ConfigError) as err:
         config_from_dict(raw, source="grading.toml")
@@ -84,14 +100,21 @@ def test_disk_cap_default_and_validation():
 
 # ------------------------------------------------------------------------------ derived limits
 
+
 def test_limits_are_a_multiple_of_the_solutions_timings(tmp_path):
     # Seconds per code cell of three runs of the solution on the default subset; the third on a
     # machine busy with other work.
-    path = calibration(tmp_path, [[0.02, 0.01, 3.27, 0.02, 3.22, 0.17], [0.02, 0.01, 3.0, 0.01, 3.4, 0.15],
-                                  [0.03, 0.01, 8.71, 0.02, 23.36, 0.28]])
+    path = calibration(
+        tmp_path,
+        [
+            [0.02, 0.01, 3.27, 0.02, 3.22, 0.17],
+            [0.02, 0.01, 3.0, 0.01, 3.4, 0.15],
+            [0.03, 0.01, 8.71, 0.02, 23.36, 0.28],
+        ],
+    )
     found = time_limits(auto_limits(), data_info(), SHEET, path)
-    assert found.cell_timeout_s == round(CELL_FACTOR * 3.4)   # the median run's slowest cell
-    assert 30 <= found.cell_timeout_s <= 90            # a never-ending cell costs about a minute
+    assert found.cell_timeout_s == round(CELL_FACTOR * 3.4)  # the median run's slowest cell
+    assert 30 <= found.cell_timeout_s <= 90  # a never-ending cell costs about a minute
     assert found.notebook_timeout_s >= found.cell_timeout_s + 6.7
     assert "slowest cell (3.4 s" in found.source and "3 run(s)" in found.source and path.name in found.source
 
@@ -115,9 +138,12 @@ def test_a_number_in_grading_toml_wins(tmp_path):
 @pytest.mark.parametrize("cell_seconds", [None, []], ids=["entry without timings", "no runs"])
 def test_without_timings_the_fallback_applies_and_says_why(tmp_path, cell_seconds):
     path = calibration(tmp_path, cell_seconds)
-    for fingerprint in ("f" * 16, "0" * 16):   # the entry has no timings / there is no entry
+    for fingerprint in ("f" * 16, "0" * 16):  # the entry has no timings / there is no entry
         found = time_limits(auto_limits(), data_info(fingerprint), SHEET, path)
-        assert (found.cell_timeout_s, found.notebook_timeout_s) == (FALLBACK_CELL_TIMEOUT_S, FALLBACK_NOTEBOOK_TIMEOUT_S)
+        assert (found.cell_timeout_s, found.notebook_timeout_s) == (
+            FALLBACK_CELL_TIMEOUT_S,
+            FALLBACK_NOTEBOOK_TIMEOUT_S,
+        )
         assert "fallback" in found.source and "grader calibrate" in found.source
 
 
@@ -128,9 +154,17 @@ def _staged(config):
     return stage_dataset(config.data, config.data_source, cache_dir() / "data", SHEET.dataset)
 
 
-@pytest.mark.parametrize("real", [pytest.param(True, marks=pytest.mark.skipif(
-    not SHARED_DATA.exists(), reason="the real Fashion-MNIST is not on this machine")), False],
-    ids=["real data", "generated stand-in"])
+@pytest.mark.parametrize(
+    "real",
+    [
+        pytest.param(
+            True,
+            marks=pytest.mark.skipif(not SHARED_DATA.exists(), reason="the real Fashion-MNIST is not on this machine"),
+        ),
+        False,
+    ],
+    ids=["real data", "generated stand-in"],
+)
 def test_shipped_calibration_times_the_graded_data_and_the_self_check(real):
     """The shipped reference/calibration.json has the solution's timings for the data graded by
     default and for the self-check's small subset: both get derived limits, the self-check's in
@@ -175,8 +209,9 @@ def test_calibration_records_the_seconds_of_each_cell(grading_context):
 
 
 def test_a_batch_on_data_without_calibration_gets_the_fallback(tmp_path, monkeypatch):
-    from grader.engine.batch import prepare_context
     from conftest import tiny_config
+
+    from grader.engine.batch import prepare_context
 
     monkeypatch.setenv("GRADER_CALIBRATION", str(tmp_path / "empty.json"))
     config = tiny_config(limits={"cell_timeout_s": "auto", "notebook_timeout_s": "auto"})
@@ -204,8 +239,10 @@ def assert_interrupted_at(report, cell_limit: float):
     assert execution.time_limits.cell_timeout_s == cell_limit
     assert "slowest cell" in execution.time_limits.source, execution.time_limits
     # Named as Jupyter does (the markdown cell is cell 1, the endless one cell 3 and In [2]).
-    assert any(f"cell In [2] (" in n and f"ran over the limit of {cell_limit:g} s per cell" in n and "slowest cell" in n
-               for n in execution.notes), execution.notes
+    assert any(
+        "cell In [2] (" in n and f"ran over the limit of {cell_limit:g} s per cell" in n and "slowest cell" in n
+        for n in execution.notes
+    ), execution.notes
     assert execution.cells_run == execution.cells_total == 3
 
 
@@ -217,7 +254,7 @@ def test_a_never_ending_cell_on_the_default_subset_costs_about_a_minute(tmp_path
     from grader.engine.batch import prepare_context
     from grader.pipeline import grade_submission
 
-    shipped_copy = tmp_path / "calibration.json"   # read only, but never let a run write the shipped file
+    shipped_copy = tmp_path / "calibration.json"  # read only, but never let a run write the shipped file
     shutil.copy(CALIBRATION_FILE, shipped_copy)
     monkeypatch.setenv("GRADER_CALIBRATION", str(shipped_copy))
     config = load_config(ROOT / "grading.toml")
@@ -237,15 +274,21 @@ def test_a_never_ending_cell_on_the_default_subset_costs_about_a_minute(tmp_path
 @pytest.mark.kernel
 def test_the_self_check_has_a_limit_in_seconds(tmp_path, monkeypatch, capsys):
     """`grader check` on the small subset: its own derived limit, through the same mechanism."""
-    from grader.commands.check import check_path
     from rich.console import Console
+
+    from grader.commands.check import check_path
 
     shipped_copy = tmp_path / "calibration.json"
     shutil.copy(CALIBRATION_FILE, shipped_copy)
     monkeypatch.setenv("GRADER_CALIBRATION", str(shipped_copy))
     path = write_notebook(tmp_path, NEVER_ENDING)
-    code = check_path(path, config_path=str(ROOT / "grading.toml"), as_json=True, full=False,
-                      console=Console(file=open(os.devnull, "w")))
+    code = check_path(
+        path,
+        config_path=str(ROOT / "grading.toml"),
+        as_json=True,
+        full=False,
+        console=Console(file=open(os.devnull, "w")),
+    )
     from grader.models import Report
 
     report = Report.model_validate_json(capsys.readouterr().out)
@@ -253,13 +296,13 @@ def test_the_self_check_has_a_limit_in_seconds(tmp_path, monkeypatch, capsys):
     assert code == 3 and {c.status for c in report.checks} <= {"pass", "needs_review"}, report.checks
     assert report.execution.time_limits.cell_timeout_s < 60, report.execution.time_limits
     assert_interrupted_at(report, report.execution.time_limits.cell_timeout_s)
-    assert shipped_copy.read_bytes() == CALIBRATION_FILE.read_bytes()   # it had the entry: no calibration ran
+    assert shipped_copy.read_bytes() == CALIBRATION_FILE.read_bytes()  # it had the entry: no calibration ran
 
 
 # ------------------------------------------------------------------------------ the disk cap
 
 DISK_MB = 64
-FILL = r'''
+FILL = r"""
 import errno, json, os
 written, refused = 0, None
 try:
@@ -277,20 +320,32 @@ for i in range(3 * DISK_MB):             # at most three times the cap: the old 
         break
 print("RESULT " + json.dumps({"written_mb": written, "refused": refused, "planted": planted,
                               "submitted": open("submitted.txt").read(), "cwd": os.getcwd()}))
-'''
+"""
 
 
 def disk_config():
-    return config_from_dict({
-        "limits": {"cell_timeout_s": 60, "notebook_timeout_s": 120, "probe_timeout_s": 30, "processes": 64,
-                   "disk_mb": DISK_MB},
-        "archive": {"max_uncompressed_mb": 32}, "run": {"sandbox": "bubblewrap"}}, source="<tests>")
+    return config_from_dict(
+        {
+            "limits": {
+                "cell_timeout_s": 60,
+                "notebook_timeout_s": 120,
+                "probe_timeout_s": 30,
+                "processes": 64,
+                "disk_mb": DISK_MB,
+            },
+            "archive": {"max_uncompressed_mb": 32},
+            "run": {"sandbox": "bubblewrap"},
+        },
+        source="<tests>",
+    )
 
 
 def fill_notebook() -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(f"DISK_MB = {DISK_MB}\nSUBMISSION = {SUBMISSION_MOUNT!r}\n" + FILL),
-                nbformat.v4.new_code_cell("open('after.txt', 'w').write('the kernel goes on')\nprint('after')")]
+    nb.cells = [
+        nbformat.v4.new_code_cell(f"DISK_MB = {DISK_MB}\nSUBMISSION = {SUBMISSION_MOUNT!r}\n" + FILL),
+        nbformat.v4.new_code_cell("open('after.txt', 'w').write('the kernel goes on')\nprint('after')"),
+    ]
     return nb
 
 
@@ -301,10 +356,10 @@ def free_bytes(path: Path) -> int:
 
 def assert_capped(execution, host_workspace: Path, free_before: int, free_during: int):
     r = recorded(execution.notebook.cells[0])
-    assert r["refused"] == errno.ENOSPC, r                        # refused, for lack of space ...
-    assert DISK_MB - 4 <= r["written_mb"] < DISK_MB, r            # ... at the cap
+    assert r["refused"] == errno.ENOSPC, r  # refused, for lack of space ...
+    assert DISK_MB - 4 <= r["written_mb"] < DISK_MB, r  # ... at the cap
     assert r["planted"] != "written" and r["submitted"] == "the team's file", r
-    assert r["cwd"] == str(host_workspace.resolve())               # the workspace's own path
+    assert r["cwd"] == str(host_workspace.resolve())  # the workspace's own path
     assert "after" in execution.notebook.cells[1].outputs[0]["text"]
     # Nothing of it reached the grader's disk.
     assert sorted(p.name for p in host_workspace.iterdir()) == ["submitted.txt"]
@@ -327,6 +382,7 @@ def test_a_fresh_kernel_cannot_write_more_than_its_cap():
             await session.copy_in()
             execution = await session.run_notebook(fill_notebook())
             return execution, free_bytes(root)
+
     try:
         before = free_bytes(root)
         execution, during = asyncio.run(go())
@@ -360,11 +416,12 @@ def test_forked_kernels_cannot_write_more_than_their_cap_and_the_next_one_runs()
             return runs, kernels.server.generation
         finally:
             await kernels.close()
+
     try:
         runs, generation = asyncio.run(go())
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    assert generation == 1   # the same server, and the second kernel had its own full cap
+    assert generation == 1  # the same server, and the second kernel had its own full cap
     assert recorded(runs[1][0].notebook.cells[0])["written_mb"] >= DISK_MB - 4
 
 
@@ -379,15 +436,23 @@ def test_a_notebook_filling_its_disk_is_graded_and_so_are_the_next(grading_conte
     from grader.run.kernels import ForkKernels
 
     config = grading_context.config
-    config = config.model_copy(update={
-        "limits": config.limits.model_copy(update={"disk_mb": DISK_MB}),
-        "archive": config.archive.model_copy(update={"max_uncompressed_mb": 32})})
+    config = config.model_copy(
+        update={
+            "limits": config.limits.model_copy(update={"disk_mb": DISK_MB}),
+            "archive": config.archive.model_copy(update={"max_uncompressed_mb": 32}),
+        }
+    )
     ctx = dataclasses.replace(grading_context, config=config, work_dir=tmp_path)
     solution = nbformat.read(ROOT / "reference" / "solution.ipynb", as_version=4)
     paths = []
-    for name, extra in (("filler", f"DISK_MB = {DISK_MB}\nSUBMISSION = {SUBMISSION_MOUNT!r}\n"
-                                    "open('submitted.txt', 'w').write(\"the team's file\")\n" + FILL),
-                        ("next", "print('an honest notebook')")):
+    for name, extra in (
+        (
+            "filler",
+            f"DISK_MB = {DISK_MB}\nSUBMISSION = {SUBMISSION_MOUNT!r}\n"
+            "open('submitted.txt', 'w').write(\"the team's file\")\n" + FILL,
+        ),
+        ("next", "print('an honest notebook')"),
+    ):
         folder = tmp_path / name
         folder.mkdir()
         nb = nbformat.from_dict(json.loads(nbformat.writes(solution)))
@@ -401,6 +466,7 @@ def test_a_notebook_filling_its_disk_is_graded_and_so_are_the_next(grading_conte
             return [await grade_submission_async(path, path.parent, ctx, kernels) for path in paths]
         finally:
             await kernels.close()
+
     filler, honest = asyncio.run(go())
     for graded in (filler, honest):
         assert graded.report.execution.status == "ok", (graded.report.execution.errors, graded.report.execution.notes)

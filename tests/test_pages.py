@@ -1,6 +1,7 @@
 """The pages from their templates (report/pages.py): every value a template shows arrives escaped,
 whichever field of the report it comes from, and a value a template names but was not given is an
 error, not an empty string. No kernels: reports are built by hand."""
+
 from __future__ import annotations
 
 import shutil
@@ -9,6 +10,7 @@ from html.parser import HTMLParser
 import jinja2
 import pytest
 from pydantic import ValidationError
+from test_report_outputs import CALIBRATION, make_report
 
 from grader.models import Report, Violation
 from grader.report import feedback, overview, pages
@@ -16,12 +18,11 @@ from grader.report.enrolment import Missing
 from grader.report.roster import Student
 from grader.report.similarity import Pair, SharedCell
 from grader.sheets.sheet6 import SHEET as SHEET6
-from test_report_outputs import CALIBRATION, make_report
 
 # What a student could put into any string: markup, an attribute breaking out of its quotes, template
 # syntax, a right-to-left override and an isolate (a .exe shown as .pdf), a terminal escape.
-PAYLOAD = "<script>alert(1)</script>\"onload=\"x' {{ 7*7 }} {% if 1 %}\u202e\u2066\x1b[2J"
-SHOWN = "<script>alert(1)</script>\"onload=\"x' {{ 7*7 }} {% if 1 %}\\u202e\\u2066\\x1b[2J"   # as a reader sees it
+PAYLOAD = '<script>alert(1)</script>"onload="x\' {{ 7*7 }} {% if 1 %}\u202e\u2066\x1b[2J'
+SHOWN = '<script>alert(1)</script>"onload="x\' {{ 7*7 }} {% if 1 %}\\u202e\\u2066\\x1b[2J'  # as a reader sees it
 
 
 class Page(HTMLParser):
@@ -70,7 +71,7 @@ def hostile(report: Report, keep: set[tuple] = frozenset()) -> Report:
         except ValidationError as error:
             for problem in error.errors():
                 loc = tuple(problem["loc"])
-                while loc and loc not in originals:   # a union's branch names itself in the location
+                while loc and loc not in originals:  # a union's branch names itself in the location
                     loc = loc[:-1]
                 assert loc, problem
                 target = data
@@ -80,8 +81,10 @@ def hostile(report: Report, keep: set[tuple] = frozenset()) -> Report:
     raise AssertionError("the report never validated")
 
 
-VIOLATIONS = [Violation(code="name.pattern", severity="error", message="m"),
-              Violation(code="identity.mismatch", severity="warning", message="m")]
+VIOLATIONS = [
+    Violation(code="name.pattern", severity="error", message="m"),
+    Violation(code="identity.mismatch", severity="warning", message="m"),
+]
 
 
 def _exercise_ids(report: Report) -> set[tuple]:
@@ -101,8 +104,12 @@ def assert_escaped(html: str, at_least: int) -> None:
 
 
 def test_every_value_of_a_report_arrives_escaped_on_the_feedback_page():
-    _, plain_report = make_report([("Anna Äpfel", "7000001"), ("Bernd Brot", "0700002")], status="errors",
-                                  failing=("baseline.forward",), violations=VIOLATIONS)
+    _, plain_report = make_report(
+        [("Anna Äpfel", "7000001"), ("Bernd Brot", "0700002")],
+        status="errors",
+        failing=("baseline.forward",),
+        violations=VIOLATIONS,
+    )
     report = hostile(plain_report, keep=_exercise_ids(plain_report))
     assert report.submission.stem == PAYLOAD and report.execution.errors[0].evalue == PAYLOAD
     # team (2 names, 2 ids), stem, file, 2 violations (code, message), every check's message, the
@@ -113,25 +120,42 @@ def test_every_value_of_a_report_arrives_escaped_on_the_feedback_page():
 def test_the_other_branches_of_the_feedback_page_escape_too():
     """Tutors' comments (they may quote a team), one verdict every check shares, a run without data."""
     _, plain_report = make_report([("Anna Äpfel", "7000001")], failing=SHEET6.check_ids)
-    report = plain_report.model_copy(update={
-        "comment": "c", "exercises": [e.model_copy(update={"comment": "c"}) for e in plain_report.exercises],
-        "checks": [c.model_copy(update={"message": "same"}) for c in plain_report.checks],
-        "execution": plain_report.execution.model_copy(update={"data": plain_report.execution.data.model_copy(
-            update={"kind": "none"})})})
+    report = plain_report.model_copy(
+        update={
+            "comment": "c",
+            "exercises": [e.model_copy(update={"comment": "c"}) for e in plain_report.exercises],
+            "checks": [c.model_copy(update={"message": "same"}) for c in plain_report.checks],
+            "execution": plain_report.execution.model_copy(
+                update={"data": plain_report.execution.data.model_copy(update={"kind": "none"})}
+            ),
+        }
+    )
     report = hostile(report, keep=_exercise_ids(report))
     assert feedback.shared_verdict(report.checks) is not None and report.exercises[0].comment == PAYLOAD
     assert_escaped(feedback.feedback_html(report, None, SHEET6), at_least=2 + len(report.exercises))
 
 
 def test_every_value_arrives_escaped_on_summary_html():
-    _, plain_report = make_report([("Anna Äpfel", "7000001"), ("Bernd Brot", "0700002")], status="errors",
-                                  review=("baseline.forward",), violations=VIOLATIONS)
+    _, plain_report = make_report(
+        [("Anna Äpfel", "7000001"), ("Bernd Brot", "0700002")],
+        status="errors",
+        review=("baseline.forward",),
+        violations=VIOLATIONS,
+    )
     report = hostile(plain_report, keep=_exercise_ids(plain_report))
     student = Student(student_id=PAYLOAD, name=PAYLOAD, email=PAYLOAD, line=2)
-    pairs = [Pair(a=PAYLOAD, b=PAYLOAD, score=0.9, shared_cells=[SharedCell(cell_a=1, cell_b=2, ratio=1.0, excerpt=PAYLOAD)])]
-    html = overview.overview_html([(PAYLOAD, report)], sheet=SHEET6, pairs=pairs, key=PAYLOAD, data_description=PAYLOAD,
-                                  warnings=[PAYLOAD], missing=Missing(students=[student],
-                                                                      probably_mistyped=[(student, PAYLOAD, PAYLOAD)]))
+    pairs = [
+        Pair(a=PAYLOAD, b=PAYLOAD, score=0.9, shared_cells=[SharedCell(cell_a=1, cell_b=2, ratio=1.0, excerpt=PAYLOAD)])
+    ]
+    html = overview.overview_html(
+        [(PAYLOAD, report)],
+        sheet=SHEET6,
+        pairs=pairs,
+        key=PAYLOAD,
+        data_description=PAYLOAD,
+        warnings=[PAYLOAD],
+        missing=Missing(students=[student], probably_mistyped=[(student, PAYLOAD, PAYLOAD)]),
+    )
     assert_escaped(html, at_least=15)
     # A stem in a link's address is percent-encoded: it cannot leave the attribute nor the folder.
     links = [value for name, value in Page(html).attributes if name == "href"]
@@ -162,16 +186,24 @@ ONE_BRANCH = {"reference"}
 def test_a_value_a_template_names_but_was_not_given_is_an_error_not_an_empty_string(monkeypatch, page):
     stem, report = make_report([("Anna Äpfel", "7000001")], status="errors")
     if page == "feedback":
-        template, values = _values_given(monkeypatch, feedback, lambda: feedback.feedback_html(report, CALIBRATION, SHEET6))
+        template, values = _values_given(
+            monkeypatch, feedback, lambda: feedback.feedback_html(report, CALIBRATION, SHEET6)
+        )
     else:
-        template, values = _values_given(monkeypatch, overview, lambda: overview.overview_html(
-            [(stem, report)], sheet=SHEET6, pairs=[], key="k", missing=Missing(students=[], probably_mistyped=[])))
+        template, values = _values_given(
+            monkeypatch,
+            overview,
+            lambda: overview.overview_html(
+                [(stem, report)], sheet=SHEET6, pairs=[], key="k", missing=Missing(students=[], probably_mistyped=[])
+            ),
+        )
     assert values
     for name in sorted(set(values) - ONE_BRANCH):
         with pytest.raises(jinja2.UndefinedError):
             pages.render(template, **{k: v for k, v in values.items() if k != name})
     # Nor an attribute the value lacks: a report without its execution is not a page with no errors.
     if "report" in values:
+
         class Partial:
             def __init__(self, report):
                 self.submission, self.total = report.submission, report.total

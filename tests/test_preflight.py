@@ -2,6 +2,7 @@
 notebook imports (read from its source), the import pre-flight (`grader grade --preflight`), the
 faults of the environment in an executed notebook and what they do to the checks, the kernel's
 packages in the report's grader info, and pip in the kernel's environment."""
+
 from __future__ import annotations
 
 import json
@@ -9,12 +10,10 @@ import os
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import nbformat
-import pytest
-
 from conftest import ROOT
+
 from grader.checks.environment_faults import environment_faults, fault_notes, fault_violations, pip_notes, review_checks
 from grader.config import Config
 from grader.intake.imports import notebook_imports, shipped_modules
@@ -45,6 +44,7 @@ def notebook(*sources: str) -> nbformat.NotebookNode:
 
 # ---- what a notebook imports ----------------------------------------------------------------------
 
+
 def test_imports_are_read_wherever_they_stand():
     found = notebook_imports(notebook(*CELLS))
     tops = {use.top for use in found.third_party()}
@@ -52,7 +52,7 @@ def test_imports_are_read_wherever_they_stand():
     # the standard library, __future__ and relative imports need no asking; a %%bash body is no Python
     assert "os" not in tops and "__future__" not in tops and "not_python" not in tops
     cells = {use.module: use.cell for use in found.imports}
-    assert cells["wandb"] == 3 and cells["torchmetrics"] == 11   # positions count the markdown cell too
+    assert cells["wandb"] == 3 and cells["torchmetrics"] == 11  # positions count the markdown cell too
     assert [use.platform for use in found.imports if use.top == "google"] == ["Google Colab"]
     assert [(p.cell, p.packages) for p in found.pip] == [(6, ("torchinfo", "scikit-learn")), (6, ("wandb",))]
     assert found.written_modules == {"helper_mod"}
@@ -73,38 +73,59 @@ def test_kernel_python_is_asked_without_importing():
 
 # ---- `grader grade --preflight` -------------------------------------------------------------------
 
+
 def test_preflight_prints_the_table_and_grades_nothing(tmp_path):
     subs = tmp_path / "subs"
     subs.mkdir()
     with zipfile.ZipFile(subs / "Anna Schmidt_7000001_Bernd Weber_7000002.zip", "w") as zf:
-        zf.writestr("solution.ipynb", nbformat.writes(notebook(
-            "import torch\nimport helper\nfrom helper import train", "def f():\n    import wandb")))
+        zf.writestr(
+            "solution.ipynb",
+            nbformat.writes(
+                notebook("import torch\nimport helper\nfrom helper import train", "def f():\n    import wandb")
+            ),
+        )
         zf.writestr("helper.py", "def train(): pass\n")
         zf.writestr("solution.pdf", b"%PDF-1.4\n")
-    nbformat.write(notebook("from google.colab import drive", "from tqdm import tqdm\nimport wandb",
-                            "%pip install surely-not-installed-pkg tqdm"),
-                   subs / "Clara Fischer_7000003_Dieter Wolf_7000004.ipynb")
+    nbformat.write(
+        notebook(
+            "from google.colab import drive",
+            "from tqdm import tqdm\nimport wandb",
+            "%pip install surely-not-installed-pkg tqdm",
+        ),
+        subs / "Clara Fischer_7000003_Dieter Wolf_7000004.ipynb",
+    )
     (subs / "Eva Koch_7000005_Frank Bauer_7000006.ipynb").write_text("{ not a notebook", encoding="utf-8")
-    run = subprocess.run([sys.executable, "-m", "grader", "grade", "--sheet", "sheet6", str(subs), "--preflight"],
-                         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"})
+    run = subprocess.run(
+        [sys.executable, "-m", "grader", "grade", "--sheet", "sheet6", str(subs), "--preflight"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     out = run.stdout
-    assert run.returncode == 1, out + run.stderr          # a module is missing
-    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:4]]
-            for line in out.splitlines() if line.startswith("│")}
+    assert run.returncode == 1, out + run.stderr  # a module is missing
+    rows = {
+        line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:4]]
+        for line in out.splitlines()
+        if line.startswith("│")
+    }
     assert rows["wandb"] == ["2", "MISSING"]
     assert rows["torch"] == ["1", "available"] and rows["tqdm"] == ["1", "available"]
     assert rows["helper"] == ["1", "shipped by the team (shipped in the submission)"]
     assert rows["google.colab"][1].startswith("platform only")
     assert rows["pip install surely-not-installed-pkg"][1].startswith("MISSING")
     assert rows["pip install tqdm"][1].startswith("available")
-    assert ("wandb: imported by 2 team(s): Anna Schmidt_7000001_Bernd Weber_7000002, "
-            "Clara Fischer_7000003_Dieter Wolf_7000004") in out
+    assert (
+        "wandb: imported by 2 team(s): Anna Schmidt_7000001_Bernd Weber_7000002, "
+        "Clara Fischer_7000003_Dieter Wolf_7000004"
+    ) in out
     assert "make lock" in out and "make install" in out
     assert "not read: Eva Koch_7000005_Frank Bauer_7000006: the notebook cannot be read" in out
-    assert not (tmp_path / "reports").exists() and "[1/" not in out   # nothing graded
+    assert not (tmp_path / "reports").exists() and "[1/" not in out  # nothing graded
 
 
 # ---- faults of the environment in an executed notebook ----------------------------------------------
+
 
 def executed(*outputs: tuple[int, str, str]) -> nbformat.NotebookNode:
     """A notebook whose code cells ran as In [1], In [2], ...; (cell, ename, evalue) become error outputs."""
@@ -117,17 +138,21 @@ def executed(*outputs: tuple[int, str, str]) -> nbformat.NotebookNode:
 
 
 def test_faults_of_the_environment_are_told_apart_from_the_teams():
-    nb = executed((1, "ModuleNotFoundError", "No module named 'wandb'"),
-                  (2, "ImportError", "cannot import name 'v9' from 'torchvision.transforms'"),   # the team's code
-                  (3, "ModuleNotFoundError", "No module named 'torch.nonexistent'"),            # the team's code
-                  (3, "ModuleNotFoundError", "No module named 'google'"),                        # from google.colab
-                  (4, "FileNotFoundError", "[Errno 2] No such file or directory: '/kaggle/input/fmnist/train.csv'"),
-                  (5, "FileNotFoundError", "[Errno 2] No such file or directory: 'plots/curve.png'"),  # the team's
-                  (6, "NameError", "name 'fashion_train_loader' is not defined"))
+    nb = executed(
+        (1, "ModuleNotFoundError", "No module named 'wandb'"),
+        (2, "ImportError", "cannot import name 'v9' from 'torchvision.transforms'"),  # the team's code
+        (3, "ModuleNotFoundError", "No module named 'torch.nonexistent'"),  # the team's code
+        (3, "ModuleNotFoundError", "No module named 'google'"),  # from google.colab
+        (4, "FileNotFoundError", "[Errno 2] No such file or directory: '/kaggle/input/fmnist/train.csv'"),
+        (5, "FileNotFoundError", "[Errno 2] No such file or directory: 'plots/curve.png'"),  # the team's
+        (6, "NameError", "name 'fashion_train_loader' is not defined"),
+    )
     faults = environment_faults(nb, SHEET.dataset.path_words)
     assert [(f.kind, f.what, f.label) for f in faults] == [
-        ("module", "wandb", "In [1]"), ("platform", "google.colab", "In [3]"),
-        ("data", "/kaggle/input/fmnist/train.csv", "In [4]")]
+        ("module", "wandb", "In [1]"),
+        ("platform", "google.colab", "In [3]"),
+        ("data", "/kaggle/input/fmnist/train.csv", "In [4]"),
+    ]
     violations = fault_violations(faults, SHEET.dataset.served_hint)
     assert [v.code for v in violations] == ["environment.missing_module", "environment.data_path"]
     assert "In [1]" in violations[0].message and "'wandb'" in violations[0].message
@@ -137,15 +162,27 @@ def test_faults_of_the_environment_are_told_apart_from_the_teams():
 
 
 def test_checks_that_did_not_pass_become_needs_review():
-    checks = [CheckResult(id=c, exercise="6.6", status=s, points=p, max_points=0.25, message=f"{c} found x")
-              for c, s, p in zip(SHEET.check_ids, ["pass", "fail", "error", "pass", "skipped", "needs_review"],
-                                 [0.25, 0, 0, 0.25, 0, 0])]
+    checks = [
+        CheckResult(id=c, exercise="6.6", status=s, points=p, max_points=0.25, message=f"{c} found x")
+        for c, s, p in zip(
+            SHEET.check_ids, ["pass", "fail", "error", "pass", "skipped", "needs_review"], [0.25, 0, 0, 0.25, 0, 0]
+        )
+    ]
     faults = environment_faults(executed((2, "ModuleNotFoundError", "No module named 'wandb'")))
     reviewed = {c.id: c for c in review_checks(checks, faults)}
-    assert [reviewed[c].status for c in SHEET.check_ids] == ["pass", "needs_review", "needs_review", "pass", "skipped",
-                                                       "needs_review"]
+    assert [reviewed[c].status for c in SHEET.check_ids] == [
+        "pass",
+        "needs_review",
+        "needs_review",
+        "pass",
+        "skipped",
+        "needs_review",
+    ]
     assert reviewed["baseline.forward"].points == 0
-    assert "'wandb'" in reviewed["baseline.forward"].message and "baseline.forward found x" in reviewed["baseline.forward"].message
+    assert (
+        "'wandb'" in reviewed["baseline.forward"].message
+        and "baseline.forward found x" in reviewed["baseline.forward"].message
+    )
     assert review_checks(checks, []) == checks
 
 
@@ -167,12 +204,18 @@ def test_the_kernel_cannot_install_or_wait_for_a_network(tmp_path):
     assert env["PIP_CONFIG_FILE"] == os.devnull
     # `!pip` is the kernel's own pip, as in an activated environment
     assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(config.kernel_python)
-    done = subprocess.run([config.kernel_python, "-m", "pip", "install", "surely-not-a-package-xyz"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [config.kernel_python, "-m", "pip", "install", "surely-not-a-package-xyz"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0 and "surely-not-a-package-xyz" in done.stderr
 
 
 # ---- the kernel's packages decide whether an earlier report stands ---------------------------------
+
 
 def test_another_kernel_environment_regrades(tmp_path):
     from grader.config import load_config
@@ -193,12 +236,18 @@ def test_another_kernel_environment_regrades(tmp_path):
     assert grader.kernel_env == kernel.fingerprint and grader.kernel_packages["torch"] == kernel.packages["torch"]
     submission = identify(path, subs, config.naming)
     for kernel_env, regraded in ((kernel.fingerprint, False), ("0" * 16, True)):
-        earlier = build_report(submission=SubmissionInfo(**submission.info().model_dump()), violations=[],
-                               execution=ExecutionInfo(status="ok"), checks=[], config=config,
-                               grader=grader.model_copy(update={"kernel_env": kernel_env}))
+        earlier = build_report(
+            submission=SubmissionInfo(**submission.info().model_dump()),
+            violations=[],
+            execution=ExecutionInfo(status="ok"),
+            checks=[],
+            config=config,
+            grader=grader.model_copy(update={"kernel_env": kernel_env}),
+        )
         write_report(earlier, out, submission.stem)
-        planned = plan(subs, config, out, shard=None, force=False, grader_hash=grader.grader_hash,
-                       kernel_env=grader.kernel_env)
+        planned = plan(
+            subs, config, out, shard=None, force=False, grader_hash=grader.grader_hash, kernel_env=grader.kernel_env
+        )
         assert (len(planned.jobs), len(planned.cached)) == ((1, 0) if regraded else (0, 1))
 
 
@@ -216,8 +265,23 @@ def test_the_pinned_environment_holds_the_kernels_packages():
         if line and not line.startswith("#"):
             name, _, version = line.partition("==")
             pinned[name.lower().replace("_", "-")] = version
-    for package in ("torch", "torchvision", "matplotlib", "tqdm", "ipywidgets", "numpy", "pandas", "scipy",
-                    "scikit-learn", "seaborn", "torchinfo", "torchsummary", "nbclient", "ipykernel", "pydantic"):
+    for package in (
+        "torch",
+        "torchvision",
+        "matplotlib",
+        "tqdm",
+        "ipywidgets",
+        "numpy",
+        "pandas",
+        "scipy",
+        "scikit-learn",
+        "seaborn",
+        "torchinfo",
+        "torchsummary",
+        "nbclient",
+        "ipykernel",
+        "pydantic",
+    ):
         assert pinned.get(package), f"{package} is not pinned"
 
 
@@ -235,7 +299,7 @@ def test_a_module_the_course_does_not_pin_is_flagged_where_the_notebook_still_ru
     config = load_config(None)
     submission = identify(path, tmp_path, config.naming)
     assert preflight([submission], config, tmp_path).missing == []
-    course = {name: v for name, v in DISTRIBUTIONS.items() if name != "tqdm"}   # a course without tqdm
+    course = {name: v for name, v in DISTRIBUTIONS.items() if name != "tqdm"}  # a course without tqdm
     found = preflight([submission], config, tmp_path, course=course)
     assert [(row.module, row.status) for row in found.missing] == [("tqdm", "outside")]
     assert found.outside_course == {"tqdm"} and "installed from tqdm" in found.missing[0].detail
@@ -252,12 +316,18 @@ def test_the_review_after_a_time_limit_names_the_cell_and_limit_not_another_note
     from grader.checks.environment_faults import review_after_time_limit
     from grader.models import TimedOutCell
 
-    execution = ExecutionInfo(status="timeout", notes=[
-        "not isolated: the kernel ran with resource limits only (no bubblewrap)",
-        "cell In [7] ('for epoch in range(5):') ran over the limit and was interrupted"],
-        timed_out=[TimedOutCell(cell=9, execution_count=7, limit="cell_cpu", cpu_s=20.1, wall_s=21.0)])
-    checks = [CheckResult(id="a.b", exercise="6.6", status="fail", points=0.0, max_points=0.25, message="x"),
-              CheckResult(id="a.c", exercise="6.6", status="pass", points=0.25, max_points=0.25, message="y")]
+    execution = ExecutionInfo(
+        status="timeout",
+        notes=[
+            "not isolated: the kernel ran with resource limits only (no bubblewrap)",
+            "cell In [7] ('for epoch in range(5):') ran over the limit and was interrupted",
+        ],
+        timed_out=[TimedOutCell(cell=9, execution_count=7, limit="cell_cpu", cpu_s=20.1, wall_s=21.0)],
+    )
+    checks = [
+        CheckResult(id="a.b", exercise="6.6", status="fail", points=0.0, max_points=0.25, message="x"),
+        CheckResult(id="a.c", exercise="6.6", status="pass", points=0.25, max_points=0.25, message="y"),
+    ]
     failed, passed = review_after_time_limit(checks, execution)
     assert failed.status == "needs_review" and passed.status == "pass"
     assert "In [7] reached the limit of CPU time per cell" in failed.message

@@ -2,6 +2,7 @@
 the set-up step's recording (grader/child/setup_kernel.py) and Sheet 6's plan, on namespaces built
 here (dicts holding classes these tests define), as the kernel would hold a notebook's globals.
 The plan's answer goes through the same validation as a kernel's and the same checks as a report."""
+
 from __future__ import annotations
 
 import io
@@ -14,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-
 from conftest import sheet_config
+
 from grader.child import probe_kernel as k
 from grader.child import setup_kernel as setup
 from grader.errors import SheetError
@@ -26,7 +27,7 @@ from grader.sheets.sheet6 import kernel_plan as plan6
 from grader.sheets.sheet6.answer import Answer
 
 sys.path.insert(0, str(__import__("conftest").ROOT / "tools"))
-from make_notebooks import SOLUTION_BASELINE, SOLUTION_BATCHNORM  # noqa: E402
+from make_notebooks import SOLUTION_BASELINE, SOLUTION_BATCHNORM
 
 RNG = np.random.default_rng(0)
 INPUTS = {"x": RNG.random((64, 1, 28, 28)).astype(np.float32), "y": (np.arange(64) % 10).astype(np.int64)}
@@ -48,17 +49,23 @@ def loaders(n=32):
 
 def answered(probe: k.Probe, answer: dict):
     """The answer as the grader reads it from a kernel: published JSON and .npy arrays, validated."""
-    bundle = {"token": "t" * 32, "answer": answer, "errors": probe.errors, "setup_ran": probe.recorder is not None,
-              "arrays": {name: k.npy_b64(array) for name, array in probe.arrays.items()}}
+    bundle = {
+        "token": "t" * 32,
+        "answer": answer,
+        "errors": probe.errors,
+        "setup_ran": probe.recorder is not None,
+        "arrays": {name: k.npy_b64(array) for name, array in probe.arrays.items()},
+    }
     payload = {"data": json.dumps(bundle), "metadata": {"token": "t" * 32}}
-    return parse_payloads([payload], "t" * 32, {name: a.astype(np.float64) for name, a in probe.inputs.items()},
-                          Answer)
+    return parse_payloads([payload], "t" * 32, {name: a.astype(np.float64) for name, a in probe.inputs.items()}, Answer)
 
 
 # ---- the library -------------------------------------------------------------------------------
 
+
 class Flat(nn.Module):
     """Wants (N, 784): the image form fails, the flat one is taken."""
+
     def __init__(self):
         super().__init__()
         self.a = nn.Linear(784, 8)
@@ -75,7 +82,12 @@ def test_describe_traces_the_forward_with_the_parameters_each_operation_used():
     assert info["input"] == "flat" and info["class"] == "Flat"
     assert [op["op"] for op in info["ops_eval"]] == ["linear", "relu", "linear", "softmax"]
     first = info["ops_eval"][0]
-    assert (first["weight"], first["bias"], first["in_features"], first["out_features"]) == ("a.weight", "a.bias", 784, 8)
+    assert (first["weight"], first["bias"], first["in_features"], first["out_features"]) == (
+        "a.weight",
+        "a.bias",
+        784,
+        8,
+    )
     assert info["ops_eval"][-1]["dim"] == 1
     assert probe.arrays[info["params"]["a.weight"]].shape == (8, 784)
     assert probe.arrays[info["out_eval"]].shape == (64, 3)
@@ -90,14 +102,14 @@ def test_guarded_records_what_raised_and_stops_what_takes_too_long():
             time.sleep(0.01)
 
     assert k.guarded(probe, "net: a forward that never ends", forever) == (False, None)
-    assert k.guarded(probe, "net: exiting", sys.exit, 3) == (False, None)   # sys.exit does not end the probe
+    assert k.guarded(probe, "net: exiting", sys.exit, 3) == (False, None)  # sys.exit does not end the probe
     assert [e["step"] for e in probe.errors] == ["net: a forward that never ends", "net: exiting"]
     assert "StepTimeout: took longer than 0 s" in probe.errors[0]["error"]
     assert probe.errors[1]["error"].startswith("SystemExit")
 
 
 def test_arrays_travel_as_plain_npy_whatever_the_tensor_type():
-    class Sneaky(torch.Tensor):   # a subclass that lies about its values
+    class Sneaky(torch.Tensor):  # a subclass that lies about its values
         def numpy(self):
             return np.zeros(3)
 
@@ -142,8 +154,10 @@ def test_candidates_name_what_a_call_returned_by_the_cell_that_assigned_it():
     call["result"] = ([0.5, 0.6], [0.3, 0.4])
     found = k.candidates(k.Probe({"net": net, "In": history}), "net", net, [call], "optimize")
     assert [(c["source"], c["name"], c["values"]) for c in found] == [
-        ("return", "train_acc", [0.5, 0.6]), ("return", "test_acc", [0.3, 0.4]),
-        ("attribute", "net.test_accuracies", [0.1, 0.2])]
+        ("return", "train_acc", [0.5, 0.6]),
+        ("return", "test_acc", [0.3, 0.4]),
+        ("attribute", "net.test_accuracies", [0.1, 0.2]),
+    ]
     assert found[0]["where"] == "returned by net.optimize in In [3]"
 
 
@@ -155,7 +169,9 @@ def test_without_recorded_calls_the_cells_that_call_the_method_name_its_values()
     probe = k.Probe({"net": net, "acc": [0.4, 0.5], "In": history, "Out": {3: [0.6, 0.7]}})
     found = k.candidates(probe, "net", net, [], "optimize")
     assert [(c["name"], c["values"], c["where"]) for c in found] == [
-        ("acc", [0.4, 0.5], "assigned in In [2]"), ("Out[3]", [0.6, 0.7], "the value of In [3]")]
+        ("acc", [0.4, 0.5], "assigned in In [2]"),
+        ("Out[3]", [0.6, 0.7], "the value of In [3]"),
+    ]
     assert k.notebook_call(probe, "optimize") == ("net.optimize(train, test)", 2)
     assert k.notebook_call(probe, "test") == ("", None)
 
@@ -171,12 +187,13 @@ def test_training_is_stopped_after_the_steps_asked_for_with_what_each_did():
         for epoch in range(100):
             epochs.append(epoch)
             loss = nn.functional.cross_entropy(model(x), y)
-            loss.backward()          # no zero_grad: the gradients add up
+            loss.backward()  # no zero_grad: the gradients add up
             optimizer.step()
 
     probe = k.Probe({})
-    info, trained = k.observe_training(probe, "t", train, model=model, watch=("cross_entropy",), steps=2,
-                                       snapshots=True)
+    info, trained = k.observe_training(
+        probe, "t", train, model=model, watch=("cross_entropy",), steps=2, snapshots=True
+    )
     assert epochs == [0, 1] and trained is model
     assert info["losses"] == ["cross_entropy"] and info["model_params"] == 2
     first, second = info["steps"]
@@ -186,7 +203,7 @@ def test_training_is_stopped_after_the_steps_asked_for_with_what_each_did():
     assert np.allclose(after, before - 0.5 * grad, atol=1e-6)
     assert np.allclose(probe.arrays[second["input"]], x.numpy())
     assert np.allclose(probe.arrays[first["after"]["0.weight"]], before)
-    assert torch.is_grad_enabled()   # grad mode restored
+    assert torch.is_grad_enabled()  # grad mode restored
 
 
 def test_training_of_a_model_made_inside_the_call_is_found_by_its_class():
@@ -212,6 +229,7 @@ def test_training_of_a_model_made_inside_the_call_is_found_by_its_class():
 
 # ---- the set-up step's recording ---------------------------------------------------------------
 
+
 def test_recorded_methods_keep_instance_value_and_print_and_return_what_the_student_returned(capsys):
     recorder = setup.Recorder(keep=2, cell_number=lambda: 5)
 
@@ -225,7 +243,7 @@ def test_recorded_methods_keep_instance_value_and_print_and_return_what_the_stud
     assert nets[0].optimize(epochs=2) == [0.5, 0.5]
     for net in nets[1:]:
         net.optimize()
-    assert [c["instance"] for c in recorder.calls] == nets[1:]   # the last `keep` per class
+    assert [c["instance"] for c in recorder.calls] == nets[1:]  # the last `keep` per class
     call = recorder.calls[-1]
     assert (call["done"], call["cell"], call["result"]) == (True, 5, [0.5])
     assert call["printed"] == "epoch 1: test accuracy 50%\n" and "50%" in capsys.readouterr().out
@@ -249,12 +267,13 @@ def test_recorded_functions_keep_the_models_made_during_the_call():
     assert setup.record_function(recorder, ns, "train") and not setup.record_function(recorder, ns, "train")
     config = {"hidden": 7}
     assert ns["train"](config) is None
-    FFNN(3)   # made outside a recorded call: not kept
+    FFNN(3)  # made outside a recorded call: not kept
     (call,) = recorder.calls
     assert call["args"] == (config,) and call["done"] and [m.fc.out_features for m in call["made"]] == [7]
 
 
 # ---- Sheet 6's plan, in-process -----------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def sheet6_notebook():
@@ -267,7 +286,7 @@ def sheet6_notebook():
     train, test = loaders()
     ns["fashion_network"] = ns["FashionNetwork"]()
     ns["fashion_network"].epochs = 1
-    ns["models"] = [ns["FashionNetworkBatchNorm"]()]   # kept under another name
+    ns["models"] = [ns["FashionNetworkBatchNorm"]()]  # kept under another name
     ns["models"][0].epochs = 1
     ns["fashion_network"].optimize(train, test)
     ns["models"][0].optimize(train, test)
@@ -294,41 +313,68 @@ def test_sheet6_plan_answer_passes_the_sheets_checks_except_the_accuracy_range(s
     probe, answer = sheet6_notebook
     results = {r.id: r for r in run_checks(answered(probe, answer), sheet_config("sheet6"), None)}
     assert {i: r.status for i, r in results.items()} == {
-        "baseline.architecture": "pass", "baseline.forward": "pass", "baseline.training_setup": "pass",
-        "baseline.accuracies": "fail", "batchnorm.architecture": "pass", "batchnorm.behaviour": "pass"}
-    assert "No 5 per-epoch test accuracies" in results["baseline.accuracies"].message   # one epoch, as trained here
+        "baseline.architecture": "pass",
+        "baseline.forward": "pass",
+        "baseline.training_setup": "pass",
+        "baseline.accuracies": "fail",
+        "batchnorm.architecture": "pass",
+        "batchnorm.behaviour": "pass",
+    }
+    assert "No 5 per-epoch test accuracies" in results["baseline.accuracies"].message  # one epoch, as trained here
 
 
 def test_sheet6_plan_on_a_notebook_without_its_classes_says_so():
     probe = k.Probe({}, settings=SHEET6.probe.settings, inputs=INPUTS)
     answer = plan6.observe(probe)
-    assert answer == {"networks": {key: {"class_found": False, "instance_found": False, "instance_is_class": False,
-                                         "instance_name": "", "chosen_by": "", "accuracy_candidates": [],
-                                         "printed": "", "search": None} for key in ("baseline", "batchnorm")}}
+    assert answer == {
+        "networks": {
+            key: {
+                "class_found": False,
+                "instance_found": False,
+                "instance_is_class": False,
+                "instance_name": "",
+                "chosen_by": "",
+                "accuracy_candidates": [],
+                "printed": "",
+                "search": None,
+            }
+            for key in ("baseline", "batchnorm")
+        }
+    }
 
 
 # ---- sending kernel-side code -------------------------------------------------------------------
+
 
 def test_a_plan_is_sent_with_the_library_bound_in_place_of_its_import():
     module = kernel_module("__plan__", SHEET6.probe.plan)
     assert module.binds == {"k": ("grader.child.probe_kernel", None)}
     assert "from grader" not in module.source
-    assert module.source.count("\n") == SHEET6.probe.plan.read_text().count("\n")   # line numbers kept
+    assert module.source.count("\n") == SHEET6.probe.plan.read_text().count("\n")  # line numbers kept
 
 
 def test_the_script_loads_its_modules_without_making_them_importable():
     before = set(sys.modules)
     ns: dict = {}
-    exec(script([kernel_module("__plan__", SHEET6.probe.plan)], "result = loaded['__plan__'].k is loaded['grader.child.probe_kernel']"), ns)
+    exec(
+        script(
+            [kernel_module("__plan__", SHEET6.probe.plan)],
+            "result = loaded['__plan__'].k is loaded['grader.child.probe_kernel']",
+        ),
+        ns,
+    )
     assert ns["result"] is True
     assert not {m for m in set(sys.modules) - before if "grader" in m or "plan" in m}
 
 
-@pytest.mark.parametrize("line, words", [
-    ("from grader.checks.compare import structure", "grader.checks.compare.structure, which is not sent"),
-    ("import grader.child.probe_kernel", "`import grader...`"),
-    ("def f():\n    from grader.child import probe_kernel", "only at the top"),
-])
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ("from grader.checks.compare import structure", "grader.checks.compare.structure, which is not sent"),
+        ("import grader.child.probe_kernel", "`import grader...`"),
+        ("def f():\n    from grader.child import probe_kernel", "only at the top"),
+    ],
+)
 def test_kernel_side_code_may_import_only_kernel_side_modules(tmp_path, line, words):
     plan = tmp_path / "plan.py"
     plan.write_text(f"{line}\n\ndef observe(probe):\n    return {{}}\n", encoding="utf-8")

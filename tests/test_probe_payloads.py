@@ -1,6 +1,7 @@
 """The trust boundary: `probe.parse_payloads` turns what a (hostile) kernel published into
 Observations. Payloads are built by hand here, as a notebook could forge them: only the one bundle
 with this run's token counts, arrays are plain .npy (no pickle), of number dtypes and bounded size."""
+
 from __future__ import annotations
 
 import base64
@@ -20,6 +21,7 @@ X = {"x": np.zeros((4, 1, 28, 28))}
 
 class Answer(Observed):
     """A sheet's answer model: one network, as the plans answer."""
+
     networks: dict[str, NetworkObservation] = {}
 
 
@@ -34,18 +36,35 @@ def npy(array: np.ndarray, allow_pickle: bool = False) -> str:
 
 
 def model(out: str = "out") -> dict:
-    return {"class": "Net", "params": {"0.weight": "w"}, "buffers": {}, "buffers_after_train": {},
-            "modules": [{"name": "0", "type": "Linear"}], "input": "flat",
-            "ops_eval": [{"op": "linear", "weight": "0.weight", "in_features": 3, "out_features": 2}],
-            "ops_train": [], "calls_eval": [], "calls_train": [], "out_eval": out, "out_train": out}
+    return {
+        "class": "Net",
+        "params": {"0.weight": "w"},
+        "buffers": {},
+        "buffers_after_train": {},
+        "modules": [{"name": "0", "type": "Linear"}],
+        "input": "flat",
+        "ops_eval": [{"op": "linear", "weight": "0.weight", "in_features": 3, "out_features": 2}],
+        "ops_train": [],
+        "calls_eval": [],
+        "calls_train": [],
+        "out_eval": out,
+        "out_train": out,
+    }
 
 
 def answer(*, token: str = TOKEN, arrays: dict | None = None, networks: dict | None = None) -> dict:
-    data = {"token": token, "errors": [],
-            "answer": {"networks": networks if networks is not None else {
-                "net": {"class_found": True, "instance_found": True, "fresh": model()}}},
-            "arrays": arrays if arrays is not None else {"w": npy(np.ones((2, 3), np.float32)),
-                                                         "out": npy(np.ones((4, 2), np.float32))}}
+    data = {
+        "token": token,
+        "errors": [],
+        "answer": {
+            "networks": networks
+            if networks is not None
+            else {"net": {"class_found": True, "instance_found": True, "fresh": model()}}
+        },
+        "arrays": arrays
+        if arrays is not None
+        else {"w": npy(np.ones((2, 3), np.float32)), "out": npy(np.ones((4, 2), np.float32))},
+    }
     return {"data": json.dumps(data), "metadata": {"token": token}, "mime": MIME}
 
 
@@ -66,10 +85,13 @@ def test_bundles_without_this_runs_token_are_ignored():
     assert obs.status == "ok"
 
 
-@pytest.mark.parametrize("payloads, words", [
-    ([], "got 0"),
-    ([answer(), answer()], "got 2"),   # a second bundle with the token: one of them is forged
-])
+@pytest.mark.parametrize(
+    "payloads, words",
+    [
+        ([], "got 0"),
+        ([answer(), answer()], "got 2"),  # a second bundle with the token: one of them is forged
+    ],
+)
 def test_exactly_one_answer_is_accepted(payloads, words):
     with pytest.raises(ProbePayloadError, match=words):
         parse(payloads)
@@ -96,7 +118,7 @@ def test_a_pickled_array_is_refused_not_loaded():
     evil = np.array([Boom()], dtype=object)
     with pytest.raises(ProbePayloadError, match="'w' is not a valid .npy"):
         parse([answer(arrays={"w": npy(evil, allow_pickle=True), "out": npy(np.ones((4, 2)))})])
-    raw = base64.b64encode(pickle.dumps(np.ones(3))).decode()   # a pickle, not an .npy at all
+    raw = base64.b64encode(pickle.dumps(np.ones(3))).decode()  # a pickle, not an .npy at all
     with pytest.raises(ProbePayloadError, match="not a valid .npy"):
         parse([answer(arrays={"w": raw, "out": npy(np.ones((4, 2)))})])
 

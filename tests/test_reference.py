@@ -2,6 +2,7 @@
 
 torch is imported here only; the reference module must not import it.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from reference import numpy_ref as ref  # noqa: E402
+from reference import numpy_ref as ref  # noqa: E402 - after torch is known to be there
 
 ATOL = 1e-6
 
@@ -198,14 +199,22 @@ def test_batchnorm_errors():
 
 
 def _baseline(dtype):
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(),
-                         nn.Linear(32, 10)).to(dtype)
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)
+    ).to(dtype)
 
 
 def _batchnorm(dtype, momentum=0.1, affine=True):
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.BatchNorm1d(64, momentum=momentum, affine=affine),
-                         nn.ReLU(), nn.Linear(64, 32), nn.BatchNorm1d(32, momentum=momentum, affine=affine),
-                         nn.ReLU(), nn.Linear(32, 10)).to(dtype)
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 64),
+        nn.BatchNorm1d(64, momentum=momentum, affine=affine),
+        nn.ReLU(),
+        nn.Linear(64, 32),
+        nn.BatchNorm1d(32, momentum=momentum, affine=affine),
+        nn.ReLU(),
+        nn.Linear(32, 10),
+    ).to(dtype)
 
 
 def _layers(model: nn.Sequential) -> list[dict]:
@@ -215,15 +224,27 @@ def _layers(model: nn.Sequential) -> list[dict]:
         if isinstance(mod, nn.Flatten):
             out.append({"op": "flatten"})
         elif isinstance(mod, nn.Linear):
-            out.append({"op": "linear", "weight": _np(mod.weight).copy(),
-                        "bias": None if mod.bias is None else _np(mod.bias).copy()})
+            out.append(
+                {
+                    "op": "linear",
+                    "weight": _np(mod.weight).copy(),
+                    "bias": None if mod.bias is None else _np(mod.bias).copy(),
+                }
+            )
         elif isinstance(mod, nn.ReLU):
             out.append({"op": "relu"})
         elif isinstance(mod, nn.BatchNorm1d):
-            out.append({"op": "batch_norm", "eps": mod.eps, "momentum": mod.momentum,
-                        "weight": _np(mod.weight).copy() if mod.affine else None,
-                        "bias": _np(mod.bias).copy() if mod.affine else None,
-                        "running_mean": _np(mod.running_mean).copy(), "running_var": _np(mod.running_var).copy()})
+            out.append(
+                {
+                    "op": "batch_norm",
+                    "eps": mod.eps,
+                    "momentum": mod.momentum,
+                    "weight": _np(mod.weight).copy() if mod.affine else None,
+                    "bias": _np(mod.bias).copy() if mod.affine else None,
+                    "running_mean": _np(mod.running_mean).copy(),
+                    "running_var": _np(mod.running_var).copy(),
+                }
+            )
         else:  # pragma: no cover
             raise AssertionError(mod)
     return out
@@ -288,8 +309,11 @@ def _placed(dtype, places):
     return nn.Sequential(*layers).to(dtype)
 
 
-@pytest.mark.parametrize("places", [("input",), ("hidden2",), ("hidden1-relu",), ("output",),
-                                    ("input", "hidden1", "hidden2-relu", "output")], ids="+".join)
+@pytest.mark.parametrize(
+    "places",
+    [("input",), ("hidden2",), ("hidden1-relu",), ("output",), ("input", "hidden1", "hidden2-relu", "output")],
+    ids="+".join,
+)
 @pytest.mark.parametrize("dtype, atol", [(torch.float64, ATOL), (torch.float32, 1e-4)], ids=["float64", "float32"])
 def test_batchnorm_anywhere_matches_torch(places, dtype, atol):
     """Images as Fashion-MNIST's are: the border pixels are 0 in every image, so a BatchNorm on the input
@@ -298,8 +322,8 @@ def test_batchnorm_anywhere_matches_torch(places, dtype, atol):
     model = _placed(dtype, places)
     _perturb_bn(model)
     images = _rng(6).random((64, 1, 28, 28))
-    images[:, :, :3, :] = 0.0                         # constant features
-    images[:, 0, 3, :] = (_rng(7).random((64, 28)) < 0.05) / 255.0   # nearly constant ones
+    images[:, :, :3, :] = 0.0  # constant features
+    images[:, 0, 3, :] = (_rng(7).random((64, 28)) < 0.05) / 255.0  # nearly constant ones
     x = torch.from_numpy(images).to(dtype)
     layers = _layers(model)
     got_eval, _ = ref.run_layers(_np(x), layers, train=False)
@@ -333,9 +357,15 @@ def test_float32_network_within_loose_tolerance():
     _close(got, _np(base(x)), atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("op,fn", [("softmax", lambda t: torch.softmax(t, dim=1)),
-                                   ("log_softmax", lambda t: torch.log_softmax(t, dim=1)),
-                                   ("sigmoid", torch.sigmoid), ("tanh", torch.tanh)])
+@pytest.mark.parametrize(
+    "op,fn",
+    [
+        ("softmax", lambda t: torch.softmax(t, dim=1)),
+        ("log_softmax", lambda t: torch.log_softmax(t, dim=1)),
+        ("sigmoid", torch.sigmoid),
+        ("tanh", torch.tanh),
+    ],
+)
 def test_output_functions_in_run_layers(op, fn):
     torch.manual_seed(5)
     lin = nn.Linear(8, 4).double()
@@ -363,8 +393,14 @@ def test_unknown_op_raises_value_error_naming_it(layer, train):
 
 def test_run_layers_ignores_extra_keys_and_missing_eps():
     x = _rng(11).normal(size=(4, 3))
-    layer = {"op": "batch_norm", "weight": None, "bias": None, "running_mean": np.zeros(3),
-             "running_var": np.ones(3), "stats_names": ("a", "b")}
+    layer = {
+        "op": "batch_norm",
+        "weight": None,
+        "bias": None,
+        "running_mean": np.zeros(3),
+        "running_var": np.ones(3),
+        "stats_names": ("a", "b"),
+    }
     got, stats = ref.run_layers(x, [layer], train=True)
     _close(got, (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5))
     _close(stats[0][0], 0.1 * x.mean(0))
@@ -393,7 +429,7 @@ def test_exercise_6_3_key():
     assert key["o"][1] == pytest.approx(2.3195e-16, rel=1e-3)
     assert key["o"][0] == pytest.approx(1.0) and key["o"][0] < 1.0
     assert key["o"].sum() == pytest.approx(1.0)
-    assert key["predicted_class"] == int(np.argmax(key["o"])) + 1 == 1   # 1-based
+    assert key["predicted_class"] == int(np.argmax(key["o"])) + 1 == 1  # 1-based
     # the same as torch computes from the matrices
     t = torch.tensor
     h = torch.relu(t(key["W1"]).T @ t(key["x"]))

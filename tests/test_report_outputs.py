@@ -1,5 +1,6 @@
 """Tutors' points, cms.csv, feedback pages, summary.html and similar work, on reports built by hand
 (no kernels)."""
+
 from __future__ import annotations
 
 import csv
@@ -12,12 +13,28 @@ import pytest
 
 from grader.config import config_from_dict, load_config
 from grader.errors import ManualPointsError
+from grader.models import (
+    CellError,
+    CheckResult,
+    DataInfo,
+    ExecutionInfo,
+    GraderInfo,
+    Override,
+    Report,
+    SubmissionInfo,
+    TeamMember,
+    Violation,
+)
 from grader.report.cms import cms_rows, write_cms_csv
 from grader.report.feedback import accuracy_chart, feedback_html, write_feedback
 from grader.report.manual import apply_manual
-from grader.report.manual_points import MANUAL_POINTS_NAME, merge_manual_points, read_manual_points, manual_points_columns, write_manual_points
-from grader.models import (CellError, CheckResult, Override, DataInfo, ExecutionInfo, GraderInfo, Report,
-                                  SubmissionInfo, TeamMember, Violation)
+from grader.report.manual_points import (
+    MANUAL_POINTS_NAME,
+    manual_points_columns,
+    merge_manual_points,
+    read_manual_points,
+    write_manual_points,
+)
 from grader.report.outputs import merge_outputs, write_batch_outputs
 from grader.report.overview import overview_html
 from grader.report.score import build_report
@@ -29,38 +46,73 @@ from grader.sheets.sheet6 import SHEET as SHEET6
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = load_config(ROOT / "grading.toml")
 DATA = DataInfo(kind="generated", description="stand-in data", train_size=600, test_size=100, fingerprint="fp-test")
-CALIBRATION = {"baseline": [[0.6, 0.7, 0.74, 0.77, 0.79], [0.62, 0.71, 0.75, 0.78, 0.8]],
-               "batchnorm": [[0.75, 0.8, 0.82, 0.83, 0.84], [0.76, 0.8, 0.83, 0.84, 0.85]]}
+CALIBRATION = {
+    "baseline": [[0.6, 0.7, 0.74, 0.77, 0.79], [0.62, 0.71, 0.75, 0.78, 0.8]],
+    "batchnorm": [[0.75, 0.8, 0.82, 0.83, 0.84], [0.76, 0.8, 0.83, 0.84, 0.85]],
+}
 
 
-def make_report(members: list[tuple[str, str]], *, failing: tuple[str, ...] = (), review: tuple[str, ...] = (),
-                status: str = "ok", violations: list[Violation] | None = None, stem: str | None = None,
-                accuracies: dict | None = None) -> tuple[str, Report]:
+def make_report(
+    members: list[tuple[str, str]],
+    *,
+    failing: tuple[str, ...] = (),
+    review: tuple[str, ...] = (),
+    status: str = "ok",
+    violations: list[Violation] | None = None,
+    stem: str | None = None,
+    accuracies: dict | None = None,
+) -> tuple[str, Report]:
     stem = stem or "_".join(f"{name}_{sid}" for name, sid in members)
     checks = []
     for check_id in SHEET.check_ids:
         max_points = CONFIG.checks.points(check_id)
         state = "fail" if check_id in failing else "needs_review" if check_id in review else "pass"
-        checks.append(CheckResult(id=check_id, exercise="6.6", status=state,
-                                  points=max_points if state == "pass" else 0.0, max_points=max_points,
-                                  message=f"{check_id}: {state}"))
+        checks.append(
+            CheckResult(
+                id=check_id,
+                exercise="6.6",
+                status=state,
+                points=max_points if state == "pass" else 0.0,
+                max_points=max_points,
+                message=f"{check_id}: {state}",
+            )
+        )
     errors = [CellError(cell=7, ename="ZeroDivisionError", evalue="division by zero")] if status == "errors" else []
     report = build_report(
-        submission=SubmissionInfo(file=f"{stem}.zip", stem=stem, sha256="0" * 64, kind="zip",
-                                  team=[TeamMember(name=n, student_id=s) for n, s in members]),
+        submission=SubmissionInfo(
+            file=f"{stem}.zip",
+            stem=stem,
+            sha256="0" * 64,
+            kind="zip",
+            team=[TeamMember(name=n, student_id=s) for n, s in members],
+        ),
         violations=violations or [],
-        execution=ExecutionInfo(status=status, duration_s=3.2, cells_run=9, cells_total=9, errors=errors,
-                                notes=["ran without isolation"], data=DATA),
-        checks=checks, config=CONFIG, grader=GraderInfo(version="0.1.0", grader_hash="g", config_hash="c"),
+        execution=ExecutionInfo(
+            status=status,
+            duration_s=3.2,
+            cells_run=9,
+            cells_total=9,
+            errors=errors,
+            notes=["ran without isolation"],
+            data=DATA,
+        ),
+        checks=checks,
+        config=CONFIG,
+        grader=GraderInfo(version="0.1.0", grader_hash="g", config_hash="c"),
         evidence={"6.3": ["key: h = (9, 0) ...", "the PDF mentions h = (9, 0)"]},
-        accuracies=accuracies if accuracies is not None else {
-            "baseline": [0.55, 0.66, 0.72, 0.75, 0.78], "batchnorm": [0.7, 0.78, 0.81, 0.83, 0.84]})
+        accuracies=accuracies
+        if accuracies is not None
+        else {"baseline": [0.55, 0.66, 0.72, 0.75, 0.78], "batchnorm": [0.7, 0.78, 0.81, 0.83, 0.84]},
+    )
     return stem, report
 
 
 ALICE = make_report([("Anna Äpfel", "7000001"), ("Bernd Brot", "0700002")])
-BOB = make_report([("Carla Chen", "7000003"), ("Dieter Dörr", "7000004"), ("Eva Ernst", "7000005")],
-                  failing=("baseline.forward",), review=("baseline.accuracies",))
+BOB = make_report(
+    [("Carla Chen", "7000003"), ("Dieter Dörr", "7000004"), ("Eva Ernst", "7000005")],
+    failing=("baseline.forward",),
+    review=("baseline.accuracies",),
+)
 REPORTS = [ALICE, BOB]
 
 
@@ -70,6 +122,7 @@ def german(config=CONFIG):
     try:
         return config_from_dict({**raw, "cms": {"delimiter": ";", "decimal": ","}})
     except Exception:  # no [cms] section in the configuration yet: the same settings, by attribute
+
         class WithCms:
             def __init__(self, inner):
                 self._inner = inner
@@ -77,6 +130,7 @@ def german(config=CONFIG):
 
             def __getattr__(self, name):
                 return getattr(self._inner, name)
+
         return WithCms(config)
 
 
@@ -101,11 +155,20 @@ def fill(path: Path, values: dict[str, dict[str, str]]) -> None:
     path.write_text(sheet_text(header, rows[1:], delimiter), encoding="utf-8")
 
 
-FULL = {"6.1": "3,5", "6.2": "1.25", "6.3 (": "0.5", "6.4": "1", "6.5": "1", "6.6 part 3": "0.25",
-        "6.7": "0,75", "comment": "Gut gemacht <b>!</b>"}
+FULL = {
+    "6.1": "3,5",
+    "6.2": "1.25",
+    "6.3 (": "0.5",
+    "6.4": "1",
+    "6.5": "1",
+    "6.6 part 3": "0.25",
+    "6.7": "0,75",
+    "comment": "Gut gemacht <b>!</b>",
+}
 
 
 # ---------------------------------------------------------------- the sheet's errors
+
 
 def write_sheet(tmp_path: Path, rows: list[list[str]], header: list[str] | None = None, delimiter=",") -> Path:
     path = tmp_path / MANUAL_POINTS_NAME
@@ -123,15 +186,18 @@ def row(stem: str, **cells: str) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("cells, words", [
-    ({"6.1": "4"}, ["line 2", ALICE[0], "'6.1 (max 3.75)'", "above the maximum 3.75"]),
-    ({"6.2": "-0.5"}, ["line 2", ALICE[0], "'6.2 (max 1.25)'", "negative"]),
-    ({"6.4": "viel"}, ["line 2", ALICE[0], "'6.4 (max 1.5)'", "'viel' is not a number"]),
-    ({"6.5": "1,5,0"}, ["'6.5 (max 1)'", "not a number"]),
-    ({"6.6part3": "0.5"}, ["'6.6 part 3 (max 0.25)'", "above the maximum 0.25"]),
-    ({"override.baseline.forward": "0.3"}, ["'override baseline.forward (max 0.25)'", "above the maximum 0.25"]),
-    ({"6.7": "nan"}, ["'6.7 bonus (max 1.5)'", "not a number"]),
-])
+@pytest.mark.parametrize(
+    "cells, words",
+    [
+        ({"6.1": "4"}, ["line 2", ALICE[0], "'6.1 (max 3.75)'", "above the maximum 3.75"]),
+        ({"6.2": "-0.5"}, ["line 2", ALICE[0], "'6.2 (max 1.25)'", "negative"]),
+        ({"6.4": "viel"}, ["line 2", ALICE[0], "'6.4 (max 1.5)'", "'viel' is not a number"]),
+        ({"6.5": "1,5,0"}, ["'6.5 (max 1)'", "not a number"]),
+        ({"6.6part3": "0.5"}, ["'6.6 part 3 (max 0.25)'", "above the maximum 0.25"]),
+        ({"override.baseline.forward": "0.3"}, ["'override baseline.forward (max 0.25)'", "above the maximum 0.25"]),
+        ({"6.7": "nan"}, ["'6.7 bonus (max 1.5)'", "not a number"]),
+    ],
+)
 def test_a_bad_value_names_line_team_and_column(tmp_path, cells, words):
     path = write_sheet(tmp_path, [row(ALICE[0], **cells), row(BOB[0])])
     with pytest.raises(ManualPointsError) as info:
@@ -153,8 +219,9 @@ def test_unknown_team_and_unknown_columns_are_named(tmp_path):
 
 
 def test_all_errors_are_collected_in_one_exception(tmp_path):
-    path = write_sheet(tmp_path, [row(ALICE[0], **{"6.1": "9", "6.2": "x"}), row(BOB[0], **{"6.3 (": "-1"}),
-                                  row(ALICE[0])])
+    path = write_sheet(
+        tmp_path, [row(ALICE[0], **{"6.1": "9", "6.2": "x"}), row(BOB[0], **{"6.3 (": "-1"}), row(ALICE[0])]
+    )
     with pytest.raises(ManualPointsError) as info:
         read_manual_points(path, REPORTS, CONFIG)
     problems = info.value.problems
@@ -180,16 +247,33 @@ def test_unquoted_decimal_comma_in_a_comma_sheet_is_explained(tmp_path):
 
 def test_a_decomposed_umlaut_stem_matches(tmp_path):
     import unicodedata
+
     path = write_sheet(tmp_path, [row(unicodedata.normalize("NFD", ALICE[0]), **{"6.1": "1"})])
     assert read_manual_points(path, REPORTS, CONFIG)[ALICE[0]].points == {"6.1": 1.0}
 
 
 # ---------------------------------------------------------------- applying
 
+
 def test_apply_sets_points_overrides_and_completeness(tmp_path):
-    path = write_sheet(tmp_path, [row(BOB[0], **{"6.1": "3", "6.2": "1", "6.3 (": "0.75", "6.4": "1.5",
-                                                 "6.5": "1", "6.6part3": "0.25", "6.7": "1.5",
-                                                 "override.baseline.forward": "0.25"})])
+    path = write_sheet(
+        tmp_path,
+        [
+            row(
+                BOB[0],
+                **{
+                    "6.1": "3",
+                    "6.2": "1",
+                    "6.3 (": "0.75",
+                    "6.4": "1.5",
+                    "6.5": "1",
+                    "6.6part3": "0.25",
+                    "6.7": "1.5",
+                    "override.baseline.forward": "0.25",
+                },
+            )
+        ],
+    )
     entry = read_manual_points(path, REPORTS, CONFIG)[BOB[0]]
     report = apply_manual(BOB[1], entry, CONFIG)
     checks = {c.id: c for c in report.checks}
@@ -220,7 +304,7 @@ def test_round_trip_grade_fill_merge(tmp_path):
     assert sheet.read_bytes().startswith(b"\xef\xbb\xbf")
     cms = list(csv.reader(io.StringIO((tmp_path / "cms.csv").read_text(encoding="utf-8-sig"))))
     assert cms[0][:3] == ["student_id", "name", "team"] and len(cms) == 6
-    assert [r[0] for r in cms[1:]][0] == "0700002"  # leading zero kept
+    assert next(r[0] for r in cms[1:]) == "0700002"  # leading zero kept
     assert '"0700002"' in (tmp_path / "cms.csv").read_text(encoding="utf-8-sig")
     assert all(r[3] == "" for r in cms[1:])  # pending exercises are empty
 
@@ -231,7 +315,9 @@ def test_round_trip_grade_fill_merge(tmp_path):
     assert alice.total.complete and alice.total.points == pytest.approx(3.5 + 1.25 + 0.5 + 1 + 1 + 1.75)
     assert alice.total.bonus_points == 0.75
     assert "Gut gemacht &lt;b&gt;!&lt;/b&gt;" in (tmp_path / "feedback" / f"{ALICE[0]}.html").read_text()
-    rows = {r["student_id"]: r for r in csv.DictReader(io.StringIO((tmp_path / "cms.csv").read_text(encoding="utf-8-sig")))}
+    rows = {
+        r["student_id"]: r for r in csv.DictReader(io.StringIO((tmp_path / "cms.csv").read_text(encoding="utf-8-sig")))
+    }
     assert rows["7000001"]["6.1"] == "3.5" and rows["7000001"]["total"] == "9" and rows["7000001"]["complete"] == "yes"
     assert rows["7000003"]["6.1"] == "2" and rows["7000003"]["6.2"] == "" and rows["7000003"]["complete"] == "no"
     assert rows["7000001"]["name"] == "Anna Äpfel"
@@ -246,8 +332,9 @@ def test_round_trip_grade_fill_merge(tmp_path):
     assert carl[0] in entries
     # the sheet as the tutors filled it is kept, dated, before the grader wrote it again
     kept = sorted((tmp_path / "manual").glob("*-manual_points.csv"))
-    assert any("3,5" in p.read_text(encoding="utf-8-sig") and ALICE[0] in p.read_text(encoding="utf-8-sig")
-               for p in kept), [p.name for p in kept]
+    assert any(
+        "3,5" in p.read_text(encoding="utf-8-sig") and ALICE[0] in p.read_text(encoding="utf-8-sig") for p in kept
+    ), [p.name for p in kept]
 
 
 def test_german_cms_csv(tmp_path):
@@ -281,8 +368,13 @@ def test_a_student_in_two_teams_is_left_out_of_cms_csv_and_listed(tmp_path):
     warnings = write_batch_outputs([*REPORTS, twice], tmp_path, CONFIG)
     assert any("0700002" in w and ALICE[0] in w and twice[0] in w for w in warnings)
     lines = (tmp_path / "cms.csv").read_text(encoding="utf-8-sig").splitlines()
-    assert [line.split(",")[0] for line in lines[1:]] == ['"7000001"', '"7000003"', '"7000004"', '"7000005"',
-                                                          '"7000008"']
+    assert [line.split(",")[0] for line in lines[1:]] == [
+        '"7000001"',
+        '"7000003"',
+        '"7000004"',
+        '"7000005"',
+        '"7000008"',
+    ]
     page = (tmp_path / "summary.html").read_text(encoding="utf-8")
     assert "Bernd Brot (0700002)" in page and "left out of cms.csv" in page
 
@@ -306,6 +398,7 @@ def test_merge_joins_the_shards_sheets(tmp_path):
 
 
 # ---------------------------------------------------------------- the pages
+
 
 class Collector(HTMLParser):
     def __init__(self):
@@ -331,11 +424,19 @@ HOSTILE = "<script>alert(1)</script>"
 
 
 def test_feedback_escapes_a_hostile_team_and_draws_the_curves(tmp_path):
-    stem, report = make_report([(HOSTILE, "7000009"), ('Eve" onload="x', "7000010")], status="errors",
-                               stem="hostile", violations=[Violation(code="name.pattern", severity="error",
-                                                                      message=f"bad name {HOSTILE}")])
-    report = report.model_copy(update={"execution": report.execution.model_copy(update={
-        "errors": [CellError(cell=4, ename="ValueError", evalue=HOSTILE)]})})
+    stem, report = make_report(
+        [(HOSTILE, "7000009"), ('Eve" onload="x', "7000010")],
+        status="errors",
+        stem="hostile",
+        violations=[Violation(code="name.pattern", severity="error", message=f"bad name {HOSTILE}")],
+    )
+    report = report.model_copy(
+        update={
+            "execution": report.execution.model_copy(
+                update={"errors": [CellError(cell=4, ename="ValueError", evalue=HOSTILE)]}
+            )
+        }
+    )
     path = write_feedback(report, tmp_path, CALIBRATION, stem=stem, sheet=SHEET6)
     text = path.read_text(encoding="utf-8")
     assert HOSTILE not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
@@ -357,8 +458,11 @@ def test_chart_without_accuracies_still_renders():
 
 
 def test_overview_lists_problems_key_and_pairs():
-    broken = make_report([("Ida Igel", "7000011"), ("Jan Jung", "7000012")], status="errors",
-                         violations=[Violation(code="identity.mismatch", severity="warning", message="not in PDF")])
+    broken = make_report(
+        [("Ida Igel", "7000011"), ("Jan Jung", "7000012")],
+        status="errors",
+        violations=[Violation(code="identity.mismatch", severity="warning", message="not in PDF")],
+    )
     text = overview_html([*REPORTS, broken], key="key: h = (9, 0)", pairs=[], sheet=SHEET6)
     parser = Collector()
     parser.feed(text)
@@ -369,6 +473,7 @@ def test_overview_lists_problems_key_and_pairs():
 
 
 # ---------------------------------------------------------------- similar work
+
 
 def notebook(*sources: str) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
@@ -402,9 +507,15 @@ OTHER = """class FashionNetwork(nn.Module):
 
 def test_similar_pairs_ignore_comments_layout_and_the_template():
     copied = "# my own work!\n" + CODE.replace("    ", "  ").replace("(784, 64)", "(784,64)").replace(
-        "super().__init__()", "super().__init__()  # first the parent")
-    notebooks = {"a": notebook(SETUP, CODE), "b": notebook(SETUP, copied), "c": notebook(SETUP, OTHER),
-                 "d": notebook(SETUP), "e": notebook(SETUP)}
+        "super().__init__()", "super().__init__()  # first the parent"
+    )
+    notebooks = {
+        "a": notebook(SETUP, CODE),
+        "b": notebook(SETUP, copied),
+        "c": notebook(SETUP, OTHER),
+        "d": notebook(SETUP),
+        "e": notebook(SETUP),
+    }
     pairs = similar_pairs(notebooks, notebook(SETUP), threshold=0.9)
     assert [(p.a, p.b) for p in pairs] == [("a", "b")]
     assert pairs[0].score == 1.0 and pairs[0].shared_cells[0].cell_a == 3
@@ -430,10 +541,26 @@ def _renamed_and_reordered(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     import re
 
     copy = nbformat.from_dict(nb)
-    renames = {"FashionNetwork": "MyNet", "fc1": "first", "fc2": "second", "fc3": "third", "optimizer": "opt",
-               "train_loader": "tl", "test_loader": "vl", "accuracies": "history", "epoch": "ep", "images": "xb",
-               "labels": "yb", "outputs": "pred", "loss": "objective", "correct": "hits", "total": "seen",
-               "fashion_network": "net", "x": "inp", "self": "me"}
+    renames = {
+        "FashionNetwork": "MyNet",
+        "fc1": "first",
+        "fc2": "second",
+        "fc3": "third",
+        "optimizer": "opt",
+        "train_loader": "tl",
+        "test_loader": "vl",
+        "accuracies": "history",
+        "epoch": "ep",
+        "images": "xb",
+        "labels": "yb",
+        "outputs": "pred",
+        "loss": "objective",
+        "correct": "hits",
+        "total": "seen",
+        "fashion_network": "net",
+        "x": "inp",
+        "self": "me",
+    }
     for cell in copy.cells:
         if cell.cell_type == "code":
             for old, new in renames.items():
@@ -468,8 +595,17 @@ def test_similarity_sees_through_renaming_and_reordering_but_not_independent_sol
 
 def test_an_override_written_by_schema_1_0_is_read_as_data():
     """Reports written before overrides were data said "tutor: 0.25 → 0"; they still validate."""
-    check = CheckResult.model_validate({"id": "baseline.forward", "exercise": "6.6", "status": "fail", "points": 0,
-                                        "max_points": 0.25, "message": "m", "override": "tutor: 0.25 → 0"})
+    check = CheckResult.model_validate(
+        {
+            "id": "baseline.forward",
+            "exercise": "6.6",
+            "status": "fail",
+            "points": 0,
+            "max_points": 0.25,
+            "message": "m",
+            "override": "tutor: 0.25 → 0",
+        }
+    )
     assert check.override == Override(automatic=0.25, tutor=0.0)
 
 

@@ -7,11 +7,11 @@ Real `grader grade` runs (subprocesses, real kernels) on small notebooks that do
 tiny generated data set with a calibration written for it, each with its own temporary folder
 (TMPDIR) so that what a run leaves behind can be seen.
 """
+
 from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -22,16 +22,21 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import needs_torch
+
 from grader.models import Report
 from grader.sheets.sheet6 import SHEET
 
 pytestmark = [pytest.mark.kernel, needs_torch]
 
-TEAMS = ["Anna Schmidt_7000001_Bernd Weber_7000002", "Clara Fischer_7000003_Dieter Wolf_7000004",
-         "Eva Koch_7000005_Frank Bauer_7000006", "Gerd Lang_7000007_Hanna Ott_7000008",
-         "Ida Roth_7000009_Jan Vogt_7000010", "Karl Ernst_7000011_Lena Graf_7000012"]
+TEAMS = [
+    "Anna Schmidt_7000001_Bernd Weber_7000002",
+    "Clara Fischer_7000003_Dieter Wolf_7000004",
+    "Eva Koch_7000005_Frank Bauer_7000006",
+    "Gerd Lang_7000007_Hanna Ott_7000008",
+    "Ida Roth_7000009_Jan Vogt_7000010",
+    "Karl Ernst_7000011_Lena Graf_7000012",
+]
 
 
 def notebook(*cells: str) -> nbformat.NotebookNode:
@@ -59,15 +64,17 @@ class Course:
         self.subs = root / "subs"
         self.subs.mkdir()
         self.out = root / "out"
-        self.scratch = root / "t"   # TMPDIR of the grader: what it leaves there is left behind
+        self.scratch = root / "t"  # TMPDIR of the grader: what it leaves there is left behind
         self.scratch.mkdir()
         self.config = root / "grading.toml"
-        self.config.write_text('[sheet]\nname = "sheet6"\n[data]\nsource = ""\ntrain_size = 256\ntest_size = 128\n'
-                               f'[run]\nworkers = {workers}\n[limits]\n{limits}\n')
+        self.config.write_text(
+            '[sheet]\nname = "sheet6"\n[data]\nsource = ""\ntrain_size = 256\ntest_size = 128\n'
+            f"[run]\nworkers = {workers}\n[limits]\n{limits}\n"
+        )
         config = load_config(self.config)
         calibration = calibration_file()
         entries = json.loads(calibration.read_text()) if calibration.exists() else {}
-        for data in (config.data, check_config(config, full=False).data):   # grade's and check's
+        for data in (config.data, check_config(config, full=False).data):  # grade's and check's
             staged = stage_dataset(data, None, cache_dir() / "data", SHEET.dataset)
             entries[f"sheet6/{staged.info.fingerprint}"] = {"baseline": [[0.1] * 5], "batchnorm": [[0.1] * 5]}
         calibration.write_text(json.dumps(entries))
@@ -77,9 +84,13 @@ class Course:
 
     def start(self, *args: str, env: dict | None = None) -> subprocess.Popen:
         command = args or ("grade", str(self.subs), "--out", str(self.out))
-        return subprocess.Popen([sys.executable, "-m", "grader", "--config", str(self.config), *command],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env or self.env(),
-                                start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "grader", "--config", str(self.config), *command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env or self.env(),
+            start_new_session=True,
+        )
 
     def run(self, *args: str, timeout: float = 300, env: dict | None = None) -> tuple[int, str]:
         process = self.start(*args, env=env)
@@ -92,8 +103,11 @@ class Course:
         return process.returncode, output.decode("utf-8", errors="replace")
 
     def reports(self) -> dict[str, Report]:
-        return {p.stem: Report.model_validate_json(p.read_bytes()) for p in self.out.glob("*.json")
-                if not p.name.startswith(".")}
+        return {
+            p.stem: Report.model_validate_json(p.read_bytes())
+            for p in self.out.glob("*.json")
+            if not p.name.startswith(".")
+        }
 
     def leftovers(self) -> list[str]:
         return sorted(p.name for p in self.scratch.iterdir())
@@ -121,6 +135,7 @@ def gone(text: str, seconds: float = 15) -> list[str]:
 
 # ---------------------------------------------------------------- a PDF that takes forever
 
+
 def xobject_pdf(leaf_ops: int, invocations: int, pages: int) -> bytes:
     """A small PDF whose pages draw one form XObject `invocations` times; the XObject shows
     `leaf_ops` strings. Text extraction repeats the XObject's work at every invocation: 5 KB of PDF,
@@ -133,13 +148,20 @@ def xobject_pdf(leaf_ops: int, invocations: int, pages: int) -> bytes:
 
     font = add(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
     leaf = zlib.compress(b"BT /F1 12 Tf " + b"(x) Tj " * leaf_ops + b"ET")
-    form = add(b"<< /Type /XObject /Subtype /Form /BBox [0 0 100 100] /Resources << /Font << /F1 %d 0 R >> >> "
-               b"/Filter /FlateDecode /Length %d >>\nstream\n" % (font, len(leaf)) + leaf + b"\nendstream")
+    form = add(
+        b"<< /Type /XObject /Subtype /Form /BBox [0 0 100 100] /Resources << /Font << /F1 %d 0 R >> >> "
+        b"/Filter /FlateDecode /Length %d >>\nstream\n" % (font, len(leaf)) + leaf + b"\nendstream"
+    )
     draw = zlib.compress(b"/X Do " * invocations)
     content = add(b"<< /Filter /FlateDecode /Length %d >>\nstream\n" % len(draw) + draw + b"\nendstream")
     parent = len(objects) + pages + 1
-    kids = [add(b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 200 200] /Contents %d 0 R "
-                b"/Resources << /XObject << /X %d 0 R >> >> >>" % (parent, content, form)) for _ in range(pages)]
+    kids = [
+        add(
+            b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 200 200] /Contents %d 0 R "
+            b"/Resources << /XObject << /X %d 0 R >> >> >>" % (parent, content, form)
+        )
+        for _ in range(pages)
+    ]
     add(b"<< /Type /Pages /Kids [" + b" ".join(b"%d 0 R" % k for k in kids) + b"] /Count %d >>" % pages)
     catalog = add(b"<< /Type /Catalog /Pages %d 0 R >>" % parent)
     out, offsets = bytearray(b"%PDF-1.4\n"), []
@@ -154,7 +176,7 @@ def xobject_pdf(leaf_ops: int, invocations: int, pages: int) -> bytes:
 
 
 def test_a_pdf_that_takes_forever_to_read_costs_its_team_a_warning_not_the_batch(tmp_path):
-    course = Course(tmp_path)   # the default limit, 30 s (the PDF would take about an hour)
+    course = Course(tmp_path)  # the default limit, 30 s (the PDF would take about an hour)
     bomb = xobject_pdf(leaf_ops=2000, invocations=5000, pages=30)
     assert len(bomb) < 16_000
     with zipfile.ZipFile(course.subs / f"{TEAMS[0]}.zip", "w") as archive:
@@ -182,11 +204,14 @@ def test_a_pdf_that_needs_too_much_memory_is_not_read():
     # A page whose content is 60 MB of text operators, from 117 KB of PDF.
     content = zlib.compress(b"BT /F1 12 Tf " + b"[(x) 1 (y)] TJ " * 4_000_000 + b"ET", 9)
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"memory-{os.getpid()}.pdf"
-    objects = [b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-               b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(content) + content + b"\nendstream",
-               b"<< /Type /Page /Parent 4 0 R /MediaBox [0 0 200 200] /Contents 2 0 R "
-               b"/Resources << /Font << /F1 1 0 R >> >> >>",
-               b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", b"<< /Type /Catalog /Pages 4 0 R >>"]
+    objects = [
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(content) + content + b"\nendstream",
+        b"<< /Type /Page /Parent 4 0 R /MediaBox [0 0 200 200] /Contents 2 0 R "
+        b"/Resources << /Font << /F1 1 0 R >> >> >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Catalog /Pages 4 0 R >>",
+    ]
     out, offsets = bytearray(b"%PDF-1.4\n"), []
     for number, body in enumerate(objects, start=1):
         offsets.append(len(out))
@@ -209,6 +234,7 @@ def test_a_pdf_that_needs_too_much_memory_is_not_read():
 
 
 # ---------------------------------------------------------------- a worker that dies
+
 
 def workers_of(grader_pid: int) -> list[int]:
     """The grader's worker processes (multiprocessing's spawned children)."""
@@ -243,7 +269,7 @@ def test_a_killed_worker_costs_no_other_submission(tmp_path):
         nbformat.write(sleeper(4), course.subs / f"{team}.ipynb")
     process = course.start()
     wait_for(lambda: len(list(course.out.glob("*.json"))) >= 1, what="the first report")
-    time.sleep(1.5)   # both workers are in their next (4 s) job
+    time.sleep(1.5)  # both workers are in their next (4 s) job
     workers = workers_of(process.pid)
     assert len(workers) == 2, workers
     os.kill(workers[0], signal.SIGKILL)
@@ -268,10 +294,11 @@ def test_a_submission_whose_worker_dies_twice_gets_a_report_and_is_graded_again_
     process = course.start()
     seen: set[Path] = set()
 
-    def grading_victim_again() -> bool:   # a new unpacked folder of it: a worker has started on it
+    def grading_victim_again() -> bool:  # a new unpacked folder of it: a worker has started on it
         new = set(course.scratch.glob("grader-work-*/Anna_Schmidt_7000001*")) - seen
         seen.update(new)
         return bool(new)
+
     for _ in range(2):
         wait_for(grading_victim_again, what="the victim being graded")
         time.sleep(1.0)
@@ -299,6 +326,7 @@ def test_a_submission_whose_worker_dies_twice_gets_a_report_and_is_graded_again_
 
 # ---------------------------------------------------------------- stopping the grader
 
+
 def test_sigterm_stops_the_grader_cleanly(tmp_path):
     course = Course(tmp_path, workers=2)
     for team in TEAMS:
@@ -306,14 +334,14 @@ def test_sigterm_stops_the_grader_cleanly(tmp_path):
     process = course.start()
     wait_for(lambda: len(list(course.out.glob("*.json"))) >= 1, what="the first report")
     wait_for(lambda: len(list(course.scratch.glob("grader-work-*/*_70000*"))) >= 1, what="a job in flight")
-    os.kill(process.pid, signal.SIGTERM)   # the grader only, as a scheduler's time limit would
+    os.kill(process.pid, signal.SIGTERM)  # the grader only, as a scheduler's time limit would
     output = process.communicate(timeout=60)[0].decode()
     assert process.returncode == 128 + signal.SIGTERM, output
     assert "terminated by SIGTERM" in output and "temporary folders removed" in output, output
     assert "Traceback" not in output, output
     assert gone(str(course.scratch)) == [], "workers or kernels outlived the grader"
     assert course.leftovers() == [], "student files were left in the temporary folder"
-    for report in course.reports().values():   # what was written is whole
+    for report in course.reports().values():  # what was written is whole
         assert report.execution.status == "ok"
 
 
@@ -324,11 +352,11 @@ def test_kill_9_of_the_grader_takes_its_workers_and_kernels_along_and_the_next_r
     process = course.start()
     wait_for(lambda: len(list(course.out.glob("*.json"))) >= 1, what="the first report")
     wait_for(lambda: len(list(course.scratch.glob("grader-work-*/*_70000*"))) >= 1, what="a job in flight")
-    os.kill(process.pid, signal.SIGKILL)   # the grader only: its workers are not signalled by anyone
+    os.kill(process.pid, signal.SIGKILL)  # the grader only: its workers are not signalled by anyone
     process.wait()
     assert gone(str(course.scratch)) == [], "workers, fork servers or kernels outlived the grader"
-    assert any(name.startswith("grader-work-") for name in course.leftovers())   # the killed run's
-    time.sleep(5)   # folders younger than 5 s might be a running grader's, just made: not swept
+    assert any(name.startswith("grader-work-") for name in course.leftovers())  # the killed run's
+    time.sleep(5)  # folders younger than 5 s might be a running grader's, just made: not swept
     code, output = course.run()
     assert code == 0, output
     assert sorted(course.reports()) == sorted(TEAMS)
@@ -367,22 +395,58 @@ session.pack = lambda obj: json.dumps(obj, default=str).encode("ascii")
 print("before \\ud800 after")
 """
 
-LATIN1 = (b'{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{"cell_type": "markdown", '
-          b'"metadata": {}, "source": "M\xfcller"}]}')
+LATIN1 = (
+    b'{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{"cell_type": "markdown", '
+    b'"metadata": {}, "source": "M\xfcller"}]}'
+)
 MALFORMED = {
-    "metadata nested 600 deep": (json.dumps({"nbformat": 4, "nbformat_minor": 5, "cells": [],
-                                             "metadata": {"x": json.loads("[" * 600 + "]" * 600)}}).encode(),
-                                 "nested more than 100 levels deep"),
-    "a numeric source": (json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
-        {"cell_type": "markdown", "metadata": {}, "source": "# hi"},
-        {"cell_type": "code", "metadata": {}, "source": 5, "outputs": [], "execution_count": None}]}).encode(),
-                         "cell 2's source is a number, expected text"),
-    "a Latin-1 byte": (LATIN1, f"not UTF-8 at byte {LATIN1.index(bytes([0xfc]))} (0xfc)"),
-    "an output nested 600 deep": (json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
-        {"cell_type": "code", "metadata": {}, "source": "1", "execution_count": 1, "outputs": [
-            {"output_type": "execute_result", "execution_count": 1, "metadata": {},
-             "data": {"application/json": json.loads("[" * 600 + "]" * 600)}}]}]}).encode(),
-                                  "nested more than 100 levels deep"),
+    "metadata nested 600 deep": (
+        json.dumps(
+            {"nbformat": 4, "nbformat_minor": 5, "cells": [], "metadata": {"x": json.loads("[" * 600 + "]" * 600)}}
+        ).encode(),
+        "nested more than 100 levels deep",
+    ),
+    "a numeric source": (
+        json.dumps(
+            {
+                "nbformat": 4,
+                "nbformat_minor": 5,
+                "metadata": {},
+                "cells": [
+                    {"cell_type": "markdown", "metadata": {}, "source": "# hi"},
+                    {"cell_type": "code", "metadata": {}, "source": 5, "outputs": [], "execution_count": None},
+                ],
+            }
+        ).encode(),
+        "cell 2's source is a number, expected text",
+    ),
+    "a Latin-1 byte": (LATIN1, f"not UTF-8 at byte {LATIN1.index(bytes([0xFC]))} (0xfc)"),
+    "an output nested 600 deep": (
+        json.dumps(
+            {
+                "nbformat": 4,
+                "nbformat_minor": 5,
+                "metadata": {},
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "metadata": {},
+                        "source": "1",
+                        "execution_count": 1,
+                        "outputs": [
+                            {
+                                "output_type": "execute_result",
+                                "execution_count": 1,
+                                "metadata": {},
+                                "data": {"application/json": json.loads("[" * 600 + "]" * 600)},
+                            }
+                        ],
+                    }
+                ],
+            }
+        ).encode(),
+        "nested more than 100 levels deep",
+    ),
     "not JSON at all": (b"[/] this is not a notebook", "not JSON (Expecting value at line 1, column 2)"),
     "JSON that is not a notebook": (b'{"hello": "world"}', "JSON that is not a notebook"),
 }
@@ -394,11 +458,14 @@ def hostile_batch(tmp_path_factory):
     1,500 levels deep from a zip and from a cell, file names with markup and terminal escapes, and a
     malformed notebook of every kind."""
     course = Course(tmp_path_factory.mktemp("hostile"), workers=2)
-    nbformat.write(notebook(SURROGATE_CELL, "raise ValueError('x\\ud800y [/]')", "answer = 42"),
-                   course.subs / f"{TEAMS[0]}.ipynb")
+    nbformat.write(
+        notebook(SURROGATE_CELL, "raise ValueError('x\\ud800y [/]')", "answer = 42"), course.subs / f"{TEAMS[0]}.ipynb"
+    )
     deep_zip(course.subs / f"{TEAMS[1]}.zip", [DEEP_CELL])
-    names = {"markup": "Ida Roth_7000009_[conceal]_Jan Vogt_7000010 [link=https:evil.example]click",
-             "escape": "Karl Ernst_7000011_\x1b]8;;https:evil.example\x07Lena\x1b]8;;\x07_\x1b[8mGraf_7000012"}
+    names = {
+        "markup": "Ida Roth_7000009_[conceal]_Jan Vogt_7000010 [link=https:evil.example]click",
+        "escape": "Karl Ernst_7000011_\x1b]8;;https:evil.example\x07Lena\x1b]8;;\x07_\x1b[8mGraf_7000012",
+    }
     for name in names.values():
         nbformat.write(sleeper(0), course.subs / f"{name}.ipynb")
     malformed = {}
@@ -411,7 +478,7 @@ def hostile_batch(tmp_path_factory):
 
 
 def test_a_lone_surrogate_from_the_kernel_does_not_cost_the_report(hostile_batch):
-    course, code, output, _, _ = hostile_batch
+    course, _code, output, _, _ = hostile_batch
     report = course.reports().get(TEAMS[0])
     assert report is not None, output
     assert report.execution.status == "errors"
@@ -442,14 +509,14 @@ def test_student_names_cannot_inject_markup_or_terminal_escapes(hostile_batch):
     assert "\x1b]8;;https:evil" not in output and "\x1b[8m" not in output, "a student's escape reached the terminal"
     # shown, not sent: as text where the name is printed, without them where it names a file
     assert "\\x1b]8;;https:evil.example\\x07" in output or "Karl Ernst_7000011__]8;;https:evil.example_Lena" in output
-    assert "[conceal]" in output and "[link=https:evil.example]click" in output   # shown as text
+    assert "[conceal]" in output and "[link=https:evil.example]click" in output  # shown as text
     # Reports keep the names as they are; their files are named without the escapes.
     assert set(names.values()) <= {report.submission.stem for report in course.reports().values()}
     assert code == 0, output
 
 
 def test_malformed_notebooks_end_in_a_content_violation_saying_what_is_wrong(hostile_batch):
-    course, code, output, _, malformed = hostile_batch
+    course, _code, _output, _, malformed = hostile_batch
     reports = course.reports()
     for stem, (kind, expected) in malformed.items():
         report = reports[stem]
@@ -458,11 +525,12 @@ def test_malformed_notebooks_end_in_a_content_violation_saying_what_is_wrong(hos
         invalid = [v for v in report.violations if v.code == "content.notebook_invalid"]
         assert len(invalid) == 1 and expected in invalid[0].message, (kind, report.violations)
         assert f"{stem}.ipynb" in invalid[0].message
-        assert "content.notebook_unreadable" not in codes   # one violation for one cause
+        assert "content.notebook_unreadable" not in codes  # one violation for one cause
         assert report.execution.status == "not_run"
 
 
 # ---------------------------------------------------------------- outputs that cannot collide
+
 
 def test_a_submission_named_shard_keeps_its_report_and_merge_takes_the_course(tmp_path):
     course = Course(tmp_path, workers=1)
@@ -479,9 +547,9 @@ def test_a_submission_named_shard_keeps_its_report_and_merge_takes_the_course(tm
 
 
 def test_merge_takes_folders_with_the_old_shard_marker(tmp_path):
-    from grader.commands.merge import check_shards, merge_reports
     from test_report_outputs import ALICE, BOB
 
+    from grader.commands.merge import check_shards, merge_reports
     from grader.report.store import write_report
 
     for index, (stem, report) in enumerate((ALICE, BOB), start=1):
@@ -497,20 +565,21 @@ def test_merge_takes_folders_with_the_old_shard_marker(tmp_path):
 
 # ---------------------------------------------------------------- the students' checker
 
+
 def test_grader_check_prints_a_cell_error_that_looks_like_markup(tmp_path):
     course = Course(tmp_path)
     target = course.subs / f"{TEAMS[0]}.ipynb"
     nbformat.write(notebook("raise ValueError('[/] [bold]not bold[/bold]')"), target)
     code, output = course.run("check", str(target))
     assert "MarkupError" not in output and "Traceback" not in output, output
-    assert "In [1]: ValueError: [/] [bold]not bold[/bold]" in output, output   # as Jupyter numbers it
-    assert code == 1, output   # an error in a cell would lose points
+    assert "In [1]: ValueError: [/] [bold]not bold[/bold]" in output, output  # as Jupyter numbers it
+    assert code == 1, output  # an error in a cell would lose points
 
 
 def test_a_file_that_cannot_be_read_gets_a_report_and_does_not_block_the_batch(tmp_path):
     course = Course(tmp_path)
     nbformat.write(sleeper(0), course.subs / f"{TEAMS[0]}.ipynb")
-    os.mkfifo(course.subs / f"{TEAMS[1]}.zip")    # reading it would wait forever
+    os.mkfifo(course.subs / f"{TEAMS[1]}.zip")  # reading it would wait forever
     code, output = course.run(timeout=120)
     assert code == 0, output
     reports = course.reports()

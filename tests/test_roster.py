@@ -2,6 +2,7 @@
 file are written here as those programs write them (Excel in a German locale, Excel's "CSV UTF-8"
 and "Unicode text", LibreOffice with quoted text cells), and every way a list can be unreadable
 stops with one message naming the file, the line and what is wrong."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,8 @@ def table(roster) -> dict[str, tuple[str, str]]:
 EXCEL_GERMAN = (
     "Matrikelnummer;Vorname;Nachname;E-Mail;Studiengang\r\n"
     "0701234;Jürgen;Müller;jm@uni-saarland.de;Informatik\r\n"
-    "7012345;Zoë;O'Brien-Straße;zo@uni-saarland.de;\"Data Science; AI\"\r\n"
-    "7023456;\"Anna \"\"Anni\"\"\";Öztürk;ao@uni-saarland.de;€-Studies\r\n"
+    '7012345;Zoë;O\'Brien-Straße;zo@uni-saarland.de;"Data Science; AI"\r\n'
+    '7023456;"Anna ""Anni""";Öztürk;ao@uni-saarland.de;€-Studies\r\n'
     ";;;;\r\n"
     ";;;;\r\n"
 ).encode("cp1252")
@@ -58,8 +59,8 @@ LIBREOFFICE = (
     '"Nguyễn","Thị Minh","0700001","tm@example.org",12.5\n'
     '"Smith, Jr.","John","7000002","js@example.org",3\n'
     '"van der Berg","Anne\nMarie","7000003","ab@example.org",\n'
-    '\n\n'
-).encode("utf-8")
+    "\n\n"
+).encode()
 
 
 def test_libreoffice_quoted_text_cells(tmp_path):
@@ -74,8 +75,10 @@ def test_libreoffice_quoted_text_cells(tmp_path):
 
 def test_tabs_a_full_name_column_and_no_email(tmp_path):
     data = b"Name\tmtknr\tGroup\r\nErika Mustermann\t7012345\tA\r\nMax Mustermann\t7054321\tB\r\n"
-    assert table(read_roster(write(tmp_path, data))) == {"7012345": ("Erika Mustermann", ""),
-                                                         "7054321": ("Max Mustermann", "")}
+    assert table(read_roster(write(tmp_path, data))) == {
+        "7012345": ("Erika Mustermann", ""),
+        "7054321": ("Max Mustermann", ""),
+    }
 
 
 def test_excel_unicode_text_is_utf16_with_tabs(tmp_path):
@@ -83,8 +86,19 @@ def test_excel_unicode_text_is_utf16_with_tabs(tmp_path):
     assert table(read_roster(write(tmp_path, data))) == {"0712345": ("Åsa Öberg", "")}
 
 
-@pytest.mark.parametrize("header", ["mtknr", "MTKNR", "Matrikelnummer", "matriculation number",
-                                    "Matriculation Number", "Student ID", "student_id", " student id "])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "mtknr",
+        "MTKNR",
+        "Matrikelnummer",
+        "matriculation number",
+        "Matriculation Number",
+        "Student ID",
+        "student_id",
+        " student id ",
+    ],
+)
 def test_the_id_column_is_found_by_its_name(tmp_path, header):
     data = f"Vorname,{header},Nachname\nAnna,7000001,Alt\n".encode()
     assert table(read_roster(write(tmp_path, data))) == {"7000001": ("Anna Alt", "")}
@@ -96,36 +110,43 @@ def test_a_title_line_above_the_header(tmp_path):
 
 
 def test_a_comma_in_a_name_does_not_fool_the_delimiter(tmp_path):
-    data = "Name;Matrikelnummer\r\n\"Müller, Jürgen\";7000001\r\nAnna Alt;7000002\r\n".encode("cp1252")
-    assert table(read_roster(write(tmp_path, data))) == {"7000001": ("Müller, Jürgen", ""),
-                                                         "7000002": ("Anna Alt", "")}
+    data = 'Name;Matrikelnummer\r\n"Müller, Jürgen";7000001\r\nAnna Alt;7000002\r\n'.encode("cp1252")
+    assert table(read_roster(write(tmp_path, data))) == {"7000001": ("Müller, Jürgen", ""), "7000002": ("Anna Alt", "")}
 
 
 # ---------------------------------------------------------------- unreadable lists
 
-@pytest.mark.parametrize("data, words", [
-    (b"", ["line 1", "empty"]),
-    (b"Vorname;Nachname;E-Mail\r\nAnna;Alt;a@x\r\n", ["line 1", "no column of matriculation numbers",
-                                                      "Vorname;Nachname;E-Mail"]),
-    (b"mtknr;Name\r\n7000001;Anna\r\n;Bernd\r\n", ["line 3", "no matriculation number", "'mtknr'"]),
-    (b"mtknr;Name\r\n7,01E+06;Anna\r\n", ["line 2", "'7,01E+06'", "not a matriculation number",
-                                           "format the column as text"]),
-    (b"mtknr;Name\r\n7000001.0;Anna\r\n", ["line 2", "'7000001.0'", "spreadsheet turned it into a number"]),
-    (b"mtknr;Name\r\nabc;Anna\r\n", ["line 2", "'abc'", "expected digits only"]),
-    ("mtknr;Name\r\n７０００００１;Anna\r\n".encode(), ["line 2", "expected digits only"]),
-    (b"mtknr;Name\r\n7000001;Anna\r\n7000002;Bernd\r\n7000001;Carla\r\n", ["line 4", "7000001", "line 2 too"]),
-    (b"mtknr;Name\r\n7000001;Anna\r\n7000002;B\x81rnd\r\n", ["line 3", "0x81", "neither UTF-8 nor Windows-1252"]),
-    (b"mtknr;Name\r\n7000001;An\x00na\r\n", ["line 2", "NUL"]),
-    (b"mtknr;Name\r\n", ["line 1", "no student below it"]),
-    (b'mtknr;Name\r\n7000001;"Anna\r\n7000002;Bernd\r\n', ["not readable as CSV"]),
-])
+
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (b"", ["line 1", "empty"]),
+        (
+            b"Vorname;Nachname;E-Mail\r\nAnna;Alt;a@x\r\n",
+            ["line 1", "no column of matriculation numbers", "Vorname;Nachname;E-Mail"],
+        ),
+        (b"mtknr;Name\r\n7000001;Anna\r\n;Bernd\r\n", ["line 3", "no matriculation number", "'mtknr'"]),
+        (
+            b"mtknr;Name\r\n7,01E+06;Anna\r\n",
+            ["line 2", "'7,01E+06'", "not a matriculation number", "format the column as text"],
+        ),
+        (b"mtknr;Name\r\n7000001.0;Anna\r\n", ["line 2", "'7000001.0'", "spreadsheet turned it into a number"]),
+        (b"mtknr;Name\r\nabc;Anna\r\n", ["line 2", "'abc'", "expected digits only"]),
+        ("mtknr;Name\r\n７０００００１;Anna\r\n".encode(), ["line 2", "expected digits only"]),
+        (b"mtknr;Name\r\n7000001;Anna\r\n7000002;Bernd\r\n7000001;Carla\r\n", ["line 4", "7000001", "line 2 too"]),
+        (b"mtknr;Name\r\n7000001;Anna\r\n7000002;B\x81rnd\r\n", ["line 3", "0x81", "neither UTF-8 nor Windows-1252"]),
+        (b"mtknr;Name\r\n7000001;An\x00na\r\n", ["line 2", "NUL"]),
+        (b"mtknr;Name\r\n", ["line 1", "no student below it"]),
+        (b'mtknr;Name\r\n7000001;"Anna\r\n7000002;Bernd\r\n', ["not readable as CSV"]),
+    ],
+)
 def test_an_unreadable_list_names_file_line_and_problem(tmp_path, data, words):
     path = write(tmp_path, data)
     with pytest.raises(RosterError) as err:
         read_roster(path)
     message = str(err.value)
     assert message.startswith(f"{path}: "), message
-    assert "\n" not in message   # one line
+    assert "\n" not in message  # one line
     for word in words:
         assert word in message, message
 
@@ -149,7 +170,7 @@ def test_the_roster_is_relative_to_grading_toml_and_the_option_to_the_current_fo
     write(tmp_path, b"mtknr;Name\r\n7000002;Bernd Brot\r\n", "other.csv")
     other = config.with_roster("other.csv")
     assert list(load_roster(other).students) == ["7000002"]
-    assert other.fingerprint == config.fingerprint   # a roster changes no verdict: nothing is regraded
+    assert other.fingerprint == config.fingerprint  # a roster changes no verdict: nothing is regraded
     assert load_roster(load_config(None)) is None
 
 
@@ -163,8 +184,21 @@ def test_a_bad_roster_stops_grade_and_merge_before_anything_is_written(tmp_path)
     bad = write(tmp_path, b"mtknr;Name\r\n7000001;Anna Alt\r\n70000O2;Bernd Brot\r\n", "bad.csv")
     (tmp_path / "grading.toml").write_text("")
     for command in (["grade", str(subs), "--out", str(out)], ["merge", str(subs), "--out", str(out)]):
-        run = subprocess.run([sys.executable, "-m", "grader", "--config", str(tmp_path / "grading.toml"), *command,
-                              "--roster", str(bad)], capture_output=True, text=True, timeout=120)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "grader",
+                "--config",
+                str(tmp_path / "grading.toml"),
+                *command,
+                "--roster",
+                str(bad),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert run.returncode == 2, run.stdout + run.stderr
         assert f"roster: {bad}: line 3: '70000O2' is not a matriculation number" in " ".join(run.stdout.split())
         assert not out.exists() or not any(out.glob("*.json")), "graded or merged despite the roster"

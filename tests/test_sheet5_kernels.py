@@ -3,6 +3,7 @@
 sheet 5's exercises and points), the same by a two-shard `grader prepare`/`grade --shard`/`merge`
 with `[sheet] name = "sheet5"` in grading.toml, and `grader check --sheet sheet5` on two of them.
 Every example gets the verdicts its mistake deserves (grader/sheets/sheet5/submissions/expected.json)."""
+
 from __future__ import annotations
 
 import csv
@@ -13,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, needs_torch
+
 from grader.models import Report
 
 pytestmark = [pytest.mark.kernel, needs_torch]
@@ -25,8 +26,9 @@ CHECKS = ["dataset.getitem", "dataset.len", "ffnn.architecture", "ffnn.forward",
 
 
 def grader(*args: str, cwd: Path, env: dict, timeout: float = 1200) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "grader", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "grader", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def reports(folder: Path) -> dict[str, Report]:
@@ -45,8 +47,10 @@ def env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, env):
-    folder = tmp_path_factory.mktemp("sheet5")   # no grading.toml here: --sheet names the sheet
-    done = grader("grade", "--sheet", "sheet5", str(SUBMISSIONS), "--out", "reports", "--workers", "2", cwd=folder, env=env)
+    folder = tmp_path_factory.mktemp("sheet5")  # no grading.toml here: --sheet names the sheet
+    done = grader(
+        "grade", "--sheet", "sheet5", str(SUBMISSIONS), "--out", "reports", "--workers", "2", cwd=folder, env=env
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return folder / "reports", done.stdout
 
@@ -100,7 +104,9 @@ def sharded(tmp_path_factory, env):
     done = grader("prepare", str(SUBMISSIONS), "--out", "merged", "--shards", "2", cwd=folder, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for k in (1, 2):
-        shard = grader("grade", str(SUBMISSIONS), "--out", f"shards/shard-{k}", "--shard", f"{k}/2", cwd=folder, env=env)
+        shard = grader(
+            "grade", str(SUBMISSIONS), "--out", f"shards/shard-{k}", "--shard", f"{k}/2", cwd=folder, env=env
+        )
         assert shard.returncode == 0, shard.stdout[-3000:] + shard.stderr[-3000:]
     merged = grader("merge", "shards/shard-1", "shards/shard-2", "--out", "merged", cwd=folder, env=env)
     assert merged.returncode == 0, merged.stdout[-3000:] + merged.stderr[-3000:]
@@ -113,14 +119,21 @@ def test_two_shards_merged_grade_as_one_batch(sharded, graded):
     one, two = reports(graded[0]), reports(merged)
     assert set(two) == set(one)
     for name in one:
-        assert [(c.id, c.status, c.points) for c in two[name].checks] == [(c.id, c.status, c.points) for c in one[name].checks]
-    assert (merged / "cms.csv").read_text(encoding="utf-8-sig") == (graded[0] / "cms.csv").read_text(encoding="utf-8-sig")
+        assert [(c.id, c.status, c.points) for c in two[name].checks] == [
+            (c.id, c.status, c.points) for c in one[name].checks
+        ]
+    assert (merged / "cms.csv").read_text(encoding="utf-8-sig") == (graded[0] / "cms.csv").read_text(
+        encoding="utf-8-sig"
+    )
 
 
-@pytest.mark.parametrize("name, exit_status", [
-    ("Lena_Vogt_7212345_Tobias_Kern_7254321.zip", 0),     # the solution: ready to upload
-    ("Paula_Lorenz_7267890_Max_Winter_7278901_Ida_Roth_7289012.zip", 1),    # __len__ one short
-])
+@pytest.mark.parametrize(
+    "name, exit_status",
+    [
+        ("Lena_Vogt_7212345_Tobias_Kern_7254321.zip", 0),  # the solution: ready to upload
+        ("Paula_Lorenz_7267890_Max_Winter_7278901_Ida_Roth_7289012.zip", 1),  # __len__ one short
+    ],
+)
 def test_the_students_check_of_sheet_5(tmp_path, env, name, exit_status):
     done = grader("check", "--sheet", "sheet5", str(SUBMISSIONS / name), cwd=tmp_path, env=env, timeout=900)
     assert done.returncode == exit_status, done.stdout[-3000:] + done.stderr[-3000:]
@@ -133,7 +146,8 @@ def test_the_students_check_of_sheet_5(tmp_path, env, name, exit_status):
 
 
 def test_a_check_without_a_sheet_says_how_to_name_one(tmp_path, env):
-    done = grader("check", str(SUBMISSIONS / "Lena_Vogt_7212345_Tobias_Kern_7254321.zip"), cwd=tmp_path, env=env,
-                  timeout=300)
+    done = grader(
+        "check", str(SUBMISSIONS / "Lena_Vogt_7212345_Tobias_Kern_7254321.zip"), cwd=tmp_path, env=env, timeout=300
+    )
     assert done.returncode == 2
     assert "no sheet is named" in done.stdout and "--sheet NAME" in done.stdout

@@ -10,6 +10,7 @@ reports with a one-machine `grader grade` of the same batch: the same status and
 per submission, the same cms.csv; and every shard's report names the same calibration, the one
 `grader prepare` made. Every daemon and job is stopped at the end, also when the test fails.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, SHARED_DATA, needs_torch
 
 pytestmark = [pytest.mark.slow, pytest.mark.kernel, needs_torch]
@@ -38,8 +38,10 @@ def _why_not() -> str | None:
         return "the documented commands use the repository's .venv (make install makes it)"
     missing = [p for p in PROGRAMS if shutil.which(p) is None and not Path("/usr/sbin", p).exists()]
     if missing:
-        return (f"{', '.join(missing)} not installed (apt-get install slurmctld slurmd slurm-client munge; "
-                f"scripts/install-system-deps.sh does it as root)")
+        return (
+            f"{', '.join(missing)} not installed (apt-get install slurmctld slurmd slurm-client munge; "
+            f"scripts/install-system-deps.sh does it as root)"
+        )
     return None
 
 
@@ -80,40 +82,80 @@ class Cluster:
         key.write_bytes(os.urandom(1024))
         key.chmod(0o400)
         sock = d / "munge" / "munge.socket"
-        self.processes.append(subprocess.Popen(
-            [_program("munged"), "--foreground", "--force", f"--key-file={key}", f"--socket={sock}",
-             f"--pid-file={d / 'munge' / 'munged.pid'}", f"--log-file={d / 'munge' / 'munged.log'}",
-             f"--seed-file={d / 'munge' / 'munged.seed'}"],
-            stdout=subprocess.DEVNULL, stderr=open(d / "munged.err", "wb")))
+        self.processes.append(
+            subprocess.Popen(
+                [
+                    _program("munged"),
+                    "--foreground",
+                    "--force",
+                    f"--key-file={key}",
+                    f"--socket={sock}",
+                    f"--pid-file={d / 'munge' / 'munged.pid'}",
+                    f"--log-file={d / 'munge' / 'munged.log'}",
+                    f"--seed-file={d / 'munge' / 'munged.seed'}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=open(d / "munged.err", "wb"),
+            )
+        )
         host = socket.gethostname().split(".")[0]
-        with open("/proc/meminfo") as meminfo:   # slurmd drains a node that claims more than it has
+        with open("/proc/meminfo") as meminfo:  # slurmd drains a node that claims more than it has
             total_mb = next(int(line.split()[1]) // 1024 for line in meminfo if line.startswith("MemTotal"))
-        (d / "slurm.conf").write_text("\n".join([
-            "ClusterName=gradertest",
-            f"SlurmctldHost={host}",
-            f"SlurmctldPort={_free_port()}",
-            f"SlurmdPort={_free_port()}",
-            "AuthType=auth/munge", "CredType=cred/munge", f"AuthInfo=socket={sock}",
-            "SlurmUser=root", "SlurmdUser=root", "MpiDefault=none",
-            "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none",
-            "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core_Memory",
-            "SchedulerType=sched/backfill", "ReturnToService=2", "MinJobAge=600",
-            "JobCompType=jobcomp/none", "AccountingStorageType=accounting_storage/none",
-            "JobAcctGatherType=jobacct_gather/none",
-            f"StateSaveLocation={d / 'state'}", f"SlurmdSpoolDir={d / 'spool'}",
-            f"SlurmctldPidFile={d / 'slurmctld.pid'}", f"SlurmdPidFile={d / 'slurmd.pid'}",
-            f"SlurmctldLogFile={d / 'slurmctld.log'}", f"SlurmdLogFile={d / 'slurmd.log'}",
-            f"NodeName={host} CPUs={os.cpu_count()} RealMemory={total_mb - 1024} State=UNKNOWN",
-            "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP", ""]))
+        (d / "slurm.conf").write_text(
+            "\n".join(
+                [
+                    "ClusterName=gradertest",
+                    f"SlurmctldHost={host}",
+                    f"SlurmctldPort={_free_port()}",
+                    f"SlurmdPort={_free_port()}",
+                    "AuthType=auth/munge",
+                    "CredType=cred/munge",
+                    f"AuthInfo=socket={sock}",
+                    "SlurmUser=root",
+                    "SlurmdUser=root",
+                    "MpiDefault=none",
+                    "ProctrackType=proctrack/linuxproc",
+                    "TaskPlugin=task/none",
+                    "SelectType=select/cons_tres",
+                    "SelectTypeParameters=CR_Core_Memory",
+                    "SchedulerType=sched/backfill",
+                    "ReturnToService=2",
+                    "MinJobAge=600",
+                    "JobCompType=jobcomp/none",
+                    "AccountingStorageType=accounting_storage/none",
+                    "JobAcctGatherType=jobacct_gather/none",
+                    f"StateSaveLocation={d / 'state'}",
+                    f"SlurmdSpoolDir={d / 'spool'}",
+                    f"SlurmctldPidFile={d / 'slurmctld.pid'}",
+                    f"SlurmdPidFile={d / 'slurmd.pid'}",
+                    f"SlurmctldLogFile={d / 'slurmctld.log'}",
+                    f"SlurmdLogFile={d / 'slurmd.log'}",
+                    f"NodeName={host} CPUs={os.cpu_count()} RealMemory={total_mb - 1024} State=UNKNOWN",
+                    "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+                    "",
+                ]
+            )
+        )
         self._wait_for(lambda: sock.exists(), "munged's socket", 10)
-        self.processes.append(subprocess.Popen([_program("slurmctld"), "-D", "-i", "-f", str(d / "slurm.conf")],
-                                               stdout=subprocess.DEVNULL, stderr=open(d / "slurmctld.err", "wb"),
-                                               env=self.env))
-        self.processes.append(subprocess.Popen([_program("slurmd"), "-D", "-f", str(d / "slurm.conf")],
-                                               stdout=subprocess.DEVNULL, stderr=open(d / "slurmd.err", "wb"),
-                                               env=self.env))
-        self._wait_for(lambda: self.run("sinfo", "-h", "-o", "%T", check=False).stdout.strip() == "idle",
-                       "the node to be idle", 60)
+        self.processes.append(
+            subprocess.Popen(
+                [_program("slurmctld"), "-D", "-i", "-f", str(d / "slurm.conf")],
+                stdout=subprocess.DEVNULL,
+                stderr=open(d / "slurmctld.err", "wb"),
+                env=self.env,
+            )
+        )
+        self.processes.append(
+            subprocess.Popen(
+                [_program("slurmd"), "-D", "-f", str(d / "slurm.conf")],
+                stdout=subprocess.DEVNULL,
+                stderr=open(d / "slurmd.err", "wb"),
+                env=self.env,
+            )
+        )
+        self._wait_for(
+            lambda: self.run("sinfo", "-h", "-o", "%T", check=False).stdout.strip() == "idle", "the node to be idle", 60
+        )
         self.started_in = time.monotonic() - started
 
     def _wait_for(self, ready, what: str, seconds: float) -> None:
@@ -125,8 +167,9 @@ class Cluster:
             time.sleep(0.1)
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([_program(args[0]), *args[1:]], env=self.env, capture_output=True, text=True,
-                              check=check, timeout=60)
+        return subprocess.run(
+            [_program(args[0]), *args[1:]], env=self.env, capture_output=True, text=True, check=check, timeout=60
+        )
 
     def job_states(self, job: str) -> list[str]:
         """The state of the job, or of each task of an array job (kept MinJobAge seconds after they end)."""
@@ -153,9 +196,9 @@ class Cluster:
         try:
             self.run("scancel", "--full", "-u", "root", check=False)
             deadline = time.monotonic() + 30
-            while (self.run("squeue", "-h", check=False).stdout.strip() and time.monotonic() < deadline):
+            while self.run("squeue", "-h", check=False).stdout.strip() and time.monotonic() < deadline:
                 time.sleep(0.5)
-        except Exception:  # noqa: BLE001 - the daemons go whatever happened
+        except Exception:  # the daemons go whatever happened
             pass
         for process in reversed(self.processes):
             if process.poll() is None:
@@ -192,25 +235,35 @@ def course_folder(folder: Path) -> Path:
     source = str(SHARED_DATA) if SHARED_DATA.exists() else ""
     (folder / "grading.toml").write_text(
         f'[sheet]\nname = "sheet6"\n[data]\nsource = "{source}"\ntrain_size = 640\ntest_size = 256\nseed = 6\n'
-        f'[run]\nworkers = {min(2, os.cpu_count() or 1)}\n',
-        encoding="utf-8")
+        f"[run]\nworkers = {min(2, os.cpu_count() or 1)}\n",
+        encoding="utf-8",
+    )
     return folder
 
 
 def _reports(folder: Path) -> dict:
     from grader.models import Report
 
-    return {p.stem: Report.model_validate_json(p.read_bytes()) for p in sorted(folder.glob("*.json"))
-            if not p.name.startswith(".")}
+    return {
+        p.stem: Report.model_validate_json(p.read_bytes())
+        for p in sorted(folder.glob("*.json"))
+        if not p.name.startswith(".")
+    }
 
 
 def test_the_documented_cluster_commands_grade_like_one_machine(cluster, tmp_path):
     course = course_folder(tmp_path / "course")
-    env = {k: v for k, v in cluster.env.items() if k != "GRADER_CALIBRATION"}   # the cache's calibration, as tutors
+    env = {k: v for k, v in cluster.env.items() if k != "GRADER_CALIBRATION"}  # the cache's calibration, as tutors
     env.update(GRADER_CACHE=str(tmp_path / "cache"), COLUMNS="200")
     started = time.monotonic()
-    submitted = subprocess.run(["bash", "-euo", "pipefail", "-c", documented_cluster_commands()], cwd=course, env=env,
-                               capture_output=True, text=True, timeout=900)
+    submitted = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", documented_cluster_commands()],
+        cwd=course,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr + cluster.logs()
     prepared_seconds = time.monotonic() - started
     array_job, merge_job = re.search(r"array job (\d+).*merge job (\d+)", submitted.stdout).groups()
@@ -223,33 +276,51 @@ def test_the_documented_cluster_commands_grade_like_one_machine(cluster, tmp_pat
     assert cluster.job_states(merge_job) == ["COMPLETED"], outputs + cluster.logs()
 
     merged = _reports(course / "reports")
-    shards = {f"{folder.name}/{stem}": report for folder in sorted((course / "reports-shards").glob("shard-*"))
-              for stem, report in _reports(folder).items()}
+    shards = {
+        f"{folder.name}/{stem}": report
+        for folder in sorted((course / "reports-shards").glob("shard-*"))
+        for stem, report in _reports(folder).items()
+    }
     assert len(list((course / "reports-shards").glob("shard-*"))) == 3
     examples = len(list((ROOT / "submissions").glob("*.zip")))
     assert len(merged) == len(shards) == examples, (sorted(merged), sorted(shards), outputs)
 
     # Every shard graded with the one calibration `grader prepare` made.
-    used = {(r.execution.time_limits.calibration.sha256, r.execution.time_limits.calibration.fingerprint)
-            for r in [*shards.values(), *merged.values()] if r.execution.time_limits}
+    used = {
+        (r.execution.time_limits.calibration.sha256, r.execution.time_limits.calibration.fingerprint)
+        for r in [*shards.values(), *merged.values()]
+        if r.execution.time_limits
+    }
     assert used == {made.groups()}, used
 
     started = time.monotonic()
-    alone = subprocess.run([str(ROOT / ".venv" / "bin" / "grader"), "grade", "submissions", "--out", "alone"],
-                           cwd=course, env=env, capture_output=True, text=True, timeout=900)
+    alone = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "grader"), "grade", "submissions", "--out", "alone"],
+        cwd=course,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     alone_seconds = time.monotonic() - started
     assert alone.returncode == 0, alone.stdout + alone.stderr
     one_machine = _reports(course / "alone")
     assert sorted(one_machine) == sorted(merged)
     for stem, report in one_machine.items():
         assert merged[stem].execution.status == report.execution.status, stem
-        assert [(c.id, c.status, c.points) for c in merged[stem].checks] == \
-               [(c.id, c.status, c.points) for c in report.checks], (stem, merged[stem].checks, report.checks)
+        assert [(c.id, c.status, c.points) for c in merged[stem].checks] == [
+            (c.id, c.status, c.points) for c in report.checks
+        ], (stem, merged[stem].checks, report.checks)
         assert merged[stem].execution.time_limits.calibration == report.execution.time_limits.calibration
     assert (course / "reports" / "cms.csv").read_bytes() == (course / "alone" / "cms.csv").read_bytes()
-    shard_seconds = [float(m) for p in sorted(course.glob("sheet6-grade-*.out"))
-                     for m in re.findall(r"Graded \d+ submission\(s\) in ([\d.]+) s", p.read_text(errors="replace"))]
-    print(f"cluster started in {cluster.started_in:.1f} s; documented commands to merged reports "
-          f"{cluster_seconds:.0f} s (prepare and submit {prepared_seconds:.0f} s; shards "
-          f"{', '.join(f'{x:.0f}' for x in shard_seconds)} s, one after another on this node's cores); "
-          f"one machine {alone_seconds:.0f} s")
+    shard_seconds = [
+        float(m)
+        for p in sorted(course.glob("sheet6-grade-*.out"))
+        for m in re.findall(r"Graded \d+ submission\(s\) in ([\d.]+) s", p.read_text(errors="replace"))
+    ]
+    print(
+        f"cluster started in {cluster.started_in:.1f} s; documented commands to merged reports "
+        f"{cluster_seconds:.0f} s (prepare and submit {prepared_seconds:.0f} s; shards "
+        f"{', '.join(f'{x:.0f}' for x in shard_seconds)} s, one after another on this node's cores); "
+        f"one machine {alone_seconds:.0f} s"
+    )

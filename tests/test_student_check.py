@@ -1,6 +1,7 @@
 """`grader check` as a student meets it: what it refuses, the advice it gives, the three-level verdict
 and its exit status, what it leaves out of the report (the tutors' material), and that it runs where
 Linux-only modules do not exist (macOS, Windows)."""
+
 from __future__ import annotations
 
 import json
@@ -13,45 +14,110 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import ROOT, SHEET6_HINTS, needs_torch
+from intake_corpus import make_pdf
 from rich.console import Console
 
-from conftest import ROOT, needs_torch
+from grader.commands.check import (
+    EXIT_UNCHECKED,
+    FINE,
+    LOSES_POINTS,
+    TUTORS_MAY_DEDUCT,
+    CheckInput,
+    check_path,
+    print_verdict,
+    student_report,
+    upload_advice,
+    verdict,
+)
 from grader.config import Naming
 from grader.intake.naming import complete_from_files
 from grader.intake.types import Submission
+from grader.models import (
+    CellError,
+    CheckResult,
+    ExecutionInfo,
+    ExerciseResult,
+    GraderInfo,
+    Report,
+    SubmissionInfo,
+    TeamMember,
+    Total,
+    Violation,
+)
 from grader.report.students import for_students
-from grader.sheets.sheet6.evidence import STUDENT_EVIDENCE, key_6_3, pdf_hints
-from grader.models import (CellError, CheckResult, ExecutionInfo, ExerciseResult, GraderInfo, Report,
-                                  SubmissionInfo, TeamMember, Total, Violation)
-from grader.commands.check import (EXIT_UNCHECKED, FINE, LOSES_POINTS, TUTORS_MAY_DEDUCT, CheckInput, check_path,
-                            print_verdict, student_report, upload_advice, verdict)
-from conftest import SHEET6_HINTS
-from intake_corpus import make_pdf
 from grader.sheets.sheet6 import SHEET as SHEET6
+from grader.sheets.sheet6.evidence import STUDENT_EVIDENCE, key_6_3, pdf_hints
 
 CORRECT = "Erika_Mustermann_7012345_Jürgen_Müller_7054321.zip"
-TEAM = (TeamMember(name="Erika Mustermann", student_id="7012345"),
-        TeamMember(name="Jürgen Müller", student_id="7054321"))
+TEAM = (
+    TeamMember(name="Erika Mustermann", student_id="7012345"),
+    TeamMember(name="Jürgen Müller", student_id="7054321"),
+)
 
 
-def _report(*, statuses=("pass",) * 6, execution="ok", violations=(), team=TEAM, expected_name=None,
-            file=CORRECT, errors=(), evidence=None, pdf="sheet.pdf") -> Report:
-    checks = [CheckResult(id=f"c{i}", exercise="6.6", status=s, points=0.25 if s == "pass" else 0.0,
-                          max_points=0.25, message=f"message {i}") for i, s in enumerate(statuses)]
-    exercises = [ExerciseResult(id=e, max_points=1.0, graded_by="tutor", evidence=list((evidence or {}).get(e, [])),
-                                comment="a tutor's note" if e == "6.1" else None)
-                 for e in ("6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7")]
+def _report(
+    *,
+    statuses=("pass",) * 6,
+    execution="ok",
+    violations=(),
+    team=TEAM,
+    expected_name=None,
+    file=CORRECT,
+    errors=(),
+    evidence=None,
+    pdf="sheet.pdf",
+) -> Report:
+    checks = [
+        CheckResult(
+            id=f"c{i}",
+            exercise="6.6",
+            status=s,
+            points=0.25 if s == "pass" else 0.0,
+            max_points=0.25,
+            message=f"message {i}",
+        )
+        for i, s in enumerate(statuses)
+    ]
+    exercises = [
+        ExerciseResult(
+            id=e,
+            max_points=1.0,
+            graded_by="tutor",
+            evidence=list((evidence or {}).get(e, [])),
+            comment="a tutor's note" if e == "6.1" else None,
+        )
+        for e in ("6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7")
+    ]
     return Report(
-        submission=SubmissionInfo(file=file, stem=Path(file).stem, sha256="0" * 64, kind="zip", team=list(team),
-                                  expected_name=expected_name, pdf=pdf),
+        submission=SubmissionInfo(
+            file=file,
+            stem=Path(file).stem,
+            sha256="0" * 64,
+            kind="zip",
+            team=list(team),
+            expected_name=expected_name,
+            pdf=pdf,
+        ),
         violations=list(violations),
-        execution=ExecutionInfo(status=execution, cells_run=6, cells_total=6, errors=list(errors),
-                                notes=["the kernel ran without isolation (bubblewrap (bwrap) is not installed), with "
-                                       "resource limits: it could read and write what the grader's user can, and "
-                                       "reach the network"]),
-        checks=checks, exercises=exercises, comment="the tutors' comment",
+        execution=ExecutionInfo(
+            status=execution,
+            cells_run=6,
+            cells_total=6,
+            errors=list(errors),
+            notes=[
+                "the kernel ran without isolation (bubblewrap (bwrap) is not installed), with "
+                "resource limits: it could read and write what the grader's user can, and "
+                "reach the network"
+            ],
+        ),
+        checks=checks,
+        exercises=exercises,
+        comment="the tutors' comment",
         total=Total(points=1.5, max_points=11.5, bonus_points=0, complete=False),
-        grader=GraderInfo(version="0", grader_hash="0", config_hash="0"), graded_at="2025-01-01T00:00:00Z")
+        grader=GraderInfo(version="0", grader_hash="0", config_hash="0"),
+        graded_at="2025-01-01T00:00:00Z",
+    )
 
 
 def _printed(report: Report, given: CheckInput | None = None) -> str:
@@ -62,23 +128,48 @@ def _printed(report: Report, given: CheckInput | None = None) -> str:
 
 # ----------------------------------------------------------------------------- the verdict
 
-@pytest.mark.parametrize("report, level", [
-    (_report(), FINE),
-    (_report(statuses=("pass",) * 5 + ("fail",)), LOSES_POINTS),
-    (_report(execution="errors"), LOSES_POINTS),
-    (_report(statuses=("pass",) * 5 + ("needs_review",)), TUTORS_MAY_DEDUCT),
-    (_report(execution="errors", statuses=("pass",) * 5 + ("needs_review",),
-             violations=[Violation(code="environment.missing_module", severity="warning", message="x")]),
-     TUTORS_MAY_DEDUCT),
-    (_report(execution="timeout", statuses=("pass",) * 5 + ("needs_review",)), TUTORS_MAY_DEDUCT),
-    (_report(execution="errors", statuses=("pass",) * 5 + ("fail",),
-             violations=[Violation(code="environment.missing_module", severity="warning", message="x")]),
-     LOSES_POINTS),
-    (_report(violations=[Violation(code="name.pattern", severity="warning", message="x")]), TUTORS_MAY_DEDUCT),
-    (_report(violations=[Violation(code="content.no_pdf", severity="warning", message="x")]), TUTORS_MAY_DEDUCT),
-    (_report(violations=[Violation(code="archive.absolute_path", severity="warning", message="x")]), FINE),
-], ids=["fine", "failed check", "cell error", "needs review", "module the course lacks", "grader's time limit",
-        "module the course lacks and a failed check", "name", "no pdf", "absolute paths taken off"])
+
+@pytest.mark.parametrize(
+    "report, level",
+    [
+        (_report(), FINE),
+        (_report(statuses=("pass",) * 5 + ("fail",)), LOSES_POINTS),
+        (_report(execution="errors"), LOSES_POINTS),
+        (_report(statuses=("pass",) * 5 + ("needs_review",)), TUTORS_MAY_DEDUCT),
+        (
+            _report(
+                execution="errors",
+                statuses=("pass",) * 5 + ("needs_review",),
+                violations=[Violation(code="environment.missing_module", severity="warning", message="x")],
+            ),
+            TUTORS_MAY_DEDUCT,
+        ),
+        (_report(execution="timeout", statuses=("pass",) * 5 + ("needs_review",)), TUTORS_MAY_DEDUCT),
+        (
+            _report(
+                execution="errors",
+                statuses=("pass",) * 5 + ("fail",),
+                violations=[Violation(code="environment.missing_module", severity="warning", message="x")],
+            ),
+            LOSES_POINTS,
+        ),
+        (_report(violations=[Violation(code="name.pattern", severity="warning", message="x")]), TUTORS_MAY_DEDUCT),
+        (_report(violations=[Violation(code="content.no_pdf", severity="warning", message="x")]), TUTORS_MAY_DEDUCT),
+        (_report(violations=[Violation(code="archive.absolute_path", severity="warning", message="x")]), FINE),
+    ],
+    ids=[
+        "fine",
+        "failed check",
+        "cell error",
+        "needs review",
+        "module the course lacks",
+        "grader's time limit",
+        "module the course lacks and a failed check",
+        "name",
+        "no pdf",
+        "absolute paths taken off",
+    ],
+)
 def test_the_verdict_separates_lost_points_from_what_tutors_may_deduct(report, level):
     assert verdict(report) == level
     text = _printed(report)
@@ -87,15 +178,20 @@ def test_the_verdict_separates_lost_points_from_what_tutors_may_deduct(report, l
 
 
 def test_a_naming_warning_alone_does_not_lose_points():
-    report = _report(violations=[Violation(code="name.pattern", severity="warning", message="sheet6 final.zip: x")],
-                     expected_name=CORRECT, file="sheet6 final.zip")
+    report = _report(
+        violations=[Violation(code="name.pattern", severity="warning", message="sheet6 final.zip: x")],
+        expected_name=CORRECT,
+        file="sheet6 final.zip",
+    )
     text = _printed(report)
     assert "would lose points" not in text and f"rename the file to {CORRECT}" in text
 
 
 def test_the_same_verdict_of_every_check_is_said_once():
     report = _report(statuses=("fail",) * 6, execution="errors")
-    same = [c.model_copy(update={"message": "The notebook is still the template: nothing to check."}) for c in report.checks]
+    same = [
+        c.model_copy(update={"message": "The notebook is still the template: nothing to check."}) for c in report.checks
+    ]
     text = _printed(report.model_copy(update={"checks": same}))
     assert text.count("The notebook is still the template") == 1, text
     assert "✗ all 6 checks (0/1.5): The notebook is still the template" in text and "c0" not in text
@@ -113,10 +209,12 @@ def test_cell_numbers_are_what_jupyter_shows():
 
 def test_student_strings_are_not_rich_markup():
     hostile = "[bold red]Erika[/] [link=http://evil]x[/link]"
-    report = _report(team=(TeamMember(name=hostile, student_id="7012345"),),
-                     violations=[Violation(code="identity.mismatch", severity="warning", message=f"{hostile}: odd")],
-                     errors=[CellError(cell=1, execution_count=1, ename="ValueError", evalue=hostile)],
-                     execution="errors")
+    report = _report(
+        team=(TeamMember(name=hostile, student_id="7012345"),),
+        violations=[Violation(code="identity.mismatch", severity="warning", message=f"{hostile}: odd")],
+        errors=[CellError(cell=1, execution_count=1, ename="ValueError", evalue=hostile)],
+        execution="errors",
+    )
     text = _printed(report)
     assert text.count(hostile) == 3, text
 
@@ -128,6 +226,7 @@ def test_the_isolation_note_does_not_alarm_a_student():
 
 
 # ----------------------------------------------------------------------------- tutors' material
+
 
 def test_the_students_report_leaves_out_the_key_and_the_tutors_notes():
     assert key_6_3() is not None, "the tutors' key (reference/tutors_key.json) is part of the repository"
@@ -151,9 +250,15 @@ def test_without_the_tutors_key_there_is_no_6_3_evidence(monkeypatch):
 
 # ----------------------------------------------------------------------------- what is refused
 
+
 def _check(path: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "grader", "check", *args, str(path)], capture_output=True,
-                          text=True, cwd=cwd, env={**os.environ, "COLUMNS": "250"})
+    return subprocess.run(
+        [sys.executable, "-m", "grader", "check", *args, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "250"},
+    )
 
 
 def test_a_script_is_refused_and_never_run(tmp_path):
@@ -166,11 +271,14 @@ def test_a_script_is_refused_and_never_run(tmp_path):
     assert "Nothing was run" in done.stdout and not marker.exists()
 
 
-@pytest.mark.parametrize("name, words", [
-    ("sheet.pdf", "found a PDF alone"),
-    ("notes.txt", "found a '.txt' file"),
-    ("Erika_Mustermann_7012345.rar", "found a '.rar' file"),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("sheet.pdf", "found a PDF alone"),
+        ("notes.txt", "found a '.txt' file"),
+        ("Erika_Mustermann_7012345.rar", "found a '.rar' file"),
+    ],
+)
 def test_other_files_are_refused_with_what_was_expected(tmp_path, name, words):
     (tmp_path / name).write_bytes(b"%PDF-1.4\n" if name.endswith(".pdf") else b"x")
     done = _check(tmp_path / name, cwd=tmp_path)
@@ -189,46 +297,65 @@ def test_a_missing_path_and_an_empty_folder_are_refused(tmp_path):
 
 # ----------------------------------------------------------------------------- names to use
 
+
 def _submission(filename: str, kind: str = "zip") -> Submission:
     from grader.intake.naming import parse_name
 
     parsed = parse_name(filename, Naming())
-    return Submission(path=Path(filename), rel=filename, stem=parsed.stem, sha256="0", kind=kind, team=parsed.team,
-                      violations=parsed.violations, expected_name=parsed.expected_name)
+    return Submission(
+        path=Path(filename),
+        rel=filename,
+        stem=parsed.stem,
+        sha256="0",
+        kind=kind,
+        team=parsed.team,
+        violations=parsed.violations,
+        expected_name=parsed.expected_name,
+    )
 
 
-@pytest.mark.parametrize("filename, expected", [
-    # spaces for '_', one member in the name though the files name two
-    ("erika mustermann 7012345.zip", "Erika_Mustermann_7012345_Jürgen_Müller_7054321.zip"),
-    # one member, well written: the partner the files name is added
-    ("Erika_Mustermann_7012345.zip", "Erika_Mustermann_7012345_Jürgen_Müller_7054321.zip"),
-    # surname first, with commas
-    ("Mustermann, Erika_7012345_Müller, Jürgen_7054321.zip", "Erika_Mustermann_7012345_Jürgen_Müller_7054321.zip"),
-    # nothing in the name: the files' team
-    ("sheet6 final.zip", "Erika_Mustermann_7012345_Jürgen_Müller_7054321.zip"),
-    # right as it is
-    (CORRECT, None),
-])
+@pytest.mark.parametrize(
+    "filename, expected",
+    [
+        # spaces for '_', one member in the name though the files name two
+        ("erika mustermann 7012345.zip", "Erika_Mustermann_7012345_Jürgen_Müller_7054321.zip"),
+        # one member, well written: the partner the files name is added
+        ("Erika_Mustermann_7012345.zip", "Erika_Mustermann_7012345_Jürgen_Müller_7054321.zip"),
+        # surname first, with commas
+        ("Mustermann, Erika_7012345_Müller, Jürgen_7054321.zip", "Erika_Mustermann_7012345_Jürgen_Müller_7054321.zip"),
+        # nothing in the name: the files' team
+        ("sheet6 final.zip", "Erika_Mustermann_7012345_Jürgen_Müller_7054321.zip"),
+        # right as it is
+        (CORRECT, None),
+    ],
+)
 def test_a_name_for_every_fixable_name(filename, expected):
     completed = complete_from_files(_submission(filename), TEAM, Naming())
     assert completed.expected_name == expected
-    for v in completed.violations:   # the name's own messages say the same name, or none
+    for v in completed.violations:  # the name's own messages say the same name, or none
         assert "expected name:" not in v.message or v.message.endswith(f"expected name: {expected}"), v.message
 
 
 def test_a_bare_notebook_and_a_folder_are_told_to_zip():
     report = _report(file="Erika_Mustermann_7012345_Jürgen_Müller_7054321.ipynb", pdf=None)
     notebook = CheckInput(given=Path("x.ipynb"), kind="notebook", target=Path(report.submission.file), root=Path("."))
-    assert upload_advice(report, notebook, SHEET6) == (f"zip it with your PDF (6.1-6.5, 6.7) as "
-                                               f"[bold]{CORRECT}[/]")
-    folder = CheckInput(given=Path(CORRECT[:-4]), kind="folder", target=Path(CORRECT), root=Path("."),
-                        packed=("solution.ipynb", "sheet.pdf"))
+    assert upload_advice(report, notebook, SHEET6) == (f"zip it with your PDF (6.1-6.5, 6.7) as [bold]{CORRECT}[/]")
+    folder = CheckInput(
+        given=Path(CORRECT[:-4]),
+        kind="folder",
+        target=Path(CORRECT),
+        root=Path("."),
+        packed=("solution.ipynb", "sheet.pdf"),
+    )
     advice = upload_advice(_report(), folder, SHEET6)
-    assert advice == f"zip these files of the folder (solution.ipynb, sheet.pdf) as [bold]{CORRECT}[/], and upload the zip"
+    assert (
+        advice == f"zip these files of the folder (solution.ipynb, sheet.pdf) as [bold]{CORRECT}[/], and upload the zip"
+    )
     assert "rename" not in _printed(_report(), folder)
 
 
 # ----------------------------------------------------------------------------- real runs
+
 
 def _student_setting(tmp_path: Path, monkeypatch) -> None:
     """As on a student's laptop: the wheel built for Sheet 6 (its built_for.json names the sheet), no
@@ -251,24 +378,29 @@ def test_a_correctly_named_folder_is_zipped_not_renamed(tmp_path, monkeypatch):
     folder = tmp_path / CORRECT[:-4]
     folder.mkdir()
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("Erika Mustermann 7012345, Jürgen Müller 7054321"),
-                nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_markdown_cell("# part 2"),
-                nbformat.v4.new_code_cell("raise ValueError('on purpose')")]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("Erika Mustermann 7012345, Jürgen Müller 7054321"),
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_markdown_cell("# part 2"),
+        nbformat.v4.new_code_cell("raise ValueError('on purpose')"),
+    ]
     nbformat.write(nb, str(folder / "Assignment_6.ipynb"))
     make_pdf(folder / "sheet6.pdf", ["Erika Mustermann 7012345", "Jürgen Müller 7054321"])
     (folder / ".ipynb_checkpoints").mkdir()
     nbformat.write(nb, str(folder / ".ipynb_checkpoints" / "Assignment_6-checkpoint.ipynb"))
-    (folder / "sheet6" / "share").mkdir(parents=True)   # the students' page's venv, made in the same folder
+    (folder / "sheet6" / "share").mkdir(parents=True)  # the students' page's venv, made in the same folder
     (folder / "sheet6" / "pyvenv.cfg").write_text("home = /usr/bin\n")
     nbformat.write(nb, str(folder / "sheet6" / "share" / "example.ipynb"))
     console = Console(record=True, width=250, force_terminal=False)
     code = check_path(folder, config_path=None, as_json=False, full=False, console=console)
     text = console.export_text()
     assert code == 1, text
-    assert (f"upload: zip these files of the folder (Assignment_6.ipynb, sheet6.pdf) as {CORRECT}, and upload the zip"
-            in text), text
+    assert (
+        f"upload: zip these files of the folder (Assignment_6.ipynb, sheet6.pdf) as {CORRECT}, and upload the zip"
+        in text
+    ), text
     assert "rename" not in text and "name.pattern" not in text
-    assert "In [2]: ValueError: on purpose" in text   # the second code cell, the fourth cell
+    assert "In [2]: ValueError: on purpose" in text  # the second code cell, the fourth cell
     assert "running cell In [2] of 2: raise ValueError('on purpose')" in text
 
 
@@ -276,9 +408,12 @@ def test_a_correctly_named_folder_is_zipped_not_renamed(tmp_path, monkeypatch):
 def test_a_bare_notebook_is_told_to_zip_with_its_pdf(tmp_path, monkeypatch):
     _student_setting(tmp_path, monkeypatch)
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("Name: Erika Mustermann, Student ID: 7012345\n\n"
-                                              "Name: Jürgen Müller, Student ID: 7054321"),
-                nbformat.v4.new_code_cell("x = 1")]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(
+            "Name: Erika Mustermann, Student ID: 7012345\n\nName: Jürgen Müller, Student ID: 7054321"
+        ),
+        nbformat.v4.new_code_cell("x = 1"),
+    ]
     nbformat.write(nb, str(tmp_path / "Assignment_6.ipynb"))
     console = Console(record=True, width=250, force_terminal=False)
     check_path(tmp_path / "Assignment_6.ipynb", config_path=None, as_json=False, full=False, console=console)
@@ -301,17 +436,29 @@ def test_check_runs_without_linux_only_modules(tmp_path):
         "    sys.modules[name] = None\n"
         "for name in ('fork', 'forkpty', 'register_at_fork'):\n"
         "    if hasattr(os, name):\n"
-        "        delattr(os, name)\n")
-    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "LANG": "C.UTF-8",
-           "PYTHONPATH": str(site), "GRADER_CACHE": str(tmp_path / "cache")}
+        "        delattr(os, name)\n"
+    )
+    env = {
+        "PATH": str(Path(sys.executable).parent),
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": str(site),
+        "GRADER_CACHE": str(tmp_path / "cache"),
+    }
     calibration = tmp_path / "calibration.json"
     shutil.copy(ROOT / "reference" / "calibration.json", calibration)
     env["GRADER_CALIBRATION"] = str(calibration)
     probe = subprocess.run([sys.executable, "-c", "import resource"], env=env, capture_output=True, text=True)
-    assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr   # the sitecustomize is in force
+    assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr  # the sitecustomize is in force
     shutil.copy(ROOT / "submissions" / CORRECT, tmp_path / CORRECT)
-    done = subprocess.run([sys.executable, "-m", "grader", "check", "--sheet", "sheet6", "--json", CORRECT], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-m", "grader", "check", "--sheet", "sheet6", "--json", CORRECT],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert report["execution"]["status"] == "ok" and report["execution"]["sandbox"] == "none"
@@ -339,23 +486,34 @@ def test_a_kernel_over_tcp_as_on_windows(tmp_path, monkeypatch):
     session = KernelSession(kernel_command(config, tmp_path), tmp_path, config.limits)
     assert session.km.transport == "tcp" and session.km.ip == "127.0.0.1"
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# one"), nbformat.v4.new_code_cell("x = 6 * 7"),
-                nbformat.v4.new_code_cell("   "), nbformat.v4.new_markdown_cell("# two"),
-                nbformat.v4.new_code_cell("print(x)\nraise KeyError('k')")]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# one"),
+        nbformat.v4.new_code_cell("x = 6 * 7"),
+        nbformat.v4.new_code_cell("   "),
+        nbformat.v4.new_markdown_cell("# two"),
+        nbformat.v4.new_code_cell("print(x)\nraise KeyError('k')"),
+    ]
     heard = []
 
     async def run():
         async with session:
             return await session.run_notebook(nb, progress=heard.append)
+
     execution = asyncio.run(run())
     assert "42" in nb.cells[4].outputs[0]["text"]
-    assert [(p.number, p.total, p.finished) for p in heard] == [(1, 2, False), (1, 2, True), (2, 2, False), (2, 2, True)]
+    assert [(p.number, p.total, p.finished) for p in heard] == [
+        (1, 2, False),
+        (1, 2, True),
+        (2, 2, False),
+        (2, 2, True),
+    ]
     assert heard[2].first_line == "print(x)"
     (error,) = execution.info.errors
     assert (error.cell, error.execution_count, error.ename) == (5, 2, "KeyError")
 
 
 # ----------------------------------------------------------------------------- which notebook
+
 
 def _zip_with(tmp_path: Path, entries: dict[str, str]) -> Path:
     from intake_corpus import make_zip
@@ -379,8 +537,11 @@ def test_of_two_solutions_the_untitled_one_is_not_graded(tmp_path):
     ws = _unpacked(tmp_path, {"Untitled.ipynb": _solution_json(), "Assignment_6.ipynb": _solution_json()})
     assert ws.notebook.name == "Assignment_6.ipynb"
     (v,) = [v for v in ws.violations if v.code == "content.multiple_notebooks"]
-    assert "grading 'Assignment_6.ipynb', not 'Untitled.ipynb', because 'Untitled.ipynb' has Jupyter's default name" \
-        in v.message and "best match" not in v.message
+    assert (
+        "grading 'Assignment_6.ipynb', not 'Untitled.ipynb', because 'Untitled.ipynb' has Jupyter's default name"
+        in v.message
+        and "best match" not in v.message
+    )
 
 
 def test_a_solved_untitled_notebook_beats_the_untouched_template(tmp_path):
@@ -392,10 +553,23 @@ def test_a_solved_untitled_notebook_beats_the_untouched_template(tmp_path):
 
 
 def test_the_notebook_that_defines_the_classes_is_graded(tmp_path):
-    scratch = json.dumps({"cells": [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
-                                     "source": "fashion_network.optimize(fashion_train_loader, fashion_test_loader)\n"
-                                               "optimize optimize optimize fashion_network fashion_network"}],
-                          "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    scratch = json.dumps(
+        {
+            "cells": [
+                {
+                    "cell_type": "code",
+                    "metadata": {},
+                    "execution_count": None,
+                    "outputs": [],
+                    "source": "fashion_network.optimize(fashion_train_loader, fashion_test_loader)\n"
+                    "optimize optimize optimize fashion_network fashion_network",
+                }
+            ],
+            "metadata": {},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+    )
     ws = _unpacked(tmp_path, {"a_scratch.ipynb": scratch, "zz_solution.ipynb": _solution_json()})
     assert ws.notebook.name == "zz_solution.ipynb"
     (v,) = [v for v in ws.violations if v.code == "content.multiple_notebooks"]
@@ -459,16 +633,22 @@ def test_check_and_grade_agree_on_the_course_notebooks_cases(tmp_path, monkeypat
         code = check_path(target, config_path=None, as_json=True, full=False, console=Console(record=True))
     checked = Report.model_validate_json(printed.getvalue())
     graded = grade_submission(target, tmp_path, grading_context).report
-    assert {c.id: (c.status, c.points) for c in checked.checks} == {c.id: (c.status, c.points) for c in graded.checks}, \
-        ({c.id: c.message for c in checked.checks}, {c.id: c.message for c in graded.checks})
+    assert {c.id: (c.status, c.points) for c in checked.checks} == {
+        c.id: (c.status, c.points) for c in graded.checks
+    }, ({c.id: c.message for c in checked.checks}, {c.id: c.message for c in graded.checks})
     points = sum(c.points for c in checked.checks)
-    assert points == {"template": 0.0, "part 2 left as the stub": 1.0}.get(case, 1.5), {c.id: c.message for c in checked.checks}
+    assert points == {"template": 0.0, "part 2 left as the stub": 1.0}.get(case, 1.5), {
+        c.id: c.message for c in checked.checks
+    }
     if case == "template":
         assert code == 1
-        text = " ".join(_printed(checked).split())   # the console wraps long lines
+        text = " ".join(_printed(checked).split())  # the console wraps long lines
         assert text.count("The notebook is still the template") == 1, text
-        for words in ("✗ all 6 checks (0/1.5)", "`__init__` does not call `super().__init__()`",
-                      "`forward` still returns the template's `NotImplemented`",
-                      "`optimize` takes no loaders but the notebook calls it with two"):
+        for words in (
+            "✗ all 6 checks (0/1.5)",
+            "`__init__` does not call `super().__init__()`",
+            "`forward` still returns the template's `NotImplemented`",
+            "`optimize` takes no loaders but the notebook calls it with two",
+        ):
             assert words in text, text
         assert "AttributeError" not in text.split("✗ all 6 checks")[1]

@@ -8,6 +8,7 @@ must not see (the 6.3 key) is in the wheel or in anything the check prints.
 The installation (about 70 s and 5.6 GB with the CUDA build of torch from this machine's disk) is
 made once per test session and removed afterwards.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,13 +25,15 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import ROOT, needs_torch
 
-pytestmark = [pytest.mark.kernel, needs_torch,
-              # Two CPU-bound processes beside these tests (conftest, --busy-processes): the verdicts are
-              # those of a quiet machine (time limits count CPU time, not wall-clock time).
-              pytest.mark.usefixtures("busy_machine")]
+pytestmark = [
+    pytest.mark.kernel,
+    needs_torch,
+    # Two CPU-bound processes beside these tests (conftest, --busy-processes): the verdicts are
+    # those of a quiet machine (time limits count CPU time, not wall-clock time).
+    pytest.mark.usefixtures("busy_machine"),
+]
 
 CORRECT = "Erika_Mustermann_7012345_Jürgen_Müller_7054321.zip"
 EXAMPLES = sorted(p.name for p in (ROOT / "submissions").glob("*.zip"))
@@ -50,6 +53,7 @@ def _can_switch_user() -> bool:
         return False
     try:
         import pwd
+
         pwd.getpwnam("nobody")
         return True
     except (ImportError, KeyError):
@@ -76,9 +80,15 @@ def _kernel_python_for_nobody() -> str:
     """A Python 3.11 (torch's wheels here are for 3.11) that the user `nobody` may run."""
     for candidate in (Path(sys.base_prefix) / "bin" / "python3", Path("/usr/bin/python3.11"), Path("/usr/bin/python3")):
         try:
-            ok = subprocess.run([str(candidate), "-c", "import sys, venv; assert sys.version_info[:2] == (3, 11)"],
-                                user="nobody", group="nogroup", extra_groups=[], capture_output=True, env={})
-        except OSError:   # not there, or not for nobody (/root is private)
+            ok = subprocess.run(
+                [str(candidate), "-c", "import sys, venv; assert sys.version_info[:2] == (3, 11)"],
+                user="nobody",
+                group="nogroup",
+                extra_groups=[],
+                capture_output=True,
+                env={},
+            )
+        except OSError:  # not there, or not for nobody (/root is private)
             continue
         if ok.returncode == 0:
             return str(candidate)
@@ -87,7 +97,7 @@ def _kernel_python_for_nobody() -> str:
 
 @dataclass
 class StudentInstall:
-    base: Path          # everything of the test: owned by nobody, outside the repository
+    base: Path  # everything of the test: owned by nobody, outside the repository
     wheel: Path
     venv: Path
     home: Path
@@ -107,8 +117,17 @@ class StudentInstall:
         return {"HOME": str(self.home), "PATH": path, "LANG": "C.UTF-8", "COLUMNS": "200"}
 
     def run(self, argv: list[str], *, bwrap: bool = True, cwd: Path | None = None, timeout: int = 900):
-        return subprocess.run(argv, cwd=cwd or self.base / "work", env=self.env(bwrap=bwrap), user="nobody",
-                              group="nogroup", extra_groups=[], capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            argv,
+            cwd=cwd or self.base / "work",
+            env=self.env(bwrap=bwrap),
+            user="nobody",
+            group="nogroup",
+            extra_groups=[],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
 def _chown_nobody(path: Path) -> None:
@@ -120,9 +139,23 @@ def _chown_nobody(path: Path) -> None:
 @pytest.fixture(scope="session")
 def student_wheel(tmp_path_factory) -> Path:
     dist = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(dist), str(ROOT)], check=True, capture_output=True,
-                   env={**os.environ, "GRADER_SHEET": "sheet6"})   # as `make student-package` builds it
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "GRADER_SHEET": "sheet6"},
+    )  # as `make student-package` builds it
     (wheel,) = dist.glob("*.whl")
     return wheel
 
@@ -142,14 +175,18 @@ def student_install(student_wheel) -> StudentInstall:
         for name in EXAMPLES:
             shutil.copy(ROOT / "submissions" / name, base / "subs" / name)
         _chown_nobody(base)
-        install = StudentInstall(base=base, wheel=wheel, venv=base / "sheet6", home=base / "home",
-                                 pip_env=_pip_environment())
+        install = StudentInstall(
+            base=base, wheel=wheel, venv=base / "sheet6", home=base / "home", pip_env=_pip_environment()
+        )
         python = _kernel_python_for_nobody()
         env = {**install.env(bwrap=True), **install.pip_env}
-        for argv in ([python, "-m", "venv", str(install.venv)],
-                     [install.python, "-m", "pip", "install", "--quiet", f"{wheel}[kernel]"]):
-            done = subprocess.run(argv, env=env, user="nobody", group="nogroup", extra_groups=[],
-                                  capture_output=True, text=True, cwd=base)
+        for argv in (
+            [python, "-m", "venv", str(install.venv)],
+            [install.python, "-m", "pip", "install", "--quiet", f"{wheel}[kernel]"],
+        ):
+            done = subprocess.run(
+                argv, env=env, user="nobody", group="nogroup", extra_groups=[], capture_output=True, text=True, cwd=base
+            )
             assert done.returncode == 0, f"{argv}: {done.stderr[-3000:]}"
         yield install
     finally:
@@ -160,15 +197,31 @@ def student_install(student_wheel) -> StudentInstall:
 def tutors_reports(tmp_path_factory) -> dict[str, dict]:
     """A real `grader grade` of the examples with the tutors' grading.toml, as the tutors run it."""
     out = tmp_path_factory.mktemp("tutors")
-    calibration = out / "calibration.json"   # a copy: grading must not write into the repository
+    calibration = out / "calibration.json"  # a copy: grading must not write into the repository
     shutil.copy(ROOT / "reference" / "calibration.json", calibration)
-    done = subprocess.run([sys.executable, "-m", "grader", "--config", str(ROOT / "grading.toml"), "grade",
-                           str(ROOT / "submissions"), "--out", str(out / "reports"), "--workers", "2"],
-                          cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "GRADER_CALIBRATION": str(calibration)})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "--config",
+            str(ROOT / "grading.toml"),
+            "grade",
+            str(ROOT / "submissions"),
+            "--out",
+            str(out / "reports"),
+            "--workers",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GRADER_CALIBRATION": str(calibration)},
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return {name: json.loads((out / "reports" / f"{Path(name).stem}.json").read_text(encoding="utf-8"))
-            for name in EXAMPLES}
+    return {
+        name: json.loads((out / "reports" / f"{Path(name).stem}.json").read_text(encoding="utf-8")) for name in EXAMPLES
+    }
 
 
 def _checks(report: dict) -> dict[str, tuple[str, float]]:
@@ -190,6 +243,7 @@ def _assert_no_key(text: str, where: str) -> None:
 
 # ----------------------------------------------------------------------------- the wheel itself
 
+
 def test_wheel_holds_the_checker_but_no_solution_and_no_key(student_wheel):
     wheel = zipfile.ZipFile(student_wheel)
     names = wheel.namelist()
@@ -197,11 +251,12 @@ def test_wheel_holds_the_checker_but_no_solution_and_no_key(student_wheel):
     assert "reference/calibration.json" in names
     assert not [n for n in names if "solution" in n.lower() or "tutors_key" in n]
     assert not [n for n in names if n.startswith(("tests/", "submissions/", "tools/"))]
-    for name in names:   # not in the code, the README (METADATA), anywhere
+    for name in names:  # not in the code, the README (METADATA), anywhere
         _assert_no_key(wheel.read(name).decode("utf-8", "replace"), f"the wheel's {name}")
 
 
 # ----------------------------------------------------------------------------- as students run it
+
 
 @needs_nobody
 @pytest.mark.bwrap
@@ -214,8 +269,9 @@ def test_check_gives_what_grading_gives_with_and_without_bubblewrap(student_inst
 
     def check(job: tuple[str, bool]) -> subprocess.CompletedProcess:
         name, bwrap = job
-        return student_install.run([student_install.grader, "check", *(["--json"] if bwrap else []),
-                                    str(subs / name)], bwrap=bwrap)
+        return student_install.run(
+            [student_install.grader, "check", *(["--json"] if bwrap else []), str(subs / name)], bwrap=bwrap
+        )
 
     # Two at a time (each is a separate student's run; the first stages the data alone).
     jobs = [(name, True) for name in EXAMPLES] + [(name, False) for name in EXAMPLES]
@@ -228,8 +284,9 @@ def test_check_gives_what_grading_gives_with_and_without_bubblewrap(student_inst
         sandboxed = done[name, True]
         _assert_no_key(sandboxed.stdout + sandboxed.stderr, f"grader check --json {name}")
         report = json.loads(sandboxed.stdout)
-        assert report["execution"]["isolated"] is True and report["execution"]["sandbox"] == "bubblewrap", \
-            report["execution"]
+        assert report["execution"]["isolated"] is True and report["execution"]["sandbox"] == "bubblewrap", report[
+            "execution"
+        ]
         assert _checks(report) == expected, name
         assert sandboxed.returncode == (0 if all(s == "pass" for s, _ in expected.values()) else 1), sandboxed.stderr
         assert not any("6.3" == e["id"] and e["evidence"] for e in report["exercises"])
@@ -238,8 +295,8 @@ def test_check_gives_what_grading_gives_with_and_without_bubblewrap(student_inst
         _assert_no_key(plain.stdout + plain.stderr, f"grader check {name} (no bwrap)")
         assert _checks_from_terminal(plain.stdout) == expected, plain.stdout
         assert "ran on your own machine without a sandbox, which is fine for a self-check" in plain.stdout
-        assert "could read and write" not in plain.stdout   # the tutors' wording is not for students
-        assert "running cell In [1] of" in plain.stdout     # progress while the notebook runs
+        assert "could read and write" not in plain.stdout  # the tutors' wording is not for students
+        assert "running cell In [1] of" in plain.stdout  # progress while the notebook runs
         assert ("ready to upload" in plain.stdout) == (plain.returncode == 0)
 
 
@@ -260,10 +317,12 @@ def test_check_of_a_misnamed_copy_names_the_file_to_upload(student_install, tuto
 def _spy_zip(folder: Path, site_packages: str) -> Path:
     """A torch-free notebook that looks for the grader from inside the kernel."""
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("import grader"),
-                nbformat.v4.new_code_cell("import reference"),
-                nbformat.v4.new_code_cell(f"open({site_packages + '/reference/numpy_ref.py'!r}).read()"),
-                nbformat.v4.new_code_cell("import ipykernel, numpy\nprint('the kernel has its own packages')")]
+    nb.cells = [
+        nbformat.v4.new_code_cell("import grader"),
+        nbformat.v4.new_code_cell("import reference"),
+        nbformat.v4.new_code_cell(f"open({site_packages + '/reference/numpy_ref.py'!r}).read()"),
+        nbformat.v4.new_code_cell("import ipykernel, numpy\nprint('the kernel has its own packages')"),
+    ]
     path = folder / "Spy_Team_7000001_Other_Person_7000002.zip"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("spy.ipynb", nbformat.writes(nb))
@@ -277,8 +336,9 @@ def test_the_installed_grader_is_hidden_from_the_kernel_but_its_neighbours_are_n
     """The grader's packages sit in site-packages beside ipykernel: they are hidden, ipykernel is not."""
     if shutil.which("bwrap") is None:
         pytest.skip("bubblewrap (bwrap) is not installed")
-    site = student_install.run([student_install.python, "-c", "import grader, os; print(os.path.dirname("
-                                "os.path.dirname(grader.__file__)))"]).stdout.strip()
+    site = student_install.run(
+        [student_install.python, "-c", "import grader, os; print(os.path.dirname(os.path.dirname(grader.__file__)))"]
+    ).stdout.strip()
     spy = _spy_zip(student_install.base / "work", site)
     done = student_install.run([student_install.grader, "check", "--json", str(spy)], bwrap=True)
     report = json.loads(done.stdout)
@@ -292,10 +352,16 @@ def test_the_installed_grader_is_hidden_from_the_kernel_but_its_neighbours_are_n
 
 # ----------------------------------------------------------------------------- other Pythons
 
+
 def _venv_with_wheel(python: Path, folder: Path, wheel: Path):
     subprocess.run([str(python), "-m", "venv", str(folder)], check=True, capture_output=True)
-    return subprocess.run([str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
-                          capture_output=True, text=True, env={**os.environ, **_pip_environment()}, timeout=600)
+    return subprocess.run(
+        [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **_pip_environment()},
+        timeout=600,
+    )
 
 
 @pytest.mark.skipif(_python_for("10") is None, reason="no Python 3.10 here")
@@ -307,26 +373,43 @@ def test_python_3_10_installs_the_wheel_and_checks(student_wheel, student_instal
     config = tmp_path / "grading.toml"
     config.write_text(f'[run]\nkernel_python = "{student_install.python}"\nsandbox = "none"\n', encoding="utf-8")
     spy = _spy_zip(tmp_path, "/nonexistent")
-    done = subprocess.run([str(tmp_path / "py310" / "bin" / "grader"), "--config", str(config), "check", "--json",
-                           str(spy)], capture_output=True, text=True, cwd=tmp_path,
-                          env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8",
-                               "GRADER_CACHE": str(tmp_path / "cache")}, timeout=600)
+    done = subprocess.run(
+        [str(tmp_path / "py310" / "bin" / "grader"), "--config", str(config), "check", "--json", str(spy)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "LANG": "C.UTF-8",
+            "GRADER_CACHE": str(tmp_path / "cache"),
+        },
+        timeout=600,
+    )
     report = json.loads(done.stdout)
     assert report["execution"]["cells_run"] == 4 and report["execution"]["cells_total"] == 4, report["execution"]
     assert report["execution"]["data"]["kind"] == "generated"
-    assert done.returncode == 1   # cell In [3] raised: the notebook does not run through
+    assert done.returncode == 1  # cell In [3] raised: the notebook does not run through
 
 
 @pytest.mark.skipif(_python_for("13") is None, reason="no Python 3.13 here")
 def test_python_3_13_installs_the_wheel(student_wheel, tmp_path):
     install = _venv_with_wheel(_python_for("13"), tmp_path / "py313", student_wheel)
     assert install.returncode == 0, install.stderr[-3000:]
-    done = subprocess.run([str(tmp_path / "py313" / "bin" / "grader"), "check", "--help"], capture_output=True,
-                          text=True, cwd=tmp_path)
+    done = subprocess.run(
+        [str(tmp_path / "py313" / "bin" / "grader"), "check", "--help"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert done.returncode == 0 and "tutors may deduct" in done.stdout, done.stderr
-    imported = subprocess.run([str(tmp_path / "py313" / "bin" / "python"), "-c",
-                               "import grader.commands.check, grader.pipeline, grader.engine.batch, grader.config"],
-                              capture_output=True, text=True, cwd=tmp_path)
+    imported = subprocess.run(
+        [
+            str(tmp_path / "py313" / "bin" / "python"),
+            "-c",
+            "import grader.commands.check, grader.pipeline, grader.engine.batch, grader.config",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert imported.returncode == 0, imported.stderr
 
 

@@ -1,6 +1,7 @@
 """A second sheet, graded end to end by the same core: tests/sheets/toy/ (one network, two checks,
 its own notebooks and generated data) through `grader grade` on the command line, in real kernels.
 Nothing of Sheet 6 may show up in its reports, pages or CSV files."""
+
 from __future__ import annotations
 
 import csv
@@ -10,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, needs_torch
+
 from grader.config import ConfigError, config_from_dict
 from grader.models import Report
 
@@ -21,9 +22,12 @@ TOY = SHEETS / "toy"
 
 def toy_toml(folder: Path) -> Path:
     toml = folder / "grading.toml"
-    toml.write_text(f'[sheet]\nname = "toy"\npath = {json.dumps(str(SHEETS))}\n\n'
-                    '[data]\nsource = ""\ntrain_size = 150\ntest_size = 90\nseed = 1\n\n'
-                    '[limits]\ncell_timeout_s = 60\nnotebook_timeout_s = 300\nprobe_timeout_s = 60\n', encoding="utf-8")
+    toml.write_text(
+        f'[sheet]\nname = "toy"\npath = {json.dumps(str(SHEETS))}\n\n'
+        '[data]\nsource = ""\ntrain_size = 150\ntest_size = 90\nseed = 1\n\n'
+        "[limits]\ncell_timeout_s = 60\nnotebook_timeout_s = 300\nprobe_timeout_s = 60\n",
+        encoding="utf-8",
+    )
     return toml
 
 
@@ -36,8 +40,9 @@ def test_the_toy_sheet_configures_its_own_exercises_and_checks():
 
 def test_a_check_of_another_sheet_is_an_error_naming_it():
     with pytest.raises(ConfigError) as err:
-        config_from_dict({"sheet": {"name": "toy", "path": str(SHEETS)}, "checks": {"baseline.forward": 0.25}},
-                         source="grading.toml")
+        config_from_dict(
+            {"sheet": {"name": "toy", "path": str(SHEETS)}, "checks": {"baseline.forward": 0.25}}, source="grading.toml"
+        )
     message = str(err.value)
     assert "checks.baseline.forward" in message and "tiny.architecture, tiny.forward" in message
 
@@ -51,12 +56,30 @@ def test_an_unknown_sheet_is_an_error_naming_it():
 def toy_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("toy")
     out = folder / "reports"
-    run = subprocess.run([sys.executable, "-m", "grader", "--config", str(toy_toml(folder)), "grade",
-                          str(TOY / "submissions"), "--out", str(out), "--workers", "1"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=900)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "--config",
+            str(toy_toml(folder)),
+            "grade",
+            str(TOY / "submissions"),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    reports = {Path(r.submission.file).name: r for r in
-               (Report.model_validate_json(p.read_bytes()) for p in out.glob("*.json"))}
+    reports = {
+        Path(r.submission.file).name: r
+        for r in (Report.model_validate_json(p.read_bytes()) for p in out.glob("*.json"))
+    }
     return run.stdout, reports, out
 
 
@@ -106,6 +129,6 @@ def test_a_sheet_loaded_by_path_is_part_of_what_makes_a_report_current(tmp_path)
     shutil.copytree(TOY, copy, ignore=shutil.ignore_patterns("__pycache__"))
     moved = dataclasses.replace(sheet, folder=copy, reference_dir=copy / "reference")
     before = grader_hash(moved)
-    assert grader_hash(moved) == before and grader_hash(sheet) == before   # the same files, the same hash
+    assert grader_hash(moved) == before and grader_hash(sheet) == before  # the same files, the same hash
     (copy / "__init__.py").write_text((copy / "__init__.py").read_text() + "# a check changed\n")
     assert grader_hash(moved) != before

@@ -5,6 +5,7 @@ outputs; merge of shards that are not done; stems of one name in NFC, NFD and La
 `grader merge` runs as tutors run it (a subprocess); the end-to-end week with real kernels is in
 test_tutors_week.py.
 """
+
 from __future__ import annotations
 
 import csv
@@ -13,18 +14,17 @@ import json
 import os
 import subprocess
 import sys
-import time
 import unicodedata
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from test_report_outputs import ALICE, BOB, CONFIG, FULL, fill, make_report, row
 
 from grader.errors import ClearingRefused, ManualPointsError
-from grader.report.manual_points import MANUAL_POINTS_NAME, read_manual_points, manual_points_columns
+from grader.report.manual_points import MANUAL_POINTS_NAME, manual_points_columns, read_manual_points
 from grader.report.outputs import write_batch_outputs
 from grader.report.store import read_report, write_report
-from test_report_outputs import ALICE, BOB, CONFIG, FULL, fill, make_report, row, write_sheet
 
 ROOT = Path(__file__).resolve().parents[1]
 CARL = make_report([("Fritz Fink", "7000006"), ("Gina Gans", "7000007")])
@@ -32,8 +32,14 @@ ALL = [ALICE, BOB, CARL]
 
 
 def grader(*args: str, cwd: Path, timeout: float = 120) -> tuple[int, str]:
-    run = subprocess.run([sys.executable, "-m", "grader", "--config", str(ROOT / "grading.toml"), *args], cwd=cwd,
-                         capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "250"})
+    run = subprocess.run(
+        [sys.executable, "-m", "grader", "--config", str(ROOT / "grading.toml"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "250"},
+    )
     return run.returncode, run.stdout + run.stderr
 
 
@@ -53,8 +59,14 @@ def merged(tmp_path):
     for stem, report in ALL:
         write_report(report, out, stem)
     write_batch_outputs(ALL, out, CONFIG)
-    fill(out / MANUAL_POINTS_NAME, {ALICE[0]: FULL, BOB[0]: {"6.1": "2", "override baseline.forward": "0,25"},
-                            CARL[0]: {"6.2": "1", "6.7": "1.5"}})
+    fill(
+        out / MANUAL_POINTS_NAME,
+        {
+            ALICE[0]: FULL,
+            BOB[0]: {"6.1": "2", "override baseline.forward": "0,25"},
+            CARL[0]: {"6.2": "1", "6.7": "1.5"},
+        },
+    )
     write_batch_outputs(graded(out), out, CONFIG)
     assert cms(out)["7000001"]["6.1"] == "3.5" and cms(out)["7000006"]["6.7"] == "1.5"
     return out
@@ -67,6 +79,7 @@ def sheet_bytes(kind: str) -> bytes:
 
 # ---------------------------------------------------------------- a sheet that would clear points
 
+
 @pytest.mark.parametrize("kind", ["empty", "header only", "BOM only"])
 def test_an_emptied_sheet_is_refused_naming_every_team_and_part_and_nothing_changes(merged, kind):
     before = {p.name: p.read_bytes() for p in merged.glob("*.*")}
@@ -74,8 +87,11 @@ def test_an_emptied_sheet_is_refused_naming_every_team_and_part_and_nothing_chan
     with pytest.raises(ClearingRefused) as info:
         write_batch_outputs(graded(merged), merged, CONFIG)
     message = str(info.value) + info.value.hint
-    for stem, parts in ((ALICE[0], ["6.1 (3.5)", "6.2 (1.25)", "6.7 (0.75)"]), (BOB[0], ["6.1 (2)",
-                        "override baseline.forward (0.25)"]), (CARL[0], ["6.2 (1)", "6.7 (1.5)"])):
+    for stem, parts in (
+        (ALICE[0], ["6.1 (3.5)", "6.2 (1.25)", "6.7 (0.75)"]),
+        (BOB[0], ["6.1 (2)", "override baseline.forward (0.25)"]),
+        (CARL[0], ["6.2 (1)", "6.7 (1.5)"]),
+    ):
         assert stem in message and all(part in message for part in parts), message
     assert "--allow-clearing" in message and "--restore" in message
     after = {p.name: p.read_bytes() for p in merged.glob("*.*") if p.name != MANUAL_POINTS_NAME}
@@ -124,7 +140,7 @@ def test_every_version_is_kept_and_grader_merge_restore_brings_one_back(merged):
     code, listing = grader("merge", str(merged), "--out", str(merged), "--restore", cwd=merged)
     assert code == 0 and kept[-1].name in listing and "cell(s) with points" in listing, listing
     code, output = grader("merge", str(merged), "--out", str(merged), "--restore", kept[-1].name[:19], cwd=merged)
-    if code == 2 and "several" in output:   # two versions in one second: by the whole name
+    if code == 2 and "several" in output:  # two versions in one second: by the whole name
         code, output = grader("merge", str(merged), "--out", str(merged), "--restore", kept[-1].name, cwd=merged)
     assert code == 0, output
     rows = cms(merged)
@@ -134,6 +150,7 @@ def test_every_version_is_kept_and_grader_merge_restore_brings_one_back(merged):
 
 
 # ---------------------------------------------------------------- reading the sheet
+
 
 def test_a_row_shorter_than_the_header_is_an_error_naming_its_line(tmp_path):
     path = tmp_path / MANUAL_POINTS_NAME
@@ -150,16 +167,16 @@ def test_a_utf16_sheet_is_read_and_an_unreadable_one_is_one_line(tmp_path):
     header = "\t".join(manual_points_columns(CONFIG))
     cells = row(ALICE[0], **{"6.1": "3,5"})
     path = tmp_path / MANUAL_POINTS_NAME
-    path.write_bytes((header + "\r\n" + "\t".join(cells) + "\r\n").encode("utf-16"))   # Excel's "Unicode Text"
+    path.write_bytes((header + "\r\n" + "\t".join(cells) + "\r\n").encode("utf-16"))  # Excel's "Unicode Text"
     assert read_manual_points(path, [ALICE, BOB], CONFIG)[ALICE[0]].points == {"6.1": 3.5}
     write_report(ALICE[1], tmp_path, ALICE[0])
     write_report(BOB[1], tmp_path, BOB[0])
     warnings = write_batch_outputs([ALICE, BOB], tmp_path, CONFIG)
     assert any("UTF-16" in w for w in warnings), warnings
     assert cms(tmp_path)["7000001"]["6.1"] == "3.5"
-    assert path.read_bytes().startswith(b"\xef\xbb\xbf")   # written back as UTF-8 with a BOM
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")  # written back as UTF-8 with a BOM
 
-    for data in ((header + "\n").encode("utf-16-le"), b"PK\x03\x04" + b"\0" * 40):   # no BOM; an .xlsx
+    for data in ((header + "\n").encode("utf-16-le"), b"PK\x03\x04" + b"\0" * 40):  # no BOM; an .xlsx
         path.write_bytes(data)
         with pytest.raises(ManualPointsError) as info:
             read_manual_points(path, [ALICE, BOB], CONFIG)
@@ -172,7 +189,7 @@ def test_minus_zero_is_never_written(tmp_path):
     write_batch_outputs([ALICE, BOB], tmp_path, CONFIG)
     fill(tmp_path / MANUAL_POINTS_NAME, {ALICE[0]: {"6.1": "-0", "6.2": "-0,0"}})
     write_batch_outputs(graded(tmp_path, [ALICE, BOB]), tmp_path, CONFIG)
-    (tmp_path / MANUAL_POINTS_NAME).unlink()   # a new sheet is written from what the reports hold
+    (tmp_path / MANUAL_POINTS_NAME).unlink()  # a new sheet is written from what the reports hold
     write_batch_outputs(graded(tmp_path, [ALICE, BOB]), tmp_path, CONFIG)
     for name in ("cms.csv", "summary.csv", MANUAL_POINTS_NAME):
         text = (tmp_path / name).read_text(encoding="utf-8-sig")
@@ -181,6 +198,7 @@ def test_minus_zero_is_never_written(tmp_path):
 
 
 # ---------------------------------------------------------------- submissions that leave and come back
+
 
 def test_a_removed_submission_leaves_every_output_and_its_points_come_back_with_it(merged):
     (merged / "executed").mkdir()
@@ -192,7 +210,7 @@ def test_a_removed_submission_leaves_every_output_and_its_points_come_back_with_
         assert not (merged / rel).exists() and (merged / "removed" / rel).exists(), rel
     assert "7000006" not in cms(merged) and "7000001" in cms(merged)
     assert CARL[0] not in (merged / "summary.csv").read_text(encoding="utf-8-sig")
-    page = (merged / "summary.html").read_text(encoding="utf-8")   # it says what moved, and lists no such team
+    page = (merged / "summary.html").read_text(encoding="utf-8")  # it says what moved, and lists no such team
     assert f"feedback/{quote(CARL[0])}.html" not in page and f"feedback/{quote(ALICE[0])}.html" in page
     assert CARL[0] not in (merged / MANUAL_POINTS_NAME).read_text(encoding="utf-8-sig")
     assert CARL[0] in (merged / "manual" / "removed_rows.csv").read_text(encoding="utf-8-sig")
@@ -204,7 +222,10 @@ def test_a_removed_submission_leaves_every_output_and_its_points_come_back_with_
     write_batch_outputs([*graded(merged, [ALICE, BOB]), CARL], merged, CONFIG)
     assert cms(merged)["7000006"]["6.7"] == "1.5" and cms(merged)["7000006"]["6.2"] == "1"
     assert CARL[0] not in (merged / "manual" / "removed_rows.csv").read_text(encoding="utf-8-sig")
-    assert read_manual_points(merged / MANUAL_POINTS_NAME, graded(merged), CONFIG)[CARL[0]].points == {"6.2": 1, "6.7": 1.5}
+    assert read_manual_points(merged / MANUAL_POINTS_NAME, graded(merged), CONFIG)[CARL[0]].points == {
+        "6.2": 1,
+        "6.7": 1.5,
+    }
 
 
 def test_an_output_that_cannot_be_written_is_not_left_stale(merged, monkeypatch):
@@ -242,6 +263,7 @@ def test_a_tutors_typo_in_a_stem_is_still_an_unknown_team(merged):
 
 # ---------------------------------------------------------------- merge of shards that are not done
 
+
 def shard(folder: Path, items, marker: dict) -> Path:
     for stem, report in items:
         write_report(report, folder, stem)
@@ -252,8 +274,18 @@ def shard(folder: Path, items, marker: dict) -> Path:
 
 def test_merge_refuses_a_shard_in_progress_naming_it_and_its_holder_and_partial_says_so(tmp_path):
     one = shard(tmp_path / "shard-1", [ALICE], {"shard": "1/2", "state": "done", "stems": [ALICE[0]]})
-    two = shard(tmp_path / "shard-2", [BOB], {"shard": "2/2", "state": "in progress", "command": "grader grade",
-                                              "pid": 4242, "host": "node7", "since": "2025-01-14 10:00:00"})
+    two = shard(
+        tmp_path / "shard-2",
+        [BOB],
+        {
+            "shard": "2/2",
+            "state": "in progress",
+            "command": "grader grade",
+            "pid": 4242,
+            "host": "node7",
+            "since": "2025-01-14 10:00:00",
+        },
+    )
     out = tmp_path / "merged"
     code, output = grader("merge", str(one), str(two), "--out", str(out), cwd=tmp_path)
     assert code == 2, output
@@ -269,8 +301,9 @@ def test_merge_refuses_a_shard_in_progress_naming_it_and_its_holder_and_partial_
     assert "PARTIAL" in (out / "summary.html").read_text(encoding="utf-8")
 
     # once the shard is done, the merge is whole again and the partial files go
-    (two / ".shard.json").write_text(json.dumps({"shard": "2/2", "state": "done", "stems": [BOB[0]],
-                                                 "config_hash": "c"}))
+    (two / ".shard.json").write_text(
+        json.dumps({"shard": "2/2", "state": "done", "stems": [BOB[0]], "config_hash": "c"})
+    )
     code, output = grader("merge", str(one), str(two), "--out", str(out), cwd=tmp_path)
     assert code == 0 and "PARTIAL" not in output, output
     assert set(cms(out)) >= {"7000001", "7000003"} and not (out / "PARTIAL-cms.csv").exists()
@@ -279,10 +312,20 @@ def test_merge_refuses_a_shard_in_progress_naming_it_and_its_holder_and_partial_
 
 def test_merge_refuses_a_folder_another_grader_holds(tmp_path):
     one = shard(tmp_path / "shard-1", [ALICE], {"shard": "1/1", "state": "done", "stems": [ALICE[0]]})
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from grader.util.locks import hold_out_dir\n"
-        f"with hold_out_dir(Path({str(one)!r}), 'grader grade'):\n"
-        "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from pathlib import Path; from grader.util.locks import hold_out_dir\n"
+                f"with hold_out_dir(Path({str(one)!r}), 'grader grade'):\n"
+                "    print('held', flush=True); time.sleep(60)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         code, output = grader("merge", str(one), "--out", str(tmp_path / "merged"), cwd=tmp_path)
@@ -296,6 +339,7 @@ def test_merge_refuses_a_folder_another_grader_holds(tmp_path):
 
 # ---------------------------------------------------------------- stems by the raw bytes of the path
 
+
 def test_one_name_in_nfc_nfd_and_latin1_bytes_gets_three_stems_and_is_listed_as_a_duplicate(tmp_path):
     from grader.engine.batch import plan
 
@@ -304,14 +348,18 @@ def test_one_name_in_nfc_nfd_and_latin1_bytes_gets_three_stems_and_is_listed_as_
     name = "Jürgen Müller_7000001_Anna Schmidt_7000002"
     subs = tmp_path / "subs"
     subs.mkdir()
-    for raw in (unicodedata.normalize("NFC", name).encode(), unicodedata.normalize("NFD", name).encode(),
-                name.encode("latin-1")):
-        (subs / os.fsdecode(raw + b".ipynb")).write_text('{"cells": [], "metadata": {}, "nbformat": 4, '
-                                                          '"nbformat_minor": 5}')
+    for raw in (
+        unicodedata.normalize("NFC", name).encode(),
+        unicodedata.normalize("NFD", name).encode(),
+        name.encode("latin-1"),
+    ):
+        (subs / os.fsdecode(raw + b".ipynb")).write_text(
+            '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+        )
     planned = plan(subs, CONFIG, tmp_path / "out", shard=None, force=False, grader_hash="g")
     stems = [job.stem for job in planned.jobs]
     assert len(stems) == 3 and len(set(stems)) == 3, stems
-    assert len({unicodedata.normalize("NFC", s).casefold() for s in stems}) == 3   # also on a Mac's disk
+    assert len({unicodedata.normalize("NFC", s).casefold() for s in stems}) == 3  # also on a Mac's disk
     assert len(planned.duplicates) == 1, planned.duplicates
     line = planned.duplicates[0]
     assert "3 files" in line and all(stem in line for stem in stems)
@@ -326,18 +374,33 @@ def test_a_partial_merge_lists_nobody_as_missing_and_its_import_file_says_partia
     grading are not 'missing', and its import file is PARTIAL-cms_import.csv (never the real name).
     Once every shard is done, cms_import.csv and missing.csv describe the whole course."""
     roster = tmp_path / "students.csv"
-    roster.write_text("mtknr;Vorname;Name\n7000001;Anna;Äpfel\n0700002;Bernd;Brot\n7000003;Carla;Chen\n"
-                      "7000004;Dieter;Dörr\n7000005;Eva;Ernst\n7999999;Nina;Niemand\n", encoding="utf-8")
+    roster.write_text(
+        "mtknr;Vorname;Name\n7000001;Anna;Äpfel\n0700002;Bernd;Brot\n7000003;Carla;Chen\n"
+        "7000004;Dieter;Dörr\n7000005;Eva;Ernst\n7999999;Nina;Niemand\n",
+        encoding="utf-8",
+    )
     one = shard(tmp_path / "shard-1", [ALICE], {"shard": "1/2", "state": "done", "stems": [ALICE[0]]})
-    two = shard(tmp_path / "shard-2", [], {"shard": "2/2", "state": "in progress", "command": "grader grade",
-                                           "pid": 4242, "host": "node7", "since": "2025-01-14 10:00:00"})
+    two = shard(
+        tmp_path / "shard-2",
+        [],
+        {
+            "shard": "2/2",
+            "state": "in progress",
+            "command": "grader grade",
+            "pid": 4242,
+            "host": "node7",
+            "since": "2025-01-14 10:00:00",
+        },
+    )
     out = tmp_path / "merged"
     args = ("merge", str(one), str(two), "--out", str(out), "--roster", str(roster))
     code, output = grader(*args, "--partial", cwd=tmp_path)
     assert code == 0, output
     assert not (out / "cms_import.csv").exists() and (out / "PARTIAL-cms_import.csv").exists()
     assert not (out / "missing.csv").exists()
-    assert not (out / "PARTIAL-missing.csv").exists() or "7000003" not in (out / "PARTIAL-missing.csv").read_text("utf-8-sig")
+    assert not (out / "PARTIAL-missing.csv").exists() or "7000003" not in (out / "PARTIAL-missing.csv").read_text(
+        "utf-8-sig"
+    )
 
     shard(two, [BOB], {"shard": "2/2", "state": "done", "stems": [BOB[0]]})
     code, output = grader(*args, cwd=tmp_path)

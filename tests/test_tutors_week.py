@@ -3,6 +3,7 @@ survive reruns, replaced and removed submissions, a cleared sheet and its restor
 while the batch runs is graded again; one team's name in three encodings; merge of a shard that is
 still grading. Real kernels run one-cell notebooks on tiny generated data (see test_robustness.Course).
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,7 +19,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import needs_torch
 from test_robustness import TEAMS, Course, notebook, sleeper
 
@@ -90,8 +90,9 @@ def test_a_week_of_tutors_work_loses_no_point(tmp_path):
     # Thursday: the version before the mistake comes back
     code, listing = course.run(*merge, "--restore")
     assert code == 0, listing
-    with_points = re.findall(r"^\s+(\S+-manual_points\.csv)\s+(\d+) team\(s\), (\d+) cell\(s\) with points",
-                             listing, re.M)
+    with_points = re.findall(
+        r"^\s+(\S+-manual_points\.csv)\s+(\d+) team\(s\), (\d+) cell\(s\) with points", listing, re.M
+    )
     assert with_points, listing
     chosen = [name for name, _, points in with_points if int(points) > 0][-1]
     code, output = course.run(*merge, "--restore", chosen)
@@ -100,7 +101,7 @@ def test_a_week_of_tutors_work_loses_no_point(tmp_path):
     table = cms(course.out)
     for team, values in entered.items():
         ids = re.findall(r"\d{7}", team)
-        if team == c:   # withdrawn: none of its students is in cms.csv
+        if team == c:  # withdrawn: none of its students is in cms.csv
             assert not set(ids) & set(table), table
             continue
         for sid in ids:
@@ -120,24 +121,24 @@ def test_a_week_of_tutors_work_loses_no_point(tmp_path):
 
 def test_a_zip_replaced_while_the_batch_runs_is_graded_again(tmp_path):
     course = Course(tmp_path, workers=1)
-    first, second = TEAMS[0], TEAMS[1]   # graded in this order, one after the other
+    first, second = TEAMS[0], TEAMS[1]  # graded in this order, one after the other
     nbformat.write(sleeper(5), course.subs / f"{first}.ipynb")
     whole = course.subs / f"{second}.zip"
     team_zip(whole, "answer = 42")
     data = whole.read_bytes()
     process = course.start()
     lines = []
-    for raw in process.stdout:   # the batch has found (and hashed) both files when it says this
+    for raw in process.stdout:  # the batch has found (and hashed) both files when it says this
         lines.append(raw.decode(errors="replace"))
         if "submission(s) to grade" in lines[-1]:
             break
     else:
         pytest.fail("".join(lines))
-    whole.write_bytes(data[: len(data) // 2])   # a copy over it, half done, while the first one runs
+    whole.write_bytes(data[: len(data) // 2])  # a copy over it, half done, while the first one runs
     output = "".join(lines) + process.communicate(timeout=300)[0].decode(errors="replace")
     assert process.returncode == 0, output
     assert [v.code for v in course.reports()[second].violations if v.code == "archive.corrupt"], output
-    whole.write_bytes(data)   # the copy is finished
+    whole.write_bytes(data)  # the copy is finished
     code, output = course.run()
     assert code == 0, output
     assert "1 submission(s) to grade, 1 unchanged" in output, output
@@ -148,8 +149,11 @@ def test_a_zip_replaced_while_the_batch_runs_is_graded_again(tmp_path):
 def test_one_teams_name_in_nfc_nfd_and_latin1_bytes_gives_three_reports(tmp_path):
     course = Course(tmp_path, workers=1)
     name = "Jürgen Müller_7000001_Anna Schmidt_7000002"
-    for raw in (unicodedata.normalize("NFC", name).encode(), unicodedata.normalize("NFD", name).encode(),
-                name.encode("latin-1")):
+    for raw in (
+        unicodedata.normalize("NFC", name).encode(),
+        unicodedata.normalize("NFD", name).encode(),
+        name.encode("latin-1"),
+    ):
         nbformat.write(notebook("answer = 42"), course.subs / os.fsdecode(raw + b".ipynb"))
     code, output = course.run()
     assert code == 0, output
@@ -181,7 +185,7 @@ def test_merge_refuses_a_shard_that_is_still_grading(tmp_path):
             time.sleep(0.05)
         merged = tmp_path / "merged"
         code, output = course.run("merge", *map(str, shards), "--out", str(merged))
-        flat = " ".join(output.split())   # rich wraps lines to the terminal's width
+        flat = " ".join(output.split())  # rich wraps lines to the terminal's width
         assert code == 2, output
         assert "shard 1/2" in flat and f"pid {process.pid}" in flat and "still being graded" in flat, output
         code, output = course.run("merge", *map(str, shards), "--out", str(merged), "--partial")

@@ -1,6 +1,7 @@
 """The students' wheel as `make student-package` builds it (without installing it: that is
 test_student_package.py, which needs root and PyPI): it knows the sheet it was built for, and holds
 each sheet's template and calibration but, by rule, none of the tutors' material."""
+
 from __future__ import annotations
 
 import json
@@ -10,18 +11,33 @@ import sys
 import zipfile
 
 import pytest
-
 from conftest import ROOT
 
-pytestmark = pytest.mark.slow   # a build, about 10-20 s
+pytestmark = pytest.mark.slow  # a build, about 10-20 s
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     dist = tmp_path_factory.mktemp("dist")
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                           "-w", str(dist), str(ROOT)], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "GRADER_SHEET": "sheet5"}, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GRADER_SHEET": "sheet5"},
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (path,) = dist.glob("*.whl")
     return zipfile.ZipFile(path)
@@ -29,14 +45,20 @@ def wheel(tmp_path_factory):
 
 def test_the_wheel_knows_its_sheet(wheel):
     assert json.loads(wheel.read("grader/built_for.json")) == {"sheet": "sheet5"}
-    assert not (ROOT / "grader" / "built_for.json").exists()   # the source tree knows no sheet
+    assert not (ROOT / "grader" / "built_for.json").exists()  # the source tree knows no sheet
 
 
 def test_every_sheet_ships_its_template_and_the_code_its_probe_sends(wheel):
     names = set(wheel.namelist())
-    for needed in ("reference/template.ipynb", "reference/calibration.json", "grader/sheets/sheet5/reference/template.ipynb",
-                   "grader/sheets/sheet5/kernel_plan.py", "grader/sheets/sheet6/kernel_plan.py",
-                   "grader/child/probe_kernel.py", "grader/child/setup_kernel.py"):
+    for needed in (
+        "reference/template.ipynb",
+        "reference/calibration.json",
+        "grader/sheets/sheet5/reference/template.ipynb",
+        "grader/sheets/sheet5/kernel_plan.py",
+        "grader/sheets/sheet6/kernel_plan.py",
+        "grader/child/probe_kernel.py",
+        "grader/child/setup_kernel.py",
+    ):
         assert needed in names, needed
 
 
@@ -50,7 +72,9 @@ def test_every_module_and_every_program_of_the_tree_is_in_the_wheel(wheel):
 
 def test_no_solution_no_key_no_example_submissions_by_rule(wheel):
     names = wheel.namelist()
-    assert [n for n in names if "solution" in n.lower() or "tutors_" in n or "submissions/" in n or n.endswith(".zip")] == []
+    assert [
+        n for n in names if "solution" in n.lower() or "tutors_" in n or "submissions/" in n or n.endswith(".zip")
+    ] == []
 
 
 def test_the_wheels_description_is_the_students_page_and_nothing_for_tutors(wheel):
@@ -62,8 +86,16 @@ def test_the_wheels_description_is_the_students_page_and_nothing_for_tutors(whee
     assert "Description-Content-Type: text/markdown" in headers
     assert description.strip() == (ROOT / "docs" / "students.md").read_text(encoding="utf-8").strip()
     assert "grader check" in description and "ready to upload" in description
-    for tutors_only in ("manual_points.csv", "cms_import.csv", "grader merge", "--allow-clearing", "sbatch",
-                        "seccomp", "make student-package", "tutors_key"):
+    for tutors_only in (
+        "manual_points.csv",
+        "cms_import.csv",
+        "grader merge",
+        "--allow-clearing",
+        "sbatch",
+        "seccomp",
+        "make student-package",
+        "tutors_key",
+    ):
         assert tutors_only not in description, tutors_only
 
 

@@ -13,6 +13,7 @@ in messages, which come from unseeded training and random weights).
 the solution when missing. Use the same file for both snapshots, so that both grade against the same
 accuracy range and time limits.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = (ROOT / ".." / "shared" / "data" / "fashion-mnist").resolve()
 # name -> (sheet, folder): Sheet 6's examples and corpus, Sheet 5's examples.
-SETS = {"examples": ("sheet6", ROOT / "submissions"), "corpus": ("sheet6", ROOT / "tests" / "corpus"),
-        "sheet5": ("sheet5", ROOT / "grader" / "sheets" / "sheet5" / "submissions")}
+SETS = {
+    "examples": ("sheet6", ROOT / "submissions"),
+    "corpus": ("sheet6", ROOT / "tests" / "corpus"),
+    "sheet5": ("sheet5", ROOT / "grader" / "sheets" / "sheet5" / "submissions"),
+}
 CSVS = ("summary.csv", "manual_points.csv", "cms.csv")
 DECIMAL = re.compile(r"-?\d+\.\d+(?:e[-+]?\d+)?%?")
 
@@ -38,15 +42,22 @@ DECIMAL = re.compile(r"-?\d+\.\d+(?:e[-+]?\d+)?%?")
 def _toml(folder: Path, sheet: str = "sheet6") -> Path:
     toml = folder / f"grading-{sheet}.toml"
     source = str(DATA) if DATA.exists() and sheet == "sheet6" else ""
-    toml.write_text(f"[sheet]\nname = \"{sheet}\"\n\n[data]\nsource = {json.dumps(source)}\ntrain_size = 640\ntest_size = 256\nseed = 6\n\n"
-                    "[limits]\ncell_timeout_s = 60\nnotebook_timeout_s = 300\nprobe_timeout_s = 60\n",
-                    encoding="utf-8")
+    toml.write_text(
+        f'[sheet]\nname = "{sheet}"\n\n[data]\nsource = {json.dumps(source)}\ntrain_size = 640\ntest_size = 256\nseed = 6\n\n'
+        "[limits]\ncell_timeout_s = 60\nnotebook_timeout_s = 300\nprobe_timeout_s = 60\n",
+        encoding="utf-8",
+    )
     return toml
 
 
 def _grader(toml: Path, *args: str, env: dict) -> None:
-    run = subprocess.run([sys.executable, "-m", "grader", "--config", str(toml), *args],
-                         cwd=ROOT, env=env, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "grader", "--config", str(toml), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if run.returncode != 0:
         sys.exit(f"grader {' '.join(args)} failed ({run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
 
@@ -55,12 +66,14 @@ def normalise_report(report: dict) -> dict:
     report = json.loads(json.dumps(report))
     report.pop("grader", None)
     report.pop("graded_at", None)
-    report.pop("schema_version", None)   # the report format's version (1.1: overrides as objects)
+    report.pop("schema_version", None)  # the report format's version (1.1: overrides as objects)
     execution = report.get("execution", {})
     for key in ("duration_s", "cpu_s", "timings"):
         execution.pop(key, None)
-    report["accuracies"] = {name: values if isinstance(values, int) else len(values)   # how many, not which
-                            for name, values in report.get("accuracies", {}).items()}
+    report["accuracies"] = {
+        name: values if isinstance(values, int) else len(values)  # how many, not which
+        for name, values in report.get("accuracies", {}).items()
+    }
     for check in report.get("checks", []):
         check["message"] = DECIMAL.sub("<n>", check["message"])
     for exercise in report.get("exercises", []):
@@ -91,18 +104,23 @@ def snapshot(dest: Path, calibration: Path) -> None:
             target.mkdir(parents=True)
             for path in sorted(out.glob("*.json")):
                 report = normalise_report(json.loads(path.read_text(encoding="utf-8")))
-                (target / path.name).write_text(json.dumps(report, indent=1, ensure_ascii=False, sort_keys=True) + "\n",
-                                                encoding="utf-8")
+                (target / path.name).write_text(
+                    json.dumps(report, indent=1, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8"
+                )
             for csv in CSVS:
                 if (out / csv).exists():
-                    (target / csv).write_text(normalise_csv((out / csv).read_text(encoding="utf-8-sig")), encoding="utf-8")
+                    (target / csv).write_text(
+                        normalise_csv((out / csv).read_text(encoding="utf-8-sig")), encoding="utf-8"
+                    )
     print(f"snapshot in {dest}: " + ", ".join(f"{n}: {len(list((dest / n).iterdir()))} files" for n in SETS))
 
 
 def compare(before: Path, after: Path) -> int:
     differences = 0
-    names = sorted({p.relative_to(before) for p in before.rglob("*") if p.is_file()}
-                   | {p.relative_to(after) for p in after.rglob("*") if p.is_file()})
+    names = sorted(
+        {p.relative_to(before) for p in before.rglob("*") if p.is_file()}
+        | {p.relative_to(after) for p in after.rglob("*") if p.is_file()}
+    )
     for name in names:
         a, b = before / name, after / name
         if not a.exists() or not b.exists():
@@ -110,12 +128,20 @@ def compare(before: Path, after: Path) -> int:
             differences += 1
             continue
         left, right = a.read_text(encoding="utf-8"), b.read_text(encoding="utf-8")
-        if name.suffix == ".json":   # normalised again: a snapshot made before a rule was added compares too
-            left, right = (json.dumps(normalise_report(json.loads(t)), indent=1, ensure_ascii=False, sort_keys=True) + "\n"
-                           for t in (left, right))
+        if name.suffix == ".json":  # normalised again: a snapshot made before a rule was added compares too
+            left, right = (
+                json.dumps(normalise_report(json.loads(t)), indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+                for t in (left, right)
+            )
         if left != right:
             differences += 1
-            print("".join(difflib.unified_diff(left.splitlines(True), right.splitlines(True), f"before/{name}", f"after/{name}")))
+            print(
+                "".join(
+                    difflib.unified_diff(
+                        left.splitlines(True), right.splitlines(True), f"before/{name}", f"after/{name}"
+                    )
+                )
+            )
     print(f"{len(names)} files compared, {differences} differ")
     return 1 if differences else 0
 

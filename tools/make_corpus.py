@@ -14,6 +14,7 @@ never calls optimize, so no trained network is found).
 
 Output is deterministic (fixed cell ids, no outputs, sorted keys).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,27 +26,44 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_notebooks import (ROOT, TEMPLATE_ANSWER, TEMPLATE_BASELINE, TEMPLATE_BATCHNORM,  # noqa: E402
-                            TEMPLATE_PLOT, TEMPLATE_RUN_BASELINE, TEMPLATE_RUN_BATCHNORM, Member,
-                            identity_markdown, src, team_markdown, write_or_check)
+from make_notebooks import (
+    ROOT,
+    TEMPLATE_ANSWER,
+    TEMPLATE_BASELINE,
+    TEMPLATE_BATCHNORM,
+    TEMPLATE_PLOT,
+    TEMPLATE_RUN_BASELINE,
+    TEMPLATE_RUN_BATCHNORM,
+    Member,
+    identity_markdown,
+    src,
+    team_markdown,
+    write_or_check,
+)
 
 CORPUS = ROOT / "tests" / "corpus"
-CHECKS = ("baseline.architecture", "baseline.forward", "baseline.training_setup", "baseline.accuracies",
-          "batchnorm.architecture", "batchnorm.behaviour")
+CHECKS = (
+    "baseline.architecture",
+    "baseline.forward",
+    "baseline.training_setup",
+    "baseline.accuracies",
+    "batchnorm.architecture",
+    "batchnorm.behaviour",
+)
 ALL_PASS = {check: "pass" for check in CHECKS}
 
 
 @dataclass(frozen=True)
 class Entry:
-    style: str                             # what this notebook shows, in a few words
+    style: str  # what this notebook shows, in a few words
     team: tuple[Member, Member]
-    cells: tuple[tuple[str, str], ...]     # (kind, source), after the team cell
+    cells: tuple[tuple[str, str], ...]  # (kind, source), after the team cell
     checks: dict[str, str] = field(default_factory=lambda: dict(ALL_PASS))
     execution: str = "ok"
-    violations: tuple[str, ...] = ()       # violation codes, in order
+    violations: tuple[str, ...] = ()  # violation codes, in order
     mention: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # where -> words it must contain: a check id (its message), "violations", "notes", "outputs"
-    team_cell: str = ""                    # the first cell; default: the team, one member per line
+    team_cell: str = ""  # the first cell; default: the team, one member per line
 
     @property
     def file_name(self) -> str:
@@ -78,8 +96,13 @@ IMPORTS = """
     """
 
 
-def loaders(root_train: str = "'data/'", root_test: str | None = None, download_test: str = "True",
-            train: str = "fashion_train_loader", test: str = "fashion_test_loader") -> str:
+def loaders(
+    root_train: str = "'data/'",
+    root_test: str | None = None,
+    download_test: str = "True",
+    train: str = "fashion_train_loader",
+    test: str = "fashion_test_loader",
+) -> str:
     root_test = root_test or root_train
     return f"""
     fashion_train = torchvision.datasets.FashionMNIST({root_train}, train=True, download=True, transform=transforms.ToTensor())
@@ -96,8 +119,10 @@ def bn_of(baseline: str, plain_layers: str, bn_layers: str) -> str:
 
 
 SEQ_PLAIN = "nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)"
-SEQ_BN = ("nn.Linear(784, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), "
-          "nn.Linear(32, 10)")
+SEQ_BN = (
+    "nn.Linear(784, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), "
+    "nn.Linear(32, 10)"
+)
 PLOT_TWO = """
     plt.plot(range(1, 6), {a}, marker='o', label='FashionNetwork')
     plt.plot(range(1, 6), {b}, marker='o', label='FashionNetworkBatchNorm')
@@ -152,8 +177,10 @@ TQDM_CLASS = src(f"""
 
 TQDM = Entry(
     style="tqdm progress bars (tqdm, trange, tqdm.write), no fallback import",
-    team=team(("Anna Berger", "7300101", "s8anberg@stud.uni-saarland.de"),
-              ("Ben Roth", "7300102", "s8beroth@stud.uni-saarland.de")),
+    team=team(
+        ("Anna Berger", "7300101", "s8anberg@stud.uni-saarland.de"),
+        ("Ben Roth", "7300102", "s8beroth@stud.uni-saarland.de"),
+    ),
     cells=(
         setup(IMPORTS, "from tqdm import tqdm, trange", loaders()),
         code(TQDM_CLASS),
@@ -214,7 +241,8 @@ PLAIN_CLASS = src("""
                     correct += (predicted == labels).sum().item()
             return correct / total
     """)
-PLAIN_BN_CLASS = src("""
+PLAIN_BN_CLASS = (
+    src("""
     class FashionNetworkBatchNorm(nn.Module):
         def __init__(self):
             super(FashionNetworkBatchNorm, self).__init__()
@@ -231,12 +259,17 @@ PLAIN_BN_CLASS = src("""
             x = torch.relu(self.bn1(self.fc1(x)))
             x = torch.relu(self.bn2(self.fc2(x)))
             return self.fc3(x)
-    """) + "\n\n" + PLAIN_CLASS[PLAIN_CLASS.index("    def optimize"):]
+    """)
+    + "\n\n"
+    + PLAIN_CLASS[PLAIN_CLASS.index("    def optimize") :]
+)
 
 MODEL_NAMES = Entry(
     style="instances called model and model_bn, accuracies assigned to acc and acc_bn",
-    team=team(("Clara Vogel", "7300201", "s8clvoge@stud.uni-saarland.de"),
-              ("David Krause", "7300202", "s8dakrau@stud.uni-saarland.de")),
+    team=team(
+        ("Clara Vogel", "7300201", "s8clvoge@stud.uni-saarland.de"),
+        ("David Krause", "7300202", "s8dakrau@stud.uni-saarland.de"),
+    ),
     cells=(
         setup(IMPORTS, loaders()),
         code(PLAIN_CLASS),
@@ -259,11 +292,17 @@ MODEL_NAMES = Entry(
 
 OTHER_ROOTS = Entry(
     style="data under ./datasets (download=True) and ../data (download=False), loaders of other names",
-    team=team(("Eva Hartmann", "7300301", "s8evhart@stud.uni-saarland.de"),
-              ("Felix Lange", "7300302", "s8felang@stud.uni-saarland.de")),
+    team=team(
+        ("Eva Hartmann", "7300301", "s8evhart@stud.uni-saarland.de"),
+        ("Felix Lange", "7300302", "s8felang@stud.uni-saarland.de"),
+    ),
     cells=(
-        setup(IMPORTS, loaders("root='./datasets'", "root='../data'", download_test="False",
-                               train="train_loader", test="test_loader")),
+        setup(
+            IMPORTS,
+            loaders(
+                "root='./datasets'", "root='../data'", download_test="False", train="train_loader", test="test_loader"
+            ),
+        ),
         code(PLAIN_CLASS),
         code("""
             fashion_network = FashionNetwork()
@@ -325,30 +364,40 @@ DEVICE_CLASS = src("""
             self.train()
             return correct / len(test_loader.dataset)
     """)
-DEVICE_BN = bn_of(DEVICE_CLASS, """            nn.Linear(784, 64),
+DEVICE_BN = bn_of(
+    DEVICE_CLASS,
+    """            nn.Linear(784, 64),
             nn.ReLU(),
             nn.Linear(64, 32),
-            nn.ReLU(),""", """            nn.Linear(784, 64),
+            nn.ReLU(),""",
+    """            nn.Linear(784, 64),
             nn.BatchNorm1d(64),
             nn.ReLU(),
             nn.Linear(64, 32),
             nn.BatchNorm1d(32),
-            nn.ReLU(),""")
+            nn.ReLU(),""",
+)
 
 COLAB = Entry(
     style="Colab: drive.mount and !nvidia-smi fail harmlessly, cuda-or-cpu device, data root /content/data",
-    team=team(("Greta Schulze", "7300401", "s8grschu@stud.uni-saarland.de"),
-              ("Hannes Brandt", "7300402", "s8habran@stud.uni-saarland.de")),
+    team=team(
+        ("Greta Schulze", "7300401", "s8grschu@stud.uni-saarland.de"),
+        ("Hannes Brandt", "7300402", "s8habran@stud.uni-saarland.de"),
+    ),
     cells=(
         code("""
             from google.colab import drive
             drive.mount('/content/drive')
             """),
         code("!nvidia-smi"),
-        setup(IMPORTS, """
+        setup(
+            IMPORTS,
+            """
             device = "cuda" if torch.cuda.is_available() else "cpu"
             print("using", device)
-            """, loaders("'/content/data'")),
+            """,
+            loaders("'/content/data'"),
+        ),
         code(DEVICE_CLASS),
         code("""
             fashion_network = FashionNetwork().to(device)
@@ -404,8 +453,10 @@ TENSOR_CLASS = src(f"""
 
 DICT_OF_NETWORKS = Entry(
     style="networks in a dict trained in a loop, losses and accuracies returned as tensors",
-    team=team(("Ida Keller", "7300501", "s8idkell@stud.uni-saarland.de"),
-              ("Jan Wolff", "7300502", "s8jawolf@stud.uni-saarland.de")),
+    team=team(
+        ("Ida Keller", "7300501", "s8idkell@stud.uni-saarland.de"),
+        ("Jan Wolff", "7300502", "s8jawolf@stud.uni-saarland.de"),
+    ),
     cells=(
         setup(IMPORTS, loaders()),
         code(TENSOR_CLASS),
@@ -472,8 +523,10 @@ FUNCTION_CLASS = src(f"""
 
 BUILT_IN_FUNCTION = Entry(
     style="networks made and trained inside a function, a free training function, epochs=5 as a parameter",
-    team=team(("Karla Frank", "7300601", "s8kafran@stud.uni-saarland.de"),
-              ("Lars Simon", "7300602", "s8lasimo@stud.uni-saarland.de")),
+    team=team(
+        ("Karla Frank", "7300601", "s8kafran@stud.uni-saarland.de"),
+        ("Lars Simon", "7300602", "s8lasimo@stud.uni-saarland.de"),
+    ),
     cells=(
         setup(IMPORTS, loaders()),
         code(FUNCTIONS),
@@ -529,23 +582,37 @@ PRINTING_CLASS = src("""
                     correct += self(data).argmax(dim=1).eq(target).sum().item()
             return correct / len(test_loader.dataset)
     """)
-PRINTING_BN = bn_of(bn_of(PRINTING_CLASS, """        self.l1 = nn.Linear(784, 64)
-        self.l2 = nn.Linear(64, 32)""", """        self.l1 = nn.Linear(784, 64)
+PRINTING_BN = bn_of(
+    bn_of(
+        PRINTING_CLASS,
+        """        self.l1 = nn.Linear(784, 64)
+        self.l2 = nn.Linear(64, 32)""",
+        """        self.l1 = nn.Linear(784, 64)
         self.bn1 = nn.BatchNorm1d(64)
         self.l2 = nn.Linear(64, 32)
-        self.bn2 = nn.BatchNorm1d(32)"""), """        x = F.relu(self.l1(x))
-        x = F.relu(self.l2(x))""", """        x = F.relu(self.bn1(self.l1(x)))
-        x = F.relu(self.bn2(self.l2(x)))""")
+        self.bn2 = nn.BatchNorm1d(32)""",
+    ),
+    """        x = F.relu(self.l1(x))
+        x = F.relu(self.l2(x))""",
+    """        x = F.relu(self.bn1(self.l1(x)))
+        x = F.relu(self.bn2(self.l2(x)))""",
+)
 
 PRINTED_ONLY = Entry(
     style="optimize only prints the accuracies (percent) and returns nothing; the plot's numbers are typed in",
-    team=team(("Marie Kuhn", "7300701", "s8makuhn@stud.uni-saarland.de"),
-              ("Nils Jung", "7300702", "s8nijung@stud.uni-saarland.de")),
+    team=team(
+        ("Marie Kuhn", "7300701", "s8makuhn@stud.uni-saarland.de"),
+        ("Nils Jung", "7300702", "s8nijung@stud.uni-saarland.de"),
+    ),
     cells=(
-        setup(IMPORTS, """
+        setup(
+            IMPORTS,
+            """
             import torch.nn.functional as F
             import torch.optim as optim
-            """, loaders()),
+            """,
+            loaders(),
+        ),
         code(PRINTING_CLASS),
         code("""
             fashion_network = FashionNetwork()
@@ -611,10 +678,14 @@ PERCENT_CLASS = src(f"""
 
 SEEDED_PERCENT = Entry(
     style="seeded (torch, numpy, random), percent accuracies returned with the losses, epochs=5 passed",
-    team=team(("Olga Peters", "7300801", "s8olpete@stud.uni-saarland.de"),
-              ("Paul Zimmer", "7300802", "s8pazimm@stud.uni-saarland.de")),
+    team=team(
+        ("Olga Peters", "7300801", "s8olpete@stud.uni-saarland.de"),
+        ("Paul Zimmer", "7300802", "s8pazimm@stud.uni-saarland.de"),
+    ),
     cells=(
-        setup(IMPORTS, """
+        setup(
+            IMPORTS,
+            """
             import random
             import numpy as np
 
@@ -622,7 +693,9 @@ SEEDED_PERCENT = Entry(
             random.seed(SEED)
             np.random.seed(SEED)
             torch.manual_seed(SEED)
-            """, loaders()),
+            """,
+            loaders(),
+        ),
         code(PERCENT_CLASS),
         code("""
             fashion_network = FashionNetwork()
@@ -644,8 +717,10 @@ SEEDED_PERCENT = Entry(
 
 PIP_INSTALL = Entry(
     style="%pip install and !pip install cells (nothing installed, nothing hangs), torchinfo summary",
-    team=team(("Rosa Lehmann", "7300901", "s8roleh@stud.uni-saarland.de"),
-              ("Simon Haas", "7300902", "s8sihaas@stud.uni-saarland.de")),
+    team=team(
+        ("Rosa Lehmann", "7300901", "s8roleh@stud.uni-saarland.de"),
+        ("Simon Haas", "7300902", "s8sihaas@stud.uni-saarland.de"),
+    ),
     cells=(
         code("%pip install tqdm torchinfo"),
         code("!pip install -q seaborn"),
@@ -664,9 +739,16 @@ PIP_INSTALL = Entry(
         code(PLOT_TWO.format(a="baseline", b="with_bn")),
         ANSWER,
     ),
-    mention={"notes": ("In [1]", "%pip install tqdm torchinfo", "grading installs nothing",
-                       "tqdm, torchinfo are in the course environment", "In [2]"),
-             "outputs": ("[grader] Grading installs nothing", "Requirement already satisfied")},
+    mention={
+        "notes": (
+            "In [1]",
+            "%pip install tqdm torchinfo",
+            "grading installs nothing",
+            "tqdm, torchinfo are in the course environment",
+            "In [2]",
+        ),
+        "outputs": ("[grader] Grading installs nothing", "Requirement already satisfied"),
+    },
 )
 
 
@@ -674,13 +756,19 @@ PIP_INSTALL = Entry(
 
 MISSING_MODULE = Entry(
     style="imports wandb (not in the course environment) in the set-up cell",
-    team=team(("Tara Busch", "7301001", "s8tabusc@stud.uni-saarland.de"),
-              ("Ulf Seidel", "7301002", "s8ulseid@stud.uni-saarland.de")),
+    team=team(
+        ("Tara Busch", "7301001", "s8tabusc@stud.uni-saarland.de"),
+        ("Ulf Seidel", "7301002", "s8ulseid@stud.uni-saarland.de"),
+    ),
     cells=(
-        setup(IMPORTS, """
+        setup(
+            IMPORTS,
+            """
             import wandb
             wandb.init(project='nnti-sheet6', mode='disabled')
-            """, loaders()),
+            """,
+            loaders(),
+        ),
         code(PLAIN_CLASS),
         code("""
             fashion_network = FashionNetwork()
@@ -705,10 +793,14 @@ MISSING_MODULE = Entry(
 
 KAGGLE_CSV = Entry(
     style="reads Fashion-MNIST from a Kaggle CSV with pandas",
-    team=team(("Vera Engel", "7301101", "s8veenge@stud.uni-saarland.de"),
-              ("Willi Sauer", "7301102", "s8wisaue@stud.uni-saarland.de")),
+    team=team(
+        ("Vera Engel", "7301101", "s8veenge@stud.uni-saarland.de"),
+        ("Willi Sauer", "7301102", "s8wisaue@stud.uni-saarland.de"),
+    ),
     cells=(
-        setup(IMPORTS, """
+        setup(
+            IMPORTS,
+            """
             import pandas as pd
             from torch.utils.data import TensorDataset, DataLoader
 
@@ -721,7 +813,8 @@ KAGGLE_CSV = Entry(
 
             fashion_train_loader = DataLoader(to_dataset(train_df), batch_size=64, shuffle=True)
             fashion_test_loader = DataLoader(to_dataset(test_df), batch_size=64)
-            """),
+            """,
+        ),
         code(PLAIN_CLASS),
         code("""
             fashion_network = FashionNetwork()
@@ -738,8 +831,13 @@ KAGGLE_CSV = Entry(
     checks={**ALL_PASS, "baseline.accuracies": "needs_review"},
     execution="errors",
     violations=("environment.data_path",),
-    mention={"violations": ("/kaggle/input/fashionmnist/fashion-mnist_train.csv", "FashionMNIST('data/'",
-                            "data/FashionMNIST/raw/")},
+    mention={
+        "violations": (
+            "/kaggle/input/fashionmnist/fashion-mnist_train.csv",
+            "FashionMNIST('data/'",
+            "data/FashionMNIST/raw/",
+        )
+    },
 )
 
 
@@ -747,10 +845,14 @@ KAGGLE_CSV = Entry(
 
 RAW_IDX = Entry(
     style="reads the raw .gz IDX files from data/FashionMNIST/raw with gzip and numpy",
-    team=team(("Xenia Graf", "7301201", "s8xegraf@stud.uni-saarland.de"),
-              ("Yannik Pohl", "7301202", "s8yapohl@stud.uni-saarland.de")),
+    team=team(
+        ("Xenia Graf", "7301201", "s8xegraf@stud.uni-saarland.de"),
+        ("Yannik Pohl", "7301202", "s8yapohl@stud.uni-saarland.de"),
+    ),
     cells=(
-        setup(IMPORTS, """
+        setup(
+            IMPORTS,
+            """
             import gzip
             import numpy as np
             from torch.utils.data import TensorDataset, DataLoader
@@ -771,7 +873,8 @@ RAW_IDX = Entry(
             fashion_train_loader = DataLoader(TensorDataset(x_train, y_train), batch_size=64, shuffle=True)
             fashion_test_loader = DataLoader(TensorDataset(x_test, y_test), batch_size=64)
             print(x_train.shape, x_test.shape)
-            """),
+            """,
+        ),
         code(PLAIN_CLASS),
         code("""
             fashion_network = FashionNetwork()
@@ -836,16 +939,22 @@ SUBCLASS_BN = src("""
 
 SUBCLASS = Entry(
     style="BatchNorm network subclasses the baseline; tqdm.auto, sklearn, pandas and seaborn",
-    team=team(("Zoe Albrecht", "7301301", "s8zoalbr@stud.uni-saarland.de"),
-              ("Arne Bauer", "7301302", "s8arbaue@stud.uni-saarland.de")),
+    team=team(
+        ("Zoe Albrecht", "7301301", "s8zoalbr@stud.uni-saarland.de"),
+        ("Arne Bauer", "7301302", "s8arbaue@stud.uni-saarland.de"),
+    ),
     cells=(
-        setup(IMPORTS, """
+        setup(
+            IMPORTS,
+            """
             import numpy as np
             import pandas as pd
             import seaborn as sns
             from sklearn.metrics import accuracy_score, confusion_matrix
             from tqdm.auto import tqdm
-            """, loaders()),
+            """,
+            loaders(),
+        ),
         code(SUBCLASS_BASE),
         code(SUBCLASS_BN),
         code("""
@@ -874,16 +983,21 @@ SUBCLASS = Entry(
 
 # ---- 14. a real mistake under other names: test() keeps the BatchNorm network in train mode --------
 
-NO_EVAL_BN = PLAIN_BN_CLASS.replace("""    def test(self, test_loader):
+NO_EVAL_BN = PLAIN_BN_CLASS.replace(
+    """    def test(self, test_loader):
         self.eval()
-        correct, total = 0, 0""", """    def test(self, test_loader):
-        correct, total = 0, 0""")
+        correct, total = 0, 0""",
+    """    def test(self, test_loader):
+        correct, total = 0, 0""",
+)
 assert NO_EVAL_BN != PLAIN_BN_CLASS
 
 BN_TEST_MISTAKE = Entry(
     style="names model / model_bn and tqdm.notebook; test() of the BatchNorm network never calls eval() (a real mistake)",
-    team=team(("Bea Winter", "7301401", "s8bewint@stud.uni-saarland.de"),
-              ("Carl Fuchs", "7301402", "s8cafuch@stud.uni-saarland.de")),
+    team=team(
+        ("Bea Winter", "7301401", "s8bewint@stud.uni-saarland.de"),
+        ("Carl Fuchs", "7301402", "s8cafuch@stud.uni-saarland.de"),
+    ),
     cells=(
         setup(IMPORTS, "from tqdm.notebook import tqdm", loaders()),
         code(PLAIN_CLASS.replace("for images, labels in train_loader:", "for images, labels in tqdm(train_loader):")),
@@ -907,8 +1021,10 @@ BN_TEST_MISTAKE = Entry(
 
 NOT_TRAINED_BY_OPTIMIZE = Entry(
     style="trains two FashionNetworks in a list with a free function instead of optimize; BatchNorm never trained",
-    team=team(("Dora Kaiser", "7301501", "s8dokais@stud.uni-saarland.de"),
-              ("Emil Hahn", "7301502", "s8emhahn@stud.uni-saarland.de")),
+    team=team(
+        ("Dora Kaiser", "7301501", "s8dokais@stud.uni-saarland.de"),
+        ("Emil Hahn", "7301502", "s8emhahn@stud.uni-saarland.de"),
+    ),
     cells=(
         setup(IMPORTS, loaders()),
         code(PLAIN_CLASS),
@@ -931,22 +1047,37 @@ NOT_TRAINED_BY_OPTIMIZE = Entry(
         md("(We ran out of time for training the BatchNorm network.)"),
     ),
     checks={**ALL_PASS, "baseline.accuracies": "fail"},
-    mention={"baseline.accuracies": ("No trained FashionNetwork was found", "`fashion_network` (it is not defined)",
-                                     "FashionNetwork.optimize was never called", "`nets[0]`, `nets[1]`"),
-             "batchnorm.behaviour": ("checked on a new FashionNetworkBatchNorm(): no trained instance was found",)},
+    mention={
+        "baseline.accuracies": (
+            "No trained FashionNetwork was found",
+            "`fashion_network` (it is not defined)",
+            "FashionNetwork.optimize was never called",
+            "`nets[0]`, `nets[1]`",
+        ),
+        "batchnorm.behaviour": ("checked on a new FashionNetworkBatchNorm(): no trained instance was found",),
+    },
 )
 
 # ---- 16. the course's template, untouched but for the identity cell --------------------------------
 
-TEMPLATE_PROBLEMS = ("The notebook is still the template", "`__init__` does not call `super().__init__()`",
-                     "`forward` still returns the template's `NotImplemented`",
-                     "`optimize` takes no loaders but the notebook calls it with two")
+TEMPLATE_PROBLEMS = (
+    "The notebook is still the template",
+    "`__init__` does not call `super().__init__()`",
+    "`forward` still returns the template's `NotImplemented`",
+    "`optimize` takes no loaders but the notebook calls it with two",
+)
 UNTOUCHED_TEMPLATE = Entry(
     style="the course's template as handed out, only the identity cell filled in",
-    team=team(("Fiona Brandt", "7301601", "s8fibran@stud.uni-saarland.de"),
-              ("Gustav Ritter", "7301602", "s8guritt@stud.uni-saarland.de")),
-    team_cell=identity_markdown((Member("Fiona Brandt", "7301601", "s8fibran@stud.uni-saarland.de"),
-                                 Member("Gustav Ritter", "7301602", "s8guritt@stud.uni-saarland.de"))),
+    team=team(
+        ("Fiona Brandt", "7301601", "s8fibran@stud.uni-saarland.de"),
+        ("Gustav Ritter", "7301602", "s8guritt@stud.uni-saarland.de"),
+    ),
+    team_cell=identity_markdown(
+        (
+            Member("Fiona Brandt", "7301601", "s8fibran@stud.uni-saarland.de"),
+            Member("Gustav Ritter", "7301602", "s8guritt@stud.uni-saarland.de"),
+        )
+    ),
     cells=(
         setup(IMPORTS, loaders()),
         code(TEMPLATE_BASELINE),
@@ -965,8 +1096,10 @@ UNTOUCHED_TEMPLATE = Entry(
 
 PART_2_LEFT = Entry(
     style="Part 1 done; FashionNetworkBatchNorm still the template's stub (its training cell fails)",
-    team=team(("Hanna Vogt", "7301701", "s8havogt@stud.uni-saarland.de"),
-              ("Ivo Sommer", "7301702", "s8ivsomm@stud.uni-saarland.de")),
+    team=team(
+        ("Hanna Vogt", "7301701", "s8havogt@stud.uni-saarland.de"),
+        ("Ivo Sommer", "7301702", "s8ivsomm@stud.uni-saarland.de"),
+    ),
     cells=(
         setup(IMPORTS, loaders()),
         code(PLAIN_CLASS),
@@ -980,9 +1113,13 @@ PART_2_LEFT = Entry(
     ),
     checks={**ALL_PASS, "batchnorm.architecture": "fail", "batchnorm.behaviour": "fail"},
     execution="errors",
-    mention={check: ("FashionNetworkBatchNorm: `__init__` does not call `super().__init__()`",
-                     "`forward` still returns the template's `NotImplemented`")
-             for check in ("batchnorm.architecture", "batchnorm.behaviour")},
+    mention={
+        check: (
+            "FashionNetworkBatchNorm: `__init__` does not call `super().__init__()`",
+            "`forward` still returns the template's `NotImplemented`",
+        )
+        for check in ("batchnorm.architecture", "batchnorm.behaviour")
+    },
 )
 
 # ---- 18. test(self) as the stub has it, reading the loader optimize kept; one BatchNorm after a ReLU --
@@ -1021,21 +1158,30 @@ KEPT_LOADER_CLASS = src("""
     """)
 KEPT_LOADER = Entry(
     style="test(self) as the stub has it, reading the loader optimize kept on the network; one BatchNorm1d(64) "
-          "after the first ReLU",
-    team=team(("Jana Wolf", "7301801", "s8jawolf@stud.uni-saarland.de"),
-              ("Kai Berger", "7301802", "s8kaberg@stud.uni-saarland.de")),
+    "after the first ReLU",
+    team=team(
+        ("Jana Wolf", "7301801", "s8jawolf@stud.uni-saarland.de"),
+        ("Kai Berger", "7301802", "s8kaberg@stud.uni-saarland.de"),
+    ),
     cells=(
         setup(IMPORTS, loaders()),
         code(KEPT_LOADER_CLASS),
         code(TEMPLATE_RUN_BASELINE),
-        code(bn_of(KEPT_LOADER_CLASS, "nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32)",
-                   "nn.Linear(784, 64), nn.ReLU(), nn.BatchNorm1d(64), nn.Linear(64, 32)")),
+        code(
+            bn_of(
+                KEPT_LOADER_CLASS,
+                "nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32)",
+                "nn.Linear(784, 64), nn.ReLU(), nn.BatchNorm1d(64), nn.Linear(64, 32)",
+            )
+        ),
         code(TEMPLATE_RUN_BATCHNORM),
         code(PLOT_TWO.format(a="fashion_network.accuracies", b="fashion_network_batch_norm.accuracies")),
         ANSWER,
     ),
-    mention={"batchnorm.behaviour": ("test() (it takes no loader", "`self.test_loader`"),
-             "batchnorm.architecture": ("BatchNorm1d after Linear(784, 64)",)},
+    mention={
+        "batchnorm.behaviour": ("test() (it takes no loader", "`self.test_loader`"),
+        "batchnorm.architecture": ("BatchNorm1d after Linear(784, 64)",),
+    },
 )
 
 # ---- 19. the identity cell in HTML; test() through a helper on the global loader; BatchNorm1d(10) last --
@@ -1079,12 +1225,15 @@ HTML_IDENTITY = (
     "<h2>Exercise Sheet 6</h2>\n"
     "<p><b>Name 1:</b> Lisa Sommer<br><b>Student id 1:</b> 7301901<br><b>Email 1:</b> s8lisomm@stud.uni-saarland.de<br>\n"
     "<b>Name 2:</b> Moritz Haas<br><b>Student id 2:</b> 7301902<br><b>Email 2:</b> s8mohaas@stud.uni-saarland.de<br>\n"
-    "<b>Name 3:</b> <br><b>Student id 3:</b> <br><b>Email 3:</b> <br></p>")
+    "<b>Name 3:</b> <br><b>Student id 3:</b> <br><b>Email 3:</b> <br></p>"
+)
 HELPER_TEST = Entry(
     style="identity cell in HTML; test() calls a helper on the global fashion_test_loader; one BatchNorm1d(10) "
-          "after the last Linear",
-    team=team(("Lisa Sommer", "7301901", "s8lisomm@stud.uni-saarland.de"),
-              ("Moritz Haas", "7301902", "s8mohaas@stud.uni-saarland.de")),
+    "after the last Linear",
+    team=team(
+        ("Lisa Sommer", "7301901", "s8lisomm@stud.uni-saarland.de"),
+        ("Moritz Haas", "7301902", "s8mohaas@stud.uni-saarland.de"),
+    ),
     team_cell=HTML_IDENTITY,
     cells=(
         setup(IMPORTS, loaders()),
@@ -1093,8 +1242,13 @@ HELPER_TEST = Entry(
             fashion_network = FashionNetwork()
             plain = fashion_network.optimize(fashion_train_loader, fashion_test_loader)
             """),
-        code(bn_of(HELPER_CLASS[HELPER_CLASS.index("class FashionNetwork"):],
-                   "nn.ReLU(), nn.Linear(32, 10))", "nn.ReLU(), nn.Linear(32, 10), nn.BatchNorm1d(10))")),
+        code(
+            bn_of(
+                HELPER_CLASS[HELPER_CLASS.index("class FashionNetwork") :],
+                "nn.ReLU(), nn.Linear(32, 10))",
+                "nn.ReLU(), nn.Linear(32, 10), nn.BatchNorm1d(10))",
+            )
+        ),
         code("""
             fashion_network_batch_norm = FashionNetworkBatchNorm()
             with_bn = fashion_network_batch_norm.optimize(fashion_train_loader, fashion_test_loader)
@@ -1102,13 +1256,33 @@ HELPER_TEST = Entry(
         code(PLOT_TWO.format(a="plain", b="with_bn")),
         ANSWER,
     ),
-    mention={"batchnorm.behaviour": ("test() (it takes no loader", "`fashion_test_loader`"),
-             "batchnorm.architecture": ("BatchNorm1d after Linear(32, 10)",)},
+    mention={
+        "batchnorm.behaviour": ("test() (it takes no loader", "`fashion_test_loader`"),
+        "batchnorm.architecture": ("BatchNorm1d after Linear(32, 10)",),
+    },
 )
 
-CORPUS_ENTRIES = (TQDM, MODEL_NAMES, OTHER_ROOTS, COLAB, DICT_OF_NETWORKS, BUILT_IN_FUNCTION, PRINTED_ONLY,
-                  SEEDED_PERCENT, PIP_INSTALL, MISSING_MODULE, KAGGLE_CSV, RAW_IDX, SUBCLASS, BN_TEST_MISTAKE,
-                  NOT_TRAINED_BY_OPTIMIZE, UNTOUCHED_TEMPLATE, PART_2_LEFT, KEPT_LOADER, HELPER_TEST)
+CORPUS_ENTRIES = (
+    TQDM,
+    MODEL_NAMES,
+    OTHER_ROOTS,
+    COLAB,
+    DICT_OF_NETWORKS,
+    BUILT_IN_FUNCTION,
+    PRINTED_ONLY,
+    SEEDED_PERCENT,
+    PIP_INSTALL,
+    MISSING_MODULE,
+    KAGGLE_CSV,
+    RAW_IDX,
+    SUBCLASS,
+    BN_TEST_MISTAKE,
+    NOT_TRAINED_BY_OPTIMIZE,
+    UNTOUCHED_TEMPLATE,
+    PART_2_LEFT,
+    KEPT_LOADER,
+    HELPER_TEST,
+)
 
 
 def notebook(entry: Entry) -> nbformat.NotebookNode:
@@ -1129,21 +1303,29 @@ def notebook(entry: Entry) -> nbformat.NotebookNode:
 def expected() -> dict:
     return {
         "about": "What each corpus notebook must get (written by tools/make_corpus.py; the grader skips .json "
-                 "files). checks: status per check; execution: its status; violations: the codes, in order; "
-                 "mention: words that must appear in a check's message, in the violations, the notes or the "
-                 "cells' outputs.",
-        "notebooks": {entry.file_name: {"style": entry.style, "checks": entry.checks, "execution": entry.execution,
-                                        "violations": list(entry.violations),
-                                        "mention": {k: list(v) for k, v in entry.mention.items()}}
-                      for entry in CORPUS_ENTRIES},
+        "files). checks: status per check; execution: its status; violations: the codes, in order; "
+        "mention: words that must appear in a check's message, in the violations, the notes or the "
+        "cells' outputs.",
+        "notebooks": {
+            entry.file_name: {
+                "style": entry.style,
+                "checks": entry.checks,
+                "execution": entry.execution,
+                "violations": list(entry.violations),
+                "mention": {k: list(v) for k, v in entry.mention.items()},
+            }
+            for entry in CORPUS_ENTRIES
+        },
     }
 
 
 def outputs() -> dict[Path, bytes]:
-    files = {CORPUS / entry.file_name: (nbformat.writes(notebook(entry)) + "\n").encode("utf-8")
-             for entry in CORPUS_ENTRIES}
-    files[CORPUS / "expected.json"] = (json.dumps(expected(), indent=2, ensure_ascii=False, sort_keys=True)
-                                       + "\n").encode("utf-8")
+    files = {
+        CORPUS / entry.file_name: (nbformat.writes(notebook(entry)) + "\n").encode("utf-8") for entry in CORPUS_ENTRIES
+    }
+    files[CORPUS / "expected.json"] = (
+        json.dumps(expected(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    ).encode("utf-8")
     return files
 
 

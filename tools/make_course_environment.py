@@ -5,6 +5,7 @@ environment as the grader reads it, also where the repository is not (the studen
     python tools/make_course_environment.py           # (re)write it (`make lock` does)
     python tools/make_course_environment.py --check   # exit 1 when it differs from what would be written
 """
+
 from __future__ import annotations
 
 import re
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_notebooks import ROOT, write_or_check  # noqa: E402
+from make_notebooks import ROOT, write_or_check
 
 CONSTRAINTS = ROOT / "requirements" / "constraints.txt"
 MODULE = ROOT / "grader" / "run" / "course_packages.py"
@@ -28,11 +29,13 @@ def module_text() -> str:
         if sep:
             pins[re.sub(r"[-_.]+", "-", name).lower()] = version
     lines = [f"    {name!r}: {version!r}," for name, version in sorted(pins.items())]
-    return ('"""The course\'s kernel environment as pinned in requirements/constraints.txt (Python '
-            f'{python}).\n\nWritten by tools/make_course_environment.py (`make lock` runs it); do not edit."""\n\n'
-            f"PYTHON = {python!r}\n"
-            "# distribution (normalised name) -> version\n"
-            "DISTRIBUTIONS = {\n" + "\n".join(lines) + "\n}\n")
+    return (
+        '"""The course\'s kernel environment as pinned in requirements/constraints.txt (Python '
+        f'{python}).\n\nWritten by tools/make_course_environment.py (`make lock` runs it); do not edit."""\n\n'
+        f"PYTHON = {python!r}\n"
+        "# distribution (normalised name) -> version\n"
+        "DISTRIBUTIONS = {\n" + "\n".join(lines) + "\n}\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

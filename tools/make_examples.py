@@ -13,6 +13,7 @@ Deterministic: fixed zip timestamps and attributes, no dates in the PDF, so a re
 identical bytes. The PDF writer is a minimal one (one page, Helvetica, WinAnsi encoding) so that no
 new dependency is needed; its text is extractable with pypdf.
 """
+
 from __future__ import annotations
 
 import io
@@ -24,18 +25,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_notebooks import (ROOT, SOLUTION_TEAM, Member, Parts, notebook_bytes, write_or_check,  # noqa: E402
-                            solution_parts)
+from make_notebooks import ROOT, SOLUTION_TEAM, Member, Parts, notebook_bytes, solution_parts, write_or_check
 
 SUBMISSIONS = ROOT / "submissions"
-ZIP_DATE = (2024, 12, 4, 23, 41, 0)   # the evening before the deadline, for every entry
-CHECKS = ("baseline.architecture", "baseline.forward", "baseline.training_setup", "baseline.accuracies",
-          "batchnorm.architecture", "batchnorm.behaviour")
+ZIP_DATE = (2024, 12, 4, 23, 41, 0)  # the evening before the deadline, for every entry
+CHECKS = (
+    "baseline.architecture",
+    "baseline.forward",
+    "baseline.training_setup",
+    "baseline.accuracies",
+    "batchnorm.architecture",
+    "batchnorm.behaviour",
+)
 
 
 # ------------------------------------------------------------------------------------------------
 # A minimal PDF
 # ------------------------------------------------------------------------------------------------
+
 
 def _pdf_string(text: str) -> bytes:
     """A PDF literal string in WinAnsiEncoding (cp1252): umlauts work, other characters become '?'."""
@@ -107,6 +114,7 @@ def team_pdf(team: tuple[Member, ...]) -> bytes:
 # The examples
 # ------------------------------------------------------------------------------------------------
 
+
 def email(name: str) -> str:
     """s8 + 2 letters of the first name + 4 of the last, as the university assigns them."""
     ascii_ = {"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "é": "e"}
@@ -121,12 +129,12 @@ def team(*members: tuple[str, str]) -> tuple[Member, ...]:
 @dataclass(frozen=True)
 class Example:
     team: tuple[Member, ...]
-    defect: str                    # what is wrong, for people
-    loses: tuple[str, ...]         # the automatic checks of 6.6 it should fail
+    defect: str  # what is wrong, for people
+    loses: tuple[str, ...]  # the automatic checks of 6.6 it should fail
     parts: Parts
-    notebook_name: str             # the notebook's name inside the zip
+    notebook_name: str  # the notebook's name inside the zip
     pdf_name: str
-    folder: str = ""               # a folder inside the zip, as some teams zip a folder
+    folder: str = ""  # a folder inside the zip, as some teams zip a folder
 
     @property
     def zip_name(self) -> str:
@@ -137,100 +145,213 @@ def _examples() -> list[Example]:
     examples = []
 
     # 1. correct: the solution itself
-    examples.append(Example(SOLUTION_TEAM, "correct (the solution)", (), solution_parts(SOLUTION_TEAM),
-                            "Exercise_6_6.ipynb", "Sheet6.pdf"))
+    examples.append(
+        Example(
+            SOLUTION_TEAM,
+            "correct (the solution)",
+            (),
+            solution_parts(SOLUTION_TEAM),
+            "Exercise_6_6.ipynb",
+            "Sheet6.pdf",
+        )
+    )
 
     # 2. softmax inside forward
     t = team(("Anna Schmidt", "7023456"), ("Lukas Weber", "7034567"))
-    parts = solution_parts(t).edit("baseline", "        # logits: nn.CrossEntropyLoss applies log-softmax itself\n"
-                                               "        return x",
-                                   "        return torch.softmax(x, dim=1)")
-    examples.append(Example(t, "FashionNetwork.forward returns torch.softmax(x, dim=1) instead of logits",
-                            ("baseline.forward",), parts, "NNTI_sheet6.ipynb", "NNTI_sheet6.pdf"))
+    parts = solution_parts(t).edit(
+        "baseline",
+        "        # logits: nn.CrossEntropyLoss applies log-softmax itself\n        return x",
+        "        return torch.softmax(x, dim=1)",
+    )
+    examples.append(
+        Example(
+            t,
+            "FashionNetwork.forward returns torch.softmax(x, dim=1) instead of logits",
+            ("baseline.forward",),
+            parts,
+            "NNTI_sheet6.ipynb",
+            "NNTI_sheet6.pdf",
+        )
+    )
 
     # 3. missing ReLU between Linear(64, 32) and Linear(32, 10) in FashionNetwork
     t = team(("Sophie Becker", "7045678"), ("Jonas Fischer", "7056789"), ("Lea Hoffmann", "7067890"))
     parts = solution_parts(t).edit("baseline", "x = self.relu(self.fc2(x))", "x = self.fc2(x)")
-    examples.append(Example(t, "FashionNetwork.forward has no ReLU after Linear(64, 32)",
-                            ("baseline.architecture",), parts, "exercise6.ipynb", "exercise6.pdf",
-                            folder="Sheet6/"))
+    examples.append(
+        Example(
+            t,
+            "FashionNetwork.forward has no ReLU after Linear(64, 32)",
+            ("baseline.architecture",),
+            parts,
+            "exercise6.ipynb",
+            "exercise6.pdf",
+            folder="Sheet6/",
+        )
+    )
 
     # 4. FashionNetworkBatchNorm without BatchNorm (the baseline under the other name)
     t = team(("Maximilian Wagner", "7078901"), ("Hannah Schulz", "7089012"))
     parts = solution_parts(t)
-    parts = Parts(parts.team, parts.baseline, parts.run_baseline,
-                  parts.baseline.replace("class FashionNetwork(nn.Module):", "class FashionNetworkBatchNorm(nn.Module):", 1),
-                  parts.run_batchnorm, parts.plot, parts.answer)
-    examples.append(Example(t, "FashionNetworkBatchNorm has no BatchNorm layer (identical to FashionNetwork); "
-                               "batchnorm.behaviour fails too: without BatchNorm there is no BatchNorm behaviour",
-                            ("batchnorm.architecture", "batchnorm.behaviour"), parts,
-                            "Sheet_6.ipynb", "Sheet_6.pdf"))
+    parts = Parts(
+        parts.team,
+        parts.baseline,
+        parts.run_baseline,
+        parts.baseline.replace("class FashionNetwork(nn.Module):", "class FashionNetworkBatchNorm(nn.Module):", 1),
+        parts.run_batchnorm,
+        parts.plot,
+        parts.answer,
+    )
+    examples.append(
+        Example(
+            t,
+            "FashionNetworkBatchNorm has no BatchNorm layer (identical to FashionNetwork); "
+            "batchnorm.behaviour fails too: without BatchNorm there is no BatchNorm behaviour",
+            ("batchnorm.architecture", "batchnorm.behaviour"),
+            parts,
+            "Sheet_6.ipynb",
+            "Sheet_6.pdf",
+        )
+    )
 
     # 5. wrong learning rate in FashionNetwork. Adam or SGD(lr=0.01) would also fail baseline.accuracies
     #    (they reach 0.6-0.8 after 5 epochs, far above the solution's range), so the defect that loses
     #    training_setup only is a learning rate that is too small: 1e-4 instead of 1e-3.
     t = team(("Paul Koch", "7090123"), ("Marie Richter", "7101234"))
-    parts = solution_parts(t).edit("baseline", "torch.optim.SGD(self.parameters(), lr=0.001)",
-                                   "torch.optim.SGD(self.parameters(), lr=1e-4)")
-    examples.append(Example(t, "FashionNetwork uses SGD with lr=1e-4 instead of 0.001",
-                            ("baseline.training_setup",), parts, "notebook.ipynb", "answers.pdf"))
+    parts = solution_parts(t).edit(
+        "baseline", "torch.optim.SGD(self.parameters(), lr=0.001)", "torch.optim.SGD(self.parameters(), lr=1e-4)"
+    )
+    examples.append(
+        Example(
+            t,
+            "FashionNetwork uses SGD with lr=1e-4 instead of 0.001",
+            ("baseline.training_setup",),
+            parts,
+            "notebook.ipynb",
+            "answers.pdf",
+        )
+    )
 
     # 6. accuracies not recorded: optimize measures them but neither stores, returns nor prints them
     #    (printed per-epoch accuracies would count: the grader reads them as the last resort)
     t = team(("Felix Klein", "7112345"), ("Laura Wolf", "7123456"))
-    parts = (solution_parts(t)
-             .edit("baseline", "        self.test_accuracies = []\n\n    def forward", "\n    def forward")
-             .edit("baseline", "        self.test_accuracies = []\n        for epoch", "        for epoch")
-             .edit("baseline", "            self.test_accuracies.append(accuracy)\n", "")
-             .edit("baseline", "\n        return self.test_accuracies\n", "\n")
-             .edit("baseline", ':.4f}, "\n                  f"test accuracy {accuracy:.4f}")', ':.4f}")')
-             .edit("plot", "plt.plot(epochs, baseline_accuracies, marker='o', label='FashionNetwork')\n",
-                   "# FashionNetwork: its accuracies were not kept\n")
-             .edit("plot", "range(1, len(baseline_accuracies) + 1)", "range(1, len(batch_norm_accuracies) + 1)"))
-    examples.append(Example(t, "FashionNetwork.optimize measures the test accuracy but neither returns, stores nor "
-                               "prints it", ("baseline.accuracies",), parts, "Exercise 6.6.ipynb", "Exercise Sheet 6.pdf"))
+    parts = (
+        solution_parts(t)
+        .edit("baseline", "        self.test_accuracies = []\n\n    def forward", "\n    def forward")
+        .edit("baseline", "        self.test_accuracies = []\n        for epoch", "        for epoch")
+        .edit("baseline", "            self.test_accuracies.append(accuracy)\n", "")
+        .edit("baseline", "\n        return self.test_accuracies\n", "\n")
+        .edit("baseline", ':.4f}, "\n                  f"test accuracy {accuracy:.4f}")', ':.4f}")')
+        .edit(
+            "plot",
+            "plt.plot(epochs, baseline_accuracies, marker='o', label='FashionNetwork')\n",
+            "# FashionNetwork: its accuracies were not kept\n",
+        )
+        .edit("plot", "range(1, len(baseline_accuracies) + 1)", "range(1, len(batch_norm_accuracies) + 1)")
+    )
+    examples.append(
+        Example(
+            t,
+            "FashionNetwork.optimize measures the test accuracy but neither returns, stores nor prints it",
+            ("baseline.accuracies",),
+            parts,
+            "Exercise 6.6.ipynb",
+            "Exercise Sheet 6.pdf",
+        )
+    )
 
     # 7. FashionNetworkBatchNorm.test without self.eval()
     t = team(("Tim Schröder", "7134567"), ("Mia Neumann", "7145678"))
     parts = solution_parts(t).edit("batchnorm", "        self.eval()\n", "")
-    examples.append(Example(t, "FashionNetworkBatchNorm.test does not switch to eval mode (no self.eval())",
-                            ("batchnorm.behaviour",), parts, "sheet06_notebook.ipynb", "sheet06.pdf"))
+    examples.append(
+        Example(
+            t,
+            "FashionNetworkBatchNorm.test does not switch to eval mode (no self.eval())",
+            ("batchnorm.behaviour",),
+            parts,
+            "sheet06_notebook.ipynb",
+            "sheet06.pdf",
+        )
+    )
 
     # Correct in other ways the course's notebook allows: it asks for "a batch normalization layer"
     # and leaves where to the team, and its stubs `optimize(self)` and `test(self)` leave test's
     # parameters to the team.
     # 8. one BatchNorm1d, after the second hidden Linear (before its ReLU)
     t = team(("Lena Braun", "7156789"), ("Noah Zimmermann", "7167890"))
-    parts = (solution_parts(t)
-             .edit("batchnorm", "here one after\n        # each hidden Linear, before its ReLU.",
-                   "here one after\n        # the second hidden Linear, before its ReLU.")
-             .edit("batchnorm", "        self.bn1 = nn.BatchNorm1d(64)\n", "")
-             .edit("batchnorm", "x = self.relu(self.bn1(self.fc1(x)))", "x = self.relu(self.fc1(x))"))
-    examples.append(Example(t, "correct: one BatchNorm1d(32), after the second hidden Linear (before its ReLU)",
-                            (), parts, "Assignment6.ipynb", "Assignment6.pdf"))
+    parts = (
+        solution_parts(t)
+        .edit(
+            "batchnorm",
+            "here one after\n        # each hidden Linear, before its ReLU.",
+            "here one after\n        # the second hidden Linear, before its ReLU.",
+        )
+        .edit("batchnorm", "        self.bn1 = nn.BatchNorm1d(64)\n", "")
+        .edit("batchnorm", "x = self.relu(self.bn1(self.fc1(x)))", "x = self.relu(self.fc1(x))")
+    )
+    examples.append(
+        Example(
+            t,
+            "correct: one BatchNorm1d(32), after the second hidden Linear (before its ReLU)",
+            (),
+            parts,
+            "Assignment6.ipynb",
+            "Assignment6.pdf",
+        )
+    )
 
     # 9. one BatchNorm1d(784), on the flattened input
     t = team(("Emma Krüger", "7178901"), ("Ben Hartmann", "7189012"), ("Mila Lange", "7190123"))
-    parts = (solution_parts(t)
-             .edit("batchnorm", "here one after\n        # each hidden Linear, before its ReLU.",
-                   "here one on\n        # the flattened input.")
-             .edit("batchnorm", "        self.fc1 = nn.Linear(784, 64)\n        self.bn1 = nn.BatchNorm1d(64)\n",
-                   "        self.bn_input = nn.BatchNorm1d(784)\n        self.fc1 = nn.Linear(784, 64)\n")
-             .edit("batchnorm", "        self.bn2 = nn.BatchNorm1d(32)\n", "")
-             .edit("batchnorm", "x = self.relu(self.bn1(self.fc1(x)))", "x = self.relu(self.fc1(self.bn_input(x)))")
-             .edit("batchnorm", "x = self.relu(self.bn2(self.fc2(x)))", "x = self.relu(self.fc2(x))"))
-    examples.append(Example(t, "correct: one BatchNorm1d(784), on the flattened input",
-                            (), parts, "NNTI_Exercise_6.ipynb", "NNTI_Exercise_6.pdf"))
+    parts = (
+        solution_parts(t)
+        .edit(
+            "batchnorm",
+            "here one after\n        # each hidden Linear, before its ReLU.",
+            "here one on\n        # the flattened input.",
+        )
+        .edit(
+            "batchnorm",
+            "        self.fc1 = nn.Linear(784, 64)\n        self.bn1 = nn.BatchNorm1d(64)\n",
+            "        self.bn_input = nn.BatchNorm1d(784)\n        self.fc1 = nn.Linear(784, 64)\n",
+        )
+        .edit("batchnorm", "        self.bn2 = nn.BatchNorm1d(32)\n", "")
+        .edit("batchnorm", "x = self.relu(self.bn1(self.fc1(x)))", "x = self.relu(self.fc1(self.bn_input(x)))")
+        .edit("batchnorm", "x = self.relu(self.bn2(self.fc2(x)))", "x = self.relu(self.fc2(x))")
+    )
+    examples.append(
+        Example(
+            t,
+            "correct: one BatchNorm1d(784), on the flattened input",
+            (),
+            parts,
+            "NNTI_Exercise_6.ipynb",
+            "NNTI_Exercise_6.pdf",
+        )
+    )
 
     # 10. test(self) without parameters, reading the global fashion_test_loader (both classes)
     t = team(("Luis Schwarz", "7201234"), ("Clara Meyer", "7212345"))
     parts = solution_parts(t)
     for field in ("baseline", "batchnorm"):
-        parts = (parts.edit(field, "accuracy = self.test(test_loader)", "accuracy = self.test()")
-                 .edit(field, "    def test(self, test_loader):", "    def test(self):")
-                 .edit(field, "            for images, labels in test_loader:", "            for images, labels in fashion_test_loader:"))
-    examples.append(Example(t, "correct: test(self) takes no loader and reads the global fashion_test_loader, "
-                               "as the course's stub leaves it", (), parts, "sheet6.ipynb", "sheet6_answers.pdf"))
+        parts = (
+            parts.edit(field, "accuracy = self.test(test_loader)", "accuracy = self.test()")
+            .edit(field, "    def test(self, test_loader):", "    def test(self):")
+            .edit(
+                field,
+                "            for images, labels in test_loader:",
+                "            for images, labels in fashion_test_loader:",
+            )
+        )
+    examples.append(
+        Example(
+            t,
+            "correct: test(self) takes no loader and reads the global fashion_test_loader, "
+            "as the course's stub leaves it",
+            (),
+            parts,
+            "sheet6.ipynb",
+            "sheet6_answers.pdf",
+        )
+    )
     return examples
 
 
@@ -251,20 +372,26 @@ def deterministic_zip(files: list[tuple[str, bytes]]) -> bytes:
 
 
 def zip_bytes(example: Example) -> bytes:
-    return deterministic_zip([(example.folder + example.pdf_name, team_pdf(example.team)),
-                              (example.folder + example.notebook_name, notebook_bytes(example.parts))])
+    return deterministic_zip(
+        [
+            (example.folder + example.pdf_name, team_pdf(example.team)),
+            (example.folder + example.notebook_name, notebook_bytes(example.parts)),
+        ]
+    )
 
 
 def expected() -> dict:
     return {
         "about": "What each example submission should score in the automatic checks of 6.6 "
-                 "(written by tools/make_examples.py; the grader skips .json files).",
+        "(written by tools/make_examples.py; the grader skips .json files).",
         "checks": list(CHECKS),
         "submissions": {
-            ex.zip_name: {"defect": ex.defect,
-                          "team": [{"name": m.name, "student_id": m.student_id, "email": m.email} for m in ex.team],
-                          "loses": list(ex.loses),
-                          "passes": [c for c in CHECKS if c not in ex.loses]}
+            ex.zip_name: {
+                "defect": ex.defect,
+                "team": [{"name": m.name, "student_id": m.student_id, "email": m.email} for m in ex.team],
+                "loses": list(ex.loses),
+                "passes": [c for c in CHECKS if c not in ex.loses],
+            }
             for ex in EXAMPLES
         },
     }

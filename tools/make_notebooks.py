@@ -17,6 +17,7 @@ setup cell, Part 1 text / class `FashionNetwork` / run cell, Part 2 text / class
 example differs from the solution by exactly the edit it names. Output is deterministic (fixed cell
 ids, no outputs, sorted keys): re-running gives identical bytes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,6 +58,7 @@ def fill(template: str, **blocks: str) -> str:
 # ------------------------------------------------------------------------------------------------
 # Teams
 # ------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Member:
@@ -168,6 +170,7 @@ TEMPLATE_ANSWER = "Your Answer:"
 # The template
 # ------------------------------------------------------------------------------------------------
 
+
 def _template_class(name: str) -> str:
     """A class as the course hands it out: every method a stub that returns NotImplemented, and
     `optimize` and `test` without parameters (the team chooses them)."""
@@ -241,7 +244,8 @@ _SOLUTION_METHODS = """
         return correct / total
 """
 
-SOLUTION_BASELINE = src("""
+SOLUTION_BASELINE = (
+    src("""
     class FashionNetwork(nn.Module):
         def __init__(self):
             super().__init__()
@@ -261,9 +265,13 @@ SOLUTION_BASELINE = src("""
             x = self.fc3(x)
             # logits: nn.CrossEntropyLoss applies log-softmax itself
             return x
-    """) + "\n" + _SOLUTION_METHODS.rstrip()
+    """)
+    + "\n"
+    + _SOLUTION_METHODS.rstrip()
+)
 
-SOLUTION_BATCHNORM = src("""
+SOLUTION_BATCHNORM = (
+    src("""
     class FashionNetworkBatchNorm(nn.Module):
         def __init__(self):
             super().__init__()
@@ -288,7 +296,10 @@ SOLUTION_BATCHNORM = src("""
             x = self.relu(self.bn2(self.fc2(x)))
             x = self.fc3(x)
             return x
-    """) + "\n" + _SOLUTION_METHODS.rstrip()
+    """)
+    + "\n"
+    + _SOLUTION_METHODS.rstrip()
+)
 
 SOLUTION_RUN_BASELINE = src("""
     fashion_network = FashionNetwork()
@@ -327,6 +338,7 @@ SOLUTION_ANSWER = src("""
 @dataclass(frozen=True)
 class Parts:
     """The sources of the cells a student writes; the rest is fixed."""
+
     team: tuple[Member, ...] | None
     baseline: str
     run_baseline: str
@@ -334,9 +346,9 @@ class Parts:
     run_batchnorm: str
     plot: str
     answer: str
-    extra_imports: str = ""   # appended to the setup cell (e.g. `import torch.nn.functional as F`)
+    extra_imports: str = ""  # appended to the setup cell (e.g. `import torch.nn.functional as F`)
 
-    def edit(self, field: str, old: str, new: str, count: int = 1) -> "Parts":
+    def edit(self, field: str, old: str, new: str, count: int = 1) -> Parts:
         """A copy with `old` replaced by `new` in one field; fails unless `old` occurs exactly `count` times."""
         text = getattr(self, field)
         found = text.count(old)
@@ -346,13 +358,27 @@ class Parts:
 
 
 def template_parts() -> Parts:
-    return Parts(None, TEMPLATE_BASELINE, TEMPLATE_RUN_BASELINE, TEMPLATE_BATCHNORM, TEMPLATE_RUN_BATCHNORM,
-                 TEMPLATE_PLOT, TEMPLATE_ANSWER)
+    return Parts(
+        None,
+        TEMPLATE_BASELINE,
+        TEMPLATE_RUN_BASELINE,
+        TEMPLATE_BATCHNORM,
+        TEMPLATE_RUN_BATCHNORM,
+        TEMPLATE_PLOT,
+        TEMPLATE_ANSWER,
+    )
 
 
 def solution_parts(team: tuple[Member, ...] = SOLUTION_TEAM) -> Parts:
-    return Parts(team, SOLUTION_BASELINE, SOLUTION_RUN_BASELINE, SOLUTION_BATCHNORM, SOLUTION_RUN_BATCHNORM,
-                 SOLUTION_PLOT, SOLUTION_ANSWER)
+    return Parts(
+        team,
+        SOLUTION_BASELINE,
+        SOLUTION_RUN_BASELINE,
+        SOLUTION_BATCHNORM,
+        SOLUTION_RUN_BATCHNORM,
+        SOLUTION_PLOT,
+        SOLUTION_ANSWER,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -474,7 +500,8 @@ def variant_a() -> Parts:
 #     optimizer built in optimize; accuracies in percent, returned as (train, test) and unpacked;
 #     BatchNorm placed Linear -> ReLU -> BN.
 def _variant_b_class(name: str, layers: str) -> str:
-    return fill("""
+    return fill(
+        """
         class __NAME__(nn.Module):
             def __init__(self):
                 super().__init__()
@@ -517,7 +544,10 @@ def _variant_b_class(name: str, layers: str) -> str:
                         total += labels.size(0)
                 self.train()
                 return 100 * correct / total
-        """, name=name, layers=layers)
+        """,
+        name=name,
+        layers=layers,
+    )
 
 
 def variant_b() -> Parts:
@@ -566,7 +596,8 @@ def variant_b() -> Parts:
 #     optimizer built in optimize, the loss in __init__; test accuracies kept in self.accuracies beside
 #     self.train_accuracies; optimize returns None.
 def _variant_c_class(name: str, init_layers: str, forward_body: str) -> str:
-    return fill("""
+    return fill(
+        """
         class __NAME__(nn.Module):
             def __init__(self):
                 super().__init__()
@@ -603,7 +634,11 @@ def _variant_c_class(name: str, init_layers: str, forward_body: str) -> str:
                         correct += (self(images).argmax(dim=1) == labels).sum().item()
                 self.train()
                 return correct / len(test_loader.dataset)
-        """, name=name, init_layers=init_layers, forward_body=forward_body)
+        """,
+        name=name,
+        init_layers=init_layers,
+        forward_body=forward_body,
+    )
 
 
 def variant_c() -> Parts:
@@ -655,7 +690,8 @@ def variant_c() -> Parts:
 # (d) the optimize call is not assigned: its return value is the cell's last expression (the only
 #     record of the accuracies); nn.Sequential of modules, loss and optimizer in __init__.
 def _variant_d_class(name: str, layers: str) -> str:
-    return fill("""
+    return fill(
+        """
         class __NAME__(nn.Module):
             def __init__(self):
                 super().__init__()
@@ -685,7 +721,10 @@ def _variant_d_class(name: str, layers: str) -> str:
                     hits = sum((self(x).argmax(1) == y).sum().item() for x, y in test_loader)
                 self.train()
                 return hits / len(test_loader.dataset)
-        """, name=name, layers=layers)
+        """,
+        name=name,
+        layers=layers,
+    )
 
 
 def variant_d() -> Parts:
@@ -726,6 +765,7 @@ VARIANTS = {
 # ------------------------------------------------------------------------------------------------
 # Assembly
 # ------------------------------------------------------------------------------------------------
+
 
 def build_notebook(parts: Parts) -> nbformat.NotebookNode:
     setup = SETUP

@@ -16,6 +16,7 @@ softmax output (5.4.2), `config` and `train(config, data, labels)` (5.4.3), and 
 part 4 with `config_1` (5 hidden units) and `config_2` (learning rate 100), each followed by a
 "Your answer" cell. Output is deterministic: re-running gives identical bytes.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,8 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_examples import deterministic_zip, examples_main, make_pdf, team  # noqa: E402
-from make_notebooks import ROOT, Member, notebook_of, src  # noqa: E402
+from make_examples import deterministic_zip, examples_main, make_pdf, team
+from make_notebooks import ROOT, Member, notebook_of, src
 
 SHEET5 = ROOT / "grader" / "sheets" / "sheet5"
 REFERENCE = SHEET5 / "reference"
@@ -265,6 +266,7 @@ SOLUTION_ANSWER_2 = src("""
 @dataclass(frozen=True)
 class Parts:
     """The cells a team writes; the rest is fixed."""
+
     team: tuple[Member, ...] | None
     dataset_methods: str
     network: str
@@ -274,7 +276,7 @@ class Parts:
     answer_2: str
     optimizer: str = 'torch.optim.SGD(model.parameters(), lr=config["learning_rate"])'
 
-    def edit(self, field: str, old: str, new: str) -> "Parts":
+    def edit(self, field: str, old: str, new: str) -> Parts:
         """A copy with `old` replaced by `new` in one field; fails unless `old` occurs exactly once."""
         text = getattr(self, field)
         if text.count(old) != 1:
@@ -288,8 +290,12 @@ def _indent(block: str, spaces: int) -> str:
 
 def build_notebook(parts: Parts) -> nbformat.NotebookNode:
     dataset = DATASET_HEAD + "\n\n" + _indent(parts.dataset_methods, 4) + "\n\n\n" + DATASET_TAIL
-    train = (TRAIN.replace("__STEP__", _indent(parts.step, 12)).replace("__RETURN__", parts.returns)
-             .replace("__OPTIMIZER__", parts.optimizer).rstrip())
+    train = (
+        TRAIN.replace("__STEP__", _indent(parts.step, 12))
+        .replace("__RETURN__", parts.returns)
+        .replace("__OPTIMIZER__", parts.optimizer)
+        .rstrip()
+    )
     cells = [
         ("team", "markdown", team_markdown(parts.team)),
         ("imports", "code", IMPORTS),
@@ -324,8 +330,15 @@ def template_parts() -> Parts:
 
 
 def solution_parts(members: tuple[Member, ...] = SOLUTION_TEAM) -> Parts:
-    return Parts(members, SOLUTION_DATASET_METHODS, SOLUTION_NETWORK, SOLUTION_STEP, "    return model",
-                 SOLUTION_ANSWER_1, SOLUTION_ANSWER_2)
+    return Parts(
+        members,
+        SOLUTION_DATASET_METHODS,
+        SOLUTION_NETWORK,
+        SOLUTION_STEP,
+        "    return model",
+        SOLUTION_ANSWER_1,
+        SOLUTION_ANSWER_2,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -343,8 +356,9 @@ WRITTEN_ANSWERS = [
 
 
 def team_pdf(members: tuple[Member, ...]) -> bytes:
-    return make_pdf([m.line() for m in members] + [""] + WRITTEN_ANSWERS,
-                    title="NNTI Winter Term 2024/2025 - Exercise Sheet 5")
+    return make_pdf(
+        [m.line() for m in members] + [""] + WRITTEN_ANSWERS, title="NNTI Winter Term 2024/2025 - Exercise Sheet 5"
+    )
 
 
 @dataclass(frozen=True)
@@ -365,25 +379,46 @@ def _examples() -> list[Example]:
     def add(members, defect, loses, edit):
         examples.append(Example(members, defect, loses, edit(solution_parts(members))))
 
-    add(team(("Jonas Berg", "7223456"), ("Clara Sommer", "7234567")),
-        "FFNN.forward returns the last layer's output without the softmax", ("ffnn.forward",),
-        lambda p: p.edit("network", "return self.softmax(self.output(x))", "return self.output(x)"))
-    add(team(("Emil Brandt", "7245678"), ("Nora Fuchs", "7256789")),
-        "FFNN.forward applies the softmax twice", ("ffnn.forward",),
-        lambda p: p.edit("network", "return self.softmax(self.output(x))",
-                         "return torch.softmax(self.softmax(self.output(x)), dim=1)"))
-    add(team(("Paula Lorenz", "7267890"), ("Max Winter", "7278901"), ("Ida Roth", "7289012")),
-        "PointsDataset.__len__ is one short (len(self.data) - 1)", ("dataset.len",),
-        lambda p: p.edit("dataset_methods", "return len(self.data)", "return len(self.data) - 1"))
-    add(team(("Felix Hahn", "7290123"), ("Lara Engel", "7301234")),
-        "train never calls optimizer.zero_grad(): the gradients add up", ("training.step", "training.accuracy"),
-        lambda p: p.edit("step", "            optimizer.zero_grad()\n", ""))
-    add(team(("Moritz Keller", "7312345"), ("Sara Busch", "7323456")),
-        "train ignores config['learning_rate'] (the optimizer gets lr=0.01)", ("training.step", "training.accuracy"),
-        lambda p: p.edit("optimizer", 'lr=config["learning_rate"]', "lr=0.01"))
-    add(team(("Hanna Graf", "7334567"), ("Ben Wolff", "7345678")),
+    add(
+        team(("Jonas Berg", "7223456"), ("Clara Sommer", "7234567")),
+        "FFNN.forward returns the last layer's output without the softmax",
+        ("ffnn.forward",),
+        lambda p: p.edit("network", "return self.softmax(self.output(x))", "return self.output(x)"),
+    )
+    add(
+        team(("Emil Brandt", "7245678"), ("Nora Fuchs", "7256789")),
+        "FFNN.forward applies the softmax twice",
+        ("ffnn.forward",),
+        lambda p: p.edit(
+            "network",
+            "return self.softmax(self.output(x))",
+            "return torch.softmax(self.softmax(self.output(x)), dim=1)",
+        ),
+    )
+    add(
+        team(("Paula Lorenz", "7267890"), ("Max Winter", "7278901"), ("Ida Roth", "7289012")),
+        "PointsDataset.__len__ is one short (len(self.data) - 1)",
+        ("dataset.len",),
+        lambda p: p.edit("dataset_methods", "return len(self.data)", "return len(self.data) - 1"),
+    )
+    add(
+        team(("Felix Hahn", "7290123"), ("Lara Engel", "7301234")),
+        "train never calls optimizer.zero_grad(): the gradients add up",
+        ("training.step", "training.accuracy"),
+        lambda p: p.edit("step", "            optimizer.zero_grad()\n", ""),
+    )
+    add(
+        team(("Moritz Keller", "7312345"), ("Sara Busch", "7323456")),
+        "train ignores config['learning_rate'] (the optimizer gets lr=0.01)",
+        ("training.step", "training.accuracy"),
+        lambda p: p.edit("optimizer", 'lr=config["learning_rate"]', "lr=0.01"),
+    )
+    add(
+        team(("Hanna Graf", "7334567"), ("Ben Wolff", "7345678")),
         "train returns nothing (legal: as the course's given train; the cell still writes model = train(...))",
-        (), lambda p: replace(p, returns=""))
+        (),
+        lambda p: replace(p, returns=""),
+    )
     return examples
 
 
@@ -391,25 +426,33 @@ EXAMPLES = _examples()
 
 
 def zip_bytes(example: Example) -> bytes:
-    return deterministic_zip([("sheet05.pdf", team_pdf(example.team)), ("sheet05.ipynb", notebook_bytes(example.parts))])
+    return deterministic_zip(
+        [("sheet05.pdf", team_pdf(example.team)), ("sheet05.ipynb", notebook_bytes(example.parts))]
+    )
 
 
 def expected() -> dict:
     return {
         "about": "What each example submission of Sheet 5 should score in the automatic checks of 5.4 "
-                 "(written by tools/make_sheet5.py; the grader skips .json files).",
+        "(written by tools/make_sheet5.py; the grader skips .json files).",
         "checks": list(CHECKS),
         "submissions": {
-            ex.zip_name: {"defect": ex.defect,
-                          "team": [{"name": m.name, "student_id": m.student_id, "email": m.email} for m in ex.team],
-                          "loses": list(ex.loses), "passes": [c for c in CHECKS if c not in ex.loses]}
-            for ex in EXAMPLES},
+            ex.zip_name: {
+                "defect": ex.defect,
+                "team": [{"name": m.name, "student_id": m.student_id, "email": m.email} for m in ex.team],
+                "loses": list(ex.loses),
+                "passes": [c for c in CHECKS if c not in ex.loses],
+            }
+            for ex in EXAMPLES
+        },
     }
 
 
 def outputs() -> dict[Path, bytes]:
-    files = {REFERENCE / "template.ipynb": notebook_bytes(template_parts()),
-             REFERENCE / "solution.ipynb": notebook_bytes(solution_parts())}
+    files = {
+        REFERENCE / "template.ipynb": notebook_bytes(template_parts()),
+        REFERENCE / "solution.ipynb": notebook_bytes(solution_parts()),
+    }
     files.update({SUBMISSIONS / ex.zip_name: zip_bytes(ex) for ex in EXAMPLES})
     files[SUBMISSIONS / "expected.json"] = (json.dumps(expected(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     return files

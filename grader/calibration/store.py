@@ -16,15 +16,17 @@ Every write holds the file's lock (`<file>.lock`), reads the file again, changes
 replaces the file atomically (a temporary file, then `os.replace`): concurrent writers of other
 entries lose nothing, and a reader never sees half a file.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from contextlib import AbstractContextManager
-from typing import Callable, Protocol
+from typing import Protocol
 
 from grader.errors import CalibrationError
 from grader.models import CalibrationRef
@@ -37,6 +39,7 @@ CACHE_NAME = "calibration.json"
 
 class SheetFiles(Protocol):
     """What the store needs of a sheet (a grader.sheet.Sheet): its name, and the calibration it ships."""
+
     @property
     def name(self) -> str: ...
 
@@ -71,11 +74,14 @@ def load_file(path: Path) -> dict:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise CalibrationError(f"{path}: cannot be read ({exc}); delete it and run `grader prepare` "
-                               f"(or `grader calibrate`)") from exc
+        raise CalibrationError(
+            f"{path}: cannot be read ({exc}); delete it and run `grader prepare` (or `grader calibrate`)"
+        ) from exc
     if not isinstance(data, dict):
-        raise CalibrationError(f"{path}: not a calibration file (expected a JSON object of entries by data "
-                               f"fingerprint); delete it and run `grader prepare`")
+        raise CalibrationError(
+            f"{path}: not a calibration file (expected a JSON object of entries by data "
+            f"fingerprint); delete it and run `grader prepare`"
+        )
     return data
 
 
@@ -90,9 +96,9 @@ def load_all(sheet: SheetFiles) -> dict:
     merged: dict = {}
     for path in reversed(search_path(sheet)):
         data = load_file(path)
-        merged.update({key: entry for key, entry in data.items() if "/" not in key})     # kept by fingerprint alone
+        merged.update({key: entry for key, entry in data.items() if "/" not in key})  # kept by fingerprint alone
         prefix = entry_key(sheet.name, "")
-        merged.update({key[len(prefix):]: entry for key, entry in data.items() if key.startswith(prefix)})
+        merged.update({key[len(prefix) :]: entry for key, entry in data.items() if key.startswith(prefix)})
     return merged
 
 
@@ -109,12 +115,17 @@ class Found:
 
     @property
     def ref(self) -> CalibrationRef:
-        return CalibrationRef(fingerprint=self.fingerprint, created=str(self.entry.get("created") or ""),
-                              sha256=entry_hash(self.entry), file=str(self.path))
+        return CalibrationRef(
+            fingerprint=self.fingerprint,
+            created=str(self.entry.get("created") or ""),
+            sha256=entry_hash(self.entry),
+            file=str(self.path),
+        )
 
 
-def lookup(sheet: SheetFiles, fingerprint: str, *, need: Callable[[dict], bool] | None = None,
-           path: Path | None = None) -> Found | None:
+def lookup(
+    sheet: SheetFiles, fingerprint: str, *, need: Callable[[dict], bool] | None = None, path: Path | None = None
+) -> Found | None:
     """The first entry of `sheet` for `fingerprint` along the search path, or in `path` alone (with
     `need`: the first that has what is needed)."""
     for where in [path] if path is not None else search_path(sheet):
@@ -140,12 +151,14 @@ def lock_path(path: Path | None = None) -> Path:
     return path.with_name(path.name + ".lock")
 
 
-def holding_lock(path: Path | None = None,
-                 on_wait: Callable[[str], None] | None = None) -> AbstractContextManager[None]:
+def holding_lock(
+    path: Path | None = None, on_wait: Callable[[str], None] | None = None
+) -> AbstractContextManager[None]:
     """The calibration file's lock, waited for: one process calibrates, the others then find its entry."""
     target = path or writable_file()
-    return hold(lock_path(target), command="calibration", what=f"the calibration file {target}", wait=True,
-                on_wait=on_wait)
+    return hold(
+        lock_path(target), command="calibration", what=f"the calibration file {target}", wait=True, on_wait=on_wait
+    )
 
 
 def save(sheet: str, fingerprint: str, entry: dict, path: Path | None = None, *, locked: bool = False) -> Found:

@@ -2,6 +2,7 @@
 
 Helpers here return plain values or raise `Unreproducible` with a message a student can act on.
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection
@@ -19,8 +20,14 @@ class Unreproducible(Exception):
     """The forward pass uses something the reference cannot recompute; the message says what."""
 
 
-def layers_from_ops(ops: list[Op], model: ModelObservation, *, reference_ops: Collection[str],
-                    buffers: dict[str, np.ndarray] | None = None, params: dict[str, np.ndarray] | None = None) -> list[dict]:
+def layers_from_ops(
+    ops: list[Op],
+    model: ModelObservation,
+    *,
+    reference_ops: Collection[str],
+    buffers: dict[str, np.ndarray] | None = None,
+    params: dict[str, np.ndarray] | None = None,
+) -> list[dict]:
     """The reference's layer descriptions for the operations a forward call ran, with the model's
     own parameters and buffers (as they were before the call; `params` and `buffers` replace them).
     `reference_ops`: the operations the sheet's reference runs (its `OPS`); any other is
@@ -33,24 +40,28 @@ def layers_from_ops(ops: list[Op], model: ModelObservation, *, reference_ops: Co
             continue
         if op.op == "reshape":
             if len(op.out_shape) != 2:
-                raise Unreproducible(f"forward reshapes the data to {tuple(op.out_shape)}; only flattening to "
-                                     f"(N, features) is reproduced")
+                raise Unreproducible(
+                    f"forward reshapes the data to {tuple(op.out_shape)}; only flattening to "
+                    f"(N, features) is reproduced"
+                )
             layers.append({"op": "flatten"})
         elif op.op == "linear":
             if op.weight not in params or (op.bias is not None and op.bias not in params):
                 raise Unreproducible("a linear layer uses weights that are not parameters of the network")
-            layers.append({"op": "linear", "weight": params[op.weight],
-                           "bias": params[op.bias] if op.bias else None})
+            layers.append({"op": "linear", "weight": params[op.weight], "bias": params[op.bias] if op.bias else None})
         elif op.op == "batch_norm":
             if op.momentum is None and op.training:
                 raise Unreproducible("BatchNorm with momentum=None (cumulative average) is not reproduced")
-            layer = {"op": "batch_norm", "eps": op.eps if op.eps is not None else 1e-5,
-                     "momentum": op.momentum if op.momentum is not None else 0.1,
-                     "weight": params.get(op.weight) if op.weight else None,
-                     "bias": params.get(op.bias) if op.bias else None,
-                     "running_mean": buffers.get(op.running_mean) if op.running_mean else None,
-                     "running_var": buffers.get(op.running_var) if op.running_var else None,
-                     "stats_names": (op.running_mean, op.running_var)}
+            layer = {
+                "op": "batch_norm",
+                "eps": op.eps if op.eps is not None else 1e-5,
+                "momentum": op.momentum if op.momentum is not None else 0.1,
+                "weight": params.get(op.weight) if op.weight else None,
+                "bias": params.get(op.bias) if op.bias else None,
+                "running_mean": buffers.get(op.running_mean) if op.running_mean else None,
+                "running_var": buffers.get(op.running_var) if op.running_var else None,
+                "stats_names": (op.running_mean, op.running_var),
+            }
             if layer["running_mean"] is None and not op.training:
                 raise Unreproducible("a BatchNorm layer runs without running statistics")
             layers.append(layer)
@@ -80,14 +91,22 @@ def structure(ops: list[Op]) -> list[tuple]:
 
 
 def describe(shape: list[tuple]) -> str:
-    names = {"relu": "ReLU", "softmax": "Softmax", "log_softmax": "LogSoftmax", "sigmoid": "Sigmoid",
-             "tanh": "Tanh", "dropout": "Dropout", "layer_norm": "LayerNorm", "group_norm": "GroupNorm",
-             "instance_norm": "InstanceNorm"}
+    names = {
+        "relu": "ReLU",
+        "softmax": "Softmax",
+        "log_softmax": "LogSoftmax",
+        "sigmoid": "Sigmoid",
+        "tanh": "Tanh",
+        "dropout": "Dropout",
+        "layer_norm": "LayerNorm",
+        "group_norm": "GroupNorm",
+        "instance_norm": "InstanceNorm",
+    }
     parts = []
     for item in shape:
         if item[0] == "linear":
             parts.append(f"Linear({item[1]}, {item[2]})")
-        elif item[0] == "batch_norm":   # ("batch_norm", width) or ("batch_norm", width, the module's type)
+        elif item[0] == "batch_norm":  # ("batch_norm", width) or ("batch_norm", width, the module's type)
             parts.append(f"{item[2] if len(item) > 2 else 'BatchNorm1d'}({item[1]})")
         else:
             parts.append(names.get(item[0], item[0]))

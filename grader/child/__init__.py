@@ -16,6 +16,7 @@ run as a script:
 
 `source(name)` is a program's text, read from the installed package (a wheel carries them all).
 """
+
 from __future__ import annotations
 
 import functools
@@ -28,7 +29,7 @@ def path(name: str) -> Path:
     return Path(str(resources.files(__name__).joinpath(name)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def source(name: str) -> str:
     """The text of the program `name` ("launcher.py"), as it is sent or run."""
     return resources.files(__name__).joinpath(name).read_text(encoding="utf-8")

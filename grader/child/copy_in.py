@@ -3,8 +3,10 @@
 # sandbox) into the kernel's own workspace, links as links (the data). The grader appends the call
 # and deletes the function after it: no names are left behind in the notebook's namespace.
 def _grader_copy_in(source, target):
-    import os, shutil
-    folders = [(source, target)]   # not shutil.copytree: it recurses, and a zip's folders may be 1,500 deep
+    import os
+    import shutil
+
+    folders = [(source, target)]  # not shutil.copytree: it recurses, and a zip's folders may be 1,500 deep
     while folders:
         here, there = folders.pop()
         for entry in os.scandir(here):

@@ -1,7 +1,11 @@
 # Run by the kernel's Python as `python -I -c <this text>` (run/kernel_packages.py), the module names
 # (a JSON list) on stdin: prints, for each, None when it cannot be imported there, else the
 # distributions that provide it (find_spec locates a module without running it).
-import importlib.metadata, importlib.util, json, sys
+import importlib.metadata
+import importlib.util
+import json
+import sys
+
 try:
     providers = importlib.metadata.packages_distributions()
 except Exception:

@@ -26,6 +26,7 @@ Writes "ready" to stdout once the imports are done, then "started TAG PID" (TAG 
 PID the forked process that holds the kernel's namespaces, as this server numbers it) for every
 kernel forked, and "gone TAG" once no process of any kernel of that TAG is left.
 """
+
 import ctypes
 import json
 import os
@@ -46,34 +47,69 @@ os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 # What the sheet's notebooks import anyway (a kernel forked from here has them already).
 for _module in WARMUP:
     __import__(_module)
+import ipykernel.kernelapp  # noqa: E402 - after the environment above is set
 import numpy  # noqa: E402
-import ipykernel.kernelapp  # noqa: E402,F401
 
 # What ipykernel imports while a kernel starts (its debugger pulls in debugpy, the shell sqlite and
 # pdb): imported here, a forked kernel starts on about 0.04 s of CPU instead of 0.14 s. None of
 # them starts a Python thread on import; checked below, since a fork copies only the forking thread
 # and a lock another Python thread held would stay held in the kernel. (Native thread pools such
 # as OpenBLAS's handle fork themselves.)
-for _module in ("ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger", "ipykernel.comm",
-                "IPython.core.completerlib", "IPython.core.debugger", "IPython.core.oinspect",
-                "IPython.extensions.storemagic", "sqlite3", "pdb", "pydoc", "tornado.gen", "tornado.locks",
-                "tornado.queues", "tornado.platform.asyncio"):
+for _module in (
+    "ipykernel.ipkernel",
+    "ipykernel.zmqshell",
+    "ipykernel.debugger",
+    "ipykernel.comm",
+    "IPython.core.completerlib",
+    "IPython.core.debugger",
+    "IPython.core.oinspect",
+    "IPython.extensions.storemagic",
+    "sqlite3",
+    "pdb",
+    "pydoc",
+    "tornado.gen",
+    "tornado.locks",
+    "tornado.queues",
+    "tornado.platform.asyncio",
+):
     try:
         __import__(_module)
-    except Exception:   # another ipykernel version: the kernel imports what it needs itself
+    except Exception:  # another ipykernel version: the kernel imports what it needs itself
         pass
 import threading  # noqa: E402
+
 if threading.active_count() != 1:
     sys.exit(f"fork server: {threading.active_count()} threads after the imports; forking would copy them")
 
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWIPC, CLONE_NEWUTS = 0x00020000, 0x20000000, 0x08000000, 0x04000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
+    1,
+    2,
+    4,
+    8,
+    32,
+    4096,
+    16384,
+    1 << 18,
+)
 # A read-only remount must keep the flags the sandbox locked on the mount (statvfs flag -> mount flag).
-_KEPT_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
-               (os.ST_NOATIME, 1024), (os.ST_NODIRATIME, 2048), (getattr(os, "ST_RELATIME", 4096), 1 << 21))
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NAME, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = \
-    1, 4, 15, 24, 38, 47
+_KEPT_FLAGS = (
+    (os.ST_NOSUID, MS_NOSUID),
+    (os.ST_NODEV, MS_NODEV),
+    (os.ST_NOEXEC, MS_NOEXEC),
+    (os.ST_NOATIME, 1024),
+    (os.ST_NODIRATIME, 2048),
+    (getattr(os, "ST_RELATIME", 4096), 1 << 21),
+)
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NAME, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = (
+    1,
+    4,
+    15,
+    24,
+    38,
+    47,
+)
 
 
 def _name(name):
@@ -83,7 +119,7 @@ def _name(name):
 
 def _exit_code(status):
     code = os.waitstatus_to_exitcode(status)
-    return code if code >= 0 else 128 - code   # killed by signal N: 128 + N, as a shell says
+    return code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell says
 
 
 def _check(result, what):
@@ -93,7 +129,7 @@ def _check(result, what):
 
 
 def _mount(source, target, fstype, flags, data=None):
-    enc = lambda s: None if s is None else os.fsencode(s)  # noqa: E731
+    enc = lambda s: None if s is None else os.fsencode(s)
     _check(libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
 
 
@@ -108,7 +144,7 @@ class _CapData(ctypes.Structure):
 def _drop_capabilities():
     for cap in range(64):
         libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
-    libc.prctl(PR_CAP_AMBIENT, 4, 0, 0, 0)   # PR_CAP_AMBIENT_CLEAR_ALL
+    libc.prctl(PR_CAP_AMBIENT, 4, 0, 0, 0)  # PR_CAP_AMBIENT_CLEAR_ALL
     _check(libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), (_CapData * 2)()), "capset")
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
 
@@ -126,10 +162,10 @@ def _isolate(request):
     submission = os.open(request["workspace"], os.O_RDONLY | os.O_DIRECTORY)
     _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={request['tmpfs_bytes']}")
     _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={request['tmpfs_bytes']}")
-    for folder in request["hide"]:   # the folders of all kernels, where not under /tmp: hidden the same way
+    for folder in request["hide"]:  # the folders of all kernels, where not under /tmp: hidden the same way
         if os.path.isdir(folder):
             _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m")
-    for path, fd in handles.items():   # bring back what must stay, from the handles opened before
+    for path, fd in handles.items():  # bring back what must stay, from the handles opened before
         try:
             hidden = os.stat(path)[:3] != os.fstat(fd)[:3]
         except FileNotFoundError:
@@ -141,8 +177,12 @@ def _isolate(request):
     # The grader's folder of the workspace (the submission, the data links): read-only.
     _mount(f"/proc/self/fd/{submission}", request["submission"], None, MS_BIND | MS_REC)
     kept = os.statvfs(request["submission"]).f_flag
-    _mount(None, request["submission"], None, MS_REMOUNT | MS_BIND | MS_RDONLY
-           | sum(flag for st, flag in _KEPT_FLAGS if kept & st))
+    _mount(
+        None,
+        request["submission"],
+        None,
+        MS_REMOUNT | MS_BIND | MS_RDONLY | sum(flag for st, flag in _KEPT_FLAGS if kept & st),
+    )
     os.close(submission)
     # The workspace: all the kernel can write, and it goes with the kernel's mount namespace.
     os.makedirs(request["workspace"], exist_ok=True)
@@ -168,11 +208,12 @@ def _kernel(request, log_fd):
     os.environ.update(request["env"])
     os.chdir(request["workspace"])
     import random
-    random.seed()              # a fresh process would not share its seeds with its siblings
+
+    random.seed()  # a fresh process would not share its seeds with its siblings
     numpy.random.seed()
     torch = sys.modules.get("torch")
     if torch is not None:
-        torch.seed()           # and torch's, or every kernel of a server would start from the same weights
+        torch.seed()  # and torch's, or every kernel of a server would start from the same weights
         torch.set_num_threads(THREADS)
     sys.argv = ["ipykernel_launcher", "-f", request["connection_file"]]
     sys.path[:] = [p for p in sys.path if p]
@@ -195,22 +236,22 @@ def _child(request, server_pid):
             signal.signal(sig, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
         null = os.open(os.devnull, os.O_RDWR)
-        os.dup2(null, 1)     # not the server's pipe to the grader: nothing below may write there
+        os.dup2(null, 1)  # not the server's pipe to the grader: nothing below may write there
         os.closerange(3, 65536)
         if ISOLATE:
             _isolate(request)
         # Opened in the kernel's own view (only its own folders), never through a link it left there.
         log_fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        os.dup2(log_fd, 2)   # what goes wrong from here on is in the kernel's log, which the grader quotes
+        os.dup2(log_fd, 2)  # what goes wrong from here on is in the kernel's log, which the grader quotes
         alive_r, alive_w = os.pipe()
         init = os.fork()
-        if init == 0:   # PID 1 of the new PID namespace (or a plain child without isolation)
+        if init == 0:  # PID 1 of the new PID namespace (or a plain child without isolation)
             os.close(alive_w)
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             _name("sheet6-init")
             os.set_blocking(alive_r, False)
             try:
-                if os.read(alive_r, 1) == b"":   # the parent is already gone
+                if os.read(alive_r, 1) == b"":  # the parent is already gone
                     os._exit(1)
             except BlockingIOError:
                 pass
@@ -219,13 +260,13 @@ def _child(request, server_pid):
             init_pid = os.getpid()
             kernel = os.fork()
             if kernel == 0:
-                libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)   # dies with the init
+                libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the init
                 if os.getppid() != init_pid:
                     os._exit(1)
                 os.close(alive_r)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
                 signal.signal(signal.SIGINT, signal.default_int_handler)
-                signal.signal(signal.SIGPIPE, signal.SIG_IGN)   # as in any Python: BrokenPipeError
+                signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as in any Python: BrokenPipeError
                 try:
                     _kernel(request, log_fd)
                     os._exit(0)
@@ -233,10 +274,11 @@ def _child(request, server_pid):
                     os._exit(exc.code if isinstance(exc.code, int) else 1)
                 except BaseException:
                     import traceback
+
                     traceback.print_exc()
                     os._exit(1)
             os.close(log_fd)
-            while True:   # reap whatever the kernel left behind until the kernel itself ends
+            while True:  # reap whatever the kernel left behind until the kernel itself ends
                 pid, status = os.wait()
                 if pid == kernel:
                     os._exit(_exit_code(status))
@@ -254,6 +296,7 @@ def _child(request, server_pid):
                 continue
     except BaseException:
         import traceback
+
         traceback.print_exc()
     os._exit(code)
 
@@ -272,7 +315,7 @@ def _say(line):
 
 
 def serve():
-    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)   # no process of the same user can ptrace this one
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no process of the same user can ptrace this one
     server_pid = os.getpid()
     _name("sheet6-forksrv")
     listener = socket.socket(fileno=LISTEN_FD)
@@ -284,11 +327,11 @@ def serve():
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, "accept")
     selector.register(wake_r, selectors.EVENT_READ, "reap")
-    buffers: dict[Any, bytes] = {}     # connection -> bytes read so far (until the request's line is complete)
-    children: dict[Any, int] = {}      # connection -> child pid
-    owners: dict[int, tuple[Any, str | None]] = {}   # child pid -> (connection, tag)
-    live: dict[str, int] = {}          # tag -> children alive (a restarted kernel's new child may overlap the old one)
-    conn: Any                          # a connection (a socket), or None for a child whose proxy is gone
+    buffers: dict[Any, bytes] = {}  # connection -> bytes read so far (until the request's line is complete)
+    children: dict[Any, int] = {}  # connection -> child pid
+    owners: dict[int, tuple[Any, str | None]] = {}  # child pid -> (connection, tag)
+    live: dict[str, int] = {}  # tag -> children alive (a restarted kernel's new child may overlap the old one)
+    conn: Any  # a connection (a socket), or None for a child whose proxy is gone
     _say("ready")
     while True:
         for key, _ in selector.select():
@@ -314,7 +357,7 @@ def serve():
                     conn, tag = owners.pop(pid, (None, None))
                     if tag is not None:
                         live[tag] -= 1
-                        if not live[tag]:   # its namespaces are empty now: tell the grader
+                        if not live[tag]:  # its namespaces are empty now: tell the grader
                             del live[tag]
                             _say(f"gone {tag}")
                     if conn is not None:
@@ -328,7 +371,7 @@ def serve():
                     data = conn.recv(65536)
                 except OSError:
                     data = b""
-                if not data:   # the proxy is gone: so goes its kernel
+                if not data:  # the proxy is gone: so goes its kernel
                     selector.unregister(conn)
                     buffers.pop(conn, None)
                     orphan = children.pop(conn, None)
@@ -348,7 +391,7 @@ def serve():
                 try:
                     request = json.loads(buffers.pop(conn).split(b"\n", 1)[0])
                     pid = os.fork()
-                except (ValueError, OSError) as exc:   # no kernel (a bad request, no process left): say so
+                except (ValueError, OSError) as exc:  # no kernel (a bad request, no process left): say so
                     sys.stderr.write(f"no kernel: {exc}\n")
                     _reply(conn, b"exit 1\n")
                     selector.unregister(conn)
@@ -360,7 +403,7 @@ def serve():
                 tag = str(request.get("tag"))
                 owners[pid] = (conn, tag)
                 live[tag] = live.get(tag, 0) + 1
-                _say(f"started {tag} {pid}")   # pid in the server's namespace: the grader reads its CPU time
+                _say(f"started {tag} {pid}")  # pid in the server's namespace: the grader reads its CPU time
                 _reply(conn, b"started %d\n" % pid)
 
 

@@ -1,1 +1,3 @@
-raise ModuleNotFoundError("No module named " + repr(__name__) + " (the grader's code is not visible to a notebook)", name=__name__)
+raise ModuleNotFoundError(
+    "No module named " + repr(__name__) + " (the grader's code is not visible to a notebook)", name=__name__
+)

@@ -1,6 +1,9 @@
 # Run by the kernel's Python as `python -I -c <this text>` (run/kernel_packages.py): prints its
 # version and its installed distributions (name -> version) as JSON.
-import importlib.metadata as md, json, sys
+import importlib.metadata as md
+import json
+import sys
+
 dists = {}
 for dist in md.distributions():
     try:

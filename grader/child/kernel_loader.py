@@ -2,7 +2,9 @@
 # (name, text, bindings to modules loaded before it) in a module object of its own, not in
 # sys.modules and not in the notebook's namespace, and returns them by name.
 def __grader_load(modules):
-    import builtins, types
+    import builtins
+    import types
+
     loaded: dict = {}
     for name, source, binds in modules:
         module = types.ModuleType(name)

@@ -4,20 +4,24 @@
 #
 # argv: options ("--runtime-of" FILE, "--setenv" NAME VALUE, "--pids-cgroup" DIR MAX, "--seccomp-hex" BPF),
 # limits as "NAME=soft" pairs, "--", command.
-import os, resource, sys
+import os
+import resource
+import sys
+
 # Die with the grader process that starts us, from the first instant: bubblewrap's own watch
 # (--die-with-parent) starts only once it runs, and a grader killed in between would leave an orphan.
 try:
     import ctypes
-    ctypes.CDLL(None).prctl(1, 9)   # PR_SET_PDEATHSIG, SIGKILL (Linux; kept across exec)
+
+    ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL (Linux; kept across exec)
 except Exception:
     pass
 expected_parent = os.environ.get("JPY_PARENT_PID", "")
 if expected_parent.isdigit() and os.getppid() != int(expected_parent):
-    os._exit(1)                     # the grader is already gone
+    os._exit(1)  # the grader is already gone
 args = sys.argv[1:]
 split = args.index("--")
-options, command = args[:split], args[split + 1:]
+options, command = args[:split], args[split + 1 :]
 runtime = None
 seccomp_fd = None
 i = 0
@@ -71,7 +75,7 @@ while i < len(options):
         pass
     i += 1
 if runtime is not None:
-    command = [runtime + a[len("@RUNTIME@"):] if a.startswith("@RUNTIME@") else a for a in command]
+    command = [runtime + a[len("@RUNTIME@") :] if a.startswith("@RUNTIME@") else a for a in command]
 if seccomp_fd is not None:
     command = [seccomp_fd if a == "@SECCOMP_FD@" else a for a in command]
 os.execvp(command[0], command)

@@ -8,6 +8,7 @@ per grader process, started on first use and kept for the next file (a new Pytho
 call that runs over its time limit gets the child killed (and the next call starts another). A limit
 hit is a `ParseLimitHit` naming the limit; the file is then not read, and the grading goes on.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -22,7 +23,7 @@ from multiprocessing.process import BaseProcess
 from grader.util.textsafe import valid_text
 
 MAX_PDF_PAGES = 30
-MAX_TEXT_CHARS = 2_000_000      # more text than any sheet's PDF has; a bomb's text is cut here
+MAX_TEXT_CHARS = 2_000_000  # more text than any sheet's PDF has; a bomb's text is cut here
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MEMORY_MB = 1024
 
@@ -46,6 +47,7 @@ class ParseLimits:
 
 # ---------------------------------------------------------------- in the child
 
+
 def _pdf_text(path: str) -> str:
     import logging
 
@@ -53,7 +55,7 @@ def _pdf_text(path: str) -> str:
 
     logging.getLogger("pypdf").setLevel(logging.CRITICAL)
     reader = PdfReader(path, strict=False)
-    if reader.is_encrypted and not reader.decrypt(""):   # an owner password alone still opens
+    if reader.is_encrypted and not reader.decrypt(""):  # an owner password alone still opens
         raise PermissionError(PASSWORD_PROTECTED)
     texts, size = [], 0
     for i, page in enumerate(reader.pages):
@@ -70,10 +72,10 @@ PARSERS = {"pdf_text": _pdf_text}
 
 def _limit_memory(memory_mb: int) -> None:
     if not sys.platform.startswith("linux"):
-        return   # macOS ignores RLIMIT_AS, Windows has no rlimits: the time limit still holds there
+        return  # macOS ignores RLIMIT_AS, Windows has no rlimits: the time limit still holds there
     try:
-        import resource   # not at module level: the module is imported on Windows too
-    except ImportError:   # a Python built without it: the time limit still holds
+        import resource  # not at module level: the module is imported on Windows too
+    except ImportError:  # a Python built without it: the time limit still holds
         return
 
     limit = memory_mb * 1024 * 1024
@@ -84,23 +86,24 @@ def _die_with_parent(parent: int) -> None:
     if sys.platform.startswith("linux"):
         try:
             import ctypes
-            ctypes.CDLL(None).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
-        except Exception:   # noqa: BLE001 - best effort; the parent kills us anyway when it can
+
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except Exception:  # best effort; the parent kills us anyway when it can
             pass
     if os.getppid() != parent:
         os._exit(0)
 
 
-MEMORY_EXIT = 75   # the child's exit status when the file's work ran out of memory
+MEMORY_EXIT = 75  # the child's exit status when the file's work ran out of memory
 
 
 def _serve(conn, memory_mb: int, parent: int) -> None:
     _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the grader's to handle
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the grader's to handle
     import warnings
 
-    warnings.simplefilter("ignore")   # the child's stderr is the tutor's terminal
-    import pypdf  # noqa: F401 - imported before the memory limit, which is for the file's work
+    warnings.simplefilter("ignore")  # the child's stderr is the tutor's terminal
+
     _limit_memory(memory_mb)
     while True:
         try:
@@ -113,7 +116,7 @@ def _serve(conn, memory_mb: int, parent: int) -> None:
             # The heap is full (the traceback still holds the file's work): no answer can be
             # built. The exit status says it; the next call gets a fresh child.
             os._exit(MEMORY_EXIT)
-        except Exception as exc:  # noqa: BLE001 - a broken file is the file's problem, reported
+        except Exception as exc:  # a broken file is the file's problem, reported
             answer = ("error", f"{type(exc).__name__}: {str(exc)[:300]}")
         try:
             conn.send(answer)
@@ -122,6 +125,7 @@ def _serve(conn, memory_mb: int, parent: int) -> None:
 
 
 # ---------------------------------------------------------------- in the grader
+
 
 class ParserChild:
     """One child process serving parse requests, one at a time."""
@@ -137,7 +141,7 @@ class ParserChild:
             if self._process is None or not self._process.is_alive() or self._memory_mb != limits.memory_mb:
                 self._start(limits.memory_mb)
             process, conn = self._process, self._conn
-            assert process is not None and conn is not None   # _start made them
+            assert process is not None and conn is not None  # _start made them
             try:
                 conn.send((kind, os.fspath(path)))
                 ready = conn.poll(limits.timeout_s)
@@ -154,17 +158,18 @@ class ParserChild:
                 process.join(5)
                 code = process.exitcode
                 self.stop()
-                if code in (MEMORY_EXIT, -getattr(signal, "SIGKILL", 9)):   # the OOM killer sends SIGKILL
+                if code in (MEMORY_EXIT, -getattr(signal, "SIGKILL", 9)):  # the OOM killer sends SIGKILL
                     raise ParseLimitHit(f"needed more than {limits.memory_mb} MB of memory")
                 raise ParseFailed(f"the parser process ended unexpectedly (exit status {code})")
             raise ParseFailed(value)
 
     def _start(self, memory_mb: int) -> None:
         self.stop()
-        context = multiprocessing.get_context("spawn")   # no fork of a grader with threads and loops
+        context = multiprocessing.get_context("spawn")  # no fork of a grader with threads and loops
         ours, theirs = context.Pipe()
-        process = context.Process(target=_serve, args=(theirs, memory_mb, os.getpid()), daemon=True,
-                                  name="grader-parser")
+        process = context.Process(
+            target=_serve, args=(theirs, memory_mb, os.getpid()), daemon=True, name="grader-parser"
+        )
         process.start()
         theirs.close()
         self._process, self._conn, self._memory_mb = process, ours, memory_mb

@@ -21,6 +21,7 @@ plain JSON plus .npy arrays. No verdict is computed here. Every function takes t
   optimizer, learning rate, and on request the parameters before and after, the gradients, the
   batch the model saw and the loss's targets).
 """
+
 from __future__ import annotations
 
 import ast
@@ -52,14 +53,22 @@ class Probe:
     """One probe run: the notebook's namespace, the plan's settings and inputs, and what is recorded
     for the grader (arrays by name, errors of single steps, seconds per step)."""
 
-    def __init__(self, ns: dict, *, settings: dict | None = None, inputs: dict | None = None,
-                 step_timeout: float = 30.0, transform_cell=None, recorder=None):
+    def __init__(
+        self,
+        ns: dict,
+        *,
+        settings: dict | None = None,
+        inputs: dict | None = None,
+        step_timeout: float = 30.0,
+        transform_cell=None,
+        recorder=None,
+    ):
         self.ns = ns
         self.settings = settings or {}
-        self.inputs = inputs or {}            # name -> numpy array, as the grader wrote them
+        self.inputs = inputs or {}  # name -> numpy array, as the grader wrote them
         self.step_timeout = float(step_timeout)
-        self.transform_cell = transform_cell or (lambda source: source)   # IPython's, for cells with magics
-        self.recorder = recorder              # the set-up step's Recorder, None when it did not run
+        self.transform_cell = transform_cell or (lambda source: source)  # IPython's, for cells with magics
+        self.recorder = recorder  # the set-up step's Recorder, None when it did not run
         self.arrays: dict[str, np.ndarray] = {}
         self.errors: list[dict] = []
         self.step_seconds: dict[str, float] = {}
@@ -77,24 +86,36 @@ def main(observe, *, token: str, mime: str, settings: dict, ip) -> None:
     state = sys.modules.get(settings["recorder_module"])
     recorder = getattr(state, "recorder", None)
     if recorder is not None:
-        recorder.paused = True   # the probe's own calls are not the notebook's
-    probe = Probe(ip.user_ns, settings=settings.get("sheet", {}), step_timeout=settings["step_timeout_s"],
-                  inputs={name: load_array(path) for name, path in settings.get("inputs", {}).items()},
-                  transform_cell=ip.transform_cell, recorder=recorder)
+        recorder.paused = True  # the probe's own calls are not the notebook's
+    probe = Probe(
+        ip.user_ns,
+        settings=settings.get("sheet", {}),
+        step_timeout=settings["step_timeout_s"],
+        inputs={name: load_array(path) for name, path in settings.get("inputs", {}).items()},
+        transform_cell=ip.transform_cell,
+        recorder=recorder,
+    )
     answer = observe(probe)
     publish(probe, answer, token=token, mime=mime)
 
 
 def publish(probe: Probe, answer, *, token: str, mime: str) -> None:
     """The answer as JSON plus base64 .npy arrays, tagged with this run's token."""
-    out = {"token": token, "answer": answer, "errors": probe.errors, "step_seconds": probe.step_seconds,
-           "setup_ran": probe.recorder is not None,
-           "arrays": {name: npy_b64(array) for name, array in probe.arrays.items()}}
+    out = {
+        "token": token,
+        "answer": answer,
+        "errors": probe.errors,
+        "step_seconds": probe.step_seconds,
+        "setup_ran": probe.recorder is not None,
+        "arrays": {name: npy_b64(array) for name, array in probe.arrays.items()},
+    }
     from IPython.display import publish_display_data
+
     publish_display_data({mime: json.dumps(out)}, metadata={mime: {"token": token}})
 
 
 # ---- arrays ------------------------------------------------------------------------------------
+
 
 def to_numpy(tensor) -> np.ndarray:
     """A copy of `tensor` (float32 stays float32, anything else becomes float64: both exact), read
@@ -121,16 +142,18 @@ def npy_b64(array: np.ndarray) -> str:
     descr = "<f4" if array.dtype == np.float32 else "<f8"
     array = np.ndarray.astype(array, descr, order="C", copy=True)
     shape = array.shape
-    header = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (descr,
-        "(" + ", ".join(str(int(n)) for n in shape) + ("," if len(shape) == 1 else "") + ")")
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (
+        descr,
+        "(" + ", ".join(str(int(n)) for n in shape) + ("," if len(shape) == 1 else "") + ")",
+    )
     pad = 64 - (10 + len(header) + 1) % 64
     header = header + " " * (pad % 64) + "\n"
-    raw = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode("latin1") + \
-        np.ndarray.tobytes(array)
+    raw = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode("latin1") + np.ndarray.tobytes(array)
     return binascii.b2a_base64(raw, newline=False).decode("ascii")
 
 
 # ---- steps with a time limit -------------------------------------------------------------------
+
 
 class StepTimeout(Exception):
     pass
@@ -139,6 +162,7 @@ class StepTimeout(Exception):
 def guarded(probe: Probe, label: str, fn, *args):
     """Run one observation step with the probe's time limit: (True, its value), or (False, None)
     with the exception recorded under `label` (whose first part, up to ': ', says what it is about)."""
+
     def on_alarm(signum, frame):
         raise StepTimeout(f"took longer than {probe.step_timeout:.0f} s")
 
@@ -149,8 +173,14 @@ def guarded(probe: Probe, label: str, fn, *args):
         return True, fn(*args)
     except BaseException as exc:  # a student's sys.exit() inside forward must not end the probe
         tb = traceback.extract_tb(exc.__traceback__)
-        where = next((f"line {f.lineno} of {f.name}" for f in reversed(tb)
-                      if f.filename.startswith("<ipython-input") or "ipykernel" in f.filename), "")
+        where = next(
+            (
+                f"line {f.lineno} of {f.name}"
+                for f in reversed(tb)
+                if f.filename.startswith("<ipython-input") or "ipykernel" in f.filename
+            ),
+            "",
+        )
         probe.errors.append({"step": label, "error": f"{type(exc).__name__}: {exc}"[:500], "where": where})
         return False, None
     finally:
@@ -163,13 +193,34 @@ def guarded(probe: Probe, label: str, fn, *args):
 
 # torch's names for one operation, as the reference knows it ("identity": no change of values).
 OP_NAMES = {
-    "linear": "linear", "relu": "relu", "relu_": "relu", "batch_norm": "batch_norm",
-    "softmax": "softmax", "log_softmax": "log_softmax", "sigmoid": "sigmoid", "tanh": "tanh",
-    "dropout": "dropout", "flatten": "reshape", "view": "reshape", "reshape": "reshape",
-    "squeeze": "reshape", "float": "identity", "to": "identity", "contiguous": "identity",
-    "clone": "identity", "type": "identity", "double": "identity", "detach": "identity",
-    "leaky_relu": "leaky_relu", "gelu": "gelu", "elu": "elu", "matmul": "matmul", "mm": "matmul",
-    "addmm": "matmul", "__matmul__": "matmul", "layer_norm": "layer_norm",
+    "linear": "linear",
+    "relu": "relu",
+    "relu_": "relu",
+    "batch_norm": "batch_norm",
+    "softmax": "softmax",
+    "log_softmax": "log_softmax",
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "dropout": "dropout",
+    "flatten": "reshape",
+    "view": "reshape",
+    "reshape": "reshape",
+    "squeeze": "reshape",
+    "float": "identity",
+    "to": "identity",
+    "contiguous": "identity",
+    "clone": "identity",
+    "type": "identity",
+    "double": "identity",
+    "detach": "identity",
+    "leaky_relu": "leaky_relu",
+    "gelu": "gelu",
+    "elu": "elu",
+    "matmul": "matmul",
+    "mm": "matmul",
+    "addmm": "matmul",
+    "__matmul__": "matmul",
+    "layer_norm": "layer_norm",
 }
 
 
@@ -206,8 +257,10 @@ class OpTrace(TorchFunctionMode):
             op["bias"] = self.names.get(id(bias)) if bias is not None else None
             op["in_features"], op["out_features"] = int(weight.shape[1]), int(weight.shape[0])
         elif name == "batch_norm":
+
             def arg(i, key, default=None):
                 return args[i] if len(args) > i else kwargs.get(key, default)
+
             rm, rv, w, b = arg(1, "running_mean"), arg(2, "running_var"), arg(3, "weight"), arg(4, "bias")
             op["running_mean"] = self.names.get(id(rm)) if rm is not None else None
             op["running_var"] = self.names.get(id(rv)) if rv is not None else None
@@ -233,8 +286,11 @@ def trace(model, x):
     hooks = []
     for name, module in model.named_modules():
         if name and not list(module.children()):
-            hooks.append(module.register_forward_hook(
-                lambda m, i, o, name=name: calls.append({"module": name, "type": type(m).__name__})))
+            hooks.append(
+                module.register_forward_hook(
+                    lambda m, i, o, name=name: calls.append({"module": name, "type": type(m).__name__})
+                )
+            )
     tracer = OpTrace(model, x)
     try:
         with torch.no_grad(), tracer:
@@ -294,8 +350,9 @@ def describe(probe: Probe, prefix: str, model, inputs):
     for name, b in model.named_buffers():
         if b.is_floating_point():
             info["buffers"][name] = put(probe, f"{prefix}/buffer/{name}", b)
-    info["modules"] = [{"name": n, "type": type(m).__name__, "kind": torch_kind(m)}
-                       for n, m in model.named_modules() if n]
+    info["modules"] = [
+        {"name": n, "type": type(m).__name__, "kind": torch_kind(m)} for n, m in model.named_modules() if n
+    ]
     kind = input_kind(model, inputs)
     x = dict(inputs)[kind]
     info["input"] = kind
@@ -316,6 +373,7 @@ def describe(probe: Probe, prefix: str, model, inputs):
 
 
 # ---- objects the notebook made ------------------------------------------------------------------
+
 
 def recorded_calls(probe: Probe) -> list[dict]:
     """The calls the set-up step recorded while the notebook ran (oldest first), as copies."""
@@ -368,9 +426,11 @@ def scan(probe: Probe, match, limit: int = 20) -> list[tuple[str, object]]:
 
 def of_class(cls, class_name: str):
     """A test for instances of `cls` (or of a class of the same name: a cell run twice makes a new one)."""
+
     def match(obj):
         kind = type(obj)
         return kind is cls or (kind.__name__ == class_name and issubclass(kind, nn.Module))
+
     return match
 
 
@@ -384,11 +444,15 @@ def choose_trained(probe: Probe, cls, class_name: str, canonical: str, calls: li
     found = scan(probe, match)
     labels = {id(obj): path for path, obj in found}
     at_name = probe.ns.get(canonical)
-    search = {"canonical": canonical, "calls": len(own),
-              "completed": sum(1 for c in own if c["done"]),
-              "found": [path for path, _ in found][:10],
-              "canonical_holds": ("nothing" if canonical not in probe.ns
-                                  else class_name if match(at_name) else type(at_name).__name__)}
+    search = {
+        "canonical": canonical,
+        "calls": len(own),
+        "completed": sum(1 for c in own if c["done"]),
+        "found": [path for path, _ in found][:10],
+        "canonical_holds": (
+            "nothing" if canonical not in probe.ns else class_name if match(at_name) else type(at_name).__name__
+        ),
+    }
     if match(at_name) and (not own or any(c["instance"] is at_name for c in own)):
         return at_name, canonical, "name", search, None
     if own:
@@ -401,6 +465,7 @@ def choose_trained(probe: Probe, cls, class_name: str, canonical: str, calls: li
 
 
 # ---- numbers the notebook kept for an instance (accuracies per epoch, say) ----------------------
+
 
 def numbers(value):
     """A list of up to 1,000 plain numbers (from a list, tuple, tensor or array), or None."""
@@ -444,7 +509,7 @@ def returned_names(instance, method: str):
         # The cell's lines from linecache, not inspect.getsource: that walks every module of
         # sys.modules (torch has thousands) to find the function's, a few hundred ms.
         code = inspect.unwrap(getattr(type(instance), method)).__code__
-        lines = linecache.getlines(code.co_filename)[code.co_firstlineno - 1:]
+        lines = linecache.getlines(code.co_filename)[code.co_firstlineno - 1 :]
         tree = ast.parse(textwrap.dedent("".join(inspect.getblock(lines))))
     except Exception:
         return None
@@ -516,7 +581,9 @@ def candidates(probe: Probe, label: str, instance, calls: list[dict], method: st
             for key, part in list(value.items())[:20]:
                 nums = numbers(part)
                 if nums is not None:
-                    shown = key if isinstance(key, str) else f"{name}[{key!r}]" if isinstance(key, int) else f"{name}[…]"
+                    shown = (
+                        key if isinstance(key, str) else f"{name}[{key!r}]" if isinstance(key, int) else f"{name}[…]"
+                    )
                     found.append({"source": source, "name": shown, "values": nums, "where": where})
 
     mine = [c for c in calls if c["instance"] is instance and c["done"]]
@@ -539,8 +606,12 @@ def candidates(probe: Probe, label: str, instance, calls: list[dict], method: st
             for node in ast.walk(tree):
                 value = getattr(node, "value", None)
                 call = value if isinstance(value, ast.Call) else None
-                if call is None or not (isinstance(call.func, ast.Attribute) and call.func.attr == method
-                                        and isinstance(call.func.value, ast.Name) and call.func.value.id == label):
+                if call is None or not (
+                    isinstance(call.func, ast.Attribute)
+                    and call.func.attr == method
+                    and isinstance(call.func.value, ast.Name)
+                    and call.func.value.id == label
+                ):
                     continue
                 if isinstance(node, (ast.Assign, ast.AnnAssign)):
                     targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -574,11 +645,12 @@ def candidates(probe: Probe, label: str, instance, calls: list[dict], method: st
 
 # ---- what of a class is still a template's stub -------------------------------------------------
 
+
 def function_node(function):
     """The ast of `function`'s own source (the cell's lines from linecache), or None."""
     try:
         code = inspect.unwrap(function).__code__
-        lines = linecache.getlines(code.co_filename)[code.co_firstlineno - 1:]
+        lines = linecache.getlines(code.co_filename)[code.co_firstlineno - 1 :]
         tree = ast.parse(textwrap.dedent("".join(inspect.getblock(lines))))
     except Exception:
         return None
@@ -595,7 +667,9 @@ def stub_kind(node):
         value = getattr(stmt, "value", None) if isinstance(stmt, (ast.Expr, ast.Return)) else None
         if isinstance(stmt, ast.Pass) or (isinstance(stmt, ast.Expr) and isinstance(value, ast.Constant)):
             continue
-        if isinstance(stmt, ast.Return) and (value is None or (isinstance(value, ast.Constant) and value.value is None)):
+        if isinstance(stmt, ast.Return) and (
+            value is None or (isinstance(value, ast.Constant) and value.value is None)
+        ):
             continue
         if isinstance(value, ast.Name) and value.id == "NotImplemented":
             kind = "NotImplemented"
@@ -606,8 +680,12 @@ def stub_kind(node):
         if isinstance(exc, ast.Name) and exc.id == "NotImplementedError":
             kind = "NotImplementedError"
             continue
-        if (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "__init__"
-                and node.name == "__init__"):
+        if (
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.Attribute)
+            and value.func.attr == "__init__"
+            and node.name == "__init__"
+        ):
             continue
         return None
     return kind
@@ -617,8 +695,12 @@ def notebook_call(probe: Probe, method: str):
     """The notebook's first call of `<something>.<method>(...)`, as written, and its positional arguments."""
     for _, tree in cells_mentioning(probe, f".{method}("):
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == method
-                    and not any(isinstance(a, ast.Starred) for a in node.args)):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == method
+                and not any(isinstance(a, ast.Starred) for a in node.args)
+            ):
                 return ast.unparse(node)[:200], len(node.args)
     return "", None
 
@@ -629,8 +711,11 @@ def positional_params(function) -> int | None:
         params = list(inspect.signature(function).parameters.values())[1:]
     except (TypeError, ValueError):
         return None
-    return (-1 if any(p.kind == p.VAR_POSITIONAL for p in params) else
-            sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params))
+    return (
+        -1
+        if any(p.kind == p.VAR_POSITIONAL for p in params)
+        else sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    )
 
 
 def loader_arguments(method, loaders):
@@ -646,8 +731,11 @@ def loader_arguments(method, loaders):
         return tuple(loaders), {}
     positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
     args = tuple(loaders[:positional])
-    kwargs = {p.name: loaders[-1] if any(w in p.name.lower() for w in ("test", "val", "eval")) else loaders[0]
-              for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty}
+    kwargs = {
+        p.name: loaders[-1] if any(w in p.name.lower() for w in ("test", "val", "eval")) else loaders[0]
+        for p in params
+        if p.kind == p.KEYWORD_ONLY and p.default is p.empty
+    }
     return args, kwargs
 
 
@@ -658,7 +746,7 @@ def global_loaders(method):
     if code is None or not isinstance(scope, dict):
         return {}, []
     names, todo = set(), [code]
-    while todo:   # the function's own names and those of functions and comprehensions inside it
+    while todo:  # the function's own names and those of functions and comprehensions inside it
         current = todo.pop()
         names.update(current.co_names)
         todo.extend(c for c in current.co_consts if isinstance(c, type(code)))
@@ -666,6 +754,7 @@ def global_loaders(method):
 
 
 # ---- training: the optimizer steps a call makes ----------------------------------------------
+
 
 class Enough(BaseException):
     """Raised after the optimizer steps a plan asked to see: all it needs is seen by then. A
@@ -690,15 +779,22 @@ class FunctionWatch(TorchFunctionMode):
             if name not in self.names:
                 self.names.append(name)
             if self.keep:
-                self.calls.append({"name": name, "input": args[0] if args else kwargs.get("input"),
-                                   "target": args[1] if len(args) > 1 else kwargs.get("target"),
-                                   "options": {k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, bool))
-                                               or v is None}})
+                self.calls.append(
+                    {
+                        "name": name,
+                        "input": args[0] if args else kwargs.get("input"),
+                        "target": args[1] if len(args) > 1 else kwargs.get("target"),
+                        "options": {
+                            k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, bool)) or v is None
+                        },
+                    }
+                )
         return func(*args, **kwargs)
 
 
-def observe_training(probe: Probe, prefix: str, run, *, model=None, model_class=None, watch=(),
-                     steps: int = 1, snapshots: bool = False):
+def observe_training(
+    probe: Probe, prefix: str, run, *, model=None, model_class=None, watch=(), steps: int = 1, snapshots: bool = False
+):
     """Run `run()` (a call that trains) until `steps` optimizer steps have followed a call of a
     function in `watch` (the loss), then stop it: the rest would only repeat what is seen.
 
@@ -735,25 +831,30 @@ def observe_training(probe: Probe, prefix: str, run, *, model=None, model_class=
             return
         group = optimizer.param_groups[0]
         names, params = named(optimizer)
-        step = {"optimizer": type(optimizer).__name__,
-                "lr": float(group.get("initial_lr", group.get("lr"))),
-                "momentum": float(group.get("momentum", 0.0) or 0.0),
-                "weight_decay": float(group.get("weight_decay", 0.0) or 0.0),
-                "own_params": sum(id(p) in names for p in params),
-                "params": len(params)}
+        step = {
+            "optimizer": type(optimizer).__name__,
+            "lr": float(group.get("initial_lr", group.get("lr"))),
+            "momentum": float(group.get("momentum", 0.0) or 0.0),
+            "weight_decay": float(group.get("weight_decay", 0.0) or 0.0),
+            "own_params": sum(id(p) in names for p in params),
+            "params": len(params),
+        }
         if snapshots:
             number = len(recorded)
             key = f"{prefix}/{number}"
-            step["before"] = {names[id(p)]: put(probe, f"{key}/before/{names[id(p)]}", p)
-                              for p in params if id(p) in names}
-            step["grads"] = {names[id(p)]: put(probe, f"{key}/grad/{names[id(p)]}", p.grad)
-                             for p in params if id(p) in names and p.grad is not None}
+            step["before"] = {
+                names[id(p)]: put(probe, f"{key}/before/{names[id(p)]}", p) for p in params if id(p) in names
+            }
+            step["grads"] = {
+                names[id(p)]: put(probe, f"{key}/grad/{names[id(p)]}", p.grad)
+                for p in params
+                if id(p) in names and p.grad is not None
+            }
             if seen["input"] is not None:
                 step["input"] = put(probe, f"{key}/input", seen["input"])
             losses = []
             for i, call in enumerate(watch_calls.calls):
-                entry = {"name": call["name"], "on_output": call["input"] is seen["output"],
-                         "options": call["options"]}
+                entry = {"name": call["name"], "on_output": call["input"] is seen["output"], "options": call["options"]}
                 if torch.is_tensor(call["target"]):
                     entry["target"] = put(probe, f"{key}/loss{i}/target", call["target"])
                 losses.append(entry)
@@ -765,8 +866,9 @@ def observe_training(probe: Probe, prefix: str, run, *, model=None, model_class=
         if snapshots and recorded and "after" not in recorded[-1] and len(recorded) <= max(steps, 3):
             names, params = named(optimizer)
             key = f"{prefix}/{len(recorded) - 1}"
-            recorded[-1]["after"] = {names[id(p)]: put(probe, f"{key}/after/{names[id(p)]}", p)
-                                     for p in params if id(p) in names}
+            recorded[-1]["after"] = {
+                names[id(p)]: put(probe, f"{key}/after/{names[id(p)]}", p) for p in params if id(p) in names
+            }
         # A loss computed before this step (or inside it, by a closure): enough once `steps` are seen.
         if watch_calls.names and len(recorded) >= steps:
             stopped.append(True)
@@ -794,5 +896,9 @@ def observe_training(probe: Probe, prefix: str, run, *, model=None, model_class=
     if trained is not None:
         loss_modules = [type(m).__name__ for m in vars(trained).values() if isinstance(m, nn.modules.loss._Loss)]
         loss_modules += [type(m).__name__ for m in trained.modules() if isinstance(m, nn.modules.loss._Loss)]
-    return {"steps": recorded, "losses": watch_calls.names, "loss_modules": sorted(set(loss_modules)),
-            "model_params": len(list(trained.parameters())) if trained is not None else 0}, trained
+    return {
+        "steps": recorded,
+        "losses": watch_calls.names,
+        "loss_modules": sorted(set(loss_modules)),
+        "model_params": len(list(trained.parameters())) if trained is not None else 0,
+    }, trained

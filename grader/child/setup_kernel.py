@@ -25,6 +25,7 @@ sheet's settings (`ProbeSpec`):
 
 Each part is a function of explicit state, which tests call on classes and namespaces of their own.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,7 +34,7 @@ import os
 import re
 import sys
 import types
-from typing import Callable
+from collections.abc import Callable
 
 # Where the probe finds the Recorder: a module of its own in sys.modules, never a global of the notebook.
 RECORDER_MODULE = "__grader_recorder__"
@@ -44,14 +45,14 @@ class Recorder:
     """What the set-up step records while the notebook runs, read by the probe afterwards."""
 
     def __init__(self, *, keep: int = 4, text_limit: int = 20_000, cell_number=None):
-        self.calls: list[dict] = []      # one dict per recorded call, oldest first
-        self.paused = False              # set by the probe while it calls the student's code itself
+        self.calls: list[dict] = []  # one dict per recorded call, oldest first
+        self.paused = False  # set by the probe while it calls the student's code itself
         self.sequence = 0
-        self.keep = keep                 # calls kept per class (methods) or function
-        self.text_limit = text_limit     # characters kept of what a call printed
+        self.keep = keep  # calls kept per class (methods) or function
+        self.text_limit = text_limit  # characters kept of what a call printed
         self.cell_number = cell_number or (lambda: None)
-        self.active: list[dict] = []     # the records of the calls running now, innermost last
-        self.running: set[int] = set()   # ids of instances inside a recorded method (super().m() is not a new call)
+        self.active: list[dict] = []  # the records of the calls running now, innermost last
+        self.running: set[int] = set()  # ids of instances inside a recorded method (super().m() is not a new call)
 
 
 class Tee:
@@ -78,11 +79,20 @@ def _recorded_call(recorder: Recorder, record: dict, call):
     """Run `call()` as the recorded call `record`: its value, what it printed and how it ended are
     kept; older records of the same kind beyond `keep` are dropped."""
     recorder.sequence += 1
-    record.update({"result": None, "printed": "", "done": False, "raised": "", "made": [],
-                   "cell": recorder.cell_number(), "sequence": recorder.sequence})
+    record.update(
+        {
+            "result": None,
+            "printed": "",
+            "done": False,
+            "raised": "",
+            "made": [],
+            "cell": recorder.cell_number(),
+            "sequence": recorder.sequence,
+        }
+    )
     recorder.calls.append(record)
     same = [c for c in recorder.calls if c["kind"] == record["kind"]]
-    for old in same[:-recorder.keep]:
+    for old in same[: -recorder.keep]:
         recorder.calls.remove(old)
     recorder.active.append(record)
     stdout = sys.stdout
@@ -114,8 +124,9 @@ def record_method(recorder: Recorder, cls, name: str) -> bool:
             return method(self, *args, **kwargs)
         recorder.running.add(id(self))
         try:
-            return _recorded_call(recorder, {"instance": self, "kind": type(self), "name": name},
-                                  lambda: method(self, *args, **kwargs))
+            return _recorded_call(
+                recorder, {"instance": self, "kind": type(self), "name": name}, lambda: method(self, *args, **kwargs)
+            )
         finally:
             recorder.running.discard(id(self))
 
@@ -134,9 +145,11 @@ def record_function(recorder: Recorder, ns: dict, name: str) -> bool:
     def recorded(*args, **kwargs):
         if recorder.paused or any(r.get("function") is function for r in recorder.active):
             return function(*args, **kwargs)
-        return _recorded_call(recorder, {"instance": None, "kind": name, "name": name, "function": function,
-                                         "args": args, "kwargs": kwargs},
-                              lambda: function(*args, **kwargs))
+        return _recorded_call(
+            recorder,
+            {"instance": None, "kind": name, "name": name, "function": function, "args": args, "kwargs": kwargs},
+            lambda: function(*args, **kwargs),
+        )
 
     setattr(recorded, _MARK, True)
     ns[name] = recorded
@@ -268,9 +281,12 @@ def say_that_grading_installs_nothing(ip) -> None:
 
     def system_saying_that_grading_installs_nothing(cmd, *args, **kwargs):
         if isinstance(cmd, str) and _PIP_INSTALL.search(cmd):
-            print("[grader] Grading installs nothing: there is no network and the course's environment is "
-                  "fixed, so this `pip install` cannot add or change a package. What the course environment "
-                  "lacks is missing when tutors grade (the report says so).", flush=True)
+            print(
+                "[grader] Grading installs nothing: there is no network and the course's environment is "
+                "fixed, so this `pip install` cannot add or change a package. What the course environment "
+                "lacks is missing when tutors grade (the report says so).",
+                flush=True,
+            )
         return system(cmd, *args, **kwargs)
 
     ip.system = system_saying_that_grading_installs_nothing
@@ -287,10 +303,11 @@ def install(settings: dict, ip) -> Recorder:
         except Exception:
             return None
 
-    recorder = Recorder(keep=int(settings["keep_calls"]), text_limit=int(settings["text_limit"]),
-                        cell_number=cell_number)
+    recorder = Recorder(
+        keep=int(settings["keep_calls"]), text_limit=int(settings["text_limit"]), cell_number=cell_number
+    )
     state = types.ModuleType(RECORDER_MODULE)
-    setattr(state, "recorder", recorder)
+    vars(state)["recorder"] = recorder  # a module made here: not an attribute mypy knows
     sys.modules[RECORDER_MODULE] = state
     methods = tuple(settings.get("record_methods", ()))
     functions = tuple(settings.get("record_functions", ()))
@@ -305,15 +322,18 @@ def install(settings: dict, ip) -> Recorder:
     hooks = {"torch.nn.modules.module": lambda module: hook_module_classes(module, on_class)}
     if settings.get("dataset_class"):
         hooks["torchvision.datasets.mnist"] = lambda module: stage_dataset(
-            module, settings["dataset_class"], settings["raw_dir"])
+            module, settings["dataset_class"], settings["raw_dir"]
+        )
     patch_on_import(hooks)
     if functions:
+
         def after_cell(*args):
             for name in functions:
                 try:
                     record_function(recorder, ip.user_ns, name)
                 except Exception:
                     pass
+
         ip.events.register("post_run_cell", after_cell)
     say_that_grading_installs_nothing(ip)
     return recorder

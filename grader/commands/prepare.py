@@ -6,14 +6,15 @@ submission, and works out what one shard needs from Slurm: cores (one per worker
 (from the calibrated time of the solution and the per-notebook limit). Shards then only read the
 calibration: they grade with the same accuracy range and time limits.
 """
+
 from __future__ import annotations
 
 import math
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
-from typing import Callable
 
 from grader.calibration import store as calibration_store
 from grader.config import Config
@@ -53,23 +54,28 @@ class ShardResources:
         return [f"--cpus-per-task={self.cores}", f"--mem={self.memory_mb}M", f"--time={self.slurm_time}"]
 
 
-def shard_resources(*, workers: int, largest_shard: int, solution_seconds: float | None,
-                    limits: TimeLimits) -> ShardResources:
+def shard_resources(
+    *, workers: int, largest_shard: int, solution_seconds: float | None, limits: TimeLimits
+) -> ShardResources:
     """What one shard of `largest_shard` submissions, graded by `workers` workers, asks Slurm for."""
     memory = GRADER_MB + WORKER_MB * workers
     rounds = math.ceil(largest_shard / workers)
-    if solution_seconds is None:   # no timings: every notebook may take its whole limit
+    if solution_seconds is None:  # no timings: every notebook may take its whole limit
         per_notebook, basis = limits.notebook_timeout_s, f"no timings of the solution: {limits.notebook_timeout_s:g} s"
     else:
         per_notebook = SLOWER_THAN_SOLUTION * solution_seconds + PER_SUBMISSION_S
-        basis = (f"{SLOWER_THAN_SOLUTION} × the solution's {solution_seconds:.1f} s + {PER_SUBMISSION_S} s "
-                 f"= {per_notebook:.0f} s")
+        basis = (
+            f"{SLOWER_THAN_SOLUTION} × the solution's {solution_seconds:.1f} s + {PER_SUBMISSION_S} s "
+            f"= {per_notebook:.0f} s"
+        )
     seconds = START_S + rounds * per_notebook + 2 * limits.notebook_timeout_s
-    seconds = max(600, math.ceil(seconds / 300) * 300)   # whole 5 minutes, at least 10
-    why = (f"{workers} worker(s), one core each; memory {GRADER_MB} MiB + {WORKER_MB} MiB per worker; time: "
-           f"{START_S} s to start + {rounds} notebook(s) per worker ({largest_shard} submission(s) in the "
-           f"largest shard) × ({basis}) + 2 notebooks at their limit of {limits.notebook_timeout_s:g} s, "
-           f"rounded up to whole 5 minutes")
+    seconds = max(600, math.ceil(seconds / 300) * 300)  # whole 5 minutes, at least 10
+    why = (
+        f"{workers} worker(s), one core each; memory {GRADER_MB} MiB + {WORKER_MB} MiB per worker; time: "
+        f"{START_S} s to start + {rounds} notebook(s) per worker ({largest_shard} submission(s) in the "
+        f"largest shard) × ({basis}) + 2 notebooks at their limit of {limits.notebook_timeout_s:g} s, "
+        f"rounded up to whole 5 minutes"
+    )
     return ShardResources(cores=workers, memory_mb=memory, seconds=int(seconds), why=why)
 
 
@@ -86,8 +92,15 @@ class Prepared:
     def commands(self, submissions: Path, out: Path, scripts: str = "scripts/slurm") -> list[str]:
         """The exact sbatch commands that grade the shards and then merge them."""
         shards = len(self.per_shard)
-        grade = ["sbatch", "--parsable", f"--array=1-{shards}", *self.resources.sbatch_options,
-                 f"{scripts}/grade-shard.sbatch", str(submissions), str(out)]
+        grade = [
+            "sbatch",
+            "--parsable",
+            f"--array=1-{shards}",
+            *self.resources.sbatch_options,
+            f"{scripts}/grade-shard.sbatch",
+            str(submissions),
+            str(out),
+        ]
         merge = "sbatch --dependency=afterok:$ARRAY_JOB " + shlex.join([f"{scripts}/merge.sbatch", str(out)])
         return ["ARRAY_JOB=$(" + shlex.join(grade) + ")", merge]
 
@@ -97,9 +110,16 @@ def solution_seconds(entry: dict | None) -> float | None:
     return median(sum(run) for run in runs) if runs else None
 
 
-def prepare(root: Path, config: Config, *, shards: int, workers: int, runs: int = 3,
-            progress: Callable[[str], None] = print,
-            show_preflight: Callable[[Preflight], None] | None = None) -> Prepared:
+def prepare(
+    root: Path,
+    config: Config,
+    *,
+    shards: int,
+    workers: int,
+    runs: int = 3,
+    progress: Callable[[str], None] = print,
+    show_preflight: Callable[[Preflight], None] | None = None,
+) -> Prepared:
     """Stage, calibrate (when the data has no calibration yet), pre-flight, and size one shard."""
     from grader.engine.batch import Shard, plan, prepare_context
     from grader.engine.calibrate import ensure_calibration, time_limits
@@ -114,10 +134,12 @@ def prepare(root: Path, config: Config, *, shards: int, workers: int, runs: int 
         if ensure_calibration(ctx, runs=runs, progress=progress) is None:
             raise calibration_store.CalibrationError(
                 f"no calibration for {ctx.data.info.description} could be made: the solution notebook "
-                f"({sheet.solution}) is needed, and the shards would stop without one")
+                f"({sheet.solution}) is needed, and the shards would stop without one"
+            )
         limits = time_limits(config.limits, ctx.data.info, sheet, threads=ctx.threads)
-        found = calibration_store.lookup(sheet, ctx.data.info.fingerprint,
-                                         need=calibration_store.usable(sheet.range_networks))
+        found = calibration_store.lookup(
+            sheet, ctx.data.info.fingerprint, need=calibration_store.usable(sheet.range_networks)
+        )
         planned = plan(root, config, work, shard=None, force=True, grader_hash="")
         owners = [Shard(k, shards) for k in range(1, shards + 1)]
         per_shard = [sum(1 for s in planned.submissions if shard.owns(s.rel)) for shard in owners]
@@ -128,8 +150,18 @@ def prepare(root: Path, config: Config, *, shards: int, workers: int, runs: int 
                 show_preflight(found_preflight)
     finally:
         release_dir(work)
-    resources = shard_resources(workers=workers, largest_shard=max(per_shard), limits=limits,
-                                solution_seconds=solution_seconds(found.entry if found else None))
-    return Prepared(data_description=ctx.data.info.description, calibration=limits.calibration, limits=limits,
-                    submissions=len(planned.submissions), per_shard=per_shard, resources=resources,
-                    preflight=found_preflight)
+    resources = shard_resources(
+        workers=workers,
+        largest_shard=max(per_shard),
+        limits=limits,
+        solution_seconds=solution_seconds(found.entry if found else None),
+    )
+    return Prepared(
+        data_description=ctx.data.info.description,
+        calibration=limits.calibration,
+        limits=limits,
+        submissions=len(planned.submissions),
+        per_shard=per_shard,
+        resources=resources,
+        preflight=found_preflight,
+    )

@@ -38,6 +38,7 @@ images as ToTensor would give them.
 
 This module needs numpy only (the grader process never imports torch).
 """
+
 from __future__ import annotations
 
 import errno
@@ -46,9 +47,9 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -60,8 +61,17 @@ from grader.util.fsclean import remove_tree
 from grader.util.locks import hold
 
 __all__ = [
-    "DataError", "StagedData", "stage_dataset", "no_data", "link_into", "probe_batch", "read_idx", "write_idx",
-    "RAW_NAMES", "GZ_NAMES", "STAGED_NAMES",
+    "GZ_NAMES",
+    "RAW_NAMES",
+    "STAGED_NAMES",
+    "DataError",
+    "StagedData",
+    "link_into",
+    "no_data",
+    "probe_batch",
+    "read_idx",
+    "stage_dataset",
+    "write_idx",
 ]
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
@@ -79,9 +89,9 @@ MANIFEST = "manifest.json"
 
 @dataclass(frozen=True)
 class StagedData:
-    root: Path | None   # holds <folder>/raw/<the four uncompressed IDX files>; shared, read-only (None: nothing staged)
+    root: Path | None  # holds <folder>/raw/<the four uncompressed IDX files>; shared, read-only (None: nothing staged)
     info: DataInfo
-    folder: str         # the data set's folder (DatasetSpec.folder)
+    folder: str  # the data set's folder (DatasetSpec.folder)
 
     @property
     def raw_dir(self) -> Path | None:
@@ -102,12 +112,18 @@ def no_data(sheet_name: str, inputs: dict[str, np.ndarray]) -> StagedData:
         array = np.ascontiguousarray(inputs[name])
         digest_.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
         digest_.update(array.tobytes())
-    info = DataInfo(kind="none", description="none staged: the notebook makes its own data", train_size=0,
-                    test_size=0, fingerprint=digest_.hexdigest()[:16])
+    info = DataInfo(
+        kind="none",
+        description="none staged: the notebook makes its own data",
+        train_size=0,
+        test_size=0,
+        fingerprint=digest_.hexdigest()[:16],
+    )
     return StagedData(root=None, info=info, folder="")
 
 
 # ----------------------------------------------------------------------------------- real source
+
 
 def _find_source_files(source: Path, spec: DatasetSpec) -> dict[str, Path]:
     if not source.is_dir():
@@ -131,11 +147,14 @@ def _load_split(images_path: Path, labels_path: Path, spec: DatasetSpec) -> tupl
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != tuple(spec.image_shape):
         rows, cols = spec.image_shape
-        raise DataError(f"{images_path}: expected uint8 images of shape (N, {rows}, {cols}) (magic 00000803), "
-                        f"got {images.dtype} {images.shape}")
+        raise DataError(
+            f"{images_path}: expected uint8 images of shape (N, {rows}, {cols}) (magic 00000803), "
+            f"got {images.dtype} {images.shape}"
+        )
     if labels.dtype != np.uint8 or labels.ndim != 1:
-        raise DataError(f"{labels_path}: expected uint8 labels of shape (N,) (magic 00000801), "
-                        f"got {labels.dtype} {labels.shape}")
+        raise DataError(
+            f"{labels_path}: expected uint8 labels of shape (N,) (magic 00000801), got {labels.dtype} {labels.shape}"
+        )
     if len(labels) != len(images):
         raise DataError(f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path.name}")
     if len(labels) and labels.max() >= spec.classes:
@@ -166,9 +185,9 @@ def _subset(images, labels, size, rng, path) -> tuple[np.ndarray, np.ndarray]:
 
 # -------------------------------------------------------------------------------------- staging
 
+
 def _fingerprint(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
 
 
 def _valid_cache(final: Path, folder: str) -> DataInfo | None:
@@ -192,7 +211,7 @@ def _write_stage(final: Path, folder: str, info: DataInfo, arrays: dict[str, np.
     try:
         sums = {}
         for name in RAW_NAMES:
-            for staged in (name, name + ".gz"):   # write_idx gzips by the name (reproducibly: mtime 0)
+            for staged in (name, name + ".gz"):  # write_idx gzips by the name (reproducibly: mtime 0)
                 write_idx(raw / staged, arrays[name])
                 os.chmod(raw / staged, 0o444)
                 sums[staged] = digest(raw / staged, "sha256")
@@ -232,11 +251,19 @@ def stage_dataset(data: Data, source: Path | None, cache_dir: Path, spec: Datase
     if source is None:
         n_train, n_test = data.train_size or full_train_default, data.test_size or full_test_default
         kind = "generated"
-        fp = _fingerprint({"kind": kind, "generator": spec.generator_fingerprint,
-                           "train_size": n_train, "test_size": n_test, "seed": seed})
+        fp = _fingerprint(
+            {
+                "kind": kind,
+                "generator": spec.generator_fingerprint,
+                "train_size": n_train,
+                "test_size": n_test,
+                "seed": seed,
+            }
+        )
         why = missing_note or "no data source configured"
-        description = (f"generated stand-in for {spec.title} ({why}), "
-                       f"{n_train} train / {n_test} test images, seed {seed}")
+        description = (
+            f"generated stand-in for {spec.title} ({why}), {n_train} train / {n_test} test images, seed {seed}"
+        )
         loader: Callable[[], dict[str, tuple[np.ndarray, np.ndarray]]] | None = None
     else:
         source = Path(source)
@@ -260,13 +287,22 @@ def stage_dataset(data: Data, source: Path | None, cache_dir: Path, spec: Datase
             if n > full:
                 raise DataError(f"{files[name]}: holds {full} images, the configuration asks for {n}")
         kind = "real" if (n_train, n_test) == (full_train, full_test) else "real-subset"
-        fp = _fingerprint({"kind": kind, "md5": md5s, "subset": SUBSET_VERSION,
-                           "train_size": n_train, "test_size": n_test, "seed": seed})
-        description = (f"{spec.title} (real), {n_train} of {full_train} training and {n_test} of {full_test} "
-                       f"test images, seed {seed}, from {source}")
+        fp = _fingerprint(
+            {
+                "kind": kind,
+                "md5": md5s,
+                "subset": SUBSET_VERSION,
+                "train_size": n_train,
+                "test_size": n_test,
+                "seed": seed,
+            }
+        )
+        description = (
+            f"{spec.title} (real), {n_train} of {full_train} training and {n_test} of {full_test} "
+            f"test images, seed {seed}, from {source}"
+        )
         if kind == "real":
-            description = (f"{spec.title} (real), all {full_train} training and {full_test} test images, "
-                           f"from {source}")
+            description = f"{spec.title} (real), all {full_train} training and {full_test} test images, from {source}"
         loader = load
 
     info = DataInfo(kind=kind, description=description, train_size=n_train, test_size=n_test, fingerprint=fp)
@@ -284,8 +320,12 @@ def stage_dataset(data: Data, source: Path | None, cache_dir: Path, spec: Datase
                     d = loader()
                     tr_x, tr_y = _subset(*d["train"], n_train, np.random.default_rng([seed, 0]), files[TRAIN_IMAGES])
                     te_x, te_y = _subset(*d["test"], n_test, np.random.default_rng([seed, 1]), files[TEST_IMAGES])
-                _write_stage(final, spec.folder, info, {TRAIN_IMAGES: tr_x, TRAIN_LABELS: tr_y, TEST_IMAGES: te_x,
-                                                        TEST_LABELS: te_y})
+                _write_stage(
+                    final,
+                    spec.folder,
+                    info,
+                    {TRAIN_IMAGES: tr_x, TRAIN_LABELS: tr_y, TEST_IMAGES: te_x, TEST_LABELS: te_y},
+                )
                 if _valid_cache(final, spec.folder) is None:
                     raise DataError(f"{final}: staged data failed its check right after staging")
     # The description names this call's source; everything else is what the cache holds.
@@ -293,6 +333,7 @@ def stage_dataset(data: Data, source: Path | None, cache_dir: Path, spec: Datase
 
 
 # ------------------------------------------------------------------------------------ workspaces
+
 
 def _force_dir(path: Path) -> None:
     if path.is_symlink() or (path.exists() and not path.is_dir()):
@@ -329,7 +370,7 @@ def link_into(staged: StagedData, workspace: Path, roots: tuple[str, ...] = ("da
         if processed.is_symlink() or processed.is_file():
             processed.unlink()
         elif processed.is_dir():
-            remove_tree(processed)   # the team's own folder: any depth, never raises
+            remove_tree(processed)  # the team's own folder: any depth, never raises
         for name in STAGED_NAMES:
             src, dest = src_raw / name, folder / name
             if dest.is_symlink() or dest.is_file():
@@ -352,6 +393,7 @@ def link_into(staged: StagedData, workspace: Path, roots: tuple[str, ...] = ("da
 
 # ----------------------------------------------------------------------------------------- probes
 
+
 def probe_batch(staged: StagedData, n: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A fixed batch of staged test images: float32 (n, 1, rows, cols) = uint8 / 255 (as ToTensor), int64 labels.
 
@@ -369,7 +411,7 @@ def probe_batch(staged: StagedData, n: int = 64, seed: int = 0) -> tuple[np.ndar
     index = np.concatenate(per_class)
     rank = np.concatenate([np.arange(len(p)) for p in per_class])
     klass = np.concatenate([np.full(len(p), c) for c, p in enumerate(per_class)])
-    order = index[np.lexsort((klass, rank))]          # round robin: rank 0 of every class, then rank 1, ...
+    order = index[np.lexsort((klass, rank))]  # round robin: rank 0 of every class, then rank 1, ...
     idx = rng.permutation(order[:n].astype(np.int64))
     x = images[idx].astype(np.float32)[:, None] / np.float32(255)
     return x.astype(np.float32), labels[idx].astype(np.int64)

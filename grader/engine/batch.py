@@ -3,6 +3,7 @@
 The pipeline grades one submission; this module decides which ones, runs them in worker processes,
 writes their outputs atomically and keeps the batch going whatever one submission does.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,17 +22,23 @@ import time
 import traceback
 import unicodedata
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from multiprocessing.util import Finalize
 from pathlib import Path
-from typing import Callable
 
 from grader.calibration import store as calibration_store
 from grader.checks.framework import placeholder_checks
 from grader.config import Config
 from grader.data.staging import StagedData, no_data, stage_dataset
-from grader.engine.calibrate import CalibrationError, CalibrationMissing, accuracy_range, ensure_calibration, time_limits
+from grader.engine.calibrate import (
+    CalibrationError,
+    CalibrationMissing,
+    accuracy_range,
+    ensure_calibration,
+    time_limits,
+)
 from grader.engine.preflight import Preflight, preflight
 from grader.engine.slots import BrokenProcessPool, Slot, die_with_parent, spawn_executor
 from grader.intake import discover, duplicate_students, identify, parse_name
@@ -44,7 +51,15 @@ from grader.report.cms_import import remove_import_files
 from grader.report.manual_points import held_points
 from grader.report.outputs import write_batch_outputs
 from grader.report.score import build_report
-from grader.report.store import REMOVED_DIR, SHARD_FILE, bring_back, read_report, report_path, write_executed, write_report
+from grader.report.store import (
+    REMOVED_DIR,
+    SHARD_FILE,
+    bring_back,
+    read_report,
+    report_path,
+    write_executed,
+    write_report,
+)
 from grader.run.kernel_packages import KernelQueryError, kernel_environment
 from grader.run.kernels import ForkKernels, FreshKernels, WarmKernels
 from grader.run.sandbox import choose_sandbox
@@ -54,17 +69,16 @@ from grader.util.fsclean import WORK_PREFIX, WORKER_PREFIX, owned_dir, release_d
 from grader.util.locks import hold_out_dir
 from grader.util.textsafe import plain, replace_controls
 
-
-__all__ = ["cache_dir", "Shard", "prepare_context", "plan", "run_batch", "preflight_only"]
+__all__ = ["Shard", "cache_dir", "plan", "preflight_only", "prepare_context", "run_batch"]
 
 
 @dataclass(frozen=True)
 class Shard:
-    index: int   # 1-based
+    index: int  # 1-based
     count: int
 
     @classmethod
-    def parse(cls, text: str) -> "Shard":
+    def parse(cls, text: str) -> Shard:
         try:
             k, n = (int(part) for part in text.split("/"))
         except ValueError:
@@ -82,18 +96,18 @@ class Shard:
 @dataclass
 class Plan:
     discovery: Discovery
-    submissions: list[Submission]              # everything found, whichever shard it belongs to
-    jobs: list["Job"]                          # to grade now
-    cached: list[tuple[str, Report]]           # earlier reports that still stand
-    held: dict[str, dict] = field(default_factory=dict)   # tutors' points the earlier reports hold, by stem
-    duplicates: list[str] = field(default_factory=list)   # one team submitted more than once, for the tutors
+    submissions: list[Submission]  # everything found, whichever shard it belongs to
+    jobs: list[Job]  # to grade now
+    cached: list[tuple[str, Report]]  # earlier reports that still stand
+    held: dict[str, dict] = field(default_factory=dict)  # tutors' points the earlier reports hold, by stem
+    duplicates: list[str] = field(default_factory=list)  # one team submitted more than once, for the tutors
 
 
 @dataclass
 class Job:
     path: Path
     submission: Submission
-    stem: str          # output name; made unique when two submissions share a file name
+    stem: str  # output name; made unique when two submissions share a file name
 
     @property
     def unreadable(self) -> bool:
@@ -104,14 +118,14 @@ class Job:
 @dataclass
 class Outcome:
     stem: str
-    status: str        # the execution status, or "cached" / "grader_error"
+    status: str  # the execution status, or "cached" / "grader_error"
     points: float
     max_points: float
     seconds: float
     message: str = ""
 
     @classmethod
-    def failed(cls, stem: str, message: str) -> "Outcome":
+    def failed(cls, stem: str, message: str) -> Outcome:
         """A submission the grader failed on (`message` says how): no points, no time, status grader_error."""
         return cls(stem=stem, status="grader_error", points=0, max_points=0, seconds=0, message=message)
 
@@ -131,47 +145,69 @@ class BatchResult:
         return len(self.reports) == len(self.outcomes)
 
 
-def prepare_context(config: Config, work_dir: Path, workers: int, *, progress: Callable[[str], None] = print,
-                    auto_calibrate: bool = True, require_calibration: bool = False) -> GradingContext:
+def prepare_context(
+    config: Config,
+    work_dir: Path,
+    workers: int,
+    *,
+    progress: Callable[[str], None] = print,
+    auto_calibrate: bool = True,
+    require_calibration: bool = False,
+) -> GradingContext:
     """Stage the data once for the batch and find (or make) the accuracy range for it.
 
     `require_calibration` (a shard): never calibrate; no calibration for the data is a
     CalibrationMissing that says to run `grader prepare` first. Otherwise, with `auto_calibrate`,
     a missing calibration is made (once, under the calibration file's lock)."""
-    choose_sandbox(config)   # a required sandbox that is missing stops the batch before it starts
+    choose_sandbox(config)  # a required sandbox that is missing stops the batch before it starts
     sheet = config.sheet_def
-    data: StagedData = (stage_dataset(config.data, config.data_source, cache_dir() / "data", sheet.dataset)
-                        if sheet.dataset is not None else no_data(sheet.name, sheet.probe.inputs(None)))
+    data: StagedData = (
+        stage_dataset(config.data, config.data_source, cache_dir() / "data", sheet.dataset)
+        if sheet.dataset is not None
+        else no_data(sheet.name, sheet.probe.inputs(None))
+    )
     mpl_cache = cache_dir() / "matplotlib"
     mpl_cache.mkdir(exist_ok=True)
     cores = os.cpu_count() or 1
-    try:   # once per batch: the kernel's packages decide, with the grader, whether a report still stands
+    try:  # once per batch: the kernel's packages decide, with the grader, whether a report still stands
         kernel = kernel_environment(config.kernel_python)
     except KernelQueryError as exc:
         progress(f"warning: {exc}; reports will not record the kernel's packages")
         kernel = None
-    ctx = GradingContext(config=config, data=data, accuracy_range=None, work_dir=work_dir,
-                         grader=make_grader_info(config, kernel),
-                         threads=config.run.threads or max(1, cores // max(1, workers)),
-                         mpl_cache=mpl_cache, kernel=kernel)
+    ctx = GradingContext(
+        config=config,
+        data=data,
+        accuracy_range=None,
+        work_dir=work_dir,
+        grader=make_grader_info(config, kernel),
+        threads=config.run.threads or max(1, cores // max(1, workers)),
+        mpl_cache=mpl_cache,
+        kernel=kernel,
+    )
     found = accuracy_range(sheet, data.info.fingerprint)
     if found is None and require_calibration:
         raise CalibrationMissing(
             f"no calibration of {sheet.name} for the data of this batch ({data.info.description}; data fingerprint "
             f"{data.info.fingerprint}) in {calibration_store.places(sheet)}. Shards never calibrate (each would "
             f"get its own accuracy range): run `grader prepare` once with the same grading.toml (and "
-            f"GRADER_CACHE) before the shards")
+            f"GRADER_CACHE) before the shards"
+        )
     if found is None and auto_calibrate:
         try:
             found = ensure_calibration(ctx, runs=3, progress=progress)
         except CalibrationError as exc:
             progress(f"Calibration failed: {exc}. The accuracy check will ask for a tutor's review.")
-    return GradingContext(**{**ctx.__dict__, "accuracy_range": found,
-                             "time_limits": time_limits(config.limits, data.info, sheet, threads=ctx.threads)})
+    return GradingContext(
+        **{
+            **ctx.__dict__,
+            "accuracy_range": found,
+            "time_limits": time_limits(config.limits, data.info, sheet, threads=ctx.threads),
+        }
+    )
 
 
 GRADER_ERROR = "grader.error"
-UNREADABLE = "unreadable-"   # the sha256 field of a submission whose file cannot be read
+UNREADABLE = "unreadable-"  # the sha256 field of a submission whose file cannot be read
 
 
 def made_by_grader_failure(report: Report) -> bool:
@@ -194,17 +230,28 @@ def _identify(path: Path, root: Path, config: Config) -> Submission:
             problem = "it is a named pipe or a device, not a regular file"
         else:
             found = identify(path, root, config.naming)
-            files = graded_files(path, found.rel)   # a notebook's PDF is graded too: part of its hash
+            files = graded_files(path, found.rel)  # a notebook's PDF is graded too: part of its hash
             return found if len(files) == 1 else dataclasses.replace(found, sha256=files_sha256(files))
     except OSError as exc:
         problem = exc.strerror or str(exc)
     rel = path.name if path == root else path.relative_to(root).as_posix()
     name = parse_name(path.name, config.naming)
-    return Submission(path=path, rel=rel, stem=name.stem, kind=kind_of(path.name), team=name.team,
-                      sha256=UNREADABLE + hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()[:16],
-                      violations=(*name.violations, Violation(
-                          code="archive.corrupt", severity="error",
-                          message=f"{rel}: cannot be read ({problem}); expected a readable file")))
+    return Submission(
+        path=path,
+        rel=rel,
+        stem=name.stem,
+        kind=kind_of(path.name),
+        team=name.team,
+        sha256=UNREADABLE + hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()[:16],
+        violations=(
+            *name.violations,
+            Violation(
+                code="archive.corrupt",
+                severity="error",
+                message=f"{rel}: cannot be read ({problem}); expected a readable file",
+            ),
+        ),
+    )
 
 
 # `<stem>.ipynb` and the like must fit a file system's 255 bytes for a name, with room to spare.
@@ -262,7 +309,7 @@ def _stems(submissions: list[Submission], raws: list[bytes], out_dir: Path) -> l
         for index in members:
             plain = _output_stem(submissions[index], raws[index], unique=True)
             if not _report_on_disk(out_dir, stems[index]) and _report_of(out_dir, plain, submissions[index]):
-                stems[index] = plain   # one keeper at most: a report is of one file
+                stems[index] = plain  # one keeper at most: a report is of one file
                 break
     return stems
 
@@ -303,14 +350,26 @@ def _duplicate_submissions(found: list[tuple[Submission, bytes, str]]) -> list[s
         if len(items) < 2:
             continue
         files = "; ".join(f"{sub.rel} ({_name_bytes(raw)}) as {stem}" for sub, raw, stem in items)
-        lines.append(f"duplicate submission: {len(items)} files name the team {items[0][0].stem!r}: {files}. "
-                     f"Each is graded with its own report; decide which one counts and remove the others "
-                     f"(their students are left out of cms.csv until then)")
+        lines.append(
+            f"duplicate submission: {len(items)} files name the team {items[0][0].stem!r}: {files}. "
+            f"Each is graded with its own report; decide which one counts and remove the others "
+            f"(their students are left out of cms.csv until then)"
+        )
     return lines
 
 
-def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, force: bool, grader_hash: str,
-         kernel_env: str | None = None, calibration: str | None = None, restore_removed: bool = False) -> Plan:
+def plan(
+    root: Path,
+    config: Config,
+    out_dir: Path,
+    *,
+    shard: Shard | None,
+    force: bool,
+    grader_hash: str,
+    kernel_env: str | None = None,
+    calibration: str | None = None,
+    restore_removed: bool = False,
+) -> Plan:
     """Which submissions to grade, and which earlier reports still stand (same bytes graded,
     configuration, grader and, when `kernel_env` is given, the same packages in the kernel; when
     `calibration` is given, a report whose notebook ran under another calibration's limits and range
@@ -330,21 +389,32 @@ def plan(root: Path, config: Config, out_dir: Path, *, shard: Shard | None, forc
         earlier = read_report(report_path(out_dir, stem))
         if earlier is not None:
             held[stem] = held_points(earlier, config)
-        if (not force and earlier is not None and earlier.submission.sha256 == sub.sha256
-                and not made_by_grader_failure(earlier)
-                and earlier.grader.config_hash == config.fingerprint[:16] and earlier.grader.grader_hash == grader_hash
-                and (kernel_env is None or earlier.grader.kernel_env == kernel_env)
-                and (calibration is None or _calibration_of(earlier) in (None, calibration))):
+        if (
+            not force
+            and earlier is not None
+            and earlier.submission.sha256 == sub.sha256
+            and not made_by_grader_failure(earlier)
+            and earlier.grader.config_hash == config.fingerprint[:16]
+            and earlier.grader.grader_hash == grader_hash
+            and (kernel_env is None or earlier.grader.kernel_env == kernel_env)
+            and (calibration is None or _calibration_of(earlier) in (None, calibration))
+        ):
             cached.append((stem, earlier))
         else:
             jobs.append(Job(path=path, submission=sub, stem=stem))
-    return Plan(discovery=discovery, submissions=submissions, jobs=jobs, cached=cached, held=held,
-                duplicates=_duplicate_submissions(named))
+    return Plan(
+        discovery=discovery,
+        submissions=submissions,
+        jobs=jobs,
+        cached=cached,
+        held=held,
+        duplicates=_duplicate_submissions(named),
+    )
 
 
 def _calibration_of(report: Report) -> str | None:
     limits = report.execution.time_limits
-    if limits is None:   # nothing ran (a naming problem, no notebook): no calibration was used
+    if limits is None:  # nothing ran (a naming problem, no notebook): no calibration was used
         return None
     return limits.calibration.sha256 if limits.calibration else ""
 
@@ -360,20 +430,35 @@ def error_report(job: Job, ctx: GradingContext, problem: str) -> Report:
     """The report of a submission the grader itself failed on: it says so, earns nothing, and is
     graded again by the next run (its `grader.error` violation)."""
     checks = placeholder_checks(ctx.config, "error", f"not graded: {problem}")
-    return build_report(submission=job.submission.info(), violations=list(job.submission.violations) + [
-        Violation(code=GRADER_ERROR, severity="error",
-                  message=f"{job.submission.rel}: {problem}; run `grader grade` again to grade it")],
+    return build_report(
+        submission=job.submission.info(),
+        violations=list(job.submission.violations)
+        + [
+            Violation(
+                code=GRADER_ERROR,
+                severity="error",
+                message=f"{job.submission.rel}: {problem}; run `grader grade` again to grade it",
+            )
+        ],
         execution=ExecutionInfo(status="not_run", notes=[problem], data=ctx.data.info),
-        checks=checks, config=ctx.config, grader=ctx.grader)
+        checks=checks,
+        config=ctx.config,
+        grader=ctx.grader,
+    )
 
 
 def unreadable_report(job: Job, ctx: GradingContext) -> Report:
     """The report of a file that cannot be read: what is wrong is in its violations."""
     problem = job.submission.violations[-1].message
     checks = placeholder_checks(ctx.config, "skipped", "not graded: the submission's file cannot be read")
-    return build_report(submission=job.submission.info(), violations=list(job.submission.violations),
-                        execution=ExecutionInfo(status="not_run", notes=[problem], data=ctx.data.info),
-                        checks=checks, config=ctx.config, grader=ctx.grader)
+    return build_report(
+        submission=job.submission.info(),
+        violations=list(job.submission.violations),
+        execution=ExecutionInfo(status="not_run", notes=[problem], data=ctx.data.info),
+        checks=checks,
+        config=ctx.config,
+        grader=ctx.grader,
+    )
 
 
 def kernel_kind(config: Config, jobs: int, workers: int) -> str:
@@ -389,8 +474,8 @@ _WORKER: dict = {}
 
 
 def _init_worker(ctx: GradingContext, kind: str, parent_pid: int) -> None:
-    die_with_parent(parent_pid)   # kill -9 of the grader takes its workers (and their kernels) along
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C: the grader stops its workers itself
+    die_with_parent(parent_pid)  # kill -9 of the grader takes its workers (and their kernels) along
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the grader stops its workers itself
     # Everything this worker puts in the temporary folder (its fork server's folders, kernels'
     # runtime folders) goes into a folder it owns: when the worker is killed, the grader (or its
     # next run) sees the owner gone and removes the folder.
@@ -411,6 +496,7 @@ def _init_worker(ctx: GradingContext, kind: str, parent_pid: int) -> None:
             loop.run_until_complete(kernels.close())
         finally:
             release_dir(own)
+
     # multiprocessing ends workers with os._exit: atexit would not run, Finalize does.
     Finalize(None, stop, exitpriority=10)
 
@@ -418,8 +504,9 @@ def _init_worker(ctx: GradingContext, kind: str, parent_pid: int) -> None:
 def _background_failure(loop, context: dict) -> None:
     """asyncio's report of a failure nobody awaited (a kernel's shutdown, say): kept out of the
     tutor's terminal; the submission's report says what matters."""
-    logging.getLogger("grader.worker").debug("background failure: %s", context.get("message"),
-                                             exc_info=context.get("exception"))
+    logging.getLogger("grader.worker").debug(
+        "background failure: %s", context.get("message"), exc_info=context.get("exception")
+    )
 
 
 def _grade(job: Job, root: Path, ctx: GradingContext) -> Graded:
@@ -450,19 +537,25 @@ def run_job(job: Job, root: Path, out_dir: Path, ctx: GradingContext) -> Outcome
         if graded.executed is not None:
             try:
                 write_executed(graded.executed, out_dir, job.stem)
-            except Exception as exc:  # noqa: BLE001 - the report matters more than the notebook's copy
+            except Exception as exc:  # the report matters more than the notebook's copy
                 note = f"the executed notebook could not be written ({type(exc).__name__}: {exc})"
-                report = report.model_copy(update={"execution": report.execution.model_copy(
-                    update={"notes": [*report.execution.notes, note]})})
+                report = report.model_copy(
+                    update={"execution": report.execution.model_copy(update={"notes": [*report.execution.notes, note]})}
+                )
     try:
         write_report(report, out_dir, job.stem)
-    except Exception as exc:  # noqa: BLE001 - then a report that says so
+    except Exception as exc:  # then a report that says so
         problem = f"the report could not be written ({type(exc).__name__}: {exc})"
         status = "grader_error"
         write_report(error_report(job, ctx, problem), out_dir, job.stem)
-    return Outcome(stem=job.stem, status=status, points=report.auto_points,
-                   max_points=report.auto_max_points, seconds=time.monotonic() - started,
-                   message=problem)
+    return Outcome(
+        stem=job.stem,
+        status=status,
+        points=report.auto_points,
+        max_points=report.auto_max_points,
+        seconds=time.monotonic() - started,
+        message=problem,
+    )
 
 
 def _run_job_in_worker(job: Job, root: Path, out_dir: Path) -> Outcome:
@@ -472,17 +565,37 @@ def _run_job_in_worker(job: Job, root: Path, out_dir: Path) -> Outcome:
         return Outcome.failed(job.stem, f"{type(exc).__name__}: {exc}")
 
 
-def run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None = None, shard: Shard | None = None,
-              force: bool = False, reporter=None, progress: Callable[[str], None] = print,
-              show_preflight: Callable[[Preflight], None] | None = None, allow_clearing: bool = False) -> BatchResult:
+def run_batch(
+    root: Path,
+    config: Config,
+    out_dir: Path,
+    *,
+    workers: int | None = None,
+    shard: Shard | None = None,
+    force: bool = False,
+    reporter=None,
+    progress: Callable[[str], None] = print,
+    show_preflight: Callable[[Preflight], None] | None = None,
+    allow_clearing: bool = False,
+) -> BatchResult:
     """Grade what `plan` finds. Before any notebook runs, the imports of those to grade are checked
     against the kernel (`show_preflight` prints the table; without it, `progress` gets the warnings).
     `allow_clearing`: the tutors' sheet may take points out of reports (see report/outputs.py)."""
     # One grader at a time writes a folder: a second one on the same --out is refused before it
     # touches anything (it would take the first one's half-written files for leftovers).
     with hold_out_dir(out_dir, "grader grade"):
-        return _run_batch(root, config, out_dir, workers=workers, shard=shard, force=force, reporter=reporter,
-                          progress=progress, show_preflight=show_preflight, allow_clearing=allow_clearing)
+        return _run_batch(
+            root,
+            config,
+            out_dir,
+            workers=workers,
+            shard=shard,
+            force=force,
+            reporter=reporter,
+            progress=progress,
+            show_preflight=show_preflight,
+            allow_clearing=allow_clearing,
+        )
 
 
 def write_shard_marker(out_dir: Path, shard: Shard, config: Config, *, stems: list[str] | None = None) -> None:
@@ -491,23 +604,38 @@ def write_shard_marker(out_dir: Path, shard: Shard, config: Config, *, stems: li
     refuses a shard that is not done."""
     info: dict[str, object] = {"shard": f"{shard.index}/{shard.count}", "config_hash": config.fingerprint[:16]}
     if stems is None:
-        info.update(state="in progress", command="grader grade", pid=os.getpid(), host=socket.gethostname(),
-                    since=time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+        info.update(
+            state="in progress",
+            command="grader grade",
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            since=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        )
     else:
         info.update(state="done", stems=stems)
     write_atomic(out_dir / SHARD_FILE, json.dumps(info, indent=2).encode("utf-8"))
 
 
-def _run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None, shard: Shard | None,
-               force: bool, reporter, progress: Callable[[str], None],
-               show_preflight: Callable[[Preflight], None] | None, allow_clearing: bool = False) -> BatchResult:
+def _run_batch(
+    root: Path,
+    config: Config,
+    out_dir: Path,
+    *,
+    workers: int | None,
+    shard: Shard | None,
+    force: bool,
+    reporter,
+    progress: Callable[[str], None],
+    show_preflight: Callable[[Preflight], None] | None,
+    allow_clearing: bool = False,
+) -> BatchResult:
     workers = workers or config.worker_count
     out_dir.mkdir(parents=True, exist_ok=True)
-    if shard is not None:   # from now until the end, `grader merge` sees that this part is not done
+    if shard is not None:  # from now until the end, `grader merge` sees that this part is not done
         write_shard_marker(out_dir, shard, config)
-    for leftover in out_dir.rglob(".*.tmp"):   # half-written files of a batch that was killed
+    for leftover in out_dir.rglob(".*.tmp"):  # half-written files of a batch that was killed
         leftover.unlink(missing_ok=True)
-    sweep_stale()   # what an earlier grader, killed, left in the temporary folder
+    sweep_stale()  # what an earlier grader, killed, left in the temporary folder
     work_dir = owned_dir(WORK_PREFIX)
     slots: list[Slot] = []
     dispatched = False
@@ -515,9 +643,17 @@ def _run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None
         # A shard only reads the calibration `grader prepare` made: shards of one course grade alike.
         ctx = prepare_context(config, work_dir, workers, progress=progress, require_calibration=shard is not None)
         used = ctx.time_limits.calibration if ctx.time_limits else None
-        planned = plan(root, config, out_dir, shard=shard, force=force,
-                       grader_hash=ctx.grader.grader_hash, kernel_env=ctx.grader.kernel_env,
-                       calibration=used.sha256 if used else None, restore_removed=True)
+        planned = plan(
+            root,
+            config,
+            out_dir,
+            shard=shard,
+            force=force,
+            grader_hash=ctx.grader.grader_hash,
+            kernel_env=ctx.grader.kernel_env,
+            calibration=used.sha256 if used else None,
+            restore_removed=True,
+        )
         discovery, jobs, cached = planned.discovery, planned.jobs, planned.cached
         result = BatchResult(discovery=discovery, data_description=ctx.data.info.description)
         if jobs:
@@ -525,20 +661,22 @@ def _run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None
             ctx = dataclasses.replace(ctx, outside_course=result.preflight.outside_course)
             if show_preflight is not None:
                 show_preflight(result.preflight)
-            else:   # `grader check`: the student reads it; adding a package is the tutors' business
+            else:  # `grader check`: the student reads it; adding a package is the tutors' business
                 for line in result.preflight.warning_lines(how_to_add=False):
                     progress(line)
-        result.outcomes = [Outcome(stem=s, status="cached", points=r.auto_points,
-                                   max_points=r.auto_max_points, seconds=0) for s, r in cached]
+        result.outcomes = [
+            Outcome(stem=s, status="cached", points=r.auto_points, max_points=r.auto_max_points, seconds=0)
+            for s, r in cached
+        ]
         if reporter:
             reporter.start(total=len(jobs), cached=len(cached), skipped=len(discovery.skipped))
         if jobs:
             kind = kernel_kind(config, len(jobs), workers)
-            if kind == "warm" and not config.run.threads:   # the kernel warming up beside each one needs a core too
+            if kind == "warm" and not config.run.threads:  # the kernel warming up beside each one needs a core too
                 ctx = dataclasses.replace(ctx, threads=max(1, (os.cpu_count() or 1) // (2 * workers)))
             make = functools.partial(spawn_executor, _init_worker, (ctx, kind, os.getpid()))
             slots = [Slot(make, recycle_after=None if kind == "fork" else 25) for _ in range(min(workers, len(jobs)))]
-            remove_import_files(out_dir)   # from here on it would describe other reports than those beside it
+            remove_import_files(out_dir)  # from here on it would describe other reports than those beside it
             _dispatch(slots, jobs, root, out_dir, ctx, result, reporter, progress)
             # The workers stop their kernels and fork servers while the summary is written; the
             # work folder goes only once they are done (see below).
@@ -550,20 +688,26 @@ def _run_batch(root: Path, config: Config, out_dir: Path, *, workers: int | None
             if report is not None:
                 result.reports.append((outcome.stem, report))
         result.reports.sort(key=lambda item: item[0])
-        if shard is not None:   # what `grader merge` checks: every part there, none twice, all graded
+        if shard is not None:  # what `grader merge` checks: every part there, none twice, all graded
             write_shard_marker(out_dir, shard, config, stems=[stem for stem, _ in result.reports])
         result.duplicates = duplicate_students(planned.submissions)
         # Every output from these reports: tutors' points, summary, cms.csv, pages; the outputs of
         # submissions no longer in the folder move to removed/.
-        result.warnings += write_batch_outputs(result.reports, out_dir, config,
-                                               data_description=result.data_description, held=planned.held,
-                                               allow_clearing=allow_clearing, notes=planned.duplicates)
+        result.warnings += write_batch_outputs(
+            result.reports,
+            out_dir,
+            config,
+            data_description=result.data_description,
+            held=planned.held,
+            allow_clearing=allow_clearing,
+            notes=planned.duplicates,
+        )
         return result
     finally:
         for slot in slots:
             if dispatched:
                 slot.join()
-            else:   # stopped (SIGTERM, Ctrl-C) or failed: the workers go now, not after their jobs
+            else:  # stopped (SIGTERM, Ctrl-C) or failed: the workers go now, not after their jobs
                 slot.kill()
         _remove_work_dir(work_dir)
 
@@ -578,7 +722,7 @@ def _remove_work_dir(work_dir: Path) -> None:
             except OSError:
                 continue
             sweep_stale(folder.parent, min_age_s=0, only=folder.name)
-    except Exception:  # noqa: BLE001 - clean-up never raises
+    except Exception:  # clean-up never raises
         pass
     release_dir(work_dir)
 
@@ -599,7 +743,7 @@ def _ensure_report(job: Job, out_dir: Path, ctx: GradingContext, outcome: Outcom
     problem = outcome.message or "the worker wrote no report"
     try:
         write_report(error_report(job, ctx, problem), out_dir, job.stem)
-    except Exception as exc:  # noqa: BLE001 - the outcome says so; the batch goes on
+    except Exception as exc:  # the outcome says so; the batch goes on
         problem += f"; and no report could be written ({type(exc).__name__}: {exc})"
     return dataclasses.replace(outcome, status="grader_error", message=problem)
 
@@ -611,8 +755,16 @@ def _mtime(path: Path) -> int | None:
         return None
 
 
-def _dispatch(slots: list[Slot], jobs: list[Job], root: Path, out_dir: Path, ctx: GradingContext,
-              result: BatchResult, reporter, progress: Callable[[str], None]) -> None:
+def _dispatch(
+    slots: list[Slot],
+    jobs: list[Job],
+    root: Path,
+    out_dir: Path,
+    ctx: GradingContext,
+    result: BatchResult,
+    reporter,
+    progress: Callable[[str], None],
+) -> None:
     """Keep every slot busy until all jobs are done; record each outcome as it comes. A job whose
     worker died gets one more try in a new worker; after a second death its report says so."""
     queue = deque((job, 1) for job in jobs)
@@ -624,7 +776,7 @@ def _dispatch(slots: list[Slot], jobs: list[Job], root: Path, out_dir: Path, ctx
         try:
             write_report(unreadable_report(job, ctx), out_dir, job.stem)
             outcome = Outcome(stem=job.stem, status="not_run", points=0, max_points=0, seconds=0)
-        except Exception as exc:  # noqa: BLE001 - _ensure_report tries once more
+        except Exception as exc:  # _ensure_report tries once more
             outcome = Outcome.failed(job.stem, f"{type(exc).__name__}: {exc}")
         _record(outcome, job, out_dir, ctx, before, result, reporter)
     queue = deque(item for item in queue if not item[0].unreadable)
@@ -638,10 +790,17 @@ def _dispatch(slots: list[Slot], jobs: list[Job], root: Path, out_dir: Path, ctx
                     reporter.started(job.stem)
             try:
                 future = slot.submit(_run_job_in_worker, job, root, out_dir)
-            except Exception as exc:  # noqa: BLE001 - no worker could be started for it
+            except Exception as exc:  # no worker could be started for it
                 free.append(slot)
-                _record(Outcome.failed(job.stem, f"no worker process could be started ({type(exc).__name__}: {exc})"),
-                        job, out_dir, ctx, before, result, reporter)
+                _record(
+                    Outcome.failed(job.stem, f"no worker process could be started ({type(exc).__name__}: {exc})"),
+                    job,
+                    out_dir,
+                    ctx,
+                    before,
+                    result,
+                    reporter,
+                )
                 continue
             running[future] = (slot, job, attempt)
         done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -654,20 +813,26 @@ def _dispatch(slots: list[Slot], jobs: list[Job], root: Path, out_dir: Path, ctx
                 death = slot.death()
                 slot.replace()
                 if attempt == 1:
-                    progress(f"The worker grading {plain(job.submission.rel)} died ({death}); "
-                             f"grading it once more in a new worker.")
+                    progress(
+                        f"The worker grading {plain(job.submission.rel)} died ({death}); "
+                        f"grading it once more in a new worker."
+                    )
                     queue.appendleft((job, 2))
                     continue
-                outcome = Outcome.failed(job.stem, f"the worker process grading {job.submission.rel} died twice "
-                                                   f"(the second time {death}); the machine may have run out of "
-                                                   f"memory")
-            except Exception as exc:  # noqa: BLE001 - e.g. the job could not be sent to the worker
+                outcome = Outcome.failed(
+                    job.stem,
+                    f"the worker process grading {job.submission.rel} died twice "
+                    f"(the second time {death}); the machine may have run out of "
+                    f"memory",
+                )
+            except Exception as exc:  # e.g. the job could not be sent to the worker
                 outcome = Outcome.failed(job.stem, f"grader failure ({type(exc).__name__}: {exc})")
             _record(outcome, job, out_dir, ctx, before, result, reporter)
 
 
-def _record(outcome: Outcome, job: Job, out_dir: Path, ctx: GradingContext, before: dict, result: BatchResult,
-            reporter) -> None:
+def _record(
+    outcome: Outcome, job: Job, out_dir: Path, ctx: GradingContext, before: dict, result: BatchResult, reporter
+) -> None:
     outcome = _ensure_report(job, out_dir, ctx, outcome, before.get(job.stem))
     result.outcomes.append(outcome)
     if reporter:

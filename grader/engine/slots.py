@@ -6,18 +6,19 @@ Here each slot has an executor of its own, so a broken executor names exactly th
 and the slot gets a new worker for the next. Workers die with the grader (a parent-death signal on
 Linux), so a grader killed with kill -9 leaves no worker, fork server or kernel running.
 """
+
 from __future__ import annotations
 
 import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
-from typing import Callable
 
-__all__ = ["Slot", "BrokenProcessPool", "die_with_parent"]
+__all__ = ["BrokenProcessPool", "Slot", "die_with_parent"]
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -26,8 +27,9 @@ def die_with_parent(parent_pid: int) -> None:
     if sys.platform.startswith("linux"):
         try:
             import ctypes
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
-        except Exception:  # noqa: BLE001 - without it, a killed grader leaves this worker running
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except Exception:  # without it, a killed grader leaves this worker running
             pass
     if os.getppid() != parent_pid:
         os._exit(1)
@@ -69,7 +71,7 @@ class Slot:
             try:
                 future = self.executor.submit(fn, *args)
                 break
-            except (BrokenProcessPool, RuntimeError):   # the idle worker died: a new one
+            except (BrokenProcessPool, RuntimeError):  # the idle worker died: a new one
                 self.replace()
                 if attempt == 2:
                     raise
@@ -95,8 +97,9 @@ class Slot:
         """Let the worker finish and stop in the background (its kernels stop meanwhile)."""
         executor, self.executor = self.executor, None
         if executor is not None:
-            stopping = threading.Thread(target=executor.shutdown, kwargs={"wait": True, "cancel_futures": True},
-                                        daemon=True)
+            stopping = threading.Thread(
+                target=executor.shutdown, kwargs={"wait": True, "cancel_futures": True}, daemon=True
+            )
             stopping.start()
             self.retired.append((stopping, executor))
 
@@ -120,7 +123,7 @@ def _kill(executor: ProcessPoolExecutor, known: list) -> None:
     for process in processes:
         try:
             process.kill()
-        except Exception:  # noqa: BLE001 - gone already
+        except Exception:  # gone already
             pass
     for process in processes:
         process.join(10)
@@ -128,5 +131,6 @@ def _kill(executor: ProcessPoolExecutor, known: list) -> None:
 
 
 def spawn_executor(initializer, initargs) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=initializer,
-                               initargs=initargs)
+    return ProcessPoolExecutor(
+        max_workers=1, mp_context=get_context("spawn"), initializer=initializer, initargs=initargs
+    )

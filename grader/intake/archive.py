@@ -5,6 +5,7 @@ checked and written by us, as a regular file inside the workspace, opened with O
 sizes are the bytes actually written while streaming (headers lie), so a zip bomb stops at the limit
 in bounded memory. The original file is only ever read.
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,8 +30,8 @@ from grader.models import Violation
 CHUNK = 64 * 1024
 # Below this many bytes an entry is never called a bomb: small files full of zeros compress well.
 RATIO_FLOOR = 1 << 20
-MAX_SAME_CODE = 5          # violations of one code listed one by one; the rest are summed up
-ROOTED_SHOWN = 3           # entries with absolute paths named in the note; the rest are counted
+MAX_SAME_CODE = 5  # violations of one code listed one by one; the rest are summed up
+ROOTED_SHOWN = 3  # entries with absolute paths named in the note; the rest are counted
 # Violations that only say what the grader did for the team (nothing was lost, nothing for a tutor to
 # deduct): `grader check` shows them without calling the zip one that tutors may mark down.
 NOTE_CODES = frozenset({"archive.absolute_path"})
@@ -66,9 +67,14 @@ class _Violations:
         out = list(self.items)
         for code, n in self._count.items():
             if n > MAX_SAME_CODE:
-                out.append(Violation(code=code, severity=self._severity[code],
-                                     message=f"{self._label[code]}: {n - MAX_SAME_CODE} more entries "
-                                             f"with the same problem ({code}) not listed"))
+                out.append(
+                    Violation(
+                        code=code,
+                        severity=self._severity[code],
+                        message=f"{self._label[code]}: {n - MAX_SAME_CODE} more entries "
+                        f"with the same problem ({code}) not listed",
+                    )
+                )
         return out
 
 
@@ -78,9 +84,9 @@ class _Budget:
     written: int = 0
     entries: int = 0
     files: list[str] = field(default_factory=list)
-    seen: dict[str, str] = field(default_factory=dict)     # folded name -> name as kept
-    rooted: list[tuple[str, str]] = field(default_factory=list)   # (entry's name, where it was unpacked)
-    data_folder: str = ""     # the sheet's data set folder (`<root>/<folder>/raw/`): served by the grader
+    seen: dict[str, str] = field(default_factory=dict)  # folded name -> name as kept
+    rooted: list[tuple[str, str]] = field(default_factory=list)  # (entry's name, where it was unpacked)
+    data_folder: str = ""  # the sheet's data set folder (`<root>/<folder>/raw/`): served by the grader
 
     @property
     def max_bytes(self) -> int:
@@ -131,11 +137,11 @@ def rooted_parts(name: str) -> tuple[str, ...]:
     """Where an entry with a root (`C:\\Users\\…`, `/home/…`, `\\\\server\\share\\…`) is unpacked: the
     root, `.` and `..` taken out, as Python's zipfile does on Windows (Info-ZIP and 7-Zip do the
     same), so that what is left is a path inside the target folder. Empty when nothing is left."""
-    rest = name.replace("\\", "/")[len(entry_root(name)):]
+    rest = name.replace("\\", "/")[len(entry_root(name)) :]
     return tuple(p for p in rest.split("/") if p not in ("", ".", ".."))
 
 
-PATH_MAX = 4096   # bytes of a path the system takes, its terminating NUL included (Linux)
+PATH_MAX = 4096  # bytes of a path the system takes, its terminating NUL included (Linux)
 
 
 def _room(dest: Path) -> int:
@@ -148,27 +154,36 @@ def _too_long(name: str, room: int = PATH_MAX) -> str | None:
     parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
     longest = max((len(p.encode("utf-8", "surrogateescape")) for p in parts), default=0)
     if longest > 255:
-        return (f"name too long: a name in its path is {longest} bytes long, more than the 255 bytes a file system "
-                "allows (expected shorter file and folder names)")
+        return (
+            f"name too long: a name in its path is {longest} bytes long, more than the 255 bytes a file system "
+            "allows (expected shorter file and folder names)"
+        )
     total = len("/".join(parts).encode("utf-8", "surrogateescape"))
     if total > room:
-        return (f"path too long: {total} bytes, more than the {room} bytes a path may have in the folder it "
-                "is unpacked into (expected fewer nested folders)")
+        return (
+            f"path too long: {total} bytes, more than the {room} bytes a path may have in the folder it "
+            "is unpacked into (expected fewer nested folders)"
+        )
     return None
 
 
 def is_junk(parts: tuple[str, ...]) -> bool:
     base = parts[-1]
-    return (any(p in JUNK_DIRS for p in parts[:-1]) or base.startswith("._")
-            or base.lower() in JUNK_FILES or base in JUNK_DIRS)
+    return (
+        any(p in JUNK_DIRS for p in parts[:-1])
+        or base.startswith("._")
+        or base.lower() in JUNK_FILES
+        or base in JUNK_DIRS
+    )
 
 
 def served_data(name: str, data_folder: str) -> bool:
     """Is this entry the data set the grader serves itself (torchvision's `<root>/<data_folder>/raw/`
     or `processed/`, which a team zips along with its notebook)? It would be replaced anyway."""
     parts = [p.lower() for p in name.replace("\\", "/").split("/") if p]
-    return bool(data_folder) and any(part == data_folder.lower() and parts[k + 1] in ("raw", "processed")
-                                     for k, part in enumerate(parts[:-2]))
+    return bool(data_folder) and any(
+        part == data_folder.lower() and parts[k + 1] in ("raw", "processed") for k, part in enumerate(parts[:-2])
+    )
 
 
 def _rank(info: zipfile.ZipInfo) -> tuple[int, bool]:
@@ -193,7 +208,7 @@ def _make_dirs(root: Path, parts: tuple[str, ...]) -> Path:
             os.mkdir(current, 0o755)
         except FileExistsError:
             if not stat.S_ISDIR(os.lstat(current).st_mode):
-                raise NotADirectoryError(f"'{part}' exists and is not a folder")
+                raise NotADirectoryError(f"'{part}' exists and is not a folder") from None
     return current
 
 
@@ -219,18 +234,22 @@ def _stream(src, target: Path, budget: _Budget, compressed_size: int | None) -> 
                 if not chunk:
                     break
                 if len(chunk) > room:
-                    raise _Stop(f"more than {budget.limits.max_uncompressed_mb:g} MB when unpacked "
-                                f"(limit archive.max_uncompressed_mb); unpacking stopped")
+                    raise _Stop(
+                        f"more than {budget.limits.max_uncompressed_mb:g} MB when unpacked "
+                        f"(limit archive.max_uncompressed_mb); unpacking stopped"
+                    )
                 out.write(chunk)
                 written += len(chunk)
                 budget.written += len(chunk)
                 if compressed_size is not None and written > RATIO_FLOOR:
-                    left = getattr(src, "_compress_left", None)       # zipfile's count of unread input
+                    left = getattr(src, "_compress_left", None)  # zipfile's count of unread input
                     consumed = compressed_size - left if isinstance(left, int) else compressed_size
                     if written > ratio * max(1, consumed):
-                        raise _Stop(f"entry '{target.name}' inflates more than {ratio:g} times "
-                                    f"(limit archive.max_ratio; {written // 1024} KB from "
-                                    f"{max(1, consumed) // 1024} KB so far): a zip bomb? unpacking stopped")
+                        raise _Stop(
+                            f"entry '{target.name}' inflates more than {ratio:g} times "
+                            f"(limit archive.max_ratio; {written // 1024} KB from "
+                            f"{max(1, consumed) // 1024} KB so far): a zip bomb? unpacking stopped"
+                        )
     except BaseException:
         budget.written -= written
         _unlink(target)
@@ -254,8 +273,16 @@ def _free_folder(parent: Path, name: str) -> str:
     return candidate
 
 
-def _unpack_zip(zpath: Path, label: str, dest: Path, prefix: tuple[str, ...], budget: _Budget,
-                depth: int, out: _Violations, inner: str = "") -> None:
+def _unpack_zip(
+    zpath: Path,
+    label: str,
+    dest: Path,
+    prefix: tuple[str, ...],
+    budget: _Budget,
+    depth: int,
+    out: _Violations,
+    inner: str = "",
+) -> None:
     limits = budget.limits
     size = os.path.getsize(zpath)
     what = f"the inner archive '{inner}'" if inner else "the archive"
@@ -264,8 +291,11 @@ def _unpack_zip(zpath: Path, label: str, dest: Path, prefix: tuple[str, ...], bu
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         what = f"the inner archive '{inner}'" if inner else "the archive"
         found = _what_it_is(zpath)
-        advice = (f"{found}, named .zip: the grader unpacks zip archives only; pack the files again as a zip"
-                  if found else _why(exc))
+        advice = (
+            f"{found}, named .zip: the grader unpacks zip archives only; pack the files again as a zip"
+            if found
+            else _why(exc)
+        )
         out.add("archive.corrupt", "error", label, f"{what}: expected a readable zip archive, found {advice}")
         return
     with zf:
@@ -275,10 +305,14 @@ def _unpack_zip(zpath: Path, label: str, dest: Path, prefix: tuple[str, ...], bu
         infos = [info for info in zf.infolist() if not served_data(entry_name(info), budget.data_folder)]
         infos = [infos[k] for k in sorted(range(len(infos)), key=lambda k: (_rank(infos[k]), k))]
         if budget.entries + len(infos) > limits.max_entries:
-            out.add("archive.too_large", "error", label,
-                    f"{len(infos)} entries, more than the limit of {limits.max_entries} "
-                    f"(archive.max_entries); only {max(0, limits.max_entries - budget.entries)} are unpacked "
-                    "(notebooks and PDFs first)")
+            out.add(
+                "archive.too_large",
+                "error",
+                label,
+                f"{len(infos)} entries, more than the limit of {limits.max_entries} "
+                f"(archive.max_entries); only {max(0, limits.max_entries - budget.entries)} are unpacked "
+                "(notebooks and PDFs first)",
+            )
         room = limits.max_compressed_mb * 1024 * 1024
         over = size > room and sum(info.compress_size for info in infos) > room
         rooted_before = len(budget.rooted)
@@ -288,10 +322,14 @@ def _unpack_zip(zpath: Path, label: str, dest: Path, prefix: tuple[str, ...], bu
                 break
             if over:
                 if info.compress_size > room:
-                    out.add("archive.too_large", "error", label,
-                            f"entry {entry_name(info)!r} ({info.compress_size / 1024 / 1024:.1f} MB) left out: {what} "
-                            f"is {size / 1024 / 1024:.1f} MB, more than the limit of {limits.max_compressed_mb:g} MB "
-                            "(archive.max_compressed_mb); notebooks and PDFs are unpacked first")
+                    out.add(
+                        "archive.too_large",
+                        "error",
+                        label,
+                        f"entry {entry_name(info)!r} ({info.compress_size / 1024 / 1024:.1f} MB) left out: {what} "
+                        f"is {size / 1024 / 1024:.1f} MB, more than the limit of {limits.max_compressed_mb:g} MB "
+                        "(archive.max_compressed_mb); notebooks and PDFs are unpacked first",
+                    )
                     continue
                 room -= info.compress_size
             _unpack_entry(zf, info, label, dest, prefix, budget, depth, out, size, inner)
@@ -305,29 +343,44 @@ def _rooted_note(rooted: list[tuple[str, str]], what: str) -> str:
     more = f" and {len(rooted) - ROOTED_SHOWN} more" if len(rooted) > ROOTED_SHOWN else ""
     roots = sorted({entry_root(name).rstrip("/\\") or "/" for name, _ in rooted})
     many = len(rooted) > 1
-    return (f"{len(rooted)} {'entries have absolute paths' if many else 'entry has an absolute path'} in "
-            f"{what} (as some zip tools store them); unpacked inside the submission folder with "
-            f"{'the root' if len(roots) == 1 else 'the roots'} {', '.join(repr(r) for r in roots[:ROOTED_SHOWN])} "
-            f"and any '..' taken off, as zip tools do: {shown}{more}. Nothing is lost; to avoid this note, "
-            "zip the folder itself (Windows: right-click, Send to, Compressed folder)")
+    return (
+        f"{len(rooted)} {'entries have absolute paths' if many else 'entry has an absolute path'} in "
+        f"{what} (as some zip tools store them); unpacked inside the submission folder with "
+        f"{'the root' if len(roots) == 1 else 'the roots'} {', '.join(repr(r) for r in roots[:ROOTED_SHOWN])} "
+        f"and any '..' taken off, as zip tools do: {shown}{more}. Nothing is lost; to avoid this note, "
+        "zip the folder itself (Windows: right-click, Send to, Compressed folder)"
+    )
 
 
 def _shown(name: str) -> str:
-    return name if len(name) <= 200 else f"{name[:100]}…{name[-60:]}"   # a report, not a dump
+    return name if len(name) <= 200 else f"{name[:100]}…{name[-60:]}"  # a report, not a dump
 
 
-def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: Path,
-                  prefix: tuple[str, ...], budget: _Budget, depth: int, out: _Violations,
-                  archive_size: int, inner: str) -> None:
+def _unpack_entry(
+    zf: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    label: str,
+    dest: Path,
+    prefix: tuple[str, ...],
+    budget: _Budget,
+    depth: int,
+    out: _Violations,
+    archive_size: int,
+    inner: str,
+) -> None:
     name = entry_name(info)
     entry = f"entry {_shown(name)!r}" + (f" of the inner archive '{inner}'" if inner else "")
     if name.endswith(("/", "\\")) and not _is_symlink(info):
-        return                                      # folders are made when their files are written
+        return  # folders are made when their files are written
     root = entry_root(name)
     parts = (None if _has_control(name) else rooted_parts(name)) if root else safe_parts(name)
     if parts == ():
-        out.add("archive.unsafe_path", "error", label,
-                f"{entry} names no file once its root {root!r} and any '..' are taken off; skipped")
+        out.add(
+            "archive.unsafe_path",
+            "error",
+            label,
+            f"{entry} names no file once its root {root!r} and any '..' are taken off; skipped",
+        )
         return
     if parts is not None and any(len(p.encode("utf-8", "surrogateescape")) > 255 for p in parts):
         parts = None
@@ -335,19 +388,23 @@ def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: 
         out.add("archive.unsafe_path", "error", label, f"{entry}: {too_long}; skipped")
         return
     if parts is None:
-        out.add("archive.unsafe_path", "error", label,
-                f"{entry} points outside the submission folder (expected a path without '..' that "
-                "leads out of it, and without control characters); skipped")
+        out.add(
+            "archive.unsafe_path",
+            "error",
+            label,
+            f"{entry} points outside the submission folder (expected a path without '..' that "
+            "leads out of it, and without control characters); skipped",
+        )
         return
     if is_junk(parts):
         return
     if _is_symlink(info):
-        out.add("archive.symlink", "error", label,
-                f"{entry} is a symbolic link (expected regular files only); skipped")
+        out.add("archive.symlink", "error", label, f"{entry} is a symbolic link (expected regular files only); skipped")
         return
     if info.flag_bits & 0x1:
-        out.add("archive.encrypted", "error", label,
-                f"{entry} is password-protected (expected an unencrypted zip); skipped")
+        out.add(
+            "archive.encrypted", "error", label, f"{entry} is password-protected (expected an unencrypted zip); skipped"
+        )
         return
     rel_parts = prefix + parts
     rel = "/".join(rel_parts)
@@ -357,9 +414,13 @@ def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: 
     key = unicodedata.normalize("NFC", rel.casefold())
     if key in budget.seen:
         where = f" ({rel!r} once its root is taken off)" if root else ""
-        out.add("archive.duplicate_name", "warning", label,
-                f"{entry}{where} has the same name as {budget.seen[key]!r} (names compared ignoring "
-                "case and Unicode normalisation); the first one is kept")
+        out.add(
+            "archive.duplicate_name",
+            "warning",
+            label,
+            f"{entry}{where} has the same name as {budget.seen[key]!r} (names compared ignoring "
+            "case and Unicode normalisation); the first one is kept",
+        )
         return
     budget.seen[key] = name
     try:
@@ -373,16 +434,27 @@ def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: 
         raise
     except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
         # The reason without the grader's own folders (an OSError's text names the full path).
-        why = exc.args[0] if isinstance(exc, NotADirectoryError) and len(exc.args) == 1 else \
-            f"'{rel_parts[-1]}' exists as a folder" if os.path.isdir(dest.joinpath(*rel_parts)) else \
-            f"'{rel_parts[-1]}' exists already"
-        out.add("archive.duplicate_name", "warning", label,
-                f"{entry} clashes with another file or folder of the same name ({why}); skipped")
+        why = (
+            exc.args[0]
+            if isinstance(exc, NotADirectoryError) and len(exc.args) == 1
+            else f"'{rel_parts[-1]}' exists as a folder"
+            if os.path.isdir(dest.joinpath(*rel_parts))
+            else f"'{rel_parts[-1]}' exists already"
+        )
+        out.add(
+            "archive.duplicate_name",
+            "warning",
+            label,
+            f"{entry} clashes with another file or folder of the same name ({why}); skipped",
+        )
         return
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError,
-            OSError) as exc:
-        out.add("archive.corrupt", "error", label,
-                f"{entry} cannot be read ({_why(exc)}); expected intact zip data; skipped")
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError, OSError) as exc:
+        out.add(
+            "archive.corrupt",
+            "error",
+            label,
+            f"{entry} cannot be read ({_why(exc)}); expected intact zip data; skipped",
+        )
         return
     budget.files.append(rel)
     if root:
@@ -411,7 +483,7 @@ def _open_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo):
 
 def _local_name(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> str | None:
     """The entry's name in its local header, decoded as zipfile decodes it; None when unreadable."""
-    z: Any = zipfile   # its layout of a local header: undocumented names (there since Python 2), not in typeshed
+    z: Any = zipfile  # its layout of a local header: undocumented names (there since Python 2), not in typeshed
     size, signature, layout = z.sizeFileHeader, z.stringFileHeader, z.structFileHeader
     name_length, flag_bits = z._FH_FILENAME_LENGTH, z._FH_GENERAL_PURPOSE_FLAG_BITS
     if zf.fp is None:
@@ -431,10 +503,16 @@ def _local_name(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> str | None:
 
 
 # What a file that is not a zip starts with, for a message that says what it is instead.
-_MAGIC = ((b"Rar!\x1a\x07", "a RAR archive"), (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
-          (b"\x1f\x8b", "a gzip archive (.gz, .tar.gz)"), (b"BZh", "a bzip2 archive"),
-          (b"\xfd7zXZ\x00", "an xz archive"), (b"\x28\xb5\x2f\xfd", "a zstd archive"),
-          (b"%PDF", "a PDF"), (b"\xd0\xcf\x11\xe0", "an old Office document"))
+_MAGIC = (
+    (b"Rar!\x1a\x07", "a RAR archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"\x1f\x8b", "a gzip archive (.gz, .tar.gz)"),
+    (b"BZh", "a bzip2 archive"),
+    (b"\xfd7zXZ\x00", "an xz archive"),
+    (b"\x28\xb5\x2f\xfd", "a zstd archive"),
+    (b"%PDF", "a PDF"),
+    (b"\xd0\xcf\x11\xe0", "an old Office document"),
+)
 
 
 def _what_it_is(path: Path) -> str | None:
@@ -496,8 +574,12 @@ def unpack(submission: Submission, dest: Path, limits: Archive, hints: SheetHint
     try:
         if not source.is_dir() and not stat.S_ISREG(os.stat(source).st_mode):
             # A named pipe would block the reader forever (the batch and the pre-flight with it).
-            out.add("archive.corrupt", "error", label, "cannot be read (it is a named pipe or a device, "
-                    "not a regular file); expected a readable file")
+            out.add(
+                "archive.corrupt",
+                "error",
+                label,
+                "cannot be read (it is a named pipe or a device, not a regular file); expected a readable file",
+            )
         elif submission.kind == "zip" or (submission.kind == "other" and zipfile.is_zipfile(source)):
             _unpack_zip(source, label, dest, (), budget, 0, out)
         elif submission.kind in ("ipynb", "py", "pdf"):
@@ -510,17 +592,18 @@ def unpack(submission: Submission, dest: Path, limits: Archive, hints: SheetHint
     except OSError as exc:
         out.add("archive.corrupt", "error", label, f"cannot be read ({_why(exc)})")
     if submission.kind == "zip" and (teams := _team_archives(budget.files)) >= 2:
-        out.add("archive.bulk_download", "error", label,
-                f"holds {teams} teams' submissions (zips named Name1_id1_Name2_id2...): expected one team's "
-                "zip, found what looks like the course system's whole download; unpack it into the folder "
-                "being graded and grade again, so that every team gets its own report")
+        out.add(
+            "archive.bulk_download",
+            "error",
+            label,
+            f"holds {teams} teams' submissions (zips named Name1_id1_Name2_id2...): expected one team's "
+            "zip, found what looks like the course system's whole download; unpack it into the folder "
+            "being graded and grade again, so that every team gets its own report",
+        )
     notebook, pdf, found = find_content(dest, budget.files, label, preferred_stem=submission.stem, hints=hints)
     files = sorted(budget.files)
     if notebook is not None:
         rel_nb = notebook.relative_to(dest).as_posix()
         if rel_nb not in files:
             files = sorted(files + [rel_nb])
-    return Workspace(dir=dest, notebook=notebook, pdf=pdf, files=tuple(files),
-                     violations=tuple(out.result() + found))
-
-
+    return Workspace(dir=dest, notebook=notebook, pdf=pdf, files=tuple(files), violations=tuple(out.result() + found))

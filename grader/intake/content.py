@@ -1,4 +1,5 @@
 """Which of the unpacked files are the notebook and the PDF to grade."""
+
 from __future__ import annotations
 
 import functools
@@ -28,17 +29,22 @@ class SheetHints:
     """What the sheet tells the intake about its notebook: the classes it asks for, the names its
     template uses (the notebook that mentions most of them is the solution), the template itself
     (its lines are not the team's own work), and what the PDF should hold."""
+
     classes: tuple[str, ...]
     markers: tuple[str, ...]
     template: Path | None
     written_exercises: str
-    data_folder: str = ""           # the data set's folder, which the grader serves (DatasetSpec.folder)
+    data_folder: str = ""  # the data set's folder, which the grader serves (DatasetSpec.folder)
 
     @classmethod
-    def of(cls, sheet: Sheet) -> "SheetHints":
-        return cls(classes=tuple(n.class_name for n in sheet.networks), markers=sheet.content_markers,
-                   template=sheet.template, written_exercises=sheet.written_exercises,
-                   data_folder=sheet.dataset.folder if sheet.dataset is not None else "")
+    def of(cls, sheet: Sheet) -> SheetHints:
+        return cls(
+            classes=tuple(n.class_name for n in sheet.networks),
+            markers=sheet.content_markers,
+            template=sheet.template,
+            written_exercises=sheet.written_exercises,
+            data_folder=sheet.dataset.folder if sheet.dataset is not None else "",
+        )
 
     @functools.cached_property
     def marker_patterns(self) -> list[re.Pattern]:
@@ -78,10 +84,11 @@ def _code_lines(source: str) -> list[str]:
 @dataclass(frozen=True)
 class NotebookMerit:
     """How much a notebook looks like the team's solution of the sheet (more is better)."""
-    classes: tuple[str, ...]    # the sheet's classes it defines
-    own_lines: int              # code lines that are not the template's
-    untitled: bool              # Jupyter's default name ("Untitled.ipynb", "Untitled1.ipynb")
-    score: tuple[int, int]      # template_score of its text
+
+    classes: tuple[str, ...]  # the sheet's classes it defines
+    own_lines: int  # code lines that are not the template's
+    untitled: bool  # Jupyter's default name ("Untitled.ipynb", "Untitled1.ipynb")
+    score: tuple[int, int]  # template_score of its text
 
     def key(self) -> tuple:
         return (-len(self.classes), self.own_lines == 0, self.untitled, -self.score[0], -self.score[1])
@@ -103,15 +110,18 @@ def notebook_merit(path: Path, hints: SheetHints) -> NotebookMerit:
         classes=tuple(name for name, pattern in hints.class_patterns.items() if name in code and pattern.search(code)),
         own_lines=sum(1 for source in sources for line in _code_lines(source) if line not in template),
         untitled=bool(_UNTITLED.match(PurePosixPath(path.name).stem.strip())),
-        score=template_score(text, hints))
+        score=template_score(text, hints),
+    )
 
 
-def why_chosen(chosen: str, chosen_merit: NotebookMerit, other: str, other_merit: NotebookMerit,
-               hints: SheetHints) -> str:
+def why_chosen(
+    chosen: str, chosen_merit: NotebookMerit, other: str, other_merit: NotebookMerit, hints: SheetHints
+) -> str:
     """Why `chosen` was graded rather than `other` (the runner-up), in words."""
     if len(chosen_merit.classes) != len(other_merit.classes):
-        return (f"it defines {' and '.join(chosen_merit.classes)}"
-                + (f", '{other}' does not" if not other_merit.classes else f", '{other}' only {', '.join(other_merit.classes)}"))
+        return f"it defines {' and '.join(chosen_merit.classes)}" + (
+            f", '{other}' does not" if not other_merit.classes else f", '{other}' only {', '.join(other_merit.classes)}"
+        )
     if (chosen_merit.own_lines == 0) != (other_merit.own_lines == 0):
         return f"'{other}' holds only the sheet's template, no code of your own"
     if chosen_merit.untitled != other_merit.untitled:
@@ -141,8 +151,7 @@ def _path_key(rel: str) -> tuple[int, int, str]:
     return (len(PurePosixPath(rel).parts), len(rel), rel)
 
 
-def rank_notebooks(dest: Path, candidates: list[str], hints: SheetHints
-                   ) -> list[tuple[str, NotebookMerit]]:
+def rank_notebooks(dest: Path, candidates: list[str], hints: SheetHints) -> list[tuple[str, NotebookMerit]]:
     """Best first: the one that defines the sheet's classes, holds code of its own beyond the
     template, is not an `Untitled*` notebook and uses the sheet's names most; ties go to the
     shortest path, then the name."""
@@ -213,15 +222,21 @@ def _by_suffix(files: list[str], suffix: str) -> list[str]:
     return sorted(f for f in files if f.lower().endswith(suffix))
 
 
-def find_content(dest: Path, files: list[str], label: str, *, hints: SheetHints, preferred_stem: str | None = None,
-                 ) -> tuple[Path | None, Path | None, list[Violation]]:
+def find_content(
+    dest: Path,
+    files: list[str],
+    label: str,
+    *,
+    hints: SheetHints,
+    preferred_stem: str | None = None,
+) -> tuple[Path | None, Path | None, list[Violation]]:
     """(notebook, pdf, violations) among the unpacked files (posix paths relative to dest)."""
     violations: list[Violation] = []
     notebooks = _by_suffix(files, ".ipynb")
     scripts = _by_suffix(files, ".py")
     notebook: Path | None = None
     chosen: str | None = None
-    if len(notebooks) == 1:     # nothing to choose: its merit would cost seconds for a 50 MB one
+    if len(notebooks) == 1:  # nothing to choose: its merit would cost seconds for a 50 MB one
         chosen = notebooks[0]
         notebook = dest / chosen
     elif notebooks:
@@ -231,37 +246,57 @@ def find_content(dest: Path, files: list[str], label: str, *, hints: SheetHints,
         if len(notebooks) > 1:
             others = ", ".join(f"'{n}'" for n, _ in ranked[1:])
             why = why_chosen(chosen, ranked[0][1], ranked[1][0], ranked[1][1], hints)
-            violations.append(Violation(
-                code="content.multiple_notebooks", severity="warning",
-                message=f"{label}: expected one notebook, found {len(notebooks)}; grading '{chosen}', "
-                        f"not {others}, because {why}. Leave the others out of the zip"))
+            violations.append(
+                Violation(
+                    code="content.multiple_notebooks",
+                    severity="warning",
+                    message=f"{label}: expected one notebook, found {len(notebooks)}; grading '{chosen}', "
+                    f"not {others}, because {why}. Leave the others out of the zip",
+                )
+            )
     elif scripts:
         chosen_script = choose_notebook(dest, scripts, hints)
         notebook = convert_script(dest, chosen_script)
         chosen = notebook.relative_to(dest).as_posix()
         if len(scripts) > 1:
             others = ", ".join(s for s in scripts if s != chosen_script)
-            violations.append(Violation(
-                code="content.multiple_notebooks", severity="warning",
-                message=f"{label}: expected one notebook, found no .ipynb but {len(scripts)} .py scripts; "
-                        f"grading '{chosen_script}' (converted to '{chosen}'), not {others}"))
+            violations.append(
+                Violation(
+                    code="content.multiple_notebooks",
+                    severity="warning",
+                    message=f"{label}: expected one notebook, found no .ipynb but {len(scripts)} .py scripts; "
+                    f"grading '{chosen_script}' (converted to '{chosen}'), not {others}",
+                )
+            )
     else:
         shown = ", ".join(files[:10]) + (" ..." if len(files) > 10 else "") if files else "no files"
-        violations.append(Violation(
-            code="content.no_notebook", severity="error",
-            message=f"{label}: expected a Jupyter notebook (.ipynb) or a Python script (.py), found {shown}"))
+        violations.append(
+            Violation(
+                code="content.no_notebook",
+                severity="error",
+                message=f"{label}: expected a Jupyter notebook (.ipynb) or a Python script (.py), found {shown}",
+            )
+        )
 
     pdfs = _by_suffix(files, ".pdf")
     pdf: Path | None = None
     if pdfs:
-        wanted = {unicodedata.normalize("NFC", s).casefold()
-                  for s in (preferred_stem, PurePosixPath(chosen).stem if chosen else None) if s}
+        wanted = {
+            unicodedata.normalize("NFC", s).casefold()
+            for s in (preferred_stem, PurePosixPath(chosen).stem if chosen else None)
+            if s
+        }
 
         def pdf_key(rel: str):
             return (PurePosixPath(rel).stem.casefold() not in wanted,) + _path_key(rel)
+
         pdf = dest / min(pdfs, key=pdf_key)
     else:
-        violations.append(Violation(
-            code="content.no_pdf", severity="warning",
-            message=f"{label}: expected a PDF with the written exercises ({hints.written_exercises}), found none"))
+        violations.append(
+            Violation(
+                code="content.no_pdf",
+                severity="warning",
+                message=f"{label}: expected a PDF with the written exercises ({hints.written_exercises}), found none",
+            )
+        )
     return notebook, pdf, violations

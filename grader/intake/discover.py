@@ -1,4 +1,5 @@
 """Where the submissions are: every submission under a folder, whatever its layout."""
+
 from __future__ import annotations
 
 import os
@@ -11,10 +12,17 @@ from grader.intake.types import Discovery, Skipped
 
 SUBMISSION_EXTENSIONS = (".zip", ".ipynb", ".py", ".pdf")
 NOTEBOOK_EXTENSIONS = (".ipynb", ".py")
-JUNK_NAMES = {".ds_store": "macOS folder metadata", "thumbs.db": "Windows thumbnail cache",
-              "desktop.ini": "Windows folder settings", "ehthumbs.db": "Windows thumbnail cache"}
-JUNK_DIRS = {"__macosx": "macOS resource forks", ".ipynb_checkpoints": "Jupyter checkpoints",
-             "__pycache__": "Python byte code"}
+JUNK_NAMES = {
+    ".ds_store": "macOS folder metadata",
+    "thumbs.db": "Windows thumbnail cache",
+    "desktop.ini": "Windows folder settings",
+    "ehthumbs.db": "Windows thumbnail cache",
+}
+JUNK_DIRS = {
+    "__macosx": "macOS resource forks",
+    ".ipynb_checkpoints": "Jupyter checkpoints",
+    "__pycache__": "Python byte code",
+}
 CHECKSUMS = (".md5", ".sha1", ".sha256", ".sha512", ".crc", ".sfv")
 NOTES = (".txt", ".md", ".csv", ".html", ".htm", ".json", ".log", ".xlsx", ".xls", ".ods", ".rtf", ".tsv")
 
@@ -64,19 +72,32 @@ def paired_pdfs(path: Path, naming: Naming | None = None, subfolder: bool = Fals
     naming = naming or Naming()
     stem = _stem_key(path.name)
     try:
-        pdfs = sorted(p for p in path.parent.iterdir()
-                      if p != path and p.suffix.lower() == ".pdf" and not p.is_symlink() and p.is_file()
-                      and not p.name.startswith("."))
+        pdfs = sorted(
+            p
+            for p in path.parent.iterdir()
+            if p != path
+            and p.suffix.lower() == ".pdf"
+            and not p.is_symlink()
+            and p.is_file()
+            and not p.name.startswith(".")
+        )
     except OSError:
         return []
     same = [p for p in pdfs if _stem_key(p.name) == stem]
     if same:
         return same
-    if len(pdfs) == 1 and not _names_team(path.name, naming) and not _names_team(pdfs[0].name, naming) \
-            and (subfolder or _names_team(path.parent.name, naming)):
+    if (
+        len(pdfs) == 1
+        and not _names_team(path.name, naming)
+        and not _names_team(pdfs[0].name, naming)
+        and (subfolder or _names_team(path.parent.name, naming))
+    ):
         try:
-            notebooks = [p for p in path.parent.iterdir() if p.suffix.lower() in NOTEBOOK_EXTENSIONS
-                         and not p.name.startswith(".")]
+            notebooks = [
+                p
+                for p in path.parent.iterdir()
+                if p.suffix.lower() in NOTEBOOK_EXTENSIONS and not p.name.startswith(".")
+            ]
         except OSError:
             return []
         if len(notebooks) == 1:
@@ -140,8 +161,9 @@ def discover(root: Path, naming: Naming | None = None) -> Discovery:
         for path in candidates:
             by_stem.setdefault(_stem_key(path.name), []).append(path)
         for group in by_stem.values():
-            lead = next((p for p in group if p.suffix.lower() == ".ipynb"), None) or \
-                next((p for p in group if p.suffix.lower() == ".py"), None)
+            lead = next((p for p in group if p.suffix.lower() == ".ipynb"), None) or next(
+                (p for p in group if p.suffix.lower() == ".py"), None
+            )
             for p in group:
                 if lead is not None and p != lead and p.suffix.lower() in (".pdf", ".py"):
                     skipped.append(Skipped(p, f"graded together with {lead.name} (same name)"))
@@ -153,8 +175,10 @@ def discover(root: Path, naming: Naming | None = None) -> Discovery:
             for pdf in paired_pdfs(leads[0], naming, subfolder=here != root):
                 if pdf in submissions:
                     submissions.remove(pdf)
-                    skipped.append(Skipped(pdf, f"graded together with {leads[0].name} "
-                                                "(the only notebook in the team's folder)"))
-    key = lambda p: p.as_posix()  # noqa: E731
-    return Discovery(submissions=tuple(sorted(set(submissions), key=key)),
-                     skipped=tuple(sorted(skipped, key=lambda s: key(s.path))))
+                    skipped.append(
+                        Skipped(pdf, f"graded together with {leads[0].name} (the only notebook in the team's folder)")
+                    )
+    key = lambda p: p.as_posix()
+    return Discovery(
+        submissions=tuple(sorted(set(submissions), key=key)), skipped=tuple(sorted(skipped, key=lambda s: key(s.path)))
+    )

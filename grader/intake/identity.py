@@ -1,4 +1,5 @@
 """Do the files name the team the file name announces? Ids, names and e-mails from notebook and PDF."""
+
 from __future__ import annotations
 
 import html
@@ -24,9 +25,10 @@ def _id_pattern(digits: int) -> re.Pattern:
 @dataclass
 class Evidence:
     """What the files say about who wrote them."""
-    ids: dict[str, set[str]] = field(default_factory=dict)       # id -> where found ("notebook", "PDF")
+
+    ids: dict[str, set[str]] = field(default_factory=dict)  # id -> where found ("notebook", "PDF")
     emails: list[str] = field(default_factory=list)
-    texts: dict[str, str] = field(default_factory=dict)           # where -> text read
+    texts: dict[str, str] = field(default_factory=dict)  # where -> text read
     problems: list[Violation] = field(default_factory=list)
     looked_in: list[str] = field(default_factory=list)
 
@@ -80,32 +82,48 @@ def read_evidence(submission: Submission, workspace: Workspace, digits: int = 7)
         try:
             text = read(path)
         except ParseLimitHit as exc:
-            ev.problems.append(Violation(
-                code="content.pdf_unreadable", severity="warning",
-                message=f"{submission.rel}: reading the text of the PDF '{rel}' {exc} (limits.parse_timeout_s, "
-                        f"limits.parse_memory_mb); the PDF was not read, so its names, ids and e-mails were not "
-                        f"compared and tutors get no hints from it; expected a PDF whose text can be read"))
+            ev.problems.append(
+                Violation(
+                    code="content.pdf_unreadable",
+                    severity="warning",
+                    message=f"{submission.rel}: reading the text of the PDF '{rel}' {exc} (limits.parse_timeout_s, "
+                    f"limits.parse_memory_mb); the PDF was not read, so its names, ids and e-mails were not "
+                    f"compared and tutors get no hints from it; expected a PDF whose text can be read",
+                )
+            )
             continue
         except ParseFailed as exc:
             if PASSWORD_PROTECTED in str(exc):
-                ev.problems.append(Violation(
-                    code="content.pdf_unreadable", severity="error",
-                    message=f"{submission.rel}: the PDF '{rel}' is password-protected: tutors cannot open it to "
-                            f"grade the written exercises; expected a PDF without a password "
-                            f"(export or print it again without one)"))
+                ev.problems.append(
+                    Violation(
+                        code="content.pdf_unreadable",
+                        severity="error",
+                        message=f"{submission.rel}: the PDF '{rel}' is password-protected: tutors cannot open it to "
+                        f"grade the written exercises; expected a PDF without a password "
+                        f"(export or print it again without one)",
+                    )
+                )
                 continue
-            ev.problems.append(Violation(
-                code="content.pdf_unreadable", severity="warning",
-                message=f"{submission.rel}: cannot read the text of the {where} '{rel}' "
-                        f"({str(exc)[:150]}); expected a readable {where}"))
+            ev.problems.append(
+                Violation(
+                    code="content.pdf_unreadable",
+                    severity="warning",
+                    message=f"{submission.rel}: cannot read the text of the {where} '{rel}' "
+                    f"({str(exc)[:150]}); expected a readable {where}",
+                )
+            )
             continue
-        except Exception as exc:  # noqa: BLE001 - a broken file is reported, never a crash
+        except Exception as exc:  # a broken file is reported, never a crash
             code = "content.pdf_unreadable" if where == "PDF" else "content.notebook_unreadable"
             shown = str(exc) if isinstance(exc, (ParseFailed, NotebookInvalid)) else f"{type(exc).__name__}: {exc}"
-            ev.problems.append(Violation(
-                code=code, severity="warning",
-                message=f"{submission.rel}: cannot read the text of the {where} '{rel}' "
-                        f"({shown[:150]}); expected a readable {where}"))
+            ev.problems.append(
+                Violation(
+                    code=code,
+                    severity="warning",
+                    message=f"{submission.rel}: cannot read the text of the {where} '{rel}' "
+                    f"({shown[:150]}); expected a readable {where}",
+                )
+            )
             continue
         text = unicodedata.normalize("NFC", text)
         ev.texts[where] = text
@@ -121,9 +139,12 @@ def read_evidence(submission: Submission, workspace: Workspace, digits: int = 7)
 # The notebook starts with "Name 1: <br>", "Student id 1: <br>", "Email 1: <br>" for members 1 to 3; a
 # team writes each value after its colon. Read in any order of the lines, with or without `<br>`, in
 # markdown or HTML, several fields on one line or one per line.
-_FIELD = re.compile(r"(?<![\w])(name|student[ \t_-]*id|matriculation(?:[ \t_-]*(?:number|no\.?))?|e-?mail)"
-                    r"[ \t]*([1-9])[ \t]*[*_]*[ \t]*[:=]", re.IGNORECASE)
-_HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")   # <br>, <b>, </p>; not <a@b.de>
+_FIELD = re.compile(
+    r"(?<![\w])(name|student[ \t_-]*id|matriculation(?:[ \t_-]*(?:number|no\.?))?|e-?mail)"
+    r"[ \t]*([1-9])[ \t]*[*_]*[ \t]*[:=]",
+    re.IGNORECASE,
+)
+_HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")  # <br>, <b>, </p>; not <a@b.de>
 _FORM_FIELDS = (("name", "Name"), ("id", "Student id"), ("email", "Email"))
 
 
@@ -132,12 +153,11 @@ def _plain(text: str) -> str:
     return html.unescape(_HTML_TAG.sub(" ", text)).replace("\xa0", " ")
 
 
-_BREAK = "\ue000"   # where a `<br>` stood: a value never continues past it
+_BREAK = "\ue000"  # where a `<br>` stood: a value never continues past it
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _TABLE_RULE = re.compile(r"\s*:?-{3,}:?\s*")
 # What a value alone on the line below its label may be (markdown shows the two lines as one).
-_BELOW = {"name": re.compile(r"[^\W\d_][^\d@|:<>]{1,59}"), "id": re.compile(r"[0-9][0-9 ]{3,14}"),
-          "email": _EMAIL}
+_BELOW = {"name": re.compile(r"[^\W\d_][^\d@|:<>]{1,59}"), "id": re.compile(r"[0-9][0-9 ]{3,14}"), "email": _EMAIL}
 
 
 def _field_of(label: re.Match) -> str:
@@ -163,10 +183,10 @@ def identity_form(text: str) -> dict[int, dict[str, str]]:
         if not entry[field]:
             entry[field] = value
         elif field == "id" and value not in entry[field].split():
-            entry[field] += " " + value   # `Student id 1:` twice: both kept, so that neither is guessed
+            entry[field] += " " + value  # `Student id 1:` twice: both kept, so that neither is guessed
 
     lines = _plain(_BR.sub(_BREAK, text)).splitlines()
-    columns: dict[int, tuple[int, str]] = {}   # a table's header: column -> (member, field)
+    columns: dict[int, tuple[int, str]] = {}  # a table's header: column -> (member, field)
     for index, line in enumerate(lines):
         cells = line.strip().strip("|").split("|") if line.strip().startswith("|") else None
         if cells is None:
@@ -181,7 +201,7 @@ def identity_form(text: str) -> dict[int, dict[str, str]]:
         labels = list(_FIELD.finditer(line))
         for i, label in enumerate(labels):
             end = labels[i + 1].start() if i + 1 < len(labels) else len(line)
-            raw = line[label.end():end]
+            raw = line[label.end() : end]
             value = _clean(raw)
             field = _field_of(label)
             if not value and cells is None and i + 1 == len(labels) and _BREAK not in raw and index + 1 < len(lines):
@@ -190,12 +210,15 @@ def identity_form(text: str) -> dict[int, dict[str, str]]:
                     value = below
             put(int(label.group(2)), field, value)
         if cells is not None and labels and not any(_clean(c) and not _FIELD.fullmatch(_clean(c)) for c in cells):
-            columns = {column: (int(m.group(2)), _field_of(m)) for column, cell in enumerate(cells)
-                       if (m := _FIELD.search(cell))}
+            columns = {
+                column: (int(m.group(2)), _field_of(m))
+                for column, cell in enumerate(cells)
+                if (m := _FIELD.search(cell))
+            }
     return members
 
 
-def identity_form_note(ev: "Evidence") -> str:
+def identity_form_note(ev: Evidence) -> str:
     """What the identity cell leaves empty, in words: "" when it is filled in, or not there."""
     for where, text in ev.texts.items():
         form = identity_form(text)
@@ -203,10 +226,16 @@ def identity_form_note(ev: "Evidence") -> str:
             continue
         filled = {number: entry for number, entry in form.items() if any(entry.values())}
         if not filled:
-            return (f"the {where}'s identity cell (Name 1:, Student id 1:, Email 1:, ...) is not filled in: "
-                    f"write each member's name, student id and e-mail after the colons")
-        gaps = [f"{label} {number}" for number, entry in sorted(filled.items())
-                for field, label in _FORM_FIELDS if not entry[field]]
+            return (
+                f"the {where}'s identity cell (Name 1:, Student id 1:, Email 1:, ...) is not filled in: "
+                f"write each member's name, student id and e-mail after the colons"
+            )
+        gaps = [
+            f"{label} {number}"
+            for number, entry in sorted(filled.items())
+            for field, label in _FORM_FIELDS
+            if not entry[field]
+        ]
         if gaps:
             return f"the {where}'s identity cell leaves {', '.join(gaps)} empty"
     return ""
@@ -234,29 +263,41 @@ def check_identity(submission: Submission, workspace: Workspace) -> list[Violati
     note = identity_form_note(ev)
     if not ev.ids:
         expected = f"the ids {', '.join(team_ids)} of the file name" if team_ids else "the team's ids"
-        violations.append(Violation(
-            code="identity.missing", severity="warning",
-            message=f"{submission.rel}: expected every member's name, {digits}-digit student id and e-mail "
-                    f"in the notebook or PDF; found no student id in {where} (expected {expected})"
-                    + (f"; {note}" if note else "")))
+        violations.append(
+            Violation(
+                code="identity.missing",
+                severity="warning",
+                message=f"{submission.rel}: expected every member's name, {digits}-digit student id and e-mail "
+                f"in the notebook or PDF; found no student id in {where} (expected {expected})"
+                + (f"; {note}" if note else ""),
+            )
+        )
         return violations
     if not team_ids:
-        return violations              # the file name gave no ids to compare with (name.pattern says so)
+        return violations  # the file name gave no ids to compare with (name.pattern says so)
     missing = [i for i in team_ids if i not in ev.ids]
     extra = sorted(i for i in ev.ids if i not in team_ids)
     if missing or extra:
         bits = []
         if missing:
             names = {m.student_id: m.name for m in submission.team}
-            bits.append("ids of the file name not found in the files: " +
-                        ", ".join(f"{i} ({names.get(i) or '?'})" for i in missing))
+            bits.append(
+                "ids of the file name not found in the files: "
+                + ", ".join(f"{i} ({names.get(i) or '?'})" for i in missing)
+            )
         if extra:
-            bits.append("ids in the files that the file name lacks: " +
-                        ", ".join(f"{i} (in the {' and '.join(sorted(ev.ids[i]))})" for i in extra))
-        violations.append(Violation(
-            code="identity.mismatch", severity="warning",
-            message=f"{submission.rel}: expected the files to name the team of the file name "
-                    f"({', '.join(team_ids)}); {'; '.join(bits)}. Looked in {where}" + (f"; {note}" if note else "")))
+            bits.append(
+                "ids in the files that the file name lacks: "
+                + ", ".join(f"{i} (in the {' and '.join(sorted(ev.ids[i]))})" for i in extra)
+            )
+        violations.append(
+            Violation(
+                code="identity.mismatch",
+                severity="warning",
+                message=f"{submission.rel}: expected the files to name the team of the file name "
+                f"({', '.join(team_ids)}); {'; '.join(bits)}. Looked in {where}" + (f"; {note}" if note else ""),
+            )
+        )
     return violations
 
 
@@ -268,12 +309,12 @@ def team_with_emails(submission: Submission, workspace: Workspace) -> tuple[Team
     """
     ev = read_evidence(submission, workspace, _digits_of(submission.team))
     lines = [ln for text in ev.texts.values() for ln in text.splitlines()]
-    form_emails: dict[str, str] = {}   # student id -> the e-mail the identity cell gives the same member
+    form_emails: dict[str, str] = {}  # student id -> the e-mail the identity cell gives the same member
     for text in ev.texts.values():
         for entry in identity_form(text).values():
             found = _EMAIL.search(entry["email"])
             numbers = re.findall(r"[0-9]+", entry["id"])
-            if found and len(numbers) == 1:   # two ids for one member: whose e-mail it is cannot be told
+            if found and len(numbers) == 1:  # two ids for one member: whose e-mail it is cannot be told
                 form_emails.setdefault(numbers[0], found.group(0))
     out = []
     for member in submission.team:
@@ -310,8 +351,9 @@ def _name_keys(name: str) -> set[str]:
 
 
 _NAME_LABEL = re.compile(r"\bname\s*[:=]\s*([^,;|\n]+)", re.IGNORECASE)
-_LABELS = re.compile(r"\b(student\s*id|matriculation(\s*number)?|matrikel(nummer)?|id|name|e-?mail)\b\s*[:=]?",
-                     re.IGNORECASE)
+_LABELS = re.compile(
+    r"\b(student\s*id|matriculation(\s*number)?|matrikel(nummer)?|id|name|e-?mail)\b\s*[:=]?", re.IGNORECASE
+)
 
 
 def team_from_files(submission: Submission, workspace: Workspace, digits: int = 7) -> tuple[TeamMember, ...]:
@@ -329,7 +371,7 @@ def team_from_files(submission: Submission, workspace: Workspace, digits: int = 
                 members[ids[0]] = TeamMember(name=unicodedata.normalize("NFC", name), student_id=ids[0])
         for line in _plain(text).splitlines():
             if _FIELD.search(line):
-                continue            # the identity cell's lines: read above, member by member
+                continue  # the identity cell's lines: read above, member by member
             ids = pattern.findall(line)
             if len(ids) != 1 or ids[0] in members:
                 continue

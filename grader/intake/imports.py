@@ -7,6 +7,7 @@ Cell magics whose body is Python (`%%time`, `%%capture`, ...) are read through; 
 makes a module of the submission's own; other cell magics (`%%bash`, ...) are not Python.
 `%pip install` and `!pip install` lines are collected apart: they name distributions, not modules.
 """
+
 from __future__ import annotations
 
 import ast
@@ -27,12 +28,42 @@ PLATFORM_MODULES = {
     "kaggle_gcp": "Kaggle",
 }
 _PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug", "python", "python3", "ipython"}
-_PIP_LINE = re.compile(r"^\s*[%!]\s*(?:\S*python\S*\s+-m\s+)?(?:pip3?(?:\.\d+)?|uv\s+pip|conda|mamba)\s+install\s+(.*)$")
-_PIP_OPTIONS_WITH_VALUE = {"-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-i", "--index-url",
-                           "--extra-index-url", "-f", "--find-links", "-t", "--target", "--prefix", "--root",
-                           "--python-version", "--platform", "--implementation", "--abi", "--upgrade-strategy",
-                           "-C", "--config-settings", "--progress-bar", "--trusted-host", "--proxy", "--timeout",
-                           "--retries", "--cache-dir", "--log", "--src", "--channel"}
+_PIP_LINE = re.compile(
+    r"^\s*[%!]\s*(?:\S*python\S*\s+-m\s+)?(?:pip3?(?:\.\d+)?|uv\s+pip|conda|mamba)\s+install\s+(.*)$"
+)
+_PIP_OPTIONS_WITH_VALUE = {
+    "-r",
+    "--requirement",
+    "-c",
+    "--constraint",
+    "-e",
+    "--editable",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "-t",
+    "--target",
+    "--prefix",
+    "--root",
+    "--python-version",
+    "--platform",
+    "--implementation",
+    "--abi",
+    "--upgrade-strategy",
+    "-C",
+    "--config-settings",
+    "--progress-bar",
+    "--trusted-host",
+    "--proxy",
+    "--timeout",
+    "--retries",
+    "--cache-dir",
+    "--log",
+    "--src",
+    "--channel",
+}
 _DISTRIBUTION = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")
 MAX_CELL_CHARS = 200_000
 # Code read as Python (parsed, every node visited) in one notebook; the rest is read line by line. A
@@ -42,8 +73,8 @@ MAX_PARSED_CHARS = 2_000_000
 
 @dataclass(frozen=True)
 class ImportUse:
-    module: str        # the full dotted name as written (`google.colab`, `torch.nn`)
-    cell: int          # 1-based position of the code cell in the notebook
+    module: str  # the full dotted name as written (`google.colab`, `torch.nn`)
+    cell: int  # 1-based position of the code cell in the notebook
 
     @property
     def top(self) -> str:
@@ -60,8 +91,8 @@ class ImportUse:
 
 @dataclass(frozen=True)
 class PipInstall:
-    line: str              # the line as written (stripped, at most 200 characters)
-    packages: tuple[str, ...]   # distribution names it asks for
+    line: str  # the line as written (stripped, at most 200 characters)
+    packages: tuple[str, ...]  # distribution names it asks for
     cell: int
 
 
@@ -69,18 +100,18 @@ class PipInstall:
 class NotebookImports:
     imports: list[ImportUse] = field(default_factory=list)
     pip: list[PipInstall] = field(default_factory=list)
-    written_modules: set[str] = field(default_factory=set)   # by %%writefile NAME.py
+    written_modules: set[str] = field(default_factory=set)  # by %%writefile NAME.py
 
     def third_party(self) -> list[ImportUse]:
         """Imports the kernel must provide: not relative, not __future__, not the standard library."""
-        return [use for use in self.imports
-                if use.top != "__future__" and use.top not in sys.stdlib_module_names]
+        return [use for use in self.imports if use.top != "__future__" and use.top not in sys.stdlib_module_names]
 
 
 def _transform(source: str) -> str:
     """IPython's transforms (magics and shell lines to calls); the source as it is when they fail."""
     try:
         from IPython.core.inputtransformer2 import TransformerManager
+
         return TransformerManager().transform_cell(source)
     except Exception:
         return source
@@ -96,7 +127,9 @@ def _imports_of(tree: ast.AST) -> list[str]:
     return modules
 
 
-_IMPORT_LINE = re.compile(r"^\s*(?:from\s+([A-Za-z_][\w.]*)\s+import\b|import\s+([A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*))")
+_IMPORT_LINE = re.compile(
+    r"^\s*(?:from\s+([A-Za-z_][\w.]*)\s+import\b|import\s+([A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*))"
+)
 
 
 def _imports_by_line(source: str) -> list[str]:
@@ -154,7 +187,7 @@ def _read_cell(source: str, cell: int, found: NotebookImports, parse: bool = Tru
     if not parse:
         found.imports.extend(ImportUse(module=m, cell=cell) for m in _imports_by_line(source))
         return
-    try:   # most cells are plain Python; IPython's transforms cost a millisecond a cell
+    try:  # most cells are plain Python; IPython's transforms cost a millisecond a cell
         modules = _imports_of(ast.parse(source))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         try:

@@ -4,6 +4,7 @@ Parsing is lenient on purpose: a misnamed submission is still graded, so we read
 pairs we can find and report what differs from the canonical name as a warning. Only a name that
 yields no member at all is an error.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,20 +28,21 @@ UNSUPPORTED_ARCHIVES = (".rar", ".7z", ".tar", ".tgz", ".gz", ".bz2", ".xz", ".z
 
 # Suffixes browsers and file managers add to a second copy: "x (1).zip", "x - Copy.zip", "x-1.zip"
 _COPY_SUFFIX = re.compile(
-    r"(?:\s*\(\d{1,3}\)|\s*\((?:copy|kopie)\)|\s+-\s+(?:copy|kopie)(?:\s*\(\d+\))?|\s+copy)\s*$",
-    re.IGNORECASE)
-_DIGITS = re.compile(r"\d+")        # any Unicode decimal digits: Arabic-Indic ids are found, then flagged
-_SEP = "_- .,+&;~"                  # characters that may separate names and ids in a sloppy name
+    r"(?:\s*\(\d{1,3}\)|\s*\((?:copy|kopie)\)|\s+-\s+(?:copy|kopie)(?:\s*\(\d+\))?|\s+copy)\s*$", re.IGNORECASE
+)
+_DIGITS = re.compile(r"\d+")  # any Unicode decimal digits: Arabic-Indic ids are found, then flagged
+_SEP = "_- .,+&;~"  # characters that may separate names and ids in a sloppy name
 
 
 @dataclass(frozen=True)
 class ParsedName:
     """What a file name says, before it becomes a Submission."""
+
     stem: str
-    extension: str                       # as written, e.g. ".zip", ".ZIP", ".tar.gz" ("" if none)
+    extension: str  # as written, e.g. ".zip", ".ZIP", ".tar.gz" ("" if none)
     team: tuple[TeamMember, ...]
     violations: tuple[Violation, ...]
-    expected_name: str | None            # canonical name, when it differs and can be worked out
+    expected_name: str | None  # canonical name, when it differs and can be worked out
 
 
 def split_extension(filename: str) -> tuple[str, str]:
@@ -48,7 +50,7 @@ def split_extension(filename: str) -> tuple[str, str]:
     lower = filename.lower()
     for multi in MULTI_SUFFIXES:
         if lower.endswith(multi) and len(filename) > len(multi):
-            return filename[: -len(multi)], filename[-len(multi):]
+            return filename[: -len(multi)], filename[-len(multi) :]
     dot = filename.rfind(".")
     if dot <= 0:
         return filename, ""
@@ -73,15 +75,44 @@ def _is_id_run(text: str, start: int, end: int) -> bool:
     return end - start == 4 and not before.isalpha() and not after.isalpha()
 
 
-_JUNK_WORDS = ("final", "sheet", "blatt", "abgabe", "submission", "submit", "nnti", "exercise", "uebung",
-               "übung", "ubung", "solution", "loesung", "lösung", "version", "korrigiert", "corrected",
-               "neu", "new", "hw", "homework", "ex", "assignment", "aufgabe", "zettel", "copy", "kopie")
+_JUNK_WORDS = (
+    "final",
+    "sheet",
+    "blatt",
+    "abgabe",
+    "submission",
+    "submit",
+    "nnti",
+    "exercise",
+    "uebung",
+    "übung",
+    "ubung",
+    "solution",
+    "loesung",
+    "lösung",
+    "version",
+    "korrigiert",
+    "corrected",
+    "neu",
+    "new",
+    "hw",
+    "homework",
+    "ex",
+    "assignment",
+    "aufgabe",
+    "zettel",
+    "copy",
+    "kopie",
+)
 
 
 def _is_junk(token: str) -> bool:
     low = token.lower()
-    return any(ch.isdigit() for ch in token) or low in _JUNK_WORDS or any(
-        low.startswith(w) for w in _JUNK_WORDS if len(w) > 3)
+    return (
+        any(ch.isdigit() for ch in token)
+        or low in _JUNK_WORDS
+        or any(low.startswith(w) for w in _JUNK_WORDS if len(w) > 3)
+    )
 
 
 def _drop_junk(text: str, leading: bool) -> tuple[str, str]:
@@ -100,11 +131,11 @@ def _drop_junk(text: str, leading: bool) -> tuple[str, str]:
     if cut is None:
         return text, ""
     if leading:
-        dropped = "".join(t for pair in zip(words[:cut + 1], seps[:cut + 1]) for t in pair)
-        return text[len(dropped):], dropped.strip(_SEP)
+        dropped = "".join(t for pair in zip(words[: cut + 1], seps[: cut + 1]) for t in pair)
+        return text[len(dropped) :], dropped.strip(_SEP)
     kept_tokens = tokens[: 2 * cut]
     kept = "".join(kept_tokens)
-    return kept, text[len(kept):].strip(_SEP)
+    return kept, text[len(kept) :].strip(_SEP)
 
 
 def _clean_name(raw: str) -> str:
@@ -130,7 +161,7 @@ def parse_name(filename: str, naming: Naming) -> ParsedName:
     filename = unicodedata.normalize("NFC", filename)
     stem, ext = split_extension(filename)
     violations: list[Violation] = []
-    found: list[str] = []                # what differs from the canonical form, for name.pattern
+    found: list[str] = []  # what differs from the canonical form, for name.pattern
 
     def violation(code: str, severity: str, text: str) -> None:
         violations.append(Violation(code=code, severity=severity, message=f"{filename}: {text}"))
@@ -140,14 +171,18 @@ def parse_name(filename: str, naming: Naming) -> ParsedName:
         pass
     elif ext.lower() in UNSUPPORTED_ARCHIVES:
         canonical_ext = ".zip"
-        violation("name.extension", "warning",
-                  f"expected a .zip archive (or a single .ipynb/.py/.pdf file), found a '{ext}' archive, "
-                  "which the grader does not unpack")
+        violation(
+            "name.extension",
+            "warning",
+            f"expected a .zip archive (or a single .ipynb/.py/.pdf file), found a '{ext}' archive, "
+            "which the grader does not unpack",
+        )
     else:
         canonical_ext = ".zip"
         shown = f"'{ext}'" if ext else "no extension"
-        violation("name.extension", "warning",
-                  f"expected a .zip archive or a single .ipynb, .py or .pdf file, found {shown}")
+        violation(
+            "name.extension", "warning", f"expected a .zip archive or a single .ipynb, .py or .pdf file, found {shown}"
+        )
 
     body = stem
     copy = _COPY_SUFFIX.search(body)
@@ -162,7 +197,7 @@ def parse_name(filename: str, naming: Naming) -> ParsedName:
     bad_ids: list[str] = []
     pos = 0
     for i, run in enumerate(runs):
-        segment = body[pos: run.start()]
+        segment = body[pos : run.start()]
         pos = run.end()
         if i == 0:
             segment, dropped = _drop_junk(segment, leading=True)
@@ -170,12 +205,12 @@ def parse_name(filename: str, naming: Naming) -> ParsedName:
                 found.append(f"'{dropped}' before the first name")
         core = segment.strip(_SEP)
         lead = segment[: len(segment) - len(segment.lstrip(_SEP))]
-        trail = segment[len(segment.rstrip(_SEP)):]
+        trail = segment[len(segment.rstrip(_SEP)) :]
         raw_id = run.group(0)
         if not core:
             found.append(f"no name before the id '{raw_id}'")
         elif lead != ("" if i == 0 else "_") or trail != "_":
-            written = f"{segment}{raw_id}" if i == 0 else f"{segment}{raw_id}"
+            written = f"{segment}{raw_id}"
             found.append(f"'{written}' where '{'' if i == 0 else '_'}{core}_{raw_id}' was expected")
         name = _clean_name(core)
         if "," in name:
@@ -211,23 +246,34 @@ def parse_name(filename: str, naming: Naming) -> ParsedName:
         found.append(f"{rest!r} after the last id")
 
     for name in id_less:
-        violation("name.student_id", "warning",
-                  f"'{name}' has no student id; expected {naming.id_digits} ASCII digits after every name")
+        violation(
+            "name.student_id",
+            "warning",
+            f"'{name}' has no student id; expected {naming.id_digits} ASCII digits after every name",
+        )
     for raw in bad_ids:
-        what = ("non-ASCII digits" if not raw.isascii()
-                else f"{len(raw)} digit{'s' if len(raw) != 1 else ''}")
-        violation("name.student_id", "warning",
-                  f"student id '{raw}' has {what}; expected exactly {naming.id_digits} ASCII digits (0-9)")
+        what = "non-ASCII digits" if not raw.isascii() else f"{len(raw)} digit{'s' if len(raw) != 1 else ''}"
+        violation(
+            "name.student_id",
+            "warning",
+            f"student id '{raw}' has {what}; expected exactly {naming.id_digits} ASCII digits (0-9)",
+        )
 
     if team and not (naming.min_members <= len(team) <= naming.max_members):
-        violation("name.group_size", "warning",
-                  f"expected a team of {naming.min_members} to {naming.max_members} students, "
-                  f"the name lists {len(team)}")
+        violation(
+            "name.group_size",
+            "warning",
+            f"expected a team of {naming.min_members} to {naming.max_members} students, the name lists {len(team)}",
+        )
 
     # The canonical name can be worked out when every member has a name and a well-formed id.
-    can_work_out = bool(team) and all(names) and not id_less and all(
-        len(i) == naming.id_digits and i.isascii() and i.isdigit() for i in ids) and not any(
-        any(ch.isdigit() for ch in n) for n in names)
+    can_work_out = (
+        bool(team)
+        and all(names)
+        and not id_less
+        and all(len(i) == naming.id_digits and i.isascii() and i.isdigit() for i in ids)
+        and not any(any(ch.isdigit() for ch in n) for n in names)
+    )
     expected = None
     if can_work_out:
         # A name that is fine stays as written (spaces inside a name are allowed); one that must be
@@ -239,15 +285,25 @@ def parse_name(filename: str, naming: Naming) -> ParsedName:
     hint = f"; expected name: {expected}" if expected else ""
 
     if not team:
-        violations.insert(0, Violation(
-            code="name.pattern", severity="error",
-            message=f"{filename}: expected {PATTERN}{canonical_ext} "
-                    f"(names and {naming.id_digits}-digit student ids joined by '_'), "
-                    f"found {'; '.join(found) or 'no name/id pairs'}"))
+        violations.insert(
+            0,
+            Violation(
+                code="name.pattern",
+                severity="error",
+                message=f"{filename}: expected {PATTERN}{canonical_ext} "
+                f"(names and {naming.id_digits}-digit student ids joined by '_'), "
+                f"found {'; '.join(found) or 'no name/id pairs'}",
+            ),
+        )
     elif found:
-        violations.insert(0, Violation(
-            code="name.pattern", severity="warning",
-            message=f"{filename}: expected {PATTERN}{canonical_ext}, found {'; '.join(found)}{hint}"))
+        violations.insert(
+            0,
+            Violation(
+                code="name.pattern",
+                severity="warning",
+                message=f"{filename}: expected {PATTERN}{canonical_ext}, found {'; '.join(found)}{hint}",
+            ),
+        )
 
     for v in violations:
         if v.code == "name.extension" and expected and "expected name" not in v.message:
@@ -256,12 +312,11 @@ def parse_name(filename: str, naming: Naming) -> ParsedName:
 
     if expected == filename:
         expected = None
-    return ParsedName(stem=stem, extension=ext, team=tuple(team), violations=tuple(violations),
-                      expected_name=expected)
+    return ParsedName(stem=stem, extension=ext, team=tuple(team), violations=tuple(violations), expected_name=expected)
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()   # hashlib.file_digest is Python 3.11+; the checker runs on 3.10
+    digest = hashlib.sha256()  # hashlib.file_digest is Python 3.11+; the checker runs on 3.10
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
@@ -349,18 +404,28 @@ def complete_from_files(submission: Submission, stated: tuple[TeamMember, ...], 
             known = {m.student_id for m in members}
             members += [m for m in stated if m.student_id not in known][: naming.max_members - len(members)]
         team = submission.team
-    if not all(m.name and len(m.student_id) == naming.id_digits and m.student_id.isascii()
-               and m.student_id.isdigit() for m in members):
+    if not all(
+        m.name and len(m.student_id) == naming.id_digits and m.student_id.isascii() and m.student_id.isdigit()
+        for m in members
+    ):
         return dataclasses.replace(submission, team=team)
     suggested = "_".join(f"{_as_file_name_part(m.name)}_{m.student_id}" for m in members) + ext
     current = unicodedata.normalize("NFC", readable_name(submission.path.name))
     if suggested == current or (submission.expected_name is None and len(members) == len(submission.team)):
-        return dataclasses.replace(submission, team=team)   # the name is fine as it is
+        return dataclasses.replace(submission, team=team)  # the name is fine as it is
     # The name's own messages suggested what the name alone allowed: now they say the better name.
-    violations = tuple(v.model_copy(update={"message": v.message.replace(f"expected name: {submission.expected_name}",
-                                                                         f"expected name: {suggested}")})
-                       if submission.expected_name and v.code.startswith("name.") else v
-                       for v in submission.violations)
+    violations = tuple(
+        v.model_copy(
+            update={
+                "message": v.message.replace(
+                    f"expected name: {submission.expected_name}", f"expected name: {suggested}"
+                )
+            }
+        )
+        if submission.expected_name and v.code.startswith("name.")
+        else v
+        for v in submission.violations
+    )
     return dataclasses.replace(submission, team=team, expected_name=suggested, violations=violations)
 
 
@@ -374,15 +439,23 @@ def _team_from_folder(path: Path, parsed: ParsedName, naming: Naming) -> ParsedN
     filename = unicodedata.normalize("NFC", readable_name(path.name))
     expected = from_folder.expected_name or (folder + ext if not from_folder.violations else None)
     hint = f"; expected name: {expected}" if expected else ""
-    note = Violation(code="name.pattern", severity="warning",
-                     message=f"{filename}: expected {PATTERN}{ext or '.zip'}, found a file name without "
-                             f"name/id pairs; the team is read from its folder '{folder}'{hint}")
+    note = Violation(
+        code="name.pattern",
+        severity="warning",
+        message=f"{filename}: expected {PATTERN}{ext or '.zip'}, found a file name without "
+        f"name/id pairs; the team is read from its folder '{folder}'{hint}",
+    )
     prefix = f"{folder}{ext}:"
-    others = tuple(v.model_copy(update={"message": f"{filename} (folder '{folder}'):" + v.message[len(prefix):]})
-                   if v.message.startswith(prefix) else v
-                   for v in from_folder.violations if v.code != "name.pattern")
-    return ParsedName(stem=parsed.stem, extension=ext, team=from_folder.team,
-                      violations=(note,) + others, expected_name=expected)
+    others = tuple(
+        v.model_copy(update={"message": f"{filename} (folder '{folder}'):" + v.message[len(prefix) :]})
+        if v.message.startswith(prefix)
+        else v
+        for v in from_folder.violations
+        if v.code != "name.pattern"
+    )
+    return ParsedName(
+        stem=parsed.stem, extension=ext, team=from_folder.team, violations=(note,) + others, expected_name=expected
+    )
 
 
 def duplicate_students(subs: list[Submission]) -> dict[str, list[str]]:

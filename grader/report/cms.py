@@ -17,6 +17,7 @@ Format decisions:
   course system could not match the row); everyone else is written.
 - Text cells are protected against spreadsheet formulas (`report/csvfile.py`).
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -24,44 +25,50 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader.config import Config
-from grader.errors import CmsError
 from grader.models import Report
 from grader.report.csvfile import CsvFormat, Text, render_csv
 from grader.util.atomic import write_atomic
 
 CMS_NAME = "cms.csv"
-IMPORT_NAME = "cms_import.csv"   # the course system's own import (report/cms_import.py)
+IMPORT_NAME = "cms_import.csv"  # the course system's own import (report/cms_import.py)
 
 
 @dataclass(frozen=True)
 class TwoTeams:
     """A student listed in more than one team: left out of cms.csv until the tutors decide."""
+
     student_id: str
     name: str
     stems: tuple[str, ...]
 
     def message(self) -> str:
         teams = " and ".join(repr(stem) for stem in self.stems)
-        return (f"student {self.name} ({self.student_id}) is in {len(self.stems)} teams, {teams}: left out of "
-                f"{CMS_NAME} and {IMPORT_NAME}. Decide which submission counts for them (remove or rename the "
-                f"other one, or correct the name it was submitted under) and run `grader grade` again")
+        return (
+            f"student {self.name} ({self.student_id}) is in {len(self.stems)} teams, {teams}: left out of "
+            f"{CMS_NAME} and {IMPORT_NAME}. Decide which submission counts for them (remove or rename the "
+            f"other one, or correct the name it was submitted under) and run `grader grade` again"
+        )
 
 
 @dataclass(frozen=True)
 class NoStudentId:
     """A member the file name gives no student id: the course system could not match a row."""
+
     name: str
     stem: str
 
     def message(self) -> str:
-        return (f"student {self.name} of {self.stem!r} has no student id (the file name names them without "
-                f"one): left out of {CMS_NAME} and {IMPORT_NAME}. Add their id to the file name (or grade them "
-                "by hand) and run `grader grade` again")
+        return (
+            f"student {self.name} of {self.stem!r} has no student id (the file name names them without "
+            f"one): left out of {CMS_NAME} and {IMPORT_NAME}. Add their id to the file name (or grade them "
+            "by hand) and run `grader grade` again"
+        )
 
 
 @dataclass(frozen=True)
 class StudentGrade:
     """One student of one team: what both files for the course system are made of."""
+
     student_id: str
     name: str
     stem: str
@@ -82,11 +89,14 @@ def students_of(reports: list[tuple[str, Report]]) -> tuple[list[StudentGrade], 
                 without_id.append(NoStudentId(name=name, stem=stem))
                 continue
             found = teams_of.setdefault(student_id, [])
-            if not any(g.stem == stem for g in found):   # named twice in one file name: one student
+            if not any(g.stem == stem for g in found):  # named twice in one file name: one student
                 found.append(StudentGrade(student_id, name, stem, report))
     once = [found[0] for found in teams_of.values() if len(found) == 1]
-    twice = [TwoTeams(student_id=sid, name=found[0].name, stems=tuple(g.stem for g in found))
-             for sid, found in sorted(teams_of.items()) if len(found) > 1]
+    twice = [
+        TwoTeams(student_id=sid, name=found[0].name, stems=tuple(g.stem for g in found))
+        for sid, found in sorted(teams_of.items())
+        if len(found) > 1
+    ]
     return sorted(once, key=lambda g: (g.student_id, g.stem)), [*twice, *without_id]
 
 
@@ -94,8 +104,9 @@ def cms_columns(exercise_ids: tuple[str, ...]) -> list[str]:
     return ["student_id", "name", "team", *exercise_ids, "total", "bonus", "complete"]
 
 
-def cms_rows(reports: list[tuple[str, Report]], exercise_ids: tuple[str, ...]
-             ) -> tuple[list[list], list[TwoTeams | NoStudentId]]:
+def cms_rows(
+    reports: list[tuple[str, Report]], exercise_ids: tuple[str, ...]
+) -> tuple[list[list], list[TwoTeams | NoStudentId]]:
     """The rows (numbers as numbers, ids as Text), sorted by student id, and the students left out
     (students_of); everyone else is written."""
     grades, left_out = students_of(reports)
@@ -103,8 +114,17 @@ def cms_rows(reports: list[tuple[str, Report]], exercise_ids: tuple[str, ...]
     for grade in grades:
         report = grade.report
         exercises = {e.id: e.points for e in report.exercises}
-        rows.append([Text(grade.student_id), grade.name, grade.stem, *(exercises.get(e) for e in exercise_ids),
-                     report.total.points, report.total.bonus_points, "yes" if report.total.complete else "no"])
+        rows.append(
+            [
+                Text(grade.student_id),
+                grade.name,
+                grade.stem,
+                *(exercises.get(e) for e in exercise_ids),
+                report.total.points,
+                report.total.bonus_points,
+                "yes" if report.total.complete else "no",
+            ]
+        )
     return rows, left_out
 
 

@@ -21,6 +21,7 @@ Who is written (`[cms]`):
 Both files are written whenever the reports change, and removed when they cannot be written
 correctly: an import file must never describe other reports than those beside it.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from grader.config import Config
 from grader.models import Report
-from grader.report.cms import IMPORT_NAME, NoStudentId, StudentGrade, TwoTeams, students_of
+from grader.report.cms import IMPORT_NAME, NoStudentId, TwoTeams, students_of
 from grader.report.csvfile import CsvFormat, Text, render_csv
 from grader.report.enrolment import ROSTER_NAME, Missing, closest, missing_students
 from grader.report.roster import Roster, Student, load_roster
@@ -74,6 +75,7 @@ def import_value(report: Report, what: str, automatic_exercise: str) -> tuple[fl
 @dataclass(frozen=True)
 class LeftOut:
     """A student the import cannot carry (besides TwoTeams and NoStudentId of cms.py)."""
+
     student_id: str
     name: str
     stem: str
@@ -88,11 +90,12 @@ class ImportPlan:
     lines: list[tuple[str, float]] = field(default_factory=list)
     left_out: list[TwoTeams | NoStudentId | LeftOut] = field(default_factory=list)
     zeros: list[Student] = field(default_factory=list)
-    missing: Missing | None = None      # with a roster, in a whole course
+    missing: Missing | None = None  # with a roster, in a whole course
 
 
-def plan_import(reports: list[tuple[str, Report]], config: Config, roster: Roster | None, *,
-                whole_course: bool = True) -> ImportPlan:
+def plan_import(
+    reports: list[tuple[str, Report]], config: Config, roster: Roster | None, *, whole_course: bool = True
+) -> ImportPlan:
     """Who is written with which points, who is left out and why, who is missing."""
     cms = config.cms
     sheet = config.sheet_def
@@ -101,19 +104,40 @@ def plan_import(reports: list[tuple[str, Report]], config: Config, roster: Roste
     plan.left_out = list(unmatched)
     for grade in grades:
         if roster is not None and grade.student_id not in roster:
-            plan.left_out.append(LeftOut(grade.student_id, grade.name, grade.stem,
-                                         "not on the course's list of students; closest enrolled: "
-                                         + closest(grade.student_id, grade.name, roster)))
+            plan.left_out.append(
+                LeftOut(
+                    grade.student_id,
+                    grade.name,
+                    grade.stem,
+                    "not on the course's list of students; closest enrolled: "
+                    + closest(grade.student_id, grade.name, roster),
+                )
+            )
             continue
-        if roster is None and not (grade.student_id.isascii() and grade.student_id.isdigit()
-                                   and len(grade.student_id) == config.naming.id_digits):
-            plan.left_out.append(LeftOut(grade.student_id, grade.name, grade.stem,
-                                         f"not a matriculation number of {config.naming.id_digits} digits"))
+        if roster is None and not (
+            grade.student_id.isascii()
+            and grade.student_id.isdigit()
+            and len(grade.student_id) == config.naming.id_digits
+        ):
+            plan.left_out.append(
+                LeftOut(
+                    grade.student_id,
+                    grade.name,
+                    grade.stem,
+                    f"not a matriculation number of {config.naming.id_digits} digits",
+                )
+            )
             continue
         points, complete = import_value(grade.report, cms.import_points, sheet.automatic_exercise)
         if not math.isfinite(points):
-            plan.left_out.append(LeftOut(grade.student_id, grade.name, grade.stem,
-                                         f"its points ({points!r}) are not a number: grade the team by hand"))
+            plan.left_out.append(
+                LeftOut(
+                    grade.student_id,
+                    grade.name,
+                    grade.stem,
+                    f"its points ({points!r}) are not a number: grade the team by hand",
+                )
+            )
             continue
         if complete or cms.import_pending:
             plan.lines.append((grade.student_id, points))
@@ -148,17 +172,22 @@ def roster_for_outputs(config: Config, out_dir: Path) -> Roster | None:
         raise
 
 
-def _warnings(reports: list[tuple[str, Report]], plan: ImportPlan, config: Config, roster: Roster | None,
-              whole_course: bool) -> list[str]:
+def _warnings(
+    reports: list[tuple[str, Report]], plan: ImportPlan, config: Config, roster: Roster | None, whole_course: bool
+) -> list[str]:
     # TwoTeams and NoStudentId are said with cms.csv already.
     said = [s.message() for s in plan.left_out if isinstance(s, LeftOut)]
     said += [f"{stem}: {v.message}" for stem, r in reports for v in r.violations if v.code == ROSTER_NAME]
     if roster is not None and not whole_course:
-        said.append(f"a shard: the enrolled students without a submission ({MISSING_NAME}) are listed by "
-                    "`grader merge`, which sees every shard")
+        said.append(
+            f"a shard: the enrolled students without a submission ({MISSING_NAME}) are listed by "
+            "`grader merge`, which sees every shard"
+        )
     if roster is None and config.cms.import_missing_as_zero:
-        said.append("[cms] import_missing_as_zero is set, but there is no roster ([cms] roster or --roster): "
-                    f"nobody is written as 0 in {IMPORT_NAME}")
+        said.append(
+            "[cms] import_missing_as_zero is set, but there is no roster ([cms] roster or --roster): "
+            f"nobody is written as 0 in {IMPORT_NAME}"
+        )
     if plan.missing is not None and plan.missing.students:
         shown = ", ".join(f"{s.name} ({s.student_id})" for s in plan.missing.students[:5])
         more = f" and {len(plan.missing.students) - 5} more" if len(plan.missing.students) > 5 else ""
@@ -167,13 +196,17 @@ def _warnings(reports: list[tuple[str, Report]], plan: ImportPlan, config: Confi
             fate = f"written with 0 points in {IMPORT_NAME}"
         elif config.cms.import_missing_as_zero and unplaced:
             stems = ", ".join(repr(stem) for stem in unplaced[:5]) + (" and more" if len(unplaced) > 5 else "")
-            fate = (f"not in {IMPORT_NAME}: {len(unplaced)} submission(s) do not say who sent them ({stems}), "
-                    f"and any of these students may have, so nobody is written as 0 until the file names "
-                    f"name every member with their id")
+            fate = (
+                f"not in {IMPORT_NAME}: {len(unplaced)} submission(s) do not say who sent them ({stems}), "
+                f"and any of these students may have, so nobody is written as 0 until the file names "
+                f"name every member with their id"
+            )
         else:
             fate = f"not in {IMPORT_NAME} ([cms] import_missing_as_zero = true writes them as 0)"
-        said.append(f"{len(plan.missing.students)} enrolled student(s) submitted nothing: {shown}{more}; listed in "
-                    f"{MISSING_NAME} and summary.html, {fate}")
+        said.append(
+            f"{len(plan.missing.students)} enrolled student(s) submitted nothing: {shown}{more}; listed in "
+            f"{MISSING_NAME} and summary.html, {fate}"
+        )
     return said
 
 
@@ -183,22 +216,29 @@ class ImportResult:
     missing: Missing | None
 
 
-def write_import_files(reports: list[tuple[str, Report]], out_dir: Path, config: Config,
-                       roster: Roster | None, *, whole_course: bool | None = None) -> ImportResult:
+def write_import_files(
+    reports: list[tuple[str, Report]],
+    out_dir: Path,
+    config: Config,
+    roster: Roster | None,
+    *,
+    whole_course: bool | None = None,
+) -> ImportResult:
     """Write cms_import.csv (and, with a roster, missing.csv). Whatever goes wrong removes both
     before the error goes on: no file may be left that describes other reports. `whole_course`:
     whether the reports are the whole course (missing students are listed only then; default: unless
     out_dir is a shard's folder)."""
     out_dir = Path(out_dir)
-    if whole_course is None:   # a shard sees part of the course
-        whole_course = not (out_dir / SHARD_FILE).exists()   # a shard holds part of a course
+    if whole_course is None:  # a shard sees part of the course
+        whole_course = not (out_dir / SHARD_FILE).exists()  # a shard holds part of a course
     try:
         plan = plan_import(reports, config, roster, whole_course=whole_course)
         write_atomic(out_dir / IMPORT_NAME, render_import(plan.lines))
         if plan.missing is not None:
             rows = [[Text(s.student_id), s.name, s.email] for s in plan.missing.students]
-            write_atomic(out_dir / MISSING_NAME,
-                         render_csv(["student_id", "name", "email"], rows, CsvFormat.of(config)))
+            write_atomic(
+                out_dir / MISSING_NAME, render_csv(["student_id", "name", "email"], rows, CsvFormat.of(config))
+            )
         else:
             _remove(out_dir / MISSING_NAME)
     except BaseException:

@@ -15,17 +15,17 @@ numbers are digits and points are numbers, and neither ever starts that way (`-0
 a formula). A cell that already starts with `'` before such a character gets one more, so that
 `unprotect` gives back exactly what was written: reading `manual_points.csv` back finds its teams.
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from grader.util.textsafe import escape_controls, valid_text
-
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?")
@@ -54,7 +54,7 @@ class CsvFormat:
     line_end: str = "\r\n"
 
     @classmethod
-    def of(cls, config) -> "CsvFormat":
+    def of(cls, config) -> CsvFormat:
         """The format of `[cms]` in grading.toml (`config` may also be None: the defaults)."""
         if config is None:
             return cls()
@@ -78,7 +78,7 @@ def _field(value, fmt: CsvFormat) -> str:
         return fmt.number(value)
     if value is None:
         return ""
-    text = protect(escape_controls(valid_text(str(value)), keep="\t\n\r"))   # shown, not sent
+    text = protect(escape_controls(valid_text(str(value)), keep="\t\n\r"))  # shown, not sent
     if isinstance(value, Text):
         return '"' + text.replace('"', '""') + '"'
     if any(ch in text for ch in (fmt.delimiter, '"', "\n", "\r")) or text != text.strip():
@@ -99,9 +99,10 @@ def render_csv(header: Iterable[str], rows: Iterable[Iterable], fmt: CsvFormat) 
 
 # ---------------------------------------------------------------- reading back, numbers
 
+
 def format_number(value: float) -> str:
     """A number as people write it: at most 4 decimals, no trailing zeros, never `-0`."""
-    return f"{round(value, 4) + 0.0:g}"   # + 0.0 turns -0.0 (a tutor's `-0`, a rounded -0.00001) into 0
+    return f"{round(value, 4) + 0.0:g}"  # + 0.0 turns -0.0 (a tutor's `-0`, a rounded -0.00001) into 0
 
 
 def decode_text(data: bytes) -> str:
@@ -158,4 +159,4 @@ def parse_number(text: str) -> float:
     value = float(cleaned)
     if not math.isfinite(value):
         raise ValueError(text)
-    return value + 0.0   # `-0` is 0
+    return value + 0.0  # `-0` is 0

@@ -19,6 +19,7 @@ none) needs no regrading and the reports on disk say what the outputs say.
 The candidates are other students' names and ids: the team's own feedback page shows the violation
 without them (`for_team`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -45,12 +46,12 @@ MAX_CANDIDATES = 3
 _GERMAN = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue"})
 
 
-@functools.lru_cache(maxsize=1 << 16)   # a roster's names are compared with every name not enrolled
+@functools.lru_cache(maxsize=1 << 16)  # a roster's names are compared with every name not enrolled
 def _name_keys(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The name's words, sorted, without case and accents: plain (ü → u), and German (ü → ue)."""
     keys = []
     for german in (False, True):
-        text = unicodedata.normalize("NFC", name).casefold()   # casefold: ß → ss
+        text = unicodedata.normalize("NFC", name).casefold()  # casefold: ß → ss
         if german:
             text = text.translate(_GERMAN)
         text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
@@ -75,14 +76,18 @@ def id_relation(typed: str, enrolled: str) -> str | None:
         diff = [i for i, (a, b) in enumerate(zip(typed, enrolled)) if a != b]
         if len(diff) == 1:
             return "one digit differs"
-        if len(diff) == 2 and diff[1] == diff[0] + 1 and typed[diff[0]] == enrolled[diff[1]] \
-                and typed[diff[1]] == enrolled[diff[0]]:
+        if (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and typed[diff[0]] == enrolled[diff[1]]
+            and typed[diff[1]] == enrolled[diff[0]]
+        ):
             return "two neighbouring digits swapped"
         return None
     longer, shorter = (typed, enrolled) if len(typed) > len(enrolled) else (enrolled, typed)
     if len(longer) - len(shorter) != 1:
         return None
-    if any(longer[:i] + longer[i + 1:] == shorter for i in range(len(longer))):
+    if any(longer[:i] + longer[i + 1 :] == shorter for i in range(len(longer))):
         return "one digit more" if longer is typed else "one digit missing"
     return None
 
@@ -104,11 +109,12 @@ def one_edit_away(student_id: str) -> set[str]:
     """Every string of digits one edit from `student_id` (a digit changed, added or dropped, two
     neighbouring ones swapped): the ids `id_relation` can relate it to, about 160 for 7 digits."""
     digits = "0123456789"
-    found = {student_id[:i] + student_id[i + 1:] for i in range(len(student_id))}
+    found = {student_id[:i] + student_id[i + 1 :] for i in range(len(student_id))}
     found |= {student_id[:i] + d + student_id[i:] for i in range(len(student_id) + 1) for d in digits}
-    found |= {student_id[:i] + d + student_id[i + 1:] for i in range(len(student_id)) for d in digits}
-    found |= {student_id[:i] + student_id[i + 1] + student_id[i] + student_id[i + 2:]
-              for i in range(len(student_id) - 1)}
+    found |= {student_id[:i] + d + student_id[i + 1 :] for i in range(len(student_id)) for d in digits}
+    found |= {
+        student_id[:i] + student_id[i + 1] + student_id[i] + student_id[i + 2 :] for i in range(len(student_id) - 1)
+    }
     found.discard(student_id)
     return found
 
@@ -162,6 +168,7 @@ def closest(student_id: str, name: str, roster: Roster) -> str:
 
 # ---------------------------------------------------------------- the violations
 
+
 def _roster_label(roster: Roster) -> str:
     return roster.path.name
 
@@ -171,20 +178,28 @@ def member_violations(report: Report, roster: Roster) -> list[Violation]:
     for member in report.submission.team:
         student_id = member.student_id.strip()
         if not student_id:
-            continue   # no id to check: cms.csv and the import list the member already
+            continue  # no id to check: cms.csv and the import list the member already
         enrolled = roster.students.get(student_id)
         if enrolled is None:
             shown = closest(student_id, member.name, roster)
-            found.append(Violation(
-                code=NOT_ENROLLED, severity="error",
-                message=f"student id {student_id} ({member.name}) is not on the course's list of students "
-                        f"({_roster_label(roster)}): left out of {IMPORT_FILE} until the id in the file name is "
-                        f"corrected.{_CANDIDATES}{shown}"))
+            found.append(
+                Violation(
+                    code=NOT_ENROLLED,
+                    severity="error",
+                    message=f"student id {student_id} ({member.name}) is not on the course's list of students "
+                    f"({_roster_label(roster)}): left out of {IMPORT_FILE} until the id in the file name is "
+                    f"corrected.{_CANDIDATES}{shown}",
+                )
+            )
         elif enrolled.name and not same_name(member.name, enrolled.name):
-            found.append(Violation(
-                code=ROSTER_NAME, severity="warning",
-                message=f"student id {student_id} is '{member.name}' in the file name{_ROSTER_SAYS}'{enrolled.name}' on the "
-                        f"course's list of students ({_roster_label(roster)}): check that the id is theirs"))
+            found.append(
+                Violation(
+                    code=ROSTER_NAME,
+                    severity="warning",
+                    message=f"student id {student_id} is '{member.name}' in the file name{_ROSTER_SAYS}'{enrolled.name}' on the "
+                    f"course's list of students ({_roster_label(roster)}): check that the id is theirs",
+                )
+            )
     return found
 
 
@@ -195,8 +210,7 @@ def with_roster(report: Report, roster: Roster | None) -> Report:
     return report.model_copy(update={"violations": kept + current})
 
 
-def apply_roster(reports: list[tuple[str, Report]], roster: Roster | None, out_dir: Path
-                 ) -> list[tuple[str, Report]]:
+def apply_roster(reports: list[tuple[str, Report]], roster: Roster | None, out_dir: Path) -> list[tuple[str, Report]]:
     """Every report checked against the roster; the reports that change are written again."""
     updated = []
     for stem, report in reports:
@@ -212,9 +226,13 @@ def for_team(violation: Violation) -> Violation:
     nor the roster's name for an id of the file name (a mistyped id may be another student's)."""
     if violation.code == ROSTER_NAME and _ROSTER_SAYS in violation.message:
         head = violation.message.split(_ROSTER_SAYS, 1)[0]
-        return violation.model_copy(update={"message": head + " but the course's list of students has another name "
-                                                              "for this id: check that the id is theirs (a tutor "
-                                                              "compares both)"})
+        return violation.model_copy(
+            update={
+                "message": head + " but the course's list of students has another name "
+                "for this id: check that the id is theirs (a tutor "
+                "compares both)"
+            }
+        )
     if violation.code != NOT_ENROLLED or _CANDIDATES not in violation.message:
         return violation
     head = violation.message.split(_CANDIDATES, 1)[0]
@@ -223,15 +241,17 @@ def for_team(violation: Violation) -> Violation:
 
 # ---------------------------------------------------------------- who submitted nothing
 
+
 @dataclass(frozen=True)
 class Missing:
     """Enrolled students no submission names, and those left off the list because a member who is
     not enrolled, or has no id, carries their name (they probably mistyped or left out their id).
     `unplaced`: the submissions whose authors cannot be told (the file name names nobody, or a
     member without an id whose name no enrolled student has): any of the missing may have sent them."""
+
     students: list[Student]
-    probably_mistyped: list[tuple[Student, str, str]]   # (student, id typed or "", stem)
-    unplaced: list[str] = field(default_factory=list)   # stems
+    probably_mistyped: list[tuple[Student, str, str]]  # (student, id typed or "", stem)
+    unplaced: list[str] = field(default_factory=list)  # stems
 
 
 def missing_students(reports: list[tuple[str, Report]], roster: Roster) -> Missing:
@@ -253,5 +273,6 @@ def missing_students(reports: list[tuple[str, Report]], roster: Roster) -> Missi
                 mistyped.append((absent.pop(student.student_id), sid, stem))
             if not sid and not any(c.same_name for c in close) and stem not in unplaced:
                 unplaced.append(stem)
-    return Missing(students=sorted(absent.values(), key=lambda s: s.student_id), probably_mistyped=mistyped,
-                   unplaced=unplaced)
+    return Missing(
+        students=sorted(absent.values(), key=lambda s: s.student_id), probably_mistyped=mistyped, unplaced=unplaced
+    )

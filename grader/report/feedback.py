@@ -3,6 +3,7 @@ no external resource), built only from the team's report and the reference solut
 curve: no reference code, no probe inputs, no tutors' key. Rendered from `templates/feedback.html.j2`
 (`report/pages.py`: every value escaped, control characters shown).
 """
+
 from __future__ import annotations
 
 import math
@@ -11,12 +12,12 @@ from statistics import mean
 
 from markupsafe import Markup
 
-from grader.report.manual import pending_parts
-from grader.report.enrolment import for_team
-from grader.report.pages import render
 from grader.models import CheckResult, Report
-from grader.util.atomic import write_atomic
+from grader.report.enrolment import for_team
+from grader.report.manual import pending_parts
+from grader.report.pages import render
 from grader.sheet import Sheet
+from grader.util.atomic import write_atomic
 
 FEEDBACK_DIR = "feedback"
 # One colour per network of the sheet, in the sheet's order.
@@ -24,6 +25,7 @@ PALETTE = ("#1f63b4", "#d9480f", "#2b8a3e", "#862e9c", "#e67700")
 
 
 # ---------------------------------------------------------------- the accuracy chart
+
 
 def _finite(values) -> list[float]:
     out = []
@@ -36,8 +38,9 @@ def _finite(values) -> list[float]:
     return out
 
 
-def reference_curves(calibration_curve: dict | None, keys: tuple[str, ...]
-                     ) -> dict[str, tuple[list[float], list[float], list[float]]]:
+def reference_curves(
+    calibration_curve: dict | None, keys: tuple[str, ...]
+) -> dict[str, tuple[list[float], list[float], list[float]]]:
     """(mean, low, high) per network (`keys`: the sheet's network keys) from a calibration entry
     {"<network key>": [[..], ..], ...}."""
     curves = {}
@@ -66,8 +69,9 @@ def network_colors(sheet: Sheet) -> dict[str, str]:
     return {n.key: PALETTE[i % len(PALETTE)] for i, n in enumerate(sheet.networks)}
 
 
-def accuracy_chart(team: dict[str, list[float]], calibration_curve: dict | None, *, sheet: Sheet, width: int = 720,
-                   height: int = 330) -> Markup:
+def accuracy_chart(
+    team: dict[str, list[float]], calibration_curve: dict | None, *, sheet: Sheet, width: int = 720, height: int = 330
+) -> Markup:
     """An inline SVG line chart: the team's per-epoch test accuracies (solid, with dots) beside the
     reference solution's (dashed, with its run-to-run range shaded). Here the geometry; the markup
     is `templates/accuracy_chart.svg.j2`."""
@@ -105,24 +109,39 @@ def accuracy_chart(team: dict[str, list[float]], calibration_curve: dict | None,
     while tick <= hi + 1e-9:
         y_ticks.append((y(tick), f"{tick * 100:.0f}%"))
         tick += step
-    references = []   # (the run-to-run range, the mean, the colour) per network
+    references = []  # (the run-to-run range, the mean, the colour) per network
     for key, (m, low, high) in reference.items():
         band = [(x(i), y(v)) for i, v in enumerate(high)] + [(x(i), y(v)) for i, v in reversed(list(enumerate(low)))]
         references.append((points(band), points((x(i), y(v)) for i, v in enumerate(m)), colors[key]))
-    curves = []   # (the team's line, its colour, its points) per network
+    curves = []  # (the team's line, its colour, its points) per network
     for key, values_ in series.items():
         pts = [(x(i), y(v)) for i, v in enumerate(values_) if math.isfinite(v)]
         if pts:
             curves.append((points(pts), colors[key], pts))
     entries = [(k, True) for k in series] + [(k, False) for k in reference]
-    legend = [(top + 8 + n * 22, colors[key], own, f"{'yours' if own else 'reference'}: {net_labels[key]}")
-              for n, (key, own) in enumerate(entries)]
-    return render("accuracy_chart.svg.j2", width=width, height=height, left=left, top=top, plot_w=plot_w,
-                  plot_h=plot_h, y_ticks=y_ticks, x_ticks=[x(i) for i in range(epochs)],
-                  references=references, curves=curves, legend=legend, legend_x=left + plot_w + 14)
+    legend = [
+        (top + 8 + n * 22, colors[key], own, f"{'yours' if own else 'reference'}: {net_labels[key]}")
+        for n, (key, own) in enumerate(entries)
+    ]
+    return render(
+        "accuracy_chart.svg.j2",
+        width=width,
+        height=height,
+        left=left,
+        top=top,
+        plot_w=plot_w,
+        plot_h=plot_h,
+        y_ticks=y_ticks,
+        x_ticks=[x(i) for i in range(epochs)],
+        references=references,
+        curves=curves,
+        legend=legend,
+        legend_x=left + plot_w + 14,
+    )
 
 
 # ---------------------------------------------------------------- the page
+
 
 def _percent(values: list[float]) -> str:
     return ", ".join(f"{v * 100:.1f}%" if math.isfinite(v) else "?" for v in _finite(values))
@@ -140,15 +159,25 @@ def feedback_html(report: Report, calibration_curve: dict | None, sheet: Sheet) 
         chart, reference = accuracy_chart(report.accuracies, calibration_curve, sheet=sheet), ""
     else:
         chart = None
-        reference = ", ".join(f"{labels.get(k, k)} {_percent(mean)}" for k, (mean, _, _)
-                              in reference_curves(calibration_curve, tuple(n.key for n in sheet.networks)).items())
-    return str(render(
-        "feedback.html.j2", title=f"{sheet.title} feedback: {report.submission.stem}", report=report, sheet=sheet,
-        pending=", ".join(pending_parts(report)),
-        evidence={e.id: _feedback_evidence(e.id, e.evidence, sheet) for e in report.exercises},
-        violations=[for_team(v) for v in report.violations],   # no other students' names and ids
-        shared=shared_verdict(report.checks), chart=chart, reference=reference,
-        accuracies=[(labels.get(k, k), _percent(v)) for k, v in report.accuracies.items()]))
+        reference = ", ".join(
+            f"{labels.get(k, k)} {_percent(mean)}"
+            for k, (mean, _, _) in reference_curves(calibration_curve, tuple(n.key for n in sheet.networks)).items()
+        )
+    return str(
+        render(
+            "feedback.html.j2",
+            title=f"{sheet.title} feedback: {report.submission.stem}",
+            report=report,
+            sheet=sheet,
+            pending=", ".join(pending_parts(report)),
+            evidence={e.id: _feedback_evidence(e.id, e.evidence, sheet) for e in report.exercises},
+            violations=[for_team(v) for v in report.violations],  # no other students' names and ids
+            shared=shared_verdict(report.checks),
+            chart=chart,
+            reference=reference,
+            accuracies=[(labels.get(k, k), _percent(v)) for k, v in report.accuracies.items()],
+        )
+    )
 
 
 def shared_verdict(checks: list[CheckResult]) -> CheckResult | None:
@@ -163,8 +192,9 @@ def feedback_path(out_dir: Path, stem: str) -> Path:
     return Path(out_dir) / FEEDBACK_DIR / f"{stem}.html"
 
 
-def write_feedback(report: Report, out_dir: Path, calibration_curve: dict | None, *, sheet: Sheet,
-                   stem: str | None = None) -> Path:
+def write_feedback(
+    report: Report, out_dir: Path, calibration_curve: dict | None, *, sheet: Sheet, stem: str | None = None
+) -> Path:
     """Write `<out_dir>/feedback/<stem>.html`; `calibration_curve` is the calibration entry of the
     report's data (per network key, the accuracies of the solution's runs) or None."""
     path = feedback_path(out_dir, stem or report.submission.stem)

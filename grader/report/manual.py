@@ -3,6 +3,7 @@ tutors' points: `apply_manual` first undoes whatever an earlier merge put into a
 the sheet's row, so merging twice gives the same report and a cell emptied by a tutor makes its part
 pending again.
 """
+
 from __future__ import annotations
 
 from grader.config import Config
@@ -10,8 +11,8 @@ from grader.models import CheckResult, ExerciseResult, Override, Report, auto_po
 from grader.report.manual_points import ManualEntry
 from grader.report.score import with_totals
 
-
 # ---------------------------------------------------------------- applying
+
 
 def _undo_overrides(checks: list[CheckResult]) -> list[CheckResult]:
     restored = []

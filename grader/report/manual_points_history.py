@@ -2,6 +2,7 @@
 goes to `<out>/manual/<when>-manual_points.csv` (a new file each time it changed; none is ever
 overwritten), and `grader merge --restore NAME` puts one of them back as `manual_points.csv`.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,9 +22,9 @@ _VERSION = re.compile(r"^\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d(_\d+)?(-[a-z-]+)?-" + re
 @dataclass(frozen=True)
 class Version:
     path: Path
-    rows: int      # teams with a row
-    points: int    # cells with points (parts and overrides)
-    problem: str = ""   # when the version cannot be read
+    rows: int  # teams with a row
+    points: int  # cells with points (parts and overrides)
+    problem: str = ""  # when the version cannot be read
 
     @property
     def name(self) -> str:
@@ -55,7 +56,7 @@ def save_version(out_dir: Path, data: bytes | None = None, *, label: str = "") -
     tag = f"-{label}" if label else ""
     path = history_dir(out_dir) / f"{stamp}{tag}{VERSION_SUFFIX}"
     count = 1
-    while path.exists():   # two merges within a second
+    while path.exists():  # two merges within a second
         count += 1
         path = history_dir(out_dir) / f"{stamp}_{count:02d}{tag}{VERSION_SUFFIX}"
     write_atomic(path, data)
@@ -85,8 +86,13 @@ def find_version(out_dir: Path, name: str) -> Path:
         return matches[0]
     listed = ", ".join(p.name for p in kept[-8:]) or "none"
     why = "matches several versions" if matches else "is not a version kept"
-    raise ManualPointsError(history_dir(out_dir), [f"{name!r} {why} in {history_dir(out_dir)} (newest: {listed}); "
-                                                   "`grader merge OUT --out OUT --restore` lists them"])
+    raise ManualPointsError(
+        history_dir(out_dir),
+        [
+            f"{name!r} {why} in {history_dir(out_dir)} (newest: {listed}); "
+            "`grader merge OUT --out OUT --restore` lists them"
+        ],
+    )
 
 
 def restore_version(out_dir: Path, name: str) -> tuple[Path, Path | None]:

@@ -13,11 +13,13 @@ PDF text), so the environment makes every `{{ value }}` safe itself; no template
 
 A value is never evaluated as a template: `{{ 7*7 }}` in a team's name is shown as written.
 """
+
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
@@ -28,9 +30,19 @@ if TYPE_CHECKING:
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-STATUS_COLORS = {"pass": "#2b8a3e", "fail": "#c92a2a", "error": "#862e9c", "skipped": "#868e96",
-                 "needs_review": "#e67700", "ok": "#2b8a3e", "errors": "#c92a2a", "timeout": "#c92a2a",
-                 "kernel_died": "#c92a2a", "not_run": "#868e96", "warning": "#e67700"}
+STATUS_COLORS = {
+    "pass": "#2b8a3e",
+    "fail": "#c92a2a",
+    "error": "#862e9c",
+    "skipped": "#868e96",
+    "needs_review": "#e67700",
+    "ok": "#2b8a3e",
+    "errors": "#c92a2a",
+    "timeout": "#c92a2a",
+    "kernel_died": "#c92a2a",
+    "not_run": "#868e96",
+    "warning": "#e67700",
+}
 
 
 def fmt_points(value: float | None) -> str:
@@ -45,26 +57,39 @@ def _shown(value: object) -> object:
 
 @functools.cache
 def environment() -> jinja2.Environment:
-    import jinja2   # here: `grader check` imports the pages' modules for a function, renders no page (0.2 s)
+    import jinja2  # here: `grader check` imports the pages' modules for a function, renders no page (0.2 s)
 
     def strict(format_: Callable[[Any], str]) -> Callable[[Any], str]:
         """A filter that fails on a value the page was not given, as `{{ value }}` does (a format
         of its own would raise a TypeError, or print "Undefined")."""
+
         def apply(value: Any) -> str:
             if isinstance(value, jinja2.Undefined):
                 value._fail_with_undefined_error()
             return format_(value)
+
         return apply
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                             undefined=jinja2.StrictUndefined, finalize=_shown,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update({name: strict(format_) for name, format_ in {
-        "g": lambda value: f"{value:g}",                 # 7.5, 10: points as people write them
-        "f1": lambda value: f"{value:.1f}",              # a coordinate in a chart, a duration
-        "points": fmt_points,                            # "pending" for None
-        "status_color": lambda status: STATUS_COLORS.get(status, "#495057"),
-    }.items()})
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        finalize=_shown,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        {
+            name: strict(format_)
+            for name, format_ in {
+                "g": lambda value: f"{value:g}",  # 7.5, 10: points as people write them
+                "f1": lambda value: f"{value:.1f}",  # a coordinate in a chart, a duration
+                "points": fmt_points,  # "pending" for None
+                "status_color": lambda status: STATUS_COLORS.get(status, "#495057"),
+            }.items()
+        }
+    )
     return env
 
 

@@ -17,6 +17,7 @@ blank rows anywhere (Excel writes `;;;` for the empty rows at the end) are skipp
 A file that cannot be read raises RosterError with one message naming the file, the line and what is
 wrong: the grader must not check enrolments against half a list.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,17 +28,28 @@ from pathlib import Path
 from grader.errors import RosterError
 from grader.report.csvfile import CsvSyntaxError, non_blank_rows
 
-__all__ = ["Student", "Roster", "RosterError", "read_roster", "load_roster"]
+__all__ = ["Roster", "RosterError", "Student", "load_roster", "read_roster"]
 
 # Column names, as `_column_key` leaves them.
-ID_COLUMNS = ("mtknr", "matrikelnummer", "matrikelnr", "matrnr", "matnr", "matriculationnumber",
-              "matriculationno", "matriculationnr", "studentid", "studentidnumber", "studentnumber")
+ID_COLUMNS = (
+    "mtknr",
+    "matrikelnummer",
+    "matrikelnr",
+    "matrnr",
+    "matnr",
+    "matriculationnumber",
+    "matriculationno",
+    "matriculationnr",
+    "studentid",
+    "studentidnumber",
+    "studentnumber",
+)
 FIRST_COLUMNS = ("firstname", "firstnames", "givenname", "givennames", "forename", "vorname", "vornamen")
 LAST_COLUMNS = ("lastname", "surname", "familyname", "nachname", "familienname")
 FULL_COLUMNS = ("name", "fullname", "studentname", "vollständigername", "student")
 EMAIL_COLUMNS = ("email", "emailaddress", "mail", "emailadresse", "mailadresse")
 DELIMITERS = (";", ",", "\t")
-HEADER_SEARCH_ROWS = 5   # a title line or two above the header is fine
+HEADER_SEARCH_ROWS = 5  # a title line or two above the header is fine
 MAX_BYTES = 20 * 1024 * 1024
 
 
@@ -52,7 +64,7 @@ class Student:
 @dataclass(frozen=True)
 class Roster:
     path: Path
-    students: dict[str, Student]   # by matriculation number
+    students: dict[str, Student]  # by matriculation number
 
     def __contains__(self, student_id: str) -> bool:
         return student_id in self.students
@@ -74,8 +86,10 @@ def _decode(data: bytes, path: Path) -> str:
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError as exc:
-            raise RosterError(f"{path}: line {_line_of(data, exc.start)}: not valid UTF-16 although the file "
-                              "starts with a UTF-16 byte-order mark") from None
+            raise RosterError(
+                f"{path}: line {_line_of(data, exc.start)}: not valid UTF-16 although the file "
+                "starts with a UTF-16 byte-order mark"
+            ) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -94,8 +108,10 @@ def _decode(data: bytes, path: Path) -> str:
                 text.append(line.decode("cp1252"))
             except UnicodeDecodeError as exc:
                 byte = line[exc.start]
-                raise RosterError(f"{path}: line {_line_of(data, offset + exc.start)}: byte 0x{byte:02x} is neither "
-                                  "UTF-8 nor Windows-1252; save the list as \"CSV UTF-8\"") from None
+                raise RosterError(
+                    f"{path}: line {_line_of(data, offset + exc.start)}: byte 0x{byte:02x} is neither "
+                    'UTF-8 nor Windows-1252; save the list as "CSV UTF-8"'
+                ) from None
         offset += len(line)
     return "".join(text)
 
@@ -110,7 +126,7 @@ def _rows(text: str, delimiter: str, path: Path, *, strict: bool = True) -> list
 
 @dataclass(frozen=True)
 class _Header:
-    index: int                  # of the header among the non-blank rows
+    index: int  # of the header among the non-blank rows
     line: int
     cells: list[str]
     id_col: int
@@ -144,8 +160,10 @@ def _excel_text(raw: str) -> str:
 def _id_problem(raw: str) -> str:
     hint = ""
     if re.fullmatch(r"\d+([.,]\d*)?([eE][-+]?\d+)?|\d+[.,]0+", raw):
-        hint = (" (a spreadsheet turned it into a number: format the column as text and export again, or take "
-                "the course system's export as it is)")
+        hint = (
+            " (a spreadsheet turned it into a number: format the column as text and export again, or take "
+            "the course system's export as it is)"
+        )
     return f"{raw!r} is not a matriculation number: expected digits only{hint}"
 
 
@@ -162,14 +180,17 @@ def read_roster(path: Path | str) -> Roster:
     text = _decode(data, path)
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
-        raise RosterError(f"{path}: line {line}: a NUL character: not a text file (a spreadsheet's own format?); "
-                          "save the list as CSV")
+        raise RosterError(
+            f"{path}: line {line}: a NUL character: not a text file (a spreadsheet's own format?); save the list as CSV"
+        )
     if not text.strip():
-        raise RosterError(f"{path}: line 1: the file is empty; expected a header row with a column of "
-                          "matriculation numbers, then one row per student")
+        raise RosterError(
+            f"{path}: line 1: the file is empty; expected a header row with a column of "
+            "matriculation numbers, then one row per student"
+        )
 
     # The delimiter: the one whose header (among the first lines) has a column of ids, and the most columns.
-    head = "\n".join(text.splitlines()[:HEADER_SEARCH_ROWS * 4])
+    head = "\n".join(text.splitlines()[: HEADER_SEARCH_ROWS * 4])
     found = []
     for delimiter in DELIMITERS:
         try:
@@ -181,21 +202,25 @@ def read_roster(path: Path | str) -> Roster:
     if not found:
         lines = text.splitlines()
         number = next(i for i, ln in enumerate(lines, 1) if ln.strip())
-        raise RosterError(f"{path}: line {number}: no column of matriculation numbers in the header; expected one "
-                          f"named mtknr, Matrikelnummer, matriculation number or student id; found "
-                          f"{lines[number - 1].strip()[:200]!r}")
+        raise RosterError(
+            f"{path}: line {number}: no column of matriculation numbers in the header; expected one "
+            f"named mtknr, Matrikelnummer, matriculation number or student id; found "
+            f"{lines[number - 1].strip()[:200]!r}"
+        )
     delimiter = max(found, key=lambda item: item[0])[1]
     rows = _rows(text, delimiter, path)
     header = _find_header(rows)
-    if header is None:   # a quoted line break above the header moved it out of reach
-        raise RosterError(f"{path}: line 1: no header with a column of matriculation numbers among the first "
-                          f"{HEADER_SEARCH_ROWS} rows")
+    if header is None:  # a quoted line break above the header moved it out of reach
+        raise RosterError(
+            f"{path}: line 1: no header with a column of matriculation numbers among the first "
+            f"{HEADER_SEARCH_ROWS} rows"
+        )
 
     keys = [_column_key(c) for c in header.cells]
     first_col, last_col = _first(keys, FIRST_COLUMNS), _first(keys, LAST_COLUMNS)
     full_col = _first(keys, FULL_COLUMNS)
     if first_col is not None and last_col is None and full_col is not None and keys[full_col] == "name":
-        last_col, full_col = full_col, None   # "Vorname;Name": Name is the family name
+        last_col, full_col = full_col, None  # "Vorname;Name": Name is the family name
     email_col = _first(keys, EMAIL_COLUMNS)
     id_name = header.cells[header.id_col].strip()
 
@@ -203,27 +228,29 @@ def read_roster(path: Path | str) -> Roster:
     twins = [i for i, key in enumerate(keys) if key == keys[header.id_col] and i != header.id_col]
 
     students: dict[str, Student] = {}
-    for line, fields in rows[header.index + 1:]:
+    for line, fields in rows[header.index + 1 :]:
         raw = _excel_text(_cell(fields, header.id_col))
         for twin in twins:
             other = _excel_text(_cell(fields, twin))
             if other and other != raw:
-                raise RosterError(f"{path}: line {line}: the columns {header.id_col + 1} and {twin + 1} are both named "
-                                  f"{id_name!r} and hold different numbers ({raw!r} and {other!r}); keep the one "
-                                  "with the matriculation numbers")
+                raise RosterError(
+                    f"{path}: line {line}: the columns {header.id_col + 1} and {twin + 1} are both named "
+                    f"{id_name!r} and hold different numbers ({raw!r} and {other!r}); keep the one "
+                    "with the matriculation numbers"
+                )
         if not raw:
             raise RosterError(f"{path}: line {line}: no matriculation number in the column {id_name!r}")
         if not (raw.isascii() and raw.isdigit()):
             raise RosterError(f"{path}: line {line}: {_id_problem(raw)}")
         if raw in students:
-            raise RosterError(f"{path}: line {line}: the matriculation number {raw} is on line "
-                              f"{students[raw].line} too")
+            raise RosterError(
+                f"{path}: line {line}: the matriculation number {raw} is on line {students[raw].line} too"
+            )
         if first_col is not None or last_col is not None:
             name = " ".join(p for p in (_cell(fields, first_col), _cell(fields, last_col)) if p)
         else:
             name = _cell(fields, full_col)
-        students[raw] = Student(student_id=raw, name=" ".join(name.split()), email=_cell(fields, email_col),
-                                line=line)
+        students[raw] = Student(student_id=raw, name=" ".join(name.split()), email=_cell(fields, email_col), line=line)
     if not students:
         raise RosterError(f"{path}: line {header.line}: a header, but no student below it")
     return Roster(path=path, students=students)

@@ -20,6 +20,7 @@ How (after Schleimer, Wilkerson and Aiken, "Winnowing: local algorithms for docu
 4. Two notebooks are similar when the Jaccard similarity of what is left reaches the threshold.
    Notebooks with too little own code are not compared (everyone writes the same small network).
 """
+
 from __future__ import annotations
 
 import ast
@@ -35,15 +36,15 @@ from itertools import combinations
 
 import nbformat
 
-K = 12                    # tokens per hashed run
-W = 8                     # winnowing window: shared runs of W + K - 1 = 19 tokens are always found
-MIN_FINGERPRINTS = 12     # notebooks with fewer fingerprints of their own are not compared
-COMMON_SHARE = 0.5        # in batches of COMMON_MIN_NOTEBOOKS or more, fingerprints in more than this
+K = 12  # tokens per hashed run
+W = 8  # winnowing window: shared runs of W + K - 1 = 19 tokens are always found
+MIN_FINGERPRINTS = 12  # notebooks with fewer fingerprints of their own are not compared
+COMMON_SHARE = 0.5  # in batches of COMMON_MIN_NOTEBOOKS or more, fingerprints in more than this
 COMMON_MIN_NOTEBOOKS = 8  # share of the notebooks are the task's idioms, not anyone's own code
 SIMILARITY_THRESHOLD = 0.9
-MIN_CELL_SHARED = 0.5     # a pair of cells is listed as shared from this Jaccard similarity
+MIN_CELL_SHARED = 0.5  # a pair of cells is listed as shared from this Jaccard similarity
 MIN_CELL_FINGERPRINTS = 3
-MAX_PLACES = 50           # see _shared
+MAX_PLACES = 50  # see _shared
 # Code compared per notebook: a course notebook has 10-50 KB; one at the cells cap with 46 MB of code
 # took 95 s and 900 MB to fingerprint. Past this, a notebook's code was not written by hand.
 MAX_CODE_CHARS = 1_000_000
@@ -53,17 +54,17 @@ _BASE = 1_000_003
 
 @dataclass(frozen=True)
 class SharedCell:
-    cell_a: int      # 1-based index among the notebook's cells
+    cell_a: int  # 1-based index among the notebook's cells
     cell_b: int
     ratio: float
-    excerpt: str     # the start of a's code, comments taken out
+    excerpt: str  # the start of a's code, comments taken out
 
 
 @dataclass(frozen=True)
 class Pair:
     a: str
     b: str
-    score: float                 # Jaccard similarity of the notebooks' own fingerprints
+    score: float  # Jaccard similarity of the notebooks' own fingerprints
     shared_cells: list[SharedCell] = field(default_factory=list)
 
 
@@ -71,8 +72,9 @@ class Pair:
 
 _MAGIC = re.compile(r"^\s*[%!]")
 _FALLBACK_TOKEN = re.compile(r"""[A-Za-z_]\w*|\d[\w.]*|'[^'\n]*'|"[^"\n]*"|\S""")
-_STRING_TYPES = {tokenize.STRING} | {getattr(tokenize, n) for n in ("FSTRING_START", "FSTRING_MIDDLE", "FSTRING_END")
-                                      if hasattr(tokenize, n)}
+_STRING_TYPES = {tokenize.STRING} | {
+    getattr(tokenize, n) for n in ("FSTRING_START", "FSTRING_MIDDLE", "FSTRING_END") if hasattr(tokenize, n)
+}
 
 
 def _code(source: str) -> str:
@@ -80,7 +82,7 @@ def _code(source: str) -> str:
     return "\n".join(line for line in source.splitlines() if not _MAGIC.match(line)) + "\n"
 
 
-@functools.lru_cache(maxsize=4096)   # the template's cells come back in most notebooks
+@functools.lru_cache(maxsize=4096)  # the template's cells come back in most notebooks
 def _raw_tokens(code: str) -> tuple[tuple[int, str], ...]:
     """(tokenize type, text) of the code, comments and layout left out; code that does not tokenize
     (a syntax error) is split by a rough pattern instead."""
@@ -89,11 +91,23 @@ def _raw_tokens(code: str) -> tuple[tuple[int, str], ...]:
     except (tokenize.TokenError, IndentationError, SyntaxError, ValueError):
         tokens = []
         for text in _FALLBACK_TOKEN.findall(code):
-            kind = (tokenize.NAME if text[0].isalpha() or text[0] == "_" else tokenize.NUMBER if text[0].isdigit()
-                    else tokenize.STRING if text[0] in "'\"" else tokenize.OP)
+            kind = (
+                tokenize.NAME
+                if text[0].isalpha() or text[0] == "_"
+                else tokenize.NUMBER
+                if text[0].isdigit()
+                else tokenize.STRING
+                if text[0] in "'\""
+                else tokenize.OP
+            )
             tokens.append((kind, text))
-    skip = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER, tokenize.TYPE_COMMENT
-            if hasattr(tokenize, "TYPE_COMMENT") else -1}
+    skip = {
+        tokenize.COMMENT,
+        tokenize.NL,
+        tokenize.ENCODING,
+        tokenize.ENDMARKER,
+        tokenize.TYPE_COMMENT if hasattr(tokenize, "TYPE_COMMENT") else -1,
+    }
     return tuple((kind, text) for kind, text in tokens if kind not in skip)
 
 
@@ -132,7 +146,7 @@ def normalised_tokens(code: str, own: set[str]) -> list[str]:
         elif kind == tokenize.NUMBER:
             out.append("#num")
         elif kind in _STRING_TYPES:
-            if not out or out[-1] != "#str":   # "a" "b" and f-string parts: one string
+            if not out or out[-1] != "#str":  # "a" "b" and f-string parts: one string
                 out.append("#str")
         elif kind == tokenize.NEWLINE:
             out.append(";")
@@ -174,9 +188,9 @@ def winnow(tokens: list[str], k: int = K, w: int = W) -> set[int]:
     if len(hashes) <= w:
         return {min(hashes)}
     chosen: set[int] = set()
-    window: deque[int] = deque()   # indices of hashes, their values increasing
+    window: deque[int] = deque()  # indices of hashes, their values increasing
     for i, value in enumerate(hashes):
-        while window and hashes[window[-1]] >= value:   # the rightmost minimum wins ties
+        while window and hashes[window[-1]] >= value:  # the rightmost minimum wins ties
             window.pop()
         window.append(i)
         if window[0] <= i - w:
@@ -188,7 +202,7 @@ def winnow(tokens: list[str], k: int = K, w: int = W) -> set[int]:
 
 @dataclass
 class _Notebook:
-    cells: list[tuple[int, set[int], str]]   # (1-based cell index, fingerprints, excerpt)
+    cells: list[tuple[int, set[int], str]]  # (1-based cell index, fingerprints, excerpt)
     prints: set[int]
 
 
@@ -213,8 +227,10 @@ def code_only(nb) -> nbformat.NotebookNode:
     not stay in memory meanwhile."""
     kept = nbformat.v4.new_notebook()
     code = dict(_sources(nb))
-    kept.cells = [nbformat.v4.new_code_cell(code[i]) if i in code else nbformat.v4.new_raw_cell("")
-                  for i in range(1, len(getattr(nb, "cells", None) or []) + 1)]
+    kept.cells = [
+        nbformat.v4.new_code_cell(code[i]) if i in code else nbformat.v4.new_raw_cell("")
+        for i in range(1, len(getattr(nb, "cells", None) or []) + 1)
+    ]
     return kept
 
 
@@ -240,6 +256,7 @@ def _excerpt(code: str) -> str:
 
 # ---------------------------------------------------------------- pairs
 
+
 def _shared(a: _Notebook, b: _Notebook, base: set[int]) -> list[SharedCell]:
     """For each cell of a, the cell of b it shares the most fingerprints with, when that is similar
     enough. Linear in the notebooks' size: b's cells are indexed by fingerprint (cells with the same
@@ -259,11 +276,12 @@ def _shared(a: _Notebook, b: _Notebook, base: set[int]) -> list[SharedCell]:
         own = prints - base
         if len(own) < MIN_CELL_FINGERPRINTS:
             continue
-        counts = Counter(position for value in own if len(places := where.get(value, ())) <= MAX_PLACES
-                         for position in places)
+        counts = Counter(
+            position for value in own if len(places := where.get(value, ())) <= MAX_PLACES for position in places
+        )
         if not counts:
             continue
-        position, common = counts.most_common(1)[0]
+        position, _common = counts.most_common(1)[0]
         other = b.cells[position][1] - base
         ratio = len(own & other) / len(own | other)
         if ratio >= MIN_CELL_SHARED:
@@ -271,9 +289,13 @@ def _shared(a: _Notebook, b: _Notebook, base: set[int]) -> list[SharedCell]:
     return shared
 
 
-def similar_pairs(notebooks: dict[str, nbformat.NotebookNode], template: nbformat.NotebookNode | None = None,
-                  threshold: float = SIMILARITY_THRESHOLD, max_pairs: int = 200,
-                  course_code: list[nbformat.NotebookNode] | None = None) -> list[Pair]:
+def similar_pairs(
+    notebooks: dict[str, nbformat.NotebookNode],
+    template: nbformat.NotebookNode | None = None,
+    threshold: float = SIMILARITY_THRESHOLD,
+    max_pairs: int = 200,
+    course_code: list[nbformat.NotebookNode] | None = None,
+) -> list[Pair]:
     """Pairs of teams whose own code has a fingerprint Jaccard similarity >= threshold, most similar
     first (at most max_pairs), each with the cells they share. `template` and `course_code` (the
     reference solution, say) are the course's code: their fingerprints count for no one."""

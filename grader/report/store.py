@@ -1,6 +1,7 @@
 """Where reports are stored: `<out>/<stem>.json` (validated, then written atomically), the executed
 notebooks beside them, `removed/` for the outputs of submissions no longer in the folder, and the
 JSON Schema of a report."""
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,10 @@ def write_executed(nb: nbformat.NotebookNode, out_dir: Path, stem: str) -> Path:
     if len(data) > MAX_NOTEBOOK_BYTES:
         data = json.dumps(nb, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     if len(data) > MAX_NOTEBOOK_BYTES:
-        raise NotebookTooLarge(f"it would be {len(data) / 1024 / 1024:.1f} MB, more than the "
-                               f"{MAX_NOTEBOOK_BYTES // 1024 // 1024} MB the grader accepts as a notebook")
+        raise NotebookTooLarge(
+            f"it would be {len(data) / 1024 / 1024:.1f} MB, more than the "
+            f"{MAX_NOTEBOOK_BYTES // 1024 // 1024} MB the grader accepts as a notebook"
+        )
     path = executed_path(out_dir, stem)
     write_atomic(path, data)
     return path
@@ -97,8 +100,11 @@ def stems_on_disk(out_dir: Path) -> set[str]:
     for sub, ext in _PER_STEM:
         folder = out_dir / sub if sub else out_dir
         if folder.is_dir():
-            stems |= {p.name[:-len(ext)] for p in folder.glob(f"*{ext}")
-                      if p.is_file() and not p.name.startswith(".") and (sub or _is_report_file(p))}
+            stems |= {
+                p.name[: -len(ext)]
+                for p in folder.glob(f"*{ext}")
+                if p.is_file() and not p.name.startswith(".") and (sub or _is_report_file(p))
+            }
     return stems
 
 

@@ -1,5 +1,6 @@
 """`summary.csv`: one row per submission (team, execution status, violations, points per check,
 totals, data used), written by the one CSV writer (csvfile.py) in the format of `[cms]`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,21 @@ SUMMARY_NAME = "summary.csv"
 
 
 def summary_columns(check_ids: tuple[str, ...]) -> list[str]:
-    return ["file", "stem", "team", "student_ids", "execution", "violations", *check_ids,
-            "auto_points", "auto_max_points", "total_points", "bonus_points", "complete", "data"]
+    return [
+        "file",
+        "stem",
+        "team",
+        "student_ids",
+        "execution",
+        "violations",
+        *check_ids,
+        "auto_points",
+        "auto_max_points",
+        "total_points",
+        "bonus_points",
+        "complete",
+        "data",
+    ]
 
 
 def summary_rows(reports: list[tuple[str, Report]], check_ids: tuple[str, ...]) -> list[dict]:
@@ -41,7 +55,9 @@ def summary_rows(reports: list[tuple[str, Report]], check_ids: tuple[str, ...]) 
     return rows
 
 
-def write_summary(reports: list[tuple[str, Report]], out_dir: Path, config: Config, *, partial: str | None = None) -> Path:
+def write_summary(
+    reports: list[tuple[str, Report]], out_dir: Path, config: Config, *, partial: str | None = None
+) -> Path:
     """`summary.csv`, in the CSV format of `[cms]`, one column per check of the sheet. `partial`:
     why these are not all of the course's submissions (a partial merge), in a last column of every row."""
     check_ids = config.sheet_def.check_ids

@@ -15,11 +15,12 @@ The kernel runs in its own PID namespace (bubblewrap, the fork server); the grad
 pids. `namespace_pids` gives, for a host pid, its pid in every namespace it is in (NSpid), with which
 the fork server's answer (its own pid for a kernel) is turned into the host's pid.
 """
+
 from __future__ import annotations
 
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 _PROC = "/proc"
 _LINUX = sys.platform.startswith("linux") and os.path.isdir(f"{_PROC}/self")
@@ -35,10 +36,10 @@ def _linux_table() -> dict[int, tuple[int, float]]:
         try:
             with open(f"{_PROC}/{name}/stat", "rb") as f:
                 text = f.read()
-        except OSError:   # ended meanwhile
+        except OSError:  # ended meanwhile
             continue
         # "pid (comm) state ppid ... utime stime cutime cstime ...": comm may hold spaces and ')'.
-        fields = text[text.rfind(b")") + 2:].split()
+        fields = text[text.rfind(b")") + 2 :].split()
         try:
             table[int(name)] = (int(fields[1]), sum(int(v) for v in fields[11:15]) / _TICKS)
         except (IndexError, ValueError):
@@ -80,9 +81,11 @@ def psutil_tree_seconds(root: int) -> float | None:
     for process in processes:
         try:
             times = process.cpu_times()
-        except psutil.Error:   # ended meanwhile, or not ours to read
+        except psutil.Error:  # ended meanwhile, or not ours to read
             continue
-        total += times.user + times.system + getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)
+        total += (
+            times.user + times.system + getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)
+        )
     return total
 
 
@@ -109,8 +112,9 @@ def child_pids(pid: int) -> list[int]:
         return sorted(p for p, (ppid, _) in _linux_table().items() if ppid == pid)
     try:
         import psutil
+
         return [c.pid for c in psutil.Process(pid).children()]
-    except Exception:   # noqa: BLE001 - psutil missing or the process gone
+    except Exception:  # psutil missing or the process gone
         return []
 
 
@@ -130,7 +134,7 @@ class ProcessTreeClock:
     def read(self) -> float | None:
         try:
             pid = self._root()
-        except Exception:   # noqa: BLE001 - whatever finding the root raised: no reading
+        except Exception:  # whatever finding the root raised: no reading
             return None
         if pid is None:
             return None

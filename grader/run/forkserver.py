@@ -9,6 +9,7 @@ no capabilities. jupyter_client sees an ordinary kernel: the command it starts i
 asks the server for the kernel over a Unix socket outside the sandbox, and lives exactly as long as
 the kernel (killing the proxy kills the kernel; the kernel's exit code becomes the proxy's).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,26 +41,30 @@ class ForkServer:
     def __init__(self, ctx: KernelContext):
         self.ctx = ctx
         self.process: asyncio.subprocess.Process | None = None
-        self.jobs: Path | None = None        # where kernels' workspaces are made
-        self.sockets: Path | None = None     # where their runtime folders (connection file, sockets) are
-        self._control: Path | None = None    # the server's socket, outside every sandbox
+        self.jobs: Path | None = None  # where kernels' workspaces are made
+        self.sockets: Path | None = None  # where their runtime folders (connection file, sockets) are
+        self._control: Path | None = None  # the server's socket, outside every sandbox
         self._dirs: list[Path] = []
         self._listener: socket.socket | None = None
         self._server_command: KernelCommand | None = None
-        self._log: BinaryIO | None = None   # the server's own stderr (what it says when it cannot start)
+        self._log: BinaryIO | None = None  # the server's own stderr (what it says when it cannot start)
         self._lock = asyncio.Lock()
-        self._gone: dict[str, asyncio.Event] = {}     # set while no process of the tag's kernel runs
-        self._seen: set[str] = set()                     # tags the server has forked a kernel for
-        self._pids: dict[str, int] = {}                  # tag -> its kernel's process, as the server numbers it
-        self._host_pids: dict[str, int] = {}             # tag -> the same process as the grader numbers it
+        self._gone: dict[str, asyncio.Event] = {}  # set while no process of the tag's kernel runs
+        self._seen: set[str] = set()  # tags the server has forked a kernel for
+        self._pids: dict[str, int] = {}  # tag -> its kernel's process, as the server numbers it
+        self._host_pids: dict[str, int] = {}  # tag -> the same process as the grader numbers it
         self._reader: asyncio.Task | None = None
         self._tags = 0
-        self.generation = 0   # counts the servers started: a kernel belongs to the one that forked it
+        self.generation = 0  # counts the servers started: a kernel belongs to the one that forked it
 
     @property
     def running(self) -> bool:
-        return (self.process is not None and self.process.returncode is None
-                and self._reader is not None and not self._reader.done())
+        return (
+            self.process is not None
+            and self.process.returncode is None
+            and self._reader is not None
+            and not self._reader.done()
+        )
 
     def forked(self, tag: str) -> bool:
         """Whether the kernel of `tag` comes from the server running now."""
@@ -78,31 +83,53 @@ class ForkServer:
         # in); the others are short paths of their own.
         self.jobs = Path(tempfile.mkdtemp(prefix="z-", dir=ctx.work_dir))
         self.sockets = Path(tempfile.mkdtemp(prefix="g6r-"))  # kernels' runtime folders: IPC socket paths stay short
-        runtime = Path(tempfile.mkdtemp(prefix="g6z-"))     # passwd, group, matplotlib cache (read-only)
-        control = Path(tempfile.mkdtemp(prefix="g6c-"))     # the control socket: never inside a sandbox
+        runtime = Path(tempfile.mkdtemp(prefix="g6z-"))  # passwd, group, matplotlib cache (read-only)
+        control = Path(tempfile.mkdtemp(prefix="g6c-"))  # the control socket: never inside a sandbox
         self._dirs = [self.jobs, runtime, control, self.sockets]
         self._control = control / "s"
         self._listener = socket.socket(socket.AF_UNIX)
         self._listener.bind(str(self._control))
         self._listener.listen(64)
-        script = runtime / "forkserver_main.py"   # read-only inside the sandbox, at the same path
+        script = runtime / "forkserver_main.py"  # read-only inside the sandbox, at the same path
         script.write_text(SERVER_SOURCE, encoding="utf-8")
-        program = [ctx.config.kernel_python, "-I", str(script), str(self._listener.fileno()),
-                   str(ctx.threads), "PLACEHOLDER", "[]", json.dumps(list(ctx.warmup_imports))]
-        command = forkserver_command(ctx.config, self.jobs, program, runtime=runtime, sockets=self.sockets,
-                                     threads=ctx.threads, mpl_cache=ctx.mpl_cache, data_dir=ctx.data_root)
+        program = [
+            ctx.config.kernel_python,
+            "-I",
+            str(script),
+            str(self._listener.fileno()),
+            str(ctx.threads),
+            "PLACEHOLDER",
+            "[]",
+            json.dumps(list(ctx.warmup_imports)),
+        ]
+        command = forkserver_command(
+            ctx.config,
+            self.jobs,
+            program,
+            runtime=runtime,
+            sockets=self.sockets,
+            threads=ctx.threads,
+            mpl_cache=ctx.mpl_cache,
+            data_dir=ctx.data_root,
+        )
         isolate = command.sandbox == "bubblewrap"
         keep = [d for d in command.bound if _under_tmp(d)]
         command.argv[-3:-1] = ["1" if isolate else "0", json.dumps(keep)]
-        command.env["JPY_PARENT_PID"] = str(os.getpid())   # the launcher exits if we are gone already
+        command.env["JPY_PARENT_PID"] = str(os.getpid())  # the launcher exits if we are gone already
         command.prepare(runtime)
         self._server_command = command
         self._log = open(runtime / "server.log", "wb")
         self.process = await asyncio.create_subprocess_exec(
-            *command.argv, env=command.env, cwd=str(self.jobs), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=self._log, pass_fds=(self._listener.fileno(),))
+            *command.argv,
+            env=command.env,
+            cwd=str(self.jobs),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=self._log,
+            pass_fds=(self._listener.fileno(),),
+        )
         try:
-            assert self.process.stdout is not None   # a pipe, as asked
+            assert self.process.stdout is not None  # a pipe, as asked
             line = await asyncio.wait_for(self.process.stdout.readline(), START_TIMEOUT_S)
         except asyncio.TimeoutError:
             line = b""
@@ -113,7 +140,7 @@ class ForkServer:
         self._reader = asyncio.ensure_future(self._read_events(self.process))
 
     async def _read_events(self, process) -> None:
-        """"gone TAG": the kernel and every process it started have ended. When the server itself
+        """ "gone TAG": the kernel and every process it started have ended. When the server itself
         ends, so have all its kernels."""
         while True:
             line = await process.stdout.readline()
@@ -123,7 +150,7 @@ class ForkServer:
             tag, _, pid = rest.partition(" ")
             if word == "gone":
                 self._gone.setdefault(tag, asyncio.Event()).set()
-            elif word == "started":   # also a restarted kernel under the same tag
+            elif word == "started":  # also a restarted kernel under the same tag
                 self._seen.add(tag)
                 self._gone.setdefault(tag, asyncio.Event()).clear()
                 if pid.isdigit():
@@ -178,11 +205,11 @@ class ForkServer:
         top = self.process.pid
         for server in (top, *cputime.child_pids(top)):
             depth = len(cputime.namespace_pids(server))
-            for child in cputime.child_pids(server):
-                numbers = cputime.namespace_pids(child)
+            for pid in cputime.child_pids(server):
+                numbers = cputime.namespace_pids(pid)
                 if len(numbers) == depth and numbers[-1] == inner:
-                    self._host_pids[tag] = child
-                    return child
+                    self._host_pids[tag] = pid
+                    return pid
         return None
 
     def kernel_command(self, workspace: Path, runtime: Path, tag: str) -> KernelCommand:
@@ -193,19 +220,41 @@ class ForkServer:
         if server is None:
             raise RuntimeError("the fork server is not running: start it before asking for kernels")
         hidden = json.dumps([str(self.jobs), str(self.sockets)])
-        argv = [sys.executable, "-I", "-S", "-c", PROXY, str(self._control), "{connection_file}",
-                str(workspace), str(runtime), hidden, str(TMPFS_BYTES),
-                str(self.ctx.config.limits.disk_mb * 1024 * 1024), SUBMISSION_MOUNT, tag]
+        argv = [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            PROXY,
+            str(self._control),
+            "{connection_file}",
+            str(workspace),
+            str(runtime),
+            hidden,
+            str(TMPFS_BYTES),
+            str(self.ctx.config.limits.disk_mb * 1024 * 1024),
+            SUBMISSION_MOUNT,
+            tag,
+        ]
         env = dict(server.env)
         env["HOME"] = str(workspace)
         notes = server.notes
         if server.isolated:
-            notes = (notes[0] + "; forked from the worker's fork server, in namespaces of its own "
-                     "(processes, mounts, a fresh /tmp) with no capabilities",) + notes[1:]
-        return KernelCommand(argv=argv, env=env, isolated=server.isolated, sandbox=server.sandbox,
-                             interrupt_mode="message", notes=notes, forked=True,
-                             cpu_root=lambda: self.kernel_pid(tag),
-                             submission_mount=SUBMISSION_MOUNT if server.isolated else None)
+            notes = (
+                notes[0] + "; forked from the worker's fork server, in namespaces of its own "
+                "(processes, mounts, a fresh /tmp) with no capabilities",
+            ) + notes[1:]
+        return KernelCommand(
+            argv=argv,
+            env=env,
+            isolated=server.isolated,
+            sandbox=server.sandbox,
+            interrupt_mode="message",
+            notes=notes,
+            forked=True,
+            cpu_root=lambda: self.kernel_pid(tag),
+            submission_mount=SUBMISSION_MOUNT if server.isolated else None,
+        )
 
     async def _stop(self) -> None:
         if self.process is not None and self.process.returncode is None:
@@ -225,7 +274,7 @@ class ForkServer:
             self._log.close()
             self._log = None
         for folder in self._dirs:
-            remove_tree(folder)   # never raises, whatever a kernel left (issue 14)
+            remove_tree(folder)  # never raises, whatever a kernel left (issue 14)
         self._dirs = []
 
     async def close(self) -> None:

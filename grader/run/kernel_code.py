@@ -10,6 +10,7 @@ import the standard library, numpy, torch, and other kernel-side modules of the 
 `from grader.child import probe_kernel as k` is taken out of the text and `k` bound to the module
 object); any other import of the grader is an error, found when the script is made.
 """
+
 from __future__ import annotations
 
 import ast
@@ -22,17 +23,19 @@ from grader import child
 from grader.errors import SheetError
 
 # The core's kernel-side modules, by the name a plan imports them under.
-KERNEL_MODULES = {"grader.child.probe_kernel": child.path("probe_kernel.py"),
-                  "grader.child.setup_kernel": child.path("setup_kernel.py")}
+KERNEL_MODULES = {
+    "grader.child.probe_kernel": child.path("probe_kernel.py"),
+    "grader.child.setup_kernel": child.path("setup_kernel.py"),
+}
 
-_LOADER = child.source("kernel_loader.py")   # the head of every script: loads the modules
+_LOADER = child.source("kernel_loader.py")  # the head of every script: loads the modules
 
 
 @dataclass(frozen=True)
 class KernelModule:
     name: str
-    source: str                                     # the text, its grader imports blanked out
-    binds: dict[str, tuple[str, str | None]]        # local name -> (kernel module, attribute or None)
+    source: str  # the text, its grader imports blanked out
+    binds: dict[str, tuple[str, str | None]]  # local name -> (kernel module, attribute or None)
 
 
 def _is_grader(module: str | None) -> bool:
@@ -52,12 +55,16 @@ def kernel_module(name: str, path: Path) -> KernelModule:
     top = set(map(id, tree.body))
     for node in ast.walk(tree):
         if isinstance(node, ast.Import) and any(_is_grader(a.name) for a in node.names):
-            raise SheetError(f"{path}, line {node.lineno}: `import grader...` in kernel-side code; write "
-                             f"`from grader.child import probe_kernel as k` (only {', '.join(KERNEL_MODULES)} reach the kernel)")
+            raise SheetError(
+                f"{path}, line {node.lineno}: `import grader...` in kernel-side code; write "
+                f"`from grader.child import probe_kernel as k` (only {', '.join(KERNEL_MODULES)} reach the kernel)"
+            )
         if not (isinstance(node, ast.ImportFrom) and node.level == 0 and _is_grader(node.module)):
             continue
         if id(node) not in top:
-            raise SheetError(f"{path}, line {node.lineno}: kernel-side code imports the grader only at the top of the module")
+            raise SheetError(
+                f"{path}, line {node.lineno}: kernel-side code imports the grader only at the top of the module"
+            )
         for alias in node.names:
             full = f"{node.module}.{alias.name}"
             if full in KERNEL_MODULES:
@@ -65,10 +72,12 @@ def kernel_module(name: str, path: Path) -> KernelModule:
             elif node.module in KERNEL_MODULES and alias.name != "*":
                 binds[alias.asname or alias.name] = (node.module, alias.name)
             else:
-                raise SheetError(f"{path}, line {node.lineno}: imports {full}, which is not sent to the kernel "
-                                 f"(kernel-side modules: {', '.join(KERNEL_MODULES)})")
+                raise SheetError(
+                    f"{path}, line {node.lineno}: imports {full}, which is not sent to the kernel "
+                    f"(kernel-side modules: {', '.join(KERNEL_MODULES)})"
+                )
         for number in range(node.lineno - 1, node.end_lineno or node.lineno):
-            lines[number] = "\n"      # line numbers stay as in the file
+            lines[number] = "\n"  # line numbers stay as in the file
     return KernelModule(name=name, source="".join(lines), binds=binds)
 
 
@@ -94,9 +103,7 @@ def script(modules: list[KernelModule], call: str) -> str:
     """One script that loads `modules` (with what they import) and runs `call`, an expression in
     which `loaded["<module name>"]` is each loaded module (and `json` the json module)."""
     bundle = [(m.name, m.source, m.binds) for m in _with_dependencies(modules)]
-    return (_LOADER + "import json\n"
-            f"loaded = __grader_load({bundle!r})\n"
-            f"{call}\n")
+    return _LOADER + f"import json\nloaded = __grader_load({bundle!r})\n{call}\n"
 
 
 def json_literal(value) -> str:

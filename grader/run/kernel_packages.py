@@ -12,6 +12,7 @@ A module the kernel has from a distribution that is not in the course's pinned e
 (`grader/run/course_packages.py`, from requirements/constraints.txt) will not be there when tutors
 grade: a student's own laptop, or a package a tutor installed by hand.
 """
+
 from __future__ import annotations
 
 import functools
@@ -43,9 +44,9 @@ def normalise(name: str) -> str:
 
 @dataclass(frozen=True)
 class KernelEnvironment:
-    python: str                                   # the interpreter asked
+    python: str  # the interpreter asked
     python_version: str
-    packages: dict[str, str] = field(default_factory=dict)   # normalised name -> version
+    packages: dict[str, str] = field(default_factory=dict)  # normalised name -> version
 
     @property
     def fingerprint(self) -> str:
@@ -63,8 +64,9 @@ class KernelEnvironment:
 def _ask(python: str, code: str, stdin: str = "") -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     try:
-        done = subprocess.run([python, "-I", "-c", code], input=stdin, capture_output=True, text=True,
-                              timeout=120, check=True, env=env)
+        done = subprocess.run(
+            [python, "-I", "-c", code], input=stdin, capture_output=True, text=True, timeout=120, check=True, env=env
+        )
         return json.loads(done.stdout)
     except subprocess.CalledProcessError as exc:
         raise KernelQueryError(f"the kernel's Python {python!r} failed: {(exc.stderr or '').strip()[-300:]}") from exc

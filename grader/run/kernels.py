@@ -7,16 +7,17 @@ Every kernel gets its own fresh, empty workspace folder, with the same limits an
 other; the submission is moved into that folder once the kernel is handed out. Warming up imports
 only what every notebook of the sheet imports.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
 
 from grader.run.context import KernelContext
 from grader.run.execute import KernelSession, KernelStartError
@@ -29,13 +30,13 @@ from grader.util.fsclean import remove_tree
 class Kernel:
     session: KernelSession
     workspace: Path
-    tag: str = ""   # a forked kernel's name at its fork server
+    tag: str = ""  # a forked kernel's name at its fork server
 
 
 class FreshKernels:
     """A new kernel per submission, started when asked for."""
 
-    warm_up: bool = True   # a kernel started ahead imports the sheet's warm-up modules
+    warm_up: bool = True  # a kernel started ahead imports the sheet's warm-up modules
 
     def __init__(self, ctx: KernelContext, prefix: str = "ws-"):
         self.ctx = ctx
@@ -45,10 +46,17 @@ class FreshKernels:
     async def _session(self) -> Kernel:
         """A kernel whose session is not started yet, with its new, empty workspace."""
         workspace = Path(tempfile.mkdtemp(prefix=self.prefix, dir=self.ctx.work_dir))
-        command = kernel_command(self.ctx.config, workspace, threads=self.ctx.threads, mpl_cache=self.ctx.mpl_cache,
-                                 data_dir=self.ctx.data_root)
-        return Kernel(session=KernelSession(command, workspace, self.ctx.config.limits,
-                                            time_limits=self.ctx.time_limits), workspace=workspace)
+        command = kernel_command(
+            self.ctx.config,
+            workspace,
+            threads=self.ctx.threads,
+            mpl_cache=self.ctx.mpl_cache,
+            data_dir=self.ctx.data_root,
+        )
+        return Kernel(
+            session=KernelSession(command, workspace, self.ctx.config.limits, time_limits=self.ctx.time_limits),
+            workspace=workspace,
+        )
 
     async def _start(self, warm_up: bool) -> Kernel:
         kernel = await self._session()
@@ -59,7 +67,7 @@ class FreshKernels:
             started = True
             if warm_up and self.warm_up and self.ctx.warm_up_code:
                 await session.warm_up(self.ctx.warm_up_code)
-        except BaseException:   # also when cancelled: a kernel nobody will use is stopped at once
+        except BaseException:  # also when cancelled: a kernel nobody will use is stopped at once
             if started:
                 await session.__aexit__(None, None, None)
             await self._stopped(kernel)
@@ -104,7 +112,7 @@ class FreshKernels:
             await kernel.session.__aexit__(None, None, None)
             await self._stopped(kernel)
         finally:
-            remove_tree(kernel.workspace)   # whatever the notebook left there (deep, read-only)
+            remove_tree(kernel.workspace)  # whatever the notebook left there (deep, read-only)
 
     async def close(self) -> None:
         if self._stopping:
@@ -136,8 +144,8 @@ class WarmKernels(FreshKernels):
         try:
             kernel = await task
         except Exception:
-            kernel = await self._start(warm_up=False)   # the warm one failed: start one as usual
-        self._prestart()                                 # the next one boots while this one runs
+            kernel = await self._start(warm_up=False)  # the warm one failed: start one as usual
+        self._prestart()  # the next one boots while this one runs
         return kernel
 
     async def close(self) -> None:
@@ -146,7 +154,7 @@ class WarmKernels(FreshKernels):
             task, self._next = self._next, None
             task.cancel()
             result = (await asyncio.gather(task, return_exceptions=True))[0]
-            if isinstance(result, Kernel):   # it was ready before the cancel arrived
+            if isinstance(result, Kernel):  # it was ready before the cancel arrived
                 await self._stop(result)
         await super().close()
 
@@ -159,21 +167,21 @@ class ForkKernels(WarmKernels):
     trace or enter it. If the running kernel starved it (a fork bomb, say), that is seen once the
     running kernel is gone, and another is forked."""
 
-    warm_up = False   # the server imported all of it before forking
+    warm_up = False  # the server imported all of it before forking
 
     def __init__(self, ctx: KernelContext, prefix: str = "ws-"):
         super().__init__(ctx, prefix)
         self.server = ForkServer(ctx)
         self._closing = False
         self._fallback = False
-        self._retiring: list[str] = []   # tags of kernels released, perhaps not gone yet
+        self._retiring: list[str] = []  # tags of kernels released, perhaps not gone yet
 
     async def _session(self) -> Kernel:
         if self._fallback:
             return await super()._session()
         try:
             await self.server.ensure_started()
-        except Exception as exc:   # e.g. a bubblewrap too old for --as-pid-1: go on without it
+        except Exception as exc:  # e.g. a bubblewrap too old for --as-pid-1: go on without it
             # The server's own KernelStartError says so already; anything else (a folder or socket
             # that could not be made) gets said here.
             reason = str(exc) if isinstance(exc, KernelStartError) else f"the fork server did not start: {exc}"
@@ -185,12 +193,13 @@ class ForkKernels(WarmKernels):
         runtime = Path(tempfile.mkdtemp(prefix="k-", dir=self.server.sockets))
         tag = self.server.new_tag()
         command = self.server.kernel_command(workspace, runtime, tag)
-        session = KernelSession(command, workspace, self.ctx.config.limits, runtime_dir=runtime,
-                                time_limits=self.ctx.time_limits)
+        session = KernelSession(
+            command, workspace, self.ctx.config.limits, runtime_dir=runtime, time_limits=self.ctx.time_limits
+        )
         return Kernel(session=session, workspace=workspace, tag=tag)
 
     async def _stopped(self, kernel: Kernel) -> None:
-        if kernel.tag and not self._closing:   # when closing, the server is stopped anyway, with all it started
+        if kernel.tag and not self._closing:  # when closing, the server is stopped anyway, with all it started
             await self.server.wait_gone(kernel.tag)
 
     async def _release(self, kernel: Kernel) -> None:

@@ -7,6 +7,7 @@ back plain JSON and `.npy` arrays, tagged with a token made fresh for each run. 
 validated into `Observations` with the sheet's answer model; arrays are read with
 `allow_pickle=False`. No verdict is formed in the kernel.
 """
+
 from __future__ import annotations
 
 import base64
@@ -14,12 +15,11 @@ import binascii
 import io
 import json
 import secrets
-from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from grader.child.setup_kernel import RECORDER_MODULE   # a constant: setup_kernel imports the standard library only
+from grader.child.setup_kernel import RECORDER_MODULE  # a constant: setup_kernel imports the standard library only
 from grader.observations import ArrayMissing, Observations, ProbeError, not_run
 from grader.run.kernel_code import KERNEL_MODULES, json_literal, kernel_module, script
 from grader.sheet import ProbeSpec
@@ -42,23 +42,36 @@ def probe_code(token: str, inputs: dict[str, str], step_timeout_s: float, spec: 
     """The kernel-side probe (the sheet's plan with the library) with this run's token; the inputs
     are read from .npy files (`inputs`: name -> path) rather than sent inline, which keeps the code
     the kernel parses and echoes small."""
-    settings = {"step_timeout_s": step_timeout_s, "inputs": inputs, "sheet": spec.settings,
-                "recorder_module": RECORDER_MODULE}
-    return script([kernel_module(_PLAN, spec.plan)],
-                  f"loaded[{_LIBRARY!r}].main(loaded[{_PLAN!r}].observe, token={token!r}, mime={MIME!r}, "
-                  f"settings={json_literal(settings)}, ip=get_ipython())")
+    settings = {
+        "step_timeout_s": step_timeout_s,
+        "inputs": inputs,
+        "sheet": spec.settings,
+        "recorder_module": RECORDER_MODULE,
+    }
+    return script(
+        [kernel_module(_PLAN, spec.plan)],
+        f"loaded[{_LIBRARY!r}].main(loaded[{_PLAN!r}].observe, token={token!r}, mime={MIME!r}, "
+        f"settings={json_literal(settings)}, ip=get_ipython())",
+    )
 
 
 def setup_settings(spec: ProbeSpec, raw_dir: str = "", dataset_class: str = "") -> dict:
-    return {"raw_dir": raw_dir, "dataset_class": dataset_class, "keep_calls": KEEP_CALLS,
-            "text_limit": PRINTED_LIMIT, "record_methods": list(spec.record_methods),
-            "record_functions": list(spec.record_functions)}
+    return {
+        "raw_dir": raw_dir,
+        "dataset_class": dataset_class,
+        "keep_calls": KEEP_CALLS,
+        "text_limit": PRINTED_LIMIT,
+        "record_methods": list(spec.record_methods),
+        "record_functions": list(spec.record_functions),
+    }
 
 
 def setup_code(settings: dict) -> str:
     """The kernel-side set-up step (`setup_kernel.install`) with these settings."""
-    return script([kernel_module(_SETUP, KERNEL_MODULES[_SETUP])],
-                  f"loaded[{_SETUP!r}].install({json_literal(settings)}, get_ipython())")
+    return script(
+        [kernel_module(_SETUP, KERNEL_MODULES[_SETUP])],
+        f"loaded[{_SETUP!r}].install({json_literal(settings)}, get_ipython())",
+    )
 
 
 def prepare_kernel(session, settings: dict) -> str | None:
@@ -82,12 +95,14 @@ def probe_cell(code_path: str, name: str = "__grader_probe__") -> str:
     own. IPython's cell transforms would cost about 60 ms on the probe's lines; Python's own
     compile takes a few, and nothing lands in the students' namespace. `dont_inherit`: the
     students' `from __future__ import ...` does not apply to the probe."""
-    return ("import builtins as __grader_builtins\n"
-            "try:\n"
-            f"    __grader_builtins.exec(__grader_builtins.compile(__grader_builtins.open({code_path!r}, encoding='utf-8').read(), "
-            f"{code_path!r}, 'exec', dont_inherit=True), {{'get_ipython': get_ipython, '__name__': {name!r}}})\n"
-            "finally:\n"
-            "    del __grader_builtins\n")
+    return (
+        "import builtins as __grader_builtins\n"
+        "try:\n"
+        f"    __grader_builtins.exec(__grader_builtins.compile(__grader_builtins.open({code_path!r}, encoding='utf-8').read(), "
+        f"{code_path!r}, 'exec', dont_inherit=True), {{'get_ipython': get_ipython, '__name__': {name!r}}})\n"
+        "finally:\n"
+        "    del __grader_builtins\n"
+    )
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -114,6 +129,7 @@ def _array(encoded: dict, key: str) -> np.ndarray:
 
 class _Envelope(BaseModel):
     """What the probe publishes around the sheet's answer."""
+
     token: str
     answer: dict
     errors: list[ProbeError]
@@ -121,8 +137,9 @@ class _Envelope(BaseModel):
     setup_ran: bool = True
 
 
-def parse_payloads(payloads: list[dict], token: str, inputs: dict[str, np.ndarray],
-                   answer_model: type[BaseModel]) -> Observations:
+def parse_payloads(
+    payloads: list[dict], token: str, inputs: dict[str, np.ndarray], answer_model: type[BaseModel]
+) -> Observations:
     """Turn what the kernel published into Observations, the answer validated as `answer_model`.
     Exactly one bundle carrying this run's token is accepted; anything else (a student's print, a
     forged bundle) is ignored or rejected."""
@@ -143,8 +160,7 @@ def parse_payloads(payloads: list[dict], token: str, inputs: dict[str, np.ndarra
         raise ProbePayloadError(str(exc)) from exc
     except ValidationError as exc:
         raise ProbePayloadError(f"the probe's answer is malformed: {str(exc)[:300]}") from exc
-    return Observations(status="ok", answer=answer, errors=envelope.errors, inputs=inputs,
-                        setup_ran=envelope.setup_ran)
+    return Observations(status="ok", answer=answer, errors=envelope.errors, inputs=inputs, setup_ran=envelope.setup_ran)
 
 
 async def probe(session, inputs: dict[str, np.ndarray], *, timeout_s: float, spec: ProbeSpec) -> Observations:
@@ -154,13 +170,16 @@ async def probe(session, inputs: dict[str, np.ndarray], *, timeout_s: float, spe
     step_timeout = max(5.0, timeout_s / 8)
     # File names of their own, not the token: a kernel watching its folder learns nothing from them.
     try:
-        paths = {name: session.share(f"probe-{name}-{new_token()}.npy", _npy_bytes(array))
-                 for name, array in inputs.items()}
-        code_path = session.share(f"probe-{new_token()}.py",
-                                  probe_code(token, paths, step_timeout, spec).encode("utf-8"))
-    except OSError as exc:   # the kernel's folder was tampered with (a file where ours goes, say)
-        return Observations(status="error", message=f"the probe's files could not be put beside the kernel: {exc}",
-                            inputs=inputs)
+        paths = {
+            name: session.share(f"probe-{name}-{new_token()}.npy", _npy_bytes(array)) for name, array in inputs.items()
+        }
+        code_path = session.share(
+            f"probe-{new_token()}.py", probe_code(token, paths, step_timeout, spec).encode("utf-8")
+        )
+    except OSError as exc:  # the kernel's folder was tampered with (a file where ours goes, say)
+        return Observations(
+            status="error", message=f"the probe's files could not be put beside the kernel: {exc}", inputs=inputs
+        )
     result = await session.run_code(probe_cell(code_path), timeout=timeout_s, mime=MIME)
     if result.status in ("timeout", "kernel_died"):
         return Observations(status=result.status, message=f"the probe got no answer: {result.error}", inputs=inputs)
@@ -170,13 +189,26 @@ async def probe(session, inputs: dict[str, np.ndarray], *, timeout_s: float, spe
         if result.error and not any(isinstance(p.get("metadata"), dict) for p in result.payloads):
             # No answer at all, and the question itself raised: the notebook left Python in a state
             # the probe cannot work in (it replaced builtins.__import__, json, IPython's display...).
-            message = (f"the grader could not ask the kernel about the networks: its question failed with "
-                       f"{result.error}. The notebook may have replaced part of Python the grader relies on "
-                       f"(builtins.__import__, json, IPython's display); a tutor can look")
+            message = (
+                f"the grader could not ask the kernel about the networks: its question failed with "
+                f"{result.error}. The notebook may have replaced part of Python the grader relies on "
+                f"(builtins.__import__, json, IPython's display); a tutor can look"
+            )
         else:
             message = f"{exc}" + (f" (the kernel raised {result.error})" if result.error else "")
         return Observations(status="error", message=message, inputs=inputs)
 
 
-__all__ = ["Observations", "probe", "not_run", "parse_payloads", "probe_code", "probe_cell", "prepare_kernel",
-           "setup_code", "setup_settings", "MIME", "ProbePayloadError"]
+__all__ = [
+    "MIME",
+    "Observations",
+    "ProbePayloadError",
+    "not_run",
+    "parse_payloads",
+    "prepare_kernel",
+    "probe",
+    "probe_cell",
+    "probe_code",
+    "setup_code",
+    "setup_settings",
+]

@@ -25,6 +25,7 @@ namespaces with AppArmor: "setting up uid map: Permission denied"), `sandbox = "
 without one, as where bubblewrap is missing; `"bubblewrap"` refuses. Without the `resource` module
 (Windows) there is no launcher either: the kernel is started as it is, without limits.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,15 +34,14 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from grader import PACKAGE_DIR, REFERENCE_DIR, child
 from grader.config import Config
 from grader.errors import SandboxError
 from grader.run import seccomp
-
 
 
 def source_checkout(folder: Path = PACKAGE_DIR.parent) -> Path | None:
@@ -84,8 +84,6 @@ SUBMISSION_MOUNT = "/submission"
 _LAUNCHER = child.source("launcher.py")
 
 
-
-
 @dataclass
 class KernelCommand:
     argv: list[str]
@@ -95,9 +93,9 @@ class KernelCommand:
     interrupt_mode: str = "signal"
     notes: tuple[str, ...] = ()
     mpl_cache: Path | None = None
-    python: str = ""                 # the kernel's interpreter (warms the matplotlib cache)
-    bound: tuple[str, ...] = ()      # folders shown read-only (Python, staged data)
-    forked: bool = False             # a proxy asking a fork server for the kernel: nothing to prepare
+    python: str = ""  # the kernel's interpreter (warms the matplotlib cache)
+    bound: tuple[str, ...] = ()  # folders shown read-only (Python, staged data)
+    forked: bool = False  # a proxy asking a fork server for the kernel: nothing to prepare
     # Where the kernel sees the grader's folder of its workspace when the workspace itself is a
     # file system of its own (KernelSession.copy_in copies from there); None: the folder is the workspace.
     submission_mount: str | None = None
@@ -118,7 +116,8 @@ class KernelCommand:
         (runtime_dir / "hidden_package.py").write_text(_HIDDEN_PACKAGE)
         (runtime_dir / "passwd").write_text(
             "root:x:0:0:root:/root:/usr/sbin/nologin\n"
-            f"student:x:{SANDBOX_UID}:{SANDBOX_UID}:student:/nonexistent:/usr/sbin/nologin\n")
+            f"student:x:{SANDBOX_UID}:{SANDBOX_UID}:student:/nonexistent:/usr/sbin/nologin\n"
+        )
         (runtime_dir / "group").write_text(f"root:x:0:\nstudent:x:{SANDBOX_UID}:\n")
         mpl = runtime_dir / "mpl"
         mpl.mkdir(exist_ok=True)
@@ -141,8 +140,13 @@ def _warm_matplotlib(cache: Path, python: str, env: dict[str, str]) -> None:
     warm_env = dict(env)
     warm_env["MPLCONFIGDIR"] = str(cache)
     try:
-        subprocess.run([python, "-I", "-c", "import matplotlib.font_manager"], env=warm_env,
-                       timeout=120, capture_output=True, check=False)
+        subprocess.run(
+            [python, "-I", "-c", "import matplotlib.font_manager"],
+            env=warm_env,
+            timeout=120,
+            capture_output=True,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         pass
 
@@ -155,7 +159,7 @@ def kernel_env(config: Config, workspace: Path, threads: int, mpl_cache: Path | 
         "PATH": os.pathsep.join(p for p in (python_bin, os.environ.get("PATH", "/usr/bin:/bin")) if p),
         "HOME": str(workspace),
         "LANG": "C.UTF-8",
-        "MPLBACKEND": "module://matplotlib_inline.backend_inline",   # plots become PNG outputs, as in Jupyter
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",  # plots become PNG outputs, as in Jupyter
         "PYTHONNOUSERSITE": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "OMP_NUM_THREADS": str(threads),
@@ -175,9 +179,19 @@ def kernel_env(config: Config, workspace: Path, threads: int, mpl_cache: Path | 
         "PIP_CONFIG_FILE": os.devnull,
     }
     keep = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TZ"]
-    if os.name == "nt":   # what Python and its sockets need to start on Windows
-        keep += ["SYSTEMROOT", "SYSTEMDRIVE", "WINDIR", "COMSPEC", "PATHEXT", "TEMP", "TMP", "APPDATA",
-                 "LOCALAPPDATA", "PROGRAMDATA"]
+    if os.name == "nt":  # what Python and its sockets need to start on Windows
+        keep += [
+            "SYSTEMROOT",
+            "SYSTEMDRIVE",
+            "WINDIR",
+            "COMSPEC",
+            "PATHEXT",
+            "TEMP",
+            "TMP",
+            "APPDATA",
+            "LOCALAPPDATA",
+            "PROGRAMDATA",
+        ]
         env["USERPROFILE"] = str(workspace)
     for key in keep:
         if key in os.environ:
@@ -239,10 +253,32 @@ def bubblewrap_problem(bwrap: str) -> str | None:
     """Why `bwrap` cannot start a sandbox on this machine, or None when it can. Tried once per
     process with a trivial sandbox in the namespaces a kernel gets (Ubuntu 24.04's AppArmor, for
     one, refuses unprivileged user namespaces: "setting up uid map: Permission denied")."""
-    argv = [bwrap, "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
-            "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--disable-userns",
-            "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--", "true"]
+    argv = [
+        bwrap,
+        "--unshare-user",
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_UID),
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--ro-bind",
+        "/",
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--",
+        "true",
+    ]
     try:
         done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60, check=False)
     except (OSError, subprocess.SubprocessError) as exc:
@@ -256,39 +292,44 @@ def bubblewrap_problem(bwrap: str) -> str | None:
 @dataclass(frozen=True)
 class SandboxChoice:
     """What `[run] sandbox` comes to on this machine: bubblewrap's path, or why there is none."""
+
     bwrap: str | None
-    why_not: str = ""        # set when bwrap is None
-    fallback: bool = False   # "auto" wanted a sandbox and goes without one
+    why_not: str = ""  # set when bwrap is None
+    fallback: bool = False  # "auto" wanted a sandbox and goes without one
 
 
 def choose_sandbox(config: Config) -> SandboxChoice:
     """Raises SandboxError when `sandbox = "bubblewrap"` cannot be had."""
     mode = config.run.sandbox
     if mode == "none":
-        return SandboxChoice(None, "sandbox = \"none\" in grading.toml")
+        return SandboxChoice(None, 'sandbox = "none" in grading.toml')
     bwrap = bubblewrap_available()
     if bwrap is None:
         if mode == "bubblewrap":
-            raise SandboxError("[run] sandbox = \"bubblewrap\" but the `bwrap` program is not installed "
-                               "(install the bubblewrap package, or set sandbox = \"auto\" or \"none\")")
+            raise SandboxError(
+                '[run] sandbox = "bubblewrap" but the `bwrap` program is not installed '
+                '(install the bubblewrap package, or set sandbox = "auto" or "none")'
+            )
         return SandboxChoice(None, "bubblewrap (bwrap) is not installed", fallback=True)
     problem = bubblewrap_problem(bwrap)
     if problem is not None:
         if mode == "bubblewrap":
-            raise SandboxError(f"[run] sandbox = \"bubblewrap\" but {bwrap} cannot start a sandbox on this "
-                               f"machine ({problem}); allow unprivileged user namespaces, or set "
-                               "sandbox = \"auto\" or \"none\"")
-        return SandboxChoice(None, f"bubblewrap is installed but cannot start a sandbox here: {problem}",
-                             fallback=True)
+            raise SandboxError(
+                f'[run] sandbox = "bubblewrap" but {bwrap} cannot start a sandbox on this '
+                f"machine ({problem}); allow unprivileged user namespaces, or set "
+                'sandbox = "auto" or "none"'
+            )
+        return SandboxChoice(None, f"bubblewrap is installed but cannot start a sandbox here: {problem}", fallback=True)
     return SandboxChoice(bwrap)
 
 
 @dataclass(frozen=True)
 class PythonLayout:
     """Where a Python installation lives: what the sandbox must show read-only."""
-    prefixes: tuple[str, ...]       # sys.prefix, sys.base_prefix, ... (venv and installation)
-    executable: str                 # realpath of the interpreter
-    site_dirs: tuple[str, ...]      # site-packages folders (where .pth files are read)
+
+    prefixes: tuple[str, ...]  # sys.prefix, sys.base_prefix, ... (venv and installation)
+    executable: str  # realpath of the interpreter
+    site_dirs: tuple[str, ...]  # site-packages folders (where .pth files are read)
 
 
 _LAYOUT_CODE = child.source("python_layout.py")
@@ -297,13 +338,17 @@ _LAYOUT_CODE = child.source("python_layout.py")
 @functools.lru_cache(maxsize=8)
 def python_layout(python: str) -> PythonLayout:
     try:
-        done = subprocess.run([python, "-I", "-c", _LAYOUT_CODE], capture_output=True, text=True,
-                              timeout=60, check=True)
+        done = subprocess.run(
+            [python, "-I", "-c", _LAYOUT_CODE], capture_output=True, text=True, timeout=60, check=True
+        )
         prefixes, executable, sites = json.loads(done.stdout)
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
         raise SandboxError(f"cannot ask the kernel's Python {python!r} where it lives: {exc}") from exc
-    return PythonLayout(prefixes=tuple(os.path.realpath(p) for p in prefixes),
-                        executable=executable, site_dirs=tuple(os.path.realpath(s) for s in sites))
+    return PythonLayout(
+        prefixes=tuple(os.path.realpath(p) for p in prefixes),
+        executable=executable,
+        site_dirs=tuple(os.path.realpath(s) for s in sites),
+    )
 
 
 def _inside(path: Path | str, folder: Path | str) -> bool:
@@ -332,8 +377,9 @@ def _editable_hooks(site_dirs: tuple[str, ...], hidden: tuple[Path, ...]) -> lis
                 text = item.read_text(encoding="utf-8", errors="replace")
             except OSError:
                 continue
-            if any(needle in text for needle in needles) or (name.startswith("__editable__")
-                                                              and "sheet6_grader" in name):
+            if any(needle in text for needle in needles) or (
+                name.startswith("__editable__") and "sheet6_grader" in name
+            ):
                 hooks.append(str(item))
     return hooks
 
@@ -349,8 +395,7 @@ def _data_binds(workspace: Path, data_dir: Path | None) -> list[str]:
     for link in sorted(Path(workspace).glob("**/raw/*")):
         if link.is_symlink():
             target = Path(os.path.realpath(link))
-            if target.is_file() and not _inside(target, workspace) \
-                    and not any(_inside(target, f) for f in folders):
+            if target.is_file() and not _inside(target, workspace) and not any(_inside(target, f) for f in folders):
                 folders.append(target.parent)
     return [str(f) for f in folders if f.is_dir() and not any(_inside(code, f) for code in grader_code())]
 
@@ -363,18 +408,35 @@ def _system_binds() -> list[str]:
         elif os.path.isdir(top):
             args += ["--ro-bind", top, top]
     # What programs read from /etc; no passwd/shadow/hosts of the host (see KernelCommand.prepare).
-    for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts", "alternatives",
-                 "mime.types", "ssl", "ca-certificates"):
+    for name in (
+        "ld.so.cache",
+        "ld.so.conf",
+        "ld.so.conf.d",
+        "localtime",
+        "fonts",
+        "alternatives",
+        "mime.types",
+        "ssl",
+        "ca-certificates",
+    ):
         path = Path("/etc") / name
         if path.exists():
             args += ["--ro-bind", str(path), str(path)]
     return args
 
 
-def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, hidden: tuple[Path, ...] | None = None,
-                    data_dirs: list[str] | None = None, fork_server: bool = False,
-                    writable: tuple[Path, ...] = (), seccomp: bool = True,
-                    disk_bytes: int = 1024 * 1024 * 1024) -> tuple[list[str], list[str]]:
+def bubblewrap_argv(
+    bwrap: str,
+    *,
+    workspace: Path,
+    layout: PythonLayout,
+    hidden: tuple[Path, ...] | None = None,
+    data_dirs: list[str] | None = None,
+    fork_server: bool = False,
+    writable: tuple[Path, ...] = (),
+    seccomp: bool = True,
+    disk_bytes: int = 1024 * 1024 * 1024,
+) -> tuple[list[str], list[str]]:
     """The bwrap options (before the command) and the folders they expose, for the notes.
 
     A kernel's workspace is a tmpfs of `disk_bytes` at the workspace's path (what it writes goes
@@ -388,20 +450,48 @@ def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, hidden
     `hidden`: the grader's code (default `grader_code()`), never shown."""
     workspace = Path(os.path.realpath(workspace))
     hidden = tuple(Path(os.path.realpath(h)) for h in (grader_code() if hidden is None else hidden))
-    args = [bwrap,
-            "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
-            "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--disable-userns", "--hostname", "sandbox",
-            "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            # The fork server is PID 1 itself (non-dumpable): bubblewrap's own init would be a
-            # dumpable PID 1 whose /proc/1/root shows every kernel's folder to every kernel.
-            *(["--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETPCAP", "--as-pid-1"] if fork_server else []),
-            *_system_binds(),
-            "--proc", "/proc", "--dev", "/dev",
-            "--size", str(TMPFS_BYTES), "--tmpfs", "/dev/shm",
-            "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",
-            "--ro-bind", f"{RUNTIME}/passwd", "/etc/passwd",
-            "--ro-bind", f"{RUNTIME}/group", "/etc/group"]
+    args = [
+        bwrap,
+        "--unshare-user",
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_UID),
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--disable-userns",
+        "--hostname",
+        "sandbox",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        # The fork server is PID 1 itself (non-dumpable): bubblewrap's own init would be a
+        # dumpable PID 1 whose /proc/1/root shows every kernel's folder to every kernel.
+        *(["--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETPCAP", "--as-pid-1"] if fork_server else []),
+        *_system_binds(),
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        str(TMPFS_BYTES),
+        "--tmpfs",
+        "/dev/shm",
+        "--size",
+        str(TMPFS_BYTES),
+        "--tmpfs",
+        "/tmp",
+        "--ro-bind",
+        f"{RUNTIME}/passwd",
+        "/etc/passwd",
+        "--ro-bind",
+        f"{RUNTIME}/group",
+        "/etc/group",
+    ]
     shown = []
     python_dirs = []
     for prefix in layout.prefixes:
@@ -424,7 +514,7 @@ def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, hidden
         args += ["--tmpfs", str(code)]
         if (code / "__init__.py").exists():
             args += ["--ro-bind", f"{RUNTIME}/hidden_package.py", str(code / "__init__.py")]
-        for folder in python_dirs:   # a venv inside the checkout stays visible, read-only
+        for folder in python_dirs:  # a venv inside the checkout stays visible, read-only
             if _inside(folder, code):
                 args += ["--ro-bind", folder, folder]
     for hook in _editable_hooks(layout.site_dirs, hidden):
@@ -434,44 +524,99 @@ def bubblewrap_argv(bwrap: str, *, workspace: Path, layout: PythonLayout, hidden
     for place in writable:
         real = os.path.realpath(place)
         args += ["--bind", real, real]
-    if fork_server:   # the server binds each kernel's workspace itself (forkserver_main._isolate)
+    if fork_server:  # the server binds each kernel's workspace itself (forkserver_main._isolate)
         args += ["--bind", str(workspace), str(workspace), "--dir", SUBMISSION_MOUNT]
     else:
-        args += ["--ro-bind", str(workspace), SUBMISSION_MOUNT,
-                 "--size", str(disk_bytes), "--perms", "0755", "--tmpfs", str(workspace)]
-    args += ["--ro-bind" if fork_server else "--bind", RUNTIME, RUNTIME,
-             "--bind", f"{RUNTIME}/mpl", "/tmp/mplconfig",
-             # The sandbox's own root and /dev are in-memory folders its user may write to (it is
-             # the grader's user, without capabilities): read-only, nothing can be left there, by a
-             # kernel for a later one in the same fork server, or to fill the memory.
-             "--remount-ro", "/dev", "--remount-ro", "/",
-             *(["--seccomp", "@SECCOMP_FD@"] if seccomp else []),
-             "--chdir", str(workspace)]
+        args += [
+            "--ro-bind",
+            str(workspace),
+            SUBMISSION_MOUNT,
+            "--size",
+            str(disk_bytes),
+            "--perms",
+            "0755",
+            "--tmpfs",
+            str(workspace),
+        ]
+    args += [
+        "--ro-bind" if fork_server else "--bind",
+        RUNTIME,
+        RUNTIME,
+        "--bind",
+        f"{RUNTIME}/mpl",
+        "/tmp/mplconfig",
+        # The sandbox's own root and /dev are in-memory folders its user may write to (it is
+        # the grader's user, without capabilities): read-only, nothing can be left there, by a
+        # kernel for a later one in the same fork server, or to fill the memory.
+        "--remount-ro",
+        "/dev",
+        "--remount-ro",
+        "/",
+        *(["--seccomp", "@SECCOMP_FD@"] if seccomp else []),
+        "--chdir",
+        str(workspace),
+    ]
     return args, shown
 
 
-def kernel_command(config: Config, workspace: Path, *, threads: int = 1, mpl_cache: Path | None = None,
-                   data_dir: Path | None = None) -> KernelCommand:
+def kernel_command(
+    config: Config, workspace: Path, *, threads: int = 1, mpl_cache: Path | None = None, data_dir: Path | None = None
+) -> KernelCommand:
     """The command that starts a kernel for `workspace`. `data_dir`: the staged data's folder
     (`StagedData.root`), bound read-only into the sandbox (default: the grader's data cache)."""
     program = [config.kernel_python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    return _sandboxed(config, workspace, program, runtime_of="{connection_file}", threads=threads,
-                      mpl_cache=mpl_cache, data_dir=data_dir, fork_server=False)
+    return _sandboxed(
+        config,
+        workspace,
+        program,
+        runtime_of="{connection_file}",
+        threads=threads,
+        mpl_cache=mpl_cache,
+        data_dir=data_dir,
+        fork_server=False,
+    )
 
 
-def forkserver_command(config: Config, jobs: Path, program: list[str], *, runtime: Path, sockets: Path,
-                       threads: int = 1, mpl_cache: Path | None = None, data_dir: Path | None = None) -> KernelCommand:
+def forkserver_command(
+    config: Config,
+    jobs: Path,
+    program: list[str],
+    *,
+    runtime: Path,
+    sockets: Path,
+    threads: int = 1,
+    mpl_cache: Path | None = None,
+    data_dir: Path | None = None,
+) -> KernelCommand:
     """The command that starts a worker's fork server (`program`) in a sandbox whose writable folders
     are `jobs`, where its kernels' workspaces are made, and `sockets` (a short path), where their
     runtime folders are. `runtime` holds what the sandbox binds read-only (KernelCommand.prepare
     writes it)."""
-    return _sandboxed(config, jobs, program, runtime_of=str(Path(runtime) / "server"), threads=threads,
-                      mpl_cache=mpl_cache, data_dir=data_dir, fork_server=True, writable=(sockets,))
+    return _sandboxed(
+        config,
+        jobs,
+        program,
+        runtime_of=str(Path(runtime) / "server"),
+        threads=threads,
+        mpl_cache=mpl_cache,
+        data_dir=data_dir,
+        fork_server=True,
+        writable=(sockets,),
+    )
 
 
-def _sandboxed(config: Config, workspace: Path, program: list[str], *, runtime_of: str, threads: int,
-               mpl_cache: Path | None, data_dir: Path | None, fork_server: bool,
-               writable: tuple[Path, ...] = ()) -> KernelCommand:
+def _sandboxed(
+    config: Config,
+    workspace: Path,
+    program: list[str],
+    *,
+    runtime_of: str,
+    threads: int,
+    mpl_cache: Path | None,
+    data_dir: Path | None,
+    fork_server: bool,
+    writable: tuple[Path, ...] = (),
+) -> KernelCommand:
     python = config.kernel_python
     env = kernel_env(config, workspace, threads, mpl_cache)
     limits = _rlimits(config)
@@ -481,19 +626,28 @@ def _sandboxed(config: Config, workspace: Path, program: list[str], *, runtime_o
         if HAVE_RLIMITS:
             argv = [python, "-I", "-c", _LAUNCHER, *limits, "--", *program]
             limited = "with resource limits"
-        else:   # Windows: no rlimits, and no exec to hand over to the kernel
+        else:  # Windows: no rlimits, and no exec to hand over to the kernel
             argv = list(program)
             limited = "without resource limits (this system has no `resource` module)"
-        notes = (f"{UNISOLATED_NOTE} ({choice.why_not}), {limited}: it could read and write what the "
-                 "grader's user can, and reach the network",)
+        notes = (
+            f"{UNISOLATED_NOTE} ({choice.why_not}), {limited}: it could read and write what the "
+            "grader's user can, and reach the network",
+        )
         return KernelCommand(argv=argv, env=env, isolated=False, sandbox="none", notes=notes)
 
     layout = python_layout(python)
     data_dirs = _data_binds(workspace, data_dir)
     bpf = seccomp.seccomp_program()
-    options, shown = bubblewrap_argv(bwrap, workspace=workspace, layout=layout, data_dirs=data_dirs,
-                                     fork_server=fork_server, writable=writable, seccomp=bpf is not None,
-                                     disk_bytes=config.limits.disk_mb * 1024 * 1024)
+    options, shown = bubblewrap_argv(
+        bwrap,
+        workspace=workspace,
+        layout=layout,
+        data_dirs=data_dirs,
+        fork_server=fork_server,
+        writable=writable,
+        seccomp=bpf is not None,
+        disk_bytes=config.limits.disk_mb * 1024 * 1024,
+    )
     env["MPLCONFIGDIR"] = "/tmp/mplconfig"
     # ipykernel's parent polling compares its parent's pid with JPY_PARENT_PID (which jupyter_client
     # sets to the grader's pid); in the new PID namespace the parent is bwrap's init (pid 1), so the
@@ -502,20 +656,49 @@ def _sandboxed(config: Config, workspace: Path, program: list[str], *, runtime_o
     # outlives the grader anyway: --die-with-parent and the PID namespace take care of that.
     cgroup = pids_cgroup()
     fences = ["--pids-cgroup", str(cgroup), str(config.limits.processes)] if cgroup else []
-    argv = [python, "-I", "-c", _LAUNCHER, "--runtime-of", runtime_of, "--setenv", "JPY_PARENT_PID", "1",
-            *(["--seccomp-hex", bpf.hex()] if bpf else []), *fences, *limits, "--", *options, "--", *program]
+    argv = [
+        python,
+        "-I",
+        "-c",
+        _LAUNCHER,
+        "--runtime-of",
+        runtime_of,
+        "--setenv",
+        "JPY_PARENT_PID",
+        "1",
+        *(["--seccomp-hex", bpf.hex()] if bpf else []),
+        *fences,
+        *limits,
+        "--",
+        *options,
+        "--",
+        *program,
+    ]
     if cgroup is None and os.geteuid() == 0:
-        process_note = ("; the number of processes was NOT limited (the grader runs as root, which "
-                        "RLIMIT_NPROC exempts, and no pids cgroup could be made)")
+        process_note = (
+            "; the number of processes was NOT limited (the grader runs as root, which "
+            "RLIMIT_NPROC exempts, and no pids cgroup could be made)"
+        )
     else:
         process_note = ""
-    notes = (f"{ISOLATED_NOTE}: no network, its own process namespace, user "
-             f"{SANDBOX_UID}, a read-only view of the system and of Python ({', '.join(shown) or '/usr'}), "
-             f"write access to its own workspace only (at most {config.limits.disk_mb} MB in total), no grader "
-             "code or other submissions visible" + process_note + seccomp.seccomp_note(bpf),)
-    return KernelCommand(argv=argv, env=env, isolated=True, sandbox="bubblewrap", interrupt_mode="message",
-                         notes=notes, mpl_cache=mpl_cache, python=python, bound=tuple(shown) + tuple(data_dirs),
-                         submission_mount=None if fork_server else SUBMISSION_MOUNT)
+    notes = (
+        f"{ISOLATED_NOTE}: no network, its own process namespace, user "
+        f"{SANDBOX_UID}, a read-only view of the system and of Python ({', '.join(shown) or '/usr'}), "
+        f"write access to its own workspace only (at most {config.limits.disk_mb} MB in total), no grader "
+        "code or other submissions visible" + process_note + seccomp.seccomp_note(bpf),
+    )
+    return KernelCommand(
+        argv=argv,
+        env=env,
+        isolated=True,
+        sandbox="bubblewrap",
+        interrupt_mode="message",
+        notes=notes,
+        mpl_cache=mpl_cache,
+        python=python,
+        bound=tuple(shown) + tuple(data_dirs),
+        submission_mount=None if fork_server else SUBMISSION_MOUNT,
+    )
 
 
 def is_isolation_note(note: str) -> bool:

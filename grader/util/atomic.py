@@ -1,5 +1,6 @@
 """Files written whole or not at all: a temporary file in the same folder, then a rename, so a killed
 batch leaves only whole files behind."""
+
 from __future__ import annotations
 
 import os

@@ -7,18 +7,19 @@ default cannot be written (a home folder that is read-only, say on a lab machine
 a folder of the user's own in the system's temporary folder is used, and that is said once, in one
 line on stderr. A `GRADER_CACHE` that cannot be written is an error: it was asked for by name.
 """
+
 from __future__ import annotations
 
 import os
 import stat
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 # Where the fallback was said (once per process), and how: one line on stderr by default.
 _fallback: Path | None = None
-say: Callable[[str], None] = lambda line: print(line, file=sys.stderr)   # noqa: E731
+say: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
 
 
 def default_cache_dir() -> Path:
@@ -73,6 +74,8 @@ def cache_dir() -> Path:
     if why is None:
         return path
     _fallback = _own_temporary_cache()
-    say(f"note: the grader's cache {path} cannot be written ({why}); using {_fallback} instead "
-        "(set GRADER_CACHE to choose the folder)")
+    say(
+        f"note: the grader's cache {path} cannot be written ({why}); using {_fallback} instead "
+        "(set GRADER_CACHE to choose the folder)"
+    )
     return _fallback

@@ -10,6 +10,7 @@ on a file in it for as long as it lives, and the operating system releases the l
 ends, however it ends (kill -9 included). `sweep_stale` removes the folders of owners that are gone:
 every run of the grader calls it, so a killed grader's unpacked submissions do not stay in /tmp.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,7 @@ LOCK_NAME = ".owner.lock"
 # worker's, `grader check`'s. `owned_dir` makes no other, and `sweep_stale` looks at these only.
 WORK_PREFIX, WORKER_PREFIX, CHECK_PREFIX = "grader-work-", "g6w-", "grader-check-"
 OWNED_PREFIXES = (WORK_PREFIX, WORKER_PREFIX, CHECK_PREFIX)
-_held: dict[str, int] = {}   # folder → descriptor of its lock, for as long as this process owns it
+_held: dict[str, int] = {}  # folder → descriptor of its lock, for as long as this process owns it
 
 
 def remove_tree(path: os.PathLike | str) -> list[str]:
@@ -48,20 +49,22 @@ def remove_tree(path: os.PathLike | str) -> list[str]:
         except OSError as exc:
             return [f"{path}: {exc}"]
     if not _FD_BASED:
-        import shutil   # Windows: no descriptor-relative calls; its paths are far shallower anyway
+        import shutil  # Windows: no descriptor-relative calls; its paths are far shallower anyway
+
         problems: list[str] = []
         try:
+
             def on_error(_function, failed, info) -> None:
                 _make_writable(failed)
                 problems.append(f"{failed}: {info[1]}")
 
             shutil.rmtree(path, onerror=on_error)
-        except BaseException as exc:   # noqa: BLE001 - clean-up never raises
+        except BaseException as exc:  # clean-up never raises
             problems.append(f"{path}: {exc!r}")
         return problems if os.path.lexists(path) else []
     try:
         return _remove_dir(path)
-    except BaseException as exc:   # noqa: BLE001 - e.g. MemoryError: clean-up never raises
+    except BaseException as exc:  # e.g. MemoryError: clean-up never raises
         return [f"{path}: {exc!r}"]
 
 
@@ -88,7 +91,7 @@ def _unlink(name: str, dir_fd: int, is_dir: bool) -> None:
     except FileNotFoundError:
         pass
     except PermissionError:
-        os.fchmod(dir_fd, stat.S_IRWXU)   # a read-only folder: its entries cannot go until it is writable
+        os.fchmod(dir_fd, stat.S_IRWXU)  # a read-only folder: its entries cannot go until it is writable
         remove(name, dir_fd=dir_fd)
 
 
@@ -104,7 +107,7 @@ def _remove_dir(path: str) -> list[str]:
     try:
         current = _open_dir(top_name, top_parent)
         levels: list[tuple[str, tuple[int, int], list[str]]] = []
-        pending: list[str] | None = None          # None: this folder's entries are not listed yet
+        pending: list[str] | None = None  # None: this folder's entries are not listed yet
         while True:
             if pending is None:
                 pending = _clear_files(current, problems, path, levels)
@@ -134,7 +137,7 @@ def _remove_dir(path: str) -> list[str]:
             up = os.open("..", _DIR_FLAGS, dir_fd=current)
             os.close(current)
             current = up
-            if _identity(current) != parent_identity:   # moved while we were below it: stop there
+            if _identity(current) != parent_identity:  # moved while we were below it: stop there
                 problems.append(f"{_where(path, levels, name)}: moved away during the clean-up")
                 return problems
             try:
@@ -181,6 +184,7 @@ def _where(top: str, levels: list, name: str) -> str:
 
 # ---------------------------------------------------------------- folders with an owner
 
+
 def owned_dir(prefix: str, parent: str | os.PathLike | None = None) -> Path:
     """A new temporary folder, locked by this process until `release_dir` (or the process's end).
     The lock's descriptor is not inherited by child processes. `prefix` is one of OWNED_PREFIXES:
@@ -190,7 +194,7 @@ def owned_dir(prefix: str, parent: str | os.PathLike | None = None) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
         import fcntl
-    except ImportError:   # Windows: no lock, and no sweeping either
+    except ImportError:  # Windows: no lock, and no sweeping either
         return path
     fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
@@ -213,8 +217,7 @@ def release_dir(path: os.PathLike | str, attempts: int = 3) -> list[str]:
     return problems
 
 
-def sweep_stale(parent: str | os.PathLike | None = None, min_age_s: float = 5.0,
-                only: str | None = None) -> list[Path]:
+def sweep_stale(parent: str | os.PathLike | None = None, min_age_s: float = 5.0, only: str | None = None) -> list[Path]:
     """Remove the owned folders in `parent` (default: the temporary folder) whose owner no longer
     runs (`only`: just the one of that name); returns them. A folder whose lock is held, or that has
     no lock (not ours, or being made right now: younger than `min_age_s`), stays."""
@@ -225,8 +228,9 @@ def sweep_stale(parent: str | os.PathLike | None = None, min_age_s: float = 5.0,
     parent = Path(parent or tempfile.gettempdir())
     removed = []
     try:
-        candidates = [e for e in os.scandir(parent) if e.name.startswith(OWNED_PREFIXES)
-                      and (only is None or e.name == only)]
+        candidates = [
+            e for e in os.scandir(parent) if e.name.startswith(OWNED_PREFIXES) and (only is None or e.name == only)
+        ]
     except OSError:
         return []
     now = time.time()
@@ -244,7 +248,7 @@ def sweep_stale(parent: str | os.PathLike | None = None, min_age_s: float = 5.0,
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            continue    # its owner runs
+            continue  # its owner runs
         try:
             if os.fstat(fd).st_uid == os.getuid():
                 remove_tree(path)
@@ -254,7 +258,7 @@ def sweep_stale(parent: str | os.PathLike | None = None, min_age_s: float = 5.0,
     return removed
 
 
-if __name__ == "__main__":   # python -m grader.util.fsclean PATH: remove a tree as the grader would
+if __name__ == "__main__":  # python -m grader.util.fsclean PATH: remove a tree as the grader would
     for argument in sys.argv[1:]:
         for problem in remove_tree(argument):
             print(problem, file=sys.stderr)

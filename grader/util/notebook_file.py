@@ -10,6 +10,7 @@ or of empty lists would take gigabytes as Python objects. Its JSON values are co
 before anything is parsed, and its cells after (`NotebookTooLarge`, with the caps of
 `[limits] notebook_cells` set by `configure`).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ import os
 from pathlib import Path
 
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
-MAX_DEPTH = 100        # real notebooks nest a dozen levels (widget state, metadata); 100 is generous
+MAX_DEPTH = 100  # real notebooks nest a dozen levels (widget state, metadata); 100 is generous
 # JSON values (objects, lists, strings, numbers) a notebook may hold: a course notebook holds a few
 # hundred, one saved with its outputs a few thousand. Half a million parse into about 50 MB.
 MAX_JSON_VALUES = 500_000
@@ -59,7 +60,7 @@ def json_values(raw: bytes) -> int:
     text = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
     count, inside = 1, 0
     for start in range(0, len(text), _CHUNK):
-        pieces = text[start:start + _CHUNK].split(b'"')
+        pieces = text[start : start + _CHUNK].split(b'"')
         outside = b"".join(pieces[inside::2])
         count += outside.count(b"{") + outside.count(b"[") + outside.count(b",")
         inside ^= (len(pieces) - 1) & 1
@@ -72,28 +73,33 @@ def _over_the_caps(raw: bytes) -> None:
         raise NotebookTooLarge(_too_big(len(raw)))
     values = json_values(raw)
     if values > MAX_JSON_VALUES:
-        cells = raw.count(b'"cell_type"')      # as written by Jupyter; the exact count needs parsing
+        cells = raw.count(b'"cell_type"')  # as written by Jupyter; the exact count needs parsing
         if cells > _cells_cap:
             raise NotebookTooLarge(_too_many_cells(cells))
         raise NotebookTooLarge(
             f"it holds {values:,} JSON values (objects, lists, strings, numbers), more than the "
             f"{MAX_JSON_VALUES:,} a notebook may hold; a course notebook holds a few hundred: was it saved "
             f"with very many outputs? Clear all outputs (Edit, Clear Outputs of All Cells), save it, and "
-            f"hand it in again")
+            f"hand it in again"
+        )
 
 
 def _too_big(size: int) -> str:
     """Why a notebook of `size` bytes is refused; in bytes where MB would read "50 MB, more than 50 MB"."""
     shown = f"{size / 1024 / 1024:.1f} MB"
     if shown == f"{MAX_NOTEBOOK_BYTES / 1024 / 1024:.1f} MB":
-        return (f"it is {size:,} bytes, more than the {MAX_NOTEBOOK_BYTES:,} bytes "
-                f"({MAX_NOTEBOOK_BYTES // 1024 // 1024} MB) a notebook may have")
+        return (
+            f"it is {size:,} bytes, more than the {MAX_NOTEBOOK_BYTES:,} bytes "
+            f"({MAX_NOTEBOOK_BYTES // 1024 // 1024} MB) a notebook may have"
+        )
     return f"it is {shown}, more than the {MAX_NOTEBOOK_BYTES // 1024 // 1024} MB a notebook may have"
 
 
 def _too_many_cells(cells: int) -> str:
-    return (f"it has {cells:,} cells, more than the {_cells_cap:,} cells a notebook may have "
-            f"([limits] notebook_cells; a course notebook has tens)")
+    return (
+        f"it has {cells:,} cells, more than the {_cells_cap:,} cells a notebook may have "
+        f"([limits] notebook_cells; a course notebook has tens)"
+    )
 
 
 def _kind(value) -> str:
@@ -143,15 +149,18 @@ def decode_notebook(raw: bytes) -> dict:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise NotebookInvalid(f"not UTF-8 at byte {exc.start} (0x{raw[exc.start]:02x}); a notebook is UTF-8 "
-                              f"JSON: save it again from Jupyter") from None
+        raise NotebookInvalid(
+            f"not UTF-8 at byte {exc.start} (0x{raw[exc.start]:02x}); a notebook is UTF-8 "
+            f"JSON: save it again from Jupyter"
+        ) from None
     try:
         data = json.loads(text)
     except RecursionError:
         raise NotebookInvalid(f"nested more than {MAX_DEPTH} levels deep; expected a Jupyter notebook") from None
     except json.JSONDecodeError as exc:
-        raise NotebookInvalid(f"not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); expected a "
-                              f"Jupyter notebook, which is JSON") from None
+        raise NotebookInvalid(
+            f"not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); expected a Jupyter notebook, which is JSON"
+        ) from None
     if not isinstance(data, dict):
         raise NotebookInvalid(f"JSON that is not a notebook: expected an object with 'cells', found {_kind(data)}")
     if _depth_over(data, MAX_DEPTH):
@@ -159,8 +168,9 @@ def decode_notebook(raw: bytes) -> dict:
     major = data.get("nbformat")
     if major is None and "cells" not in data and "worksheets" not in data:
         keys = ", ".join(repr(k) for k in list(data)[:5]) or "no keys at all"
-        raise NotebookInvalid(f"JSON that is not a notebook: expected an object with 'nbformat' and 'cells', "
-                              f"found one with {keys}")
+        raise NotebookInvalid(
+            f"JSON that is not a notebook: expected an object with 'nbformat' and 'cells', found one with {keys}"
+        )
     if major == 3 or (major is None and "worksheets" in data):
         return _from_version_3(data)
     if major != 4:
@@ -172,7 +182,7 @@ def decode_notebook(raw: bytes) -> dict:
         raise NotebookInvalid(f"JSON that is not a notebook: expected a list of cells, found {found}")
     if len(cells) > _cells_cap:
         raise NotebookTooLarge(_too_many_cells(len(cells)))
-    if not isinstance(data.setdefault("metadata", {}), dict):   # left out by converters: Jupyter opens it
+    if not isinstance(data.setdefault("metadata", {}), dict):  # left out by converters: Jupyter opens it
         raise NotebookInvalid(f"the notebook's metadata is {_kind(data['metadata'])}, expected an object")
     for number, cell in enumerate(cells, start=1):
         if not isinstance(cell, dict):
@@ -188,9 +198,10 @@ def decode_notebook(raw: bytes) -> dict:
             if not isinstance(cell.get("outputs"), list):
                 cell["outputs"] = []
             cell.setdefault("execution_count", None)
-        if "attachments" in cell and not (isinstance(cell["attachments"], dict) and all(
-                isinstance(v, dict) for v in cell["attachments"].values())):
-            del cell["attachments"]   # images pasted into markdown: nothing the grader reads
+        if "attachments" in cell and not (
+            isinstance(cell["attachments"], dict) and all(isinstance(v, dict) for v in cell["attachments"].values())
+        ):
+            del cell["attachments"]  # images pasted into markdown: nothing the grader reads
     return data
 
 
@@ -204,9 +215,10 @@ def _from_version_3(data: dict) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             nb = nbformat.reads(json.dumps(data), as_version=4, capture_validation_error={})
-    except Exception as exc:  # noqa: BLE001 - nbformat's converter on a malformed old notebook
-        raise NotebookInvalid(f"an nbformat 3 notebook that cannot be converted ({type(exc).__name__}: "
-                              f"{str(exc)[:200]})") from None
+    except Exception as exc:  # nbformat's converter on a malformed old notebook
+        raise NotebookInvalid(
+            f"an nbformat 3 notebook that cannot be converted ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
     return decode_notebook(json.dumps(nb).encode("utf-8"))
 
 
@@ -224,11 +236,11 @@ def parse_notebook_json(path: os.PathLike | str) -> dict:
             raise _REFUSED[key]
         if st.st_size > MAX_NOTEBOOK_BYTES:
             raise NotebookTooLarge(_too_big(st.st_size))
-        raw = handle.read(min(st.st_size, MAX_NOTEBOOK_BYTES) + 1)   # not a 50 MB buffer for every file
+        raw = handle.read(min(st.st_size, MAX_NOTEBOOK_BYTES) + 1)  # not a 50 MB buffer for every file
     try:
         return decode_notebook(raw)
     except NotebookTooLarge as exc:
-        _REFUSED[key] = NotebookTooLarge(str(exc))   # not its traceback: its frames hold the file's bytes
+        _REFUSED[key] = NotebookTooLarge(str(exc))  # not its traceback: its frames hold the file's bytes
         while len(_REFUSED) > 4:
             _REFUSED.pop(next(iter(_REFUSED)))
         raise
@@ -248,15 +260,21 @@ def fit_outputs(nb, limit: int = MAX_NOTEBOOK_BYTES) -> list[int]:
     cell that loses outputs says so in their place. Returns the indices of those cells."""
     import nbformat
 
-    rough = sum(len(cell.get("source", "")) + len(json.dumps(cell.get("outputs", []), default=str))
-                for cell in nb.cells)
-    if 3 * rough < limit:          # nbformat's layout at most doubles a text: nothing to measure
+    rough = sum(
+        len(cell.get("source", "")) + len(json.dumps(cell.get("outputs", []), default=str)) for cell in nb.cells
+    )
+    if 3 * rough < limit:  # nbformat's layout at most doubles a text: nothing to measure
         return []
     size = _written_size(nb)
     left_out: list[int] = []
-    note = nbformat.v4.new_output("stream", name="stderr", text=(
-        f"[grader: outputs of this cell left out: the executed notebook must stay within "
-        f"{limit // 1024 // 1024} MB, the size the grader accepts as a notebook]\n"))
+    note = nbformat.v4.new_output(
+        "stream",
+        name="stderr",
+        text=(
+            f"[grader: outputs of this cell left out: the executed notebook must stay within "
+            f"{limit // 1024 // 1024} MB, the size the grader accepts as a notebook]\n"
+        ),
+    )
     for index in reversed(range(len(nb.cells))):
         if size <= limit:
             break
@@ -269,5 +287,5 @@ def fit_outputs(nb, limit: int = MAX_NOTEBOOK_BYTES) -> list[int]:
         left_out.append(index)
         size -= before - len(json.dumps(cell.outputs, indent=1, default=str))
         if size <= limit:
-            size = _written_size(nb)      # the estimate says it fits: make sure
+            size = _written_size(nb)  # the estimate says it fits: make sure
     return sorted(left_out)

@@ -14,6 +14,7 @@ string uses it, so none misses a character the others catch.
   notebook's JSON escapes, a PDF's text or an undecodable file name can carry. Python strings hold
   them, but nothing can write them as UTF-8: the report, the executed notebook and the CSVs would fail.
 """
+
 from __future__ import annotations
 
 import functools
@@ -40,7 +41,7 @@ def _controls(keep: str) -> re.Pattern[str]:
 
 def valid_text(text: str) -> str:
     """`text` with every lone surrogate replaced by U+FFFD, so that it can be written as UTF-8."""
-    if text.isascii():   # the common case, checked in C at memory speed (a cell may print 100 MB)
+    if text.isascii():  # the common case, checked in C at memory speed (a cell may print 100 MB)
         return text
     try:
         text.encode("utf-8")

@@ -7,6 +7,7 @@ the answers) and the written exercises 5.1–5.3 are graded by tutors.
 
 How sheet 5 was added to the grader, as an example for the next sheet: docs/architecture.md, "How sheet 5 was added".
 """
+
 from __future__ import annotations
 
 import re
@@ -19,8 +20,18 @@ from pydantic import BaseModel, ConfigDict
 from grader.observations import Observations
 from grader.sheet import NetworkSpec, ProbeSpec, Sheet
 from grader.sheets.sheet5.answer import Answer
-from grader.sheets.sheet5.checks import (CHECKS, CONFIG, DATASET, DATASET_POINTS, FUNCTION, NETWORK, PROBE_DIMS,
-                                         PROBE_LEARNING_RATE, TRAINED_NAME, trained_accuracy)
+from grader.sheets.sheet5.checks import (
+    CHECKS,
+    CONFIG,
+    DATASET,
+    DATASET_POINTS,
+    FUNCTION,
+    NETWORK,
+    PROBE_DIMS,
+    PROBE_LEARNING_RATE,
+    TRAINED_NAME,
+    trained_accuracy,
+)
 
 FOLDER = Path(__file__).resolve().parent
 _ANSWER = re.compile(r"your\s+answer\s*:?", re.IGNORECASE)
@@ -28,8 +39,9 @@ _ANSWER = re.compile(r"your\s+answer\s*:?", re.IGNORECASE)
 SPIRAL_SEED, POINTS_PER_CLASS, CLASSES = 352, 100, 3
 
 
-def spiral(seed: int = SPIRAL_SEED, per_class: int = POINTS_PER_CLASS, classes: int = CLASSES
-           ) -> tuple[np.ndarray, np.ndarray]:
+def spiral(
+    seed: int = SPIRAL_SEED, per_class: int = POINTS_PER_CLASS, classes: int = CLASSES
+) -> tuple[np.ndarray, np.ndarray]:
     """The notebook's data: class j has radii from 0 to 1 and angles from 4j to 4(j + 1) plus
     Gaussian noise of 0.2, drawn with numpy's global generator seeded with `seed`, as the notebook
     does (the same points, in the same order): float64 points (N, 2), uint8 labels (N,)."""
@@ -67,18 +79,27 @@ def notebook_evidence(nb: nbformat.NotebookNode | None) -> list[str]:
     """Part 4 of 5.4: how many of the two answer cells are filled in, and whether plots were drawn."""
     if nb is None:
         return ["part 4: no notebook ran"]
-    plots = sum(1 for cell in nb.cells if cell.cell_type == "code"
-                for out in cell.get("outputs", []) if "image/png" in out.get("data", {}))
+    plots = sum(
+        1
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if "image/png" in out.get("data", {})
+    )
     answers = [cell.source for cell in nb.cells if cell.cell_type == "markdown" and _ANSWER.search(cell.source)]
     filled = sum(1 for a in answers if len(_ANSWER.sub("", a).strip(" *_#:\n")) >= 20)
     answers = len(answers)
-    return [f"part 4: {plots} plot(s) in the executed notebook",
-            f"part 4: {filled} of {answers} \"Your answer\" cell(s) filled in" if answers
-            else "part 4: no \"Your answer\" cell found"]
+    return [
+        f"part 4: {plots} plot(s) in the executed notebook",
+        f'part 4: {filled} of {answers} "Your answer" cell(s) filled in'
+        if answers
+        else 'part 4: no "Your answer" cell found',
+    ]
 
 
 class Settings(BaseModel):
     """Sheet 5 has no settings of its own ([sheet.settings] stays empty)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -98,11 +119,21 @@ SHEET = Sheet(
     # The probe (kernel_plan.py): the data set's items, a new FFNN(2, 16, 3), the FFNN train(config, ...)
     # trained in the notebook (the set-up step records the calls of `train` and the FFNNs each made),
     # and two steps of train(config, ...) at a learning rate of the probe's.
-    probe=ProbeSpec(plan=FOLDER / "kernel_plan.py", answer=Answer, inputs=probe_inputs,
-                    settings={"dataset_class": DATASET, "network": [NETWORK, TRAINED_NAME], "function": FUNCTION,
-                              "probe_dims": list(PROBE_DIMS), "dataset_points": DATASET_POINTS,
-                              "probe_learning_rate": PROBE_LEARNING_RATE, "config": CONFIG},
-                    record_functions=(FUNCTION,)),
+    probe=ProbeSpec(
+        plan=FOLDER / "kernel_plan.py",
+        answer=Answer,
+        inputs=probe_inputs,
+        settings={
+            "dataset_class": DATASET,
+            "network": [NETWORK, TRAINED_NAME],
+            "function": FUNCTION,
+            "probe_dims": list(PROBE_DIMS),
+            "dataset_points": DATASET_POINTS,
+            "probe_learning_rate": PROBE_LEARNING_RATE,
+            "config": CONFIG,
+        },
+        record_functions=(FUNCTION,),
+    ),
     warmup_imports=("numpy", "torch", "matplotlib", "matplotlib.pyplot"),
     content_markers=(DATASET, NETWORK, "config_1", "config_2", "num_epochs"),
     written_exercises="5.1-5.3",

@@ -18,6 +18,7 @@ of the same types as the notebook's own `data` and `labels`.
   optimizer steps: per step the learning rate, the parameters before and after, their gradients,
   the batch the network saw and the loss's targets.
 """
+
 from __future__ import annotations
 
 import ast
@@ -27,8 +28,17 @@ import torch.nn as nn
 
 from grader.child import probe_kernel as k
 
-LOSSES = ("cross_entropy", "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy",
-          "binary_cross_entropy_with_logits", "smooth_l1_loss", "kl_div", "multi_margin_loss")
+LOSSES = (
+    "cross_entropy",
+    "nll_loss",
+    "mse_loss",
+    "l1_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "smooth_l1_loss",
+    "kl_div",
+    "multi_margin_loss",
+)
 
 
 def points(probe: k.Probe):
@@ -64,8 +74,11 @@ def dataset(probe: k.Probe, cls) -> dict:
         ok, item = k.guarded(probe, f"dataset: PointsDataset(data, labels)[{index}]", made.__getitem__, index)
         if not ok:
             continue
-        entry = {"index": index, "type": type(item).__name__,
-                 "parts": len(item) if isinstance(item, (tuple, list)) else None}
+        entry = {
+            "index": index,
+            "type": type(item).__name__,
+            "parts": len(item) if isinstance(item, (tuple, list)) else None,
+        }
         if isinstance(item, (tuple, list)) and len(item) == 2:
             point, label = item
             entry["point_type"] = type(point).__name__
@@ -103,8 +116,11 @@ def _plain_config(config) -> dict:
     """A config's plain values (numbers, text), for the messages."""
     if not isinstance(config, dict):
         return {}
-    return {str(key)[:40]: value for key, value in list(dict.items(config))[:20]
-            if type(value) in (int, float, bool) or (type(value) is str and len(value) <= 40)}
+    return {
+        str(key)[:40]: value
+        for key, value in list(dict.items(config))[:20]
+        if type(value) in (int, float, bool) or (type(value) is str and len(value) <= 40)
+    }
 
 
 def unrecorded_calls(probe: k.Probe, function: str, calls: list[dict]) -> list[int]:
@@ -114,9 +130,14 @@ def unrecorded_calls(probe: k.Probe, function: str, calls: list[dict]) -> list[i
     found = []
     for number, tree in k.cells_mentioning(probe, f"{function}("):
         nodes = list(ast.walk(tree))
-        if number not in recorded and any(isinstance(node, ast.FunctionDef) and node.name == function for node in nodes) \
-                and any(isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == function
-                        for node in nodes):
+        if (
+            number not in recorded
+            and any(isinstance(node, ast.FunctionDef) and node.name == function for node in nodes)
+            and any(
+                isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == function
+                for node in nodes
+            )
+        ):
             found.append(number)
     return found[:5]
 
@@ -132,18 +153,25 @@ def trained_ffnn(probe: k.Probe, cls, class_name: str, canonical: str, function:
     match = k.of_class(cls, class_name)
     calls = [c for c in k.recorded_calls(probe) if c.get("name") == function]
     config = probe.ns.get("config")
-    with_config = ([c for c in calls if _same_config(_config_of(c), probe.settings["config"])]
-                   or [c for c in calls if _config_of(c) is config]
-                   or [c for c in calls if _same_config(_config_of(c), config)]
-                   or ([] if isinstance(config, dict) else calls[:1]))
+    with_config = (
+        [c for c in calls if _same_config(_config_of(c), probe.settings["config"])]
+        or [c for c in calls if _config_of(c) is config]
+        or [c for c in calls if _same_config(_config_of(c), config)]
+        or ([] if isinstance(config, dict) else calls[:1])
+    )
     found = k.scan(probe, match)
     labels = {id(obj): path for path, obj in found}
     at_name = probe.ns.get(canonical)
-    search = {"canonical": canonical, "calls": len(calls), "completed": sum(1 for c in calls if c["done"]),
-              "found": [path for path, _ in found][:10],
-              "canonical_holds": ("nothing" if canonical not in probe.ns
-                                  else class_name if match(at_name) else type(at_name).__name__),
-              "unrecorded": unrecorded_calls(probe, function, calls)}
+    search = {
+        "canonical": canonical,
+        "calls": len(calls),
+        "completed": sum(1 for c in calls if c["done"]),
+        "found": [path for path, _ in found][:10],
+        "canonical_holds": (
+            "nothing" if canonical not in probe.ns else class_name if match(at_name) else type(at_name).__name__
+        ),
+        "unrecorded": unrecorded_calls(probe, function, calls),
+    }
     search["config"] = _plain_config(config)
     for call in with_config:
         search["config"] = _plain_config(_config_of(call))
@@ -166,13 +194,21 @@ def training(probe: k.Probe, train, class_name: str) -> dict:
     config = dict(config) if isinstance(config, dict) else dict(probe.settings["config"])
     config.update(num_epochs=3, learning_rate=float(probe.settings["probe_learning_rate"]), device="cpu")
     data, labels = probe.inputs["x"].copy(), probe.inputs["y"].copy()
-    info, model = k.observe_training(probe, "training", lambda: train(config, data, labels), model_class=class_name,
-                                     watch=LOSSES, steps=2, snapshots=True)
+    info, model = k.observe_training(
+        probe,
+        "training",
+        lambda: train(config, data, labels),
+        model_class=class_name,
+        watch=LOSSES,
+        steps=2,
+        snapshots=True,
+    )
     info["config"] = {key: value for key, value in config.items() if isinstance(value, (int, float, str, bool))}
     if model is not None:
         # What the network ran in that training, by parameter name (the reference redoes the steps).
-        ok, ops = k.guarded(probe, "training: the forward of the FFNN that train made", _train_ops, model,
-                            points(probe)[0][1])
+        ok, ops = k.guarded(
+            probe, "training: the forward of the FFNN that train made", _train_ops, model, points(probe)[0][1]
+        )
         info["ops"] = ops if ok else None
     return info
 
@@ -213,30 +249,60 @@ def observe(probe: k.Probe) -> dict:
     net = {"class_found": isinstance(cls, type) and issubclass(cls, nn.Module)}
     answer["network"] = net
     if net["class_found"]:
-        ok, picked = k.guarded(probe, f"network: finding the trained {class_name}", trained_ffnn,
-                               probe, cls, class_name, canonical, settings["function"])
+        ok, picked = k.guarded(
+            probe,
+            f"network: finding the trained {class_name}",
+            trained_ffnn,
+            probe,
+            cls,
+            class_name,
+            canonical,
+            settings["function"],
+        )
         instance, label, how, search, cell = picked if ok else (None, "", "", None, None)
-        net.update(instance_found=instance is not None, instance_is_class=isinstance(instance, cls),
-                   instance_name=label, chosen_by=how, search=search, trained_cell=cell)
+        net.update(
+            instance_found=instance is not None,
+            instance_is_class=isinstance(instance, cls),
+            instance_name=label,
+            chosen_by=how,
+            search=search,
+            trained_cell=cell,
+        )
         dims = settings["probe_dims"]
 
         def fresh():
             torch.manual_seed(0)
             return cls(*dims)
+
         ok, model = k.guarded(probe, f"network: {class_name}({', '.join(map(str, dims))})", fresh)
         if ok:
-            ok, info = k.guarded(probe, f"network: forward of a new {class_name}", k.describe,
-                                 probe, "network/fresh", model, points(probe))
+            ok, info = k.guarded(
+                probe,
+                f"network: forward of a new {class_name}",
+                k.describe,
+                probe,
+                "network/fresh",
+                model,
+                points(probe),
+            )
             net["fresh"] = info if ok else None
         if instance is not None:
-            ok, info = k.guarded(probe, f"network: forward of {label or 'the trained ' + class_name}", k.describe,
-                                 probe, "network/trained", instance, points(probe))
+            ok, info = k.guarded(
+                probe,
+                f"network: forward of {label or 'the trained ' + class_name}",
+                k.describe,
+                probe,
+                "network/trained",
+                instance,
+                points(probe),
+            )
             net["trained"] = info if ok else None
     train = ns.get(settings["function"])
     answer["training"] = None
     answer["function_found"] = callable(train)
     if callable(train):
-        ok, info = k.guarded(probe, f"training: {settings['function']}(config, data, labels)", training,
-                             probe, train, class_name)
+        ok, info = k.guarded(
+            probe, f"training: {settings['function']}(config, data, labels)", training, probe, train, class_name
+        )
         answer["training"] = info if ok else None
     return answer

@@ -10,16 +10,17 @@ axis (dim=1 of (N, C)); `cross_entropy` applies log-softmax to its input itself 
 nn.CrossEntropyLoss does, also to an input that is a softmax already) and takes the mean over the
 batch; relu's gradient at 0 is 0.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 # What the reference runs (and differentiates); anything else cannot be recomputed.
 OPS = ("linear", "relu", "softmax", "log_softmax", "sigmoid", "tanh", "reshape", "identity")
 LOSSES = ("cross_entropy", "nll_loss")
-
 
 
 def linear(x: np.ndarray, weight: Any, bias: Any = None) -> np.ndarray:
@@ -32,12 +33,18 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-_ELEMENTWISE = {"relu": lambda x: np.maximum(x, 0.0), "softmax": lambda x: np.exp(log_softmax(x)),
-                "log_softmax": log_softmax, "sigmoid": lambda x: 0.5 * (1.0 + np.tanh(0.5 * x)), "tanh": np.tanh}
+_ELEMENTWISE = {
+    "relu": lambda x: np.maximum(x, 0.0),
+    "softmax": lambda x: np.exp(log_softmax(x)),
+    "log_softmax": log_softmax,
+    "sigmoid": lambda x: 0.5 * (1.0 + np.tanh(0.5 * x)),
+    "tanh": np.tanh,
+}
 
 
-def forward(ops: Sequence[Mapping[str, Any]], params: Mapping[str, np.ndarray], x: Any
-            ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+def forward(
+    ops: Sequence[Mapping[str, Any]], params: Mapping[str, np.ndarray], x: Any
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """The network's output on `x`, and per operation its (input, output) for `backward`."""
     out = np.asarray(x, dtype=np.float64)
     tape = []
@@ -70,8 +77,12 @@ def loss(name: str, output: np.ndarray, targets: Any) -> tuple[float, np.ndarray
     raise ValueError(f"the loss {name} is not one the reference computes ({', '.join(LOSSES)})")
 
 
-def backward(ops: Sequence[Mapping[str, Any]], params: Mapping[str, np.ndarray],
-             tape: list[tuple[np.ndarray, np.ndarray]], grad: np.ndarray) -> dict[str, np.ndarray]:
+def backward(
+    ops: Sequence[Mapping[str, Any]],
+    params: Mapping[str, np.ndarray],
+    tape: list[tuple[np.ndarray, np.ndarray]],
+    grad: np.ndarray,
+) -> dict[str, np.ndarray]:
     """The gradients of every parameter the operations used, from the gradient at the output."""
     grads: dict[str, np.ndarray] = {}
     for op, (before, after) in zip(reversed(ops), reversed(tape)):
@@ -91,14 +102,15 @@ def backward(ops: Sequence[Mapping[str, Any]], params: Mapping[str, np.ndarray],
         elif name == "sigmoid":
             grad = grad * after * (1.0 - after)
         elif name == "tanh":
-            grad = grad * (1.0 - after ** 2)
+            grad = grad * (1.0 - after**2)
         elif name == "reshape":
             grad = grad.reshape(before.shape)
     return grads
 
 
-def sgd_step(ops: Sequence[Mapping[str, Any]], params: Mapping[str, np.ndarray], x: Any, targets: Any,
-             loss_name: str, lr: float) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def sgd_step(
+    ops: Sequence[Mapping[str, Any]], params: Mapping[str, np.ndarray], x: Any, targets: Any, loss_name: str, lr: float
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """One step of plain SGD (no momentum, no weight decay) on the batch (x, targets):
     (the gradients, the parameters after the step), by parameter name."""
     output, tape = forward(ops, params, x)

@@ -6,6 +6,7 @@ are graded by tutors, with the 6.3 key and the PDF's hints as evidence (evidence
 Everything that makes this Sheet 6 lives in this package; the grader's core reads it through
 `SHEET` (a grader.sheet.Sheet) and names none of it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,22 +34,27 @@ FASHION_MNIST = DatasetSpec(
     generate=standin.generate_standin,
     generator_fingerprint=standin.FINGERPRINT,
     torchvision_class="FashionMNIST",
-    served_hint=("the grader serves Fashion-MNIST only through torchvision, "
-                 "`torchvision.datasets.FashionMNIST('data/', train=..., download=True, transform=...)` (any root "
-                 "works), or as its raw files in data/FashionMNIST/raw/ (train-images-idx3-ubyte, "
-                 "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, also as .gz)"),
+    served_hint=(
+        "the grader serves Fashion-MNIST only through torchvision, "
+        "`torchvision.datasets.FashionMNIST('data/', train=..., download=True, transform=...)` (any root "
+        "works), or as its raw files in data/FashionMNIST/raw/ (train-images-idx3-ubyte, "
+        "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, also as .gz)"
+    ),
     path_words=("fashion",),
 )
 
-NETWORKS = (NetworkSpec("baseline", "FashionNetwork", "fashion_network"),
-            NetworkSpec("batchnorm", "FashionNetworkBatchNorm", "fashion_network_batch_norm"))
+NETWORKS = (
+    NetworkSpec("baseline", "FashionNetwork", "fashion_network"),
+    NetworkSpec("batchnorm", "FashionNetworkBatchNorm", "fashion_network_batch_norm"),
+)
 
 
 class Settings(BaseModel):
     """[sheet.settings] of Sheet 6: what the exercise asks for."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
-    learning_rate: PositiveFloat = 0.001     # SGD's, in optimize (baseline.training_setup)
-    epochs: PositiveInt = 5                  # per-epoch test accuracies optimize records (baseline.accuracies)
+    learning_rate: PositiveFloat = 0.001  # SGD's, in optimize (baseline.training_setup)
+    epochs: PositiveInt = 5  # per-epoch test accuracies optimize records (baseline.accuracies)
 
 
 def probe_inputs(data) -> dict:
@@ -71,9 +77,13 @@ SHEET = Sheet(
     dataset=FASHION_MNIST,
     # The probe (kernel_plan.py): each network found by class, its forward traced, `test`'s mode, and
     # `optimize`'s first step on a new instance; the set-up step records every `optimize` call.
-    probe=ProbeSpec(plan=Path(__file__).with_name("kernel_plan.py"), answer=Answer, inputs=probe_inputs,
-                    settings={"networks": [[n.key, n.class_name, n.instance_name] for n in NETWORKS]},
-                    record_methods=("optimize",)),
+    probe=ProbeSpec(
+        plan=Path(__file__).with_name("kernel_plan.py"),
+        answer=Answer,
+        inputs=probe_inputs,
+        settings={"networks": [[n.key, n.class_name, n.instance_name] for n in NETWORKS]},
+        record_methods=("optimize",),
+    ),
     reference_dir=REFERENCE_DIR,
     # What the sheet's notebooks import anyway: a fork server imports it once for all its kernels.
     warmup_imports=("numpy", "torch", "torchvision", "matplotlib", "matplotlib.pyplot"),
@@ -85,7 +95,9 @@ SHEET = Sheet(
     tutors_key=key_6_3,
     recorded_accuracies=recorded_accuracies,
     settings=Settings,
-    accuracy_networks=("baseline", "batchnorm"),   # the range: the best either of the solution's networks reached
-    small_data_note=("on data this small the baseline learns little in 5 epochs (plain SGD, lr 0.001): a test "
-                     "accuracy around 10 % (a few % to 20 %) is expected, and the accuracy check allows for it"),
+    accuracy_networks=("baseline", "batchnorm"),  # the range: the best either of the solution's networks reached
+    small_data_note=(
+        "on data this small the baseline learns little in 5 epochs (plain SGD, lr 0.001): a test "
+        "accuracy around 10 % (a few % to 20 %) is expected, and the accuracy check allows for it"
+    ),
 )

@@ -1,5 +1,6 @@
 """Which per-epoch test accuracies a notebook recorded for a network: returned by optimize, kept on
 the network or in a global, or (the last resort) printed while it trained."""
+
 from __future__ import annotations
 
 import re
@@ -18,21 +19,22 @@ def printed_accuracies(text: str, epochs: int) -> list[float] | None:
     45 %" is 45 %); per line a test or validation accuracy where it shows several, never one called
     train; lines that name an epoch preferred. None unless exactly `epochs` values are found."""
     lines = [line for chunk in text.splitlines() for line in chunk.split("\r") if line.strip()]
-    per_line = []   # (the line names an epoch, value)
+    per_line = []  # (the line names an epoch, value)
     for line in lines[:5000]:
         words = list(_ACCURACY_WORD.finditer(line[:2000]))
         found = []
-        previous = 0   # where the text about the previous accuracy ends
+        previous = 0  # where the text about the previous accuracy ends
         for i, word in enumerate(words):
             stop = words[i + 1].start() if i + 1 < len(words) else len(line)
-            segment = line[word.end():min(stop, word.end() + 60)]
+            segment = line[word.end() : min(stop, word.end() + 60)]
             numbers = [(m, float(m.group().rstrip("% \t"))) for m in _NUMBER.finditer(segment)]
-            pick = next(((m, v) for m, v in numbers if m.group("percent")), None) or \
-                next(((m, v) for m, v in numbers if abs(v) <= 100), None)
+            pick = next(((m, v) for m, v in numbers if m.group("percent")), None) or next(
+                ((m, v) for m, v in numbers if abs(v) <= 100), None
+            )
             if pick is None:
                 continue
             match, value = pick
-            label = (line[max(previous, word.start() - 16):word.end()] + segment[:match.start()]).lower()
+            label = (line[max(previous, word.start() - 16) : word.end()] + segment[: match.start()]).lower()
             previous = word.end() + match.end()
             kind = "train" if "train" in label else "test" if ("test" in label or "val" in label) else "plain"
             found.append((kind, round(value / 100, 12) if match.group("percent") else value))
@@ -59,7 +61,8 @@ def choose_accuracy_candidate(net: Network, epochs: int) -> tuple[AccuracyCandid
     """The test accuracies the notebook recorded: a return value before an attribute before a
     global before numbers printed during training; names that speak of training or loss are not
     test accuracies."""
-    def last_part(name: str) -> str:   # `model_trained.accuracies` is named by `accuracies`
+
+    def last_part(name: str) -> str:  # `model_trained.accuracies` is named by `accuracies`
         return name.rsplit(".", 1)[-1].lower()
 
     def acceptable(name: str) -> bool:
@@ -68,8 +71,14 @@ def choose_accuracy_candidate(net: Network, epochs: int) -> tuple[AccuracyCandid
     rank = {"return": 0, "attribute": 1, "global": 2, "printed": 3}
     found = list(net.accuracy_candidates)
     if net.printed and (values := printed_accuracies(net.printed[:100_000], epochs)):
-        found.append(AccuracyCandidate(source="printed", name="the printed test accuracies", values=values,
-                                       where="printed by optimize while it trained"))
+        found.append(
+            AccuracyCandidate(
+                source="printed",
+                name="the printed test accuracies",
+                values=values,
+                where="printed by optimize while it trained",
+            )
+        )
     candidates = [c for c in found if acceptable(c.name) and len(c.values) == epochs]
     candidates.sort(key=lambda c: (rank[c.source], "test" not in last_part(c.name) and "val" not in last_part(c.name)))
     if not candidates:
@@ -79,8 +88,6 @@ def choose_accuracy_candidate(net: Network, epochs: int) -> tuple[AccuracyCandid
     if values and max(values) > 1.0:
         values = [v / 100.0 for v in values]
     return chosen, values
-
-
 
 
 def recorded_accuracies(observations: Observations[Answer], settings) -> dict[str, list[float]]:

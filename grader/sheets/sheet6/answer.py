@@ -1,4 +1,5 @@
 """What Sheet 6's probe plan (kernel_plan.py) answers, as the typed model its checks read."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -8,29 +9,31 @@ from grader.observations import AccuracyCandidate, NetworkObservation, Observati
 
 class TestMode(Observed):
     """What `test` did to a copy of the network in train mode."""
-    bn_calls: int                        # BatchNorm layers called
-    bn_training_calls: int               # of which in training mode
-    buffers_changed: list[str]           # buffers (running statistics) that changed
-    called_as: str = "test(test_loader)"   # or "test(loader=test_loader)", "test()": as the notebook calls it
-    loaders_swapped: list[str] = []        # for test(): the DataLoaders it reads, pointed at the probe's for the call
+
+    bn_calls: int  # BatchNorm layers called
+    bn_training_calls: int  # of which in training mode
+    buffers_changed: list[str]  # buffers (running statistics) that changed
+    called_as: str = "test(test_loader)"  # or "test(loader=test_loader)", "test()": as the notebook calls it
+    loaders_swapped: list[str] = []  # for test(): the DataLoaders it reads, pointed at the probe's for the call
 
 
 class TemplateFacts(Observed):
     """What of a class is still the sheet's stub: read from its methods' source and a new instance."""
-    stubs: dict[str, str] = {}             # method → "NotImplemented" | "NotImplementedError" | "empty" (does nothing)
-    params: dict[str, int] = {}            # method → positional parameters after self (-1: *args)
-    init_calls_super: bool | None = None   # nn.Module.__init__ ran (None: cannot be told)
-    optimize_call: str = ""                # the notebook's first `.optimize(...)` call, as written
+
+    stubs: dict[str, str] = {}  # method → "NotImplemented" | "NotImplementedError" | "empty" (does nothing)
+    params: dict[str, int] = {}  # method → positional parameters after self (-1: *args)
+    init_calls_super: bool | None = None  # nn.Module.__init__ ran (None: cannot be told)
+    optimize_call: str = ""  # the notebook's first `.optimize(...)` call, as written
     optimize_call_args: int | None = None  # its positional arguments
 
 
 class Network(NetworkObservation):
-    optimize_cell: int | None = None     # In [n] of its latest optimize call, when chosen by that
-    printed: str = ""                    # what its latest optimize call printed
+    optimize_cell: int | None = None  # In [n] of its latest optimize call, when chosen by that
+    printed: str = ""  # what its latest optimize call printed
     accuracy_candidates: list[AccuracyCandidate] = []
-    training: Training | None = None     # a new instance's optimize, stopped after its first step
+    training: Training | None = None  # a new instance's optimize, stopped after its first step
     test_mode: TestMode | None = None
-    test_on: Literal["trained", "fresh", ""] = ""   # test_mode observed on the trained or a new instance
+    test_on: Literal["trained", "fresh", ""] = ""  # test_mode observed on the trained or a new instance
     template: TemplateFacts | None = None  # what of the class is still the template's stub
 
 

@@ -7,6 +7,7 @@ Each check looks at the probe's Observations, recomputes what the student's netw
 with the numpy reference on the student's own weights, and says what was expected and what was
 found. The checks are independent: one mistake costs the points of the check it breaks.
 """
+
 from __future__ import annotations
 
 import functools
@@ -14,8 +15,15 @@ import re
 
 import numpy as np
 
-from grader.checks.compare import (Unreproducible, close, describe, layers_from_ops, max_difference,
-                                   structure, without_output_function)
+from grader.checks.compare import (
+    Unreproducible,
+    close,
+    describe,
+    layers_from_ops,
+    max_difference,
+    structure,
+    without_output_function,
+)
 from grader.config import Config
 from grader.observations import ModelObservation, Observations
 from grader.sheet import AccuracyRange, CheckRegistry, Verdict
@@ -26,8 +34,10 @@ from reference.numpy_ref import OPS, run_layers
 CHECKS = CheckRegistry(exercise="6.6")
 
 EXPECTED_BASELINE = [("linear", 784, 64), ("relu",), ("linear", 64, 32), ("relu",), ("linear", 32, 10)]
-CLASS_NAMES = {"baseline": ("FashionNetwork", "fashion_network"),
-               "batchnorm": ("FashionNetworkBatchNorm", "fashion_network_batch_norm")}
+CLASS_NAMES = {
+    "baseline": ("FashionNetwork", "fashion_network"),
+    "batchnorm": ("FashionNetworkBatchNorm", "fashion_network_batch_norm"),
+}
 
 
 def shaped_input(x: np.ndarray, input_kind: str) -> np.ndarray:
@@ -36,7 +46,7 @@ def shaped_input(x: np.ndarray, input_kind: str) -> np.ndarray:
 
 
 def _missing(net: Network | None, key: str, need_instance: bool = False) -> Verdict | None:
-    class_name, instance_name = CLASS_NAMES[key]
+    class_name, _instance_name = CLASS_NAMES[key]
     if net is None or not net.class_found:
         return Verdict("fail", f"`class {class_name}(nn.Module)` is not defined after the notebook ran.")
     if need_instance and not net.instance_found:
@@ -47,29 +57,39 @@ def _missing(net: Network | None, key: str, need_instance: bool = False) -> Verd
 def no_trained_instance(net: Network, key: str) -> str:
     """Which class had no trained instance, and everything that was looked at."""
     class_name, canonical = CLASS_NAMES[key]
-    expected = (f"expected an instance trained by its optimize, e.g. `{canonical} = {class_name}()` and "
-                f"`{canonical}.optimize(fashion_train_loader, fashion_test_loader)`")
+    expected = (
+        f"expected an instance trained by its optimize, e.g. `{canonical} = {class_name}()` and "
+        f"`{canonical}.optimize(fashion_train_loader, fashion_test_loader)`"
+    )
     search = net.search
     if search is None:
         return f"No trained {class_name} was found after the notebook ran ({expected})."
     holds = search.canonical_holds
-    at_name = ("is not defined" if holds == "nothing" else f"holds a {holds}, not a {class_name}"
-               if holds != class_name else f"holds a {class_name}")
+    at_name = (
+        "is not defined"
+        if holds == "nothing"
+        else f"holds a {holds}, not a {class_name}"
+        if holds != class_name
+        else f"holds a {class_name}"
+    )
     if search.calls:
-        optimized = (f"{search.calls} call(s) of {class_name}.optimize were seen, "
-                     f"{search.completed} of them completed")
+        optimized = f"{search.calls} call(s) of {class_name}.optimize were seen, {search.completed} of them completed"
     else:
         optimized = f"{class_name}.optimize was never called"
     if search.found:
         shown = ", ".join(f"`{name}`" for name in search.found[:5])
-        scanned = (f"{len(search.found)} {class_name} instances were found ({shown}), none of them trained "
-                   f"through optimize, so which one counts cannot be told")
+        scanned = (
+            f"{len(search.found)} {class_name} instances were found ({shown}), none of them trained "
+            f"through optimize, so which one counts cannot be told"
+        )
     else:
         scanned = f"no {class_name} instance is kept in a global, list, tuple or dict"
-    return (f"No trained {class_name} was found after the notebook ran. Looked for: the name `{canonical}` "
-            f"(it {at_name}); instances whose optimize ran ({optimized}); {class_name} instances in the "
-            f"notebook's globals and in lists, tuples and dicts ({scanned}). The other checks ran on a new "
-            f"{class_name}(); {expected}.")
+    return (
+        f"No trained {class_name} was found after the notebook ran. Looked for: the name `{canonical}` "
+        f"(it {at_name}); instances whose optimize ran ({optimized}); {class_name} instances in the "
+        f"notebook's globals and in lists, tuples and dicts ({scanned}). The other checks ran on a new "
+        f"{class_name}(); {expected}."
+    )
 
 
 def _trained_name(net: Network, key: str) -> str:
@@ -108,26 +128,34 @@ def _observed(obs: Observations[Answer], key: str, prefer_trained: bool) -> Verd
     """The network `key` and the model a check reads (trained or fresh, as preferred), or the verdict
     that says why there is none (in words a student can act on where the class is still the stub)."""
     net = network(obs, key)
-    if (missing := _missing(net, key)):
+    if missing := _missing(net, key):
         return missing
-    assert net is not None   # _missing said so
+    assert net is not None  # _missing said so
     model = _model(net, prefer_trained)
     if model is None:
-        return (_stub_verdict(net, key, ("__init__", "forward")) or _normalisation_error(net, key)
-                or _probe_error(net, "forward"))
+        return (
+            _stub_verdict(net, key, ("__init__", "forward"))
+            or _normalisation_error(net, key)
+            or _probe_error(net, "forward")
+        )
     return net, model
 
 
 # torch's words when a normalisation layer does not fit the data where it stands, and what they mean
 _NORMALISATION_ERRORS = (
-    (re.compile(r"running_mean should contain (\d+) elements not (\d+)"),
-     "a BatchNorm1d({1}) stands where the features are {0} wide; each BatchNorm must be as wide as the features "
-     "where it stands (784 on the flattened input, 64 or 32 after a hidden Linear, 10 after the last)"),
-    (re.compile(r"expected 4D input \(got 2D input\)"),
-     "nn.BatchNorm2d expects images (N, C, H, W) but gets features (N, width); for features use nn.BatchNorm1d"),
-    (re.compile(r"expected 2D or 3D input \(got 4D input\)"),
-     "nn.BatchNorm1d gets the images (N, 1, 28, 28) before they are flattened; flatten first, then "
-     "BatchNorm1d(784)"),
+    (
+        re.compile(r"running_mean should contain (\d+) elements not (\d+)"),
+        "a BatchNorm1d({1}) stands where the features are {0} wide; each BatchNorm must be as wide as the features "
+        "where it stands (784 on the flattened input, 64 or 32 after a hidden Linear, 10 after the last)",
+    ),
+    (
+        re.compile(r"expected 4D input \(got 2D input\)"),
+        "nn.BatchNorm2d expects images (N, C, H, W) but gets features (N, width); for features use nn.BatchNorm1d",
+    ),
+    (
+        re.compile(r"expected 2D or 3D input \(got 4D input\)"),
+        "nn.BatchNorm1d gets the images (N, 1, 28, 28) before they are flattened; flatten first, then BatchNorm1d(784)",
+    ),
 )
 
 
@@ -137,9 +165,12 @@ def _normalisation_error(net: Network, key: str) -> Verdict | None:
         if "forward" not in error.step:
             continue
         for pattern, meaning in _NORMALISATION_ERRORS:
-            if (found := pattern.search(error.error)):
-                return Verdict("fail", f"{CLASS_NAMES[key][0]}'s forward fails: {meaning.format(*found.groups())} "
-                                       f"(torch: {error.error[:200]}).")
+            if found := pattern.search(error.error):
+                return Verdict(
+                    "fail",
+                    f"{CLASS_NAMES[key][0]}'s forward fails: {meaning.format(*found.groups())} "
+                    f"(torch: {error.error[:200]}).",
+                )
     return None
 
 
@@ -148,9 +179,11 @@ def _normalisation_error(net: Network, key: str) -> Verdict | None:
 # `forward(self, x)`, `optimize(self)` and `test(self)`, each doing nothing but return NotImplemented.
 
 STUB_METHODS = ("__init__", "forward", "optimize", "test")
-_STUB_WORDS = {"NotImplemented": "`{}` still returns the template's `NotImplemented`",
-               "NotImplementedError": "`{}` still raises NotImplementedError",
-               "empty": "`{}` is still empty"}
+_STUB_WORDS = {
+    "NotImplemented": "`{}` still returns the template's `NotImplemented`",
+    "NotImplementedError": "`{}` still raises NotImplementedError",
+    "empty": "`{}` is still empty",
+}
 _COUNT = {1: "one", 2: "two", 3: "three"}
 
 
@@ -167,11 +200,15 @@ def _template_problems(net: Network | None, methods: tuple[str, ...]) -> list[st
             # (called without loaders, as `optimize(self)` takes it, the stub's body is what is left)
             called = facts.optimize_call_args
             if called:
-                problems.append(f"`optimize` takes no loaders but the notebook calls it with {_COUNT.get(called, called)} "
-                                f"(`{facts.optimize_call[:200]}`)")
+                problems.append(
+                    f"`optimize` takes no loaders but the notebook calls it with {_COUNT.get(called, called)} "
+                    f"(`{facts.optimize_call[:200]}`)"
+                )
             else:
-                problems.append("`optimize` takes no loaders but the sheet's training cell calls it with two "
-                                "(`optimize(fashion_train_loader, fashion_test_loader)`)")
+                problems.append(
+                    "`optimize` takes no loaders but the sheet's training cell calls it with two "
+                    "(`optimize(fashion_train_loader, fashion_test_loader)`)"
+                )
         elif method != "__init__" and (kind := facts.stubs.get(method)) in _STUB_WORDS:
             problems.append(_STUB_WORDS[kind].format(method))
     return problems
@@ -195,40 +232,56 @@ def still_the_template(obs: Observations[Answer]) -> str | None:
         problems += [p for p in _template_problems(net, STUB_METHODS[:3]) if p not in problems]
     names = " and ".join(f"`{name}`" for name, _ in CLASS_NAMES.values())
     because = f" ({'; '.join(problems)})" if problems else ""
-    return (f"The notebook is still the template: {names} do nothing yet{because}. "
-            f"Nothing of Parts 1 and 2 could be checked.")
+    return (
+        f"The notebook is still the template: {names} do nothing yet{because}. "
+        f"Nothing of Parts 1 and 2 could be checked."
+    )
 
 
 def _unless_template(check):
     """The check, or for a notebook that is still the template the one line that says so."""
+
     @functools.wraps(check)
     def run(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
         line = still_the_template(obs)
         return Verdict("fail", line) if line else check(obs, config, accuracy_range)
+
     return run
 
 
 # ---- baseline ----------------------------------------------------------------------------------
 
-@CHECKS.check("baseline.architecture", points=0.25,
-              description="`FashionNetwork()`'s forward runs Linear(784,64), ReLU, Linear(64,32), ReLU, Linear(32,10)")
+
+@CHECKS.check(
+    "baseline.architecture",
+    points=0.25,
+    description="`FashionNetwork()`'s forward runs Linear(784,64), ReLU, Linear(64,32), ReLU, Linear(32,10)",
+)
 @_unless_template
-def check_baseline_architecture(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+def check_baseline_architecture(
+    obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None
+) -> Verdict:
     seen = _observed(obs, "baseline", prefer_trained=False)
     if isinstance(seen, Verdict):
         return seen
-    net, model = seen
+    _net, model = seen
     found, _ = without_output_function(structure(model.ops_eval))
     if found == EXPECTED_BASELINE:
         return Verdict("pass", f"FashionNetwork() runs {describe(found)}.")
-    return Verdict("fail", f"FashionNetwork() should run {describe(EXPECTED_BASELINE)}; "
-                           f"its forward runs {describe(found)}.")
+    return Verdict(
+        "fail", f"FashionNetwork() should run {describe(EXPECTED_BASELINE)}; its forward runs {describe(found)}."
+    )
 
 
-@CHECKS.check("baseline.forward", points=0.25,
-              description="its output on a probe batch equals the numpy reference run on its own weights, and is logits (no softmax)")
+@CHECKS.check(
+    "baseline.forward",
+    points=0.25,
+    description="its output on a probe batch equals the numpy reference run on its own weights, and is logits (no softmax)",
+)
 @_unless_template
-def check_baseline_forward(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+def check_baseline_forward(
+    obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None
+) -> Verdict:
     seen = _observed(obs, "baseline", prefer_trained=True)
     if isinstance(seen, Verdict):
         return seen
@@ -248,30 +301,47 @@ def _forward_verdict(model: ModelObservation, probe_x: np.ndarray, config: Confi
         return Verdict("needs_review", f"{name}'s forward pass could not be recomputed: {exc}.")
     tol = config.tolerance
     if model.out_eval.shape != (x.shape[0], 10):
-        return Verdict("fail", f"{name}'s forward should return one row of 10 logits per image, "
-                               f"shape ({x.shape[0]}, 10); it returned shape {model.out_eval.shape}.")
+        return Verdict(
+            "fail",
+            f"{name}'s forward should return one row of 10 logits per image, "
+            f"shape ({x.shape[0]}, 10); it returned shape {model.out_eval.shape}.",
+        )
     if not close(model.out_eval, expected, tol.atol, tol.rtol):
-        return Verdict("fail", f"{name}'s forward output differs from what its own layers compute "
-                               f"(largest difference {max_difference(model.out_eval, expected):.3g}); "
-                               f"forward should return the output of the last Linear layer.")
+        return Verdict(
+            "fail",
+            f"{name}'s forward output differs from what its own layers compute "
+            f"(largest difference {max_difference(model.out_eval, expected):.3g}); "
+            f"forward should return the output of the last Linear layer.",
+        )
     _, output_function = without_output_function(structure(model.ops_eval))
     if output_function:
         shown = {"softmax": "softmax", "log_softmax": "log-softmax", "sigmoid": "a sigmoid"}[output_function]
-        return Verdict("fail", f"{name}'s forward applies {shown} to its output. nn.CrossEntropyLoss "
-                               f"expects logits (it applies log-softmax itself): return the last Linear "
-                               f"layer's output as it is.")
-    return Verdict("pass", f"{name}'s forward returns logits equal to the reference forward pass with its "
-                           f"weights (largest difference {max_difference(model.out_eval, expected):.1e}).")
+        return Verdict(
+            "fail",
+            f"{name}'s forward applies {shown} to its output. nn.CrossEntropyLoss "
+            f"expects logits (it applies log-softmax itself): return the last Linear "
+            f"layer's output as it is.",
+        )
+    return Verdict(
+        "pass",
+        f"{name}'s forward returns logits equal to the reference forward pass with its "
+        f"weights (largest difference {max_difference(model.out_eval, expected):.1e}).",
+    )
 
 
-@CHECKS.check("baseline.training_setup", points=0.25,
-              description="`optimize` steps an SGD optimizer with lr 0.001 over the network's parameters, with cross-entropy loss")
+@CHECKS.check(
+    "baseline.training_setup",
+    points=0.25,
+    description="`optimize` steps an SGD optimizer with lr 0.001 over the network's parameters, with cross-entropy loss",
+)
 @_unless_template
-def check_baseline_training_setup(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+def check_baseline_training_setup(
+    obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None
+) -> Verdict:
     net = network(obs, "baseline")
-    if (missing := _missing(net, "baseline")):
+    if missing := _missing(net, "baseline"):
         return missing
-    assert net is not None   # _missing said so
+    assert net is not None  # _missing said so
     training = net.training
     if training is None:
         return _stub_verdict(net, "baseline", ("__init__", "optimize")) or _probe_error(net, "optimize")
@@ -279,15 +349,18 @@ def check_baseline_training_setup(obs: Observations[Answer], config: Config, acc
     problems = []
     if not training.steps:
         return _stub_verdict(net, "baseline", ("optimize",)) or Verdict(
-            "fail", "optimize(train_loader, test_loader) never called optimizer.step(): the network is not trained.")
+            "fail", "optimize(train_loader, test_loader) never called optimizer.step(): the network is not trained."
+        )
     step = training.steps[0]
     if step.optimizer != "SGD":
         problems.append(f"the optimizer should be torch.optim.SGD, found {step.optimizer}")
     if not np.isclose(step.lr, lr, rtol=1e-9, atol=0):
         problems.append(f"the learning rate should be {lr:g}, found {step.lr:g}")
     if step.own_params < training.model_params:
-        problems.append(f"the optimizer updates {step.own_params} of the network's {training.model_params} "
-                        f"parameter tensors (pass self.parameters())")
+        problems.append(
+            f"the optimizer updates {step.own_params} of the network's {training.model_params} "
+            f"parameter tensors (pass self.parameters())"
+        )
     cross_entropy = {"cross_entropy", "nll_loss"}
     if not cross_entropy.intersection(training.losses):
         found = ", ".join(training.losses) if training.losses else "no loss function"
@@ -297,48 +370,68 @@ def check_baseline_training_setup(obs: Observations[Answer], config: Config, acc
     return Verdict("pass", f"optimize uses {step.optimizer} with lr {step.lr:g} and cross-entropy loss.")
 
 
-@CHECKS.check("baseline.accuracies", points=0.25,
-              description="5 per-epoch test accuracies were recorded, within the range the solution reaches on the same data")
+@CHECKS.check(
+    "baseline.accuracies",
+    points=0.25,
+    description="5 per-epoch test accuracies were recorded, within the range the solution reaches on the same data",
+)
 @_unless_template
-def check_baseline_accuracies(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+def check_baseline_accuracies(
+    obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None
+) -> Verdict:
     net = network(obs, "baseline")
-    if (missing := _missing(net, "baseline", need_instance=True)):
+    if missing := _missing(net, "baseline", need_instance=True):
         return missing
-    assert net is not None   # _missing said so
+    assert net is not None  # _missing said so
     epochs = config.sheet_settings.epochs
     chosen = choose_accuracy_candidate(net, epochs)
     if chosen is None:
-        if (stub := _template_problems(net, ("optimize",))):
-            return Verdict("fail", f"No {epochs} per-epoch test accuracies were found for "
-                                   f"{_trained_name(net, 'baseline')}: " + "; ".join(stub) + ".")
+        if stub := _template_problems(net, ("optimize",)):
+            return Verdict(
+                "fail",
+                f"No {epochs} per-epoch test accuracies were found for "
+                f"{_trained_name(net, 'baseline')}: " + "; ".join(stub) + ".",
+            )
         others = [c for c in net.accuracy_candidates if "loss" not in c.name.lower()]
         hint = ""
         if others:
             hint = " Found " + ", ".join(f"`{c.name}` with {len(c.values)} values" for c in others[:3]) + "."
-        return Verdict("fail", f"No {epochs} per-epoch test accuracies were found for "
-                               f"{_trained_name(net, 'baseline')}: optimize should measure the test accuracy "
-                               f"after every epoch and return the list or keep it on the network "
-                               f"(e.g. self.test_accuracies).{hint}")
+        return Verdict(
+            "fail",
+            f"No {epochs} per-epoch test accuracies were found for "
+            f"{_trained_name(net, 'baseline')}: optimize should measure the test accuracy "
+            f"after every epoch and return the list or keep it on the network "
+            f"(e.g. self.test_accuracies).{hint}",
+        )
     candidate, values = chosen
     name = described(candidate)
     shown = ", ".join(f"{v:.3f}" for v in values)
     if any(not (0.0 <= v <= 1.0) for v in values):
         return Verdict("fail", f"{name} holds {shown}: accuracies are fractions in [0, 1] or percent in [0, 100].")
     if accuracy_range is None:
-        return Verdict("needs_review", f"{name} holds {shown}, but no reference range exists for this data "
-                                       f"(run `grader calibrate`).")
+        return Verdict(
+            "needs_review",
+            f"{name} holds {shown}, but no reference range exists for this data (run `grader calibrate`).",
+        )
     margin = config.tolerance.accuracy_margin
     # No lower bound: a network with another mistake (softmax in forward, a missing ReLU) learns more
     # slowly, that mistake already costs its own check, and how much more slowly depends on the data
     # size. The upper bound catches numbers this recipe does not reach on this data (hard-coded
     # results, accuracies measured on the training set, counts read as fractions).
-    outside = [(i + 1, v, 0.0, hi) for i, (v, hi) in enumerate(zip(values, accuracy_range.high))
-               if not (0.0 - margin <= v <= hi + margin)]
+    outside = [
+        (i + 1, v, 0.0, hi)
+        for i, (v, hi) in enumerate(zip(values, accuracy_range.high))
+        if not (0.0 - margin <= v <= hi + margin)
+    ]
     if outside:
-        detail = "; ".join(f"epoch {e}: {v:.3f} (plausible {max(0, lo - margin):.3f}–{min(1, hi + margin):.3f})"
-                           for e, v, lo, hi in outside)
-        return Verdict("fail", f"{name} holds {shown}, outside the range the reference solution reaches on the "
-                               f"same data: {detail}.")
+        detail = "; ".join(
+            f"epoch {e}: {v:.3f} (plausible {max(0, lo - margin):.3f}–{min(1, hi + margin):.3f})"
+            for e, v, lo, hi in outside
+        )
+        return Verdict(
+            "fail",
+            f"{name} holds {shown}, outside the range the reference solution reaches on the same data: {detail}.",
+        )
     return Verdict("pass", f"{epochs} test accuracies recorded in {name}: {shown}.")
 
 
@@ -346,12 +439,18 @@ def check_baseline_accuracies(obs: Observations[Answer], config: Config, accurac
 
 # Where a BatchNorm1d may stand, and how wide the features are there: before the first Linear (the
 # flattened image), after each Linear (a hidden one: before or after its ReLU).
-BN_PLACES = ((784, "before Linear(784, 64)"), (64, "after Linear(784, 64)"), (32, "after Linear(64, 32)"),
-             (10, "after Linear(32, 10)"))
-BATCHNORM_ASKED = ("the baseline's Linear(784, 64), ReLU, Linear(64, 32), ReLU, Linear(32, 10) with one or more "
-                   "nn.BatchNorm1d added where the team chooses, each as wide as the features where it stands: "
-                   "BatchNorm1d(784) on the flattened input, BatchNorm1d(64) after Linear(784, 64) or BatchNorm1d(32) "
-                   "after Linear(64, 32) (before or after its ReLU), BatchNorm1d(10) after Linear(32, 10)")
+BN_PLACES = (
+    (784, "before Linear(784, 64)"),
+    (64, "after Linear(784, 64)"),
+    (32, "after Linear(64, 32)"),
+    (10, "after Linear(32, 10)"),
+)
+BATCHNORM_ASKED = (
+    "the baseline's Linear(784, 64), ReLU, Linear(64, 32), ReLU, Linear(32, 10) with one or more "
+    "nn.BatchNorm1d added where the team chooses, each as wide as the features where it stands: "
+    "BatchNorm1d(784) on the flattened input, BatchNorm1d(64) after Linear(784, 64) or BatchNorm1d(32) "
+    "after Linear(64, 32) (before or after its ReLU), BatchNorm1d(10) after Linear(32, 10)"
+)
 _BATCHNORM_KINDS = {"BatchNorm1d", "LazyBatchNorm1d"}
 _OTHER_NORMS = {"layer_norm": "nn.LayerNorm", "group_norm": "nn.GroupNorm", "instance_norm": "nn.InstanceNorm1d"}
 
@@ -365,8 +464,11 @@ def _with_norm_kinds(shape: list[tuple], model: ModelObservation) -> list[tuple]
     kinds = []
     for op in model.ops_eval:
         if op.op == "batch_norm":
-            owners = [name.rsplit(".", 1)[0] for name in (op.weight, op.running_mean, op.bias, op.running_var)
-                      if name and "." in name]
+            owners = [
+                name.rsplit(".", 1)[0]
+                for name in (op.weight, op.running_mean, op.bias, op.running_var)
+                if name and "." in name
+            ]
             kinds.append(next((types[o] for o in owners if o in types), "BatchNorm1d"))
     kinds.reverse()
     return [(*item, kinds.pop()) if item[0] == "batch_norm" and kinds else item for item in shape]
@@ -379,41 +481,57 @@ def _placement_problems(segments: list[list[tuple]]) -> list[str]:
         wanted = 1 if width in (64, 32) else 0
         relus = sum(1 for item in segment if item[0] == "relu")
         if relus != wanted:
-            problems.append(f"no ReLU {place}" if relus == 0 else
-                            f"{'a ReLU' if relus == 1 else f'{relus} ReLUs'} {place}, where the baseline has "
-                            f"{'one' if wanted else 'none'}")
+            problems.append(
+                f"no ReLU {place}"
+                if relus == 0
+                else f"{'a ReLU' if relus == 1 else f'{relus} ReLUs'} {place}, where the baseline has "
+                f"{'one' if wanted else 'none'}"
+            )
         for item in segment:
             if item[0] == "batch_norm":
                 kind = item[2] if len(item) > 2 else "BatchNorm1d"
                 if kind not in _BATCHNORM_KINDS:
-                    problems.append(f"{kind}({item[1]}) {place}: the sheet asks for nn.BatchNorm1d, here "
-                                    f"BatchNorm1d({width}) on the (N, {width}) features")
+                    problems.append(
+                        f"{kind}({item[1]}) {place}: the sheet asks for nn.BatchNorm1d, here "
+                        f"BatchNorm1d({width}) on the (N, {width}) features"
+                    )
                 elif item[1] != width:
-                    problems.append(f"BatchNorm1d({item[1]}) {place}, where the features are {width} wide "
-                                    f"(BatchNorm1d({width}))")
+                    problems.append(
+                        f"BatchNorm1d({item[1]}) {place}, where the features are {width} wide (BatchNorm1d({width}))"
+                    )
             elif item[0] in _OTHER_NORMS:
-                problems.append(f"{describe([item])} {place}: {_OTHER_NORMS[item[0]]} is not batch normalisation "
-                                f"(it normalises each image over its features; nn.BatchNorm1d({width}) normalises "
-                                f"each feature over the batch)")
+                problems.append(
+                    f"{describe([item])} {place}: {_OTHER_NORMS[item[0]]} is not batch normalisation "
+                    f"(it normalises each image over its features; nn.BatchNorm1d({width}) normalises "
+                    f"each feature over the batch)"
+                )
             elif item[0] != "relu":
                 problems.append(f"{describe([item])} {place}, which the sheet does not ask for")
     return problems
 
 
-@CHECKS.check("batchnorm.architecture", points=0.25,
-              description="`FashionNetworkBatchNorm()` runs the baseline's Linear layers and ReLUs with one or more BatchNorm1d added where the team chooses, each as wide as the features where it stands (784 on the input, 64 or 32 after a hidden Linear, before or after its ReLU, 10 after the last)")
+@CHECKS.check(
+    "batchnorm.architecture",
+    points=0.25,
+    description="`FashionNetworkBatchNorm()` runs the baseline's Linear layers and ReLUs with one or more BatchNorm1d added where the team chooses, each as wide as the features where it stands (784 on the input, 64 or 32 after a hidden Linear, before or after its ReLU, 10 after the last)",
+)
 @_unless_template
-def check_batchnorm_architecture(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+def check_batchnorm_architecture(
+    obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None
+) -> Verdict:
     seen = _observed(obs, "batchnorm", prefer_trained=False)
     if isinstance(seen, Verdict):
         return seen
-    net, model = seen
+    _net, model = seen
     found = _with_norm_kinds(without_output_function(structure(model.ops_eval))[0], model)
     runs = f"its forward runs {describe(found)}"
     linears = [item for item in found if item[0] == "linear"]
     if linears != [item for item in EXPECTED_BASELINE if item[0] == "linear"]:
-        return Verdict("fail", f"FashionNetworkBatchNorm(): {runs}, not the baseline's three Linear layers. "
-                               f"The sheet asks for {BATCHNORM_ASKED}.")
+        return Verdict(
+            "fail",
+            f"FashionNetworkBatchNorm(): {runs}, not the baseline's three Linear layers. "
+            f"The sheet asks for {BATCHNORM_ASKED}.",
+        )
     # The stretches before the first Linear, between the Linear layers, and after the last one.
     segments: list[list[tuple]] = [[]]
     for item in found:
@@ -423,30 +541,44 @@ def check_batchnorm_architecture(obs: Observations[Answer], config: Config, accu
             segments[-1].append(item)
     problems = _placement_problems(segments)
     if not any(item[0] == "batch_norm" for item in found):
-        return Verdict("fail", f"FashionNetworkBatchNorm() runs no BatchNorm layer: {runs}"
-                               + (f" ({'; '.join(problems)})" if problems else "")
-                               + f". The sheet asks for {BATCHNORM_ASKED}.")
+        return Verdict(
+            "fail",
+            f"FashionNetworkBatchNorm() runs no BatchNorm layer: {runs}"
+            + (f" ({'; '.join(problems)})" if problems else "")
+            + f". The sheet asks for {BATCHNORM_ASKED}.",
+        )
     if problems:
-        return Verdict("fail", f"FashionNetworkBatchNorm(): {runs}; " + "; ".join(problems)
-                               + f". The sheet asks for {BATCHNORM_ASKED}.")
-    places = [place for (_, place), segment in zip(BN_PLACES, segments)
-              for item in segment if item[0] == "batch_norm"]
+        return Verdict(
+            "fail",
+            f"FashionNetworkBatchNorm(): {runs}; " + "; ".join(problems) + f". The sheet asks for {BATCHNORM_ASKED}.",
+        )
+    places = [place for (_, place), segment in zip(BN_PLACES, segments) for item in segment if item[0] == "batch_norm"]
     shown = places[0] if len(places) == 1 else ", ".join(places[:-1]) + " and " + places[-1]
-    return Verdict("pass", f"FashionNetworkBatchNorm() runs {describe(found)}: BatchNorm1d {shown}, "
-                           f"each as wide as the features there.")
+    return Verdict(
+        "pass",
+        f"FashionNetworkBatchNorm() runs {describe(found)}: BatchNorm1d {shown}, each as wide as the features there.",
+    )
 
 
-@CHECKS.check("batchnorm.behaviour", points=0.25,
-              description="train-mode output and running-statistics update equal the reference with batch statistics, eval-mode output equals it with running statistics, and `test` runs in eval mode (called as the notebook calls it)")
+@CHECKS.check(
+    "batchnorm.behaviour",
+    points=0.25,
+    description="train-mode output and running-statistics update equal the reference with batch statistics, eval-mode output equals it with running statistics, and `test` runs in eval mode (called as the notebook calls it)",
+)
 @_unless_template
-def check_batchnorm_behaviour(obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None) -> Verdict:
+def check_batchnorm_behaviour(
+    obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None
+) -> Verdict:
     seen = _observed(obs, "batchnorm", prefer_trained=True)
     if isinstance(seen, Verdict):
         return seen
     net, model = seen
     if not any(op.op == "batch_norm" for op in model.ops_eval):
-        return Verdict("fail", "FashionNetworkBatchNorm's forward runs no BatchNorm layer, so its train- and "
-                               "eval-mode behaviour cannot be right.")
+        return Verdict(
+            "fail",
+            "FashionNetworkBatchNorm's forward runs no BatchNorm layer, so its train- and "
+            "eval-mode behaviour cannot be right.",
+        )
     tol = config.tolerance
     x = shaped_input(obs.inputs["x"], model.input_kind)
     problems, good = [], []
@@ -460,8 +592,10 @@ def check_batchnorm_behaviour(obs: Observations[Answer], config: Config, accurac
     if close(model.out_train, expected_train, tol.atol, tol.rtol):
         good.append("train mode normalises with batch statistics")
     else:
-        problems.append(f"in train mode the output differs from BatchNorm with batch statistics "
-                        f"(largest difference {max_difference(model.out_train, expected_train):.3g})")
+        problems.append(
+            f"in train mode the output differs from BatchNorm with batch statistics "
+            f"(largest difference {max_difference(model.out_train, expected_train):.3g})"
+        )
     bn_layers = [layer for layer in train_layers if layer["op"] == "batch_norm"]
     # Per pair of statistics, what its last update left (one BatchNorm run twice updates them twice).
     last = {layer["stats_names"]: (layer, stats) for layer, stats in zip(bn_layers, new_stats)}
@@ -476,8 +610,10 @@ def check_batchnorm_behaviour(obs: Observations[Answer], config: Config, accurac
     if close(model.out_eval, expected_eval, tol.atol, tol.rtol):
         good.append("eval mode uses the running statistics")
     else:
-        problems.append(f"in eval mode the output differs from BatchNorm with running statistics "
-                        f"(largest difference {max_difference(model.out_eval, expected_eval):.3g})")
+        problems.append(
+            f"in eval mode the output differs from BatchNorm with running statistics "
+            f"(largest difference {max_difference(model.out_eval, expected_eval):.3g})"
+        )
     test = net.test_mode
     if test is None:
         stub = _template_problems(net, ("test",))
@@ -491,9 +627,11 @@ def check_batchnorm_behaviour(obs: Observations[Answer], config: Config, accurac
     elif test.bn_calls == 0:
         problems += _template_problems(net, ("test",)) or [f"{_test_call(test)} did not run the network"]
     elif test.bn_training_calls:
-        problems.append(f"{_test_call(test)} runs the network in training mode: BatchNorm then normalises with "
-                        "the test batch's statistics and changes its running statistics; call self.eval() "
-                        "before testing (and self.train() before training again)")
+        problems.append(
+            f"{_test_call(test)} runs the network in training mode: BatchNorm then normalises with "
+            "the test batch's statistics and changes its running statistics; call self.eval() "
+            "before testing (and self.train() before training again)"
+        )
     else:
         good.append(f"{_test_call(test)} evaluates in eval mode")
     if problems:
@@ -503,7 +641,7 @@ def check_batchnorm_behaviour(obs: Observations[Answer], config: Config, accurac
 
 def _test_call(test: TestMode) -> str:
     """How the probe called `test`: as the notebook's own code does, by its signature."""
-    if test.called_as != "test()":   # by position, or by name: `test(self, *, loader)`
+    if test.called_as != "test()":  # by position, or by name: `test(self, *, loader)`
         return test.called_as if re.fullmatch(r"test\(\w{1,40}=test_loader\)", test.called_as) else "test(test_loader)"
     if test.loaders_swapped:
         shown = ", ".join(f"`{name}`" for name in test.loaders_swapped[:4])

@@ -5,6 +5,7 @@ live in `reference/tutors_key.json`, which the students' package does not ship. 
 the reports simply carry no 6.3 evidence. Students read only the notebook's facts (STUDENT_EVIDENCE,
 see grader/report/students.py).
 """
+
 from __future__ import annotations
 
 import functools
@@ -38,23 +39,32 @@ def key_6_3() -> str | None:
     h = ", ".join(f"{v:g}" for v in key["h"])
     logits = ", ".join(f"{v:g}" for v in key["logits"])
     o = ", ".join(f"{v:.3g}" for v in key["o"])
-    return (f"key: h = ReLU(W1ᵀx) = ({h}), logits W2ᵀh = ({logits}), o = softmax = ({o}), "
-            f"predicted class {key['predicted_class']}")
+    return (
+        f"key: h = ReLU(W1ᵀx) = ({h}), logits W2ᵀh = ({logits}), o = softmax = ({o}), "
+        f"predicted class {key['predicted_class']}"
+    )
 
 
 def notebook_evidence(nb: nbformat.NotebookNode | None) -> list[str]:
     """Part 3 of 6.6: is there a plot, and is the "Your Answer:" cell filled in?"""
     if nb is None:
         return ["part 3: no notebook ran"]
-    plots = sum(1 for cell in nb.cells if cell.cell_type == "code"
-                for out in cell.get("outputs", []) if "image/png" in out.get("data", {}))
+    plots = sum(
+        1
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if "image/png" in out.get("data", {})
+    )
     answers = [cell.source for cell in nb.cells if cell.cell_type == "markdown" and _ANSWER.search(cell.source)]
     filled = [a for a in answers if len(_ANSWER.sub("", a).strip(" *_#\n")) >= 20]
-    notes = [f"part 3: {plots} plot(s) in the executed notebook" if plots else "part 3: no plot in the executed notebook"]
+    notes = [
+        f"part 3: {plots} plot(s) in the executed notebook" if plots else "part 3: no plot in the executed notebook"
+    ]
     if not answers:
-        notes.append("part 3: no \"Your Answer:\" cell found")
+        notes.append('part 3: no "Your Answer:" cell found')
     else:
-        notes.append("part 3: \"Your Answer:\" cell filled in" if filled else "part 3: \"Your Answer:\" cell left empty")
+        notes.append('part 3: "Your Answer:" cell filled in' if filled else 'part 3: "Your Answer:" cell left empty')
     return notes
 
 

@@ -18,6 +18,7 @@ For each network of the settings (key, class, the template's instance name):
   first optimizer step that follows a loss (a student's `optimize`, stopped early, cannot change
   what was observed before).
 """
+
 from __future__ import annotations
 
 import ast
@@ -30,10 +31,19 @@ from torch.overrides import TorchFunctionMode
 
 from grader.child import probe_kernel as k
 
-TRAIN = "optimize"     # the method that trains a network (and measures its test accuracy per epoch)
+TRAIN = "optimize"  # the method that trains a network (and measures its test accuracy per epoch)
 # Loss functions the training set-up may call (torch.nn.functional's names).
-LOSSES = ("cross_entropy", "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy",
-          "binary_cross_entropy_with_logits", "smooth_l1_loss", "kl_div", "multi_margin_loss")
+LOSSES = (
+    "cross_entropy",
+    "nll_loss",
+    "mse_loss",
+    "l1_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "smooth_l1_loss",
+    "kl_div",
+    "multi_margin_loss",
+)
 
 
 def forms(probe: k.Probe) -> list:
@@ -47,8 +57,10 @@ def small_loaders(probe: k.Probe):
     x = torch.from_numpy(probe.inputs["x"].copy())
     y = torch.from_numpy(probe.inputs["y"].copy())
     data = torch.utils.data.TensorDataset(x[:16].clone(), y[:16].clone())
-    return (torch.utils.data.DataLoader(data, batch_size=16, shuffle=False),
-            torch.utils.data.DataLoader(data, batch_size=16, shuffle=False))
+    return (
+        torch.utils.data.DataLoader(data, batch_size=16, shuffle=False),
+        torch.utils.data.DataLoader(data, batch_size=16, shuffle=False),
+    )
 
 
 def training_setup(probe: k.Probe, key: str, cls) -> dict:
@@ -56,8 +68,9 @@ def training_setup(probe: k.Probe, key: str, cls) -> dict:
     model = cls()
     train_loader, test_loader = small_loaders(probe)
     args, kwargs = k.loader_arguments(getattr(model, TRAIN), (train_loader, test_loader))
-    info, _ = k.observe_training(probe, f"{key}/training", lambda: getattr(model, TRAIN)(*args, **kwargs),
-                                 model=model, watch=LOSSES)
+    info, _ = k.observe_training(
+        probe, f"{key}/training", lambda: getattr(model, TRAIN)(*args, **kwargs), model=model, watch=LOSSES
+    )
     return info
 
 
@@ -106,13 +119,19 @@ def test_mode(probe: k.Probe, model) -> dict:
     with_loader = bool(args or kwargs)
     scope, names = ({}, []) if with_loader else k.global_loaders(model.test)
     saved = {name: scope[name] for name in names}
-    attributes = [] if with_loader else sorted(set(kept) | {name for name, value in list(vars(model).items())
-                                                            if isinstance(value, torch.utils.data.DataLoader)})
+    attributes = (
+        []
+        if with_loader
+        else sorted(
+            set(kept)
+            | {name for name, value in list(vars(model).items()) if isinstance(value, torch.utils.data.DataLoader)}
+        )
+    )
     hooks = []
     try:
         hooks.append(nn.modules.module.register_module_forward_pre_hook(on_module))
         for name in attributes:
-            vars(model)[name] = test_loader    # the copy's own: nothing to restore
+            vars(model)[name] = test_loader  # the copy's own: nothing to restore
         for name in names:
             scope[name] = test_loader
         with functional:
@@ -124,8 +143,13 @@ def test_mode(probe: k.Probe, model) -> dict:
             h.remove()
     changed = [n for n, b in model.named_buffers() if n in before and np.ndarray.tobytes(k.to_numpy(b)) != before[n]]
     seen = seen_modules or functional.training
-    return {"bn_calls": len(seen), "bn_training_calls": sum(seen), "buffers_changed": changed,
-            "called_as": called_as, "loaders_swapped": names + [f"self.{name}" for name in attributes]}
+    return {
+        "bn_calls": len(seen),
+        "bn_training_calls": sum(seen),
+        "buffers_changed": changed,
+        "called_as": called_as,
+        "loaders_swapped": names + [f"self.{name}" for name in attributes],
+    }
 
 
 # The course's notebook hands out each class with these methods, each doing nothing.
@@ -147,9 +171,11 @@ def template_facts(probe: k.Probe, cls, instance) -> dict:
         if node is not None and (kind := k.stub_kind(node)):
             facts["stubs"][name] = kind
         if node is not None and name == "__init__":
-            facts["init_calls_super"] = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-                                             and n.func.attr == "__init__" for n in ast.walk(node))
-    if instance is not None:   # what ran, where there is an instance to ask
+            facts["init_calls_super"] = any(
+                isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "__init__"
+                for n in ast.walk(node)
+            )
+    if instance is not None:  # what ran, where there is an instance to ask
         facts["init_calls_super"] = "_modules" in vars(instance)
     facts["optimize_call"], facts["optimize_call_args"] = k.notebook_call(probe, TRAIN)
     return facts
@@ -160,55 +186,94 @@ def observe(probe: k.Probe) -> dict:
     may append to the students' lists. Training last."""
     ns = probe.ns
     calls = [c for c in k.recorded_calls(probe) if isinstance(c.get("instance"), nn.Module)]
-    specs = [tuple(spec) for spec in probe.settings["networks"]]   # (key, class name, the template's instance name)
+    specs = [tuple(spec) for spec in probe.settings["networks"]]  # (key, class name, the template's instance name)
     networks: dict = {}
     chosen: dict = {}
     for key, class_name, canonical in specs:
         cls = ns.get(class_name)
         class_found = isinstance(cls, type) and issubclass(cls, nn.Module)
-        net = {"class_found": class_found, "instance_found": False, "instance_is_class": False,
-               "instance_name": "", "chosen_by": "", "accuracy_candidates": [], "printed": "", "search": None}
+        net = {
+            "class_found": class_found,
+            "instance_found": False,
+            "instance_is_class": False,
+            "instance_name": "",
+            "chosen_by": "",
+            "accuracy_candidates": [],
+            "printed": "",
+            "search": None,
+        }
         networks[key] = net
         if not class_found:
             chosen[key] = None
             continue
-        ok, picked = k.guarded(probe, f"{key}: finding the trained {class_name}", k.choose_trained,
-                               probe, cls, class_name, canonical, calls)
+        ok, picked = k.guarded(
+            probe,
+            f"{key}: finding the trained {class_name}",
+            k.choose_trained,
+            probe,
+            cls,
+            class_name,
+            canonical,
+            calls,
+        )
         instance, label, how, search, cell = picked if ok else (None, "", "", None, None)
         chosen[key] = instance
-        net.update(instance_found=instance is not None,
-                   instance_is_class=isinstance(cls, type) and isinstance(instance, cls),
-                   instance_name=label, chosen_by=how, search=search, optimize_cell=cell)
+        net.update(
+            instance_found=instance is not None,
+            instance_is_class=isinstance(cls, type) and isinstance(instance, cls),
+            instance_name=label,
+            chosen_by=how,
+            search=search,
+            optimize_cell=cell,
+        )
         if instance is not None:
-            ok, found = k.guarded(probe, f"{key}: the accuracies of {label or class_name}", k.candidates,
-                                  probe, label, instance, calls, TRAIN)
+            ok, found = k.guarded(
+                probe,
+                f"{key}: the accuracies of {label or class_name}",
+                k.candidates,
+                probe,
+                label,
+                instance,
+                calls,
+                TRAIN,
+            )
             net["accuracy_candidates"] = found if ok else []
             latest = [c for c in calls if c["instance"] is instance]
             if latest:
                 printed = latest[-1]["printed"]
                 net["printed"] = printed if isinstance(printed, str) else ""
-    for key, class_name, canonical in specs:
+    for key, class_name, _canonical in specs:
         net = networks[key]
         cls = ns.get(class_name)
         instance = chosen[key]
         model = None
         if net["class_found"]:
+
             def fresh(cls=cls):
                 torch.manual_seed(0)
                 return cls()
+
             ok, model = k.guarded(probe, f"{key}: {class_name}()", fresh)
             if ok:
-                ok, info = k.guarded(probe, f"{key}: forward of a new {class_name}", k.describe,
-                                     probe, f"{key}/fresh", model, forms(probe))
+                ok, info = k.guarded(
+                    probe,
+                    f"{key}: forward of a new {class_name}",
+                    k.describe,
+                    probe,
+                    f"{key}/fresh",
+                    model,
+                    forms(probe),
+                )
                 net["fresh"] = info if ok else None
         label = net["instance_name"] or f"the trained {class_name}"
         if instance is not None:
-            ok, info = k.guarded(probe, f"{key}: forward of {label}", k.describe,
-                                 probe, f"{key}/trained", instance, forms(probe))
+            ok, info = k.guarded(
+                probe, f"{key}: forward of {label}", k.describe, probe, f"{key}/trained", instance, forms(probe)
+            )
             net["trained"] = info if ok else None
         # How `test` runs: on the trained network, else on a new one (its mode does not depend on training).
         tested = instance if instance is not None else model
-        try:   # a `test` property or a __getattr__ may raise anything: the step records it, the probe goes on
+        try:  # a `test` property or a __getattr__ may raise anything: the step records it, the probe goes on
             has_test = tested is not None and hasattr(tested, "test")
             called = test_call(tested.test, None)[2] if tested is not None and has_test else ""
         except Exception:
@@ -219,8 +284,9 @@ def observe(probe: k.Probe) -> dict:
             net["test_mode"] = info if ok else None
             net["test_on"] = "trained" if instance is not None else "fresh"
         if net["class_found"]:
-            ok, facts = k.guarded(probe, f"{key}: what of {class_name} is still the template's", template_facts,
-                                  probe, cls, model)
+            ok, facts = k.guarded(
+                probe, f"{key}: what of {class_name} is still the template's", template_facts, probe, cls, model
+            )
             net["template"] = facts if ok else None
     for key, class_name, _ in specs:
         net = networks[key]

@@ -2,6 +2,7 @@
 files are not there (a fresh machine, a student's laptop). Deterministic given (sizes, seed).
 Needs numpy only.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -64,63 +65,80 @@ def _prototypes(rng: np.random.Generator, per_class: int) -> np.ndarray:
     protos = []
     # 0 T-shirt/top: torso, short sleeves, neck cut-out
     top, bot, hw = u(4.5, 6.5), u(23, 26), u(5.5, 7.5)
-    shape = _union(_trap(X, Y, cx, top, bot, hw, hw + u(-1, 0.5)),
-                   _seg(X, Y, cx - hw + 1, top + 2, cx - hw - u(3, 5), top + u(5, 8), u(2, 3)),
-                   _seg(X, Y, cx + hw - 1, top + 2, cx + hw + u(3, 5), top + u(5, 8), u(2, 3)))
+    shape = _union(
+        _trap(X, Y, cx, top, bot, hw, hw + u(-1, 0.5)),
+        _seg(X, Y, cx - hw + 1, top + 2, cx - hw - u(3, 5), top + u(5, 8), u(2, 3)),
+        _seg(X, Y, cx + hw - 1, top + 2, cx + hw + u(3, 5), top + u(5, 8), u(2, 3)),
+    )
     shape = shape * (1 - _ellipse(X, Y, cx, top, u(2, 3.5), u(1.2, 2.5)))
     protos.append(shape * u(0.75, 1.0))
     # 1 Trouser: waistband and two legs with a gap
     top, bot, gap = u(1.5, 3.5), u(24.5, 27), u(0.4, 1.2)
     lw = u(2.3, 3.5)
-    shape = _union(_box(X, Y, cx - lw * 2 - gap, cx + lw * 2 + gap, top, top + u(4, 7)),
-                   _trap(X, Y, cx - lw - gap, top + 2, bot, lw, lw * u(0.7, 1.1)),
-                   _trap(X, Y, cx + lw + gap, top + 2, bot, lw, lw * u(0.7, 1.1)))
+    shape = _union(
+        _box(X, Y, cx - lw * 2 - gap, cx + lw * 2 + gap, top, top + u(4, 7)),
+        _trap(X, Y, cx - lw - gap, top + 2, bot, lw, lw * u(0.7, 1.1)),
+        _trap(X, Y, cx + lw + gap, top + 2, bot, lw, lw * u(0.7, 1.1)),
+    )
     protos.append(shape * u(0.6, 1.0))
     # 2 Pullover: torso, long sleeves hanging down at the sides
     top, bot, hw = u(3, 5), u(23, 26), u(5.5, 7)
     ang = u(2, 4)
-    shape = _union(_trap(X, Y, cx, top, bot, hw, hw + u(-1, 0.5)),
-                   _seg(X, Y, cx - hw + 0.5, top + 2, cx - hw - ang, bot - u(0, 3), u(1.8, 2.6)),
-                   _seg(X, Y, cx + hw - 0.5, top + 2, cx + hw + ang, bot - u(0, 3), u(1.8, 2.6)))
+    shape = _union(
+        _trap(X, Y, cx, top, bot, hw, hw + u(-1, 0.5)),
+        _seg(X, Y, cx - hw + 0.5, top + 2, cx - hw - ang, bot - u(0, 3), u(1.8, 2.6)),
+        _seg(X, Y, cx + hw - 0.5, top + 2, cx + hw + ang, bot - u(0, 3), u(1.8, 2.6)),
+    )
     shape = shape * (1 - 0.8 * _ellipse(X, Y, cx, top, u(1.5, 3), u(0.8, 1.5)))
     protos.append(shape * u(0.6, 1.0))
     # 3 Dress: narrow top, wide hem
     top, bot = u(1, 4), u(25, 27)
     waist = u(9, 13)
-    shape = _union(_trap(X, Y, cx, top, waist, u(3, 5), u(2.5, 4)),
-                   _trap(X, Y, cx, waist - 0.5, bot, u(2.5, 4), u(6.5, 10)))
+    shape = _union(
+        _trap(X, Y, cx, top, waist, u(3, 5), u(2.5, 4)), _trap(X, Y, cx, waist - 0.5, bot, u(2.5, 4), u(6.5, 10))
+    )
     protos.append(shape * u(0.6, 1.0))
     # 4 Coat: long torso, long sleeves, dark opening down the middle
     top, bot, hw = u(1.5, 3.5), u(25, 27), u(6, 7.5)
     ang = u(2, 4)
-    shape = _union(_trap(X, Y, cx, top, bot, hw, hw + u(0, 1.5)),
-                   _seg(X, Y, cx - hw + 0.5, top + 2, cx - hw - ang, bot - u(1, 4), u(1.8, 2.6)),
-                   _seg(X, Y, cx + hw - 0.5, top + 2, cx + hw + ang, bot - u(1, 4), u(1.8, 2.6)))
+    shape = _union(
+        _trap(X, Y, cx, top, bot, hw, hw + u(0, 1.5)),
+        _seg(X, Y, cx - hw + 0.5, top + 2, cx - hw - ang, bot - u(1, 4), u(1.8, 2.6)),
+        _seg(X, Y, cx + hw - 0.5, top + 2, cx + hw + ang, bot - u(1, 4), u(1.8, 2.6)),
+    )
     shape = shape * (1 - u(0.3, 0.7) * _box(X, Y, cx - 0.6, cx + 0.6, top + 3, bot, 0.5))
     protos.append(shape * u(0.6, 1.0))
     # 5 Sandal: thin sole and a few straps, sparse
     y0 = u(17, 20)
     x0, x1 = u(1, 4), u(24, 27)
-    straps = [_seg(X, Y, x0 + k * (x1 - x0) / 4 + u(0, 2), y0, x0 + (k + 0.6) * (x1 - x0) / 4, y0 - u(4, 9),
-                   u(0.6, 1.2)) for k in range(4)]
+    straps = [
+        _seg(X, Y, x0 + k * (x1 - x0) / 4 + u(0, 2), y0, x0 + (k + 0.6) * (x1 - x0) / 4, y0 - u(4, 9), u(0.6, 1.2))
+        for k in range(4)
+    ]
     shape = _union(_box(X, Y, x0, x1, y0, y0 + u(1.5, 2.5)), *straps)
     protos.append(shape * u(0.5, 0.95))
     # 6 Shirt: like a pullover/T-shirt mix with a collar and a button line
     top, bot, hw = u(3, 5.5), u(23, 26), u(5.5, 7.5)
     sleeve = u(6, 18)
     ang = u(2, 4.5)
-    shape = _union(_trap(X, Y, cx, top, bot, hw, hw + u(-0.5, 1)),
-                   _seg(X, Y, cx - hw + 0.5, top + 2, cx - hw - ang, top + sleeve, u(1.8, 2.8)),
-                   _seg(X, Y, cx + hw - 0.5, top + 2, cx + hw + ang, top + sleeve, u(1.8, 2.8)))
+    shape = _union(
+        _trap(X, Y, cx, top, bot, hw, hw + u(-0.5, 1)),
+        _seg(X, Y, cx - hw + 0.5, top + 2, cx - hw - ang, top + sleeve, u(1.8, 2.8)),
+        _seg(X, Y, cx + hw - 0.5, top + 2, cx + hw + ang, top + sleeve, u(1.8, 2.8)),
+    )
     shape = shape * (1 - u(0.2, 0.5) * _box(X, Y, cx - 0.5, cx + 0.5, top + 2, bot, 0.5))
-    shape = _union(shape, 0.9 * _seg(X, Y, cx - 3, top, cx, top + 3, 0.9), 0.9 * _seg(X, Y, cx + 3, top, cx, top + 3, 0.9))
+    shape = _union(
+        shape, 0.9 * _seg(X, Y, cx - 3, top, cx, top + 3, 0.9), 0.9 * _seg(X, Y, cx + 3, top, cx, top + 3, 0.9)
+    )
     protos.append(shape * u(0.55, 1.0))
     # 7 Sneaker: low, dense shoe, higher at the heel (left), toe to the right
     y1 = u(20, 23)
     x0, x1 = u(1, 3), u(25, 27)
-    shape = _union(_box(X, Y, x0, x1, y1 - u(3, 4.5), y1),
-                   _ellipse(X, Y, x0 + u(5, 8), y1 - u(4, 6), u(5, 7), u(2.5, 4)),
-                   _box(X, Y, x0, x1, y1 - 1, y1 + u(0.8, 1.6)))
+    shape = _union(
+        _box(X, Y, x0, x1, y1 - u(3, 4.5), y1),
+        _ellipse(X, Y, x0 + u(5, 8), y1 - u(4, 6), u(5, 7), u(2.5, 4)),
+        _box(X, Y, x0, x1, y1 - 1, y1 + u(0.8, 1.6)),
+    )
     protos.append(shape * u(0.6, 1.0))
     # 8 Bag: wide body and a handle ring
     bx0, bx1 = u(2, 5), u(22, 26)
@@ -132,9 +150,11 @@ def _prototypes(rng: np.random.Generator, per_class: int) -> np.ndarray:
     y1 = u(22, 25)
     x0, x1 = u(2, 5), u(24, 27)
     shaft_top = u(3, 8)
-    shape = _union(_box(X, Y, x0, x0 + u(9, 12), shaft_top, y1),
-                   _box(X, Y, x0, x1, y1 - u(6, 9), y1),
-                   _ellipse(X, Y, x1 - u(3, 5), y1 - u(3, 5), u(4, 6), u(3, 5)))
+    shape = _union(
+        _box(X, Y, x0, x0 + u(9, 12), shaft_top, y1),
+        _box(X, Y, x0, x1, y1 - u(6, 9), y1),
+        _ellipse(X, Y, x1 - u(3, 5), y1 - u(3, 5), u(4, 6), u(3, 5)),
+    )
     shape = _union(shape * u(0.6, 0.9), _box(X, Y, x0, x1, y1 - u(1, 2), y1 + 1) * u(0.8, 1.0))
     protos.append(shape * u(0.6, 1.0))
     return np.stack(protos).astype(np.float32)
@@ -192,8 +212,8 @@ def _render(protos: np.ndarray, labels: np.ndarray, rng: np.random.Generator) ->
     m = _interp_matrix(28, 5).astype(f32)
     field = (m @ rng.random((n, 5, 5), dtype=f32) @ m.T).reshape(n, -1)
     img *= 1 - uniform(TEXTURE[0], TEXTURE[1]) * field
-    img *= uniform(BRIGHT[0], BRIGHT[1])                           # brightness
-    img[img < f32(0.03)] = 0                                        # real backgrounds are black
+    img *= uniform(BRIGHT[0], BRIGHT[1])  # brightness
+    img[img < f32(0.03)] = 0  # real backgrounds are black
     img += (img > 0) * (f32(NOISE) * rng.standard_normal(img.shape, dtype=f32))  # noise on the garment
     np.clip(img, 0, 1, out=img)
     return np.rint(img * 255).astype(np.uint8).reshape(n, 28, 28)
@@ -203,8 +223,9 @@ def _balanced_labels(n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.arange(n) % N_CLASSES).astype(np.uint8)
 
 
-def generate_standin(train_size: int, test_size: int, seed: int
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def generate_standin(
+    train_size: int, test_size: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A generated stand-in for Fashion-MNIST: (train images, train labels, test images, test labels).
 
     uint8 images (N, 28, 28), uint8 labels 0..9, classes balanced. Ten garment-like silhouette
@@ -221,6 +242,6 @@ def generate_standin(train_size: int, test_size: int, seed: int
     out = []
     for n, rng in ((train_size, r_train), (test_size, r_test)):
         labels = _balanced_labels(n, rng)
-        chunks = [_render(protos, labels[i:i + 4000], rng) for i in range(0, n, 4000)]
+        chunks = [_render(protos, labels[i : i + 4000], rng) for i in range(0, n, 4000)]
         out += [np.concatenate(chunks) if chunks else np.zeros((0, 28, 28), np.uint8), labels]
     return out[0], out[1], out[2], out[3]

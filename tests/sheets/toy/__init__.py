@@ -6,6 +6,7 @@ data set ("Toy digits") is generated; the notebooks read its IDX files themselve
 torchvision. Everything of this sheet is in this file; grading.toml names it with
 `[sheet] name = "toy"` and `path = "<the folder holding this one>"`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,6 +25,7 @@ CHECKS = CheckRegistry(exercise="1.2")
 
 class Answer(Observed):
     """What kernel_plan.py answers: TinyNet, a new instance and the only trained one found."""
+
     networks: dict[str, NetworkObservation] = {}
 
 
@@ -48,8 +50,11 @@ def check_architecture(obs, config, accuracy_range=None) -> Verdict:
     return Verdict("fail", f"TinyNet() should run {describe(EXPECTED)}; its forward runs {describe(found)}.")
 
 
-@CHECKS.check("tiny.forward", points=0.25,
-              description="its output on a probe batch equals the numpy reference run on its own weights")
+@CHECKS.check(
+    "tiny.forward",
+    points=0.25,
+    description="its output on a probe batch equals the numpy reference run on its own weights",
+)
 def check_forward(obs, config, accuracy_range=None) -> Verdict:
     model, problem = _model(obs)
     if problem:
@@ -61,8 +66,11 @@ def check_forward(obs, config, accuracy_range=None) -> Verdict:
         return Verdict("needs_review", f"TinyNet's forward could not be recomputed: {exc}.")
     tol = config.tolerance
     if not close(model.out_eval, expected, tol.atol, tol.rtol):
-        return Verdict("fail", f"TinyNet's output differs from its layers' (largest difference "
-                               f"{max_difference(model.out_eval, expected):.3g}).")
+        return Verdict(
+            "fail",
+            f"TinyNet's output differs from its layers' (largest difference "
+            f"{max_difference(model.out_eval, expected):.3g}).",
+        )
     return Verdict("pass", "TinyNet's forward equals the reference on its own weights.")
 
 
@@ -75,14 +83,22 @@ def generate(n_train: int, n_test: int, seed: int):
         images = rng.integers(0, 60, size=(n, 4, 4)).astype(np.uint8)
         images[np.arange(n), labels, :] = 200
         return images, labels
+
     train, test = part(n_train), part(n_test)
     return train[0], train[1], test[0], test[1]
 
 
 TOY_DIGITS = DatasetSpec(
-    title="Toy digits", folder="ToyDigits", image_shape=(4, 4), classes=3, full_sizes=(300, 120),
-    generate=generate, generator_fingerprint=["toy-digits-1"],
-    served_hint="the grader serves the toy digits as IDX files in data/ToyDigits/raw/", path_words=("toy",))
+    title="Toy digits",
+    folder="ToyDigits",
+    image_shape=(4, 4),
+    classes=3,
+    full_sizes=(300, 120),
+    generate=generate,
+    generator_fingerprint=["toy-digits-1"],
+    served_hint="the grader serves the toy digits as IDX files in data/ToyDigits/raw/",
+    path_words=("toy",),
+)
 
 SHEET = Sheet(
     name="toy",
@@ -96,9 +112,12 @@ SHEET = Sheet(
     checks=CHECKS,
     networks=(NetworkSpec("tiny", "TinyNet", "tiny_net"),),
     dataset=TOY_DIGITS,
-    probe=ProbeSpec(plan=Path(__file__).with_name("kernel_plan.py"), answer=Answer,
-                    inputs=lambda data: dict(zip(("x", "y"), probe_batch(data, n=32)))),
-    reference_dir=Path(__file__).resolve().parent / "reference",   # none: no solution, no template
+    probe=ProbeSpec(
+        plan=Path(__file__).with_name("kernel_plan.py"),
+        answer=Answer,
+        inputs=lambda data: dict(zip(("x", "y"), probe_batch(data, n=32))),
+    ),
+    reference_dir=Path(__file__).resolve().parent / "reference",  # none: no solution, no template
     warmup_imports=("numpy", "torch"),
     content_markers=("TinyNet", "tiny_net"),
     written_exercises="1.1",
