@@ -88,11 +88,11 @@ def notebook_evidence(nb: nbformat.NotebookNode | None) -> list[str]:
     )
     answers = [cell.source for cell in nb.cells if cell.cell_type == "markdown" and _ANSWER.search(cell.source)]
     filled = sum(1 for a in answers if len(_ANSWER.sub("", a).strip(" *_#:\n")) >= 20)
-    answers = len(answers)
+    written = len(answers)
     return [
         f"part 4: {plots} plot(s) in the executed notebook",
-        f'part 4: {filled} of {answers} "Your answer" cell(s) filled in'
-        if answers
+        f'part 4: {filled} of {written} "Your answer" cell(s) filled in'
+        if written
         else 'part 4: no "Your answer" cell found',
     ]
 

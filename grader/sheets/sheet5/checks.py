@@ -23,7 +23,7 @@ from grader.checks.compare import close, describe, max_difference, structure
 from grader.config import Config
 from grader.observations import ModelObservation, Observations, Op
 from grader.sheet import AccuracyRange, CheckRegistry, Verdict
-from grader.sheets.sheet5.answer import Answer, Network
+from grader.sheets.sheet5.answer import Answer, DatasetObservation, Network
 from grader.sheets.sheet5.numpy_ref import LOSSES as REFERENCE_LOSSES
 from grader.sheets.sheet5.numpy_ref import OPS as REFERENCE_OPS
 from grader.sheets.sheet5.numpy_ref import accuracy, forward, log_softmax, sgd_step
@@ -70,7 +70,7 @@ def _first_error(
 def _not_defined(obs: Observations[Answer], written: str, kind: str) -> Verdict:
     """`written` (`class FFNN(nn.Module)`) is not defined: and what the notebook defines of that
     `kind` (modules, datasets, functions) instead, a class renamed or another sheet's notebook."""
-    others = getattr(obs.answer.defined, kind) if obs.answer is not None else []
+    others = getattr(_answer(obs).defined, kind)
     instead = ""
     if others:
         instead = (
@@ -85,13 +85,13 @@ def _ops(ops: list[Op]) -> list[dict]:
     return [{"op": op.op, "weight": op.weight, "bias": op.bias} for op in ops]
 
 
-def _unreproducible(ops: list[Op]) -> str | None:
+def _unreproducible(ops: list[Op]) -> str:
+    """Why the reference cannot recompute `ops`; empty when it can. A softmax over the wrong
+    dimension is recomputed: the check itself says that it is the team's mistake."""
     other = [op.torch or op.op for op in ops if op.op not in REFERENCE_OPS]
     if other:
         return f"it calls torch's `{other[0]}`, which the reference does not recompute"
-    if any(op.op in ("softmax", "log_softmax") and op.dim not in (None, 1, -1) for op in ops):
-        return None  # said by the check itself: a softmax over the wrong dimension is the team's mistake
-    return None
+    return ""
 
 
 def _ending(ops: list[Op]) -> tuple[list[Op], list[Op]]:
@@ -141,7 +141,7 @@ def _as_resolved(ops: list[Op], model: ModelObservation, x: np.ndarray) -> list[
 
 def _body(shape: list[tuple]) -> tuple[list[tuple], list[str]]:
     """The layers, and the output functions applied at the very end (all of them: a softmax twice)."""
-    tail = []
+    tail: list[str] = []
     while shape and shape[-1][0] in _OUTPUT_FUNCTIONS:
         tail.insert(0, shape[-1][0])
         shape = shape[:-1]
@@ -155,11 +155,17 @@ def _points(values) -> str:
 # ---- 5.4.1: the data set ----------------------------------------------------------------------
 
 
-def _dataset(obs: Observations[Answer]) -> Verdict | None:
-    ds = obs.answer.dataset
+def _answer(obs: Observations[Answer]) -> Answer:
+    """What the probe found, or an answer that found nothing (a probe that did not run)."""
+    return obs.answer if obs.answer is not None else Answer()
+
+
+def _dataset(obs: Observations[Answer]) -> Verdict | DatasetObservation:
+    """The data set the probe saw, or the verdict that says why there is none."""
+    ds = _answer(obs).dataset
     if ds is None or not ds.class_found:
         return _not_defined(obs, f"class {DATASET}(Dataset)", "datasets")
-    return None
+    return ds
 
 
 @CHECKS.check(
@@ -168,9 +174,9 @@ def _dataset(obs: Observations[Answer]) -> Verdict | None:
 def check_dataset_getitem(
     obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None
 ) -> Verdict:
-    if missing := _dataset(obs):
-        return missing
-    ds = obs.answer.dataset
+    ds = _dataset(obs)
+    if isinstance(ds, Verdict):
+        return ds
     if not ds.items:
         return _first_error(
             obs, "dataset", f"{DATASET}(data, labels)[0]", only=lambda step: "len(" not in step, method="__getitem__"
@@ -218,9 +224,9 @@ def check_dataset_getitem(
 def check_dataset_len(
     obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None
 ) -> Verdict:
-    if missing := _dataset(obs):
-        return missing
-    ds = obs.answer.dataset
+    ds = _dataset(obs)
+    if isinstance(ds, Verdict):
+        return ds
     if ds.length is None:
         return _first_error(
             obs, "dataset", f"len({DATASET}(data, labels))", only=lambda step: not step.endswith("]"), method="__len__"
@@ -240,7 +246,7 @@ def check_dataset_len(
 
 def _fresh(obs: Observations[Answer]) -> Verdict | ModelObservation:
     """The new FFNN(2, 16, 3) as the probe saw it, or the verdict that says why there is none."""
-    net = obs.answer.network
+    net = _answer(obs).network
     if net is None or not net.class_found:
         return _not_defined(obs, f"class {NETWORK}(nn.Module)", "modules")
     if net.fresh is None:
@@ -390,7 +396,7 @@ def _grads_problem(step, reference: dict[str, np.ndarray], previous, tol) -> str
 def check_training_step(
     obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None
 ) -> Verdict:
-    answer = obs.answer
+    answer = _answer(obs)
     if not answer.function_found:
         return _not_defined(obs, f"def {FUNCTION}(config, data, labels)", "functions")
     if answer.network is None or not answer.network.class_found:
@@ -493,7 +499,7 @@ def check_training_step(
 def trained_accuracy(obs: Observations[Answer]) -> tuple[float | None, str]:
     """The accuracy of the trained FFNN on the probe's points (the sheet's data), recomputed from
     its weights; or None and why not."""
-    net = obs.answer.network if obs.answer is not None else None
+    net = _answer(obs).network
     if net is None or net.trained is None:
         return None, "no trained network"
     model = net.trained
@@ -512,7 +518,8 @@ def _number(value) -> str:
 
 def _trained_layers(obs: Observations[Answer]) -> list[tuple] | None:
     """The layers the trained FFNN runs (its output function left out), or None when not known."""
-    model = obs.answer.network.trained
+    net = _answer(obs).network
+    model = net.trained if net is not None else None
     ops, _ = resolved_ops(model, obs.inputs["x"]) if model is not None else (None, "")
     return None if ops is None else _body(structure(ops))[0]
 
@@ -552,7 +559,7 @@ def _no_trained(net: Network) -> str:
 def check_training_accuracy(
     obs: Observations[Answer], config: Config, accuracy_range: AccuracyRange | None = None
 ) -> Verdict:
-    net = obs.answer.network
+    net = _answer(obs).network
     if net is None or not net.class_found:
         return _not_defined(obs, f"class {NETWORK}(nn.Module)", "modules")
     if not net.instance_found and net.search is not None and net.search.unrecorded:

@@ -64,7 +64,7 @@ def dataset(probe: k.Probe, cls) -> dict:
     """`cls(points, labels)` on the first `dataset_points` points: its length and a few items."""
     n = int(probe.settings["dataset_points"])
     data, labels = probe.inputs["x"][:n].copy(), probe.inputs["y"][:n].copy()
-    info = {"points": n, "length": None, "items": []}
+    info: dict = {"points": n, "length": None, "items": []}
     ok, made = k.guarded(probe, "dataset: PointsDataset(data, labels)", cls, data, labels)
     if not ok:
         return info
@@ -246,7 +246,7 @@ def observe(probe: k.Probe) -> dict:
         answer["dataset"].update(dataset(probe, dataset_class))
     class_name, canonical = settings["network"]
     cls = ns.get(class_name)
-    net = {"class_found": isinstance(cls, type) and issubclass(cls, nn.Module)}
+    net: dict = {"class_found": isinstance(cls, type) and issubclass(cls, nn.Module)}
     answer["network"] = net
     if net["class_found"]:
         ok, picked = k.guarded(
@@ -262,7 +262,7 @@ def observe(probe: k.Probe) -> dict:
         instance, label, how, search, cell = picked if ok else (None, "", "", None, None)
         net.update(
             instance_found=instance is not None,
-            instance_is_class=isinstance(instance, cls),
+            instance_is_class=isinstance(cls, type) and isinstance(instance, cls),
             instance_name=label,
             chosen_by=how,
             search=search,
@@ -270,7 +270,7 @@ def observe(probe: k.Probe) -> dict:
         )
         dims = settings["probe_dims"]
 
-        def fresh():
+        def fresh(cls=cls):
             torch.manual_seed(0)
             return cls(*dims)
 

@@ -13,7 +13,7 @@ batch; relu's gradient at 0 is 0.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-_ELEMENTWISE = {
+_ELEMENTWISE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "relu": lambda x: np.maximum(x, 0.0),
     "softmax": lambda x: np.exp(log_softmax(x)),
     "log_softmax": log_softmax,
