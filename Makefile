@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CONSTRAINTS := requirements/constraints.txt
 LOCK_VENV   := .lock-venv
 
-.PHONY: grade test test-fast docs install lock system-deps student-package benchmark clean
+.PHONY: grade test test-fast lint docs install lock system-deps student-package benchmark clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,12 +44,19 @@ system-deps:
 	bash scripts/install-system-deps.sh
 
 # The whole test suite, including real notebooks in real kernels, bubblewrap and a headless browser.
-test: install system-deps docs
+test: install system-deps lint docs
 	$(BIN)/python -m pytest -q
 
 # The fast lane for daily work (under a minute): everything but real kernels, the browser and training.
-test-fast: install docs
+test-fast: install lint docs
 	$(BIN)/python -m pytest -q -m "not kernel and not browser and not slow"
+
+# The gates (docs/tests.md): ruff's linter and formatter (`ruff format .` writes what --check wants)
+# and mypy on grader/ and reference/ (both configured in pyproject.toml). Seconds, before any test.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # The documentation (docs/, mkdocs.yml) built into site/; --strict: a broken link or anchor, or a
 # page missing from the nav, fails the build (docs/tests.md). Not --quiet: it hides the warnings
