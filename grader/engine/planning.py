@@ -116,6 +116,7 @@ def _identify(path: Path, root: Path, config: Config) -> Submission:
                 message=f"{rel}: cannot be read ({problem}); expected a readable file",
             ),
         ),
+        name_problems=name.problems,
     )
 
 
