@@ -545,7 +545,7 @@ def profile_run(toml: Path, subs: Path, out: Path, threads_of_workers: int) -> d
     import inspect
 
     from grader.config import load_config
-    from grader.engine import batch
+    from grader.engine import batch, dispatch
 
     times: dict[str, list[float]] = {}
 
@@ -589,15 +589,16 @@ def profile_run(toml: Path, subs: Path, out: Path, threads_of_workers: int) -> d
         ctx = batch.prepare_context(config, work, threads_of_workers, progress=say)
         planned = batch.plan(subs, config, out, shard=None, force=True, grader_hash=ctx.grader.grader_hash)
         jobs = planned.jobs if hasattr(planned, "jobs") else planned[1]  # a Plan, or the older tuple
-        batch._init_worker(ctx, batch.kernel_kind(config, len(jobs), threads_of_workers))
-        loop, kernels = batch._WORKER["loop"], batch._WORKER["kernels"]
+        # This process stands in for a worker; its parent is the one it dies with.
+        dispatch._init_worker(ctx, dispatch.kernel_kind(config, len(jobs), threads_of_workers), os.getppid())
+        loop, kernels = dispatch._WORKER["loop"], dispatch._WORKER["kernels"]
         for i, job in enumerate(jobs, 1):
-            outcome = batch.run_job(job, subs, out, ctx)
+            outcome = dispatch.run_job(job, subs, out, ctx)
             say(f"  profile: {i}/{len(jobs)} {outcome.status} ({outcome.seconds:.1f} s)")
         t0 = time.monotonic()
         loop.run_until_complete(kernels.close())
         times["close (stops the fork server)"] = [time.monotonic() - t0]
-        batch._WORKER.clear()
+        dispatch._WORKER.clear()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     table = {

@@ -215,3 +215,32 @@ def test_duplicate_students(tmp_path: Path):
         "1234567": ["Meier_1111111_Müller_1234567.zip", "Müller_1234567_Schmidt_7654321.zip"],
     }
     assert duplicate_students(subs[3:]) == {}
+
+
+def test_a_names_problems_are_data_and_its_messages_are_rendered_from_them():
+    parsed = parse_name("Anna_Schmidt_7000001_Ben_12345 (1).zip", NAMING)
+    found = [(p.code, p.what, dict(p.facts)) for p in parsed.problems]
+    assert found[0][:2] == ("name.pattern", "pattern")
+    assert found[0][2]["findings"] == (("copy_marker", ("(1)",)),)
+    assert ("name.student_id", "id_malformed", {"id": "12345", "digits": 7}) in found
+    assert [v.code for v in parsed.violations] == [p.code for p in parsed.problems]
+    assert all(v.message.startswith("Anna_Schmidt_7000001_Ben_12345 (1).zip: ") for v in parsed.violations)
+
+
+def test_the_files_team_renders_the_expected_name_once_in_every_message_that_says_one(tmp_path: Path):
+    from grader.intake.naming import complete_from_files
+    from grader.models import TeamMember
+
+    path = tmp_path / "Anna_7000001 (1).rar"
+    path.write_bytes(b"x")
+    sub = identify(path, tmp_path, NAMING)
+    assert sub.expected_name == "Anna_7000001.zip"
+    stated = (TeamMember(name="Anna Schmidt", student_id="7000001"), TeamMember(name="Ben Meyer", student_id="7000002"))
+    completed = complete_from_files(sub, stated, NAMING)
+    assert completed.expected_name == "Anna_7000001_Ben_Meyer_7000002.zip"
+    hinted = [v.message for v in completed.violations if "expected name" in v.message]
+    assert [v.code for v in completed.violations] == [v.code for v in sub.violations]
+    assert len(hinted) == 2  # name.pattern and name.extension
+    assert all(
+        m.count("expected name") == 1 and m.endswith(f"expected name: {completed.expected_name}") for m in hinted
+    )

@@ -311,6 +311,7 @@ def _submission(filename: str, kind: str = "zip") -> Submission:
         team=parsed.team,
         violations=parsed.violations,
         expected_name=parsed.expected_name,
+        name_problems=parsed.problems,
     )
 
 

@@ -75,7 +75,7 @@ def test_messages_about_the_environment_strip_bidirectional_overrides_too(contro
 
 @pytest.mark.parametrize("control", SAMPLE)
 def test_every_place_a_students_string_goes_shows_the_same_characters_escaped(control, tmp_path):
-    from grader.engine.batch import _file_name_safe
+    from grader.engine.planning import _file_name_safe
 
     name = f"Eva{control}Ernst"
     shown = f"Eva\\x{ord(control):02x}Ernst" if ord(control) < 0x100 else f"Eva\\u{ord(control):04x}Ernst"
@@ -86,7 +86,7 @@ def test_every_place_a_students_string_goes_shows_the_same_characters_escaped(co
 
 
 def test_line_breaks_and_tabs_are_kept_only_where_asked():
-    from grader.engine.batch import _file_name_safe
+    from grader.engine.planning import _file_name_safe
 
     text = "a\tb\nc\rd"
     assert plain(text) == "a b c d"  # one line on a terminal

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
+from typing import Any
 
 __all__ = ["BrokenProcessPool", "Slot", "die_with_parent"]
 
@@ -52,13 +53,15 @@ def exit_description(code: int | None) -> str:
 class Slot:
     """One worker at a time, made by `make` (a ProcessPoolExecutor with max_workers=1) when needed."""
 
-    def __init__(self, make: Callable[[], ProcessPoolExecutor], recycle_after: int | None = None):
+    def __init__(self, make: Callable[[Callable], ProcessPoolExecutor], recycle_after: int | None = None):
+        """`make(on_process)` makes the executor; it calls `on_process` with each worker process it
+        starts (`spawn_executor` does), so the slot knows its workers without the executor's insides."""
         self._make = make
         self._recycle_after = recycle_after
         self.executor: ProcessPoolExecutor | None = None
         self.jobs_run = 0
-        self._processes: list = []
-        self.retired: list[tuple[threading.Thread, ProcessPoolExecutor]] = []
+        self._processes: list = []  # the current executor's worker processes
+        self.retired: list[tuple[threading.Thread, ProcessPoolExecutor, list]] = []
 
     def submit(self, fn, *args) -> Future:
         """Run fn(*args) in this slot's worker; a broken or worn-out worker is replaced first."""
@@ -66,7 +69,8 @@ class Slot:
             self.retire()
         for attempt in (1, 2):
             if self.executor is None:
-                self.executor = self._make()
+                self._processes = []
+                self.executor = self._make(self._processes.append)
                 self.jobs_run = 0
             try:
                 future = self.executor.submit(fn, *args)
@@ -75,7 +79,6 @@ class Slot:
                 self.replace()
                 if attempt == 2:
                     raise
-        self._processes = list(getattr(self.executor, "_processes", {}).values())
         self.jobs_run += 1
         return future
 
@@ -101,25 +104,26 @@ class Slot:
                 target=executor.shutdown, kwargs={"wait": True, "cancel_futures": True}, daemon=True
             )
             stopping.start()
-            self.retired.append((stopping, executor))
+            self.retired.append((stopping, executor, self._processes))
+            self._processes = []
 
     def kill(self) -> None:
         """Stop the worker now (SIGKILL): the grader itself is stopping. Its kernels die with it."""
         executor, self.executor = self.executor, None
-        for other in [executor, *(retired for _, retired in self.retired)]:
-            if other is not None:
-                _kill(other, self._processes if other is executor else [])
+        if executor is not None:
+            _kill(executor, self._processes)
+        for _, retired, processes in self.retired:
+            _kill(retired, processes)
 
     def join(self, timeout: float = 300) -> None:
         """Wait for retired workers to stop; one that takes longer than `timeout` is killed."""
-        for stopping, executor in self.retired:
+        for stopping, executor, processes in self.retired:
             stopping.join(timeout)
             if stopping.is_alive():
-                _kill(executor, [])
+                _kill(executor, processes)
 
 
-def _kill(executor: ProcessPoolExecutor, known: list) -> None:
-    processes = list(getattr(executor, "_processes", {}).values()) + list(known)
+def _kill(executor: ProcessPoolExecutor, processes: list) -> None:
     for process in processes:
         try:
             process.kill()
@@ -130,7 +134,24 @@ def _kill(executor: ProcessPoolExecutor, known: list) -> None:
     executor.shutdown(wait=False, cancel_futures=True)
 
 
-def spawn_executor(initializer, initargs) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(
-        max_workers=1, mp_context=get_context("spawn"), initializer=initializer, initargs=initargs
-    )
+class _Recording:
+    """A multiprocessing context that hands every Process it makes to `on_process`: how a slot
+    knows its worker (to read its exit code, to kill it) without the executor's private fields."""
+
+    def __init__(self, base: Any, on_process: Callable) -> None:
+        self._base = base
+        self._on_process = on_process
+
+    def __getattr__(self, name: str):
+        return getattr(self._base, name)
+
+    def Process(self, *args, **kwargs):  # multiprocessing's name
+        process = self._base.Process(*args, **kwargs)
+        self._on_process(process)
+        return process
+
+
+def spawn_executor(initializer, initargs, on_process: Callable = lambda process: None) -> ProcessPoolExecutor:
+    """One worker, started with spawn; `on_process` gets the worker process (see `Slot`)."""
+    context: Any = _Recording(get_context("spawn"), on_process)
+    return ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=initializer, initargs=initargs)

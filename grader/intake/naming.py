@@ -12,11 +12,12 @@ import hashlib
 import os
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from grader.config import Naming
-from grader.intake.types import Submission
+from grader.intake.types import NameProblem, Submission
 from grader.models import TeamMember, Violation
 
 PATTERN = "Name1_id1_Name2_id2[_Name3_id3]"
@@ -36,13 +37,80 @@ _SEP = "_- .,+&;~"  # characters that may separate names and ids in a sloppy nam
 
 @dataclass(frozen=True)
 class ParsedName:
-    """What a file name says, before it becomes a Submission."""
+    """What a file name says, before it becomes a Submission: the team and the problems as data; the
+    messages (`violations`) are rendered from them."""
 
     stem: str
     extension: str  # as written, e.g. ".zip", ".ZIP", ".tar.gz" ("" if none)
     team: tuple[TeamMember, ...]
-    violations: tuple[Violation, ...]
+    problems: tuple[NameProblem, ...]
     expected_name: str | None  # canonical name, when it differs and can be worked out
+    hint: str | None = None  # the name the messages suggest (also when it is the name itself)
+
+    @property
+    def violations(self) -> tuple[Violation, ...]:
+        return render_name_problems(self.problems, self.hint)
+
+
+# What each finding of name.pattern says (`found` in a message), by its kind.
+_FINDING_TEXT: dict[str, Callable[..., str]] = {
+    "copy_marker": lambda marker: f"the copy marker '{marker}'",
+    "before_first_name": lambda dropped: f"'{dropped}' before the first name",
+    "no_name_before_id": lambda raw_id: f"no name before the id '{raw_id}'",
+    "separators": lambda written, wanted: f"'{written}' where '{wanted}' was expected",
+    "surname_first": lambda name: f"'{name}' written surname first with a comma",
+    "digits_in_name": lambda name: f"digits in the name '{name}'",
+    "after_last_id": lambda dropped: f"'{dropped}' after the last id",
+    "name_without_id": lambda name: f"the name '{name}' without a student id",
+    "no_id": lambda digits: f"no {digits}-digit student id",
+    "left_after_last_id": lambda rest: f"{rest!r} after the last id",
+}
+
+
+def _found(findings: tuple[tuple[str, tuple], ...]) -> str:
+    return "; ".join(_FINDING_TEXT[kind](*facts) for kind, facts in findings)
+
+
+def _id_malformed(id: str, digits: int) -> str:
+    what = "non-ASCII digits" if not id.isascii() else f"{len(id)} digit{'s' if len(id) != 1 else ''}"
+    return f"student id '{id}' has {what}; expected exactly {digits} ASCII digits (0-9)"
+
+
+# The message of each problem (`NameProblem.what`), from its facts.
+_PROBLEM_TEXT: dict[str, Callable[..., str]] = {
+    "archive_not_unpacked": lambda ext: (
+        f"expected a .zip archive (or a single .ipynb/.py/.pdf file), found a '{ext}' archive, "
+        "which the grader does not unpack"
+    ),
+    "extension": lambda ext: (
+        "expected a .zip archive or a single .ipynb, .py or .pdf file, found " + (f"'{ext}'" if ext else "no extension")
+    ),
+    "no_team": lambda ext, digits, findings: (
+        f"expected {PATTERN}{ext} (names and {digits}-digit student ids joined by '_'), "
+        f"found {_found(findings) or 'no name/id pairs'}"
+    ),
+    "pattern": lambda ext, findings: f"expected {PATTERN}{ext}, found {_found(findings)}",
+    "team_from_folder": lambda ext, folder: (
+        f"expected {PATTERN}{ext or '.zip'}, found a file name without name/id pairs; the team is read "
+        f"from its folder '{folder}'"
+    ),
+    "id_missing": lambda name, digits: f"'{name}' has no student id; expected {digits} ASCII digits after every name",
+    "id_malformed": _id_malformed,
+    "group_size": lambda low, high, count: f"expected a team of {low} to {high} students, the name lists {count}",
+}
+
+
+def render_name_problems(problems: tuple[NameProblem, ...], expected: str | None) -> tuple[Violation, ...]:
+    """The naming violations: each problem's message, ending with the expected name where it says one."""
+    return tuple(
+        Violation(
+            code=problem.code,
+            severity=problem.severity,
+            message=f"{problem.file}: {_PROBLEM_TEXT[problem.what](**dict(problem.facts))}"
+            + (f"; expected name: {expected}" if problem.hinted and expected else ""),
+        )
+        for problem in problems
+    )
 
 
 def split_extension(filename: str) -> tuple[str, str]:
@@ -157,37 +225,32 @@ def _as_file_name_part(name: str) -> str:
 
 
 def parse_name(filename: str, naming: Naming) -> ParsedName:
-    """Parse a submission's file name into its team and the naming violations."""
+    """Parse a submission's file name into its team and the naming problems."""
     filename = unicodedata.normalize("NFC", filename)
     stem, ext = split_extension(filename)
-    violations: list[Violation] = []
-    found: list[str] = []  # what differs from the canonical form, for name.pattern
+    problems: list[NameProblem] = []
+    found: list[tuple[str, tuple]] = []  # what differs from the canonical form, for name.pattern
 
-    def violation(code: str, severity: str, text: str) -> None:
-        violations.append(Violation(code=code, severity=severity, message=f"{filename}: {text}"))
+    def problem(code: str, what: str, *, hinted: bool = False, first: bool = False, **facts) -> None:
+        severity = "error" if what == "no_team" else "warning"
+        problems.insert(
+            0 if first else len(problems), NameProblem(code, severity, what, filename, tuple(facts.items()), hinted)
+        )
 
     canonical_ext = ext
     if ext.lower() == ".zip" or ext.lower() in ALLOWED_SINGLE:
         pass
     elif ext.lower() in UNSUPPORTED_ARCHIVES:
         canonical_ext = ".zip"
-        violation(
-            "name.extension",
-            "warning",
-            f"expected a .zip archive (or a single .ipynb/.py/.pdf file), found a '{ext}' archive, "
-            "which the grader does not unpack",
-        )
+        problem("name.extension", "archive_not_unpacked", hinted=True, ext=ext)
     else:
         canonical_ext = ".zip"
-        shown = f"'{ext}'" if ext else "no extension"
-        violation(
-            "name.extension", "warning", f"expected a .zip archive or a single .ipynb, .py or .pdf file, found {shown}"
-        )
+        problem("name.extension", "extension", hinted=True, ext=ext)
 
     body = stem
     copy = _COPY_SUFFIX.search(body)
     if copy and copy.start() > 0:
-        found.append(f"the copy marker '{copy.group(0).strip()}'")
+        found.append(("copy_marker", (copy.group(0).strip(),)))
         body = body[: copy.start()]
 
     runs = [m for m in _DIGITS.finditer(body) if _is_id_run(body, m.start(), m.end())]
@@ -202,23 +265,22 @@ def parse_name(filename: str, naming: Naming) -> ParsedName:
         if i == 0:
             segment, dropped = _drop_junk(segment, leading=True)
             if dropped:
-                found.append(f"'{dropped}' before the first name")
+                found.append(("before_first_name", (dropped,)))
         core = segment.strip(_SEP)
         lead = segment[: len(segment) - len(segment.lstrip(_SEP))]
         trail = segment[len(segment.rstrip(_SEP)) :]
         raw_id = run.group(0)
         if not core:
-            found.append(f"no name before the id '{raw_id}'")
+            found.append(("no_name_before_id", (raw_id,)))
         elif lead != ("" if i == 0 else "_") or trail != "_":
-            written = f"{segment}{raw_id}"
-            found.append(f"'{written}' where '{'' if i == 0 else '_'}{core}_{raw_id}' was expected")
+            found.append(("separators", (f"{segment}{raw_id}", f"{'' if i == 0 else '_'}{core}_{raw_id}")))
         name = _clean_name(core)
         if "," in name:
-            found.append(f"'{name}' written surname first with a comma")
+            found.append(("surname_first", (name,)))
             name = _given_name_first(name)
             core = name
         if any(ch.isdigit() for ch in name):
-            found.append(f"digits in the name '{name}'")
+            found.append(("digits_in_name", (name,)))
         student_id = _ascii_id(raw_id)
         if not (raw_id.isascii() and len(raw_id) == naming.id_digits):
             bad_ids.append(raw_id)
@@ -232,39 +294,25 @@ def parse_name(filename: str, naming: Naming) -> ParsedName:
         if runs:
             kept, dropped = _drop_junk(rest, leading=False)
             if dropped:
-                found.append(f"'{dropped}' after the last id")
+                found.append(("after_last_id", (dropped,)))
             if kept.strip(_SEP):
                 name = _clean_name(kept.strip(_SEP))
                 id_less.append(name)
-                found.append(f"the name '{name}' without a student id")
+                found.append(("name_without_id", (name,)))
                 team.append(TeamMember(name=name, student_id=""))
                 names.append(name)
                 ids.append("")
         else:
-            found.append(f"no {naming.id_digits}-digit student id")
+            found.append(("no_id", (naming.id_digits,)))
     elif rest and runs:
-        found.append(f"{rest!r} after the last id")
+        found.append(("left_after_last_id", (rest,)))
 
     for name in id_less:
-        violation(
-            "name.student_id",
-            "warning",
-            f"'{name}' has no student id; expected {naming.id_digits} ASCII digits after every name",
-        )
+        problem("name.student_id", "id_missing", name=name, digits=naming.id_digits)
     for raw in bad_ids:
-        what = "non-ASCII digits" if not raw.isascii() else f"{len(raw)} digit{'s' if len(raw) != 1 else ''}"
-        violation(
-            "name.student_id",
-            "warning",
-            f"student id '{raw}' has {what}; expected exactly {naming.id_digits} ASCII digits (0-9)",
-        )
-
+        problem("name.student_id", "id_malformed", id=raw, digits=naming.id_digits)
     if team and not (naming.min_members <= len(team) <= naming.max_members):
-        violation(
-            "name.group_size",
-            "warning",
-            f"expected a team of {naming.min_members} to {naming.max_members} students, the name lists {len(team)}",
-        )
+        problem("name.group_size", "group_size", low=naming.min_members, high=naming.max_members, count=len(team))
 
     # The canonical name can be worked out when every member has a name and a well-formed id.
     can_work_out = (
@@ -282,37 +330,22 @@ def parse_name(filename: str, naming: Naming) -> ParsedName:
             expected = "_".join(f"{_as_file_name_part(n)}_{i}" for n, i in zip(names, ids)) + canonical_ext
         else:
             expected = "_".join(f"{n}_{i}" for n, i in zip(names, ids)) + canonical_ext
-    hint = f"; expected name: {expected}" if expected else ""
 
     if not team:
-        violations.insert(
-            0,
-            Violation(
-                code="name.pattern",
-                severity="error",
-                message=f"{filename}: expected {PATTERN}{canonical_ext} "
-                f"(names and {naming.id_digits}-digit student ids joined by '_'), "
-                f"found {'; '.join(found) or 'no name/id pairs'}",
-            ),
+        problem(
+            "name.pattern", "no_team", first=True, ext=canonical_ext, digits=naming.id_digits, findings=tuple(found)
         )
     elif found:
-        violations.insert(
-            0,
-            Violation(
-                code="name.pattern",
-                severity="warning",
-                message=f"{filename}: expected {PATTERN}{canonical_ext}, found {'; '.join(found)}{hint}",
-            ),
-        )
+        problem("name.pattern", "pattern", hinted=True, first=True, ext=canonical_ext, findings=tuple(found))
 
-    for v in violations:
-        if v.code == "name.extension" and expected and "expected name" not in v.message:
-            idx = violations.index(v)
-            violations[idx] = Violation(code=v.code, severity=v.severity, message=v.message + hint)
-
-    if expected == filename:
-        expected = None
-    return ParsedName(stem=stem, extension=ext, team=tuple(team), violations=tuple(violations), expected_name=expected)
+    return ParsedName(
+        stem=stem,
+        extension=ext,
+        team=tuple(team),
+        problems=tuple(problems),
+        expected_name=None if expected == filename else expected,
+        hint=expected,
+    )
 
 
 def sha256_of(path: Path) -> str:
@@ -372,6 +405,7 @@ def identify(path: Path, root: Path, naming: Naming) -> Submission:
         team=parsed.team,
         violations=parsed.violations,
         expected_name=parsed.expected_name,
+        name_problems=parsed.problems,
     )
 
 
@@ -414,18 +448,11 @@ def complete_from_files(submission: Submission, stated: tuple[TeamMember, ...], 
     if suggested == current or (submission.expected_name is None and len(members) == len(submission.team)):
         return dataclasses.replace(submission, team=team)  # the name is fine as it is
     # The name's own messages suggested what the name alone allowed: now they say the better name.
-    violations = tuple(
-        v.model_copy(
-            update={
-                "message": v.message.replace(
-                    f"expected name: {submission.expected_name}", f"expected name: {suggested}"
-                )
-            }
-        )
-        if submission.expected_name and v.code.startswith("name.")
-        else v
-        for v in submission.violations
-    )
+    # The naming violations come first in a Submission's (see `identify`); they are rendered anew.
+    violations = submission.violations
+    if submission.expected_name:
+        named = render_name_problems(submission.name_problems, suggested)
+        violations = named + violations[len(named) :]
     return dataclasses.replace(submission, team=team, expected_name=suggested, violations=violations)
 
 
@@ -437,24 +464,23 @@ def _team_from_folder(path: Path, parsed: ParsedName, naming: Naming) -> ParsedN
     if not any(m.student_id for m in from_folder.team):
         return parsed
     filename = unicodedata.normalize("NFC", readable_name(path.name))
-    expected = from_folder.expected_name or (folder + ext if not from_folder.violations else None)
-    hint = f"; expected name: {expected}" if expected else ""
-    note = Violation(
-        code="name.pattern",
-        severity="warning",
-        message=f"{filename}: expected {PATTERN}{ext or '.zip'}, found a file name without "
-        f"name/id pairs; the team is read from its folder '{folder}'{hint}",
+    expected = from_folder.expected_name or (folder + ext if not from_folder.problems else None)
+    note = NameProblem(
+        "name.pattern", "warning", "team_from_folder", filename, (("ext", ext), ("folder", folder)), hinted=True
     )
-    prefix = f"{folder}{ext}:"
+    # The folder name's own problems, said of this file in its folder.
     others = tuple(
-        v.model_copy(update={"message": f"{filename} (folder '{folder}'):" + v.message[len(prefix) :]})
-        if v.message.startswith(prefix)
-        else v
-        for v in from_folder.violations
-        if v.code != "name.pattern"
+        dataclasses.replace(p, file=f"{filename} (folder '{folder}')")
+        for p in from_folder.problems
+        if p.code != "name.pattern"
     )
     return ParsedName(
-        stem=parsed.stem, extension=ext, team=from_folder.team, violations=(note,) + others, expected_name=expected
+        stem=parsed.stem,
+        extension=ext,
+        team=from_folder.team,
+        problems=(note,) + others,
+        expected_name=expected,
+        hint=expected,
     )
 
 

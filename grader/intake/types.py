@@ -4,8 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from grader.models import SubmissionInfo, TeamMember, Violation
+
+
+@dataclass(frozen=True)
+class NameProblem:
+    """One thing wrong with a submission's file name, as data: `grader.intake.naming` renders the
+    message from it (`render_name_problems`), once, with the expected name known at that time."""
+
+    code: str  # the violation's code: name.pattern, name.extension, name.student_id, name.group_size
+    severity: str
+    what: str  # which problem of that code, e.g. "id_malformed" (see naming._PROBLEM_TEXT)
+    file: str  # the name the message names: the file's, or "x.ipynb (folder 'T')"
+    facts: tuple[tuple[str, Any], ...] = ()  # what was found: ("ext", ".rar"), ("id", "123"), ...
+    hinted: bool = False  # the message ends with the expected name, when there is one
+
+    def fact(self, name: str) -> Any:
+        return dict(self.facts)[name]
 
 
 @dataclass(frozen=True)
@@ -20,6 +37,7 @@ class Submission:
     team: tuple[TeamMember, ...] = ()
     violations: tuple[Violation, ...] = ()
     expected_name: str | None = None  # what the naming rules ask for, when the name breaks them
+    name_problems: tuple[NameProblem, ...] = ()  # what `violations` says about the name, as data
 
     def info(self) -> SubmissionInfo:
         return SubmissionInfo(
