@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import SHEET6_HINTS
 from intake_corpus import make_pdf, make_zip, solution_notebook
 
 from grader.config import Archive, Naming
-from grader.intake import identify, unpack
+from grader.intake import check_identity, identify, unpack
 
 TEAM = [("Max Müller", "1234567"), ("Eva Schmidt", "7654321")]
 OK = "Müller_1234567_Schmidt_7654321"
@@ -25,3 +26,31 @@ def test_an_entry_with_a_control_character_in_its_name_is_not_called_a_path_out_
     (unsafe,) = [v.message for v in ws.violations if v.code == "archive.unsafe_path"]
     assert "outside" not in unsafe, unsafe  # nothing in its name leads out of the folder
     assert "control character" in unsafe and "Exercise_6_6\\x1b[31m.ipynb" in unsafe, unsafe
+
+
+def _identity_messages(tmp_path: Path, pdf: bytes) -> list[str]:
+    z = make_zip(tmp_path / "subs" / f"{OK}.zip", {"Exercise_6_6.ipynb": solution_notebook(TEAM), "Sheet6.pdf": pdf})
+    sub = identify(z, tmp_path / "subs", Naming())
+    ws = unpack(sub, tmp_path / "ws", Archive(), SHEET6_HINTS)
+    return [v.message for v in check_identity(sub, ws) if v.code == "content.pdf_unreadable"]
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        (b"hello, I am not a PDF", "not a PDF"),
+        (b"", "an empty file"),
+        (b"PK\x03\x04" + b"\0" * 40, "a zip archive or an Office document"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "a PNG image"),
+    ],
+)
+def test_a_pdf_that_is_not_a_pdf_says_what_it_is_instead(tmp_path: Path, content: bytes, what: str):
+    (message,) = _identity_messages(tmp_path, content)
+    assert message.startswith(f"{OK}.zip: ") and "'Sheet6.pdf'" in message, message
+    assert "does not begin with %PDF-" in message and what in message, message
+    assert "Stream has ended" not in message and "Error" not in message, message  # pypdf's words, not ours
+
+
+def test_a_pdf_that_is_broken_inside_still_says_what_the_reader_found(tmp_path: Path):
+    (message,) = _identity_messages(tmp_path, b"%PDF-1.4\n1 0 obj broken")
+    assert "'Sheet6.pdf'" in message and "does not begin" not in message, message
