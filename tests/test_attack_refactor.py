@@ -54,3 +54,11 @@ def test_a_pdf_that_is_not_a_pdf_says_what_it_is_instead(tmp_path: Path, content
 def test_a_pdf_that_is_broken_inside_still_says_what_the_reader_found(tmp_path: Path):
     (message,) = _identity_messages(tmp_path, b"%PDF-1.4\n1 0 obj broken")
     assert "'Sheet6.pdf'" in message and "does not begin" not in message, message
+
+
+def test_an_empty_zip_says_there_was_nothing_to_look_in_for_the_ids(tmp_path: Path):
+    z = make_zip(tmp_path / "subs" / f"{OK}.zip", {})
+    sub = identify(z, tmp_path / "subs", Naming())
+    (missing,) = [v.message for v in check_identity(sub, unpack(sub, tmp_path / "ws", Archive(), SHEET6_HINTS))]
+    assert "in nothing" not in missing, missing
+    assert "found no notebook or PDF to look in" in missing and "1234567, 7654321" in missing, missing

@@ -291,7 +291,7 @@ def check_identity(submission: Submission, workspace: Workspace) -> list[Violati
     digits = _digits_of(submission.team)
     ev = read_evidence(submission, workspace, digits)
     violations = list(ev.problems)
-    where = " and ".join(ev.looked_in) or "nothing (no notebook or PDF was found)"
+    where = " and ".join(ev.looked_in)
     note = identity_form_note(ev)
     if not ev.ids:
         expected = f"the ids {', '.join(team_ids)} of the file name" if team_ids else "the team's ids"
@@ -300,7 +300,9 @@ def check_identity(submission: Submission, workspace: Workspace) -> list[Violati
                 code="identity.missing",
                 severity="warning",
                 message=f"{submission.rel}: expected every member's name, {digits}-digit student id and e-mail "
-                f"in the notebook or PDF; found no student id in {where} (expected {expected})"
+                f"in the notebook or PDF; "
+                + (f"found no student id in {where}" if where else "found no notebook or PDF to look in")
+                + f" (expected {expected})"
                 + (f"; {note}" if note else ""),
             )
         )
