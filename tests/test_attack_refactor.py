@@ -3,11 +3,13 @@ names and text into every output, the students' wheel on broken zips, a tutor's 
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import SHEET6_HINTS
+from conftest import SHEET6_HINTS, needs_torch
 from intake_corpus import make_pdf, make_zip, solution_notebook
+from test_student_package import CORRECT, _chown_nobody, student_install, student_wheel  # noqa: F401 (fixtures)
 
 from grader.config import Archive, Naming
 from grader.intake import check_identity, identify, unpack
@@ -62,3 +64,55 @@ def test_an_empty_zip_says_there_was_nothing_to_look_in_for_the_ids(tmp_path: Pa
     (missing,) = [v.message for v in check_identity(sub, unpack(sub, tmp_path / "ws", Archive(), SHEET6_HINTS))]
     assert "in nothing" not in missing, missing
     assert "found no notebook or PDF to look in" in missing and "1234567, 7654321" in missing, missing
+
+
+# ----------------------------------------------------------------------------- the students' wheel
+
+BROKEN_ZIPS = {
+    # file name → (entries, where the check's output must name what is wrong, its exit status)
+    "Erika_Mustermann_7012345_Jonas_Wolf_7054321.zip": (
+        {"Exercise_6_6.ipynb": b"this is not json {", "Sheet6.pdf": "pdf"},
+        ["the notebook 'Exercise_6_6.ipynb' cannot be read: not JSON"],
+        1,
+    ),
+    "Lena_Graf_7012345_Jonas_Wolf_7054321.zip": (
+        {"Sheet6.pdf": "pdf"},
+        ["expected a Jupyter notebook (.ipynb) or a Python script (.py), found Sheet6.pdf"],
+        1,
+    ),
+    "our submission.zip": (
+        {"Exercise_6_6.ipynb": "notebook", "Sheet6.pdf": b"hello, I am a text file"},
+        [
+            "our submission.zip: expected Name1_id1_Name2_id2",
+            "the PDF 'Sheet6.pdf' is not a PDF: it does not begin with %PDF-",
+        ],
+        3,
+    ),
+}
+
+
+@pytest.mark.kernel
+@needs_torch
+def test_the_installed_wheel_says_what_is_wrong_with_broken_zips_and_names_the_file(student_install):  # noqa: F811
+    """The wheel as students install it (tests/test_student_package.py's fixture: a fresh venv outside
+    the repository, user `nobody`) on broken zips: every message names the file and what is wrong,
+    nothing ends in a traceback, and every program it sends to a kernel is in the wheel (the
+    misnamed zip's notebook runs in a kernel, in bubblewrap where there is one)."""
+    src = zipfile.ZipFile(student_install.base / "subs" / CORRECT)
+    real = {"notebook": src.read("Exercise_6_6.ipynb"), "pdf": src.read("Sheet6.pdf")}
+    folder = student_install.base / "work" / "broken"
+    folder.mkdir(exist_ok=True)
+    for name, (entries, expected, status) in BROKEN_ZIPS.items():
+        path = folder / name
+        with zipfile.ZipFile(path, "w") as archive:
+            for entry, content in entries.items():
+                archive.writestr(entry, real.get(content, content) if isinstance(content, str) else content)
+        _chown_nobody(folder)
+        done = student_install.run([student_install.grader, "check", str(path)])
+        shown = " ".join(done.stdout.split())  # rich wraps long lines
+        assert done.returncode == status, f"{name}: {done.stdout}{done.stderr}"
+        assert "Traceback" not in done.stdout + done.stderr, f"{name}: {done.stderr}"
+        for words in expected:
+            assert words in shown, f"{name}: {words!r} not in\n{done.stdout}"
+        if status == 3:  # the notebook ran: the kernel's programs came from the wheel
+            assert "ran without errors" in shown and "✓ baseline.forward" in shown, done.stdout
