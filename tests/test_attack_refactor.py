@@ -116,3 +116,18 @@ def test_the_installed_wheel_says_what_is_wrong_with_broken_zips_and_names_the_f
             assert words in shown, f"{name}: {words!r} not in\n{done.stdout}"
         if status == 3:  # the notebook ran: the kernel's programs came from the wheel
             assert "ran without errors" in shown and "✓ baseline.forward" in shown, done.stdout
+
+
+def test_summary_html_links_a_stem_that_holds_a_lone_surrogate():
+    """A report whose stem holds bytes that are not UTF-8 (a shard's report file named on another
+    system, a hand-edited report): the page shows U+FFFD for them, as for every other value, instead
+    of failing in the link's URL encoding."""
+    from test_report_outputs import make_report
+
+    from grader.report import overview
+    from grader.sheets.sheet6 import SHEET
+
+    stem, report = make_report([("Caf\udce9", "1234567"), ("Eva", "7654321")])
+    html = overview.overview_html([(stem, report)], sheet=SHEET)
+    assert 'href="feedback/Caf%EF%BF%BD_1234567_Eva_7654321.html"' in html
+    assert ">Caf\ufffd_1234567_Eva_7654321</a>" in html
