@@ -131,3 +131,29 @@ def test_summary_html_links_a_stem_that_holds_a_lone_surrogate():
     html = overview.overview_html([(stem, report)], sheet=SHEET)
     assert 'href="feedback/Caf%EF%BF%BD_1234567_Eva_7654321.html"' in html
     assert ">Caf\ufffd_1234567_Eva_7654321</a>" in html
+
+
+def test_a_cell_without_a_number_is_named_alike_on_the_page_in_the_summary_and_in_the_terminal():
+    """One label for a cell (models.cell_label): `In [n]`, or `cell <place>` when the notebook's JSON
+    gave no usable number (0, negative). The page, summary.html and `grader check` had copies of
+    their own, which called a cell with a negative number `In [-1]`."""
+    import io
+
+    from rich.console import Console
+    from test_report_outputs import make_report
+
+    from grader.commands.check import print_verdict
+    from grader.models import CellError
+    from grader.report import feedback, overview
+    from grader.sheets.sheet6 import SHEET
+
+    stem, report = make_report(TEAM, status="errors")
+    error = CellError(cell=7, execution_count=-1, ename="ZeroDivisionError", evalue="division by zero")
+    report = report.model_copy(update={"execution": report.execution.model_copy(update={"errors": [error]})})
+    assert error.label == "cell 7"
+    page = feedback.feedback_html(report, None, SHEET)
+    summary = overview.overview_html([(stem, report)], sheet=SHEET)
+    shown = io.StringIO()
+    print_verdict(report, Console(file=shown, width=200), None, SHEET)
+    for where, text in {"page": page, "summary": summary, "terminal": shown.getvalue()}.items():
+        assert "cell 7" in text and "In [-1]" not in text, f"{where}: {text}"
