@@ -246,10 +246,6 @@ def upload_advice(report: Report, given: CheckInput, sheet: Sheet) -> str | None
     return f"zip these files of the folder ({files}) as {shown}, and upload the zip"
 
 
-def _cell(error) -> str:
-    return f"In [{error.execution_count}]" if error.execution_count else f"cell {error.cell}"
-
-
 def _data_line(report: Report, sheet: Sheet) -> str | None:
     data = report.execution.data
     if data is None or sheet.dataset is None:
@@ -326,7 +322,7 @@ def print_verdict(report: Report, console: Console, given: CheckInput | None, sh
         }[ex.status]
         out(f"  notebook: {status} ({ex.cells_run} of {ex.cells_total} code cells, {ex.duration_s:.1f} s)")
     for error in ex.errors:
-        out(f"    {_cell(error)}: {terminal(error.ename)}: {terminal(error.evalue)}")
+        out(f"    {error.label}: {terminal(error.ename)}: {terminal(error.evalue)}")
     sandbox = _isolation_line(report)
     for note in ex.notes:
         if not is_isolation_note(note) and note != f"the notebook {sandbox}":

@@ -387,13 +387,21 @@ def _unpack_entry(
     if parts is None and (too_long := _too_long(name)):
         out.add("archive.unsafe_path", "error", label, f"{entry}: {too_long}; skipped")
         return
+    if parts is None and _has_control(name):
+        out.add(
+            "archive.unsafe_path",
+            "error",
+            label,
+            f"{entry} has a control character in its name (expected a name of printable characters); skipped",
+        )
+        return
     if parts is None:
         out.add(
             "archive.unsafe_path",
             "error",
             label,
             f"{entry} points outside the submission folder (expected a path without '..' that "
-            "leads out of it, and without control characters); skipped",
+            "leads out of it); skipped",
         )
         return
     if is_junk(parts):

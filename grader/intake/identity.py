@@ -68,6 +68,34 @@ def pdf_text(path: Path) -> str:
     return found
 
 
+# What a file named .pdf that is not one starts with, for a message that says what it is instead.
+_NOT_PDF = (
+    (b"PK\x03\x04", "a zip archive or an Office document (.docx, .odt): export it as a PDF"),
+    (b"\xd0\xcf\x11\xe0", "an old Office document (.doc): export it as a PDF"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"{", "text in JSON (a notebook?)"),
+)
+
+
+def _not_a_pdf(path: Path) -> str | None:
+    """What a file named .pdf is when it is not a PDF (no `%PDF-` in its first 1024 bytes, where PDF
+    readers look for it); None when it is one, or cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+    except OSError:
+        return None
+    if b"%PDF-" in head:
+        return None
+    if not head:
+        return "an empty file (0 bytes): the upload may have failed"
+    for magic, what in _NOT_PDF:
+        if head.lstrip().startswith(magic):
+            return what
+    return "a file of another kind, renamed to .pdf"
+
+
 def read_evidence(submission: Submission, workspace: Workspace, digits: int = 7) -> Evidence:
     ev = Evidence()
     pattern = _id_pattern(digits)
@@ -104,11 +132,15 @@ def read_evidence(submission: Submission, workspace: Workspace, digits: int = 7)
                     )
                 )
                 continue
+            instead = _not_a_pdf(path) if where == "PDF" else None
             ev.problems.append(
                 Violation(
                     code="content.pdf_unreadable",
                     severity="warning",
-                    message=f"{submission.rel}: cannot read the text of the {where} '{rel}' "
+                    message=f"{submission.rel}: the PDF '{rel}' is not a PDF: it does not begin with %PDF- as "
+                    f"every PDF does ({instead}); expected the written exercises exported or printed as a PDF"
+                    if instead
+                    else f"{submission.rel}: cannot read the text of the {where} '{rel}' "
                     f"({str(exc)[:150]}); expected a readable {where}",
                 )
             )
@@ -259,7 +291,7 @@ def check_identity(submission: Submission, workspace: Workspace) -> list[Violati
     digits = _digits_of(submission.team)
     ev = read_evidence(submission, workspace, digits)
     violations = list(ev.problems)
-    where = " and ".join(ev.looked_in) or "nothing (no notebook or PDF was found)"
+    where = " and ".join(ev.looked_in)
     note = identity_form_note(ev)
     if not ev.ids:
         expected = f"the ids {', '.join(team_ids)} of the file name" if team_ids else "the team's ids"
@@ -268,7 +300,9 @@ def check_identity(submission: Submission, workspace: Workspace) -> list[Violati
                 code="identity.missing",
                 severity="warning",
                 message=f"{submission.rel}: expected every member's name, {digits}-digit student id and e-mail "
-                f"in the notebook or PDF; found no student id in {where} (expected {expected})"
+                f"in the notebook or PDF; "
+                + (f"found no student id in {where}" if where else "found no notebook or PDF to look in")
+                + f" (expected {expected})"
                 + (f"; {note}" if note else ""),
             )
         )

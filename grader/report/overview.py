@@ -33,8 +33,7 @@ def needs_tutor(report: Report) -> list[str]:
     ex = report.execution
     if ex.status != "ok":
         error = ex.errors[0] if ex.errors else None
-        where = (f"In [{error.execution_count}]" if error.execution_count else f"cell {error.cell}") if error else ""
-        first = f" ({where}: {error.ename})" if error else ""
+        first = f" ({error.label}: {error.ename})" if error else ""
         reasons.append(f"execution {ex.status}{first}")
     for v in report.violations:
         if v.severity == "error" or v.code.startswith(("name.", "identity.", "grader.")):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
-from grader.util.textsafe import plain
+from grader.util.textsafe import plain, valid_text
 
 if TYPE_CHECKING:
     import jinja2
@@ -87,6 +87,8 @@ def environment() -> jinja2.Environment:
                 "f1": lambda value: f"{value:.1f}",  # a coordinate in a chart, a duration
                 "points": fmt_points,  # "pending" for None
                 "status_color": lambda status: STATUS_COLORS.get(status, "#495057"),
+                # Jinja2's own, on text `finalize` has not seen yet: a lone surrogate would raise
+                "urlencode": lambda value: jinja2.filters.do_urlencode(valid_text(str(value))),
             }.items()
         }
     )
