@@ -239,7 +239,6 @@ def test_a_second_grade_on_the_same_folder_is_refused_at_once_naming_the_holder(
     while not holder.exists():
         assert first.poll() is None and time.monotonic() < deadline, first.communicate()[0]
         time.sleep(0.05)
-    started = time.monotonic()
     for command in (
         ["grade", "subs", "--out", "out"],
         ["merge", "out", "--out", "out"],
@@ -250,7 +249,7 @@ def test_a_second_grade_on_the_same_folder_is_refused_at_once_naming_the_holder(
         assert second.returncode == 2, (command, output)
         assert "the output folder out is in use by grader grade" in output, output
         assert f"pid {first.pid} on {socket.gethostname()}" in output, output
-    assert time.monotonic() - started < 30  # refused, not waiting
+    # Refused, not waiting: the first batch still runs, so none of them waited for its lock.
     assert first.poll() is None, "the first batch ended before the others were refused: the test proves nothing"
     output = first.communicate(timeout=300)[0]
     assert first.returncode == 0, output
