@@ -102,6 +102,9 @@ CORPUS = {
                 ".DS_Store": b"junk",
                 "Thumbs.db": b"junk",
                 ".ipynb_checkpoints/solution-checkpoint.ipynb": template_notebook(),
+                # A folder with a custom icon, zipped by Finder: 'Icon\r' and its resource fork.
+                "Abgabe/Icon\r": b"",
+                "__MACOSX/Abgabe/._Icon\r": b"\0\5\26\7",
             },
         ),
         set(),

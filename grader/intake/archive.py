@@ -37,7 +37,7 @@ ROOTED_SHOWN = 3  # entries with absolute paths named in the note; the rest are 
 NOTE_CODES = frozenset({"archive.absolute_path"})
 
 JUNK_DIRS = {"__MACOSX", ".ipynb_checkpoints", "__pycache__", ".git", ".svn", ".idea", ".vscode"}
-JUNK_FILES = {".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db"}
+JUNK_FILES = {".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"}  # 'Icon\r': a Finder folder icon
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -372,6 +372,9 @@ def _unpack_entry(
     entry = f"entry {_shown(name)!r}" + (f" of the inner archive '{inner}'" if inner else "")
     if name.endswith(("/", "\\")) and not _is_symlink(info):
         return  # folders are made when their files are written
+    raw = tuple(p for p in name.replace("\\", "/").split("/") if p)
+    if raw and is_junk(raw):
+        return  # skipped before its name is judged: Finder's 'Icon\r' is junk, not an unsafe name
     root = entry_root(name)
     parts = (None if _has_control(name) else rooted_parts(name)) if root else safe_parts(name)
     if parts == ():
