@@ -44,8 +44,9 @@ system-deps:
 	bash scripts/install-system-deps.sh
 
 # The whole test suite, including real notebooks in real kernels, bubblewrap and a headless browser.
+# The 25 slowest tests are listed at the end: CI's time goes there.
 test: install system-deps lint docs
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # The fast lane for daily work (under a minute): everything but real kernels, the browser and training.
 test-fast: install lint docs
