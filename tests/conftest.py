@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from student_env import student_install, student_wheel  # noqa: F401 (session fixtures, defined once for all modules)
 
 # Some tests build folder trees 1,500 levels deep (zips, cells). What one of them leaves behind (a
 # failing test, a clean-up that is itself under test) would make pytest's own removal of old temporary

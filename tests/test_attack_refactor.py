@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import SHEET6_HINTS, needs_torch
 from intake_corpus import make_pdf, make_zip, solution_notebook
-from test_student_package import CORRECT, _chown_nobody, student_install, student_wheel  # noqa: F401 (fixtures)
+from student_env import chown_nobody
+from test_student_package import CORRECT
 
 from grader.config import Archive, Naming
 from grader.intake import check_identity, identify, unpack
@@ -93,8 +94,8 @@ BROKEN_ZIPS = {
 
 @pytest.mark.kernel
 @needs_torch
-def test_the_installed_wheel_says_what_is_wrong_with_broken_zips_and_names_the_file(student_install):  # noqa: F811
-    """The wheel as students install it (tests/test_student_package.py's fixture: a fresh venv outside
+def test_the_installed_wheel_says_what_is_wrong_with_broken_zips_and_names_the_file(student_install):
+    """The wheel as students install it (tests/student_env.py's fixture: a fresh venv outside
     the repository, user `nobody`) on broken zips: every message names the file and what is wrong,
     nothing ends in a traceback, and every program it sends to a kernel is in the wheel (the
     misnamed zip's notebook runs in a kernel, in bubblewrap where there is one)."""
@@ -107,7 +108,7 @@ def test_the_installed_wheel_says_what_is_wrong_with_broken_zips_and_names_the_f
         with zipfile.ZipFile(path, "w") as archive:
             for entry, content in entries.items():
                 archive.writestr(entry, real.get(content, content) if isinstance(content, str) else content)
-        _chown_nobody(folder)
+        chown_nobody(folder)
         done = student_install.run([student_install.grader, "check", str(path)])
         shown = " ".join(done.stdout.split())  # rich wraps long lines
         assert done.returncode == status, f"{name}: {done.stdout}{done.stderr}"
