@@ -111,10 +111,9 @@ def chown_nobody(path: Path) -> None:
             os.chown(name, 65534, 65534, follow_symlinks=False)
 
 
-@pytest.fixture(scope="session")
-def student_wheel(tmp_path_factory) -> Path:
-    dist = tmp_path_factory.mktemp("dist")
-    subprocess.run(
+def build_wheel(dist: Path, sheet: str) -> Path:
+    """The students' wheel for `sheet`, built into `dist` as `make student-package` builds it."""
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -127,12 +126,20 @@ def student_wheel(tmp_path_factory) -> Path:
             str(dist),
             str(ROOT),
         ],
-        check=True,
+        cwd=ROOT,
         capture_output=True,
-        env={**os.environ, "GRADER_SHEET": "sheet6"},
-    )  # as `make student-package` builds it
+        text=True,
+        env={**os.environ, "GRADER_SHEET": sheet},
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
     (wheel,) = dist.glob("*.whl")
     return wheel
+
+
+@pytest.fixture(scope="session")
+def student_wheel(tmp_path_factory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("dist"), "sheet6")
 
 
 @pytest.fixture(scope="session")

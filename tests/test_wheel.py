@@ -5,42 +5,18 @@ each sheet's template and calibration but, by rule, none of the tutors' material
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import zipfile
 
 import pytest
 from conftest import ROOT
+from student_env import build_wheel
 
 pytestmark = pytest.mark.slow  # a build, about 10-20 s
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-    dist = tmp_path_factory.mktemp("dist")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(dist),
-            str(ROOT),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "GRADER_SHEET": "sheet5"},
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    (path,) = dist.glob("*.whl")
-    return zipfile.ZipFile(path)
+    return zipfile.ZipFile(build_wheel(tmp_path_factory.mktemp("dist"), "sheet5"))
 
 
 def test_the_wheel_knows_its_sheet(wheel):
